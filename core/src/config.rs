@@ -1,0 +1,109 @@
+//! The GPT-2 model configuration shared by every engine.
+
+use serde::{Deserialize, Serialize};
+
+/// A GPT-2 decoder: learned absolute positions, pre-LayerNorm blocks, causal multi-head attention
+/// with biases, a tanh-GELU MLP of width `4 * n_embd`, a final LayerNorm and an LM head tied to the
+/// token embedding. Field names follow Hugging Face's `GPT2Config`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ModelConfig {
+    /// Number of token ids (the tokenizer's vocabulary).
+    pub vocab_size: usize,
+    /// Longest sequence the learned position table covers.
+    pub n_positions: usize,
+    /// Width of the residual stream.
+    pub n_embd: usize,
+    /// Number of transformer blocks.
+    pub n_layer: usize,
+    /// Attention heads per block; `n_embd` must be a multiple of it.
+    pub n_head: usize,
+    /// Epsilon of every LayerNorm.
+    pub layer_norm_epsilon: f32,
+}
+
+impl Default for ModelConfig {
+    /// The shipped size: 4 layers of width 128 with 4 heads (about 0.8M parameters), the smallest
+    /// size the independent PyTorch reference took to 100% all-latent accuracy.
+    fn default() -> Self {
+        ModelConfig {
+            vocab_size: crate::tokenizer::VOCAB.len(),
+            n_positions: 128,
+            n_embd: 128,
+            n_layer: 4,
+            n_head: 4,
+            layer_norm_epsilon: 1e-5,
+        }
+    }
+}
+
+/// A configuration that cannot describe a model.
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+#[error("invalid model config: {0}")]
+pub struct ConfigError(pub String);
+
+impl ModelConfig {
+    pub fn head_dim(&self) -> usize {
+        self.n_embd / self.n_head
+    }
+
+    /// Width of the MLP's hidden layer.
+    pub fn n_inner(&self) -> usize {
+        4 * self.n_embd
+    }
+
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let positive = [
+            ("vocab_size", self.vocab_size),
+            ("n_positions", self.n_positions),
+            ("n_embd", self.n_embd),
+            ("n_layer", self.n_layer),
+            ("n_head", self.n_head),
+        ];
+        for (name, value) in positive {
+            if value == 0 {
+                return Err(ConfigError(format!("{name} must be positive")));
+            }
+        }
+        if !self.n_embd.is_multiple_of(self.n_head) {
+            return Err(ConfigError(format!(
+                "n_embd ({}) must be a multiple of n_head ({})",
+                self.n_embd, self.n_head
+            )));
+        }
+        if !(self.layer_norm_epsilon > 0.0 && self.layer_norm_epsilon.is_finite()) {
+            return Err(ConfigError("layer_norm_epsilon must be positive".into()));
+        }
+        Ok(())
+    }
+
+    /// Number of parameters (the LM head is tied, so counted once).
+    pub fn n_params(&self) -> usize {
+        crate::weights::tensor_specs(self)
+            .iter()
+            .map(|s| s.shape.iter().product::<usize>())
+            .sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_is_valid_and_small() {
+        let c = ModelConfig::default();
+        c.validate().unwrap();
+        // 4 blocks of 12*C^2 + 13*C, plus embeddings and the final LayerNorm.
+        let blocks = 4 * (12 * 128 * 128 + 13 * 128);
+        assert_eq!(c.n_params(), blocks + (c.vocab_size + 128) * 128 + 2 * 128);
+    }
+
+    #[test]
+    fn refuses_heads_that_do_not_divide_the_width() {
+        let c = ModelConfig {
+            n_head: 3,
+            ..ModelConfig::default()
+        };
+        assert!(c.validate().unwrap_err().0.contains("multiple of n_head"));
+    }
+}

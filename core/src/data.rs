@@ -1,0 +1,282 @@
+//! Seeded problem sets: train, validation and test, disjoint as problems, and a longer
+//! out-of-distribution set.
+
+use crate::problem::Problem;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+use std::collections::HashSet;
+
+/// How the problem sets are drawn. The same config gives the same sets on every platform.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DataConfig {
+    pub seed: u64,
+    pub n_train: usize,
+    pub n_val: usize,
+    pub n_test: usize,
+    pub n_ood: usize,
+    /// Fewest digits of an in-distribution operand.
+    pub min_digits: usize,
+    /// Most digits of an in-distribution operand.
+    pub max_digits: usize,
+    /// Relative weight of each digit count `min_digits..=max_digits`, drawn independently for
+    /// each operand. Empty means uniform.
+    pub digit_weights: Vec<f64>,
+    /// Digits of both operands in the out-of-distribution set.
+    pub ood_digits: usize,
+}
+
+impl Default for DataConfig {
+    fn default() -> Self {
+        DataConfig {
+            seed: 1234,
+            n_train: 100_000,
+            n_val: 2_000,
+            n_test: 5_000,
+            n_ood: 1_000,
+            min_digits: 1,
+            max_digits: 4,
+            digit_weights: Vec::new(),
+            ood_digits: 5,
+        }
+    }
+}
+
+/// The drawn problem sets.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Splits {
+    pub train: Vec<Problem>,
+    pub val: Vec<Problem>,
+    pub test: Vec<Problem>,
+    pub ood: Vec<Problem>,
+}
+
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+pub enum DataError {
+    #[error("digit range {min}..={max} is invalid: need 1 <= min <= max <= 18")]
+    DigitRange { min: usize, max: usize },
+    #[error("digit_weights has {got} entries for {expected} digit counts")]
+    WeightCount { got: usize, expected: usize },
+    #[error("digit_weights must be finite, non-negative and not all zero")]
+    Weights,
+    #[error("asked for {asked} distinct problems but only {available} exist in the digit range")]
+    TooMany { asked: u128, available: u128 },
+    #[error("ood_digits ({ood}) must exceed max_digits ({max}) and be at most 18")]
+    OodDigits { ood: usize, max: usize },
+}
+
+/// Smallest and largest number with exactly `d` digits.
+fn digit_bounds(d: usize) -> (u64, u64) {
+    if d == 1 {
+        (0, 9)
+    } else {
+        (10u64.pow(d as u32 - 1), 10u64.pow(d as u32) - 1)
+    }
+}
+
+impl DataConfig {
+    fn validate(&self) -> Result<(), DataError> {
+        if self.min_digits == 0 || self.min_digits > self.max_digits || self.max_digits > 18 {
+            return Err(DataError::DigitRange {
+                min: self.min_digits,
+                max: self.max_digits,
+            });
+        }
+        let counts = self.max_digits - self.min_digits + 1;
+        if !self.digit_weights.is_empty() {
+            if self.digit_weights.len() != counts {
+                return Err(DataError::WeightCount {
+                    got: self.digit_weights.len(),
+                    expected: counts,
+                });
+            }
+            let ok = self
+                .digit_weights
+                .iter()
+                .all(|w| w.is_finite() && *w >= 0.0)
+                && self.digit_weights.iter().sum::<f64>() > 0.0;
+            if !ok {
+                return Err(DataError::Weights);
+            }
+        }
+        if self.n_ood > 0 && (self.ood_digits <= self.max_digits || self.ood_digits > 18) {
+            return Err(DataError::OodDigits {
+                ood: self.ood_digits,
+                max: self.max_digits,
+            });
+        }
+        let numbers: u128 = (self.min_digits..=self.max_digits)
+            .map(|d| {
+                let (lo, hi) = digit_bounds(d);
+                (hi - lo + 1) as u128
+            })
+            .sum();
+        let asked = (self.n_train + self.n_val + self.n_test) as u128;
+        // Rejection sampling slows down long before the space is exhausted: keep a wide margin.
+        if asked * 2 > numbers * numbers {
+            return Err(DataError::TooMany {
+                asked,
+                available: numbers * numbers,
+            });
+        }
+        Ok(())
+    }
+
+    fn draw_digits(&self, rng: &mut ChaCha8Rng) -> usize {
+        if self.digit_weights.is_empty() {
+            return rng.random_range(self.min_digits..=self.max_digits);
+        }
+        let total: f64 = self.digit_weights.iter().sum();
+        let mut x = rng.random::<f64>() * total;
+        for (i, w) in self.digit_weights.iter().enumerate() {
+            if x < *w {
+                return self.min_digits + i;
+            }
+            x -= w;
+        }
+        self.max_digits
+    }
+
+    fn draw_operand(rng: &mut ChaCha8Rng, digits: usize) -> u64 {
+        let (lo, hi) = digit_bounds(digits);
+        rng.random_range(lo..=hi)
+    }
+
+    /// Draws the sets. Train, validation and test never share a problem `(a, b)`; the
+    /// out-of-distribution problems have `ood_digits` digits in both operands.
+    pub fn generate(&self) -> Result<Splits, DataError> {
+        self.validate()?;
+        let mut rng = ChaCha8Rng::seed_from_u64(self.seed);
+        let total = self.n_train + self.n_val + self.n_test;
+        let mut seen = HashSet::with_capacity(total);
+        let mut problems = Vec::with_capacity(total);
+        while problems.len() < total {
+            let (da, db) = (self.draw_digits(&mut rng), self.draw_digits(&mut rng));
+            let p = Problem::new(
+                Self::draw_operand(&mut rng, da),
+                Self::draw_operand(&mut rng, db),
+            );
+            if seen.insert(p) {
+                problems.push(p);
+            }
+        }
+        // Test first, so growing the training set never changes the test set.
+        let train = problems.split_off(self.n_test + self.n_val);
+        let val = problems.split_off(self.n_test);
+        let test = problems;
+        let ood = (0..self.n_ood)
+            .map(|_| {
+                Problem::new(
+                    Self::draw_operand(&mut rng, self.ood_digits),
+                    Self::draw_operand(&mut rng, self.ood_digits),
+                )
+            })
+            .collect();
+        Ok(Splits {
+            train,
+            val,
+            test,
+            ood,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::problem::digit_count;
+
+    fn small() -> DataConfig {
+        DataConfig {
+            n_train: 3000,
+            n_val: 300,
+            n_test: 500,
+            n_ood: 100,
+            ..DataConfig::default()
+        }
+    }
+
+    #[test]
+    fn splits_are_disjoint_and_sized() {
+        let s = small().generate().unwrap();
+        assert_eq!(
+            (s.train.len(), s.val.len(), s.test.len(), s.ood.len()),
+            (3000, 300, 500, 100)
+        );
+        let train: HashSet<_> = s.train.iter().collect();
+        let val: HashSet<_> = s.val.iter().collect();
+        assert_eq!(train.len(), 3000, "duplicates inside train");
+        assert!(s
+            .test
+            .iter()
+            .all(|p| !train.contains(p) && !val.contains(p)));
+        assert!(s.val.iter().all(|p| !train.contains(p)));
+    }
+
+    #[test]
+    fn deterministic_for_a_seed_and_different_across_seeds() {
+        assert_eq!(small().generate(), small().generate());
+        let other = DataConfig {
+            seed: 99,
+            ..small()
+        };
+        assert_ne!(
+            small().generate().unwrap().test,
+            other.generate().unwrap().test
+        );
+    }
+
+    #[test]
+    fn test_set_does_not_depend_on_train_size() {
+        let bigger = DataConfig {
+            n_train: 6000,
+            ..small()
+        };
+        assert_eq!(
+            small().generate().unwrap().test,
+            bigger.generate().unwrap().test
+        );
+    }
+
+    #[test]
+    fn digit_counts_follow_the_settings() {
+        let s = small().generate().unwrap();
+        for p in s.train.iter().chain(&s.test) {
+            let (da, db) = (digit_count(p.a), digit_count(p.b));
+            assert!((1..=4).contains(&da) && (1..=4).contains(&db));
+        }
+        assert!(s
+            .ood
+            .iter()
+            .all(|p| digit_count(p.a) == 5 && digit_count(p.b) == 5));
+        // Weight only 3-digit operands.
+        let three = DataConfig {
+            digit_weights: vec![0.0, 0.0, 1.0, 0.0],
+            ..small()
+        };
+        let s = three.generate().unwrap();
+        assert!(s
+            .train
+            .iter()
+            .all(|p| digit_count(p.a) == 3 && digit_count(p.b) == 3));
+    }
+
+    #[test]
+    fn refuses_impossible_settings() {
+        let tiny = DataConfig {
+            max_digits: 1,
+            ..small()
+        };
+        assert!(matches!(tiny.generate(), Err(DataError::TooMany { .. })));
+        let bad = DataConfig {
+            digit_weights: vec![1.0],
+            ..small()
+        };
+        assert!(matches!(bad.generate(), Err(DataError::WeightCount { .. })));
+        let ood = DataConfig {
+            ood_digits: 4,
+            ..small()
+        };
+        assert!(matches!(ood.generate(), Err(DataError::OodDigits { .. })));
+    }
+}

@@ -1,0 +1,28 @@
+//! Shared contracts of the Coconut latent-reasoning lab.
+//!
+//! Everything the trainer, the shader engine and the browser must agree on lives here,
+//! in plain Rust that also compiles to `wasm32-unknown-unknown`:
+//!
+//! - [`problem`]: `a + b` problems, their parser and their column-by-column chain of thought;
+//! - [`data`]: seeded, disjoint train / validation / test splits and the out-of-distribution set;
+//! - [`tokenizer`]: the vocabulary, built with the `tokenizers` crate and saved as `tokenizer.json`;
+//! - [`stage`]: the curriculum: which steps are written and which are continuous thoughts;
+//! - [`layout`]: a problem laid out for a stage: token ids, thought slots and loss mask;
+//! - [`config`]: the GPT-2 model configuration;
+//! - [`weights`] and [`manifest`]: stage weight files (f32, f16, int8) and their manifest;
+//! - [`reference`]: a plain-Rust forward pass with a KV cache and thought feedback, the oracle
+//!   of every other engine and the browser's CPU fallback.
+
+pub mod config;
+pub mod data;
+pub mod layout;
+pub mod manifest;
+pub mod problem;
+pub mod reference;
+pub mod stage;
+pub mod tokenizer;
+pub mod weights;
+
+pub use config::ModelConfig;
+pub use problem::{ParseError, Problem};
+pub use stage::{Stage, StageKind};

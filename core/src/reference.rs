@@ -1,0 +1,649 @@
+//! The reference engine: GPT-2 in plain Rust, one position at a time over a KV cache, with thought
+//! feedback and greedy decoding. It is the oracle every other engine is checked against and the
+//! browser's CPU fallback, so it favours clarity over speed and compiles to wasm32.
+//!
+//! Per position t with input embedding e_t (a token's `wte` row, or a thought):
+//! ```text
+//! x = e_t + wpe[t]
+//! for each block:  x = x + proj(attn(ln_1(x)))       attn: causal, over the cached k, v of 0..=t
+//!                  x = x + c_proj(gelu(c_fc(ln_2(x))))
+//! h_t = ln_f(x)                                      the thought fed to t+1 in latent stages
+//! logits_t = wte · h_t                               tied LM head
+//! ```
+
+use crate::config::ModelConfig;
+use crate::layout::{answer_digits, prompt};
+use crate::problem::Problem;
+use crate::stage::Stage;
+use crate::tokenizer::{Tokenizer, TokenizerError, EOS, LATENT};
+use crate::weights::ModelWeights;
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error("the sequence reached the model's {0} positions")]
+    SequenceTooLong(usize),
+    #[error("input vector has {got} values, the model's width is {expected}")]
+    Width { got: usize, expected: usize },
+    #[error("token id {0} is outside the vocabulary")]
+    TokenId(u32),
+    #[error(transparent)]
+    Tokenizer(#[from] TokenizerError),
+}
+
+struct LayerNorm {
+    gain: Vec<f32>,
+    bias: Vec<f32>,
+    eps: f32,
+}
+
+impl LayerNorm {
+    fn load(w: &ModelWeights, prefix: &str, eps: f32) -> LayerNorm {
+        LayerNorm {
+            gain: w.f32(&format!("{prefix}.weight")),
+            bias: w.f32(&format!("{prefix}.bias")),
+            eps,
+        }
+    }
+
+    /// `(x - mean) / sqrt(var + eps) * gain + bias`, biased variance.
+    fn forward(&self, x: &[f32]) -> Vec<f32> {
+        let n = x.len() as f32;
+        let mean = x.iter().sum::<f32>() / n;
+        let var = x.iter().map(|v| (v - mean) * (v - mean)).sum::<f32>() / n;
+        let inv = 1.0 / (var + self.eps).sqrt();
+        x.iter()
+            .zip(self.gain.iter().zip(&self.bias))
+            .map(|(v, (g, b))| (v - mean) * inv * g + b)
+            .collect()
+    }
+}
+
+/// A Conv1D layer: `y = x · W + b` with `W` stored `[in, out]`.
+struct Linear {
+    w: Vec<f32>,
+    b: Vec<f32>,
+    n_out: usize,
+}
+
+impl Linear {
+    fn load(w: &ModelWeights, prefix: &str) -> Linear {
+        let b = w.f32(&format!("{prefix}.bias"));
+        Linear {
+            w: w.f32(&format!("{prefix}.weight")),
+            n_out: b.len(),
+            b,
+        }
+    }
+
+    fn forward(&self, x: &[f32]) -> Vec<f32> {
+        let mut y = self.b.clone();
+        for (xi, row) in x.iter().zip(self.w.chunks_exact(self.n_out)) {
+            for (yj, wij) in y.iter_mut().zip(row) {
+                *yj += xi * wij;
+            }
+        }
+        y
+    }
+}
+
+struct Block {
+    ln_1: LayerNorm,
+    c_attn: Linear,
+    attn_proj: Linear,
+    ln_2: LayerNorm,
+    c_fc: Linear,
+    mlp_proj: Linear,
+}
+
+/// GPT-2's tanh approximation of GELU.
+pub fn gelu(x: f32) -> f32 {
+    const SQRT_2_OVER_PI: f32 = 0.797_884_6;
+    0.5 * x * (1.0 + (SQRT_2_OVER_PI * (x + 0.044_715 * x * x * x)).tanh())
+}
+
+/// Softmax in place, stable (the maximum is subtracted first).
+fn softmax(scores: &mut [f32]) {
+    let max = scores.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let mut sum = 0.0;
+    for s in scores.iter_mut() {
+        *s = (*s - max).exp();
+        sum += *s;
+    }
+    for s in scores.iter_mut() {
+        *s /= sum;
+    }
+}
+
+/// Keys and values of every position seen so far, per layer: `[len, C]` each.
+pub struct KvCache {
+    k: Vec<Vec<f32>>,
+    v: Vec<Vec<f32>>,
+    len: usize,
+}
+
+impl KvCache {
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
+
+/// What the model did at one position, for the visualisation.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PositionTrace {
+    /// The residual stream after each block, `[n_layer][C]`.
+    pub residual: Vec<Vec<f32>>,
+    /// Attention weights `[n_layer][n_head][position + 1]`.
+    pub attention: Vec<Vec<Vec<f32>>>,
+}
+
+/// The reference GPT-2.
+pub struct ReferenceModel {
+    config: ModelConfig,
+    wte: Vec<f32>,
+    wpe: Vec<f32>,
+    blocks: Vec<Block>,
+    ln_f: LayerNorm,
+}
+
+impl ReferenceModel {
+    /// Builds the model from validated weights (int8 and f16 are dequantized to f32).
+    pub fn new(weights: &ModelWeights) -> ReferenceModel {
+        let cfg = &weights.config;
+        let eps = cfg.layer_norm_epsilon;
+        let blocks = (0..cfg.n_layer)
+            .map(|i| Block {
+                ln_1: LayerNorm::load(weights, &format!("h.{i}.ln_1"), eps),
+                c_attn: Linear::load(weights, &format!("h.{i}.attn.c_attn")),
+                attn_proj: Linear::load(weights, &format!("h.{i}.attn.c_proj")),
+                ln_2: LayerNorm::load(weights, &format!("h.{i}.ln_2"), eps),
+                c_fc: Linear::load(weights, &format!("h.{i}.mlp.c_fc")),
+                mlp_proj: Linear::load(weights, &format!("h.{i}.mlp.c_proj")),
+            })
+            .collect();
+        ReferenceModel {
+            config: cfg.clone(),
+            wte: weights.f32("wte.weight"),
+            wpe: weights.f32("wpe.weight"),
+            blocks,
+            ln_f: LayerNorm::load(weights, "ln_f", eps),
+        }
+    }
+
+    pub fn config(&self) -> &ModelConfig {
+        &self.config
+    }
+
+    /// The input embedding of a token (its `wte` row).
+    pub fn token_embedding(&self, id: u32) -> Result<&[f32], EngineError> {
+        let c = self.config.n_embd;
+        self.wte
+            .get(id as usize * c..(id as usize + 1) * c)
+            .ok_or(EngineError::TokenId(id))
+    }
+
+    pub fn new_cache(&self) -> KvCache {
+        KvCache {
+            k: vec![Vec::new(); self.config.n_layer],
+            v: vec![Vec::new(); self.config.n_layer],
+            len: 0,
+        }
+    }
+
+    /// Runs the next position with input embedding `input` (position embedding not yet added),
+    /// appending its keys and values to `cache`. Returns the final hidden state `h_t` (after
+    /// `ln_f`), and fills `trace` if given.
+    pub fn step(
+        &self,
+        cache: &mut KvCache,
+        input: &[f32],
+        mut trace: Option<&mut PositionTrace>,
+    ) -> Result<Vec<f32>, EngineError> {
+        let (c, nh) = (self.config.n_embd, self.config.n_head);
+        let hd = c / nh;
+        if input.len() != c {
+            return Err(EngineError::Width {
+                got: input.len(),
+                expected: c,
+            });
+        }
+        let t = cache.len;
+        if t >= self.config.n_positions {
+            return Err(EngineError::SequenceTooLong(self.config.n_positions));
+        }
+        let mut x: Vec<f32> = input
+            .iter()
+            .zip(&self.wpe[t * c..(t + 1) * c])
+            .map(|(e, p)| e + p)
+            .collect(); // (C)
+        if let Some(tr) = trace.as_deref_mut() {
+            tr.residual.clear();
+            tr.attention.clear();
+        }
+        let scale = 1.0 / (hd as f32).sqrt();
+        for (l, block) in self.blocks.iter().enumerate() {
+            let qkv = block.c_attn.forward(&block.ln_1.forward(&x)); // (3C)
+            cache.k[l].extend_from_slice(&qkv[c..2 * c]);
+            cache.v[l].extend_from_slice(&qkv[2 * c..]);
+            let (keys, values) = (&cache.k[l], &cache.v[l]); // (t+1, C)
+            let mut attended = vec![0f32; c];
+            let mut weights_per_head = Vec::new();
+            for h in 0..nh {
+                let q = &qkv[h * hd..(h + 1) * hd];
+                let mut scores: Vec<f32> = (0..=t)
+                    .map(|s| {
+                        let k = &keys[s * c + h * hd..s * c + (h + 1) * hd];
+                        q.iter().zip(k).map(|(a, b)| a * b).sum::<f32>() * scale
+                    })
+                    .collect();
+                softmax(&mut scores);
+                let out = &mut attended[h * hd..(h + 1) * hd];
+                for (s, p) in scores.iter().enumerate() {
+                    let v = &values[s * c + h * hd..s * c + (h + 1) * hd];
+                    for (o, vi) in out.iter_mut().zip(v) {
+                        *o += p * vi;
+                    }
+                }
+                if trace.is_some() {
+                    weights_per_head.push(scores);
+                }
+            }
+            let a = block.attn_proj.forward(&attended);
+            x.iter_mut().zip(&a).for_each(|(xi, ai)| *xi += ai);
+            let hidden: Vec<f32> = block
+                .c_fc
+                .forward(&block.ln_2.forward(&x))
+                .into_iter()
+                .map(gelu)
+                .collect(); // (4C)
+            let m = block.mlp_proj.forward(&hidden);
+            x.iter_mut().zip(&m).for_each(|(xi, mi)| *xi += mi);
+            if let Some(tr) = trace.as_deref_mut() {
+                tr.residual.push(x.clone());
+                tr.attention.push(weights_per_head);
+            }
+        }
+        cache.len += 1;
+        Ok(self.ln_f.forward(&x))
+    }
+
+    /// Logits of the tied LM head: `wte · h`, one per token id.
+    pub fn logits(&self, hidden: &[f32]) -> Vec<f32> {
+        self.wte
+            .chunks_exact(self.config.n_embd)
+            .map(|row| row.iter().zip(hidden).map(|(a, b)| a * b).sum())
+            .collect()
+    }
+
+    /// Final hidden states of a whole sequence of input embeddings, computed without a cache
+    /// (layer by layer over all positions, with an explicit causal mask). A second, independent
+    /// path through the same maths, used to check the cached one.
+    pub fn forward_full(&self, inputs: &[Vec<f32>]) -> Result<Vec<Vec<f32>>, EngineError> {
+        let (c, nh) = (self.config.n_embd, self.config.n_head);
+        let (n, hd) = (inputs.len(), c / nh);
+        if n > self.config.n_positions {
+            return Err(EngineError::SequenceTooLong(self.config.n_positions));
+        }
+        let mut xs: Vec<Vec<f32>> = inputs
+            .iter()
+            .enumerate()
+            .map(|(t, e)| {
+                e.iter()
+                    .zip(&self.wpe[t * c..(t + 1) * c])
+                    .map(|(a, b)| a + b)
+                    .collect()
+            })
+            .collect(); // (T, C)
+        for block in &self.blocks {
+            let qkv: Vec<Vec<f32>> = xs
+                .iter()
+                .map(|x| block.c_attn.forward(&block.ln_1.forward(x)))
+                .collect(); // (T, 3C)
+            for t in 0..n {
+                let mut attended = vec![0f32; c];
+                for h in 0..nh {
+                    let q = &qkv[t][h * hd..(h + 1) * hd];
+                    // Full row with -inf above the diagonal, then softmax.
+                    let mut row: Vec<f32> = (0..n)
+                        .map(|s| {
+                            if s > t {
+                                f32::NEG_INFINITY
+                            } else {
+                                let k = &qkv[s][c + h * hd..c + (h + 1) * hd];
+                                q.iter().zip(k).map(|(a, b)| a * b).sum::<f32>()
+                                    / (hd as f32).sqrt()
+                            }
+                        })
+                        .collect();
+                    softmax(&mut row);
+                    for (s, p) in row.iter().enumerate().take(t + 1) {
+                        for d in 0..hd {
+                            attended[h * hd + d] += p * qkv[s][2 * c + h * hd + d];
+                        }
+                    }
+                }
+                let a = block.attn_proj.forward(&attended);
+                xs[t].iter_mut().zip(&a).for_each(|(x, y)| *x += y);
+            }
+            for x in xs.iter_mut() {
+                let h: Vec<f32> = block
+                    .c_fc
+                    .forward(&block.ln_2.forward(x))
+                    .into_iter()
+                    .map(gelu)
+                    .collect();
+                let m = block.mlp_proj.forward(&h);
+                x.iter_mut().zip(&m).for_each(|(a, b)| *a += b);
+            }
+        }
+        Ok(xs.iter().map(|x| self.ln_f.forward(x)).collect())
+    }
+
+    /// Runs a prompt, the stage's thoughts and greedy decoding until `<eos>` or the model's
+    /// position limit. The thought count comes from the stage alone.
+    pub fn generate(
+        &self,
+        prompt_ids: &[u32],
+        stage: &Stage,
+        with_trace: bool,
+    ) -> Result<Generation, EngineError> {
+        let mut cache = self.new_cache();
+        let mut ids = Vec::new();
+        let mut thoughts = Vec::new();
+        let mut traces = Vec::new();
+        let mut hidden = Vec::new();
+        let mut logits = Vec::new();
+        let run = |cache: &mut KvCache,
+                   input: &[f32],
+                   traces: &mut Vec<PositionTrace>|
+         -> Result<Vec<f32>, EngineError> {
+            if !with_trace {
+                return self.step(cache, input, None);
+            }
+            let mut tr = PositionTrace {
+                residual: Vec::new(),
+                attention: Vec::new(),
+            };
+            let h = self.step(cache, input, Some(&mut tr))?;
+            traces.push(tr);
+            Ok(h)
+        };
+        for &id in prompt_ids {
+            hidden = run(&mut cache, self.token_embedding(id)?, &mut traces)?;
+            ids.push(id);
+            if with_trace {
+                logits.push(self.logits(&hidden));
+            }
+        }
+        for _ in 0..stage.thoughts() {
+            let input = if stage.feeds_back() {
+                hidden.clone()
+            } else {
+                self.token_embedding(LATENT)?.to_vec()
+            };
+            hidden = run(&mut cache, &input, &mut traces)?;
+            thoughts.push(input);
+            ids.push(LATENT);
+            if with_trace {
+                logits.push(self.logits(&hidden));
+            }
+        }
+        let mut finished = false;
+        loop {
+            let next = argmax(&self.logits(&hidden));
+            ids.push(next);
+            if next == EOS {
+                finished = true;
+                break;
+            }
+            if cache.len() >= self.config.n_positions {
+                break;
+            }
+            hidden = run(&mut cache, self.token_embedding(next)?, &mut traces)?;
+            if with_trace {
+                logits.push(self.logits(&hidden));
+            }
+        }
+        let trace = with_trace.then_some(Trace {
+            positions: traces,
+            logits,
+        });
+        Ok(Generation {
+            ids,
+            prompt_len: prompt_ids.len(),
+            thoughts,
+            finished,
+            trace,
+        })
+    }
+
+    /// Solves a problem: the prompt from the tokenizer, then [`ReferenceModel::generate`].
+    pub fn solve(
+        &self,
+        tokenizer: &Tokenizer,
+        problem: &Problem,
+        stage: &Stage,
+        with_trace: bool,
+    ) -> Result<Solution, EngineError> {
+        let generation = self.generate(&prompt(tokenizer, problem)?, stage, with_trace)?;
+        let answer = answer_digits(tokenizer, &generation.ids);
+        let text = tokenizer.decode(&generation.ids)?;
+        Ok(Solution {
+            problem: *problem,
+            answer,
+            text,
+            generation,
+        })
+    }
+}
+
+/// The first index of the largest value (ties resolve to the lowest id, in every engine).
+pub fn argmax(values: &[f32]) -> u32 {
+    let (mut best, mut best_value) = (0, f32::NEG_INFINITY);
+    for (i, &v) in values.iter().enumerate() {
+        if v > best_value {
+            (best, best_value) = (i, v);
+        }
+    }
+    best as u32
+}
+
+/// Everything one generation produced.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Generation {
+    /// The whole sequence: prompt, thought slots ([`LATENT`]) and the generated tokens.
+    pub ids: Vec<u32>,
+    pub prompt_len: usize,
+    /// The vectors fed in at the thought slots, in order.
+    pub thoughts: Vec<Vec<f32>>,
+    /// Whether `<eos>` was generated before the position limit.
+    pub finished: bool,
+    pub trace: Option<Trace>,
+}
+
+/// Per-position internals, for every position that was run through the model (the final
+/// `<eos>` is predicted but never run).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Trace {
+    pub positions: Vec<PositionTrace>,
+    /// LM-head logits at each position (what the model "would say" next).
+    pub logits: Vec<Vec<f32>>,
+}
+
+/// A solved problem.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Solution {
+    pub problem: Problem,
+    /// The digits between `<eot>` and `<eos>`, if the model finished and wrote digits there.
+    pub answer: Option<String>,
+    /// The decoded sequence, thoughts shown as `<latent>`.
+    pub text: String,
+    pub generation: Generation,
+}
+
+impl Solution {
+    pub fn is_correct(&self) -> bool {
+        self.answer.as_deref() == Some(self.problem.answer().to_string().as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::stage::StageKind;
+    use crate::weights::{random_weights, WeightDtype};
+
+    fn config() -> ModelConfig {
+        ModelConfig {
+            vocab_size: 22,
+            n_positions: 48,
+            n_embd: 16,
+            n_layer: 2,
+            n_head: 4,
+            layer_norm_epsilon: 1e-5,
+        }
+    }
+
+    fn rel_err(a: &[f32], b: &[f32]) -> f32 {
+        let diff: f32 = a.iter().zip(b).map(|(x, y)| (x - y) * (x - y)).sum();
+        let norm: f32 = b.iter().map(|y| y * y).sum();
+        assert!(norm > 0.0, "reference is zero");
+        (diff / norm).sqrt()
+    }
+
+    #[test]
+    fn cached_and_uncached_logits_agree() {
+        let model = ReferenceModel::new(&random_weights(&config(), 11));
+        let inputs: Vec<Vec<f32>> = [3u32, 9, 18, 12, 1, 5, 7, 20, 8, 4]
+            .iter()
+            .map(|&id| model.token_embedding(id).unwrap().to_vec())
+            .collect();
+        let full = model.forward_full(&inputs).unwrap();
+        let mut cache = model.new_cache();
+        for (t, input) in inputs.iter().enumerate() {
+            let h = model.step(&mut cache, input, None).unwrap();
+            let (a, b) = (model.logits(&h), model.logits(&full[t]));
+            let e = rel_err(&a, &b);
+            assert!(e < 1e-5, "position {t}: relative error {e}");
+        }
+    }
+
+    #[test]
+    fn layer_norm_and_gelu_known_values() {
+        let ln = LayerNorm {
+            gain: vec![1.0; 4],
+            bias: vec![0.0; 4],
+            eps: 0.0,
+        };
+        let y = ln.forward(&[1.0, 2.0, 3.0, 4.0]);
+        let expected = [-1.341_640_8, -0.447_213_6, 0.447_213_6, 1.341_640_8];
+        assert!(rel_err(&y, &expected) < 1e-6, "{y:?}");
+        assert!((gelu(1.0) - 0.841_192).abs() < 1e-5);
+        assert!((gelu(-3.0) + 0.003_637_4).abs() < 1e-5);
+        assert_eq!(gelu(0.0), 0.0);
+    }
+
+    #[test]
+    fn attention_rows_are_distributions_over_the_past() {
+        let model = ReferenceModel::new(&random_weights(&config(), 2));
+        let mut cache = model.new_cache();
+        for t in 0..5 {
+            let mut tr = PositionTrace {
+                residual: vec![],
+                attention: vec![],
+            };
+            model
+                .step(&mut cache, model.token_embedding(8).unwrap(), Some(&mut tr))
+                .unwrap();
+            assert_eq!(tr.residual.len(), 2);
+            for head in tr.attention.iter().flatten() {
+                assert_eq!(head.len(), t + 1);
+                assert!((head.iter().sum::<f32>() - 1.0).abs() < 1e-5);
+            }
+        }
+    }
+
+    #[test]
+    fn generation_feeds_the_stage_thoughts_and_stops() {
+        let tok = Tokenizer::new();
+        let model = ReferenceModel::new(&random_weights(&config(), 5));
+        let p = Problem::new(12, 34);
+        let stage = Stage::latent(3, 1, 5);
+        let s = model.solve(&tok, &p, &stage, true).unwrap();
+        let g = &s.generation;
+        assert_eq!(g.thoughts.len(), 3);
+        // Thought 1 is the final hidden state at <bot>, recomputed here independently.
+        let prompt_inputs: Vec<Vec<f32>> = g.ids[..g.prompt_len]
+            .iter()
+            .map(|&id| model.token_embedding(id).unwrap().to_vec())
+            .collect();
+        let full = model.forward_full(&prompt_inputs).unwrap();
+        assert!(rel_err(&g.thoughts[0], full.last().unwrap()) < 1e-5);
+        // Random weights rarely say <eos>: the run ends at the position limit, unfinished.
+        assert!(g.finished || g.ids.len() == config().n_positions + 1);
+        let tr = g.trace.as_ref().unwrap();
+        assert_eq!(tr.positions.len(), tr.logits.len());
+        assert!(s
+            .text
+            .starts_with("12 + 34 = <bot> <latent> <latent> <latent>"));
+    }
+
+    #[test]
+    fn pause_thoughts_are_the_latent_embedding() {
+        let tok = Tokenizer::new();
+        let model = ReferenceModel::new(&random_weights(&config(), 5));
+        let stage = Stage::latent(0, 1, 5).with_kind(StageKind::Pause);
+        let s = model
+            .solve(&tok, &Problem::new(1, 2), &stage, false)
+            .unwrap();
+        assert_eq!(s.generation.thoughts.len(), 5);
+        for t in &s.generation.thoughts {
+            assert_eq!(t.as_slice(), model.token_embedding(LATENT).unwrap());
+        }
+    }
+
+    #[test]
+    fn int8_model_stays_close_to_f32() {
+        let w = random_weights(&config(), 9);
+        let (f, q) = (
+            ReferenceModel::new(&w),
+            ReferenceModel::new(&w.convert(WeightDtype::Int8)),
+        );
+        let (mut cf, mut cq) = (f.new_cache(), q.new_cache());
+        for id in [8u32, 18, 9, 19, 1] {
+            let hf = f
+                .step(&mut cf, f.token_embedding(id).unwrap(), None)
+                .unwrap();
+            let hq = q
+                .step(&mut cq, q.token_embedding(id).unwrap(), None)
+                .unwrap();
+            let e = rel_err(&hq, &hf);
+            assert!(e < 0.05 && e > 0.0, "int8 vs f32 relative error {e}");
+        }
+    }
+
+    #[test]
+    fn refuses_inputs_it_cannot_run() {
+        let model = ReferenceModel::new(&random_weights(&config(), 1));
+        let mut cache = model.new_cache();
+        assert!(matches!(
+            model.step(&mut cache, &[0.0; 3], None),
+            Err(EngineError::Width { got: 3, .. })
+        ));
+        assert!(model.token_embedding(22).is_err());
+        let long = vec![vec![0.0; 16]; 49];
+        assert!(matches!(
+            model.forward_full(&long),
+            Err(EngineError::SequenceTooLong(48))
+        ));
+    }
+
+    #[test]
+    fn argmax_takes_the_first_of_ties() {
+        assert_eq!(argmax(&[0.0, 2.0, 2.0, 1.0]), 1);
+        assert_eq!(argmax(&[f32::NAN, 1.0]), 1);
+    }
+}
