@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Runs every check of the project: formatting, clippy (warnings are errors), the workspace's tests,
+# and the wasm32 build of the crates the browser uses. Installs what a fresh machine lacks first.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+bash scripts/setup.sh
+
+echo "== cargo fmt --check"
+cargo fmt --all -- --check
+
+echo "== cargo clippy (warnings are errors)"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+echo "== cargo test"
+cargo test --workspace --locked -- --test-threads=2
+
+echo "== wasm32 build of core (the browser's reference engine)"
+cargo build -p coconut-core --target wasm32-unknown-unknown --locked
