@@ -1,4 +1,27 @@
-//! The WGSL engine: kernels and host code that run the model on WebGPU / Vulkan / GL.
+//! The WGSL engine: our own compute kernels (`src/kernels/*.wgsl`) and the wgpu host code that
+//! runs the Coconut GPT-2 with them, natively (Vulkan or GL, lavapipe included) and in the
+//! browser (WebGPU), with the same semantics as [`coconut_core::reference`], the oracle and the
+//! CPU fallback.
 //!
-//! Not implemented yet (issue: "The WGSL engine"). Until it exists, every caller uses
-//! [`coconut_core::reference`], which is also the browser's CPU fallback.
+//! ```no_run
+//! # #[cfg(not(target_arch = "wasm32"))] {
+//! use coconut_core::{tokenizer::Tokenizer, weights::random_weights, ModelConfig, Problem, Stage};
+//! use coconut_shaders::WgpuEngine;
+//! let weights = random_weights(&ModelConfig::default(), 1);
+//! let mut engine = WgpuEngine::new_blocking(&weights).expect("a GPU, or fall back to the reference");
+//! let s = engine
+//!     .solve_blocking(&Tokenizer::new(), &Problem::new(347, 285), &Stage::latent(5, 1, 5), false)
+//!     .unwrap();
+//! println!("{} -> {:?}", s.text, s.answer);
+//! # }
+//! ```
+
+pub mod engine;
+pub mod error;
+pub mod gpu;
+pub mod kernels;
+pub mod pack;
+
+pub use engine::{EngineStats, WgpuEngine};
+pub use error::GpuError;
+pub use gpu::{AdapterSummary, Gpu, GpuOptions};

@@ -1,0 +1,525 @@
+//! The WGSL kernels, each in its own file stating its maths at the top, with a small Rust driver
+//! here: pipeline creation (specialised with override constants), bind-group layout and dispatch
+//! geometry. Every kernel has binding 0 = the [`StepTable`] record (a dynamic uniform offset)
+//! saying which positions it works on. Parity tests: `tests/kernels.rs`.
+
+use wgpu::util::DeviceExt;
+
+/// Prepended to every kernel: the step record, int8 unpacking and GELU.
+pub const COMMON_WGSL: &str = include_str!("common.wgsl");
+pub const EMBED_WGSL: &str = include_str!("embed.wgsl");
+pub const LAYERNORM_WGSL: &str = include_str!("layernorm.wgsl");
+/// Prepended to matvec and matmul: weight access and the bias / GELU / residual epilogue.
+pub const LINEAR_COMMON_WGSL: &str = include_str!("linear_common.wgsl");
+pub const MATVEC_WGSL: &str = include_str!("matvec.wgsl");
+pub const MATMUL_WGSL: &str = include_str!("matmul.wgsl");
+pub const ATTENTION_WGSL: &str = include_str!("attention.wgsl");
+pub const LM_HEAD_WGSL: &str = include_str!("lm_head.wgsl");
+pub const ARGMAX_WGSL: &str = include_str!("argmax.wgsl");
+
+/// Bytes between two records of a [`StepTable`] (WebGPU's uniform offset alignment).
+pub const STEP_STRIDE: u32 = 256;
+
+/// The positions a dispatch works on: rows `0..rows` are the absolute positions `t0 + r`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Step {
+    pub t0: u32,
+    pub rows: u32,
+}
+
+/// A uniform buffer of [`Step`] records, written once; a dispatch picks one by dynamic offset,
+/// so running a position uploads nothing.
+pub struct StepTable {
+    buffer: wgpu::Buffer,
+    steps: Vec<Step>,
+}
+
+impl StepTable {
+    pub fn new(device: &wgpu::Device, steps: &[Step]) -> StepTable {
+        let stride = STEP_STRIDE as usize / 4;
+        let mut words = vec![0u32; steps.len().max(1) * stride];
+        for (i, s) in steps.iter().enumerate() {
+            words[i * stride] = s.t0;
+            words[i * stride + 1] = s.rows;
+        }
+        let buffer = device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+            label: Some("step table"),
+            contents: bytemuck::cast_slice(&words),
+            usage: wgpu::BufferUsages::UNIFORM,
+        });
+        StepTable {
+            buffer,
+            steps: steps.to_vec(),
+        }
+    }
+
+    /// The dynamic offset of record `index`.
+    pub fn offset(&self, index: usize) -> u32 {
+        assert!(index < self.steps.len(), "step record {index} out of range");
+        index as u32 * STEP_STRIDE
+    }
+
+    pub fn step(&self, index: usize) -> Step {
+        self.steps[index]
+    }
+
+    pub fn buffer(&self) -> &wgpu::Buffer {
+        &self.buffer
+    }
+}
+
+/// How a kernel uses a storage binding.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Access {
+    Read,
+    ReadWrite,
+}
+
+/// One compute pipeline and the layout of its bind group.
+pub struct Kernel {
+    pub label: &'static str,
+    pipeline: wgpu::ComputePipeline,
+    layout: wgpu::BindGroupLayout,
+}
+
+impl Kernel {
+    /// Compiles `sources` (concatenated) at `entry`, with storage bindings 1.. of `storage`.
+    pub fn new(
+        device: &wgpu::Device,
+        label: &'static str,
+        sources: &[&str],
+        entry: &str,
+        storage: &[Access],
+        constants: &[(&str, f64)],
+    ) -> Kernel {
+        let mut entries = vec![wgpu::BindGroupLayoutEntry {
+            binding: 0,
+            visibility: wgpu::ShaderStages::COMPUTE,
+            ty: wgpu::BindingType::Buffer {
+                ty: wgpu::BufferBindingType::Uniform,
+                has_dynamic_offset: true,
+                min_binding_size: wgpu::BufferSize::new(16),
+            },
+            count: None,
+        }];
+        for (i, access) in storage.iter().enumerate() {
+            entries.push(wgpu::BindGroupLayoutEntry {
+                binding: i as u32 + 1,
+                visibility: wgpu::ShaderStages::COMPUTE,
+                ty: wgpu::BindingType::Buffer {
+                    ty: wgpu::BufferBindingType::Storage {
+                        read_only: *access == Access::Read,
+                    },
+                    has_dynamic_offset: false,
+                    min_binding_size: None,
+                },
+                count: None,
+            });
+        }
+        let layout = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
+            label: Some(label),
+            entries: &entries,
+        });
+        let pipeline_layout = device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
+            label: Some(label),
+            bind_group_layouts: &[Some(&layout)],
+            immediate_size: 0,
+        });
+        let source: String = sources.concat();
+        let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
+            label: Some(label),
+            source: wgpu::ShaderSource::Wgsl(source.into()),
+        });
+        let pipeline = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+            label: Some(label),
+            layout: Some(&pipeline_layout),
+            module: &module,
+            entry_point: Some(entry),
+            compilation_options: wgpu::PipelineCompilationOptions {
+                constants,
+                zero_initialize_workgroup_memory: true,
+            },
+            cache: None,
+        });
+        Kernel {
+            label,
+            pipeline,
+            layout,
+        }
+    }
+
+    /// A bind group: the step table at binding 0, then `storage` at bindings 1...
+    pub fn bind(
+        &self,
+        device: &wgpu::Device,
+        steps: &StepTable,
+        storage: &[&wgpu::Buffer],
+    ) -> wgpu::BindGroup {
+        let mut entries = vec![wgpu::BindGroupEntry {
+            binding: 0,
+            resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                buffer: steps.buffer(),
+                offset: 0,
+                size: wgpu::BufferSize::new(16),
+            }),
+        }];
+        for (i, b) in storage.iter().enumerate() {
+            entries.push(wgpu::BindGroupEntry {
+                binding: i as u32 + 1,
+                resource: b.as_entire_binding(),
+            });
+        }
+        device.create_bind_group(&wgpu::BindGroupDescriptor {
+            label: Some(self.label),
+            layout: &self.layout,
+            entries: &entries,
+        })
+    }
+
+    /// Records one dispatch of `groups` workgroups with step record `step_offset`.
+    pub fn dispatch(
+        &self,
+        pass: &mut wgpu::ComputePass<'_>,
+        bind_group: &wgpu::BindGroup,
+        step_offset: u32,
+        groups: (u32, u32, u32),
+    ) {
+        pass.set_pipeline(&self.pipeline);
+        pass.set_bind_group(0, bind_group, &[step_offset]);
+        pass.dispatch_workgroups(groups.0, groups.1, groups.2);
+    }
+}
+
+fn div_up(n: usize, d: usize) -> u32 {
+    n.div_ceil(d) as u32
+}
+
+fn flag(b: bool) -> f64 {
+    if b {
+        1.0
+    } else {
+        0.0
+    }
+}
+
+/// Token / thought embedding lookup (embed.wgsl). Bindings: ids, hidden, wte, wte scales, wpe,
+/// wpe scales, x (out).
+pub struct Embed {
+    pub token: Kernel,
+    pub hidden: Kernel,
+    c: usize,
+}
+
+/// Where a position's input embedding comes from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EmbedInput {
+    /// `wte[ids[p]]`.
+    Token,
+    /// `hidden[p - 1]`: the previous position's final hidden state (thought feedback).
+    Hidden,
+}
+
+impl Embed {
+    pub fn new(device: &wgpu::Device, c: usize, vocab: usize, int8: bool) -> Embed {
+        use Access::*;
+        let access = [Read, Read, Read, Read, Read, Read, ReadWrite];
+        let consts = [("C", c as f64), ("V", vocab as f64), ("INT8", flag(int8))];
+        let src = [COMMON_WGSL, EMBED_WGSL];
+        Embed {
+            token: Kernel::new(device, "embed_token", &src, "embed_token", &access, &consts),
+            hidden: Kernel::new(
+                device,
+                "embed_hidden",
+                &src,
+                "embed_hidden",
+                &access,
+                &consts,
+            ),
+            c,
+        }
+    }
+
+    pub fn bind(
+        &self,
+        device: &wgpu::Device,
+        steps: &StepTable,
+        b: [&wgpu::Buffer; 7],
+    ) -> wgpu::BindGroup {
+        self.token.bind(device, steps, &b)
+    }
+
+    pub fn dispatch(
+        &self,
+        pass: &mut wgpu::ComputePass<'_>,
+        bg: &wgpu::BindGroup,
+        steps: &StepTable,
+        index: usize,
+        input: EmbedInput,
+    ) {
+        let k = match input {
+            EmbedInput::Token => &self.token,
+            EmbedInput::Hidden => &self.hidden,
+        };
+        let rows = steps.step(index).rows;
+        k.dispatch(pass, bg, steps.offset(index), (div_up(self.c, 64), rows, 1));
+    }
+}
+
+/// LayerNorm (layernorm.wgsl). Bindings: x, gain, bias, y (out).
+pub struct LayerNorm {
+    pub kernel: Kernel,
+}
+
+impl LayerNorm {
+    pub fn new(device: &wgpu::Device, c: usize, eps: f32, out_at_pos: bool) -> LayerNorm {
+        use Access::*;
+        let consts = [
+            ("C", c as f64),
+            ("EPS", eps as f64),
+            ("OUT_AT_POS", flag(out_at_pos)),
+        ];
+        LayerNorm {
+            kernel: Kernel::new(
+                device,
+                "layernorm",
+                &[COMMON_WGSL, LAYERNORM_WGSL],
+                "main",
+                &[Read, Read, Read, ReadWrite],
+                &consts,
+            ),
+        }
+    }
+
+    pub fn dispatch(
+        &self,
+        pass: &mut wgpu::ComputePass<'_>,
+        bg: &wgpu::BindGroup,
+        steps: &StepTable,
+        index: usize,
+    ) {
+        let rows = steps.step(index).rows;
+        self.kernel
+            .dispatch(pass, bg, steps.offset(index), (rows, 1, 1));
+    }
+}
+
+/// What a matrix product does with `acc = b + x W`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Epilogue {
+    /// `y = acc`
+    Store = 0,
+    /// `y = gelu(acc)` (bias + tanh-GELU)
+    Gelu = 1,
+    /// `y += acc` (residual add)
+    Residual = 2,
+}
+
+/// Matrix-vector (matvec.wgsl) and matrix-matrix (matmul.wgsl) products with a Conv1D weight
+/// `[K, N]`, int8 or f32. Both share one bind-group layout: x, w, scales, bias, y (out).
+pub struct Linear {
+    pub matvec: Kernel,
+    pub matmul: Kernel,
+    n: usize,
+}
+
+impl Linear {
+    pub fn new(
+        device: &wgpu::Device,
+        k: usize,
+        n: usize,
+        int8: bool,
+        epilogue: Epilogue,
+    ) -> Linear {
+        use Access::*;
+        let consts = [
+            ("K", k as f64),
+            ("N", n as f64),
+            ("INT8", flag(int8)),
+            ("MODE", epilogue as u32 as f64),
+        ];
+        let access = [Read, Read, Read, Read, ReadWrite];
+        Linear {
+            matvec: Kernel::new(
+                device,
+                "matvec",
+                &[COMMON_WGSL, LINEAR_COMMON_WGSL, MATVEC_WGSL],
+                "main",
+                &access,
+                &consts,
+            ),
+            matmul: Kernel::new(
+                device,
+                "matmul",
+                &[COMMON_WGSL, LINEAR_COMMON_WGSL, MATMUL_WGSL],
+                "main",
+                &access,
+                &consts,
+            ),
+            n,
+        }
+    }
+
+    pub fn bind(
+        &self,
+        device: &wgpu::Device,
+        steps: &StepTable,
+        b: [&wgpu::Buffer; 5],
+    ) -> wgpu::BindGroup {
+        self.matvec.bind(device, steps, &b)
+    }
+
+    /// One row (record `index` must have `rows == 1`): the matrix-vector kernel.
+    pub fn dispatch_matvec(
+        &self,
+        pass: &mut wgpu::ComputePass<'_>,
+        bg: &wgpu::BindGroup,
+        steps: &StepTable,
+        index: usize,
+    ) {
+        let groups = (div_up(self.n.div_ceil(4), 64), 1, 1);
+        self.matvec.dispatch(pass, bg, steps.offset(index), groups);
+    }
+
+    /// All rows of record `index`: the tiled matrix-matrix kernel.
+    pub fn dispatch_matmul(
+        &self,
+        pass: &mut wgpu::ComputePass<'_>,
+        bg: &wgpu::BindGroup,
+        steps: &StepTable,
+        index: usize,
+    ) {
+        let rows = steps.step(index).rows as usize;
+        let groups = (div_up(self.n.div_ceil(4), 16), div_up(rows, 16), 1);
+        self.matmul.dispatch(pass, bg, steps.offset(index), groups);
+    }
+
+    /// matvec for one row, matmul for several.
+    pub fn dispatch(
+        &self,
+        pass: &mut wgpu::ComputePass<'_>,
+        bg: &wgpu::BindGroup,
+        steps: &StepTable,
+        index: usize,
+    ) {
+        if steps.step(index).rows == 1 {
+            self.dispatch_matvec(pass, bg, steps, index)
+        } else {
+            self.dispatch_matmul(pass, bg, steps, index)
+        }
+    }
+}
+
+/// Causal multi-head attention over the KV cache (attention.wgsl). Bindings: qkv, k cache,
+/// v cache, attention weights [H, P, P], out.
+pub struct Attention {
+    pub kernel: Kernel,
+    heads: usize,
+}
+
+impl Attention {
+    pub fn new(device: &wgpu::Device, c: usize, heads: usize, positions: usize) -> Attention {
+        use Access::*;
+        let scale = 1.0 / ((c / heads) as f32).sqrt();
+        let consts = [
+            ("C", c as f64),
+            ("H", heads as f64),
+            ("P", positions as f64),
+            ("SCALE", scale as f64),
+        ];
+        Attention {
+            kernel: Kernel::new(
+                device,
+                "attention",
+                &[COMMON_WGSL, ATTENTION_WGSL],
+                "main",
+                &[Read, ReadWrite, ReadWrite, ReadWrite, ReadWrite],
+                &consts,
+            ),
+            heads,
+        }
+    }
+
+    pub fn dispatch(
+        &self,
+        pass: &mut wgpu::ComputePass<'_>,
+        bg: &wgpu::BindGroup,
+        steps: &StepTable,
+        index: usize,
+    ) {
+        let rows = steps.step(index).rows;
+        self.kernel
+            .dispatch(pass, bg, steps.offset(index), (self.heads as u32, rows, 1));
+    }
+}
+
+/// Tied LM head (lm_head.wgsl). Bindings: hidden [P, C], wte, wte scales, logits [P, V].
+pub struct LmHead {
+    pub kernel: Kernel,
+    vocab: usize,
+}
+
+impl LmHead {
+    pub fn new(device: &wgpu::Device, c: usize, vocab: usize, int8: bool) -> LmHead {
+        use Access::*;
+        let consts = [("C", c as f64), ("V", vocab as f64), ("INT8", flag(int8))];
+        LmHead {
+            kernel: Kernel::new(
+                device,
+                "lm_head",
+                &[COMMON_WGSL, LM_HEAD_WGSL],
+                "main",
+                &[Read, Read, Read, ReadWrite],
+                &consts,
+            ),
+            vocab,
+        }
+    }
+
+    pub fn dispatch(
+        &self,
+        pass: &mut wgpu::ComputePass<'_>,
+        bg: &wgpu::BindGroup,
+        steps: &StepTable,
+        index: usize,
+    ) {
+        let rows = steps.step(index).rows;
+        self.kernel.dispatch(
+            pass,
+            bg,
+            steps.offset(index),
+            (div_up(self.vocab, 64), rows, 1),
+        );
+    }
+}
+
+/// Greedy argmax of the last row's logits into `ids[p + 1]` (argmax.wgsl). Bindings: logits, ids.
+pub struct Argmax {
+    pub kernel: Kernel,
+}
+
+impl Argmax {
+    pub fn new(device: &wgpu::Device, vocab: usize) -> Argmax {
+        use Access::*;
+        Argmax {
+            kernel: Kernel::new(
+                device,
+                "argmax",
+                &[COMMON_WGSL, ARGMAX_WGSL],
+                "main",
+                &[Read, ReadWrite],
+                &[("V", vocab as f64)],
+            ),
+        }
+    }
+
+    pub fn dispatch(
+        &self,
+        pass: &mut wgpu::ComputePass<'_>,
+        bg: &wgpu::BindGroup,
+        steps: &StepTable,
+        index: usize,
+    ) {
+        self.kernel
+            .dispatch(pass, bg, steps.offset(index), (1, 1, 1));
+    }
+}
