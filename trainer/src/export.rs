@@ -1,0 +1,427 @@
+//! Exports trained stage weights: into a weights folder (`manifest.json`, `tokenizer.json`, one
+//! safetensors file per stage in int8, f16 or f32), or as a Hugging Face GPT-2 folder.
+//!
+//! The Hugging Face layout: `config.json` (a `GPT2Config`), `model.safetensors` with the
+//! `transformer.` prefix and Conv1D weights stored `[in, out]` (our layout already), the LM head
+//! left tied to `wte`, `tokenizer.json`, and `coconut.json` saying how many thoughts to feed and
+//! which ids delimit them, so `GPT2LMHeadModel` fed the thoughts through `inputs_embeds` and its
+//! KV cache gives the same answers.
+
+use anyhow::{bail, Context, Result};
+use coconut_core::manifest::{
+    Accuracy, FileEntry, Manifest, StageEntry, TrainingFacts, FORMAT_VERSION, MANIFEST_FILE,
+};
+use coconut_core::stage::Stage;
+use coconut_core::tokenizer::{Tokenizer, BOT, EOS, EOT, LATENT, PAD};
+use coconut_core::weights::{ModelWeights, WeightDtype};
+use serde_json::json;
+use std::path::{Path, PathBuf};
+
+use crate::checkpoint::write_atomic;
+
+pub const TOKENIZER_FILE: &str = "tokenizer.json";
+
+/// What `coconut export --format` writes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum ExportFormat {
+    Int8,
+    F16,
+    F32,
+    /// A Hugging Face `GPT2LMHeadModel` folder.
+    Hf,
+}
+
+/// What is known about the stage being exported, copied into the manifest.
+#[derive(Clone, Debug, Default)]
+pub struct StageFacts {
+    pub accuracy: Option<Accuracy>,
+    pub training: Option<TrainingFacts>,
+}
+
+/// Adds (or replaces) one stage in the weights folder `out`, creating the folder, its
+/// tokenizer and its manifest when missing. `max_digits` and the stage's `thoughts_per_step` must
+/// agree with a manifest already there, and so must the model config.
+pub fn export_stage(
+    weights: &ModelWeights,
+    stage: &Stage,
+    dtype: WeightDtype,
+    max_digits: usize,
+    facts: StageFacts,
+    out: &Path,
+) -> Result<StageEntry> {
+    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+    let tokenizer_json = Tokenizer::new().to_json();
+    let manifest_path = out.join(MANIFEST_FILE);
+    let mut manifest = if manifest_path.exists() {
+        let text = std::fs::read_to_string(&manifest_path)?;
+        let m = Manifest::from_json(&text)?;
+        if m.model != weights.config {
+            bail!(
+                "{} holds a different model ({:?}); export into an empty folder",
+                manifest_path.display(),
+                m.model
+            );
+        }
+        if m.max_digits != max_digits || m.thoughts_per_step != stage.thoughts_per_step {
+            bail!(
+                "{} was trained with max_digits {} and c = {}; this stage has {} and {}",
+                manifest_path.display(),
+                m.max_digits,
+                m.thoughts_per_step,
+                max_digits,
+                stage.thoughts_per_step
+            );
+        }
+        m
+    } else {
+        Manifest {
+            format_version: FORMAT_VERSION,
+            model: weights.config.clone(),
+            tokenizer: FileEntry::describe(TOKENIZER_FILE, tokenizer_json.as_bytes()),
+            max_digits,
+            thoughts_per_step: stage.thoughts_per_step,
+            stages: Vec::new(),
+        }
+    };
+    write_atomic(&out.join(TOKENIZER_FILE), tokenizer_json.as_bytes())?;
+    manifest.tokenizer = FileEntry::describe(TOKENIZER_FILE, tokenizer_json.as_bytes());
+
+    let id = stage.id();
+    let file = format!("{id}.safetensors");
+    let bytes = weights.convert(dtype).to_safetensors();
+    write_atomic(&out.join(&file), &bytes)?;
+    let entry = StageEntry {
+        id: id.clone(),
+        kind: stage.kind,
+        thoughts: stage.thoughts(),
+        feeds_back: stage.feeds_back(),
+        dtype,
+        file: FileEntry::describe(&file, &bytes),
+        accuracy: facts.accuracy,
+        training: facts.training,
+    };
+    manifest.stages.retain(|s| s.id != id);
+    manifest.stages.push(entry.clone());
+    manifest.stages.sort_by_key(|s| stage_order(&s.id));
+    write_atomic(&manifest_path, manifest.to_json().as_bytes())?;
+    Ok(entry)
+}
+
+/// Curriculum stages first, in order, then the baselines.
+fn stage_order(id: &str) -> (usize, String) {
+    match id
+        .strip_prefix("stage")
+        .and_then(|k| k.parse::<usize>().ok())
+    {
+        Some(k) => (k, String::new()),
+        None => (usize::MAX, id.to_string()),
+    }
+}
+
+/// Writes a Hugging Face GPT-2 folder for one stage.
+pub fn export_hf(weights: &ModelWeights, stage: &Stage, out: &Path) -> Result<()> {
+    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+    let cfg = &weights.config;
+    let config = json!({
+        "model_type": "gpt2",
+        "architectures": ["GPT2LMHeadModel"],
+        "vocab_size": cfg.vocab_size,
+        "n_positions": cfg.n_positions,
+        "n_ctx": cfg.n_positions,
+        "n_embd": cfg.n_embd,
+        "n_layer": cfg.n_layer,
+        "n_head": cfg.n_head,
+        "n_inner": null,
+        "activation_function": "gelu_new",
+        "layer_norm_epsilon": cfg.layer_norm_epsilon,
+        "resid_pdrop": 0.0,
+        "embd_pdrop": 0.0,
+        "attn_pdrop": 0.0,
+        "scale_attn_weights": true,
+        "tie_word_embeddings": true,
+        "bos_token_id": BOT,
+        "eos_token_id": EOS,
+        "pad_token_id": PAD,
+        "torch_dtype": "float32",
+    });
+    write_atomic(
+        &out.join("config.json"),
+        serde_json::to_string_pretty(&config)?.as_bytes(),
+    )?;
+    let mut hf = weights.convert(WeightDtype::F32);
+    hf.tensors = hf
+        .tensors
+        .into_iter()
+        .map(|(name, t)| (format!("transformer.{name}"), t))
+        .collect();
+    write_atomic(&out.join("model.safetensors"), &hf.to_safetensors())?;
+    write_atomic(
+        &out.join(TOKENIZER_FILE),
+        Tokenizer::new().to_json().as_bytes(),
+    )?;
+    let coconut = json!({
+        "stage": stage.id(),
+        "thoughts": stage.thoughts(),
+        "thoughts_per_step": stage.thoughts_per_step,
+        "feeds_back": stage.feeds_back(),
+        "bot_id": BOT,
+        "eot_id": EOT,
+        "eos_id": EOS,
+        "latent_id": LATENT,
+        "usage": "prompt = question ids + <bot>; then feed `thoughts` inputs_embeds: the last \
+                  hidden state (hidden_states[-1], after ln_f) if feeds_back, else the <latent> \
+                  token's embedding; then decode greedily until <eos>; the answer is between \
+                  <eot> and <eos>",
+    });
+    write_atomic(
+        &out.join("coconut.json"),
+        serde_json::to_string_pretty(&coconut)?.as_bytes(),
+    )?;
+    Ok(())
+}
+
+/// Reads a Hugging Face folder written by [`export_hf`] back: the config from `config.json`
+/// (its field names are `ModelConfig`'s) and the f32 tensors under the `transformer.` prefix.
+pub fn import_hf(dir: &Path) -> Result<ModelWeights> {
+    let config_path = dir.join("config.json");
+    let config: coconut_core::ModelConfig = serde_json::from_slice(
+        &std::fs::read(&config_path)
+            .with_context(|| format!("reading {}", config_path.display()))?,
+    )
+    .with_context(|| format!("{} is not a GPT-2 config", config_path.display()))?;
+    config.validate()?;
+    let model_path = dir.join("model.safetensors");
+    let bytes =
+        std::fs::read(&model_path).with_context(|| format!("reading {}", model_path.display()))?;
+    let st = safetensors::SafeTensors::deserialize(&bytes)
+        .with_context(|| format!("{} is not valid safetensors", model_path.display()))?;
+    let mut problem = None;
+    let weights = ModelWeights::from_f32(config, |spec| {
+        let name = format!("transformer.{}", spec.name);
+        match st.tensor(&name) {
+            Ok(v) if v.dtype() == safetensors::Dtype::F32 && v.shape() == spec.shape.as_slice() => {
+                v.data()
+                    .chunks_exact(4)
+                    .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                    .collect()
+            }
+            _ => {
+                problem.get_or_insert(name);
+                vec![0.0; spec.shape.iter().product()]
+            }
+        }
+    });
+    if let Some(name) = problem {
+        bail!(
+            "{}: tensor {name} is missing or not f32 of the expected shape",
+            model_path.display()
+        );
+    }
+    Ok(weights)
+}
+
+/// `coconut export`.
+#[derive(clap::Args, Debug)]
+pub struct ExportArgs {
+    /// The training run: its config.json, stages/<stage>.safetensors, checkpoint and run.json.
+    #[arg(long, default_value = "runs/default")]
+    pub run_dir: PathBuf,
+    /// The stage: 0..K, stageN, nocot or pause.
+    #[arg(long)]
+    pub stage: String,
+    #[arg(long, value_enum, default_value_t = ExportFormat::Int8)]
+    pub format: ExportFormat,
+    /// The weights folder to add the stage to (or the Hugging Face folder to write).
+    #[arg(long, default_value = "weights")]
+    pub out: PathBuf,
+    /// The JSON written by `coconut eval` for this stage, copied into the manifest.
+    #[arg(long)]
+    pub eval: Option<PathBuf>,
+}
+
+/// The accuracy sets of a `coconut eval` JSON file.
+pub fn read_eval(path: &Path) -> Result<Accuracy> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let v: serde_json::Value =
+        serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
+    let sets = serde_json::from_value(v["sets"].clone())
+        .with_context(|| format!("{}: no accuracy sets", path.display()))?;
+    Ok(Accuracy { sets })
+}
+
+pub fn run_export(args: ExportArgs) -> Result<()> {
+    let config = crate::train::load_run_config(&args.run_dir)?;
+    let plan = crate::StagePlan {
+        stage: args
+            .stage
+            .parse::<coconut_core::StageKind>()
+            .map_err(anyhow::Error::msg)?
+            .to_string(),
+        epochs: 1.0,
+    };
+    let stage = config.stage(&plan)?;
+    let run = crate::train::RunDir(args.run_dir.clone());
+    let path = run.stage_weights(&stage.id());
+    let bytes = std::fs::read(&path)
+        .with_context(|| format!("reading {} (is the stage trained?)", path.display()))?;
+    let weights =
+        ModelWeights::from_safetensors(&bytes, &path.display().to_string(), Some(&config.model))?;
+    if args.format == ExportFormat::Hf {
+        export_hf(&weights, &stage, &args.out)?;
+        eprintln!(
+            "wrote a Hugging Face GPT-2 folder to {}",
+            args.out.display()
+        );
+        return Ok(());
+    }
+    let accuracy = args.eval.as_deref().map(read_eval).transpose()?;
+    let info = crate::provenance::RunInfo::load(&args.run_dir)?.unwrap_or_default();
+    let record = read_stage_record(&run.checkpoint(), &stage.id())?;
+    let training = TrainingFacts {
+        command: info.command,
+        git_commit: info.git_commit,
+        seed: config.seed,
+        hardware: info.hardware,
+        steps: record.as_ref().map_or(0, |r| r.steps),
+        seconds: record.as_ref().map_or(0.0, |r| r.seconds),
+    };
+    let dtype = match args.format {
+        ExportFormat::Int8 => WeightDtype::Int8,
+        ExportFormat::F16 => WeightDtype::F16,
+        _ => WeightDtype::F32,
+    };
+    let facts = StageFacts {
+        accuracy,
+        training: Some(training),
+    };
+    let entry = export_stage(
+        &weights,
+        &stage,
+        dtype,
+        config.data.max_digits,
+        facts,
+        &args.out,
+    )?;
+    eprintln!(
+        "wrote {} ({} bytes, {:?}) to {}",
+        entry.file.file,
+        entry.file.bytes,
+        dtype,
+        args.out.display()
+    );
+    Ok(())
+}
+
+/// Steps and seconds of a finished stage, from the run's checkpoint.
+fn read_stage_record(
+    checkpoint: &Path,
+    id: &str,
+) -> Result<Option<crate::checkpoint::StageRecord>> {
+    if !checkpoint.exists() {
+        return Ok(None);
+    }
+    let bytes = std::fs::read(checkpoint)?;
+    let (_, header) = safetensors::SafeTensors::read_metadata(&bytes)
+        .with_context(|| format!("{} is not a valid checkpoint", checkpoint.display()))?;
+    let progress: crate::checkpoint::Progress = match header
+        .metadata()
+        .as_ref()
+        .and_then(|m| m.get(crate::checkpoint::PROGRESS_KEY))
+    {
+        Some(json) => serde_json::from_str(json)?,
+        None => return Ok(None),
+    };
+    Ok(progress.finished.into_iter().find(|r| r.id == id))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use coconut_core::manifest::WeightsDir;
+    use coconut_core::stage::StageKind;
+    use coconut_core::weights::random_weights;
+    use coconut_core::ModelConfig;
+
+    fn tiny() -> ModelConfig {
+        ModelConfig {
+            n_positions: 64,
+            n_embd: 16,
+            n_layer: 1,
+            n_head: 2,
+            ..ModelConfig::default()
+        }
+    }
+
+    #[test]
+    fn stages_accumulate_in_one_verified_folder() {
+        let dir = tempfile::tempdir().unwrap();
+        let w = random_weights(&tiny(), 3);
+        let base = Stage::latent(0, 1, 5);
+        for (stage, dtype) in [
+            (Stage::latent(5, 1, 5), WeightDtype::Int8),
+            (base, WeightDtype::F16),
+            (base.with_kind(StageKind::Pause), WeightDtype::Int8),
+            (Stage::latent(5, 1, 5), WeightDtype::Int8), // replaced, not duplicated
+        ] {
+            export_stage(&w, &stage, dtype, 4, StageFacts::default(), dir.path()).unwrap();
+        }
+        let folder = WeightsDir::open(dir.path()).unwrap();
+        let ids: Vec<&str> = folder
+            .manifest
+            .stages
+            .iter()
+            .map(|s| s.id.as_str())
+            .collect();
+        assert_eq!(ids, ["stage0", "stage5", "pause"]);
+        let (entry, stage, loaded) = folder.stage("stage5").unwrap();
+        assert_eq!((entry.thoughts, stage.thoughts()), (5, 5));
+        assert_eq!(loaded, w.convert(WeightDtype::Int8));
+        folder.tokenizer().unwrap();
+
+        // A different model may not be mixed into the folder.
+        let other = random_weights(
+            &ModelConfig {
+                n_layer: 2,
+                ..tiny()
+            },
+            1,
+        );
+        let e = export_stage(
+            &other,
+            &base,
+            WeightDtype::F32,
+            4,
+            StageFacts::default(),
+            dir.path(),
+        );
+        assert!(e.unwrap_err().to_string().contains("different model"));
+    }
+
+    #[test]
+    fn hf_folder_has_gpt2_names_and_the_thought_contract() {
+        let dir = tempfile::tempdir().unwrap();
+        let w = random_weights(&tiny(), 4);
+        export_hf(&w, &Stage::latent(3, 1, 5), dir.path()).unwrap();
+        let bytes = std::fs::read(dir.path().join("model.safetensors")).unwrap();
+        let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+        let attn = st.tensor("transformer.h.0.attn.c_attn.weight").unwrap();
+        assert_eq!(attn.shape(), [16, 48]); // Conv1D: [in, out]
+        assert_eq!(attn.dtype(), safetensors::Dtype::F32);
+        assert!(st.tensor("transformer.wte.weight").is_ok());
+        assert!(st.tensor("lm_head.weight").is_err(), "the head stays tied");
+        let config: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(dir.path().join("config.json")).unwrap())
+                .unwrap();
+        assert_eq!(config["activation_function"], "gelu_new");
+        assert_eq!(config["n_layer"], 1);
+        let coconut: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(dir.path().join("coconut.json")).unwrap())
+                .unwrap();
+        assert_eq!(coconut["thoughts"], 3);
+        assert_eq!(coconut["eot_id"], EOT);
+        assert_eq!(import_hf(dir.path()).unwrap(), w);
+        std::fs::write(dir.path().join("model.safetensors"), b"junk").unwrap();
+        assert!(import_hf(dir.path()).is_err());
+    }
+}
