@@ -1,1 +1,49 @@
-//! Cross-part tests live in `tests/tests/`; this library is empty on purpose.
+//! Shared helpers of the cross-part tests in `tests/tests/`.
+
+use serde::Deserialize;
+use std::path::{Path, PathBuf};
+
+/// The repository root.
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ sits in the repository")
+        .to_path_buf()
+}
+
+/// One golden run written by `coconut golden` (the trainer's candle model).
+#[derive(Clone, Debug, Deserialize)]
+pub struct GoldenRun {
+    pub a: u64,
+    pub b: u64,
+    pub ids: Vec<u32>,
+    pub thoughts: Vec<Vec<f32>>,
+    pub logits: Vec<Vec<f32>>,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+pub struct GoldenStage {
+    pub stage: String,
+    pub runs: Vec<GoldenRun>,
+}
+
+/// Reads `golden.json` of a weights folder.
+pub fn read_golden(weights_dir: &Path) -> Vec<GoldenStage> {
+    let path = weights_dir.join("golden.json");
+    let text = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("parsing {}: {e}", path.display()))
+}
+
+/// ‖out − ref‖ / ‖ref‖; panics on a zero reference, which would make any output pass.
+pub fn relative_error(out: &[f32], reference: &[f32]) -> f64 {
+    assert_eq!(out.len(), reference.len(), "lengths differ");
+    let diff: f64 = out
+        .iter()
+        .zip(reference)
+        .map(|(a, b)| (*a as f64 - *b as f64).powi(2))
+        .sum();
+    let norm: f64 = reference.iter().map(|b| (*b as f64).powi(2)).sum();
+    assert!(norm > 0.0, "reference is all zeros");
+    (diff / norm).sqrt()
+}

@@ -1,0 +1,172 @@
+//! Golden activations: what the trainer's (candle) model computes for a few fixed problems, written
+//! to JSON so engines that cannot run candle (the reference engine, the WGSL engine in the browser)
+//! are checked against the model that defines the maths.
+//!
+//! Per problem and stage: the whole greedy sequence, every thought vector fed back, and the LM-head
+//! logits at every position that was run.
+
+use crate::model::{to_host, Gpt};
+use anyhow::{Context, Result};
+use candle_core::Tensor;
+use coconut_core::layout::prompt;
+use coconut_core::problem::Problem;
+use coconut_core::reference::argmax;
+use coconut_core::stage::Stage;
+use coconut_core::tokenizer::{Tokenizer, EOS, LATENT};
+use serde::{Deserialize, Serialize};
+use std::path::Path;
+
+/// The fixed problems: the worked example, a final carry, unequal lengths, zeros, the largest.
+pub const GOLDEN_PROBLEMS: [(u64, u64); 5] =
+    [(347, 285), (999, 1), (5, 1234), (0, 0), (9999, 9999)];
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct GoldenRun {
+    pub a: u64,
+    pub b: u64,
+    /// Prompt, `<latent>` slots and generated tokens (ending in `<eos>` if finished).
+    pub ids: Vec<u32>,
+    /// The input vector of each thought slot.
+    pub thoughts: Vec<Vec<f32>>,
+    /// LM-head logits at each position that was run.
+    pub logits: Vec<Vec<f32>>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct GoldenStage {
+    pub stage: String,
+    pub runs: Vec<GoldenRun>,
+}
+
+/// Runs one problem position by position with the KV cache, as every engine does.
+pub fn golden_run(
+    model: &Gpt,
+    tokenizer: &Tokenizer,
+    problem: &Problem,
+    stage: &Stage,
+) -> Result<GoldenRun> {
+    let mut cache = model.new_cache();
+    let c = model.config().n_embd;
+    let mut ids = Vec::new();
+    let mut thoughts = Vec::new();
+    let mut logits = Vec::new();
+    let mut run_position = |input: &Tensor, logits: &mut Vec<Vec<f32>>| -> Result<Tensor> {
+        let hidden = model.forward(&input.reshape((1, 1, c))?, Some(&mut cache))?; // (1, 1, C)
+        logits.push(to_host(&model.logits(&hidden)?)?);
+        Ok(hidden)
+    };
+    let mut hidden = None;
+    for id in prompt(tokenizer, problem)? {
+        hidden = Some(run_position(&model.token_embedding(id)?, &mut logits)?);
+        ids.push(id);
+    }
+    let mut hidden = hidden.context("empty prompt")?;
+    for _ in 0..stage.thoughts() {
+        let input = if stage.feeds_back() {
+            hidden.reshape(c)?
+        } else {
+            model.token_embedding(LATENT)?
+        };
+        thoughts.push(to_host(&input)?);
+        hidden = run_position(&input, &mut logits)?;
+        ids.push(LATENT);
+    }
+    loop {
+        let next = argmax(logits.last().expect("at least the prompt ran"));
+        ids.push(next);
+        if next == EOS || ids.len() > model.config().n_positions {
+            break;
+        }
+        hidden = run_position(&model.token_embedding(next)?, &mut logits)?;
+    }
+    drop(hidden);
+    Ok(GoldenRun {
+        a: problem.a,
+        b: problem.b,
+        ids,
+        thoughts,
+        logits,
+    })
+}
+
+/// Golden runs of every fixed problem for one stage.
+pub fn golden_stage(model: &Gpt, tokenizer: &Tokenizer, stage: &Stage) -> Result<GoldenStage> {
+    let runs = GOLDEN_PROBLEMS
+        .iter()
+        .map(|&(a, b)| golden_run(model, tokenizer, &Problem::new(a, b), stage))
+        .collect::<Result<_>>()?;
+    Ok(GoldenStage {
+        stage: stage.id(),
+        runs,
+    })
+}
+
+/// `coconut golden`.
+#[derive(clap::Args, Debug)]
+pub struct GoldenArgs {
+    /// A weights folder (manifest.json and stage files).
+    #[arg(long, default_value = "weights")]
+    pub weights: std::path::PathBuf,
+    /// Where to write the JSON; default: <weights>/golden.json.
+    #[arg(long)]
+    pub out: Option<std::path::PathBuf>,
+}
+
+/// Writes golden activations for every stage of a weights folder.
+pub fn run_golden(args: GoldenArgs) -> Result<()> {
+    let folder = coconut_core::manifest::WeightsDir::open(&args.weights)?;
+    let tokenizer = folder.tokenizer()?;
+    let mut stages = Vec::new();
+    for entry in &folder.manifest.stages {
+        let (_, stage, weights) = folder.stage(&entry.id)?;
+        let model = Gpt::from_weights(&weights, &candle_core::Device::Cpu)?;
+        stages.push(golden_stage(&model, &tokenizer, &stage)?);
+    }
+    let out = args.out.unwrap_or_else(|| args.weights.join("golden.json"));
+    write_golden(&stages, &out)?;
+    eprintln!("wrote {} ({} stages)", out.display(), stages.len());
+    Ok(())
+}
+
+pub fn write_golden(stages: &[GoldenStage], out: &Path) -> Result<()> {
+    crate::checkpoint::write_atomic(out, serde_json::to_string(stages)?.as_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use coconut_core::reference::ReferenceModel;
+    use coconut_core::weights::random_weights;
+    use coconut_core::ModelConfig;
+
+    #[test]
+    fn golden_runs_agree_with_the_reference_engine() {
+        let config = ModelConfig {
+            n_positions: 40,
+            n_embd: 16,
+            n_layer: 2,
+            n_head: 2,
+            ..ModelConfig::default()
+        };
+        let w = random_weights(&config, 21);
+        let model = Gpt::from_weights(&w, &candle_core::Device::Cpu).unwrap();
+        let reference = ReferenceModel::new(&w);
+        let tok = Tokenizer::new();
+        let stage = Stage::latent(3, 1, 5);
+        let golden = golden_stage(&model, &tok, &stage).unwrap();
+        assert_eq!(golden.runs.len(), GOLDEN_PROBLEMS.len());
+        for run in &golden.runs {
+            let p = Problem::new(run.a, run.b);
+            let s = reference.solve(&tok, &p, &stage, true).unwrap();
+            assert_eq!(s.generation.ids, run.ids);
+            assert_eq!(run.thoughts.len(), 3);
+            let trace = s.generation.trace.unwrap();
+            assert_eq!(trace.logits.len(), run.logits.len());
+            for (a, b) in run.logits.iter().zip(&trace.logits) {
+                let diff: f32 = a.iter().zip(b).map(|(x, y)| (x - y).powi(2)).sum();
+                let norm: f32 = b.iter().map(|y| y * y).sum();
+                assert!((diff / norm).sqrt() < 1e-5);
+            }
+        }
+    }
+}
