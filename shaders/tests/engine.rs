@@ -3,122 +3,20 @@
 //! biased towards <eos> (so both finished and unfinished runs are compared), in f32 and int8;
 //! thoughts and traces within the kernels' tolerance. Run single-threaded.
 
+#![cfg(not(target_arch = "wasm32"))]
+
+mod checks;
 mod common;
 
+use checks::*;
 use coconut_core::problem::Problem;
-use coconut_core::reference::{ReferenceModel, Solution};
+use coconut_core::reference::ReferenceModel;
 use coconut_core::stage::{Stage, StageKind};
-use coconut_core::tokenizer::{Tokenizer, EOS};
+use coconut_core::tokenizer::Tokenizer;
 use coconut_core::weights::{random_weights, ModelWeights, WeightDtype};
 use coconut_core::ModelConfig;
 use coconut_shaders::{GpuError, GpuOptions, WgpuEngine};
 use common::*;
-use rand::Rng;
-
-fn small_config() -> ModelConfig {
-    ModelConfig {
-        vocab_size: coconut_core::tokenizer::VOCAB.len(),
-        n_positions: 40,
-        n_embd: 32,
-        n_layer: 2,
-        n_head: 4,
-        layer_norm_epsilon: 1e-5,
-    }
-}
-
-/// Random weights whose `<eos>` row leans towards the final LayerNorm's bias, so that the model
-/// says `<eos>` at some positions and not at others.
-fn eos_biased(config: &ModelConfig, seed: u64, strength: f32) -> ModelWeights {
-    let mut w = random_weights(config, seed);
-    let c = config.n_embd;
-    let bias = w.f32("ln_f.bias");
-    let norm = bias.iter().map(|b| b * b).sum::<f32>().sqrt();
-    let mut wte = w.f32("wte.weight");
-    for i in 0..c {
-        wte[EOS as usize * c + i] += strength * bias[i] / norm;
-    }
-    w.tensors.get_mut("wte.weight").unwrap().data = coconut_core::weights::TensorData::F32(wte);
-    w
-}
-
-fn stages() -> Vec<Stage> {
-    let mut s = Stage::curriculum(1, 5);
-    s.push(Stage::latent(0, 1, 5).with_kind(StageKind::NoCot));
-    s.push(Stage::latent(0, 1, 5).with_kind(StageKind::Pause));
-    s.push(Stage::latent(3, 2, 5));
-    s
-}
-
-fn problems(seed: u64, n: usize) -> Vec<Problem> {
-    let mut r = rng(seed);
-    (0..n)
-        .map(|_| {
-            let mut operand = || {
-                let digits = r.random_range(1..=4u32);
-                r.random_range(
-                    if digits == 1 {
-                        0
-                    } else {
-                        10u64.pow(digits - 1)
-                    }..10u64.pow(digits),
-                )
-            };
-            Problem::new(operand(), operand())
-        })
-        .collect()
-}
-
-fn rel(a: &[f32], b: &[f32]) -> f64 {
-    rel_err(a, &b.iter().map(|&x| x as f64).collect::<Vec<_>>())
-}
-
-/// Greedy output identical; thoughts within tolerance.
-fn assert_same(gpu: &Solution, reference: &Solution, what: &str) {
-    assert_eq!(gpu.text, reference.text, "{what}: text");
-    assert_eq!(gpu.answer, reference.answer, "{what}: answer");
-    let (g, r) = (&gpu.generation, &reference.generation);
-    assert_eq!(g.ids, r.ids, "{what}: ids");
-    assert_eq!(g.finished, r.finished, "{what}: finished");
-    assert_eq!(g.prompt_len, r.prompt_len, "{what}: prompt_len");
-    assert_eq!(g.thoughts.len(), r.thoughts.len(), "{what}: thought count");
-    for (j, (a, b)) in g.thoughts.iter().zip(&r.thoughts).enumerate() {
-        let e = rel(a, b);
-        assert!(e < 1e-5, "{what}: thought {j} relative error {e}");
-    }
-}
-
-struct Tally {
-    runs: usize,
-    finished: usize,
-    unfinished: usize,
-}
-
-fn compare_many(weights: &ModelWeights, seed: u64, per_stage: usize, tally: &mut Tally) {
-    let gpu = gpu().expect("adapter");
-    let tok = Tokenizer::new();
-    let reference = ReferenceModel::new(weights);
-    let mut engine = WgpuEngine::on(gpu, weights).expect("engine");
-    for (si, stage) in stages().iter().enumerate() {
-        for (pi, p) in problems(seed * 100 + si as u64, per_stage)
-            .iter()
-            .enumerate()
-        {
-            let want = reference.solve(&tok, p, stage, false).unwrap();
-            let got = engine.solve_blocking(&tok, p, stage, false).unwrap();
-            assert_same(
-                &got,
-                &want,
-                &format!("{} {p:?} (problem {pi}, seed {seed})", stage.id()),
-            );
-            tally.runs += 1;
-            if want.generation.finished {
-                tally.finished += 1;
-            } else {
-                tally.unfinished += 1;
-            }
-        }
-    }
-}
 
 #[test]
 fn greedy_generations_match_the_reference_for_every_stage() {
@@ -126,11 +24,7 @@ fn greedy_generations_match_the_reference_for_every_stage() {
         return;
     }
     let cfg = small_config();
-    let mut tally = Tally {
-        runs: 0,
-        finished: 0,
-        unfinished: 0,
-    };
+    let mut tally = Tally::default();
     let sets: Vec<(String, ModelWeights)> = vec![
         ("random f32".into(), random_weights(&cfg, 1)),
         (
@@ -150,7 +44,13 @@ fn greedy_generations_match_the_reference_for_every_stage() {
     let start = std::time::Instant::now();
     for (i, (name, w)) in sets.iter().enumerate() {
         let before = tally.runs;
-        compare_many(w, i as u64 + 1, 12, &mut tally);
+        pollster::block_on(engine_parity(
+            gpu().unwrap(),
+            w,
+            i as u64 + 1,
+            12,
+            &mut tally,
+        ));
         eprintln!("{name}: {} generations identical", tally.runs - before);
     }
     eprintln!(

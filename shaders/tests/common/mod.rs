@@ -1,25 +1,29 @@
 //! Helpers shared by the GPU tests: one device per test binary, buffers, poison, read-back.
 #![allow(dead_code)]
 
-use coconut_shaders::{Gpu, GpuOptions};
+use coconut_shaders::Gpu;
 use rand::{Rng, SeedableRng};
+#[cfg(not(target_arch = "wasm32"))]
 use std::sync::{Arc, OnceLock};
 use wgpu::util::DeviceExt;
 
 /// The test device: lavapipe in CI. Set `COCONUT_GPU_TESTS=skip` to skip when no adapter exists.
+#[cfg(not(target_arch = "wasm32"))]
 pub fn gpu() -> Option<Arc<Gpu>> {
     static GPU: OnceLock<Option<Arc<Gpu>>> = OnceLock::new();
-    GPU.get_or_init(|| match Gpu::new_blocking(&GpuOptions::default()) {
-        Ok(g) => {
-            eprintln!("GPU tests on {}", g.adapter);
-            Some(Arc::new(g))
-        }
-        Err(e) if std::env::var("COCONUT_GPU_TESTS").as_deref() == Ok("skip") => {
-            eprintln!("skipping GPU tests: {e}");
-            None
-        }
-        Err(e) => panic!("GPU tests need an adapter (or COCONUT_GPU_TESTS=skip): {e}"),
-    })
+    GPU.get_or_init(
+        || match Gpu::new_blocking(&coconut_shaders::GpuOptions::default()) {
+            Ok(g) => {
+                eprintln!("GPU tests on {}", g.adapter);
+                Some(Arc::new(g))
+            }
+            Err(e) if std::env::var("COCONUT_GPU_TESTS").as_deref() == Ok("skip") => {
+                eprintln!("skipping GPU tests: {e}");
+                None
+            }
+            Err(e) => panic!("GPU tests need an adapter (or COCONUT_GPU_TESTS=skip): {e}"),
+        },
+    )
     .clone()
 }
 
@@ -57,13 +61,13 @@ pub fn poisoned(gpu: &Gpu, n: usize) -> wgpu::Buffer {
     f32s(gpu, &vec![f32::NAN; n])
 }
 
-pub fn read_f32(gpu: &Gpu, b: &wgpu::Buffer, n: usize) -> Vec<f32> {
-    let bytes = pollster::block_on(gpu.read_buffer(b, (n * 4) as u64)).expect("read back");
+pub async fn read_f32(gpu: &Gpu, b: &wgpu::Buffer, n: usize) -> Vec<f32> {
+    let bytes = gpu.read_buffer(b, (n * 4) as u64).await.expect("read back");
     bytemuck::pod_collect_to_vec(&bytes)
 }
 
-pub fn read_u32(gpu: &Gpu, b: &wgpu::Buffer, n: usize) -> Vec<u32> {
-    let bytes = pollster::block_on(gpu.read_buffer(b, (n * 4) as u64)).expect("read back");
+pub async fn read_u32(gpu: &Gpu, b: &wgpu::Buffer, n: usize) -> Vec<u32> {
+    let bytes = gpu.read_buffer(b, (n * 4) as u64).await.expect("read back");
     bytemuck::pod_collect_to_vec(&bytes)
 }
 
