@@ -37,6 +37,8 @@ pub struct EngineStats {
     pub readbacks: u64,
     /// Generations run.
     pub generations: u64,
+    /// Positions computed ahead and discarded because the token before them was `<eos>`.
+    pub discarded: u64,
 }
 
 struct Layer {
@@ -56,7 +58,9 @@ struct Buffers {
     logits: wgpu::Buffer,
     att: Vec<wgpu::Buffer>,
     residual: wgpu::Buffer,
-    staging_id: wgpu::Buffer,
+    /// Two slots, alternating by position, so that the next token can be computed while the
+    /// previous one is read.
+    staging_id: [wgpu::Buffer; 2],
     staging: wgpu::Buffer,
 }
 
@@ -168,11 +172,13 @@ impl WgpuEngine {
         let att: Vec<wgpu::Buffer> = (0..l)
             .map(|_| storage("attention", att_bytes, copy))
             .collect();
-        let staging_id = device.create_buffer(&wgpu::BufferDescriptor {
-            label: Some("token id staging"),
-            size: 4,
-            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
-            mapped_at_creation: false,
+        let staging_id = [0, 1].map(|_| {
+            device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some("token id staging"),
+                size: 4,
+                usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+                mapped_at_creation: false,
+            })
         });
         let staging = device.create_buffer(&wgpu::BufferDescriptor {
             label: Some("trace staging"),
@@ -401,24 +407,26 @@ impl WgpuEngine {
         if let (Some(li), true) = (logits, argmax) {
             let s = self.steps.step(li);
             let next = (s.t0 + s.rows) as u64;
-            enc.copy_buffer_to_buffer(&self.buffers.ids, next * 4, &self.buffers.staging_id, 0, 4);
+            let slot = &self.buffers.staging_id[next as usize % 2];
+            enc.copy_buffer_to_buffer(&self.buffers.ids, next * 4, slot, 0, 4);
         }
         self.stats.dispatches += dispatches;
         self.stats.positions += step.rows as u64;
         enc.finish()
     }
 
-    fn submit(&mut self, commands: wgpu::CommandBuffer) -> Result<(), GpuError> {
+    fn submit(&mut self, commands: wgpu::CommandBuffer) -> Result<wgpu::SubmissionIndex, GpuError> {
         self.gpu.check()?;
-        self.gpu.queue.submit([commands]);
+        let index = self.gpu.queue.submit([commands]);
         self.stats.submissions += 1;
-        Ok(())
+        Ok(index)
     }
 
-    async fn read_id(&mut self) -> Result<u32, GpuError> {
+    /// Reads `ids[t]` from its staging slot once submission `done` (which computed it) is done.
+    async fn read_id(&mut self, t: usize, done: wgpu::SubmissionIndex) -> Result<u32, GpuError> {
         self.stats.readbacks += 1;
         self.gpu
-            .read_mapped(&self.buffers.staging_id, 0..4, |b| {
+            .read_mapped(&self.buffers.staging_id[t % 2], 0..4, Some(done), |b| {
                 u32::from_le_bytes([b[0], b[1], b[2], b[3]])
             })
             .await
@@ -472,7 +480,7 @@ impl WgpuEngine {
             (k == 0).then(|| self.decode_step(n - 1))
         };
         let cmd = self.record(prefill, EmbedInput::Token, logits, k == 0, with_trace);
-        self.submit(cmd)?;
+        let mut pending = self.submit(cmd)?;
         // The thoughts: no read-back, the feedback stays on the GPU.
         for j in 0..k {
             let t = n + j;
@@ -484,12 +492,23 @@ impl WgpuEngine {
             };
             let logits = (with_trace || last).then(|| self.decode_step(t));
             let cmd = self.record(self.decode_step(t), input, logits, last, with_trace);
-            self.submit(cmd)?;
+            pending = self.submit(cmd)?;
         }
+        // Decoding. `pending` computes ids[len]. The GPU already has that id, so position len is
+        // submitted before the id is read (one position of lookahead): the host's read-back and
+        // recording overlap the GPU's work. If ids[len] is <eos>, that position is discarded
+        // (its cache row and outputs are never read).
         let mut len = n + k;
         let mut finished = false;
         loop {
-            let next = self.read_id().await?;
+            let speculative = if len < p {
+                let run = self.decode_step(len);
+                let cmd = self.record(run, EmbedInput::Token, Some(run), true, with_trace);
+                Some(self.submit(cmd)?)
+            } else {
+                None
+            };
+            let next = self.read_id(len, pending).await?;
             if next as usize >= v {
                 return Err(GpuError::Gpu(format!(
                     "argmax returned token id {next}, outside the vocabulary of {v}"
@@ -498,14 +517,15 @@ impl WgpuEngine {
             ids.push(next);
             if next == EOS {
                 finished = true;
+                if speculative.is_some() {
+                    self.stats.discarded += 1;
+                }
                 break;
             }
-            if len >= p {
-                break;
+            match speculative {
+                Some(index) => pending = index,
+                None => break,
             }
-            let run = self.decode_step(len);
-            let cmd = self.record(run, EmbedInput::Token, Some(run), true, with_trace);
-            self.submit(cmd)?;
             len += 1;
         }
 
@@ -602,7 +622,7 @@ impl WgpuEngine {
         self.stats.submissions += 1;
         self.stats.readbacks += 1;
         self.gpu
-            .read_mapped(&self.buffers.staging, 0..at, |bytes| {
+            .read_mapped(&self.buffers.staging, 0..at, None, |bytes| {
                 bytemuck::pod_collect_to_vec::<u8, f32>(bytes)
             })
             .await

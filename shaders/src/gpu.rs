@@ -148,11 +148,13 @@ impl Gpu {
     }
 
     /// Maps `buffer` (MAP_READ) over `range` bytes, hands the bytes to `read`, and unmaps.
-    /// Native: blocks in `device.poll`; browser: awaits the map promise.
+    /// Native: blocks in `device.poll` until submission `after` (default: the latest) is done;
+    /// browser: awaits the map promise.
     pub async fn read_mapped<R>(
         &self,
         buffer: &wgpu::Buffer,
         range: std::ops::Range<u64>,
+        after: Option<wgpu::SubmissionIndex>,
         read: impl FnOnce(&[u8]) -> R,
     ) -> Result<R, GpuError> {
         let slot: Arc<Mutex<Slot>> = Arc::new(Mutex::new(Slot::default()));
@@ -164,8 +166,13 @@ impl Gpu {
                 w.wake();
             }
         });
+        #[cfg(target_arch = "wasm32")]
+        let _ = after;
         #[cfg(not(target_arch = "wasm32"))]
-        if let Err(e) = self.device.poll(wgpu::PollType::wait_indefinitely()) {
+        if let Err(e) = self.device.poll(wgpu::PollType::Wait {
+            submission_index: after,
+            timeout: None,
+        }) {
             self.check()?;
             return Err(GpuError::ReadBack(e.to_string()));
         }
@@ -197,7 +204,8 @@ impl Gpu {
         let mut enc = self.device.create_command_encoder(&Default::default());
         enc.copy_buffer_to_buffer(src, 0, &staging, 0, size);
         self.queue.submit([enc.finish()]);
-        self.read_mapped(&staging, 0..size, |b| b.to_vec()).await
+        self.read_mapped(&staging, 0..size, None, |b| b.to_vec())
+            .await
     }
 }
 

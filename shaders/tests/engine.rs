@@ -208,22 +208,24 @@ fn one_submission_per_position_and_one_token_read_per_generated_token() {
     let g = &s.generation;
     let st = engine.stats();
     let generated = g.ids.len() - g.prompt_len - stage.thoughts();
-    // prompt (1) + thoughts + every generated token but the last (which is predicted, not run)
-    // + the final read of the thoughts.
+    assert!(
+        g.finished && generated > 1,
+        "this test wants a run ended by <eos>"
+    );
+    // Prompt (1) + thoughts + one per generated token (each position is submitted before the
+    // previous token is read, so the one after <eos> is computed and discarded) + the final read
+    // of the thoughts.
     assert_eq!(
         st.submissions as usize,
-        1 + stage.thoughts() + (generated - 1) + 1,
+        1 + stage.thoughts() + generated + 1,
         "{st:?}"
     );
+    assert_eq!(st.discarded, 1, "{st:?}");
     assert_eq!(st.readbacks as usize, generated + 1, "{st:?}");
-    assert_eq!(st.positions as usize, g.ids.len() - 1, "{st:?}");
-    // Per decode position: embedding, 7 per block, ln_f, LM head, argmax.
+    assert_eq!(st.positions as usize, g.ids.len() - 1 + 1, "{st:?}");
+    // Per decode position: embedding, 7 per block, ln_f, LM head, argmax; the prompt and all but
+    // the last thought need no LM head and no argmax.
     let per_token = 1 + 7 * cfg.n_layer + 3;
-    let thoughts_and_tokens = stage.thoughts() + generated - 1;
-    let expected = (per_token - 2 + 2 * usize::from(stage.thoughts() == 0))
-        + (stage.thoughts() - 1) * (per_token - 2)
-        + per_token
-        + (generated - 1) * per_token;
-    assert!(thoughts_and_tokens > 0);
+    let expected = (per_token - 2) * stage.thoughts() + per_token + generated * per_token;
     assert_eq!(st.dispatches as usize, expected, "{st:?}");
 }
