@@ -6,107 +6,116 @@
 //! `--eos` biases the weights towards `<eos>` so generations have trained-like lengths; without
 //! it random weights decode until the 128-position limit (the worst case per problem).
 
-use coconut_core::problem::Problem;
-use coconut_core::reference::ReferenceModel;
-use coconut_core::stage::{Stage, StageKind};
-use coconut_core::tokenizer::{Tokenizer, EOS};
-use coconut_core::weights::{random_weights, TensorData, WeightDtype};
-use coconut_core::ModelConfig;
-use coconut_shaders::WgpuEngine;
-use std::time::{Duration, Instant};
-
 fn main() {
-    let args: Vec<String> = std::env::args().collect();
-    let value = |flag: &str| {
-        args.iter()
-            .position(|a| a == flag)
-            .and_then(|i| args.get(i + 1).cloned())
-    };
-    let n: usize = value("--problems").map_or(20, |v| v.parse().expect("--problems N"));
-    let dtype: WeightDtype =
-        value("--dtype").map_or(WeightDtype::Int8, |v| v.parse().expect("dtype"));
-    let eos = args.iter().any(|a| a == "--eos");
+    #[cfg(not(target_arch = "wasm32"))]
+    native::main();
+}
 
-    let cfg = ModelConfig::default();
-    let mut w = random_weights(&cfg, 2026);
-    if eos {
-        let c = cfg.n_embd;
-        let bias = w.f32("ln_f.bias");
-        let norm = bias.iter().map(|b| b * b).sum::<f32>().sqrt();
-        let mut wte = w.f32("wte.weight");
-        for i in 0..c {
-            wte[EOS as usize * c + i] += 6.0 * bias[i] / norm;
+#[cfg(not(target_arch = "wasm32"))]
+mod native {
+    use coconut_core::problem::Problem;
+    use coconut_core::reference::ReferenceModel;
+    use coconut_core::stage::{Stage, StageKind};
+    use coconut_core::tokenizer::{Tokenizer, EOS};
+    use coconut_core::weights::{random_weights, TensorData, WeightDtype};
+    use coconut_core::ModelConfig;
+    use coconut_shaders::WgpuEngine;
+    use std::time::{Duration, Instant};
+
+    pub fn main() {
+        let args: Vec<String> = std::env::args().collect();
+        let value = |flag: &str| {
+            args.iter()
+                .position(|a| a == flag)
+                .and_then(|i| args.get(i + 1).cloned())
+        };
+        let n: usize = value("--problems").map_or(20, |v| v.parse().expect("--problems N"));
+        let dtype: WeightDtype =
+            value("--dtype").map_or(WeightDtype::Int8, |v| v.parse().expect("dtype"));
+        let eos = args.iter().any(|a| a == "--eos");
+
+        let cfg = ModelConfig::default();
+        let mut w = random_weights(&cfg, 2026);
+        if eos {
+            let c = cfg.n_embd;
+            let bias = w.f32("ln_f.bias");
+            let norm = bias.iter().map(|b| b * b).sum::<f32>().sqrt();
+            let mut wte = w.f32("wte.weight");
+            for i in 0..c {
+                wte[EOS as usize * c + i] += 6.0 * bias[i] / norm;
+            }
+            w.tensors.get_mut("wte.weight").unwrap().data = TensorData::F32(wte);
         }
-        w.tensors.get_mut("wte.weight").unwrap().data = TensorData::F32(wte);
-    }
-    let w = w.convert(dtype);
-    let tok = Tokenizer::new();
-    let reference = ReferenceModel::new(&w);
-    let t = Instant::now();
-    let mut engine = match WgpuEngine::new_blocking(&w) {
-        Ok(e) => e,
-        Err(e) => {
-            eprintln!("no WGSL engine: {e}");
-            std::process::exit(1);
-        }
-    };
-    let setup = t.elapsed();
-    println!(
-        "model: {} layers, width {}, {} heads, {} positions, {dtype:?} weights{}",
-        cfg.n_layer,
-        cfg.n_embd,
-        cfg.n_head,
-        cfg.n_positions,
-        if eos { ", biased towards <eos>" } else { "" }
-    );
-    println!("adapter: {}", engine.adapter());
-    println!("engine setup (pipelines, buffers, upload): {setup:.1?}");
-    let problems: Vec<Problem> = (0..n as u64)
-        .map(|i| Problem::new(1000 + (i * 7919) % 9000, 10 + (i * 104_729) % 9990))
-        .collect();
-    let stages = [
-        Stage::latent(0, 1, 5),
-        Stage::latent(5, 1, 5),
-        Stage::latent(0, 1, 5).with_kind(StageKind::Pause),
-    ];
-    println!(
-        "| stage | problems | tokens/problem | reference ms/problem | wgpu ms/problem | reference ms/position | wgpu ms/position | dispatches/position | submissions/problem | identical |"
-    );
-    println!("|---|---|---|---|---|---|---|---|---|---|");
-    // Warm-up (first pipeline use).
-    engine
-        .solve_blocking(&tok, &problems[0], &stages[1], false)
-        .unwrap();
-    for stage in &stages {
-        let mut ref_time = Duration::ZERO;
-        let mut gpu_time = Duration::ZERO;
-        let mut positions = 0usize;
-        let mut tokens = 0usize;
-        let mut same = 0usize;
-        engine.reset_stats();
-        for p in &problems {
-            let t = Instant::now();
-            let want = reference.solve(&tok, p, stage, false).unwrap();
-            ref_time += t.elapsed();
-            let t = Instant::now();
-            let got = engine.solve_blocking(&tok, p, stage, false).unwrap();
-            gpu_time += t.elapsed();
-            positions += want.generation.ids.len() - 1;
-            tokens += want.generation.ids.len();
-            same += usize::from(got.text == want.text && got.generation.ids == want.generation.ids);
-        }
-        let st = engine.stats();
-        let per = |d: Duration, k: usize| d.as_secs_f64() * 1e3 / k as f64;
+        let w = w.convert(dtype);
+        let tok = Tokenizer::new();
+        let reference = ReferenceModel::new(&w);
+        let t = Instant::now();
+        let mut engine = match WgpuEngine::new_blocking(&w) {
+            Ok(e) => e,
+            Err(e) => {
+                eprintln!("no WGSL engine: {e}");
+                std::process::exit(1);
+            }
+        };
+        let setup = t.elapsed();
         println!(
-            "| {} | {n} | {:.1} | {:.2} | {:.2} | {:.3} | {:.3} | {:.1} | {:.1} | {same}/{n} |",
-            stage.id(),
-            tokens as f64 / n as f64,
-            per(ref_time, n),
-            per(gpu_time, n),
-            per(ref_time, positions),
-            per(gpu_time, positions),
-            st.dispatches as f64 / st.positions as f64,
-            st.submissions as f64 / n as f64,
+            "model: {} layers, width {}, {} heads, {} positions, {dtype:?} weights{}",
+            cfg.n_layer,
+            cfg.n_embd,
+            cfg.n_head,
+            cfg.n_positions,
+            if eos { ", biased towards <eos>" } else { "" }
         );
+        println!("adapter: {}", engine.adapter());
+        println!("engine setup (pipelines, buffers, upload): {setup:.1?}");
+        let problems: Vec<Problem> = (0..n as u64)
+            .map(|i| Problem::new(1000 + (i * 7919) % 9000, 10 + (i * 104_729) % 9990))
+            .collect();
+        let stages = [
+            Stage::latent(0, 1, 5),
+            Stage::latent(5, 1, 5),
+            Stage::latent(0, 1, 5).with_kind(StageKind::Pause),
+        ];
+        println!(
+            "| stage | problems | tokens/problem | reference ms/problem | wgpu ms/problem | reference ms/position | wgpu ms/position | dispatches/position | submissions/problem | identical |"
+        );
+        println!("|---|---|---|---|---|---|---|---|---|---|");
+        // Warm-up (first pipeline use).
+        engine
+            .solve_blocking(&tok, &problems[0], &stages[1], false)
+            .unwrap();
+        for stage in &stages {
+            let mut ref_time = Duration::ZERO;
+            let mut gpu_time = Duration::ZERO;
+            let mut positions = 0usize;
+            let mut tokens = 0usize;
+            let mut same = 0usize;
+            engine.reset_stats();
+            for p in &problems {
+                let t = Instant::now();
+                let want = reference.solve(&tok, p, stage, false).unwrap();
+                ref_time += t.elapsed();
+                let t = Instant::now();
+                let got = engine.solve_blocking(&tok, p, stage, false).unwrap();
+                gpu_time += t.elapsed();
+                positions += want.generation.ids.len() - 1;
+                tokens += want.generation.ids.len();
+                same +=
+                    usize::from(got.text == want.text && got.generation.ids == want.generation.ids);
+            }
+            let st = engine.stats();
+            let per = |d: Duration, k: usize| d.as_secs_f64() * 1e3 / k as f64;
+            println!(
+                "| {} | {n} | {:.1} | {:.2} | {:.2} | {:.3} | {:.3} | {:.1} | {:.1} | {same}/{n} |",
+                stage.id(),
+                tokens as f64 / n as f64,
+                per(ref_time, n),
+                per(gpu_time, n),
+                per(ref_time, positions),
+                per(gpu_time, positions),
+                st.dispatches as f64 / st.positions as f64,
+                st.submissions as f64 / n as f64,
+            );
+        }
     }
 }

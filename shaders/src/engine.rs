@@ -107,6 +107,9 @@ impl WgpuEngine {
         weights: &ModelWeights,
         options: &GpuOptions,
     ) -> Result<WgpuEngine, GpuError> {
+        // In the browser wgpu's handles are neither Send nor Sync; Arc still lets engines share one
+        // device on one thread there, and across threads natively.
+        #[allow(clippy::arc_with_non_send_sync)]
         let gpu = Arc::new(Gpu::new(options).await?);
         WgpuEngine::on(gpu, weights)
     }

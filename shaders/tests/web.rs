@@ -38,6 +38,7 @@ async fn kernels_match_the_cpu_reference_in_webgpu() {
 
 #[wasm_bindgen_test]
 async fn engine_matches_the_reference_in_webgpu() {
+    #[allow(clippy::arc_with_non_send_sync)]
     let gpu = Arc::new(gpu().await);
     let cfg = small_config();
     let mut tally = Tally::default();

@@ -17,11 +17,14 @@ var<workgroup> best_index: array<u32, 64>;
 fn main(@builtin(local_invocation_id) lid: vec3<u32>) {
     let p = step.t0 + step.rows - 1u;
     let i = lid.x;
-    var bv = bitcast<f32>(0xff800000u);
+    // The reference starts from -inf and takes strictly larger values; `x > -inf` is written
+    // `x >= -f32max` (browsers refuse an -inf constant), and `bi == NONE` means "nothing yet".
+    var bv = 0.0;
     var bi = NONE;
     for (var v = i; v < V; v += 64u) {
         let x = logits[p * V + v];
-        if (x > bv) {
+        let better = select(x > bv, x >= -0x1.fffffep+127f, bi == NONE);
+        if (better) {
             bv = x;
             bi = v;
         }
@@ -35,7 +38,8 @@ fn main(@builtin(local_invocation_id) lid: vec3<u32>) {
             let oi = best_index[i + stride];
             let mv = best_value[i];
             let mi = best_index[i];
-            if (ov > mv || (ov == mv && oi < mi)) {
+            let take = oi != NONE && (mi == NONE || ov > mv || (ov == mv && oi < mi));
+            if (take) {
                 best_value[i] = ov;
                 best_index[i] = oi;
             }

@@ -59,8 +59,9 @@ fn main(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid
     }
     storageBarrier();
     if (lid.x == 0u) {
-        var m = bitcast<f32>(0xff800000u);
-        for (var s = 0u; s < n; s++) {
+        // n >= 1: start from the first score (browsers refuse an -inf constant).
+        var m = att[base];
+        for (var s = 1u; s < n; s++) {
             m = max(m, att[base + s]);
         }
         max_score = m;
