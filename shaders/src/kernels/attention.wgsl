@@ -19,6 +19,9 @@ override SCALE: f32 = 1.0;
 @group(0) @binding(4) var<storage, read_write> att: array<f32>;
 @group(0) @binding(5) var<storage, read_write> out: array<f32>;
 
+const CHUNK: u32 = 256u;
+
+var<workgroup> chunk: array<f32, 256>;
 var<workgroup> max_score: f32;
 var<workgroup> total: f32;
 
@@ -58,26 +61,51 @@ fn main(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid
         att[base + s] = dot * SCALE;
     }
     storageBarrier();
-    if (lid.x == 0u) {
-        // n >= 1: start from the first score (browsers refuse an -inf constant).
-        var m = att[base];
-        for (var s = 1u; s < n; s++) {
-            m = max(m, att[base + s]);
+    // Max and sum by invocation 0 in increasing s (the reference's order), from workgroup memory
+    // filled 256 scores at a time by all invocations.
+    var m = 0.0;
+    for (var s0 = 0u; s0 < n; s0 += CHUNK) {
+        let len = min(CHUNK, n - s0);
+        for (var j = lid.x; j < len; j += 64u) {
+            chunk[j] = att[base + s0 + j];
         }
+        workgroupBarrier();
+        if (lid.x == 0u) {
+            // n >= 1: start from the first score (browsers refuse an -inf constant).
+            if (s0 == 0u) {
+                m = chunk[0];
+            }
+            for (var j = 0u; j < len; j++) {
+                m = max(m, chunk[j]);
+            }
+        }
+        workgroupBarrier();
+    }
+    if (lid.x == 0u) {
         max_score = m;
     }
     workgroupBarrier();
-    let m = max_score;
+    let mx = max_score;
     for (var s = lid.x; s < n; s += 64u) {
-        att[base + s] = exp(att[base + s] - m);
+        att[base + s] = exp(att[base + s] - mx);
     }
     storageBarrier();
-    if (lid.x == 0u) {
-        var sum = 0.0;
-        for (var s = 0u; s < n; s++) {
-            sum += att[base + s];
+    var acc = 0.0;
+    for (var s0 = 0u; s0 < n; s0 += CHUNK) {
+        let len = min(CHUNK, n - s0);
+        for (var j = lid.x; j < len; j += 64u) {
+            chunk[j] = att[base + s0 + j];
         }
-        total = sum;
+        workgroupBarrier();
+        if (lid.x == 0u) {
+            for (var j = 0u; j < len; j++) {
+                acc += chunk[j];
+            }
+        }
+        workgroupBarrier();
+    }
+    if (lid.x == 0u) {
+        total = acc;
     }
     workgroupBarrier();
     let sum = total;

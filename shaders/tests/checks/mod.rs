@@ -289,6 +289,9 @@ pub async fn attention(gpu: &Gpu) {
         (128, 4, 128, 0, 13),
         (128, 4, 128, 100, 1),
         (64, 1, 70, 69, 1),
+        // More keys than one 256-value chunk of workgroup memory.
+        (32, 2, 300, 280, 3),
+        (32, 2, 300, 0, 20),
     ];
     for (case, &(c, h, p, t0, rows)) in cases.iter().enumerate() {
         let dh = c / h;
