@@ -357,31 +357,37 @@ impl WgpuEngine {
         let (c, p) = (self.config.n_embd as u64, self.config.n_positions as u64);
         let n_layers = self.layers.len();
         let mut dispatches = 0u64;
-        for (l, layer) in self.layers.iter().enumerate() {
+        // One compute pass for the whole position; with a trace, one per block, so that the
+        // residual stream after each block can be copied out between them.
+        let mut first = 0;
+        while first < n_layers {
+            let end = if trace { first + 1 } else { n_layers };
             {
                 let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
-                    label: Some("block"),
+                    label: Some("position"),
                     timestamp_writes: None,
                 });
-                if l == 0 {
+                if first == 0 {
                     self.embed
                         .dispatch(&mut pass, &self.embed_bg, &self.steps, run, input);
                     dispatches += 1;
                 }
-                self.ln.dispatch(&mut pass, &layer.ln_1, &self.steps, run);
-                let (i, bg) = &layer.c_attn;
-                self.linears[*i].1.dispatch(&mut pass, bg, &self.steps, run);
-                self.attention
-                    .dispatch(&mut pass, &layer.attention, &self.steps, run);
-                let (i, bg) = &layer.attn_proj;
-                self.linears[*i].1.dispatch(&mut pass, bg, &self.steps, run);
-                self.ln.dispatch(&mut pass, &layer.ln_2, &self.steps, run);
-                let (i, bg) = &layer.c_fc;
-                self.linears[*i].1.dispatch(&mut pass, bg, &self.steps, run);
-                let (i, bg) = &layer.mlp_proj;
-                self.linears[*i].1.dispatch(&mut pass, bg, &self.steps, run);
-                dispatches += 7;
-                if l + 1 == n_layers {
+                for layer in &self.layers[first..end] {
+                    self.ln.dispatch(&mut pass, &layer.ln_1, &self.steps, run);
+                    let (i, bg) = &layer.c_attn;
+                    self.linears[*i].1.dispatch(&mut pass, bg, &self.steps, run);
+                    self.attention
+                        .dispatch(&mut pass, &layer.attention, &self.steps, run);
+                    let (i, bg) = &layer.attn_proj;
+                    self.linears[*i].1.dispatch(&mut pass, bg, &self.steps, run);
+                    self.ln.dispatch(&mut pass, &layer.ln_2, &self.steps, run);
+                    let (i, bg) = &layer.c_fc;
+                    self.linears[*i].1.dispatch(&mut pass, bg, &self.steps, run);
+                    let (i, bg) = &layer.mlp_proj;
+                    self.linears[*i].1.dispatch(&mut pass, bg, &self.steps, run);
+                    dispatches += 7;
+                }
+                if end == n_layers {
                     self.ln_f
                         .dispatch(&mut pass, &self.ln_f_bg, &self.steps, run);
                     dispatches += 1;
@@ -402,10 +408,11 @@ impl WgpuEngine {
                     &self.buffers.x,
                     0,
                     &self.buffers.residual,
-                    (l as u64 * p + step.t0 as u64) * c * F32,
+                    (first as u64 * p + step.t0 as u64) * c * F32,
                     step.rows as u64 * c * F32,
                 );
             }
+            first = end;
         }
         if let (Some(li), true) = (logits, argmax) {
             let s = self.steps.step(li);
