@@ -1,0 +1,293 @@
+//! Batches of laid-out problems and the forward pass with thought feedback.
+//!
+//! Thoughts are computed position after position, exactly: thought j of example i sits at
+//! `bot_i + 1 + j`. Pass j runs the model over the prefix up to `max_i(bot_i + j) + 1` (attention
+//! is causal, so positions past an example's own never affect it), takes the final hidden state
+//! at `bot_i + j` and writes it into slot `bot_i + 1 + j`. After the last thought one forward over
+//! the whole sequence gives the outputs. Every step is a differentiable op, so gradients flow
+//! through the whole chain of thoughts.
+
+use crate::model::Gpt;
+use anyhow::{ensure, Result};
+use candle_core::{Device, Tensor};
+use coconut_core::layout::Layout;
+use coconut_core::tokenizer::PAD;
+use coconut_core::Stage;
+
+/// A right-padded batch of layouts of one stage.
+pub struct Batch {
+    /// Token ids `(B, T)`, padded with `<pad>`; thought slots hold `<latent>`.
+    pub ids: Tensor,
+    /// Position of `<bot>` per example.
+    pub bots: Vec<usize>,
+    /// Thought slots per example (the stage's count).
+    pub thoughts: usize,
+    /// Whether thoughts are fed-back hidden states (false: the `<latent>` embedding stays).
+    pub feeds_back: bool,
+    /// Flat indices `b * T + t - 1` of the outputs that predict a target token.
+    pub predictors: Tensor,
+    /// The target ids, one per predictor.
+    pub targets: Tensor,
+    /// Which example each predictor belongs to (host side, for per-example accuracy).
+    pub target_owner: Vec<usize>,
+    /// Non-padding tokens in the batch.
+    pub tokens: usize,
+}
+
+impl Batch {
+    /// Stacks `layouts` (all laid out for `stage`) into one batch on `device`.
+    pub fn new(layouts: &[&Layout], stage: &Stage, device: &Device) -> Result<Batch> {
+        ensure!(!layouts.is_empty(), "empty batch");
+        let b = layouts.len();
+        let t = layouts.iter().map(|l| l.ids.len()).max().unwrap_or(0);
+        let mut ids = vec![PAD; b * t];
+        let (mut predictors, mut targets, mut owner) = (Vec::new(), Vec::new(), Vec::new());
+        for (i, layout) in layouts.iter().enumerate() {
+            ensure!(
+                layout.thoughts == stage.thoughts(),
+                "layout has {} thoughts, stage {} has {}",
+                layout.thoughts,
+                stage.id(),
+                stage.thoughts()
+            );
+            ids[i * t..i * t + layout.ids.len()].copy_from_slice(&layout.ids);
+            for (pos, &is_target) in layout.loss_mask.iter().enumerate() {
+                if is_target && pos > 0 {
+                    predictors.push((i * t + pos - 1) as u32);
+                    targets.push(layout.ids[pos]);
+                    owner.push(i);
+                }
+            }
+        }
+        ensure!(!targets.is_empty(), "batch has no target token");
+        Ok(Batch {
+            ids: Tensor::from_vec(ids, (b, t), device)?,
+            bots: layouts.iter().map(|l| l.bot).collect(),
+            thoughts: stage.thoughts(),
+            feeds_back: stage.feeds_back(),
+            predictors: Tensor::new(predictors.as_slice(), device)?,
+            targets: Tensor::new(targets.as_slice(), device)?,
+            target_owner: owner,
+            tokens: layouts.iter().map(|l| l.ids.len()).sum(),
+        })
+    }
+
+    pub fn size(&self) -> usize {
+        self.bots.len()
+    }
+}
+
+/// Final hidden states `(B, T, C)` of a batch, thoughts fed back position after position.
+pub fn hidden_states(model: &Gpt, batch: &Batch) -> Result<Tensor> {
+    hidden_states_with(model, batch, false)
+}
+
+/// [`hidden_states`], optionally cutting the gradient at each thought (to test that it flows).
+fn hidden_states_with(model: &Gpt, batch: &Batch, detach_thoughts: bool) -> Result<Tensor> {
+    let mut embeds = model.embed(&batch.ids)?; // (B, T, C)
+    if batch.feeds_back {
+        let (b, t, c) = embeds.dims3()?;
+        let device = model.device();
+        for j in 0..batch.thoughts {
+            let end = batch.bots.iter().map(|bot| bot + j).max().unwrap_or(0) + 1;
+            let prefix = model.forward(&embeds.narrow(1, 0, end)?, None)?; // (B, end, C)
+            let sources: Vec<u32> = (0..b)
+                .map(|i| (i * end + batch.bots[i] + j) as u32)
+                .collect();
+            let sources = Tensor::new(sources.as_slice(), device)?;
+            let mut thought = prefix.reshape((b * end, c))?.index_select(&sources, 0)?; // (B, C)
+            if detach_thoughts {
+                thought = thought.detach();
+            }
+            let mut slot = vec![0f32; b * t];
+            for (i, bot) in batch.bots.iter().enumerate() {
+                slot[i * t + bot + 1 + j] = 1.0;
+            }
+            let slot = Tensor::from_vec(slot, (b, t, 1), device)?; // (B, T, 1)
+            let keep = slot.affine(-1.0, 1.0)?;
+            embeds =
+                (embeds.broadcast_mul(&keep)? + slot.broadcast_mul(&thought.unsqueeze(1)?)?)?;
+            // (B, T, C)
+        }
+    }
+    model.forward(&embeds, None)
+}
+
+/// Logits `(N, V)` of the outputs that predict the batch's N target tokens.
+pub fn target_logits(model: &Gpt, batch: &Batch) -> Result<Tensor> {
+    let hidden = hidden_states(model, batch)?; // (B, T, C)
+    let (b, t, c) = hidden.dims3()?;
+    let rows = hidden
+        .reshape((b * t, c))?
+        .index_select(&batch.predictors, 0)?; // (N, C)
+    model.logits(&rows)
+}
+
+/// Mean cross-entropy over the batch's target tokens (a scalar tensor).
+pub fn loss(model: &Gpt, batch: &Batch) -> Result<Tensor> {
+    let logits = target_logits(model, batch)?;
+    Ok(candle_nn::loss::cross_entropy(&logits, &batch.targets)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::to_host;
+    use coconut_core::reference::ReferenceModel;
+    use coconut_core::tokenizer::Tokenizer;
+    use coconut_core::weights::random_weights;
+    use coconut_core::{ModelConfig, Problem, StageKind};
+
+    fn config() -> ModelConfig {
+        ModelConfig {
+            n_positions: 64,
+            n_embd: 16,
+            n_layer: 2,
+            n_head: 2,
+            ..ModelConfig::default()
+        }
+    }
+
+    /// Problems with different prompt lengths, so `<bot>` sits at different positions.
+    fn layouts(stage: &Stage) -> Vec<Layout> {
+        let tok = Tokenizer::new();
+        [
+            Problem::new(7, 5),
+            Problem::new(347, 285),
+            Problem::new(9999, 1),
+        ]
+        .iter()
+        .map(|p| Layout::new(&tok, p, stage).unwrap())
+        .collect()
+    }
+
+    /// The reference engine's logits at every position of a layout, thoughts fed back one by one.
+    fn reference_logits(
+        reference: &ReferenceModel,
+        layout: &Layout,
+        stage: &Stage,
+    ) -> Vec<Vec<f32>> {
+        let mut cache = reference.new_cache();
+        let mut hidden = Vec::new();
+        let mut out = Vec::new();
+        for (t, &id) in layout.ids.iter().enumerate() {
+            let input = if layout.thought_positions().contains(&t) && stage.feeds_back() {
+                hidden.clone()
+            } else {
+                reference.token_embedding(id).unwrap().to_vec()
+            };
+            hidden = reference.step(&mut cache, &input, None).unwrap();
+            out.push(reference.logits(&hidden));
+        }
+        out
+    }
+
+    #[test]
+    fn batched_thought_feedback_matches_the_reference_engine() {
+        let weights = random_weights(&config(), 17);
+        let reference = ReferenceModel::new(&weights);
+        let model = Gpt::from_weights(&weights, &Device::Cpu).unwrap();
+        let base = Stage::latent(3, 1, 5);
+        for stage in [
+            base,
+            Stage::latent(2, 2, 5),
+            base.with_kind(StageKind::Pause),
+        ] {
+            let layouts = layouts(&stage);
+            let refs: Vec<&Layout> = layouts.iter().collect();
+            let batch = Batch::new(&refs, &stage, &Device::Cpu).unwrap();
+            let hidden = hidden_states(&model, &batch).unwrap();
+            let logits = to_host(&model.logits(&hidden).unwrap()).unwrap();
+            let t = batch.ids.dim(1).unwrap();
+            for (i, layout) in layouts.iter().enumerate() {
+                let want = reference_logits(&reference, layout, &stage);
+                for (pos, want) in want.iter().enumerate() {
+                    let got = &logits[(i * t + pos) * 22..(i * t + pos + 1) * 22];
+                    let diff: f32 = got.iter().zip(want).map(|(a, b)| (a - b) * (a - b)).sum();
+                    let norm: f32 = want.iter().map(|b| b * b).sum();
+                    let e = (diff / norm).sqrt();
+                    assert!(
+                        e < 1e-5,
+                        "{} example {i} position {pos}: relative error {e}",
+                        stage.id()
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn loss_covers_exactly_the_masked_targets() {
+        let stage = Stage::latent(2, 1, 5);
+        let layouts = layouts(&stage);
+        let refs: Vec<&Layout> = layouts.iter().collect();
+        let batch = Batch::new(&refs, &stage, &Device::Cpu).unwrap();
+        let expected: usize = layouts
+            .iter()
+            .map(|l| l.loss_mask.iter().filter(|&&m| m).count())
+            .sum();
+        assert_eq!(batch.targets.dim(0).unwrap(), expected);
+        // The first target of 7 + 5 follows its last thought: predicted from that thought's output.
+        let l = &layouts[0];
+        let first = l.loss_mask.iter().position(|&m| m).unwrap();
+        assert_eq!(first, l.bot + 1 + l.thoughts);
+        assert_eq!(
+            batch.predictors.to_vec1::<u32>().unwrap()[0] as usize,
+            first - 1
+        );
+    }
+
+    #[test]
+    fn gradients_flow_through_the_chain_of_thoughts() {
+        let model = Gpt::new_random(&config(), 5, &Device::Cpu).unwrap();
+        let stage = Stage::latent(4, 1, 5);
+        let layouts = layouts(&stage);
+        let refs: Vec<&Layout> = layouts.iter().collect();
+        let batch = Batch::new(&refs, &stage, &Device::Cpu).unwrap();
+        let grads_of = |detach: bool| {
+            let hidden = hidden_states_with(&model, &batch, detach).unwrap();
+            let (b, t, c) = hidden.dims3().unwrap();
+            let rows = hidden
+                .reshape((b * t, c))
+                .unwrap()
+                .index_select(&batch.predictors, 0)
+                .unwrap();
+            let logits = model.logits(&rows).unwrap();
+            let loss = candle_nn::loss::cross_entropy(&logits, &batch.targets).unwrap();
+            (to_host(&loss).unwrap()[0], loss.backward().unwrap())
+        };
+        let (loss_full, full) = grads_of(false);
+        let (loss_cut, cut) = grads_of(true);
+        assert_eq!(
+            loss_full, loss_cut,
+            "detaching must not change the forward pass"
+        );
+        // Every parameter gets a gradient, and the part that flows back through the thoughts is
+        // not negligible: the gradients differ from those of the cut chain.
+        for (name, var) in model.named_vars() {
+            let g = to_host(full.get(var.as_tensor()).unwrap()).unwrap();
+            assert!(g.iter().any(|x| *x != 0.0), "{name}: zero gradient");
+        }
+        let w = model
+            .named_vars()
+            .into_iter()
+            .find(|(n, _)| n == "h.0.mlp.c_fc.weight")
+            .unwrap()
+            .1;
+        let (a, b) = (
+            to_host(full.get(w.as_tensor()).unwrap()).unwrap(),
+            to_host(cut.get(w.as_tensor()).unwrap()).unwrap(),
+        );
+        let diff: f32 = a
+            .iter()
+            .zip(&b)
+            .map(|(x, y)| (x - y) * (x - y))
+            .sum::<f32>()
+            .sqrt();
+        let norm: f32 = a.iter().map(|x| x * x).sum::<f32>().sqrt();
+        assert!(
+            diff > 1e-3 * norm,
+            "through-thought gradient {diff} vs total {norm}"
+        );
+    }
+}

@@ -1,0 +1,185 @@
+//! The training settings, serializable as a run's `config.json`.
+
+use crate::optim::AdamWConfig;
+use anyhow::{ensure, Result};
+use coconut_core::data::DataConfig;
+use coconut_core::problem::max_steps;
+use coconut_core::{ModelConfig, Stage, StageKind};
+use serde::{Deserialize, Serialize};
+
+/// One stage to train and for how long.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct StagePlan {
+    /// `stage0` … `stage5`, `nocot` or `pause`.
+    pub stage: String,
+    /// Passes over the training set; fractions allowed.
+    pub epochs: f64,
+}
+
+/// Everything a training run depends on. The default reproduces notes/recipe.md for the
+/// shipped 4-layer, width-128, 4-head model: the curriculum 0..5 with c = 1.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct TrainConfig {
+    pub model: ModelConfig,
+    pub data: DataConfig,
+    /// Continuous thoughts per replaced step (the paper's c).
+    pub thoughts_per_step: usize,
+    /// The stages to train, in order, each continuing from the previous one's weights.
+    pub stages: Vec<StagePlan>,
+    pub batch_size: usize,
+    /// Peak learning rate of every stage.
+    pub lr: f64,
+    pub weight_decay: f64,
+    pub beta1: f64,
+    pub beta2: f64,
+    pub adam_eps: f64,
+    /// Linear warmup steps at the start of each stage (capped at a tenth of the stage).
+    pub warmup_steps: u64,
+    /// The cosine decay ends at this fraction of the peak.
+    pub min_lr_ratio: f64,
+    /// Global gradient-norm clipping.
+    pub grad_clip: f64,
+    /// Seed of the initial weights and of the data order.
+    pub seed: u64,
+    /// Stop (after a checkpoint) once this many seconds of training have passed in this process.
+    pub time_budget_s: Option<f64>,
+    /// Write a checkpoint every this many steps (and after every stage).
+    pub checkpoint_every: u64,
+    /// Write a metrics line every this many steps.
+    pub log_every: u64,
+    /// A loss above this (or not finite) stops training: the run diverged.
+    pub max_loss: f64,
+    /// Validation problems greedily evaluated after each stage (0: none).
+    pub val_problems: usize,
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        let epochs = [8.0, 4.0, 4.0, 4.0, 4.0, 6.0];
+        TrainConfig {
+            model: ModelConfig::default(),
+            data: DataConfig::default(),
+            thoughts_per_step: 1,
+            stages: epochs
+                .iter()
+                .enumerate()
+                .map(|(k, &epochs)| StagePlan {
+                    stage: format!("stage{k}"),
+                    epochs,
+                })
+                .collect(),
+            batch_size: 256,
+            lr: 1e-3,
+            weight_decay: 0.1,
+            beta1: 0.9,
+            beta2: 0.98,
+            adam_eps: 1e-8,
+            warmup_steps: 100,
+            min_lr_ratio: 0.1,
+            grad_clip: 1.0,
+            seed: 1234,
+            time_budget_s: None,
+            checkpoint_every: 200,
+            log_every: 10,
+            max_loss: 20.0,
+            val_problems: 500,
+        }
+    }
+}
+
+impl TrainConfig {
+    /// The most steps a problem in the training range needs: the all-latent stage's k.
+    pub fn max_steps(&self) -> usize {
+        max_steps(self.data.max_digits)
+    }
+
+    /// The stage a plan entry names, with this run's c and thought budget.
+    pub fn stage(&self, plan: &StagePlan) -> Result<Stage> {
+        let kind: StageKind = plan.stage.parse()?;
+        let base = Stage::latent(0, self.thoughts_per_step, self.max_steps());
+        Ok(match kind {
+            StageKind::Latent { k } => {
+                ensure!(
+                    k <= self.max_steps(),
+                    "{}: problems of at most {} digits have at most {} steps",
+                    plan.stage,
+                    self.data.max_digits,
+                    self.max_steps()
+                );
+                Stage::latent(k, self.thoughts_per_step, self.max_steps())
+            }
+            kind => base.with_kind(kind),
+        })
+    }
+
+    pub fn adamw(&self) -> AdamWConfig {
+        AdamWConfig {
+            beta1: self.beta1,
+            beta2: self.beta2,
+            eps: self.adam_eps,
+            weight_decay: self.weight_decay,
+        }
+    }
+
+    /// Refuses settings that cannot train.
+    pub fn validate(&self) -> Result<()> {
+        self.model.validate()?;
+        ensure!(
+            self.model.vocab_size == coconut_core::tokenizer::VOCAB.len(),
+            "vocab_size must be the tokenizer's {}",
+            coconut_core::tokenizer::VOCAB.len()
+        );
+        ensure!(!self.stages.is_empty(), "no stage to train");
+        for plan in &self.stages {
+            self.stage(plan)?;
+            ensure!(
+                plan.epochs > 0.0 && plan.epochs.is_finite(),
+                "{}: epochs must be positive",
+                plan.stage
+            );
+        }
+        ensure!(
+            self.thoughts_per_step >= 1,
+            "thoughts_per_step must be at least 1"
+        );
+        ensure!(self.batch_size >= 1, "batch_size must be at least 1");
+        ensure!(self.data.n_train >= 1, "no training problems");
+        ensure!(self.lr > 0.0 && self.lr.is_finite(), "lr must be positive");
+        ensure!(
+            self.checkpoint_every >= 1 && self.log_every >= 1,
+            "intervals must be positive"
+        );
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_is_the_recipe_and_round_trips() {
+        let c = TrainConfig::default();
+        c.validate().unwrap();
+        assert_eq!(c.stages.len(), 6);
+        assert_eq!(c.stage(&c.stages[5]).unwrap().thoughts(), 5);
+        assert!(c.stage(&c.stages[5]).unwrap().is_all_latent());
+        let json = serde_json::to_string(&c).unwrap();
+        assert_eq!(serde_json::from_str::<TrainConfig>(&json).unwrap(), c);
+        // Partial files fill in the defaults.
+        let partial: TrainConfig = serde_json::from_str(r#"{"lr": 0.002}"#).unwrap();
+        assert_eq!(partial.lr, 0.002);
+        assert_eq!(partial.batch_size, 256);
+    }
+
+    #[test]
+    fn refuses_stages_out_of_range() {
+        let mut c = TrainConfig::default();
+        c.stages[0].stage = "stage9".into();
+        assert!(c.validate().unwrap_err().to_string().contains("stage9"));
+        c.stages[0].stage = "pause".into();
+        c.validate().unwrap();
+        assert_eq!(c.stage(&c.stages[0]).unwrap().thoughts(), 5);
+    }
+}

@@ -1,0 +1,264 @@
+//! Evaluation: greedy exact match of the answer with the stage's fixed thought count (batched,
+//! KV cache), and teacher-forced accuracy (every target token right given the gold prefix,
+//! thoughts still fed back), overall and by digit count.
+
+use crate::batch::{target_logits, Batch};
+use crate::model::{to_host, Gpt};
+use anyhow::{Context, Result};
+use candle_core::Tensor;
+use coconut_core::layout::{answer_digits, prompt, Layout};
+use coconut_core::manifest::{DigitAccuracy, SetAccuracy};
+use coconut_core::reference::argmax;
+use coconut_core::tokenizer::{Tokenizer, EOS, LATENT};
+use coconut_core::{Problem, Stage};
+use std::collections::BTreeMap;
+
+/// Greedy generation for prompts of one length: the prompt, exactly `stage.thoughts()` thoughts,
+/// then tokens until `<eos>` or the model's position limit. Returns, per prompt, the whole
+/// sequence as the reference engine does: prompt, `<latent>` slots, generated tokens.
+pub fn generate(model: &Gpt, prompts: &[Vec<u32>], stage: &Stage) -> Result<Vec<Vec<u32>>> {
+    let b = prompts.len();
+    let p = prompts.first().map_or(0, Vec::len);
+    anyhow::ensure!(
+        p > 0 && prompts.iter().all(|x| x.len() == p),
+        "prompts of a batch must share one non-zero length"
+    );
+    let device = model.device();
+    let n_positions = model.config().n_positions;
+    let mut cache = model.new_cache();
+    let ids = Tensor::from_vec(prompts.concat(), (b, p), device)?;
+    let hidden = model.forward(&model.embed(&ids)?, Some(&mut cache))?; // (B, P, C)
+    let mut last = hidden.narrow(1, p - 1, 1)?; // (B, 1, C)
+    let mut out: Vec<Vec<u32>> = prompts.to_vec();
+    let latent = model.token_embedding(LATENT)?.reshape((1, 1, ()))?; // (1, 1, C)
+    for _ in 0..stage.thoughts() {
+        let input = if stage.feeds_back() {
+            last.clone()
+        } else {
+            latent.broadcast_as(last.shape())?.contiguous()?
+        };
+        last = model.forward(&input, Some(&mut cache))?;
+        out.iter_mut().for_each(|ids| ids.push(LATENT));
+    }
+    let mut finished = vec![false; b];
+    loop {
+        let logits = to_host(&model.logits(&last)?)?; // (B * V)
+        let v = model.config().vocab_size;
+        let next: Vec<u32> = logits.chunks_exact(v).map(argmax).collect();
+        for i in 0..b {
+            if !finished[i] {
+                out[i].push(next[i]);
+                finished[i] = next[i] == EOS;
+            }
+        }
+        if finished.iter().all(|&f| f) || cache.len() >= n_positions {
+            break;
+        }
+        let ids = Tensor::from_vec(next, (b, 1), device)?;
+        last = model.forward(&model.embed(&ids)?, Some(&mut cache))?;
+    }
+    Ok(out)
+}
+
+/// Solves one problem with the candle engine: the generated ids (prompt, thought slots, answer).
+pub fn solve(
+    model: &Gpt,
+    tokenizer: &Tokenizer,
+    problem: &Problem,
+    stage: &Stage,
+) -> Result<Vec<u32>> {
+    let prompt = prompt(tokenizer, problem)?;
+    Ok(generate(model, &[prompt], stage)?.remove(0))
+}
+
+/// Per problem: whether the greedily generated answer is exactly right.
+pub fn greedy_correct(
+    model: &Gpt,
+    tokenizer: &Tokenizer,
+    problems: &[Problem],
+    stage: &Stage,
+    batch_size: usize,
+) -> Result<Vec<bool>> {
+    // Batch problems whose prompts have the same length, so every row runs in lockstep.
+    let mut by_len: BTreeMap<usize, Vec<(usize, Vec<u32>)>> = BTreeMap::new();
+    for (i, p) in problems.iter().enumerate() {
+        let ids = prompt(tokenizer, p)?;
+        by_len.entry(ids.len()).or_default().push((i, ids));
+    }
+    let mut correct = vec![false; problems.len()];
+    for group in by_len.values() {
+        for chunk in group.chunks(batch_size.max(1)) {
+            let prompts: Vec<Vec<u32>> = chunk.iter().map(|(_, ids)| ids.clone()).collect();
+            let generated = generate(model, &prompts, stage)?;
+            for ((i, _), ids) in chunk.iter().zip(&generated) {
+                let answer = answer_digits(tokenizer, ids);
+                correct[*i] = answer == Some(problems[*i].answer().to_string());
+            }
+        }
+    }
+    Ok(correct)
+}
+
+/// Per problem: whether every target token is the argmax given the gold prefix.
+pub fn teacher_forced_correct(
+    model: &Gpt,
+    tokenizer: &Tokenizer,
+    problems: &[Problem],
+    stage: &Stage,
+    batch_size: usize,
+) -> Result<Vec<bool>> {
+    let layouts = problems
+        .iter()
+        .map(|p| Layout::new(tokenizer, p, stage))
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut correct = Vec::with_capacity(problems.len());
+    for chunk in layouts.chunks(batch_size.max(1)) {
+        let refs: Vec<&Layout> = chunk.iter().collect();
+        let batch = Batch::new(&refs, stage, model.device())?;
+        let logits = to_host(&target_logits(model, &batch)?)?; // (N * V)
+        let targets = batch.targets.to_vec1::<u32>()?;
+        let mut ok = vec![true; chunk.len()];
+        let v = model.config().vocab_size;
+        for (n, row) in logits.chunks_exact(v).enumerate() {
+            if argmax(row) != targets[n] {
+                ok[batch.target_owner[n]] = false;
+            }
+        }
+        correct.extend(ok);
+    }
+    Ok(correct)
+}
+
+/// Greedy and teacher-forced accuracy on `problems`, overall and by digit count.
+pub fn evaluate(
+    model: &Gpt,
+    tokenizer: &Tokenizer,
+    set: &str,
+    problems: &[Problem],
+    stage: &Stage,
+    batch_size: usize,
+) -> Result<SetAccuracy> {
+    let greedy = greedy_correct(model, tokenizer, problems, stage, batch_size)
+        .with_context(|| format!("greedy evaluation of {set}"))?;
+    let forced = teacher_forced_correct(model, tokenizer, problems, stage, batch_size)
+        .with_context(|| format!("teacher-forced evaluation of {set}"))?;
+    let percent = |hits: usize, n: usize| {
+        if n == 0 {
+            0.0
+        } else {
+            100.0 * hits as f64 / n as f64
+        }
+    };
+    let mut by_digits: BTreeMap<usize, (usize, usize, usize)> = BTreeMap::new();
+    for (i, p) in problems.iter().enumerate() {
+        let e = by_digits.entry(p.columns()).or_default();
+        e.0 += 1;
+        e.1 += greedy[i] as usize;
+        e.2 += forced[i] as usize;
+    }
+    Ok(SetAccuracy {
+        set: set.to_string(),
+        n: problems.len(),
+        greedy: percent(greedy.iter().filter(|&&c| c).count(), problems.len()),
+        teacher_forced: percent(forced.iter().filter(|&&c| c).count(), problems.len()),
+        by_digits: by_digits
+            .into_iter()
+            .map(|(digits, (n, g, f))| DigitAccuracy {
+                digits,
+                n,
+                greedy: percent(g, n),
+                teacher_forced: percent(f, n),
+            })
+            .collect(),
+    })
+}
+
+/// A plain-text table of accuracies, one row per set and digit count.
+pub fn table(stage: &str, sets: &[SetAccuracy]) -> String {
+    let mut out = format!(
+        "{:<8} {:<6} {:>6} {:>6} {:>9} {:>9}\n",
+        "stage", "set", "digits", "n", "greedy%", "forced%"
+    );
+    for s in sets {
+        for d in &s.by_digits {
+            out += &format!(
+                "{:<8} {:<6} {:>6} {:>6} {:>9.2} {:>9.2}\n",
+                stage, s.set, d.digits, d.n, d.greedy, d.teacher_forced
+            );
+        }
+        out += &format!(
+            "{:<8} {:<6} {:>6} {:>6} {:>9.2} {:>9.2}\n",
+            stage, s.set, "all", s.n, s.greedy, s.teacher_forced
+        );
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use coconut_core::reference::ReferenceModel;
+    use coconut_core::weights::random_weights;
+    use coconut_core::{ModelConfig, StageKind};
+
+    #[test]
+    fn generation_matches_the_reference_engine() {
+        let config = ModelConfig {
+            n_positions: 40,
+            n_embd: 16,
+            n_layer: 2,
+            n_head: 2,
+            ..ModelConfig::default()
+        };
+        let weights = random_weights(&config, 21);
+        let reference = ReferenceModel::new(&weights);
+        let model = Gpt::from_weights(&weights, &candle_core::Device::Cpu).unwrap();
+        let tok = Tokenizer::new();
+        let base = Stage::latent(2, 1, 5);
+        for stage in [
+            base,
+            base.with_kind(StageKind::Pause),
+            base.with_kind(StageKind::NoCot),
+        ] {
+            // Two prompts of one length in one batch, each equal to the reference's generation.
+            let problems = [Problem::new(12, 34), Problem::new(98, 76)];
+            let prompts: Vec<Vec<u32>> =
+                problems.iter().map(|p| prompt(&tok, p).unwrap()).collect();
+            let ours = generate(&model, &prompts, &stage).unwrap();
+            for (p, got) in problems.iter().zip(&ours) {
+                let want = reference
+                    .solve(&tok, p, &stage, false)
+                    .unwrap()
+                    .generation
+                    .ids;
+                assert_eq!(got, &want, "{} {p}", stage.id());
+            }
+            assert_eq!(solve(&model, &tok, &problems[0], &stage).unwrap(), ours[0]);
+        }
+    }
+
+    #[test]
+    fn accuracy_is_counted_by_digits() {
+        let config = ModelConfig {
+            n_embd: 16,
+            n_layer: 1,
+            n_head: 2,
+            ..ModelConfig::default()
+        };
+        let model = Gpt::new_random(&config, 1, &candle_core::Device::Cpu).unwrap();
+        let tok = Tokenizer::new();
+        let problems = [
+            Problem::new(1, 2),
+            Problem::new(12, 3),
+            Problem::new(345, 6),
+        ];
+        let stage = Stage::latent(1, 1, 5);
+        let acc = evaluate(&model, &tok, "test", &problems, &stage, 2).unwrap();
+        assert_eq!(acc.n, 3);
+        let digits: Vec<(usize, usize)> = acc.by_digits.iter().map(|d| (d.digits, d.n)).collect();
+        assert_eq!(digits, [(1, 1), (2, 1), (3, 1)]);
+        // An untrained model gets nothing right.
+        assert_eq!((acc.greedy, acc.teacher_forced), (0.0, 0.0));
+        assert!(table("stage1", &[acc]).contains("all"));
+    }
+}

@@ -1,0 +1,29 @@
+//! The native Coconut trainer on candle: the GPT-2 model with thought feedback, the curriculum's
+//! training loop, checkpoints and evaluation. The `coconut` command is built on it.
+//!
+//! - [`model`]: GPT-2 in candle, inputs given as embeddings, a KV cache, conversion to and from
+//!   core's weights;
+//! - [`batch`]: padded batches of stage layouts and the exact, differentiable thought feedback;
+//! - [`ops`]: fused CPU GELU and softmax with backward passes;
+//! - [`optim`]: AdamW with visible moments, gradient clipping, warmup + cosine schedule;
+//! - [`config`]: the run's settings (`config.json`);
+//! - [`checkpoint`]: atomic checkpoints of weights, moments and progress;
+//! - [`train`]: the training loop over the stages;
+//! - [`eval`]: greedy and teacher-forced accuracy by digit count, and single-problem solving.
+
+pub mod batch;
+pub mod checkpoint;
+pub mod config;
+pub mod eval;
+pub mod export;
+pub mod golden;
+pub mod model;
+pub mod ops;
+pub mod optim;
+pub mod plot;
+pub mod provenance;
+pub mod solve;
+pub mod train;
+
+pub use config::{StagePlan, TrainConfig};
+pub use model::{Gpt, KvCache};

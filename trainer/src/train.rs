@@ -1,0 +1,358 @@
+//! The training loop: every stage of the curriculum in order, each with a fresh AdamW and its own
+//! warmup + cosine schedule, checkpoints every N steps and after each stage, resumable.
+//!
+//! A run directory holds `config.json`, `checkpoint.safetensors` (weights, moments, progress),
+//! `metrics.jsonl` and `stages/<stage_id>.safetensors` (each finished stage's f32 weights).
+//! The data order is a pure function of (seed, stage, epoch), and the checkpoint holds all other
+//! state, so on the CPU a resumed run ends with the same weights, bit for bit, as one that never
+//! stopped.
+
+use crate::batch::{loss, Batch};
+use crate::checkpoint::{self, write_atomic, Progress, StageRecord};
+use crate::config::TrainConfig;
+use crate::eval::greedy_correct;
+use crate::model::Gpt;
+use crate::optim::{clip_scale, lr_at, AdamW};
+use anyhow::{bail, Context, Result};
+use candle_core::Device;
+use coconut_core::data::Splits;
+use coconut_core::layout::Layout;
+use coconut_core::tokenizer::Tokenizer;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde::Serialize;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+pub const CONFIG_FILE: &str = "config.json";
+pub const CHECKPOINT_FILE: &str = "checkpoint.safetensors";
+pub const METRICS_FILE: &str = "metrics.jsonl";
+pub const STAGES_DIR: &str = "stages";
+
+/// How a call to [`train`] behaves beyond the config.
+#[derive(Clone, Debug, Default)]
+pub struct TrainOptions {
+    /// Continue from the run directory's checkpoint (refused without one).
+    pub resume: bool,
+    /// Stop abruptly once the run reaches this many steps, writing nothing more: the state a
+    /// kill leaves behind (for tests).
+    pub stop_at_step: Option<u64>,
+}
+
+/// Why [`train`] returned.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// Every stage is trained.
+    Finished,
+    /// The time budget ran out; a checkpoint was written.
+    OutOfTime,
+    /// `stop_at_step` was reached.
+    Stopped,
+}
+
+pub struct TrainReport {
+    pub outcome: Outcome,
+    pub progress: Progress,
+    pub model: Gpt,
+}
+
+/// One metrics line.
+#[derive(Clone, Debug, Serialize)]
+pub struct StepMetrics {
+    pub step: u64,
+    pub stage: String,
+    pub stage_step: u64,
+    pub loss: f64,
+    pub lr: f64,
+    pub grad_norm: f64,
+    pub tokens_per_s: f64,
+}
+
+/// Receives progress, e.g. for progress bars.
+pub trait Observer {
+    fn stage_started(&mut self, _stage: &str, _total_steps: u64, _done: u64) {}
+    fn step(&mut self, _metrics: &StepMetrics) {}
+    fn message(&mut self, _text: &str) {}
+}
+
+/// An observer that ignores everything.
+pub struct Silent;
+impl Observer for Silent {}
+
+/// Paths inside a run directory.
+pub struct RunDir(pub PathBuf);
+
+impl RunDir {
+    pub fn config(&self) -> PathBuf {
+        self.0.join(CONFIG_FILE)
+    }
+    pub fn checkpoint(&self) -> PathBuf {
+        self.0.join(CHECKPOINT_FILE)
+    }
+    pub fn metrics(&self) -> PathBuf {
+        self.0.join(METRICS_FILE)
+    }
+    pub fn stage_weights(&self, stage_id: &str) -> PathBuf {
+        self.0
+            .join(STAGES_DIR)
+            .join(format!("{stage_id}.safetensors"))
+    }
+}
+
+/// Reads a run directory's `config.json`.
+pub fn load_run_config(run_dir: &Path) -> Result<TrainConfig> {
+    let path = RunDir(run_dir.to_path_buf()).config();
+    let text =
+        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))
+}
+
+/// The training set's order in one epoch of one stage: a pure function of its arguments.
+pub fn epoch_order(n: usize, seed: u64, stage_index: usize, epoch: u64) -> Vec<usize> {
+    let key = seed
+        ^ (stage_index as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15)
+        ^ epoch.wrapping_mul(0xC2B2_AE3D_27D4_EB4F).rotate_left(17);
+    let mut rng = ChaCha8Rng::seed_from_u64(key);
+    let mut order: Vec<usize> = (0..n).collect();
+    for i in (1..n).rev() {
+        order.swap(i, rng.random_range(0..=i));
+    }
+    order
+}
+
+/// Appends JSON lines to `metrics.jsonl`.
+struct MetricsLog(std::fs::File);
+
+impl MetricsLog {
+    fn open(path: &Path) -> Result<MetricsLog> {
+        let f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .with_context(|| format!("opening {}", path.display()))?;
+        Ok(MetricsLog(f))
+    }
+
+    fn write(&mut self, value: &impl Serialize) -> Result<()> {
+        writeln!(self.0, "{}", serde_json::to_string(value)?)?;
+        Ok(self.0.flush()?)
+    }
+}
+
+/// Trains `config`'s stages in `run_dir` on `device`; see the module documentation.
+pub fn train(
+    config: &TrainConfig,
+    run_dir: &Path,
+    device: &Device,
+    options: &TrainOptions,
+    observer: &mut dyn Observer,
+) -> Result<TrainReport> {
+    config.validate()?;
+    crate::ops::keep_freed_memory();
+    let run = RunDir(run_dir.to_path_buf());
+    std::fs::create_dir_all(run.0.join(STAGES_DIR))
+        .with_context(|| format!("creating {}", run.0.display()))?;
+    let tokenizer = Tokenizer::new();
+    let splits: Splits = config.data.generate()?;
+    let model = Gpt::new_random(&config.model, config.seed, device)?;
+    let mut optimizer = AdamW::new(model.named_vars(), config.adamw())?;
+
+    // Start fresh, or pick up where the checkpoint left off.
+    let mut progress = if options.resume {
+        let saved = load_run_config(run_dir)?;
+        if &saved != config {
+            bail!(
+                "{} differs from the given settings: resume with the run's own config",
+                run.config().display()
+            );
+        }
+        let p = checkpoint::load(&run.checkpoint(), &model, &mut optimizer)?;
+        observer.message(&format!(
+            "resumed at step {} (stage index {}, step {})",
+            p.global_step, p.stage_index, p.stage_step
+        ));
+        p
+    } else {
+        if run.checkpoint().exists() {
+            bail!(
+                "{} already holds a run: resume it or choose another directory",
+                run.0.display()
+            );
+        }
+        write_atomic(
+            &run.config(),
+            serde_json::to_string_pretty(config)?.as_bytes(),
+        )?;
+        Progress::default()
+    };
+    let mut metrics = MetricsLog::open(&run.metrics())?;
+    metrics.write(&serde_json::json!({"event": if options.resume { "resume" } else { "start" }, "step": progress.global_step}))?;
+    let started = Instant::now();
+    let seconds_before = progress.seconds;
+
+    while progress.stage_index < config.stages.len() {
+        let plan = &config.stages[progress.stage_index];
+        let stage = config.stage(plan)?;
+        let id = stage.id();
+        let layouts = splits
+            .train
+            .iter()
+            .map(|p| Layout::new(&tokenizer, p, &stage))
+            .collect::<Result<Vec<_>, _>>()?;
+        let steps_per_epoch = layouts.len().div_ceil(config.batch_size) as u64;
+        let total = ((plan.epochs * steps_per_epoch as f64).ceil() as u64).max(1);
+        if progress.stage_step == 0 {
+            // A new stage: the optimizer and its schedule start over.
+            optimizer = AdamW::new(model.named_vars(), config.adamw())?;
+        }
+        observer.stage_started(&id, total, progress.stage_step);
+        let stage_started = progress.seconds;
+        let mut order = (u64::MAX, Vec::new());
+        let mut last_loss = f64::NAN;
+
+        while progress.stage_step < total {
+            let step = progress.stage_step;
+            let tick = Instant::now();
+
+            // The batch: a slice of this epoch's order.
+            let (epoch, index) = (step / steps_per_epoch, (step % steps_per_epoch) as usize);
+            if order.0 != epoch {
+                order = (
+                    epoch,
+                    epoch_order(layouts.len(), config.seed, progress.stage_index, epoch),
+                );
+            }
+            let start = index * config.batch_size;
+            let end = (start + config.batch_size).min(layouts.len());
+            let members: Vec<&Layout> = order.1[start..end].iter().map(|&i| &layouts[i]).collect();
+            let batch = Batch::new(&members, &stage, device)?;
+
+            // Forward, checked before anything changes.
+            let lr = lr_at(
+                step,
+                total,
+                config.lr,
+                config.warmup_steps,
+                config.min_lr_ratio,
+            );
+            let loss_t = loss(&model, &batch)?;
+            let loss_v = loss_t.to_scalar::<f32>()? as f64;
+            if !loss_v.is_finite() || loss_v > config.max_loss {
+                bail!(diverged(
+                    &id,
+                    step,
+                    progress.global_step,
+                    &format!("loss {loss_v}"),
+                    &run
+                ));
+            }
+
+            // Backward, clip, update.
+            let grads = loss_t.backward()?;
+            let grad_norm = optimizer.grad_norm(&grads)?;
+            if !grad_norm.is_finite() {
+                bail!(diverged(
+                    &id,
+                    step,
+                    progress.global_step,
+                    &format!("gradient norm {grad_norm}"),
+                    &run
+                ));
+            }
+            optimizer.step(&grads, lr, clip_scale(grad_norm, config.grad_clip))?;
+            progress.stage_step += 1;
+            progress.global_step += 1;
+            progress.seconds = seconds_before + started.elapsed().as_secs_f64();
+            last_loss = loss_v;
+
+            let m = StepMetrics {
+                step: progress.global_step,
+                stage: id.clone(),
+                stage_step: progress.stage_step,
+                loss: loss_v,
+                lr,
+                grad_norm,
+                tokens_per_s: batch.tokens as f64 / tick.elapsed().as_secs_f64(),
+            };
+            observer.step(&m);
+            if progress.stage_step % config.log_every == 0 || progress.stage_step == total {
+                metrics.write(&m)?;
+            }
+            if options.stop_at_step == Some(progress.global_step) {
+                return Ok(TrainReport {
+                    outcome: Outcome::Stopped,
+                    progress,
+                    model,
+                });
+            }
+            if progress.stage_step % config.checkpoint_every == 0 && progress.stage_step < total {
+                checkpoint::save(&run.checkpoint(), &model, &optimizer, &progress)?;
+            }
+            let out_of_time = config
+                .time_budget_s
+                .is_some_and(|b| started.elapsed().as_secs_f64() >= b);
+            if out_of_time && progress.stage_step < total {
+                checkpoint::save(&run.checkpoint(), &model, &optimizer, &progress)?;
+                observer.message(&format!(
+                    "time budget spent at {id} step {}; resume with --resume",
+                    progress.stage_step
+                ));
+                metrics.write(
+                    &serde_json::json!({"event": "out_of_time", "step": progress.global_step}),
+                )?;
+                return Ok(TrainReport {
+                    outcome: Outcome::OutOfTime,
+                    progress,
+                    model,
+                });
+            }
+        }
+
+        // The stage is done: its weights, a validation number, and a checkpoint at the boundary.
+        let weights = model.to_weights()?;
+        write_atomic(&run.stage_weights(&id), &weights.to_safetensors())?;
+        let record = StageRecord {
+            id: id.clone(),
+            steps: total,
+            seconds: progress.seconds - stage_started,
+            final_loss: last_loss,
+        };
+        let n_val = config.val_problems.min(splits.val.len());
+        if n_val > 0 {
+            let correct = greedy_correct(&model, &tokenizer, &splits.val[..n_val], &stage, 256)?;
+            let accuracy = 100.0 * correct.iter().filter(|&&c| c).count() as f64 / n_val as f64;
+            observer.message(&format!(
+                "{id}: validation greedy accuracy {accuracy:.2}% (n = {n_val})"
+            ));
+            metrics.write(&serde_json::json!({"event": "stage_done", "stage": id, "step": progress.global_step, "val_greedy": accuracy, "n_val": n_val}))?;
+        } else {
+            metrics.write(&serde_json::json!({"event": "stage_done", "stage": id, "step": progress.global_step}))?;
+        }
+        progress.finished.push(record);
+        progress.stage_index += 1;
+        progress.stage_step = 0;
+        checkpoint::save(&run.checkpoint(), &model, &optimizer, &progress)?;
+    }
+    Ok(TrainReport {
+        outcome: Outcome::Finished,
+        progress,
+        model,
+    })
+}
+
+/// The message of a run that diverged.
+fn diverged(stage: &str, stage_step: u64, global_step: u64, what: &str, run: &RunDir) -> String {
+    let kept = if run.checkpoint().exists() {
+        format!(
+            "the last good checkpoint is kept at {}",
+            run.checkpoint().display()
+        )
+    } else {
+        "no checkpoint had been written yet".to_string()
+    };
+    format!(
+        "training diverged at stage {stage}, step {stage_step} (run step {global_step}): {what}; \
+         stopped before updating the weights; {kept}"
+    )
+}

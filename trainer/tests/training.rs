@@ -1,0 +1,295 @@
+//! Training end to end on the CPU with tiny models: the loss falls, a stage-0 model learns small
+//! additions, latent stages train, a killed run resumes to identical weights, and a diverging
+//! run stops with a clear error.
+
+use candle_core::Device;
+use coconut_core::data::DataConfig;
+use coconut_core::layout::Layout;
+use coconut_core::tokenizer::Tokenizer;
+use coconut_core::weights::ModelWeights;
+use coconut_core::{ModelConfig, Stage};
+use coconut_trainer::batch::{loss, Batch};
+use coconut_trainer::checkpoint;
+use coconut_trainer::eval::evaluate;
+use coconut_trainer::optim::{AdamW, AdamWConfig};
+use coconut_trainer::train::{train, Outcome, RunDir, Silent, TrainOptions};
+use coconut_trainer::{Gpt, StagePlan, TrainConfig};
+use std::time::Instant;
+
+mod common;
+use common::weight_bits;
+
+fn tiny_model(layers: usize, width: usize, heads: usize) -> ModelConfig {
+    ModelConfig {
+        n_positions: 64,
+        n_embd: width,
+        n_layer: layers,
+        n_head: heads,
+        ..ModelConfig::default()
+    }
+}
+
+/// 1-2 digit problems (10,000 exist).
+fn small_data(n_train: usize) -> DataConfig {
+    DataConfig {
+        seed: 7,
+        n_train,
+        n_val: 200,
+        n_test: 500,
+        n_ood: 0,
+        min_digits: 1,
+        max_digits: 2,
+        ..DataConfig::default()
+    }
+}
+
+fn tiny_run(stages: &[(&str, f64)]) -> TrainConfig {
+    TrainConfig {
+        model: tiny_model(1, 16, 2),
+        data: small_data(96),
+        stages: stages
+            .iter()
+            .map(|&(stage, epochs)| StagePlan {
+                stage: stage.into(),
+                epochs,
+            })
+            .collect(),
+        batch_size: 16,
+        warmup_steps: 2,
+        checkpoint_every: 4,
+        log_every: 1,
+        val_problems: 0,
+        ..TrainConfig::default()
+    }
+}
+
+#[test]
+fn loss_falls_on_a_fixed_batch() {
+    let tok = Tokenizer::new();
+    let config = tiny_model(1, 32, 2);
+    let model = Gpt::new_random(&config, 3, &Device::Cpu).unwrap();
+    let stage = Stage::latent(0, 1, 3);
+    let problems = small_data(64).generate().unwrap().train;
+    let layouts: Vec<Layout> = problems[..16]
+        .iter()
+        .map(|p| Layout::new(&tok, p, &stage).unwrap())
+        .collect();
+    let refs: Vec<&Layout> = layouts.iter().collect();
+    let batch = Batch::new(&refs, &stage, &Device::Cpu).unwrap();
+    let adamw = AdamWConfig {
+        beta1: 0.9,
+        beta2: 0.98,
+        eps: 1e-8,
+        weight_decay: 0.0,
+    };
+    let mut opt = AdamW::new(model.named_vars(), adamw).unwrap();
+    let mut losses = Vec::new();
+    for _ in 0..40 {
+        let l = loss(&model, &batch).unwrap();
+        losses.push(l.to_scalar::<f32>().unwrap());
+        opt.step(&l.backward().unwrap(), 3e-3, 1.0).unwrap();
+    }
+    let (first, last) = (losses[0], *losses.last().unwrap());
+    assert!(first > 2.5, "an untrained model is near uniform: {first}");
+    assert!(last < 0.5 * first, "loss went from {first} to {last}");
+}
+
+#[test]
+fn stage_zero_learns_small_additions() {
+    // 4,300 of the 10,000 problems with 1-2 digit operands, four epochs (about 540 steps).
+    // Tensors this small gain nothing from threads, which only contend with the other tests.
+    std::env::set_var("RAYON_NUM_THREADS", "1");
+    let dir = tempfile::tempdir().unwrap();
+    let config = TrainConfig {
+        model: tiny_model(2, 64, 4),
+        data: DataConfig {
+            n_test: 300,
+            ..small_data(4300)
+        },
+        stages: vec![StagePlan {
+            stage: "stage0".into(),
+            epochs: 4.0,
+        }],
+        batch_size: 32,
+        lr: 1e-2,
+        warmup_steps: 20,
+        weight_decay: 0.0,
+        checkpoint_every: 1000,
+        val_problems: 0,
+        ..TrainConfig::default()
+    };
+    let started = Instant::now();
+    let report = train(
+        &config,
+        dir.path(),
+        &Device::Cpu,
+        &TrainOptions::default(),
+        &mut Silent,
+    )
+    .unwrap();
+    let seconds = started.elapsed().as_secs_f64();
+    let test = config.data.generate().unwrap().test;
+    let stage = config.stage(&config.stages[0]).unwrap();
+    let acc = evaluate(&report.model, &Tokenizer::new(), "test", &test, &stage, 256).unwrap();
+    eprintln!(
+        "stage 0, 1-2 digits: {:?} after {} steps in {seconds:.0} s: greedy {:.2}%, teacher-forced {:.2}% (n = {})",
+        report.outcome, report.progress.global_step, acc.greedy, acc.teacher_forced, acc.n
+    );
+    assert!(acc.greedy >= 85.0, "greedy accuracy {:.2}%", acc.greedy);
+    assert!(
+        acc.teacher_forced >= 80.0,
+        "teacher-forced accuracy {:.2}%",
+        acc.teacher_forced
+    );
+}
+
+#[test]
+fn latent_stages_and_baselines_train() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = tiny_run(&[
+        ("stage0", 1.0),
+        ("stage2", 1.0),
+        ("stage3", 1.0),
+        ("pause", 0.5),
+        ("nocot", 0.5),
+    ]);
+    let report = train(
+        &config,
+        dir.path(),
+        &Device::Cpu,
+        &TrainOptions::default(),
+        &mut Silent,
+    )
+    .unwrap();
+    assert_eq!(report.outcome, Outcome::Finished);
+    let run = RunDir(dir.path().to_path_buf());
+    for (plan, record) in config.stages.iter().zip(&report.progress.finished) {
+        assert_eq!(record.id, plan.stage);
+        assert!(record.final_loss.is_finite() && record.final_loss > 0.0);
+        let bytes = std::fs::read(run.stage_weights(&plan.stage)).unwrap();
+        ModelWeights::from_safetensors(&bytes, &plan.stage, Some(&config.model)).unwrap();
+    }
+    // 96 problems in batches of 16: 6 steps per epoch.
+    assert_eq!(report.progress.global_step, 6 + 6 + 6 + 3 + 3);
+    let metrics = std::fs::read_to_string(run.metrics()).unwrap();
+    let lines: Vec<serde_json::Value> = metrics
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert!(lines
+        .iter()
+        .any(|l| l["stage"] == "stage3" && l["tokens_per_s"].as_f64().unwrap() > 0.0));
+}
+
+#[test]
+fn a_killed_run_resumes_to_identical_weights() {
+    // Two stages of 12 steps, checkpoints every 4: kills land mid-stage 0 (after step 6, last
+    // checkpoint at 4) and mid-stage 1 (after step 19, last checkpoint at 16).
+    let config = tiny_run(&[("stage0", 2.0), ("stage1", 2.0)]);
+    let whole = tempfile::tempdir().unwrap();
+    train(
+        &config,
+        whole.path(),
+        &Device::Cpu,
+        &TrainOptions::default(),
+        &mut Silent,
+    )
+    .unwrap();
+
+    let killed = tempfile::tempdir().unwrap();
+    let stop = |step| TrainOptions {
+        stop_at_step: Some(step),
+        ..TrainOptions::default()
+    };
+    let first = train(&config, killed.path(), &Device::Cpu, &stop(6), &mut Silent).unwrap();
+    assert_eq!(first.outcome, Outcome::Stopped);
+    let resume = |step| TrainOptions {
+        resume: true,
+        stop_at_step: step,
+    };
+    let second = train(
+        &config,
+        killed.path(),
+        &Device::Cpu,
+        &resume(Some(19)),
+        &mut Silent,
+    )
+    .unwrap();
+    assert_eq!(second.outcome, Outcome::Stopped);
+    let last = train(
+        &config,
+        killed.path(),
+        &Device::Cpu,
+        &resume(None),
+        &mut Silent,
+    )
+    .unwrap();
+    assert_eq!(last.outcome, Outcome::Finished);
+    assert_eq!(last.progress.global_step, 24);
+    for plan in &config.stages {
+        let (a, b) = (
+            weight_bits(whole.path(), &plan.stage),
+            weight_bits(killed.path(), &plan.stage),
+        );
+        assert!(a == b, "{} weights differ", plan.stage);
+    }
+
+    // A fresh start in a used directory is refused; a different config cannot resume it.
+    assert!(train(
+        &config,
+        killed.path(),
+        &Device::Cpu,
+        &TrainOptions::default(),
+        &mut Silent
+    )
+    .is_err());
+    let other = TrainConfig {
+        seed: 99,
+        ..config.clone()
+    };
+    assert!(train(
+        &other,
+        killed.path(),
+        &Device::Cpu,
+        &resume(None),
+        &mut Silent
+    )
+    .is_err());
+}
+
+#[test]
+fn a_diverging_run_stops_with_a_clear_error_and_keeps_the_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = TrainConfig {
+        lr: 1e4,
+        checkpoint_every: 1,
+        ..tiny_run(&[("stage0", 3.0)])
+    };
+    let err = match train(
+        &config,
+        dir.path(),
+        &Device::Cpu,
+        &TrainOptions::default(),
+        &mut Silent,
+    ) {
+        Ok(_) => panic!("a learning rate of 1e4 must diverge"),
+        Err(e) => e.to_string(),
+    };
+    eprintln!("{err}");
+    assert!(err.contains("diverged at stage stage0, step"), "{err}");
+    // The checkpoint on disk is loadable and finite.
+    let model = Gpt::new_random(&config.model, 0, &Device::Cpu).unwrap();
+    let mut opt = AdamW::new(model.named_vars(), config.adamw()).unwrap();
+    let progress = checkpoint::load(
+        &RunDir(dir.path().to_path_buf()).checkpoint(),
+        &model,
+        &mut opt,
+    )
+    .unwrap();
+    assert!(progress.global_step >= 1);
+    let w = model.to_weights().unwrap();
+    assert!(w
+        .tensors
+        .keys()
+        .all(|name| w.f32(name).iter().all(|v| v.is_finite())));
+}
