@@ -77,9 +77,9 @@ mod native {
             Stage::latent(0, 1, 5).with_kind(StageKind::Pause),
         ];
         println!(
-            "| stage | problems | tokens/problem | reference ms/problem | wgpu ms/problem | reference ms/position | wgpu ms/position | dispatches/position | submissions/problem | identical |"
+            "| stage | problems | tokens/problem | reference ms/problem | wgpu ms/problem | reference ms/position | wgpu ms/position | dispatches/position | submissions/problem | identical | host record ms/position | host submit ms/position | host wait ms/position |"
         );
-        println!("|---|---|---|---|---|---|---|---|---|---|");
+        println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|");
         // Warm-up (first pipeline use).
         engine
             .solve_blocking(&tok, &problems[0], &stages[1], false)
@@ -106,7 +106,7 @@ mod native {
             let st = engine.stats();
             let per = |d: Duration, k: usize| d.as_secs_f64() * 1e3 / k as f64;
             println!(
-                "| {} | {n} | {:.1} | {:.2} | {:.2} | {:.3} | {:.3} | {:.1} | {:.1} | {same}/{n} |",
+                "| {} | {n} | {:.1} | {:.2} | {:.2} | {:.3} | {:.3} | {:.1} | {:.1} | {same}/{n} | {:.3} | {:.3} | {:.3} |",
                 stage.id(),
                 tokens as f64 / n as f64,
                 per(ref_time, n),
@@ -115,6 +115,9 @@ mod native {
                 per(gpu_time, positions),
                 st.dispatches as f64 / st.positions as f64,
                 st.submissions as f64 / n as f64,
+                st.record_ns as f64 * 1e-6 / st.positions as f64,
+                st.submit_ns as f64 * 1e-6 / st.positions as f64,
+                st.wait_ns as f64 * 1e-6 / st.positions as f64,
             );
         }
     }

@@ -39,6 +39,34 @@ pub struct EngineStats {
     pub generations: u64,
     /// Positions computed ahead and discarded because the token before them was `<eos>`.
     pub discarded: u64,
+    /// Host time spent recording command buffers (native only; 0 in the browser).
+    pub record_ns: u64,
+    /// Host time spent in `queue.submit` (native only).
+    pub submit_ns: u64,
+    /// Host time spent waiting for token ids to come back (native only).
+    pub wait_ns: u64,
+}
+
+/// Elapsed host time, where the platform has a clock (`Instant` panics on wasm32).
+struct Stopwatch {
+    #[cfg(not(target_arch = "wasm32"))]
+    start: std::time::Instant,
+}
+
+impl Stopwatch {
+    fn start() -> Stopwatch {
+        Stopwatch {
+            #[cfg(not(target_arch = "wasm32"))]
+            start: std::time::Instant::now(),
+        }
+    }
+
+    fn ns(&self) -> u64 {
+        #[cfg(not(target_arch = "wasm32"))]
+        return self.start.elapsed().as_nanos() as u64;
+        #[cfg(target_arch = "wasm32")]
+        0
+    }
 }
 
 struct Layer {
@@ -349,6 +377,7 @@ impl WgpuEngine {
         argmax: bool,
         trace: bool,
     ) -> wgpu::CommandBuffer {
+        let clock = Stopwatch::start();
         let device = &self.gpu.device;
         let mut enc = device.create_command_encoder(&wgpu::CommandEncoderDescriptor {
             label: Some("position"),
@@ -422,24 +451,32 @@ impl WgpuEngine {
         }
         self.stats.dispatches += dispatches;
         self.stats.positions += step.rows as u64;
-        enc.finish()
+        let commands = enc.finish();
+        self.stats.record_ns += clock.ns();
+        commands
     }
 
     fn submit(&mut self, commands: wgpu::CommandBuffer) -> Result<wgpu::SubmissionIndex, GpuError> {
+        let clock = Stopwatch::start();
         self.gpu.check()?;
         let index = self.gpu.queue.submit([commands]);
         self.stats.submissions += 1;
+        self.stats.submit_ns += clock.ns();
         Ok(index)
     }
 
     /// Reads `ids[t]` from its staging slot once submission `done` (which computed it) is done.
     async fn read_id(&mut self, t: usize, done: wgpu::SubmissionIndex) -> Result<u32, GpuError> {
         self.stats.readbacks += 1;
-        self.gpu
+        let clock = Stopwatch::start();
+        let id = self
+            .gpu
             .read_mapped(&self.buffers.staging_id[t % 2], 0..4, Some(done), |b| {
                 u32::from_le_bytes([b[0], b[1], b[2], b[3]])
             })
-            .await
+            .await;
+        self.stats.wait_ns += clock.ns();
+        id
     }
 
     /// Runs a prompt, the stage's thoughts and greedy decoding until `<eos>` or the model's
