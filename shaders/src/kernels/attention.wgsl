@@ -55,7 +55,26 @@ fn main(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid
     }
     for (var s = lid.x; s < n; s += 64u) {
         var dot = 0.0;
-        for (var d = 0u; d < dh; d++) {
+        var d = 0u;
+        loop {
+            if (d + 4u > dh) {
+                break;
+            }
+            let q0 = qkv[q + d];
+            let q1 = qkv[q + d + 1u];
+            let q2 = qkv[q + d + 2u];
+            let q3 = qkv[q + d + 3u];
+            let k0 = key(s, head + d);
+            let k1 = key(s, head + d + 1u);
+            let k2 = key(s, head + d + 2u);
+            let k3 = key(s, head + d + 3u);
+            dot += q0 * k0;
+            dot += q1 * k1;
+            dot += q2 * k2;
+            dot += q3 * k3;
+            d += 4u;
+        }
+        for (; d < dh; d++) {
             dot += qkv[q + d] * key(s, head + d);
         }
         att[base + s] = dot * SCALE;

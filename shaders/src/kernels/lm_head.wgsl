@@ -23,7 +23,24 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
     var acc = 0.0;
     if (INT8) {
         let s = wte_scale[v];
-        for (var c = 0u; c < C; c++) {
+        // Four values per word: one load of the word and four of h, then four adds in order.
+        var c = 0u;
+        loop {
+            if (c + 4u > C) {
+                break;
+            }
+            let wv = unpack_i8x4(wte[v * words + c / 4u]) * s;
+            let h0 = hidden[p * C + c];
+            let h1 = hidden[p * C + c + 1u];
+            let h2 = hidden[p * C + c + 2u];
+            let h3 = hidden[p * C + c + 3u];
+            acc += wv.x * h0;
+            acc += wv.y * h1;
+            acc += wv.z * h2;
+            acc += wv.w * h3;
+            c += 4u;
+        }
+        for (; c < C; c++) {
             let wv = unpack_i8(wte[v * words + c / 4u], c % 4u) * s;
             acc += wv * hidden[p * C + c];
         }
