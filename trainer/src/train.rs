@@ -167,12 +167,18 @@ pub fn train(
                 run.config().display()
             );
         }
-        let p = checkpoint::load(&run.checkpoint(), &model, &mut optimizer)?;
-        observer.message(&format!(
-            "resumed at step {} (stage index {}, step {})",
-            p.global_step, p.stage_index, p.stage_step
-        ));
-        p
+        if run.checkpoint().exists() {
+            let p = checkpoint::load(&run.checkpoint(), &model, &mut optimizer)?;
+            observer.message(&format!(
+                "resumed at step {} (stage index {}, step {})",
+                p.global_step, p.stage_index, p.stage_step
+            ));
+            p
+        } else {
+            // Killed before its first checkpoint: start over with the run's settings.
+            observer.message("no checkpoint yet: starting the run from the beginning");
+            Progress::default()
+        }
     } else {
         if run.checkpoint().exists() {
             bail!(

@@ -293,3 +293,65 @@ fn a_diverging_run_stops_with_a_clear_error_and_keeps_the_checkpoint() {
         .keys()
         .all(|name| w.f32(name).iter().all(|v| v.is_finite())));
 }
+
+#[test]
+fn a_time_budget_stops_with_a_checkpoint_and_resume_finishes() {
+    let config = TrainConfig {
+        time_budget_s: Some(0.0),
+        ..tiny_run(&[("stage0", 1.0), ("stage1", 1.0)])
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let resume = TrainOptions {
+        resume: true,
+        ..TrainOptions::default()
+    };
+    // A budget of zero seconds: one step per call, each one checkpointed.
+    let first = train(
+        &config,
+        dir.path(),
+        &Device::Cpu,
+        &TrainOptions::default(),
+        &mut Silent,
+    )
+    .unwrap();
+    assert_eq!(
+        (first.outcome, first.progress.global_step),
+        (Outcome::OutOfTime, 1)
+    );
+    let mut calls = 1;
+    loop {
+        let report = train(&config, dir.path(), &Device::Cpu, &resume, &mut Silent).unwrap();
+        calls += 1;
+        if report.outcome == Outcome::Finished {
+            assert_eq!(report.progress.global_step, 12);
+            break;
+        }
+        assert!(calls < 20, "the run never finished");
+    }
+    // The same weights as a run without a budget.
+    let whole = tempfile::tempdir().unwrap();
+    let unbounded = TrainConfig {
+        time_budget_s: None,
+        ..config.clone()
+    };
+    train(
+        &unbounded,
+        whole.path(),
+        &Device::Cpu,
+        &TrainOptions::default(),
+        &mut Silent,
+    )
+    .unwrap();
+    assert!(weight_bits(dir.path(), "stage1") == weight_bits(whole.path(), "stage1"));
+
+    // Resuming a run killed before its first checkpoint starts it over.
+    let early = tempfile::tempdir().unwrap();
+    let stop = TrainOptions {
+        stop_at_step: Some(1),
+        ..TrainOptions::default()
+    };
+    train(&unbounded, early.path(), &Device::Cpu, &stop, &mut Silent).unwrap();
+    let report = train(&unbounded, early.path(), &Device::Cpu, &resume, &mut Silent).unwrap();
+    assert_eq!(report.outcome, Outcome::Finished);
+    assert!(weight_bits(early.path(), "stage1") == weight_bits(whole.path(), "stage1"));
+}
