@@ -48,6 +48,9 @@ struct LayerNorm {
 impl LayerNorm {
     /// `(x - mean) / sqrt(var + eps) * weight + bias` over the last axis, biased variance.
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        if let Some(fused) = crate::ops::layer_norm(x, &self.weight, &self.bias, self.eps as f32) {
+            return Ok(fused?);
+        }
         let mean = x.mean_keepdim(D::Minus1)?; // (..., 1)
         let centered = x.broadcast_sub(&mean)?;
         let var = centered.sqr()?.mean_keepdim(D::Minus1)?; // (..., 1)

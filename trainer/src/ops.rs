@@ -1,9 +1,9 @@
 //! Fused CPU kernels, each with its backward pass, for the ops that dominate a small model's
-//! training time on the CPU: tanh-GELU and the softmax over the last axis. candle composes them
+//! training time on the CPU: tanh-GELU, the softmax over the last axis and LayerNorm. candle composes them
 //! from a dozen elementwise ops (GELU's backward alone is twelve), each allocating a tensor.
 //! Other devices use candle's composed ops, which also have backward passes.
 
-use candle_core::{CpuStorage, CustomOp1, CustomOp2, Layout, Result, Shape, Tensor, D};
+use candle_core::{CpuStorage, CustomOp1, CustomOp2, CustomOp3, Layout, Result, Shape, Tensor, D};
 
 /// GPT-2's tanh-approximated GELU, `(...)` -> `(...)`.
 pub fn gelu(x: &Tensor) -> Result<Tensor> {
@@ -23,6 +23,22 @@ pub fn softmax_last_dim(x: &Tensor) -> Result<Tensor> {
     }
 }
 
+/// LayerNorm over the last axis, `(..., C)` with gain and bias `(C)`: `(x - mean) /
+/// sqrt(var + eps) * weight + bias`, biased variance. `None` off the CPU: use composed ops there.
+pub fn layer_norm(x: &Tensor, weight: &Tensor, bias: &Tensor, eps: f32) -> Option<Result<Tensor>> {
+    if !(x.device().is_cpu() && x.dtype() == candle_core::DType::F32) {
+        return None;
+    }
+    let run = || {
+        x.contiguous()?.apply_op3(
+            &weight.contiguous()?,
+            &bias.contiguous()?,
+            LayerNorm { eps },
+        )
+    };
+    Some(run())
+}
+
 /// Keeps freed memory in the process instead of handing it back to the kernel: candle allocates
 /// a fresh buffer for every op, and with glibc's defaults large ones are mapped and unmapped each
 /// time, so page faults took a fifth of CPU training time. Call once before training.
@@ -31,7 +47,7 @@ pub fn keep_freed_memory() {
     // SAFETY: mallopt only changes allocator thresholds; it is called before the buffers it
     // affects exist and does not invalidate any allocation.
     unsafe {
-        libc::mallopt(libc::M_MMAP_THRESHOLD, 1 << 30);
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 32 << 20); // glibc's maximum
         libc::mallopt(libc::M_TRIM_THRESHOLD, 1 << 30);
     }
 }
@@ -185,6 +201,120 @@ impl CustomOp2 for SoftmaxBackward {
     }
 }
 
+struct LayerNorm {
+    eps: f32,
+}
+
+impl LayerNorm {
+    /// Mean and 1 / sqrt(var + eps) of one row.
+    fn stats(&self, row: &[f32]) -> (f32, f32) {
+        let n = row.len() as f32;
+        let mean = row.iter().sum::<f32>() / n;
+        let var = row.iter().map(|v| (v - mean) * (v - mean)).sum::<f32>() / n;
+        (mean, 1.0 / (var + self.eps).sqrt())
+    }
+}
+
+impl CustomOp3 for LayerNorm {
+    fn name(&self) -> &'static str {
+        "fused-layer-norm"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let (x, w, b) = (slice(s1, l1)?, slice(s2, l2)?, slice(s3, l3)?);
+        let c = w.len();
+        let mut y = vec![0f32; x.len()];
+        for (row, out) in x.chunks_exact(c).zip(y.chunks_exact_mut(c)) {
+            let (mean, inv) = self.stats(row);
+            for (((o, &v), &g), &bias) in out.iter_mut().zip(row).zip(w).zip(b) {
+                *o = (v - mean) * inv * g + bias;
+            }
+        }
+        Ok((CpuStorage::F32(y), l1.shape().clone()))
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        weight: &Tensor,
+        _bias: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let c = weight.elem_count();
+        let rows = x.elem_count() / c;
+        let packed = x.apply_op3_no_bwd(
+            weight,
+            &grad.contiguous()?,
+            &LayerNormBackward { eps: self.eps },
+        )?;
+        let dx = packed.narrow(0, 0, rows * c)?.reshape(x.shape())?;
+        let dw = packed.narrow(0, rows * c, c)?;
+        let db = packed.narrow(0, (rows + 1) * c, c)?;
+        Ok((Some(dx), Some(dw), Some(db)))
+    }
+}
+
+/// LayerNorm's gradients for inputs (x, weight, grad), packed as `[dx (rows * C), dw (C), db (C)]`.
+struct LayerNormBackward {
+    eps: f32,
+}
+
+impl CustomOp3 for LayerNormBackward {
+    fn name(&self) -> &'static str {
+        "fused-layer-norm-backward"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let (x, w, g) = (slice(s1, l1)?, slice(s2, l2)?, slice(s3, l3)?);
+        let c = w.len();
+        let rows = x.len() / c;
+        let mut out = vec![0f32; (rows + 2) * c];
+        let (dx, dwb) = out.split_at_mut(rows * c);
+        let (dw, db) = dwb.split_at_mut(c);
+        let stats = LayerNorm { eps: self.eps };
+        let mut xhat = vec![0f32; c];
+        for ((row, grow), dxrow) in x
+            .chunks_exact(c)
+            .zip(g.chunks_exact(c))
+            .zip(dx.chunks_exact_mut(c))
+        {
+            let (mean, inv) = stats.stats(row);
+            let (mut mean_dxhat, mut mean_dxhat_xhat) = (0f32, 0f32);
+            for k in 0..c {
+                xhat[k] = (row[k] - mean) * inv;
+                let dxhat = grow[k] * w[k];
+                mean_dxhat += dxhat;
+                mean_dxhat_xhat += dxhat * xhat[k];
+                dw[k] += grow[k] * xhat[k];
+                db[k] += grow[k];
+            }
+            mean_dxhat /= c as f32;
+            mean_dxhat_xhat /= c as f32;
+            for k in 0..c {
+                dxrow[k] = inv * (grow[k] * w[k] - mean_dxhat - xhat[k] * mean_dxhat_xhat);
+            }
+        }
+        Ok((CpuStorage::F32(out), Shape::from((rows + 2) * c)))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -245,6 +375,49 @@ mod tests {
     #[test]
     fn fused_softmax_matches_candle() {
         check(softmax_last_dim, |x| candle_nn::ops::softmax(x, D::Minus1));
+    }
+
+    #[test]
+    fn fused_layer_norm_matches_composed_ops() {
+        let dev = &Device::Cpu;
+        let x = Var::from_tensor(&(Tensor::randn(0f32, 2.0, (3, 4, 8), dev).unwrap())).unwrap();
+        let w = Var::from_tensor(&(Tensor::randn(1f32, 0.3, 8, dev).unwrap())).unwrap();
+        let b = Var::from_tensor(&(Tensor::randn(0f32, 0.3, 8, dev).unwrap())).unwrap();
+        let weights = Tensor::randn(0f32, 1.0, (3, 4, 8), dev).unwrap();
+        let composed = |x: &Tensor| {
+            let mean = x.mean_keepdim(D::Minus1)?;
+            let centered = x.broadcast_sub(&mean)?;
+            let var = centered.sqr()?.mean_keepdim(D::Minus1)?;
+            let normed = centered.broadcast_div(&(var + 1e-5)?.sqrt()?)?;
+            normed
+                .broadcast_mul(w.as_tensor())?
+                .broadcast_add(b.as_tensor())
+        };
+        let ys = [
+            layer_norm(x.as_tensor(), w.as_tensor(), b.as_tensor(), 1e-5)
+                .unwrap()
+                .unwrap(),
+            composed(x.as_tensor()).unwrap(),
+        ];
+        assert!(close(&ys[0], &ys[1]) < 1e-6, "values differ");
+        let grads: Vec<_> = ys
+            .iter()
+            .map(|y| {
+                (y * &weights)
+                    .unwrap()
+                    .sum_all()
+                    .unwrap()
+                    .backward()
+                    .unwrap()
+            })
+            .collect();
+        for var in [&x, &w, &b] {
+            let (g0, g1) = (
+                grads[0].get(var.as_tensor()).unwrap(),
+                grads[1].get(var.as_tensor()).unwrap(),
+            );
+            assert!(close(g0, g1) < 1e-5, "gradients differ");
+        }
     }
 
     #[test]

@@ -60,13 +60,18 @@ impl AdamW {
 
     /// The global L2 norm of the gradients of every parameter (a missing gradient counts as 0).
     pub fn grad_norm(&self, grads: &GradStore) -> Result<f64> {
-        let mut sum = 0f64;
-        for p in &self.params {
-            if let Some(g) = grads.get(p.var.as_tensor()) {
-                sum += g.sqr()?.sum_all()?.to_scalar::<f32>()? as f64;
-            }
+        let squares = self
+            .params
+            .iter()
+            .filter_map(|p| grads.get(p.var.as_tensor()))
+            .map(|g| g.sqr()?.sum_all())
+            .collect::<candle_core::Result<Vec<_>>>()?;
+        if squares.is_empty() {
+            return Ok(0.0);
         }
-        Ok(sum.sqrt())
+        // One transfer from the device, summed in f64 on the host.
+        let squares = Tensor::stack(&squares, 0)?.to_vec1::<f32>()?;
+        Ok(squares.iter().map(|&s| s as f64).sum::<f64>().sqrt())
     }
 
     /// One update with learning rate `lr`, the gradients scaled by `grad_scale` first (clipping).
@@ -84,7 +89,10 @@ impl AdamW {
             let Some(g) = grads.get(p.var.as_tensor()) else {
                 continue;
             };
-            let g = (g * grad_scale)?;
+            // Detached: gradients carry the step's autograd graph, and moments built from them
+            // would keep every step's activations alive (on CUDA the GPU ran out of memory
+            // within 40 steps).
+            let g = (g.detach() * grad_scale)?;
             p.m = ((&p.m * beta1)? + (&g * (1.0 - beta1))?)?;
             p.v = ((&p.v * beta2)? + (g.sqr()? * (1.0 - beta2))?)?;
             let m_hat = (&p.m / correction1)?;
