@@ -96,7 +96,7 @@ fn loss_falls_on_a_fixed_batch() {
 
 #[test]
 fn stage_zero_learns_small_additions() {
-    // 4,300 of the 10,000 problems with 1-2 digit operands, four epochs (about 540 steps).
+    // 4,300 of the 10,000 problems with 1-2 digit operands, six epochs (about 810 steps).
     // Tensors this small gain nothing from threads, which only contend with the other tests.
     std::env::set_var("RAYON_NUM_THREADS", "1");
     let dir = tempfile::tempdir().unwrap();
@@ -108,10 +108,10 @@ fn stage_zero_learns_small_additions() {
         },
         stages: vec![StagePlan {
             stage: "stage0".into(),
-            epochs: 4.0,
+            epochs: 6.0,
         }],
         batch_size: 32,
-        lr: 1e-2,
+        lr: 3e-3,
         warmup_steps: 20,
         weight_decay: 0.0,
         checkpoint_every: 1000,
@@ -135,9 +135,9 @@ fn stage_zero_learns_small_additions() {
         "stage 0, 1-2 digits: {:?} after {} steps in {seconds:.0} s: greedy {:.2}%, teacher-forced {:.2}% (n = {})",
         report.outcome, report.progress.global_step, acc.greedy, acc.teacher_forced, acc.n
     );
-    assert!(acc.greedy >= 85.0, "greedy accuracy {:.2}%", acc.greedy);
+    assert!(acc.greedy >= 90.0, "greedy accuracy {:.2}%", acc.greedy);
     assert!(
-        acc.teacher_forced >= 80.0,
+        acc.teacher_forced >= 90.0,
         "teacher-forced accuracy {:.2}%",
         acc.teacher_forced
     );
