@@ -17,3 +17,6 @@ cargo test --workspace --locked -- --test-threads=2
 
 echo "== wasm32 build of core (the browser's reference engine)"
 cargo build -p coconut-core --target wasm32-unknown-unknown --locked
+
+echo "== WGSL kernels and engine in headless Chromium WebGPU"
+bash shaders/browser-test.sh
