@@ -350,8 +350,9 @@ impl ModelWeights {
             ),
             ("format".to_string(), "pt".to_string()),
         ]);
-        safetensors::tensor::serialize(views, Some(metadata))
-            .expect("serializing in-memory tensors cannot fail")
+        let bytes = safetensors::tensor::serialize(views, Some(metadata))
+            .expect("serializing in-memory tensors cannot fail");
+        canonical_header(bytes)
     }
 
     /// Parses and validates safetensors bytes. `file` names the source in errors. If `expected`
@@ -412,6 +413,27 @@ impl ModelWeights {
         }
         Ok(ModelWeights { config, tensors })
     }
+}
+
+/// The same file with its JSON header's keys sorted. safetensors writes the metadata from a
+/// `HashMap`, whose order changes from run to run; sorted, the same weights always give the same
+/// bytes, hence the same sha256 in the manifest. Reordering keys keeps the header's length, and the
+/// data offsets inside it stay valid.
+fn canonical_header(mut bytes: Vec<u8>) -> Vec<u8> {
+    let n = u64::from_le_bytes(bytes[..8].try_into().expect("8-byte length")) as usize;
+    let header = &bytes[8..8 + n];
+    let text = std::str::from_utf8(header).expect("safetensors writes UTF-8 JSON");
+    let value: serde_json::Value =
+        serde_json::from_str(text.trim_end()).expect("safetensors writes valid JSON");
+    // serde_json's map is ordered by key (no preserve_order feature).
+    let sorted = serde_json::to_string(&value).expect("JSON values serialize");
+    assert_eq!(
+        sorted.len(),
+        text.trim_end().len(),
+        "reordering keeps the length"
+    );
+    bytes[8..8 + sorted.len()].copy_from_slice(sorted.as_bytes());
+    bytes
 }
 
 fn read_tensor(st: &SafeTensors, spec: &TensorSpec, file: &str) -> Result<Tensor, WeightsError> {
@@ -556,6 +578,20 @@ mod tests {
             // LayerNorm and biases stay exact in every dtype.
             assert_eq!(back.f32("h.1.ln_2.bias"), w.f32("h.1.ln_2.bias"));
         }
+    }
+
+    #[test]
+    fn the_same_weights_always_give_the_same_bytes() {
+        // Each serialization builds a new HashMap with its own random order.
+        let w = random_weights(&tiny(), 6).convert(WeightDtype::Int8);
+        let first = w.to_safetensors();
+        for _ in 0..20 {
+            assert_eq!(w.to_safetensors(), first);
+        }
+        assert_eq!(
+            ModelWeights::from_safetensors(&first, "x", None).unwrap(),
+            w
+        );
     }
 
     #[test]
