@@ -1,0 +1,45 @@
+//! The WGSL engine reproduces the golden activations the trainer's candle model wrote for every
+//! stage of the fixture weights (int8, dequantised in the shaders): the same greedy sequence, and
+//! the logits within 1e-5 (relative) at every position. Runs on any wgpu adapter; in CI that is
+//! lavapipe (software Vulkan). `COCONUT_GPU_TESTS=skip` skips it where no adapter exists.
+
+use coconut_core::manifest::WeightsDir;
+use coconut_core::problem::Problem;
+use coconut_shaders::WgpuEngine;
+use coconut_tests::{read_golden, relative_error, repo_root};
+
+const TOLERANCE: f64 = 1e-5;
+
+#[test]
+fn wgsl_engine_matches_the_trainer_golden_runs() {
+    if std::env::var("COCONUT_GPU_TESTS").as_deref() == Ok("skip") {
+        eprintln!("COCONUT_GPU_TESTS=skip: not run");
+        return;
+    }
+    let dir = repo_root().join("tests/fixtures/tiny-weights");
+    let folder = WeightsDir::open(&dir).unwrap();
+    let tokenizer = folder.tokenizer().unwrap();
+    let golden = read_golden(&dir);
+    let mut checked = 0;
+    for set in &golden {
+        let (_, stage, weights) = folder.stage(&set.stage).unwrap();
+        let mut engine = WgpuEngine::new_blocking(&weights).unwrap();
+        for run in &set.runs {
+            let problem = Problem::new(run.a, run.b);
+            let solution = engine
+                .solve_blocking(&tokenizer, &problem, &stage, true)
+                .unwrap();
+            let g = &solution.generation;
+            let context = format!("{} on {problem}", set.stage);
+            assert_eq!(g.ids, run.ids, "{context}: greedy sequence");
+            let logits = &g.trace.as_ref().unwrap().logits;
+            assert_eq!(logits.len(), run.logits.len(), "{context}: positions run");
+            for (t, (ours, theirs)) in logits.iter().zip(&run.logits).enumerate() {
+                let e = relative_error(ours, theirs);
+                assert!(e < TOLERANCE, "{context}: logits at {t} relative error {e}");
+            }
+            checked += 1;
+        }
+    }
+    assert_eq!(checked, 5 * 5);
+}
