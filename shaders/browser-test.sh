@@ -28,4 +28,4 @@ echo "== WGSL kernels and engine in headless Chromium WebGPU"
 CHROMEDRIVER=${CHROMEDRIVER:-/usr/bin/chromedriver} \
 CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER=wasm-bindgen-test-runner \
 WASM_BINDGEN_TEST_TIMEOUT=${WASM_BINDGEN_TEST_TIMEOUT:-900} \
-  cargo test -p coconut-shaders --target wasm32-unknown-unknown --test web "$@"
+  cargo test -p coconut-shaders --target wasm32-unknown-unknown --test "${WEB_TEST:-web}" "$@"

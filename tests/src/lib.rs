@@ -47,3 +47,19 @@ pub fn relative_error(out: &[f32], reference: &[f32]) -> f64 {
     assert!(norm > 0.0, "reference is all zeros");
     (diff / norm).sqrt()
 }
+
+/// Checks one engine's greedy sequence and per-position logits against a golden run.
+pub fn assert_matches_golden(
+    run: &GoldenRun,
+    ids: &[u32],
+    logits: &[Vec<f32>],
+    tolerance: f64,
+    context: &str,
+) {
+    assert_eq!(ids, run.ids.as_slice(), "{context}: greedy sequence");
+    assert_eq!(logits.len(), run.logits.len(), "{context}: positions run");
+    for (t, (ours, theirs)) in logits.iter().zip(&run.logits).enumerate() {
+        let e = relative_error(ours, theirs);
+        assert!(e < tolerance, "{context}: logits at {t} relative error {e}");
+    }
+}

@@ -4,7 +4,7 @@
 use coconut_core::manifest::WeightsDir;
 use coconut_core::problem::Problem;
 use coconut_core::reference::ReferenceModel;
-use coconut_tests::{read_golden, relative_error, repo_root};
+use coconut_tests::{assert_matches_golden, read_golden, relative_error, repo_root};
 
 const TOLERANCE: f64 = 1e-5;
 
@@ -28,7 +28,6 @@ fn reference_engine_matches_the_trainer_golden_runs() {
             let solution = model.solve(&tokenizer, &problem, &stage, true).unwrap();
             let g = &solution.generation;
             let context = format!("{} on {problem}", set.stage);
-            assert_eq!(g.ids, run.ids, "{context}: greedy sequence");
             assert_eq!(
                 g.thoughts.len(),
                 run.thoughts.len(),
@@ -39,11 +38,7 @@ fn reference_engine_matches_the_trainer_golden_runs() {
                 assert!(e < TOLERANCE, "{context}: thought {j} relative error {e}");
             }
             let logits = &g.trace.as_ref().unwrap().logits;
-            assert_eq!(logits.len(), run.logits.len(), "{context}: positions run");
-            for (t, (ours, theirs)) in logits.iter().zip(&run.logits).enumerate() {
-                let e = relative_error(ours, theirs);
-                assert!(e < TOLERANCE, "{context}: logits at {t} relative error {e}");
-            }
+            assert_matches_golden(run, &g.ids, logits, TOLERANCE, &context);
             checked += 1;
         }
     }

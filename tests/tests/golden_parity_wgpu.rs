@@ -6,7 +6,7 @@
 use coconut_core::manifest::WeightsDir;
 use coconut_core::problem::Problem;
 use coconut_shaders::WgpuEngine;
-use coconut_tests::{read_golden, relative_error, repo_root};
+use coconut_tests::{assert_matches_golden, read_golden, repo_root};
 
 const TOLERANCE: f64 = 1e-5;
 
@@ -31,13 +31,8 @@ fn wgsl_engine_matches_the_trainer_golden_runs() {
                 .unwrap();
             let g = &solution.generation;
             let context = format!("{} on {problem}", set.stage);
-            assert_eq!(g.ids, run.ids, "{context}: greedy sequence");
             let logits = &g.trace.as_ref().unwrap().logits;
-            assert_eq!(logits.len(), run.logits.len(), "{context}: positions run");
-            for (t, (ours, theirs)) in logits.iter().zip(&run.logits).enumerate() {
-                let e = relative_error(ours, theirs);
-                assert!(e < TOLERANCE, "{context}: logits at {t} relative error {e}");
-            }
+            assert_matches_golden(run, &g.ids, logits, TOLERANCE, &context);
             checked += 1;
         }
     }
