@@ -15,6 +15,7 @@
 
 pub mod config;
 pub mod data;
+pub mod golden;
 pub mod layout;
 pub mod manifest;
 pub mod problem;

@@ -1,6 +1,6 @@
 //! Shared helpers of the cross-part tests in `tests/tests/`.
 
-use serde::Deserialize;
+pub use coconut_core::golden::{GoldenRun, GoldenStage};
 use std::path::{Path, PathBuf};
 
 /// The repository root.
@@ -11,28 +11,13 @@ pub fn repo_root() -> PathBuf {
         .to_path_buf()
 }
 
-/// One golden run written by `coconut golden` (the trainer's candle model).
-#[derive(Clone, Debug, Deserialize)]
-pub struct GoldenRun {
-    pub a: u64,
-    pub b: u64,
-    pub ids: Vec<u32>,
-    pub thoughts: Vec<Vec<f32>>,
-    pub logits: Vec<Vec<f32>>,
-}
-
-#[derive(Clone, Debug, Deserialize)]
-pub struct GoldenStage {
-    pub stage: String,
-    pub runs: Vec<GoldenRun>,
-}
-
 /// Reads `golden.json` of a weights folder.
 pub fn read_golden(weights_dir: &Path) -> Vec<GoldenStage> {
     let path = weights_dir.join("golden.json");
     let text = std::fs::read_to_string(&path)
         .unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
-    serde_json::from_str(&text).unwrap_or_else(|e| panic!("parsing {}: {e}", path.display()))
+    coconut_core::golden::parse_golden(&text)
+        .unwrap_or_else(|e| panic!("parsing {}: {e}", path.display()))
 }
 
 /// ‖out − ref‖ / ‖ref‖; panics on a zero reference, which would make any output pass.

@@ -8,35 +8,13 @@
 use crate::model::{to_host, Gpt};
 use anyhow::{Context, Result};
 use candle_core::Tensor;
+use coconut_core::golden::{GoldenRun, GoldenStage, GOLDEN_PROBLEMS};
 use coconut_core::layout::prompt;
 use coconut_core::problem::Problem;
 use coconut_core::reference::argmax;
 use coconut_core::stage::Stage;
 use coconut_core::tokenizer::{Tokenizer, EOS, LATENT};
-use serde::{Deserialize, Serialize};
 use std::path::Path;
-
-/// The fixed problems: the worked example, a final carry, unequal lengths, zeros, the largest.
-pub const GOLDEN_PROBLEMS: [(u64, u64); 5] =
-    [(347, 285), (999, 1), (5, 1234), (0, 0), (9999, 9999)];
-
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct GoldenRun {
-    pub a: u64,
-    pub b: u64,
-    /// Prompt, `<latent>` slots and generated tokens (ending in `<eos>` if finished).
-    pub ids: Vec<u32>,
-    /// The input vector of each thought slot.
-    pub thoughts: Vec<Vec<f32>>,
-    /// LM-head logits at each position that was run.
-    pub logits: Vec<Vec<f32>>,
-}
-
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct GoldenStage {
-    pub stage: String,
-    pub runs: Vec<GoldenRun>,
-}
 
 /// Runs one problem position by position with the KV cache, as every engine does.
 pub fn golden_run(
