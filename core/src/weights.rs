@@ -514,7 +514,8 @@ fn read_tensor(st: &SafeTensors, spec: &TensorSpec, file: &str) -> Result<Tensor
     Ok(tensor)
 }
 
-fn le_f32(bytes: &[u8]) -> Vec<f32> {
+/// Little-endian f32 values, as safetensors stores them (the bytes need not be aligned).
+pub fn le_f32(bytes: &[u8]) -> Vec<f32> {
     bytes
         .chunks_exact(4)
         .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))

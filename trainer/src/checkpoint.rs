@@ -37,7 +37,7 @@ pub struct StageRecord {
     pub final_loss: f64,
 }
 
-pub const PROGRESS_KEY: &str = "coconut.progress";
+const PROGRESS_KEY: &str = "coconut.progress";
 const ADAM_T_KEY: &str = "coconut.adam_t";
 
 /// Writes `bytes` to `path` atomically: `path.tmp`, fsync, rename.
@@ -91,18 +91,34 @@ pub fn save(path: &Path, model: &Gpt, optimizer: &AdamW, progress: &Progress) ->
     write_atomic(path, &bytes)
 }
 
+/// The key-value metadata of a checkpoint's header.
+fn metadata(bytes: &[u8], path: &Path) -> Result<HashMap<String, String>> {
+    let (_, header) = SafeTensors::read_metadata(bytes)
+        .with_context(|| format!("{}: not a checkpoint", path.display()))?;
+    Ok(header.metadata().clone().unwrap_or_default())
+}
+
+/// The progress record among a checkpoint's metadata.
+fn progress_in(meta: &HashMap<String, String>, path: &Path) -> Result<Progress> {
+    let json = meta
+        .get(PROGRESS_KEY)
+        .with_context(|| format!("{}: no progress record", path.display()))?;
+    Ok(serde_json::from_str(json)?)
+}
+
+/// The progress of the checkpoint at `path` without loading its tensors.
+pub fn read_progress(path: &Path) -> Result<Progress> {
+    let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    progress_in(&metadata(&bytes, path)?, path)
+}
+
 /// Restores a checkpoint into `model` and `optimizer` (same config and parameter names) and
 /// returns its progress.
 pub fn load(path: &Path, model: &Gpt, optimizer: &mut AdamW) -> Result<Progress> {
     let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-    let (_, header) = SafeTensors::read_metadata(&bytes)
-        .with_context(|| format!("{}: not a checkpoint", path.display()))?;
+    let meta = metadata(&bytes, path)?;
+    let progress = progress_in(&meta, path)?;
     let st = SafeTensors::deserialize(&bytes)?;
-    let meta = header.metadata().clone().unwrap_or_default();
-    let progress: Progress = serde_json::from_str(
-        meta.get(PROGRESS_KEY)
-            .with_context(|| format!("{}: no progress record", path.display()))?,
-    )?;
     let read = |name: &str, like: &Tensor| -> Result<Tensor> {
         let view = st
             .tensor(name)
@@ -113,11 +129,7 @@ pub fn load(path: &Path, model: &Gpt, optimizer: &mut AdamW) -> Result<Progress>
                 path.display()
             );
         }
-        let values: Vec<f32> = view
-            .data()
-            .chunks_exact(4)
-            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-            .collect();
+        let values = coconut_core::weights::le_f32(view.data());
         Ok(Tensor::from_vec(values, like.dims(), like.device())?)
     };
     for (name, var) in model.named_vars() {

@@ -200,10 +200,7 @@ pub fn import_hf(dir: &Path) -> Result<ModelWeights> {
         let name = format!("transformer.{}", spec.name);
         match st.tensor(&name) {
             Ok(v) if v.dtype() == safetensors::Dtype::F32 && v.shape() == spec.shape.as_slice() => {
-                v.data()
-                    .chunks_exact(4)
-                    .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-                    .collect()
+                coconut_core::weights::le_f32(v.data())
             }
             _ => {
                 problem.get_or_insert(name);
@@ -321,17 +318,7 @@ fn read_stage_record(
     if !checkpoint.exists() {
         return Ok(None);
     }
-    let bytes = std::fs::read(checkpoint)?;
-    let (_, header) = safetensors::SafeTensors::read_metadata(&bytes)
-        .with_context(|| format!("{} is not a valid checkpoint", checkpoint.display()))?;
-    let progress: crate::checkpoint::Progress = match header
-        .metadata()
-        .as_ref()
-        .and_then(|m| m.get(crate::checkpoint::PROGRESS_KEY))
-    {
-        Some(json) => serde_json::from_str(json)?,
-        None => return Ok(None),
-    };
+    let progress = crate::checkpoint::read_progress(checkpoint)?;
     Ok(progress.finished.into_iter().find(|r| r.id == id))
 }
 
