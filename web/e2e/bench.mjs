@@ -1,0 +1,242 @@
+#!/usr/bin/env node
+// Browser benchmark of the page, for each engine it offers (?engine=webgpu and ?engine=reference):
+//  - page weight: the bytes of every response while loading (wasm, js, weights, ...), cold cache;
+//  - time to first answer: navigation start to #answer[data-state=done] for ?a=&b=&animate=0
+//    (and to #status[data-state=ready], the weights loaded), median of --runs cold loads;
+//  - per-problem time: the page's own "test it here" run (#test-n, #test-run, #test-result).
+// Prints a table and, with --out FILE, writes everything as JSON with the machine and the date.
+//
+//   node web/e2e/bench.mjs [--url URL] [--out FILE] [--runs 3] [--n 20] [--problem 347+285]
+//                          [--weights PARAM] [--stage ID] [--engines webgpu,reference]
+// Without --url it serves web/dist itself (the fixture weights at /fixture-weights/).
+import { execFileSync } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { server, launch, pageUrl, CHROMIUM, CHROMIUM_ARGS, TIMEOUT, FIXTURE_MOUNT } from './harness.mjs';
+
+function parseArgs(argv) {
+  const o = { url: null, out: null, runs: 3, n: 20, problem: '347+285', weights: null, stage: null, engines: ['webgpu', 'reference'] };
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i];
+    const v = () => {
+      if (i + 1 >= argv.length) throw new Error(`${a} needs a value`);
+      return argv[++i];
+    };
+    if (a === '--url') o.url = v();
+    else if (a === '--out') o.out = v();
+    else if (a === '--runs') o.runs = Number(v());
+    else if (a === '--n') o.n = Number(v());
+    else if (a === '--problem') o.problem = v();
+    else if (a === '--weights') o.weights = v();
+    else if (a === '--stage') o.stage = v();
+    else if (a === '--engines') o.engines = v().split(',').map((s) => s.trim()).filter(Boolean);
+    else if (a === '-h' || a === '--help') {
+      console.log(fs.readFileSync(new URL(import.meta.url), 'utf8').split('\n').filter((l) => l.startsWith('//')).join('\n'));
+      process.exit(0);
+    } else throw new Error(`unknown argument ${a} (see --help)`);
+  }
+  if (!(o.runs >= 1) || !(o.n >= 1)) throw new Error('--runs and --n must be at least 1');
+  if (!/^\d+\s*\+\s*\d+$/.test(o.problem)) throw new Error(`--problem must look like 347+285, not ${o.problem}`);
+  return o;
+}
+
+function sh(cmd, args) {
+  try {
+    return execFileSync(cmd, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
+  } catch {
+    return null;
+  }
+}
+
+function machine() {
+  return {
+    uname: sh('uname', ['-a']),
+    nproc: Number(sh('nproc', [])) || os.cpus().length,
+    cpu: os.cpus()[0]?.model ?? null,
+    memory_gib: Math.round((os.totalmem() / 2 ** 30) * 10) / 10,
+    chromium: sh(CHROMIUM, ['--version'])?.split('\n').find((l) => /chrom/i.test(l)) ?? null,
+    chromium_args: CHROMIUM_ARGS,
+    node: process.version,
+    loadavg: os.loadavg().map((x) => Math.round(x * 100) / 100),
+  };
+}
+
+function category(url, contentType) {
+  const p = new URL(url).pathname;
+  if (p.endsWith('.wasm')) return 'wasm';
+  if (p.endsWith('.safetensors')) return 'weights';
+  if (p.endsWith('.js') || p.endsWith('.mjs')) return 'js';
+  if (p.endsWith('.json')) return 'json';
+  if (p.endsWith('.css')) return 'css';
+  if (p.endsWith('.html') || p.endsWith('/') || /text\/html/.test(contentType ?? '')) return 'html';
+  return 'other';
+}
+
+// Records (in the page, from the first byte of the document) when #status becomes ready and
+// #answer becomes done, on performance.now()'s clock, which starts at the navigation.
+const MARKS = () => {
+  window.__bench = { ready: null, done: null, failed: null };
+  const check = () => {
+    const s = document.querySelector('#status')?.getAttribute('data-state');
+    const a = document.querySelector('#answer')?.getAttribute('data-state');
+    const t = performance.now();
+    if (s === 'ready' && window.__bench.ready === null) window.__bench.ready = t;
+    if (s === 'failed' && window.__bench.failed === null) window.__bench.failed = t;
+    if (a === 'done' && window.__bench.done === null) window.__bench.done = t;
+  };
+  new MutationObserver(check).observe(document, { subtree: true, childList: true, attributes: true, attributeFilter: ['data-state'] });
+};
+
+const median = (xs) => {
+  const s = [...xs].sort((x, y) => x - y);
+  return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
+};
+const r1 = (x) => (x === null || x === undefined ? null : Math.round(x * 10) / 10);
+
+/** One cold load (fresh context, empty cache): bytes by category and the timings. */
+async function coldLoad(browser, url) {
+  const context = await browser.newContext();
+  const page = await context.newPage();
+  page.setDefaultTimeout(TIMEOUT);
+  const errors = [];
+  page.on('pageerror', (e) => errors.push(`pageerror: ${e.message}`));
+  page.on('console', (m) => m.type() === 'error' && errors.push(`console: ${m.text()}`));
+  const pending = [];
+  page.on('response', (res) => {
+    pending.push(
+      res
+        .body()
+        .then((b) => ({ url: res.url(), status: res.status(), type: res.headers()['content-type'] ?? '', bytes: b.length }))
+        .catch(() => ({ url: res.url(), status: res.status(), type: res.headers()['content-type'] ?? '', bytes: 0 })),
+    );
+  });
+  await page.addInitScript(MARKS);
+  await page.goto(url);
+  await page.waitForFunction(() => window.__bench && (window.__bench.done !== null || window.__bench.failed !== null), null, {
+    timeout: TIMEOUT,
+    polling: 50,
+  });
+  const marks = await page.evaluate(() => window.__bench);
+  if (marks.failed !== null) {
+    const text = await page.textContent('#status');
+    throw new Error(`loading failed: ${text?.trim()}`);
+  }
+  const engine = await page.getAttribute('#engine', 'data-engine');
+  const adapter = await page.evaluate(async () => {
+    if (!navigator.gpu) return null;
+    const a = await navigator.gpu.requestAdapter();
+    return a ? { vendor: a.info?.vendor ?? null, architecture: a.info?.architecture ?? null, fallback: a.isFallbackAdapter ?? null } : null;
+  });
+  const responses = await Promise.all(pending);
+  return { page, context, marks, engine, adapter, responses, errors };
+}
+
+async function testItHere(page, n) {
+  await page.fill('#test-n', String(n));
+  const t0 = Date.now();
+  await page.click('#test-run');
+  await page.waitForSelector('#test-result[data-state=done]', { timeout: Math.max(TIMEOUT, n * 5000) });
+  const wall = Date.now() - t0;
+  const r = await page.$eval('#test-result', (e) => ({
+    n: Number(e.getAttribute('data-n')),
+    correct: Number(e.getAttribute('data-correct')),
+    perSecond: Number(e.getAttribute('data-per-second')),
+  }));
+  return { ...r, wall_ms: wall, ms_per_problem_page: r.perSecond > 0 ? 1000 / r.perSecond : null, ms_per_problem_wall: wall / n };
+}
+
+async function main() {
+  const o = parseArgs(process.argv.slice(2));
+  const srv = o.url ? { url: o.url.replace(/\/*$/, '/'), close: async () => {} } : await server();
+  const [a, b] = o.problem.split('+').map((s) => Number(s.trim()));
+  let weightsParam = o.weights;
+  if (weightsParam === null) {
+    // The page's default folder when it is served, else the fixture.
+    const res = await fetch(new URL('weights/manifest.json', srv.url)).catch(() => null);
+    if (!res || !res.ok) {
+      weightsParam = FIXTURE_MOUNT.slice(1) + '/';
+      console.error(`bench: ${srv.url}weights/manifest.json is not served: using ?weights=${weightsParam}`);
+    }
+  }
+  const manifestUrl = new URL(`${weightsParam ?? 'weights/'}manifest.json`, srv.url);
+  const manifest = await (await fetch(manifestUrl)).json();
+
+  const browser = await launch();
+  const results = [];
+  try {
+    for (const engine of o.engines) {
+      const url = pageUrl(srv.url, { a, b, animate: 0, engine, weights: weightsParam, stage: o.stage });
+      const loads = [];
+      let last = null;
+      for (let i = 0; i < o.runs; i++) {
+        if (last) await last.context.close();
+        last = await coldLoad(browser, url);
+        loads.push(last);
+      }
+      const test = await testItHere(last.page, o.n);
+      const bytes = {};
+      for (const r of last.responses) bytes[category(r.url, r.type)] = (bytes[category(r.url, r.type)] ?? 0) + r.bytes;
+      const total = Object.values(bytes).reduce((x, y) => x + y, 0);
+      results.push({
+        engine_requested: engine,
+        engine_used: last.engine,
+        adapter: last.adapter,
+        url: url.slice(srv.url.length - 1),
+        stage: o.stage ?? (await last.page.inputValue('#stage').catch(() => null)),
+        page_weight_bytes: { ...bytes, total },
+        responses: last.responses.map((r) => ({ path: new URL(r.url).pathname, status: r.status, bytes: r.bytes })),
+        first_answer_ms: { median: r1(median(loads.map((l) => l.marks.done))), runs: loads.map((l) => r1(l.marks.done)) },
+        ready_ms: { median: r1(median(loads.map((l) => l.marks.ready ?? l.marks.done))), runs: loads.map((l) => r1(l.marks.ready)) },
+        test_it_here: {
+          n: test.n,
+          correct: test.correct,
+          per_second: test.perSecond,
+          ms_per_problem: r1(test.ms_per_problem_page),
+          ms_per_problem_wall: r1(test.ms_per_problem_wall),
+          wall_ms: test.wall_ms,
+        },
+        page_errors: [...new Set(loads.flatMap((l) => l.errors))],
+      });
+      await last.context.close();
+    }
+  } finally {
+    await browser.close();
+    await srv.close();
+  }
+
+  const report = {
+    date: new Date().toISOString(),
+    machine: machine(),
+    problem: `${a} + ${b}`,
+    weights: weightsParam ?? 'weights/ (page default)',
+    model: manifest.model,
+    runs: o.runs,
+    results,
+  };
+
+  const kib = (x) => (x === undefined ? '-' : (x / 1024).toFixed(1));
+  const rows = [['engine', 'used', 'wasm KiB', 'js KiB', 'weights KiB', 'total KiB', 'ready ms', 'first answer ms', `ms/problem (n=${o.n})`, 'correct']];
+  for (const r of results) {
+    const w = r.page_weight_bytes;
+    rows.push([
+      r.engine_requested, r.engine_used ?? '?', kib(w.wasm), kib(w.js), kib(w.weights), kib(w.total),
+      String(r.ready_ms.median), String(r.first_answer_ms.median),
+      String(r.test_it_here.ms_per_problem ?? r.test_it_here.ms_per_problem_wall), `${r.test_it_here.correct}/${r.test_it_here.n}`,
+    ]);
+  }
+  const widths = rows[0].map((_, i) => Math.max(...rows.map((r) => r[i].length)));
+  console.log(`${report.date}  ${report.machine.chromium}  nproc=${report.machine.nproc}  ${report.problem}  weights=${report.weights}  cold runs=${o.runs}`);
+  for (const r of rows) console.log(r.map((c, i) => c.padStart(widths[i])).join('  '));
+  for (const r of results) if (r.page_errors.length) console.log(`errors with ${r.engine_requested}: ${r.page_errors.join(' | ')}`);
+  if (o.out) {
+    fs.mkdirSync(path.dirname(path.resolve(o.out)), { recursive: true });
+    fs.writeFileSync(o.out, JSON.stringify(report, null, 2) + '\n');
+    console.log(`wrote ${o.out}`);
+  }
+}
+
+main().catch((err) => {
+  console.error(`bench: ${err.stack ?? err}`);
+  process.exit(1);
+});

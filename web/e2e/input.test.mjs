@@ -1,0 +1,112 @@
+// Test 2: refused inputs name the problem in #error, never leave #answer done, and the page
+// still solves a valid problem afterwards. Also checks for page errors (test 3).
+import { describe, it, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import {
+  server, launch, openPage, pageUrl, readManifest, solveCli, waitForAnswer, armAnswer, readAnswer,
+  assertSameAsCli, setText, controlWeights, TIMEOUT,
+} from './harness.mjs';
+
+const weights = controlWeights();
+const manifest = readManifest(weights.dir);
+const max = manifest.max_digits;
+const tooLong = '1234567890'.slice(0, max) + '5'; // max + 1 digits: 12345 for the shipped model
+
+// Each refused operand, and what its message must mention.
+const refused = [
+  { input: '', why: 'empty', mention: [/empty|missing/i] },
+  { input: '12a', why: 'letter', mention: [/letter|12a/i] },
+  { input: '-5', why: 'sign', mention: [/sign|negative|-5|minus/i] },
+  // More digits than the model was trained on: the message names the range.
+  { input: tooLong, why: 'too many digits', mention: [new RegExp(`${tooLong}|${max + 1} digits`), new RegExp(`\\b${max}\\b|${'9'.repeat(max)}`)] },
+  { input: '1.5', why: 'decimal', mention: [/decimal|1\.5|whole/i] },
+];
+
+let srv;
+let browser;
+let session;
+before(async () => {
+  srv = await server();
+  browser = await launch();
+  session = await openPage(browser);
+});
+after(async () => {
+  await session?.close();
+  await browser?.close();
+  await srv?.close();
+});
+
+/** Waits until the page has reacted to a refused input: #error non-empty or #answer in error. */
+async function waitRefused(page) {
+  await page
+    .waitForFunction(
+      () =>
+        (document.querySelector('#error')?.textContent.trim() ?? '') !== '' ||
+        document.querySelector('#answer')?.getAttribute('data-state') === 'error',
+      null,
+      { timeout: TIMEOUT, polling: 50 },
+    )
+    .catch(() => {});
+  // Give a late 'done' the chance to show up (it must not).
+  await page.waitForTimeout(300);
+  return readAnswer(page);
+}
+
+function assertRefused(seen, { input, why, mention }, label) {
+  assert.notEqual(seen.error, '', `${label}: #error must say why ${JSON.stringify(input)} is refused (${why})`);
+  for (const re of mention) assert.match(seen.error, re, `${label}: #error must mention the problem (${why})`);
+  assert.notEqual(seen.state, 'done', `${label}: #answer must not be done for refused input`);
+  assert.equal(seen.state, 'error', `${label}: #answer data-state must become error`);
+}
+
+describe(`refused inputs (${weights.label} weights)`, () => {
+  const valid = [347, 285];
+  const cli = solveCli(weights.dir, manifest.stages[0].id, [valid]).get('347 + 285');
+
+  it('a valid problem loads and solves first', async () => {
+    const { page } = session;
+    await page.goto(pageUrl(srv.url, { a: valid[0], b: valid[1], stage: manifest.stages[0].id, animate: 0, weights: weights.param }));
+    assertSameAsCli(await waitForAnswer(page, ...valid), cli, ...valid, 'first load');
+  });
+
+  for (const item of refused) {
+    it(`typed operand ${JSON.stringify(item.input)} (${item.why}) is refused, then a valid solve works`, async () => {
+      const { page } = session;
+      await armAnswer(page);
+      await setText(page, '#a', item.input);
+      await setText(page, '#b', '3');
+      await page.click('#solve');
+      assertRefused(await waitRefused(page), item, `#a=${JSON.stringify(item.input)} #b="3"`);
+
+      // The same in the second operand.
+      await armAnswer(page);
+      await setText(page, '#a', '3');
+      await setText(page, '#b', item.input);
+      await page.click('#solve');
+      assertRefused(await waitRefused(page), item, `#a="3" #b=${JSON.stringify(item.input)}`);
+
+      // The page still works.
+      await armAnswer(page);
+      await setText(page, '#a', valid[0]);
+      await setText(page, '#b', valid[1]);
+      await page.click('#solve');
+      const seen = await waitForAnswer(page, ...valid, { armed: true });
+      assertSameAsCli(seen, cli, ...valid, `valid solve after ${JSON.stringify(item.input)}`);
+      session.assertClean();
+    });
+  }
+
+  for (const item of refused.filter((r) => r.input !== '')) {
+    it(`?a=${item.input} in the URL is refused on load`, async () => {
+      const { page } = session;
+      const url = pageUrl(srv.url, { a: item.input, b: 3, stage: manifest.stages[0].id, animate: 0, weights: weights.param });
+      await page.goto(url);
+      // Loading must finish (ready) and the refusal show, not a failed page.
+      await page.waitForSelector('#status[data-state=ready], #status[data-state=failed]', { timeout: TIMEOUT });
+      const seen = await waitRefused(page);
+      assert.equal(seen.status, 'ready', `${url}: #status (text: ${seen.statusText})`);
+      assertRefused(seen, item, url);
+      session.assertClean();
+    });
+  }
+});
