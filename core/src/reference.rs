@@ -270,6 +270,12 @@ impl ReferenceModel {
         Ok(self.ln_f.forward(&x))
     }
 
+    /// `ln_f` of a residual stream: the final hidden state `h_t` a trace's last residual leads
+    /// to (what a latent stage feeds back, and what the LM head reads).
+    pub fn final_hidden(&self, residual: &[f32]) -> Vec<f32> {
+        self.ln_f.forward(residual)
+    }
+
     /// Logits of the tied LM head: `wte · h`, one per token id.
     pub fn logits(&self, hidden: &[f32]) -> Vec<f32> {
         self.wte

@@ -1,4 +1,262 @@
-//! The browser app (wasm-bindgen, web-sys, wgpu on WebGPU, built with trunk).
+//! The browser demo's engine side, for the page in `web/js/`: it loads and verifies the weights
+//! folder, runs a stage on WebGPU through our WGSL kernels (falling back to the reference engine,
+//! compiled to wasm, when WebGPU is missing or fails) and returns, per solve, the JSON the page
+//! animates (`view::SolveView`).
 //!
-//! Not implemented yet (issue: "The browser demo"). The crate exists so the workspace has its final
-//! shape and so `coconut-core` is proven to build inside it for `wasm32-unknown-unknown`.
+//! On start the module puts one [`App`] at `window.coconut` and fires `coconut-ready`. Every
+//! method returns an error value rather than panicking; a panic (a bug) is reported to the page
+//! through a `coconut-panic` event so that it can say so and offer a reload instead of dying.
+
+pub mod operand;
+pub mod session;
+pub mod view;
+
+use coconut_shaders::{Gpu, GpuOptions, WgpuEngine};
+use js_sys::Promise;
+use session::Session;
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::rc::Rc;
+use std::sync::Arc;
+use wasm_bindgen::prelude::*;
+use wasm_bindgen_futures::future_to_promise;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Backend {
+    Reference,
+    WebGpu,
+}
+
+#[derive(Default)]
+struct State {
+    session: Option<Session>,
+    gpu: Option<Arc<Gpu>>,
+    /// One WGSL engine per stage, made on first use; taken out while a solve awaits it.
+    engines: HashMap<String, WgpuEngine>,
+    /// Why the page is on the reference engine, when WebGPU was wanted.
+    notice: Option<String>,
+}
+
+impl State {
+    fn backend(&self) -> Backend {
+        if self.gpu.is_some() {
+            Backend::WebGpu
+        } else {
+            Backend::Reference
+        }
+    }
+
+    fn session(&self) -> Result<&Session, JsValue> {
+        self.session
+            .as_ref()
+            .ok_or_else(|| error("the weights are not loaded yet"))
+    }
+
+    fn fall_back(&mut self, reason: String) {
+        self.gpu = None;
+        self.engines.clear();
+        self.notice = Some(reason);
+    }
+}
+
+/// The demo's engine, one per page.
+#[wasm_bindgen]
+pub struct App {
+    state: Rc<RefCell<State>>,
+}
+
+impl Default for App {
+    fn default() -> Self {
+        App::new()
+    }
+}
+
+#[wasm_bindgen]
+impl App {
+    #[wasm_bindgen(constructor)]
+    pub fn new() -> App {
+        App {
+            state: Rc::new(RefCell::new(State::default())),
+        }
+    }
+
+    /// Reads `manifest.json` and the tokenizer (checked against the manifest's sha256).
+    pub fn load(&self, manifest_json: &str, tokenizer: &[u8]) -> Result<(), JsValue> {
+        let session = Session::new(manifest_json, tokenizer).map_err(error)?;
+        *self.state.borrow_mut() = State {
+            session: Some(session),
+            ..State::default()
+        };
+        Ok(())
+    }
+
+    /// Verifies a stage file (size, sha256, tensors) and loads it.
+    #[wasm_bindgen(js_name = addStage)]
+    pub fn add_stage(&self, id: &str, bytes: &[u8]) -> Result<(), JsValue> {
+        let mut state = self.state.borrow_mut();
+        state.engines.remove(id);
+        state
+            .session
+            .as_mut()
+            .ok_or_else(|| error("load the manifest first"))?
+            .add_stage(id, bytes)
+            .map_err(error)
+    }
+
+    /// Opens WebGPU; resolves to the adapter's description, rejects with the reason it cannot
+    /// be used (the page then stays on the reference engine and says why).
+    #[wasm_bindgen(js_name = useWebGpu)]
+    pub fn use_webgpu(&self) -> Promise {
+        let state = self.state.clone();
+        future_to_promise(async move {
+            match Gpu::new(&GpuOptions::default()).await {
+                Ok(gpu) => {
+                    let summary = gpu.adapter.to_string();
+                    let mut state = state.borrow_mut();
+                    #[allow(clippy::arc_with_non_send_sync)]
+                    let gpu = Arc::new(gpu);
+                    state.gpu = Some(gpu);
+                    state.engines.clear();
+                    state.notice = None;
+                    Ok(JsValue::from_str(&summary))
+                }
+                Err(e) => {
+                    let reason = e.to_string();
+                    state.borrow_mut().fall_back(reason.clone());
+                    Err(error(reason))
+                }
+            }
+        })
+    }
+
+    /// Switches to the reference engine.
+    #[wasm_bindgen(js_name = useReference)]
+    pub fn use_reference(&self) {
+        let mut state = self.state.borrow_mut();
+        state.gpu = None;
+        state.engines.clear();
+        state.notice = None;
+    }
+
+    /// `webgpu` or `reference`.
+    #[wasm_bindgen(getter)]
+    pub fn backend(&self) -> String {
+        match self.state.borrow().backend() {
+            Backend::WebGpu => "webgpu".into(),
+            Backend::Reference => "reference".into(),
+        }
+    }
+
+    /// Why WebGPU is not in use, if it was wanted and failed.
+    #[wasm_bindgen(getter)]
+    pub fn notice(&self) -> Option<String> {
+        self.state.borrow().notice.clone()
+    }
+
+    /// The two fields' verdicts as JSON `{"a": message|null, "b": message|null}`.
+    pub fn check(&self, a: &str, b: &str) -> Result<String, JsValue> {
+        let state = self.state.borrow();
+        let errors = state.session()?.problem(a, b).err().unwrap_or_default();
+        serde_json::to_string(&errors).map_err(error)
+    }
+
+    /// Solves `a + b` on a stage; resolves to a `SolveView` as JSON (with per-position internals
+    /// when `trace`), rejects with a message for refused input.
+    pub fn solve(&self, a: String, b: String, stage: String, trace: bool) -> Promise {
+        let state = self.state.clone();
+        future_to_promise(async move {
+            let json = solve(&state, &a, &b, &stage, trace).await?;
+            Ok(JsValue::from_str(&json))
+        })
+    }
+}
+
+async fn solve(
+    state: &Rc<RefCell<State>>,
+    a: &str,
+    b: &str,
+    stage_id: &str,
+    trace: bool,
+) -> Result<String, JsValue> {
+    let (problem, gpu_job) = {
+        let mut st = state.borrow_mut();
+        let session = st.session()?;
+        let problem = session.problem(a, b).map_err(|e| error(e.summary()))?;
+        let loaded = session.stage(stage_id).map_err(error)?;
+        let (id, stage, tokenizer) = (
+            loaded.entry.id.clone(),
+            loaded.stage,
+            session.tokenizer.clone(),
+        );
+        let gpu_job = match st.gpu.clone() {
+            None => None,
+            Some(gpu) => Some(match st.engines.remove(&id) {
+                Some(engine) => Ok(engine),
+                None => WgpuEngine::on(gpu, &st.session()?.stage(&id).map_err(error)?.weights),
+            }),
+        };
+        (
+            problem,
+            gpu_job.map(|engine| (engine, id, stage, tokenizer)),
+        )
+    };
+    if let Some((engine, id, stage, tokenizer)) = gpu_job {
+        let outcome = match engine {
+            Ok(mut engine) => {
+                let solved = engine.solve(&tokenizer, &problem, &stage, trace).await;
+                Ok((engine, solved))
+            }
+            Err(e) => Err(e),
+        };
+        let mut st = state.borrow_mut();
+        match outcome {
+            Ok((engine, Ok(solution))) => {
+                st.engines.insert(id.clone(), engine);
+                let session = st.session()?;
+                let loaded = session.stage(&id).map_err(error)?;
+                let view = view::solve_view(&id, &solution, &loaded.reference, &session.tokenizer);
+                return serde_json::to_string(&view).map_err(error);
+            }
+            Ok((engine, Err(e))) if !e.should_fall_back() => {
+                st.engines.insert(id, engine);
+                return Err(error(e.to_string()));
+            }
+            Ok((_, Err(e))) | Err(e) => {
+                st.fall_back(format!("WebGPU failed ({e}); using the reference engine"))
+            }
+        }
+    }
+    let st = state.borrow();
+    let view = st
+        .session()?
+        .solve_reference(stage_id, &problem, trace)
+        .map_err(error)?;
+    serde_json::to_string(&view).map_err(error)
+}
+
+fn error(message: impl ToString) -> JsValue {
+    JsError::new(&message.to_string()).into()
+}
+
+/// Puts the app on `window.coconut` and tells the page it is ready.
+#[cfg(target_arch = "wasm32")]
+#[wasm_bindgen(start)]
+pub fn start() -> Result<(), JsValue> {
+    std::panic::set_hook(Box::new(|info| {
+        console_error_panic_hook::hook(info);
+        if let Some(window) = web_sys::window() {
+            let init = web_sys::CustomEventInit::new();
+            init.set_detail(&JsValue::from_str(&info.to_string()));
+            if let Ok(event) =
+                web_sys::CustomEvent::new_with_event_init_dict("coconut-panic", &init)
+            {
+                let _ = window.dispatch_event(&event);
+            }
+        }
+    }));
+    let window = web_sys::window().ok_or_else(|| error("no window"))?;
+    js_sys::Reflect::set(&window, &JsValue::from_str("coconut"), &App::new().into())?;
+    let ready = web_sys::CustomEvent::new("coconut-ready")?;
+    window.dispatch_event(&ready)?;
+    Ok(())
+}

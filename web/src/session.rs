@@ -1,0 +1,191 @@
+//! The loaded weights folder: manifest, tokenizer and every stage, each checked against its
+//! sha256 before it is parsed. Platform-neutral (tested natively); the GPU side lives in `lib.rs`.
+
+use crate::operand::parse_operand;
+use crate::view::{solve_view, SolveView};
+use coconut_core::manifest::{Manifest, StageEntry};
+use coconut_core::reference::ReferenceModel;
+use coconut_core::tokenizer::Tokenizer;
+use coconut_core::weights::ModelWeights;
+use coconut_core::{Problem, Stage};
+use serde::Serialize;
+
+pub struct LoadedStage {
+    pub entry: StageEntry,
+    pub stage: Stage,
+    pub weights: ModelWeights,
+    pub reference: ReferenceModel,
+}
+
+pub struct Session {
+    pub manifest: Manifest,
+    pub tokenizer: Tokenizer,
+    pub stages: Vec<LoadedStage>,
+}
+
+/// Per-field verdict on the two operands, for messages next to each field.
+#[derive(Debug, Default, PartialEq, Serialize)]
+pub struct FieldErrors {
+    pub a: Option<String>,
+    pub b: Option<String>,
+}
+
+impl FieldErrors {
+    /// One line naming what is wrong, for `#error`.
+    pub fn summary(&self) -> String {
+        match (&self.a, &self.b) {
+            (Some(a), Some(b)) => format!("First number: {a} Second number: {b}"),
+            (Some(a), None) => format!("First number: {a}"),
+            (None, Some(b)) => format!("Second number: {b}"),
+            (None, None) => String::new(),
+        }
+    }
+}
+
+impl Session {
+    pub fn new(manifest_json: &str, tokenizer_bytes: &[u8]) -> Result<Session, String> {
+        let manifest = Manifest::from_json(manifest_json).map_err(|e| e.to_string())?;
+        let tokenizer = manifest
+            .tokenizer(tokenizer_bytes)
+            .map_err(|e| e.to_string())?;
+        Ok(Session {
+            manifest,
+            tokenizer,
+            stages: Vec::new(),
+        })
+    }
+
+    /// Verifies a stage file against the manifest (size, sha256, tensors) and loads it.
+    pub fn add_stage(&mut self, id: &str, bytes: &[u8]) -> Result<(), String> {
+        let entry = self.manifest.stage(id).map_err(|e| e.to_string())?.clone();
+        let weights = self
+            .manifest
+            .stage_weights(&entry, bytes)
+            .map_err(|e| e.to_string())?;
+        let stage = self.manifest.stage_of(&entry);
+        let reference = ReferenceModel::new(&weights);
+        self.stages.retain(|s| s.entry.id != entry.id);
+        self.stages.push(LoadedStage {
+            entry,
+            stage,
+            weights,
+            reference,
+        });
+        Ok(())
+    }
+
+    pub fn stage(&self, id: &str) -> Result<&LoadedStage, String> {
+        let wanted = self.manifest.stage(id).map_err(|e| e.to_string())?;
+        self.stages
+            .iter()
+            .find(|s| s.entry.id == wanted.id)
+            .ok_or_else(|| format!("stage {} is not loaded yet", wanted.id))
+    }
+
+    /// The problem in the two fields, or a message per refused field.
+    pub fn problem(&self, a: &str, b: &str) -> Result<Problem, FieldErrors> {
+        let max = self.manifest.max_digits;
+        match (parse_operand(a, max), parse_operand(b, max)) {
+            (Ok(a), Ok(b)) => Ok(Problem::new(a, b)),
+            (a, b) => Err(FieldErrors {
+                a: a.err(),
+                b: b.err(),
+            }),
+        }
+    }
+
+    /// Solves on the reference engine (plain Rust, compiled to wasm in the browser).
+    pub fn solve_reference(
+        &self,
+        stage_id: &str,
+        problem: &Problem,
+        trace: bool,
+    ) -> Result<SolveView, String> {
+        let loaded = self.stage(stage_id)?;
+        let solution = loaded
+            .reference
+            .solve(&self.tokenizer, problem, &loaded.stage, trace)
+            .map_err(|e| e.to_string())?;
+        Ok(solve_view(
+            &loaded.entry.id,
+            &solution,
+            &loaded.reference,
+            &self.tokenizer,
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::PathBuf;
+
+    fn fixture() -> PathBuf {
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/tiny-weights")
+    }
+
+    fn session() -> Session {
+        let dir = fixture();
+        let manifest = std::fs::read_to_string(dir.join("manifest.json")).unwrap();
+        let tokenizer = std::fs::read(dir.join("tokenizer.json")).unwrap();
+        let mut session = Session::new(&manifest, &tokenizer).unwrap();
+        for entry in session.manifest.stages.clone() {
+            let bytes = std::fs::read(dir.join(&entry.file.file)).unwrap();
+            session.add_stage(&entry.id, &bytes).unwrap();
+        }
+        session
+    }
+
+    #[test]
+    fn solves_like_the_reference_engine_on_a_weights_folder() {
+        let session = session();
+        let dir = coconut_core::manifest::WeightsDir::open(fixture()).unwrap();
+        let tokenizer = dir.tokenizer().unwrap();
+        for entry in &session.manifest.stages {
+            let (_, stage, weights) = dir.stage(&entry.id).unwrap();
+            let problem = Problem::new(347, 285);
+            let expected = ReferenceModel::new(&weights)
+                .solve(&tokenizer, &problem, &stage, false)
+                .unwrap();
+            let view = session.solve_reference(&entry.id, &problem, true).unwrap();
+            assert_eq!(view.text, expected.text, "{}", entry.id);
+            assert_eq!(view.answer, expected.answer, "{}", entry.id);
+            assert!(!view.positions.is_empty());
+        }
+    }
+
+    #[test]
+    fn a_corrupt_stage_file_is_refused_and_the_session_keeps_working() {
+        let mut session = session();
+        let entry = session.manifest.stages[0].clone();
+        let mut bytes = std::fs::read(fixture().join(&entry.file.file)).unwrap();
+        let last = bytes.len() - 1;
+        bytes[last] ^= 1;
+        let err = session.add_stage(&entry.id, &bytes).unwrap_err();
+        assert!(err.contains("sha256"), "{err}");
+        assert!(err.contains(&entry.file.file), "{err}");
+        let err = session.add_stage(&entry.id, &bytes[..100]).unwrap_err();
+        assert!(err.contains(&entry.file.file), "{err}");
+        assert!(session
+            .solve_reference(&entry.id, &Problem::new(1, 2), false)
+            .is_ok());
+    }
+
+    #[test]
+    fn refused_fields_each_get_their_message() {
+        let session = session();
+        let errors = session.problem("12a", "12345").unwrap_err();
+        assert!(errors.a.as_deref().unwrap().contains("'a'"));
+        assert!(errors.b.as_deref().unwrap().contains("0 to 9999"));
+        assert!(errors.summary().starts_with("First number:"));
+        assert_eq!(session.problem("347", " 285"), Ok(Problem::new(347, 285)));
+        assert!(session.stage("stage9").is_err());
+    }
+
+    #[test]
+    fn a_manifest_that_is_not_one_is_refused() {
+        let tokenizer = std::fs::read(fixture().join("tokenizer.json")).unwrap();
+        let err = Session::new("<html>404</html>", &tokenizer).err().unwrap();
+        assert!(err.contains("manifest.json"), "{err}");
+    }
+}

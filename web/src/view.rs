@@ -1,0 +1,329 @@
+//! What the page draws for one solved problem: the token timeline with each token's role, and,
+//! for every position the model ran, the vectors the animation and the inspector show.
+//! Serialized to JSON once per solve; the page never reaches into the model itself.
+
+use coconut_core::reference::{ReferenceModel, Solution, Trace};
+use coconut_core::tokenizer::{Tokenizer, EOS, EOT};
+use serde::Serialize;
+use std::ops::Range;
+
+/// Tokens shown in the "what is it thinking of" list.
+const TOP_K: usize = 5;
+
+#[derive(Debug, Serialize)]
+pub struct SolveView {
+    pub stage: String,
+    pub a: u64,
+    pub b: u64,
+    /// The true sum, for marking the answer.
+    pub expected: String,
+    /// The digits the model wrote between `<eot>` and `<eos>` (None: it wrote none).
+    pub answer: Option<String>,
+    pub correct: bool,
+    /// Whether `<eos>` came before the position limit.
+    pub finished: bool,
+    /// The decoded sequence, exactly as `coconut solve` prints it.
+    pub text: String,
+    pub tokens: Vec<TokenView>,
+    /// One entry per position the model ran (every token but the last, which is only
+    /// predicted); empty when the solve was asked without a trace.
+    pub positions: Vec<PositionView>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct TokenView {
+    pub id: u32,
+    pub text: String,
+    pub kind: TokenKind,
+}
+
+/// The role of a token in the sequence; the timeline colours by it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TokenKind {
+    Question,
+    Bot,
+    Thought,
+    Step,
+    Eot,
+    Answer,
+    Eos,
+}
+
+#[derive(Debug, Serialize)]
+pub struct PositionView {
+    /// What entered the bottom of the stack: the token's embedding, or at a thought slot the
+    /// previous position's final hidden state (for pause thoughts, the `<latent>` embedding).
+    pub input: Vec<f32>,
+    /// The residual stream after each block, `[n_layer][C]`.
+    pub layers: Vec<Vec<f32>>,
+    /// The final hidden state `h_t = ln_f(residual)`: what the LM head reads and what a latent
+    /// stage feeds to the next position.
+    pub hidden: Vec<f32>,
+    /// The LM head applied to `h_t`, most probable first.
+    pub top: Vec<Candidate>,
+    /// Cosine similarity of `h_t` to the input embeddings of the digits 0-9.
+    pub digits: Vec<f32>,
+    /// Attention weights `[n_layer][n_head][t + 1]` over the positions so far.
+    pub attention: Vec<Vec<Vec<f32>>>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Candidate {
+    pub token: String,
+    pub p: f32,
+}
+
+/// Builds the view of `solution`, using `model` (the same weights) for the LM head and the
+/// embeddings. The trace may come from either engine.
+pub fn solve_view(
+    stage_id: &str,
+    solution: &Solution,
+    model: &ReferenceModel,
+    tokenizer: &Tokenizer,
+) -> SolveView {
+    let generation = &solution.generation;
+    let thought_slots = generation.prompt_len..generation.prompt_len + generation.thoughts.len();
+    let tokens = token_views(&generation.ids, thought_slots.clone(), tokenizer);
+    let positions = generation
+        .trace
+        .as_ref()
+        .map(|trace| {
+            position_views(
+                trace,
+                &generation.ids,
+                thought_slots,
+                &generation.thoughts,
+                model,
+                tokenizer,
+            )
+        })
+        .unwrap_or_default();
+    SolveView {
+        stage: stage_id.to_string(),
+        a: solution.problem.a,
+        b: solution.problem.b,
+        expected: solution.problem.answer().to_string(),
+        answer: solution.answer.clone(),
+        correct: solution.is_correct(),
+        finished: generation.finished,
+        text: solution.text.clone(),
+        tokens,
+        positions,
+    }
+}
+
+/// Roles by position: the model may itself write `<latent>` or `<bot>` later (untrained weights
+/// do), and those are ordinary generated tokens.
+fn token_views(ids: &[u32], thought_slots: Range<usize>, tokenizer: &Tokenizer) -> Vec<TokenView> {
+    let prompt_len = thought_slots.start;
+    let mut after_eot = false;
+    ids.iter()
+        .enumerate()
+        .map(|(i, &id)| {
+            let kind = match id {
+                _ if i + 1 < prompt_len => TokenKind::Question,
+                _ if i + 1 == prompt_len => TokenKind::Bot,
+                _ if thought_slots.contains(&i) => TokenKind::Thought,
+                EOT if !after_eot => {
+                    after_eot = true;
+                    TokenKind::Eot
+                }
+                EOS => TokenKind::Eos,
+                _ if after_eot => TokenKind::Answer,
+                _ => TokenKind::Step,
+            };
+            TokenView {
+                id,
+                text: tokenizer.token(id).unwrap_or("<?>").to_string(),
+                kind,
+            }
+        })
+        .collect()
+}
+
+fn position_views(
+    trace: &Trace,
+    ids: &[u32],
+    thought_slots: Range<usize>,
+    thoughts: &[Vec<f32>],
+    model: &ReferenceModel,
+    tokenizer: &Tokenizer,
+) -> Vec<PositionView> {
+    let digit_embeddings: Vec<&[f32]> = (0..10)
+        .filter_map(|d| {
+            let id = tokenizer.encode(&d.to_string()).ok()?.first().copied()?;
+            model.token_embedding(id).ok()
+        })
+        .collect();
+    let mut thought_inputs = thoughts.iter();
+    trace
+        .positions
+        .iter()
+        .zip(&trace.logits)
+        .zip(ids)
+        .enumerate()
+        .map(|(i, ((position, logits), &id))| {
+            let input = if thought_slots.contains(&i) {
+                thought_inputs.next().cloned().unwrap_or_default()
+            } else {
+                model
+                    .token_embedding(id)
+                    .map(<[f32]>::to_vec)
+                    .unwrap_or_default()
+            };
+            let hidden = position
+                .residual
+                .last()
+                .map(|r| model.final_hidden(r))
+                .unwrap_or_default();
+            PositionView {
+                top: top_k(logits, tokenizer),
+                digits: digit_embeddings
+                    .iter()
+                    .map(|e| cosine(&hidden, e))
+                    .map(round)
+                    .collect(),
+                input: input.into_iter().map(round).collect(),
+                layers: position
+                    .residual
+                    .iter()
+                    .map(|r| r.iter().copied().map(round).collect())
+                    .collect(),
+                hidden: hidden.into_iter().map(round).collect(),
+                attention: position
+                    .attention
+                    .iter()
+                    .map(|heads| {
+                        heads
+                            .iter()
+                            .map(|w| w.iter().copied().map(round).collect())
+                            .collect()
+                    })
+                    .collect(),
+            }
+        })
+        .collect()
+}
+
+/// The `TOP_K` most probable next tokens under softmax(logits).
+fn top_k(logits: &[f32], tokenizer: &Tokenizer) -> Vec<Candidate> {
+    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let exp: Vec<f32> = logits.iter().map(|&l| (l - max).exp()).collect();
+    let total: f32 = exp.iter().sum();
+    let mut order: Vec<usize> = (0..logits.len()).collect();
+    // Ties keep the lower id first, as the engines' argmax does.
+    order.sort_by(|&i, &j| logits[j].total_cmp(&logits[i]).then(i.cmp(&j)));
+    order
+        .into_iter()
+        .take(TOP_K)
+        .map(|i| Candidate {
+            token: tokenizer.token(i as u32).unwrap_or("<?>").to_string(),
+            p: round(exp[i] / total),
+        })
+        .collect()
+}
+
+fn cosine(x: &[f32], y: &[f32]) -> f32 {
+    let dot: f32 = x.iter().zip(y).map(|(a, b)| a * b).sum();
+    let norm = |v: &[f32]| v.iter().map(|a| a * a).sum::<f32>().sqrt();
+    let denom = norm(x) * norm(y);
+    if denom > 0.0 {
+        dot / denom
+    } else {
+        0.0
+    }
+}
+
+/// Four decimals are plenty for drawing and keep a trace's JSON small.
+fn round(x: f32) -> f32 {
+    (x * 1e4).round() / 1e4
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use coconut_core::problem::Problem;
+    use coconut_core::stage::Stage;
+    use coconut_core::weights::{random_weights, WeightDtype};
+    use coconut_core::ModelConfig;
+
+    fn model() -> ReferenceModel {
+        let config = ModelConfig {
+            n_embd: 16,
+            n_layer: 2,
+            n_head: 2,
+            ..ModelConfig::default()
+        };
+        ReferenceModel::new(&random_weights(&config, 7).convert(WeightDtype::Int8))
+    }
+
+    #[test]
+    fn a_traced_solve_has_one_view_per_position_the_model_ran() {
+        let (model, tokenizer) = (model(), Tokenizer::new());
+        let stage = Stage::latent(2, 1, 5);
+        let solution = model
+            .solve(&tokenizer, &Problem::new(347, 285), &stage, true)
+            .unwrap();
+        let view = solve_view("stage2", &solution, &model, &tokenizer);
+        // The last token (`<eos>`, or the one at the position limit) is predicted, never run.
+        assert_eq!(view.positions.len(), solution.generation.ids.len() - 1);
+        assert_eq!(view.tokens.len(), solution.generation.ids.len());
+        assert_eq!(view.text, solution.text);
+        let thought_slots: Vec<usize> = view
+            .tokens
+            .iter()
+            .enumerate()
+            .filter(|(_, t)| t.kind == TokenKind::Thought)
+            .map(|(i, _)| i)
+            .collect();
+        assert_eq!(thought_slots.len(), 2);
+        // A thought's input is the previous position's final hidden state.
+        for &slot in &thought_slots {
+            assert_eq!(view.positions[slot].input, view.positions[slot - 1].hidden);
+        }
+        let first = &view.positions[0];
+        assert_eq!(first.layers.len(), 2);
+        assert_eq!(first.attention.len(), 2);
+        assert_eq!(first.attention[0].len(), 2);
+        assert_eq!(first.attention[0][0], vec![1.0]);
+        assert_eq!(first.digits.len(), 10);
+        assert_eq!(first.top.len(), TOP_K);
+        let p: Vec<f32> = first.top.iter().map(|c| c.p).collect();
+        assert!(p.windows(2).all(|w| w[0] >= w[1]), "{p:?}");
+        assert!(p.iter().sum::<f32>() <= 1.0001);
+    }
+
+    #[test]
+    fn tokens_are_labelled_by_their_role() {
+        let tokenizer = Tokenizer::new();
+        let ids = tokenizer
+            .encode("3 + 4 = <bot> <latent> 3+4=7 write 7 <eot> 7 <eos>")
+            .unwrap();
+        let prompt_len = tokenizer.encode("3 + 4 = <bot>").unwrap().len();
+        let kinds: Vec<TokenKind> = token_views(&ids, prompt_len..prompt_len + 1, &tokenizer)
+            .into_iter()
+            .map(|t| t.kind)
+            .collect();
+        use TokenKind::*;
+        let mut expected = vec![Question; prompt_len - 1];
+        expected.extend([Bot, Thought]);
+        expected.extend(vec![Step; kinds.len() - prompt_len - 4]);
+        expected.extend([Eot, Answer, Eos]);
+        assert_eq!(kinds, expected);
+    }
+
+    #[test]
+    fn top_k_is_a_softmax_in_order() {
+        let tokenizer = Tokenizer::new();
+        let mut logits = vec![0.0; tokenizer.vocab_size()];
+        logits[8] = 3.0; // "0"
+        logits[9] = 3.0; // "1": a tie resolves to the lower id
+        let top = top_k(&logits, &tokenizer);
+        assert_eq!(top[0].token, "0");
+        assert_eq!(top[1].token, "1");
+        let e3 = 3f32.exp();
+        let total = 2.0 * e3 + (logits.len() - 2) as f32;
+        assert!((top[0].p - e3 / total).abs() < 1e-4);
+    }
+}
