@@ -9,6 +9,7 @@
 #   bash scripts/web-test.sh                         # every test file
 #   bash scripts/web-test.sh web/e2e/input.test.mjs  # some files (extra arguments go to node --test)
 #   WEB_BUILD=1 bash scripts/web-test.sh             # rebuild web/dist first
+#   WEB_DIST=DIR bash scripts/web-test.sh            # test a page built elsewhere (never built here)
 # Knobs: E2E_PROBLEMS / E2E_GPU_PROBLEMS (problems per stage, reference / WebGPU; 8 / 4),
 # E2E_TIMEOUT_MS (one wait on the page), COCONUT (the CLI), CHROMIUM (the browser).
 # WEB_E2E_RUN=bench runs web/e2e/bench.mjs instead (that is scripts/web-bench.sh).
@@ -48,7 +49,8 @@ if [ ! -x "$COCONUT" ]; then
 fi
 
 # --- the page
-if [ "${WEB_BUILD:-0}" = 1 ] || [ ! -f web/dist/index.html ]; then
+dist=$(realpath -m "${WEB_DIST:-web/dist}")
+if [ -z "${WEB_DIST:-}" ] && { [ "${WEB_BUILD:-0}" = 1 ] || [ ! -f web/dist/index.html ]; }; then
   if [ -f scripts/web-build.sh ]; then
     echo "== bash scripts/web-build.sh"
     bash scripts/web-build.sh
@@ -60,11 +62,11 @@ if [ "${WEB_BUILD:-0}" = 1 ] || [ ! -f web/dist/index.html ]; then
     exit 1
   fi
 fi
-[ -f web/dist/index.html ] || { echo "web-test: the build left no web/dist/index.html" >&2; exit 1; }
+[ -f "$dist/index.html" ] || { echo "web-test: no $dist/index.html" >&2; exit 1; }
 
 # --- serve it on a free port
 log=$(mktemp)
-node web/e2e/serve.mjs --quiet --port 0 --root web/dist --mount /fixture-weights=tests/fixtures/tiny-weights >"$log" 2>&1 &
+node web/e2e/serve.mjs --quiet --port 0 --root "$dist" --mount /fixture-weights=tests/fixtures/tiny-weights >"$log" 2>&1 &
 server_pid=$!
 trap 'kill "$server_pid" 2>/dev/null || true; wait "$server_pid" 2>/dev/null || true; rm -f "$log"' EXIT
 url=
@@ -79,9 +81,9 @@ if [ -z "$url" ]; then
   cat "$log" >&2
   exit 1
 fi
-echo "== serving web/dist at $url (fixture weights at ${url}fixture-weights/)"
+echo "== serving $dist at $url (fixture weights at ${url}fixture-weights/)"
 
-export E2E_BASE_URL=$url E2E_DIST=$repo/web/dist
+export E2E_BASE_URL=$url E2E_DIST=$dist
 export CHROMIUM=${CHROMIUM:-/usr/bin/chromium}
 start=$(date +%s)
 if [ "${WEB_E2E_RUN:-test}" = bench ]; then

@@ -28,6 +28,8 @@ export const CHROMIUM_ARGS = [
 ];
 /** How long one wait on the page may take (ms): loading weights, one solve. */
 export const TIMEOUT = Number(process.env.E2E_TIMEOUT_MS ?? 90_000);
+/** How long a click or a read may wait for its element (ms). */
+export const ACTION_TIMEOUT = Number(process.env.E2E_ACTION_TIMEOUT_MS ?? 10_000);
 export const TOKEN_KINDS = ['question', 'bot', 'thought', 'step', 'eot', 'answer', 'eos'];
 
 /**
@@ -58,7 +60,10 @@ export async function launch() {
 export async function openPage(browser, { viewport = { width: 1280, height: 900 } } = {}) {
   const context = await browser.newContext({ viewport });
   const page = await context.newPage();
-  page.setDefaultTimeout(TIMEOUT);
+  // Clicks and reads of elements fail fast (a missing element is a finding, not a wait);
+  // navigation and the waits for loading and solving get TIMEOUT.
+  page.setDefaultTimeout(ACTION_TIMEOUT);
+  page.setDefaultNavigationTimeout(TIMEOUT);
   const log = [];
   page.on('pageerror', (err) => log.push({ kind: 'pageerror', text: `${err.name}: ${err.message}`, url: page.url() }));
   page.on('crash', () => log.push({ kind: 'crash', text: 'the page crashed', url: page.url() }));

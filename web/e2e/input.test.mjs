@@ -4,7 +4,7 @@ import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import {
   server, launch, openPage, pageUrl, readManifest, solveCli, waitForAnswer, armAnswer, readAnswer,
-  assertSameAsCli, setText, controlWeights, TIMEOUT,
+  assertSameAsCli, setText, controlWeights, TIMEOUT, ACTION_TIMEOUT,
 } from './harness.mjs';
 
 const weights = controlWeights();
@@ -44,7 +44,7 @@ async function waitRefused(page) {
         (document.querySelector('#error')?.textContent.trim() ?? '') !== '' ||
         document.querySelector('#answer')?.getAttribute('data-state') === 'error',
       null,
-      { timeout: TIMEOUT, polling: 50 },
+      { timeout: ACTION_TIMEOUT, polling: 50 },
     )
     .catch(() => {});
   // Give a late 'done' the chance to show up (it must not).
