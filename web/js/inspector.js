@@ -1,0 +1,123 @@
+// Inside one position: its final hidden state as a heat strip, the LM head on it (top-k), its
+// similarity to the digit embeddings and the attention of every layer and head.
+
+import { heatColor, scaleOf } from './colors.js';
+
+export function renderInspector(els, view, pos) {
+  const p = view.positions[pos];
+  if (!p) return;
+  const tok = view.tokens[pos];
+  const next = view.tokens[pos + 1];
+  const what = tok.kind === 'thought' ? 'continuous thought' : `token ${tok.text}`;
+  els.title.textContent = `Inside position ${pos + 1} (${what})`;
+  els.width.textContent = String(p.hidden.length);
+  drawHeatStrip(els.heatStrip, p.hidden);
+
+  const fedBack = next && next.kind === 'thought';
+  els.topk.replaceChildren(
+    ...p.top.map((c) => {
+      const li = document.createElement('li');
+      const bar = document.createElement('span');
+      bar.className = 'bar';
+      bar.style.width = `${Math.max(c.p * 100, 0.5)}%`;
+      const label = document.createElement('span');
+      label.className = 'bar-label';
+      label.textContent = `${c.token}  ${(c.p * 100).toFixed(1)}%`;
+      li.append(bar, label);
+      return li;
+    }),
+  );
+  els.topk.dataset.fedBack = String(fedBack);
+  els.topk.title = fedBack
+    ? 'Not decoded: this state is fed back as the next thought. This is what it would say if it were decoded.'
+    : 'The next token is the most probable one (greedy).';
+
+  const best = p.digits.reduce((bi, v, i, a) => (v > a[bi] ? i : bi), 0);
+  els.similarity.replaceChildren(
+    ...p.digits.map((s, d) => {
+      const row = document.createElement('div');
+      row.className = 'sim-row' + (d === best ? ' best' : '');
+      const label = document.createElement('span');
+      label.textContent = String(d);
+      const track = document.createElement('span');
+      track.className = 'sim-track';
+      const bar = document.createElement('span');
+      bar.className = 'sim-bar';
+      bar.style.left = s >= 0 ? '50%' : `${50 + s * 50}%`;
+      bar.style.width = `${Math.abs(s) * 50}%`;
+      bar.style.background = s >= 0 ? '#ea580c' : '#2563eb';
+      track.append(bar);
+      const value = document.createElement('span');
+      value.textContent = s.toFixed(2);
+      row.append(label, track, value);
+      return row;
+    }),
+  );
+
+  renderAttention(els.attention, view, pos);
+}
+
+function drawHeatStrip(canvas, vector) {
+  const width = canvas.clientWidth || 400;
+  const dpr = window.devicePixelRatio || 1;
+  canvas.width = Math.round(width * dpr);
+  canvas.height = Math.round((canvas.clientHeight || 36) * dpr);
+  const ctx = canvas.getContext('2d');
+  ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
+  const scale = scaleOf([vector]);
+  const w = width / vector.length;
+  vector.forEach((v, i) => {
+    ctx.fillStyle = heatColor(v / scale);
+    ctx.fillRect(i * w, 0, w + 0.5, canvas.clientHeight || 36);
+  });
+}
+
+// One heat map per layer and head: row q is what position q attended to (causal, so the
+// upper triangle is empty). Rows only up to the selected position are known to the viewer yet.
+function renderAttention(container, view, pos) {
+  const layers = view.positions[0].attention.length;
+  const heads = view.positions[0].attention[0].length;
+  const n = pos + 1;
+  if (container.children.length !== layers * heads) {
+    container.replaceChildren();
+    container.style.setProperty('--heads', String(heads));
+    for (let l = 0; l < layers; l++) {
+      for (let h = 0; h < heads; h++) {
+        const fig = document.createElement('figure');
+        const canvas = document.createElement('canvas');
+        canvas.setAttribute('aria-label', `layer ${l + 1} head ${h + 1}`);
+        const cap = document.createElement('figcaption');
+        cap.textContent = `layer ${l + 1}, head ${h + 1}`;
+        fig.append(canvas, cap);
+        container.append(fig);
+      }
+    }
+  }
+  const figures = container.querySelectorAll('canvas');
+  for (let l = 0; l < layers; l++) {
+    for (let h = 0; h < heads; h++) {
+      const canvas = figures[l * heads + h];
+      const size = canvas.clientWidth || 140;
+      const dpr = window.devicePixelRatio || 1;
+      canvas.width = Math.round(size * dpr);
+      canvas.height = Math.round(size * dpr);
+      const ctx = canvas.getContext('2d');
+      ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
+      ctx.fillStyle = '#fafafa';
+      ctx.fillRect(0, 0, size, size);
+      const cell = size / n;
+      for (let q = 0; q < n; q++) {
+        const row = view.positions[q].attention[l][h];
+        for (let k = 0; k <= q; k++) {
+          const w = row[k];
+          const shade = Math.round(255 * (1 - Math.sqrt(w)));
+          ctx.fillStyle = view.tokens[k].kind === 'thought' ? `rgb(255,${shade},${Math.round(shade * 0.6)})` : `rgb(${shade},${shade},${shade})`;
+          ctx.fillRect(k * cell, q * cell, cell + 0.3, cell + 0.3);
+        }
+      }
+      ctx.strokeStyle = '#ea580c';
+      ctx.lineWidth = 1.5;
+      ctx.strokeRect(0.75, pos * cell + 0.75, size - 1.5, cell - 1.5);
+    }
+  }
+}

@@ -1,0 +1,70 @@
+// Fetches the weights folder (manifest.json, the tokenizer, every stage file) with byte-level
+// progress and hands each file to the wasm app, which checks it against the manifest's sha256.
+
+async function fetchBytes(url, onChunk) {
+  let response;
+  try {
+    response = await fetch(url);
+  } catch (e) {
+    throw new Error(`could not fetch ${url}: ${e.message}`);
+  }
+  if (!response.ok) throw new Error(`could not fetch ${url}: HTTP ${response.status}`);
+  if (!response.body) {
+    const bytes = new Uint8Array(await response.arrayBuffer());
+    onChunk(bytes.length);
+    return bytes;
+  }
+  const reader = response.body.getReader();
+  const chunks = [];
+  let total = 0;
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    chunks.push(value);
+    total += value.length;
+    onChunk(value.length);
+  }
+  const bytes = new Uint8Array(total);
+  let at = 0;
+  for (const c of chunks) {
+    bytes.set(c, at);
+    at += c.length;
+  }
+  return bytes;
+}
+
+// Loads `base` (a folder URL ending in "/") into `app`; `progress(fraction, text)` reports.
+// Resolves to the parsed manifest.
+export async function loadWeights(app, base, progress) {
+  progress(0, `Loading ${base}manifest.json…`);
+  const manifestBytes = await fetchBytes(`${base}manifest.json`, () => {});
+  const manifestText = new TextDecoder().decode(manifestBytes);
+  let manifest;
+  try {
+    manifest = JSON.parse(manifestText);
+  } catch (e) {
+    throw new Error(`${base}manifest.json is not JSON (${e.message}): is this a weights folder?`);
+  }
+  if (!Array.isArray(manifest.stages) || !manifest.tokenizer) {
+    throw new Error(`${base}manifest.json lists no stages: is this a weights folder?`);
+  }
+  // Stage entries carry their file's name, size and sha256 inline.
+  const files = [manifest.tokenizer, ...manifest.stages];
+  const total = files.reduce((sum, f) => sum + (f.bytes || 0), 0) || 1;
+  let done = 0;
+  const tick = (name) => (n) => {
+    done += n;
+    progress(Math.min(done / total, 1), `Loading ${name} (${(done / 1e6).toFixed(1)} of ${(total / 1e6).toFixed(1)} MB)`);
+  };
+  const tokenizer = await fetchBytes(`${base}${manifest.tokenizer.file}`, tick(manifest.tokenizer.file));
+  app.load(manifestText, tokenizer);
+  // Stage files download in parallel; each is verified and parsed as it arrives.
+  await Promise.all(
+    manifest.stages.map(async (stage) => {
+      const bytes = await fetchBytes(`${base}${stage.file}`, tick(stage.file));
+      app.addStage(stage.id, bytes);
+    }),
+  );
+  progress(1, `Loaded ${manifest.stages.length} stages (${(total / 1e6).toFixed(1)} MB, sha256 checked)`);
+  return manifest;
+}
