@@ -1,6 +1,12 @@
 #!/usr/bin/env bash
-# The main job. Until the browser demo and trained weights ship, the best runnable thing:
-# how the curriculum lays out a problem, stage by stage (pass a problem, e.g. "999 + 1").
+# The main job: builds the browser demo on the shipped weights (weights/) and serves it at
+# http://127.0.0.1:${PORT:-8080}/ until Ctrl-C. The first run on a fresh machine installs trunk and
+# wasm-bindgen-cli (about 30 min of compiling); later runs take seconds. Open the address in a
+# browser with WebGPU (Chrome, Edge; others get the reference engine, with a notice).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-cargo run --quiet --release -p coconut-core --example layouts -- "${@:-347 + 285}"
+bash scripts/web-build.sh
+command -v node >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs >/dev/null; }
+port=${PORT:-8080}
+echo "== serving web/dist at http://127.0.0.1:$port/ (Ctrl-C stops)"
+exec node web/e2e/serve.mjs --root web/dist --port "$port" --host "${HOST:-127.0.0.1}"

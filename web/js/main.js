@@ -114,11 +114,15 @@ function refuse(message) {
   el.verdict.textContent = '';
 }
 
+// The address always reproduces what is on screen, so that it can be shared.
 function updateUrl() {
   const url = new URL(location.href);
   url.searchParams.set('a', el.a.value.trim());
   url.searchParams.set('b', el.b.value.trim());
   url.searchParams.set('stage', el.stage.value);
+  url.searchParams.set('chapter', String(chapterIndex));
+  if (document.body.classList.contains('projector')) url.searchParams.set('projector', '1');
+  else url.searchParams.delete('projector');
   history.replaceState(null, '', url);
 }
 
@@ -247,6 +251,7 @@ function setProjector(on) {
   document.body.classList.toggle('projector', on);
   el.projector.setAttribute('aria-pressed', String(on));
   player.draw();
+  if (manifest) updateUrl();
 }
 
 function wire() {

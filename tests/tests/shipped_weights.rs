@@ -1,0 +1,133 @@
+//! The shipped weights folder is what the manifest says it is: every file matches its sha256, the
+//! folder fits a web page, the stages the product promises are there, and the reference engine
+//! reproduces each stage's measured greedy accuracy on held-out test problems within sampling error.
+
+use coconut_core::data::DataConfig;
+use coconut_core::manifest::WeightsDir;
+use coconut_core::reference::ReferenceModel;
+use coconut_tests::repo_root;
+
+/// Test problems re-measured per stage (the manifest's figures come from 5,000).
+const N: usize = 300;
+const MAX_FOLDER_BYTES: u64 = 8 * 1024 * 1024;
+
+fn shipped() -> WeightsDir {
+    WeightsDir::open(repo_root().join("weights")).expect("weights/ holds the shipped stages")
+}
+
+#[test]
+fn every_file_matches_its_sha256_and_the_folder_fits_a_web_page() {
+    let dir = shipped();
+    dir.tokenizer()
+        .expect("tokenizer.json matches the manifest");
+    for entry in &dir.manifest.stages {
+        dir.stage(&entry.id)
+            .unwrap_or_else(|e| panic!("{}: {e}", entry.id));
+    }
+    let total = bytes_under(&dir.dir);
+    assert!(
+        total <= MAX_FOLDER_BYTES,
+        "weights/ holds {total} bytes, more than {MAX_FOLDER_BYTES}"
+    );
+}
+
+fn bytes_under(path: &std::path::Path) -> u64 {
+    std::fs::read_dir(path)
+        .unwrap()
+        .map(|e| {
+            let e = e.unwrap();
+            let meta = e.metadata().unwrap();
+            if meta.is_dir() {
+                bytes_under(&e.path())
+            } else {
+                meta.len()
+            }
+        })
+        .sum()
+}
+
+#[test]
+fn the_promised_stages_ship_in_int8_with_accuracy_and_training_facts() {
+    let m = shipped().manifest;
+    let ids: Vec<&str> = m.stages.iter().map(|s| s.id.as_str()).collect();
+    let all_latent = format!("stage{}", coconut_core::problem::max_steps(m.max_digits));
+    for required in ["stage0", all_latent.as_str(), "nocot", "pause"] {
+        assert!(ids.contains(&required), "{required} missing from {ids:?}");
+    }
+    let intermediate = ids
+        .iter()
+        .filter(|id| id.starts_with("stage") && **id != "stage0" && **id != all_latent)
+        .count();
+    assert!(intermediate >= 2, "{ids:?}: want two intermediate stages");
+    for s in &m.stages {
+        assert_eq!(
+            s.dtype,
+            coconut_core::weights::WeightDtype::Int8,
+            "{}",
+            s.id
+        );
+        let test = s
+            .accuracy
+            .as_ref()
+            .and_then(|a| a.sets.iter().find(|x| x.set == "test"))
+            .unwrap_or_else(|| panic!("{} has no test-set accuracy", s.id));
+        assert!(test.n >= 1000, "{}: n = {}", s.id, test.n);
+        let facts = s.training.as_ref().unwrap_or_else(|| panic!("{}", s.id));
+        assert!(facts.steps > 0 && !facts.command.is_empty(), "{}", s.id);
+    }
+}
+
+/// The manifest's greedy accuracy is what the reference engine gets now, within 4 standard
+/// errors of a binomial with the manifest's rate (at least 2 problems' worth, so that a
+/// 100% stage must still get all but a couple right).
+#[test]
+fn the_reference_engine_reproduces_each_stages_greedy_accuracy() {
+    let dir = shipped();
+    let tokenizer = dir.tokenizer().unwrap();
+    let data = DataConfig {
+        max_digits: dir.manifest.max_digits,
+        ..DataConfig::default()
+    };
+    let test = data.generate().unwrap().test;
+    let problems = &test[..N];
+    for entry in &dir.manifest.stages {
+        let (_, stage, weights) = dir.stage(&entry.id).unwrap();
+        let model = ReferenceModel::new(&weights);
+        let correct = problems
+            .iter()
+            .filter(|p| {
+                model
+                    .solve(&tokenizer, p, &stage, false)
+                    .unwrap()
+                    .is_correct()
+            })
+            .count();
+        let measured = correct as f64 / N as f64;
+        let claimed = entry
+            .accuracy
+            .as_ref()
+            .unwrap()
+            .sets
+            .iter()
+            .find(|x| x.set == "test")
+            .unwrap()
+            .greedy
+            / 100.0;
+        let sigma = (claimed * (1.0 - claimed) / N as f64).sqrt();
+        let allowed = (4.0 * sigma).max(2.0 / N as f64);
+        assert!(
+            (measured - claimed).abs() <= allowed,
+            "{}: {correct}/{N} = {:.2}% now, manifest says {:.2}% (allowed ±{:.2} points)",
+            entry.id,
+            100.0 * measured,
+            100.0 * claimed,
+            100.0 * allowed
+        );
+        eprintln!(
+            "{}: {correct}/{N} = {:.2}% (manifest {:.2}%)",
+            entry.id,
+            100.0 * measured,
+            100.0 * claimed
+        );
+    }
+}

@@ -1,0 +1,30 @@
+// Screenshots of the page for the README (docs/screenshots/): a laptop, a phone and projector
+// mode, on the shipped weights with the reference engine (headless WebGPU canvases can come out
+// blank; the 2D canvases drawn here do not). Usage: node web/e2e/screenshots.mjs (page built).
+import path from 'node:path';
+import fs from 'node:fs';
+import { REPO, server, launch } from './harness.mjs';
+
+const out = path.join(REPO, 'docs', 'screenshots');
+fs.mkdirSync(out, { recursive: true });
+const srv = await server();
+const browser = await launch();
+const shots = [
+  { name: 'laptop.png', viewport: { width: 1280, height: 900 }, query: 'a=5555&b=4445&stage=stage3&animate=0', select: 7 },
+  { name: 'phone.png', viewport: { width: 390, height: 844 }, query: 'a=9999&b=1&animate=0', select: 9 },
+  { name: 'projector.png', viewport: { width: 1600, height: 1000 }, query: 'a=347&b=285&animate=0&projector=1', select: 8 },
+];
+for (const shot of shots) {
+  const context = await browser.newContext({ viewport: shot.viewport, deviceScaleFactor: 1 });
+  const page = await context.newPage();
+  await page.goto(`${srv.url}?${shot.query}&engine=reference`);
+  await page.waitForSelector('#answer[data-state=done]', { timeout: 120_000 });
+  // Select a thought slot so that the inspector shows one.
+  await page.click(`.tok[data-pos="${shot.select}"]`);
+  await page.waitForTimeout(300);
+  await page.screenshot({ path: path.join(out, shot.name), fullPage: shot.name !== 'laptop.png' });
+  console.log(`wrote docs/screenshots/${shot.name}`);
+  await context.close();
+}
+await browser.close();
+await srv.close();
