@@ -14,12 +14,12 @@ const tooLong = '1234567890'.slice(0, max) + '5'; // max + 1 digits: 12345 for t
 
 // Each refused operand, and what its message must mention.
 const refused = [
-  { input: '', why: 'empty', mention: [/empty|missing/i] },
-  { input: '12a', why: 'letter', mention: [/letter|12a/i] },
+  { input: '', why: 'empty', mention: [/empty|missing|enter a number/i] },
+  { input: '12a', why: 'letter', mention: [/letter|12a|'a'/i] },
   { input: '-5', why: 'sign', mention: [/sign|negative|-5|minus/i] },
   // More digits than the model was trained on: the message names the range.
   { input: tooLong, why: 'too many digits', mention: [new RegExp(`${tooLong}|${max + 1} digits`), new RegExp(`\\b${max}\\b|${'9'.repeat(max)}`)] },
-  { input: '1.5', why: 'decimal', mention: [/decimal|1\.5|whole/i] },
+  { input: '1.5', why: 'decimal', mention: [/decimal|1\.5|whole|'\.'/i] },
 ];
 
 let srv;
