@@ -287,7 +287,7 @@ describe(`controls (${weights.label} weights, stage ${thoughtStage.id})`, () => 
   it('#compare fills a row per stage with coconut solve\'s answers', async () => {
     await load();
     await page.click('#compare');
-    await page.waitForSelector('#compare-table[data-state=done]', { timeout: TIMEOUT });
+    await page.waitForSelector('#compare-table[data-state=done]', { timeout: TIMEOUT, state: 'attached' });
     for (const id of stageIds) {
       const cell = await page.$(`#compare-table tr[data-stage="${id}"] .answer`);
       assert.ok(cell, `#compare-table has a row tr[data-stage=${id}] with an .answer cell`);
@@ -314,7 +314,7 @@ describe(`controls (${weights.label} weights, stage ${thoughtStage.id})`, () => 
     await load();
     await page.fill('#test-n', '5');
     await page.click('#test-run');
-    await page.waitForSelector('#test-result[data-state=done]', { timeout: TIMEOUT });
+    await page.waitForSelector('#test-result[data-state=done]', { timeout: TIMEOUT, state: 'attached' });
     const r = await page.$eval('#test-result', (e) => ({
       n: e.getAttribute('data-n'),
       correct: e.getAttribute('data-correct'),

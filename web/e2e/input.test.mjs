@@ -102,7 +102,7 @@ describe(`refused inputs (${weights.label} weights)`, () => {
       const url = pageUrl(srv.url, { a: item.input, b: 3, stage: manifest.stages[0].id, animate: 0, weights: weights.param });
       await page.goto(url);
       // Loading must finish (ready) and the refusal show, not a failed page.
-      await page.waitForSelector('#status[data-state=ready], #status[data-state=failed]', { timeout: TIMEOUT });
+      await page.waitForSelector('#status[data-state=ready], #status[data-state=failed]', { timeout: TIMEOUT, state: 'attached' });
       const seen = await waitRefused(page);
       assert.equal(seen.status, 'ready', `${url}: #status (text: ${seen.statusText})`);
       assertRefused(seen, item, url);

@@ -35,7 +35,7 @@ after(async () => {
 
 async function waitFailed(page) {
   try {
-    await page.waitForSelector('#status[data-state=failed]', { timeout: TIMEOUT });
+    await page.waitForSelector('#status[data-state=failed]', { timeout: TIMEOUT, state: 'attached' });
   } catch (err) {
     throw new Error(`#status never became failed; the page shows ${JSON.stringify(await readAnswer(page))}`, { cause: err });
   }
