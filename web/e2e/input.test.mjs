@@ -67,6 +67,7 @@ describe(`refused inputs (${weights.label} weights)`, () => {
     const { page } = session;
     await page.goto(pageUrl(srv.url, { a: valid[0], b: valid[1], stage: manifest.stages[0].id, animate: 0, weights: weights.param }));
     assertSameAsCli(await waitForAnswer(page, ...valid), cli, ...valid, 'first load');
+    session.assertClean();
   });
 
   for (const item of refused) {
