@@ -15,8 +15,13 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 echo "== cargo test"
 cargo test --workspace --locked -- --test-threads=2
 
-echo "== wasm32 build of core (the browser's reference engine)"
+echo "== wasm32 build of core (the browser's reference engine) and clippy of the browser app"
 cargo build -p coconut-core --target wasm32-unknown-unknown --locked
+cargo clippy -p coconut-web --target wasm32-unknown-unknown --locked -- -D warnings
 
 echo "== WGSL kernels and engine in headless Chromium WebGPU"
 bash shaders/browser-test.sh
+
+echo "== the browser demo: trunk build of web/dist, then end-to-end tests in headless Chromium"
+# The oracle is the debug coconut binary that cargo test built above.
+WEB_BUILD=1 COCONUT="$PWD/target/debug/coconut" bash scripts/web-test.sh

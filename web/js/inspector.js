@@ -3,13 +3,18 @@
 
 import { heatColor, scaleOf } from './colors.js';
 
-export function renderInspector(els, view, pos) {
+// `pos` may be the final token, which was predicted but never run: the inspector then shows the
+// position that predicted it.
+export function renderInspector(els, view, selected) {
+  const pos = Math.min(selected, view.positions.length - 1);
   const p = view.positions[pos];
   if (!p) return;
   const tok = view.tokens[pos];
   const next = view.tokens[pos + 1];
   const what = tok.kind === 'thought' ? 'continuous thought' : `token ${tok.text}`;
-  els.title.textContent = `Inside position ${pos + 1} (${what})`;
+  els.title.textContent = selected > pos
+    ? `${view.tokens[selected].text} was predicted by position ${pos + 1} and never run; inside position ${pos + 1} (${what})`
+    : `Inside position ${pos + 1} (${what})`;
   els.width.textContent = String(p.hidden.length);
   drawHeatStrip(els.heatStrip, p.hidden);
 

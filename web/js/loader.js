@@ -1,10 +1,10 @@
 // Fetches the weights folder (manifest.json, the tokenizer, every stage file) with byte-level
 // progress and hands each file to the wasm app, which checks it against the manifest's sha256.
 
-async function fetchBytes(url, onChunk) {
+async function fetchBytes(url, onChunk, signal) {
   let response;
   try {
-    response = await fetch(url);
+    response = await fetch(url, { signal });
   } catch (e) {
     throw new Error(`could not fetch ${url}: ${e.message}`);
   }
@@ -58,11 +58,22 @@ export async function loadWeights(app, base, progress) {
   };
   const tokenizer = await fetchBytes(`${base}${manifest.tokenizer.file}`, tick(manifest.tokenizer.file));
   app.load(manifestText, tokenizer);
-  // Stage files download in parallel; each is verified and parsed as it arrives.
+  // Stage files download in parallel; each is verified and parsed as it arrives. The first
+  // failure stops the other downloads, so that no late progress report hides the error.
+  const downloads = new AbortController();
+  let failed = false;
   await Promise.all(
     manifest.stages.map(async (stage) => {
-      const bytes = await fetchBytes(`${base}${stage.file}`, tick(stage.file));
-      app.addStage(stage.id, bytes);
+      try {
+        const bytes = await fetchBytes(`${base}${stage.file}`, (n) => failed || tick(stage.file)(n), downloads.signal);
+        if (!failed) app.addStage(stage.id, bytes);
+      } catch (e) {
+        if (!failed) {
+          failed = true;
+          downloads.abort();
+          throw e;
+        }
+      }
     }),
   );
   progress(1, `Loaded ${manifest.stages.length} stages (${(total / 1e6).toFixed(1)} MB, sha256 checked)`);

@@ -312,6 +312,7 @@ async function main() {
   if (!base.endsWith('/')) base += '/';
   try {
     manifest = await loadWeights(app, base, (fraction, text) => {
+      if (el.status.dataset.state !== 'loading') return;
       el.progress.value = fraction;
       el.status.textContent = text;
     });

@@ -26,7 +26,7 @@ export class Player {
     els.scrub.addEventListener('input', () => this.seek(Number(els.scrub.value)));
     els.timeline.addEventListener('click', (e) => {
       const tok = e.target.closest('.tok');
-      if (tok && this.view) this.seek(Math.min(Number(tok.dataset.pos), this.count() - 1));
+      if (tok && this.view) this.seek(Number(tok.dataset.pos));
     });
     new ResizeObserver(() => this.draw()).observe(els.stack);
   }
@@ -35,31 +35,40 @@ export class Player {
     return this.view ? this.view.positions.length : 0;
   }
 
+  // Every token can be selected; the last one was only predicted (by the position before it).
+  tokenCount() {
+    return this.view ? this.view.tokens.length : 0;
+  }
+
   // Shows a new solve: from the start when `animate`, else fully computed with the last
   // position selected.
   show(view, animate) {
     this.pause();
     this.view = view;
     this.renderTimeline();
-    this.els.scrub.max = String(Math.max(this.count() - 1, 0));
+    this.els.scrub.max = String(Math.max(this.tokenCount() - 1, 0));
     this.selected = -1;
     if (animate && this.count() > 0) {
       this.cursor = 0;
       this.play();
     } else {
-      this.seek(this.count() - 1);
+      this.seek(this.tokenCount() - 1);
     }
   }
 
+  // The cursor's position: the one rising through the stack, or, once every position has run,
+  // the final token.
   selectedPos() {
+    if (this.cursor >= this.count()) return Math.max(this.tokenCount() - 1, 0);
     return Math.min(Math.max(Math.ceil(this.cursor) - 1, 0), Math.max(this.count() - 1, 0));
   }
 
   seek(pos) {
     if (!this.view) return;
     this.pause();
-    const p = Math.min(Math.max(pos, 0), this.count() - 1);
-    this.cursor = p + 1;
+    const p = Math.min(Math.max(pos, 0), this.tokenCount() - 1);
+    // The final token is selected with every position run; any other with itself just run.
+    this.cursor = p >= this.count() ? this.count() : p + 1 - 1e-9;
     this.update();
   }
 
@@ -110,7 +119,8 @@ export class Player {
     this.els.scrub.value = String(pos);
     const tok = this.view.tokens[pos];
     this.els.position.dataset.pos = String(pos);
-    this.els.position.textContent = `position ${pos + 1} of ${this.count()}: ${tok.text} (${KIND_LABEL[tok.kind]})`;
+    const predictedOnly = pos >= this.count() ? ', predicted, never run' : '';
+    this.els.position.textContent = `position ${pos + 1} of ${this.tokenCount()}: ${tok.text} (${KIND_LABEL[tok.kind]}${predictedOnly})`;
     for (const el of this.els.timeline.children) {
       const i = Number(el.dataset.pos);
       el.classList.toggle('pending', i > pos + 1 && el.dataset.kind !== 'question');
