@@ -1,0 +1,45 @@
+// Works offline once loaded: after one visit the service worker holds the page, the wasm and the
+// weights, so a reload with the network cut still loads the model and solves.
+import { describe, it, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { server, launch, openPage, pageUrl, readAnswer, TIMEOUT } from './harness.mjs';
+
+let browser;
+let srv;
+before(async () => {
+  srv = await server();
+  browser = await launch();
+});
+after(async () => {
+  await browser?.close();
+  await srv?.close();
+});
+
+describe('offline', () => {
+  it('reloads and solves with the network cut after one visit', async () => {
+    const p = await openPage(browser);
+    try {
+      const url = pageUrl(srv.url, { a: 347, b: 285, animate: 0, engine: 'reference' });
+      await p.page.goto(url);
+      await p.page.waitForSelector('#answer[data-state=done]', { timeout: TIMEOUT, state: 'attached' });
+      const online = await readAnswer(p.page);
+      // Wait until the worker controls the page and has cached what the page loaded.
+      await p.page.waitForFunction(async () => {
+        if (!navigator.serviceWorker.controller) return false;
+        const cache = await caches.open('coconut-v1');
+        const keys = await cache.keys();
+        return keys.some((r) => r.url.endsWith('.wasm')) && keys.some((r) => r.url.endsWith('manifest.json'));
+      }, null, { timeout: TIMEOUT, polling: 250 });
+      await p.context.setOffline(true);
+      await p.page.reload();
+      await p.page.waitForSelector('#answer[data-state=done]', { timeout: TIMEOUT, state: 'attached' });
+      const offline = await readAnswer(p.page);
+      assert.equal(offline.status, 'ready');
+      assert.equal(offline.answer, online.answer);
+      assert.equal(offline.text, online.text);
+      p.assertClean();
+    } finally {
+      await p.close();
+    }
+  });
+});
