@@ -213,7 +213,9 @@ pub fn train(
             optimizer = AdamW::new(model.named_vars(), config.adamw())?;
         }
         observer.stage_started(&id, total, progress.stage_step);
-        let stage_started = progress.seconds;
+        // When the stage resumes mid-way, its time so far is the run's time less the finished
+        // stages' (not the time at the resume: that would drop the part before the checkpoint).
+        let stage_started: f64 = progress.finished.iter().map(|r| r.seconds).sum();
         let mut order = (u64::MAX, Vec::new());
         let mut last_loss = f64::NAN;
 

@@ -226,6 +226,13 @@ fn a_killed_run_resumes_to_identical_weights() {
     .unwrap();
     assert_eq!(last.outcome, Outcome::Finished);
     assert_eq!(last.progress.global_step, 24);
+    // Each stage's recorded time includes what it spent before an interruption.
+    let recorded: f64 = last.progress.finished.iter().map(|r| r.seconds).sum();
+    assert!(
+        (recorded - last.progress.seconds).abs() < 1e-9,
+        "stage records sum to {recorded} s of the run's {} s",
+        last.progress.seconds
+    );
     for plan in &config.stages {
         let (a, b) = (
             weight_bits(whole.path(), &plan.stage),
