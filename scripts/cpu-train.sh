@@ -19,12 +19,14 @@ until grep -q '"step":810,' "$runs/curriculum/metrics.jsonl" 2>/dev/null; do sle
 kill "$first"; wait "$first" || true
 
 # 2. Shorter stages from there: the stage-0 schedule ends at 1.1 epochs (step 860), then a quarter
-#    epoch per latent stage and half an epoch of the all-latent stage.
+#    epoch per latent stage 1-4 and one epoch of the all-latent stage (the session stopped once more
+#    at the stage-4/5 boundary to lengthen stage 5 from 0.5 to 1 epoch; resuming with the final
+#    plan gives the same run, since a stage's schedule depends only on its own length).
 python3 - "$runs/curriculum/config.json" <<'PY'
 import json, sys
 path = sys.argv[1]
 config = json.load(open(path))
-for plan, epochs in zip(config["stages"], [1.1, 0.25, 0.25, 0.25, 0.25, 0.5]):
+for plan, epochs in zip(config["stages"], [1.1, 0.25, 0.25, 0.25, 0.25, 1.0]):
     plan["epochs"] = epochs
 json.dump(config, open(path, "w"), indent=2)
 PY
@@ -32,6 +34,6 @@ PY
 
 # 3. The baselines, from scratch.
 "$bin" train --run-dir "$runs/nocot" --stages nocot --epochs 1 --batch-size 128 --val-problems 500
-"$bin" train --run-dir "$runs/pause" --stages pause --epochs 0.3 --batch-size 128 --val-problems 500
+"$bin" train --run-dir "$runs/pause" --stages pause --epochs 1 --batch-size 128 --val-problems 500
 
 bash scripts/ship-weights.sh "$runs/curriculum" "$runs/nocot" "$runs/pause"

@@ -10,9 +10,9 @@ fs.mkdirSync(out, { recursive: true });
 const srv = await server();
 const browser = await launch();
 const shots = [
-  { name: 'laptop.png', viewport: { width: 1280, height: 900 }, query: 'a=5555&b=4445&stage=stage3&animate=0', select: 7 },
-  { name: 'phone.png', viewport: { width: 390, height: 844 }, query: 'a=9999&b=1&animate=0', select: 9 },
-  { name: 'projector.png', viewport: { width: 1600, height: 1000 }, query: 'a=347&b=285&animate=0&projector=1', select: 8 },
+  { name: 'laptop.png', viewport: { width: 1280, height: 1350 }, query: 'a=5555&b=4445&stage=stage3&animate=0', select: 12 },
+  { name: 'phone.png', viewport: { width: 390, height: 844 }, query: 'a=9999&b=1&animate=0', select: 10 },
+  { name: 'projector.png', viewport: { width: 1600, height: 1000 }, query: 'a=347&b=285&animate=0&projector=1', select: 11 },
 ];
 for (const shot of shots) {
   const context = await browser.newContext({ viewport: shot.viewport, deviceScaleFactor: 1 });

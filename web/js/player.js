@@ -196,9 +196,11 @@ export class Player {
       if (shownRows > 0 && colW >= 9) {
         ctx.fillText(kind === 'thought' ? 'h' : this.view.tokens[p].text.replace(/^<(.+)>$/, '$1').slice(0, 3), x + colW / 2, height - 6);
       }
-      // The next token, predicted at the top, once this position is through the stack.
+      // The token this position wrote (greedy), once it is through the stack; the question's
+      // next tokens are given, not predicted, and a thought's input is no token.
       const next = this.view.tokens[p + 1];
-      if (shownRows === rows && next && next.kind !== 'thought' && colW >= 9) {
+      const generated = next && !['question', 'bot', 'thought'].includes(next.kind);
+      if (shownRows === rows && generated && colW >= 9) {
         ctx.fillStyle = '#333';
         ctx.fillText(next.text.replace(/^<(.+)>$/, '$1').slice(0, 3), x + colW / 2, 15);
       }
