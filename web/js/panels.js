@@ -4,10 +4,12 @@ export function stageLabel(s, manifest) {
   const m = /^stage(\d+)$/.exec(s.id);
   if (m) {
     const k = Number(m[1]);
-    const last = manifest.stages.filter((x) => /^stage\d+$/.test(x.id)).length > 0 && s.thoughts > 0 &&
-      s.thoughts === Math.max(...manifest.stages.filter((x) => /^stage\d+$/.test(x.id)).map((x) => x.thoughts));
+    const latent = manifest.stages.filter((x) => /^stage\d+$/.test(x.id));
+    const allLatent = Math.max(...latent.map((x) => x.thoughts));
     if (k === 0) return 'Stage 0: written chain of thought';
-    return last ? `Stage ${k}: all latent (${s.thoughts} thoughts)` : `Stage ${k}: ${s.thoughts} thought${s.thoughts > 1 ? 's' : ''}, then written steps`;
+    return s.thoughts === allLatent
+      ? `Stage ${k}: all latent (${s.thoughts} thoughts)`
+      : `Stage ${k}: ${s.thoughts} thought${s.thoughts > 1 ? 's' : ''}, then written steps`;
   }
   if (s.id === 'nocot') return 'Baseline: no chain of thought';
   if (s.id === 'pause') return `Baseline: ${s.thoughts} pause tokens`;
