@@ -98,6 +98,10 @@ async function chooseEngine() {
   showEngine();
 }
 
+function showStageAbout() {
+  el.stageAbout.textContent = stageAbout(manifest.stages.find((s) => s.id === el.stage.value), manifest);
+}
+
 function setFieldErrors(errors) {
   el.aError.textContent = errors.a || '';
   el.bError.textContent = errors.b || '';
@@ -242,7 +246,7 @@ function showChapter(i, run = true) {
   if (run && ch.stage) {
     el.stage.value = ch.stage;
     [el.a.value, el.b.value] = ch.problem;
-    el.stageAbout.textContent = stageAbout(manifest.stages.find((s) => s.id === ch.stage), manifest);
+    showStageAbout();
     solve(true);
   }
 }
@@ -273,7 +277,7 @@ function wire() {
     solve(true);
   });
   el.stage.addEventListener('change', () => {
-    el.stageAbout.textContent = stageAbout(manifest.stages.find((s) => s.id === el.stage.value), manifest);
+    showStageAbout();
     solve(true);
   });
   for (const input of [el.a, el.b]) {
@@ -332,7 +336,7 @@ async function main() {
     .sort((x, y) => Number(x.id.slice(5)) - Number(y.id.slice(5)));
   const wantedStage = params.get('stage');
   el.stage.value = manifest.stages.some((s) => s.id === wantedStage) ? wantedStage : (latent.at(-1) || manifest.stages[0]).id;
-  el.stageAbout.textContent = stageAbout(manifest.stages.find((s) => s.id === el.stage.value), manifest);
+  showStageAbout();
   renderAccuracy(el.accuracy, el.accuracyNote, manifest);
   await chooseEngine();
   el.status.dataset.state = 'ready';

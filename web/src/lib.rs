@@ -21,12 +21,6 @@ use std::sync::Arc;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::future_to_promise;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Backend {
-    Reference,
-    WebGpu,
-}
-
 #[derive(Default)]
 struct State {
     session: Option<Session>,
@@ -38,24 +32,17 @@ struct State {
 }
 
 impl State {
-    fn backend(&self) -> Backend {
-        if self.gpu.is_some() {
-            Backend::WebGpu
-        } else {
-            Backend::Reference
-        }
-    }
-
     fn session(&self) -> Result<&Session, JsValue> {
         self.session
             .as_ref()
             .ok_or_else(|| error("the weights are not loaded yet"))
     }
 
-    fn fall_back(&mut self, reason: String) {
+    /// Drops WebGPU; `reason` says why when it was wanted and failed.
+    fn use_reference(&mut self, reason: Option<String>) {
         self.gpu = None;
         self.engines.clear();
-        self.notice = Some(reason);
+        self.notice = reason;
     }
 }
 
@@ -122,7 +109,7 @@ impl App {
                 }
                 Err(e) => {
                     let reason = e.to_string();
-                    state.borrow_mut().fall_back(reason.clone());
+                    state.borrow_mut().use_reference(Some(reason.clone()));
                     Err(error(reason))
                 }
             }
@@ -132,19 +119,14 @@ impl App {
     /// Switches to the reference engine.
     #[wasm_bindgen(js_name = useReference)]
     pub fn use_reference(&self) {
-        let mut state = self.state.borrow_mut();
-        state.gpu = None;
-        state.engines.clear();
-        state.notice = None;
+        self.state.borrow_mut().use_reference(None);
     }
 
     /// `webgpu` or `reference`.
     #[wasm_bindgen(getter)]
     pub fn backend(&self) -> String {
-        match self.state.borrow().backend() {
-            Backend::WebGpu => "webgpu".into(),
-            Backend::Reference => "reference".into(),
-        }
+        let webgpu = self.state.borrow().gpu.is_some();
+        if webgpu { "webgpu" } else { "reference" }.into()
     }
 
     /// Why WebGPU is not in use, if it was wanted and failed.
@@ -212,18 +194,16 @@ async fn solve(
         match outcome {
             Ok((engine, Ok(solution))) => {
                 st.engines.insert(id.clone(), engine);
-                let session = st.session()?;
-                let loaded = session.stage(&id).map_err(error)?;
-                let view = view::solve_view(&id, &solution, &loaded.reference, &session.tokenizer);
+                let view = st.session()?.view(&id, &solution).map_err(error)?;
                 return serde_json::to_string(&view).map_err(error);
             }
             Ok((engine, Err(e))) if !e.should_fall_back() => {
                 st.engines.insert(id, engine);
                 return Err(error(e.to_string()));
             }
-            Ok((_, Err(e))) | Err(e) => {
-                st.fall_back(format!("WebGPU failed ({e}); using the reference engine"))
-            }
+            Ok((_, Err(e))) | Err(e) => st.use_reference(Some(format!(
+                "WebGPU failed ({e}); using the reference engine"
+            ))),
         }
     }
     let st = state.borrow();

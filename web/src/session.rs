@@ -4,7 +4,7 @@
 use crate::operand::parse_operand;
 use crate::view::{solve_view, SolveView};
 use coconut_core::manifest::{Manifest, StageEntry};
-use coconut_core::reference::ReferenceModel;
+use coconut_core::reference::{ReferenceModel, Solution};
 use coconut_core::tokenizer::Tokenizer;
 use coconut_core::weights::ModelWeights;
 use coconut_core::{Problem, Stage};
@@ -106,9 +106,15 @@ impl Session {
             .reference
             .solve(&self.tokenizer, problem, &loaded.stage, trace)
             .map_err(|e| e.to_string())?;
+        self.view(stage_id, &solution)
+    }
+
+    /// What the page draws for a stage's solution, from either engine.
+    pub fn view(&self, stage_id: &str, solution: &Solution) -> Result<SolveView, String> {
+        let loaded = self.stage(stage_id)?;
         Ok(solve_view(
             &loaded.entry.id,
-            &solution,
+            solution,
             &loaded.reference,
             &self.tokenizer,
         ))
