@@ -2,10 +2,9 @@
 //! safetensors file written atomically (a temporary file, synced, then renamed over the old one),
 //! so a kill at any moment leaves either the previous checkpoint or the new one, never half.
 
-use crate::model::{to_host, Gpt};
-use crate::optim::AdamW;
 use anyhow::{bail, Context, Result};
-use candle_core::Tensor;
+use coconut_core::weights::tensor_specs;
+use coconut_core::ModelConfig;
 use safetensors::tensor::{Dtype, TensorView};
 use safetensors::SafeTensors;
 use serde::{Deserialize, Serialize};
@@ -59,33 +58,46 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     Ok(())
 }
 
+/// One parameter tensor and its AdamW moments, on the host.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SnapshotTensor {
+    pub name: String,
+    pub shape: Vec<usize>,
+    pub param: Vec<f32>,
+    pub adam_m: Vec<f32>,
+    pub adam_v: Vec<f32>,
+}
+
+/// Everything of the model and optimizer a checkpoint holds, whichever engine wrote it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Snapshot {
+    pub tensors: Vec<SnapshotTensor>,
+    /// AdamW updates since its last reset.
+    pub adam_t: u64,
+}
+
 /// Saves the model, the optimizer and the progress to `path`.
-pub fn save(path: &Path, model: &Gpt, optimizer: &AdamW, progress: &Progress) -> Result<()> {
-    let mut buffers: Vec<(String, Vec<usize>, Vec<u8>)> = Vec::new();
-    let mut push = |name: String, t: &Tensor| -> Result<()> {
-        let values = to_host(t)?;
-        buffers.push((name, t.dims().to_vec(), f32_bytes(&values)));
-        Ok(())
-    };
-    for (name, var) in model.named_vars() {
-        push(format!("param.{name}"), var.as_tensor())?;
+pub fn save(path: &Path, snapshot: &Snapshot, progress: &Progress) -> Result<()> {
+    let mut buffers: Vec<(String, &[usize], Vec<u8>)> = Vec::new();
+    for t in &snapshot.tensors {
+        buffers.push((format!("param.{}", t.name), &t.shape, f32_bytes(&t.param)));
     }
-    for p in &optimizer.params {
-        push(format!("adam_m.{}", p.name), &p.m)?;
-        push(format!("adam_v.{}", p.name), &p.v)?;
+    for t in &snapshot.tensors {
+        buffers.push((format!("adam_m.{}", t.name), &t.shape, f32_bytes(&t.adam_m)));
+        buffers.push((format!("adam_v.{}", t.name), &t.shape, f32_bytes(&t.adam_v)));
     }
     let views = buffers
         .iter()
         .map(|(name, shape, bytes)| {
             Ok((
                 name.clone(),
-                TensorView::new(Dtype::F32, shape.clone(), bytes)?,
+                TensorView::new(Dtype::F32, shape.to_vec(), bytes)?,
             ))
         })
         .collect::<Result<Vec<_>>>()?;
     let metadata = HashMap::from([
         (PROGRESS_KEY.to_string(), serde_json::to_string(progress)?),
-        (ADAM_T_KEY.to_string(), optimizer.t.to_string()),
+        (ADAM_T_KEY.to_string(), snapshot.adam_t.to_string()),
     ]);
     let bytes = safetensors::tensor::serialize(views, Some(metadata))?;
     write_atomic(path, &bytes)
@@ -112,38 +124,42 @@ pub fn read_progress(path: &Path) -> Result<Progress> {
     progress_in(&metadata(&bytes, path)?, path)
 }
 
-/// Restores a checkpoint into `model` and `optimizer` (same config and parameter names) and
-/// returns its progress.
-pub fn load(path: &Path, model: &Gpt, optimizer: &mut AdamW) -> Result<Progress> {
+/// Reads the checkpoint at `path` of a model with `config`: its snapshot and progress.
+pub fn load(path: &Path, config: &ModelConfig) -> Result<(Snapshot, Progress)> {
     let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
     let meta = metadata(&bytes, path)?;
     let progress = progress_in(&meta, path)?;
     let st = SafeTensors::deserialize(&bytes)?;
-    let read = |name: &str, like: &Tensor| -> Result<Tensor> {
+    let read = |name: &str, shape: &[usize]| -> Result<Vec<f32>> {
         let view = st
             .tensor(name)
             .with_context(|| format!("{}: tensor {name} missing", path.display()))?;
-        if view.shape() != like.dims() || view.dtype() != Dtype::F32 {
+        if view.shape() != shape || view.dtype() != Dtype::F32 {
             bail!(
                 "{}: tensor {name} has the wrong shape or dtype",
                 path.display()
             );
         }
-        let values = coconut_core::weights::le_f32(view.data());
-        Ok(Tensor::from_vec(values, like.dims(), like.device())?)
+        Ok(coconut_core::weights::le_f32(view.data()))
     };
-    for (name, var) in model.named_vars() {
-        var.set(&read(&format!("param.{name}"), var.as_tensor())?)?;
-    }
-    for p in &mut optimizer.params {
-        p.m = read(&format!("adam_m.{}", p.name), &p.m)?;
-        p.v = read(&format!("adam_v.{}", p.name), &p.v)?;
-    }
-    optimizer.t = meta
+    let tensors = tensor_specs(config)
+        .into_iter()
+        .map(|spec| {
+            Ok(SnapshotTensor {
+                param: read(&format!("param.{}", spec.name), &spec.shape)?,
+                adam_m: read(&format!("adam_m.{}", spec.name), &spec.shape)?,
+                adam_v: read(&format!("adam_v.{}", spec.name), &spec.shape)?,
+                name: spec.name,
+                shape: spec.shape,
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let adam_t = meta
         .get(ADAM_T_KEY)
-        .context("no optimizer step count")?
-        .parse()?;
-    Ok(progress)
+        .with_context(|| format!("{}: no optimizer step count", path.display()))?
+        .parse()
+        .with_context(|| format!("{}: the optimizer step count", path.display()))?;
+    Ok((Snapshot { tensors, adam_t }, progress))
 }
 
 fn f32_bytes(values: &[f32]) -> Vec<u8> {

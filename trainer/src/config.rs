@@ -7,6 +7,20 @@ use coconut_core::problem::max_steps;
 use coconut_core::{ModelConfig, Stage, StageKind};
 use serde::{Deserialize, Serialize};
 
+/// Which implementation trains the model.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Engine {
+    /// The CPU engine on the CPU, candle on any other device.
+    #[default]
+    Auto,
+    /// The hand-written CPU engine (trainer/src/cpu): thoughts through cached keys and values,
+    /// fused kernels, one shard of each batch per core.
+    Cpu,
+    /// The model composed from candle's tensor ops (any device; re-runs the prefix per thought).
+    Candle,
+}
+
 /// One stage to train and for how long.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct StagePlan {
@@ -52,6 +66,12 @@ pub struct TrainConfig {
     pub max_loss: f64,
     /// Validation problems greedily evaluated after each stage (0: none).
     pub val_problems: usize,
+    /// Which implementation trains.
+    pub engine: Engine,
+    /// The CPU engine splits each batch into this many shards of about equal rows, run in
+    /// parallel. It fixes the order of the gradient sums, so it is a setting of the run (results
+    /// do not depend on how many cores run it), not the number of cores.
+    pub cpu_shards: usize,
 }
 
 impl Default for TrainConfig {
@@ -84,6 +104,8 @@ impl Default for TrainConfig {
             log_every: 10,
             max_loss: 20.0,
             val_problems: 500,
+            engine: Engine::Auto,
+            cpu_shards: 2,
         }
     }
 }
@@ -111,6 +133,15 @@ impl TrainConfig {
             }
             kind => base.with_kind(kind),
         })
+    }
+
+    /// Whether the CPU engine trains on `device`.
+    pub fn uses_cpu_engine(&self, device: &candle_core::Device) -> bool {
+        match self.engine {
+            Engine::Auto => device.is_cpu(),
+            Engine::Cpu => true,
+            Engine::Candle => false,
+        }
     }
 
     pub fn adamw(&self) -> AdamWConfig {
@@ -144,6 +175,7 @@ impl TrainConfig {
             "thoughts_per_step must be at least 1"
         );
         ensure!(self.batch_size >= 1, "batch_size must be at least 1");
+        ensure!(self.cpu_shards >= 1, "cpu_shards must be at least 1");
         ensure!(self.data.n_train >= 1, "no training problems");
         ensure!(self.lr > 0.0 && self.lr.is_finite(), "lr must be positive");
         ensure!(

@@ -4,6 +4,8 @@
 //! - [`model`]: GPT-2 in candle, inputs given as embeddings, a KV cache, conversion to and from
 //!   core's weights;
 //! - [`batch`]: padded batches of stage layouts and the exact, differentiable thought feedback;
+//! - [`cpu`]: the CPU training engine (hand-written forward and backward over flat buffers,
+//!   thoughts through cached keys and values, both cores);
 //! - [`ops`]: fused CPU GELU and softmax with backward passes;
 //! - [`optim`]: AdamW with visible moments, gradient clipping, warmup + cosine schedule;
 //! - [`config`]: the run's settings (`config.json`);
@@ -14,9 +16,11 @@
 pub mod batch;
 pub mod checkpoint;
 pub mod config;
+pub mod cpu;
 pub mod eval;
 pub mod export;
 pub mod golden;
+pub mod learner;
 pub mod model;
 pub mod ops;
 pub mod optim;
@@ -25,5 +29,5 @@ pub mod provenance;
 pub mod solve;
 pub mod train;
 
-pub use config::{StagePlan, TrainConfig};
+pub use config::{Engine, StagePlan, TrainConfig};
 pub use model::{Gpt, KvCache};

@@ -39,6 +39,7 @@ impl KvCache {
 }
 
 /// A LayerNorm's gain and bias, `(C)` each.
+#[derive(Clone)]
 struct LayerNorm {
     weight: Tensor,
     bias: Tensor,
@@ -62,6 +63,7 @@ impl LayerNorm {
 }
 
 /// A Conv1D layer: `y = x · W + b` with `W` stored `[in, out]`.
+#[derive(Clone)]
 struct Conv1d {
     weight: Tensor, // (in, out)
     bias: Tensor,   // (out)
@@ -76,6 +78,7 @@ impl Conv1d {
     }
 }
 
+#[derive(Clone)]
 struct Block {
     ln_1: LayerNorm,
     c_attn: Conv1d,
@@ -86,6 +89,7 @@ struct Block {
 }
 
 /// GPT-2 on candle. Cheap to clone: tensors share storage with the [`VarMap`]'s variables.
+#[derive(Clone)]
 pub struct Gpt {
     config: ModelConfig,
     device: Device,

@@ -7,12 +7,12 @@
 //! state, so on the CPU a resumed run ends with the same weights, bit for bit, as one that never
 //! stopped.
 
-use crate::batch::{loss, Batch};
 use crate::checkpoint::{self, write_atomic, Progress, StageRecord};
 use crate::config::TrainConfig;
 use crate::eval::greedy_correct;
+use crate::learner::Learner;
 use crate::model::Gpt;
-use crate::optim::{clip_scale, lr_at, AdamW};
+use crate::optim::{clip_scale, lr_at};
 use anyhow::{bail, Context, Result};
 use candle_core::Device;
 use coconut_core::data::Splits;
@@ -155,8 +155,7 @@ pub fn train(
         .with_context(|| format!("creating {}", run.0.display()))?;
     let tokenizer = Tokenizer::new();
     let splits: Splits = config.data.generate()?;
-    let model = Gpt::new_random(&config.model, config.seed, device)?;
-    let mut optimizer = AdamW::new(model.named_vars(), config.adamw())?;
+    let mut learner = Learner::new(config, device)?;
 
     // Start fresh, or pick up where the checkpoint left off.
     let mut progress = if options.resume {
@@ -168,7 +167,8 @@ pub fn train(
             );
         }
         if run.checkpoint().exists() {
-            let p = checkpoint::load(&run.checkpoint(), &model, &mut optimizer)?;
+            let (snapshot, p) = checkpoint::load(&run.checkpoint(), &config.model)?;
+            learner.restore(&snapshot)?;
             observer.message(&format!(
                 "resumed at step {} (stage index {}, step {})",
                 p.global_step, p.stage_index, p.stage_step
@@ -210,7 +210,7 @@ pub fn train(
         let total = ((plan.epochs * steps_per_epoch as f64).ceil() as u64).max(1);
         if progress.stage_step == 0 {
             // A new stage: the optimizer and its schedule start over.
-            optimizer = AdamW::new(model.named_vars(), config.adamw())?;
+            learner.reset_optimizer()?;
         }
         observer.stage_started(&id, total, progress.stage_step);
         // When the stage resumes mid-way, its time so far is the run's time less the finished
@@ -234,7 +234,7 @@ pub fn train(
             let start = index * config.batch_size;
             let end = (start + config.batch_size).min(layouts.len());
             let members: Vec<&Layout> = order.1[start..end].iter().map(|&i| &layouts[i]).collect();
-            let batch = Batch::new(&members, &stage, device)?;
+            let batch_tokens: usize = members.iter().map(|l| l.ids.len()).sum();
 
             // Forward, checked before anything changes.
             let lr = lr_at(
@@ -244,8 +244,8 @@ pub fn train(
                 config.warmup_steps,
                 config.min_lr_ratio,
             );
-            let loss_t = loss(&model, &batch)?;
-            let loss_v = loss_t.to_scalar::<f32>()? as f64;
+            let stats = learner.compute(&members, &stage)?;
+            let (loss_v, grad_norm) = (stats.loss, stats.grad_norm);
             if !loss_v.is_finite() || loss_v > config.max_loss {
                 bail!(diverged(
                     &id,
@@ -256,9 +256,7 @@ pub fn train(
                 ));
             }
 
-            // Backward, clip, update.
-            let grads = loss_t.backward()?;
-            let grad_norm = optimizer.grad_norm(&grads)?;
+            // Clip, update.
             if !grad_norm.is_finite() {
                 bail!(diverged(
                     &id,
@@ -268,7 +266,7 @@ pub fn train(
                     &run
                 ));
             }
-            optimizer.step(&grads, lr, clip_scale(grad_norm, config.grad_clip))?;
+            learner.apply(lr, clip_scale(grad_norm, config.grad_clip))?;
             progress.stage_step += 1;
             progress.global_step += 1;
             progress.seconds = seconds_before + started.elapsed().as_secs_f64();
@@ -281,7 +279,7 @@ pub fn train(
                 loss: loss_v,
                 lr,
                 grad_norm,
-                tokens_per_s: batch.tokens as f64 / tick.elapsed().as_secs_f64(),
+                tokens_per_s: batch_tokens as f64 / tick.elapsed().as_secs_f64(),
             };
             observer.step(&m);
             if progress.stage_step % config.log_every == 0 || progress.stage_step == total {
@@ -291,17 +289,17 @@ pub fn train(
                 return Ok(TrainReport {
                     outcome: Outcome::Stopped,
                     progress,
-                    model,
+                    model: learner.model(device)?,
                 });
             }
             if progress.stage_step % config.checkpoint_every == 0 && progress.stage_step < total {
-                checkpoint::save(&run.checkpoint(), &model, &optimizer, &progress)?;
+                checkpoint::save(&run.checkpoint(), &learner.snapshot()?, &progress)?;
             }
             let out_of_time = config
                 .time_budget_s
                 .is_some_and(|b| started.elapsed().as_secs_f64() >= b);
             if out_of_time && progress.stage_step < total {
-                checkpoint::save(&run.checkpoint(), &model, &optimizer, &progress)?;
+                checkpoint::save(&run.checkpoint(), &learner.snapshot()?, &progress)?;
                 observer.message(&format!(
                     "time budget spent at {id} step {}; resume with --resume",
                     progress.stage_step
@@ -312,13 +310,13 @@ pub fn train(
                 return Ok(TrainReport {
                     outcome: Outcome::OutOfTime,
                     progress,
-                    model,
+                    model: learner.model(device)?,
                 });
             }
         }
 
         // The stage is done: its weights, a validation number, and a checkpoint at the boundary.
-        let weights = model.to_weights()?;
+        let weights = learner.weights()?;
         write_atomic(&run.stage_weights(&id), &weights.to_safetensors())?;
         let record = StageRecord {
             id: id.clone(),
@@ -328,6 +326,7 @@ pub fn train(
         };
         let n_val = config.val_problems.min(splits.val.len());
         if n_val > 0 {
+            let model = learner.model(device)?;
             let correct = greedy_correct(&model, &tokenizer, &splits.val[..n_val], &stage, 256)?;
             let accuracy = 100.0 * correct.iter().filter(|&&c| c).count() as f64 / n_val as f64;
             observer.message(&format!(
@@ -340,12 +339,12 @@ pub fn train(
         progress.finished.push(record);
         progress.stage_index += 1;
         progress.stage_step = 0;
-        checkpoint::save(&run.checkpoint(), &model, &optimizer, &progress)?;
+        checkpoint::save(&run.checkpoint(), &learner.snapshot()?, &progress)?;
     }
     Ok(TrainReport {
         outcome: Outcome::Finished,
         progress,
-        model,
+        model: learner.model(device)?,
     })
 }
 

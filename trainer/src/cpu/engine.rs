@@ -1,0 +1,431 @@
+//! Forward and backward pass of one shard of a batch, chunk by chunk (see `plan.rs`), into
+//! buffers that are kept from step to step (no allocation once they have grown to the largest
+//! batch). GPT-2 per row, with `x` its input embedding plus position embedding:
+//! ```text
+//! for each block l:  resid[l+1] = mid + c_proj(gelu(c_fc(ln_2(mid)))),
+//!                    mid        = resid[l] + c_proj(attn(ln_1(resid[l])))
+//! hidden = ln_f(resid[L]);  logits = hidden · wteᵀ at the rows that predict a target
+//! ```
+//! The backward pass runs the chunks in reverse. Attention adds the gradients of keys and values
+//! into the rows of earlier chunks (kept per layer in `dqkv`), and a thought's input gradient goes
+//! to the hidden state of the row it was fed from; both are complete before those rows' chunk
+//! runs its own backward pass, so the gradient flows through every thought exactly.
+
+use super::gemm::{accumulate_xt_dy, dy_times_wt, x_times_w};
+use super::kernels::{self, AttentionRows};
+use super::params::ParamLayout;
+use super::plan::{Input, Plan};
+use std::ops::Range;
+
+/// Activations saved by the forward pass and scratch of the backward pass, rows × width each.
+#[derive(Default)]
+pub struct Workspace {
+    resid: Vec<Vec<f32>>, // L + 1 of (R, C): resid[0] = input, resid[l + 1] = block l's output
+    ln_1: Vec<Vec<f32>>,  // L of (R, C)
+    ln_1_stats: Vec<Vec<f32>>, // L of (R, 2)
+    qkv: Vec<Vec<f32>>,   // L of (R, 3C)
+    probs: Vec<Vec<f32>>, // L of (n_head, Σ triangles)
+    attn: Vec<Vec<f32>>,  // L of (R, C): attention output before c_proj
+    mid: Vec<Vec<f32>>,   // L of (R, C)
+    ln_2: Vec<Vec<f32>>,
+    ln_2_stats: Vec<Vec<f32>>,
+    fc: Vec<Vec<f32>>,   // L of (R, 4C), before GELU
+    gelu: Vec<Vec<f32>>, // L of (R, 4C)
+    ln_f_stats: Vec<f32>,
+    hidden: Vec<f32>, // (R, C)
+    // Backward.
+    d_hidden: Vec<f32>,    // (R, C)
+    d_resid: Vec<f32>,     // (R, C)
+    d_small: Vec<f32>,     // (R, C)
+    d_big: Vec<f32>,       // (R, 4C)
+    dqkv: Vec<Vec<f32>>,   // L of (R, 3C)
+    predicted: Vec<f32>,   // (N, C): hidden states of the rows that predict a target
+    logits: Vec<f32>,      // (N, V), then their gradient
+    d_predicted: Vec<f32>, // (N, C)
+    dp: Vec<f32>,
+}
+
+fn grow(buffers: &mut Vec<Vec<f32>>, count: usize, len: usize) {
+    buffers.resize_with(count, Vec::new);
+    for b in buffers {
+        b.resize(len, 0.0);
+    }
+}
+
+impl Workspace {
+    fn fit(&mut self, layout: &ParamLayout, plan: &Plan) {
+        let cfg = &layout.config;
+        let (r, c, l) = (plan.rows(), cfg.n_embd, cfg.n_layer);
+        let n = plan.predictors.len();
+        grow(&mut self.resid, l + 1, r * c);
+        for (buffers, width) in [
+            (&mut self.ln_1, c),
+            (&mut self.ln_1_stats, 2),
+            (&mut self.qkv, 3 * c),
+            (&mut self.attn, c),
+            (&mut self.mid, c),
+            (&mut self.ln_2, c),
+            (&mut self.ln_2_stats, 2),
+            (&mut self.fc, 4 * c),
+            (&mut self.gelu, 4 * c),
+            (&mut self.dqkv, 3 * c),
+        ] {
+            grow(buffers, l, r * width);
+        }
+        grow(&mut self.probs, l, cfg.n_head * plan.attention_len_per_head);
+        for (buffer, len) in [
+            (&mut self.ln_f_stats, r * 2),
+            (&mut self.hidden, r * c),
+            (&mut self.d_hidden, r * c),
+            (&mut self.d_resid, r * c),
+            (&mut self.d_small, r * c),
+            (&mut self.d_big, r * 4 * c),
+            (&mut self.predicted, n * c),
+            (&mut self.logits, n * cfg.vocab_size),
+            (&mut self.d_predicted, n * c),
+        ] {
+            buffer.resize(len, 0.0);
+        }
+    }
+
+    /// Final hidden states `(R, C)` of the last forward pass, rows in the plan's order.
+    pub fn hidden(&self) -> &[f32] {
+        &self.hidden
+    }
+}
+
+/// The runs of consecutive rows of one example inside `rows`: (example, its positions).
+fn example_runs<'a>(
+    plan: &'a Plan,
+    rows: Range<usize>,
+) -> impl Iterator<Item = (usize, Range<usize>)> + 'a {
+    let mut r = rows.start;
+    std::iter::from_fn(move || {
+        if r >= rows.end {
+            return None;
+        }
+        let e = plan.row_example[r];
+        let first = plan.row_position[r];
+        let mut end = r + 1;
+        while end < rows.end && plan.row_example[end] == e {
+            end += 1;
+        }
+        let positions = first..first + (end - r);
+        r = end;
+        Some((e, positions))
+    })
+}
+
+/// `&buffer[rows * width]`.
+fn span<'a>(buffer: &'a [f32], rows: &Range<usize>, width: usize) -> &'a [f32] {
+    &buffer[rows.start * width..rows.end * width]
+}
+
+fn span_mut<'a>(buffer: &'a mut [f32], rows: &Range<usize>, width: usize) -> &'a mut [f32] {
+    &mut buffer[rows.start * width..rows.end * width]
+}
+
+/// Runs the forward pass of `plan` and the loss; returns the sum of the target tokens'
+/// cross-entropies. With `loss_scale` set, also runs the backward pass, adding to `grads` the
+/// gradient of `loss_scale * Σ cross-entropy`.
+pub fn forward_backward(
+    layout: &ParamLayout,
+    params: &[f32],
+    plan: &Plan,
+    ws: &mut Workspace,
+    grads: Option<(&mut [f32], f32)>,
+) -> f64 {
+    ws.fit(layout, plan);
+    for chunk in &plan.chunks {
+        forward_chunk(layout, params, plan, ws, chunk.clone());
+    }
+    let cfg = &layout.config;
+    let (c, v) = (cfg.n_embd, cfg.vocab_size);
+    let n = plan.predictors.len();
+    for (i, &row) in plan.predictors.iter().enumerate() {
+        ws.predicted[i * c..(i + 1) * c].copy_from_slice(&ws.hidden[row * c..(row + 1) * c]);
+    }
+    let wte = &params[layout.wte.clone()];
+    dy_times_wt(&mut ws.logits, &ws.predicted, wte, n, v, c, false); // (N, V)
+    let Some((grads, scale)) = grads else {
+        let mut logits = std::mem::take(&mut ws.logits);
+        let loss = kernels::cross_entropy(&mut logits, &plan.targets, v, 0.0);
+        ws.logits = logits;
+        return loss;
+    };
+    let loss = kernels::cross_entropy(&mut ws.logits, &plan.targets, v, scale);
+
+    // The LM head: d hidden at the predicting rows, and the tied embedding's share.
+    x_times_w(&mut ws.d_predicted, &ws.logits, wte, n, v, c); // (N, C)
+    accumulate_xt_dy(
+        &mut grads[layout.wte.clone()],
+        &ws.logits,
+        &ws.predicted,
+        n,
+        v,
+        c,
+    );
+    ws.d_hidden.fill(0.0);
+    for (i, &row) in plan.predictors.iter().enumerate() {
+        let d = &ws.d_predicted[i * c..(i + 1) * c];
+        kernels::add_assign(&mut ws.d_hidden[row * c..(row + 1) * c], d);
+    }
+    for d in &mut ws.dqkv {
+        d.fill(0.0);
+    }
+    for chunk in plan.chunks.iter().rev() {
+        backward_chunk(layout, params, plan, ws, grads, chunk.clone());
+    }
+    loss
+}
+
+fn forward_chunk(
+    layout: &ParamLayout,
+    p: &[f32],
+    plan: &Plan,
+    ws: &mut Workspace,
+    rows: Range<usize>,
+) {
+    let cfg = &layout.config;
+    let (c, m) = (cfg.n_embd, rows.len());
+    let eps = cfg.layer_norm_epsilon;
+
+    // Input embeddings: a token's row of wte, or the hidden state a thought is fed from.
+    for r in rows.clone() {
+        let pos = &p[layout.wpe.start + plan.row_position[r] * c..][..c];
+        let source = match plan.row_input[r] {
+            Input::Token(id) => &p[layout.wte.start + id as usize * c..][..c],
+            Input::Thought(from) => &ws.hidden[from * c..(from + 1) * c],
+        };
+        let x = &mut ws.resid[0][r * c..(r + 1) * c];
+        for ((x, s), q) in x.iter_mut().zip(source).zip(pos) {
+            *x = s + q;
+        }
+    }
+
+    for (l, b) in layout.blocks.iter().enumerate() {
+        let (resid_in, resid_out) = ws.resid.split_at_mut(l + 1);
+        let x = span(&resid_in[l], &rows, c);
+        let ln_1 = span_mut(&mut ws.ln_1[l], &rows, c);
+        kernels::layer_norm_forward(
+            ln_1,
+            span_mut(&mut ws.ln_1_stats[l], &rows, 2),
+            x,
+            &p[b.ln_1_w.clone()],
+            &p[b.ln_1_b.clone()],
+            c,
+            eps,
+        );
+        let qkv = span_mut(&mut ws.qkv[l], &rows, 3 * c);
+        x_times_w(qkv, ln_1, &p[b.c_attn_w.clone()], m, c, 3 * c);
+        kernels::add_bias(qkv, &p[b.c_attn_b.clone()]);
+
+        for (e, positions) in example_runs(plan, rows.clone()) {
+            let example = &plan.examples[e];
+            let at = AttentionRows {
+                rows: &example.rows,
+                c,
+                n_head: cfg.n_head,
+            };
+            let probs = &mut ws.probs[l][cfg.n_head * example.attention_base..]
+                [..cfg.n_head * super::plan::triangle(example.len())];
+            kernels::attention_forward(&mut ws.attn[l], probs, &ws.qkv[l], &at, positions);
+        }
+
+        let mid = span_mut(&mut ws.mid[l], &rows, c);
+        x_times_w(
+            mid,
+            span(&ws.attn[l], &rows, c),
+            &p[b.attn_proj_w.clone()],
+            m,
+            c,
+            c,
+        );
+        kernels::add_bias(mid, &p[b.attn_proj_b.clone()]);
+        kernels::add_assign(mid, x);
+
+        let ln_2 = span_mut(&mut ws.ln_2[l], &rows, c);
+        kernels::layer_norm_forward(
+            ln_2,
+            span_mut(&mut ws.ln_2_stats[l], &rows, 2),
+            mid,
+            &p[b.ln_2_w.clone()],
+            &p[b.ln_2_b.clone()],
+            c,
+            eps,
+        );
+        let fc = span_mut(&mut ws.fc[l], &rows, 4 * c);
+        x_times_w(fc, ln_2, &p[b.c_fc_w.clone()], m, c, 4 * c);
+        kernels::add_bias(fc, &p[b.c_fc_b.clone()]);
+        let gelu = span_mut(&mut ws.gelu[l], &rows, 4 * c);
+        kernels::gelu_forward(gelu, fc);
+
+        let out = span_mut(&mut resid_out[0], &rows, c);
+        x_times_w(out, gelu, &p[b.mlp_proj_w.clone()], m, 4 * c, c);
+        kernels::add_bias(out, &p[b.mlp_proj_b.clone()]);
+        kernels::add_assign(out, mid);
+    }
+
+    let last = cfg.n_layer;
+    kernels::layer_norm_forward(
+        span_mut(&mut ws.hidden, &rows, c),
+        span_mut(&mut ws.ln_f_stats, &rows, 2),
+        span(&ws.resid[last], &rows, c),
+        &p[layout.ln_f_w.clone()],
+        &p[layout.ln_f_b.clone()],
+        c,
+        eps,
+    );
+}
+
+fn backward_chunk(
+    layout: &ParamLayout,
+    p: &[f32],
+    plan: &Plan,
+    ws: &mut Workspace,
+    g: &mut [f32],
+    rows: Range<usize>,
+) {
+    let cfg = &layout.config;
+    let (c, m) = (cfg.n_embd, rows.len());
+    let last = cfg.n_layer;
+
+    // d resid[L] from d hidden through ln_f.
+    let d_resid = span_mut(&mut ws.d_resid, &rows, c);
+    d_resid.fill(0.0);
+    {
+        let (dw, db) = two_mut(g, &layout.ln_f_w, &layout.ln_f_b);
+        kernels::layer_norm_backward(
+            d_resid,
+            dw,
+            db,
+            span(&ws.d_hidden, &rows, c),
+            span(&ws.resid[last], &rows, c),
+            span(&ws.ln_f_stats, &rows, 2),
+            &p[layout.ln_f_w.clone()],
+            c,
+        );
+    }
+
+    for (l, b) in layout.blocks.iter().enumerate().rev() {
+        // MLP: resid[l+1] = mid + gelu(fc) · W_proj + b_proj. d_resid passes through to mid.
+        let d_resid = span_mut(&mut ws.d_resid, &rows, c);
+        kernels::accumulate_column_sums(&mut g[b.mlp_proj_b.clone()], d_resid);
+        accumulate_xt_dy(
+            &mut g[b.mlp_proj_w.clone()],
+            span(&ws.gelu[l], &rows, 4 * c),
+            d_resid,
+            m,
+            4 * c,
+            c,
+        );
+        let d_big = span_mut(&mut ws.d_big, &rows, 4 * c);
+        dy_times_wt(d_big, d_resid, &p[b.mlp_proj_w.clone()], m, 4 * c, c, false);
+        kernels::gelu_backward(d_big, span(&ws.fc[l], &rows, 4 * c));
+        kernels::accumulate_column_sums(&mut g[b.c_fc_b.clone()], d_big);
+        accumulate_xt_dy(
+            &mut g[b.c_fc_w.clone()],
+            span(&ws.ln_2[l], &rows, c),
+            d_big,
+            m,
+            c,
+            4 * c,
+        );
+        let d_small = span_mut(&mut ws.d_small, &rows, c);
+        dy_times_wt(d_small, d_big, &p[b.c_fc_w.clone()], m, c, 4 * c, false);
+        {
+            let (dw, db) = two_mut(g, &b.ln_2_w, &b.ln_2_b);
+            kernels::layer_norm_backward(
+                d_resid,
+                dw,
+                db,
+                d_small,
+                span(&ws.mid[l], &rows, c),
+                span(&ws.ln_2_stats[l], &rows, 2),
+                &p[b.ln_2_w.clone()],
+                c,
+            );
+        }
+
+        // Attention: mid = resid[l] + attn · W_proj + b_proj.
+        kernels::accumulate_column_sums(&mut g[b.attn_proj_b.clone()], d_resid);
+        accumulate_xt_dy(
+            &mut g[b.attn_proj_w.clone()],
+            span(&ws.attn[l], &rows, c),
+            d_resid,
+            m,
+            c,
+            c,
+        );
+        dy_times_wt(d_small, d_resid, &p[b.attn_proj_w.clone()], m, c, c, false);
+        for (e, positions) in example_runs(plan, rows.clone()) {
+            let example = &plan.examples[e];
+            let at = AttentionRows {
+                rows: &example.rows,
+                c,
+                n_head: cfg.n_head,
+            };
+            let probs = &ws.probs[l][cfg.n_head * example.attention_base..]
+                [..cfg.n_head * super::plan::triangle(example.len())];
+            kernels::attention_backward(
+                &mut ws.dqkv[l],
+                &mut ws.dp,
+                &ws.d_small,
+                probs,
+                &ws.qkv[l],
+                &at,
+                positions,
+            );
+        }
+        let dqkv = span(&ws.dqkv[l], &rows, 3 * c);
+        kernels::accumulate_column_sums(&mut g[b.c_attn_b.clone()], dqkv);
+        accumulate_xt_dy(
+            &mut g[b.c_attn_w.clone()],
+            span(&ws.ln_1[l], &rows, c),
+            dqkv,
+            m,
+            c,
+            3 * c,
+        );
+        let d_small = span_mut(&mut ws.d_small, &rows, c);
+        dy_times_wt(d_small, dqkv, &p[b.c_attn_w.clone()], m, c, 3 * c, false);
+        let (dw, db) = two_mut(g, &b.ln_1_w, &b.ln_1_b);
+        kernels::layer_norm_backward(
+            span_mut(&mut ws.d_resid, &rows, c),
+            dw,
+            db,
+            d_small,
+            span(&ws.resid[l], &rows, c),
+            span(&ws.ln_1_stats[l], &rows, 2),
+            &p[b.ln_1_w.clone()],
+            c,
+        );
+    }
+
+    // d input: to the position table, and to the token's embedding or the fed-back hidden state.
+    for r in rows {
+        let d = &ws.d_resid[r * c..(r + 1) * c];
+        let pos = layout.wpe.start + plan.row_position[r] * c;
+        kernels::add_assign(&mut g[pos..pos + c], d);
+        match plan.row_input[r] {
+            Input::Token(id) => {
+                let at = layout.wte.start + id as usize * c;
+                kernels::add_assign(&mut g[at..at + c], d);
+            }
+            Input::Thought(from) => {
+                kernels::add_assign(&mut ws.d_hidden[from * c..(from + 1) * c], d);
+            }
+        }
+    }
+}
+
+/// Two disjoint ranges of one buffer, mutably (`a` before `b`).
+fn two_mut<'a>(
+    g: &'a mut [f32],
+    a: &Range<usize>,
+    b: &Range<usize>,
+) -> (&'a mut [f32], &'a mut [f32]) {
+    assert!(a.end <= b.start, "ranges must be ordered and disjoint");
+    let (lo, hi) = g.split_at_mut(b.start);
+    (&mut lo[a.clone()], &mut hi[..b.len()])
+}

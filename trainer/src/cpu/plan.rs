@@ -1,0 +1,257 @@
+//! A batch of layouts packed into rows, and the order in which the rows are computed.
+//!
+//! Every position of every example is one row, with no padding. Rows are stored in the order
+//! they are computed, in *chunks*; within a chunk every row's inputs are known before the chunk
+//! starts, so each layer runs as one matrix product over the chunk's rows:
+//! ```text
+//! no fed-back thoughts:  [ all positions of every example ]                       one chunk
+//! n thoughts:            [ question + <bot> of every example ]                    chunk 0
+//!                        [ thought 1 of every example ] ... [ thought n ... ]     chunks 1..=n
+//!                        [ everything after the thoughts, every example ]         chunk n + 1
+//! ```
+//! Thought j of an example takes as input the final hidden state of the row before it (`<bot>`
+//! for j = 1), computed in the previous chunk. Attention reads each example's keys and values
+//! at positions `0..=t` wherever their rows sit (`Example::rows`), so a thought costs one row
+//! per example, never a pass over the prefix again.
+
+use anyhow::{ensure, Result};
+use coconut_core::layout::Layout;
+use std::ops::Range;
+
+/// What a row takes as its input embedding (before its position embedding is added).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Input {
+    /// The token's `wte` row.
+    Token(u32),
+    /// The final hidden state of an earlier row (a fed-back thought).
+    Thought(usize),
+}
+
+/// One example of the batch.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Example {
+    /// `rows[t]` is the row that holds position `t`.
+    pub rows: Vec<usize>,
+    /// Where this example's attention probabilities start (see [`Plan::attention_len`]).
+    pub attention_base: usize,
+}
+
+impl Example {
+    pub fn len(&self) -> usize {
+        self.rows.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.rows.is_empty()
+    }
+}
+
+/// The packed batch of one shard.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Plan {
+    pub examples: Vec<Example>,
+    /// Per row: its example and position.
+    pub row_example: Vec<usize>,
+    pub row_position: Vec<usize>,
+    pub row_input: Vec<Input>,
+    /// Row ranges in computation order; together they cover `0..rows()` once.
+    pub chunks: Vec<Range<usize>>,
+    /// Rows whose output predicts a target token, and those targets.
+    pub predictors: Vec<usize>,
+    pub targets: Vec<u32>,
+    /// Attention probabilities per layer and head: an example of length L holds L (L + 1) / 2 per
+    /// head (query t attends to keys 0..=t).
+    pub attention_len_per_head: usize,
+}
+
+/// Attention probabilities a causal sequence of `len` positions holds per head.
+pub fn triangle(len: usize) -> usize {
+    len * (len + 1) / 2
+}
+
+impl Plan {
+    /// Packs `layouts`; thoughts are fed back when `feeds_back` (every layout must then have the
+    /// same number of thought slots, the stage's).
+    pub fn new(layouts: &[&Layout], feeds_back: bool) -> Result<Plan> {
+        ensure!(!layouts.is_empty(), "empty batch");
+        let thoughts = if feeds_back { layouts[0].thoughts } else { 0 };
+        ensure!(
+            layouts
+                .iter()
+                .all(|l| !feeds_back || l.thoughts == thoughts),
+            "every layout of a batch must have the same number of thoughts"
+        );
+        let mut plan = Plan {
+            examples: layouts
+                .iter()
+                .map(|l| Example {
+                    rows: vec![usize::MAX; l.ids.len()],
+                    attention_base: 0,
+                })
+                .collect(),
+            row_example: Vec::new(),
+            row_position: Vec::new(),
+            row_input: Vec::new(),
+            chunks: Vec::new(),
+            predictors: Vec::new(),
+            targets: Vec::new(),
+            attention_len_per_head: 0,
+        };
+        let mut base = 0;
+        for example in &mut plan.examples {
+            example.attention_base = base;
+            base += triangle(example.len());
+        }
+        plan.attention_len_per_head = base;
+
+        // Which positions of example e each chunk holds.
+        let chunk_positions = |e: usize, chunk: usize| -> Range<usize> {
+            let layout = layouts[e];
+            if thoughts == 0 {
+                return 0..layout.ids.len();
+            }
+            let bot = layout.bot;
+            match chunk {
+                0 => 0..bot + 1,
+                j if j <= thoughts => bot + j..bot + j + 1,
+                _ => bot + thoughts + 1..layout.ids.len(),
+            }
+        };
+        let n_chunks = if thoughts == 0 { 1 } else { thoughts + 2 };
+        for chunk in 0..n_chunks {
+            let start = plan.row_example.len();
+            for (e, layout) in layouts.iter().enumerate() {
+                for t in chunk_positions(e, chunk) {
+                    let row = plan.row_example.len();
+                    let is_thought = thoughts > 0 && layout.thought_positions().contains(&t);
+                    let input = if is_thought {
+                        Input::Thought(plan.examples[e].rows[t - 1])
+                    } else {
+                        Input::Token(layout.ids[t])
+                    };
+                    plan.examples[e].rows[t] = row;
+                    plan.row_example.push(e);
+                    plan.row_position.push(t);
+                    plan.row_input.push(input);
+                }
+            }
+            plan.chunks.push(start..plan.row_example.len());
+        }
+        for (e, layout) in layouts.iter().enumerate() {
+            for (t, &is_target) in layout.loss_mask.iter().enumerate() {
+                if is_target && t > 0 {
+                    plan.predictors.push(plan.examples[e].rows[t - 1]);
+                    plan.targets.push(layout.ids[t]);
+                }
+            }
+        }
+        ensure!(!plan.targets.is_empty(), "batch has no target token");
+        Ok(plan)
+    }
+
+    pub fn rows(&self) -> usize {
+        self.row_example.len()
+    }
+}
+
+/// Splits `n` examples of the given lengths into `parts` contiguous groups of about equal total
+/// length (the work of a shard grows with its rows). Deterministic; no group is empty unless
+/// there are fewer examples than parts.
+pub fn balanced_split(lengths: &[usize], parts: usize) -> Vec<Range<usize>> {
+    let total: usize = lengths.iter().sum();
+    let mut ranges = Vec::with_capacity(parts);
+    let (mut start, mut acc) = (0, 0);
+    for part in 1..=parts {
+        let goal = total * part / parts;
+        let mut end = start;
+        while end < lengths.len() && (acc + lengths[end] <= goal || end == start) {
+            acc += lengths[end];
+            end += 1;
+        }
+        if part == parts {
+            while end < lengths.len() {
+                acc += lengths[end];
+                end += 1;
+            }
+        }
+        ranges.push(start..end);
+        start = end;
+    }
+    ranges.retain(|r| !r.is_empty());
+    ranges
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use coconut_core::tokenizer::Tokenizer;
+    use coconut_core::{Problem, Stage};
+
+    fn layouts(stage: &Stage) -> Vec<Layout> {
+        let tok = Tokenizer::new();
+        [Problem::new(7, 5), Problem::new(347, 285)]
+            .iter()
+            .map(|p| Layout::new(&tok, p, stage).unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn every_position_is_one_row_and_thoughts_read_the_row_before() {
+        let stage = Stage::latent(2, 1, 5);
+        let layouts = layouts(&stage);
+        let refs: Vec<&Layout> = layouts.iter().collect();
+        let plan = Plan::new(&refs, true).unwrap();
+        let total: usize = layouts.iter().map(|l| l.ids.len()).sum();
+        assert_eq!(plan.rows(), total);
+        assert_eq!(plan.chunks.len(), 4);
+        assert_eq!(plan.chunks[1].len(), 2, "one row per example per thought");
+        let mut seen = vec![false; total];
+        for (e, (example, layout)) in plan.examples.iter().zip(&layouts).enumerate() {
+            for (t, &row) in example.rows.iter().enumerate() {
+                assert!(!seen[row]);
+                seen[row] = true;
+                assert_eq!((plan.row_example[row], plan.row_position[row]), (e, t));
+                let want = if layout.thought_positions().contains(&t) {
+                    Input::Thought(example.rows[t - 1])
+                } else {
+                    Input::Token(layout.ids[t])
+                };
+                assert_eq!(plan.row_input[row], want);
+                if let Input::Thought(source) = want {
+                    let chunk = |r: usize| plan.chunks.iter().position(|c| c.contains(&r));
+                    assert!(chunk(source) < chunk(row), "a thought's source runs first");
+                }
+            }
+        }
+        let targets: usize = layouts
+            .iter()
+            .map(|l| l.loss_mask.iter().filter(|&&m| m).count())
+            .sum();
+        assert_eq!(plan.targets.len(), targets);
+        assert_eq!(
+            plan.attention_len_per_head,
+            layouts.iter().map(|l| triangle(l.ids.len())).sum::<usize>()
+        );
+    }
+
+    #[test]
+    fn without_feedback_one_chunk_in_position_order() {
+        let stage = Stage::latent(0, 1, 5);
+        let layouts = layouts(&stage);
+        let refs: Vec<&Layout> = layouts.iter().collect();
+        let plan = Plan::new(&refs, false).unwrap();
+        assert_eq!(plan.chunks, vec![0..plan.rows()]);
+        assert_eq!(plan.examples[1].rows[0], layouts[0].ids.len());
+    }
+
+    #[test]
+    fn splits_balance_rows() {
+        assert_eq!(balanced_split(&[10, 10, 10, 10], 2), vec![0..2, 2..4]);
+        assert_eq!(balanced_split(&[30, 5, 5, 5, 5], 2), vec![0..1, 1..5]);
+        assert_eq!(balanced_split(&[4], 2), vec![0..1]);
+        let split = balanced_split(&[7, 3, 9, 1, 4, 4, 8], 3);
+        assert_eq!(split.first().unwrap().start, 0);
+        assert_eq!(split.last().unwrap().end, 7);
+        assert!(split.windows(2).all(|w| w[0].end == w[1].start));
+    }
+}

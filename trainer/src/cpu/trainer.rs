@@ -1,0 +1,199 @@
+//! The CPU trainer: parameters, gradients and AdamW's moments as flat buffers; each batch split
+//! into shards of about equal rows that run in parallel, one per core, each with its own
+//! workspace and gradient buffer, summed in shard order afterwards. The number of shards is a
+//! setting, not the number of cores, so the arithmetic (and a resumed run) is the same however
+//! many threads run it.
+
+use super::engine::{forward_backward, Workspace};
+use super::params::ParamLayout;
+use super::plan::{balanced_split, Plan};
+use crate::optim::AdamWConfig;
+use anyhow::{ensure, Result};
+use coconut_core::layout::Layout;
+use coconut_core::weights::ModelWeights;
+use coconut_core::ModelConfig;
+
+struct Shard {
+    workspace: Workspace,
+    grads: Vec<f32>,
+}
+
+/// What one forward + backward pass measured.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct StepStats {
+    /// Mean cross-entropy over the batch's target tokens.
+    pub loss: f64,
+    /// Global L2 norm of the gradient.
+    pub grad_norm: f64,
+}
+
+pub struct CpuTrainer {
+    layout: ParamLayout,
+    params: Vec<f32>,
+    /// The gradient of the last [`CpuTrainer::compute`].
+    grads: Vec<f32>,
+    pub adam_m: Vec<f32>,
+    pub adam_v: Vec<f32>,
+    /// AdamW updates since its last reset (for bias correction).
+    pub adam_t: u64,
+    adamw: AdamWConfig,
+    shards: Vec<Shard>,
+}
+
+impl CpuTrainer {
+    /// A trainer of `weights` with fresh optimizer state, splitting batches into `shards`.
+    pub fn new(weights: &ModelWeights, adamw: AdamWConfig, shards: usize) -> Result<CpuTrainer> {
+        ensure!(shards >= 1, "the CPU engine needs at least one shard");
+        weights.config.validate()?;
+        let layout = ParamLayout::new(&weights.config);
+        let params = layout.flatten(weights);
+        let n = layout.len;
+        Ok(CpuTrainer {
+            params,
+            grads: vec![0.0; n],
+            adam_m: vec![0.0; n],
+            adam_v: vec![0.0; n],
+            adam_t: 0,
+            adamw,
+            shards: (0..shards)
+                .map(|_| Shard {
+                    workspace: Workspace::default(),
+                    grads: vec![0.0; n],
+                })
+                .collect(),
+            layout,
+        })
+    }
+
+    pub fn config(&self) -> &ModelConfig {
+        &self.layout.config
+    }
+
+    pub fn layout(&self) -> &ParamLayout {
+        &self.layout
+    }
+
+    pub fn params(&self) -> &[f32] {
+        &self.params
+    }
+
+    pub fn params_mut(&mut self) -> &mut [f32] {
+        &mut self.params
+    }
+
+    /// The gradient of the last [`CpuTrainer::compute`], in the flat layout.
+    pub fn grads(&self) -> &[f32] {
+        &self.grads
+    }
+
+    pub fn weights(&self) -> ModelWeights {
+        self.layout.weights(&self.params)
+    }
+
+    /// Starts AdamW over (a new stage).
+    pub fn reset_optimizer(&mut self) {
+        self.adam_m.fill(0.0);
+        self.adam_v.fill(0.0);
+        self.adam_t = 0;
+    }
+
+    /// Forward and backward pass over `layouts` (thoughts fed back when `feeds_back`): the mean
+    /// loss over their target tokens and its gradient (kept for [`CpuTrainer::apply`]).
+    pub fn compute(&mut self, layouts: &[&Layout], feeds_back: bool) -> Result<StepStats> {
+        let lengths: Vec<usize> = layouts.iter().map(|l| l.ids.len()).collect();
+        for &len in &lengths {
+            ensure!(
+                len <= self.layout.config.n_positions,
+                "a sequence of {len} positions exceeds the model's {}",
+                self.layout.config.n_positions
+            );
+        }
+        let parts = balanced_split(&lengths, self.shards.len());
+        let plans = parts
+            .iter()
+            .map(|r| Plan::new(&layouts[r.clone()], feeds_back))
+            .collect::<Result<Vec<_>>>()?;
+        let targets: usize = plans.iter().map(|p| p.targets.len()).sum();
+        let scale = 1.0 / targets as f32;
+        let (layout, params) = (&self.layout, &self.params);
+        let run = |shard: &mut Shard, plan: &Plan| -> f64 {
+            shard.grads.fill(0.0);
+            forward_backward(
+                layout,
+                params,
+                plan,
+                &mut shard.workspace,
+                Some((&mut shard.grads, scale)),
+            )
+        };
+        let mut losses = vec![0.0; plans.len()];
+        std::thread::scope(|scope| {
+            let mut shards = self.shards.iter_mut();
+            let mut handles = Vec::new();
+            let mut plans_iter = plans.iter().zip(losses.iter_mut());
+            let first = plans_iter.next();
+            for (plan, loss) in plans_iter {
+                let shard = shards.next().expect("one shard per plan");
+                handles.push(scope.spawn(move || *loss = run(shard, plan)));
+            }
+            if let Some((plan, loss)) = first {
+                let shard = shards.next().expect("one shard per plan");
+                *loss = run(shard, plan);
+            }
+            for h in handles {
+                h.join().expect("a shard's thread panicked");
+            }
+        });
+        // Sum the shards' gradients in shard order: the result does not depend on timing.
+        self.grads.fill(0.0);
+        for shard in &self.shards[..plans.len()] {
+            super::kernels::add_assign(&mut self.grads, &shard.grads);
+        }
+        let loss = losses.iter().sum::<f64>() / targets as f64;
+        let grad_norm = super::kernels::sum_of_squares(&self.grads).sqrt();
+        Ok(StepStats { loss, grad_norm })
+    }
+
+    /// The mean loss over `layouts`' targets, without gradients.
+    pub fn loss(&mut self, layouts: &[&Layout], feeds_back: bool) -> Result<f64> {
+        let plan = Plan::new(layouts, feeds_back)?;
+        let shard = &mut self.shards[0];
+        let sum = forward_backward(
+            &self.layout,
+            &self.params,
+            &plan,
+            &mut shard.workspace,
+            None,
+        );
+        Ok(sum / plan.targets.len() as f64)
+    }
+
+    /// One AdamW update from the last computed gradient, scaled by `grad_scale` (clipping).
+    pub fn apply(&mut self, lr: f64, grad_scale: f64) {
+        self.adam_t += 1;
+        let AdamWConfig {
+            beta1,
+            beta2,
+            eps,
+            weight_decay,
+        } = self.adamw;
+        let t = self.adam_t as i32;
+        let corrections = ((1.0 - beta1.powi(t)) as f32, (1.0 - beta2.powi(t)) as f32);
+        let betas = (beta1 as f32, beta2 as f32, eps as f32);
+        let ranges: Vec<_> = self.layout.decayed().collect();
+        for (range, decayed) in ranges {
+            let decay = if decayed { weight_decay as f32 } else { 0.0 };
+            super::kernels::adamw(
+                &mut self.params[range.clone()],
+                &mut self.adam_m[range.clone()],
+                &mut self.adam_v[range.clone()],
+                &self.grads[range],
+                grad_scale as f32,
+                lr as f32,
+                decay,
+                betas,
+                corrections,
+            );
+        }
+    }
+}

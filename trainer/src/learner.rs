@@ -1,0 +1,211 @@
+//! The model being trained and its optimizer, on one of the two engines: the CPU engine
+//! ([`crate::cpu`]) or the candle model ([`crate::model`], any device). The training loop sees
+//! one interface; checkpoints hold the same named tensors whichever engine wrote them.
+
+use crate::batch::{loss, Batch};
+use crate::checkpoint::{Snapshot, SnapshotTensor};
+use crate::config::TrainConfig;
+use crate::cpu::{CpuTrainer, StepStats};
+use crate::model::{init_weights, to_host, Gpt};
+use crate::optim::AdamW;
+use anyhow::{ensure, Result};
+use candle_core::backprop::GradStore;
+use candle_core::{Device, Tensor};
+use coconut_core::layout::Layout;
+use coconut_core::weights::{tensor_specs, ModelWeights};
+use coconut_core::Stage;
+
+pub enum Learner {
+    Cpu(Box<CpuTrainer>),
+    Candle {
+        model: Gpt,
+        optimizer: AdamW,
+        /// The gradient of the last `compute`, until `apply`.
+        grads: Option<GradStore>,
+    },
+}
+
+impl Learner {
+    /// The run's initial model (seeded) on the engine `config` chooses for `device`.
+    pub fn new(config: &TrainConfig, device: &Device) -> Result<Learner> {
+        let weights = init_weights(&config.model, config.seed);
+        if config.uses_cpu_engine(device) {
+            let engine = CpuTrainer::new(&weights, config.adamw(), config.cpu_shards)?;
+            Ok(Learner::Cpu(Box::new(engine)))
+        } else {
+            let model = Gpt::from_weights(&weights, device)?;
+            let optimizer = AdamW::new(model.named_vars(), config.adamw())?;
+            Ok(Learner::Candle {
+                model,
+                optimizer,
+                grads: None,
+            })
+        }
+    }
+
+    /// Starts the optimizer over (a new stage).
+    pub fn reset_optimizer(&mut self) -> Result<()> {
+        match self {
+            Learner::Cpu(engine) => engine.reset_optimizer(),
+            Learner::Candle {
+                model, optimizer, ..
+            } => *optimizer = AdamW::new(model.named_vars(), optimizer.config.clone())?,
+        }
+        Ok(())
+    }
+
+    /// Loss and gradient norm of a batch of `stage`'s layouts; the gradient is kept for `apply`.
+    pub fn compute(&mut self, layouts: &[&Layout], stage: &Stage) -> Result<StepStats> {
+        match self {
+            Learner::Cpu(engine) => engine.compute(layouts, stage.feeds_back()),
+            Learner::Candle {
+                model,
+                optimizer,
+                grads,
+            } => {
+                let batch = Batch::new(layouts, stage, model.device())?;
+                let loss_t = loss(model, &batch)?;
+                let loss = loss_t.to_scalar::<f32>()? as f64;
+                let g = loss_t.backward()?;
+                let grad_norm = optimizer.grad_norm(&g)?;
+                *grads = Some(g);
+                Ok(StepStats { loss, grad_norm })
+            }
+        }
+    }
+
+    /// One update from the last computed gradient, scaled by `grad_scale`.
+    pub fn apply(&mut self, lr: f64, grad_scale: f64) -> Result<()> {
+        match self {
+            Learner::Cpu(engine) => engine.apply(lr, grad_scale),
+            Learner::Candle {
+                optimizer, grads, ..
+            } => {
+                let g = grads.take();
+                ensure!(g.is_some(), "apply called without a computed gradient");
+                optimizer.step(&g.expect("checked"), lr, grad_scale)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The current parameters as core's f32 weights.
+    pub fn weights(&self) -> Result<ModelWeights> {
+        match self {
+            Learner::Cpu(engine) => Ok(engine.weights()),
+            Learner::Candle { model, .. } => model.to_weights(),
+        }
+    }
+
+    /// A candle model of the current parameters on `device`, for evaluation.
+    pub fn model(&self, device: &Device) -> Result<Gpt> {
+        match self {
+            Learner::Cpu(engine) => Gpt::from_weights(&engine.weights(), device),
+            Learner::Candle { model, .. } => Ok(model.clone()),
+        }
+    }
+
+    /// Parameters and optimizer state, for a checkpoint.
+    pub fn snapshot(&self) -> Result<Snapshot> {
+        match self {
+            Learner::Cpu(engine) => {
+                let (p, m, v) = (engine.params(), &engine.adam_m, &engine.adam_v);
+                let tensors = engine
+                    .layout()
+                    .tensors
+                    .iter()
+                    .map(|(spec, r)| SnapshotTensor {
+                        name: spec.name.clone(),
+                        shape: spec.shape.clone(),
+                        param: p[r.clone()].to_vec(),
+                        adam_m: m[r.clone()].to_vec(),
+                        adam_v: v[r.clone()].to_vec(),
+                    })
+                    .collect();
+                Ok(Snapshot {
+                    tensors,
+                    adam_t: engine.adam_t,
+                })
+            }
+            Learner::Candle {
+                model, optimizer, ..
+            } => {
+                let tensors = model
+                    .named_vars()
+                    .iter()
+                    .zip(&optimizer.params)
+                    .map(|((name, var), state)| {
+                        Ok(SnapshotTensor {
+                            name: name.clone(),
+                            shape: var.as_tensor().dims().to_vec(),
+                            param: to_host(var.as_tensor())?,
+                            adam_m: to_host(&state.m)?,
+                            adam_v: to_host(&state.v)?,
+                        })
+                    })
+                    .collect::<Result<Vec<_>>>()?;
+                Ok(Snapshot {
+                    tensors,
+                    adam_t: optimizer.t,
+                })
+            }
+        }
+    }
+
+    /// Restores a checkpoint's parameters and optimizer state (same model config).
+    pub fn restore(&mut self, snapshot: &Snapshot) -> Result<()> {
+        let specs = tensor_specs(self.config());
+        ensure!(
+            snapshot.tensors.len() == specs.len()
+                && snapshot
+                    .tensors
+                    .iter()
+                    .zip(&specs)
+                    .all(|(t, s)| t.name == s.name && t.shape == s.shape),
+            "the checkpoint's tensors are not this model's"
+        );
+        match self {
+            Learner::Cpu(engine) => {
+                let ranges: Vec<_> = engine
+                    .layout()
+                    .tensors
+                    .iter()
+                    .map(|(_, r)| r.clone())
+                    .collect();
+                for (t, r) in snapshot.tensors.iter().zip(ranges) {
+                    engine.params_mut()[r.clone()].copy_from_slice(&t.param);
+                    engine.adam_m[r.clone()].copy_from_slice(&t.adam_m);
+                    engine.adam_v[r].copy_from_slice(&t.adam_v);
+                }
+                engine.adam_t = snapshot.adam_t;
+            }
+            Learner::Candle {
+                model, optimizer, ..
+            } => {
+                let device = model.device().clone();
+                let tensor = |values: &[f32], shape: &[usize]| {
+                    Tensor::from_vec(values.to_vec(), shape, &device)
+                };
+                for ((t, (_, var)), state) in snapshot
+                    .tensors
+                    .iter()
+                    .zip(model.named_vars())
+                    .zip(&mut optimizer.params)
+                {
+                    var.set(&tensor(&t.param, &t.shape)?)?;
+                    state.m = tensor(&t.adam_m, &t.shape)?;
+                    state.v = tensor(&t.adam_v, &t.shape)?;
+                }
+                optimizer.t = snapshot.adam_t;
+            }
+        }
+        Ok(())
+    }
+
+    fn config(&self) -> &coconut_core::ModelConfig {
+        match self {
+            Learner::Cpu(engine) => engine.config(),
+            Learner::Candle { model, .. } => model.config(),
+        }
+    }
+}
