@@ -77,6 +77,7 @@ fn peak_rss_mib() -> Option<f64> {
 
 fn main() -> Result<()> {
     let args = parse()?;
+    coconut_trainer::ops::keep_freed_memory(); // as the training loop does, for both engines
     let config = TrainConfig {
         model: args.model.clone(),
         ..TrainConfig::default()

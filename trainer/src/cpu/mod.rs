@@ -119,6 +119,48 @@ mod tests {
         }
     }
 
+    /// The analytic gradient against central differences of the loss, at the all-latent stage
+    /// where most of the loss reaches the question only through the chain of thoughts. An
+    /// independent check of the backward pass (no candle involved).
+    #[test]
+    fn gradients_match_finite_differences_through_the_thoughts() {
+        let weights = random_weights(&config(), 13);
+        let stage = Stage::latent(5, 1, 5);
+        let layouts = layouts(&stage);
+        let refs: Vec<&Layout> = layouts.iter().collect();
+        let mut engine = CpuTrainer::new(&weights, adamw(), 2).unwrap();
+        engine.compute(&refs, true).unwrap();
+        let grads = engine.grads().to_vec();
+        let tensors = engine.layout().tensors.clone();
+        for name in [
+            "wpe.weight",
+            "h.0.attn.c_attn.weight",
+            "h.1.mlp.c_fc.weight",
+            "ln_f.weight",
+        ] {
+            let range = &tensors.iter().find(|(s, _)| s.name == name).unwrap().1;
+            // The entry with the largest gradient: its finite difference stands above rounding.
+            let i = range
+                .clone()
+                .max_by(|&a, &b| grads[a].abs().total_cmp(&grads[b].abs()))
+                .unwrap();
+            let h = 1e-2;
+            let original = engine.params()[i];
+            engine.params_mut()[i] = original + h;
+            let up = engine.loss(&refs, true).unwrap();
+            engine.params_mut()[i] = original - h;
+            let down = engine.loss(&refs, true).unwrap();
+            engine.params_mut()[i] = original;
+            let numeric = (up - down) / (2.0 * h as f64);
+            let analytic = grads[i] as f64;
+            assert!(
+                (numeric - analytic).abs() < 0.03 * analytic.abs(),
+                "{name}[{}]: analytic {analytic}, numeric {numeric}",
+                i - range.start
+            );
+        }
+    }
+
     /// AdamW over the flat buffers against its formula in f64, from the engine's own gradient,
     /// over two steps (bias correction changes with t) and both decay groups.
     #[test]

@@ -12,6 +12,7 @@ use anyhow::{ensure, Result};
 use coconut_core::layout::Layout;
 use coconut_core::weights::ModelWeights;
 use coconut_core::ModelConfig;
+use rayon::prelude::*;
 
 struct Shard {
     workspace: Workspace,
@@ -44,6 +45,7 @@ impl CpuTrainer {
     /// A trainer of `weights` with fresh optimizer state, splitting batches into `shards`.
     pub fn new(weights: &ModelWeights, adamw: AdamWConfig, shards: usize) -> Result<CpuTrainer> {
         ensure!(shards >= 1, "the CPU engine needs at least one shard");
+        crate::ops::keep_freed_memory();
         weights.config.validate()?;
         let layout = ParamLayout::new(&weights.config);
         let params = layout.flatten(weights);
@@ -126,24 +128,14 @@ impl CpuTrainer {
                 Some((&mut shard.grads, scale)),
             )
         };
-        let mut losses = vec![0.0; plans.len()];
-        std::thread::scope(|scope| {
-            let mut shards = self.shards.iter_mut();
-            let mut handles = Vec::new();
-            let mut plans_iter = plans.iter().zip(losses.iter_mut());
-            let first = plans_iter.next();
-            for (plan, loss) in plans_iter {
-                let shard = shards.next().expect("one shard per plan");
-                handles.push(scope.spawn(move || *loss = run(shard, plan)));
-            }
-            if let Some((plan, loss)) = first {
-                let shard = shards.next().expect("one shard per plan");
-                *loss = run(shard, plan);
-            }
-            for h in handles {
-                h.join().expect("a shard's thread panicked");
-            }
-        });
+        // On rayon's pool: its threads live on, and with them the matrix products' per-thread
+        // packing buffers (a thread per step faulted fresh pages in every step).
+        let losses: Vec<f64> = self
+            .shards
+            .par_iter_mut()
+            .zip(plans.par_iter())
+            .map(|(shard, plan)| run(shard, plan))
+            .collect();
         // Sum the shards' gradients in shard order: the result does not depend on timing.
         self.grads.fill(0.0);
         for shard in &self.shards[..plans.len()] {
