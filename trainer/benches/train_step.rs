@@ -16,11 +16,9 @@ use coconut_core::data::DataConfig;
 use coconut_core::layout::Layout;
 use coconut_core::tokenizer::Tokenizer;
 use coconut_core::ModelConfig;
-use coconut_trainer::batch::{loss, Batch};
-use coconut_trainer::cpu::CpuTrainer;
-use coconut_trainer::model::init_weights;
-use coconut_trainer::optim::{clip_scale, AdamW};
-use coconut_trainer::{Gpt, StagePlan, TrainConfig};
+use coconut_trainer::learner::Learner;
+use coconut_trainer::optim::clip_scale;
+use coconut_trainer::{Engine, StagePlan, TrainConfig};
 use std::time::Instant;
 
 struct Args {
@@ -104,31 +102,21 @@ fn main() -> Result<()> {
         .chunks(args.batch)
         .map(|c| c.iter().collect())
         .collect();
-    let weights = init_weights(&args.model, 1);
-
-    let mut step: Box<dyn FnMut(&[&Layout]) -> Result<f64>> = match args.engine.as_str() {
-        "cpu" => {
-            let mut engine = CpuTrainer::new(&weights, config.adamw(), args.shards)?;
-            Box::new(move |batch| {
-                let stats = engine.compute(batch, stage.feeds_back())?;
-                engine.apply(1e-3, clip_scale(stats.grad_norm, 1.0));
-                Ok(stats.loss)
-            })
-        }
-        "candle" => {
-            let model = Gpt::from_weights(&weights, &Device::Cpu)?;
-            let mut optimizer = AdamW::new(model.named_vars(), config.adamw())?;
-            Box::new(move |batch| {
-                let batch = Batch::new(batch, &stage, &Device::Cpu)?;
-                let loss_t = loss(&model, &batch)?;
-                let value = loss_t.to_scalar::<f32>()? as f64;
-                let grads = loss_t.backward()?;
-                let scale = clip_scale(optimizer.grad_norm(&grads)?, 1.0);
-                optimizer.step(&grads, 1e-3, scale)?;
-                Ok(value)
-            })
-        }
+    let engine = match args.engine.as_str() {
+        "cpu" => Engine::Cpu,
+        "candle" => Engine::Candle,
         other => bail!("--engine is cpu or candle, not {other}"),
+    };
+    let config = TrainConfig {
+        engine,
+        cpu_shards: args.shards,
+        ..config
+    };
+    let mut learner = Learner::new(&config, &Device::Cpu)?;
+    let mut step = |batch: &[&Layout]| -> Result<f64> {
+        let stats = learner.compute(batch, &stage)?;
+        learner.apply(1e-3, clip_scale(stats.grad_norm, 1.0))?;
+        Ok(stats.loss)
     };
 
     step(&batches[0])?; // warm-up: buffers grow, pages fault in

@@ -91,12 +91,16 @@ pub fn greedy_correct(
             let prompts: Vec<Vec<u32>> = chunk.iter().map(|(_, ids)| ids.clone()).collect();
             let generated = generate(model, &prompts, stage)?;
             for ((i, _), ids) in chunk.iter().zip(&generated) {
-                let answer = answer_digits(tokenizer, ids);
-                correct[*i] = answer == Some(problems[*i].answer().to_string());
+                correct[*i] = answer_is_right(tokenizer, &problems[*i], ids);
             }
         }
     }
     Ok(correct)
+}
+
+/// Whether the answer in a generated sequence is exactly the problem's.
+pub fn answer_is_right(tokenizer: &Tokenizer, problem: &Problem, generated: &[u32]) -> bool {
+    answer_digits(tokenizer, generated) == Some(problem.answer().to_string())
 }
 
 /// Per problem: whether every target token is the argmax given the gold prefix.

@@ -6,23 +6,28 @@ use crate::batch::{loss, Batch};
 use crate::checkpoint::{Snapshot, SnapshotTensor};
 use crate::config::TrainConfig;
 use crate::cpu::{CpuTrainer, StepStats};
+use crate::eval::{answer_is_right, greedy_correct};
 use crate::model::{init_weights, to_host, Gpt};
 use crate::optim::AdamW;
 use anyhow::{ensure, Result};
 use candle_core::backprop::GradStore;
 use candle_core::{Device, Tensor};
-use coconut_core::layout::Layout;
+use coconut_core::layout::{prompt, Layout};
+use coconut_core::tokenizer::Tokenizer;
 use coconut_core::weights::{tensor_specs, ModelWeights};
-use coconut_core::Stage;
+use coconut_core::{Problem, Stage};
 
 pub enum Learner {
     Cpu(Box<CpuTrainer>),
-    Candle {
-        model: Gpt,
-        optimizer: AdamW,
-        /// The gradient of the last `compute`, until `apply`.
-        grads: Option<GradStore>,
-    },
+    Candle(Box<CandleLearner>),
+}
+
+/// The candle model and its optimizer.
+pub struct CandleLearner {
+    model: Gpt,
+    optimizer: AdamW,
+    /// The gradient of the last `compute`, until `apply`.
+    grads: Option<GradStore>,
 }
 
 impl Learner {
@@ -35,11 +40,11 @@ impl Learner {
         } else {
             let model = Gpt::from_weights(&weights, device)?;
             let optimizer = AdamW::new(model.named_vars(), config.adamw())?;
-            Ok(Learner::Candle {
+            Ok(Learner::Candle(Box::new(CandleLearner {
                 model,
                 optimizer,
                 grads: None,
-            })
+            })))
         }
     }
 
@@ -47,9 +52,9 @@ impl Learner {
     pub fn reset_optimizer(&mut self) -> Result<()> {
         match self {
             Learner::Cpu(engine) => engine.reset_optimizer(),
-            Learner::Candle {
-                model, optimizer, ..
-            } => *optimizer = AdamW::new(model.named_vars(), optimizer.config.clone())?,
+            Learner::Candle(c) => {
+                c.optimizer = AdamW::new(c.model.named_vars(), c.optimizer.config.clone())?
+            }
         }
         Ok(())
     }
@@ -58,11 +63,12 @@ impl Learner {
     pub fn compute(&mut self, layouts: &[&Layout], stage: &Stage) -> Result<StepStats> {
         match self {
             Learner::Cpu(engine) => engine.compute(layouts, stage.feeds_back()),
-            Learner::Candle {
-                model,
-                optimizer,
-                grads,
-            } => {
+            Learner::Candle(c) => {
+                let CandleLearner {
+                    model,
+                    optimizer,
+                    grads,
+                } = &mut **c;
                 let batch = Batch::new(layouts, stage, model.device())?;
                 let loss_t = loss(model, &batch)?;
                 let loss = loss_t.to_scalar::<f32>()? as f64;
@@ -78,12 +84,10 @@ impl Learner {
     pub fn apply(&mut self, lr: f64, grad_scale: f64) -> Result<()> {
         match self {
             Learner::Cpu(engine) => engine.apply(lr, grad_scale),
-            Learner::Candle {
-                optimizer, grads, ..
-            } => {
-                let g = grads.take();
+            Learner::Candle(c) => {
+                let g = c.grads.take();
                 ensure!(g.is_some(), "apply called without a computed gradient");
-                optimizer.step(&g.expect("checked"), lr, grad_scale)?;
+                c.optimizer.step(&g.expect("checked"), lr, grad_scale)?;
             }
         }
         Ok(())
@@ -93,7 +97,7 @@ impl Learner {
     pub fn weights(&self) -> Result<ModelWeights> {
         match self {
             Learner::Cpu(engine) => Ok(engine.weights()),
-            Learner::Candle { model, .. } => model.to_weights(),
+            Learner::Candle(c) => c.model.to_weights(),
         }
     }
 
@@ -101,7 +105,32 @@ impl Learner {
     pub fn model(&self, device: &Device) -> Result<Gpt> {
         match self {
             Learner::Cpu(engine) => Gpt::from_weights(&engine.weights(), device),
-            Learner::Candle { model, .. } => Ok(model.clone()),
+            Learner::Candle(c) => Ok(c.model.clone()),
+        }
+    }
+
+    /// Per problem: whether greedy generation at `stage` answers it exactly.
+    pub fn greedy_correct(
+        &mut self,
+        tokenizer: &Tokenizer,
+        problems: &[Problem],
+        stage: &Stage,
+    ) -> Result<Vec<bool>> {
+        match self {
+            Learner::Cpu(engine) => {
+                let prompts = problems
+                    .iter()
+                    .map(|p| prompt(tokenizer, p))
+                    .collect::<Result<Vec<_>, _>>()?;
+                let generated =
+                    engine.generate(&prompts, stage.thoughts(), stage.feeds_back(), 256)?;
+                Ok(problems
+                    .iter()
+                    .zip(&generated)
+                    .map(|(p, ids)| answer_is_right(tokenizer, p, ids))
+                    .collect())
+            }
+            Learner::Candle(c) => greedy_correct(&c.model, tokenizer, problems, stage, 256),
         }
     }
 
@@ -127,9 +156,10 @@ impl Learner {
                     adam_t: engine.adam_t,
                 })
             }
-            Learner::Candle {
-                model, optimizer, ..
-            } => {
+            Learner::Candle(c) => {
+                let CandleLearner {
+                    model, optimizer, ..
+                } = &**c;
                 let tensors = model
                     .named_vars()
                     .iter()
@@ -179,9 +209,10 @@ impl Learner {
                 }
                 engine.adam_t = snapshot.adam_t;
             }
-            Learner::Candle {
-                model, optimizer, ..
-            } => {
+            Learner::Candle(c) => {
+                let CandleLearner {
+                    model, optimizer, ..
+                } = &mut **c;
                 let device = model.device().clone();
                 let tensor = |values: &[f32], shape: &[usize]| {
                     Tensor::from_vec(values.to_vec(), shape, &device)
@@ -205,7 +236,7 @@ impl Learner {
     fn config(&self) -> &coconut_core::ModelConfig {
         match self {
             Learner::Cpu(engine) => engine.config(),
-            Learner::Candle { model, .. } => model.config(),
+            Learner::Candle(c) => c.model.config(),
         }
     }
 }

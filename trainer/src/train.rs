@@ -9,7 +9,6 @@
 
 use crate::checkpoint::{self, write_atomic, Progress, StageRecord};
 use crate::config::TrainConfig;
-use crate::eval::greedy_correct;
 use crate::learner::Learner;
 use crate::model::Gpt;
 use crate::optim::{clip_scale, lr_at};
@@ -326,8 +325,7 @@ pub fn train(
         };
         let n_val = config.val_problems.min(splits.val.len());
         if n_val > 0 {
-            let model = learner.model(device)?;
-            let correct = greedy_correct(&model, &tokenizer, &splits.val[..n_val], &stage, 256)?;
+            let correct = learner.greedy_correct(&tokenizer, &splits.val[..n_val], &stage)?;
             let accuracy = 100.0 * correct.iter().filter(|&&c| c).count() as f64 / n_val as f64;
             observer.message(&format!(
                 "{id}: validation greedy accuracy {accuracy:.2}% (n = {n_val})"

@@ -45,19 +45,24 @@ pub struct Workspace {
     dp: Vec<f32>,
 }
 
-fn grow(buffers: &mut Vec<Vec<f32>>, count: usize, len: usize) {
+/// Resizes `count` buffers to `rows * width` values each, with room for `capacity` rows.
+fn grow(buffers: &mut Vec<Vec<f32>>, count: usize, rows: usize, capacity: usize, width: usize) {
     buffers.resize_with(count, Vec::new);
     for b in buffers {
-        b.resize(len, 0.0);
+        b.reserve((capacity * width).saturating_sub(b.len()));
+        b.resize(rows * width, 0.0);
     }
 }
 
 impl Workspace {
-    fn fit(&mut self, layout: &ParamLayout, plan: &Plan) {
+    /// Sizes the buffers for `plan`, with room for `capacity` rows (a generation grows its plan
+    /// chunk by chunk: reserving once keeps the rows already computed from being copied).
+    fn fit(&mut self, layout: &ParamLayout, plan: &Plan, capacity: usize) {
         let cfg = &layout.config;
         let (r, c, l) = (plan.rows(), cfg.n_embd, cfg.n_layer);
+        let cap = capacity.max(r);
         let n = plan.predictors.len();
-        grow(&mut self.resid, l + 1, r * c);
+        grow(&mut self.resid, l + 1, r, cap, c);
         for (buffers, width) in [
             (&mut self.ln_1, c),
             (&mut self.ln_1_stats, 2),
@@ -70,16 +75,22 @@ impl Workspace {
             (&mut self.gelu, 4 * c),
             (&mut self.dqkv, 3 * c),
         ] {
-            grow(buffers, l, r * width);
+            grow(buffers, l, r, cap, width);
         }
-        grow(&mut self.probs, l, cfg.n_head * plan.attention_len_per_head);
+        let probs = cfg.n_head * plan.attention_len_per_head;
+        grow(&mut self.probs, l, 1, 1, probs);
+        for (buffer, width) in [
+            (&mut self.ln_f_stats, 2),
+            (&mut self.hidden, c),
+            (&mut self.d_hidden, c),
+            (&mut self.d_resid, c),
+            (&mut self.d_small, c),
+            (&mut self.d_big, 4 * c),
+        ] {
+            buffer.reserve((cap * width).saturating_sub(buffer.len()));
+            buffer.resize(r * width, 0.0);
+        }
         for (buffer, len) in [
-            (&mut self.ln_f_stats, r * 2),
-            (&mut self.hidden, r * c),
-            (&mut self.d_hidden, r * c),
-            (&mut self.d_resid, r * c),
-            (&mut self.d_small, r * c),
-            (&mut self.d_big, r * 4 * c),
             (&mut self.predicted, n * c),
             (&mut self.logits, n * cfg.vocab_size),
             (&mut self.d_predicted, n * c),
@@ -135,7 +146,7 @@ pub fn forward_backward(
     ws: &mut Workspace,
     grads: Option<(&mut [f32], f32)>,
 ) -> f64 {
-    ws.fit(layout, plan);
+    ws.fit(layout, plan, plan.rows());
     for chunk in &plan.chunks {
         forward_chunk(layout, params, plan, ws, chunk.clone());
     }
@@ -177,6 +188,65 @@ pub fn forward_backward(
         backward_chunk(layout, params, plan, ws, grads, chunk.clone());
     }
     loss
+}
+
+/// Greedy generation, as every engine does it: each prompt (question and `<bot>`), exactly
+/// `thoughts` thoughts, then the argmax token (first of ties) until `<eos>` or the model's last
+/// position. Returns per prompt the whole sequence: prompt, `<latent>` slots, generated tokens.
+/// Examples advance together, one row each per chunk; a finished one drops out.
+pub fn generate(
+    layout: &ParamLayout,
+    params: &[f32],
+    prompts: &[Vec<u32>],
+    thoughts: usize,
+    feeds_back: bool,
+    ws: &mut Workspace,
+) -> anyhow::Result<Vec<Vec<u32>>> {
+    use coconut_core::tokenizer::{EOS, LATENT};
+    let cfg = &layout.config;
+    let (c, v, cap) = (cfg.n_embd, cfg.vocab_size, cfg.n_positions);
+    let mut plan = Plan::for_generation(prompts, thoughts, feeds_back, cap)?;
+    let capacity =
+        prompts.iter().map(|p| p.len()).sum::<usize>() + prompts.len() * (thoughts + 64).min(cap);
+    ws.fit(layout, &plan, capacity);
+    for chunk in plan.chunks.clone() {
+        forward_chunk(layout, params, &plan, ws, chunk);
+    }
+    let mut out: Vec<Vec<u32>> = prompts
+        .iter()
+        .map(|p| {
+            p.iter()
+                .copied()
+                .chain(std::iter::repeat_n(LATENT, thoughts))
+                .collect()
+        })
+        .collect();
+    let wte = &params[layout.wte.clone()];
+    let mut logits = vec![0f32; v];
+    let mut running: Vec<usize> = (0..prompts.len()).collect();
+    loop {
+        let mut next = Vec::with_capacity(running.len());
+        for &e in &running {
+            let t = out[e].len(); // the position the next token takes
+            let h = &ws.hidden[plan.examples[e].rows[t - 1] * c..][..c];
+            for (z, w) in logits.iter_mut().zip(wte.chunks_exact(c)) {
+                *z = h.iter().zip(w).map(|(a, b)| a * b).sum();
+            }
+            let token = coconut_core::reference::argmax(&logits);
+            out[e].push(token);
+            if token != EOS && t < cap {
+                next.push((e, t, Input::Token(token)));
+            }
+        }
+        if next.is_empty() {
+            return Ok(out);
+        }
+        running = next.iter().map(|&(e, _, _)| e).collect();
+        plan.push_chunk(next);
+        ws.fit(layout, &plan, capacity);
+        let chunk = plan.chunks.last().expect("just pushed").clone();
+        forward_chunk(layout, params, &plan, ws, chunk);
+    }
 }
 
 fn forward_chunk(

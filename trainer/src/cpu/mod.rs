@@ -119,6 +119,43 @@ mod tests {
         }
     }
 
+    /// Greedy generation token for token as the candle engine's (itself checked against the
+    /// reference engine), for every kind of stage, with prompts of different lengths in one batch.
+    #[test]
+    fn generation_matches_the_candle_engine() {
+        let weights = random_weights(&config(), 14);
+        let model = Gpt::from_weights(&weights, &Device::Cpu).unwrap();
+        let tok = Tokenizer::new();
+        let problems = [
+            Problem::new(7, 5),
+            Problem::new(347, 285),
+            Problem::new(9999, 1),
+        ];
+        let prompts: Vec<Vec<u32>> = problems
+            .iter()
+            .map(|p| coconut_core::layout::prompt(&tok, p).unwrap())
+            .collect();
+        let base = Stage::latent(0, 1, 5);
+        for stage in [
+            base,
+            Stage::latent(2, 1, 5),
+            Stage::latent(5, 1, 5),
+            base.with_kind(StageKind::Pause),
+            base.with_kind(StageKind::NoCot),
+        ] {
+            let mut engine = CpuTrainer::new(&weights, adamw(), 2).unwrap();
+            let got = engine
+                .generate(&prompts, stage.thoughts(), stage.feeds_back(), 2)
+                .unwrap();
+            for (prompt, got) in prompts.iter().zip(&got) {
+                let want = crate::eval::generate(&model, std::slice::from_ref(prompt), &stage)
+                    .unwrap()
+                    .remove(0);
+                assert_eq!(got, &want, "{}", stage.id());
+            }
+        }
+    }
+
     /// The analytic gradient against central differences of the loss, at the all-latent stage
     /// where most of the loss reaches the question only through the chain of thoughts. An
     /// independent check of the backward pass (no candle involved).

@@ -152,6 +152,79 @@ impl Plan {
     pub fn rows(&self) -> usize {
         self.row_example.len()
     }
+
+    /// The start of a greedy generation: each prompt (question and `<bot>`), then `thoughts`
+    /// thought rows (fed back when `feeds_back`, else the `<latent>` token), one chunk each.
+    /// Every example may grow to `cap` positions; [`Plan::push_chunk`] adds the generated ones.
+    pub fn for_generation(
+        prompts: &[Vec<u32>],
+        thoughts: usize,
+        feeds_back: bool,
+        cap: usize,
+    ) -> Result<Plan> {
+        ensure!(!prompts.is_empty(), "nothing to generate");
+        ensure!(
+            prompts
+                .iter()
+                .all(|p| !p.is_empty() && p.len() + thoughts < cap),
+            "a prompt and its {thoughts} thoughts must leave room below {cap} positions"
+        );
+        let mut plan = Plan {
+            examples: (0..prompts.len())
+                .map(|e| Example {
+                    rows: vec![usize::MAX; cap],
+                    attention_base: e * triangle(cap),
+                })
+                .collect(),
+            row_example: Vec::new(),
+            row_position: Vec::new(),
+            row_input: Vec::new(),
+            chunks: Vec::new(),
+            predictors: Vec::new(),
+            targets: Vec::new(),
+            attention_len_per_head: prompts.len() * triangle(cap),
+        };
+        let all: Vec<usize> = (0..prompts.len()).collect();
+        plan.push_chunk(prompts.iter().enumerate().flat_map(|(e, p)| {
+            p.iter()
+                .enumerate()
+                .map(move |(t, &id)| (e, t, Input::Token(id)))
+        }));
+        for j in 0..thoughts {
+            let rows: Vec<_> = all
+                .iter()
+                .map(|&e| {
+                    let t = prompts[e].len() + j;
+                    let input = if feeds_back {
+                        Input::Thought(plan.examples[e].rows[t - 1])
+                    } else {
+                        Input::Token(coconut_core::tokenizer::LATENT)
+                    };
+                    (e, t, input)
+                })
+                .collect();
+            plan.push_chunk(rows);
+        }
+        Ok(plan)
+    }
+
+    /// Appends one chunk of rows `(example, position, input)`; each example's positions must
+    /// continue where its rows end.
+    pub fn push_chunk(&mut self, rows: impl IntoIterator<Item = (usize, usize, Input)>) {
+        let start = self.rows();
+        for (e, t, input) in rows {
+            assert!(
+                t == 0 || self.examples[e].rows[t - 1] != usize::MAX,
+                "position {t} of example {e} comes before {}",
+                t - 1
+            );
+            self.examples[e].rows[t] = self.rows();
+            self.row_example.push(e);
+            self.row_position.push(t);
+            self.row_input.push(input);
+        }
+        self.chunks.push(start..self.rows());
+    }
 }
 
 /// Splits `n` examples of the given lengths into `parts` contiguous groups of about equal total

@@ -160,6 +160,51 @@ impl CpuTrainer {
         Ok(sum / plan.targets.len() as f64)
     }
 
+    /// Greedy generation (see [`super::engine::generate`]) of `prompts` with `thoughts`
+    /// thoughts, in batches of at most `batch` prompts spread over the shards' workspaces, which
+    /// run in parallel. The sequences come back in the prompts' order.
+    pub fn generate(
+        &mut self,
+        prompts: &[Vec<u32>],
+        thoughts: usize,
+        feeds_back: bool,
+        batch: usize,
+    ) -> Result<Vec<Vec<u32>>> {
+        let shards = self.shards.len();
+        let size = batch.max(1).min(prompts.len().div_ceil(shards).max(1));
+        let pieces: Vec<&[Vec<u32>]> = prompts.chunks(size).collect();
+        let (layout, params) = (&self.layout, &self.params);
+        type Numbered = Vec<(usize, Vec<Vec<u32>>)>;
+        let per_shard: Vec<Result<Numbered>> = self
+            .shards
+            .par_iter_mut()
+            .enumerate()
+            .map(|(s, shard)| {
+                (s..pieces.len())
+                    .step_by(shards)
+                    .map(|i| {
+                        let out = super::engine::generate(
+                            layout,
+                            params,
+                            pieces[i],
+                            thoughts,
+                            feeds_back,
+                            &mut shard.workspace,
+                        )?;
+                        Ok((i, out))
+                    })
+                    .collect()
+            })
+            .collect();
+        let mut ordered = vec![Vec::new(); pieces.len()];
+        for result in per_shard {
+            for (i, out) in result? {
+                ordered[i] = out;
+            }
+        }
+        Ok(ordered.concat())
+    }
+
     /// One AdamW update from the last computed gradient, scaled by `grad_scale` (clipping).
     pub fn apply(&mut self, lr: f64, grad_scale: f64) {
         self.adam_t += 1;
