@@ -4,8 +4,9 @@
 use candle_core::Device;
 use coconut_trainer::train::{train, RunDir, Silent, TrainOptions};
 use coconut_trainer::{StagePlan, TrainConfig};
-use std::path::Path;
-use std::process::{Command, Stdio};
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 mod common;
@@ -48,6 +49,115 @@ fn coconut(args: &[&str]) -> Command {
 
 fn path(p: &Path) -> &str {
     p.to_str().unwrap()
+}
+
+/// The small weights folder the tests share.
+fn fixture() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/tiny-weights")
+}
+
+/// Waits for `child` and returns its status with its peak resident memory in KiB, where this
+/// platform reports a single child's (wait4 on Linux).
+fn wait_with_peak_memory(mut child: Child) -> (ExitStatus, Option<u64>) {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        use std::os::unix::process::ExitStatusExt;
+        let _ = &mut child;
+        let mut status = 0;
+        // SAFETY: plain out-parameters; the pid is our own child, not yet reaped.
+        let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+        let pid = unsafe { libc::wait4(child.id() as i32, &mut status, 0, &mut usage) };
+        assert_eq!(pid, child.id() as i32, "wait4");
+        (ExitStatus::from_raw(status), Some(usage.ru_maxrss as u64))
+    }
+    #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+    (child.wait().unwrap(), None)
+}
+
+#[test]
+fn solve_answers_every_stdin_line_and_refuses_the_bad_ones() {
+    let mut child = coconut(&[
+        "solve",
+        "--weights",
+        path(&fixture()),
+        "--stage",
+        "0",
+        "--json",
+    ])
+    .stdin(Stdio::piped())
+    .spawn()
+    .unwrap();
+    // Good lines around a Latin-1 byte, a blank line, a byte-order mark and a 100 MB line,
+    // streamed from here so that only `coconut` could hold the long line whole.
+    let mut stdin = child.stdin.take().unwrap();
+    let writer = std::thread::spawn(move || -> std::io::Result<()> {
+        stdin.write_all(b"1 + 2\ncaf\xe9 + 1\n\n\xef\xbb\xbf3 + 4\n12 + 7\n")?;
+        let chunk = vec![b'7'; 1 << 20];
+        for _ in 0..100 {
+            stdin.write_all(&chunk)?;
+        }
+        stdin.write_all(b"\n5 + 6\n")
+    });
+    let mut stdout = child.stdout.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut text = String::new();
+        stdout.read_to_string(&mut text).map(|_| text)
+    });
+    let mut stderr = child.stderr.take().unwrap();
+    let errors = std::thread::spawn(move || {
+        let mut text = String::new();
+        stderr.read_to_string(&mut text).map(|_| text)
+    });
+    let (status, peak_kib) = wait_with_peak_memory(child);
+    writer.join().unwrap().unwrap();
+    let text = reader.join().unwrap().unwrap();
+    let stderr = errors.join().unwrap().unwrap();
+    assert_eq!(
+        status.code(),
+        Some(1),
+        "refused lines give exit 1: {stderr}"
+    );
+    let objects: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let inputs: Vec<&str> = objects
+        .iter()
+        .map(|o| o["input"].as_str().unwrap())
+        .collect();
+    let long_shown = format!("{}…", "7".repeat(64));
+    assert_eq!(
+        inputs,
+        [
+            "1 + 2",
+            "caf\u{fffd} + 1",
+            "",
+            "\u{feff}3 + 4",
+            "12 + 7",
+            long_shown.as_str(),
+            "5 + 6"
+        ],
+        "one object per input line, in order"
+    );
+    let answered: Vec<bool> = objects.iter().map(|o| o.get("error").is_none()).collect();
+    assert_eq!(answered, [true, false, false, false, true, false, true]);
+    assert!(objects[1]["error"].as_str().unwrap().contains("UTF-8"));
+    assert!(objects[2]["error"].as_str().unwrap().contains("empty"));
+    assert!(objects[3]["error"]
+        .as_str()
+        .unwrap()
+        .contains("byte-order mark"));
+    assert!(objects[5]["error"]
+        .as_str()
+        .unwrap()
+        .contains("longer than 4096 bytes"));
+    assert_eq!(objects[6]["stage"], "stage0");
+    if let Some(kib) = peak_kib {
+        assert!(
+            kib < 64 * 1024,
+            "solve peaked at {kib} KiB reading a 100 MB line"
+        );
+    }
 }
 
 #[test]
