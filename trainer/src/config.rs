@@ -1,7 +1,7 @@
 //! The training settings, serializable as a run's `config.json`.
 
 use crate::optim::AdamWConfig;
-use anyhow::{ensure, Result};
+use anyhow::{ensure, Context, Result};
 use coconut_core::data::DataConfig;
 use coconut_core::problem::max_steps;
 use coconut_core::{ModelConfig, Stage, StageKind};
@@ -145,6 +145,7 @@ impl TrainConfig {
         );
         ensure!(self.batch_size >= 1, "batch_size must be at least 1");
         ensure!(self.data.n_train >= 1, "no training problems");
+        self.data.validate().context("data")?;
         ensure!(self.lr > 0.0 && self.lr.is_finite(), "lr must be positive");
         ensure!(
             self.checkpoint_every >= 1 && self.log_every >= 1,

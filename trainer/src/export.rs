@@ -235,17 +235,29 @@ pub struct ExportArgs {
     /// The weights folder to add the stage to (or the Hugging Face folder to write).
     #[arg(long, default_value = "weights")]
     pub out: PathBuf,
-    /// The JSON written by `coconut eval` for this stage, copied into the manifest.
+    /// The JSON written by `coconut eval` for this stage, copied into the manifest (refused if it
+    /// evaluates another stage).
     #[arg(long)]
     pub eval: Option<PathBuf>,
 }
 
-/// The accuracy sets of a `coconut eval` JSON file.
-pub fn read_eval(path: &Path) -> Result<Accuracy> {
+/// The accuracy sets of a `coconut eval` JSON file, which must be about `stage_id`.
+pub fn read_eval(path: &Path, stage_id: &str) -> Result<Accuracy> {
     let text =
         std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     let v: serde_json::Value =
         serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
+    match v["stage"].as_str() {
+        Some(id) if id == stage_id => {}
+        Some(id) => bail!(
+            "{} evaluates {id}, not {stage_id}: give the eval file of the exported stage",
+            path.display()
+        ),
+        None => bail!(
+            "{}: no stage recorded (not a `coconut eval` file?)",
+            path.display()
+        ),
+    }
     let sets = serde_json::from_value(v["sets"].clone())
         .with_context(|| format!("{}: no accuracy sets", path.display()))?;
     Ok(Accuracy { sets })
@@ -276,14 +288,18 @@ pub fn run_export(args: ExportArgs) -> Result<()> {
         );
         return Ok(());
     }
-    let accuracy = args.eval.as_deref().map(read_eval).transpose()?;
+    let accuracy = args
+        .eval
+        .as_deref()
+        .map(|eval| read_eval(eval, &stage.id()))
+        .transpose()?;
     let info = crate::provenance::RunInfo::load(&args.run_dir)?.unwrap_or_default();
     let record = read_stage_record(&run.checkpoint(), &stage.id())?;
     let training = TrainingFacts {
+        git_commit: info.git_commits(),
+        hardware: info.hardwares(),
         command: info.command,
-        git_commit: info.git_commit,
         seed: config.seed,
-        hardware: info.hardware,
         steps: record.as_ref().map_or(0, |r| r.steps),
         seconds: record.as_ref().map_or(0.0, |r| r.seconds),
     };

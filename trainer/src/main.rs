@@ -229,10 +229,11 @@ fn run_train(args: TrainArgs) -> Result<()> {
         args.config()?
     };
     let device = device(&args.device)?;
-    coconut_trainer::provenance::RunInfo::current(&args.device).record(&args.run_dir)?;
     let mut bars = Bars { bar: None };
+    // run.json is written by `train` once the settings have passed and the run has started.
     let options = TrainOptions {
         resume: args.resume,
+        run_info: Some(coconut_trainer::provenance::RunInfo::current(&args.device)),
         ..TrainOptions::default()
     };
     let report = train::train(&config, &args.run_dir, &device, &options, &mut bars)?;

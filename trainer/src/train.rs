@@ -38,6 +38,8 @@ pub struct TrainOptions {
     /// Stop abruptly once the run reaches this many steps, writing nothing more: the state a
     /// kill leaves behind (for tests).
     pub stop_at_step: Option<u64>,
+    /// Where the run came from, written to `run.json` once the run has started (or resumed).
+    pub run_info: Option<crate::provenance::RunInfo>,
 }
 
 /// Why [`train`] returned.
@@ -122,21 +124,31 @@ pub fn epoch_order(n: usize, seed: u64, stage_index: usize, epoch: u64) -> Vec<u
 }
 
 /// Appends JSON lines to `metrics.jsonl`.
-struct MetricsLog(std::fs::File);
+struct MetricsLog(std::fs::File, PathBuf);
 
 impl MetricsLog {
-    fn open(path: &Path) -> Result<MetricsLog> {
+    /// Opens the log for appending; `fresh` empties it first (a run starting from step 0: the
+    /// lines of an attempt that left no checkpoint describe nothing that remains).
+    fn open(path: &Path, fresh: bool) -> Result<MetricsLog> {
         let f = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(path)
+            .and_then(|f| {
+                if fresh {
+                    f.set_len(0).map(|_| f)
+                } else {
+                    Ok(f)
+                }
+            })
             .with_context(|| format!("opening {}", path.display()))?;
-        Ok(MetricsLog(f))
+        Ok(MetricsLog(f, path.to_path_buf()))
     }
 
     fn write(&mut self, value: &impl Serialize) -> Result<()> {
-        writeln!(self.0, "{}", serde_json::to_string(value)?)?;
-        Ok(self.0.flush()?)
+        writeln!(self.0, "{}", serde_json::to_string(value)?)
+            .and_then(|_| self.0.flush())
+            .with_context(|| format!("writing {}", self.1.display()))
     }
 }
 
@@ -192,7 +204,10 @@ pub fn train(
         )?;
         Progress::default()
     };
-    let mut metrics = MetricsLog::open(&run.metrics())?;
+    if let Some(info) = &options.run_info {
+        info.record(run_dir, options.resume)?;
+    }
+    let mut metrics = MetricsLog::open(&run.metrics(), progress.global_step == 0)?;
     metrics.write(&serde_json::json!({"event": if options.resume { "resume" } else { "start" }, "step": progress.global_step}))?;
     let started = Instant::now();
     let seconds_before = progress.seconds;

@@ -268,3 +268,131 @@ fn train_survives_kill_9_and_eval_reports() {
         50
     );
 }
+
+/// A run of a few steps per stage: 64 problems in batches of 16, one epoch each.
+fn quick_config() -> TrainConfig {
+    let mut c = config();
+    c.data.n_train = 64;
+    c.data.n_val = 20;
+    c.data.n_test = 20;
+    c.data.n_ood = 0;
+    for plan in &mut c.stages {
+        plan.epochs = 1.0;
+    }
+    c
+}
+
+fn write_config(dir: &Path, config: &TrainConfig) -> PathBuf {
+    let path = dir.join("settings.json");
+    std::fs::write(&path, serde_json::to_string(config).unwrap()).unwrap();
+    path
+}
+
+fn stderr_of(out: &std::process::Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[test]
+fn provenance_follows_each_start_and_export_checks_the_eval_stage() {
+    use coconut_trainer::provenance::RunInfo;
+    let tmp = tempfile::tempdir().unwrap();
+    let run = tmp.path().join("run");
+    let settings = write_config(tmp.path(), &quick_config());
+    // Run outside any git work tree: the commit recorded must be the build's anyway.
+    let in_tmp = |args: &[&str]| {
+        let out = coconut(args).current_dir(tmp.path()).output().unwrap();
+        (out.status.code(), stderr_of(&out))
+    };
+    let train_args = [
+        "train",
+        "--config",
+        path(&settings),
+        "--run-dir",
+        path(&run),
+    ];
+
+    // Refused settings leave nothing behind: no run.json, no directory.
+    for extra in [["--stages", "9"], ["--n-train", "100000000"]] {
+        let (code, stderr) = in_tmp(&[&train_args[..], &extra[..]].concat());
+        assert_eq!(code, Some(2), "{stderr}");
+        assert!(!run.exists(), "{extra:?} left {}", run.display());
+    }
+
+    // An attempt that died before its first checkpoint, with other settings.
+    let dead = TrainConfig {
+        batch_size: 8,
+        ..quick_config()
+    };
+    let options = TrainOptions {
+        stop_at_step: Some(1),
+        run_info: Some(RunInfo {
+            command: "coconut train --batch-size 8".into(),
+            ..RunInfo::default()
+        }),
+        ..TrainOptions::default()
+    };
+    train(&dead, &run, &Device::Cpu, &options, &mut Silent).unwrap();
+    assert!(RunDir(run.clone()).metrics().exists() && !RunDir(run.clone()).checkpoint().exists());
+
+    // A new start replaces its provenance and its metrics; a zero budget stops after one step.
+    let (code, stderr) = in_tmp(
+        &[
+            &train_args[..],
+            &["--batch-size", "32", "--time-budget", "0"],
+        ]
+        .concat(),
+    );
+    assert_eq!(code, Some(0), "{stderr}");
+    let info = RunInfo::load(&run).unwrap().unwrap();
+    assert!(info.command.contains("--batch-size 32"), "{info:?}");
+    assert_eq!(info.git_commit, env!("COCONUT_GIT_COMMIT"));
+    assert!(info.resumes.is_empty());
+    let metrics = std::fs::read_to_string(RunDir(run.clone()).metrics()).unwrap();
+    assert_eq!(metrics.matches("\"event\"").count(), 2, "{metrics}"); // start, out_of_time
+    assert!(metrics.starts_with("{\"event\":\"start\""), "{metrics}");
+
+    // A resume adds itself.
+    let (code, stderr) = in_tmp(&["train", "--resume", "--run-dir", path(&run)]);
+    assert_eq!(code, Some(0), "{stderr}");
+    let info = RunInfo::load(&run).unwrap().unwrap();
+    assert!(info.command.contains("--batch-size 32"), "{info:?}");
+    assert_eq!(info.resumes.len(), 1);
+    assert!(info.resumes[0].command.contains("--resume"), "{info:?}");
+
+    // export --eval refuses another stage's evaluation.
+    let weights = tmp.path().join("weights");
+    let eval = |stage: &str| {
+        let file = tmp.path().join(format!("eval-{stage}.json"));
+        std::fs::write(&file, format!(r#"{{"stage": "{stage}", "sets": []}}"#)).unwrap();
+        file
+    };
+    let (eval5, eval0) = (eval("stage5"), eval("stage0"));
+    let export = |eval: &Path| {
+        in_tmp(&[
+            "export",
+            "--run-dir",
+            path(&run),
+            "--stage",
+            "0",
+            "--eval",
+            path(eval),
+            "--out",
+            path(&weights),
+        ])
+    };
+    let (code, stderr) = export(&eval5);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(
+        stderr.contains(&format!("{} evaluates stage5, not stage0", eval5.display())),
+        "{stderr}"
+    );
+    assert!(!weights.exists());
+    let (code, stderr) = export(&eval0);
+    assert_eq!(code, Some(0), "{stderr}");
+    let manifest = coconut_core::manifest::WeightsDir::open(&weights)
+        .unwrap()
+        .manifest;
+    let training = manifest.stages[0].training.as_ref().unwrap();
+    assert!(training.command.contains("--batch-size 32"), "{training:?}");
+    assert_eq!(training.git_commit, env!("COCONUT_GIT_COMMIT"));
+}

@@ -206,6 +206,7 @@ fn a_killed_run_resumes_to_identical_weights() {
     let resume = |step| TrainOptions {
         resume: true,
         stop_at_step: step,
+        ..TrainOptions::default()
     };
     let second = train(
         &config,
