@@ -165,6 +165,7 @@ pub fn train(
     let run = RunDir(run_dir.to_path_buf());
     std::fs::create_dir_all(run.0.join(STAGES_DIR))
         .with_context(|| format!("creating {}", run.0.display()))?;
+    let _lock = crate::run_lock::RunLock::acquire(run_dir)?; // held until train returns
     let tokenizer = Tokenizer::new();
     let splits: Splits = config.data.generate()?;
     let model = Gpt::new_random(&config.model, config.seed, device)?;

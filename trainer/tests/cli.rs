@@ -293,6 +293,52 @@ fn stderr_of(out: &std::process::Output) -> String {
 }
 
 #[test]
+fn a_second_writer_is_refused_naming_the_holder() {
+    use coconut_trainer::run_lock::RunLock;
+    let tmp = tempfile::tempdir().unwrap();
+    let run = tmp.path().join("run");
+    std::fs::create_dir_all(&run).unwrap();
+    std::fs::write(
+        RunDir(run.clone()).config(),
+        serde_json::to_string(&quick_config()).unwrap(),
+    )
+    .unwrap();
+    let settings = write_config(tmp.path(), &quick_config());
+    // This test process plays the first writer: it holds the run's lock like a running `train`.
+    let first = RunLock::acquire(&run).unwrap();
+    let holder = format!("is in use by process {} (", std::process::id());
+    for args in [
+        vec!["train", "--resume", "--run-dir", path(&run)],
+        vec![
+            "train",
+            "--config",
+            path(&settings),
+            "--run-dir",
+            path(&run),
+        ],
+    ] {
+        let out = coconut(&args).output().unwrap();
+        let stderr = stderr_of(&out);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(stderr.contains(&holder), "{stderr}");
+        assert!(stderr.contains(path(first.path())), "{stderr}");
+    }
+    assert!(
+        !RunDir(run.clone()).metrics().exists(),
+        "a refused writer wrote"
+    );
+    assert!(!run.join("run.json").exists(), "a refused writer wrote");
+    // Once the first writer is gone (its lock goes with it), the run can go on.
+    drop(first);
+    let out = coconut(&["train", "--resume", "--run-dir", path(&run)])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    let metrics = std::fs::read_to_string(RunDir(run).metrics()).unwrap();
+    assert_eq!(metrics.matches("\"event\":\"resume\"").count(), 1);
+}
+
+#[test]
 fn provenance_follows_each_start_and_export_checks_the_eval_stage() {
     use coconut_trainer::provenance::RunInfo;
     let tmp = tempfile::tempdir().unwrap();
