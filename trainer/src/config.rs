@@ -113,6 +113,13 @@ impl TrainConfig {
         })
     }
 
+    /// Optimizer steps of a stage over `n_train` problems: its epochs of `batch_size` batches,
+    /// rounded up, at least one.
+    pub fn total_steps(&self, plan: &StagePlan, n_train: usize) -> u64 {
+        let steps_per_epoch = n_train.div_ceil(self.batch_size) as u64;
+        ((plan.epochs * steps_per_epoch as f64).ceil() as u64).max(1)
+    }
+
     pub fn adamw(&self) -> AdamWConfig {
         AdamWConfig {
             beta1: self.beta1,

@@ -182,6 +182,7 @@ pub fn train(
         }
         if run.checkpoint().exists() {
             let p = checkpoint::load(&run.checkpoint(), &model, &mut optimizer)?;
+            checkpoint::check_progress(&p, config, splits.train.len(), &run.checkpoint())?;
             observer.message(&format!(
                 "resumed at step {} (stage index {}, step {})",
                 p.global_step, p.stage_index, p.stage_step
@@ -223,7 +224,7 @@ pub fn train(
             .map(|p| Layout::new(&tokenizer, p, &stage))
             .collect::<Result<Vec<_>, _>>()?;
         let steps_per_epoch = layouts.len().div_ceil(config.batch_size) as u64;
-        let total = ((plan.epochs * steps_per_epoch as f64).ceil() as u64).max(1);
+        let total = config.total_steps(plan, layouts.len());
         if progress.stage_step == 0 {
             // A new stage: the optimizer and its schedule start over.
             optimizer = AdamW::new(model.named_vars(), config.adamw())?;
