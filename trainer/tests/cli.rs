@@ -1,5 +1,7 @@
 //! The `coconut` binary: a training run killed with SIGKILL resumes to the same weights as an
-//! uninterrupted run, and `eval` prints a table and writes JSON.
+//! uninterrupted run, and `eval` prints a table and writes JSON; `solve` answers every stdin line
+//! once, a second writer of a run is refused, run.json follows each start, `export` checks its
+//! eval file's stage, and errors (a full disk included) name their file.
 
 use candle_core::Device;
 use coconut_trainer::train::{train, RunDir, Silent, TrainOptions};
@@ -441,4 +443,143 @@ fn provenance_follows_each_start_and_export_checks_the_eval_stage() {
     let training = manifest.stages[0].training.as_ref().unwrap();
     assert!(training.command.contains("--batch-size 32"), "{training:?}");
     assert_eq!(training.git_commit, env!("COCONUT_GIT_COMMIT"));
+}
+
+#[test]
+fn errors_name_their_file() {
+    let tmp = tempfile::tempdir().unwrap();
+    let broken = tmp.path().join("config.json");
+    std::fs::write(&broken, r#"{"lr": 0.001,"#).unwrap();
+    let out = coconut(&[
+        "eval",
+        "--weights",
+        path(&fixture().join("stage0.safetensors")),
+        "--config",
+        path(&broken),
+        "--stage",
+        "0",
+    ])
+    .output()
+    .unwrap();
+    let stderr = stderr_of(&out);
+    assert!(
+        stderr.starts_with(&format!(
+            "error: parsing {}: EOF while parsing",
+            broken.display()
+        )),
+        "{stderr}"
+    );
+    // A run directory that is a file.
+    let file = tmp.path().join("not-a-dir");
+    std::fs::write(&file, "x").unwrap();
+    let settings = write_config(tmp.path(), &quick_config());
+    let out = coconut(&[
+        "train",
+        "--config",
+        path(&settings),
+        "--run-dir",
+        path(&file),
+    ])
+    .output()
+    .unwrap();
+    let stderr = stderr_of(&out);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr.contains(&format!("creating {}", file.display())),
+        "{stderr}"
+    );
+}
+
+/// Limits the files `cmd` may write to `bytes`: past it a write fails (EFBIG), as on a full disk,
+/// without needing root to mount a small file system.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn with_file_size_limit(cmd: &mut Command, bytes: u64) -> &mut Command {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: only async-signal-safe calls between fork and exec.
+    unsafe {
+        cmd.pre_exec(move || {
+            // A write past the limit then fails with EFBIG instead of killing the process.
+            libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+            let limit = libc::rlimit {
+                rlim_cur: bytes,
+                rlim_max: bytes,
+            };
+            if libc::setrlimit(libc::RLIMIT_FSIZE, &limit) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        })
+    }
+}
+
+/// Files under `dir` whose name ends in `.tmp`.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn leftovers(dir: &Path) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let p = entry.unwrap().path();
+        if p.is_dir() {
+            found.extend(leftovers(&p));
+        } else if p.extension().is_some_and(|e| e == "tmp") {
+            found.push(p);
+        }
+    }
+    found
+}
+
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+#[test]
+fn a_full_disk_is_reported_with_the_files_name() {
+    let tmp = tempfile::tempdir().unwrap();
+    // plot: the picture does not fit.
+    let run = tmp.path().join("plotted");
+    std::fs::create_dir_all(&run).unwrap();
+    let lines: String = (1..=50)
+        .map(|i| {
+            format!(
+                "{{\"step\":{i},\"stage\":\"stage0\",\"loss\":{}}}\n",
+                3.0 / i as f64
+            )
+        })
+        .collect();
+    std::fs::write(RunDir(run.clone()).metrics(), lines).unwrap();
+    let svg = run.join("curve.svg");
+    let plot = ["plot", "--run-dir", path(&run), "--out", path(&svg)];
+    let out = with_file_size_limit(&mut coconut(&plot), 2048)
+        .output()
+        .unwrap();
+    let stderr = stderr_of(&out);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains(&format!("writing {}", svg.display())),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("wrote"), "{stderr}");
+    assert!(!svg.exists() && leftovers(&run).is_empty());
+    // Without the limit the same command works: the limit is what failed it.
+    let out = coconut(&plot).output().unwrap();
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    assert!(std::fs::metadata(&svg).unwrap().len() > 2048);
+
+    // train: the stage weights do not fit.
+    let run = tmp.path().join("trained");
+    let settings = write_config(tmp.path(), &quick_config());
+    let args = [
+        "train",
+        "--config",
+        path(&settings),
+        "--run-dir",
+        path(&run),
+    ];
+    let out = with_file_size_limit(&mut coconut(&args), 8 << 10)
+        .output()
+        .unwrap();
+    let stderr = stderr_of(&out);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains(&format!("writing {}", run.display())),
+        "{stderr}"
+    );
+    assert!(stderr.contains(".safetensors: File too large"), "{stderr}");
+    assert_eq!(leftovers(&run), Vec::<PathBuf>::new());
 }
