@@ -36,6 +36,11 @@ impl Default for ModelConfig {
     }
 }
 
+/// The largest vocabulary, context and width a config may declare.
+pub const MAX_DIM: usize = 1 << 16;
+/// The most blocks a config may declare.
+pub const MAX_LAYERS: usize = 1 << 10;
+
 /// A configuration that cannot describe a model.
 #[derive(Clone, Debug, PartialEq, thiserror::Error)]
 #[error("invalid model config: {0}")]
@@ -62,6 +67,19 @@ impl ModelConfig {
         for (name, value) in positive {
             if value == 0 {
                 return Err(ConfigError(format!("{name} must be positive")));
+            }
+        }
+        // Far beyond any model of this lab, and small enough that no size computed from them
+        // overflows or asks for absurd memory before the weights are even looked at.
+        let bounded = [
+            ("vocab_size", self.vocab_size, MAX_DIM),
+            ("n_positions", self.n_positions, MAX_DIM),
+            ("n_embd", self.n_embd, MAX_DIM),
+            ("n_layer", self.n_layer, MAX_LAYERS),
+        ];
+        for (name, value, max) in bounded {
+            if value > max {
+                return Err(ConfigError(format!("{name} is {value}, more than {max}")));
             }
         }
         if !self.n_embd.is_multiple_of(self.n_head) {
@@ -105,5 +123,15 @@ mod tests {
             ..ModelConfig::default()
         };
         assert!(c.validate().unwrap_err().0.contains("multiple of n_head"));
+    }
+
+    #[test]
+    fn refuses_absurd_sizes() {
+        let c = ModelConfig {
+            n_positions: usize::MAX,
+            ..ModelConfig::default()
+        };
+        let e = c.validate().unwrap_err().0;
+        assert_eq!(e, format!("n_positions is {}, more than 65536", usize::MAX));
     }
 }

@@ -75,7 +75,8 @@ fn digit_bounds(d: usize) -> (u64, u64) {
 }
 
 impl DataConfig {
-    fn validate(&self) -> Result<(), DataError> {
+    /// Refuses settings that cannot draw the sets; [`DataConfig::generate`] checks them too.
+    pub fn validate(&self) -> Result<(), DataError> {
         if self.min_digits == 0 || self.min_digits > self.max_digits || self.max_digits > 18 {
             return Err(DataError::DigitRange {
                 min: self.min_digits,

@@ -10,11 +10,13 @@
 //! - [`layout`]: a problem laid out for a stage: token ids, thought slots and loss mask;
 //! - [`config`]: the GPT-2 model configuration;
 //! - [`weights`] and [`manifest`]: stage weight files (f32, f16, int8) and their manifest;
+//! - [`files`]: bounded reading of regular files only (no devices, FIFOs or endless reads);
 //! - [`reference`]: a plain-Rust forward pass with a KV cache and thought feedback, the oracle
 //!   of every other engine and the browser's CPU fallback.
 
 pub mod config;
 pub mod data;
+pub mod files;
 pub mod golden;
 pub mod layout;
 pub mod manifest;

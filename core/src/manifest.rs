@@ -1,6 +1,8 @@
 //! `manifest.json`: what a weights folder holds, how it was made and how well it does.
 
 use crate::config::ModelConfig;
+use crate::layout::Layout;
+use crate::problem::{max_steps, Problem, MAX_DIGITS};
 use crate::stage::{Stage, StageKind};
 use crate::tokenizer::Tokenizer;
 use crate::weights::{ModelWeights, WeightDtype, WeightsError};
@@ -10,6 +12,39 @@ use std::path::Path;
 
 pub const MANIFEST_FILE: &str = "manifest.json";
 pub const FORMAT_VERSION: u32 = 1;
+/// The largest `manifest.json` read (the shipped one is under 20 KB).
+pub const MAX_MANIFEST_BYTES: u64 = 16 << 20;
+/// The longest file name a manifest may give.
+pub const MAX_FILE_NAME: usize = 128;
+
+/// Checks a file name taken from a manifest. It is joined to a folder on disk and to a folder URL
+/// in the browser, so it must be a plain name inside that folder: ASCII letters, digits, `.`, `_`
+/// and `-`, not starting with `.`, at most [`MAX_FILE_NAME`] bytes. Nothing in it may climb out
+/// (`..`, `/`, `\`, `C:`) or change a URL's meaning (`?`, `#`, `%`).
+pub fn check_file_name(name: &str) -> Result<(), String> {
+    let why = if name.is_empty() {
+        "is empty"
+    } else if name.starts_with(['/', '\\']) || name.get(1..2) == Some(":") {
+        "is an absolute path"
+    } else if name.split(['/', '\\']).any(|part| part == "..") {
+        "climbs out of the weights folder ('..')"
+    } else if name.contains(['/', '\\']) {
+        "names a file in another folder"
+    } else if name.len() > MAX_FILE_NAME {
+        "is too long"
+    } else if name.starts_with('.')
+        || !name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+    {
+        "holds characters other than letters, digits, '.', '_' and '-' (or starts with '.')"
+    } else {
+        return Ok(());
+    };
+    Err(format!(
+        "{why}: it must be a plain file name inside the weights folder"
+    ))
+}
 
 /// The whole manifest.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -146,8 +181,13 @@ pub enum ManifestError {
 
 impl Manifest {
     pub fn from_json(json: &str) -> Result<Manifest, ManifestError> {
+        Manifest::from_json_named(json, MANIFEST_FILE)
+    }
+
+    /// [`Manifest::from_json`], naming the manifest `file` in errors.
+    pub fn from_json_named(json: &str, file: &str) -> Result<Manifest, ManifestError> {
         let parse = |reason: String| ManifestError::Parse {
-            file: MANIFEST_FILE.into(),
+            file: file.into(),
             reason,
         };
         let m: Manifest = serde_json::from_str(json).map_err(|e| parse(e.to_string()))?;
@@ -158,7 +198,89 @@ impl Manifest {
             )));
         }
         m.model.validate().map_err(|e| parse(e.to_string()))?;
+        m.check().map_err(parse)?;
         Ok(m)
+    }
+
+    /// Refuses names and numbers that the loaders cannot trust: every file name must be plain
+    /// ([`check_file_name`]), and every number must agree with the model and the stages, so that
+    /// no stage thinks more than its kind says or needs more positions than the model has.
+    fn check(&self) -> Result<(), String> {
+        let name = |field: String, file: &str| {
+            check_file_name(file).map_err(|e| format!("{field} {file:?} {e}"))
+        };
+        name("tokenizer.file".into(), &self.tokenizer.file)?;
+        if !(1..=MAX_DIGITS).contains(&self.max_digits) {
+            return Err(format!(
+                "max_digits is {}: it must be 1 to {MAX_DIGITS}",
+                self.max_digits
+            ));
+        }
+        let n_positions = self.model.n_positions;
+        if !(1..=n_positions).contains(&self.thoughts_per_step) {
+            return Err(format!(
+                "thoughts_per_step is {}: it must be 1 to the model's n_positions ({n_positions})",
+                self.thoughts_per_step
+            ));
+        }
+        // The longest sequence of any stage is that of the largest problem in range: every
+        // column carries and the carry out of the last one adds a step.
+        let tokenizer = Tokenizer::new();
+        let nines = 10u64.pow(self.max_digits as u32) - 1;
+        let longest = Problem::new(nines, nines);
+        let max_steps = max_steps(self.max_digits);
+        for (i, entry) in self.stages.iter().enumerate() {
+            let field = |f: &str| format!("stages[{i}] ({}).{f}", entry.id);
+            name(field("file"), &entry.file.file)?;
+            if entry.id != entry.kind.to_string() {
+                return Err(format!(
+                    "{} does not match its kind {}",
+                    field("id"),
+                    entry.kind
+                ));
+            }
+            if let StageKind::Latent { k } = entry.kind {
+                if k > max_steps {
+                    return Err(format!(
+                        "{}: {k} latent steps, but problems of at most {} digits have at most \
+                         {max_steps} steps",
+                        field("kind"),
+                        self.max_digits
+                    ));
+                }
+            }
+            // k <= max_steps <= 19 and thoughts_per_step <= n_positions (bounded by the model
+            // config's validation): the thought count cannot overflow.
+            let stage = self.stage_of(entry);
+            if entry.thoughts != stage.thoughts() || entry.feeds_back != stage.feeds_back() {
+                return Err(format!(
+                    "{} is {} and {} is {}, but {} with thoughts_per_step {} has {} thoughts \
+                     and feeds_back {}",
+                    field("thoughts"),
+                    entry.thoughts,
+                    field("feeds_back"),
+                    entry.feeds_back,
+                    entry.id,
+                    self.thoughts_per_step,
+                    stage.thoughts(),
+                    stage.feeds_back()
+                ));
+            }
+            let len = Layout::new(&tokenizer, &longest, &stage)
+                .map_err(|e| format!("{}: {e}", field("kind")))?
+                .ids
+                .len();
+            if len > n_positions {
+                return Err(format!(
+                    "stages[{i}] ({}): the longest problem ({longest}) takes {len} positions \
+                     with {} thoughts, more than the model's n_positions ({n_positions}): \
+                     max_digits or thoughts_per_step is wrong",
+                    entry.id,
+                    stage.thoughts()
+                ));
+            }
+        }
+        Ok(())
     }
 
     pub fn to_json(&self) -> String {
@@ -214,38 +336,61 @@ pub struct WeightsDir {
 }
 
 impl WeightsDir {
+    /// Reads and checks `dir/manifest.json` (a regular file of at most [`MAX_MANIFEST_BYTES`]).
     pub fn open(dir: impl AsRef<Path>) -> Result<WeightsDir, ManifestError> {
         let dir = dir.as_ref().to_path_buf();
         let path = dir.join(MANIFEST_FILE);
-        let json = std::fs::read_to_string(&path).map_err(|e| ManifestError::Io {
+        let io = |e: std::io::Error| ManifestError::Io {
+            file: path.display().to_string(),
+            reason: e.to_string(),
+        };
+        let (file, _) = crate::files::open_regular(&path, false).map_err(io)?;
+        let bytes = crate::files::read_at_most(file, MAX_MANIFEST_BYTES).map_err(io)?;
+        let json = String::from_utf8(bytes).map_err(|e| ManifestError::Parse {
             file: path.display().to_string(),
             reason: e.to_string(),
         })?;
         Ok(WeightsDir {
-            manifest: Manifest::from_json(&json)?,
+            manifest: Manifest::from_json_named(&json, &path.display().to_string())?,
             dir,
         })
     }
 
-    fn read(&self, file: &str) -> Result<Vec<u8>, ManifestError> {
-        let path = self.dir.join(file);
-        std::fs::read(&path).map_err(|e| ManifestError::Io {
-            file: path.display().to_string(),
-            reason: e.to_string(),
-        })
+    /// Reads the file an entry names (`what` says whose it is, for errors): a plain name inside
+    /// the folder, a regular file (no link, device, FIFO or folder), its size compared with the
+    /// manifest's from the metadata before a byte is read, and no more than that read.
+    fn read(&self, entry: &FileEntry, what: &str) -> Result<Vec<u8>, ManifestError> {
+        let path = self.dir.join(&entry.file);
+        let io = |reason: String| ManifestError::Io {
+            file: format!("{} ({what})", path.display()),
+            reason,
+        };
+        // The manifest was checked when parsed, but its fields are public: check again here,
+        // right where the name becomes a path.
+        check_file_name(&entry.file).map_err(|e| io(format!("{:?} {e}", entry.file)))?;
+        let (file, size) =
+            crate::files::open_regular(&path, false).map_err(|e| io(e.to_string()))?;
+        if size != entry.bytes {
+            return Err(WeightsError::Size {
+                file: entry.file.clone(),
+                bytes: size,
+                expected: entry.bytes,
+            }
+            .into());
+        }
+        crate::files::read_at_most(file, entry.bytes).map_err(|e| io(e.to_string()))
     }
 
     pub fn tokenizer(&self) -> Result<Tokenizer, ManifestError> {
         self.manifest
-            .tokenizer(&self.read(&self.manifest.tokenizer.file)?)
+            .tokenizer(&self.read(&self.manifest.tokenizer, "tokenizer.file")?)
     }
 
     /// Loads a stage by id (`stage3`, `3`, `pause`): its entry, its stage and verified weights.
     pub fn stage(&self, id: &str) -> Result<(StageEntry, Stage, ModelWeights), ManifestError> {
         let entry = self.manifest.stage(id)?.clone();
-        let weights = self
-            .manifest
-            .stage_weights(&entry, &self.read(&entry.file.file)?)?;
+        let bytes = self.read(&entry.file, &format!("file of stage {}", entry.id))?;
+        let weights = self.manifest.stage_weights(&entry, &bytes)?;
         let stage = self.manifest.stage_of(&entry);
         Ok((entry, stage, weights))
     }
@@ -360,7 +505,163 @@ mod tests {
         assert_eq!(weights.dtype(), WeightDtype::Int8);
         std::fs::remove_file(dir.join("stage2.safetensors")).unwrap();
         let e = w.stage("stage2").unwrap_err().to_string();
-        assert!(e.contains("stage2.safetensors: cannot read"), "{e}");
+        assert!(
+            e.contains("stage2.safetensors (file of stage stage2): cannot read"),
+            "{e}"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// The parse error of `m` as text, after a JSON round trip (what a file on disk gives).
+    fn refusal(m: &Manifest) -> String {
+        Manifest::from_json(&m.to_json()).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn file_names_stay_inside_the_folder() {
+        for good in ["stage2.safetensors", "tokenizer.json", "a_b-c.1"] {
+            check_file_name(good).unwrap();
+        }
+        let bytes = random_weights(&tiny(), 1).to_safetensors();
+        let cases = [
+            ("../../../etc/passwd", "climbs out of the weights folder"),
+            ("/etc/passwd", "is an absolute path"),
+            ("/dev/zero", "is an absolute path"),
+            ("C:stage2.safetensors", "is an absolute path"),
+            ("sub/stage2.safetensors", "names a file in another folder"),
+            ("..", "climbs out"),
+            ("", "is empty"),
+            (".hidden", "holds characters other than"),
+            ("stage2.safetensors?x=1", "holds characters other than"),
+        ];
+        for (name, why) in cases {
+            let mut m = manifest_with(&bytes);
+            m.stages[0].file.file = name.into();
+            let e = refusal(&m);
+            assert!(
+                e.starts_with(&format!(
+                    "manifest.json: not a valid manifest: stages[0] (stage2).file {name:?} {why}"
+                )),
+                "{name}: {e}"
+            );
+            let mut m = manifest_with(&bytes);
+            m.tokenizer.file = name.into();
+            assert!(refusal(&m).contains(&format!("tokenizer.file {name:?} {why}")));
+        }
+    }
+
+    #[test]
+    fn numbers_must_agree_with_the_model_and_the_stages() {
+        let bytes = random_weights(&tiny(), 1).to_safetensors();
+        let refused = |change: &dyn Fn(&mut Manifest), expected: &str| {
+            let mut m = manifest_with(&bytes);
+            change(&mut m);
+            let e = refusal(&m);
+            assert!(e.contains(expected), "expected {expected:?} in: {e}");
+        };
+        refused(
+            &|m| m.thoughts_per_step = 0,
+            "thoughts_per_step is 0: it must be 1 to the model's n_positions (64)",
+        );
+        refused(
+            &|m| m.thoughts_per_step = 1_000_000_000,
+            "thoughts_per_step is 1000000000",
+        );
+        // Within the context, but stage2's thoughts no longer fit with the longest problem.
+        refused(
+            &|m| {
+                m.thoughts_per_step = 30;
+                m.stages[0].thoughts = 60;
+            },
+            "stages[0] (stage2): the longest problem (9999 + 9999) takes",
+        );
+        refused(&|m| m.max_digits = 1 << 40, "max_digits is 1099511627776");
+        refused(&|m| m.max_digits = 0, "max_digits is 0");
+        refused(
+            &|m| m.stages[0].thoughts = 7,
+            "stages[0] (stage2).thoughts is 7 and stages[0] (stage2).feeds_back is true, \
+             but stage2 with thoughts_per_step 1 has 2 thoughts",
+        );
+        refused(&|m| m.stages[0].feeds_back = false, "feeds_back is false");
+        refused(
+            &|m| {
+                m.stages[0].kind = StageKind::Latent { k: 99 };
+                m.stages[0].id = "stage99".into();
+            },
+            "stages[0] (stage99).kind: 99 latent steps, but problems of at most 4 digits",
+        );
+        refused(
+            &|m| m.stages[0].id = "stage3".into(),
+            "stages[0] (stage3).id does not match its kind stage2",
+        );
+        refused(&|m| m.model.n_positions = usize::MAX, "more than 65536");
+    }
+
+    /// A folder whose manifest names `stage2.safetensors`, with `make` putting something there.
+    fn hostile_folder(tag: &str, make: impl FnOnce(&Path)) -> (std::path::PathBuf, WeightsDir) {
+        let dir = std::env::temp_dir().join(format!("coconut-{tag}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let bytes = random_weights(&tiny(), 7).to_safetensors();
+        std::fs::write(dir.join(MANIFEST_FILE), manifest_with(&bytes).to_json()).unwrap();
+        make(&dir.join("stage2.safetensors"));
+        let w = WeightsDir::open(&dir).unwrap();
+        (dir, w)
+    }
+
+    /// Loads stage2 on another thread: a read that blocks fails the test instead of hanging it.
+    fn load_fast(w: WeightsDir) -> String {
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || tx.send(w.stage("stage2").map(|_| ())));
+        let result = rx
+            .recv_timeout(std::time::Duration::from_secs(20))
+            .expect("loading blocked");
+        result.unwrap_err().to_string()
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn devices_fifos_and_links_are_refused_without_reading() {
+        let (dir, w) = hostile_folder("fifo", |path| {
+            let made = std::process::Command::new("mkfifo").arg(path).status();
+            assert!(made.unwrap().success(), "mkfifo");
+        });
+        let e = load_fast(w);
+        assert!(
+            e.ends_with(
+                "stage2.safetensors (file of stage stage2): cannot read: a FIFO, not a regular file"
+            ),
+            "{e}"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+
+        let (dir, w) = hostile_folder("zero-link", |path| {
+            std::os::unix::fs::symlink("/dev/zero", path).unwrap()
+        });
+        let e = load_fast(w);
+        assert!(e.ends_with("a symbolic link, not a regular file"), "{e}");
+        std::fs::remove_dir_all(&dir).unwrap();
+
+        let (dir, w) = hostile_folder("folder", |path| std::fs::create_dir(path).unwrap());
+        assert!(load_fast(w).ends_with("a folder, not a regular file"));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_huge_file_is_refused_from_its_size_before_reading() {
+        // Sparse: 1.5 GB long, no disk space, and slow and large if it were read.
+        let (dir, w) = hostile_folder("huge", |path| {
+            let f = std::fs::File::create(path).unwrap();
+            f.set_len(1_500_000_000).unwrap();
+        });
+        let expected = w.manifest.stages[0].file.bytes;
+        let e = load_fast(w);
+        assert_eq!(
+            e,
+            format!(
+                "stage2.safetensors: 1500000000 bytes, the manifest says {expected}: truncated or \
+                 replaced"
+            )
+        );
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

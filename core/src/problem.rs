@@ -67,6 +67,9 @@ pub fn digit_count(n: u64) -> usize {
     count
 }
 
+/// The most digits an operand may have: the sum of two 18-digit numbers still fits a `u64`.
+pub const MAX_DIGITS: usize = 18;
+
 /// The largest number of steps a problem whose operands have at most `max_digits` digits can need:
 /// one per column plus the final carry.
 pub fn max_steps(max_digits: usize) -> usize {

@@ -1,7 +1,7 @@
 //! The training settings, serializable as a run's `config.json`.
 
 use crate::optim::AdamWConfig;
-use anyhow::{ensure, Result};
+use anyhow::{ensure, Context, Result};
 use coconut_core::data::DataConfig;
 use coconut_core::problem::max_steps;
 use coconut_core::{ModelConfig, Stage, StageKind};
@@ -144,6 +144,13 @@ impl TrainConfig {
         }
     }
 
+    /// Optimizer steps of a stage over `n_train` problems: its epochs of `batch_size` batches,
+    /// rounded up, at least one.
+    pub fn total_steps(&self, plan: &StagePlan, n_train: usize) -> u64 {
+        let steps_per_epoch = n_train.div_ceil(self.batch_size) as u64;
+        ((plan.epochs * steps_per_epoch as f64).ceil() as u64).max(1)
+    }
+
     pub fn adamw(&self) -> AdamWConfig {
         AdamWConfig {
             beta1: self.beta1,
@@ -177,6 +184,7 @@ impl TrainConfig {
         ensure!(self.batch_size >= 1, "batch_size must be at least 1");
         ensure!(self.cpu_shards >= 1, "cpu_shards must be at least 1");
         ensure!(self.data.n_train >= 1, "no training problems");
+        self.data.validate().context("data")?;
         ensure!(self.lr > 0.0 && self.lr.is_finite(), "lr must be positive");
         ensure!(
             self.checkpoint_every >= 1 && self.log_every >= 1,

@@ -53,8 +53,9 @@ pub fn export_stage(
     let tokenizer_json = Tokenizer::new().to_json();
     let manifest_path = out.join(MANIFEST_FILE);
     let mut manifest = if manifest_path.exists() {
-        let text = std::fs::read_to_string(&manifest_path)?;
-        let m = Manifest::from_json(&text)?;
+        let text = std::fs::read_to_string(&manifest_path)
+            .with_context(|| format!("reading {}", manifest_path.display()))?;
+        let m = Manifest::from_json_named(&text, &manifest_path.display().to_string())?;
         if m.model != weights.config {
             bail!(
                 "{} holds a different model ({:?}); export into an empty folder",
@@ -83,13 +84,10 @@ pub fn export_stage(
             stages: Vec::new(),
         }
     };
-    write_atomic(&out.join(TOKENIZER_FILE), tokenizer_json.as_bytes())?;
     manifest.tokenizer = FileEntry::describe(TOKENIZER_FILE, tokenizer_json.as_bytes());
-
     let id = stage.id();
     let file = format!("{id}.safetensors");
     let bytes = weights.convert(dtype).to_safetensors();
-    write_atomic(&out.join(&file), &bytes)?;
     let entry = StageEntry {
         id: id.clone(),
         kind: stage.kind,
@@ -103,7 +101,13 @@ pub fn export_stage(
     manifest.stages.retain(|s| s.id != id);
     manifest.stages.push(entry.clone());
     manifest.stages.sort_by_key(|s| stage_order(&s.id));
-    write_atomic(&manifest_path, manifest.to_json().as_bytes())?;
+    // Never write a manifest its readers would refuse (say, a model too short for its stages);
+    // checked before any file is written.
+    let json = manifest.to_json();
+    Manifest::from_json_named(&json, &manifest_path.display().to_string())?;
+    write_atomic(&out.join(TOKENIZER_FILE), tokenizer_json.as_bytes())?;
+    write_atomic(&out.join(&file), &bytes)?;
+    write_atomic(&manifest_path, json.as_bytes())?;
     Ok(entry)
 }
 
@@ -231,17 +235,29 @@ pub struct ExportArgs {
     /// The weights folder to add the stage to (or the Hugging Face folder to write).
     #[arg(long, default_value = "weights")]
     pub out: PathBuf,
-    /// The JSON written by `coconut eval` for this stage, copied into the manifest.
+    /// The JSON written by `coconut eval` for this stage, copied into the manifest (refused if it
+    /// evaluates another stage).
     #[arg(long)]
     pub eval: Option<PathBuf>,
 }
 
-/// The accuracy sets of a `coconut eval` JSON file.
-pub fn read_eval(path: &Path) -> Result<Accuracy> {
+/// The accuracy sets of a `coconut eval` JSON file, which must be about `stage_id`.
+pub fn read_eval(path: &Path, stage_id: &str) -> Result<Accuracy> {
     let text =
         std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     let v: serde_json::Value =
         serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
+    match v["stage"].as_str() {
+        Some(id) if id == stage_id => {}
+        Some(id) => bail!(
+            "{} evaluates {id}, not {stage_id}: give the eval file of the exported stage",
+            path.display()
+        ),
+        None => bail!(
+            "{}: no stage recorded (not a `coconut eval` file?)",
+            path.display()
+        ),
+    }
     let sets = serde_json::from_value(v["sets"].clone())
         .with_context(|| format!("{}: no accuracy sets", path.display()))?;
     Ok(Accuracy { sets })
@@ -260,7 +276,7 @@ pub fn run_export(args: ExportArgs) -> Result<()> {
     let stage = config.stage(&plan)?;
     let run = crate::train::RunDir(args.run_dir.clone());
     let path = run.stage_weights(&stage.id());
-    let bytes = std::fs::read(&path)
+    let bytes = coconut_core::files::read_regular(&path, u64::MAX)
         .with_context(|| format!("reading {} (is the stage trained?)", path.display()))?;
     let weights =
         ModelWeights::from_safetensors(&bytes, &path.display().to_string(), Some(&config.model))?;
@@ -272,14 +288,18 @@ pub fn run_export(args: ExportArgs) -> Result<()> {
         );
         return Ok(());
     }
-    let accuracy = args.eval.as_deref().map(read_eval).transpose()?;
+    let accuracy = args
+        .eval
+        .as_deref()
+        .map(|eval| read_eval(eval, &stage.id()))
+        .transpose()?;
     let info = crate::provenance::RunInfo::load(&args.run_dir)?.unwrap_or_default();
     let record = read_stage_record(&run.checkpoint(), &stage.id())?;
     let training = TrainingFacts {
+        git_commit: info.git_commits(),
+        hardware: info.hardwares(),
         command: info.command,
-        git_commit: info.git_commit,
         seed: config.seed,
-        hardware: info.hardware,
         steps: record.as_ref().map_or(0, |r| r.steps),
         seconds: record.as_ref().map_or(0.0, |r| r.seconds),
     };
@@ -332,7 +352,8 @@ mod tests {
 
     fn tiny() -> ModelConfig {
         ModelConfig {
-            n_positions: 64,
+            // Stage 0 of 4-digit problems takes up to 72 positions.
+            n_positions: 80,
             n_embd: 16,
             n_layer: 1,
             n_head: 2,

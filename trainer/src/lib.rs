@@ -10,6 +10,7 @@
 //! - [`optim`]: AdamW with visible moments, gradient clipping, warmup + cosine schedule;
 //! - [`config`]: the run's settings (`config.json`);
 //! - [`checkpoint`]: atomic checkpoints of weights, moments and progress;
+//! - [`run_lock`]: one writer per run directory;
 //! - [`train`]: the training loop over the stages;
 //! - [`eval`]: greedy and teacher-forced accuracy by digit count, and single-problem solving.
 
@@ -26,6 +27,7 @@ pub mod ops;
 pub mod optim;
 pub mod plot;
 pub mod provenance;
+pub mod run_lock;
 pub mod solve;
 pub mod train;
 

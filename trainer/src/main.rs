@@ -68,7 +68,10 @@ fn device(name: &str) -> Result<Device> {
     match name {
         "cpu" => Ok(Device::Cpu),
         cuda if cuda.starts_with("cuda") => {
-            let ordinal = cuda.strip_prefix("cuda:").map_or(Ok(0), str::parse)?;
+            let ordinal = cuda
+                .strip_prefix("cuda:")
+                .map_or(Ok(0), str::parse)
+                .with_context(|| format!("--device {cuda}: expected cuda or cuda:N"))?;
             Device::new_cuda(ordinal).context("CUDA device (build with --features cuda)")
         }
         other => anyhow::bail!("unknown device '{other}': expected cpu or cuda[:N]"),
@@ -229,10 +232,11 @@ fn run_train(args: TrainArgs) -> Result<()> {
         args.config()?
     };
     let device = device(&args.device)?;
-    coconut_trainer::provenance::RunInfo::current(&args.device).record(&args.run_dir)?;
     let mut bars = Bars { bar: None };
+    // run.json is written by `train` once the settings have passed and the run has started.
     let options = TrainOptions {
         resume: args.resume,
+        run_info: Some(coconut_trainer::provenance::RunInfo::current(&args.device)),
         ..TrainOptions::default()
     };
     let report = train::train(&config, &args.run_dir, &device, &options, &mut bars)?;
@@ -303,7 +307,12 @@ fn run_eval(args: EvalArgs) -> Result<()> {
         ),
         (None, Some(path)) => {
             let config = match &args.config {
-                Some(p) => serde_json::from_str(&std::fs::read_to_string(p)?)?,
+                Some(p) => {
+                    let text = std::fs::read_to_string(p)
+                        .with_context(|| format!("reading {}", p.display()))?;
+                    serde_json::from_str(&text)
+                        .with_context(|| format!("parsing {}", p.display()))?
+                }
                 None => TrainConfig::default(),
             };
             (config, path.clone())
@@ -314,7 +323,7 @@ fn run_eval(args: EvalArgs) -> Result<()> {
         stage: stage_name.clone(),
         epochs: 1.0,
     })?;
-    let bytes = std::fs::read(&weights_path)
+    let bytes = coconut_core::files::read_regular(&weights_path, u64::MAX)
         .with_context(|| format!("reading {}", weights_path.display()))?;
     let weights =
         ModelWeights::from_safetensors(&bytes, &weights_path.display().to_string(), None)?;
@@ -352,8 +361,10 @@ fn run_eval(args: EvalArgs) -> Result<()> {
     }
     print!("{}", table(&stage.id(), &sets));
     let json = serde_json::json!({ "stage": stage.id(), "weights": weights_path, "sets": sets });
-    std::fs::write(&args.json, serde_json::to_string_pretty(&json)?)
-        .with_context(|| format!("writing {}", args.json.display()))?;
+    coconut_trainer::checkpoint::write_atomic(
+        &args.json,
+        serde_json::to_string_pretty(&json)?.as_bytes(),
+    )?;
     eprintln!("wrote {}", args.json.display());
     Ok(())
 }

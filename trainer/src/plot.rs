@@ -35,8 +35,15 @@ pub fn read_losses(jsonl: &str) -> Result<Vec<LossPoint>> {
     Ok(points)
 }
 
-/// Draws the curve of `points` into an SVG file at `out`.
+/// Draws the curve of `points` into an SVG file at `out`, written like every run file (see
+/// [`crate::checkpoint::write_atomic`]): a failed write is an error naming `out`, never a cut file.
 pub fn plot_losses(points: &[LossPoint], title: &str, out: &Path) -> Result<()> {
+    let svg = render_svg(points, title)?;
+    crate::checkpoint::write_atomic(out, svg.as_bytes())
+}
+
+/// The curve of `points` as SVG text.
+fn render_svg(points: &[LossPoint], title: &str) -> Result<String> {
     let finite: Vec<&LossPoint> = points
         .iter()
         .filter(|p| p.loss.is_finite() && p.loss > 0.0)
@@ -47,7 +54,8 @@ pub fn plot_losses(points: &[LossPoint], title: &str, out: &Path) -> Result<()> 
     let max_step = finite.iter().map(|p| p.step).max().unwrap_or(1).max(1);
     let lo = finite.iter().map(|p| p.loss).fold(f64::INFINITY, f64::min);
     let hi = finite.iter().map(|p| p.loss).fold(0.0, f64::max);
-    let root = SVGBackend::new(out, (960, 480)).into_drawing_area();
+    let mut svg = String::new();
+    let root = SVGBackend::with_string(&mut svg, (960, 480)).into_drawing_area();
     root.fill(&WHITE)?;
     let mut chart = ChartBuilder::on(&root)
         .caption(title, ("sans-serif", 22))
@@ -83,20 +91,18 @@ pub fn plot_losses(points: &[LossPoint], title: &str, out: &Path) -> Result<()> 
         .border_style(BLACK)
         .background_style(WHITE.mix(0.85))
         .draw()?;
-    root.present()
-        .with_context(|| format!("writing {}", out.display()))?;
-    Ok(())
+    root.present()?;
+    drop(chart);
+    drop(root);
+    Ok(svg)
 }
 
 /// Reads a run's metrics log and writes its curve.
 pub fn plot_run(metrics: &Path, out: &Path) -> Result<()> {
     let text = std::fs::read_to_string(metrics)
         .with_context(|| format!("reading {}", metrics.display()))?;
-    plot_losses(
-        &read_losses(&text)?,
-        "Coconut curriculum: training loss",
-        out,
-    )
+    let points = read_losses(&text).with_context(|| format!("parsing {}", metrics.display()))?;
+    plot_losses(&points, "Coconut curriculum: training loss", out)
 }
 
 /// `coconut plot`.

@@ -1,5 +1,7 @@
-//! Where a run came from: the command, the git commit and the hardware, recorded in the run
-//! directory as `run.json` when training starts and copied into the manifest on export.
+//! Where a run came from: the command, the build's git commit and the hardware, recorded in the
+//! run directory as `run.json` once training has started (after the settings are checked, so a
+//! refused attempt leaves nothing) and copied into the manifest on export. A fresh start
+//! rewrites it; each resume adds itself to it.
 
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
@@ -8,11 +10,27 @@ use std::process::Command;
 
 pub const RUN_INFO_FILE: &str = "run.json";
 
+/// The commit this binary was built from, found by `build.rs` (`-dirty` when the work tree had
+/// changes; `unknown` when built outside git). The build, not the directory `coconut` runs in,
+/// is what produced the weights.
+pub const GIT_COMMIT: &str = env!("COCONUT_GIT_COMMIT");
+
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct RunInfo {
-    /// The command line that trained (the first invocation of the run).
+    /// The command line that started the run.
     pub command: String,
-    /// `git rev-parse HEAD`, with `-dirty` when the work tree had changes; `unknown` outside git.
+    /// The commit `coconut` was built from ([`GIT_COMMIT`]).
+    pub git_commit: String,
+    pub hardware: String,
+    /// Every later `--resume` of the run, in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub resumes: Vec<Invocation>,
+}
+
+/// One process that trained part of the run.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Invocation {
+    pub command: String,
     pub git_commit: String,
     pub hardware: String,
 }
@@ -23,19 +41,28 @@ impl RunInfo {
         let command = std::env::args().collect::<Vec<_>>().join(" ");
         RunInfo {
             command,
-            git_commit: git_commit(),
+            git_commit: GIT_COMMIT.to_string(),
             hardware: hardware(device),
+            resumes: Vec::new(),
         }
     }
 
-    /// Writes `run.json` unless the run already has one (a resumed run keeps its origin).
-    pub fn record(&self, run_dir: &Path) -> Result<()> {
+    /// Writes `run.json` for a run that has just started (replacing whatever an earlier attempt
+    /// left), or adds this process to it for a run that has just resumed.
+    pub fn record(&self, run_dir: &Path, resumed: bool) -> Result<()> {
         let path = run_dir.join(RUN_INFO_FILE);
-        if path.exists() {
-            return Ok(());
-        }
-        std::fs::create_dir_all(run_dir)?;
-        crate::checkpoint::write_atomic(&path, serde_json::to_string_pretty(self)?.as_bytes())
+        let info = match RunInfo::load(run_dir)? {
+            Some(mut first) if resumed => {
+                first.resumes.push(Invocation {
+                    command: self.command.clone(),
+                    git_commit: self.git_commit.clone(),
+                    hardware: self.hardware.clone(),
+                });
+                first
+            }
+            _ => self.clone(),
+        };
+        crate::checkpoint::write_atomic(&path, serde_json::to_string_pretty(&info)?.as_bytes())
     }
 
     pub fn load(run_dir: &Path) -> Result<Option<RunInfo>> {
@@ -43,10 +70,33 @@ impl RunInfo {
         if !path.exists() {
             return Ok(None);
         }
-        let text = std::fs::read_to_string(&path)?;
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("reading {}", path.display()))?;
         Ok(Some(
             serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))?,
         ))
+    }
+
+    /// The commits that trained the run, the first one first, each once.
+    pub fn git_commits(&self) -> String {
+        let mut commits = vec![self.git_commit.as_str()];
+        for r in &self.resumes {
+            if !commits.contains(&r.git_commit.as_str()) {
+                commits.push(&r.git_commit);
+            }
+        }
+        commits.join(", resumed with ")
+    }
+
+    /// The hardware that trained the run, the first first, each once.
+    pub fn hardwares(&self) -> String {
+        let mut all = vec![self.hardware.as_str()];
+        for r in &self.resumes {
+            if !all.contains(&r.hardware.as_str()) {
+                all.push(&r.hardware);
+            }
+        }
+        all.join("; resumed on ")
     }
 }
 
@@ -56,20 +106,6 @@ fn run(program: &str, args: &[&str]) -> Option<String> {
         .success()
         .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
         .filter(|s| !s.is_empty())
-}
-
-fn git_commit() -> String {
-    match run("git", &["rev-parse", "HEAD"]) {
-        Some(commit) => {
-            let dirty = run("git", &["status", "--porcelain", "--untracked-files=no"]).is_some();
-            if dirty {
-                format!("{commit}-dirty")
-            } else {
-                commit
-            }
-        }
-        None => "unknown".into(),
-    }
 }
 
 fn hardware(device: &str) -> String {
@@ -98,17 +134,44 @@ mod tests {
     use super::*;
 
     #[test]
-    fn recorded_once_and_read_back() {
+    fn a_start_replaces_and_a_resume_adds() {
         let dir = tempfile::tempdir().unwrap();
         assert_eq!(RunInfo::load(dir.path()).unwrap(), None);
         let info = RunInfo::current("cpu");
         assert!(info.hardware.starts_with("CPU: "));
-        info.record(dir.path()).unwrap();
-        let later = RunInfo {
-            command: "coconut train --resume".into(),
+        assert_eq!(info.git_commit, GIT_COMMIT);
+        let stale = RunInfo {
+            command: "coconut train --batch-size 8".into(),
             ..info.clone()
         };
-        later.record(dir.path()).unwrap();
-        assert_eq!(RunInfo::load(dir.path()).unwrap(), Some(info));
+        stale.record(dir.path(), false).unwrap();
+        info.record(dir.path(), false).unwrap();
+        assert_eq!(RunInfo::load(dir.path()).unwrap().as_ref(), Some(&info));
+        let later = RunInfo {
+            command: "coconut train --resume".into(),
+            git_commit: "abc".into(),
+            ..info.clone()
+        };
+        later.record(dir.path(), true).unwrap();
+        let back = RunInfo::load(dir.path()).unwrap().unwrap();
+        assert_eq!(back.command, info.command);
+        assert_eq!(back.resumes.len(), 1);
+        assert_eq!(back.resumes[0].command, "coconut train --resume");
+        assert_eq!(
+            back.git_commits(),
+            format!("{GIT_COMMIT}, resumed with abc")
+        );
+        assert_eq!(back.hardwares(), info.hardware);
+    }
+
+    #[test]
+    fn the_commit_is_the_builds() {
+        // build.rs asks git for HEAD (and whether the tree is dirty), or says `unknown`.
+        let hex = GIT_COMMIT.trim_end_matches("-dirty");
+        assert!(
+            GIT_COMMIT == "unknown"
+                || (hex.len() == 40 && hex.bytes().all(|b| b.is_ascii_hexdigit())),
+            "{GIT_COMMIT}"
+        );
     }
 }

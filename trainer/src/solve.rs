@@ -7,7 +7,7 @@
 //! return value (the command exits 1).
 
 use crate::model::Gpt;
-use anyhow::Result;
+use anyhow::{Context, Result};
 use candle_core::Device;
 use coconut_core::layout::answer_digits;
 use coconut_core::problem::Problem;
@@ -93,24 +93,157 @@ pub fn answer_line(
     })
 }
 
-/// Answers every line, writing one result per line to `out`. Blank lines are skipped.
-/// Returns how many lines were refused.
+/// The longest input line answered. A problem is a few dozen bytes; a longer line is refused
+/// without being held in memory.
+pub const MAX_LINE_BYTES: usize = 4096;
+/// How much of a refused line is shown back.
+const SHOWN_CHARS: usize = 64;
+
+/// One line of input: its text, or why it cannot be a problem before it is even parsed.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Line {
+    Text(String),
+    /// `shown` is what can be shown of the line (lossy, shortened); `reason` why it was refused.
+    Refused {
+        shown: String,
+        reason: String,
+    },
+}
+
+impl From<String> for Line {
+    fn from(text: String) -> Line {
+        Line::Text(text)
+    }
+}
+
+/// The start of a line as text, lossily decoded and cut at [`SHOWN_CHARS`] characters.
+fn shown(bytes: &[u8]) -> String {
+    let text = String::from_utf8_lossy(bytes);
+    match text.char_indices().nth(SHOWN_CHARS) {
+        Some((cut, _)) => format!("{}…", &text[..cut]),
+        None => text.into_owned(),
+    }
+}
+
+/// Splits a byte stream into [`Line`]s, every line (blank ones too) giving exactly one item. A
+/// line is read through a `take` of [`MAX_LINE_BYTES`] + 1 bytes: a longer one is refused and the
+/// rest of it skipped chunk by chunk, so memory stays bounded whatever the input. Bytes that are
+/// not UTF-8 refuse their line only.
+pub struct Lines<R> {
+    reader: R,
+    buf: Vec<u8>,
+}
+
+impl<R: std::io::BufRead> Lines<R> {
+    pub fn new(reader: R) -> Lines<R> {
+        Lines {
+            reader,
+            buf: Vec::new(),
+        }
+    }
+
+    /// Consumes input up to and including the next newline (or to the end).
+    fn skip_line(&mut self) -> std::io::Result<()> {
+        loop {
+            let chunk = self.reader.fill_buf()?;
+            if chunk.is_empty() {
+                return Ok(());
+            }
+            match chunk.iter().position(|&b| b == b'\n') {
+                Some(i) => {
+                    self.reader.consume(i + 1);
+                    return Ok(());
+                }
+                None => {
+                    let n = chunk.len();
+                    self.reader.consume(n);
+                }
+            }
+        }
+    }
+
+    fn read_line(&mut self) -> std::io::Result<Option<Line>> {
+        use std::io::{BufRead, Read};
+        self.buf.clear();
+        let limit = MAX_LINE_BYTES as u64 + 1;
+        let n = (&mut self.reader)
+            .take(limit)
+            .read_until(b'\n', &mut self.buf)?;
+        if n == 0 {
+            return Ok(None);
+        }
+        if self.buf.last() == Some(&b'\n') {
+            self.buf.pop();
+        } else if self.buf.len() > MAX_LINE_BYTES {
+            self.skip_line()?;
+            return Ok(Some(Line::Refused {
+                shown: shown(&self.buf),
+                reason: format!(
+                    "the line is longer than {MAX_LINE_BYTES} bytes: a problem is two numbers \
+                     joined by '+'"
+                ),
+            }));
+        }
+        if self.buf.last() == Some(&b'\r') {
+            self.buf.pop();
+        }
+        Ok(Some(match std::str::from_utf8(&self.buf) {
+            Ok(text) => Line::Text(text.to_string()),
+            Err(e) => Line::Refused {
+                shown: shown(&self.buf),
+                reason: format!(
+                    "not valid UTF-8 (byte 0x{:02x} at byte {}): save the input as UTF-8",
+                    self.buf[e.valid_up_to()],
+                    e.valid_up_to() + 1
+                ),
+            },
+        }))
+    }
+}
+
+impl<R: std::io::BufRead> Iterator for Lines<R> {
+    type Item = std::io::Result<Line>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        self.read_line().transpose()
+    }
+}
+
+/// Why a line of text is refused before parsing, if it is.
+fn refuse_text(line: &str) -> Option<&'static str> {
+    if line.starts_with('\u{feff}') {
+        Some("the line starts with a byte-order mark (U+FEFF): save the input as UTF-8 without BOM")
+    } else {
+        None
+    }
+}
+
+/// Answers every line, writing exactly one result per line to `out` (a blank line is refused
+/// like any line that is not a problem). Returns how many lines were refused; an error reading
+/// the input stops the run.
 pub fn run(
     engine: &mut Engine,
     tokenizer: &Tokenizer,
     stage: &Stage,
     max_digits: usize,
-    lines: impl IntoIterator<Item = String>,
+    lines: impl IntoIterator<Item = std::io::Result<Line>>,
     as_json: bool,
     out: &mut dyn Write,
 ) -> Result<usize> {
     let mut refused = 0;
     for line in lines {
-        if line.trim().is_empty() {
-            continue;
-        }
-        let input = line.trim_end_matches(['\r', '\n']);
-        match answer_line(engine, tokenizer, stage, max_digits, input) {
+        let (input, answer) = match line.context("reading the input")? {
+            Line::Text(text) => {
+                let input = text.trim_end_matches(['\r', '\n']).to_string();
+                let answer = match refuse_text(&input) {
+                    Some(reason) => Err(anyhow::anyhow!(reason)),
+                    None => answer_line(engine, tokenizer, stage, max_digits, &input),
+                };
+                (input, answer)
+            }
+            Line::Refused { shown, reason } => (shown, Err(anyhow::anyhow!(reason))),
+        };
+        match answer {
             Ok(a) if as_json => writeln!(
                 out,
                 "{}",
@@ -174,7 +307,6 @@ pub struct SolveArgs {
 
 /// Runs `coconut solve`; returns the process exit code (1 if any line was refused).
 pub fn run_solve(args: SolveArgs) -> Result<u8> {
-    use std::io::BufRead;
     let folder = coconut_core::manifest::WeightsDir::open(&args.weights)?;
     let manifest = &folder.manifest;
     let stage_id = match &args.stage {
@@ -186,10 +318,11 @@ pub fn run_solve(args: SolveArgs) -> Result<u8> {
     let mut engine = Engine::load(args.engine, &weights, &Device::Cpu)?;
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
-    let lines: Box<dyn Iterator<Item = String>> = if args.problems.is_empty() {
-        Box::new(std::io::stdin().lock().lines().map_while(|l| l.ok()))
+    // Every line of stdin is answered, whatever its bytes: see `Lines`.
+    let lines: Box<dyn Iterator<Item = std::io::Result<Line>>> = if args.problems.is_empty() {
+        Box::new(Lines::new(std::io::stdin().lock()))
     } else {
-        Box::new(args.problems.clone().into_iter())
+        Box::new(args.problems.clone().into_iter().map(|p| Ok(Line::Text(p))))
     };
     let refused = {
         let max_digits = manifest.max_digits;
@@ -243,8 +376,9 @@ mod tests {
         let mut outputs = Vec::new();
         for mut engine in engines() {
             let mut out = Vec::new();
-            let refused = run(&mut engine, &tok, &stage, 4, lines.clone(), true, &mut out).unwrap();
-            assert_eq!(refused, 2);
+            let input = lines.clone().map(|l| Ok(Line::Text(l)));
+            let refused = run(&mut engine, &tok, &stage, 4, input, true, &mut out).unwrap();
+            assert_eq!(refused, 3);
             let text = String::from_utf8(out).unwrap();
             let objects: Vec<serde_json::Value> = text
                 .lines()
@@ -252,8 +386,8 @@ mod tests {
                 .collect();
             assert_eq!(
                 objects.len(),
-                4,
-                "blank line skipped, every other line answered"
+                5,
+                "one object per input line, blank ones too"
             );
             assert_eq!(objects[0]["input"], "347 + 285");
             assert_eq!(objects[0]["stage"], "stage2");
@@ -263,12 +397,14 @@ mod tests {
                 .unwrap()
                 .starts_with("347 + 285 = <bot> <latent> <latent>"));
             assert!(objects[0].get("answer").is_some());
-            assert!(objects[1]["error"].as_str().unwrap().contains("letters"));
-            assert!(objects[2]["error"]
+            assert_eq!(objects[1]["input"], "");
+            assert!(objects[1]["error"].as_str().unwrap().contains("empty"));
+            assert!(objects[2]["error"].as_str().unwrap().contains("letters"));
+            assert!(objects[3]["error"]
                 .as_str()
                 .unwrap()
                 .contains("at most 4 digits"));
-            assert_eq!(objects[3]["input"], "5+1234 =");
+            assert_eq!(objects[4]["input"], "5+1234 =");
             outputs.push(text);
         }
         // Every engine writes the same lines as the reference engine.
@@ -276,5 +412,63 @@ mod tests {
         for other in &outputs[1..] {
             assert_eq!(&outputs[0], other);
         }
+    }
+
+    fn read_all(bytes: &[u8]) -> Vec<Line> {
+        Lines::new(bytes).map(Result::unwrap).collect()
+    }
+
+    fn text(s: &str) -> Line {
+        Line::Text(s.to_string())
+    }
+
+    #[test]
+    fn every_line_is_one_item_whatever_its_bytes() {
+        let lines = read_all(b"1 + 2\ncaf\xe9 + 1\n\n3 + 4\r\n\xef\xbb\xbf5 + 6\n7 + 8");
+        assert_eq!(lines.len(), 6);
+        assert_eq!(lines[0], text("1 + 2"));
+        assert_eq!(
+            lines[1],
+            Line::Refused {
+                shown: "caf\u{fffd} + 1".into(),
+                reason: "not valid UTF-8 (byte 0xe9 at byte 4): save the input as UTF-8".into(),
+            }
+        );
+        assert_eq!(lines[2], text(""));
+        assert_eq!(lines[3], text("3 + 4"));
+        assert_eq!(lines[4], text("\u{feff}5 + 6"));
+        assert!(refuse_text("\u{feff}5 + 6")
+            .unwrap()
+            .contains("byte-order mark"));
+        assert_eq!(lines[5], text("7 + 8"));
+        assert!(read_all(b"").is_empty());
+        assert_eq!(read_all(b"\n"), [text("")]);
+    }
+
+    #[test]
+    fn a_huge_line_is_refused_in_bounded_memory() {
+        use std::io::Read;
+        // 100 MB without a newline, generated as it is read: never held anywhere.
+        let huge = std::io::repeat(b'7').take(100_000_000);
+        let input = b"1 + 2\n".chain(huge).chain(&b"\n3 + 4\n"[..]);
+        let mut lines = Lines::new(std::io::BufReader::new(input));
+        assert_eq!(lines.next().unwrap().unwrap(), text("1 + 2"));
+        match lines.next().unwrap().unwrap() {
+            Line::Refused { shown, reason } => {
+                assert_eq!(shown, format!("{}…", "7".repeat(SHOWN_CHARS)));
+                assert!(reason.contains("longer than 4096 bytes"), "{reason}");
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(lines.buf.capacity() <= 2 * MAX_LINE_BYTES + 64);
+        assert_eq!(lines.next().unwrap().unwrap(), text("3 + 4"));
+        assert!(lines.next().is_none());
+        // Exactly the limit is still a line.
+        let long = "1".repeat(MAX_LINE_BYTES);
+        assert_eq!(read_all(long.as_bytes()), [text(&long)]);
+        assert!(matches!(
+            read_all(format!("{long}1").as_bytes())[0],
+            Line::Refused { .. }
+        ));
     }
 }

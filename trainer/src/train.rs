@@ -37,6 +37,8 @@ pub struct TrainOptions {
     /// Stop abruptly once the run reaches this many steps, writing nothing more: the state a
     /// kill leaves behind (for tests).
     pub stop_at_step: Option<u64>,
+    /// Where the run came from, written to `run.json` once the run has started (or resumed).
+    pub run_info: Option<crate::provenance::RunInfo>,
 }
 
 /// Why [`train`] returned.
@@ -121,21 +123,31 @@ pub fn epoch_order(n: usize, seed: u64, stage_index: usize, epoch: u64) -> Vec<u
 }
 
 /// Appends JSON lines to `metrics.jsonl`.
-struct MetricsLog(std::fs::File);
+struct MetricsLog(std::fs::File, PathBuf);
 
 impl MetricsLog {
-    fn open(path: &Path) -> Result<MetricsLog> {
+    /// Opens the log for appending; `fresh` empties it first (a run starting from step 0: the
+    /// lines of an attempt that left no checkpoint describe nothing that remains).
+    fn open(path: &Path, fresh: bool) -> Result<MetricsLog> {
         let f = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(path)
+            .and_then(|f| {
+                if fresh {
+                    f.set_len(0).map(|_| f)
+                } else {
+                    Ok(f)
+                }
+            })
             .with_context(|| format!("opening {}", path.display()))?;
-        Ok(MetricsLog(f))
+        Ok(MetricsLog(f, path.to_path_buf()))
     }
 
     fn write(&mut self, value: &impl Serialize) -> Result<()> {
-        writeln!(self.0, "{}", serde_json::to_string(value)?)?;
-        Ok(self.0.flush()?)
+        writeln!(self.0, "{}", serde_json::to_string(value)?)
+            .and_then(|_| self.0.flush())
+            .with_context(|| format!("writing {}", self.1.display()))
     }
 }
 
@@ -152,6 +164,7 @@ pub fn train(
     let run = RunDir(run_dir.to_path_buf());
     std::fs::create_dir_all(run.0.join(STAGES_DIR))
         .with_context(|| format!("creating {}", run.0.display()))?;
+    let _lock = crate::run_lock::RunLock::acquire(run_dir)?; // held until train returns
     let tokenizer = Tokenizer::new();
     let splits: Splits = config.data.generate()?;
     let mut learner = Learner::new(config, device)?;
@@ -167,6 +180,7 @@ pub fn train(
         }
         if run.checkpoint().exists() {
             let (snapshot, p) = checkpoint::load(&run.checkpoint(), &config.model)?;
+            checkpoint::check_progress(&p, config, splits.train.len(), &run.checkpoint())?;
             learner.restore(&snapshot)?;
             observer.message(&format!(
                 "resumed at step {} (stage index {}, step {})",
@@ -191,7 +205,10 @@ pub fn train(
         )?;
         Progress::default()
     };
-    let mut metrics = MetricsLog::open(&run.metrics())?;
+    if let Some(info) = &options.run_info {
+        info.record(run_dir, options.resume)?;
+    }
+    let mut metrics = MetricsLog::open(&run.metrics(), progress.global_step == 0)?;
     metrics.write(&serde_json::json!({"event": if options.resume { "resume" } else { "start" }, "step": progress.global_step}))?;
     let started = Instant::now();
     let seconds_before = progress.seconds;
@@ -206,7 +223,7 @@ pub fn train(
             .map(|p| Layout::new(&tokenizer, p, &stage))
             .collect::<Result<Vec<_>, _>>()?;
         let steps_per_epoch = layouts.len().div_ceil(config.batch_size) as u64;
-        let total = ((plan.epochs * steps_per_epoch as f64).ceil() as u64).max(1);
+        let total = config.total_steps(plan, layouts.len());
         if progress.stage_step == 0 {
             // A new stage: the optimizer and its schedule start over.
             learner.reset_optimizer()?;

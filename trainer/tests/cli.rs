@@ -1,11 +1,14 @@
 //! The `coconut` binary: a training run killed with SIGKILL resumes to the same weights as an
-//! uninterrupted run, and `eval` prints a table and writes JSON.
+//! uninterrupted run, and `eval` prints a table and writes JSON; `solve` answers every stdin line
+//! once, a second writer of a run is refused, run.json follows each start, `export` checks its
+//! eval file's stage, and errors (a full disk included) name their file.
 
 use candle_core::Device;
 use coconut_trainer::train::{train, RunDir, Silent, TrainOptions};
 use coconut_trainer::{StagePlan, TrainConfig};
-use std::path::Path;
-use std::process::{Command, Stdio};
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 mod common;
@@ -48,6 +51,115 @@ fn coconut(args: &[&str]) -> Command {
 
 fn path(p: &Path) -> &str {
     p.to_str().unwrap()
+}
+
+/// The small weights folder the tests share.
+fn fixture() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/tiny-weights")
+}
+
+/// Waits for `child` and returns its status with its peak resident memory in KiB, where this
+/// platform reports a single child's (wait4 on Linux).
+fn wait_with_peak_memory(mut child: Child) -> (ExitStatus, Option<u64>) {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        use std::os::unix::process::ExitStatusExt;
+        let _ = &mut child;
+        let mut status = 0;
+        // SAFETY: plain out-parameters; the pid is our own child, not yet reaped.
+        let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+        let pid = unsafe { libc::wait4(child.id() as i32, &mut status, 0, &mut usage) };
+        assert_eq!(pid, child.id() as i32, "wait4");
+        (ExitStatus::from_raw(status), Some(usage.ru_maxrss as u64))
+    }
+    #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+    (child.wait().unwrap(), None)
+}
+
+#[test]
+fn solve_answers_every_stdin_line_and_refuses_the_bad_ones() {
+    let mut child = coconut(&[
+        "solve",
+        "--weights",
+        path(&fixture()),
+        "--stage",
+        "0",
+        "--json",
+    ])
+    .stdin(Stdio::piped())
+    .spawn()
+    .unwrap();
+    // Good lines around a Latin-1 byte, a blank line, a byte-order mark and a 100 MB line,
+    // streamed from here so that only `coconut` could hold the long line whole.
+    let mut stdin = child.stdin.take().unwrap();
+    let writer = std::thread::spawn(move || -> std::io::Result<()> {
+        stdin.write_all(b"1 + 2\ncaf\xe9 + 1\n\n\xef\xbb\xbf3 + 4\n12 + 7\n")?;
+        let chunk = vec![b'7'; 1 << 20];
+        for _ in 0..100 {
+            stdin.write_all(&chunk)?;
+        }
+        stdin.write_all(b"\n5 + 6\n")
+    });
+    let mut stdout = child.stdout.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut text = String::new();
+        stdout.read_to_string(&mut text).map(|_| text)
+    });
+    let mut stderr = child.stderr.take().unwrap();
+    let errors = std::thread::spawn(move || {
+        let mut text = String::new();
+        stderr.read_to_string(&mut text).map(|_| text)
+    });
+    let (status, peak_kib) = wait_with_peak_memory(child);
+    writer.join().unwrap().unwrap();
+    let text = reader.join().unwrap().unwrap();
+    let stderr = errors.join().unwrap().unwrap();
+    assert_eq!(
+        status.code(),
+        Some(1),
+        "refused lines give exit 1: {stderr}"
+    );
+    let objects: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let inputs: Vec<&str> = objects
+        .iter()
+        .map(|o| o["input"].as_str().unwrap())
+        .collect();
+    let long_shown = format!("{}…", "7".repeat(64));
+    assert_eq!(
+        inputs,
+        [
+            "1 + 2",
+            "caf\u{fffd} + 1",
+            "",
+            "\u{feff}3 + 4",
+            "12 + 7",
+            long_shown.as_str(),
+            "5 + 6"
+        ],
+        "one object per input line, in order"
+    );
+    let answered: Vec<bool> = objects.iter().map(|o| o.get("error").is_none()).collect();
+    assert_eq!(answered, [true, false, false, false, true, false, true]);
+    assert!(objects[1]["error"].as_str().unwrap().contains("UTF-8"));
+    assert!(objects[2]["error"].as_str().unwrap().contains("empty"));
+    assert!(objects[3]["error"]
+        .as_str()
+        .unwrap()
+        .contains("byte-order mark"));
+    assert!(objects[5]["error"]
+        .as_str()
+        .unwrap()
+        .contains("longer than 4096 bytes"));
+    assert_eq!(objects[6]["stage"], "stage0");
+    if let Some(kib) = peak_kib {
+        assert!(
+            kib < 64 * 1024,
+            "solve peaked at {kib} KiB reading a 100 MB line"
+        );
+    }
 }
 
 #[test]
@@ -157,4 +269,317 @@ fn train_survives_kill_9_and_eval_reports() {
             .sum::<u64>(),
         50
     );
+}
+
+/// A run of a few steps per stage: 64 problems in batches of 16, one epoch each.
+fn quick_config() -> TrainConfig {
+    let mut c = config();
+    c.data.n_train = 64;
+    c.data.n_val = 20;
+    c.data.n_test = 20;
+    c.data.n_ood = 0;
+    for plan in &mut c.stages {
+        plan.epochs = 1.0;
+    }
+    c
+}
+
+fn write_config(dir: &Path, config: &TrainConfig) -> PathBuf {
+    let path = dir.join("settings.json");
+    std::fs::write(&path, serde_json::to_string(config).unwrap()).unwrap();
+    path
+}
+
+fn stderr_of(out: &std::process::Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[test]
+fn a_second_writer_is_refused_naming_the_holder() {
+    use coconut_trainer::run_lock::RunLock;
+    let tmp = tempfile::tempdir().unwrap();
+    let run = tmp.path().join("run");
+    std::fs::create_dir_all(&run).unwrap();
+    std::fs::write(
+        RunDir(run.clone()).config(),
+        serde_json::to_string(&quick_config()).unwrap(),
+    )
+    .unwrap();
+    let settings = write_config(tmp.path(), &quick_config());
+    // This test process plays the first writer: it holds the run's lock like a running `train`.
+    let first = RunLock::acquire(&run).unwrap();
+    let holder = format!("is in use by process {} (", std::process::id());
+    for args in [
+        vec!["train", "--resume", "--run-dir", path(&run)],
+        vec![
+            "train",
+            "--config",
+            path(&settings),
+            "--run-dir",
+            path(&run),
+        ],
+    ] {
+        let out = coconut(&args).output().unwrap();
+        let stderr = stderr_of(&out);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(stderr.contains(&holder), "{stderr}");
+        assert!(stderr.contains(path(first.path())), "{stderr}");
+    }
+    assert!(
+        !RunDir(run.clone()).metrics().exists(),
+        "a refused writer wrote"
+    );
+    assert!(!run.join("run.json").exists(), "a refused writer wrote");
+    // Once the first writer is gone (its lock goes with it), the run can go on.
+    drop(first);
+    let out = coconut(&["train", "--resume", "--run-dir", path(&run)])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    let metrics = std::fs::read_to_string(RunDir(run).metrics()).unwrap();
+    assert_eq!(metrics.matches("\"event\":\"resume\"").count(), 1);
+}
+
+#[test]
+fn provenance_follows_each_start_and_export_checks_the_eval_stage() {
+    use coconut_trainer::provenance::RunInfo;
+    let tmp = tempfile::tempdir().unwrap();
+    let run = tmp.path().join("run");
+    let settings = write_config(tmp.path(), &quick_config());
+    // Run outside any git work tree: the commit recorded must be the build's anyway.
+    let in_tmp = |args: &[&str]| {
+        let out = coconut(args).current_dir(tmp.path()).output().unwrap();
+        (out.status.code(), stderr_of(&out))
+    };
+    let train_args = [
+        "train",
+        "--config",
+        path(&settings),
+        "--run-dir",
+        path(&run),
+    ];
+
+    // Refused settings leave nothing behind: no run.json, no directory.
+    for extra in [["--stages", "9"], ["--n-train", "100000000"]] {
+        let (code, stderr) = in_tmp(&[&train_args[..], &extra[..]].concat());
+        assert_eq!(code, Some(2), "{stderr}");
+        assert!(!run.exists(), "{extra:?} left {}", run.display());
+    }
+
+    // An attempt that died before its first checkpoint, with other settings.
+    let dead = TrainConfig {
+        batch_size: 8,
+        ..quick_config()
+    };
+    let options = TrainOptions {
+        stop_at_step: Some(1),
+        run_info: Some(RunInfo {
+            command: "coconut train --batch-size 8".into(),
+            ..RunInfo::default()
+        }),
+        ..TrainOptions::default()
+    };
+    train(&dead, &run, &Device::Cpu, &options, &mut Silent).unwrap();
+    assert!(RunDir(run.clone()).metrics().exists() && !RunDir(run.clone()).checkpoint().exists());
+
+    // A new start replaces its provenance and its metrics; a zero budget stops after one step.
+    let (code, stderr) = in_tmp(
+        &[
+            &train_args[..],
+            &["--batch-size", "32", "--time-budget", "0"],
+        ]
+        .concat(),
+    );
+    assert_eq!(code, Some(0), "{stderr}");
+    let info = RunInfo::load(&run).unwrap().unwrap();
+    assert!(info.command.contains("--batch-size 32"), "{info:?}");
+    assert_eq!(info.git_commit, env!("COCONUT_GIT_COMMIT"));
+    assert!(info.resumes.is_empty());
+    let metrics = std::fs::read_to_string(RunDir(run.clone()).metrics()).unwrap();
+    assert_eq!(metrics.matches("\"event\"").count(), 2, "{metrics}"); // start, out_of_time
+    assert!(metrics.starts_with("{\"event\":\"start\""), "{metrics}");
+
+    // A resume adds itself.
+    let (code, stderr) = in_tmp(&["train", "--resume", "--run-dir", path(&run)]);
+    assert_eq!(code, Some(0), "{stderr}");
+    let info = RunInfo::load(&run).unwrap().unwrap();
+    assert!(info.command.contains("--batch-size 32"), "{info:?}");
+    assert_eq!(info.resumes.len(), 1);
+    assert!(info.resumes[0].command.contains("--resume"), "{info:?}");
+
+    // export --eval refuses another stage's evaluation.
+    let weights = tmp.path().join("weights");
+    let eval = |stage: &str| {
+        let file = tmp.path().join(format!("eval-{stage}.json"));
+        std::fs::write(&file, format!(r#"{{"stage": "{stage}", "sets": []}}"#)).unwrap();
+        file
+    };
+    let (eval5, eval0) = (eval("stage5"), eval("stage0"));
+    let export = |eval: &Path| {
+        in_tmp(&[
+            "export",
+            "--run-dir",
+            path(&run),
+            "--stage",
+            "0",
+            "--eval",
+            path(eval),
+            "--out",
+            path(&weights),
+        ])
+    };
+    let (code, stderr) = export(&eval5);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(
+        stderr.contains(&format!("{} evaluates stage5, not stage0", eval5.display())),
+        "{stderr}"
+    );
+    assert!(!weights.exists());
+    let (code, stderr) = export(&eval0);
+    assert_eq!(code, Some(0), "{stderr}");
+    let manifest = coconut_core::manifest::WeightsDir::open(&weights)
+        .unwrap()
+        .manifest;
+    let training = manifest.stages[0].training.as_ref().unwrap();
+    assert!(training.command.contains("--batch-size 32"), "{training:?}");
+    assert_eq!(training.git_commit, env!("COCONUT_GIT_COMMIT"));
+}
+
+#[test]
+fn errors_name_their_file() {
+    let tmp = tempfile::tempdir().unwrap();
+    let broken = tmp.path().join("config.json");
+    std::fs::write(&broken, r#"{"lr": 0.001,"#).unwrap();
+    let out = coconut(&[
+        "eval",
+        "--weights",
+        path(&fixture().join("stage0.safetensors")),
+        "--config",
+        path(&broken),
+        "--stage",
+        "0",
+    ])
+    .output()
+    .unwrap();
+    let stderr = stderr_of(&out);
+    assert!(
+        stderr.starts_with(&format!(
+            "error: parsing {}: EOF while parsing",
+            broken.display()
+        )),
+        "{stderr}"
+    );
+    // A run directory that is a file.
+    let file = tmp.path().join("not-a-dir");
+    std::fs::write(&file, "x").unwrap();
+    let settings = write_config(tmp.path(), &quick_config());
+    let out = coconut(&[
+        "train",
+        "--config",
+        path(&settings),
+        "--run-dir",
+        path(&file),
+    ])
+    .output()
+    .unwrap();
+    let stderr = stderr_of(&out);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr.contains(&format!("creating {}", file.display())),
+        "{stderr}"
+    );
+}
+
+/// Limits the files `cmd` may write to `bytes`: past it a write fails (EFBIG), as on a full disk,
+/// without needing root to mount a small file system.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn with_file_size_limit(cmd: &mut Command, bytes: u64) -> &mut Command {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: only async-signal-safe calls between fork and exec.
+    unsafe {
+        cmd.pre_exec(move || {
+            // A write past the limit then fails with EFBIG instead of killing the process.
+            libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+            let limit = libc::rlimit {
+                rlim_cur: bytes,
+                rlim_max: bytes,
+            };
+            if libc::setrlimit(libc::RLIMIT_FSIZE, &limit) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        })
+    }
+}
+
+/// Files under `dir` whose name ends in `.tmp`.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn leftovers(dir: &Path) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let p = entry.unwrap().path();
+        if p.is_dir() {
+            found.extend(leftovers(&p));
+        } else if p.extension().is_some_and(|e| e == "tmp") {
+            found.push(p);
+        }
+    }
+    found
+}
+
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+#[test]
+fn a_full_disk_is_reported_with_the_files_name() {
+    let tmp = tempfile::tempdir().unwrap();
+    // plot: the picture does not fit.
+    let run = tmp.path().join("plotted");
+    std::fs::create_dir_all(&run).unwrap();
+    let lines: String = (1..=50)
+        .map(|i| {
+            format!(
+                "{{\"step\":{i},\"stage\":\"stage0\",\"loss\":{}}}\n",
+                3.0 / i as f64
+            )
+        })
+        .collect();
+    std::fs::write(RunDir(run.clone()).metrics(), lines).unwrap();
+    let svg = run.join("curve.svg");
+    let plot = ["plot", "--run-dir", path(&run), "--out", path(&svg)];
+    let out = with_file_size_limit(&mut coconut(&plot), 2048)
+        .output()
+        .unwrap();
+    let stderr = stderr_of(&out);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains(&format!("writing {}", svg.display())),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("wrote"), "{stderr}");
+    assert!(!svg.exists() && leftovers(&run).is_empty());
+    // Without the limit the same command works: the limit is what failed it.
+    let out = coconut(&plot).output().unwrap();
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    assert!(std::fs::metadata(&svg).unwrap().len() > 2048);
+
+    // train: the stage weights do not fit.
+    let run = tmp.path().join("trained");
+    let settings = write_config(tmp.path(), &quick_config());
+    let args = [
+        "train",
+        "--config",
+        path(&settings),
+        "--run-dir",
+        path(&run),
+    ];
+    let out = with_file_size_limit(&mut coconut(&args), 8 << 10)
+        .output()
+        .unwrap();
+    let stderr = stderr_of(&out);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains(&format!("writing {}", run.display())),
+        "{stderr}"
+    );
+    assert!(stderr.contains(".safetensors: File too large"), "{stderr}");
+    assert_eq!(leftovers(&run), Vec::<PathBuf>::new());
 }

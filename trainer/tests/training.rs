@@ -9,7 +9,7 @@ use coconut_core::tokenizer::Tokenizer;
 use coconut_core::weights::ModelWeights;
 use coconut_core::{ModelConfig, Stage};
 use coconut_trainer::batch::{loss, Batch};
-use coconut_trainer::checkpoint;
+use coconut_trainer::checkpoint::{self, Progress};
 use coconut_trainer::eval::evaluate;
 use coconut_trainer::optim::{AdamW, AdamWConfig};
 use coconut_trainer::train::{train, Outcome, RunDir, Silent, TrainOptions};
@@ -206,6 +206,7 @@ fn a_killed_run_resumes_to_identical_weights() {
     let resume = |step| TrainOptions {
         resume: true,
         stop_at_step: step,
+        ..TrainOptions::default()
     };
     let second = train(
         &config,
@@ -358,4 +359,55 @@ fn a_time_budget_stops_with_a_checkpoint_and_resume_finishes() {
     let report = train(&unbounded, early.path(), &Device::Cpu, &resume, &mut Silent).unwrap();
     assert_eq!(report.outcome, Outcome::Finished);
     assert!(weight_bits(early.path(), "stage1") == weight_bits(whole.path(), "stage1"));
+}
+
+#[test]
+fn a_checkpoint_with_impossible_progress_is_refused_on_resume() {
+    let config = TrainConfig {
+        time_budget_s: Some(0.0),
+        ..tiny_run(&[("stage0", 1.0)])
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let first = train(
+        &config,
+        dir.path(),
+        &Device::Cpu,
+        &TrainOptions::default(),
+        &mut Silent,
+    )
+    .unwrap();
+    assert_eq!(first.outcome, Outcome::OutOfTime);
+    let path = RunDir(dir.path().to_path_buf()).checkpoint();
+    let (snapshot, good) = checkpoint::load(&path, &config.model).unwrap();
+    let resume = TrainOptions {
+        resume: true,
+        ..TrainOptions::default()
+    };
+    // Saved through `save`, so the checksum is right and only the numbers are wrong: before
+    // they were checked, both runs ended "finished" with exit 0.
+    let cases = [
+        (
+            Progress {
+                stage_index: 99,
+                ..good.clone()
+            },
+            "stage_index 99 is out of range: the run has 1 stages",
+        ),
+        (
+            Progress {
+                stage_step: 1_000_000_000_000,
+                global_step: 1_000_000_000_000,
+                ..good.clone()
+            },
+            "stage_step 1000000000000 is beyond stage0's 6 steps",
+        ),
+    ];
+    for (bad, expected) in cases {
+        checkpoint::save(&path, &snapshot, &bad).unwrap();
+        let e = match train(&config, dir.path(), &Device::Cpu, &resume, &mut Silent) {
+            Ok(r) => panic!("resumed to {:?}", r.outcome),
+            Err(e) => e.to_string(),
+        };
+        assert_eq!(e, format!("{}: {expected}", path.display()));
+    }
 }

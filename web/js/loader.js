@@ -48,6 +48,13 @@ export async function loadWeights(app, base, progress) {
   if (!Array.isArray(manifest.stages) || !manifest.tokenizer) {
     throw new Error(`${base}manifest.json lists no stages: is this a weights folder?`);
   }
+  // The wasm side checks every name (plain file names inside the folder, core's rule, the same as
+  // the command line's) and number before a single name becomes a URL below.
+  try {
+    app.checkManifest(manifestText);
+  } catch (e) {
+    throw new Error(`${base}${e.message}`);
+  }
   // Stage entries carry their file's name, size and sha256 inline.
   const files = [manifest.tokenizer, ...manifest.stages];
   const total = files.reduce((sum, f) => sum + (f.bytes || 0), 0) || 1;

@@ -67,6 +67,15 @@ impl App {
         }
     }
 
+    /// Checks `manifest.json` (file names inside the folder, numbers consistent with the model)
+    /// before the page fetches any file it names.
+    #[wasm_bindgen(js_name = checkManifest)]
+    pub fn check_manifest(&self, manifest_json: &str) -> Result<(), JsValue> {
+        Session::check_manifest(manifest_json)
+            .map(|_| ())
+            .map_err(error)
+    }
+
     /// Reads `manifest.json` and the tokenizer (checked against the manifest's sha256).
     pub fn load(&self, manifest_json: &str, tokenizer: &[u8]) -> Result<(), JsValue> {
         let session = Session::new(manifest_json, tokenizer).map_err(error)?;

@@ -43,8 +43,16 @@ impl FieldErrors {
 }
 
 impl Session {
+    /// Parses and checks `manifest.json` with core's rules, the same as the command line's: every
+    /// file name a plain name inside the weights folder, every number consistent with the model.
+    /// The page calls this (through `App::check_manifest`) before it turns a single name into a
+    /// URL, so a hostile manifest never makes it fetch anything.
+    pub fn check_manifest(manifest_json: &str) -> Result<Manifest, String> {
+        Manifest::from_json(manifest_json).map_err(|e| e.to_string())
+    }
+
     pub fn new(manifest_json: &str, tokenizer_bytes: &[u8]) -> Result<Session, String> {
-        let manifest = Manifest::from_json(manifest_json).map_err(|e| e.to_string())?;
+        let manifest = Session::check_manifest(manifest_json)?;
         let tokenizer = manifest
             .tokenizer(tokenizer_bytes)
             .map_err(|e| e.to_string())?;
@@ -193,5 +201,26 @@ mod tests {
         let tokenizer = std::fs::read(fixture().join("tokenizer.json")).unwrap();
         let err = Session::new("<html>404</html>", &tokenizer).err().unwrap();
         assert!(err.contains("manifest.json"), "{err}");
+    }
+
+    #[test]
+    fn a_manifest_naming_files_outside_the_folder_is_refused_before_any_fetch() {
+        let text = std::fs::read_to_string(fixture().join("manifest.json")).unwrap();
+        Session::check_manifest(&text).unwrap();
+        for (name, why) in [
+            ("../../../etc/passwd", "climbs out of the weights folder"),
+            ("/etc/passwd", "is an absolute path"),
+            ("https:/evil.example/x", "names a file in another folder"),
+            ("stage0.safetensors#x", "holds characters other than"),
+        ] {
+            let mut manifest: serde_json::Value = serde_json::from_str(&text).unwrap();
+            manifest["stages"][1]["file"] = name.into();
+            let id = manifest["stages"][1]["id"].as_str().unwrap().to_string();
+            let err = Session::check_manifest(&manifest.to_string()).unwrap_err();
+            let expected = format!("stages[1] ({id}).file {name:?} {why}");
+            assert!(err.contains(&expected), "{err}");
+            let tokenizer = std::fs::read(fixture().join("tokenizer.json")).unwrap();
+            assert!(Session::new(&manifest.to_string(), &tokenizer).is_err());
+        }
     }
 }
