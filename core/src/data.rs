@@ -7,6 +7,27 @@ use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 use std::collections::HashSet;
 
+/// How train, validation and test are drawn from the digit range.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SplitScheme {
+    /// Stratified by digit-count class (see [`crate::stratified`]): every class in every set,
+    /// short classes repeated in training to their weight. The default since 2026-12-01.
+    #[default]
+    Stratified,
+    /// Digit counts drawn per problem, duplicates rejected, test drawn first: small classes all
+    /// but vanish from training (2 of the 100 1x1 problems in 100,000). The weights shipped on
+    /// 2026-11-28 were trained on it; kept so their figures can be reproduced.
+    Legacy,
+}
+
+impl SplitScheme {
+    /// The scheme of a manifest or config written before the field existed.
+    pub fn legacy() -> SplitScheme {
+        SplitScheme::Legacy
+    }
+}
+
 /// How the problem sets are drawn. The same config gives the same sets on every platform.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct DataConfig {
@@ -24,6 +45,8 @@ pub struct DataConfig {
     pub digit_weights: Vec<f64>,
     /// Digits of both operands in the out-of-distribution set.
     pub ood_digits: usize,
+    /// How the in-distribution sets are split.
+    pub splits: SplitScheme,
 }
 
 impl Default for DataConfig {
@@ -38,6 +61,7 @@ impl Default for DataConfig {
             max_digits: 4,
             digit_weights: Vec::new(),
             ood_digits: 5,
+            splits: SplitScheme::Stratified,
         }
     }
 }
@@ -143,10 +167,28 @@ impl DataConfig {
         rng.random_range(lo..=hi)
     }
 
+    fn draw_ood(&self, rng: &mut ChaCha8Rng) -> Vec<Problem> {
+        (0..self.n_ood)
+            .map(|_| {
+                Problem::new(
+                    Self::draw_operand(rng, self.ood_digits),
+                    Self::draw_operand(rng, self.ood_digits),
+                )
+            })
+            .collect()
+    }
+
     /// Draws the sets. Train, validation and test never share a problem `(a, b)`; the
     /// out-of-distribution problems have `ood_digits` digits in both operands.
     pub fn generate(&self) -> Result<Splits, DataError> {
         self.validate()?;
+        if self.splits == SplitScheme::Stratified {
+            let mut splits = crate::stratified::draw(self)?;
+            let mut rng = ChaCha8Rng::seed_from_u64(self.seed);
+            rng.set_stream(4);
+            splits.ood = self.draw_ood(&mut rng);
+            return Ok(splits);
+        }
         let mut rng = ChaCha8Rng::seed_from_u64(self.seed);
         let total = self.n_train + self.n_val + self.n_test;
         let mut seen = HashSet::with_capacity(total);
@@ -165,14 +207,7 @@ impl DataConfig {
         let train = problems.split_off(self.n_test + self.n_val);
         let val = problems.split_off(self.n_test);
         let test = problems;
-        let ood = (0..self.n_ood)
-            .map(|_| {
-                Problem::new(
-                    Self::draw_operand(&mut rng, self.ood_digits),
-                    Self::draw_operand(&mut rng, self.ood_digits),
-                )
-            })
-            .collect();
+        let ood = self.draw_ood(&mut rng);
         Ok(Splits {
             train,
             val,
@@ -199,19 +234,29 @@ mod tests {
 
     #[test]
     fn splits_are_disjoint_and_sized() {
-        let s = small().generate().unwrap();
-        assert_eq!(
-            (s.train.len(), s.val.len(), s.test.len(), s.ood.len()),
-            (3000, 300, 500, 100)
-        );
-        let train: HashSet<_> = s.train.iter().collect();
-        let val: HashSet<_> = s.val.iter().collect();
-        assert_eq!(train.len(), 3000, "duplicates inside train");
-        assert!(s
-            .test
-            .iter()
-            .all(|p| !train.contains(p) && !val.contains(p)));
-        assert!(s.val.iter().all(|p| !train.contains(p)));
+        for scheme in [SplitScheme::Stratified, SplitScheme::Legacy] {
+            let s = DataConfig {
+                splits: scheme,
+                ..small()
+            }
+            .generate()
+            .unwrap();
+            assert_eq!(
+                (s.train.len(), s.val.len(), s.test.len(), s.ood.len()),
+                (3000, 300, 500, 100)
+            );
+            let train: HashSet<_> = s.train.iter().collect();
+            let val: HashSet<_> = s.val.iter().collect();
+            if scheme == SplitScheme::Legacy {
+                assert_eq!(train.len(), 3000, "duplicates inside train");
+            }
+            assert_eq!(val.len(), 300, "duplicates inside val");
+            assert!(s
+                .test
+                .iter()
+                .all(|p| !train.contains(p) && !val.contains(p)));
+            assert!(s.val.iter().all(|p| !train.contains(p)));
+        }
     }
 
     #[test]

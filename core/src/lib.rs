@@ -5,6 +5,7 @@
 //!
 //! - [`problem`]: `a + b` problems, their parser and their column-by-column chain of thought;
 //! - [`data`]: seeded, disjoint train / validation / test splits and the out-of-distribution set;
+//!   [`stratified`]: the splits by digit-count class;
 //! - [`tokenizer`]: the vocabulary, built with the `tokenizers` crate and saved as `tokenizer.json`;
 //! - [`stage`]: the curriculum: which steps are written and which are continuous thoughts;
 //! - [`layout`]: a problem laid out for a stage: token ids, thought slots and loss mask;
@@ -23,6 +24,7 @@ pub mod manifest;
 pub mod problem;
 pub mod reference;
 pub mod stage;
+pub mod stratified;
 pub mod tokenizer;
 pub mod weights;
 

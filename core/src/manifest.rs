@@ -1,6 +1,7 @@
 //! `manifest.json`: what a weights folder holds, how it was made and how well it does.
 
 use crate::config::ModelConfig;
+use crate::data::SplitScheme;
 use crate::layout::Layout;
 use crate::problem::{max_steps, Problem, MAX_DIGITS};
 use crate::stage::{Stage, StageKind};
@@ -54,6 +55,10 @@ pub struct Manifest {
     pub tokenizer: FileEntry,
     /// Operand digits the model was trained on (1..=max_digits).
     pub max_digits: usize,
+    /// How the data was split, so the figures' test set can be drawn again (manifests from
+    /// before this field used the legacy scheme).
+    #[serde(default = "SplitScheme::legacy")]
+    pub data_splits: SplitScheme,
     /// Continuous thoughts per replaced step (c).
     pub thoughts_per_step: usize,
     pub stages: Vec<StageEntry>,
@@ -419,6 +424,7 @@ mod tests {
             model: tiny(),
             tokenizer: FileEntry::describe("tokenizer.json", tok.as_bytes()),
             max_digits: 4,
+            data_splits: SplitScheme::Stratified,
             thoughts_per_step: 1,
             stages: vec![StageEntry {
                 id: "stage2".into(),

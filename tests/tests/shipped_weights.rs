@@ -86,6 +86,7 @@ fn the_reference_engine_reproduces_each_stages_greedy_accuracy() {
     let tokenizer = dir.tokenizer().unwrap();
     let data = DataConfig {
         max_digits: dir.manifest.max_digits,
+        splits: dir.manifest.data_splits,
         ..DataConfig::default()
     };
     let test = data.generate().unwrap().test;

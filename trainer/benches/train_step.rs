@@ -83,6 +83,7 @@ fn main() -> Result<()> {
     let stage = config.stage(&StagePlan {
         stage: args.stage.clone(),
         epochs: 1.0,
+        until_val: None,
     })?;
     let data = DataConfig {
         n_train: args.batch * (args.steps + 1),

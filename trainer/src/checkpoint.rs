@@ -36,6 +36,9 @@ pub struct StageRecord {
     pub steps: u64,
     pub seconds: f64,
     pub final_loss: f64,
+    /// Why the stage ended: its schedule ran out, or validation reached its goal (and where).
+    #[serde(default)]
+    pub ended: String,
 }
 
 const PROGRESS_KEY: &str = "coconut.progress";
@@ -313,10 +316,12 @@ mod tests {
             StagePlan {
                 stage: "stage0".into(),
                 epochs: 1.0,
+                until_val: None,
             },
             StagePlan {
                 stage: "stage1".into(),
                 epochs: 2.0,
+                until_val: None,
             },
         ];
         c.batch_size = 10;
@@ -351,6 +356,7 @@ mod tests {
                 steps: 10,
                 seconds: 1.0,
                 final_loss: 0.5,
+                ended: "schedule complete after 10 steps".into(),
             }],
         };
         let (_dir, path) = saved(&progress);
@@ -392,6 +398,7 @@ mod tests {
             steps: 10,
             seconds: 1.0,
             final_loss: 0.1,
+            ended: String::new(),
         };
         let good = Progress {
             stage_index: 1,

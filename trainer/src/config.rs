@@ -26,8 +26,12 @@ pub enum Engine {
 pub struct StagePlan {
     /// `stage0` … `stage5`, `nocot` or `pause`.
     pub stage: String,
-    /// Passes over the training set; fractions allowed.
+    /// Passes over the training set; fractions allowed. With `until_val`, the most it may take.
     pub epochs: f64,
+    /// End the stage early once greedy accuracy on the validation problems (percent, checked
+    /// every `val_every` steps) reaches this.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub until_val: Option<f64>,
 }
 
 /// Everything a training run depends on. The default reproduces notes/recipe.md for the
@@ -64,8 +68,11 @@ pub struct TrainConfig {
     pub log_every: u64,
     /// A loss above this (or not finite) stops training: the run diverged.
     pub max_loss: f64,
-    /// Validation problems greedily evaluated after each stage (0: none).
+    /// Validation problems greedily evaluated after each stage, and every `val_every` steps of
+    /// a stage with `until_val` (0: none).
     pub val_problems: usize,
+    /// Steps between the validation checks of stages that end when learned (0: never).
+    pub val_every: u64,
     /// Which implementation trains.
     pub engine: Engine,
     /// The CPU engine splits each batch into this many shards of about equal rows, run in
@@ -87,6 +94,7 @@ impl Default for TrainConfig {
                 .map(|(k, &epochs)| StagePlan {
                     stage: format!("stage{k}"),
                     epochs,
+                    until_val: None,
                 })
                 .collect(),
             batch_size: 256,
@@ -104,6 +112,7 @@ impl Default for TrainConfig {
             log_every: 10,
             max_loss: 20.0,
             val_problems: 500,
+            val_every: 0,
             engine: Engine::Auto,
             cpu_shards: 2,
         }
@@ -176,6 +185,18 @@ impl TrainConfig {
                 "{}: epochs must be positive",
                 plan.stage
             );
+            if let Some(goal) = plan.until_val {
+                ensure!(
+                    goal > 0.0 && goal <= 100.0,
+                    "{}: until_val is a percentage in (0, 100], not {goal}",
+                    plan.stage
+                );
+                ensure!(
+                    self.val_every >= 1 && self.val_problems >= 1,
+                    "{}: until_val needs val_every and val_problems",
+                    plan.stage
+                );
+            }
         }
         ensure!(
             self.thoughts_per_step >= 1,

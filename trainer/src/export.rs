@@ -8,6 +8,7 @@
 //! KV cache gives the same answers.
 
 use anyhow::{bail, Context, Result};
+use coconut_core::data::DataConfig;
 use coconut_core::manifest::{
     Accuracy, FileEntry, Manifest, StageEntry, TrainingFacts, FORMAT_VERSION, MANIFEST_FILE,
 };
@@ -45,10 +46,11 @@ pub fn export_stage(
     weights: &ModelWeights,
     stage: &Stage,
     dtype: WeightDtype,
-    max_digits: usize,
+    data: &DataConfig,
     facts: StageFacts,
     out: &Path,
 ) -> Result<StageEntry> {
+    let max_digits = data.max_digits;
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
     let tokenizer_json = Tokenizer::new().to_json();
     let manifest_path = out.join(MANIFEST_FILE);
@@ -73,6 +75,14 @@ pub fn export_stage(
                 stage.thoughts_per_step
             );
         }
+        if m.data_splits != data.splits {
+            bail!(
+                "{} holds stages trained on {:?} splits; this stage used {:?}: export into an empty folder",
+                manifest_path.display(),
+                m.data_splits,
+                data.splits
+            );
+        }
         m
     } else {
         Manifest {
@@ -80,6 +90,7 @@ pub fn export_stage(
             model: weights.config.clone(),
             tokenizer: FileEntry::describe(TOKENIZER_FILE, tokenizer_json.as_bytes()),
             max_digits,
+            data_splits: data.splits,
             thoughts_per_step: stage.thoughts_per_step,
             stages: Vec::new(),
         }
@@ -272,6 +283,7 @@ pub fn run_export(args: ExportArgs) -> Result<()> {
             .map_err(anyhow::Error::msg)?
             .to_string(),
         epochs: 1.0,
+        until_val: None,
     };
     let stage = config.stage(&plan)?;
     let run = crate::train::RunDir(args.run_dir.clone());
@@ -312,14 +324,7 @@ pub fn run_export(args: ExportArgs) -> Result<()> {
         accuracy,
         training: Some(training),
     };
-    let entry = export_stage(
-        &weights,
-        &stage,
-        dtype,
-        config.data.max_digits,
-        facts,
-        &args.out,
-    )?;
+    let entry = export_stage(&weights, &stage, dtype, &config.data, facts, &args.out)?;
     eprintln!(
         "wrote {} ({} bytes, {:?}) to {}",
         entry.file.file,
@@ -372,7 +377,15 @@ mod tests {
             (base.with_kind(StageKind::Pause), WeightDtype::Int8),
             (Stage::latent(5, 1, 5), WeightDtype::Int8), // replaced, not duplicated
         ] {
-            export_stage(&w, &stage, dtype, 4, StageFacts::default(), dir.path()).unwrap();
+            export_stage(
+                &w,
+                &stage,
+                dtype,
+                &DataConfig::default(),
+                StageFacts::default(),
+                dir.path(),
+            )
+            .unwrap();
         }
         let folder = WeightsDir::open(dir.path()).unwrap();
         let ids: Vec<&str> = folder
@@ -399,7 +412,7 @@ mod tests {
             &other,
             &base,
             WeightDtype::F32,
-            4,
+            &DataConfig::default(),
             StageFacts::default(),
             dir.path(),
         );

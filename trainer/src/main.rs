@@ -27,7 +27,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Train the curriculum (or a baseline) into a run directory; resumable.
-    Train(TrainArgs),
+    Train(Box<TrainArgs>),
     /// Greedy and teacher-forced accuracy of a stage, by digit count.
     Eval(EvalArgs),
     /// Answer problems with a shipped stage (arguments, or one per line on stdin).
@@ -54,7 +54,7 @@ fn main() -> std::process::ExitCode {
 
 fn run(command: Command) -> Result<u8> {
     match command {
-        Command::Train(args) => run_train(args).map(|_| 0),
+        Command::Train(args) => run_train(*args).map(|_| 0),
         Command::Eval(args) => run_eval(args).map(|_| 0),
         Command::Solve(args) => coconut_trainer::solve::run_solve(args),
         Command::Export(args) => coconut_trainer::export::run_export(args).map(|_| 0),
@@ -125,6 +125,16 @@ struct TrainArgs {
     /// Validation problems evaluated after each stage (0: none).
     #[arg(long)]
     val_problems: Option<usize>,
+    /// End each stage once greedy validation accuracy reaches this percentage (checked every
+    /// --val-every steps; --epochs is then the most a stage may take).
+    #[arg(long)]
+    until_val: Option<f64>,
+    /// Steps between validation checks of stages with --until-val.
+    #[arg(long)]
+    val_every: Option<u64>,
+    /// Engine: auto (the CPU engine on the CPU, candle elsewhere), cpu or candle.
+    #[arg(long)]
+    engine: Option<String>,
     /// cpu, or cuda[:N] in a `cuda` build.
     #[arg(long, default_value = "cpu")]
     device: String,
@@ -154,7 +164,11 @@ impl TrainArgs {
                         s.clone()
                     };
                     let epochs = *epochs.get(i).or(epochs.last()).unwrap_or(&1.0);
-                    StagePlan { stage, epochs }
+                    StagePlan {
+                        stage,
+                        epochs,
+                        until_val: None,
+                    }
                 })
                 .collect();
         }
@@ -179,6 +193,18 @@ impl TrainArgs {
         );
         if self.time_budget.is_some() {
             c.time_budget_s = self.time_budget;
+        }
+        if self.until_val.is_some() {
+            for plan in &mut c.stages {
+                plan.until_val = self.until_val;
+            }
+        }
+        if let Some(v) = self.val_every {
+            c.val_every = v;
+        }
+        if let Some(engine) = &self.engine {
+            c.engine = serde_json::from_value(serde_json::Value::String(engine.clone()))
+                .with_context(|| format!("--engine is auto, cpu or candle, not {engine}"))?;
         }
         Ok(c)
     }
@@ -322,6 +348,7 @@ fn run_eval(args: EvalArgs) -> Result<()> {
     let stage = config.stage(&StagePlan {
         stage: stage_name.clone(),
         epochs: 1.0,
+        until_val: None,
     })?;
     let bytes = coconut_core::files::read_regular(&weights_path, u64::MAX)
         .with_context(|| format!("reading {}", weights_path.display()))?;

@@ -234,9 +234,29 @@ pub fn train(
         let stage_started: f64 = progress.finished.iter().map(|r| r.seconds).sum();
         let mut order = (u64::MAX, Vec::new());
         let mut last_loss = f64::NAN;
+        let n_val = config.val_problems.min(splits.val.len());
+        let mut ended = format!("schedule complete after {total} steps");
 
         while progress.stage_step < total {
             let step = progress.stage_step;
+            // A stage that ends when learned checks before its step, so that a run resumed at
+            // this step makes the same decision.
+            if let Some(goal) = plan.until_val {
+                if step > 0 && step % config.val_every == 0 {
+                    let accuracy =
+                        validate(&mut learner, &tokenizer, &splits.val[..n_val], &stage)?;
+                    observer.message(&format!(
+                        "{id} step {step}: validation greedy accuracy {accuracy:.2}% (n = {n_val})"
+                    ));
+                    metrics.write(&serde_json::json!({"event": "val", "stage": id, "stage_step": step, "step": progress.global_step, "val_greedy": accuracy, "n_val": n_val}))?;
+                    if accuracy >= goal {
+                        ended = format!(
+                            "validation {accuracy:.2}% >= {goal}% (n = {n_val}) at step {step} of {total}"
+                        );
+                        break;
+                    }
+                }
+            }
             let tick = Instant::now();
 
             // The batch: a slice of this epoch's order.
@@ -334,16 +354,16 @@ pub fn train(
         // The stage is done: its weights, a validation number, and a checkpoint at the boundary.
         let weights = learner.weights()?;
         write_atomic(&run.stage_weights(&id), &weights.to_safetensors())?;
+        observer.message(&format!("{id}: {ended}"));
         let record = StageRecord {
             id: id.clone(),
-            steps: total,
+            steps: progress.stage_step,
             seconds: progress.seconds - stage_started,
             final_loss: last_loss,
+            ended,
         };
-        let n_val = config.val_problems.min(splits.val.len());
         if n_val > 0 {
-            let correct = learner.greedy_correct(&tokenizer, &splits.val[..n_val], &stage)?;
-            let accuracy = 100.0 * correct.iter().filter(|&&c| c).count() as f64 / n_val as f64;
+            let accuracy = validate(&mut learner, &tokenizer, &splits.val[..n_val], &stage)?;
             observer.message(&format!(
                 "{id}: validation greedy accuracy {accuracy:.2}% (n = {n_val})"
             ));
@@ -361,6 +381,17 @@ pub fn train(
         progress,
         model: learner.model(device)?,
     })
+}
+
+/// Greedy exact-match accuracy (percent) on `problems`.
+fn validate(
+    learner: &mut Learner,
+    tokenizer: &Tokenizer,
+    problems: &[coconut_core::Problem],
+    stage: &coconut_core::Stage,
+) -> Result<f64> {
+    let correct = learner.greedy_correct(tokenizer, problems, stage)?;
+    Ok(100.0 * correct.iter().filter(|&&c| c).count() as f64 / problems.len().max(1) as f64)
 }
 
 /// The message of a run that diverged.

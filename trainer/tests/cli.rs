@@ -30,10 +30,12 @@ fn config() -> TrainConfig {
         StagePlan {
             stage: "stage0".into(),
             epochs: 4.0,
+            until_val: None,
         },
         StagePlan {
             stage: "stage1".into(),
             epochs: 2.0,
+            until_val: None,
         },
     ];
     c.batch_size = 16;

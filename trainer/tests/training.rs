@@ -52,6 +52,7 @@ fn tiny_run(stages: &[(&str, f64)]) -> TrainConfig {
             .map(|&(stage, epochs)| StagePlan {
                 stage: stage.into(),
                 epochs,
+                until_val: None,
             })
             .collect(),
         batch_size: 16,
@@ -109,6 +110,7 @@ fn stage_zero_learns_small_additions() {
         stages: vec![StagePlan {
             stage: "stage0".into(),
             epochs: 6.0,
+            until_val: None,
         }],
         batch_size: 32,
         lr: 3e-3,
@@ -141,6 +143,72 @@ fn stage_zero_learns_small_additions() {
         "teacher-forced accuracy {:.2}%",
         acc.teacher_forced
     );
+}
+
+#[test]
+fn a_stage_ends_when_validation_reaches_its_goal() {
+    // The learning test's run, with at most its six epochs, ending once 200 validation problems
+    // are 95% right; a goal of 100% on a tiny model is never reached and the schedule runs out.
+    std::env::set_var("RAYON_NUM_THREADS", "1");
+    let dir = tempfile::tempdir().unwrap();
+    let config = TrainConfig {
+        model: tiny_model(2, 64, 4),
+        data: small_data(4300),
+        stages: vec![StagePlan {
+            stage: "stage0".into(),
+            epochs: 6.0,
+            until_val: Some(95.0),
+        }],
+        batch_size: 32,
+        lr: 3e-3,
+        warmup_steps: 20,
+        weight_decay: 0.0,
+        checkpoint_every: 1000,
+        val_problems: 200,
+        val_every: 50,
+        ..TrainConfig::default()
+    };
+    let report = train(
+        &config,
+        dir.path(),
+        &Device::Cpu,
+        &TrainOptions::default(),
+        &mut Silent,
+    )
+    .unwrap();
+    let record = &report.progress.finished[0];
+    let full = config.total_steps(&config.stages[0], 4300);
+    eprintln!("{record:?} of {full} steps");
+    assert!(record.ended.starts_with("validation"), "{}", record.ended);
+    assert!(
+        record.steps < full && record.steps.is_multiple_of(50),
+        "{record:?}"
+    );
+    assert_eq!(report.progress.global_step, record.steps);
+    let val = config.data.generate().unwrap().val;
+    let stage = config.stage(&config.stages[0]).unwrap();
+    let acc = evaluate(&report.model, &Tokenizer::new(), "val", &val, &stage, 256).unwrap();
+    assert!(acc.greedy >= 95.0, "validation accuracy {:.2}%", acc.greedy);
+
+    let never = TrainConfig {
+        val_problems: 20,
+        val_every: 2,
+        ..tiny_run(&[("stage0", 1.0)])
+    };
+    let mut never = never;
+    never.stages[0].until_val = Some(100.0);
+    let dir = tempfile::tempdir().unwrap();
+    let report = train(
+        &never,
+        dir.path(),
+        &Device::Cpu,
+        &TrainOptions::default(),
+        &mut Silent,
+    )
+    .unwrap();
+    let record = &report.progress.finished[0];
+    assert_eq!(record.ended, "schedule complete after 6 steps");
+    assert_eq!(record.steps, 6);
 }
 
 #[test]
