@@ -136,16 +136,13 @@ fn span_mut<'a>(buffer: &'a mut [f32], rows: &Range<usize>, width: usize) -> &'a
     &mut buffer[rows.start * width..rows.end * width]
 }
 
-/// Runs the forward pass of `plan` and the loss; returns the sum of the target tokens'
-/// cross-entropies. With `loss_scale` set, also runs the backward pass, adding to `grads` the
-/// gradient of `loss_scale * Σ cross-entropy`.
-pub fn forward_backward(
+/// Runs the forward pass of `plan`: the logits `(N, V)` of the rows that predict its N targets.
+pub fn target_logits<'a>(
     layout: &ParamLayout,
     params: &[f32],
     plan: &Plan,
-    ws: &mut Workspace,
-    grads: Option<(&mut [f32], f32)>,
-) -> f64 {
+    ws: &'a mut Workspace,
+) -> &'a [f32] {
     ws.fit(layout, plan, plan.rows());
     for chunk in &plan.chunks {
         forward_chunk(layout, params, plan, ws, chunk.clone());
@@ -158,6 +155,24 @@ pub fn forward_backward(
     }
     let wte = &params[layout.wte.clone()];
     dy_times_wt(&mut ws.logits, &ws.predicted, wte, n, v, c, false); // (N, V)
+    &ws.logits
+}
+
+/// Runs the forward pass of `plan` and the loss; returns the sum of the target tokens'
+/// cross-entropies. With `loss_scale` set, also runs the backward pass, adding to `grads` the
+/// gradient of `loss_scale * Σ cross-entropy`.
+pub fn forward_backward(
+    layout: &ParamLayout,
+    params: &[f32],
+    plan: &Plan,
+    ws: &mut Workspace,
+    grads: Option<(&mut [f32], f32)>,
+) -> f64 {
+    target_logits(layout, params, plan, ws);
+    let cfg = &layout.config;
+    let (c, v) = (cfg.n_embd, cfg.vocab_size);
+    let n = plan.predictors.len();
+    let wte = &params[layout.wte.clone()];
     let Some((grads, scale)) = grads else {
         let mut logits = std::mem::take(&mut ws.logits);
         let loss = kernels::cross_entropy(&mut logits, &plan.targets, v, 0.0);

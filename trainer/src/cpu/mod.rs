@@ -51,11 +51,18 @@ mod tests {
         }
     }
 
-    fn layouts(stage: &Stage) -> Vec<Layout> {
-        let tok = Tokenizer::new();
+    fn problems() -> Vec<Problem> {
         [(7, 5), (347, 285), (9999, 1), (52, 4870), (0, 0), (606, 77)]
             .iter()
-            .map(|&(a, b)| Layout::new(&tok, &Problem::new(a, b), stage).unwrap())
+            .map(|&(a, b)| Problem::new(a, b))
+            .collect()
+    }
+
+    fn layouts(stage: &Stage) -> Vec<Layout> {
+        let tok = Tokenizer::new();
+        problems()
+            .iter()
+            .map(|p| Layout::new(&tok, p, stage).unwrap())
             .collect()
     }
 
@@ -153,6 +160,45 @@ mod tests {
                     .remove(0);
                 assert_eq!(got, &want, "{}", stage.id());
             }
+        }
+    }
+
+    /// The logits at the target positions (what teacher-forced accuracy reads) equal the
+    /// candle path's, so the two agree on every argmax but exact ties.
+    #[test]
+    fn target_logits_match_the_candle_path() {
+        let weights = random_weights(&config(), 15);
+        let model = Gpt::from_weights(&weights, &Device::Cpu).unwrap();
+        let base = Stage::latent(0, 1, 5);
+        for stage in [
+            base,
+            Stage::latent(3, 1, 5),
+            base.with_kind(StageKind::Pause),
+        ] {
+            let layouts = layouts(&stage);
+            let refs: Vec<&Layout> = layouts.iter().collect();
+            let batch = Batch::new(&refs, &stage, &Device::Cpu).unwrap();
+            let want = to_host(&crate::batch::target_logits(&model, &batch).unwrap()).unwrap();
+            let plan = plan::Plan::new(&refs, stage.feeds_back()).unwrap();
+            let layout = params::ParamLayout::new(&weights.config);
+            let flat = layout.flatten(&weights);
+            let mut ws = engine::Workspace::default();
+            let got = engine::target_logits(&layout, &flat, &plan, &mut ws);
+            let e = rel_err(got, &want);
+            assert!(e < 1e-5, "{}: relative error {e}", stage.id());
+            let mut engine = CpuTrainer::for_inference(&weights).unwrap();
+            let forced = engine
+                .teacher_forced_correct(&refs, stage.feeds_back(), 4)
+                .unwrap();
+            let want_forced = crate::eval::teacher_forced_correct(
+                &model,
+                &Tokenizer::new(),
+                &problems(),
+                &stage,
+                4,
+            )
+            .unwrap();
+            assert_eq!(forced, want_forced, "{}", stage.id());
         }
     }
 

@@ -67,6 +67,12 @@ impl CpuTrainer {
         })
     }
 
+    /// An engine for evaluation only (the optimizer settings are never used).
+    pub fn for_inference(weights: &ModelWeights) -> Result<CpuTrainer> {
+        let shards = crate::TrainConfig::default().cpu_shards;
+        CpuTrainer::new(weights, crate::TrainConfig::default().adamw(), shards)
+    }
+
     pub fn config(&self) -> &ModelConfig {
         &self.layout.config
     }
@@ -200,6 +206,58 @@ impl CpuTrainer {
         for result in per_shard {
             for (i, out) in result? {
                 ordered[i] = out;
+            }
+        }
+        Ok(ordered.concat())
+    }
+
+    /// Per layout: whether every target token is the argmax of its logits given the gold
+    /// prefix (thoughts fed back when `feeds_back`), in batches of at most `batch` layouts
+    /// spread over the shards.
+    pub fn teacher_forced_correct(
+        &mut self,
+        layouts: &[&Layout],
+        feeds_back: bool,
+        batch: usize,
+    ) -> Result<Vec<bool>> {
+        let shards = self.shards.len();
+        let size = batch.max(1).min(layouts.len().div_ceil(shards).max(1));
+        let pieces: Vec<&[&Layout]> = layouts.chunks(size).collect();
+        let (layout, params) = (&self.layout, &self.params);
+        let v = layout.config.vocab_size;
+        type Numbered = Vec<(usize, Vec<bool>)>;
+        let per_shard: Vec<Result<Numbered>> = self
+            .shards
+            .par_iter_mut()
+            .enumerate()
+            .map(|(s, shard)| {
+                (s..pieces.len())
+                    .step_by(shards)
+                    .map(|i| {
+                        let plan = Plan::new(pieces[i], feeds_back)?;
+                        let logits = super::engine::target_logits(
+                            layout,
+                            params,
+                            &plan,
+                            &mut shard.workspace,
+                        );
+                        let mut right = vec![true; pieces[i].len()];
+                        for (k, (z, &target)) in
+                            logits.chunks_exact(v).zip(&plan.targets).enumerate()
+                        {
+                            if coconut_core::reference::argmax(z) != target {
+                                right[plan.row_example[plan.predictors[k]]] = false;
+                            }
+                        }
+                        Ok((i, right))
+                    })
+                    .collect()
+            })
+            .collect();
+        let mut ordered = vec![Vec::new(); pieces.len()];
+        for result in per_shard {
+            for (i, right) in result? {
+                ordered[i] = right;
             }
         }
         Ok(ordered.concat())
