@@ -1,9 +1,14 @@
 #!/usr/bin/env bash
-# Replays the CPU training that produced the shipped weights (2026-11-28, 2 cores; see
-# weights/README.md), then ships them with scripts/ship-weights.sh. The first plan proved too slow
-# for the session, so the run was stopped at its step-800 checkpoint (stage 0) and resumed with
-# shorter stages; this script does exactly that, then trains the two baselines.
-# Usage: bash scripts/cpu-train.sh [RUNS_DIR]   (default runs/cpu; about 2.5 h on 2 cores)
+# Trains the shipped weights from scratch on this machine's CPU and ships them into weights/:
+#  1. the curriculum, stages 0..5: each stage ends once greedy accuracy on 2,000 validation
+#     problems reaches 99.9% (checked every 250 steps), and takes at most the recipe's epochs
+#     (8, 4, 4, 4, 4, 6; ../shared/notes/recipe.md);
+#  2. the two baselines (no chain of thought, pause thoughts), each given as many optimizer steps
+#     as the whole curriculum took, so the comparison is fair;
+#  3. scripts/ship-weights.sh: f32 and int8 evaluations on the 5,000 test problems, int8 export,
+#     manifest, curves.
+# Each run resumes from its checkpoint if the script is started again.
+# Usage: bash scripts/cpu-train.sh [RUNS_DIR]   (default runs/cpu)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 runs=${1:-runs/cpu}
@@ -11,29 +16,30 @@ cargo build --release -p coconut-trainer --locked
 bin=target/release/coconut
 mkdir -p "$runs"
 
-# 1. The first plan, until its step-800 checkpoint is written (the next one would be at 1000).
-"$bin" train --run-dir "$runs/curriculum" --epochs 1.5,0.5,0.5,0.5,0.5,1.0 --batch-size 128 \
-  --checkpoint-every 200 --val-problems 500 &
-first=$!
-until grep -q '"step":810,' "$runs/curriculum/metrics.jsonl" 2>/dev/null; do sleep 2; done
-kill "$first"; wait "$first" || true
+train() { # run-dir, then train flags
+  local dir=$1
+  shift
+  if [ -f "$dir/checkpoint.safetensors" ]; then
+    "$bin" train --run-dir "$dir" --resume
+  else
+    "$bin" train --run-dir "$dir" "$@"
+  fi
+}
 
-# 2. Shorter stages from there: the stage-0 schedule ends at 1.1 epochs (step 860), then a quarter
-#    epoch per latent stage 1-4 and one epoch of the all-latent stage (the session stopped once more
-#    at the stage-4/5 boundary to lengthen stage 5 from 0.5 to 1 epoch; resuming with the final
-#    plan gives the same run, since a stage's schedule depends only on its own length).
-python3 - "$runs/curriculum/config.json" <<'PY'
-import json, sys
-path = sys.argv[1]
-config = json.load(open(path))
-for plan, epochs in zip(config["stages"], [1.1, 0.25, 0.25, 0.25, 0.25, 1.0]):
-    plan["epochs"] = epochs
-json.dump(config, open(path, "w"), indent=2)
+train "$runs/curriculum" --epochs 8,4,4,4,4,6 --until-val 99.9 --val-every 250 --val-problems 2000
+
+# The curriculum's optimizer steps, as epochs of the baselines' (same) training set.
+epochs=$(python3 - "$runs/curriculum" <<'PY'
+import json, math, sys
+run = sys.argv[1]
+config = json.load(open(f"{run}/config.json"))
+steps = max(json.loads(l).get("step", 0) for l in open(f"{run}/metrics.jsonl") if l.startswith("{"))
+per_epoch = math.ceil(config["data"]["n_train"] / config["batch_size"])
+print(f"{steps / per_epoch:.4f}")
 PY
-"$bin" train --run-dir "$runs/curriculum" --resume
-
-# 3. The baselines, from scratch.
-"$bin" train --run-dir "$runs/nocot" --stages nocot --epochs 1 --batch-size 128 --val-problems 500
-"$bin" train --run-dir "$runs/pause" --stages pause --epochs 1 --batch-size 128 --val-problems 500
+)
+echo "baselines: $epochs epochs each (the curriculum's steps)"
+train "$runs/nocot" --stages nocot --epochs "$epochs" --val-problems 2000
+train "$runs/pause" --stages pause --epochs "$epochs" --val-problems 2000
 
 bash scripts/ship-weights.sh "$runs/curriculum" "$runs/nocot" "$runs/pause"
