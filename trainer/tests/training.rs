@@ -95,13 +95,10 @@ fn loss_falls_on_a_fixed_batch() {
     assert!(last < 0.5 * first, "loss went from {first} to {last}");
 }
 
-#[test]
-fn stage_zero_learns_small_additions() {
-    // 4,300 of the 10,000 problems with 1-2 digit operands, six epochs (about 810 steps).
-    // Tensors this small gain nothing from threads, which only contend with the other tests.
-    std::env::set_var("RAYON_NUM_THREADS", "1");
-    let dir = tempfile::tempdir().unwrap();
-    let config = TrainConfig {
+/// Stage 0 on 4,300 of the 10,000 problems with 1-2 digit operands, at most six epochs (about
+/// 810 steps), ending early at `until_val`.
+fn learning_run(until_val: Option<f64>) -> TrainConfig {
+    TrainConfig {
         model: tiny_model(2, 64, 4),
         data: DataConfig {
             n_test: 300,
@@ -110,7 +107,7 @@ fn stage_zero_learns_small_additions() {
         stages: vec![StagePlan {
             stage: "stage0".into(),
             epochs: 6.0,
-            until_val: None,
+            until_val,
         }],
         batch_size: 32,
         lr: 3e-3,
@@ -119,7 +116,16 @@ fn stage_zero_learns_small_additions() {
         checkpoint_every: 1000,
         val_problems: 0,
         ..TrainConfig::default()
-    };
+    }
+}
+
+#[test]
+fn stage_zero_learns_small_additions() {
+    // 4,300 of the 10,000 problems with 1-2 digit operands, six epochs (about 810 steps).
+    // Tensors this small gain nothing from threads, which only contend with the other tests.
+    std::env::set_var("RAYON_NUM_THREADS", "1");
+    let dir = tempfile::tempdir().unwrap();
+    let config = learning_run(None);
     let started = Instant::now();
     let report = train(
         &config,
@@ -152,21 +158,9 @@ fn a_stage_ends_when_validation_reaches_its_goal() {
     std::env::set_var("RAYON_NUM_THREADS", "1");
     let dir = tempfile::tempdir().unwrap();
     let config = TrainConfig {
-        model: tiny_model(2, 64, 4),
-        data: small_data(4300),
-        stages: vec![StagePlan {
-            stage: "stage0".into(),
-            epochs: 6.0,
-            until_val: Some(95.0),
-        }],
-        batch_size: 32,
-        lr: 3e-3,
-        warmup_steps: 20,
-        weight_decay: 0.0,
-        checkpoint_every: 1000,
         val_problems: 200,
         val_every: 50,
-        ..TrainConfig::default()
+        ..learning_run(Some(95.0))
     };
     let report = train(
         &config,

@@ -155,18 +155,8 @@ mod tests {
     }
 
     fn assert_close(got: &[f32], want: &[f32]) {
-        let diff: f64 = got
-            .iter()
-            .zip(want)
-            .map(|(a, b)| ((a - b) as f64).powi(2))
-            .sum();
-        let norm: f64 = want.iter().map(|b| (*b as f64).powi(2)).sum();
-        assert!(norm > 0.0);
-        assert!(
-            (diff / norm).sqrt() < 1e-6,
-            "relative error {}",
-            (diff / norm).sqrt()
-        );
+        let e = crate::cpu::tests::rel_err(got, want);
+        assert!(e < 1e-6, "relative error {e}");
     }
 
     #[test]

@@ -21,7 +21,7 @@ pub mod trainer;
 pub use trainer::{CpuTrainer, StepStats};
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::batch::{loss, Batch};
     use crate::model::{to_host, Gpt};
@@ -66,7 +66,8 @@ mod tests {
             .collect()
     }
 
-    fn rel_err(got: &[f32], want: &[f32]) -> f64 {
+    /// `‖got − want‖ / ‖want‖`, refusing a zero reference.
+    pub(crate) fn rel_err(got: &[f32], want: &[f32]) -> f64 {
         let diff: f64 = got
             .iter()
             .zip(want)

@@ -81,28 +81,7 @@ impl Plan {
                 .all(|l| !feeds_back || l.thoughts == thoughts),
             "every layout of a batch must have the same number of thoughts"
         );
-        let mut plan = Plan {
-            examples: layouts
-                .iter()
-                .map(|l| Example {
-                    rows: vec![usize::MAX; l.ids.len()],
-                    attention_base: 0,
-                })
-                .collect(),
-            row_example: Vec::new(),
-            row_position: Vec::new(),
-            row_input: Vec::new(),
-            chunks: Vec::new(),
-            predictors: Vec::new(),
-            targets: Vec::new(),
-            attention_len_per_head: 0,
-        };
-        let mut base = 0;
-        for example in &mut plan.examples {
-            example.attention_base = base;
-            base += triangle(example.len());
-        }
-        plan.attention_len_per_head = base;
+        let mut plan = Plan::empty(layouts.iter().map(|l| l.ids.len()));
 
         // Which positions of example e each chunk holds.
         let chunk_positions = |e: usize, chunk: usize| -> Range<usize> {
@@ -149,6 +128,30 @@ impl Plan {
         Ok(plan)
     }
 
+    /// No rows yet, for examples of at most these lengths.
+    fn empty(lengths: impl Iterator<Item = usize>) -> Plan {
+        let mut base = 0;
+        let examples = lengths
+            .map(|len| {
+                base += triangle(len);
+                Example {
+                    rows: vec![usize::MAX; len],
+                    attention_base: base - triangle(len),
+                }
+            })
+            .collect();
+        Plan {
+            examples,
+            row_example: Vec::new(),
+            row_position: Vec::new(),
+            row_input: Vec::new(),
+            chunks: Vec::new(),
+            predictors: Vec::new(),
+            targets: Vec::new(),
+            attention_len_per_head: base,
+        }
+    }
+
     pub fn rows(&self) -> usize {
         self.row_example.len()
     }
@@ -169,21 +172,7 @@ impl Plan {
                 .all(|p| !p.is_empty() && p.len() + thoughts < cap),
             "a prompt and its {thoughts} thoughts must leave room below {cap} positions"
         );
-        let mut plan = Plan {
-            examples: (0..prompts.len())
-                .map(|e| Example {
-                    rows: vec![usize::MAX; cap],
-                    attention_base: e * triangle(cap),
-                })
-                .collect(),
-            row_example: Vec::new(),
-            row_position: Vec::new(),
-            row_input: Vec::new(),
-            chunks: Vec::new(),
-            predictors: Vec::new(),
-            targets: Vec::new(),
-            attention_len_per_head: prompts.len() * triangle(cap),
-        };
+        let mut plan = Plan::empty(prompts.iter().map(|_| cap));
         let all: Vec<usize> = (0..prompts.len()).collect();
         plan.push_chunk(prompts.iter().enumerate().flat_map(|(e, p)| {
             p.iter()

@@ -14,6 +14,9 @@ use coconut_core::weights::ModelWeights;
 use coconut_core::ModelConfig;
 use rayon::prelude::*;
 
+/// Outputs of pieces of a list, each with its piece's index.
+type Numbered<T> = Vec<(usize, Vec<T>)>;
+
 struct Shard {
     workspace: Workspace,
     grads: Vec<f32>,
@@ -166,39 +169,26 @@ impl CpuTrainer {
         Ok(sum / plan.targets.len() as f64)
     }
 
-    /// Greedy generation (see [`super::engine::generate`]) of `prompts` with `thoughts`
-    /// thoughts, in batches of at most `batch` prompts spread over the shards' workspaces, which
-    /// run in parallel. The sequences come back in the prompts' order.
-    pub fn generate(
+    /// Runs `work` over `items` in pieces of at most `batch`, spread over the shards'
+    /// workspaces, which run in parallel; the outputs come back in the items' order.
+    fn over_pieces<I: Sync, T: Send + Clone>(
         &mut self,
-        prompts: &[Vec<u32>],
-        thoughts: usize,
-        feeds_back: bool,
+        items: &[I],
         batch: usize,
-    ) -> Result<Vec<Vec<u32>>> {
+        work: impl Fn(&ParamLayout, &[f32], &mut Workspace, &[I]) -> Result<Vec<T>> + Sync,
+    ) -> Result<Vec<T>> {
         let shards = self.shards.len();
-        let size = batch.max(1).min(prompts.len().div_ceil(shards).max(1));
-        let pieces: Vec<&[Vec<u32>]> = prompts.chunks(size).collect();
+        let size = batch.max(1).min(items.len().div_ceil(shards).max(1));
+        let pieces: Vec<&[I]> = items.chunks(size).collect();
         let (layout, params) = (&self.layout, &self.params);
-        type Numbered = Vec<(usize, Vec<Vec<u32>>)>;
-        let per_shard: Vec<Result<Numbered>> = self
+        let per_shard: Vec<Result<Numbered<T>>> = self
             .shards
             .par_iter_mut()
             .enumerate()
             .map(|(s, shard)| {
                 (s..pieces.len())
                     .step_by(shards)
-                    .map(|i| {
-                        let out = super::engine::generate(
-                            layout,
-                            params,
-                            pieces[i],
-                            thoughts,
-                            feeds_back,
-                            &mut shard.workspace,
-                        )?;
-                        Ok((i, out))
-                    })
+                    .map(|i| Ok((i, work(layout, params, &mut shard.workspace, pieces[i])?)))
                     .collect()
             })
             .collect();
@@ -211,56 +201,40 @@ impl CpuTrainer {
         Ok(ordered.concat())
     }
 
+    /// Greedy generation (see [`super::engine::generate`]) of `prompts` with `thoughts`
+    /// thoughts, in batches of at most `batch` prompts: per prompt the whole sequence.
+    pub fn generate(
+        &mut self,
+        prompts: &[Vec<u32>],
+        thoughts: usize,
+        feeds_back: bool,
+        batch: usize,
+    ) -> Result<Vec<Vec<u32>>> {
+        self.over_pieces(prompts, batch, |layout, params, ws, piece| {
+            super::engine::generate(layout, params, piece, thoughts, feeds_back, ws)
+        })
+    }
+
     /// Per layout: whether every target token is the argmax of its logits given the gold
-    /// prefix (thoughts fed back when `feeds_back`), in batches of at most `batch` layouts
-    /// spread over the shards.
+    /// prefix (thoughts fed back when `feeds_back`), in batches of at most `batch` layouts.
     pub fn teacher_forced_correct(
         &mut self,
         layouts: &[&Layout],
         feeds_back: bool,
         batch: usize,
     ) -> Result<Vec<bool>> {
-        let shards = self.shards.len();
-        let size = batch.max(1).min(layouts.len().div_ceil(shards).max(1));
-        let pieces: Vec<&[&Layout]> = layouts.chunks(size).collect();
-        let (layout, params) = (&self.layout, &self.params);
-        let v = layout.config.vocab_size;
-        type Numbered = Vec<(usize, Vec<bool>)>;
-        let per_shard: Vec<Result<Numbered>> = self
-            .shards
-            .par_iter_mut()
-            .enumerate()
-            .map(|(s, shard)| {
-                (s..pieces.len())
-                    .step_by(shards)
-                    .map(|i| {
-                        let plan = Plan::new(pieces[i], feeds_back)?;
-                        let logits = super::engine::target_logits(
-                            layout,
-                            params,
-                            &plan,
-                            &mut shard.workspace,
-                        );
-                        let mut right = vec![true; pieces[i].len()];
-                        for (k, (z, &target)) in
-                            logits.chunks_exact(v).zip(&plan.targets).enumerate()
-                        {
-                            if coconut_core::reference::argmax(z) != target {
-                                right[plan.row_example[plan.predictors[k]]] = false;
-                            }
-                        }
-                        Ok((i, right))
-                    })
-                    .collect()
-            })
-            .collect();
-        let mut ordered = vec![Vec::new(); pieces.len()];
-        for result in per_shard {
-            for (i, right) in result? {
-                ordered[i] = right;
+        let v = self.layout.config.vocab_size;
+        self.over_pieces(layouts, batch, |layout, params, ws, piece| {
+            let plan = Plan::new(piece, feeds_back)?;
+            let logits = super::engine::target_logits(layout, params, &plan, ws);
+            let mut right = vec![true; piece.len()];
+            for (k, (z, &target)) in logits.chunks_exact(v).zip(&plan.targets).enumerate() {
+                if coconut_core::reference::argmax(z) != target {
+                    right[plan.row_example[plan.predictors[k]]] = false;
+                }
             }
-        }
-        Ok(ordered.concat())
+            Ok(right)
+        })
     }
 
     /// One AdamW update from the last computed gradient, scaled by `grad_scale` (clipping).
