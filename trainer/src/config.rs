@@ -73,6 +73,9 @@ pub struct TrainConfig {
     pub val_problems: usize,
     /// Steps between the validation checks of stages that end when learned (0: never).
     pub val_every: u64,
+    /// Coconut's data mixing: in latent stage k, each example takes the layout of a uniformly
+    /// drawn earlier stage 0..k with this probability (CPU engine only).
+    pub mix: f64,
     /// Which implementation trains.
     pub engine: Engine,
     /// The CPU engine splits each batch into this many shards of about equal rows, run in
@@ -113,6 +116,7 @@ impl Default for TrainConfig {
             max_loss: 20.0,
             val_problems: 500,
             val_every: 0,
+            mix: 0.0,
             engine: Engine::Auto,
             cpu_shards: 2,
         }
@@ -204,6 +208,11 @@ impl TrainConfig {
         );
         ensure!(self.batch_size >= 1, "batch_size must be at least 1");
         ensure!(self.cpu_shards >= 1, "cpu_shards must be at least 1");
+        ensure!(
+            (0.0..=1.0).contains(&self.mix),
+            "mix is a probability in [0, 1], not {}",
+            self.mix
+        );
         ensure!(self.data.n_train >= 1, "no training problems");
         self.data.validate().context("data")?;
         ensure!(self.lr > 0.0 && self.lr.is_finite(), "lr must be positive");

@@ -132,6 +132,10 @@ struct TrainArgs {
     /// Steps between validation checks of stages with --until-val.
     #[arg(long)]
     val_every: Option<u64>,
+    /// Data mixing: the probability that an example of latent stage k takes the layout of a
+    /// random earlier stage (CPU engine).
+    #[arg(long)]
+    mix: Option<f64>,
     /// Engine: auto (the CPU engine on the CPU, candle elsewhere), cpu or candle.
     #[arg(long)]
     engine: Option<String>,
@@ -189,7 +193,7 @@ impl TrainArgs {
             weight_decay => weight_decay, warmup_steps => warmup_steps, seed => seed,
             checkpoint_every => checkpoint_every, n_train => data.n_train,
             max_digits => data.max_digits, layers => model.n_layer, width => model.n_embd,
-            heads => model.n_head, val_problems => val_problems,
+            heads => model.n_head, val_problems => val_problems, mix => mix,
         );
         if self.time_budget.is_some() {
             c.time_budget_s = self.time_budget;

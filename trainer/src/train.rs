@@ -160,6 +160,9 @@ pub fn train(
     observer: &mut dyn Observer,
 ) -> Result<TrainReport> {
     config.validate()?;
+    if config.mix > 0.0 && !config.uses_cpu_engine(device) {
+        bail!("mix (data mixing) needs the CPU engine: batches of the candle path hold one stage");
+    }
     crate::ops::keep_freed_memory();
     let run = RunDir(run_dir.to_path_buf());
     std::fs::create_dir_all(run.0.join(STAGES_DIR))
@@ -269,7 +272,20 @@ pub fn train(
             }
             let start = index * config.batch_size;
             let end = (start + config.batch_size).min(layouts.len());
-            let members: Vec<&Layout> = order.1[start..end].iter().map(|&i| &layouts[i]).collect();
+            let picked = mixed_in(
+                config,
+                &stage,
+                &tokenizer,
+                &splits.train,
+                &order.1[start..end],
+                progress.stage_index,
+                step,
+            )?;
+            let members: Vec<&Layout> = order.1[start..end]
+                .iter()
+                .zip(&picked)
+                .map(|(&i, earlier)| earlier.as_ref().unwrap_or(&layouts[i]))
+                .collect();
             let batch_tokens: usize = members.iter().map(|l| l.ids.len()).sum();
 
             // Forward, checked before anything changes.
@@ -381,6 +397,42 @@ pub fn train(
         progress,
         model: learner.model(device)?,
     })
+}
+
+/// Coconut's data mixing: for each problem of a batch of latent stage k >= 1, with probability
+/// `config.mix`, its layout at a uniformly drawn earlier stage (None: the stage's own). A pure
+/// function of (seed, stage, step), like the data order.
+fn mixed_in(
+    config: &TrainConfig,
+    stage: &coconut_core::Stage,
+    tokenizer: &Tokenizer,
+    train: &[coconut_core::Problem],
+    batch: &[usize],
+    stage_index: usize,
+    step: u64,
+) -> Result<Vec<Option<Layout>>> {
+    let coconut_core::StageKind::Latent { k } = stage.kind else {
+        return Ok(vec![None; batch.len()]);
+    };
+    if config.mix <= 0.0 || k == 0 {
+        return Ok(vec![None; batch.len()]);
+    }
+    let key = config.seed ^ 0x6D69_7869_6E67 ^ ((stage_index as u64) << 48) ^ step;
+    let mut rng = ChaCha8Rng::seed_from_u64(key);
+    batch
+        .iter()
+        .map(|&i| {
+            if rng.random::<f64>() >= config.mix {
+                return Ok(None);
+            }
+            let earlier = coconut_core::Stage::latent(
+                rng.random_range(0..k),
+                stage.thoughts_per_step,
+                stage.max_steps,
+            );
+            Ok(Some(Layout::new(tokenizer, &train[i], &earlier)?))
+        })
+        .collect()
 }
 
 /// Greedy exact-match accuracy (percent) on `problems`.

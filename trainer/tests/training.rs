@@ -206,6 +206,76 @@ fn a_stage_ends_when_validation_reaches_its_goal() {
 }
 
 #[test]
+fn data_mixing_trains_and_is_refused_without_the_cpu_engine() {
+    let config = TrainConfig {
+        mix: 0.5,
+        ..tiny_run(&[("stage0", 1.0), ("stage2", 1.0)])
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let report = train(
+        &config,
+        dir.path(),
+        &Device::Cpu,
+        &TrainOptions::default(),
+        &mut Silent,
+    )
+    .unwrap();
+    assert_eq!(report.outcome, Outcome::Finished);
+    // Same seed, same mixing: the same weights.
+    let again = tempfile::tempdir().unwrap();
+    train(
+        &config,
+        again.path(),
+        &Device::Cpu,
+        &TrainOptions::default(),
+        &mut Silent,
+    )
+    .unwrap();
+    assert_eq!(
+        weight_bits(dir.path(), "stage2"),
+        weight_bits(again.path(), "stage2")
+    );
+    // And mixing changes what stage 2 trains on.
+    let unmixed = tempfile::tempdir().unwrap();
+    let plain = TrainConfig {
+        mix: 0.0,
+        ..config.clone()
+    };
+    train(
+        &plain,
+        unmixed.path(),
+        &Device::Cpu,
+        &TrainOptions::default(),
+        &mut Silent,
+    )
+    .unwrap();
+    assert_eq!(
+        weight_bits(dir.path(), "stage0"),
+        weight_bits(unmixed.path(), "stage0")
+    );
+    assert_ne!(
+        weight_bits(dir.path(), "stage2"),
+        weight_bits(unmixed.path(), "stage2")
+    );
+    let candle = TrainConfig {
+        engine: coconut_trainer::Engine::Candle,
+        ..config
+    };
+    let refused = tempfile::tempdir().unwrap();
+    let e = match train(
+        &candle,
+        refused.path(),
+        &Device::Cpu,
+        &TrainOptions::default(),
+        &mut Silent,
+    ) {
+        Ok(_) => panic!("mixing on the candle path must be refused"),
+        Err(e) => e.to_string(),
+    };
+    assert!(e.contains("needs the CPU engine"), "{e}");
+}
+
+#[test]
 fn latent_stages_and_baselines_train() {
     let dir = tempfile::tempdir().unwrap();
     let config = tiny_run(&[

@@ -245,6 +245,52 @@ pub(crate) mod tests {
         }
     }
 
+    /// A batch mixing layouts of several stages (Coconut's data mixing) has the loss and
+    /// gradient of its per-stage parts computed by the candle path, weighted by target count.
+    #[test]
+    fn a_batch_of_mixed_stages_matches_its_parts() {
+        let weights = random_weights(&config(), 16);
+        let model = Gpt::from_weights(&weights, &Device::Cpu).unwrap();
+        let tok = Tokenizer::new();
+        let stages = [0, 3, 1, 3, 2, 0].map(|k| Stage::latent(k, 1, 5));
+        let mixed: Vec<Layout> = problems()
+            .iter()
+            .zip(&stages)
+            .map(|(p, s)| Layout::new(&tok, p, s).unwrap())
+            .collect();
+        let refs: Vec<&Layout> = mixed.iter().collect();
+        let mut engine = CpuTrainer::new(&weights, adamw(), 2).unwrap();
+        let stats = engine.compute(&refs, true).unwrap();
+        let total: usize = mixed
+            .iter()
+            .map(|l| l.loss_mask.iter().filter(|&&m| m).count())
+            .sum();
+        let (mut want_loss, mut want_grads) = (0.0, vec![0f32; engine.grads().len()]);
+        for k in 0..4 {
+            let stage = Stage::latent(k, 1, 5);
+            let part: Vec<&Layout> = mixed
+                .iter()
+                .zip(&stages)
+                .filter(|(_, s)| **s == stage)
+                .map(|(l, _)| l)
+                .collect();
+            let batch = Batch::new(&part, &stage, &Device::Cpu).unwrap();
+            let weight = batch.target_owner.len() as f32 / total as f32;
+            let l = loss(&model, &batch).unwrap();
+            let grads = l.backward().unwrap();
+            want_loss += l.to_scalar::<f32>().unwrap() as f64 * weight as f64;
+            for ((_, var), (_, range)) in model.named_vars().iter().zip(&engine.layout().tensors) {
+                let g = to_host(grads.get(var.as_tensor()).unwrap()).unwrap();
+                for (w, g) in want_grads[range.clone()].iter_mut().zip(g) {
+                    *w += weight * g;
+                }
+            }
+        }
+        assert!((stats.loss - want_loss).abs() < 1e-5 * want_loss);
+        let e = rel_err(engine.grads(), &want_grads);
+        assert!(e < 1e-5, "relative error {e}");
+    }
+
     /// AdamW over the flat buffers against its formula in f64, from the engine's own gradient,
     /// over two steps (bias correction changes with t) and both decay groups.
     #[test]

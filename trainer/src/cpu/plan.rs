@@ -70,39 +70,36 @@ pub fn triangle(len: usize) -> usize {
 }
 
 impl Plan {
-    /// Packs `layouts`; thoughts are fed back when `feeds_back` (every layout must then have the
-    /// same number of thought slots, the stage's).
+    /// Packs `layouts`; thoughts are fed back when `feeds_back`. Layouts may have different
+    /// numbers of thoughts (a stage's batch with earlier stages mixed in): thought chunk j holds
+    /// the examples with at least j thoughts.
     pub fn new(layouts: &[&Layout], feeds_back: bool) -> Result<Plan> {
         ensure!(!layouts.is_empty(), "empty batch");
-        let thoughts = if feeds_back { layouts[0].thoughts } else { 0 };
-        ensure!(
-            layouts
-                .iter()
-                .all(|l| !feeds_back || l.thoughts == thoughts),
-            "every layout of a batch must have the same number of thoughts"
-        );
+        let thoughts = |e: usize| if feeds_back { layouts[e].thoughts } else { 0 };
+        let most = (0..layouts.len()).map(thoughts).max().unwrap_or(0);
         let mut plan = Plan::empty(layouts.iter().map(|l| l.ids.len()));
 
         // Which positions of example e each chunk holds.
         let chunk_positions = |e: usize, chunk: usize| -> Range<usize> {
-            let layout = layouts[e];
-            if thoughts == 0 {
+            let (layout, n) = (layouts[e], thoughts(e));
+            if most == 0 {
                 return 0..layout.ids.len();
             }
             let bot = layout.bot;
             match chunk {
                 0 => 0..bot + 1,
-                j if j <= thoughts => bot + j..bot + j + 1,
-                _ => bot + thoughts + 1..layout.ids.len(),
+                j if j <= n => bot + j..bot + j + 1,
+                j if j <= most => 0..0,
+                _ => bot + n + 1..layout.ids.len(),
             }
         };
-        let n_chunks = if thoughts == 0 { 1 } else { thoughts + 2 };
+        let n_chunks = if most == 0 { 1 } else { most + 2 };
         for chunk in 0..n_chunks {
             let start = plan.row_example.len();
             for (e, layout) in layouts.iter().enumerate() {
                 for t in chunk_positions(e, chunk) {
                     let row = plan.row_example.len();
-                    let is_thought = thoughts > 0 && layout.thought_positions().contains(&t);
+                    let is_thought = thoughts(e) > 0 && layout.thought_positions().contains(&t);
                     let input = if is_thought {
                         Input::Thought(plan.examples[e].rows[t - 1])
                     } else {
