@@ -239,6 +239,7 @@ pub fn train(
         let mut last_loss = f64::NAN;
         let n_val = config.val_problems.min(splits.val.len());
         let mut ended = format!("schedule complete after {total} steps");
+        let mut ended_at_val = None; // the accuracy that ended the stage, if validation did
 
         while progress.stage_step < total {
             let step = progress.stage_step;
@@ -256,6 +257,7 @@ pub fn train(
                         ended = format!(
                             "validation {accuracy:.2}% >= {goal}% (n = {n_val}) at step {step} of {total}"
                         );
+                        ended_at_val = Some(accuracy);
                         break;
                     }
                 }
@@ -379,7 +381,10 @@ pub fn train(
             ended,
         };
         if n_val > 0 {
-            let accuracy = validate(&mut learner, &tokenizer, &splits.val[..n_val], &stage)?;
+            let accuracy = match ended_at_val {
+                Some(accuracy) => accuracy, // the same weights were just validated
+                None => validate(&mut learner, &tokenizer, &splits.val[..n_val], &stage)?,
+            };
             observer.message(&format!(
                 "{id}: validation greedy accuracy {accuracy:.2}% (n = {n_val})"
             ));
