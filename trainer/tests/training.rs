@@ -12,7 +12,7 @@ use coconut_trainer::batch::{loss, Batch};
 use coconut_trainer::checkpoint::{self, Progress};
 use coconut_trainer::eval::evaluate;
 use coconut_trainer::optim::{AdamW, AdamWConfig};
-use coconut_trainer::train::{train, Outcome, RunDir, Silent, TrainOptions};
+use coconut_trainer::train::{train, Outcome, RunDir, Silent, TrainOptions, TrainReport};
 use coconut_trainer::{Gpt, StagePlan, TrainConfig};
 use std::time::Instant;
 
@@ -27,6 +27,17 @@ fn tiny_model(layers: usize, width: usize, heads: usize) -> ModelConfig {
         n_head: heads,
         ..ModelConfig::default()
     }
+}
+
+/// Trains `config` from scratch in `dir` on the CPU, silently.
+fn train_fresh(config: &TrainConfig, dir: &std::path::Path) -> anyhow::Result<TrainReport> {
+    train(
+        config,
+        dir,
+        &Device::Cpu,
+        &TrainOptions::default(),
+        &mut Silent,
+    )
 }
 
 /// 1-2 digit problems (10,000 exist).
@@ -127,14 +138,7 @@ fn stage_zero_learns_small_additions() {
     let dir = tempfile::tempdir().unwrap();
     let config = learning_run(None);
     let started = Instant::now();
-    let report = train(
-        &config,
-        dir.path(),
-        &Device::Cpu,
-        &TrainOptions::default(),
-        &mut Silent,
-    )
-    .unwrap();
+    let report = train_fresh(&config, dir.path()).unwrap();
     let seconds = started.elapsed().as_secs_f64();
     let test = config.data.generate().unwrap().test;
     let stage = config.stage(&config.stages[0]).unwrap();
@@ -162,14 +166,7 @@ fn a_stage_ends_when_validation_reaches_its_goal() {
         val_every: 50,
         ..learning_run(Some(95.0))
     };
-    let report = train(
-        &config,
-        dir.path(),
-        &Device::Cpu,
-        &TrainOptions::default(),
-        &mut Silent,
-    )
-    .unwrap();
+    let report = train_fresh(&config, dir.path()).unwrap();
     let record = &report.progress.finished[0];
     let full = config.total_steps(&config.stages[0], 4300);
     eprintln!("{record:?} of {full} steps");
@@ -192,14 +189,7 @@ fn a_stage_ends_when_validation_reaches_its_goal() {
     let mut never = never;
     never.stages[0].until_val = Some(100.0);
     let dir = tempfile::tempdir().unwrap();
-    let report = train(
-        &never,
-        dir.path(),
-        &Device::Cpu,
-        &TrainOptions::default(),
-        &mut Silent,
-    )
-    .unwrap();
+    let report = train_fresh(&never, dir.path()).unwrap();
     let record = &report.progress.finished[0];
     assert_eq!(record.ended, "schedule complete after 6 steps");
     assert_eq!(record.steps, 6);
@@ -212,25 +202,11 @@ fn data_mixing_trains_and_is_refused_without_the_cpu_engine() {
         ..tiny_run(&[("stage0", 1.0), ("stage2", 1.0)])
     };
     let dir = tempfile::tempdir().unwrap();
-    let report = train(
-        &config,
-        dir.path(),
-        &Device::Cpu,
-        &TrainOptions::default(),
-        &mut Silent,
-    )
-    .unwrap();
+    let report = train_fresh(&config, dir.path()).unwrap();
     assert_eq!(report.outcome, Outcome::Finished);
     // Same seed, same mixing: the same weights.
     let again = tempfile::tempdir().unwrap();
-    train(
-        &config,
-        again.path(),
-        &Device::Cpu,
-        &TrainOptions::default(),
-        &mut Silent,
-    )
-    .unwrap();
+    train_fresh(&config, again.path()).unwrap();
     assert_eq!(
         weight_bits(dir.path(), "stage2"),
         weight_bits(again.path(), "stage2")
@@ -241,14 +217,7 @@ fn data_mixing_trains_and_is_refused_without_the_cpu_engine() {
         mix: 0.0,
         ..config.clone()
     };
-    train(
-        &plain,
-        unmixed.path(),
-        &Device::Cpu,
-        &TrainOptions::default(),
-        &mut Silent,
-    )
-    .unwrap();
+    train_fresh(&plain, unmixed.path()).unwrap();
     assert_eq!(
         weight_bits(dir.path(), "stage0"),
         weight_bits(unmixed.path(), "stage0")
@@ -262,13 +231,7 @@ fn data_mixing_trains_and_is_refused_without_the_cpu_engine() {
         ..config
     };
     let refused = tempfile::tempdir().unwrap();
-    let e = match train(
-        &candle,
-        refused.path(),
-        &Device::Cpu,
-        &TrainOptions::default(),
-        &mut Silent,
-    ) {
+    let e = match train_fresh(&candle, refused.path()) {
         Ok(_) => panic!("mixing on the candle path must be refused"),
         Err(e) => e.to_string(),
     };
@@ -285,14 +248,7 @@ fn latent_stages_and_baselines_train() {
         ("pause", 0.5),
         ("nocot", 0.5),
     ]);
-    let report = train(
-        &config,
-        dir.path(),
-        &Device::Cpu,
-        &TrainOptions::default(),
-        &mut Silent,
-    )
-    .unwrap();
+    let report = train_fresh(&config, dir.path()).unwrap();
     assert_eq!(report.outcome, Outcome::Finished);
     let run = RunDir(dir.path().to_path_buf());
     for (plan, record) in config.stages.iter().zip(&report.progress.finished) {
@@ -319,14 +275,7 @@ fn a_killed_run_resumes_to_identical_weights() {
     // checkpoint at 4) and mid-stage 1 (after step 19, last checkpoint at 16).
     let config = tiny_run(&[("stage0", 2.0), ("stage1", 2.0)]);
     let whole = tempfile::tempdir().unwrap();
-    train(
-        &config,
-        whole.path(),
-        &Device::Cpu,
-        &TrainOptions::default(),
-        &mut Silent,
-    )
-    .unwrap();
+    train_fresh(&config, whole.path()).unwrap();
 
     let killed = tempfile::tempdir().unwrap();
     let stop = |step| TrainOptions {
@@ -375,14 +324,7 @@ fn a_killed_run_resumes_to_identical_weights() {
     }
 
     // A fresh start in a used directory is refused; a different config cannot resume it.
-    assert!(train(
-        &config,
-        killed.path(),
-        &Device::Cpu,
-        &TrainOptions::default(),
-        &mut Silent
-    )
-    .is_err());
+    assert!(train_fresh(&config, killed.path()).is_err());
     let other = TrainConfig {
         seed: 99,
         ..config.clone()
@@ -405,13 +347,7 @@ fn a_diverging_run_stops_with_a_clear_error_and_keeps_the_checkpoint() {
         checkpoint_every: 1,
         ..tiny_run(&[("stage0", 3.0)])
     };
-    let err = match train(
-        &config,
-        dir.path(),
-        &Device::Cpu,
-        &TrainOptions::default(),
-        &mut Silent,
-    ) {
+    let err = match train_fresh(&config, dir.path()) {
         Ok(_) => panic!("a learning rate of 1e4 must diverge"),
         Err(e) => e.to_string(),
     };
@@ -443,14 +379,7 @@ fn a_time_budget_stops_with_a_checkpoint_and_resume_finishes() {
         ..TrainOptions::default()
     };
     // A budget of zero seconds: one step per call, each one checkpointed.
-    let first = train(
-        &config,
-        dir.path(),
-        &Device::Cpu,
-        &TrainOptions::default(),
-        &mut Silent,
-    )
-    .unwrap();
+    let first = train_fresh(&config, dir.path()).unwrap();
     assert_eq!(
         (first.outcome, first.progress.global_step),
         (Outcome::OutOfTime, 1)
@@ -471,14 +400,7 @@ fn a_time_budget_stops_with_a_checkpoint_and_resume_finishes() {
         time_budget_s: None,
         ..config.clone()
     };
-    train(
-        &unbounded,
-        whole.path(),
-        &Device::Cpu,
-        &TrainOptions::default(),
-        &mut Silent,
-    )
-    .unwrap();
+    train_fresh(&unbounded, whole.path()).unwrap();
     assert!(weight_bits(dir.path(), "stage1") == weight_bits(whole.path(), "stage1"));
 
     // Resuming a run killed before its first checkpoint starts it over.
@@ -500,14 +422,7 @@ fn a_checkpoint_with_impossible_progress_is_refused_on_resume() {
         ..tiny_run(&[("stage0", 1.0)])
     };
     let dir = tempfile::tempdir().unwrap();
-    let first = train(
-        &config,
-        dir.path(),
-        &Device::Cpu,
-        &TrainOptions::default(),
-        &mut Silent,
-    )
-    .unwrap();
+    let first = train_fresh(&config, dir.path()).unwrap();
     assert_eq!(first.outcome, Outcome::OutOfTime);
     let path = RunDir(dir.path().to_path_buf()).checkpoint();
     let (snapshot, good) = checkpoint::load(&path, &config.model).unwrap();
