@@ -99,6 +99,26 @@ pub fn greedy_correct(
     Ok(correct)
 }
 
+/// [`greedy_correct`] through the CPU engine (token for token the same generation).
+pub fn cpu_greedy_correct(
+    engine: &mut CpuTrainer,
+    tokenizer: &Tokenizer,
+    problems: &[Problem],
+    stage: &Stage,
+    batch_size: usize,
+) -> Result<Vec<bool>> {
+    let prompts = problems
+        .iter()
+        .map(|p| prompt(tokenizer, p))
+        .collect::<Result<Vec<_>, _>>()?;
+    let generated = engine.generate(&prompts, stage.thoughts(), stage.feeds_back(), batch_size)?;
+    Ok(problems
+        .iter()
+        .zip(&generated)
+        .map(|(p, ids)| answer_is_right(tokenizer, p, ids))
+        .collect())
+}
+
 /// Whether the answer in a generated sequence is exactly the problem's.
 pub fn answer_is_right(tokenizer: &Tokenizer, problem: &Problem, generated: &[u32]) -> bool {
     answer_digits(tokenizer, generated) == Some(problem.answer().to_string())
@@ -147,18 +167,8 @@ pub fn evaluate(
     // crate::cpu), many times faster than the candle model.
     let (greedy, forced) = if model.device().is_cpu() {
         let mut engine = CpuTrainer::for_inference(&model.to_weights()?)?;
-        let prompts = problems
-            .iter()
-            .map(|p| prompt(tokenizer, p))
-            .collect::<Result<Vec<_>, _>>()?;
-        let generated = engine
-            .generate(&prompts, stage.thoughts(), stage.feeds_back(), batch_size)
+        let greedy = cpu_greedy_correct(&mut engine, tokenizer, problems, stage, batch_size)
             .with_context(|| format!("greedy evaluation of {set}"))?;
-        let greedy: Vec<bool> = problems
-            .iter()
-            .zip(&generated)
-            .map(|(p, ids)| answer_is_right(tokenizer, p, ids))
-            .collect();
         let layouts = problems
             .iter()
             .map(|p| Layout::new(tokenizer, p, stage))

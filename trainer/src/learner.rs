@@ -6,13 +6,13 @@ use crate::batch::{loss, Batch};
 use crate::checkpoint::{Snapshot, SnapshotTensor};
 use crate::config::TrainConfig;
 use crate::cpu::{CpuTrainer, StepStats};
-use crate::eval::{answer_is_right, greedy_correct};
+use crate::eval::{cpu_greedy_correct, greedy_correct};
 use crate::model::{init_weights, to_host, Gpt};
 use crate::optim::AdamW;
 use anyhow::{ensure, Result};
 use candle_core::backprop::GradStore;
 use candle_core::{Device, Tensor};
-use coconut_core::layout::{prompt, Layout};
+use coconut_core::layout::Layout;
 use coconut_core::tokenizer::Tokenizer;
 use coconut_core::weights::{tensor_specs, ModelWeights};
 use coconut_core::{Problem, Stage};
@@ -117,19 +117,7 @@ impl Learner {
         stage: &Stage,
     ) -> Result<Vec<bool>> {
         match self {
-            Learner::Cpu(engine) => {
-                let prompts = problems
-                    .iter()
-                    .map(|p| prompt(tokenizer, p))
-                    .collect::<Result<Vec<_>, _>>()?;
-                let generated =
-                    engine.generate(&prompts, stage.thoughts(), stage.feeds_back(), 256)?;
-                Ok(problems
-                    .iter()
-                    .zip(&generated)
-                    .map(|(p, ids)| answer_is_right(tokenizer, p, ids))
-                    .collect())
-            }
+            Learner::Cpu(engine) => cpu_greedy_correct(engine, tokenizer, problems, stage, 256),
             Learner::Candle(c) => greedy_correct(&c.model, tokenizer, problems, stage, 256),
         }
     }
