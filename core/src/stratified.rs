@@ -144,6 +144,7 @@ fn draw_distinct(
             .collect();
         all.shuffle(rng);
         all.truncate(count);
+        taken.extend(all.iter().copied());
         out = all;
     } else {
         while out.len() < count {
@@ -151,13 +152,11 @@ fn draw_distinct(
                 rng.random_range(a_range.0..=a_range.1),
                 rng.random_range(b_range.0..=b_range.1),
             );
-            if !taken.contains(&p) {
-                taken.insert(p);
+            if taken.insert(p) {
                 out.push(p);
             }
         }
     }
-    taken.extend(out.iter().copied());
     out
 }
 
