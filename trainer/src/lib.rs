@@ -12,9 +12,11 @@
 //! - [`checkpoint`]: atomic checkpoints of weights, moments and progress;
 //! - [`run_lock`]: one writer per run directory;
 //! - [`train`]: the training loop over the stages;
+//! - [`branch`]: a new run from another's stage boundary (new plans for the later stages);
 //! - [`eval`]: greedy and teacher-forced accuracy by digit count, and single-problem solving.
 
 pub mod batch;
+pub mod branch;
 pub mod checkpoint;
 pub mod config;
 pub mod cpu;

@@ -5,6 +5,7 @@ use candle_core::Device;
 use clap::{Args, Parser, Subcommand};
 use coconut_core::tokenizer::Tokenizer;
 use coconut_core::weights::ModelWeights;
+use coconut_trainer::branch::Branch;
 use coconut_trainer::eval::{evaluate, table};
 use coconut_trainer::train::{
     self, load_run_config, Observer, Outcome, RunDir, StepMetrics, TrainOptions,
@@ -89,6 +90,14 @@ struct TrainArgs {
     /// Settings file (a TrainConfig as JSON; missing fields take the defaults). Flags override it.
     #[arg(long)]
     config: Option<PathBuf>,
+    /// Start this new run from another run's stage boundary: that run's earlier stages are taken
+    /// as they are (weights, steps, seconds, metrics), and its config.json is the base the flags
+    /// change (only the plans of --branch-at and later stages may differ).
+    #[arg(long, requires = "branch_at", conflicts_with = "resume")]
+    branch_from: Option<PathBuf>,
+    /// The first stage the branch trains (e.g. stage4).
+    #[arg(long, requires = "branch_from")]
+    branch_at: Option<String>,
     /// Stages to train, in order: e.g. 0,1,2,3,4,5 or nocot or pause.
     #[arg(long, value_delimiter = ',')]
     stages: Option<Vec<String>>,
@@ -154,7 +163,10 @@ impl TrainArgs {
                 serde_json::from_str(&text)
                     .with_context(|| format!("parsing {}", path.display()))?
             }
-            None => TrainConfig::default(),
+            None => match &self.branch_from {
+                Some(parent) => load_run_config(parent)?,
+                None => TrainConfig::default(),
+            },
         };
         if let Some(stages) = &self.stages {
             let epochs: Vec<f64> = c.stages.iter().map(|p| p.epochs).collect();
@@ -267,6 +279,11 @@ fn run_train(args: TrainArgs) -> Result<()> {
     let options = TrainOptions {
         resume: args.resume,
         run_info: Some(coconut_trainer::provenance::RunInfo::current(&args.device)),
+        branch: args
+            .branch_from
+            .clone()
+            .zip(args.branch_at.clone())
+            .map(|(from, at_stage)| Branch { from, at_stage }),
         ..TrainOptions::default()
     };
     let report = train::train(&config, &args.run_dir, &device, &options, &mut bars)?;

@@ -39,6 +39,8 @@ pub struct TrainOptions {
     pub stop_at_step: Option<u64>,
     /// Where the run came from, written to `run.json` once the run has started (or resumed).
     pub run_info: Option<crate::provenance::RunInfo>,
+    /// Start a new run at a stage boundary of another run (ignored with `resume`).
+    pub branch: Option<crate::branch::Branch>,
 }
 
 /// Why [`train`] returned.
@@ -206,7 +208,21 @@ pub fn train(
             &run.config(),
             serde_json::to_string_pretty(config)?.as_bytes(),
         )?;
-        Progress::default()
+        match &options.branch {
+            Some(branch) => {
+                let start = crate::branch::start(config, &run, branch)?;
+                learner.restore(&crate::branch::fresh_snapshot(&start.weights))?;
+                checkpoint::save(&run.checkpoint(), &learner.snapshot()?, &start.progress)?;
+                observer.message(&format!(
+                    "branched from {} at {} (step {})",
+                    branch.from.display(),
+                    branch.at_stage,
+                    start.progress.global_step
+                ));
+                start.progress
+            }
+            None => Progress::default(),
+        }
     };
     if let Some(info) = &options.run_info {
         info.record(run_dir, options.resume)?;

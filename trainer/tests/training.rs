@@ -9,6 +9,7 @@ use coconut_core::tokenizer::Tokenizer;
 use coconut_core::weights::ModelWeights;
 use coconut_core::{ModelConfig, Stage};
 use coconut_trainer::batch::{loss, Batch};
+use coconut_trainer::branch::Branch;
 use coconut_trainer::checkpoint::{self, Progress};
 use coconut_trainer::eval::evaluate;
 use coconut_trainer::optim::{AdamW, AdamWConfig};
@@ -267,6 +268,70 @@ fn latent_stages_and_baselines_train() {
     assert!(lines
         .iter()
         .any(|l| l["stage"] == "stage3" && l["tokens_per_s"].as_f64().unwrap() > 0.0));
+}
+
+#[test]
+fn a_branch_equals_the_run_trained_from_scratch() {
+    // The parent trains stages 0-2; the branch keeps stages 0-1 and trains stage 2 longer.
+    let parent_config = tiny_run(&[("stage0", 2.0), ("stage1", 1.0), ("stage2", 1.0)]);
+    let parent = tempfile::tempdir().unwrap();
+    train_fresh(&parent_config, parent.path()).unwrap();
+    let config = tiny_run(&[("stage0", 2.0), ("stage1", 1.0), ("stage2", 2.0)]);
+    let scratch = tempfile::tempdir().unwrap();
+    let whole = train_fresh(&config, scratch.path()).unwrap();
+
+    let branch = |at: &str| TrainOptions {
+        branch: Some(Branch {
+            from: parent.path().to_path_buf(),
+            at_stage: at.into(),
+        }),
+        ..TrainOptions::default()
+    };
+    let branched = tempfile::tempdir().unwrap();
+    let report = train(
+        &config,
+        branched.path(),
+        &Device::Cpu,
+        &branch("stage2"),
+        &mut Silent,
+    )
+    .unwrap();
+    assert_eq!(report.outcome, Outcome::Finished);
+    assert_eq!(report.progress.global_step, whole.progress.global_step);
+    for stage in ["stage0", "stage1", "stage2"] {
+        let (a, b) = (
+            weight_bits(scratch.path(), stage),
+            weight_bits(branched.path(), stage),
+        );
+        assert!(a == b, "{stage} weights differ");
+    }
+    // The inherited stages keep their records; the branch point is in the metrics.
+    assert_eq!(
+        report.progress.finished[..2],
+        checkpoint::read_progress(&RunDir(parent.path().to_path_buf()).checkpoint())
+            .unwrap()
+            .finished[..2]
+    );
+    let metrics = std::fs::read_to_string(RunDir(branched.path().to_path_buf()).metrics()).unwrap();
+    assert!(metrics.contains(r#""event":"branch""#), "{metrics}");
+
+    // Refused: a stage not in the run, the first stage, and earlier stages planned differently.
+    let refused = |config: &TrainConfig, at: &str| {
+        let dir = tempfile::tempdir().unwrap();
+        train(config, dir.path(), &Device::Cpu, &branch(at), &mut Silent)
+            .err()
+            .map(|e| format!("{e:#}"))
+            .unwrap_or_default()
+    };
+    assert!(refused(&config, "stage5").contains("not a stage of this run"));
+    assert!(refused(&config, "stage0").contains("nothing before it"));
+    let earlier_changed = tiny_run(&[("stage0", 3.0), ("stage1", 1.0), ("stage2", 2.0)]);
+    assert!(refused(&earlier_changed, "stage2").contains("planned differently"));
+    let other_lr = TrainConfig {
+        lr: 0.5,
+        ..config.clone()
+    };
+    assert!(refused(&other_lr, "stage2").contains("beyond the stages"));
 }
 
 #[test]
