@@ -33,11 +33,16 @@ if ((node_major < 20)); then
   exit 1
 fi
 
-# playwright-core only (never `npx playwright install`: the browser is Debian's chromium).
-pinned=$(node -p 'require("./web/e2e/package-lock.json").packages["node_modules/playwright-core"].version')
-have=$(node -p 'try { require("./web/e2e/node_modules/playwright-core/package.json").version } catch { "" }')
-if [ "$have" != "$pinned" ]; then
-  echo "== npm ci (web/e2e: playwright-core $pinned)"
+# playwright-core (never `npx playwright install`: the browser is Debian's chromium) and axe-core,
+# at the lockfile's versions.
+stale=
+for pkg in playwright-core axe-core; do
+  pinned=$(node -p "require('./web/e2e/package-lock.json').packages['node_modules/$pkg'].version")
+  have=$(node -p "try { require('./web/e2e/node_modules/$pkg/package.json').version } catch { '' }")
+  [ "$have" = "$pinned" ] || stale+=" $pkg@$pinned"
+done
+if [ -n "$stale" ]; then
+  echo "== npm ci (web/e2e:$stale)"
   (cd web/e2e && npm ci --no-audit --no-fund --loglevel=error)
 fi
 

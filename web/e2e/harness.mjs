@@ -30,7 +30,7 @@ export const CHROMIUM_ARGS = [
 export const TIMEOUT = Number(process.env.E2E_TIMEOUT_MS ?? 90_000);
 /** How long a click or a read may wait for its element (ms). */
 export const ACTION_TIMEOUT = Number(process.env.E2E_ACTION_TIMEOUT_MS ?? 10_000);
-export const TOKEN_KINDS = ['question', 'bot', 'thought', 'step', 'eot', 'answer', 'eos'];
+export const TOKEN_KINDS = ['question', 'bot', 'thought', 'step', 'eot', 'answer', 'eos', 'pause'];
 
 /**
  * The server the tests use: E2E_BASE_URL when the runner script started one (it must serve

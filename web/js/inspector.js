@@ -2,18 +2,19 @@
 // similarity to the digit embeddings and the attention of every layer and head.
 
 import { heatColor, scaleOf } from './colors.js';
+import { KIND_LABEL } from './player.js';
 
 // `pos` may be the final token, which was predicted but never run: the inspector then shows the
 // position that predicted it.
-export function renderInspector(els, view, selected) {
+export function renderInspector(els, view, selected, name) {
   const pos = Math.min(selected, view.positions.length - 1);
   const p = view.positions[pos];
   if (!p) return;
   const tok = view.tokens[pos];
   const next = view.tokens[pos + 1];
-  const what = tok.kind === 'thought' ? 'continuous thought' : `token ${tok.text}`;
+  const what = `${name(pos)}, ${KIND_LABEL[tok.kind]}`;
   els.title.textContent = selected > pos
-    ? `${view.tokens[selected].text} was predicted by position ${pos + 1} and never run; inside position ${pos + 1} (${what})`
+    ? `Inside position ${pos + 1} (${what}), which predicted the last token ${name(selected)}, never run itself`
     : `Inside position ${pos + 1} (${what})`;
   els.width.textContent = String(p.hidden.length);
   drawHeatStrip(els.heatStrip, p.hidden);
@@ -33,11 +34,22 @@ export function renderInspector(els, view, selected) {
     }),
   );
   els.topk.dataset.fedBack = String(fedBack);
-  els.topk.title = fedBack
-    ? 'Not decoded: this state is fed back as the next thought. This is what it would say if it were decoded.'
-    : 'The next token is the most probable one (greedy).';
+  // Said on the page, not in a tooltip: touch screens show no tooltips.
+  if (fedBack) {
+    els.topkNote.textContent = `Not decoded: this state is fed back as the next thought. The list is what the LM head
+      would say if it were forced to read it. The head was trained only on written tokens, and a thought's state
+      need not look like one: a list that only says ${p.top[0].token} means the head cannot read this thought, not
+      that it holds nothing (the answer that follows depends on it).`;
+  } else if (next) {
+    els.topkNote.textContent = `Greedy decoding: the most probable token, ${next.text}, is written next.`;
+  } else {
+    els.topkNote.textContent = '';
+  }
 
-  const best = p.digits.reduce((bi, v, i, a) => (v > a[bi] ? i : bi), 0);
+  // The closest digit is bold only when it stands out: positive and clearly above the next.
+  const order = p.digits.map((v, d) => [v, d]).sort((x, y) => y[0] - x[0]);
+  const standsOut = order[0][0] >= 0.2 && order[0][0] - order[1][0] >= 0.05;
+  const best = standsOut ? order[0][1] : -1;
   els.similarity.replaceChildren(
     ...p.digits.map((s, d) => {
       const row = document.createElement('div');
@@ -50,7 +62,7 @@ export function renderInspector(els, view, selected) {
       bar.className = 'sim-bar';
       bar.style.left = s >= 0 ? '50%' : `${50 + s * 50}%`;
       bar.style.width = `${Math.abs(s) * 50}%`;
-      bar.style.background = s >= 0 ? '#ea580c' : '#2563eb';
+      bar.style.background = s >= 0 ? '#c2410c' : '#2563eb';
       track.append(bar);
       const value = document.createElement('span');
       value.textContent = s.toFixed(2);
@@ -58,8 +70,11 @@ export function renderInspector(els, view, selected) {
       return row;
     }),
   );
+  els.simNote.textContent = standsOut
+    ? `Closest to the embedding of ${best} (cosine ${order[0][0].toFixed(2)}).`
+    : `No digit stands out (the highest cosine is ${order[0][0].toFixed(2)}, for ${order[0][1]}).`;
 
-  renderAttention(els.attention, view, pos);
+  renderAttention(els.attention, view, pos, name);
 }
 
 function drawHeatStrip(canvas, vector) {
@@ -79,7 +94,7 @@ function drawHeatStrip(canvas, vector) {
 
 // One heat map per layer and head: row q is what position q attended to (causal, so the
 // upper triangle is empty). Rows only up to the selected position are known to the viewer yet.
-function renderAttention(container, view, pos) {
+function renderAttention(container, view, pos, name) {
   const layers = view.positions[0].attention.length;
   const heads = view.positions[0].attention[0].length;
   const n = pos + 1;
@@ -92,7 +107,6 @@ function renderAttention(container, view, pos) {
         const canvas = document.createElement('canvas');
         canvas.setAttribute('aria-label', `layer ${l + 1} head ${h + 1}`);
         const cap = document.createElement('figcaption');
-        cap.textContent = `layer ${l + 1}, head ${h + 1}`;
         fig.append(canvas, cap);
         container.append(fig);
       }
@@ -102,6 +116,12 @@ function renderAttention(container, view, pos) {
   for (let l = 0; l < layers; l++) {
     for (let h = 0; h < heads; h++) {
       const canvas = figures[l * heads + h];
+      // The map's cells are too small for token labels; the caption names what the selected
+      // position attends to most.
+      const weights = view.positions[pos].attention[l][h];
+      const most = weights.reduce((bi, w, i, a) => (w > a[bi] ? i : bi), 0);
+      canvas.closest('figure').querySelector('figcaption').textContent =
+        `layer ${l + 1}, head ${h + 1}: mostly position ${most + 1}, ${name(most)} (${Math.round(weights[most] * 100)}%)`;
       const size = canvas.clientWidth || 140;
       const dpr = window.devicePixelRatio || 1;
       canvas.width = Math.round(size * dpr);
@@ -120,7 +140,7 @@ function renderAttention(container, view, pos) {
           ctx.fillRect(k * cell, q * cell, cell + 0.3, cell + 0.3);
         }
       }
-      ctx.strokeStyle = '#ea580c';
+      ctx.strokeStyle = '#c2410c';
       ctx.lineWidth = 1.5;
       ctx.strokeRect(0.75, pos * cell + 0.75, size - 1.5, cell - 1.5);
     }

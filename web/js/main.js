@@ -1,12 +1,14 @@
 // The page: waits for the wasm app, loads the weights, picks the engine, and wires the controls.
-// URL parameters (also the contract for automated tests): a, b, stage, animate=0, weights=<folder
-// URL>, engine=webgpu|reference, projector=1, chapter=N. With a and b the page solves on load.
+// URL parameters (also the contract for automated tests): a, b, stage, animate=0 (no animation on
+// this page: every answer shows at once), weights=<folder URL>, engine=webgpu|reference (forced;
+// by default a software WebGPU adapter gets the reference engine), projector=1, chapter=N. With a
+// and b the page solves on load.
 
 import { loadWeights } from './loader.js';
 import { Player } from './player.js';
 import { renderInspector } from './inspector.js';
 import { chapters } from './walkthrough.js';
-import { renderAccuracy, stageLabel, stageAbout } from './panels.js';
+import { renderAccuracy, stageLabel, stageAbout, stageInfo, measured } from './panels.js';
 
 const $ = (id) => document.getElementById(id);
 const params = new URLSearchParams(location.search);
@@ -18,14 +20,24 @@ const el = {
   compare: $('compare'), compareTable: $('compare-table'), accuracy: $('accuracy'),
   accuracyNote: $('accuracy-note'), testN: $('test-n'), testRun: $('test-run'), testResult: $('test-result'),
   projector: $('projector'), chapter: $('chapter'), chapterTitle: $('chapter-title'),
-  chapterPrev: $('chapter-prev'), chapterNext: $('chapter-next'),
+  chapterPrev: $('chapter-prev'), chapterNext: $('chapter-next'), sizeNote: $('size-note'),
+  timeline: $('timeline'),
 };
+// Controls that need the model: disabled until it has loaded.
+const modelControls = [el.solve, el.random, el.preset, el.stage, el.compare, el.testRun];
+const animateByDefault = params.get('animate') !== '0';
 
 let app = null;
 let manifest = null;
 let lastView = null;
 let chapterList = [];
 let chapterIndex = 0;
+// Why the page runs the engine it runs, when that needs saying (kept: every solve redraws it).
+let engineNotice = '';
+// The solved view whose answer waits for the animation to reach it.
+let unrevealed = null;
+// Set to stop a running "test it here".
+let stopTest = false;
 // One model call at a time: the engine holds one generation at a time.
 let queue = Promise.resolve();
 const exclusive = (job) => (queue = queue.then(job, job));
@@ -47,9 +59,42 @@ window.addEventListener('unhandledrejection', (e) => {
   fatal(e.reason?.message || String(e.reason));
 });
 
+// The wasm app, once its module has loaded and started; its download shows on the progress bar
+// (web/initializer.js reports it) and a failure ends the wait with a visible reason.
 function waitForApp() {
   if (window.coconut) return Promise.resolve(window.coconut);
-  return new Promise((resolve) => window.addEventListener('coconut-ready', () => resolve(window.coconut), { once: true }));
+  return new Promise((resolve, reject) => {
+    const report = (state) => {
+      if (!state) return;
+      if (state.failed) {
+        reject(new Error(`the engine (wasm) could not load: ${state.failed}`));
+      } else if (state.total > 0 && el.status.dataset.state === 'loading') {
+        el.progress.value = 0.5 * Math.min(state.current / state.total, 1);
+        el.status.textContent = `Loading the engine (${(state.current / 1e6).toFixed(1)} of ${(state.total / 1e6).toFixed(1)} MB)…`;
+      }
+    };
+    report(window.coconutWasm);
+    window.addEventListener('coconut-wasm', (e) => report(e.detail));
+    // A script of the engine that fails to load stops it before its download even starts.
+    window.addEventListener('error', (e) => {
+      const t = e.target;
+      if (t instanceof HTMLScriptElement || t instanceof HTMLLinkElement) {
+        reject(new Error(`the engine could not load ${t.src || t.href || 'its script'}`));
+      }
+    }, true);
+    setTimeout(() => {
+      if (!window.coconut && !window.coconutWasm?.total) {
+        reject(new Error('the engine (wasm) did not start within 60 s: its files could not be loaded'));
+      }
+    }, 60_000);
+    window.addEventListener('coconut-ready', () => resolve(window.coconut), { once: true });
+  });
+}
+
+function loadFailed(message) {
+  el.status.dataset.state = 'failed';
+  el.status.textContent = `Could not load the model: ${message}`;
+  el.progress.hidden = true;
 }
 
 const player = new Player(
@@ -61,9 +106,12 @@ const player = new Player(
     if (lastView && lastView.positions.length > 0) {
       renderInspector(
         { title: $('inspector-title'), width: $('width'), heatStrip: $('heat-strip'), topk: $('topk'),
-          similarity: $('similarity'), attention: $('attention') },
-        lastView, pos);
+          topkNote: $('topk-note'), similarity: $('similarity'), simNote: $('similarity-note'),
+          attention: $('attention') },
+        lastView, pos, (i) => player.tokenName(i));
     }
+    // The answer shows once the animation (or the viewer) reaches the end of the sequence.
+    if (unrevealed && pos >= unrevealed.tokens.length - 1) showAnswer(unrevealed);
   },
 );
 
@@ -72,28 +120,50 @@ function showEngine() {
   el.engine.dataset.engine = app.backend;
   el.engine.textContent = webgpu ? `Engine: WebGPU (our WGSL kernels)` : 'Engine: reference (Rust compiled to wasm, CPU)';
   el.engine.title = el.engine.dataset.adapter || '';
-  const notice = app.notice;
+  const notice = app.notice ? `Running on the reference engine: ${app.notice}` : engineNotice;
   el.notice.hidden = !notice;
-  el.notice.textContent = notice ? `Running on the reference engine: ${notice}` : '';
+  el.notice.textContent = notice;
+}
+
+// A WebGPU adapter that is software on the CPU (SwiftShader, llvmpipe, lavapipe): there the
+// reference engine is far faster (measured in Chromium on SwiftShader: 90 problems/s against
+// 2.3, see BENCHMARKS.md). Returns its description, or null for a hardware GPU.
+async function softwareAdapter() {
+  try {
+    const adapter = await navigator.gpu.requestAdapter();
+    if (!adapter) return null;
+    const info = adapter.info ?? {};
+    const text = [info.vendor, info.architecture, info.device, info.description].filter(Boolean).join(' ');
+    const software = adapter.isFallbackAdapter || info.isFallbackAdapter ||
+      /swiftshader|llvmpipe|lavapipe|software|basic render/i.test(text);
+    return software ? (text || 'a software fallback adapter') : null;
+  } catch {
+    return null;
+  }
 }
 
 async function chooseEngine() {
   const wanted = params.get('engine');
   if (wanted === 'reference') {
     app.useReference();
-  } else if (navigator.gpu) {
-    try {
-      el.engine.dataset.adapter = await app.useWebGpu();
-    } catch {
-      // app.notice says why; the reference engine is selected.
-    }
-  } else {
+  } else if (!navigator.gpu) {
     app.useReference();
-    showEngine();
-    el.notice.hidden = false;
-    el.notice.textContent = 'This browser has no WebGPU, so the model runs on the reference engine ' +
+    engineNotice = 'This browser has no WebGPU, so the model runs on the reference engine ' +
       '(Rust compiled to wasm, on the CPU): the same answers, more slowly.';
-    return;
+  } else {
+    const software = wanted === 'webgpu' ? null : await softwareAdapter();
+    if (software) {
+      app.useReference();
+      engineNotice = `WebGPU here is a software renderer on the CPU (${software}), where the reference engine ` +
+        '(Rust compiled to wasm) is about 40 times faster, so it runs the model: the same answers. ' +
+        'Add engine=webgpu to the address to use WebGPU anyway.';
+    } else {
+      try {
+        el.engine.dataset.adapter = await app.useWebGpu();
+      } catch {
+        // app.notice says why; the reference engine is selected.
+      }
+    }
   }
   showEngine();
 }
@@ -109,13 +179,41 @@ function setFieldErrors(errors) {
   el.b.setAttribute('aria-invalid', String(Boolean(errors.b)));
 }
 
+// A refused input clears the last problem: its animation must not go on beside the error.
 function refuse(message) {
   el.error.textContent = message;
+  unrevealed = null;
+  lastView = null;
+  player.clear();
   el.answer.dataset.state = 'error';
   el.answer.textContent = '';
   el.answer.dataset.text = '';
   el.answer.dataset.correct = '';
   el.verdict.textContent = '';
+  el.verdict.className = '';
+  el.sizeNote.textContent = '';
+}
+
+// The answer, the verdict and the stage's measured accuracy for problems of this size.
+function showAnswer(view) {
+  unrevealed = null;
+  el.answer.textContent = view.answer ?? '(none)';
+  el.answer.dataset.text = view.text;
+  el.answer.dataset.correct = String(view.correct);
+  el.answer.dataset.state = 'done';
+  const sum = `${view.a} + ${view.b} = ${view.expected}`;
+  el.verdict.textContent = view.correct
+    ? `✓ correct (${sum})`
+    : view.answer === null || view.answer === undefined
+      ? `✗ the model wrote no answer${view.finished ? '' : ' before the position limit'}; the right one is ${sum}`
+      : `✗ wrong: the right answer is ${sum}`;
+  el.verdict.className = view.correct ? 'right' : 'wrong';
+  const stage = manifest.stages.find((s) => s.id === view.stage);
+  const digits = Math.max(String(view.a).length, String(view.b).length);
+  const m = measured(stage, digits);
+  el.sizeNote.textContent = m
+    ? `This stage answers ${m.greedy.toFixed(2)}% of ${digits}-digit test problems right (n = ${m.n}).`
+    : '';
 }
 
 // The address always reproduces what is on screen, so that it can be shared.
@@ -131,6 +229,7 @@ function updateUrl() {
 }
 
 function solve(animate = true) {
+  stopTest = true; // a new problem takes over from a running "test it here"
   return exclusive(async () => {
     if (!app || !manifest) return;
     const [a, b, stage] = [el.a.value, el.b.value, el.stage.value];
@@ -143,17 +242,22 @@ function solve(animate = true) {
     el.error.textContent = '';
     el.answer.dataset.state = 'running';
     el.answer.textContent = '…';
+    el.verdict.textContent = '';
+    el.sizeNote.textContent = '';
     updateUrl();
     try {
       const view = JSON.parse(await app.solve(a, b, stage, true));
       lastView = view;
-      el.answer.textContent = view.answer ?? '';
-      el.answer.dataset.text = view.text;
-      el.answer.dataset.correct = String(view.correct);
-      el.verdict.textContent = view.correct ? `✓ correct (${view.a} + ${view.b} = ${view.expected})` : `✗ wrong: ${view.a} + ${view.b} = ${view.expected}`;
-      el.verdict.className = view.correct ? 'right' : 'wrong';
-      el.answer.dataset.state = 'done';
-      player.show(view, animate);
+      const play = animate && animateByDefault && view.positions.length > 0;
+      if (play) {
+        // Revealed when the animation reaches the end (the player's onSelect).
+        unrevealed = view;
+        el.answer.dataset.state = 'playing';
+        el.answer.textContent = '…';
+      } else {
+        showAnswer(view);
+      }
+      player.show(view, play);
     } catch (e) {
       refuse(e.message || String(e));
     }
@@ -204,6 +308,11 @@ function compareStages() {
 }
 
 function testHere() {
+  if (el.testRun.dataset.running === 'true') {
+    stopTest = true;
+    return queue;
+  }
+  stopTest = false;
   return exclusive(async () => {
     const n = Math.round(Number(el.testN.value));
     if (!Number.isFinite(n) || n < 1 || n > 1000) {
@@ -213,22 +322,34 @@ function testHere() {
     }
     const stage = el.stage.value;
     el.testResult.dataset.state = 'running';
+    el.testRun.dataset.running = 'true';
+    el.testRun.textContent = 'Stop';
     let correct = 0;
+    let done = 0;
     const start = performance.now();
-    for (let i = 0; i < n; i++) {
-      const a = randomOperand(manifest.max_digits);
-      const b = randomOperand(manifest.max_digits);
-      const view = JSON.parse(await app.solve(a, b, stage, false));
-      if (view.correct) correct++;
-      if (i % 5 === 4) {
-        el.testResult.textContent = `${i + 1} of ${n}: ${correct} correct…`;
-        await new Promise((r) => setTimeout(r, 0));
+    try {
+      for (; done < n && !stopTest; done++) {
+        const a = randomOperand(manifest.max_digits);
+        const b = randomOperand(manifest.max_digits);
+        const view = JSON.parse(await app.solve(a, b, stage, false));
+        if (view.correct) correct++;
+        if (done % 5 === 4) {
+          el.testResult.textContent = `${done + 1} of ${n}: ${correct} correct…`;
+          await new Promise((r) => setTimeout(r, 0));
+        }
       }
+    } finally {
+      el.testRun.dataset.running = 'false';
+      el.testRun.textContent = 'Run';
     }
     const seconds = (performance.now() - start) / 1000;
-    const rate = n / seconds;
-    Object.assign(el.testResult.dataset, { state: 'done', n: String(n), correct: String(correct), perSecond: rate.toFixed(2) });
-    el.testResult.textContent = `${correct} of ${n} correct (${((100 * correct) / n).toFixed(1)}%) on ${stage}, ` +
+    const rate = done / seconds;
+    const stopped = done < n ? ` (stopped after ${done} of ${n})` : '';
+    Object.assign(el.testResult.dataset, {
+      state: done < n ? 'stopped' : 'done', n: String(done), correct: String(correct), perSecond: rate.toFixed(2),
+    });
+    el.testResult.textContent = done === 0 ? 'Stopped before the first problem.' :
+      `${correct} of ${done} correct (${((100 * correct) / done).toFixed(1)}%) on ${stage}${stopped}, ` +
       `${rate.toFixed(1)} problems per second on the ${app.backend === 'webgpu' ? 'WebGPU' : 'reference'} engine`;
     showEngine();
   });
@@ -264,15 +385,22 @@ function wire() {
     solve(true);
   });
   el.random.addEventListener('click', () => {
+    if (!manifest) return;
     el.a.value = randomOperand(manifest.max_digits);
     el.b.value = randomOperand(manifest.max_digits);
     solve(true);
   });
+  // An example is "a+b", or "a+b@stage" when it is about one stage (the labelled failure).
   el.preset.addEventListener('change', () => {
-    const [a, b] = el.preset.value.split('+');
+    const [problem, stage] = el.preset.value.split('@');
+    const [a, b] = problem.split('+');
     if (a === undefined || b === undefined) return;
     el.a.value = a;
     el.b.value = b;
+    if (stage && manifest.stages.some((s) => s.id === stage)) {
+      el.stage.value = stage;
+      showStageAbout();
+    }
     el.preset.value = '';
     solve(true);
   });
@@ -291,19 +419,25 @@ function wire() {
   el.projector.addEventListener('click', () => setProjector(!document.body.classList.contains('projector')));
   el.chapterPrev.addEventListener('click', () => showChapter(chapterIndex - 1));
   el.chapterNext.addEventListener('click', () => showChapter(chapterIndex + 1));
+  // Keys: space plays or pauses, ← → step, Home/End jump to the first or last position. They
+  // work everywhere but in the text fields; on a focused dropdown ← → step too (its ↑ ↓ still
+  // change it), so that a stage picked with the mouse does not swallow the keys.
   document.addEventListener('keydown', (e) => {
     const t = e.target;
-    if (t instanceof HTMLInputElement && t.type !== 'range') return;
-    if (t instanceof HTMLSelectElement || t instanceof HTMLTextAreaElement) return;
-    if (e.key === ' ' && !(t instanceof HTMLButtonElement)) {
+    if (e.altKey || e.ctrlKey || e.metaKey) return;
+    if (t instanceof HTMLInputElement && !['range', 'button', 'submit'].includes(t.type)) return;
+    if (t instanceof HTMLTextAreaElement) return;
+    const onSelect = t instanceof HTMLSelectElement;
+    const onRange = t instanceof HTMLInputElement && t.type === 'range';
+    if (e.key === ' ' && !(t instanceof HTMLButtonElement) && !onSelect) {
       e.preventDefault();
       player.toggle();
-    } else if (e.key === 'ArrowRight' && t.type !== 'range') {
+    } else if ((e.key === 'ArrowRight' || e.key === 'ArrowLeft') && !onRange) {
       e.preventDefault();
-      player.step(1);
-    } else if (e.key === 'ArrowLeft' && t.type !== 'range') {
+      player.step(e.key === 'ArrowRight' ? 1 : -1);
+    } else if ((e.key === 'Home' || e.key === 'End') && !onRange && !onSelect) {
       e.preventDefault();
-      player.step(-1);
+      player.seek(e.key === 'Home' ? 0 : Infinity);
     }
   });
 }
@@ -311,19 +445,23 @@ function wire() {
 async function main() {
   if (params.get('projector') === '1') setProjector(true);
   wire();
-  app = await waitForApp();
+  try {
+    app = await waitForApp();
+  } catch (e) {
+    loadFailed(e.message);
+    return;
+  }
   let base = params.get('weights') || 'weights/';
   if (!base.endsWith('/')) base += '/';
   try {
+    // The weights are the second half of the bar (the engine was the first).
     manifest = await loadWeights(app, base, (fraction, text) => {
       if (el.status.dataset.state !== 'loading') return;
-      el.progress.value = fraction;
+      el.progress.value = 0.5 + 0.5 * fraction;
       el.status.textContent = text;
     });
   } catch (e) {
-    el.status.dataset.state = 'failed';
-    el.status.textContent = `Could not load the model: ${e.message || e}`;
-    el.progress.hidden = true;
+    loadFailed(e.message || String(e));
     return;
   }
   for (const s of manifest.stages) {
@@ -332,26 +470,28 @@ async function main() {
     option.textContent = stageLabel(s, manifest);
     el.stage.append(option);
   }
-  const latent = manifest.stages.filter((s) => /^stage\d+$/.test(s.id))
-    .sort((x, y) => Number(x.id.slice(5)) - Number(y.id.slice(5)));
+  // By default the all-latent stage: what the page is about.
+  const allLatent = manifest.stages.find((s) => stageInfo(s, manifest).allLatent);
   const wantedStage = params.get('stage');
-  el.stage.value = manifest.stages.some((s) => s.id === wantedStage) ? wantedStage : (latent.at(-1) || manifest.stages[0]).id;
+  el.stage.value = manifest.stages.some((s) => s.id === wantedStage) ? wantedStage : (allLatent || manifest.stages[0]).id;
   showStageAbout();
   renderAccuracy(el.accuracy, el.accuracyNote, manifest);
   await chooseEngine();
   el.status.dataset.state = 'ready';
   el.progress.hidden = true;
-  for (const b of [el.solve, el.compare, el.testRun]) b.disabled = false;
+  // The loading line has said its piece; in a projector view (style.css) every line counts.
+  $('loading').dataset.done = 'true';
+  for (const c of modelControls) c.disabled = false;
   chapterList = chapters(manifest);
   const chapter = Number(params.get('chapter'));
   if (params.has('a') && params.has('b')) {
     el.a.value = params.get('a');
     el.b.value = params.get('b');
     showChapter(Number.isInteger(chapter) ? chapter : 0, false);
-    await solve(params.get('animate') !== '0');
+    await solve(true);
   } else {
     showChapter(Number.isInteger(chapter) ? chapter : 0, params.has('chapter'));
-    if (!params.has('chapter')) await solve(params.get('animate') !== '0');
+    if (!params.has('chapter')) await solve(true);
   }
   if ('serviceWorker' in navigator && location.protocol !== 'file:') {
     navigator.serviceWorker.register('sw.js').then(() => navigator.serviceWorker.ready).then((reg) => {

@@ -1,29 +1,51 @@
 // Text about the stages and the accuracy table, straight from manifest.json.
 
+// What a stage is, from the manifest's `kind` (never from its id): { kind: 'latent' | 'nocot' |
+// 'pause', k (latent steps), allLatent }.
+export function stageInfo(s, manifest) {
+  if (s.kind === 'no_cot') return { kind: 'nocot', k: 0, allLatent: false };
+  if (s.kind === 'pause') return { kind: 'pause', k: 0, allLatent: false };
+  const k = s.kind?.latent?.k ?? 0;
+  const most = Math.max(...manifest.stages.map((x) => x.kind?.latent?.k ?? 0));
+  return { kind: 'latent', k, allLatent: k > 0 && k === most };
+}
+
+const plural = (n, one, many = `${one}s`) => `${n} ${n === 1 ? one : many}`;
+
 export function stageLabel(s, manifest) {
-  const m = /^stage(\d+)$/.exec(s.id);
-  if (m) {
-    const k = Number(m[1]);
-    const latent = manifest.stages.filter((x) => /^stage\d+$/.test(x.id));
-    const allLatent = Math.max(...latent.map((x) => x.thoughts));
-    if (k === 0) return 'Stage 0: written chain of thought';
-    return s.thoughts === allLatent
-      ? `Stage ${k}: all latent (${s.thoughts} thoughts)`
-      : `Stage ${k}: ${s.thoughts} thought${s.thoughts > 1 ? 's' : ''}, then written steps`;
-  }
-  if (s.id === 'nocot') return 'Baseline: no chain of thought';
-  if (s.id === 'pause') return `Baseline: ${s.thoughts} pause tokens`;
-  return s.id;
+  const info = stageInfo(s, manifest);
+  if (info.kind === 'nocot') return 'Baseline: no chain of thought';
+  if (info.kind === 'pause') return `Baseline: ${plural(s.thoughts, 'pause position')}`;
+  if (info.k === 0) return `Stage ${info.k}: written chain of thought`;
+  return info.allLatent
+    ? `Stage ${info.k}: all latent (${plural(s.thoughts, 'thought')})`
+    : `Stage ${info.k}: ${plural(s.thoughts, 'thought')}, then written steps`;
+}
+
+// The test set's measured greedy accuracy of a stage, overall or for problems whose longer
+// operand has `digits` digits: { greedy, n } or null.
+export function measured(s, digits) {
+  const test = s?.accuracy?.sets?.find((x) => x.set === 'test');
+  if (!test) return null;
+  if (digits === undefined) return { greedy: test.greedy, n: test.n };
+  const d = test.by_digits?.find((x) => x.digits === digits);
+  return d ? { greedy: d.greedy, n: d.n } : null;
 }
 
 export function stageAbout(s, manifest) {
   if (!s) return '';
-  const test = s.accuracy?.sets?.find((x) => x.set === 'test');
+  const info = stageInfo(s, manifest);
+  const test = measured(s);
   const acc = test ? ` Measured: ${test.greedy.toFixed(2)}% of ${test.n} held-out problems right (greedy).` : '';
-  if (s.id === 'nocot') return `Writes the answer right after the question, no steps, no thoughts.${acc}`;
-  if (s.id === 'pause') return `${s.thoughts} extra positions fed a fixed <latent> embedding (not the previous state), then the answer.${acc}`;
-  if (s.thoughts === 0) return `Writes every column as a step, then the answer.${acc}`;
-  return `The first ${s.thoughts / manifest.thoughts_per_step} step(s) happen as ${s.thoughts} continuous thought(s); the rest are written.${acc}`;
+  if (info.kind === 'nocot') return `Writes the answer right after the question: no steps, no thoughts.${acc}`;
+  if (info.kind === 'pause') {
+    return `${plural(s.thoughts, 'extra position')}, each fed the same fixed <latent> embedding (nothing is fed back), then the answer.${acc}`;
+  }
+  if (info.k === 0) return `Writes every column as a step, then the answer.${acc}`;
+  const steps = plural(info.k, 'step');
+  const thoughts = plural(s.thoughts, 'continuous thought');
+  if (info.allLatent) return `Every step happens as a continuous thought (${thoughts}); nothing is written before the answer.${acc}`;
+  return `The first ${steps} happen as ${thoughts}; the rest are written.${acc}`;
 }
 
 const pct = (v) => (v === undefined || v === null ? '—' : `${v.toFixed(2)}%`);

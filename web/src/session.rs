@@ -122,6 +122,7 @@ impl Session {
         let loaded = self.stage(stage_id)?;
         Ok(solve_view(
             &loaded.entry.id,
+            loaded.entry.feeds_back,
             solution,
             &loaded.reference,
             &self.tokenizer,

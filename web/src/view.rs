@@ -43,7 +43,11 @@ pub struct TokenView {
 pub enum TokenKind {
     Question,
     Bot,
+    /// A continuous thought: its input is the previous position's final hidden state.
     Thought,
+    /// A pause slot (the pause baseline): its input is the fixed `<latent>` embedding, nothing
+    /// is fed back.
+    Pause,
     Step,
     Eot,
     Answer,
@@ -75,16 +79,23 @@ pub struct Candidate {
 }
 
 /// Builds the view of `solution`, using `model` (the same weights) for the LM head and the
-/// embeddings. The trace may come from either engine.
+/// embeddings. The trace may come from either engine. `feeds_back`: the stage's thought slots
+/// take the previous hidden state (Coconut), not a fixed embedding (pause).
 pub fn solve_view(
     stage_id: &str,
+    feeds_back: bool,
     solution: &Solution,
     model: &ReferenceModel,
     tokenizer: &Tokenizer,
 ) -> SolveView {
     let generation = &solution.generation;
     let thought_slots = generation.prompt_len..generation.prompt_len + generation.thoughts.len();
-    let tokens = token_views(&generation.ids, thought_slots.clone(), tokenizer);
+    let slot = if feeds_back {
+        TokenKind::Thought
+    } else {
+        TokenKind::Pause
+    };
+    let tokens = token_views(&generation.ids, thought_slots.clone(), slot, tokenizer);
     let positions = generation
         .trace
         .as_ref()
@@ -115,7 +126,12 @@ pub fn solve_view(
 
 /// Roles by position: the model may itself write `<latent>` or `<bot>` later (untrained weights
 /// do), and those are ordinary generated tokens.
-fn token_views(ids: &[u32], thought_slots: Range<usize>, tokenizer: &Tokenizer) -> Vec<TokenView> {
+fn token_views(
+    ids: &[u32],
+    thought_slots: Range<usize>,
+    slot: TokenKind,
+    tokenizer: &Tokenizer,
+) -> Vec<TokenView> {
     let prompt_len = thought_slots.start;
     let mut after_eot = false;
     ids.iter()
@@ -124,7 +140,7 @@ fn token_views(ids: &[u32], thought_slots: Range<usize>, tokenizer: &Tokenizer) 
             let kind = match id {
                 _ if i + 1 < prompt_len => TokenKind::Question,
                 _ if i + 1 == prompt_len => TokenKind::Bot,
-                _ if thought_slots.contains(&i) => TokenKind::Thought,
+                _ if thought_slots.contains(&i) => slot,
                 EOT if !after_eot => {
                     after_eot = true;
                     TokenKind::Eot
@@ -265,7 +281,7 @@ mod tests {
         let solution = model
             .solve(&tokenizer, &Problem::new(347, 285), &stage, true)
             .unwrap();
-        let view = solve_view("stage2", &solution, &model, &tokenizer);
+        let view = solve_view("stage2", true, &solution, &model, &tokenizer);
         // The last token (`<eos>`, or the one at the position limit) is predicted, never run.
         assert_eq!(view.positions.len(), solution.generation.ids.len() - 1);
         assert_eq!(view.tokens.len(), solution.generation.ids.len());
@@ -301,16 +317,19 @@ mod tests {
             .encode("3 + 4 = <bot> <latent> 3+4=7 write 7 <eot> 7 <eos>")
             .unwrap();
         let prompt_len = tokenizer.encode("3 + 4 = <bot>").unwrap().len();
-        let kinds: Vec<TokenKind> = token_views(&ids, prompt_len..prompt_len + 1, &tokenizer)
-            .into_iter()
-            .map(|t| t.kind)
-            .collect();
         use TokenKind::*;
-        let mut expected = vec![Question; prompt_len - 1];
-        expected.extend([Bot, Thought]);
-        expected.extend(vec![Step; kinds.len() - prompt_len - 4]);
-        expected.extend([Eot, Answer, Eos]);
-        assert_eq!(kinds, expected);
+        for slot in [Thought, Pause] {
+            let kinds: Vec<TokenKind> =
+                token_views(&ids, prompt_len..prompt_len + 1, slot, &tokenizer)
+                    .into_iter()
+                    .map(|t| t.kind)
+                    .collect();
+            let mut expected = vec![Question; prompt_len - 1];
+            expected.extend([Bot, slot]);
+            expected.extend(vec![Step; kinds.len() - prompt_len - 4]);
+            expected.extend([Eot, Answer, Eos]);
+            assert_eq!(kinds, expected);
+        }
     }
 
     #[test]

@@ -1,0 +1,309 @@
+// Test 6: what a class meets. The pause baseline drawn without thought loops; the page served
+// from a subfolder, and a visible error when the engine cannot load; keys on a focused dropdown,
+// Home/End, a focusable timeline; a refused input clears the last problem; the answer revealed
+// with the animation; "test it here" stopped by a new solve; controls off until the model loads;
+// the engine notice that stays; the projector view at 1280x720; the inspector's visible notes;
+// examples the shipped stages get right; and an axe-core audit (WCAG 2.2 AA: no serious or
+// critical violation) on a laptop, a phone and a projector.
+import { describe, it, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { createRequire } from 'node:module';
+import {
+  DIST, server, launch, openPage, pageUrl, readManifest, solveCli, waitForAnswer, position,
+  controlWeights, hasShippedWeights, TIMEOUT,
+} from './harness.mjs';
+import { startServer } from './serve.mjs';
+
+const weights = controlWeights();
+const manifest = readManifest(weights.dir);
+const kindOf = (s) => (s.kind === 'pause' ? 'pause' : s.kind === 'no_cot' ? 'nocot' : 'latent');
+const pauseStage = manifest.stages.find((s) => kindOf(s) === 'pause');
+const allLatent = [...manifest.stages].filter((s) => kindOf(s) === 'latent').sort((x, y) => y.thoughts - x.thoughts)[0];
+const AXE = createRequire(import.meta.url).resolve('axe-core/axe.min.js');
+
+let srv;
+let browser;
+before(async () => {
+  srv = await server();
+  browser = await launch();
+});
+after(async () => {
+  await browser?.close();
+  await srv?.close();
+});
+
+/** A fresh page (own context) loading `params` (animate=0 unless given) and its answer. */
+async function open(params = {}, opts = {}) {
+  const session = await openPage(browser, opts);
+  const p = { a: 347, b: 285, animate: 0, weights: weights.param, ...params };
+  await session.page.goto(pageUrl(opts.base ?? srv.url, p));
+  const seen = await waitForAnswer(session.page, p.a, p.b);
+  return { session, page: session.page, seen };
+}
+
+async function tokenKinds(page) {
+  return page.$$eval('#timeline .tok', (els) => els.map((e) => e.dataset.kind));
+}
+
+describe(`the classroom page (${weights.label} weights)`, () => {
+  it('draws the pause baseline as pause positions, with no loops; thoughts with one loop each', async () => {
+    const pause = await open({ stage: pauseStage.id });
+    const kinds = await tokenKinds(pause.page);
+    assert.equal(kinds.filter((k) => k === 'pause').length, pauseStage.thoughts, `pause slots: ${kinds}`);
+    assert.ok(!kinds.includes('thought'), `no continuous thought in the pause baseline: ${kinds}`);
+    assert.equal(await pause.page.getAttribute('#stack', 'data-loops'), '0', 'no hidden-state loop is drawn');
+    const label = await pause.page.getAttribute('#timeline .tok[data-kind="pause"]', 'aria-label');
+    assert.match(label, /pause/, 'a pause slot is announced as a pause');
+    pause.session.assertClean();
+    await pause.session.close();
+
+    const latent = await open({ stage: allLatent.id });
+    const thoughts = (await tokenKinds(latent.page)).filter((k) => k === 'thought').length;
+    assert.equal(thoughts, allLatent.thoughts);
+    assert.equal(await latent.page.getAttribute('#stack', 'data-loops'), String(thoughts), 'one loop per thought');
+    latent.session.assertClean();
+    await latent.session.close();
+  });
+
+  it('works from a subfolder, and says so when the engine cannot load', async () => {
+    const sub = await startServer({ root: os.tmpdir(), mounts: { '/demo': DIST } });
+    try {
+      const { session, page, seen } = await open({ engine: 'reference', weights: undefined }, { base: `${sub.url}demo/` });
+      assert.equal(seen.state, 'done', `answer from /demo/: ${JSON.stringify(seen)}`);
+      const styled = await page.$eval('#answer', (e) => getComputedStyle(e).fontWeight);
+      assert.equal(styled, '700', 'the stylesheet loaded from the subfolder');
+      session.assertClean();
+      await session.close();
+    } finally {
+      await sub.close();
+    }
+
+    // The same page without its wasm file: a visible failure, not "Loading…" forever.
+    const broken = fs.mkdtempSync(path.join(os.tmpdir(), 'coconut-nowasm-'));
+    try {
+      fs.cpSync(DIST, broken, { recursive: true, filter: (src) => !src.endsWith('.wasm') });
+      const served = await startServer({ root: broken });
+      try {
+        const session = await openPage(browser);
+        await session.page.goto(pageUrl(served.url, { a: 1, b: 2, animate: 0 }));
+        await session.page.waitForSelector('#status[data-state=failed]', { timeout: TIMEOUT });
+        const text = await session.page.textContent('#status');
+        assert.match(text, /engine/i, `the failure names the engine: ${text}`);
+        await session.close();
+      } finally {
+        await served.close();
+      }
+    } finally {
+      fs.rmSync(broken, { recursive: true, force: true });
+    }
+  });
+
+  it('steps with ← → on a focused stage dropdown, jumps with Home/End, and moves focus along the timeline', async () => {
+    const { session, page } = await open({ stage: allLatent.id });
+    const stage = await page.inputValue('#stage');
+    const last = await position(page);
+    await page.focus('#stage');
+    await page.keyboard.press('ArrowLeft');
+    assert.equal(await position(page), last - 1, 'ArrowLeft on the dropdown steps back');
+    assert.equal(await page.inputValue('#stage'), stage, 'the stage did not change');
+    await page.evaluate(() => document.activeElement.blur());
+    await page.keyboard.press('Home');
+    assert.equal(await position(page), 0, 'Home selects the first position');
+    await page.keyboard.press('End');
+    assert.equal(await position(page), last, 'End selects the last position');
+    // One token is in the tab order (the selected one); arrows move the focus with the selection.
+    const tabbable = await page.$$eval('#timeline .tok', (els) => els.filter((e) => e.tabIndex === 0).map((e) => e.dataset.pos));
+    assert.deepEqual(tabbable, [String(last)], 'the selected token is the one tab stop');
+    await page.focus(`#timeline .tok[data-pos="${last}"]`);
+    await page.keyboard.press('ArrowLeft');
+    const focused = await page.evaluate(() => document.activeElement?.dataset?.pos);
+    assert.equal(focused, String(last - 1), 'the focus follows the selection');
+    session.assertClean();
+    await session.close();
+  });
+
+  it('clears the last problem when an input is refused', async () => {
+    const { session, page } = await open({ stage: allLatent.id });
+    await page.fill('#a', '12a');
+    await page.click('#solve');
+    await page.waitForSelector('#answer[data-state=error]', { state: 'attached' });
+    assert.equal(await page.$$eval('#timeline .tok', (els) => els.length), 0, 'the timeline is empty');
+    assert.equal((await page.textContent('#verdict')).trim(), '', 'no verdict');
+    assert.equal(await page.getAttribute('#play', 'aria-pressed'), 'false', 'nothing plays');
+    assert.equal(await page.getAttribute('#stack', 'data-loops'), '0', 'the stack is empty');
+    session.assertClean();
+    await session.close();
+  });
+
+  it('reveals the answer when the animation reaches it, with the accuracy for its size', async () => {
+    const cli = solveCli(weights.dir, allLatent.id, [[347, 285]]).get('347 + 285');
+    const session = await openPage(browser);
+    const page = session.page;
+    await page.goto(pageUrl(srv.url, { a: 347, b: 285, stage: allLatent.id, weights: weights.param }));
+    await page.waitForSelector('#answer[data-state=playing]', { timeout: TIMEOUT });
+    assert.equal((await page.textContent('#answer')).trim(), '…', 'no answer while the animation plays');
+    const answerTokensShown = await page.$$eval('#timeline .tok[data-kind="answer"]', (els) => els.filter((e) => !e.classList.contains('pending')).length);
+    assert.equal(answerTokensShown, 0, 'the answer digits are not shown ahead of the animation');
+    const seen = await waitForAnswer(page, 347, 285);
+    assert.equal(seen.answer, cli.answer ?? '(none)');
+    assert.equal(await position(page), (await page.$$('#timeline .tok')).length - 1, 'revealed at the end');
+    if (hasShippedWeights() && weights.label === 'shipped') {
+      assert.match(await page.textContent('#size-note'), /3-digit test problems right \(n = \d+\)/);
+    }
+    session.assertClean();
+    await session.close();
+  });
+
+  it('stops "test it here" when a new problem is solved', async () => {
+    const { session, page } = await open({ stage: allLatent.id, engine: 'reference' });
+    await page.fill('#test-n', '1000');
+    await page.click('#test-run');
+    await page.waitForSelector('#test-result[data-state=running]');
+    assert.equal((await page.textContent('#test-run')).trim(), 'Stop');
+    await page.fill('#a', '12');
+    await page.click('#solve');
+    await page.waitForSelector('#test-result[data-state=stopped]', { timeout: TIMEOUT });
+    await waitForAnswer(page, 12, 285);
+    assert.equal((await page.textContent('#test-run')).trim(), 'Run');
+    session.assertClean();
+    await session.close();
+  });
+
+  it('keeps the controls off until the model has loaded', async () => {
+    const session = await openPage(browser);
+    const page = session.page;
+    let release;
+    const held = new Promise((r) => (release = r));
+    await page.route('**/manifest.json', async (route) => {
+      await held;
+      await route.continue();
+    });
+    await page.goto(pageUrl(srv.url, { weights: weights.param }), { waitUntil: 'domcontentloaded' });
+    for (const id of ['solve', 'random', 'preset', 'stage', 'compare', 'test-run']) {
+      assert.equal(await page.$eval(`#${id}`, (e) => e.disabled), true, `#${id} is disabled while loading`);
+    }
+    await page.click('#random', { force: true }).catch(() => {});
+    release();
+    await page.waitForSelector('#status[data-state=ready]', { timeout: TIMEOUT });
+    assert.equal(await page.$eval('#random', (e) => e.disabled), false);
+    session.assertClean();
+    await session.close();
+  });
+
+  it('says which engine runs and why, and keeps saying it', async () => {
+    // SwiftShader (what these machines have) is a CPU adapter: the reference engine is chosen.
+    const soft = await open({ stage: allLatent.id });
+    if (soft.seen.engine === 'reference') {
+      assert.match(await soft.page.textContent('#engine-notice'), /software renderer/);
+    }
+    await soft.session.close();
+    // No WebGPU at all: the notice stays after solving.
+    const session = await openPage(browser);
+    await session.page.addInitScript(() => Object.defineProperty(Navigator.prototype, 'gpu', { get: () => undefined }));
+    await session.page.goto(pageUrl(srv.url, { a: 12, b: 34, animate: 0, weights: weights.param }));
+    await waitForAnswer(session.page, 12, 34);
+    await session.page.click('#solve');
+    await session.page.waitForTimeout(500);
+    assert.equal(await session.page.isVisible('#engine-notice'), true, 'the no-WebGPU notice is still shown');
+    assert.match(await session.page.textContent('#engine-notice'), /no WebGPU/);
+    session.assertClean();
+    await session.close();
+  });
+
+  it('fits the chapter controls, the player and the stack in one 1280x720 projector view, every chapter', async () => {
+    const { session, page } = await open({ projector: 1, chapter: 0, engine: 'reference' }, { viewport: { width: 1280, height: 720 } });
+    const chapters = Number((await page.textContent('#chapter-title')).match(/\/(\d+)/)[1]);
+    for (let i = 0; i < chapters; i++) {
+      if (i > 0) {
+        await page.click('#chapter-next');
+        await page.waitForSelector('#answer[data-state=done]', { timeout: TIMEOUT });
+      }
+      await page.evaluate(() => window.scrollTo(0, 0));
+      for (const sel of ['#chapter-prev', '#chapter-next', '#play', '#scrub', '#stack', '#answer']) {
+        const box = await page.$eval(sel, (e) => {
+          const r = e.getBoundingClientRect();
+          return { top: r.top, bottom: r.bottom };
+        });
+        assert.ok(box.top >= 0 && box.bottom <= 720, `chapter ${i + 1}: ${sel} spans ${box.top}-${box.bottom} px of 720`);
+      }
+    }
+    session.assertClean();
+    await session.close();
+  });
+
+  it('explains a thought in the inspector on the page, and selects a position by clicking the stack', async () => {
+    const { session, page } = await open({ stage: allLatent.id });
+    await page.click('#timeline .tok[data-kind="bot"]');
+    assert.match(await page.textContent('#topk-note'), /fed back as the next thought/);
+    assert.notEqual((await page.textContent('#similarity-note')).trim(), '');
+    const box = await page.$eval('#stack', (e) => {
+      const r = e.getBoundingClientRect();
+      return { left: r.left, right: r.right, top: r.top, height: r.height };
+    });
+    await page.mouse.click(box.right - 3, box.top + box.height / 2);
+    const last = (await page.$$('#timeline .tok')).length - 2; // the last position that ran
+    assert.equal(await position(page), last, 'clicking the last column selects it');
+    session.assertClean();
+    await session.close();
+  });
+
+  it('offers examples and chapters that the shipped stages answer right', { skip: !hasShippedWeights() && 'no shipped weights in the build' }, async () => {
+    const { session, page } = await open({ weights: undefined, engine: 'reference' });
+    const shipped = readManifest(path.join(DIST, 'weights'));
+    const options = await page.$$eval('#preset option', (els) => els.filter((e) => e.value).map((e) => ({ value: e.value, text: e.textContent })));
+    const chapters = await page.evaluate(async () => {
+      const { chapters } = await import('./js/walkthrough.js');
+      const manifest = await (await fetch('weights/manifest.json')).json();
+      return chapters(manifest).filter((c) => c.stage).map((c) => ({ stage: c.stage, problem: c.problem }));
+    });
+    await session.close();
+    const wrong = [];
+    // "a+b" is for every stage; "a+b@stage" is about that stage: the labelled failure.
+    const general = options.filter((o) => !o.value.includes('@'));
+    const problems = general.map((o) => o.value.split('+').map(Number));
+    for (const s of shipped.stages) {
+      const cli = solveCli(path.join(DIST, 'weights'), s.id, problems);
+      for (const [a, b] of problems) {
+        const answer = cli.get(`${a} + ${b}`).answer;
+        if (answer !== String(a + b)) wrong.push(`${s.id}: ${a}+${b} -> ${answer}`);
+      }
+    }
+    for (const c of chapters) {
+      const [a, b] = c.problem.map(Number);
+      const answer = solveCli(path.join(DIST, 'weights'), c.stage, [[a, b]]).get(`${a} + ${b}`).answer;
+      if (answer !== String(a + b)) wrong.push(`chapter on ${c.stage}: ${a}+${b} -> ${answer}`);
+    }
+    assert.deepEqual(wrong, [], 'every example and chapter problem is answered right (except the labelled failure)');
+    // A stage-specific example is labelled a failure and does fail on its stage.
+    for (const o of options.filter((x) => x.value.includes('@'))) {
+      const [problem, stage] = o.value.split('@');
+      const [a, b] = problem.split('+').map(Number);
+      assert.match(o.text, /gets wrong/, `${o.value} is labelled as a failure`);
+      const answer = solveCli(path.join(DIST, 'weights'), stage, [[a, b]]).get(`${a} + ${b}`).answer;
+      assert.notEqual(answer, String(a + b), `${o.text}: ${stage} answers ${answer}`);
+    }
+  });
+
+  for (const view of [
+    { label: 'laptop', viewport: { width: 1280, height: 800 }, params: {} },
+    { label: 'phone', viewport: { width: 390, height: 844 }, params: {} },
+    { label: 'projector', viewport: { width: 1280, height: 720 }, params: { projector: 1 } },
+  ]) {
+    it(`has no serious or critical axe-core violation (WCAG 2.2 AA) on a ${view.label}`, async () => {
+      const { session, page } = await open({ stage: allLatent.id, ...view.params }, { viewport: view.viewport });
+      await page.click('#timeline .tok[data-kind="thought"]');
+      await page.addScriptTag({ path: AXE });
+      const result = await page.evaluate(() =>
+        window.axe.run(document, { runOnly: { type: 'tag', values: ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa', 'wcag22aa'] } }));
+      const bad = result.violations
+        .filter((v) => v.impact === 'serious' || v.impact === 'critical')
+        .map((v) => `${v.id} (${v.impact}): ${v.nodes.slice(0, 3).map((n) => n.target.join(' ')).join(', ')}`);
+      assert.deepEqual(bad, [], 'axe-core violations');
+      session.assertClean();
+      await session.close();
+    });
+  }
+});
