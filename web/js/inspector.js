@@ -40,6 +40,10 @@ export function renderInspector(els, view, selected, name) {
       would say if it were forced to read it. The head was trained only on written tokens, and a thought's state
       need not look like one: a list that only says ${p.top[0].token} means the head cannot read this thought, not
       that it holds nothing (the answer that follows depends on it).`;
+  } else if (next && next.kind === 'pause') {
+    els.topkNote.textContent = 'Not decoded: the next position is a pause, which takes the fixed <latent> embedding whatever this state says.';
+  } else if (next && (next.kind === 'question' || next.kind === 'bot')) {
+    els.topkNote.textContent = `Not decoded: the next token, ${next.text}, is part of the question, given, not predicted.`;
   } else if (next) {
     els.topkNote.textContent = `Greedy decoding: the most probable token, ${next.text}, is written next.`;
   } else {
