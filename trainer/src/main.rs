@@ -337,6 +337,10 @@ struct EvalArgs {
     /// Where to write the accuracies as JSON.
     #[arg(long, default_value = "eval.json")]
     json: PathBuf,
+    /// Also write the test problems answered wrong (greedy), one `a + b` per line: the input
+    /// `coconut solve` takes, to see what the model wrote.
+    #[arg(long)]
+    wrong: Option<PathBuf>,
     #[arg(long, default_value = "cpu")]
     device: String,
 }
@@ -408,6 +412,29 @@ fn run_eval(args: EvalArgs) -> Result<()> {
         )?);
     }
     print!("{}", table(&stage.id(), &sets));
+    if let Some(path) = &args.wrong {
+        let test = &splits.test[..n];
+        let mut engine = coconut_trainer::cpu::CpuTrainer::for_inference(&weights)?;
+        let right = coconut_trainer::eval::cpu_greedy_correct(
+            &mut engine,
+            &tokenizer,
+            test,
+            &stage,
+            args.batch_size,
+        )?;
+        let lines: String = test
+            .iter()
+            .zip(&right)
+            .filter(|(_, &ok)| !ok)
+            .map(|(p, _)| format!("{} + {}\n", p.a, p.b))
+            .collect();
+        coconut_trainer::checkpoint::write_atomic(path, lines.as_bytes())?;
+        eprintln!(
+            "wrote {} ({} wrong of {n})",
+            path.display(),
+            lines.lines().count()
+        );
+    }
     let json = serde_json::json!({ "stage": stage.id(), "weights": weights_path, "sets": sets });
     coconut_trainer::checkpoint::write_atomic(
         &args.json,
