@@ -134,6 +134,7 @@ describe(`the classroom page (${weights.label} weights)`, () => {
     assert.equal((await page.textContent('#verdict')).trim(), '', 'no verdict');
     assert.equal(await page.getAttribute('#play', 'aria-pressed'), 'false', 'nothing plays');
     assert.equal(await page.getAttribute('#stack', 'data-loops'), '0', 'the stack is empty');
+    assert.equal(await page.$$eval('#topk li', (els) => els.length), 0, 'the inspector is empty');
     session.assertClean();
     await session.close();
   });

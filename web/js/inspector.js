@@ -4,6 +4,14 @@
 import { heatColor, scaleOf } from './colors.js';
 import { KIND_LABEL } from './player.js';
 
+// Empties the inspector (no problem on screen).
+export function clearInspector(els) {
+  els.title.textContent = 'Inside the selected position';
+  for (const key of ['topk', 'topkNote', 'similarity', 'simNote', 'attention']) els[key].replaceChildren();
+  const ctx = els.heatStrip.getContext('2d');
+  ctx.clearRect(0, 0, els.heatStrip.width, els.heatStrip.height);
+}
+
 // `pos` may be the final token, which was predicted but never run: the inspector then shows the
 // position that predicted it.
 export function renderInspector(els, view, selected, name) {

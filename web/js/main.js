@@ -6,7 +6,7 @@
 
 import { loadWeights } from './loader.js';
 import { Player } from './player.js';
-import { renderInspector } from './inspector.js';
+import { renderInspector, clearInspector } from './inspector.js';
 import { chapters } from './walkthrough.js';
 import { renderAccuracy, stageLabel, stageAbout, stageInfo, measured } from './panels.js';
 
@@ -97,6 +97,10 @@ function loadFailed(message) {
   el.progress.hidden = true;
 }
 
+const inspectorEls = {
+  title: $('inspector-title'), width: $('width'), heatStrip: $('heat-strip'), topk: $('topk'),
+  topkNote: $('topk-note'), similarity: $('similarity'), simNote: $('similarity-note'), attention: $('attention'),
+};
 const player = new Player(
   {
     timeline: $('timeline'), play: $('play'), stepBack: $('step-back'), stepForward: $('step-forward'),
@@ -104,11 +108,7 @@ const player = new Player(
   },
   (pos) => {
     if (lastView && lastView.positions.length > 0) {
-      renderInspector(
-        { title: $('inspector-title'), width: $('width'), heatStrip: $('heat-strip'), topk: $('topk'),
-          topkNote: $('topk-note'), similarity: $('similarity'), simNote: $('similarity-note'),
-          attention: $('attention') },
-        lastView, pos, (i) => player.tokenName(i));
+      renderInspector(inspectorEls, lastView, pos, (i) => player.tokenName(i));
     }
     // The answer shows once the animation (or the viewer) reaches the end of the sequence.
     if (unrevealed && pos >= unrevealed.tokens.length - 1) showAnswer(unrevealed);
@@ -185,6 +185,7 @@ function refuse(message) {
   unrevealed = null;
   lastView = null;
   player.clear();
+  clearInspector(inspectorEls);
   el.answer.dataset.state = 'error';
   el.answer.textContent = '';
   el.answer.dataset.text = '';
@@ -293,6 +294,9 @@ function compareStages() {
       seq.className = 'seq';
       const answer = row.insertCell();
       answer.className = 'answer';
+      const rate = row.insertCell();
+      const m = measured(s, Math.max(String(Number(a)).length, String(Number(b)).length));
+      rate.textContent = m ? `${m.greedy.toFixed(2)}% (n = ${m.n})` : '—';
       try {
         const view = JSON.parse(await app.solve(a, b, s.id, false));
         seq.textContent = view.text.replace(/^.*?<bot>\s*/, '');
