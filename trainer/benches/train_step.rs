@@ -84,6 +84,7 @@ fn main() -> Result<()> {
         stage: args.stage.clone(),
         epochs: 1.0,
         until_val: None,
+        lr: None,
     })?;
     let data = DataConfig {
         n_train: args.batch * (args.steps + 1),

@@ -317,11 +317,13 @@ mod tests {
                 stage: "stage0".into(),
                 epochs: 1.0,
                 until_val: None,
+                lr: None,
             },
             StagePlan {
                 stage: "stage1".into(),
                 epochs: 2.0,
                 until_val: None,
+                lr: None,
             },
         ];
         c.batch_size = 10;

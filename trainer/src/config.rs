@@ -32,6 +32,16 @@ pub struct StagePlan {
     /// every `val_every` steps) reaches this.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub until_val: Option<f64>,
+    /// This stage's peak learning rate, when it differs from the run's `lr`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lr: Option<f64>,
+}
+
+impl StagePlan {
+    /// The stage's peak learning rate in a run with `config`.
+    pub fn peak_lr(&self, config: &TrainConfig) -> f64 {
+        self.lr.unwrap_or(config.lr)
+    }
 }
 
 /// Everything a training run depends on. The default reproduces notes/recipe.md for the
@@ -98,6 +108,7 @@ impl Default for TrainConfig {
                     stage: format!("stage{k}"),
                     epochs,
                     until_val: None,
+                    lr: None,
                 })
                 .collect(),
             batch_size: 256,
@@ -188,6 +199,12 @@ impl TrainConfig {
                 plan.epochs > 0.0 && plan.epochs.is_finite(),
                 "{}: epochs must be positive",
                 plan.stage
+            );
+            ensure!(
+                plan.peak_lr(self) > 0.0 && plan.peak_lr(self).is_finite(),
+                "{}: the learning rate must be positive, not {}",
+                plan.stage,
+                plan.peak_lr(self)
             );
             if let Some(goal) = plan.until_val {
                 ensure!(

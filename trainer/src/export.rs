@@ -284,6 +284,7 @@ pub fn run_export(args: ExportArgs) -> Result<()> {
             .to_string(),
         epochs: 1.0,
         until_val: None,
+        lr: None,
     };
     let stage = config.stage(&plan)?;
     let run = crate::train::RunDir(args.run_dir.clone());

@@ -110,6 +110,9 @@ struct TrainArgs {
     batch_size: Option<usize>,
     #[arg(long)]
     lr: Option<f64>,
+    /// A stage's own peak learning rate, e.g. stage4=5e-4,stage5=5e-4 (the others keep --lr).
+    #[arg(long, value_delimiter = ',')]
+    stage_lr: Option<Vec<String>>,
     #[arg(long)]
     weight_decay: Option<f64>,
     #[arg(long)]
@@ -184,6 +187,7 @@ impl TrainArgs {
                         stage,
                         epochs,
                         until_val: None,
+                        lr: None,
                     }
                 })
                 .collect();
@@ -214,6 +218,22 @@ impl TrainArgs {
             for plan in &mut c.stages {
                 plan.until_val = self.until_val;
             }
+        }
+        for spec in self.stage_lr.iter().flatten() {
+            let (stage, lr) = spec.split_once('=').with_context(|| {
+                format!("--stage-lr {spec}: expected STAGE=LR, e.g. stage4=5e-4")
+            })?;
+            let lr: f64 = lr
+                .parse()
+                .with_context(|| format!("--stage-lr {spec}: {lr} is not a number"))?;
+            let plan = c
+                .stages
+                .iter_mut()
+                .find(|p| p.stage == stage)
+                .with_context(|| {
+                    format!("--stage-lr {spec}: {stage} is not a stage of this run")
+                })?;
+            plan.lr = Some(lr);
         }
         if let Some(v) = self.val_every {
             c.val_every = v;
@@ -374,6 +394,7 @@ fn run_eval(args: EvalArgs) -> Result<()> {
         stage: stage_name.clone(),
         epochs: 1.0,
         until_val: None,
+        lr: None,
     })?;
     let bytes = coconut_core::files::read_regular(&weights_path, u64::MAX)
         .with_context(|| format!("reading {}", weights_path.display()))?;

@@ -310,7 +310,7 @@ pub fn train(
             let lr = lr_at(
                 step,
                 total,
-                config.lr,
+                plan.peak_lr(config),
                 config.warmup_steps,
                 config.min_lr_ratio,
             );

@@ -31,11 +31,13 @@ fn config() -> TrainConfig {
             stage: "stage0".into(),
             epochs: 4.0,
             until_val: None,
+            lr: None,
         },
         StagePlan {
             stage: "stage1".into(),
             epochs: 2.0,
             until_val: None,
+            lr: None,
         },
     ];
     c.batch_size = 16;

@@ -65,6 +65,7 @@ fn tiny_run(stages: &[(&str, f64)]) -> TrainConfig {
                 stage: stage.into(),
                 epochs,
                 until_val: None,
+                lr: None,
             })
             .collect(),
         batch_size: 16,
@@ -120,6 +121,7 @@ fn learning_run(until_val: Option<f64>) -> TrainConfig {
             stage: "stage0".into(),
             epochs: 6.0,
             until_val,
+            lr: None,
         }],
         batch_size: 32,
         lr: 3e-3,
@@ -332,6 +334,34 @@ fn a_branch_equals_the_run_trained_from_scratch() {
         ..config.clone()
     };
     assert!(refused(&other_lr, "stage2").contains("beyond the stages"));
+}
+
+#[test]
+fn a_stage_learning_rate_changes_that_stage_only() {
+    let base = tiny_run(&[("stage0", 1.0), ("stage1", 1.0)]);
+    let mut tuned = base.clone();
+    tuned.stages[1].lr = Some(0.01);
+    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    train_fresh(&base, a.path()).unwrap();
+    train_fresh(&tuned, b.path()).unwrap();
+    assert!(weight_bits(a.path(), "stage0") == weight_bits(b.path(), "stage0"));
+    assert!(weight_bits(a.path(), "stage1") != weight_bits(b.path(), "stage1"));
+    // The schedule of stage 1 peaks at its own rate.
+    let metrics = std::fs::read_to_string(RunDir(b.path().to_path_buf()).metrics()).unwrap();
+    let peak = metrics
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|l| l["stage"] == "stage1")
+        .filter_map(|l| l["lr"].as_f64())
+        .fold(0.0, f64::max);
+    assert!((peak - 0.01).abs() < 1e-12, "stage1 peaked at {peak}");
+    let mut refused = base.clone();
+    refused.stages[0].lr = Some(0.0);
+    let err = train_fresh(&refused, tempfile::tempdir().unwrap().path())
+        .err()
+        .map(|e| format!("{e:#}"))
+        .unwrap_or_default();
+    assert!(err.contains("learning rate must be positive"), "{err}");
 }
 
 #[test]
