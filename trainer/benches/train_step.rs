@@ -85,6 +85,7 @@ fn main() -> Result<()> {
         epochs: 1.0,
         until_val: None,
         lr: None,
+        mix: None,
     })?;
     let data = DataConfig {
         n_train: args.batch * (args.steps + 1),

@@ -318,12 +318,14 @@ mod tests {
                 epochs: 1.0,
                 until_val: None,
                 lr: None,
+                mix: None,
             },
             StagePlan {
                 stage: "stage1".into(),
                 epochs: 2.0,
                 until_val: None,
                 lr: None,
+                mix: None,
             },
         ];
         c.batch_size = 10;

@@ -35,12 +35,20 @@ pub struct StagePlan {
     /// This stage's peak learning rate, when it differs from the run's `lr`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lr: Option<f64>,
+    /// This stage's data mixing, when it differs from the run's `mix`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mix: Option<f64>,
 }
 
 impl StagePlan {
     /// The stage's peak learning rate in a run with `config`.
     pub fn peak_lr(&self, config: &TrainConfig) -> f64 {
         self.lr.unwrap_or(config.lr)
+    }
+
+    /// The stage's data mixing probability in a run with `config`.
+    pub fn mixing(&self, config: &TrainConfig) -> f64 {
+        self.mix.unwrap_or(config.mix)
     }
 }
 
@@ -109,6 +117,7 @@ impl Default for TrainConfig {
                     epochs,
                     until_val: None,
                     lr: None,
+                    mix: None,
                 })
                 .collect(),
             batch_size: 256,
@@ -205,6 +214,12 @@ impl TrainConfig {
                 "{}: the learning rate must be positive, not {}",
                 plan.stage,
                 plan.peak_lr(self)
+            );
+            ensure!(
+                (0.0..=1.0).contains(&plan.mixing(self)),
+                "{}: mix is a probability in [0, 1], not {}",
+                plan.stage,
+                plan.mixing(self)
             );
             if let Some(goal) = plan.until_val {
                 ensure!(

@@ -285,6 +285,7 @@ pub fn run_export(args: ExportArgs) -> Result<()> {
         epochs: 1.0,
         until_val: None,
         lr: None,
+        mix: None,
     };
     let stage = config.stage(&plan)?;
     let run = crate::train::RunDir(args.run_dir.clone());
@@ -306,7 +307,8 @@ pub fn run_export(args: ExportArgs) -> Result<()> {
         .as_deref()
         .map(|eval| read_eval(eval, &stage.id()))
         .transpose()?;
-    let info = crate::provenance::RunInfo::load(&args.run_dir)?.unwrap_or_default();
+    let run_info = crate::provenance::RunInfo::load(&args.run_dir)?.unwrap_or_default();
+    let info = run_info.for_stage(&stage.id()).clone();
     let record = read_stage_record(&run.checkpoint(), &stage.id())?;
     let training = TrainingFacts {
         git_commit: info.git_commits(),

@@ -113,6 +113,9 @@ struct TrainArgs {
     /// A stage's own peak learning rate, e.g. stage4=5e-4,stage5=5e-4 (the others keep --lr).
     #[arg(long, value_delimiter = ',')]
     stage_lr: Option<Vec<String>>,
+    /// A stage's own data mixing, e.g. stage4=0.2 (the others keep --mix).
+    #[arg(long, value_delimiter = ',')]
+    stage_mix: Option<Vec<String>>,
     #[arg(long)]
     weight_decay: Option<f64>,
     #[arg(long)]
@@ -188,6 +191,7 @@ impl TrainArgs {
                         epochs,
                         until_val: None,
                         lr: None,
+                        mix: None,
                     }
                 })
                 .collect();
@@ -219,21 +223,29 @@ impl TrainArgs {
                 plan.until_val = self.until_val;
             }
         }
-        for spec in self.stage_lr.iter().flatten() {
-            let (stage, lr) = spec.split_once('=').with_context(|| {
-                format!("--stage-lr {spec}: expected STAGE=LR, e.g. stage4=5e-4")
-            })?;
-            let lr: f64 = lr
-                .parse()
-                .with_context(|| format!("--stage-lr {spec}: {lr} is not a number"))?;
-            let plan = c
-                .stages
-                .iter_mut()
-                .find(|p| p.stage == stage)
-                .with_context(|| {
-                    format!("--stage-lr {spec}: {stage} is not a stage of this run")
+        for (flag, specs) in [
+            ("--stage-lr", &self.stage_lr),
+            ("--stage-mix", &self.stage_mix),
+        ] {
+            for spec in specs.iter().flatten() {
+                let (stage, value) = spec.split_once('=').with_context(|| {
+                    format!("{flag} {spec}: expected STAGE=VALUE, e.g. stage4=0.5")
                 })?;
-            plan.lr = Some(lr);
+                let value: f64 = value
+                    .parse()
+                    .with_context(|| format!("{flag} {spec}: {value} is not a number"))?;
+                let plan = c
+                    .stages
+                    .iter_mut()
+                    .find(|p| p.stage == stage)
+                    .with_context(|| {
+                        format!("{flag} {spec}: {stage} is not a stage of this run")
+                    })?;
+                match flag {
+                    "--stage-lr" => plan.lr = Some(value),
+                    _ => plan.mix = Some(value),
+                }
+            }
         }
         if let Some(v) = self.val_every {
             c.val_every = v;
@@ -395,6 +407,7 @@ fn run_eval(args: EvalArgs) -> Result<()> {
         epochs: 1.0,
         until_val: None,
         lr: None,
+        mix: None,
     })?;
     let bytes = coconut_core::files::read_regular(&weights_path, u64::MAX)
         .with_context(|| format!("reading {}", weights_path.display()))?;

@@ -25,6 +25,19 @@ pub struct RunInfo {
     /// Every later `--resume` of the run, in order.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub resumes: Vec<Invocation>,
+    /// For a branch (`--branch-from`): the stages it took from another run, and that run's
+    /// provenance, which is theirs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub branched_from: Option<Branched>,
+}
+
+/// The stages a branch inherited and where they were trained.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Branched {
+    /// The run directory they came from.
+    pub run_dir: String,
+    pub stages: Vec<String>,
+    pub parent: Box<RunInfo>,
 }
 
 /// One process that trained part of the run.
@@ -44,6 +57,7 @@ impl RunInfo {
             git_commit: GIT_COMMIT.to_string(),
             hardware: hardware(device),
             resumes: Vec::new(),
+            branched_from: None,
         }
     }
 
@@ -75,6 +89,15 @@ impl RunInfo {
         Ok(Some(
             serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))?,
         ))
+    }
+
+    /// The provenance of the processes that trained `stage`: the parent run's for a stage a
+    /// branch inherited, this run's otherwise.
+    pub fn for_stage(&self, stage: &str) -> &RunInfo {
+        match &self.branched_from {
+            Some(b) if b.stages.iter().any(|s| s == stage) => b.parent.for_stage(stage),
+            _ => self,
+        }
     }
 
     /// The commits that trained the run, the first one first, each once.

@@ -162,7 +162,7 @@ pub fn train(
     observer: &mut dyn Observer,
 ) -> Result<TrainReport> {
     config.validate()?;
-    if config.mix > 0.0 && !config.uses_cpu_engine(device) {
+    if config.stages.iter().any(|p| p.mixing(config) > 0.0) && !config.uses_cpu_engine(device) {
         bail!("mix (data mixing) needs the CPU engine: batches of the candle path hold one stage");
     }
     crate::ops::keep_freed_memory();
@@ -225,6 +225,16 @@ pub fn train(
         }
     };
     if let Some(info) = &options.run_info {
+        let mut info = info.clone();
+        if let (Some(branch), false) = (&options.branch, options.resume) {
+            info.branched_from = Some(crate::provenance::Branched {
+                run_dir: branch.from.display().to_string(),
+                stages: progress.finished.iter().map(|r| r.id.clone()).collect(),
+                parent: Box::new(
+                    crate::provenance::RunInfo::load(&branch.from)?.unwrap_or_default(),
+                ),
+            });
+        }
         info.record(run_dir, options.resume)?;
     }
     let mut metrics = MetricsLog::open(&run.metrics(), progress.global_step == 0)?;
@@ -292,6 +302,7 @@ pub fn train(
             let end = (start + config.batch_size).min(layouts.len());
             let picked = mixed_in(
                 config,
+                plan,
                 &stage,
                 &tokenizer,
                 &splits.train,
@@ -420,11 +431,12 @@ pub fn train(
     })
 }
 
-/// Coconut's data mixing: for each problem of a batch of latent stage k >= 1, with probability
-/// `config.mix`, its layout at a uniformly drawn earlier stage (None: the stage's own). A pure
-/// function of (seed, stage, step), like the data order.
+/// Coconut's data mixing: for each problem of a batch of latent stage k >= 1, with the plan's
+/// mixing probability, its layout at a uniformly drawn earlier stage (None: the stage's own). A
+/// pure function of (seed, stage, step), like the data order.
 fn mixed_in(
     config: &TrainConfig,
+    plan: &crate::config::StagePlan,
     stage: &coconut_core::Stage,
     tokenizer: &Tokenizer,
     train: &[coconut_core::Problem],
@@ -435,7 +447,8 @@ fn mixed_in(
     let coconut_core::StageKind::Latent { k } = stage.kind else {
         return Ok(vec![None; batch.len()]);
     };
-    if config.mix <= 0.0 || k == 0 {
+    let mix = plan.mixing(config);
+    if mix <= 0.0 || k == 0 {
         return Ok(vec![None; batch.len()]);
     }
     let key = config.seed ^ 0x6D69_7869_6E67 ^ ((stage_index as u64) << 48) ^ step;
@@ -443,7 +456,7 @@ fn mixed_in(
     batch
         .iter()
         .map(|&i| {
-            if rng.random::<f64>() >= config.mix {
+            if rng.random::<f64>() >= mix {
                 return Ok(None);
             }
             let earlier = coconut_core::Stage::latent(

@@ -32,12 +32,14 @@ fn config() -> TrainConfig {
             epochs: 4.0,
             until_val: None,
             lr: None,
+            mix: None,
         },
         StagePlan {
             stage: "stage1".into(),
             epochs: 2.0,
             until_val: None,
             lr: None,
+            mix: None,
         },
     ];
     c.batch_size = 16;

@@ -13,6 +13,7 @@ use coconut_trainer::branch::Branch;
 use coconut_trainer::checkpoint::{self, Progress};
 use coconut_trainer::eval::evaluate;
 use coconut_trainer::optim::{AdamW, AdamWConfig};
+use coconut_trainer::provenance::RunInfo;
 use coconut_trainer::train::{train, Outcome, RunDir, Silent, TrainOptions, TrainReport};
 use coconut_trainer::{Gpt, StagePlan, TrainConfig};
 use std::time::Instant;
@@ -66,6 +67,7 @@ fn tiny_run(stages: &[(&str, f64)]) -> TrainConfig {
                 epochs,
                 until_val: None,
                 lr: None,
+                mix: None,
             })
             .collect(),
         batch_size: 16,
@@ -122,6 +124,7 @@ fn learning_run(until_val: Option<f64>) -> TrainConfig {
             epochs: 6.0,
             until_val,
             lr: None,
+            mix: None,
         }],
         batch_size: 32,
         lr: 3e-3,
@@ -277,7 +280,22 @@ fn a_branch_equals_the_run_trained_from_scratch() {
     // The parent trains stages 0-2; the branch keeps stages 0-1 and trains stage 2 longer.
     let parent_config = tiny_run(&[("stage0", 2.0), ("stage1", 1.0), ("stage2", 1.0)]);
     let parent = tempfile::tempdir().unwrap();
-    train_fresh(&parent_config, parent.path()).unwrap();
+    let named = |command: &str| RunInfo {
+        command: command.into(),
+        ..RunInfo::default()
+    };
+    let parent_options = TrainOptions {
+        run_info: Some(named("parent")),
+        ..TrainOptions::default()
+    };
+    train(
+        &parent_config,
+        parent.path(),
+        &Device::Cpu,
+        &parent_options,
+        &mut Silent,
+    )
+    .unwrap();
     let config = tiny_run(&[("stage0", 2.0), ("stage1", 1.0), ("stage2", 2.0)]);
     let scratch = tempfile::tempdir().unwrap();
     let whole = train_fresh(&config, scratch.path()).unwrap();
@@ -287,6 +305,7 @@ fn a_branch_equals_the_run_trained_from_scratch() {
             from: parent.path().to_path_buf(),
             at_stage: at.into(),
         }),
+        run_info: Some(named("branch")),
         ..TrainOptions::default()
     };
     let branched = tempfile::tempdir().unwrap();
@@ -316,6 +335,11 @@ fn a_branch_equals_the_run_trained_from_scratch() {
     );
     let metrics = std::fs::read_to_string(RunDir(branched.path().to_path_buf()).metrics()).unwrap();
     assert!(metrics.contains(r#""event":"branch""#), "{metrics}");
+    // Each stage's provenance is the run that trained it.
+    let info = RunInfo::load(branched.path()).unwrap().unwrap();
+    assert_eq!(info.for_stage("stage0").command, "parent");
+    assert_eq!(info.for_stage("stage1").command, "parent");
+    assert_eq!(info.for_stage("stage2").command, "branch");
 
     // Refused: a stage not in the run, the first stage, and earlier stages planned differently.
     let refused = |config: &TrainConfig, at: &str| {
@@ -337,7 +361,7 @@ fn a_branch_equals_the_run_trained_from_scratch() {
 }
 
 #[test]
-fn a_stage_learning_rate_changes_that_stage_only() {
+fn a_stage_learning_rate_or_mixing_changes_that_stage_only() {
     let base = tiny_run(&[("stage0", 1.0), ("stage1", 1.0)]);
     let mut tuned = base.clone();
     tuned.stages[1].lr = Some(0.01);
@@ -355,6 +379,13 @@ fn a_stage_learning_rate_changes_that_stage_only() {
         .filter_map(|l| l["lr"].as_f64())
         .fold(0.0, f64::max);
     assert!((peak - 0.01).abs() < 1e-12, "stage1 peaked at {peak}");
+    // So does a stage's own data mixing.
+    let mut mixed = base.clone();
+    mixed.stages[1].mix = Some(0.5);
+    let c = tempfile::tempdir().unwrap();
+    train_fresh(&mixed, c.path()).unwrap();
+    assert!(weight_bits(a.path(), "stage0") == weight_bits(c.path(), "stage0"));
+    assert!(weight_bits(a.path(), "stage1") != weight_bits(c.path(), "stage1"));
     let mut refused = base.clone();
     refused.stages[0].lr = Some(0.0);
     let err = train_fresh(&refused, tempfile::tempdir().unwrap().path())
