@@ -41,7 +41,7 @@ export function chapters(manifest) {
         numbers, leaves the top of the stack and enters the next position as its input. The remaining steps are
         still written.`,
       stage: id,
-      problem: ['5555', '4445'],
+      problem: ['2718', '3141'],
     });
   }
   if (last && stageNumber(last) > 0) {
@@ -51,7 +51,23 @@ export function chapters(manifest) {
         thoughts, then straight to the answer. Select a thought and look at the inspector: the LM head shows what
         it would say if it were forced to speak; the similarity shows which digit embeddings it resembles.`,
       stage: last,
-      problem: ['9999', '1'],
+      problem: ['9090', '910'],
+    });
+  }
+  // A labelled failure (`failure: true`; the end-to-end tests check that the stage does get it
+  // wrong): long carry chains are rare among random problems.
+  const lastStage = manifest.stages.find((s) => s.id === last);
+  const test = lastStage?.accuracy?.sets?.find((x) => x.set === 'test');
+  if (last && stageNumber(last) > 0 && test) {
+    list.push({
+      title: 'Where it still fails',
+      text: `5555 + 4445 = 10000 carries through every column. Among random problems such chains are rare (each
+        column has to sum to exactly 9 or 10), so training saw few of them, and the all-latent stage writes a wrong
+        answer here although it gets ${test.greedy.toFixed(2)}% of ${test.n} random test problems right. A high score on
+        random problems is not the same as having learned the algorithm.`,
+      stage: last,
+      problem: ['5555', '4445'],
+      failure: true,
     });
   }
   const pause = ids.find((id) => k[id].kind === 'pause');
@@ -60,11 +76,11 @@ export function chapters(manifest) {
     list.push({
       title: 'Baseline: pauses',
       text: `The same number of extra positions, but each is fed a fixed <i>&lt;latent&gt;</i> embedding instead of the
-        previous hidden state. Compare its accuracy with the all-latent stage in the table below: the difference is
+        previous hidden state: drawn grey, with no loop. Compare its accuracy with the all-latent stage in the table below: the difference is
         what feeding the thought back adds. Trained as long as the curriculum, this small model also adds well without
         it: the shipped stages differ by tenths of a point (see the model card).`,
       stage: pause,
-      problem: ['9999', '1'],
+      problem: ['9090', '910'],
     });
   }
   if (nocot) {
@@ -73,7 +89,7 @@ export function chapters(manifest) {
       text: `Trained to write the answer right after the question, with no steps and no thoughts. Press
         <b>Compare all stages</b> to see every stage answer the same problem.`,
       stage: nocot,
-      problem: ['5555', '4445'],
+      problem: ['2718', '3141'],
     });
   }
   return list;
