@@ -116,6 +116,9 @@ struct TrainArgs {
     /// A stage's own data mixing, e.g. stage4=0.2 (the others keep --mix).
     #[arg(long, value_delimiter = ',')]
     stage_mix: Option<Vec<String>>,
+    /// A stage's own --until-val, e.g. stage4=99.95 (the others keep --until-val).
+    #[arg(long, value_delimiter = ',')]
+    stage_until_val: Option<Vec<String>>,
     #[arg(long)]
     weight_decay: Option<f64>,
     #[arg(long)]
@@ -226,6 +229,7 @@ impl TrainArgs {
         for (flag, specs) in [
             ("--stage-lr", &self.stage_lr),
             ("--stage-mix", &self.stage_mix),
+            ("--stage-until-val", &self.stage_until_val),
         ] {
             for spec in specs.iter().flatten() {
                 let (stage, value) = spec.split_once('=').with_context(|| {
@@ -243,7 +247,8 @@ impl TrainArgs {
                     })?;
                 match flag {
                     "--stage-lr" => plan.lr = Some(value),
-                    _ => plan.mix = Some(value),
+                    "--stage-mix" => plan.mix = Some(value),
+                    _ => plan.until_val = Some(value),
                 }
             }
         }

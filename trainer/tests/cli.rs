@@ -589,3 +589,62 @@ fn a_full_disk_is_reported_with_the_files_name() {
     assert!(stderr.contains(".safetensors: File too large"), "{stderr}");
     assert_eq!(leftovers(&run), Vec::<PathBuf>::new());
 }
+
+#[test]
+fn per_stage_flags_set_their_stage_and_refuse_bad_specs() {
+    let tmp = tempfile::tempdir().unwrap();
+    let settings = write_config(tmp.path(), &quick_config());
+    let run = tmp.path().join("run");
+    let flags = [
+        "--stage-lr",
+        "stage1=0.002",
+        "--stage-mix",
+        "stage1=0.25",
+        "--until-val",
+        "99",
+        "--stage-until-val",
+        "stage1=99.5",
+        "--val-problems",
+        "10",
+        "--val-every",
+        "5",
+    ];
+    let mut args = vec![
+        "train",
+        "--config",
+        path(&settings),
+        "--run-dir",
+        path(&run),
+    ];
+    args.extend(flags);
+    let out = coconut(&args).output().unwrap();
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    let config = coconut_trainer::train::load_run_config(&run).unwrap();
+    let plan = |id: &str| config.stages.iter().find(|p| p.stage == id).unwrap();
+    assert_eq!((plan("stage0").lr, plan("stage1").lr), (None, Some(0.002)));
+    assert_eq!((plan("stage0").mix, plan("stage1").mix), (None, Some(0.25)));
+    assert_eq!(plan("stage0").until_val, Some(99.0));
+    assert_eq!(plan("stage1").until_val, Some(99.5));
+
+    for (bad, says) in [
+        ("stage9=0.1", "is not a stage of this run"),
+        ("stage1", "expected STAGE=VALUE"),
+        ("stage1=fast", "is not a number"),
+    ] {
+        let dir = tmp.path().join(format!("refused-{}", bad.len()));
+        let out = coconut(&[
+            "train",
+            "--config",
+            path(&settings),
+            "--run-dir",
+            path(&dir),
+            "--stage-mix",
+            bad,
+        ])
+        .output()
+        .unwrap();
+        let stderr = stderr_of(&out);
+        assert_eq!(out.status.code(), Some(2), "{bad}: {stderr}");
+        assert!(stderr.contains(says), "{bad}: {stderr}");
+    }
+}

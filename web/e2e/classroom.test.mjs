@@ -149,7 +149,7 @@ describe(`the classroom page (${weights.label} weights)`, () => {
     const answerTokensShown = await page.$$eval('#timeline .tok[data-kind="answer"]', (els) => els.filter((e) => !e.classList.contains('pending')).length);
     assert.equal(answerTokensShown, 0, 'the answer digits are not shown ahead of the animation');
     const seen = await waitForAnswer(page, 347, 285);
-    assert.equal(seen.answer, cli.answer ?? '(none)');
+    assert.equal(seen.answer, cli.answer ?? '');
     assert.equal(await position(page), (await page.$$('#timeline .tok')).length - 1, 'revealed at the end');
     if (hasShippedWeights() && weights.label === 'shipped') {
       assert.match(await page.textContent('#size-note'), /3-digit test problems right \(n = \d+\)/);
@@ -260,6 +260,14 @@ describe(`the classroom page (${weights.label} weights)`, () => {
       const manifest = await (await fetch('weights/manifest.json')).json();
       return chapters(manifest).filter((c) => c.stage).map((c) => ({ stage: c.stage, problem: c.problem, failure: Boolean(c.failure) }));
     });
+    // A stage-specific example also picks its stage.
+    for (const o of options.filter((x) => x.value.includes('@'))) {
+      const [problem, stage] = o.value.split('@');
+      await page.selectOption('#preset', o.value);
+      assert.equal(await page.inputValue('#stage'), stage, `${o.value} selects ${stage}`);
+      assert.equal(`${await page.inputValue('#a')}+${await page.inputValue('#b')}`, problem);
+    }
+    session.assertClean();
     await session.close();
     const wrong = [];
     // "a+b" is for every stage; "a+b@stage" is about that stage: the labelled failure.

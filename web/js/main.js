@@ -198,7 +198,8 @@ function refuse(message) {
 // The answer, the verdict and the stage's measured accuracy for problems of this size.
 function showAnswer(view) {
   unrevealed = null;
-  el.answer.textContent = view.answer ?? '(none)';
+  // No answer leaves #answer empty (the page's contract); style.css writes "(none)" there.
+  el.answer.textContent = view.answer ?? '';
   el.answer.dataset.text = view.text;
   el.answer.dataset.correct = String(view.correct);
   el.answer.dataset.state = 'done';
