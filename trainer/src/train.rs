@@ -301,14 +301,12 @@ pub fn train(
             let start = index * config.batch_size;
             let end = (start + config.batch_size).min(layouts.len());
             let picked = mixed_in(
-                config,
-                plan,
+                plan.mixing(config),
+                mixing_key(config.seed, progress.stage_index, step),
                 &stage,
                 &tokenizer,
                 &splits.train,
                 &order.1[start..end],
-                progress.stage_index,
-                step,
             )?;
             let members: Vec<&Layout> = order.1[start..end]
                 .iter()
@@ -431,27 +429,23 @@ pub fn train(
     })
 }
 
-/// Coconut's data mixing: for each problem of a batch of latent stage k >= 1, with the plan's
-/// mixing probability, its layout at a uniformly drawn earlier stage (None: the stage's own). A
-/// pure function of (seed, stage, step), like the data order.
+/// Coconut's data mixing: for each problem of a batch of latent stage k >= 1, with probability
+/// `mix`, its layout at a uniformly drawn earlier stage (None: the stage's own). A pure function
+/// of `key` ([`mixing_key`]: seed, stage, step), like the data order.
 fn mixed_in(
-    config: &TrainConfig,
-    plan: &crate::config::StagePlan,
+    mix: f64,
+    key: u64,
     stage: &coconut_core::Stage,
     tokenizer: &Tokenizer,
     train: &[coconut_core::Problem],
     batch: &[usize],
-    stage_index: usize,
-    step: u64,
 ) -> Result<Vec<Option<Layout>>> {
     let coconut_core::StageKind::Latent { k } = stage.kind else {
         return Ok(vec![None; batch.len()]);
     };
-    let mix = plan.mixing(config);
     if mix <= 0.0 || k == 0 {
         return Ok(vec![None; batch.len()]);
     }
-    let key = config.seed ^ 0x6D69_7869_6E67 ^ ((stage_index as u64) << 48) ^ step;
     let mut rng = ChaCha8Rng::seed_from_u64(key);
     batch
         .iter()
@@ -467,6 +461,11 @@ fn mixed_in(
             Ok(Some(Layout::new(tokenizer, &train[i], &earlier)?))
         })
         .collect()
+}
+
+/// The random stream of a step's data mixing.
+fn mixing_key(seed: u64, stage_index: usize, step: u64) -> u64 {
+    seed ^ 0x6D69_7869_6E67 ^ ((stage_index as u64) << 48) ^ step
 }
 
 /// Greedy exact-match accuracy (percent) on `problems`.
