@@ -12,7 +12,8 @@ const browser = await launch();
 const shots = [
   { name: 'laptop.png', viewport: { width: 1280, height: 1350 }, query: 'a=5555&b=4445&stage=stage3&animate=0', select: 12 },
   { name: 'phone.png', viewport: { width: 390, height: 844 }, query: 'a=9999&b=1&animate=0', select: 10 },
-  { name: 'projector.png', viewport: { width: 1600, height: 1000 }, query: 'a=347&b=285&animate=0&projector=1', select: 11 },
+  // The classroom view: chapter, problem, player and stack in one 1280x720 screen.
+  { name: 'projector.png', viewport: { width: 1280, height: 720 }, query: 'a=347&b=285&animate=0&projector=1&stage=stage5&chapter=5', select: 10 },
 ];
 for (const shot of shots) {
   const context = await browser.newContext({ viewport: shot.viewport, deviceScaleFactor: 1 });
@@ -22,7 +23,7 @@ for (const shot of shots) {
   // Select a thought slot so that the inspector shows one.
   await page.click(`.tok[data-pos="${shot.select}"]`);
   await page.waitForTimeout(300);
-  await page.screenshot({ path: path.join(out, shot.name), fullPage: shot.name !== 'laptop.png' });
+  await page.screenshot({ path: path.join(out, shot.name), fullPage: shot.name === 'phone.png' });
   console.log(`wrote docs/screenshots/${shot.name}`);
   await context.close();
 }
