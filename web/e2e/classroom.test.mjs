@@ -5,15 +5,15 @@
 // the engine notice that stays; the projector view at 1280x720; the inspector's visible notes;
 // examples the shipped stages get right; and an axe-core audit (WCAG 2.2 AA: no serious or
 // critical violation) on a laptop, a phone and a projector.
-import { describe, it, before, after } from 'node:test';
+import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { createRequire } from 'node:module';
 import {
-  DIST, server, launch, openPage, pageUrl, readManifest, solveCli, waitForAnswer, position,
-  controlWeights, hasShippedWeights, TIMEOUT,
+  DIST, openPage, pageUrl, readManifest, solveCli, waitForAnswer, position,
+  controlWeights, hasShippedWeights, TIMEOUT, serverAndBrowser,
 } from './harness.mjs';
 import { startServer } from './serve.mjs';
 
@@ -24,22 +24,14 @@ const pauseStage = manifest.stages.find((s) => kindOf(s) === 'pause');
 const allLatent = [...manifest.stages].filter((s) => kindOf(s) === 'latent').sort((x, y) => y.thoughts - x.thoughts)[0];
 const AXE = createRequire(import.meta.url).resolve('axe-core/axe.min.js');
 
-let srv;
-let browser;
-before(async () => {
-  srv = await server();
-  browser = await launch();
-});
-after(async () => {
-  await browser?.close();
-  await srv?.close();
-});
+// The server and the browser of this file's tests, started before them.
+const env = serverAndBrowser();
 
 /** A fresh page (own context) loading `params` (animate=0 unless given) and its answer. */
 async function open(params = {}, opts = {}) {
-  const session = await openPage(browser, opts);
+  const session = await openPage(env.browser, opts);
   const p = { a: 347, b: 285, animate: 0, weights: weights.param, ...params };
-  await session.page.goto(pageUrl(opts.base ?? srv.url, p));
+  await session.page.goto(pageUrl(opts.base ?? env.srv.url, p));
   const seen = await waitForAnswer(session.page, p.a, p.b);
   return { session, page: session.page, seen };
 }
@@ -87,7 +79,7 @@ describe(`the classroom page (${weights.label} weights)`, () => {
       fs.cpSync(DIST, broken, { recursive: true, filter: (src) => !src.endsWith('.wasm') });
       const served = await startServer({ root: broken });
       try {
-        const session = await openPage(browser);
+        const session = await openPage(env.browser);
         await session.page.goto(pageUrl(served.url, { a: 1, b: 2, animate: 0 }));
         await session.page.waitForSelector('#status[data-state=failed]', { timeout: TIMEOUT });
         const text = await session.page.textContent('#status');
@@ -141,9 +133,9 @@ describe(`the classroom page (${weights.label} weights)`, () => {
 
   it('reveals the answer when the animation reaches it, with the accuracy for its size', async () => {
     const cli = solveCli(weights.dir, allLatent.id, [[347, 285]]).get('347 + 285');
-    const session = await openPage(browser);
+    const session = await openPage(env.browser);
     const page = session.page;
-    await page.goto(pageUrl(srv.url, { a: 347, b: 285, stage: allLatent.id, weights: weights.param }));
+    await page.goto(pageUrl(env.srv.url, { a: 347, b: 285, stage: allLatent.id, weights: weights.param }));
     await page.waitForSelector('#answer[data-state=playing]', { timeout: TIMEOUT });
     assert.equal((await page.textContent('#answer')).trim(), '…', 'no answer while the animation plays');
     const answerTokensShown = await page.$$eval('#timeline .tok[data-kind="answer"]', (els) => els.filter((e) => !e.classList.contains('pending')).length);
@@ -174,7 +166,7 @@ describe(`the classroom page (${weights.label} weights)`, () => {
   });
 
   it('keeps the controls off until the model has loaded', async () => {
-    const session = await openPage(browser);
+    const session = await openPage(env.browser);
     const page = session.page;
     let release;
     const held = new Promise((r) => (release = r));
@@ -182,7 +174,7 @@ describe(`the classroom page (${weights.label} weights)`, () => {
       await held;
       await route.continue();
     });
-    await page.goto(pageUrl(srv.url, { weights: weights.param }), { waitUntil: 'domcontentloaded' });
+    await page.goto(pageUrl(env.srv.url, { weights: weights.param }), { waitUntil: 'domcontentloaded' });
     for (const id of ['solve', 'random', 'preset', 'stage', 'compare', 'test-run']) {
       assert.equal(await page.$eval(`#${id}`, (e) => e.disabled), true, `#${id} is disabled while loading`);
     }
@@ -202,9 +194,9 @@ describe(`the classroom page (${weights.label} weights)`, () => {
     }
     await soft.session.close();
     // No WebGPU at all: the notice stays after solving.
-    const session = await openPage(browser);
+    const session = await openPage(env.browser);
     await session.page.addInitScript(() => Object.defineProperty(Navigator.prototype, 'gpu', { get: () => undefined }));
-    await session.page.goto(pageUrl(srv.url, { a: 12, b: 34, animate: 0, weights: weights.param }));
+    await session.page.goto(pageUrl(env.srv.url, { a: 12, b: 34, animate: 0, weights: weights.param }));
     await waitForAnswer(session.page, 12, 34);
     await session.page.click('#solve');
     await session.page.waitForTimeout(500);

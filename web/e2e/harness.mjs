@@ -5,6 +5,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import assert from 'node:assert/strict';
+import { before, after } from 'node:test';
 import { chromium } from 'playwright-core';
 import { startServer } from './serve.mjs';
 
@@ -45,6 +46,23 @@ export async function server(extraMounts = {}) {
     throw new Error(`${DIST}/index.html is missing: build the page first (scripts/web-test.sh does)`);
   }
   return startServer({ root: DIST, mounts: { [FIXTURE_MOUNT]: FIXTURE, ...extraMounts } });
+}
+
+/**
+ * Starts the server and the browser before a test file's tests and stops them after them;
+ * returns the object whose `srv` and `browser` are set once they run.
+ */
+export function serverAndBrowser() {
+  const env = {};
+  before(async () => {
+    env.srv = await server();
+    env.browser = await launch();
+  });
+  after(async () => {
+    await env.browser?.close();
+    await env.srv?.close();
+  });
+  return env;
 }
 
 /** Headless Debian Chromium with WebGPU (SwiftShader) and the offline flags. */

@@ -1,25 +1,17 @@
 // Works offline once loaded: after one visit the service worker holds the page, the wasm and the
 // weights, so a reload with the network cut still loads the model and solves.
-import { describe, it, before, after } from 'node:test';
+import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { server, launch, openPage, pageUrl, readAnswer, TIMEOUT } from './harness.mjs';
+import { openPage, pageUrl, readAnswer, TIMEOUT, serverAndBrowser } from './harness.mjs';
 
-let browser;
-let srv;
-before(async () => {
-  srv = await server();
-  browser = await launch();
-});
-after(async () => {
-  await browser?.close();
-  await srv?.close();
-});
+// The server and the browser of this file's tests, started before them.
+const env = serverAndBrowser();
 
 describe('offline', () => {
   it('reloads and solves with the network cut after one visit', async () => {
-    const p = await openPage(browser);
+    const p = await openPage(env.browser);
     try {
-      const url = pageUrl(srv.url, { a: 347, b: 285, animate: 0, engine: 'reference' });
+      const url = pageUrl(env.srv.url, { a: 347, b: 285, animate: 0, engine: 'reference' });
       await p.page.goto(url);
       await p.page.waitForSelector('#answer[data-state=done]', { timeout: TIMEOUT, state: 'attached' });
       const online = await readAnswer(p.page);

@@ -6,8 +6,8 @@ import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import path from 'node:path';
 import {
-  DIST, FIXTURE, FIXTURE_MOUNT, server, launch, openPage, pageUrl, readManifest, solveCli,
-  makeProblems, waitForAnswer, assertSameAsCli, hasShippedWeights,
+  DIST, FIXTURE, FIXTURE_MOUNT, openPage, pageUrl, readManifest, solveCli,
+  makeProblems, waitForAnswer, assertSameAsCli, hasShippedWeights, serverAndBrowser,
 } from './harness.mjs';
 
 // Problems per stage: the reference engine is cheap; WebGPU on SwiftShader is slower.
@@ -25,16 +25,8 @@ const engines = [
   { label: 'WebGPU (forced)', param: 'webgpu', expect: 'webgpu', n: N_WEBGPU },
 ];
 
-let srv;
-let browser;
-before(async () => {
-  srv = await server();
-  browser = await launch();
-});
-after(async () => {
-  await browser?.close();
-  await srv?.close();
-});
+// The server and the browser of this file's tests, started before them.
+const env = serverAndBrowser();
 
 it('serves the shipped weights or says why not', (t) => {
   if (!hasShippedWeights()) t.diagnostic(`${DIST}/weights/manifest.json is missing: only the fixture weights are checked`);
@@ -48,7 +40,7 @@ for (const folder of folders) {
       const problems = makeProblems(engine.n, manifest.max_digits);
       let session;
       before(async () => {
-        session = await openPage(browser);
+        session = await openPage(env.browser);
       });
       after(async () => {
         await session?.close();
@@ -59,10 +51,10 @@ for (const folder of folders) {
           const cli = solveCli(folder.dir, stage.id, problems);
           const { page } = session;
           for (const [a, b] of problems) {
-            const url = pageUrl(srv.url, { a, b, stage: stage.id, animate: 0, weights: folder.param, engine: engine.param });
+            const url = pageUrl(env.srv.url, { a, b, stage: stage.id, animate: 0, weights: folder.param, engine: engine.param });
             await page.goto(url);
             const seen = await waitForAnswer(page, a, b);
-            const label = `${url.slice(srv.url.length - 1)}`;
+            const label = `${url.slice(env.srv.url.length - 1)}`;
             assertSameAsCli(seen, cli.get(`${a} + ${b}`), a, b, label);
             assert.equal(seen.engine, engine.expect, `${label}: #engine data-engine (text: ${seen.engineText})`);
             assert.ok(seen.engineText, `${label}: #engine names the backend`);
