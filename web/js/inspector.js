@@ -45,9 +45,8 @@ export function renderInspector(els, view, selected, name) {
   // Said on the page, not in a tooltip: touch screens show no tooltips.
   if (fedBack) {
     els.topkNote.textContent = `Not decoded: this state is fed back as the next thought. The list is what the LM head
-      would say if it were forced to read it. The head was trained only on written tokens, and a thought's state
-      need not look like one: a list that only says ${p.top[0].token} means the head cannot read this thought, not
-      that it holds nothing (the answer that follows depends on it).`;
+      would write if it were forced to read it. The head was trained only on written tokens, so it may or may not say
+      what the thought holds: a thought that reads as <eot> still changes the answer that follows.`;
   } else if (next && next.kind === 'pause') {
     els.topkNote.textContent = 'Not decoded: the next position is a pause, which takes the fixed <latent> embedding whatever this state says.';
   } else if (next && (next.kind === 'question' || next.kind === 'bot')) {
