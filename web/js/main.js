@@ -21,7 +21,6 @@ const el = {
   accuracyNote: $('accuracy-note'), testN: $('test-n'), testRun: $('test-run'), testResult: $('test-result'),
   projector: $('projector'), chapter: $('chapter'), chapterTitle: $('chapter-title'),
   chapterPrev: $('chapter-prev'), chapterNext: $('chapter-next'), sizeNote: $('size-note'),
-  timeline: $('timeline'),
 };
 // Controls that need the model: disabled until it has loaded.
 const modelControls = [el.solve, el.random, el.preset, el.stage, el.compare, el.testRun];
@@ -78,7 +77,7 @@ function waitForApp() {
     // A script of the engine that fails to load stops it before its download even starts.
     window.addEventListener('error', (e) => {
       const t = e.target;
-      if (t instanceof HTMLScriptElement || t instanceof HTMLLinkElement) {
+      if (t instanceof HTMLScriptElement || (t instanceof HTMLLinkElement && t.rel === 'modulepreload')) {
         reject(new Error(`the engine could not load ${t.src || t.href || 'its script'}`));
       }
     }, true);
@@ -126,8 +125,8 @@ function showEngine() {
 }
 
 // A WebGPU adapter that is software on the CPU (SwiftShader, llvmpipe, lavapipe): there the
-// reference engine is far faster (measured in Chromium on SwiftShader: 90 problems/s against
-// 2.3, see BENCHMARKS.md). Returns its description, or null for a hardware GPU.
+// reference engine is far faster (BENCHMARKS.md, "The page": 6.7 against 131.9 ms per problem in
+// headless Chromium on SwiftShader). Returns its description, or null for a hardware GPU.
 async function softwareAdapter() {
   try {
     const adapter = await navigator.gpu.requestAdapter();
@@ -155,7 +154,7 @@ async function chooseEngine() {
     if (software) {
       app.useReference();
       engineNotice = `WebGPU here is a software renderer on the CPU (${software}), where the reference engine ` +
-        '(Rust compiled to wasm) is about 40 times faster, so it runs the model: the same answers. ' +
+        '(Rust compiled to wasm) is about 20 times faster, so it runs the model: the same answers. ' +
         'Add engine=webgpu to the address to use WebGPU anyway.';
     } else {
       try {
