@@ -371,9 +371,9 @@ struct EvalArgs {
     n_ood: usize,
     #[arg(long, default_value_t = 256)]
     batch_size: usize,
-    /// Where to write the accuracies as JSON.
-    #[arg(long, default_value = "eval.json")]
-    json: PathBuf,
+    /// Also write the accuracies as JSON there (the input of `coconut export --eval`).
+    #[arg(long)]
+    json: Option<PathBuf>,
     /// Also write the test problems answered wrong (greedy), one `a + b` per line: the input
     /// `coconut solve` takes, to see what the model wrote.
     #[arg(long)]
@@ -474,11 +474,16 @@ fn run_eval(args: EvalArgs) -> Result<()> {
             lines.lines().count()
         );
     }
-    let json = serde_json::json!({ "stage": stage.id(), "weights": weights_path, "sets": sets });
-    coconut_trainer::checkpoint::write_atomic(
-        &args.json,
-        serde_json::to_string_pretty(&json)?.as_bytes(),
-    )?;
-    eprintln!("wrote {}", args.json.display());
+    // Written only when asked for: a default file name in the working directory would replace
+    // whatever the user keeps there under that name.
+    if let Some(path) = &args.json {
+        let json =
+            serde_json::json!({ "stage": stage.id(), "weights": weights_path, "sets": sets });
+        coconut_trainer::checkpoint::write_atomic(
+            path,
+            serde_json::to_string_pretty(&json)?.as_bytes(),
+        )?;
+        eprintln!("wrote {}", path.display());
+    }
     Ok(())
 }

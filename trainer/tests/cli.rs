@@ -275,6 +275,28 @@ fn train_survives_kill_9_and_eval_reports() {
             .sum::<u64>(),
         50
     );
+
+    // Without --json nothing is written: not even into the working directory.
+    let cwd = tmp.path().join("cwd");
+    std::fs::create_dir_all(&cwd).unwrap();
+    let out = coconut(&[
+        "eval",
+        "--run-dir",
+        path(&killed),
+        "--stage",
+        "1",
+        "--n",
+        "20",
+    ])
+    .current_dir(&cwd)
+    .output()
+    .unwrap();
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    assert_eq!(
+        std::fs::read_dir(&cwd).unwrap().count(),
+        0,
+        "eval wrote a file"
+    );
 }
 
 /// A run of a few steps per stage: 64 problems in batches of 16, one epoch each.
