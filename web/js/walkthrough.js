@@ -77,7 +77,7 @@ export function chapters(manifest) {
       title: 'Baseline: pauses',
       text: `The same number of extra positions, but each is fed a fixed <i>&lt;latent&gt;</i> embedding instead of the
         previous hidden state: drawn grey, with no loop. Compare its accuracy with the all-latent stage in the table below: the difference is
-        what feeding the thought back adds. Trained as long as the curriculum, this small model also adds well without
+        what feeding the thought back adds. This small model also adds well without
         it: the shipped stages differ by tenths of a point (see the model card).`,
       stage: pause,
       problem: ['9090', '910'],
