@@ -6,8 +6,9 @@
 //! The comparison in the same run is the same solve without a KV cache (every new token
 //! recomputes the whole prefix with `forward_full`), so the ratio shows what the cache buys.
 
+use coconut_core::decoding::argmax;
 use coconut_core::problem::Problem;
-use coconut_core::reference::{argmax, ReferenceModel};
+use coconut_core::reference::ReferenceModel;
 use coconut_core::stage::Stage;
 use coconut_core::tokenizer::Tokenizer;
 use coconut_core::weights::random_weights;

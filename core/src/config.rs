@@ -96,10 +96,18 @@ impl ModelConfig {
 
     /// Number of parameters (the LM head is tied, so counted once).
     pub fn n_params(&self) -> usize {
-        crate::weights::tensor_specs(self)
-            .iter()
-            .map(|s| s.shape.iter().product::<usize>())
-            .sum()
+        let c = self.n_embd;
+        // Per block: c_attn, attn_proj, c_fc, mlp_proj (weights and biases) and two LayerNorms.
+        let block = c * 3 * c
+            + 3 * c
+            + c * c
+            + c
+            + c * self.n_inner()
+            + self.n_inner()
+            + self.n_inner() * c
+            + c
+            + 4 * c;
+        (self.vocab_size + self.n_positions) * c + self.n_layer * block + 2 * c
     }
 }
 

@@ -9,20 +9,27 @@
 //! - [`tokenizer`]: the vocabulary, built with the `tokenizers` crate and saved as `tokenizer.json`;
 //! - [`stage`]: the curriculum: which steps are written and which are continuous thoughts;
 //! - [`layout`]: a problem laid out for a stage: token ids, thought slots and loss mask;
-//! - [`config`]: the GPT-2 model configuration;
+//! - [`config`]: the GPT-2 model configuration; [`skeleton`]: the model's tree of tensors, which
+//!   every engine maps into its own storage;
 //! - [`weights`] and [`manifest`]: stage weight files (f32, f16, int8) and their manifest;
 //! - [`files`]: bounded reading of regular files only (no devices, FIFOs or endless reads);
+//! - [`decoding`]: the decoding plan every engine follows (prompt, thoughts, the stop rule), the
+//!   argmax rule and what a generation produces;
+//! - [`compare`]: the relative error every parity check measures;
 //! - [`reference`]: a plain-Rust forward pass with a KV cache and thought feedback, the oracle
 //!   of every other engine and the browser's CPU fallback.
 
+pub mod compare;
 pub mod config;
 pub mod data;
+pub mod decoding;
 pub mod files;
 pub mod golden;
 pub mod layout;
 pub mod manifest;
 pub mod problem;
 pub mod reference;
+pub mod skeleton;
 pub mod stage;
 pub mod stratified;
 pub mod tokenizer;

@@ -1,6 +1,7 @@
 //! The reference engine: GPT-2 in plain Rust, one position at a time over a KV cache, with thought
-//! feedback and greedy decoding. It is the oracle every other engine is checked against and the
-//! browser's CPU fallback, so it favours clarity over speed and compiles to wasm32.
+//! feedback and greedy decoding by the [`DecodePlan`]. It is the oracle every other engine is
+//! checked against, because it is the plainest statement of the maths, and the browser's CPU
+//! fallback, so it favours clarity over speed and compiles to wasm32.
 //!
 //! Per position t with input embedding e_t (a token's `wte` row, or a thought):
 //! ```text
@@ -12,23 +13,15 @@
 //! ```
 
 use crate::config::ModelConfig;
-use crate::layout::{answer_digits, prompt};
+use crate::decoding::{
+    argmax, DecodePlan, EngineError, Generation, PositionTrace, Solution, Trace,
+};
+use crate::layout::prompt;
 use crate::problem::Problem;
+use crate::skeleton::{Affine, Norm};
 use crate::stage::Stage;
-use crate::tokenizer::{Tokenizer, TokenizerError, EOS, LATENT};
+use crate::tokenizer::{Tokenizer, EOS, LATENT};
 use crate::weights::ModelWeights;
-
-#[derive(Debug, thiserror::Error)]
-pub enum EngineError {
-    #[error("the sequence reached the model's {0} positions")]
-    SequenceTooLong(usize),
-    #[error("input vector has {got} values, the model's width is {expected}")]
-    Width { got: usize, expected: usize },
-    #[error("token id {0} is outside the vocabulary")]
-    TokenId(u32),
-    #[error(transparent)]
-    Tokenizer(#[from] TokenizerError),
-}
 
 struct LayerNorm {
     gain: Vec<f32>,
@@ -37,10 +30,10 @@ struct LayerNorm {
 }
 
 impl LayerNorm {
-    fn load(w: &ModelWeights, prefix: &str, eps: f32) -> LayerNorm {
+    fn new(norm: Norm<Vec<f32>>, eps: f32) -> LayerNorm {
         LayerNorm {
-            gain: w.f32(&format!("{prefix}.weight")),
-            bias: w.f32(&format!("{prefix}.bias")),
+            gain: norm.weight,
+            bias: norm.bias,
             eps,
         }
     }
@@ -66,12 +59,11 @@ struct Linear {
 }
 
 impl Linear {
-    fn load(w: &ModelWeights, prefix: &str) -> Linear {
-        let b = w.f32(&format!("{prefix}.bias"));
+    fn new(layer: Affine<Vec<f32>>) -> Linear {
         Linear {
-            w: w.f32(&format!("{prefix}.weight")),
-            n_out: b.len(),
-            b,
+            w: layer.weight,
+            n_out: layer.bias.len(),
+            b: layer.bias,
         }
     }
 
@@ -131,15 +123,6 @@ impl KvCache {
     }
 }
 
-/// What the model did at one position, for the visualisation.
-#[derive(Clone, Debug, PartialEq)]
-pub struct PositionTrace {
-    /// The residual stream after each block, `[n_layer][C]`.
-    pub residual: Vec<Vec<f32>>,
-    /// Attention weights `[n_layer][n_head][position + 1]`.
-    pub attention: Vec<Vec<Vec<f32>>>,
-}
-
 /// The reference GPT-2.
 pub struct ReferenceModel {
     config: ModelConfig,
@@ -152,24 +135,29 @@ pub struct ReferenceModel {
 impl ReferenceModel {
     /// Builds the model from validated weights (int8 and f16 are dequantized to f32).
     pub fn new(weights: &ModelWeights) -> ReferenceModel {
-        let cfg = &weights.config;
-        let eps = cfg.layer_norm_epsilon;
-        let blocks = (0..cfg.n_layer)
-            .map(|i| Block {
-                ln_1: LayerNorm::load(weights, &format!("h.{i}.ln_1"), eps),
-                c_attn: Linear::load(weights, &format!("h.{i}.attn.c_attn")),
-                attn_proj: Linear::load(weights, &format!("h.{i}.attn.c_proj")),
-                ln_2: LayerNorm::load(weights, &format!("h.{i}.ln_2"), eps),
-                c_fc: Linear::load(weights, &format!("h.{i}.mlp.c_fc")),
-                mlp_proj: Linear::load(weights, &format!("h.{i}.mlp.c_proj")),
+        let eps = weights.config.layer_norm_epsilon;
+        let tree = weights
+            .tree()
+            .expect("validated weights hold every tensor of their config")
+            .map(|t| t.to_f32());
+        let blocks = tree
+            .blocks
+            .into_iter()
+            .map(|b| Block {
+                ln_1: LayerNorm::new(b.ln_1, eps),
+                c_attn: Linear::new(b.c_attn),
+                attn_proj: Linear::new(b.attn_proj),
+                ln_2: LayerNorm::new(b.ln_2, eps),
+                c_fc: Linear::new(b.c_fc),
+                mlp_proj: Linear::new(b.mlp_proj),
             })
             .collect();
         ReferenceModel {
-            config: cfg.clone(),
-            wte: weights.f32("wte.weight"),
-            wpe: weights.f32("wpe.weight"),
+            config: weights.config.clone(),
+            wte: tree.wte,
+            wpe: tree.wpe,
             blocks,
-            ln_f: LayerNorm::load(weights, "ln_f", eps),
+            ln_f: LayerNorm::new(tree.ln_f, eps),
         }
     }
 
@@ -348,24 +336,19 @@ impl ReferenceModel {
         Ok(xs.iter().map(|x| self.ln_f.forward(x)).collect())
     }
 
-    /// Runs a prompt, the stage's thoughts and greedy decoding until `<eos>` or the model's
-    /// position limit. The thought count comes from the stage alone.
+    /// Runs a prompt, the stage's thoughts and greedy decoding, as the [`DecodePlan`] says.
     pub fn generate(
         &self,
         prompt_ids: &[u32],
         stage: &Stage,
         with_trace: bool,
     ) -> Result<Generation, EngineError> {
+        let plan = DecodePlan::new(prompt_ids.len(), stage, self.config.n_positions)?;
         let mut cache = self.new_cache();
-        let mut ids = Vec::new();
         let mut thoughts = Vec::new();
         let mut traces = Vec::new();
-        let mut hidden = Vec::new();
         let mut logits = Vec::new();
-        let run = |cache: &mut KvCache,
-                   input: &[f32],
-                   traces: &mut Vec<PositionTrace>|
-         -> Result<Vec<f32>, EngineError> {
+        let mut run = |cache: &mut KvCache, input: &[f32]| -> Result<Vec<f32>, EngineError> {
             if !with_trace {
                 return self.step(cache, input, None);
             }
@@ -375,44 +358,31 @@ impl ReferenceModel {
             };
             let h = self.step(cache, input, Some(&mut tr))?;
             traces.push(tr);
+            logits.push(self.logits(&h));
             Ok(h)
         };
+        let mut hidden = Vec::new();
         for &id in prompt_ids {
-            hidden = run(&mut cache, self.token_embedding(id)?, &mut traces)?;
-            ids.push(id);
-            if with_trace {
-                logits.push(self.logits(&hidden));
-            }
+            hidden = run(&mut cache, self.token_embedding(id)?)?;
         }
-        for _ in 0..stage.thoughts() {
-            let input = if stage.feeds_back() {
+        for _ in plan.thought_positions() {
+            let input = if plan.feeds_back {
                 hidden.clone()
             } else {
                 self.token_embedding(LATENT)?.to_vec()
             };
-            hidden = run(&mut cache, &input, &mut traces)?;
+            hidden = run(&mut cache, &input)?;
             thoughts.push(input);
-            ids.push(LATENT);
-            if with_trace {
-                logits.push(self.logits(&hidden));
-            }
         }
-        let mut finished = false;
-        loop {
+        let mut ids = plan.ids_before_answer(prompt_ids);
+        let finished = loop {
             let next = argmax(&self.logits(&hidden));
             ids.push(next);
-            if next == EOS {
-                finished = true;
-                break;
+            if !plan.runs_next(next, ids.len()) {
+                break next == EOS;
             }
-            if cache.len() >= self.config.n_positions {
-                break;
-            }
-            hidden = run(&mut cache, self.token_embedding(next)?, &mut traces)?;
-            if with_trace {
-                logits.push(self.logits(&hidden));
-            }
-        }
+            hidden = run(&mut cache, self.token_embedding(next)?)?;
+        };
         let trace = with_trace.then_some(Trace {
             positions: traces,
             logits,
@@ -435,70 +405,14 @@ impl ReferenceModel {
         with_trace: bool,
     ) -> Result<Solution, EngineError> {
         let generation = self.generate(&prompt(tokenizer, problem)?, stage, with_trace)?;
-        let answer = answer_digits(tokenizer, &generation.ids);
-        let text = tokenizer.decode(&generation.ids)?;
-        Ok(Solution {
-            problem: *problem,
-            answer,
-            text,
-            generation,
-        })
-    }
-}
-
-/// The first index of the largest value (ties resolve to the lowest id, in every engine).
-pub fn argmax(values: &[f32]) -> u32 {
-    let (mut best, mut best_value) = (0, f32::NEG_INFINITY);
-    for (i, &v) in values.iter().enumerate() {
-        if v > best_value {
-            (best, best_value) = (i, v);
-        }
-    }
-    best as u32
-}
-
-/// Everything one generation produced.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Generation {
-    /// The whole sequence: prompt, thought slots ([`LATENT`]) and the generated tokens.
-    pub ids: Vec<u32>,
-    pub prompt_len: usize,
-    /// The vectors fed in at the thought slots, in order.
-    pub thoughts: Vec<Vec<f32>>,
-    /// Whether `<eos>` was generated before the position limit.
-    pub finished: bool,
-    pub trace: Option<Trace>,
-}
-
-/// Per-position internals, for every position that was run through the model (the final
-/// `<eos>` is predicted but never run).
-#[derive(Clone, Debug, PartialEq)]
-pub struct Trace {
-    pub positions: Vec<PositionTrace>,
-    /// LM-head logits at each position (what the model "would say" next).
-    pub logits: Vec<Vec<f32>>,
-}
-
-/// A solved problem.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Solution {
-    pub problem: Problem,
-    /// The digits between `<eot>` and `<eos>`, if the model finished and wrote digits there.
-    pub answer: Option<String>,
-    /// The decoded sequence, thoughts shown as `<latent>`.
-    pub text: String,
-    pub generation: Generation,
-}
-
-impl Solution {
-    pub fn is_correct(&self) -> bool {
-        self.answer.as_deref() == Some(self.problem.answer().to_string().as_str())
+        Solution::new(tokenizer, problem, generation)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::compare::relative_error as rel_err;
     use crate::stage::StageKind;
     use crate::weights::{random_weights, WeightDtype};
 
@@ -511,13 +425,6 @@ mod tests {
             n_head: 4,
             layer_norm_epsilon: 1e-5,
         }
-    }
-
-    fn rel_err(a: &[f32], b: &[f32]) -> f32 {
-        let diff: f32 = a.iter().zip(b).map(|(x, y)| (x - y) * (x - y)).sum();
-        let norm: f32 = b.iter().map(|y| y * y).sum();
-        assert!(norm > 0.0, "reference is zero");
-        (diff / norm).sqrt()
     }
 
     #[test]
@@ -645,11 +552,5 @@ mod tests {
             model.forward_full(&long),
             Err(EngineError::SequenceTooLong(48))
         ));
-    }
-
-    #[test]
-    fn argmax_takes_the_first_of_ties() {
-        assert_eq!(argmax(&[0.0, 2.0, 2.0, 1.0]), 1);
-        assert_eq!(argmax(&[f32::NAN, 1.0]), 1);
     }
 }

@@ -1,13 +1,13 @@
 //! Stage weight files: safetensors with GPT-2's tensor names and layouts, in f32, f16 or int8.
 //!
-//! Names and shapes are those of Hugging Face's GPT-2 checkpoints (no `transformer.` prefix):
-//! `wte.weight` [V, C], `wpe.weight` [P, C], `h.{i}.attn.c_attn.weight` [C, 3C] (Conv1D: [in, out]),
-//! and so on; the LM head is tied to `wte`. LayerNorm parameters and biases are always f32.
+//! One tensor per place of the model's tree ([`crate::skeleton`]), under its GPT-2 name.
+//! LayerNorm parameters and biases are always f32.
 //! Matmul and embedding weights may be f16, or int8 symmetric per output row with one f16 scale
 //! per row in `{name}.scale`: `w = q * scale`, `scale = max|row| / 127`. The output row of an
 //! embedding is a table row; of a Conv1D weight, a column.
 
 use crate::config::ModelConfig;
+use crate::skeleton::{tensor_specs, Role, Skeleton, TensorSpec};
 use half::f16;
 use safetensors::tensor::{Dtype, TensorView};
 use safetensors::SafeTensors;
@@ -33,62 +33,6 @@ impl std::str::FromStr for WeightDtype {
             _ => Err(format!("unknown dtype '{s}': expected f32, f16 or int8")),
         }
     }
-}
-
-/// Which axis of a matrix indexes output rows, for per-row int8 scales.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Role {
-    /// A table `[rows, C]` (token or position embedding): one scale per row.
-    Embedding,
-    /// A Conv1D weight `[in, out]`: one scale per output column.
-    Conv1d,
-    /// LayerNorm parameter or bias: always f32.
-    Vector,
-}
-
-/// A tensor the model needs: its name, shape and role.
-#[derive(Clone, Debug, PartialEq)]
-pub struct TensorSpec {
-    pub name: String,
-    pub shape: Vec<usize>,
-    pub role: Role,
-}
-
-/// Every tensor of a model with `config`, in a stable order.
-pub fn tensor_specs(config: &ModelConfig) -> Vec<TensorSpec> {
-    let (c, v, p, inner) = (
-        config.n_embd,
-        config.vocab_size,
-        config.n_positions,
-        config.n_inner(),
-    );
-    let spec = |name: String, shape: Vec<usize>, role| TensorSpec { name, shape, role };
-    let mut specs = vec![
-        spec("wte.weight".into(), vec![v, c], Role::Embedding),
-        spec("wpe.weight".into(), vec![p, c], Role::Embedding),
-    ];
-    for i in 0..config.n_layer {
-        let h = |s: &str| format!("h.{i}.{s}");
-        specs.extend([
-            spec(h("ln_1.weight"), vec![c], Role::Vector),
-            spec(h("ln_1.bias"), vec![c], Role::Vector),
-            spec(h("attn.c_attn.weight"), vec![c, 3 * c], Role::Conv1d),
-            spec(h("attn.c_attn.bias"), vec![3 * c], Role::Vector),
-            spec(h("attn.c_proj.weight"), vec![c, c], Role::Conv1d),
-            spec(h("attn.c_proj.bias"), vec![c], Role::Vector),
-            spec(h("ln_2.weight"), vec![c], Role::Vector),
-            spec(h("ln_2.bias"), vec![c], Role::Vector),
-            spec(h("mlp.c_fc.weight"), vec![c, inner], Role::Conv1d),
-            spec(h("mlp.c_fc.bias"), vec![inner], Role::Vector),
-            spec(h("mlp.c_proj.weight"), vec![inner, c], Role::Conv1d),
-            spec(h("mlp.c_proj.bias"), vec![c], Role::Vector),
-        ]);
-    }
-    specs.extend([
-        spec("ln_f.weight".into(), vec![c], Role::Vector),
-        spec("ln_f.bias".into(), vec![c], Role::Vector),
-    ]);
-    specs
 }
 
 /// The stored values of one tensor.
@@ -255,6 +199,31 @@ impl ModelWeights {
             })
             .collect();
         ModelWeights { config, tensors }
+    }
+
+    /// The tensors as the model's tree, for an engine to map into its own storage; refused if a
+    /// tensor is missing or has another shape or role than the tree says (possible only for
+    /// weights built by hand: [`ModelWeights::from_safetensors`] checks the same).
+    pub fn tree(&self) -> Result<Skeleton<&Tensor>, WeightsError> {
+        let file = || "in-memory weights".to_string();
+        Skeleton::specs(&self.config).try_map(|spec| {
+            let t = self
+                .tensors
+                .get(&spec.name)
+                .ok_or_else(|| WeightsError::Missing {
+                    file: file(),
+                    tensor: spec.name.clone(),
+                })?;
+            if t.shape != spec.shape || t.role != spec.role {
+                return Err(WeightsError::Shape {
+                    file: file(),
+                    tensor: spec.name.clone(),
+                    expected: spec.shape.clone(),
+                    actual: t.shape.clone(),
+                });
+            }
+            Ok(t)
+        })
     }
 
     /// The f32 values of a tensor (dequantized), by name.

@@ -4,25 +4,23 @@
 //! reads the previous position's final hidden state straight from GPU memory. The prompt runs
 //! as one submission through the matrix-matrix kernels.
 //!
-//! Semantics are the reference engine's ([`coconut_core::reference::ReferenceModel::generate`]):
-//! the stage's thoughts after the prompt, then greedy decoding until `<eos>` or the position
-//! limit, ties to the lowest id, and the same [`Generation`] / [`Solution`] data.
+//! It follows the same [`DecodePlan`] as every engine (thoughts after the prompt, greedy tokens
+//! until the plan's stop rule, ties to the lowest id) and returns the same [`Generation`] /
+//! [`Solution`] data; the reference engine is the oracle it is tested against. The model's
+//! buffers, kernels and bind groups are built by [`crate::resident`].
 
 use crate::error::GpuError;
 use crate::gpu::{AdapterSummary, Gpu, GpuOptions};
-use crate::kernels::{
-    Argmax, Attention, Embed, EmbedInput, Epilogue, LayerNorm, Linear, LmHead, Step, StepTable,
-};
-use crate::pack::{pack_tensor, PackedMatrix};
+use crate::kernels::EmbedInput;
+use crate::resident::{decode_step, prefill_step, Readback, Resident, F32};
 use coconut_core::config::ModelConfig;
-use coconut_core::layout::{answer_digits, prompt};
+use coconut_core::decoding::{DecodePlan, EngineError, Generation, PositionTrace, Solution, Trace};
+use coconut_core::layout::prompt;
 use coconut_core::problem::Problem;
-use coconut_core::reference::{EngineError, Generation, PositionTrace, Solution, Trace};
 use coconut_core::stage::Stage;
-use coconut_core::tokenizer::{Tokenizer, EOS, LATENT};
-use coconut_core::weights::{ModelWeights, Role, Tensor};
+use coconut_core::tokenizer::{Tokenizer, EOS};
+use coconut_core::weights::ModelWeights;
 use std::sync::Arc;
-use wgpu::util::DeviceExt;
 
 /// Counters of the work the engine did since it was created (or since [`WgpuEngine::reset_stats`]).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -69,61 +67,13 @@ impl Stopwatch {
     }
 }
 
-struct Layer {
-    ln_1: wgpu::BindGroup,
-    c_attn: (usize, wgpu::BindGroup),
-    attention: wgpu::BindGroup,
-    attn_proj: (usize, wgpu::BindGroup),
-    ln_2: wgpu::BindGroup,
-    c_fc: (usize, wgpu::BindGroup),
-    mlp_proj: (usize, wgpu::BindGroup),
-}
-
-struct Buffers {
-    ids: wgpu::Buffer,
-    x: wgpu::Buffer,
-    hidden: wgpu::Buffer,
-    logits: wgpu::Buffer,
-    att: Vec<wgpu::Buffer>,
-    residual: wgpu::Buffer,
-    /// Two slots, alternating by position, so that the next token can be computed while the
-    /// previous one is read.
-    staging_id: [wgpu::Buffer; 2],
-    staging: wgpu::Buffer,
-}
-
 /// The model on the GPU. One generation at a time (`&mut self`).
 pub struct WgpuEngine {
     gpu: Arc<Gpu>,
     config: ModelConfig,
-    steps: StepTable,
-    embed: Embed,
-    ln: LayerNorm,
-    ln_f: LayerNorm,
-    linears: Vec<(LinearKey, Linear)>,
-    attention: Attention,
-    lm_head: LmHead,
-    argmax: Argmax,
-    layers: Vec<Layer>,
-    embed_bg: wgpu::BindGroup,
-    ln_f_bg: wgpu::BindGroup,
-    lm_head_bg: wgpu::BindGroup,
-    argmax_bg: wgpu::BindGroup,
-    buffers: Buffers,
-    /// The `<latent>` token's embedding (dequantized), what pause stages feed.
-    latent: Option<Vec<f32>>,
+    model: Resident,
     stats: EngineStats,
 }
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct LinearKey {
-    k: usize,
-    n: usize,
-    int8: bool,
-    epilogue: Epilogue,
-}
-
-const F32: u64 = 4;
 
 impl WgpuEngine {
     /// Opens the default adapter ([`GpuOptions::default`]) and uploads the model.
@@ -150,190 +100,12 @@ impl WgpuEngine {
 
     /// Uploads the model to an open device (several engines may share one).
     pub fn on(gpu: Arc<Gpu>, weights: &ModelWeights) -> Result<WgpuEngine, GpuError> {
-        let cfg = weights.config.clone();
-        cfg.validate()
-            .map_err(|e| GpuError::Unsupported(e.to_string()))?;
-        let (c, v, p, l, h) = (
-            cfg.n_embd,
-            cfg.vocab_size,
-            cfg.n_positions,
-            cfg.n_layer,
-            cfg.n_head,
-        );
-        check_limits(&gpu, &cfg)?;
-        let device = &gpu.device;
-        let storage = |label: &str, bytes: u64, extra: wgpu::BufferUsages| {
-            device.create_buffer(&wgpu::BufferDescriptor {
-                label: Some(label),
-                size: bytes.max(16),
-                usage: wgpu::BufferUsages::STORAGE | extra,
-                mapped_at_creation: false,
-            })
-        };
-        let init = |label: &str, contents: &[u8]| {
-            device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
-                label: Some(label),
-                contents,
-                usage: wgpu::BufferUsages::STORAGE,
-            })
-        };
-        let vector = |name: &str| -> Result<wgpu::Buffer, GpuError> {
-            let t = tensor(weights, name)?;
-            Ok(init(name, bytemuck::cast_slice(&t.to_f32())))
-        };
-        let matrix = |name: &str| -> Result<(PackedMatrix, wgpu::Buffer, wgpu::Buffer), GpuError> {
-            let packed = pack_tensor(tensor(weights, name)?);
-            let w = init(name, bytemuck::cast_slice(&packed.words));
-            let s = init(name, bytemuck::cast_slice(&packed.scales));
-            Ok((packed, w, s))
-        };
-        let copy = wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST;
-        let none = wgpu::BufferUsages::empty();
-        let pc = (p * c) as u64 * F32;
-        let ids = storage("ids", (p as u64 + 1) * 4, copy);
-        let x = storage("x", pc, copy);
-        let xn = storage("xn", pc, none);
-        let qkv = storage("qkv", 3 * pc, none);
-        let attended = storage("attended", pc, none);
-        let mlp = storage("mlp", 4 * pc, none);
-        let hidden = storage("hidden", pc, copy);
-        let logits = storage("logits", (p * v) as u64 * F32, copy);
-        let residual = storage("residual trace", l as u64 * pc, copy);
-        let att_bytes = (h * p * p) as u64 * F32;
-        let att: Vec<wgpu::Buffer> = (0..l)
-            .map(|_| storage("attention", att_bytes, copy))
-            .collect();
-        let staging_id = [0, 1].map(|_| {
-            device.create_buffer(&wgpu::BufferDescriptor {
-                label: Some("token id staging"),
-                size: 4,
-                usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
-                mapped_at_creation: false,
-            })
-        });
-        let staging = device.create_buffer(&wgpu::BufferDescriptor {
-            label: Some("trace staging"),
-            size: (2 + l as u64) * pc + (p * v) as u64 * F32 + l as u64 * att_bytes,
-            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
-            mapped_at_creation: false,
-        });
-
-        // Step records: decode at position t (t < P), then prefill of n rows from 0 (n = 1..=P).
-        let mut records: Vec<Step> = (0..p as u32).map(|t| Step { t0: t, rows: 1 }).collect();
-        records.extend((1..=p as u32).map(|n| Step { t0: 0, rows: n }));
-        let steps = StepTable::new(device, &records);
-
-        let (wte, wte_w, wte_s) = matrix("wte.weight")?;
-        let (wpe, wpe_w, wpe_s) = matrix("wpe.weight")?;
-        let embed = Embed::new(device, c, v, wte.int8);
-        if wpe.int8 != wte.int8 {
-            return Err(GpuError::Unsupported(
-                "wte and wpe must share a storage type (both int8 or both float)".into(),
-            ));
-        }
-        let embed_bg = embed.bind(
-            device,
-            &steps,
-            [&ids, &hidden, &wte_w, &wte_s, &wpe_w, &wpe_s, &x],
-        );
-        let eps = cfg.layer_norm_epsilon;
-        let ln = LayerNorm::new(device, c, eps, false);
-        let ln_f = LayerNorm::new(device, c, eps, true);
-        let attention = Attention::new(device, c, h, p);
-        let lm_head = LmHead::new(device, c, v, wte.int8);
-        let argmax = Argmax::new(device, v);
-        let mut linears: Vec<(LinearKey, Linear)> = Vec::new();
-        let mut layers = Vec::with_capacity(l);
-        for (i, att_i) in att.iter().enumerate() {
-            let pre = |s: &str| format!("h.{i}.{s}");
-            let mut lin = |name: &str,
-                           input: &wgpu::Buffer,
-                           output: &wgpu::Buffer,
-                           epilogue: Epilogue|
-             -> Result<(usize, wgpu::BindGroup), GpuError> {
-                let (m, w, s) = matrix(&format!("{name}.weight"))?;
-                let b = vector(&format!("{name}.bias"))?;
-                let key = LinearKey {
-                    k: m.rows,
-                    n: m.cols,
-                    int8: m.int8,
-                    epilogue,
-                };
-                let idx = match linears.iter().position(|(k, _)| *k == key) {
-                    Some(idx) => idx,
-                    None => {
-                        let kernel = Linear::new(device, key.k, key.n, key.int8, epilogue);
-                        linears.push((key, kernel));
-                        linears.len() - 1
-                    }
-                };
-                let bg = linears[idx]
-                    .1
-                    .bind(device, &steps, [input, &w, &s, &b, output]);
-                Ok((idx, bg))
-            };
-            let c_attn = lin(&pre("attn.c_attn"), &xn, &qkv, Epilogue::Store)?;
-            let attn_proj = lin(&pre("attn.c_proj"), &attended, &x, Epilogue::Residual)?;
-            let c_fc = lin(&pre("mlp.c_fc"), &xn, &mlp, Epilogue::Gelu)?;
-            let mlp_proj = lin(&pre("mlp.c_proj"), &mlp, &x, Epilogue::Residual)?;
-            let ln1 = [vector(&pre("ln_1.weight"))?, vector(&pre("ln_1.bias"))?];
-            let ln2 = [vector(&pre("ln_2.weight"))?, vector(&pre("ln_2.bias"))?];
-            let kc = storage("k cache", pc, none);
-            let vc = storage("v cache", pc, none);
-            layers.push(Layer {
-                ln_1: ln.kernel.bind(device, &steps, &[&x, &ln1[0], &ln1[1], &xn]),
-                c_attn,
-                attention: attention.kernel.bind(
-                    device,
-                    &steps,
-                    &[&qkv, &kc, &vc, att_i, &attended],
-                ),
-                attn_proj,
-                ln_2: ln.kernel.bind(device, &steps, &[&x, &ln2[0], &ln2[1], &xn]),
-                c_fc,
-                mlp_proj,
-            });
-        }
-        let lnf = [vector("ln_f.weight")?, vector("ln_f.bias")?];
-        let ln_f_bg = ln_f
-            .kernel
-            .bind(device, &steps, &[&x, &lnf[0], &lnf[1], &hidden]);
-        let lm_head_bg = lm_head
-            .kernel
-            .bind(device, &steps, &[&hidden, &wte_w, &wte_s, &logits]);
-        let argmax_bg = argmax.kernel.bind(device, &steps, &[&logits, &ids]);
-        let latent = (LATENT < v as u32).then(|| {
-            let all = weights.f32("wte.weight");
-            all[LATENT as usize * c..(LATENT as usize + 1) * c].to_vec()
-        });
+        let model = Resident::new(&gpu, weights)?;
         gpu.check()?;
         Ok(WgpuEngine {
             gpu,
-            config: cfg,
-            steps,
-            embed,
-            ln,
-            ln_f,
-            linears,
-            attention,
-            lm_head,
-            argmax,
-            layers,
-            embed_bg,
-            ln_f_bg,
-            lm_head_bg,
-            argmax_bg,
-            buffers: Buffers {
-                ids,
-                x,
-                hidden,
-                logits,
-                att,
-                residual,
-                staging_id,
-                staging,
-            },
-            latent,
+            config: weights.config.clone(),
+            model,
             stats: EngineStats::default(),
         })
     }
@@ -358,14 +130,6 @@ impl WgpuEngine {
         self.stats = EngineStats::default();
     }
 
-    fn decode_step(&self, t: usize) -> usize {
-        t
-    }
-
-    fn prefill_step(&self, rows: usize) -> usize {
-        self.config.n_positions + rows - 1
-    }
-
     /// Records one run of the model over step record `run` (its rows), then ln_f, and, when
     /// `logits` is given, the LM head over that record's rows and optionally the argmax of its
     /// last row (copied to the id staging buffer).
@@ -378,13 +142,16 @@ impl WgpuEngine {
         trace: bool,
     ) -> wgpu::CommandBuffer {
         let clock = Stopwatch::start();
-        let device = &self.gpu.device;
-        let mut enc = device.create_command_encoder(&wgpu::CommandEncoderDescriptor {
-            label: Some("position"),
-        });
-        let step = self.steps.step(run);
+        let m = &self.model;
+        let mut enc = self
+            .gpu
+            .device
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                label: Some("position"),
+            });
+        let step = m.steps.step(run);
         let (c, p) = (self.config.n_embd as u64, self.config.n_positions as u64);
-        let n_layers = self.layers.len();
+        let n_layers = m.layers.len();
         let mut dispatches = 0u64;
         // One compute pass for the whole position; with a trace, one per block, so that the
         // residual stream after each block can be copied out between them.
@@ -397,46 +164,22 @@ impl WgpuEngine {
                     timestamp_writes: None,
                 });
                 if first == 0 {
-                    self.embed
-                        .dispatch(&mut pass, &self.embed_bg, &self.steps, run, input);
+                    let bg = &m.embed_bg;
+                    m.kernels
+                        .embed
+                        .dispatch(&mut pass, bg, &m.steps, run, input);
                     dispatches += 1;
                 }
-                for layer in &self.layers[first..end] {
-                    self.ln.dispatch(&mut pass, &layer.ln_1, &self.steps, run);
-                    let (i, bg) = &layer.c_attn;
-                    self.linears[*i].1.dispatch(&mut pass, bg, &self.steps, run);
-                    self.attention
-                        .dispatch(&mut pass, &layer.attention, &self.steps, run);
-                    let (i, bg) = &layer.attn_proj;
-                    self.linears[*i].1.dispatch(&mut pass, bg, &self.steps, run);
-                    self.ln.dispatch(&mut pass, &layer.ln_2, &self.steps, run);
-                    let (i, bg) = &layer.c_fc;
-                    self.linears[*i].1.dispatch(&mut pass, bg, &self.steps, run);
-                    let (i, bg) = &layer.mlp_proj;
-                    self.linears[*i].1.dispatch(&mut pass, bg, &self.steps, run);
-                    dispatches += 7;
-                }
+                dispatches += self.record_blocks(&mut pass, first..end, run);
                 if end == n_layers {
-                    self.ln_f
-                        .dispatch(&mut pass, &self.ln_f_bg, &self.steps, run);
-                    dispatches += 1;
-                    if let Some(li) = logits {
-                        self.lm_head
-                            .dispatch(&mut pass, &self.lm_head_bg, &self.steps, li);
-                        dispatches += 1;
-                        if argmax {
-                            self.argmax
-                                .dispatch(&mut pass, &self.argmax_bg, &self.steps, li);
-                            dispatches += 1;
-                        }
-                    }
+                    dispatches += self.record_head(&mut pass, run, logits, argmax);
                 }
             }
             if trace {
                 enc.copy_buffer_to_buffer(
-                    &self.buffers.x,
+                    &m.buffers.x,
                     0,
-                    &self.buffers.residual,
+                    &m.buffers.residual,
                     (first as u64 * p + step.t0 as u64) * c * F32,
                     step.rows as u64 * c * F32,
                 );
@@ -444,16 +187,59 @@ impl WgpuEngine {
             first = end;
         }
         if let (Some(li), true) = (logits, argmax) {
-            let s = self.steps.step(li);
+            let s = m.steps.step(li);
             let next = (s.t0 + s.rows) as u64;
-            let slot = &self.buffers.staging_id[next as usize % 2];
-            enc.copy_buffer_to_buffer(&self.buffers.ids, next * 4, slot, 0, 4);
+            let slot = &m.buffers.staging_id[next as usize % 2];
+            enc.copy_buffer_to_buffer(&m.buffers.ids, next * 4, slot, 0, 4);
         }
         self.stats.dispatches += dispatches;
         self.stats.positions += step.rows as u64;
         let commands = enc.finish();
         self.stats.record_ns += clock.ns();
         commands
+    }
+
+    /// Records blocks `blocks` over step record `run`; returns the dispatch count.
+    fn record_blocks(
+        &self,
+        pass: &mut wgpu::ComputePass<'_>,
+        blocks: std::ops::Range<usize>,
+        run: usize,
+    ) -> u64 {
+        let (m, k) = (&self.model, &self.model.kernels);
+        let linear = |pass: &mut wgpu::ComputePass<'_>, (i, bg): &(usize, wgpu::BindGroup)| {
+            k.linear(*i).dispatch(pass, bg, &m.steps, run)
+        };
+        for layer in &m.layers[blocks.clone()] {
+            k.ln.dispatch(pass, &layer.ln_1, &m.steps, run);
+            linear(pass, &layer.c_attn);
+            k.attention.dispatch(pass, &layer.attention, &m.steps, run);
+            linear(pass, &layer.attn_proj);
+            k.ln.dispatch(pass, &layer.ln_2, &m.steps, run);
+            linear(pass, &layer.c_fc);
+            linear(pass, &layer.mlp_proj);
+        }
+        7 * blocks.len() as u64
+    }
+
+    /// Records ln_f over step record `run`, then the LM head (and argmax) over record `logits`;
+    /// returns the dispatch count.
+    fn record_head(
+        &self,
+        pass: &mut wgpu::ComputePass<'_>,
+        run: usize,
+        logits: Option<usize>,
+        argmax: bool,
+    ) -> u64 {
+        let (m, k) = (&self.model, &self.model.kernels);
+        k.ln_f.dispatch(pass, &m.ln_f_bg, &m.steps, run);
+        let Some(li) = logits else { return 1 };
+        k.lm_head.dispatch(pass, &m.lm_head_bg, &m.steps, li);
+        if !argmax {
+            return 2;
+        }
+        k.argmax.dispatch(pass, &m.argmax_bg, &m.steps, li);
+        3
     }
 
     fn submit(&mut self, commands: wgpu::CommandBuffer) -> Result<wgpu::SubmissionIndex, GpuError> {
@@ -471,16 +257,18 @@ impl WgpuEngine {
         let clock = Stopwatch::start();
         let id = self
             .gpu
-            .read_mapped(&self.buffers.staging_id[t % 2], 0..4, Some(done), |b| {
-                u32::from_le_bytes([b[0], b[1], b[2], b[3]])
-            })
+            .read_mapped(
+                &self.model.buffers.staging_id[t % 2],
+                0..4,
+                Some(done),
+                |b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]),
+            )
             .await;
         self.stats.wait_ns += clock.ns();
         id
     }
 
-    /// Runs a prompt, the stage's thoughts and greedy decoding until `<eos>` or the model's
-    /// position limit, like [`coconut_core::reference::ReferenceModel::generate`].
+    /// Runs a prompt, the stage's thoughts and greedy decoding, as the [`DecodePlan`] says.
     pub async fn generate(
         &mut self,
         prompt_ids: &[u32],
@@ -488,68 +276,50 @@ impl WgpuEngine {
         with_trace: bool,
     ) -> Result<Generation, GpuError> {
         self.gpu.check()?;
-        let (c, v, p) = (
-            self.config.n_embd,
-            self.config.vocab_size,
-            self.config.n_positions,
-        );
-        let n = prompt_ids.len();
-        if n == 0 {
-            return Err(EngineError::Width {
-                got: 0,
-                expected: c,
-            }
-            .into());
-        }
+        let (v, p) = (self.config.vocab_size, self.config.n_positions);
+        let plan = DecodePlan::new(prompt_ids.len(), stage, p)?;
         if let Some(&bad) = prompt_ids.iter().find(|&&id| id as usize >= v) {
             return Err(EngineError::TokenId(bad).into());
         }
-        let k = stage.thoughts();
-        if n + k > p {
-            return Err(EngineError::SequenceTooLong(p).into());
-        }
-        let feeds_back = stage.feeds_back();
-        if k > 0 && !feeds_back && self.latent.is_none() {
-            return Err(EngineError::TokenId(LATENT).into());
+        let (n, k) = (plan.prompt_len, plan.thoughts);
+        if k > 0 && !plan.feeds_back && self.model.latent.is_none() {
+            return Err(EngineError::TokenId(coconut_core::tokenizer::LATENT).into());
         }
         self.stats.generations += 1;
-        let mut ids: Vec<u32> = prompt_ids.to_vec();
-        ids.extend(std::iter::repeat_n(LATENT, k));
+        let mut ids = plan.ids_before_answer(prompt_ids);
         self.gpu
             .queue
-            .write_buffer(&self.buffers.ids, 0, bytemuck::cast_slice(&ids));
+            .write_buffer(&self.model.buffers.ids, 0, bytemuck::cast_slice(&ids));
 
         // The prompt, in one submission.
-        let prefill = self.prefill_step(n);
+        let prefill = prefill_step(p, n);
         let logits = if with_trace {
             Some(prefill)
         } else {
-            (k == 0).then(|| self.decode_step(n - 1))
+            (k == 0).then(|| decode_step(plan.first_prediction()))
         };
         let cmd = self.record(prefill, EmbedInput::Token, logits, k == 0, with_trace);
         let mut pending = self.submit(cmd)?;
         // The thoughts: no read-back, the feedback stays on the GPU.
-        for j in 0..k {
-            let t = n + j;
-            let last = j + 1 == k;
-            let input = if feeds_back {
-                EmbedInput::Hidden
-            } else {
-                EmbedInput::Token
-            };
-            let logits = (with_trace || last).then(|| self.decode_step(t));
-            let cmd = self.record(self.decode_step(t), input, logits, last, with_trace);
+        let input = if plan.feeds_back {
+            EmbedInput::Hidden
+        } else {
+            EmbedInput::Token
+        };
+        for t in plan.thought_positions() {
+            let last = t == plan.first_prediction();
+            let logits = (with_trace || last).then(|| decode_step(t));
+            let cmd = self.record(decode_step(t), input, logits, last, with_trace);
             pending = self.submit(cmd)?;
         }
         // Decoding. `pending` computes ids[len]. The GPU already has that id, so position len is
         // submitted before the id is read (one position of lookahead): the host's read-back and
-        // recording overlap the GPU's work. If ids[len] is <eos>, that position is discarded
-        // (its cache row and outputs are never read).
-        let mut len = n + k;
-        let mut finished = false;
-        loop {
-            let speculative = if len < p {
-                let run = self.decode_step(len);
+        // recording overlap the GPU's work. If ids[len] ends the plan (<eos>), that position is
+        // discarded (its cache row and outputs are never read).
+        let mut len = ids.len();
+        let finished = loop {
+            let speculative = if plan.fits(len + 1) {
+                let run = decode_step(len);
                 let cmd = self.record(run, EmbedInput::Token, Some(run), true, with_trace);
                 Some(self.submit(cmd)?)
             } else {
@@ -562,41 +332,34 @@ impl WgpuEngine {
                 )));
             }
             ids.push(next);
-            if next == EOS {
-                finished = true;
-                if speculative.is_some() {
-                    self.stats.discarded += 1;
-                }
-                break;
-            }
             match speculative {
-                Some(index) => pending = index,
-                None => break,
+                Some(index) if plan.runs_next(next, ids.len()) => pending = index,
+                Some(_) => {
+                    self.stats.discarded += 1;
+                    break next == EOS;
+                }
+                None => break next == EOS,
             }
             len += 1;
-        }
+        };
 
         // One read-back at the end: the thoughts and, if asked, the trace.
-        let thought_rows = if feeds_back { k } else { 0 };
-        let need_read = thought_rows > 0 || with_trace;
+        let thought_rows = if plan.feeds_back { k } else { 0 };
+        let layout = Readback::new(&self.config, thought_rows, len, with_trace);
         let mut thoughts: Vec<Vec<f32>> = Vec::new();
         let mut trace = None;
-        if need_read {
-            let data = self.read_final(len, n, thought_rows, with_trace).await?;
-            let cu = c;
-            let mut at = 0usize;
-            if thought_rows > 0 {
-                for j in 0..thought_rows {
-                    thoughts.push(data[at + j * cu..at + (j + 1) * cu].to_vec());
-                }
-                at += thought_rows * cu;
-            }
+        if layout.total() > 0 {
+            let data = self.read_final(&layout, n).await?;
+            let c = self.config.n_embd;
+            thoughts = (0..thought_rows)
+                .map(|j| data[layout.thought(j)..][..c].to_vec())
+                .collect();
             if with_trace {
-                trace = Some(self.unpack_trace(&data[at..], len));
+                trace = Some(self.unpack_trace(&data, &layout));
             }
         }
-        if !feeds_back {
-            if let Some(latent) = &self.latent {
+        if !plan.feeds_back {
+            if let Some(latent) = &self.model.latent {
                 thoughts = vec![latent.clone(); k];
             }
         }
@@ -609,58 +372,41 @@ impl WgpuEngine {
         })
     }
 
-    /// Copies the thought rows and the trace of `len` positions into the staging buffer and reads
-    /// them as f32: [thoughts k×C][logits len×V][residual L×len×C][attention L×H×len×P].
+    /// Copies the thought rows (those of positions `prompt_len - 1 ..`, which feed the thoughts)
+    /// and the trace into the staging buffer as `layout` says, and reads them back.
     async fn read_final(
         &mut self,
-        len: usize,
+        layout: &Readback,
         prompt_len: usize,
-        thought_rows: usize,
-        with_trace: bool,
     ) -> Result<Vec<f32>, GpuError> {
-        let (c, v, p, l, h) = (
+        let (c, p, l, h) = (
             self.config.n_embd as u64,
-            self.config.vocab_size as u64,
             self.config.n_positions as u64,
-            self.config.n_layer as u64,
-            self.config.n_head as u64,
+            self.config.n_layer,
+            self.config.n_head,
         );
-        let len = len as u64;
-        let device = &self.gpu.device;
-        let mut enc = device.create_command_encoder(&Default::default());
-        let b = &self.buffers;
-        let mut at = 0u64;
-        if thought_rows > 0 {
-            let bytes = thought_rows as u64 * c * F32;
-            enc.copy_buffer_to_buffer(
-                &b.hidden,
-                (prompt_len as u64 - 1) * c * F32,
-                &b.staging,
-                at,
-                bytes,
-            );
-            at += bytes;
+        let len = layout.len as u64;
+        let mut enc = self.gpu.device.create_command_encoder(&Default::default());
+        let b = &self.model.buffers;
+        let at = |floats: usize| floats as u64 * F32;
+        if layout.thoughts > 0 {
+            let from = (prompt_len as u64 - 1) * c * F32;
+            let bytes = layout.thoughts as u64 * c * F32;
+            enc.copy_buffer_to_buffer(&b.hidden, from, &b.staging, at(layout.thought(0)), bytes);
         }
-        if with_trace {
-            let bytes = len * v * F32;
-            enc.copy_buffer_to_buffer(&b.logits, 0, &b.staging, at, bytes);
-            at += bytes;
+        if layout.trace {
+            let bytes = len * self.config.vocab_size as u64 * F32;
+            enc.copy_buffer_to_buffer(&b.logits, 0, &b.staging, at(layout.logits(0)), bytes);
             for layer in 0..l {
-                let bytes = len * c * F32;
-                enc.copy_buffer_to_buffer(&b.residual, layer * p * c * F32, &b.staging, at, bytes);
-                at += bytes;
+                let from = layer as u64 * p * c * F32;
+                let to = at(layout.residual(layer, 0));
+                enc.copy_buffer_to_buffer(&b.residual, from, &b.staging, to, len * c * F32);
             }
-            for layer in 0..l as usize {
+            for (layer, att) in b.att.iter().enumerate() {
                 for head in 0..h {
-                    let bytes = len * p * F32;
-                    enc.copy_buffer_to_buffer(
-                        &b.att[layer],
-                        head * p * p * F32,
-                        &b.staging,
-                        at,
-                        bytes,
-                    );
-                    at += bytes;
+                    let from = head as u64 * p * p * F32;
+                    let to = at(layout.attention(layer, head, 0));
+                    enc.copy_buffer_to_buffer(att, from, &b.staging, to, len * p * F32);
                 }
             }
         }
@@ -669,41 +415,32 @@ impl WgpuEngine {
         self.stats.submissions += 1;
         self.stats.readbacks += 1;
         self.gpu
-            .read_mapped(&self.buffers.staging, 0..at, None, |bytes| {
+            .read_mapped(&b.staging, 0..at(layout.total()), None, |bytes| {
                 bytemuck::pod_collect_to_vec::<u8, f32>(bytes)
             })
             .await
     }
 
-    fn unpack_trace(&self, data: &[f32], len: usize) -> Trace {
-        let (c, v, p, l, h) = (
+    fn unpack_trace(&self, data: &[f32], layout: &Readback) -> Trace {
+        let (c, v, l, h) = (
             self.config.n_embd,
             self.config.vocab_size,
-            self.config.n_positions,
             self.config.n_layer,
             self.config.n_head,
         );
-        let logits_at = 0;
-        let residual_at = len * v;
-        let att_at = residual_at + l * len * c;
+        let len = layout.len;
         let logits = (0..len)
-            .map(|t| data[logits_at + t * v..logits_at + (t + 1) * v].to_vec())
+            .map(|t| data[layout.logits(t)..][..v].to_vec())
             .collect();
         let positions = (0..len)
             .map(|t| PositionTrace {
                 residual: (0..l)
-                    .map(|layer| {
-                        let o = residual_at + (layer * len + t) * c;
-                        data[o..o + c].to_vec()
-                    })
+                    .map(|layer| data[layout.residual(layer, t)..][..c].to_vec())
                     .collect(),
                 attention: (0..l)
                     .map(|layer| {
                         (0..h)
-                            .map(|head| {
-                                let o = att_at + ((layer * h + head) * len + t) * p;
-                                data[o..o + t + 1].to_vec()
-                            })
+                            .map(|head| data[layout.attention(layer, head, t)..][..t + 1].to_vec())
                             .collect()
                     })
                     .collect(),
@@ -722,16 +459,7 @@ impl WgpuEngine {
     ) -> Result<Solution, GpuError> {
         let ids = prompt(tokenizer, problem).map_err(EngineError::from)?;
         let generation = self.generate(&ids, stage, with_trace).await?;
-        let answer = answer_digits(tokenizer, &generation.ids);
-        let text = tokenizer
-            .decode(&generation.ids)
-            .map_err(EngineError::from)?;
-        Ok(Solution {
-            problem: *problem,
-            answer,
-            text,
-            generation,
-        })
+        Ok(Solution::new(tokenizer, problem, generation)?)
     }
 
     /// Native blocking helper for [`WgpuEngine::generate`].
@@ -755,55 +483,5 @@ impl WgpuEngine {
         with_trace: bool,
     ) -> Result<Solution, GpuError> {
         pollster::block_on(self.solve(tokenizer, problem, stage, with_trace))
-    }
-}
-
-fn tensor<'a>(weights: &'a ModelWeights, name: &str) -> Result<&'a Tensor, GpuError> {
-    let t = weights
-        .tensors
-        .get(name)
-        .ok_or_else(|| GpuError::Unsupported(format!("tensor {name} is missing")))?;
-    let spec = coconut_core::weights::tensor_specs(&weights.config)
-        .into_iter()
-        .find(|s| s.name == name);
-    if let Some(spec) = spec {
-        if spec.shape != t.shape || (spec.role == Role::Vector) != (t.role == Role::Vector) {
-            return Err(GpuError::Unsupported(format!(
-                "tensor {name} has shape {:?}, expected {:?}",
-                t.shape, spec.shape
-            )));
-        }
-    }
-    Ok(t)
-}
-
-fn check_limits(gpu: &Gpu, cfg: &ModelConfig) -> Result<(), GpuError> {
-    let lim = &gpu.limits;
-    let (c, p, h) = (cfg.n_embd as u64, cfg.n_positions as u64, cfg.n_head as u64);
-    let largest = [4 * p * c, h * p * p, cfg.vocab_size as u64 * c, 4 * c * c]
-        .into_iter()
-        .max()
-        .unwrap_or(0)
-        * F32;
-    let mut missing = Vec::new();
-    if lim.max_storage_buffers_per_shader_stage < 7 {
-        missing.push(format!(
-            "7 storage buffers per shader stage (has {})",
-            lim.max_storage_buffers_per_shader_stage
-        ));
-    }
-    if lim.max_compute_invocations_per_workgroup < 256 || lim.max_compute_workgroup_size_x < 64 {
-        missing.push("compute workgroups of 256 invocations".into());
-    }
-    if lim.max_storage_buffer_binding_size < largest {
-        missing.push(format!(
-            "storage bindings of {largest} bytes (has {})",
-            lim.max_storage_buffer_binding_size
-        ));
-    }
-    if missing.is_empty() {
-        Ok(())
-    } else {
-        Err(GpuError::Unsupported(missing.join(", ")))
     }
 }

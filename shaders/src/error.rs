@@ -1,7 +1,7 @@
 //! Errors of the WGSL engine. Every GPU-side failure says so and can be answered by falling back
 //! to [`coconut_core::reference::ReferenceModel`] (see [`GpuError::should_fall_back`]).
 
-use coconut_core::reference::EngineError;
+use coconut_core::decoding::EngineError;
 
 /// Why the WGSL engine could not start or run.
 #[derive(Debug, thiserror::Error)]

@@ -21,6 +21,7 @@ pub mod error;
 pub mod gpu;
 pub mod kernels;
 pub mod pack;
+mod resident;
 
 pub use engine::{EngineStats, WgpuEngine};
 pub use error::GpuError;

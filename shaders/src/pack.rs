@@ -2,7 +2,8 @@
 //! values, or one f32 value, per word; rows padded to a multiple of 4 with zeros) and scales as
 //! f32 (exactly the stored f16 values). f16 weights are widened to f32, as the reference does.
 
-use coconut_core::weights::{Role, Tensor, TensorData};
+use coconut_core::skeleton::Role;
+use coconut_core::weights::{Tensor, TensorData};
 use half::f16;
 
 /// A matrix ready for upload.

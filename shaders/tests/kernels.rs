@@ -1,7 +1,7 @@
 //! Each WGSL kernel against a CPU reference (f64, on the dequantized weights for int8), on fresh
 //! random inputs and several shapes, outputs poisoned with NaN before each run:
 //! ‖out − ref‖ / ‖ref‖ < 1e-5. Natively on the default adapter (lavapipe in CI); the same checks
-//! run in headless Chromium's WebGPU from `web.rs`. The checks live in `checks.rs`.
+//! run in headless Chromium's WebGPU from `web.rs`. The checks live in `checks/mod.rs`.
 #![cfg(not(target_arch = "wasm32"))]
 
 mod checks;

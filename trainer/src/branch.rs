@@ -129,7 +129,7 @@ pub fn start(config: &TrainConfig, run: &RunDir, branch: &Branch) -> Result<Bran
 
 /// A checkpoint snapshot of `weights` with an optimizer that has not started.
 pub fn fresh_snapshot(weights: &ModelWeights) -> checkpoint::Snapshot {
-    let tensors = coconut_core::weights::tensor_specs(&weights.config)
+    let tensors = coconut_core::skeleton::tensor_specs(&weights.config)
         .into_iter()
         .map(|spec| {
             let param = weights.f32(&spec.name);

@@ -5,7 +5,7 @@
 
 use crate::config::TrainConfig;
 use anyhow::{bail, ensure, Context, Result};
-use coconut_core::weights::tensor_specs;
+use coconut_core::skeleton::tensor_specs;
 use coconut_core::ModelConfig;
 use safetensors::tensor::{Dtype, TensorView};
 use safetensors::SafeTensors;

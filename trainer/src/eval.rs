@@ -7,16 +7,15 @@ use crate::cpu::CpuTrainer;
 use crate::model::{to_host, Gpt};
 use anyhow::{Context, Result};
 use candle_core::Tensor;
+use coconut_core::decoding::{argmax, DecodePlan};
 use coconut_core::layout::{answer_digits, prompt, Layout};
 use coconut_core::manifest::{DigitAccuracy, SetAccuracy};
-use coconut_core::reference::argmax;
-use coconut_core::tokenizer::{Tokenizer, EOS, LATENT};
+use coconut_core::tokenizer::{Tokenizer, LATENT};
 use coconut_core::{Problem, Stage};
 use std::collections::BTreeMap;
 
-/// Greedy generation for prompts of one length: the prompt, exactly `stage.thoughts()` thoughts,
-/// then tokens until `<eos>` or the model's position limit. Returns, per prompt, the whole
-/// sequence as the reference engine does: prompt, `<latent>` slots, generated tokens.
+/// Greedy generation for prompts of one length by core's [`DecodePlan`]. Returns, per prompt,
+/// the whole sequence as the reference engine does: prompt, `<latent>` slots, generated tokens.
 pub fn generate(model: &Gpt, prompts: &[Vec<u32>], stage: &Stage) -> Result<Vec<Vec<u32>>> {
     let b = prompts.len();
     let p = prompts.first().map_or(0, Vec::len);
@@ -24,35 +23,35 @@ pub fn generate(model: &Gpt, prompts: &[Vec<u32>], stage: &Stage) -> Result<Vec<
         p > 0 && prompts.iter().all(|x| x.len() == p),
         "prompts of a batch must share one non-zero length"
     );
+    let plan = DecodePlan::new(p, stage, model.config().n_positions)?;
     let device = model.device();
-    let n_positions = model.config().n_positions;
     let mut cache = model.new_cache();
     let ids = Tensor::from_vec(prompts.concat(), (b, p), device)?;
     let hidden = model.forward(&model.embed(&ids)?, Some(&mut cache))?; // (B, P, C)
     let mut last = hidden.narrow(1, p - 1, 1)?; // (B, 1, C)
-    let mut out: Vec<Vec<u32>> = prompts.to_vec();
     let latent = model.token_embedding(LATENT)?.reshape((1, 1, ()))?; // (1, 1, C)
-    for _ in 0..stage.thoughts() {
-        let input = if stage.feeds_back() {
+    for _ in plan.thought_positions() {
+        let input = if plan.feeds_back {
             last.clone()
         } else {
             latent.broadcast_as(last.shape())?.contiguous()?
         };
         last = model.forward(&input, Some(&mut cache))?;
-        out.iter_mut().for_each(|ids| ids.push(LATENT));
     }
-    let mut finished = vec![false; b];
+    let mut out: Vec<Vec<u32>> = prompts.iter().map(|p| plan.ids_before_answer(p)).collect();
+    let mut running = vec![true; b];
     loop {
         let logits = to_host(&model.logits(&last)?)?; // (B * V)
         let v = model.config().vocab_size;
         let next: Vec<u32> = logits.chunks_exact(v).map(argmax).collect();
         for i in 0..b {
-            if !finished[i] {
+            if running[i] {
                 out[i].push(next[i]);
-                finished[i] = next[i] == EOS;
+                running[i] = plan.runs_next(next[i], out[i].len());
             }
         }
-        if finished.iter().all(|&f| f) || cache.len() >= n_positions {
+        // Rows share one length, so the position limit stops them all at once.
+        if !running.contains(&true) {
             break;
         }
         let ids = Tensor::from_vec(next, (b, 1), device)?;
@@ -111,7 +110,7 @@ pub fn cpu_greedy_correct(
         .iter()
         .map(|p| prompt(tokenizer, p))
         .collect::<Result<Vec<_>, _>>()?;
-    let generated = engine.generate(&prompts, stage.thoughts(), stage.feeds_back(), batch_size)?;
+    let generated = engine.generate(&prompts, stage, batch_size)?;
     Ok(problems
         .iter()
         .zip(&generated)

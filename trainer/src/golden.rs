@@ -1,6 +1,8 @@
 //! Golden activations: what the trainer's (candle) model computes for a few fixed problems, written
 //! to JSON so engines that cannot run candle (the reference engine, the WGSL engine in the browser)
-//! are checked against the model that defines the maths.
+//! are checked against the model the weights were trained with. The reference engine stays the
+//! oracle (the plainest statement of the maths, see `coconut_core::decoding`); these files tie the
+//! training code to it.
 //!
 //! Per problem and stage: the whole greedy sequence, every thought vector fed back, and the LM-head
 //! logits at every position that was run.
@@ -8,12 +10,12 @@
 use crate::model::{to_host, Gpt};
 use anyhow::{Context, Result};
 use candle_core::Tensor;
+use coconut_core::decoding::{argmax, DecodePlan};
 use coconut_core::golden::{GoldenRun, GoldenStage, GOLDEN_PROBLEMS};
 use coconut_core::layout::prompt;
 use coconut_core::problem::Problem;
-use coconut_core::reference::argmax;
 use coconut_core::stage::Stage;
-use coconut_core::tokenizer::{Tokenizer, EOS, LATENT};
+use coconut_core::tokenizer::{Tokenizer, LATENT};
 use std::path::Path;
 
 /// Runs one problem position by position with the KV cache, as every engine does.
@@ -33,14 +35,16 @@ pub fn golden_run(
         logits.push(to_host(&model.logits(&hidden)?)?);
         Ok(hidden)
     };
+    let prompt = prompt(tokenizer, problem)?;
+    let plan = DecodePlan::new(prompt.len(), stage, model.config().n_positions)?;
     let mut hidden = None;
-    for id in prompt(tokenizer, problem)? {
+    for id in prompt {
         hidden = Some(run_position(&model.token_embedding(id)?, &mut logits)?);
         ids.push(id);
     }
     let mut hidden = hidden.context("empty prompt")?;
-    for _ in 0..stage.thoughts() {
-        let input = if stage.feeds_back() {
+    for _ in plan.thought_positions() {
+        let input = if plan.feeds_back {
             hidden.reshape(c)?
         } else {
             model.token_embedding(LATENT)?
@@ -52,7 +56,7 @@ pub fn golden_run(
     loop {
         let next = argmax(logits.last().expect("at least the prompt ran"));
         ids.push(next);
-        if next == EOS || ids.len() > model.config().n_positions {
+        if !plan.runs_next(next, ids.len()) {
             break;
         }
         hidden = run_position(&model.token_embedding(next)?, &mut logits)?;

@@ -13,8 +13,9 @@ use anyhow::{ensure, Result};
 use candle_core::backprop::GradStore;
 use candle_core::{Device, Tensor};
 use coconut_core::layout::Layout;
+use coconut_core::skeleton::tensor_specs;
 use coconut_core::tokenizer::Tokenizer;
-use coconut_core::weights::{tensor_specs, ModelWeights};
+use coconut_core::weights::ModelWeights;
 use coconut_core::{Problem, Stage};
 
 pub enum Learner {

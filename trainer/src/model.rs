@@ -1,8 +1,7 @@
 //! GPT-2 in candle, with inputs given as embeddings so that thoughts can be fed back.
 //!
-//! The parameters live in a [`VarMap`] under exactly core's tensor names and layouts
-//! (`wte.weight` [V, C], `h.{i}.attn.c_attn.weight` [C, 3C] in Conv1D layout [in, out], ...),
-//! so converting to and from [`ModelWeights`] is a copy. Per position t with input embedding e_t:
+//! The parameters live in a [`VarMap`] under exactly the names and layouts of core's
+//! [`Skeleton`], so converting to and from [`ModelWeights`] is a copy. Per position t with input embedding e_t:
 //! ```text
 //! x = e_t + wpe[t]
 //! for each block:  x = x + c_proj(attn(ln_1(x)))      causal, over the cached k, v of 0..=t
@@ -11,12 +10,13 @@
 //! logits_t = wte · h_t                                tied LM head
 //! ```
 //! Only ops with a backward pass are used (own LayerNorm, own fused GELU and softmax on the CPU,
-//! candle's composed ones elsewhere; see notes/cuda.md).
+//! candle's composed ones elsewhere; see ../shared/notes/cuda.md).
 
 use anyhow::{ensure, Context, Result};
 use candle_core::{DType, Device, Tensor, Var, D};
 use candle_nn::VarMap;
-use coconut_core::weights::{tensor_specs, ModelWeights, Role, TensorSpec};
+use coconut_core::skeleton::{tensor_specs, Affine, Norm, Role, Skeleton};
+use coconut_core::weights::ModelWeights;
 use coconut_core::ModelConfig;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -125,43 +125,41 @@ impl Gpt {
     }
 
     fn from_varmap(config: ModelConfig, varmap: VarMap, device: &Device) -> Result<Gpt> {
-        let get = |name: &str| -> Result<Tensor> {
+        let tree = {
             let data = varmap.data().lock().expect("var map lock");
-            let var = data
-                .get(name)
-                .with_context(|| format!("missing parameter {name}"))?;
-            Ok(var.as_tensor().clone())
+            Skeleton::specs(&config).try_map(|spec| -> Result<Tensor> {
+                let var = data
+                    .get(&spec.name)
+                    .with_context(|| format!("missing parameter {}", spec.name))?;
+                Ok(var.as_tensor().clone())
+            })?
         };
         let eps = config.layer_norm_epsilon as f64;
-        let ln = |prefix: &str| -> Result<LayerNorm> {
-            Ok(LayerNorm {
-                weight: get(&format!("{prefix}.weight"))?,
-                bias: get(&format!("{prefix}.bias"))?,
-                eps,
-            })
+        let ln = |n: Norm<Tensor>| LayerNorm {
+            weight: n.weight,
+            bias: n.bias,
+            eps,
         };
-        let conv = |prefix: &str| -> Result<Conv1d> {
-            Ok(Conv1d {
-                weight: get(&format!("{prefix}.weight"))?,
-                bias: get(&format!("{prefix}.bias"))?,
-            })
+        let conv = |a: Affine<Tensor>| Conv1d {
+            weight: a.weight,
+            bias: a.bias,
         };
-        let blocks = (0..config.n_layer)
-            .map(|i| {
-                Ok(Block {
-                    ln_1: ln(&format!("h.{i}.ln_1"))?,
-                    c_attn: conv(&format!("h.{i}.attn.c_attn"))?,
-                    attn_proj: conv(&format!("h.{i}.attn.c_proj"))?,
-                    ln_2: ln(&format!("h.{i}.ln_2"))?,
-                    c_fc: conv(&format!("h.{i}.mlp.c_fc"))?,
-                    mlp_proj: conv(&format!("h.{i}.mlp.c_proj"))?,
-                })
+        let blocks = tree
+            .blocks
+            .into_iter()
+            .map(|b| Block {
+                ln_1: ln(b.ln_1),
+                c_attn: conv(b.c_attn),
+                attn_proj: conv(b.attn_proj),
+                ln_2: ln(b.ln_2),
+                c_fc: conv(b.c_fc),
+                mlp_proj: conv(b.mlp_proj),
             })
-            .collect::<Result<Vec<_>>>()?;
+            .collect();
         Ok(Gpt {
-            wte: get("wte.weight")?,
-            wpe: get("wpe.weight")?,
-            ln_f: ln("ln_f")?,
+            wte: tree.wte,
+            wpe: tree.wpe,
+            ln_f: ln(tree.ln_f),
             blocks,
             config,
             device: device.clone(),
@@ -331,24 +329,37 @@ fn causal_mask(t: usize, offset: usize, device: &Device) -> Result<Option<Tensor
     Ok(Some(Tensor::from_vec(values, (t, s), device)?))
 }
 
-/// GPT-2's initial weights, deterministic for a seed (see [`Gpt::new_random`]).
+/// How one tensor starts.
+#[derive(Clone, Copy)]
+enum Init {
+    Normal(f64),
+    Ones,
+    Zeros,
+}
+
+/// GPT-2's initial weights, deterministic for a seed (see [`Gpt::new_random`]): each tensor's
+/// initialisation by its place in the tree, then the draws in the tree's order.
 pub fn init_weights(config: &ModelConfig, seed: u64) -> ModelWeights {
-    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let specs = Skeleton::specs(config);
+    let mut init = specs.map(|spec| match spec.role {
+        Role::Vector => Init::Zeros,
+        _ => Init::Normal(0.02),
+    });
     let residual_std = 0.02 / (2.0 * config.n_layer as f64).sqrt();
-    ModelWeights::from_f32(config.clone(), |spec: &TensorSpec| {
+    for block in &mut init.blocks {
+        block.attn_proj.weight = Init::Normal(residual_std);
+        block.mlp_proj.weight = Init::Normal(residual_std);
+        (block.ln_1.weight, block.ln_2.weight) = (Init::Ones, Init::Ones);
+    }
+    init.ln_f.weight = Init::Ones;
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let mut places = init.to_vec().into_iter();
+    ModelWeights::from_f32(config.clone(), |spec| {
         let n: usize = spec.shape.iter().product();
-        let name = spec.name.as_str();
-        match spec.role {
-            Role::Vector if name.ends_with(".weight") => vec![1.0; n],
-            Role::Vector => vec![0.0; n],
-            _ => {
-                let std = if name.ends_with("c_proj.weight") {
-                    residual_std
-                } else {
-                    0.02
-                };
-                (0..n).map(|_| (normal(&mut rng) * std) as f32).collect()
-            }
+        match places.next().expect("one place per tensor") {
+            Init::Normal(std) => (0..n).map(|_| (normal(&mut rng) * *std) as f32).collect(),
+            Init::Ones => vec![1.0; n],
+            Init::Zeros => vec![0.0; n],
         }
     })
 }
@@ -368,6 +379,7 @@ pub fn to_host(t: &Tensor) -> Result<Vec<f32>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use coconut_core::compare::relative_error as rel_err;
     use coconut_core::reference::ReferenceModel;
     use coconut_core::weights::random_weights;
 
@@ -380,14 +392,6 @@ mod tests {
             n_head: 4,
             layer_norm_epsilon: 1e-5,
         }
-    }
-
-    fn rel_err(a: &[f32], b: &[f32]) -> f32 {
-        assert_eq!(a.len(), b.len());
-        let diff: f32 = a.iter().zip(b).map(|(x, y)| (x - y) * (x - y)).sum();
-        let norm: f32 = b.iter().map(|y| y * y).sum();
-        assert!(norm > 0.0, "reference is zero");
-        (diff / norm).sqrt()
     }
 
     const IDS: [u32; 9] = [9, 10, 18, 11, 19, 1, 5, 12, 20];

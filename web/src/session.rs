@@ -3,8 +3,9 @@
 
 use crate::operand::parse_operand;
 use crate::view::{solve_view, SolveView};
+use coconut_core::decoding::Solution;
 use coconut_core::manifest::{Manifest, StageEntry};
-use coconut_core::reference::{ReferenceModel, Solution};
+use coconut_core::reference::ReferenceModel;
 use coconut_core::tokenizer::Tokenizer;
 use coconut_core::weights::ModelWeights;
 use coconut_core::{Problem, Stage};

@@ -2,7 +2,8 @@
 //! for every position the model ran, the vectors the animation and the inspector show.
 //! Serialized to JSON once per solve; the page never reaches into the model itself.
 
-use coconut_core::reference::{ReferenceModel, Solution, Trace};
+use coconut_core::decoding::{Solution, Trace};
+use coconut_core::reference::ReferenceModel;
 use coconut_core::tokenizer::{Tokenizer, EOS, EOT};
 use serde::Serialize;
 use std::ops::Range;

@@ -75,23 +75,26 @@ pub enum Access {
     ReadWrite,
 }
 
-/// One compute pipeline and the layout of its bind group.
-pub struct Kernel {
+/// One compute pipeline and the layout of its bind group: the step table at binding 0, then `N`
+/// storage buffers. `N` is stated once, in each driver's field type; the access list given to
+/// [`Kernel::new`] and the buffers given to [`Kernel::bind`] are arrays of that length, so the
+/// compiler checks every binding count.
+pub struct Kernel<const N: usize> {
     pub label: &'static str,
     pipeline: wgpu::ComputePipeline,
     layout: wgpu::BindGroupLayout,
 }
 
-impl Kernel {
-    /// Compiles `sources` (concatenated) at `entry`, with storage bindings 1.. of `storage`.
+impl<const N: usize> Kernel<N> {
+    /// Compiles `sources` (concatenated) at `entry`, with storage bindings 1..=N of `storage`.
     pub fn new(
         device: &wgpu::Device,
         label: &'static str,
         sources: &[&str],
         entry: &str,
-        storage: &[Access],
+        storage: [Access; N],
         constants: &[(&str, f64)],
-    ) -> Kernel {
+    ) -> Kernel<N> {
         let mut entries = vec![wgpu::BindGroupLayoutEntry {
             binding: 0,
             visibility: wgpu::ShaderStages::COMPUTE,
@@ -102,13 +105,13 @@ impl Kernel {
             },
             count: None,
         }];
-        for (i, access) in storage.iter().enumerate() {
+        for (i, access) in storage.into_iter().enumerate() {
             entries.push(wgpu::BindGroupLayoutEntry {
                 binding: i as u32 + 1,
                 visibility: wgpu::ShaderStages::COMPUTE,
                 ty: wgpu::BindingType::Buffer {
                     ty: wgpu::BufferBindingType::Storage {
-                        read_only: *access == Access::Read,
+                        read_only: access == Access::Read,
                     },
                     has_dynamic_offset: false,
                     min_binding_size: None,
@@ -153,7 +156,7 @@ impl Kernel {
         &self,
         device: &wgpu::Device,
         steps: &StepTable,
-        storage: &[&wgpu::Buffer],
+        storage: [&wgpu::Buffer; N],
     ) -> wgpu::BindGroup {
         let mut entries = vec![wgpu::BindGroupEntry {
             binding: 0,
@@ -163,7 +166,7 @@ impl Kernel {
                 size: wgpu::BufferSize::new(16),
             }),
         }];
-        for (i, b) in storage.iter().enumerate() {
+        for (i, b) in storage.into_iter().enumerate() {
             entries.push(wgpu::BindGroupEntry {
                 binding: i as u32 + 1,
                 resource: b.as_entire_binding(),
@@ -205,8 +208,9 @@ fn flag(b: bool) -> f64 {
 /// Token / thought embedding lookup (embed.wgsl). Bindings: ids, hidden, wte, wte scales, wpe,
 /// wpe scales, x (out).
 pub struct Embed {
-    pub token: Kernel,
-    pub hidden: Kernel,
+    /// Bound with the buffers above; `hidden` shares its layout and bind group.
+    pub token: Kernel<7>,
+    pub hidden: Kernel<7>,
     c: usize,
 }
 
@@ -226,26 +230,17 @@ impl Embed {
         let consts = [("C", c as f64), ("V", vocab as f64), ("INT8", flag(int8))];
         let src = [COMMON_WGSL, EMBED_WGSL];
         Embed {
-            token: Kernel::new(device, "embed_token", &src, "embed_token", &access, &consts),
+            token: Kernel::new(device, "embed_token", &src, "embed_token", access, &consts),
             hidden: Kernel::new(
                 device,
                 "embed_hidden",
                 &src,
                 "embed_hidden",
-                &access,
+                access,
                 &consts,
             ),
             c,
         }
-    }
-
-    pub fn bind(
-        &self,
-        device: &wgpu::Device,
-        steps: &StepTable,
-        b: [&wgpu::Buffer; 7],
-    ) -> wgpu::BindGroup {
-        self.token.bind(device, steps, &b)
     }
 
     pub fn dispatch(
@@ -267,7 +262,7 @@ impl Embed {
 
 /// LayerNorm (layernorm.wgsl). Bindings: x, gain, bias, y (out).
 pub struct LayerNorm {
-    pub kernel: Kernel,
+    pub kernel: Kernel<4>,
 }
 
 impl LayerNorm {
@@ -284,7 +279,7 @@ impl LayerNorm {
                 "layernorm",
                 &[COMMON_WGSL, LAYERNORM_WGSL],
                 "main",
-                &[Read, Read, Read, ReadWrite],
+                [Read, Read, Read, ReadWrite],
                 &consts,
             ),
         }
@@ -317,8 +312,9 @@ pub enum Epilogue {
 /// Matrix-vector (matvec.wgsl) and matrix-matrix (matmul.wgsl) products with a Conv1D weight
 /// `[K, N]`, int8 or f32. Both share one bind-group layout: x, w, scales, bias, y (out).
 pub struct Linear {
-    pub matvec: Kernel,
-    pub matmul: Kernel,
+    /// Bound with the buffers above; `matmul` shares its layout and bind group.
+    pub matvec: Kernel<5>,
+    pub matmul: Kernel<5>,
     n: usize,
 }
 
@@ -344,7 +340,7 @@ impl Linear {
                 "matvec",
                 &[COMMON_WGSL, LINEAR_COMMON_WGSL, MATVEC_WGSL],
                 "main",
-                &access,
+                access,
                 &consts,
             ),
             matmul: Kernel::new(
@@ -352,20 +348,11 @@ impl Linear {
                 "matmul",
                 &[COMMON_WGSL, LINEAR_COMMON_WGSL, MATMUL_WGSL],
                 "main",
-                &access,
+                access,
                 &consts,
             ),
             n,
         }
-    }
-
-    pub fn bind(
-        &self,
-        device: &wgpu::Device,
-        steps: &StepTable,
-        b: [&wgpu::Buffer; 5],
-    ) -> wgpu::BindGroup {
-        self.matvec.bind(device, steps, &b)
     }
 
     /// One row (record `index` must have `rows == 1`): the matrix-vector kernel.
@@ -412,7 +399,7 @@ impl Linear {
 /// Causal multi-head attention over the KV cache (attention.wgsl). Bindings: qkv, k cache,
 /// v cache, attention weights [H, P, P], out.
 pub struct Attention {
-    pub kernel: Kernel,
+    pub kernel: Kernel<5>,
     heads: usize,
 }
 
@@ -432,7 +419,7 @@ impl Attention {
                 "attention",
                 &[COMMON_WGSL, ATTENTION_WGSL],
                 "main",
-                &[Read, ReadWrite, ReadWrite, ReadWrite, ReadWrite],
+                [Read, ReadWrite, ReadWrite, ReadWrite, ReadWrite],
                 &consts,
             ),
             heads,
@@ -454,7 +441,7 @@ impl Attention {
 
 /// Tied LM head (lm_head.wgsl). Bindings: hidden [P, C], wte, wte scales, logits [P, V].
 pub struct LmHead {
-    pub kernel: Kernel,
+    pub kernel: Kernel<4>,
     vocab: usize,
 }
 
@@ -468,7 +455,7 @@ impl LmHead {
                 "lm_head",
                 &[COMMON_WGSL, LM_HEAD_WGSL],
                 "main",
-                &[Read, Read, Read, ReadWrite],
+                [Read, Read, Read, ReadWrite],
                 &consts,
             ),
             vocab,
@@ -494,7 +481,7 @@ impl LmHead {
 
 /// Greedy argmax of the last row's logits into `ids[p + 1]` (argmax.wgsl). Bindings: logits, ids.
 pub struct Argmax {
-    pub kernel: Kernel,
+    pub kernel: Kernel<2>,
 }
 
 impl Argmax {
@@ -506,7 +493,7 @@ impl Argmax {
                 "argmax",
                 &[COMMON_WGSL, ARGMAX_WGSL],
                 "main",
-                &[Read, ReadWrite],
+                [Read, ReadWrite],
                 &[("V", vocab as f64)],
             ),
         }

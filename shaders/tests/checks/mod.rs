@@ -6,13 +6,13 @@
 #![allow(dead_code)]
 
 use crate::common::*;
+use coconut_core::decoding::Solution;
 use coconut_core::problem::Problem;
-use coconut_core::reference::{ReferenceModel, Solution};
+use coconut_core::reference::ReferenceModel;
+use coconut_core::skeleton::Role;
 use coconut_core::stage::{Stage, StageKind};
 use coconut_core::tokenizer::{Tokenizer, EOS};
-use coconut_core::weights::{
-    quantize_int8, random_weights, ModelWeights, Role, Tensor, TensorData,
-};
+use coconut_core::weights::{quantize_int8, random_weights, ModelWeights, Tensor, TensorData};
 use coconut_core::ModelConfig;
 use coconut_shaders::kernels::{
     Argmax, Attention, Embed, EmbedInput, Epilogue, LayerNorm, Linear, LmHead, Step, StepTable,
@@ -111,7 +111,7 @@ pub async fn embedding(gpu: &Gpu) {
                     continue;
                 }
                 let x = poisoned(gpu, rows * c);
-                let bg = kernel.bind(
+                let bg = kernel.token.bind(
                     d,
                     &steps,
                     [
@@ -175,7 +175,7 @@ pub async fn layer_norm(gpu: &Gpu) {
             }],
         );
         let (xb, gb, bb) = (f32s(gpu, &x), f32s(gpu, &g), f32s(gpu, &b));
-        let bg = k.kernel.bind(d, &steps, &[&xb, &gb, &bb, &y]);
+        let bg = k.kernel.bind(d, &steps, [&xb, &gb, &bb, &y]);
         run(gpu, |pass| k.dispatch(pass, &bg, &steps, 0));
         let all = read_f32(gpu, &y, out_rows * c).await;
         let first = if at_pos { t0 * c } else { 0 };
@@ -255,7 +255,11 @@ pub async fn products(gpu: &Gpu) {
                             f32s(gpu, &w.scales),
                             f32s(gpu, &bias),
                         ];
-                        let bg = lin.bind(d, &steps, [&bufs[0], &bufs[1], &bufs[2], &bufs[3], &y]);
+                        let bg = lin.matvec.bind(
+                            d,
+                            &steps,
+                            [&bufs[0], &bufs[1], &bufs[2], &bufs[3], &y],
+                        );
                         run(gpu, |pass| {
                             if matvec {
                                 lin.dispatch_matvec(pass, &bg, &steps, 0)
@@ -315,7 +319,7 @@ pub async fn attention(gpu: &Gpu) {
         let (qb, kb, vb) = (f32s(gpu, &qkv), f32s(gpu, &kc_init), f32s(gpu, &vc_init));
         let att = poisoned(gpu, h * p * p);
         let out = poisoned(gpu, rows * c);
-        let bg = k.kernel.bind(d, &steps, &[&qb, &kb, &vb, &att, &out]);
+        let bg = k.kernel.bind(d, &steps, [&qb, &kb, &vb, &att, &out]);
         run(gpu, |pass| k.dispatch(pass, &bg, &steps, 0));
         // Reference in f64.
         let key = |s: usize, i: usize| -> f64 {
@@ -433,7 +437,7 @@ pub async fn lm_head(gpu: &Gpu) {
                 u32s(gpu, &wte.words),
                 f32s(gpu, &wte.scales),
             );
-            let bg = k.kernel.bind(d, &steps, &[&hb, &wb, &sb, &logits]);
+            let bg = k.kernel.bind(d, &steps, [&hb, &wb, &sb, &logits]);
             run(gpu, |pass| k.dispatch(pass, &bg, &steps, 0));
             let all = read_f32(gpu, &logits, p * v).await;
             let out = &all[t0 * v..(t0 + rows) * v];
@@ -483,7 +487,7 @@ pub async fn argmax(gpu: &Gpu) {
     cases.push((22, vec![f32::NEG_INFINITY; 22]));
     for (case, (v, row)) in cases.iter().enumerate() {
         let v = *v;
-        let expect = coconut_core::reference::argmax(row);
+        let expect = coconut_core::decoding::argmax(row);
         let t0 = 2usize;
         let rows = 3usize; // the argmax reads the last row, p = t0 + rows - 1
         let pos = t0 + rows - 1;
@@ -499,7 +503,7 @@ pub async fn argmax(gpu: &Gpu) {
         );
         let poison = 0xDEAD_BEEFu32;
         let (lb, ib) = (f32s(gpu, &logits), u32s(gpu, &vec![poison; p + 1]));
-        let bg = k.kernel.bind(d, &steps, &[&lb, &ib]);
+        let bg = k.kernel.bind(d, &steps, [&lb, &ib]);
         run(gpu, |pass| k.dispatch(pass, &bg, &steps, 0));
         let ids = read_u32(gpu, &ib, p + 1).await;
         assert_eq!(ids[pos + 1], expect, "argmax case {case} (V={v})");

@@ -82,27 +82,6 @@ pub fn run(gpu: &Gpu, f: impl FnOnce(&mut wgpu::ComputePass<'_>)) {
     gpu.check().expect("no wgpu error");
 }
 
-/// ‖out − ref‖ / ‖ref‖, refusing a zero reference and non-finite outputs.
-pub fn rel_err(out: &[f32], reference: &[f64]) -> f64 {
-    assert_eq!(out.len(), reference.len(), "length");
-    let norm: f64 = reference.iter().map(|y| y * y).sum::<f64>().sqrt();
-    assert!(
-        norm > 1e-6,
-        "reference is (near) zero: the test would prove nothing"
-    );
-    for (i, o) in out.iter().enumerate() {
-        assert!(
-            o.is_finite(),
-            "output {i} is {o} (poison left or NaN produced)"
-        );
-    }
-    let diff: f64 = out
-        .iter()
-        .zip(reference)
-        .map(|(o, r)| (*o as f64 - r) * (*o as f64 - r))
-        .sum::<f64>()
-        .sqrt();
-    diff / norm
-}
+pub use coconut_core::compare::relative_error as rel_err;
 
 pub const TOL: f64 = 1e-5;

@@ -15,6 +15,7 @@ use super::gemm::{accumulate_xt_dy, dy_times_wt, x_times_w};
 use super::kernels::{self, AttentionRows};
 use super::params::ParamLayout;
 use super::plan::{Input, Plan};
+use coconut_core::decoding::{argmax, DecodePlan};
 use std::ops::Range;
 
 /// Activations saved by the forward pass and scratch of the backward pass, rows × width each.
@@ -205,22 +206,24 @@ pub fn forward_backward(
     loss
 }
 
-/// Greedy generation, as every engine does it: each prompt (question and `<bot>`), exactly
-/// `thoughts` thoughts, then the argmax token (first of ties) until `<eos>` or the model's last
-/// position. Returns per prompt the whole sequence: prompt, `<latent>` slots, generated tokens.
+/// Greedy generation by core's [`DecodePlan`], as every engine does it: each prompt (question
+/// and `<bot>`), the stage's thoughts, then the argmax token until the plan's stop rule. Returns per prompt the whole sequence: prompt, `<latent>` slots, generated tokens.
 /// Examples advance together, one row each per chunk; a finished one drops out.
 pub fn generate(
     layout: &ParamLayout,
     params: &[f32],
     prompts: &[Vec<u32>],
-    thoughts: usize,
-    feeds_back: bool,
+    stage: &coconut_core::Stage,
     ws: &mut Workspace,
 ) -> anyhow::Result<Vec<Vec<u32>>> {
-    use coconut_core::tokenizer::{EOS, LATENT};
     let cfg = &layout.config;
     let (c, v, cap) = (cfg.n_embd, cfg.vocab_size, cfg.n_positions);
-    let mut plan = Plan::for_generation(prompts, thoughts, feeds_back, cap)?;
+    let decoding = prompts
+        .iter()
+        .map(|p| DecodePlan::new(p.len(), stage, cap))
+        .collect::<Result<Vec<_>, _>>()?;
+    let thoughts = stage.thoughts();
+    let mut plan = Plan::for_generation(prompts, thoughts, stage.feeds_back(), cap)?;
     let capacity =
         prompts.iter().map(|p| p.len()).sum::<usize>() + prompts.len() * (thoughts + 64).min(cap);
     ws.fit(layout, &plan, capacity);
@@ -229,12 +232,8 @@ pub fn generate(
     }
     let mut out: Vec<Vec<u32>> = prompts
         .iter()
-        .map(|p| {
-            p.iter()
-                .copied()
-                .chain(std::iter::repeat_n(LATENT, thoughts))
-                .collect()
-        })
+        .zip(&decoding)
+        .map(|(p, d)| d.ids_before_answer(p))
         .collect();
     let wte = &params[layout.wte.clone()];
     let mut logits = vec![0f32; v];
@@ -247,9 +246,9 @@ pub fn generate(
             for (z, w) in logits.iter_mut().zip(wte.chunks_exact(c)) {
                 *z = h.iter().zip(w).map(|(a, b)| a * b).sum();
             }
-            let token = coconut_core::reference::argmax(&logits);
+            let token = argmax(&logits);
             out[e].push(token);
-            if token != EOS && t < cap {
+            if decoding[e].runs_next(token, out[e].len()) {
                 next.push((e, t, Input::Token(token)));
             }
         }
@@ -296,14 +295,14 @@ fn forward_chunk(
             ln_1,
             span_mut(&mut ws.ln_1_stats[l], &rows, 2),
             x,
-            &p[b.ln_1_w.clone()],
-            &p[b.ln_1_b.clone()],
+            &p[b.ln_1.weight.clone()],
+            &p[b.ln_1.bias.clone()],
             c,
             eps,
         );
         let qkv = span_mut(&mut ws.qkv[l], &rows, 3 * c);
-        x_times_w(qkv, ln_1, &p[b.c_attn_w.clone()], m, c, 3 * c);
-        kernels::add_bias(qkv, &p[b.c_attn_b.clone()]);
+        x_times_w(qkv, ln_1, &p[b.c_attn.weight.clone()], m, c, 3 * c);
+        kernels::add_bias(qkv, &p[b.c_attn.bias.clone()]);
 
         for (e, positions) in example_runs(plan, rows.clone()) {
             let example = &plan.examples[e];
@@ -321,12 +320,12 @@ fn forward_chunk(
         x_times_w(
             mid,
             span(&ws.attn[l], &rows, c),
-            &p[b.attn_proj_w.clone()],
+            &p[b.attn_proj.weight.clone()],
             m,
             c,
             c,
         );
-        kernels::add_bias(mid, &p[b.attn_proj_b.clone()]);
+        kernels::add_bias(mid, &p[b.attn_proj.bias.clone()]);
         kernels::add_assign(mid, x);
 
         let ln_2 = span_mut(&mut ws.ln_2[l], &rows, c);
@@ -334,20 +333,20 @@ fn forward_chunk(
             ln_2,
             span_mut(&mut ws.ln_2_stats[l], &rows, 2),
             mid,
-            &p[b.ln_2_w.clone()],
-            &p[b.ln_2_b.clone()],
+            &p[b.ln_2.weight.clone()],
+            &p[b.ln_2.bias.clone()],
             c,
             eps,
         );
         let fc = span_mut(&mut ws.fc[l], &rows, 4 * c);
-        x_times_w(fc, ln_2, &p[b.c_fc_w.clone()], m, c, 4 * c);
-        kernels::add_bias(fc, &p[b.c_fc_b.clone()]);
+        x_times_w(fc, ln_2, &p[b.c_fc.weight.clone()], m, c, 4 * c);
+        kernels::add_bias(fc, &p[b.c_fc.bias.clone()]);
         let gelu = span_mut(&mut ws.gelu[l], &rows, 4 * c);
         kernels::gelu_forward(gelu, fc);
 
         let out = span_mut(&mut resid_out[0], &rows, c);
-        x_times_w(out, gelu, &p[b.mlp_proj_w.clone()], m, 4 * c, c);
-        kernels::add_bias(out, &p[b.mlp_proj_b.clone()]);
+        x_times_w(out, gelu, &p[b.mlp_proj.weight.clone()], m, 4 * c, c);
+        kernels::add_bias(out, &p[b.mlp_proj.bias.clone()]);
         kernels::add_assign(out, mid);
     }
 
@@ -356,8 +355,8 @@ fn forward_chunk(
         span_mut(&mut ws.hidden, &rows, c),
         span_mut(&mut ws.ln_f_stats, &rows, 2),
         span(&ws.resid[last], &rows, c),
-        &p[layout.ln_f_w.clone()],
-        &p[layout.ln_f_b.clone()],
+        &p[layout.ln_f.weight.clone()],
+        &p[layout.ln_f.bias.clone()],
         c,
         eps,
     );
@@ -379,7 +378,7 @@ fn backward_chunk(
     let d_resid = span_mut(&mut ws.d_resid, &rows, c);
     d_resid.fill(0.0);
     {
-        let (dw, db) = two_mut(g, &layout.ln_f_w, &layout.ln_f_b);
+        let (dw, db) = two_mut(g, &layout.ln_f.weight, &layout.ln_f.bias);
         kernels::layer_norm_backward(
             d_resid,
             dw,
@@ -387,7 +386,7 @@ fn backward_chunk(
             span(&ws.d_hidden, &rows, c),
             span(&ws.resid[last], &rows, c),
             span(&ws.ln_f_stats, &rows, 2),
-            &p[layout.ln_f_w.clone()],
+            &p[layout.ln_f.weight.clone()],
             c,
         );
     }
@@ -395,9 +394,9 @@ fn backward_chunk(
     for (l, b) in layout.blocks.iter().enumerate().rev() {
         // MLP: resid[l+1] = mid + gelu(fc) · W_proj + b_proj. d_resid passes through to mid.
         let d_resid = span_mut(&mut ws.d_resid, &rows, c);
-        kernels::accumulate_column_sums(&mut g[b.mlp_proj_b.clone()], d_resid);
+        kernels::accumulate_column_sums(&mut g[b.mlp_proj.bias.clone()], d_resid);
         accumulate_xt_dy(
-            &mut g[b.mlp_proj_w.clone()],
+            &mut g[b.mlp_proj.weight.clone()],
             span(&ws.gelu[l], &rows, 4 * c),
             d_resid,
             m,
@@ -405,11 +404,19 @@ fn backward_chunk(
             c,
         );
         let d_big = span_mut(&mut ws.d_big, &rows, 4 * c);
-        dy_times_wt(d_big, d_resid, &p[b.mlp_proj_w.clone()], m, 4 * c, c, false);
+        dy_times_wt(
+            d_big,
+            d_resid,
+            &p[b.mlp_proj.weight.clone()],
+            m,
+            4 * c,
+            c,
+            false,
+        );
         kernels::gelu_backward(d_big, span(&ws.fc[l], &rows, 4 * c));
-        kernels::accumulate_column_sums(&mut g[b.c_fc_b.clone()], d_big);
+        kernels::accumulate_column_sums(&mut g[b.c_fc.bias.clone()], d_big);
         accumulate_xt_dy(
-            &mut g[b.c_fc_w.clone()],
+            &mut g[b.c_fc.weight.clone()],
             span(&ws.ln_2[l], &rows, c),
             d_big,
             m,
@@ -417,9 +424,17 @@ fn backward_chunk(
             4 * c,
         );
         let d_small = span_mut(&mut ws.d_small, &rows, c);
-        dy_times_wt(d_small, d_big, &p[b.c_fc_w.clone()], m, c, 4 * c, false);
+        dy_times_wt(
+            d_small,
+            d_big,
+            &p[b.c_fc.weight.clone()],
+            m,
+            c,
+            4 * c,
+            false,
+        );
         {
-            let (dw, db) = two_mut(g, &b.ln_2_w, &b.ln_2_b);
+            let (dw, db) = two_mut(g, &b.ln_2.weight, &b.ln_2.bias);
             kernels::layer_norm_backward(
                 d_resid,
                 dw,
@@ -427,22 +442,30 @@ fn backward_chunk(
                 d_small,
                 span(&ws.mid[l], &rows, c),
                 span(&ws.ln_2_stats[l], &rows, 2),
-                &p[b.ln_2_w.clone()],
+                &p[b.ln_2.weight.clone()],
                 c,
             );
         }
 
         // Attention: mid = resid[l] + attn · W_proj + b_proj.
-        kernels::accumulate_column_sums(&mut g[b.attn_proj_b.clone()], d_resid);
+        kernels::accumulate_column_sums(&mut g[b.attn_proj.bias.clone()], d_resid);
         accumulate_xt_dy(
-            &mut g[b.attn_proj_w.clone()],
+            &mut g[b.attn_proj.weight.clone()],
             span(&ws.attn[l], &rows, c),
             d_resid,
             m,
             c,
             c,
         );
-        dy_times_wt(d_small, d_resid, &p[b.attn_proj_w.clone()], m, c, c, false);
+        dy_times_wt(
+            d_small,
+            d_resid,
+            &p[b.attn_proj.weight.clone()],
+            m,
+            c,
+            c,
+            false,
+        );
         for (e, positions) in example_runs(plan, rows.clone()) {
             let example = &plan.examples[e];
             let at = AttentionRows {
@@ -463,9 +486,9 @@ fn backward_chunk(
             );
         }
         let dqkv = span(&ws.dqkv[l], &rows, 3 * c);
-        kernels::accumulate_column_sums(&mut g[b.c_attn_b.clone()], dqkv);
+        kernels::accumulate_column_sums(&mut g[b.c_attn.bias.clone()], dqkv);
         accumulate_xt_dy(
-            &mut g[b.c_attn_w.clone()],
+            &mut g[b.c_attn.weight.clone()],
             span(&ws.ln_1[l], &rows, c),
             dqkv,
             m,
@@ -473,8 +496,16 @@ fn backward_chunk(
             3 * c,
         );
         let d_small = span_mut(&mut ws.d_small, &rows, c);
-        dy_times_wt(d_small, dqkv, &p[b.c_attn_w.clone()], m, c, 3 * c, false);
-        let (dw, db) = two_mut(g, &b.ln_1_w, &b.ln_1_b);
+        dy_times_wt(
+            d_small,
+            dqkv,
+            &p[b.c_attn.weight.clone()],
+            m,
+            c,
+            3 * c,
+            false,
+        );
+        let (dw, db) = two_mut(g, &b.ln_1.weight, &b.ln_1.bias);
         kernels::layer_norm_backward(
             span_mut(&mut ws.d_resid, &rows, c),
             dw,
@@ -482,7 +513,7 @@ fn backward_chunk(
             d_small,
             span(&ws.resid[l], &rows, c),
             span(&ws.ln_1_stats[l], &rows, 2),
-            &p[b.ln_1_w.clone()],
+            &p[b.ln_1.weight.clone()],
             c,
         );
     }

@@ -66,17 +66,7 @@ pub(crate) mod tests {
             .collect()
     }
 
-    /// `‖got − want‖ / ‖want‖`, refusing a zero reference.
-    pub(crate) fn rel_err(got: &[f32], want: &[f32]) -> f64 {
-        let diff: f64 = got
-            .iter()
-            .zip(want)
-            .map(|(a, b)| ((a - b) as f64).powi(2))
-            .sum();
-        let norm: f64 = want.iter().map(|b| (*b as f64).powi(2)).sum();
-        assert!(norm > 0.0, "the reference gradient is zero");
-        (diff / norm).sqrt()
-    }
+    pub(crate) use coconut_core::compare::relative_error as rel_err;
 
     /// Loss and every parameter's gradient of the candle path (the exact, prefix-recomputing
     /// thought feedback) and of this engine, on the same batch, for several shard counts.
@@ -152,9 +142,7 @@ pub(crate) mod tests {
             base.with_kind(StageKind::NoCot),
         ] {
             let mut engine = CpuTrainer::new(&weights, adamw(), 2).unwrap();
-            let got = engine
-                .generate(&prompts, stage.thoughts(), stage.feeds_back(), 2)
-                .unwrap();
+            let got = engine.generate(&prompts, &stage, 2).unwrap();
             for (prompt, got) in prompts.iter().zip(&got) {
                 let want = crate::eval::generate(&model, std::slice::from_ref(prompt), &stage)
                     .unwrap()

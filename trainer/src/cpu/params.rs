@@ -1,86 +1,46 @@
-//! Every parameter of the model in one flat f32 buffer, in core's [`tensor_specs`] order, so the
+//! Every parameter of the model in one flat f32 buffer, in the order of core's [`Skeleton`], so the
 //! gradients, AdamW's moments and the update are each one pass over one buffer.
 
-use coconut_core::weights::{tensor_specs, ModelWeights, TensorSpec};
+use coconut_core::skeleton::{Block, Norm, Skeleton, TensorSpec};
+use coconut_core::weights::ModelWeights;
 use coconut_core::ModelConfig;
 use std::ops::Range;
 
-/// Where one block's tensors sit in the flat buffer.
-#[derive(Clone, Debug)]
-pub struct BlockParams {
-    pub ln_1_w: Range<usize>,
-    pub ln_1_b: Range<usize>,
-    pub c_attn_w: Range<usize>, // (C, 3C)
-    pub c_attn_b: Range<usize>,
-    pub attn_proj_w: Range<usize>, // (C, C)
-    pub attn_proj_b: Range<usize>,
-    pub ln_2_w: Range<usize>,
-    pub ln_2_b: Range<usize>,
-    pub c_fc_w: Range<usize>, // (C, 4C)
-    pub c_fc_b: Range<usize>,
-    pub mlp_proj_w: Range<usize>, // (4C, C)
-    pub mlp_proj_b: Range<usize>,
-}
-
-/// The flat buffer's layout.
+/// The flat buffer's layout: the model's tree with each tensor's range.
 #[derive(Clone, Debug)]
 pub struct ParamLayout {
     pub config: ModelConfig,
-    /// Every tensor with its range, in [`tensor_specs`] order.
+    /// Every tensor with its range, in the tree's order.
     pub tensors: Vec<(TensorSpec, Range<usize>)>,
     pub wte: Range<usize>, // (V, C)
     pub wpe: Range<usize>, // (P, C)
-    pub blocks: Vec<BlockParams>,
-    pub ln_f_w: Range<usize>,
-    pub ln_f_b: Range<usize>,
+    pub blocks: Vec<Block<Range<usize>>>,
+    pub ln_f: Norm<Range<usize>>,
     pub len: usize,
 }
 
 impl ParamLayout {
     pub fn new(config: &ModelConfig) -> ParamLayout {
+        let specs = Skeleton::specs(config);
         let mut offset = 0;
-        let tensors: Vec<(TensorSpec, Range<usize>)> = tensor_specs(config)
+        let ranges = specs.map(|spec| {
+            let n: usize = spec.shape.iter().product();
+            offset += n;
+            offset - n..offset
+        });
+        let tensors = specs
+            .to_vec()
             .into_iter()
-            .map(|spec| {
-                let n: usize = spec.shape.iter().product();
-                offset += n;
-                (spec, offset - n..offset)
-            })
-            .collect();
-        let find = |name: &str| -> Range<usize> {
-            tensors
-                .iter()
-                .find(|(spec, _)| spec.name == name)
-                .map(|(_, range)| range.clone())
-                .unwrap_or_else(|| panic!("core's tensor specs have no {name}"))
-        };
-        let blocks = (0..config.n_layer)
-            .map(|i| {
-                let b = |s: &str| find(&format!("h.{i}.{s}"));
-                BlockParams {
-                    ln_1_w: b("ln_1.weight"),
-                    ln_1_b: b("ln_1.bias"),
-                    c_attn_w: b("attn.c_attn.weight"),
-                    c_attn_b: b("attn.c_attn.bias"),
-                    attn_proj_w: b("attn.c_proj.weight"),
-                    attn_proj_b: b("attn.c_proj.bias"),
-                    ln_2_w: b("ln_2.weight"),
-                    ln_2_b: b("ln_2.bias"),
-                    c_fc_w: b("mlp.c_fc.weight"),
-                    c_fc_b: b("mlp.c_fc.bias"),
-                    mlp_proj_w: b("mlp.c_proj.weight"),
-                    mlp_proj_b: b("mlp.c_proj.bias"),
-                }
-            })
+            .cloned()
+            .zip(ranges.to_vec().into_iter().cloned())
             .collect();
         ParamLayout {
             config: config.clone(),
-            wte: find("wte.weight"),
-            wpe: find("wpe.weight"),
-            blocks,
-            ln_f_w: find("ln_f.weight"),
-            ln_f_b: find("ln_f.bias"),
             tensors,
+            wte: ranges.wte,
+            wpe: ranges.wpe,
+            blocks: ranges.blocks,
+            ln_f: ranges.ln_f,
             len: offset,
         }
     }

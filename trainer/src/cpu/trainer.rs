@@ -201,17 +201,16 @@ impl CpuTrainer {
         Ok(ordered.concat())
     }
 
-    /// Greedy generation (see [`super::engine::generate`]) of `prompts` with `thoughts`
-    /// thoughts, in batches of at most `batch` prompts: per prompt the whole sequence.
+    /// Greedy generation (see [`super::engine::generate`]) of `prompts` for `stage`, in
+    /// batches of at most `batch` prompts: per prompt the whole sequence.
     pub fn generate(
         &mut self,
         prompts: &[Vec<u32>],
-        thoughts: usize,
-        feeds_back: bool,
+        stage: &coconut_core::Stage,
         batch: usize,
     ) -> Result<Vec<Vec<u32>>> {
         self.over_pieces(prompts, batch, |layout, params, ws, piece| {
-            super::engine::generate(layout, params, piece, thoughts, feeds_back, ws)
+            super::engine::generate(layout, params, piece, stage, ws)
         })
     }
 
@@ -229,7 +228,7 @@ impl CpuTrainer {
             let logits = super::engine::target_logits(layout, params, &plan, ws);
             let mut right = vec![true; piece.len()];
             for (k, (z, &target)) in logits.chunks_exact(v).zip(&plan.targets).enumerate() {
-                if coconut_core::reference::argmax(z) != target {
+                if coconut_core::decoding::argmax(z) != target {
                     right[plan.row_example[plan.predictors[k]]] = false;
                 }
             }

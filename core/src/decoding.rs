@@ -1,0 +1,217 @@
+//! How a problem is decoded, the same in every engine, and what a decoding produces.
+//!
+//! A [`DecodePlan`] fixes the positions: the prompt (question and `<bot>`) at `0..prompt_len`,
+//! the stage's thoughts right after it, then greedy tokens ([`argmax`], ties to the lowest id)
+//! until `<eos>` or the model's last position ([`DecodePlan::runs_next`], the one stop rule).
+//! Engines differ only in how they compute a position; the reference engine
+//! ([`crate::reference`]) is the oracle because it is the plainest statement of the maths, one
+//! position at a time in f32, and every other engine is tested against it.
+
+use crate::layout::answer_digits;
+use crate::problem::Problem;
+use crate::stage::Stage;
+use crate::tokenizer::{Tokenizer, TokenizerError, EOS, LATENT};
+use std::ops::Range;
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error("the sequence reached the model's {0} positions")]
+    SequenceTooLong(usize),
+    #[error("the prompt is empty")]
+    EmptyPrompt,
+    #[error("input vector has {got} values, the model's width is {expected}")]
+    Width { got: usize, expected: usize },
+    #[error("token id {0} is outside the vocabulary")]
+    TokenId(u32),
+    #[error(transparent)]
+    Tokenizer(#[from] TokenizerError),
+}
+
+/// The positions of one decoding.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DecodePlan {
+    /// Prompt tokens, at positions `0..prompt_len`.
+    pub prompt_len: usize,
+    /// Thoughts, at [`DecodePlan::thought_positions`].
+    pub thoughts: usize,
+    /// Whether a thought's input is the previous position's final hidden state (latent stages)
+    /// or the `<latent>` token's embedding (the pause baseline).
+    pub feeds_back: bool,
+    /// The model's positions; the last one run is `n_positions - 1`.
+    pub n_positions: usize,
+}
+
+impl DecodePlan {
+    /// The plan for a prompt of `prompt_len` ids and `stage`, refused if the prompt is empty or
+    /// the prompt and thoughts do not fit in `n_positions`.
+    pub fn new(
+        prompt_len: usize,
+        stage: &Stage,
+        n_positions: usize,
+    ) -> Result<DecodePlan, EngineError> {
+        if prompt_len == 0 {
+            return Err(EngineError::EmptyPrompt);
+        }
+        if prompt_len + stage.thoughts() > n_positions {
+            return Err(EngineError::SequenceTooLong(n_positions));
+        }
+        Ok(DecodePlan {
+            prompt_len,
+            thoughts: stage.thoughts(),
+            feeds_back: stage.feeds_back(),
+            n_positions,
+        })
+    }
+
+    /// Where the thoughts sit: right after the prompt.
+    pub fn thought_positions(&self) -> Range<usize> {
+        self.prompt_len..self.prompt_len + self.thoughts
+    }
+
+    /// The position whose output predicts the first generated token: the last thought, or the
+    /// prompt's last token without thoughts.
+    pub fn first_prediction(&self) -> usize {
+        self.prompt_len + self.thoughts - 1
+    }
+
+    /// The sequence before generation: the prompt, then a [`LATENT`] slot per thought.
+    pub fn ids_before_answer(&self, prompt: &[u32]) -> Vec<u32> {
+        debug_assert_eq!(prompt.len(), self.prompt_len);
+        let mut ids = prompt.to_vec();
+        ids.extend(std::iter::repeat_n(LATENT, self.thoughts));
+        ids
+    }
+
+    /// Whether the sequence's `len`-th id has a position to run at (`len - 1`, which must be
+    /// one of the model's).
+    pub fn fits(&self, len: usize) -> bool {
+        len <= self.n_positions
+    }
+
+    /// The stop rule: after `token` was generated as the sequence's `len`-th id, whether it is
+    /// run as the next position (it is not `<eos>`, and it [fits](DecodePlan::fits)).
+    pub fn runs_next(&self, token: u32, len: usize) -> bool {
+        token != EOS && self.fits(len)
+    }
+}
+
+/// The first index of the largest value (ties resolve to the lowest id, in every engine; NaN
+/// never wins).
+pub fn argmax(values: &[f32]) -> u32 {
+    let (mut best, mut best_value) = (0, f32::NEG_INFINITY);
+    for (i, &v) in values.iter().enumerate() {
+        if v > best_value {
+            (best, best_value) = (i, v);
+        }
+    }
+    best as u32
+}
+
+/// What the model did at one position, for the visualisation.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PositionTrace {
+    /// The residual stream after each block, `[n_layer][C]`.
+    pub residual: Vec<Vec<f32>>,
+    /// Attention weights `[n_layer][n_head][position + 1]`.
+    pub attention: Vec<Vec<Vec<f32>>>,
+}
+
+/// Everything one generation produced.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Generation {
+    /// The whole sequence: prompt, thought slots ([`LATENT`]) and the generated tokens.
+    pub ids: Vec<u32>,
+    pub prompt_len: usize,
+    /// The vectors fed in at the thought slots, in order.
+    pub thoughts: Vec<Vec<f32>>,
+    /// Whether `<eos>` was generated before the position limit.
+    pub finished: bool,
+    pub trace: Option<Trace>,
+}
+
+/// Per-position internals, for every position that was run through the model (the final
+/// `<eos>` is predicted but never run).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Trace {
+    pub positions: Vec<PositionTrace>,
+    /// LM-head logits at each position (what the model "would say" next).
+    pub logits: Vec<Vec<f32>>,
+}
+
+/// A solved problem.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Solution {
+    pub problem: Problem,
+    /// The digits between `<eot>` and `<eos>`, if the model finished and wrote digits there.
+    pub answer: Option<String>,
+    /// The decoded sequence, thoughts shown as `<latent>`.
+    pub text: String,
+    pub generation: Generation,
+}
+
+impl Solution {
+    /// Reads the answer and the text off a generation of `problem`.
+    pub fn new(
+        tokenizer: &Tokenizer,
+        problem: &Problem,
+        generation: Generation,
+    ) -> Result<Solution, EngineError> {
+        Ok(Solution {
+            problem: *problem,
+            answer: answer_digits(tokenizer, &generation.ids),
+            text: tokenizer.decode(&generation.ids)?,
+            generation,
+        })
+    }
+
+    pub fn is_correct(&self) -> bool {
+        self.answer.as_deref() == Some(self.problem.answer().to_string().as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::stage::StageKind;
+
+    #[test]
+    fn argmax_takes_the_first_of_ties() {
+        assert_eq!(argmax(&[0.0, 2.0, 2.0, 1.0]), 1);
+        assert_eq!(argmax(&[f32::NAN, 1.0]), 1);
+    }
+
+    #[test]
+    fn plan_places_thoughts_after_the_prompt_and_stops_at_the_last_position() {
+        let plan = DecodePlan::new(6, &Stage::latent(3, 1, 5), 12).unwrap();
+        assert_eq!(plan.thought_positions(), 6..9);
+        assert_eq!(plan.first_prediction(), 8);
+        assert!(plan.feeds_back);
+        assert_eq!(plan.ids_before_answer(&[1; 6])[6..], [LATENT; 3]);
+        // The 12th id is run at position 11, the model's last; the 13th is only predicted.
+        assert!(plan.runs_next(LATENT, 12));
+        assert!(!plan.runs_next(LATENT, 13));
+        assert!(!plan.runs_next(EOS, 10));
+        let pause = Stage::latent(0, 1, 5).with_kind(StageKind::Pause);
+        let plan = DecodePlan::new(6, &pause, 12).unwrap();
+        assert_eq!((plan.thoughts, plan.feeds_back), (5, false));
+        let none = DecodePlan::new(6, &Stage::latent(0, 1, 5), 12).unwrap();
+        assert_eq!(
+            (none.thought_positions(), none.first_prediction()),
+            (6..6, 5)
+        );
+    }
+
+    #[test]
+    fn plan_refuses_what_cannot_run() {
+        let stage = Stage::latent(5, 1, 5);
+        assert!(matches!(
+            DecodePlan::new(0, &stage, 12),
+            Err(EngineError::EmptyPrompt)
+        ));
+        assert!(matches!(
+            DecodePlan::new(8, &stage, 12),
+            Err(EngineError::SequenceTooLong(12))
+        ));
+        assert!(DecodePlan::new(7, &stage, 12).is_ok());
+    }
+}
