@@ -238,6 +238,10 @@ pub struct ExportArgs {
     /// The training run: its config.json, stages/<stage>.safetensors, checkpoint and run.json.
     #[arg(long, default_value = "runs/default")]
     pub run_dir: PathBuf,
+    /// Export from a weights folder (manifest.json and its stage files, e.g. the shipped
+    /// `weights`) instead of a training run; only `--format hf`.
+    #[arg(long, conflicts_with_all = ["run_dir", "eval"])]
+    pub weights: Option<PathBuf>,
     /// The stage: 0..K, stageN, nocot or pause.
     #[arg(long)]
     pub stage: String,
@@ -274,7 +278,33 @@ pub fn read_eval(path: &Path, stage_id: &str) -> Result<Accuracy> {
     Ok(Accuracy { sets })
 }
 
+/// Writes a Hugging Face folder for a stage of the weights folder `weights` (int8 and f16
+/// stages are written dequantized, in f32: the values every engine computes with).
+fn export_from_weights(weights: &Path, args: &ExportArgs) -> Result<()> {
+    if args.format != ExportFormat::Hf {
+        bail!(
+            "--weights exports to a Hugging Face folder only (--format hf): a weights folder's \
+             stages are already int8, f16 or f32 files; re-export from the training run instead"
+        );
+    }
+    let folder = coconut_core::manifest::WeightsDir::open(weights)?;
+    let (entry, stage, model) = folder.stage(&args.stage)?;
+    export_hf(&model, &stage, &args.out)?;
+    eprintln!(
+        "wrote {} ({}, stored as {:?}) of {} as a Hugging Face GPT-2 folder to {}",
+        entry.id,
+        stage.kind,
+        entry.dtype,
+        weights.display(),
+        args.out.display()
+    );
+    Ok(())
+}
+
 pub fn run_export(args: ExportArgs) -> Result<()> {
+    if let Some(weights) = &args.weights {
+        return export_from_weights(weights, &args);
+    }
     let config = crate::train::load_run_config(&args.run_dir)?;
     let plan = crate::StagePlan {
         stage: args

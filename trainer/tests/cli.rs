@@ -670,3 +670,75 @@ fn per_stage_flags_set_their_stage_and_refuse_bad_specs() {
         assert!(stderr.contains(says), "{bad}: {stderr}");
     }
 }
+
+#[test]
+fn export_writes_a_hugging_face_folder_from_a_weights_folder() {
+    let shipped = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../weights");
+    let out = tempfile::tempdir().unwrap();
+    let hf = out.path().join("hf");
+    let run = coconut(&[
+        "export",
+        "--weights",
+        path(&shipped),
+        "--stage",
+        "stage5",
+        "--format",
+        "hf",
+        "--out",
+        path(&hf),
+    ])
+    .output()
+    .unwrap();
+    assert!(run.status.success(), "{}", stderr_of(&run));
+    // The folder holds the shipped int8 stage dequantized: the values every engine computes with.
+    let folder = coconut_core::manifest::WeightsDir::open(&shipped).unwrap();
+    let (_, _, stage5) = folder.stage("stage5").unwrap();
+    let imported = coconut_trainer::export::import_hf(&hf).unwrap();
+    assert_eq!(
+        imported,
+        stage5.convert(coconut_core::weights::WeightDtype::F32)
+    );
+    let coconut_json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(hf.join("coconut.json")).unwrap()).unwrap();
+    assert_eq!(coconut_json["stage"], "stage5");
+    assert_eq!(coconut_json["thoughts"], 5);
+
+    // Only a Hugging Face folder can come from a weights folder; a run's flags do not mix in.
+    let int8 = coconut(&[
+        "export",
+        "--weights",
+        path(&shipped),
+        "--stage",
+        "stage5",
+        "--out",
+        path(&out.path().join("w")),
+    ])
+    .output()
+    .unwrap();
+    assert_eq!(int8.status.code(), Some(2));
+    assert!(
+        stderr_of(&int8).contains("--format hf"),
+        "{}",
+        stderr_of(&int8)
+    );
+    assert!(!out.path().join("w").exists());
+    let missing = coconut(&[
+        "export",
+        "--weights",
+        path(&shipped),
+        "--stage",
+        "stage9",
+        "--format",
+        "hf",
+        "--out",
+        path(&out.path().join("h9")),
+    ])
+    .output()
+    .unwrap();
+    assert_eq!(missing.status.code(), Some(2));
+    assert!(
+        stderr_of(&missing).contains("stage9"),
+        "{}",
+        stderr_of(&missing)
+    );
+}
