@@ -6,7 +6,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/web-build.sh
-command -v node >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs >/dev/null; }
+source scripts/apt.sh
+command -v node >/dev/null || apt_install nodejs
 port=${PORT:-8080}
 echo "== serving web/dist at http://127.0.0.1:$port/ (Ctrl-C stops)"
 exec node web/e2e/serve.mjs --root web/dist --port "$port" --host "${HOST:-127.0.0.1}"

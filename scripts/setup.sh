@@ -6,11 +6,8 @@ need_apt=()
 # lavapipe (software Vulkan) for the WGSL engine's native tests.
 dpkg -s mesa-vulkan-drivers >/dev/null 2>&1 || need_apt+=(mesa-vulkan-drivers)
 dpkg -s libvulkan1 >/dev/null 2>&1 || need_apt+=(libvulkan1)
-if ((${#need_apt[@]})); then
-  echo "== apt-get install ${need_apt[*]}"
-  apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}" >/dev/null
-fi
+source "$(dirname "$0")/apt.sh"
+apt_install ${need_apt[@]+"${need_apt[@]}"}
 
 rustup component list --installed 2>/dev/null | grep -q '^rustfmt' || rustup component add rustfmt
 rustup component list --installed 2>/dev/null | grep -q '^clippy' || rustup component add clippy

@@ -22,11 +22,8 @@ need_apt=()
 [ -x "${CHROMIUM:-/usr/bin/chromium}" ] || need_apt+=(chromium)
 command -v node >/dev/null 2>&1 || need_apt+=(nodejs)
 command -v npm >/dev/null 2>&1 || need_apt+=(npm)
-if ((${#need_apt[@]})); then
-  echo "== apt-get install ${need_apt[*]}"
-  apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}" >/dev/null
-fi
+source scripts/apt.sh
+apt_install ${need_apt[@]+"${need_apt[@]}"}
 node_major=$(node -p 'process.versions.node.split(".")[0]')
 if ((node_major < 20)); then
   echo "web-test: Node.js $(node --version) is too old: playwright-core needs 20 or newer" >&2

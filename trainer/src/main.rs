@@ -64,6 +64,14 @@ fn run(command: Command) -> Result<u8> {
     }
 }
 
+/// The id of a stage named on the command line (`3`, `stage3`, `nocot`, `pause`).
+fn stage_id(name: &str) -> Result<String> {
+    Ok(name
+        .parse::<coconut_core::StageKind>()
+        .map_err(anyhow::Error::msg)?
+        .to_string())
+}
+
 /// `cpu`, or `cuda` / `cuda:N` in a build with the `cuda` feature.
 fn device(name: &str) -> Result<Device> {
     match name {
@@ -183,21 +191,17 @@ impl TrainArgs {
                 .iter()
                 .enumerate()
                 .map(|(i, s)| {
-                    let stage = if s.chars().all(|ch| ch.is_ascii_digit()) {
-                        format!("stage{s}")
-                    } else {
-                        s.clone()
-                    };
+                    let stage = stage_id(s)?;
                     let epochs = *epochs.get(i).or(epochs.last()).unwrap_or(&1.0);
-                    StagePlan {
+                    Ok(StagePlan {
                         stage,
                         epochs,
                         until_val: None,
                         lr: None,
                         mix: None,
-                    }
+                    })
                 })
-                .collect();
+                .collect::<Result<_>>()?;
         }
         if let Some(epochs) = &self.epochs {
             for (i, plan) in c.stages.iter_mut().enumerate() {
@@ -383,11 +387,7 @@ struct EvalArgs {
 }
 
 fn run_eval(args: EvalArgs) -> Result<()> {
-    let stage_name = if args.stage.chars().all(|c| c.is_ascii_digit()) {
-        format!("stage{}", args.stage)
-    } else {
-        args.stage.clone()
-    };
+    let stage_name = stage_id(&args.stage)?;
     let (config, weights_path) = match (&args.run_dir, &args.weights) {
         (Some(dir), _) => (
             load_run_config(dir)?,
