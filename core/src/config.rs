@@ -47,6 +47,18 @@ pub const MAX_LAYERS: usize = 1 << 10;
 pub struct ConfigError(pub String);
 
 impl ModelConfig {
+    /// The real vocabulary in a model small enough for a test to run it in milliseconds:
+    /// 2 layers of width 16, 2 heads, 40 positions.
+    pub fn tiny() -> ModelConfig {
+        ModelConfig {
+            n_positions: 40,
+            n_embd: 16,
+            n_layer: 2,
+            n_head: 2,
+            ..ModelConfig::default()
+        }
+    }
+
     pub fn head_dim(&self) -> usize {
         self.n_embd / self.n_head
     }

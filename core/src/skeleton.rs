@@ -69,15 +69,22 @@ pub struct Skeleton<T> {
     pub ln_f: Norm<T>,
 }
 
+/// `f` over a weight and its bias, in that order.
+fn map_pair<'a, T, U, E>(
+    weight: &'a T,
+    bias: &'a T,
+    f: &mut impl FnMut(&'a T) -> Result<U, E>,
+) -> Result<(U, U), E> {
+    Ok((f(weight)?, f(bias)?))
+}
+
 impl<T> Norm<T> {
     fn try_map<'a, U, E>(
         &'a self,
         f: &mut impl FnMut(&'a T) -> Result<U, E>,
     ) -> Result<Norm<U>, E> {
-        Ok(Norm {
-            weight: f(&self.weight)?,
-            bias: f(&self.bias)?,
-        })
+        let (weight, bias) = map_pair(&self.weight, &self.bias, f)?;
+        Ok(Norm { weight, bias })
     }
 }
 
@@ -86,10 +93,8 @@ impl<T> Affine<T> {
         &'a self,
         f: &mut impl FnMut(&'a T) -> Result<U, E>,
     ) -> Result<Affine<U>, E> {
-        Ok(Affine {
-            weight: f(&self.weight)?,
-            bias: f(&self.bias)?,
-        })
+        let (weight, bias) = map_pair(&self.weight, &self.bias, f)?;
+        Ok(Affine { weight, bias })
     }
 }
 

@@ -11,7 +11,7 @@
 
 use crate::error::GpuError;
 use crate::gpu::{AdapterSummary, Gpu, GpuOptions};
-use crate::kernels::EmbedInput;
+use crate::kernels::{Driver, EmbedInput};
 use crate::resident::{decode_step, prefill_step, Readback, Resident, F32};
 use coconut_core::config::ModelConfig;
 use coconut_core::decoding::{DecodePlan, EngineError, Generation, PositionTrace, Solution, Trace};

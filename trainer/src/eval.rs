@@ -245,13 +245,7 @@ mod tests {
 
     #[test]
     fn generation_matches_the_reference_engine() {
-        let config = ModelConfig {
-            n_positions: 40,
-            n_embd: 16,
-            n_layer: 2,
-            n_head: 2,
-            ..ModelConfig::default()
-        };
+        let config = ModelConfig::tiny();
         let weights = random_weights(&config, 21);
         let reference = ReferenceModel::new(&weights);
         let model = Gpt::from_weights(&weights, &candle_core::Device::Cpu).unwrap();

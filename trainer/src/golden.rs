@@ -123,13 +123,7 @@ mod tests {
 
     #[test]
     fn golden_runs_agree_with_the_reference_engine() {
-        let config = ModelConfig {
-            n_positions: 40,
-            n_embd: 16,
-            n_layer: 2,
-            n_head: 2,
-            ..ModelConfig::default()
-        };
+        let config = ModelConfig::tiny();
         let w = random_weights(&config, 21);
         let model = Gpt::from_weights(&w, &candle_core::Device::Cpu).unwrap();
         let reference = ReferenceModel::new(&w);

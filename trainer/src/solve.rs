@@ -347,11 +347,8 @@ mod tests {
 
     fn engines() -> Vec<Engine> {
         let config = ModelConfig {
-            n_positions: 40,
-            n_embd: 16,
             n_layer: 1,
-            n_head: 2,
-            ..ModelConfig::default()
+            ..ModelConfig::tiny()
         };
         let w = random_weights(&config, 8);
         // The WGSL engine joins when this machine has an adapter (lavapipe in CI).

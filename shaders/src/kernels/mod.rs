@@ -193,6 +193,26 @@ impl<const N: usize> Kernel<N> {
     }
 }
 
+/// What every kernel driver has: the kernel that runs a step record, and its workgroup grid.
+pub trait Driver<const N: usize> {
+    fn kernel(&self, step: Step) -> &Kernel<N>;
+    fn groups(&self, step: Step) -> (u32, u32, u32);
+
+    /// Records one dispatch over step record `index`.
+    fn dispatch(
+        &self,
+        pass: &mut wgpu::ComputePass<'_>,
+        bg: &wgpu::BindGroup,
+        steps: &StepTable,
+        index: usize,
+    ) {
+        let step = steps.step(index);
+        let groups = self.groups(step);
+        self.kernel(step)
+            .dispatch(pass, bg, steps.offset(index), groups);
+    }
+}
+
 fn div_up(n: usize, d: usize) -> u32 {
     n.div_ceil(d) as u32
 }
@@ -284,17 +304,15 @@ impl LayerNorm {
             ),
         }
     }
+}
 
-    pub fn dispatch(
-        &self,
-        pass: &mut wgpu::ComputePass<'_>,
-        bg: &wgpu::BindGroup,
-        steps: &StepTable,
-        index: usize,
-    ) {
-        let rows = steps.step(index).rows;
-        self.kernel
-            .dispatch(pass, bg, steps.offset(index), (rows, 1, 1));
+impl Driver<4> for LayerNorm {
+    fn kernel(&self, _: Step) -> &Kernel<4> {
+        &self.kernel
+    }
+
+    fn groups(&self, step: Step) -> (u32, u32, u32) {
+        (step.rows, 1, 1)
     }
 }
 
@@ -354,45 +372,44 @@ impl Linear {
             n,
         }
     }
+}
 
-    /// One row (record `index` must have `rows == 1`): the matrix-vector kernel.
-    pub fn dispatch_matvec(
-        &self,
-        pass: &mut wgpu::ComputePass<'_>,
-        bg: &wgpu::BindGroup,
-        steps: &StepTable,
-        index: usize,
-    ) {
-        let groups = (div_up(self.n.div_ceil(4), 64), 1, 1);
-        self.matvec.dispatch(pass, bg, steps.offset(index), groups);
-    }
-
-    /// All rows of record `index`: the tiled matrix-matrix kernel.
-    pub fn dispatch_matmul(
-        &self,
-        pass: &mut wgpu::ComputePass<'_>,
-        bg: &wgpu::BindGroup,
-        steps: &StepTable,
-        index: usize,
-    ) {
-        let rows = steps.step(index).rows as usize;
-        let groups = (div_up(self.n.div_ceil(4), 16), div_up(rows, 16), 1);
-        self.matmul.dispatch(pass, bg, steps.offset(index), groups);
-    }
-
-    /// matvec for one row, matmul for several.
-    pub fn dispatch(
-        &self,
-        pass: &mut wgpu::ComputePass<'_>,
-        bg: &wgpu::BindGroup,
-        steps: &StepTable,
-        index: usize,
-    ) {
-        if steps.step(index).rows == 1 {
-            self.dispatch_matvec(pass, bg, steps, index)
+impl Linear {
+    /// The kernel and grid for `rows` rows: the tiled matrix-matrix kernel (`tiled`), or the
+    /// matrix-vector one for a single row.
+    fn choice(&self, rows: u32, tiled: bool) -> (&Kernel<5>, (u32, u32, u32)) {
+        let n4 = self.n.div_ceil(4);
+        if tiled {
+            (&self.matmul, (div_up(n4, 16), div_up(rows as usize, 16), 1))
         } else {
-            self.dispatch_matmul(pass, bg, steps, index)
+            assert_eq!(rows, 1, "the matrix-vector kernel runs one row");
+            (&self.matvec, (div_up(n4, 64), 1, 1))
         }
+    }
+
+    /// Records step record `index` with the kernel asked for (tests run both on one row);
+    /// [`Driver::dispatch`] picks by the row count.
+    pub fn dispatch_tiled(
+        &self,
+        pass: &mut wgpu::ComputePass<'_>,
+        bg: &wgpu::BindGroup,
+        steps: &StepTable,
+        index: usize,
+        tiled: bool,
+    ) {
+        let (kernel, groups) = self.choice(steps.step(index).rows, tiled);
+        kernel.dispatch(pass, bg, steps.offset(index), groups);
+    }
+}
+
+/// One row: the matrix-vector kernel; several: the tiled matrix-matrix kernel.
+impl Driver<5> for Linear {
+    fn kernel(&self, step: Step) -> &Kernel<5> {
+        self.choice(step.rows, step.rows > 1).0
+    }
+
+    fn groups(&self, step: Step) -> (u32, u32, u32) {
+        self.choice(step.rows, step.rows > 1).1
     }
 }
 
@@ -425,17 +442,15 @@ impl Attention {
             heads,
         }
     }
+}
 
-    pub fn dispatch(
-        &self,
-        pass: &mut wgpu::ComputePass<'_>,
-        bg: &wgpu::BindGroup,
-        steps: &StepTable,
-        index: usize,
-    ) {
-        let rows = steps.step(index).rows;
-        self.kernel
-            .dispatch(pass, bg, steps.offset(index), (self.heads as u32, rows, 1));
+impl Driver<5> for Attention {
+    fn kernel(&self, _: Step) -> &Kernel<5> {
+        &self.kernel
+    }
+
+    fn groups(&self, step: Step) -> (u32, u32, u32) {
+        (self.heads as u32, step.rows, 1)
     }
 }
 
@@ -461,21 +476,15 @@ impl LmHead {
             vocab,
         }
     }
+}
 
-    pub fn dispatch(
-        &self,
-        pass: &mut wgpu::ComputePass<'_>,
-        bg: &wgpu::BindGroup,
-        steps: &StepTable,
-        index: usize,
-    ) {
-        let rows = steps.step(index).rows;
-        self.kernel.dispatch(
-            pass,
-            bg,
-            steps.offset(index),
-            (div_up(self.vocab, 64), rows, 1),
-        );
+impl Driver<4> for LmHead {
+    fn kernel(&self, _: Step) -> &Kernel<4> {
+        &self.kernel
+    }
+
+    fn groups(&self, step: Step) -> (u32, u32, u32) {
+        (div_up(self.vocab, 64), step.rows, 1)
     }
 }
 
@@ -498,15 +507,14 @@ impl Argmax {
             ),
         }
     }
+}
 
-    pub fn dispatch(
-        &self,
-        pass: &mut wgpu::ComputePass<'_>,
-        bg: &wgpu::BindGroup,
-        steps: &StepTable,
-        index: usize,
-    ) {
-        self.kernel
-            .dispatch(pass, bg, steps.offset(index), (1, 1, 1));
+impl Driver<2> for Argmax {
+    fn kernel(&self, _: Step) -> &Kernel<2> {
+        &self.kernel
+    }
+
+    fn groups(&self, _: Step) -> (u32, u32, u32) {
+        (1, 1, 1)
     }
 }

@@ -15,7 +15,8 @@ use coconut_core::tokenizer::{Tokenizer, EOS};
 use coconut_core::weights::{quantize_int8, random_weights, ModelWeights, Tensor, TensorData};
 use coconut_core::ModelConfig;
 use coconut_shaders::kernels::{
-    Argmax, Attention, Embed, EmbedInput, Epilogue, LayerNorm, Linear, LmHead, Step, StepTable,
+    Argmax, Attention, Driver, Embed, EmbedInput, Epilogue, LayerNorm, Linear, LmHead, Step,
+    StepTable,
 };
 use coconut_shaders::pack::{pack_f32, pack_quantized};
 use coconut_shaders::{Gpu, WgpuEngine};
@@ -261,11 +262,7 @@ pub async fn products(gpu: &Gpu) {
                             [&bufs[0], &bufs[1], &bufs[2], &bufs[3], &y],
                         );
                         run(gpu, |pass| {
-                            if matvec {
-                                lin.dispatch_matvec(pass, &bg, &steps, 0)
-                            } else {
-                                lin.dispatch_matmul(pass, &bg, &steps, 0)
-                            }
+                            lin.dispatch_tiled(pass, &bg, &steps, 0, !matvec)
                         });
                         let out = read_f32(gpu, &y, rows * n).await;
                         let e = rel_err(&out, &reference);

@@ -78,11 +78,8 @@ mod tests {
     #[test]
     fn flatten_round_trips_and_covers_the_buffer() {
         let config = ModelConfig {
-            n_embd: 16,
-            n_layer: 2,
-            n_head: 2,
             n_positions: 20,
-            ..ModelConfig::default()
+            ..ModelConfig::tiny()
         };
         let layout = ParamLayout::new(&config);
         assert_eq!(layout.len, config.n_params());
