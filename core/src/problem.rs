@@ -90,6 +90,15 @@ impl Problem {
         digit_count(self.a).max(digit_count(self.b))
     }
 
+    /// Columns whose two digits sum to 9 (a missing digit counts as 0): where only the carry
+    /// coming in decides between writing 9 and carrying on.
+    pub fn nine_columns(&self) -> usize {
+        self.steps()
+            .iter()
+            .filter(|s| matches!(s, Step::Column { x, y, .. } if x + y == 9))
+            .count()
+    }
+
     /// The chain of thought, least significant column first.
     pub fn steps(&self) -> Vec<Step> {
         let mut steps = Vec::with_capacity(self.columns() + 1);
@@ -372,6 +381,15 @@ mod tests {
         }
         assert_eq!(Problem::parse("0+0", 4), Ok(Problem::new(0, 0)));
         assert_eq!(Problem::parse("9999+9999", 4), Ok(Problem::new(9999, 9999)));
+    }
+
+    #[test]
+    fn nine_columns_are_those_where_only_the_carry_decides() {
+        assert_eq!(Problem::new(3206, 2795).nine_columns(), 2); // 0+9, 2+7
+        assert_eq!(Problem::new(1453, 8546).nine_columns(), 4);
+        assert_eq!(Problem::new(9, 0).nine_columns(), 1);
+        assert_eq!(Problem::new(9000, 9).nine_columns(), 2); // 9+0 and 0+9: a missing digit is 0
+        assert_eq!(Problem::new(347, 285).nine_columns(), 0);
     }
 
     #[test]

@@ -80,13 +80,7 @@ fn main() -> Result<()> {
         model: args.model.clone(),
         ..TrainConfig::default()
     };
-    let stage = config.stage(&StagePlan {
-        stage: args.stage.clone(),
-        epochs: 1.0,
-        until_val: None,
-        lr: None,
-        mix: None,
-    })?;
+    let stage = config.stage(&StagePlan::new(args.stage.clone(), 1.0))?;
     let data = DataConfig {
         n_train: args.batch * (args.steps + 1),
         n_val: 0,

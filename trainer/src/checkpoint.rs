@@ -312,22 +312,7 @@ mod tests {
         c.model.n_layer = 1;
         c.model.n_head = 2;
         c.data.max_digits = 2;
-        c.stages = vec![
-            StagePlan {
-                stage: "stage0".into(),
-                epochs: 1.0,
-                until_val: None,
-                lr: None,
-                mix: None,
-            },
-            StagePlan {
-                stage: "stage1".into(),
-                epochs: 2.0,
-                until_val: None,
-                lr: None,
-                mix: None,
-            },
-        ];
+        c.stages = vec![StagePlan::new("stage0", 1.0), StagePlan::new("stage1", 2.0)];
         c.batch_size = 10;
         c
     }

@@ -4,7 +4,7 @@ use crate::optim::AdamWConfig;
 use anyhow::{ensure, Context, Result};
 use coconut_core::data::DataConfig;
 use coconut_core::problem::max_steps;
-use coconut_core::{ModelConfig, Stage, StageKind};
+use coconut_core::{ModelConfig, Problem, Stage, StageKind};
 use serde::{Deserialize, Serialize};
 
 /// Which implementation trains the model.
@@ -38,9 +38,26 @@ pub struct StagePlan {
     /// This stage's data mixing, when it differs from the run's `mix`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mix: Option<f64>,
+    /// Extra copies, in each of this stage's epochs, of a training problem for each of its
+    /// columns beyond the first whose digits sum to 9 (there only the carry coming in decides
+    /// between writing 9 and carrying on: long carry chains, rare among random problems).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub repeat_nines: Option<usize>,
 }
 
 impl StagePlan {
+    /// `epochs` of `stage` with the run's settings.
+    pub fn new(stage: impl Into<String>, epochs: f64) -> StagePlan {
+        StagePlan {
+            stage: stage.into(),
+            epochs,
+            until_val: None,
+            lr: None,
+            mix: None,
+            repeat_nines: None,
+        }
+    }
+
     /// The stage's peak learning rate in a run with `config`.
     pub fn peak_lr(&self, config: &TrainConfig) -> f64 {
         self.lr.unwrap_or(config.lr)
@@ -50,7 +67,25 @@ impl StagePlan {
     pub fn mixing(&self, config: &TrainConfig) -> f64 {
         self.mix.unwrap_or(config.mix)
     }
+
+    /// What one epoch of this stage draws: indices into `train`, each problem once plus its
+    /// [`StagePlan::repeat_nines`] copies, in index order.
+    pub fn epoch_pool(&self, train: &[Problem]) -> Vec<usize> {
+        let extra = self.repeat_nines.unwrap_or(0);
+        train
+            .iter()
+            .enumerate()
+            .flat_map(|(i, p)| {
+                let copies = 1 + extra * p.nine_columns().saturating_sub(1);
+                std::iter::repeat_n(i, copies)
+            })
+            .collect()
+    }
 }
+
+/// The most extra copies per 9-sum column a stage may ask for (a 4-digit problem then appears
+/// at most 301 times an epoch).
+pub const MAX_REPEAT_NINES: usize = 100;
 
 /// Everything a training run depends on. The default reproduces notes/recipe.md for the
 /// shipped 4-layer, width-128, 4-head model: the curriculum 0..5 with c = 1.
@@ -112,13 +147,7 @@ impl Default for TrainConfig {
             stages: epochs
                 .iter()
                 .enumerate()
-                .map(|(k, &epochs)| StagePlan {
-                    stage: format!("stage{k}"),
-                    epochs,
-                    until_val: None,
-                    lr: None,
-                    mix: None,
-                })
+                .map(|(k, &epochs)| StagePlan::new(format!("stage{k}"), epochs))
                 .collect(),
             batch_size: 256,
             lr: 1e-3,
@@ -221,6 +250,12 @@ impl TrainConfig {
                 plan.stage,
                 plan.mixing(self)
             );
+            ensure!(
+                plan.repeat_nines.unwrap_or(0) <= MAX_REPEAT_NINES,
+                "{}: repeat_nines is at most {MAX_REPEAT_NINES} copies per column, not {}",
+                plan.stage,
+                plan.repeat_nines.unwrap_or(0)
+            );
             if let Some(goal) = plan.until_val {
                 ensure!(
                     goal > 0.0 && goal <= 100.0,
@@ -283,5 +318,28 @@ mod tests {
         c.stages[0].stage = "pause".into();
         c.validate().unwrap();
         assert_eq!(c.stage(&c.stages[0]).unwrap().thoughts(), 5);
+    }
+
+    #[test]
+    fn a_stage_repeats_problems_with_long_carry_chains() {
+        let train = [
+            Problem::new(347, 285),   // no 9-sum column: once
+            Problem::new(3206, 2795), // two: 1 + 3 copies
+            Problem::new(1453, 8546), // four: 1 + 3 * 3
+            Problem::new(9, 5),       // one: once
+        ];
+        let mut c = TrainConfig::default();
+        assert_eq!(c.stages[4].epoch_pool(&train), [0, 1, 2, 3]);
+        c.stages[4].repeat_nines = Some(3);
+        let pool = c.stages[4].epoch_pool(&train);
+        let count = |i| pool.iter().filter(|&&j| j == i).count();
+        assert_eq!([count(0), count(1), count(2), count(3)], [1, 4, 10, 1]);
+        c.validate().unwrap();
+        c.stages[4].repeat_nines = Some(MAX_REPEAT_NINES + 1);
+        assert!(c
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("repeat_nines"));
     }
 }

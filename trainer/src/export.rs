@@ -306,17 +306,8 @@ pub fn run_export(args: ExportArgs) -> Result<()> {
         return export_from_weights(weights, &args);
     }
     let config = crate::train::load_run_config(&args.run_dir)?;
-    let plan = crate::StagePlan {
-        stage: args
-            .stage
-            .parse::<coconut_core::StageKind>()
-            .map_err(anyhow::Error::msg)?
-            .to_string(),
-        epochs: 1.0,
-        until_val: None,
-        lr: None,
-        mix: None,
-    };
+    let kind = args.stage.parse::<coconut_core::StageKind>();
+    let plan = crate::StagePlan::new(kind.map_err(anyhow::Error::msg)?.to_string(), 1.0);
     let stage = config.stage(&plan)?;
     let run = crate::train::RunDir(args.run_dir.clone());
     let path = run.stage_weights(&stage.id());

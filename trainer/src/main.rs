@@ -1,6 +1,6 @@
 //! `coconut`: train the curriculum, evaluate stages.
 
-use anyhow::{Context, Result};
+use anyhow::{ensure, Context, Result};
 use candle_core::Device;
 use clap::{Args, Parser, Subcommand};
 use coconut_core::tokenizer::Tokenizer;
@@ -127,6 +127,10 @@ struct TrainArgs {
     /// A stage's own --until-val, e.g. stage4=99.95 (the others keep --until-val).
     #[arg(long, value_delimiter = ',')]
     stage_until_val: Option<Vec<String>>,
+    /// Extra copies per epoch of a training problem for each column beyond the first whose
+    /// digits sum to 9 (long carry chains), in a stage, e.g. stage4=3,stage5=3.
+    #[arg(long, value_delimiter = ',')]
+    stage_repeat_nines: Option<Vec<String>>,
     #[arg(long)]
     weight_decay: Option<f64>,
     #[arg(long)]
@@ -193,13 +197,7 @@ impl TrainArgs {
                 .map(|(i, s)| {
                     let stage = stage_id(s)?;
                     let epochs = *epochs.get(i).or(epochs.last()).unwrap_or(&1.0);
-                    Ok(StagePlan {
-                        stage,
-                        epochs,
-                        until_val: None,
-                        lr: None,
-                        mix: None,
-                    })
+                    Ok(StagePlan::new(stage, epochs))
                 })
                 .collect::<Result<_>>()?;
         }
@@ -234,6 +232,7 @@ impl TrainArgs {
             ("--stage-lr", &self.stage_lr),
             ("--stage-mix", &self.stage_mix),
             ("--stage-until-val", &self.stage_until_val),
+            ("--stage-repeat-nines", &self.stage_repeat_nines),
         ] {
             for spec in specs.iter().flatten() {
                 let (stage, value) = spec.split_once('=').with_context(|| {
@@ -252,6 +251,13 @@ impl TrainArgs {
                 match flag {
                     "--stage-lr" => plan.lr = Some(value),
                     "--stage-mix" => plan.mix = Some(value),
+                    "--stage-repeat-nines" => {
+                        ensure!(
+                            (0.0..=1e6).contains(&value) && value.fract() == 0.0,
+                            "{flag} {spec}: {value} is not a whole number of copies"
+                        );
+                        plan.repeat_nines = Some(value as usize);
+                    }
                     _ => plan.until_val = Some(value),
                 }
             }
@@ -407,13 +413,7 @@ fn run_eval(args: EvalArgs) -> Result<()> {
         }
         (None, None) => anyhow::bail!("give --run-dir or --weights"),
     };
-    let stage = config.stage(&StagePlan {
-        stage: stage_name.clone(),
-        epochs: 1.0,
-        until_val: None,
-        lr: None,
-        mix: None,
-    })?;
+    let stage = config.stage(&StagePlan::new(stage_name.clone(), 1.0))?;
     let bytes = coconut_core::files::read_regular(&weights_path, u64::MAX)
         .with_context(|| format!("reading {}", weights_path.display()))?;
     let weights =

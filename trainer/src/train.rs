@@ -251,8 +251,10 @@ pub fn train(
             .iter()
             .map(|p| Layout::new(&tokenizer, p, &stage))
             .collect::<Result<Vec<_>, _>>()?;
-        let steps_per_epoch = layouts.len().div_ceil(config.batch_size) as u64;
-        let total = config.total_steps(plan, layouts.len());
+        // One epoch: every training problem, plus the stage's extra copies of the hard ones.
+        let pool = plan.epoch_pool(&splits.train);
+        let steps_per_epoch = pool.len().div_ceil(config.batch_size) as u64;
+        let total = config.total_steps(plan, pool.len());
         if progress.stage_step == 0 {
             // A new stage: the optimizer and its schedule start over.
             learner.reset_optimizer()?;
@@ -293,13 +295,11 @@ pub fn train(
             // The batch: a slice of this epoch's order.
             let (epoch, index) = (step / steps_per_epoch, (step % steps_per_epoch) as usize);
             if order.0 != epoch {
-                order = (
-                    epoch,
-                    epoch_order(layouts.len(), config.seed, progress.stage_index, epoch),
-                );
+                let shuffled = epoch_order(pool.len(), config.seed, progress.stage_index, epoch);
+                order = (epoch, shuffled.into_iter().map(|j| pool[j]).collect());
             }
             let start = index * config.batch_size;
-            let end = (start + config.batch_size).min(layouts.len());
+            let end = (start + config.batch_size).min(pool.len());
             let picked = mixed_in(
                 plan.mixing(config),
                 mixing_key(config.seed, progress.stage_index, step),

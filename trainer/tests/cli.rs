@@ -26,22 +26,7 @@ fn config() -> TrainConfig {
     c.data.n_ood = 20;
     c.data.max_digits = 2;
     c.data.ood_digits = 3;
-    c.stages = vec![
-        StagePlan {
-            stage: "stage0".into(),
-            epochs: 4.0,
-            until_val: None,
-            lr: None,
-            mix: None,
-        },
-        StagePlan {
-            stage: "stage1".into(),
-            epochs: 2.0,
-            until_val: None,
-            lr: None,
-            mix: None,
-        },
-    ];
+    c.stages = vec![StagePlan::new("stage0", 4.0), StagePlan::new("stage1", 2.0)];
     c.batch_size = 16;
     c.warmup_steps = 5;
     c.checkpoint_every = 10;

@@ -62,13 +62,7 @@ fn tiny_run(stages: &[(&str, f64)]) -> TrainConfig {
         data: small_data(96),
         stages: stages
             .iter()
-            .map(|&(stage, epochs)| StagePlan {
-                stage: stage.into(),
-                epochs,
-                until_val: None,
-                lr: None,
-                mix: None,
-            })
+            .map(|&(stage, epochs)| StagePlan::new(stage, epochs))
             .collect(),
         batch_size: 16,
         warmup_steps: 2,
@@ -120,11 +114,8 @@ fn learning_run(until_val: Option<f64>) -> TrainConfig {
             ..small_data(4300)
         },
         stages: vec![StagePlan {
-            stage: "stage0".into(),
-            epochs: 6.0,
             until_val,
-            lr: None,
-            mix: None,
+            ..StagePlan::new("stage0", 6.0)
         }],
         batch_size: 32,
         lr: 3e-3,
