@@ -13,7 +13,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 runs=${1:-runs/cpu}
-cargo build --release -p coconut-trainer --locked
+cargo build --release -p coconut --locked
 bin=target/release/coconut
 mkdir -p "$runs"
 

@@ -41,6 +41,6 @@ export CUDA_ROOT CUDA_HOME=$CUDA_ROOT CUDA_PATH=$CUDA_ROOT PATH=$CUDA_ROOT/bin:$
 export CUDA_COMPUTE_CAP=${CUDA_COMPUTE_CAP:-90} CUDARC_CUDA_VERSION=13000 NVCC_CCBIN=/usr/bin/g++
 export LIBRARY_PATH=$CUDA_ROOT/lib:$CUDA_ROOT/lib/stubs
 # Its own target dir, so the CPU build is not rebuilt each time.
-cargo build --release -p coconut-trainer --features cuda --target-dir target/cuda
+cargo build --release -p coconut --features cuda --target-dir target/cuda
 strip -o target/cuda/coconut-cuda target/cuda/release/coconut
 ls -la target/cuda/coconut-cuda

@@ -46,8 +46,8 @@ fi
 # The oracle the page is compared with.
 export COCONUT=${COCONUT:-$repo/target/release/coconut}
 if [ ! -x "$COCONUT" ]; then
-  echo "== cargo build --release -p coconut-trainer (the coconut CLI)"
-  cargo build --release -p coconut-trainer --locked
+  echo "== cargo build --release -p coconut (the coconut CLI)"
+  cargo build --release -p coconut --locked
 fi
 
 # --- the page

@@ -16,20 +16,37 @@ use coconut_core::stage::Stage;
 use coconut_core::tokenizer::{Tokenizer, BOT, EOS, EOT, LATENT, PAD};
 use coconut_core::weights::{ModelWeights, WeightDtype};
 use serde_json::json;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use crate::checkpoint::write_atomic;
 
 pub const TOKENIZER_FILE: &str = "tokenizer.json";
 
 /// What `coconut export --format` writes.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ExportFormat {
     Int8,
     F16,
     F32,
     /// A Hugging Face `GPT2LMHeadModel` folder.
     Hf,
+}
+
+impl std::str::FromStr for ExportFormat {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "hf" => Ok(ExportFormat::Hf),
+            other => match other.parse::<WeightDtype>() {
+                Ok(WeightDtype::Int8) => Ok(ExportFormat::Int8),
+                Ok(WeightDtype::F16) => Ok(ExportFormat::F16),
+                Ok(WeightDtype::F32) => Ok(ExportFormat::F32),
+                Err(_) => Err(format!(
+                    "unknown format '{other}': expected int8, f16, f32 or hf"
+                )),
+            },
+        }
+    }
 }
 
 /// What is known about the stage being exported, copied into the manifest.
@@ -232,30 +249,6 @@ pub fn import_hf(dir: &Path) -> Result<ModelWeights> {
     Ok(weights)
 }
 
-/// `coconut export`.
-#[derive(clap::Args, Debug)]
-pub struct ExportArgs {
-    /// The training run: its config.json, stages/<stage>.safetensors, checkpoint and run.json.
-    #[arg(long, default_value = "runs/default")]
-    pub run_dir: PathBuf,
-    /// Export from a weights folder (manifest.json and its stage files, e.g. the shipped
-    /// `weights`) instead of a training run; only `--format hf`.
-    #[arg(long, conflicts_with_all = ["run_dir", "eval"])]
-    pub weights: Option<PathBuf>,
-    /// The stage: 0..K, stageN, nocot or pause.
-    #[arg(long)]
-    pub stage: String,
-    #[arg(long, value_enum, default_value_t = ExportFormat::Int8)]
-    pub format: ExportFormat,
-    /// The weights folder to add the stage to (or the Hugging Face folder to write).
-    #[arg(long, default_value = "weights")]
-    pub out: PathBuf,
-    /// The JSON written by `coconut eval` for this stage, copied into the manifest (refused if it
-    /// evaluates another stage).
-    #[arg(long)]
-    pub eval: Option<PathBuf>,
-}
-
 /// The accuracy sets of a `coconut eval` JSON file, which must be about `stage_id`.
 pub fn read_eval(path: &Path, stage_id: &str) -> Result<Accuracy> {
     let text =
@@ -280,55 +273,59 @@ pub fn read_eval(path: &Path, stage_id: &str) -> Result<Accuracy> {
 
 /// Writes a Hugging Face folder for a stage of the weights folder `weights` (int8 and f16
 /// stages are written dequantized, in f32: the values every engine computes with).
-fn export_from_weights(weights: &Path, args: &ExportArgs) -> Result<()> {
-    if args.format != ExportFormat::Hf {
+pub fn export_from_weights(
+    weights: &Path,
+    stage: &str,
+    format: ExportFormat,
+    out: &Path,
+) -> Result<()> {
+    if format != ExportFormat::Hf {
         bail!(
             "--weights exports to a Hugging Face folder only (--format hf): a weights folder's \
              stages are already int8, f16 or f32 files; re-export from the training run instead"
         );
     }
     let folder = coconut_core::manifest::WeightsDir::open(weights)?;
-    let (entry, stage, model) = folder.stage(&args.stage)?;
-    export_hf(&model, &stage, &args.out)?;
+    let (entry, stage, model) = folder.stage(stage)?;
+    export_hf(&model, &stage, out)?;
     eprintln!(
         "wrote {} ({}, stored as {:?}) of {} as a Hugging Face GPT-2 folder to {}",
         entry.id,
         stage.kind,
         entry.dtype,
         weights.display(),
-        args.out.display()
+        out.display()
     );
     Ok(())
 }
 
-pub fn run_export(args: ExportArgs) -> Result<()> {
-    if let Some(weights) = &args.weights {
-        return export_from_weights(weights, &args);
-    }
-    let config = crate::train::load_run_config(&args.run_dir)?;
-    let kind = args.stage.parse::<coconut_core::StageKind>();
+/// Exports a trained stage of the run in `run_dir` into the weights folder `out` (int8, f16,
+/// f32; with its accuracy from `eval` and its training facts in the manifest) or as a Hugging
+/// Face folder.
+pub fn export_from_run(
+    run_dir: &Path,
+    stage: &str,
+    format: ExportFormat,
+    out: &Path,
+    eval: Option<&Path>,
+) -> Result<()> {
+    let config = crate::train::load_run_config(run_dir)?;
+    let kind = stage.parse::<coconut_core::StageKind>();
     let plan = crate::StagePlan::new(kind.map_err(anyhow::Error::msg)?.to_string(), 1.0);
     let stage = config.stage(&plan)?;
-    let run = crate::train::RunDir(args.run_dir.clone());
+    let run = crate::train::RunDir(run_dir.to_path_buf());
     let path = run.stage_weights(&stage.id());
     let bytes = coconut_core::files::read_regular(&path, u64::MAX)
         .with_context(|| format!("reading {} (is the stage trained?)", path.display()))?;
     let weights =
         ModelWeights::from_safetensors(&bytes, &path.display().to_string(), Some(&config.model))?;
-    if args.format == ExportFormat::Hf {
-        export_hf(&weights, &stage, &args.out)?;
-        eprintln!(
-            "wrote a Hugging Face GPT-2 folder to {}",
-            args.out.display()
-        );
+    if format == ExportFormat::Hf {
+        export_hf(&weights, &stage, out)?;
+        eprintln!("wrote a Hugging Face GPT-2 folder to {}", out.display());
         return Ok(());
     }
-    let accuracy = args
-        .eval
-        .as_deref()
-        .map(|eval| read_eval(eval, &stage.id()))
-        .transpose()?;
-    let run_info = crate::provenance::RunInfo::load(&args.run_dir)?.unwrap_or_default();
+    let accuracy = eval.map(|eval| read_eval(eval, &stage.id())).transpose()?;
+    let run_info = crate::provenance::RunInfo::load(run_dir)?.unwrap_or_default();
     let info = run_info.for_stage(&stage.id()).clone();
     let record = read_stage_record(&run.checkpoint(), &stage.id())?;
     let training = TrainingFacts {
@@ -339,7 +336,7 @@ pub fn run_export(args: ExportArgs) -> Result<()> {
         steps: record.as_ref().map_or(0, |r| r.steps),
         seconds: record.as_ref().map_or(0.0, |r| r.seconds),
     };
-    let dtype = match args.format {
+    let dtype = match format {
         ExportFormat::Int8 => WeightDtype::Int8,
         ExportFormat::F16 => WeightDtype::F16,
         _ => WeightDtype::F32,
@@ -348,13 +345,13 @@ pub fn run_export(args: ExportArgs) -> Result<()> {
         accuracy,
         training: Some(training),
     };
-    let entry = export_stage(&weights, &stage, dtype, &config.data, facts, &args.out)?;
+    let entry = export_stage(&weights, &stage, dtype, &config.data, facts, out)?;
     eprintln!(
         "wrote {} ({} bytes, {:?}) to {}",
         entry.file.file,
         entry.file.bytes,
         dtype,
-        args.out.display()
+        out.display()
     );
     Ok(())
 }

@@ -83,20 +83,10 @@ pub fn golden_stage(model: &Gpt, tokenizer: &Tokenizer, stage: &Stage) -> Result
     })
 }
 
-/// `coconut golden`.
-#[derive(clap::Args, Debug)]
-pub struct GoldenArgs {
-    /// A weights folder (manifest.json and stage files).
-    #[arg(long, default_value = "weights")]
-    pub weights: std::path::PathBuf,
-    /// Where to write the JSON; default: <weights>/golden.json.
-    #[arg(long)]
-    pub out: Option<std::path::PathBuf>,
-}
-
-/// Writes golden activations for every stage of a weights folder.
-pub fn run_golden(args: GoldenArgs) -> Result<()> {
-    let folder = coconut_core::manifest::WeightsDir::open(&args.weights)?;
+/// Writes golden activations for every stage of the weights folder `weights` to `out`; returns
+/// how many stages.
+pub fn golden_folder(weights: &Path, out: &Path) -> Result<usize> {
+    let folder = coconut_core::manifest::WeightsDir::open(weights)?;
     let tokenizer = folder.tokenizer()?;
     let mut stages = Vec::new();
     for entry in &folder.manifest.stages {
@@ -104,10 +94,8 @@ pub fn run_golden(args: GoldenArgs) -> Result<()> {
         let model = Gpt::from_weights(&weights, &candle_core::Device::Cpu)?;
         stages.push(golden_stage(&model, &tokenizer, &stage)?);
     }
-    let out = args.out.unwrap_or_else(|| args.weights.join("golden.json"));
-    write_golden(&stages, &out)?;
-    eprintln!("wrote {} ({} stages)", out.display(), stages.len());
-    Ok(())
+    write_golden(&stages, out)?;
+    Ok(stages.len())
 }
 
 pub fn write_golden(stages: &[GoldenStage], out: &Path) -> Result<()> {

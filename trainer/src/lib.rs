@@ -1,5 +1,6 @@
 //! The native Coconut trainer on candle: the GPT-2 model with thought feedback, the curriculum's
-//! training loop, checkpoints and evaluation. The `coconut` command is built on it.
+//! training loop, checkpoints and evaluation. The `coconut` command (`cli/`) is built on it;
+//! this library has no GPU dependency of its own (no wgpu).
 //!
 //! - [`model`]: GPT-2 in candle, inputs given as embeddings, a KV cache, conversion to and from
 //!   core's weights;
@@ -30,7 +31,6 @@ pub mod optim;
 pub mod plot;
 pub mod provenance;
 pub mod run_lock;
-pub mod solve;
 pub mod train;
 
 pub use config::{Engine, StagePlan, TrainConfig};

@@ -105,26 +105,6 @@ pub fn plot_run(metrics: &Path, out: &Path) -> Result<()> {
     plot_losses(&points, "Coconut curriculum: training loss", out)
 }
 
-/// `coconut plot`.
-#[derive(clap::Args, Debug)]
-pub struct PlotArgs {
-    /// A run directory (reads its metrics.jsonl).
-    #[arg(long, default_value = "runs/default")]
-    pub run_dir: std::path::PathBuf,
-    /// The picture to write (SVG); default: <run-dir>/training-curve.svg.
-    #[arg(long)]
-    pub out: Option<std::path::PathBuf>,
-}
-
-pub fn run_plot(args: PlotArgs) -> Result<()> {
-    let out = args
-        .out
-        .unwrap_or_else(|| args.run_dir.join("training-curve.svg"));
-    plot_run(&args.run_dir.join(crate::train::METRICS_FILE), &out)?;
-    eprintln!("wrote {}", out.display());
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

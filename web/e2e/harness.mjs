@@ -144,7 +144,7 @@ export function solveCli(weightsDir, stage, problems) {
     encoding: 'utf8',
     maxBuffer: 64 << 20,
   });
-  if (r.error) throw new Error(`cannot run ${COCONUT}: ${r.error.message} (build it: cargo build --release -p coconut-trainer)`);
+  if (r.error) throw new Error(`cannot run ${COCONUT}: ${r.error.message} (build it: cargo build --release -p coconut)`);
   const out = new Map();
   for (const line of r.stdout.split('\n').filter((l) => l.trim())) {
     const obj = JSON.parse(line);

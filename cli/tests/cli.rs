@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
+#[path = "../../trainer/tests/common/mod.rs"]
 mod common;
 use common::weight_bits;
 
@@ -406,7 +407,7 @@ fn provenance_follows_each_start_and_export_checks_the_eval_stage() {
     assert_eq!(code, Some(0), "{stderr}");
     let info = RunInfo::load(&run).unwrap().unwrap();
     assert!(info.command.contains("--batch-size 32"), "{info:?}");
-    assert_eq!(info.git_commit, env!("COCONUT_GIT_COMMIT"));
+    assert_eq!(info.git_commit, coconut_trainer::provenance::GIT_COMMIT);
     assert!(info.resumes.is_empty());
     let metrics = std::fs::read_to_string(RunDir(run.clone()).metrics()).unwrap();
     assert_eq!(metrics.matches("\"event\"").count(), 2, "{metrics}"); // start, out_of_time
@@ -455,7 +456,7 @@ fn provenance_follows_each_start_and_export_checks_the_eval_stage() {
         .manifest;
     let training = manifest.stages[0].training.as_ref().unwrap();
     assert!(training.command.contains("--batch-size 32"), "{training:?}");
-    assert_eq!(training.git_commit, env!("COCONUT_GIT_COMMIT"));
+    assert_eq!(training.git_commit, coconut_trainer::provenance::GIT_COMMIT);
 }
 
 #[test]

@@ -6,7 +6,7 @@
 //! line that was refused. Refused lines never stop the run; the caller learns of them from the
 //! return value (the command exits 1).
 
-use crate::model::Gpt;
+use crate::args::SolveArgs;
 use anyhow::{Context, Result};
 use candle_core::Device;
 use coconut_core::layout::answer_digits;
@@ -15,6 +15,7 @@ use coconut_core::reference::ReferenceModel;
 use coconut_core::stage::Stage;
 use coconut_core::tokenizer::Tokenizer;
 use coconut_core::weights::ModelWeights;
+use coconut_trainer::Gpt;
 use serde_json::json;
 use std::io::Write;
 
@@ -58,7 +59,7 @@ impl Engine {
     ) -> Result<Vec<u32>> {
         Ok(match self {
             Engine::Reference(m) => m.solve(tokenizer, problem, stage, false)?.generation.ids,
-            Engine::Candle(m) => crate::eval::solve(m, tokenizer, problem, stage)?,
+            Engine::Candle(m) => coconut_trainer::eval::solve(m, tokenizer, problem, stage)?,
             Engine::Wgpu(m) => {
                 m.solve_blocking(tokenizer, problem, stage, false)?
                     .generation
@@ -285,24 +286,6 @@ pub fn run(
         }
     }
     Ok(refused)
-}
-
-/// `coconut solve`.
-#[derive(clap::Args, Debug)]
-pub struct SolveArgs {
-    /// Problems such as "347 + 285"; without any, one problem per line is read from stdin.
-    pub problems: Vec<String>,
-    /// The stage: 0..K, stageN, nocot or pause (default: the all-latent stage).
-    #[arg(long)]
-    pub stage: Option<String>,
-    /// A weights folder (manifest.json, tokenizer.json, stage files).
-    #[arg(long, default_value = "weights")]
-    pub weights: std::path::PathBuf,
-    #[arg(long, value_enum, default_value_t = EngineKind::Reference)]
-    pub engine: EngineKind,
-    /// One JSON object per input line.
-    #[arg(long)]
-    pub json: bool,
 }
 
 /// Runs `coconut solve`; returns the process exit code (1 if any line was refused).

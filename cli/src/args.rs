@@ -1,0 +1,329 @@
+//! Every argument of the `coconut` command, in one place: the subcommands and their flags
+//! (clap), and how the training flags make a run's settings.
+
+use crate::solve::EngineKind;
+use anyhow::{ensure, Context, Result};
+use clap::{Args, Parser, Subcommand};
+use coconut_trainer::export::ExportFormat;
+use coconut_trainer::train::load_run_config;
+use coconut_trainer::{StagePlan, TrainConfig};
+use std::path::PathBuf;
+
+#[derive(Parser)]
+#[command(
+    name = "coconut",
+    version,
+    about = "Coconut latent-reasoning lab: train and evaluate the addition curriculum"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Train the curriculum (or a baseline) into a run directory; resumable.
+    Train(Box<TrainArgs>),
+    /// Greedy and teacher-forced accuracy of a stage, by digit count.
+    Eval(EvalArgs),
+    /// Answer problems with a shipped stage (arguments, or one per line on stdin).
+    Solve(SolveArgs),
+    /// Add a trained stage to a weights folder (int8, f16, f32) or write a Hugging Face folder.
+    Export(ExportArgs),
+    /// Draw a run's training curve (SVG).
+    Plot(PlotArgs),
+    /// Write golden activations of fixed problems for every stage of a weights folder.
+    Golden(GoldenArgs),
+}
+
+#[derive(Args)]
+pub struct TrainArgs {
+    /// Run directory: config.json, checkpoint, metrics.jsonl, stages/.
+    #[arg(long, default_value = "runs/default")]
+    pub run_dir: PathBuf,
+    /// Continue the run in --run-dir from its checkpoint, with its own config.json.
+    #[arg(long)]
+    pub resume: bool,
+    /// Settings file (a TrainConfig as JSON; missing fields take the defaults). Flags override it.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Start this new run from another run's stage boundary: that run's earlier stages are taken
+    /// as they are (weights, steps, seconds, metrics), and its config.json is the base the flags
+    /// change (only the plans of --branch-at and later stages may differ).
+    #[arg(long, requires = "branch_at", conflicts_with = "resume")]
+    pub branch_from: Option<PathBuf>,
+    /// The first stage the branch trains (e.g. stage4).
+    #[arg(long, requires = "branch_from")]
+    pub branch_at: Option<String>,
+    /// Stages to train, in order: e.g. 0,1,2,3,4,5 or nocot or pause.
+    #[arg(long, value_delimiter = ',')]
+    pub stages: Option<Vec<String>>,
+    /// Epochs per stage (the last value repeats for the remaining stages).
+    #[arg(long, value_delimiter = ',')]
+    pub epochs: Option<Vec<f64>>,
+    #[arg(long)]
+    pub thoughts_per_step: Option<usize>,
+    #[arg(long)]
+    pub batch_size: Option<usize>,
+    #[arg(long)]
+    pub lr: Option<f64>,
+    /// A stage's own peak learning rate, e.g. stage4=5e-4,stage5=5e-4 (the others keep --lr).
+    #[arg(long, value_delimiter = ',')]
+    pub stage_lr: Option<Vec<String>>,
+    /// A stage's own data mixing, e.g. stage4=0.2 (the others keep --mix).
+    #[arg(long, value_delimiter = ',')]
+    pub stage_mix: Option<Vec<String>>,
+    /// A stage's own --until-val, e.g. stage4=99.95 (the others keep --until-val).
+    #[arg(long, value_delimiter = ',')]
+    pub stage_until_val: Option<Vec<String>>,
+    /// Extra copies per epoch of a training problem for each column beyond the first whose
+    /// digits sum to 9 (long carry chains), in a stage, e.g. stage4=3,stage5=3.
+    #[arg(long, value_delimiter = ',')]
+    pub stage_repeat_nines: Option<Vec<String>>,
+    #[arg(long)]
+    pub weight_decay: Option<f64>,
+    #[arg(long)]
+    pub warmup_steps: Option<u64>,
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Stop after this many seconds (checkpointed; continue with --resume).
+    #[arg(long)]
+    pub time_budget: Option<f64>,
+    #[arg(long)]
+    pub checkpoint_every: Option<u64>,
+    #[arg(long)]
+    pub n_train: Option<usize>,
+    #[arg(long)]
+    pub max_digits: Option<usize>,
+    #[arg(long)]
+    pub layers: Option<usize>,
+    #[arg(long)]
+    pub width: Option<usize>,
+    #[arg(long)]
+    pub heads: Option<usize>,
+    /// Validation problems evaluated after each stage (0: none).
+    #[arg(long)]
+    pub val_problems: Option<usize>,
+    /// End each stage once greedy validation accuracy reaches this percentage (checked every
+    /// --val-every steps; --epochs is then the most a stage may take).
+    #[arg(long)]
+    pub until_val: Option<f64>,
+    /// Steps between validation checks of stages with --until-val.
+    #[arg(long)]
+    pub val_every: Option<u64>,
+    /// Data mixing: the probability that an example of latent stage k takes the layout of a
+    /// random earlier stage (CPU engine).
+    #[arg(long)]
+    pub mix: Option<f64>,
+    /// Engine: auto (the CPU engine on the CPU, candle elsewhere), cpu or candle.
+    #[arg(long)]
+    pub engine: Option<String>,
+    /// cpu, or cuda[:N] in a `cuda` build.
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
+}
+
+impl TrainArgs {
+    /// The config file (or the defaults) with the flags applied.
+    pub fn config(&self) -> Result<TrainConfig> {
+        let mut c = match &self.config {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .with_context(|| format!("reading {}", path.display()))?;
+                serde_json::from_str(&text)
+                    .with_context(|| format!("parsing {}", path.display()))?
+            }
+            None => match &self.branch_from {
+                Some(parent) => load_run_config(parent)?,
+                None => TrainConfig::default(),
+            },
+        };
+        if let Some(stages) = &self.stages {
+            let epochs: Vec<f64> = c.stages.iter().map(|p| p.epochs).collect();
+            c.stages = stages
+                .iter()
+                .enumerate()
+                .map(|(i, s)| {
+                    let stage = stage_id(s)?;
+                    let epochs = *epochs.get(i).or(epochs.last()).unwrap_or(&1.0);
+                    Ok(StagePlan::new(stage, epochs))
+                })
+                .collect::<Result<_>>()?;
+        }
+        if let Some(epochs) = &self.epochs {
+            for (i, plan) in c.stages.iter_mut().enumerate() {
+                if let Some(&e) = epochs.get(i).or(epochs.last()) {
+                    plan.epochs = e;
+                }
+            }
+        }
+        macro_rules! set {
+            ($($flag:ident => $($field:ident).+),* $(,)?) => {
+                $(if let Some(v) = self.$flag { c.$($field).+ = v; })*
+            };
+        }
+        set!(
+            thoughts_per_step => thoughts_per_step, batch_size => batch_size, lr => lr,
+            weight_decay => weight_decay, warmup_steps => warmup_steps, seed => seed,
+            checkpoint_every => checkpoint_every, n_train => data.n_train,
+            max_digits => data.max_digits, layers => model.n_layer, width => model.n_embd,
+            heads => model.n_head, val_problems => val_problems, mix => mix,
+        );
+        if self.time_budget.is_some() {
+            c.time_budget_s = self.time_budget;
+        }
+        if self.until_val.is_some() {
+            for plan in &mut c.stages {
+                plan.until_val = self.until_val;
+            }
+        }
+        for (flag, specs) in [
+            ("--stage-lr", &self.stage_lr),
+            ("--stage-mix", &self.stage_mix),
+            ("--stage-until-val", &self.stage_until_val),
+            ("--stage-repeat-nines", &self.stage_repeat_nines),
+        ] {
+            for spec in specs.iter().flatten() {
+                let (stage, value) = spec.split_once('=').with_context(|| {
+                    format!("{flag} {spec}: expected STAGE=VALUE, e.g. stage4=0.5")
+                })?;
+                let value: f64 = value
+                    .parse()
+                    .with_context(|| format!("{flag} {spec}: {value} is not a number"))?;
+                let plan = c
+                    .stages
+                    .iter_mut()
+                    .find(|p| p.stage == stage)
+                    .with_context(|| {
+                        format!("{flag} {spec}: {stage} is not a stage of this run")
+                    })?;
+                match flag {
+                    "--stage-lr" => plan.lr = Some(value),
+                    "--stage-mix" => plan.mix = Some(value),
+                    "--stage-repeat-nines" => {
+                        ensure!(
+                            (0.0..=1e6).contains(&value) && value.fract() == 0.0,
+                            "{flag} {spec}: {value} is not a whole number of copies"
+                        );
+                        plan.repeat_nines = Some(value as usize);
+                    }
+                    _ => plan.until_val = Some(value),
+                }
+            }
+        }
+        if let Some(v) = self.val_every {
+            c.val_every = v;
+        }
+        if let Some(engine) = &self.engine {
+            c.engine = serde_json::from_value(serde_json::Value::String(engine.clone()))
+                .with_context(|| format!("--engine is auto, cpu or candle, not {engine}"))?;
+        }
+        Ok(c)
+    }
+}
+
+#[derive(Args)]
+pub struct EvalArgs {
+    /// A run directory: its config.json and stages/<stage>.safetensors.
+    #[arg(long, conflicts_with = "weights")]
+    pub run_dir: Option<PathBuf>,
+    /// A stage weight file (safetensors) instead of a run directory.
+    #[arg(long, required_unless_present = "run_dir")]
+    pub weights: Option<PathBuf>,
+    /// Settings (data, thoughts per step) for --weights; defaults otherwise.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// The stage: 0..5, stageN, nocot or pause.
+    #[arg(long)]
+    pub stage: String,
+    /// Problems of the test set to evaluate.
+    #[arg(long, default_value_t = 5000)]
+    pub n: usize,
+    /// Problems of the out-of-distribution (longer) set to evaluate (0: skip).
+    #[arg(long, default_value_t = 1000)]
+    pub n_ood: usize,
+    #[arg(long, default_value_t = 256)]
+    pub batch_size: usize,
+    /// Also write the accuracies as JSON there (the input of `coconut export --eval`).
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+    /// Also write the test problems answered wrong (greedy), one `a + b` per line: the input
+    /// `coconut solve` takes, to see what the model wrote.
+    #[arg(long)]
+    pub wrong: Option<PathBuf>,
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
+}
+
+/// `coconut solve`.
+#[derive(Args, Debug)]
+pub struct SolveArgs {
+    /// Problems such as "347 + 285"; without any, one problem per line is read from stdin.
+    pub problems: Vec<String>,
+    /// The stage: 0..K, stageN, nocot or pause (default: the all-latent stage).
+    #[arg(long)]
+    pub stage: Option<String>,
+    /// A weights folder (manifest.json, tokenizer.json, stage files).
+    #[arg(long, default_value = "weights")]
+    pub weights: PathBuf,
+    #[arg(long, value_enum, default_value_t = EngineKind::Reference)]
+    pub engine: EngineKind,
+    /// One JSON object per input line.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `coconut export`.
+#[derive(Args, Debug)]
+pub struct ExportArgs {
+    /// The training run: its config.json, stages/<stage>.safetensors, checkpoint and run.json.
+    #[arg(long, default_value = "runs/default")]
+    pub run_dir: PathBuf,
+    /// Export from a weights folder (manifest.json and its stage files, e.g. the shipped
+    /// `weights`) instead of a training run; only `--format hf`.
+    #[arg(long, conflicts_with_all = ["run_dir", "eval"])]
+    pub weights: Option<PathBuf>,
+    /// The stage: 0..K, stageN, nocot or pause.
+    #[arg(long)]
+    pub stage: String,
+    /// int8, f16 or f32 (into a weights folder), or hf (a Hugging Face GPT2LMHeadModel folder).
+    #[arg(long, default_value = "int8")]
+    pub format: ExportFormat,
+    /// The weights folder to add the stage to (or the Hugging Face folder to write).
+    #[arg(long, default_value = "weights")]
+    pub out: PathBuf,
+    /// The JSON written by `coconut eval` for this stage, copied into the manifest (refused if it
+    /// evaluates another stage).
+    #[arg(long)]
+    pub eval: Option<PathBuf>,
+}
+
+/// `coconut plot`.
+#[derive(Args, Debug)]
+pub struct PlotArgs {
+    /// A run directory (reads its metrics.jsonl).
+    #[arg(long, default_value = "runs/default")]
+    pub run_dir: PathBuf,
+    /// The picture to write (SVG); default: <run-dir>/training-curve.svg.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+}
+
+/// `coconut golden`.
+#[derive(Args, Debug)]
+pub struct GoldenArgs {
+    /// A weights folder (manifest.json and stage files).
+    #[arg(long, default_value = "weights")]
+    pub weights: PathBuf,
+    /// Where to write the JSON; default: <weights>/golden.json.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+}
+
+/// The id of a stage named on the command line (`3`, `stage3`, `nocot`, `pause`).
+pub fn stage_id(name: &str) -> Result<String> {
+    Ok(name
+        .parse::<coconut_core::StageKind>()
+        .map_err(anyhow::Error::msg)?
+        .to_string())
+}
