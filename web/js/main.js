@@ -237,7 +237,7 @@ function solve(animate = true) {
     const errors = JSON.parse(app.check(a, b));
     setFieldErrors(errors);
     if (errors.a || errors.b) {
-      refuse([errors.a && `First number: ${errors.a}`, errors.b && `Second number: ${errors.b}`].filter(Boolean).join(' '));
+      refuse(errors.summary);
       return;
     }
     el.error.textContent = '';

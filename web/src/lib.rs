@@ -144,11 +144,14 @@ impl App {
         self.state.borrow().notice.clone()
     }
 
-    /// The two fields' verdicts as JSON `{"a": message|null, "b": message|null}`.
+    /// The two fields' verdicts as JSON `{"a": message|null, "b": message|null, "summary":
+    /// the line for the page's error box, empty when both are fine}`.
     pub fn check(&self, a: &str, b: &str) -> Result<String, JsValue> {
         let state = self.state.borrow();
         let errors = state.session()?.problem(a, b).err().unwrap_or_default();
-        serde_json::to_string(&errors).map_err(error)
+        let verdict =
+            serde_json::json!({"a": errors.a, "b": errors.b, "summary": errors.summary()});
+        serde_json::to_string(&verdict).map_err(error)
     }
 
     /// Solves `a + b` on a stage; resolves to a `SolveView` as JSON (with per-position internals
