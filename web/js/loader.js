@@ -65,6 +65,10 @@ export async function loadWeights(app, base, progress) {
   };
   const tokenizer = await fetchBytes(`${base}${manifest.tokenizer.file}`, tick(manifest.tokenizer.file));
   app.load(manifestText, tokenizer);
+  // What each stage is, in the page's words, from Rust (the manifest's `kind`): `stage.info`.
+  for (const info of JSON.parse(app.stages())) {
+    manifest.stages.find((s) => s.id === info.id).info = info;
+  }
   // Stage files download in parallel; each is verified and parsed as it arrives. The first
   // failure stops the other downloads, so that no late progress report hides the error.
   const downloads = new AbortController();

@@ -168,7 +168,7 @@ async function chooseEngine() {
 }
 
 function showStageAbout() {
-  el.stageAbout.textContent = stageAbout(manifest.stages.find((s) => s.id === el.stage.value), manifest);
+  el.stageAbout.textContent = stageAbout(manifest.stages.find((s) => s.id === el.stage.value));
 }
 
 function setFieldErrors(errors) {
@@ -288,7 +288,7 @@ function compareStages() {
     for (const s of manifest.stages) {
       const row = body.insertRow();
       row.dataset.stage = s.id;
-      row.insertCell().textContent = stageLabel(s, manifest);
+      row.insertCell().textContent = stageLabel(s);
       row.insertCell().textContent = String(s.thoughts);
       const seq = row.insertCell();
       seq.className = 'seq';
@@ -471,11 +471,11 @@ async function main() {
   for (const s of manifest.stages) {
     const option = document.createElement('option');
     option.value = s.id;
-    option.textContent = stageLabel(s, manifest);
+    option.textContent = stageLabel(s);
     el.stage.append(option);
   }
   // By default the all-latent stage: what the page is about.
-  const allLatent = manifest.stages.find((s) => stageInfo(s, manifest).allLatent);
+  const allLatent = manifest.stages.find((s) => stageInfo(s).allLatent);
   const wantedStage = params.get('stage');
   el.stage.value = manifest.stages.some((s) => s.id === wantedStage) ? wantedStage : (allLatent || manifest.stages[0]).id;
   showStageAbout();

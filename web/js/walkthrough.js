@@ -3,11 +3,16 @@
 // `kind`). Every chapter's problem is one its stage answers right with the shipped weights (the
 // end-to-end tests check this against `coconut solve`).
 
-import { stageInfo } from './panels.js';
+// A stage's kind and latent steps, read straight off the manifest's `kind` (the chapters are
+// built from the manifest alone, before or without the engine).
+const kindOf = (s) => ({
+  kind: s.kind === 'pause' ? 'pause' : s.kind === 'no_cot' ? 'nocot' : 'latent',
+  k: s.kind?.latent?.k ?? 0,
+});
 
 export function chapters(manifest) {
   const ids = manifest.stages.map((s) => s.id);
-  const k = Object.fromEntries(manifest.stages.map((s) => [s.id, stageInfo(s, manifest)]));
+  const k = Object.fromEntries(manifest.stages.map((s) => [s.id, kindOf(s)]));
   const latent = ids.filter((id) => k[id].kind === 'latent').sort((a, b) => k[a].k - k[b].k);
   const last = latent[latent.length - 1];
   const stageNumber = (id) => k[id].k;

@@ -9,6 +9,7 @@
 
 pub mod operand;
 pub mod session;
+pub mod stages;
 pub mod view;
 
 use coconut_shaders::{Gpu, GpuOptions, WgpuEngine};
@@ -142,6 +143,14 @@ impl App {
     #[wasm_bindgen(getter)]
     pub fn notice(&self) -> Option<String> {
         self.state.borrow().notice.clone()
+    }
+
+    /// What each stage is, as JSON: `[{id, kind, k, allLatent, label, about}]` (see
+    /// [`stages::StageText`]).
+    pub fn stages(&self) -> Result<String, JsValue> {
+        let state = self.state.borrow();
+        let texts = stages::stage_texts(&state.session()?.manifest);
+        serde_json::to_string(&texts).map_err(error)
     }
 
     /// The two fields' verdicts as JSON `{"a": message|null, "b": message|null, "summary":

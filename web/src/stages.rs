@@ -1,0 +1,145 @@
+//! What each stage of the loaded folder is, in the words the page shows (the stage menu, the
+//! line under it, the accuracy table, the walkthrough): from the manifest's `kind`, never from an
+//! id, and written here once so the page only draws them.
+
+use coconut_core::manifest::{Manifest, StageEntry};
+use coconut_core::stage::StageKind;
+use serde::Serialize;
+
+/// One stage as the page describes it.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StageText {
+    pub id: String,
+    /// `latent`, `nocot` or `pause`.
+    pub kind: &'static str,
+    /// Latent steps (0 for the written chain of thought and the baselines).
+    pub k: usize,
+    /// The curriculum's last stage: every step a thought.
+    pub all_latent: bool,
+    /// The stage menu's entry, e.g. "Stage 2: 2 thoughts, then written steps".
+    pub label: String,
+    /// One or two sentences on what the stage does, with its measured test accuracy.
+    pub about: String,
+}
+
+fn plural(n: usize, one: &str) -> String {
+    if n == 1 {
+        format!("{n} {one}")
+    } else {
+        format!("{n} {one}s")
+    }
+}
+
+/// The texts of every stage of `manifest`, in its order.
+pub fn stage_texts(manifest: &Manifest) -> Vec<StageText> {
+    let latent_k = |s: &StageEntry| match s.kind {
+        StageKind::Latent { k } => k,
+        _ => 0,
+    };
+    let most = manifest.stages.iter().map(latent_k).max().unwrap_or(0);
+    manifest
+        .stages
+        .iter()
+        .map(|s| {
+            let k = latent_k(s);
+            let (kind, all_latent) = match s.kind {
+                StageKind::Latent { .. } => ("latent", k > 0 && k == most),
+                StageKind::NoCot => ("nocot", false),
+                StageKind::Pause => ("pause", false),
+            };
+            StageText {
+                id: s.id.clone(),
+                kind,
+                k,
+                all_latent,
+                label: label(s, k, all_latent),
+                about: about(s, k, all_latent),
+            }
+        })
+        .collect()
+}
+
+fn label(s: &StageEntry, k: usize, all_latent: bool) -> String {
+    let thoughts = plural(s.thoughts, "thought");
+    match s.kind {
+        StageKind::NoCot => "Baseline: no chain of thought".into(),
+        StageKind::Pause => format!("Baseline: {}", plural(s.thoughts, "pause position")),
+        _ if k == 0 => format!("Stage {k}: written chain of thought"),
+        _ if all_latent => format!("Stage {k}: all latent ({thoughts})"),
+        _ => format!("Stage {k}: {thoughts}, then written steps"),
+    }
+}
+
+fn about(s: &StageEntry, k: usize, all_latent: bool) -> String {
+    let test = s
+        .accuracy
+        .as_ref()
+        .and_then(|a| a.sets.iter().find(|set| set.set == "test"));
+    let measured = test.map_or(String::new(), |t| {
+        format!(
+            " Measured: {:.2}% of {} held-out problems right (greedy).",
+            t.greedy, t.n
+        )
+    });
+    let what = match s.kind {
+        StageKind::NoCot => "Writes the answer right after the question: no steps, no thoughts.".into(),
+        StageKind::Pause => format!(
+            "{}, each fed the same fixed <latent> embedding (nothing is fed back), then the answer.",
+            plural(s.thoughts, "extra position")
+        ),
+        _ if k == 0 => "Writes every column as a step, then the answer.".into(),
+        _ if all_latent => format!(
+            "Every step happens as a continuous thought ({}); nothing is written before the answer.",
+            plural(s.thoughts, "continuous thought")
+        ),
+        _ => format!(
+            "The first {} happen as {}; the rest are written.",
+            plural(k, "step"),
+            plural(s.thoughts, "continuous thought")
+        ),
+    };
+    what + &measured
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_shipped_stages_read_as_the_page_shows_them() {
+        let dir = coconut_core::manifest::WeightsDir::open(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../weights"),
+        )
+        .unwrap();
+        let texts = stage_texts(&dir.manifest);
+        let by_id = |id: &str| texts.iter().find(|t| t.id == id).unwrap();
+        assert_eq!(by_id("stage0").label, "Stage 0: written chain of thought");
+        assert_eq!(
+            by_id("stage1").label,
+            "Stage 1: 1 thought, then written steps"
+        );
+        assert_eq!(
+            by_id("stage2").label,
+            "Stage 2: 2 thoughts, then written steps"
+        );
+        let last = by_id("stage5");
+        assert!(last.all_latent && last.kind == "latent" && last.k == 5);
+        assert_eq!(last.label, "Stage 5: all latent (5 thoughts)");
+        assert!(last
+            .about
+            .starts_with("Every step happens as a continuous thought (5 continuous thoughts)"));
+        assert!(last
+            .about
+            .contains("% of 5000 held-out problems right (greedy)."));
+        let pause = by_id("pause");
+        assert_eq!((pause.kind, pause.k, pause.all_latent), ("pause", 0, false));
+        assert_eq!(pause.label, "Baseline: 5 pause positions");
+        assert_eq!(by_id("nocot").label, "Baseline: no chain of thought");
+        assert_eq!(
+            by_id("stage2").about.split(" Measured").next().unwrap(),
+            "The first 2 steps happen as 2 continuous thoughts; the rest are written."
+        );
+        assert_eq!(texts.iter().filter(|t| t.all_latent).count(), 1);
+    }
+}
