@@ -661,20 +661,15 @@ fn per_stage_flags_set_their_stage_and_refuse_bad_specs() {
 fn export_writes_a_hugging_face_folder_from_a_weights_folder() {
     let shipped = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../weights");
     let out = tempfile::tempdir().unwrap();
-    let hf = out.path().join("hf");
-    let run = coconut(&[
-        "export",
-        "--weights",
-        path(&shipped),
-        "--stage",
-        "stage5",
-        "--format",
-        "hf",
-        "--out",
-        path(&hf),
-    ])
-    .output()
-    .unwrap();
+    // `coconut export --weights <shipped> --stage S --out DIR [more]`.
+    let export = |stage: &str, dir: &str, more: &[&str]| {
+        let dir = out.path().join(dir);
+        let mut args = vec!["export", "--weights", path(&shipped), "--stage", stage];
+        args.extend(["--out", path(&dir)]);
+        args.extend(more);
+        (coconut(&args).output().unwrap(), dir)
+    };
+    let (run, hf) = export("stage5", "hf", &["--format", "hf"]);
     assert!(run.status.success(), "{}", stderr_of(&run));
     // The folder holds the shipped int8 stage dequantized: the values every engine computes with.
     let folder = coconut_core::manifest::WeightsDir::open(&shipped).unwrap();
@@ -689,38 +684,16 @@ fn export_writes_a_hugging_face_folder_from_a_weights_folder() {
     assert_eq!(coconut_json["stage"], "stage5");
     assert_eq!(coconut_json["thoughts"], 5);
 
-    // Only a Hugging Face folder can come from a weights folder; a run's flags do not mix in.
-    let int8 = coconut(&[
-        "export",
-        "--weights",
-        path(&shipped),
-        "--stage",
-        "stage5",
-        "--out",
-        path(&out.path().join("w")),
-    ])
-    .output()
-    .unwrap();
+    // Only a Hugging Face folder can come from a weights folder; an unknown stage is named.
+    let (int8, dir) = export("stage5", "w", &[]);
     assert_eq!(int8.status.code(), Some(2));
     assert!(
         stderr_of(&int8).contains("--format hf"),
         "{}",
         stderr_of(&int8)
     );
-    assert!(!out.path().join("w").exists());
-    let missing = coconut(&[
-        "export",
-        "--weights",
-        path(&shipped),
-        "--stage",
-        "stage9",
-        "--format",
-        "hf",
-        "--out",
-        path(&out.path().join("h9")),
-    ])
-    .output()
-    .unwrap();
+    assert!(!dir.exists());
+    let (missing, _) = export("stage9", "h9", &["--format", "hf"]);
     assert_eq!(missing.status.code(), Some(2));
     assert!(
         stderr_of(&missing).contains("stage9"),
