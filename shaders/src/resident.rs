@@ -11,7 +11,7 @@ use crate::pack::pack_tensor;
 use coconut_core::config::ModelConfig;
 use coconut_core::skeleton::{Affine, Norm, Role, Skeleton};
 use coconut_core::tokenizer::LATENT;
-use coconut_core::weights::ModelWeights;
+use coconut_core::weights::{ModelWeights, Tensor};
 use wgpu::util::DeviceExt;
 
 pub(crate) const F32: u64 = 4;
@@ -45,11 +45,12 @@ impl Weight {
     }
 }
 
-/// Uploads every tensor of the model's tree.
+/// Uploads every tensor of the model's tree (`host`, validated), labelled by its GPT-2 name.
 fn upload_weights(
     device: &wgpu::Device,
-    weights: &ModelWeights,
-) -> Result<Skeleton<Weight>, GpuError> {
+    host: &Skeleton<&Tensor>,
+    cfg: &ModelConfig,
+) -> Skeleton<Weight> {
     let init = |label: &str, contents: &[u8]| {
         device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
             label: Some(label),
@@ -57,12 +58,9 @@ fn upload_weights(
             usage: wgpu::BufferUsages::STORAGE,
         })
     };
-    let tree = weights
-        .tree()
-        .map_err(|e| GpuError::Unsupported(e.to_string()))?;
-    let specs = Skeleton::specs(&weights.config);
+    let specs = Skeleton::specs(cfg);
     let mut names = specs.to_vec().into_iter().map(|s| s.name.as_str());
-    Ok(tree.map(|t| {
+    host.map(|t| {
         let name = names.next().expect("one name per tensor");
         if t.role == Role::Vector {
             return Weight::Vector(init(name, bytemuck::cast_slice(&t.to_f32())));
@@ -75,7 +73,7 @@ fn upload_weights(
             words: init(name, bytemuck::cast_slice(&packed.words)),
             scales: init(name, bytemuck::cast_slice(&packed.scales)),
         }
-    }))
+    })
 }
 
 /// Activations, KV cache and read-back buffers, sized for the model's whole context.
@@ -228,7 +226,7 @@ pub(crate) struct Kernels {
 }
 
 impl Kernels {
-    /// The linear kernel for `layer`'s weight, compiled on first use.
+    /// The linear kernel for a layer's `weight` and `epilogue`, compiled on first use.
     fn linear_for(
         &mut self,
         device: &wgpu::Device,
@@ -299,7 +297,10 @@ impl Resident {
         check_limits(gpu, cfg)?;
         let device = &gpu.device;
         let (c, v, p) = (cfg.n_embd, cfg.vocab_size, cfg.n_positions);
-        let tree = upload_weights(device, weights)?;
+        let host = weights
+            .tree()
+            .map_err(|e| GpuError::Unsupported(e.to_string()))?;
+        let tree = upload_weights(device, &host, cfg);
         if tree.wte.is_int8() != tree.wpe.is_int8() {
             return Err(GpuError::Unsupported(
                 "wte and wpe must share a storage type (both int8 or both float)".into(),
@@ -341,8 +342,8 @@ impl Resident {
             .kernel
             .bind(device, &steps, [&b.logits, &b.ids]);
         let latent = (LATENT < v as u32).then(|| {
-            let all = weights.f32("wte.weight");
-            all[LATENT as usize * c..(LATENT as usize + 1) * c].to_vec()
+            let wte = host.wte.to_f32();
+            wte[LATENT as usize * c..(LATENT as usize + 1) * c].to_vec()
         });
         Ok(Resident {
             steps,

@@ -207,7 +207,8 @@ pub fn forward_backward(
 }
 
 /// Greedy generation by core's [`DecodePlan`], as every engine does it: each prompt (question
-/// and `<bot>`), the stage's thoughts, then the argmax token until the plan's stop rule. Returns per prompt the whole sequence: prompt, `<latent>` slots, generated tokens.
+/// and `<bot>`), the stage's thoughts, then the argmax token until the plan's stop rule.
+/// Returns per prompt the whole sequence: prompt, `<latent>` slots, generated tokens.
 /// Examples advance together, one row each per chunk; a finished one drops out.
 pub fn generate(
     layout: &ParamLayout,
