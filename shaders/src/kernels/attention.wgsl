@@ -6,7 +6,8 @@
 // qkv[r] = [q | k | v] (3C) holds this run's rows; keys and values of positions before t0 come
 // from the cache, and each workgroup appends its own row's k and v to the cache at p. The
 // weights a[s] are kept in att[h, p, s] ([H, P, P]): the softmax's scratch and the attention map
-// the visualisation reads back. Sums run in increasing index, the reference's order.
+// the visualisation reads back. Sums run in increasing index, the reference's order
+// (ordered_fold.wgsl for the softmax's max and sum).
 
 override C: u32 = 1u;
 override H: u32 = 1u;
@@ -19,11 +20,10 @@ override SCALE: f32 = 1.0;
 @group(0) @binding(4) var<storage, read_write> att: array<f32>;
 @group(0) @binding(5) var<storage, read_write> out: array<f32>;
 
-const CHUNK: u32 = 256u;
-
-var<workgroup> chunk: array<f32, 256>;
-var<workgroup> max_score: f32;
-var<workgroup> total: f32;
+// The max and the sum of a query's scores (ordered_fold.wgsl) read them back from att.
+fn row_value(at: u32) -> f32 {
+    return att[at];
+}
 
 fn key(s: u32, off: u32) -> f32 {
     if (s < step.t0) {
@@ -80,54 +80,12 @@ fn main(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid
         att[base + s] = dot * SCALE;
     }
     storageBarrier();
-    // Max and sum by invocation 0 in increasing s (the reference's order), from workgroup memory
-    // filled 256 scores at a time by all invocations.
-    var m = 0.0;
-    for (var s0 = 0u; s0 < n; s0 += CHUNK) {
-        let len = min(CHUNK, n - s0);
-        for (var j = lid.x; j < len; j += 64u) {
-            chunk[j] = att[base + s0 + j];
-        }
-        workgroupBarrier();
-        if (lid.x == 0u) {
-            // n >= 1: start from the first score (browsers refuse an -inf constant).
-            if (s0 == 0u) {
-                m = chunk[0];
-            }
-            for (var j = 0u; j < len; j++) {
-                m = max(m, chunk[j]);
-            }
-        }
-        workgroupBarrier();
-    }
-    if (lid.x == 0u) {
-        max_score = m;
-    }
-    workgroupBarrier();
-    let mx = max_score;
+    let mx = ordered_fold(lid.x, base, n, FOLD_MAX, 0.0);
     for (var s = lid.x; s < n; s += 64u) {
         att[base + s] = exp(att[base + s] - mx);
     }
     storageBarrier();
-    var acc = 0.0;
-    for (var s0 = 0u; s0 < n; s0 += CHUNK) {
-        let len = min(CHUNK, n - s0);
-        for (var j = lid.x; j < len; j += 64u) {
-            chunk[j] = att[base + s0 + j];
-        }
-        workgroupBarrier();
-        if (lid.x == 0u) {
-            for (var j = 0u; j < len; j++) {
-                acc += chunk[j];
-            }
-        }
-        workgroupBarrier();
-    }
-    if (lid.x == 0u) {
-        total = acc;
-    }
-    workgroupBarrier();
-    let sum = total;
+    let sum = ordered_fold(lid.x, base, n, FOLD_SUM, 0.0);
     for (var s = lid.x; s < n; s += 64u) {
         att[base + s] = att[base + s] / sum;
     }

@@ -9,6 +9,8 @@ use wgpu::util::DeviceExt;
 pub const COMMON_WGSL: &str = include_str!("common.wgsl");
 pub const EMBED_WGSL: &str = include_str!("embed.wgsl");
 pub const LAYERNORM_WGSL: &str = include_str!("layernorm.wgsl");
+/// Prepended to layernorm and attention: the row reductions in the reference's order.
+pub const ORDERED_FOLD_WGSL: &str = include_str!("ordered_fold.wgsl");
 /// Prepended to matvec and matmul: weight access and the bias / GELU / residual epilogue.
 pub const LINEAR_COMMON_WGSL: &str = include_str!("linear_common.wgsl");
 pub const MATVEC_WGSL: &str = include_str!("matvec.wgsl");
@@ -297,7 +299,7 @@ impl LayerNorm {
             kernel: Kernel::new(
                 device,
                 "layernorm",
-                &[COMMON_WGSL, LAYERNORM_WGSL],
+                &[COMMON_WGSL, ORDERED_FOLD_WGSL, LAYERNORM_WGSL],
                 "main",
                 [Read, Read, Read, ReadWrite],
                 &consts,
@@ -434,7 +436,7 @@ impl Attention {
             kernel: Kernel::new(
                 device,
                 "attention",
-                &[COMMON_WGSL, ATTENTION_WGSL],
+                &[COMMON_WGSL, ORDERED_FOLD_WGSL, ATTENTION_WGSL],
                 "main",
                 [Read, ReadWrite, ReadWrite, ReadWrite, ReadWrite],
                 &consts,
