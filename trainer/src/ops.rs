@@ -8,7 +8,7 @@ use candle_core::{CpuStorage, CustomOp1, CustomOp2, CustomOp3, Layout, Result, S
 /// GPT-2's tanh-approximated GELU, `(...)` -> `(...)`.
 pub fn gelu(x: &Tensor) -> Result<Tensor> {
     if x.device().is_cpu() && x.dtype() == candle_core::DType::F32 {
-        x.contiguous()?.apply_op1(Gelu)
+        x.contiguous()?.apply_op1(RowOp::Gelu)
     } else {
         x.gelu()
     }
@@ -17,7 +17,7 @@ pub fn gelu(x: &Tensor) -> Result<Tensor> {
 /// Softmax over the last axis, `(..., N)` -> `(..., N)`.
 pub fn softmax_last_dim(x: &Tensor) -> Result<Tensor> {
     if x.device().is_cpu() && x.dtype() == candle_core::DType::F32 {
-        x.contiguous()?.apply_op1(Softmax)
+        x.contiguous()?.apply_op1(RowOp::Softmax)
     } else {
         candle_nn::ops::softmax(x, D::Minus1)
     }
@@ -33,7 +33,10 @@ pub fn layer_norm(x: &Tensor, weight: &Tensor, bias: &Tensor, eps: f32) -> Optio
         x.contiguous()?.apply_op3(
             &weight.contiguous()?,
             &bias.contiguous()?,
-            LayerNorm { eps },
+            LayerNorm {
+                eps,
+                backward: false,
+            },
         )
     };
     Some(run())
@@ -89,92 +92,53 @@ fn gelu_derivative(x: f32, y: f32) -> f32 {
     0.5 * s + 0.5 * x * (2.0 - s) * s * SQRT_2_OVER_PI * (1.0 + 3.0 * 0.044_715 * x * x)
 }
 
-struct Gelu;
-
-impl CustomOp1 for Gelu {
-    fn name(&self) -> &'static str {
-        "fused-gelu"
-    }
-
-    fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
-        let y = slice(storage, layout)?
-            .iter()
-            .map(|&v| gelu_fast(v))
-            .collect();
-        Ok((CpuStorage::F32(y), layout.shape().clone()))
-    }
-
-    fn bwd(&self, arg: &Tensor, res: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
-        let x_and_y = Tensor::stack(&[arg, res], 0)?; // (2, ...)
-        Ok(Some(
-            x_and_y.apply_op2_no_bwd(&grad.contiguous()?, &GeluBackward)?,
-        ))
-    }
+/// The fused ops of one input: tanh-GELU and the softmax over the last axis.
+#[derive(Clone, Copy)]
+enum RowOp {
+    Gelu,
+    Softmax,
 }
 
-/// `grad * gelu'(x)` for inputs ((x, gelu(x)) stacked, grad).
-struct GeluBackward;
-
-impl CustomOp2 for GeluBackward {
+impl CustomOp1 for RowOp {
     fn name(&self) -> &'static str {
-        "fused-gelu-backward"
-    }
-
-    fn cpu_fwd(
-        &self,
-        s1: &CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-    ) -> Result<(CpuStorage, Shape)> {
-        let (xy, g) = (slice(s1, l1)?, slice(s2, l2)?);
-        let (x, y) = xy.split_at(g.len());
-        let dx = x
-            .iter()
-            .zip(y)
-            .zip(g)
-            .map(|((&x, &y), &g)| g * gelu_derivative(x, y))
-            .collect();
-        Ok((CpuStorage::F32(dx), l2.shape().clone()))
-    }
-}
-
-struct Softmax;
-
-impl CustomOp1 for Softmax {
-    fn name(&self) -> &'static str {
-        "fused-softmax"
+        match self {
+            RowOp::Gelu => "fused-gelu",
+            RowOp::Softmax => "fused-softmax",
+        }
     }
 
     fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
         let x = slice(storage, layout)?;
-        let n = layout.dims().last().copied().unwrap_or(1).max(1);
-        let mut y = vec![0f32; x.len()];
-        for (row, out) in x.chunks_exact(n).zip(y.chunks_exact_mut(n)) {
-            let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-            let mut sum = 0f32;
-            for (o, &v) in out.iter_mut().zip(row) {
-                *o = (v - max).exp();
-                sum += *o;
-            }
-            out.iter_mut().for_each(|o| *o /= sum);
-        }
+        let y = match self {
+            RowOp::Gelu => x.iter().map(|&v| gelu_fast(v)).collect(),
+            RowOp::Softmax => softmax_rows(x, last_dim(layout)),
+        };
         Ok((CpuStorage::F32(y), layout.shape().clone()))
     }
 
-    fn bwd(&self, _arg: &Tensor, res: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
-        Ok(Some(
-            res.apply_op2_no_bwd(&grad.contiguous()?, &SoftmaxBackward)?,
-        ))
+    fn bwd(&self, arg: &Tensor, res: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
+        let grad = grad.contiguous()?;
+        let dx = match self {
+            // GELU's derivative reads both x and gelu(x): stacked, (2, ...).
+            RowOp::Gelu => {
+                Tensor::stack(&[arg, res], 0)?.apply_op2_no_bwd(&grad, &RowBackward(*self))?
+            }
+            RowOp::Softmax => res.apply_op2_no_bwd(&grad, &RowBackward(*self))?,
+        };
+        Ok(Some(dx))
     }
 }
 
-/// `y * (grad - sum(grad * y))` per row, for inputs (y, grad).
-struct SoftmaxBackward;
+/// The backward pass of a [`RowOp`], for inputs (saved, grad): GELU's `grad * gelu'(x)` with
+/// (x, gelu(x)) stacked saved, the softmax's `y * (grad - sum(grad * y))` per row with y saved.
+struct RowBackward(RowOp);
 
-impl CustomOp2 for SoftmaxBackward {
+impl CustomOp2 for RowBackward {
     fn name(&self) -> &'static str {
-        "fused-softmax-backward"
+        match self.0 {
+            RowOp::Gelu => "fused-gelu-backward",
+            RowOp::Softmax => "fused-softmax-backward",
+        }
     }
 
     fn cpu_fwd(
@@ -184,25 +148,63 @@ impl CustomOp2 for SoftmaxBackward {
         s2: &CpuStorage,
         l2: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let (y, g) = (slice(s1, l1)?, slice(s2, l2)?);
-        let n = l1.dims().last().copied().unwrap_or(1).max(1);
-        let mut dx = vec![0f32; y.len()];
-        for ((yr, gr), out) in y
-            .chunks_exact(n)
-            .zip(g.chunks_exact(n))
-            .zip(dx.chunks_exact_mut(n))
-        {
-            let dot: f32 = yr.iter().zip(gr).map(|(a, b)| a * b).sum();
-            for ((o, &yv), &gv) in out.iter_mut().zip(yr).zip(gr) {
-                *o = yv * (gv - dot);
+        let (saved, g) = (slice(s1, l1)?, slice(s2, l2)?);
+        let dx = match self.0 {
+            RowOp::Gelu => {
+                let (x, y) = saved.split_at(g.len());
+                x.iter()
+                    .zip(y)
+                    .zip(g)
+                    .map(|((&x, &y), &g)| g * gelu_derivative(x, y))
+                    .collect()
             }
-        }
-        Ok((CpuStorage::F32(dx), l1.shape().clone()))
+            RowOp::Softmax => softmax_rows_backward(saved, g, last_dim(l1)),
+        };
+        Ok((CpuStorage::F32(dx), l2.shape().clone()))
     }
 }
 
+/// The length of a layout's last axis (rows of that length are what the softmax normalises).
+fn last_dim(layout: &Layout) -> usize {
+    layout.dims().last().copied().unwrap_or(1).max(1)
+}
+
+/// The stable softmax of each row of length `n`.
+fn softmax_rows(x: &[f32], n: usize) -> Vec<f32> {
+    let mut y = vec![0f32; x.len()];
+    for (row, out) in x.chunks_exact(n).zip(y.chunks_exact_mut(n)) {
+        let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        let mut sum = 0f32;
+        for (o, &v) in out.iter_mut().zip(row) {
+            *o = (v - max).exp();
+            sum += *o;
+        }
+        out.iter_mut().for_each(|o| *o /= sum);
+    }
+    y
+}
+
+/// `y * (g - sum(g * y))` per row of length `n`.
+fn softmax_rows_backward(y: &[f32], g: &[f32], n: usize) -> Vec<f32> {
+    let mut dx = vec![0f32; y.len()];
+    for ((yr, gr), out) in y
+        .chunks_exact(n)
+        .zip(g.chunks_exact(n))
+        .zip(dx.chunks_exact_mut(n))
+    {
+        let dot: f32 = yr.iter().zip(gr).map(|(a, b)| a * b).sum();
+        for ((o, &yv), &gv) in out.iter_mut().zip(yr).zip(gr) {
+            *o = yv * (gv - dot);
+        }
+    }
+    dx
+}
+
+/// LayerNorm over rows of `C`: its forward for inputs (x, weight, bias), or with `backward` its
+/// gradients for inputs (x, weight, grad), packed as `[dx (rows * C), dw (C), db (C)]`.
 struct LayerNorm {
     eps: f32,
+    backward: bool,
 }
 
 impl LayerNorm {
@@ -213,23 +215,9 @@ impl LayerNorm {
         let var = row.iter().map(|v| (v - mean) * (v - mean)).sum::<f32>() / n;
         (mean, 1.0 / (var + self.eps).sqrt())
     }
-}
 
-impl CustomOp3 for LayerNorm {
-    fn name(&self) -> &'static str {
-        "fused-layer-norm"
-    }
-
-    fn cpu_fwd(
-        &self,
-        s1: &CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-        s3: &CpuStorage,
-        l3: &Layout,
-    ) -> Result<(CpuStorage, Shape)> {
-        let (x, w, b) = (slice(s1, l1)?, slice(s2, l2)?, slice(s3, l3)?);
+    /// `(x - mean) * inv * w + b` for each row.
+    fn forward(&self, x: &[f32], w: &[f32], b: &[f32]) -> Vec<f32> {
         let c = w.len();
         let mut y = vec![0f32; x.len()];
         for (row, out) in x.chunks_exact(c).zip(y.chunks_exact_mut(c)) {
@@ -238,64 +226,23 @@ impl CustomOp3 for LayerNorm {
                 *o = (v - mean) * inv * g + bias;
             }
         }
-        Ok((CpuStorage::F32(y), l1.shape().clone()))
+        y
     }
 
-    fn bwd(
-        &self,
-        x: &Tensor,
-        weight: &Tensor,
-        _bias: &Tensor,
-        _res: &Tensor,
-        grad: &Tensor,
-    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
-        let c = weight.elem_count();
-        let rows = x.elem_count() / c;
-        let packed = x.apply_op3_no_bwd(
-            weight,
-            &grad.contiguous()?,
-            &LayerNormBackward { eps: self.eps },
-        )?;
-        let dx = packed.narrow(0, 0, rows * c)?.reshape(x.shape())?;
-        let dw = packed.narrow(0, rows * c, c)?;
-        let db = packed.narrow(0, (rows + 1) * c, c)?;
-        Ok((Some(dx), Some(dw), Some(db)))
-    }
-}
-
-/// LayerNorm's gradients for inputs (x, weight, grad), packed as `[dx (rows * C), dw (C), db (C)]`.
-struct LayerNormBackward {
-    eps: f32,
-}
-
-impl CustomOp3 for LayerNormBackward {
-    fn name(&self) -> &'static str {
-        "fused-layer-norm-backward"
-    }
-
-    fn cpu_fwd(
-        &self,
-        s1: &CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-        s3: &CpuStorage,
-        l3: &Layout,
-    ) -> Result<(CpuStorage, Shape)> {
-        let (x, w, g) = (slice(s1, l1)?, slice(s2, l2)?, slice(s3, l3)?);
+    /// `[dx, dw, db]` for the rows of x and their output gradients g.
+    fn gradients(&self, x: &[f32], w: &[f32], g: &[f32]) -> Vec<f32> {
         let c = w.len();
         let rows = x.len() / c;
         let mut out = vec![0f32; (rows + 2) * c];
         let (dx, dwb) = out.split_at_mut(rows * c);
         let (dw, db) = dwb.split_at_mut(c);
-        let stats = LayerNorm { eps: self.eps };
         let mut xhat = vec![0f32; c];
         for ((row, grow), dxrow) in x
             .chunks_exact(c)
             .zip(g.chunks_exact(c))
             .zip(dx.chunks_exact_mut(c))
         {
-            let (mean, inv) = stats.stats(row);
+            let (mean, inv) = self.stats(row);
             let (mut mean_dxhat, mut mean_dxhat_xhat) = (0f32, 0f32);
             for k in 0..c {
                 xhat[k] = (row[k] - mean) * inv;
@@ -311,7 +258,63 @@ impl CustomOp3 for LayerNormBackward {
                 dxrow[k] = inv * (grow[k] * w[k] - mean_dxhat - xhat[k] * mean_dxhat_xhat);
             }
         }
-        Ok((CpuStorage::F32(out), Shape::from((rows + 2) * c)))
+        out
+    }
+}
+
+impl CustomOp3 for LayerNorm {
+    fn name(&self) -> &'static str {
+        if self.backward {
+            "fused-layer-norm-backward"
+        } else {
+            "fused-layer-norm"
+        }
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let (x, w, third) = (slice(s1, l1)?, slice(s2, l2)?, slice(s3, l3)?);
+        Ok(if self.backward {
+            let packed = self.gradients(x, w, third);
+            let len = packed.len();
+            (CpuStorage::F32(packed), Shape::from(len))
+        } else {
+            (
+                CpuStorage::F32(self.forward(x, w, third)),
+                l1.shape().clone(),
+            )
+        })
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        weight: &Tensor,
+        _bias: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        if self.backward {
+            candle_core::bail!("the fused LayerNorm has no second derivative");
+        }
+        let c = weight.elem_count();
+        let rows = x.elem_count() / c;
+        let backward = LayerNorm {
+            eps: self.eps,
+            backward: true,
+        };
+        let packed = x.apply_op3_no_bwd(weight, &grad.contiguous()?, &backward)?;
+        let dx = packed.narrow(0, 0, rows * c)?.reshape(x.shape())?;
+        let dw = packed.narrow(0, rows * c, c)?;
+        let db = packed.narrow(0, (rows + 1) * c, c)?;
+        Ok((Some(dx), Some(dw), Some(db)))
     }
 }
 

@@ -349,6 +349,13 @@ fn a_branch_equals_the_run_trained_from_scratch() {
         ..config.clone()
     };
     assert!(refused(&other_lr, "stage2").contains("beyond the stages"));
+    // Thoughts per step may change only where no inherited stage has thoughts.
+    let two_per_step = TrainConfig {
+        thoughts_per_step: 2,
+        ..config.clone()
+    };
+    assert!(refused(&two_per_step, "stage2").contains("beyond the stages"));
+    assert_eq!(refused(&two_per_step, "stage1"), "");
 }
 
 #[test]

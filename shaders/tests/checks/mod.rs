@@ -132,13 +132,10 @@ pub async fn embedding(gpu: &Gpu) {
                         e as f64 + wpe.dequantized[pos * c + col] as f64
                     })
                     .collect();
-                let e = rel_err(&out, &reference);
-                eprintln!(
-                    "embed {input:?} C={c} V={v} P={p} t0={t0} rows={rows} int8={int8}: {e:.2e}"
-                );
-                assert!(
-                    e < TOL,
-                    "embed {input:?} case {case} int8={int8}: relative error {e}"
+                assert_close(
+                    &out,
+                    &reference,
+                    &format!("embed {input:?} case {case}: C={c} V={v} P={p} t0={t0} rows={rows} int8={int8}"),
                 );
             }
         }
@@ -190,9 +187,11 @@ pub async fn layer_norm(gpu: &Gpu) {
                 reference.push((v as f64 - mean) * inv * g[i] as f64 + b[i] as f64);
             }
         }
-        let e = rel_err(out, &reference);
-        eprintln!("layernorm C={c} rows={rows} t0={t0} at_pos={at_pos}: {e:.2e}");
-        assert!(e < TOL, "layernorm case {case}: relative error {e}");
+        assert_close(
+            out,
+            &reference,
+            &format!("layernorm case {case}: C={c} rows={rows} t0={t0} at_pos={at_pos}"),
+        );
         if at_pos {
             assert!(
                 all[..first].iter().all(|v| v.is_nan()),
@@ -265,14 +264,11 @@ pub async fn products(gpu: &Gpu) {
                             lin.dispatch_tiled(pass, &bg, &steps, 0, !matvec)
                         });
                         let out = read_f32(gpu, &y, rows * n).await;
-                        let e = rel_err(&out, &reference);
                         let kind = if matvec { "matvec" } else { "matmul" };
-                        eprintln!(
-                            "{kind} K={k} N={n} rows={rows} int8={int8} {epilogue:?}: {e:.2e}"
-                        );
-                        assert!(
-                            e < TOL,
-                            "{kind} K={k} N={n} rows={rows} int8={int8} {epilogue:?}: {e}"
+                        assert_close(
+                            &out,
+                            &reference,
+                            &format!("{kind} K={k} N={n} rows={rows} int8={int8} {epilogue:?}"),
                         );
                     }
                 }
@@ -367,19 +363,9 @@ pub async fn attention(gpu: &Gpu) {
             }
         }
         let got = read_f32(gpu, &out, rows * c).await;
-        let e_out = rel_err(&got, &ref_out);
-        let e_att = rel_err(&got_att, &ref_att);
-        eprintln!(
-            "attention C={c} H={h} P={p} t0={t0} rows={rows}: out {e_out:.2e}, weights {e_att:.2e}"
-        );
-        assert!(
-            e_out < TOL,
-            "attention case {case}: output relative error {e_out}"
-        );
-        assert!(
-            e_att < TOL,
-            "attention case {case}: weights relative error {e_att}"
-        );
+        let what = format!("attention case {case}: C={c} H={h} P={p} t0={t0} rows={rows}");
+        assert_close(&got, &ref_out, &format!("{what}, output"));
+        assert_close(&got_att, &ref_att, &format!("{what}, weights"));
         // This run's keys and values were appended to the cache; nothing past it was written.
         let kc = read_f32(gpu, &kb, p * c).await;
         let vc = read_f32(gpu, &vb, p * c).await;
@@ -448,11 +434,10 @@ pub async fn lm_head(gpu: &Gpu) {
                         .sum()
                 })
                 .collect();
-            let e = rel_err(out, &reference);
-            eprintln!("lm_head C={c} V={v} t0={t0} rows={rows} int8={int8}: {e:.2e}");
-            assert!(
-                e < TOL,
-                "lm_head case {case} int8={int8}: relative error {e}"
+            assert_close(
+                out,
+                &reference,
+                &format!("lm_head case {case}: C={c} V={v} t0={t0} rows={rows} int8={int8}"),
             );
         }
     }

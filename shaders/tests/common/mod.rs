@@ -85,3 +85,10 @@ pub fn run(gpu: &Gpu, f: impl FnOnce(&mut wgpu::ComputePass<'_>)) {
 pub use coconut_core::compare::relative_error as rel_err;
 
 pub const TOL: f64 = 1e-5;
+
+/// Logs ‖out − reference‖ / ‖reference‖ for `what` and asserts it is below [`TOL`].
+pub fn assert_close(out: &[f32], reference: &[f64], what: &str) {
+    let e = rel_err(out, reference);
+    eprintln!("{what}: {e:.2e}");
+    assert!(e < TOL, "{what}: relative error {e} (tolerance {TOL})");
+}
