@@ -5,6 +5,7 @@
 
 use candle_core::Device;
 use coconut_trainer::train::{train, RunDir, Silent, TrainOptions};
+use coconut_core::ModelConfig;
 use coconut_trainer::{StagePlan, TrainConfig};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
@@ -17,10 +18,11 @@ use common::weight_bits;
 
 fn config() -> TrainConfig {
     let mut c = TrainConfig::default();
-    c.model.n_positions = 64;
-    c.model.n_embd = 16;
-    c.model.n_layer = 1;
-    c.model.n_head = 2;
+    c.model = ModelConfig {
+        n_positions: 64,
+        n_layer: 1,
+        ..ModelConfig::tiny()
+    };
     c.data.n_train = 800;
     c.data.n_val = 100;
     c.data.n_test = 200;

@@ -307,10 +307,12 @@ mod tests {
 
     fn tiny() -> TrainConfig {
         let mut c = TrainConfig::default();
-        c.model.n_positions = 32;
-        c.model.n_embd = 8;
-        c.model.n_layer = 1;
-        c.model.n_head = 2;
+        c.model = coconut_core::ModelConfig {
+            n_positions: 32,
+            n_embd: 8,
+            n_layer: 1,
+            ..coconut_core::ModelConfig::tiny()
+        };
         c.data.max_digits = 2;
         c.stages = vec![StagePlan::new("stage0", 1.0), StagePlan::new("stage1", 2.0)];
         c.batch_size = 10;

@@ -14,35 +14,7 @@ use gemm::{gemm, Parallelism};
 
 /// `y (m, n) = x (m, k) · w (k, n)`.
 pub fn x_times_w(y: &mut [f32], x: &[f32], w: &[f32], m: usize, k: usize, n: usize) {
-    assert!(y.len() >= m * n && x.len() >= m * k && w.len() >= k * n);
-    if m == 0 {
-        return;
-    }
-    // SAFETY: the asserts bound every index the strides below reach: x is read as m rows of k
-    // (row stride k), w as k rows of n, y written as m rows of n; no two slices alias (&mut).
-    unsafe {
-        gemm(
-            m,
-            n,
-            k,
-            y.as_mut_ptr(),
-            1,
-            n as isize,
-            false,
-            x.as_ptr(),
-            1,
-            k as isize,
-            w.as_ptr(),
-            1,
-            n as isize,
-            0.0,
-            1.0,
-            false,
-            false,
-            false,
-            Parallelism::None,
-        )
-    }
+    product(y, Strided::rows(x, m, k), Strided::rows(w, k, n), false);
 }
 
 /// `dx (m, k) = dy (m, n) · wᵀ` where `w` is `(k, n)`; adds to `dx` when `accumulate`.
@@ -55,61 +27,97 @@ pub fn dy_times_wt(
     n: usize,
     accumulate: bool,
 ) {
-    assert!(dx.len() >= m * k && dy.len() >= m * n && w.len() >= k * n);
-    if m == 0 {
-        return;
-    }
-    // SAFETY: as in `x_times_w`; wᵀ is read through w's storage with row stride 1 and column
-    // stride n, which stays inside its k * n values.
-    unsafe {
-        gemm(
-            m,
-            k,
-            n,
-            dx.as_mut_ptr(),
-            1,
-            k as isize,
-            accumulate,
-            dy.as_ptr(),
-            1,
-            n as isize,
-            w.as_ptr(),
-            n as isize,
-            1,
-            1.0,
-            1.0,
-            false,
-            false,
-            false,
-            Parallelism::None,
-        )
-    }
+    product(
+        dx,
+        Strided::rows(dy, m, n),
+        Strided::rows(w, k, n).t(),
+        accumulate,
+    );
 }
 
 /// `dw (k, n) += xᵀ · dy` with `x (m, k)` and `dy (m, n)`: the sum over the m rows.
 pub fn accumulate_xt_dy(dw: &mut [f32], x: &[f32], dy: &[f32], m: usize, k: usize, n: usize) {
-    assert!(dw.len() >= k * n && x.len() >= m * k && dy.len() >= m * n);
-    if m == 0 {
+    product(
+        dw,
+        Strided::rows(x, m, k).t(),
+        Strided::rows(dy, m, n),
+        true,
+    );
+}
+
+/// A matrix read from a slice: element (i, j) at `i * row_stride + j * col_stride`, so a
+/// transpose is a view, not a copy.
+#[derive(Clone, Copy)]
+struct Strided<'a> {
+    values: &'a [f32],
+    rows: usize,
+    cols: usize,
+    row_stride: usize,
+    col_stride: usize,
+}
+
+impl<'a> Strided<'a> {
+    /// `values` as row-major `(rows, cols)`.
+    fn rows(values: &'a [f32], rows: usize, cols: usize) -> Self {
+        Strided {
+            values,
+            rows,
+            cols,
+            row_stride: cols,
+            col_stride: 1,
+        }
+    }
+
+    fn t(self) -> Self {
+        Strided {
+            rows: self.cols,
+            cols: self.rows,
+            row_stride: self.col_stride,
+            col_stride: self.row_stride,
+            ..self
+        }
+    }
+
+    /// Every element the strides reach lies inside `values`.
+    fn in_bounds(&self) -> bool {
+        self.rows == 0
+            || self.cols == 0
+            || (self.rows - 1) * self.row_stride + (self.cols - 1) * self.col_stride
+                < self.values.len()
+    }
+}
+
+/// `dst (m, n) = a (m, k) · b (k, n)`, or `+=` when `accumulate`; `dst` row-major.
+fn product(dst: &mut [f32], a: Strided, b: Strided, accumulate: bool) {
+    let (m, k, n) = (a.rows, a.cols, b.cols);
+    assert!(b.rows == k && dst.len() >= m * n && a.in_bounds() && b.in_bounds());
+    if m == 0 || n == 0 {
         return;
     }
-    // SAFETY: xᵀ (k, m) is read through x's storage with row stride 1 and column stride k; the
-    // other strides are plain row-major; the asserts bound them all.
+    if k == 0 {
+        if !accumulate {
+            dst[..m * n].fill(0.0);
+        }
+        return;
+    }
+    // SAFETY: the assert bounds every index the strides reach: a and b by `in_bounds`, dst as
+    // m rows of n; dst is a &mut, so it aliases neither input.
     unsafe {
         gemm(
-            k,
-            n,
             m,
-            dw.as_mut_ptr(),
+            n,
+            k,
+            dst.as_mut_ptr(),
             1,
             n as isize,
-            true,
-            x.as_ptr(),
-            k as isize,
-            1,
-            dy.as_ptr(),
-            1,
-            n as isize,
-            1.0,
+            accumulate,
+            a.values.as_ptr(),
+            a.col_stride as isize,
+            a.row_stride as isize,
+            b.values.as_ptr(),
+            b.col_stride as isize,
+            b.row_stride as isize,
+            if accumulate { 1.0 } else { 0.0 },
             1.0,
             false,
             false,
