@@ -4,8 +4,9 @@
 //! eval file's stage, and errors (a full disk included) name their file.
 
 use candle_core::Device;
-use coconut_trainer::train::{train, RunDir, Silent, TrainOptions};
+use coconut_core::data::DataConfig;
 use coconut_core::ModelConfig;
+use coconut_trainer::train::{train, RunDir, Silent, TrainOptions};
 use coconut_trainer::{StagePlan, TrainConfig};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
@@ -17,24 +18,28 @@ mod common;
 use common::weight_bits;
 
 fn config() -> TrainConfig {
-    let mut c = TrainConfig::default();
-    c.model = ModelConfig {
-        n_positions: 64,
-        n_layer: 1,
-        ..ModelConfig::tiny()
-    };
-    c.data.n_train = 800;
-    c.data.n_val = 100;
-    c.data.n_test = 200;
-    c.data.n_ood = 20;
-    c.data.max_digits = 2;
-    c.data.ood_digits = 3;
-    c.stages = vec![StagePlan::new("stage0", 4.0), StagePlan::new("stage1", 2.0)];
-    c.batch_size = 16;
-    c.warmup_steps = 5;
-    c.checkpoint_every = 10;
-    c.val_problems = 0;
-    c
+    TrainConfig {
+        model: ModelConfig {
+            n_positions: 64,
+            n_layer: 1,
+            ..ModelConfig::tiny()
+        },
+        data: DataConfig {
+            n_train: 800,
+            n_val: 100,
+            n_test: 200,
+            n_ood: 20,
+            max_digits: 2,
+            ood_digits: 3,
+            ..DataConfig::default()
+        },
+        stages: vec![StagePlan::new("stage0", 4.0), StagePlan::new("stage1", 2.0)],
+        batch_size: 16,
+        warmup_steps: 5,
+        checkpoint_every: 10,
+        val_problems: 0,
+        ..TrainConfig::default()
+    }
 }
 
 fn coconut(args: &[&str]) -> Command {
@@ -137,16 +142,10 @@ fn solve_answers_every_stdin_line_and_refuses_the_bad_ones() {
     );
     let answered: Vec<bool> = objects.iter().map(|o| o.get("error").is_none()).collect();
     assert_eq!(answered, [true, false, false, false, true, false, true]);
-    assert!(objects[1]["error"].as_str().unwrap().contains("UTF-8"));
-    assert!(objects[2]["error"].as_str().unwrap().contains("empty"));
-    assert!(objects[3]["error"]
-        .as_str()
-        .unwrap()
-        .contains("byte-order mark"));
-    assert!(objects[5]["error"]
-        .as_str()
-        .unwrap()
-        .contains("longer than 4096 bytes"));
+    assert!(error_has(&objects[1], "UTF-8"));
+    assert!(error_has(&objects[2], "empty"));
+    assert!(error_has(&objects[3], "byte-order mark"));
+    assert!(error_has(&objects[5], "longer than 4096 bytes"));
     assert_eq!(objects[6]["stage"], "stage0");
     if let Some(kib) = peak_kib {
         assert!(
@@ -198,11 +197,7 @@ fn train_survives_kill_9_and_eval_reports() {
     let resumed = coconut(&["train", "--resume", "--run-dir", path(&killed)])
         .output()
         .unwrap();
-    assert!(
-        resumed.status.success(),
-        "{}",
-        String::from_utf8_lossy(&resumed.stderr)
-    );
+    assert_success(&resumed);
 
     // The same settings, never interrupted, through the library.
     let whole = tmp.path().join("whole");
@@ -225,26 +220,15 @@ fn train_survives_kill_9_and_eval_reports() {
 
     // eval: a table on stdout, the numbers in JSON.
     let json = tmp.path().join("eval.json");
-    let out = coconut(&[
-        "eval",
-        "--run-dir",
-        path(&killed),
-        "--stage",
-        "1",
-        "--n",
-        "50",
-        "--n-ood",
-        "10",
-        "--json",
-        path(&json),
-    ])
-    .output()
-    .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let eval = |more: &[&str]| {
+        let mut args = vec!["eval", "--run-dir", path(&killed), "--stage", "1"];
+        args.extend(more);
+        coconut(&args)
+    };
+    let out = eval(&["--n", "50", "--n-ood", "10", "--json", path(&json)])
+        .output()
+        .unwrap();
+    assert_success(&out);
     let table = String::from_utf8(out.stdout).unwrap();
     assert!(
         table.contains("greedy%") && table.contains("ood"),
@@ -267,19 +251,8 @@ fn train_survives_kill_9_and_eval_reports() {
     // Without --json nothing is written: not even into the working directory.
     let cwd = tmp.path().join("cwd");
     std::fs::create_dir_all(&cwd).unwrap();
-    let out = coconut(&[
-        "eval",
-        "--run-dir",
-        path(&killed),
-        "--stage",
-        "1",
-        "--n",
-        "20",
-    ])
-    .current_dir(&cwd)
-    .output()
-    .unwrap();
-    assert!(out.status.success(), "{}", stderr_of(&out));
+    let out = eval(&["--n", "20"]).current_dir(&cwd).output().unwrap();
+    assert_success(&out);
     assert_eq!(
         std::fs::read_dir(&cwd).unwrap().count(),
         0,
@@ -304,6 +277,15 @@ fn write_config(dir: &Path, config: &TrainConfig) -> PathBuf {
     let path = dir.join("settings.json");
     std::fs::write(&path, serde_json::to_string(config).unwrap()).unwrap();
     path
+}
+
+/// Whether a `solve --json` object is an error that mentions `part`.
+fn error_has(object: &serde_json::Value, part: &str) -> bool {
+    object["error"].as_str().is_some_and(|e| e.contains(part))
+}
+
+fn assert_success(out: &std::process::Output) {
+    assert!(out.status.success(), "{}", stderr_of(out));
 }
 
 fn stderr_of(out: &std::process::Output) -> String {
@@ -351,7 +333,7 @@ fn a_second_writer_is_refused_naming_the_holder() {
     let out = coconut(&["train", "--resume", "--run-dir", path(&run)])
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", stderr_of(&out));
+    assert_success(&out);
     let metrics = std::fs::read_to_string(RunDir(run).metrics()).unwrap();
     assert_eq!(metrics.matches("\"event\":\"resume\"").count(), 1);
 }
@@ -544,6 +526,19 @@ fn leftovers(dir: &Path) -> Vec<PathBuf> {
 }
 
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
+/// Runs `cmd` with files limited to `limit` bytes; asserts it fails with exit code 2 naming
+/// `written` (a file, or the folder of the file) and returns its stderr.
+fn fails_writing(cmd: &mut Command, limit: u64, written: &Path) -> String {
+    let out = with_file_size_limit(cmd, limit).output().unwrap();
+    let stderr = stderr_of(&out);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains(&format!("writing {}", written.display())),
+        "{stderr}"
+    );
+    stderr
+}
+
 #[test]
 fn a_full_disk_is_reported_with_the_files_name() {
     let tmp = tempfile::tempdir().unwrap();
@@ -561,20 +556,12 @@ fn a_full_disk_is_reported_with_the_files_name() {
     std::fs::write(RunDir(run.clone()).metrics(), lines).unwrap();
     let svg = run.join("curve.svg");
     let plot = ["plot", "--run-dir", path(&run), "--out", path(&svg)];
-    let out = with_file_size_limit(&mut coconut(&plot), 2048)
-        .output()
-        .unwrap();
-    let stderr = stderr_of(&out);
-    assert_eq!(out.status.code(), Some(2), "{stderr}");
-    assert!(
-        stderr.contains(&format!("writing {}", svg.display())),
-        "{stderr}"
-    );
+    let stderr = fails_writing(&mut coconut(&plot), 2048, &svg);
     assert!(!stderr.contains("wrote"), "{stderr}");
     assert!(!svg.exists() && leftovers(&run).is_empty());
     // Without the limit the same command works: the limit is what failed it.
     let out = coconut(&plot).output().unwrap();
-    assert!(out.status.success(), "{}", stderr_of(&out));
+    assert_success(&out);
     assert!(std::fs::metadata(&svg).unwrap().len() > 2048);
 
     // train: the stage weights do not fit.
@@ -587,15 +574,7 @@ fn a_full_disk_is_reported_with_the_files_name() {
         "--run-dir",
         path(&run),
     ];
-    let out = with_file_size_limit(&mut coconut(&args), 8 << 10)
-        .output()
-        .unwrap();
-    let stderr = stderr_of(&out);
-    assert_eq!(out.status.code(), Some(2), "{stderr}");
-    assert!(
-        stderr.contains(&format!("writing {}", run.display())),
-        "{stderr}"
-    );
+    let stderr = fails_writing(&mut coconut(&args), 8 << 10, &run);
     assert!(stderr.contains(".safetensors: File too large"), "{stderr}");
     assert_eq!(leftovers(&run), Vec::<PathBuf>::new());
 }
@@ -628,7 +607,7 @@ fn per_stage_flags_set_their_stage_and_refuse_bad_specs() {
     ];
     args.extend(flags);
     let out = coconut(&args).output().unwrap();
-    assert!(out.status.success(), "{}", stderr_of(&out));
+    assert_success(&out);
     let config = coconut_trainer::train::load_run_config(&run).unwrap();
     let plan = |id: &str| config.stages.iter().find(|p| p.stage == id).unwrap();
     assert_eq!((plan("stage0").lr, plan("stage1").lr), (None, Some(0.002)));
@@ -672,7 +651,7 @@ fn export_writes_a_hugging_face_folder_from_a_weights_folder() {
         (coconut(&args).output().unwrap(), dir)
     };
     let (run, hf) = export("stage5", "hf", &["--format", "hf"]);
-    assert!(run.status.success(), "{}", stderr_of(&run));
+    assert_success(&run);
     // The folder holds the shipped int8 stage dequantized: the values every engine computes with.
     let folder = coconut_core::manifest::WeightsDir::open(&shipped).unwrap();
     let (_, _, stage5) = folder.stage("stage5").unwrap();

@@ -306,16 +306,18 @@ mod tests {
     use candle_core::Device;
 
     fn tiny() -> TrainConfig {
-        let mut c = TrainConfig::default();
-        c.model = coconut_core::ModelConfig {
-            n_positions: 32,
-            n_embd: 8,
-            n_layer: 1,
-            ..coconut_core::ModelConfig::tiny()
+        let mut c = TrainConfig {
+            model: coconut_core::ModelConfig {
+                n_positions: 32,
+                n_embd: 8,
+                n_layer: 1,
+                ..coconut_core::ModelConfig::tiny()
+            },
+            stages: vec![StagePlan::new("stage0", 1.0), StagePlan::new("stage1", 2.0)],
+            batch_size: 10,
+            ..TrainConfig::default()
         };
         c.data.max_digits = 2;
-        c.stages = vec![StagePlan::new("stage0", 1.0), StagePlan::new("stage1", 2.0)];
-        c.batch_size = 10;
         c
     }
 

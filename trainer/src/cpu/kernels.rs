@@ -217,6 +217,38 @@ pub struct AttentionRows<'a> {
     pub n_head: usize,
 }
 
+/// Which third of a `[q | k | v]` row.
+#[derive(Clone, Copy)]
+enum Qkv {
+    Query = 0,
+    Key = 1,
+    Value = 2,
+}
+
+impl AttentionRows<'_> {
+    fn head_dim(&self) -> usize {
+        self.c / self.n_head
+    }
+
+    /// `1 / sqrt(head width)`: the scores' scale.
+    fn scale(&self) -> f32 {
+        1.0 / (self.head_dim() as f32).sqrt()
+    }
+
+    /// Where head `h`'s query, key or value of position `t` starts in `qkv`.
+    #[inline(always)]
+    fn qkv_at(&self, t: usize, part: Qkv, h: usize) -> usize {
+        (self.rows[t] * 3 + part as usize) * self.c + h * self.head_dim()
+    }
+
+    /// Where head `h`'s probabilities of query `t` (over keys 0..=t) start in `probs`.
+    #[inline(always)]
+    fn probs_at(&self, t: usize, h: usize) -> usize {
+        let n = self.rows.len();
+        h * (n * (n + 1) / 2) + t * (t + 1) / 2
+    }
+}
+
 /// Causal attention of the queries at `positions` of one example: writes `y` (C wide per row,
 /// heads side by side) at the queries' rows and their probabilities into `probs`.
 #[multiversion(targets("x86_64+avx2+fma"))]
@@ -227,19 +259,14 @@ pub fn attention_forward(
     at: &AttentionRows,
     positions: std::ops::Range<usize>,
 ) {
-    let (c, nh) = (at.c, at.n_head);
-    let hd = c / nh;
-    let scale = 1.0 / (hd as f32).sqrt();
-    let per_head = at.rows.len() * (at.rows.len() + 1) / 2;
+    let (hd, scale) = (at.head_dim(), at.scale());
     for t in positions {
-        let row = at.rows[t];
-        for h in 0..nh {
-            let q = &qkv[row * 3 * c + h * hd..][..hd];
-            let p = &mut probs[h * per_head + t * (t + 1) / 2..][..t + 1];
+        for h in 0..at.n_head {
+            let q = &qkv[at.qkv_at(t, Qkv::Query, h)..][..hd];
+            let p = &mut probs[at.probs_at(t, h)..][..t + 1];
             let mut max = f32::NEG_INFINITY;
             for (s, ps) in p.iter_mut().enumerate() {
-                let k = &qkv[at.rows[s] * 3 * c + c + h * hd..][..hd];
-                *ps = dot(q, k) * scale;
+                *ps = dot(q, &qkv[at.qkv_at(s, Qkv::Key, h)..][..hd]) * scale;
                 max = max.max(*ps);
             }
             let mut total = 0.0;
@@ -248,11 +275,11 @@ pub fn attention_forward(
                 total += *ps;
             }
             let inv = 1.0 / total;
-            let out = &mut y[row * c + h * hd..][..hd];
+            let out = &mut y[at.rows[t] * at.c + h * hd..][..hd];
             out.fill(0.0);
             for (s, ps) in p.iter_mut().enumerate() {
                 *ps *= inv;
-                axpy(out, *ps, &qkv[at.rows[s] * 3 * c + 2 * c + h * hd..][..hd]);
+                axpy(out, *ps, &qkv[at.qkv_at(s, Qkv::Value, h)..][..hd]);
             }
         }
     }
@@ -270,31 +297,26 @@ pub fn attention_backward(
     at: &AttentionRows,
     positions: std::ops::Range<usize>,
 ) {
-    let (c, nh) = (at.c, at.n_head);
-    let hd = c / nh;
-    let scale = 1.0 / (hd as f32).sqrt();
-    let per_head = at.rows.len() * (at.rows.len() + 1) / 2;
+    let (hd, scale) = (at.head_dim(), at.scale());
     dp.resize(at.rows.len(), 0.0);
     for t in positions {
-        let row = at.rows[t];
-        for h in 0..nh {
-            let g = &dy[row * c + h * hd..][..hd];
-            let p = &probs[h * per_head + t * (t + 1) / 2..][..t + 1];
+        for h in 0..at.n_head {
+            let g = &dy[at.rows[t] * at.c + h * hd..][..hd];
+            let p = &probs[at.probs_at(t, h)..][..t + 1];
             let dp = &mut dp[..t + 1];
             let mut weighted = 0.0;
             for s in 0..=t {
-                let v = &qkv[at.rows[s] * 3 * c + 2 * c + h * hd..][..hd];
-                dp[s] = dot(g, v);
+                dp[s] = dot(g, &qkv[at.qkv_at(s, Qkv::Value, h)..][..hd]);
                 weighted = p[s].mul_add(dp[s], weighted);
             }
-            let q_at = row * 3 * c + h * hd;
+            let q_at = at.qkv_at(t, Qkv::Query, h);
             let q = &qkv[q_at..][..hd];
             for s in 0..=t {
                 let ds = p[s] * (dp[s] - weighted) * scale;
-                let key = at.rows[s] * 3 * c + h * hd;
-                axpy(&mut dqkv[q_at..][..hd], ds, &qkv[key + c..][..hd]);
-                axpy(&mut dqkv[key + c..][..hd], ds, q);
-                axpy(&mut dqkv[key + 2 * c..][..hd], p[s], g);
+                let (k_at, v_at) = (at.qkv_at(s, Qkv::Key, h), at.qkv_at(s, Qkv::Value, h));
+                axpy(&mut dqkv[q_at..][..hd], ds, &qkv[k_at..][..hd]);
+                axpy(&mut dqkv[k_at..][..hd], ds, q);
+                axpy(&mut dqkv[v_at..][..hd], p[s], g);
             }
         }
     }
