@@ -462,17 +462,6 @@ impl WgpuEngine {
         Ok(Solution::new(tokenizer, problem, generation)?)
     }
 
-    /// Native blocking helper for [`WgpuEngine::generate`].
-    #[cfg(not(target_arch = "wasm32"))]
-    pub fn generate_blocking(
-        &mut self,
-        prompt_ids: &[u32],
-        stage: &Stage,
-        with_trace: bool,
-    ) -> Result<Generation, GpuError> {
-        pollster::block_on(self.generate(prompt_ids, stage, with_trace))
-    }
-
     /// Native blocking helper for [`WgpuEngine::solve`].
     #[cfg(not(target_arch = "wasm32"))]
     pub fn solve_blocking(

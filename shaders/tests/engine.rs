@@ -166,21 +166,15 @@ fn errors_are_clear_and_say_when_to_fall_back() {
     let mut engine = WgpuEngine::on(gpu, &w).unwrap();
     let stage = Stage::latent(5, 1, 5);
     // Input errors are the caller's: the reference refuses them too.
-    let err = engine
-        .generate_blocking(&[3, 99], &stage, false)
-        .unwrap_err();
+    let err = pollster::block_on(engine.generate(&[3, 99], &stage, false)).unwrap_err();
     assert!(
         matches!(err, GpuError::Engine(_)) && !err.should_fall_back(),
         "{err}"
     );
-    let err = engine
-        .generate_blocking(&[8; 39], &stage, false)
-        .unwrap_err();
+    let err = pollster::block_on(engine.generate(&[8; 39], &stage, false)).unwrap_err();
     assert!(err.to_string().contains("40 positions"), "{err}");
     // The engine still works after refusing input.
-    engine
-        .generate_blocking(&[8, 18, 9, 19, 1], &stage, false)
-        .unwrap();
+    pollster::block_on(engine.generate(&[8, 18, 9, 19, 1], &stage, false)).unwrap();
 
     // A lost device: a fresh device of its own, destroyed under the engine.
     let own =
@@ -188,9 +182,7 @@ fn errors_are_clear_and_say_when_to_fall_back() {
     let mut engine = WgpuEngine::on(own.clone(), &w).unwrap();
     own.device.destroy();
     let _ = own.device.poll(wgpu::PollType::Poll);
-    let err = engine
-        .generate_blocking(&[8, 18, 9, 19, 1], &stage, false)
-        .unwrap_err();
+    let err = pollster::block_on(engine.generate(&[8, 18, 9, 19, 1], &stage, false)).unwrap_err();
     assert!(matches!(err, GpuError::DeviceLost { .. }), "{err}");
     assert!(err.should_fall_back());
 }

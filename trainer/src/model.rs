@@ -29,12 +29,8 @@ pub struct KvCache {
 
 impl KvCache {
     /// Number of positions already in the cache (the position of the next input).
-    pub fn len(&self) -> usize {
+    pub fn positions(&self) -> usize {
         self.len
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len == 0
     }
 }
 
@@ -226,7 +222,7 @@ impl Gpt {
 
     /// Final hidden states (after `ln_f`) of input embeddings `(B, T, C)` (position embeddings
     /// not yet added): `(B, T, C)`. Without a cache the inputs sit at positions `0..T`; with one,
-    /// at `cache.len()..cache.len() + T`, attending to the cached positions too, and their keys
+    /// at `cache.positions()..cache.positions() + T`, attending to the cached positions too, and their keys
     /// and values are appended.
     pub fn forward(&self, embeds: &Tensor, mut cache: Option<&mut KvCache>) -> Result<Tensor> {
         let (_b, t, c) = embeds.dims3()?;
@@ -446,7 +442,7 @@ mod tests {
                 .unwrap();
             got.extend(to_host(&model.logits(&h).unwrap()).unwrap());
         }
-        assert_eq!(cache.len(), IDS.len());
+        assert_eq!(cache.positions(), IDS.len());
         for (t, want) in expected.iter().enumerate() {
             let e = rel_err(&got[t * 22..(t + 1) * 22], want);
             assert!(e < 1e-5, "cached position {t}: relative error {e}");
