@@ -178,6 +178,21 @@ impl DataConfig {
             .collect()
     }
 
+    /// The test set of [`DataConfig::generate`] without drawing the others (the page's "test it
+    /// here" runs on it).
+    pub fn test_set(&self) -> Result<Vec<Problem>, DataError> {
+        self.validate()?;
+        if self.splits == SplitScheme::Stratified {
+            return crate::stratified::test_set(self);
+        }
+        // Legacy: the test set is the first n_test distinct problems of the one stream.
+        let mut legacy = self.clone();
+        legacy.n_train = 0;
+        legacy.n_val = 0;
+        legacy.n_ood = 0;
+        Ok(legacy.generate()?.test)
+    }
+
     /// Draws the sets. Train, validation and test never share a problem `(a, b)`; the
     /// out-of-distribution problems have `ood_digits` digits in both operands.
     pub fn generate(&self) -> Result<Splits, DataError> {
@@ -270,6 +285,19 @@ mod tests {
             small().generate().unwrap().test,
             other.generate().unwrap().test
         );
+    }
+
+    #[test]
+    fn the_test_set_alone_is_the_generated_one() {
+        for scheme in [SplitScheme::Stratified, SplitScheme::Legacy] {
+            let config = DataConfig {
+                splits: scheme,
+                ..small()
+            };
+            let test = config.test_set().unwrap();
+            assert_eq!(test.len(), 500);
+            assert_eq!(test, config.generate().unwrap().test, "{scheme:?}");
+        }
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! `manifest.json`: what a weights folder holds, how it was made and how well it does.
 
 use crate::config::ModelConfig;
-use crate::data::SplitScheme;
+use crate::data::{DataConfig, SplitScheme};
 use crate::layout::Layout;
 use crate::problem::{max_steps, Problem, MAX_DIGITS};
 use crate::stage::{Stage, StageKind};
@@ -185,6 +185,16 @@ pub enum ManifestError {
 }
 
 impl Manifest {
+    /// The data settings the accuracy figures' test set is drawn with: the default seed and set
+    /// sizes (`scripts/cpu-train.sh` trains with them), this folder's digit range and split scheme.
+    pub fn test_data(&self) -> DataConfig {
+        DataConfig {
+            max_digits: self.max_digits,
+            splits: self.data_splits,
+            ..DataConfig::default()
+        }
+    }
+
     pub fn from_json(json: &str) -> Result<Manifest, ManifestError> {
         Manifest::from_json_named(json, MANIFEST_FILE)
     }

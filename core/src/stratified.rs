@@ -160,33 +160,57 @@ fn draw_distinct(
     out
 }
 
+/// The random stream of each set: test, validation, training (the out-of-distribution set: 4).
+fn stream(config: &DataConfig, set: u64) -> ChaCha8Rng {
+    let mut rng = ChaCha8Rng::seed_from_u64(config.seed);
+    rng.set_stream(set);
+    rng
+}
+
+/// A held-out set of `n` problems, each class its quota (at most [`HELD_OUT_SHARE`] of it),
+/// none in `taken`; adds them to `taken`.
+fn held_out(
+    config: &DataConfig,
+    classes: &[Class],
+    n: usize,
+    set: u64,
+    taken: &mut HashSet<Problem>,
+) -> Result<Vec<Problem>, DataError> {
+    let weights: Vec<f64> = classes.iter().map(|c| c.weight).collect();
+    let cap: Vec<u64> = classes
+        .iter()
+        .map(|c| (c.size as f64 * HELD_OUT_SHARE).floor() as u64)
+        .collect();
+    let quota = quotas(n, &weights, &cap)?;
+    let mut rng = stream(config, set);
+    let mut problems = Vec::with_capacity(n);
+    for (class, &q) in classes.iter().zip(&quota) {
+        problems.extend(draw_distinct(&mut rng, class.digits, class.size, q, taken));
+    }
+    problems.shuffle(&mut rng);
+    Ok(problems)
+}
+
+/// The test set alone: drawn first, so it is the test set of [`draw`] without the rest.
+pub fn test_set(config: &DataConfig) -> Result<Vec<Problem>, DataError> {
+    held_out(
+        config,
+        &classes(config),
+        config.n_test,
+        1,
+        &mut HashSet::new(),
+    )
+}
+
 /// The in-distribution sets of a stratified draw (the out-of-distribution set left empty).
 pub fn draw(config: &DataConfig) -> Result<Splits, DataError> {
     let classes = classes(config);
     let weights: Vec<f64> = classes.iter().map(|c| c.weight).collect();
-    let held_out_cap: Vec<u64> = classes
-        .iter()
-        .map(|c| (c.size as f64 * HELD_OUT_SHARE).floor() as u64)
-        .collect();
-    let stream = |n: u64| {
-        let mut rng = ChaCha8Rng::seed_from_u64(config.seed);
-        rng.set_stream(n);
-        rng
-    };
     let mut taken = HashSet::new();
-    let held_out = |n: usize, mut rng: ChaCha8Rng, taken: &mut HashSet<Problem>| {
-        let quota = quotas(n, &weights, &held_out_cap)?;
-        let mut set = Vec::with_capacity(n);
-        for (class, &q) in classes.iter().zip(&quota) {
-            set.extend(draw_distinct(&mut rng, class.digits, class.size, q, taken));
-        }
-        set.shuffle(&mut rng);
-        Ok::<_, DataError>(set)
-    };
-    let test = held_out(config.n_test, stream(1), &mut taken)?;
-    let val = held_out(config.n_val, stream(2), &mut taken)?;
+    let test = held_out(config, &classes, config.n_test, 1, &mut taken)?;
+    let val = held_out(config, &classes, config.n_val, 2, &mut taken)?;
 
-    let mut rng = stream(3);
+    let mut rng = stream(config, 3);
     let unlimited = vec![u64::MAX; classes.len()];
     let quota = quotas(config.n_train, &weights, &unlimited)?;
     let mut train = Vec::with_capacity(config.n_train);

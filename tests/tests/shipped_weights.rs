@@ -2,7 +2,6 @@
 //! folder fits a web page, the stages the product promises are there, and the reference engine
 //! reproduces each stage's measured greedy accuracy on held-out test problems within sampling error.
 
-use coconut_core::data::DataConfig;
 use coconut_core::manifest::WeightsDir;
 use coconut_core::reference::ReferenceModel;
 use coconut_tests::repo_root;
@@ -84,12 +83,7 @@ fn the_promised_stages_ship_in_int8_with_accuracy_and_training_facts() {
 fn the_reference_engine_reproduces_each_stages_greedy_accuracy() {
     let dir = shipped();
     let tokenizer = dir.tokenizer().unwrap();
-    let data = DataConfig {
-        max_digits: dir.manifest.max_digits,
-        splits: dir.manifest.data_splits,
-        ..DataConfig::default()
-    };
-    let test = data.generate().unwrap().test;
+    let test = dir.manifest.test_data().test_set().unwrap();
     let problems = &test[..N];
     for entry in &dir.manifest.stages {
         let (_, stage, weights) = dir.stage(&entry.id).unwrap();

@@ -117,8 +117,11 @@ describe(`controls (${weights.label} weights, stage ${thoughtStage.id})`, () => 
     session.assertClean();
   });
 
-  it('#random fills valid in-range operands', async () => {
+  it('#random fills valid in-range operands from the held-out test set', async () => {
     await load();
+    const heldOut = new Set(JSON.parse(await page.evaluate(() => window.coconut.testProblems(100000)))
+      .map(([a, b]) => `${a}+${b}`));
+    assert.ok(heldOut.size >= 100, `the held-out test set has ${heldOut.size} problems`);
     const pairs = new Set();
     for (let i = 0; i < 6; i++) {
       await page.click('#random');
@@ -129,6 +132,7 @@ describe(`controls (${weights.label} weights, stage ${thoughtStage.id})`, () => 
         assert.ok(v.length <= manifest.max_digits, `#random wrote ${v}: more than ${manifest.max_digits} digits`);
       }
       pairs.add(`${a}+${b}`);
+      assert.ok(heldOut.has(`${a}+${b}`), `#random wrote ${a} + ${b}, not a held-out test problem`);
     }
     assert.ok(pairs.size >= 2, `six clicks of #random gave only ${[...pairs]}`);
     session.assertClean();
@@ -325,7 +329,7 @@ describe(`controls (${weights.label} weights, stage ${thoughtStage.id})`, () => 
     assert.match(r.correct ?? '', /^\d+$/, '#test-result data-correct is a count');
     assert.ok(Number(r.correct) <= 5, `#test-result data-correct ${r.correct} <= 5`);
     assert.ok(Number(r.perSecond) > 0 && Number.isFinite(Number(r.perSecond)), `#test-result data-per-second ${r.perSecond}`);
-    assert.notEqual(r.text, '', '#test-result shows the result');
+    assert.match(r.text, /of the first 5 held-out test problems/, '#test-result says what it ran');
     session.assertClean();
   });
 

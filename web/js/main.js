@@ -266,12 +266,6 @@ function solve(animate = true) {
   });
 }
 
-function randomOperand(maxDigits) {
-  const digits = 1 + Math.floor(Math.random() * maxDigits);
-  const low = digits === 1 ? 0 : 10 ** (digits - 1);
-  return String(low + Math.floor(Math.random() * (10 ** digits - low)));
-}
-
 function compareStages() {
   return exclusive(async () => {
     const [a, b] = [el.a.value, el.b.value];
@@ -332,9 +326,10 @@ function testHere() {
     let done = 0;
     const start = performance.now();
     try {
-      for (; done < n && !stopTest; done++) {
-        const a = randomOperand(manifest.max_digits);
-        const b = randomOperand(manifest.max_digits);
+      // The held-out test problems the published figures were measured on, in their order.
+      const problems = JSON.parse(app.testProblems(n));
+      for (; done < problems.length && !stopTest; done++) {
+        const [a, b] = problems[done];
         const view = JSON.parse(await app.solve(a, b, stage, false));
         if (view.correct) correct++;
         if (done % 5 === 4) {
@@ -353,7 +348,8 @@ function testHere() {
       state: done < n ? 'stopped' : 'done', n: String(done), correct: String(correct), perSecond: rate.toFixed(2),
     });
     el.testResult.textContent = done === 0 ? 'Stopped before the first problem.' :
-      `${correct} of ${done} correct (${((100 * correct) / done).toFixed(1)}%) on ${stage}${stopped}, ` +
+      `${correct} of the first ${done} held-out test problems correct ` +
+      `(${((100 * correct) / done).toFixed(1)}%) on ${stage}${stopped}, ` +
       `${rate.toFixed(1)} problems per second on the ${app.backend === 'webgpu' ? 'WebGPU' : 'reference'} engine`;
     showEngine();
   });
@@ -390,8 +386,7 @@ function wire() {
   });
   el.random.addEventListener('click', () => {
     if (!manifest) return;
-    el.a.value = randomOperand(manifest.max_digits);
-    el.b.value = randomOperand(manifest.max_digits);
+    [el.a.value, el.b.value] = JSON.parse(app.randomProblem());
     solve(true);
   });
   // An example is "a+b", or "a+b@stage" when it is about one stage (the labelled failure).

@@ -163,6 +163,28 @@ impl App {
         serde_json::to_string(&verdict).map_err(error)
     }
 
+    /// The first `n` held-out test problems (the set the manifest's figures were measured on),
+    /// as JSON `[["a", "b"], ...]`, the fields' text.
+    #[wasm_bindgen(js_name = testProblems)]
+    pub fn test_problems(&self, n: usize) -> Result<String, JsValue> {
+        let state = self.state.borrow();
+        let test = state.session()?.test_set().map_err(error)?;
+        let pairs: Vec<[String; 2]> = test.iter().take(n).map(fields).collect();
+        serde_json::to_string(&pairs).map_err(error)
+    }
+
+    /// A held-out test problem at random, as JSON `["a", "b"]`: one the model never saw.
+    #[wasm_bindgen(js_name = randomProblem)]
+    pub fn random_problem(&self) -> Result<String, JsValue> {
+        let state = self.state.borrow();
+        let test = state.session()?.test_set().map_err(error)?;
+        let index = (js_sys::Math::random() * test.len() as f64) as usize;
+        let problem = test
+            .get(index.min(test.len().saturating_sub(1)))
+            .ok_or_else(|| error("the test set is empty"))?;
+        serde_json::to_string(&fields(problem)).map_err(error)
+    }
+
     /// Solves `a + b` on a stage; resolves to a `SolveView` as JSON (with per-position internals
     /// when `trace`), rejects with a message for refused input.
     pub fn solve(&self, a: String, b: String, stage: String, trace: bool) -> Promise {
@@ -237,6 +259,11 @@ async fn solve(
 
 fn error(message: impl ToString) -> JsValue {
     JsError::new(&message.to_string()).into()
+}
+
+/// A problem as the two fields show it.
+fn fields(problem: &coconut_core::Problem) -> [String; 2] {
+    [problem.a.to_string(), problem.b.to_string()]
 }
 
 /// Puts the app on `window.coconut` and tells the page it is ready.

@@ -22,6 +22,8 @@ pub struct Session {
     pub manifest: Manifest,
     pub tokenizer: Tokenizer,
     pub stages: Vec<LoadedStage>,
+    /// The held-out test set of the manifest's figures, drawn on first use.
+    test_set: std::cell::OnceCell<Vec<Problem>>,
 }
 
 /// Per-field verdict on the two operands, for messages next to each field.
@@ -61,6 +63,7 @@ impl Session {
             manifest,
             tokenizer,
             stages: Vec::new(),
+            test_set: std::cell::OnceCell::new(),
         })
     }
 
@@ -101,6 +104,20 @@ impl Session {
                 b: b.err(),
             }),
         }
+    }
+
+    /// The held-out test problems the manifest's accuracy figures were measured on, drawn
+    /// by core's rules ([`Manifest::test_data`]): problems the model never trained on.
+    pub fn test_set(&self) -> Result<&[Problem], String> {
+        if self.test_set.get().is_none() {
+            let drawn = self
+                .manifest
+                .test_data()
+                .test_set()
+                .map_err(|e| e.to_string())?;
+            let _ = self.test_set.set(drawn);
+        }
+        Ok(self.test_set.get().map(Vec::as_slice).unwrap_or_default())
     }
 
     /// Solves on the reference engine (plain Rust, compiled to wasm in the browser).
@@ -150,6 +167,20 @@ mod tests {
             session.add_stage(&entry.id, &bytes).unwrap();
         }
         session
+    }
+
+    #[test]
+    fn the_test_set_is_the_one_the_figures_were_measured_on() {
+        let session = session();
+        let test = session.test_set().unwrap();
+        let data = coconut_core::data::DataConfig {
+            max_digits: session.manifest.max_digits,
+            splits: session.manifest.data_splits,
+            ..Default::default()
+        };
+        assert_eq!(test, data.generate().unwrap().test.as_slice());
+        // Drawn once.
+        assert!(std::ptr::eq(test, session.test_set().unwrap()));
     }
 
     #[test]
