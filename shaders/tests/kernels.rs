@@ -9,38 +9,22 @@ mod common;
 
 use common::gpu;
 
-#[test]
-fn embedding_lookup_tokens_and_thoughts() {
-    let Some(gpu) = gpu() else { return };
-    pollster::block_on(checks::embedding(&gpu));
+/// One `#[test]` per check, each on the shared test device (skipped as `common::gpu` says).
+macro_rules! kernel_tests {
+    ($($name:ident => $check:path,)*) => {$(
+        #[test]
+        fn $name() {
+            let Some(gpu) = gpu() else { return };
+            pollster::block_on($check(&gpu));
+        }
+    )*};
 }
 
-#[test]
-fn layer_norm_rows() {
-    let Some(gpu) = gpu() else { return };
-    pollster::block_on(checks::layer_norm(&gpu));
-}
-
-#[test]
-fn matrix_vector_and_matrix_matrix_products() {
-    let Some(gpu) = gpu() else { return };
-    pollster::block_on(checks::products(&gpu));
-}
-
-#[test]
-fn causal_attention_over_the_cache() {
-    let Some(gpu) = gpu() else { return };
-    pollster::block_on(checks::attention(&gpu));
-}
-
-#[test]
-fn lm_head_logits() {
-    let Some(gpu) = gpu() else { return };
-    pollster::block_on(checks::lm_head(&gpu));
-}
-
-#[test]
-fn argmax_takes_the_first_of_the_largest() {
-    let Some(gpu) = gpu() else { return };
-    pollster::block_on(checks::argmax(&gpu));
+kernel_tests! {
+    embedding_lookup_tokens_and_thoughts => checks::embedding,
+    layer_norm_rows => checks::layer_norm,
+    matrix_vector_and_matrix_matrix_products => checks::products,
+    causal_attention_over_the_cache => checks::attention,
+    lm_head_logits => checks::lm_head,
+    argmax_takes_the_first_of_the_largest => checks::argmax,
 }

@@ -16,6 +16,7 @@ use super::kernels::{self, AttentionRows};
 use super::params::ParamLayout;
 use super::plan::{Input, Plan};
 use coconut_core::decoding::{argmax, DecodePlan};
+use coconut_core::skeleton::{Affine, Norm};
 use std::ops::Range;
 
 /// Activations saved by the forward pass and scratch of the backward pass, rows × width each.
@@ -292,18 +293,10 @@ fn forward_chunk(
         let (resid_in, resid_out) = ws.resid.split_at_mut(l + 1);
         let x = span(&resid_in[l], &rows, c);
         let ln_1 = span_mut(&mut ws.ln_1[l], &rows, c);
-        kernels::layer_norm_forward(
-            ln_1,
-            span_mut(&mut ws.ln_1_stats[l], &rows, 2),
-            x,
-            &p[b.ln_1.weight.clone()],
-            &p[b.ln_1.bias.clone()],
-            c,
-            eps,
-        );
+        let ln_1_stats = span_mut(&mut ws.ln_1_stats[l], &rows, 2);
+        norm_forward(p, &b.ln_1, x, ln_1, ln_1_stats, eps);
         let qkv = span_mut(&mut ws.qkv[l], &rows, 3 * c);
-        x_times_w(qkv, ln_1, &p[b.c_attn.weight.clone()], m, c, 3 * c);
-        kernels::add_bias(qkv, &p[b.c_attn.bias.clone()]);
+        affine_forward(p, &b.c_attn, ln_1, qkv, (m, c, 3 * c));
 
         for (e, positions) in example_runs(plan, rows.clone()) {
             let example = &plan.examples[e];
@@ -318,49 +311,27 @@ fn forward_chunk(
         }
 
         let mid = span_mut(&mut ws.mid[l], &rows, c);
-        x_times_w(
-            mid,
-            span(&ws.attn[l], &rows, c),
-            &p[b.attn_proj.weight.clone()],
-            m,
-            c,
-            c,
-        );
-        kernels::add_bias(mid, &p[b.attn_proj.bias.clone()]);
+        let attn = span(&ws.attn[l], &rows, c);
+        affine_forward(p, &b.attn_proj, attn, mid, (m, c, c));
         kernels::add_assign(mid, x);
 
         let ln_2 = span_mut(&mut ws.ln_2[l], &rows, c);
-        kernels::layer_norm_forward(
-            ln_2,
-            span_mut(&mut ws.ln_2_stats[l], &rows, 2),
-            mid,
-            &p[b.ln_2.weight.clone()],
-            &p[b.ln_2.bias.clone()],
-            c,
-            eps,
-        );
+        let ln_2_stats = span_mut(&mut ws.ln_2_stats[l], &rows, 2);
+        norm_forward(p, &b.ln_2, mid, ln_2, ln_2_stats, eps);
         let fc = span_mut(&mut ws.fc[l], &rows, 4 * c);
-        x_times_w(fc, ln_2, &p[b.c_fc.weight.clone()], m, c, 4 * c);
-        kernels::add_bias(fc, &p[b.c_fc.bias.clone()]);
+        affine_forward(p, &b.c_fc, ln_2, fc, (m, c, 4 * c));
         let gelu = span_mut(&mut ws.gelu[l], &rows, 4 * c);
         kernels::gelu_forward(gelu, fc);
 
         let out = span_mut(&mut resid_out[0], &rows, c);
-        x_times_w(out, gelu, &p[b.mlp_proj.weight.clone()], m, 4 * c, c);
-        kernels::add_bias(out, &p[b.mlp_proj.bias.clone()]);
+        affine_forward(p, &b.mlp_proj, gelu, out, (m, 4 * c, c));
         kernels::add_assign(out, mid);
     }
 
-    let last = cfg.n_layer;
-    kernels::layer_norm_forward(
-        span_mut(&mut ws.hidden, &rows, c),
-        span_mut(&mut ws.ln_f_stats, &rows, 2),
-        span(&ws.resid[last], &rows, c),
-        &p[layout.ln_f.weight.clone()],
-        &p[layout.ln_f.bias.clone()],
-        c,
-        eps,
-    );
+    let resid = span(&ws.resid[cfg.n_layer], &rows, c);
+    let hidden = span_mut(&mut ws.hidden, &rows, c);
+    let stats = span_mut(&mut ws.ln_f_stats, &rows, 2);
+    norm_forward(p, &layout.ln_f, resid, hidden, stats, eps);
 }
 
 fn backward_chunk(
@@ -378,95 +349,32 @@ fn backward_chunk(
     // d resid[L] from d hidden through ln_f.
     let d_resid = span_mut(&mut ws.d_resid, &rows, c);
     d_resid.fill(0.0);
-    {
-        let (dw, db) = two_mut(g, &layout.ln_f.weight, &layout.ln_f.bias);
-        kernels::layer_norm_backward(
-            d_resid,
-            dw,
-            db,
-            span(&ws.d_hidden, &rows, c),
-            span(&ws.resid[last], &rows, c),
-            span(&ws.ln_f_stats, &rows, 2),
-            &p[layout.ln_f.weight.clone()],
-            c,
-        );
-    }
+    let (resid, stats) = (
+        span(&ws.resid[last], &rows, c),
+        span(&ws.ln_f_stats, &rows, 2),
+    );
+    let d_hidden = span(&ws.d_hidden, &rows, c);
+    norm_backward(g, p, &layout.ln_f, (resid, stats), d_hidden, d_resid);
 
     for (l, b) in layout.blocks.iter().enumerate().rev() {
         // MLP: resid[l+1] = mid + gelu(fc) · W_proj + b_proj. d_resid passes through to mid.
         let d_resid = span_mut(&mut ws.d_resid, &rows, c);
-        kernels::accumulate_column_sums(&mut g[b.mlp_proj.bias.clone()], d_resid);
-        accumulate_xt_dy(
-            &mut g[b.mlp_proj.weight.clone()],
-            span(&ws.gelu[l], &rows, 4 * c),
-            d_resid,
-            m,
-            4 * c,
-            c,
-        );
         let d_big = span_mut(&mut ws.d_big, &rows, 4 * c);
-        dy_times_wt(
-            d_big,
-            d_resid,
-            &p[b.mlp_proj.weight.clone()],
-            m,
-            4 * c,
-            c,
-            false,
-        );
+        let gelu = span(&ws.gelu[l], &rows, 4 * c);
+        affine_backward(g, p, &b.mlp_proj, gelu, d_resid, d_big, (m, 4 * c, c));
         kernels::gelu_backward(d_big, span(&ws.fc[l], &rows, 4 * c));
-        kernels::accumulate_column_sums(&mut g[b.c_fc.bias.clone()], d_big);
-        accumulate_xt_dy(
-            &mut g[b.c_fc.weight.clone()],
-            span(&ws.ln_2[l], &rows, c),
-            d_big,
-            m,
-            c,
-            4 * c,
-        );
         let d_small = span_mut(&mut ws.d_small, &rows, c);
-        dy_times_wt(
-            d_small,
-            d_big,
-            &p[b.c_fc.weight.clone()],
-            m,
-            c,
-            4 * c,
-            false,
+        let ln_2 = span(&ws.ln_2[l], &rows, c);
+        affine_backward(g, p, &b.c_fc, ln_2, d_big, d_small, (m, c, 4 * c));
+        let (mid, stats) = (
+            span(&ws.mid[l], &rows, c),
+            span(&ws.ln_2_stats[l], &rows, 2),
         );
-        {
-            let (dw, db) = two_mut(g, &b.ln_2.weight, &b.ln_2.bias);
-            kernels::layer_norm_backward(
-                d_resid,
-                dw,
-                db,
-                d_small,
-                span(&ws.mid[l], &rows, c),
-                span(&ws.ln_2_stats[l], &rows, 2),
-                &p[b.ln_2.weight.clone()],
-                c,
-            );
-        }
+        norm_backward(g, p, &b.ln_2, (mid, stats), d_small, d_resid);
 
         // Attention: mid = resid[l] + attn · W_proj + b_proj.
-        kernels::accumulate_column_sums(&mut g[b.attn_proj.bias.clone()], d_resid);
-        accumulate_xt_dy(
-            &mut g[b.attn_proj.weight.clone()],
-            span(&ws.attn[l], &rows, c),
-            d_resid,
-            m,
-            c,
-            c,
-        );
-        dy_times_wt(
-            d_small,
-            d_resid,
-            &p[b.attn_proj.weight.clone()],
-            m,
-            c,
-            c,
-            false,
-        );
+        let attn = span(&ws.attn[l], &rows, c);
+        affine_backward(g, p, &b.attn_proj, attn, d_resid, d_small, (m, c, c));
         for (e, positions) in example_runs(plan, rows.clone()) {
             let example = &plan.examples[e];
             let at = AttentionRows {
@@ -487,36 +395,15 @@ fn backward_chunk(
             );
         }
         let dqkv = span(&ws.dqkv[l], &rows, 3 * c);
-        kernels::accumulate_column_sums(&mut g[b.c_attn.bias.clone()], dqkv);
-        accumulate_xt_dy(
-            &mut g[b.c_attn.weight.clone()],
-            span(&ws.ln_1[l], &rows, c),
-            dqkv,
-            m,
-            c,
-            3 * c,
-        );
         let d_small = span_mut(&mut ws.d_small, &rows, c);
-        dy_times_wt(
-            d_small,
-            dqkv,
-            &p[b.c_attn.weight.clone()],
-            m,
-            c,
-            3 * c,
-            false,
-        );
-        let (dw, db) = two_mut(g, &b.ln_1.weight, &b.ln_1.bias);
-        kernels::layer_norm_backward(
-            span_mut(&mut ws.d_resid, &rows, c),
-            dw,
-            db,
-            d_small,
+        let ln_1 = span(&ws.ln_1[l], &rows, c);
+        affine_backward(g, p, &b.c_attn, ln_1, dqkv, d_small, (m, c, 3 * c));
+        let (resid, stats) = (
             span(&ws.resid[l], &rows, c),
             span(&ws.ln_1_stats[l], &rows, 2),
-            &p[b.ln_1.weight.clone()],
-            c,
         );
+        let d_resid = span_mut(&mut ws.d_resid, &rows, c);
+        norm_backward(g, p, &b.ln_1, (resid, stats), d_small, d_resid);
     }
 
     // d input: to the position table, and to the token's embedding or the fed-back hidden state.
@@ -537,6 +424,70 @@ fn backward_chunk(
 }
 
 /// Two disjoint ranges of one buffer, mutably (`a` before `b`).
+/// `out = input · W + b` over `m` rows (`input` k wide, `out` n wide).
+fn affine_forward(
+    p: &[f32],
+    affine: &Affine<Range<usize>>,
+    input: &[f32],
+    out: &mut [f32],
+    (m, k, n): (usize, usize, usize),
+) {
+    x_times_w(out, input, &p[affine.weight.clone()], m, k, n);
+    kernels::add_bias(out, &p[affine.bias.clone()]);
+}
+
+/// LayerNorm of the rows of `x` into `out`, keeping each row's (mean, 1 / std) in `stats`.
+fn norm_forward(
+    p: &[f32],
+    norm: &Norm<Range<usize>>,
+    x: &[f32],
+    out: &mut [f32],
+    stats: &mut [f32],
+    eps: f32,
+) {
+    let weight = &p[norm.weight.clone()];
+    kernels::layer_norm_forward(
+        out,
+        stats,
+        x,
+        weight,
+        &p[norm.bias.clone()],
+        weight.len(),
+        eps,
+    );
+}
+
+/// The backward of [`norm_forward`] given its input rows `x` and their `stats` and the output's
+/// gradient `dy`: adds the gain's and bias's gradients to `g` and the input's to `dx`.
+fn norm_backward(
+    g: &mut [f32],
+    p: &[f32],
+    norm: &Norm<Range<usize>>,
+    (x, stats): (&[f32], &[f32]),
+    dy: &[f32],
+    dx: &mut [f32],
+) {
+    let weight = &p[norm.weight.clone()];
+    let (dw, db) = two_mut(g, &norm.weight, &norm.bias);
+    kernels::layer_norm_backward(dx, dw, db, dy, x, stats, weight, weight.len());
+}
+
+/// The backward of `out = input · W + b` over `m` rows (`input` k wide, `out` n wide): adds
+/// the gradients of W and b to `g` and writes the input's gradient to `d_input`.
+fn affine_backward(
+    g: &mut [f32],
+    p: &[f32],
+    affine: &Affine<Range<usize>>,
+    input: &[f32],
+    d_out: &[f32],
+    d_input: &mut [f32],
+    (m, k, n): (usize, usize, usize),
+) {
+    kernels::accumulate_column_sums(&mut g[affine.bias.clone()], d_out);
+    accumulate_xt_dy(&mut g[affine.weight.clone()], input, d_out, m, k, n);
+    dy_times_wt(d_input, d_out, &p[affine.weight.clone()], m, k, n, false);
+}
+
 fn two_mut<'a>(
     g: &'a mut [f32],
     a: &Range<usize>,
