@@ -247,22 +247,23 @@ mod tests {
         }
     }
 
+    /// [`small`] with each split scheme.
+    fn each_scheme() -> [DataConfig; 2] {
+        [SplitScheme::Stratified, SplitScheme::Legacy]
+            .map(|splits| DataConfig { splits, ..small() })
+    }
+
     #[test]
     fn splits_are_disjoint_and_sized() {
-        for scheme in [SplitScheme::Stratified, SplitScheme::Legacy] {
-            let s = DataConfig {
-                splits: scheme,
-                ..small()
-            }
-            .generate()
-            .unwrap();
+        for config in each_scheme() {
+            let s = config.generate().unwrap();
             assert_eq!(
                 (s.train.len(), s.val.len(), s.test.len(), s.ood.len()),
                 (3000, 300, 500, 100)
             );
             let train: HashSet<_> = s.train.iter().collect();
             let val: HashSet<_> = s.val.iter().collect();
-            if scheme == SplitScheme::Legacy {
+            if config.splits == SplitScheme::Legacy {
                 assert_eq!(train.len(), 3000, "duplicates inside train");
             }
             assert_eq!(val.len(), 300, "duplicates inside val");
@@ -288,28 +289,19 @@ mod tests {
     }
 
     #[test]
-    fn the_test_set_alone_is_the_generated_one() {
-        for scheme in [SplitScheme::Stratified, SplitScheme::Legacy] {
-            let config = DataConfig {
-                splits: scheme,
-                ..small()
+    fn the_test_set_does_not_depend_on_the_other_sets() {
+        for config in each_scheme() {
+            let scheme = config.splits;
+            let more_training = DataConfig {
+                n_train: 6000,
+                ..config.clone()
             };
+            // Drawn alone, as the page's "test it here" does.
             let test = config.test_set().unwrap();
             assert_eq!(test.len(), 500);
             assert_eq!(test, config.generate().unwrap().test, "{scheme:?}");
+            assert_eq!(test, more_training.generate().unwrap().test, "{scheme:?}");
         }
-    }
-
-    #[test]
-    fn test_set_does_not_depend_on_train_size() {
-        let bigger = DataConfig {
-            n_train: 6000,
-            ..small()
-        };
-        assert_eq!(
-            small().generate().unwrap().test,
-            bigger.generate().unwrap().test
-        );
     }
 
     #[test]

@@ -349,12 +349,10 @@ fn backward_chunk(
     // d resid[L] from d hidden through ln_f.
     let d_resid = span_mut(&mut ws.d_resid, &rows, c);
     d_resid.fill(0.0);
-    let (resid, stats) = (
-        span(&ws.resid[last], &rows, c),
-        span(&ws.ln_f_stats, &rows, 2),
-    );
+    let resid = span(&ws.resid[last], &rows, c);
+    let resid_stats = span(&ws.ln_f_stats, &rows, 2);
     let d_hidden = span(&ws.d_hidden, &rows, c);
-    norm_backward(g, p, &layout.ln_f, (resid, stats), d_hidden, d_resid);
+    norm_backward(g, p, &layout.ln_f, resid, resid_stats, d_hidden, d_resid);
 
     for (l, b) in layout.blocks.iter().enumerate().rev() {
         // MLP: resid[l+1] = mid + gelu(fc) · W_proj + b_proj. d_resid passes through to mid.
@@ -366,11 +364,9 @@ fn backward_chunk(
         let d_small = span_mut(&mut ws.d_small, &rows, c);
         let ln_2 = span(&ws.ln_2[l], &rows, c);
         affine_backward(g, p, &b.c_fc, ln_2, d_big, d_small, (m, c, 4 * c));
-        let (mid, stats) = (
-            span(&ws.mid[l], &rows, c),
-            span(&ws.ln_2_stats[l], &rows, 2),
-        );
-        norm_backward(g, p, &b.ln_2, (mid, stats), d_small, d_resid);
+        let mid = span(&ws.mid[l], &rows, c);
+        let mid_stats = span(&ws.ln_2_stats[l], &rows, 2);
+        norm_backward(g, p, &b.ln_2, mid, mid_stats, d_small, d_resid);
 
         // Attention: mid = resid[l] + attn · W_proj + b_proj.
         let attn = span(&ws.attn[l], &rows, c);
@@ -398,12 +394,10 @@ fn backward_chunk(
         let d_small = span_mut(&mut ws.d_small, &rows, c);
         let ln_1 = span(&ws.ln_1[l], &rows, c);
         affine_backward(g, p, &b.c_attn, ln_1, dqkv, d_small, (m, c, 3 * c));
-        let (resid, stats) = (
-            span(&ws.resid[l], &rows, c),
-            span(&ws.ln_1_stats[l], &rows, 2),
-        );
+        let resid = span(&ws.resid[l], &rows, c);
+        let resid_stats = span(&ws.ln_1_stats[l], &rows, 2);
         let d_resid = span_mut(&mut ws.d_resid, &rows, c);
-        norm_backward(g, p, &b.ln_1, (resid, stats), d_small, d_resid);
+        norm_backward(g, p, &b.ln_1, resid, resid_stats, d_small, d_resid);
     }
 
     // d input: to the position table, and to the token's embedding or the fed-back hidden state.
@@ -463,7 +457,8 @@ fn norm_backward(
     g: &mut [f32],
     p: &[f32],
     norm: &Norm<Range<usize>>,
-    (x, stats): (&[f32], &[f32]),
+    x: &[f32],
+    stats: &[f32],
     dy: &[f32],
     dx: &mut [f32],
 ) {
