@@ -239,17 +239,11 @@ pub fn table(stage: &str, sets: &[SetAccuracy]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use coconut_core::reference::ReferenceModel;
-    use coconut_core::weights::random_weights;
     use coconut_core::{ModelConfig, StageKind};
 
     #[test]
     fn generation_matches_the_reference_engine() {
-        let config = ModelConfig::tiny();
-        let weights = random_weights(&config, 21);
-        let reference = ReferenceModel::new(&weights);
-        let model = Gpt::from_weights(&weights, &candle_core::Device::Cpu).unwrap();
-        let tok = Tokenizer::new();
+        let (reference, model, tok) = crate::test_models::oracle_and_candle(21);
         let base = Stage::latent(2, 1, 5);
         for stage in [
             base,

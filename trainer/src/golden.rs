@@ -105,17 +105,10 @@ pub fn write_golden(stages: &[GoldenStage], out: &Path) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use coconut_core::reference::ReferenceModel;
-    use coconut_core::weights::random_weights;
-    use coconut_core::ModelConfig;
 
     #[test]
     fn golden_runs_agree_with_the_reference_engine() {
-        let config = ModelConfig::tiny();
-        let w = random_weights(&config, 21);
-        let model = Gpt::from_weights(&w, &candle_core::Device::Cpu).unwrap();
-        let reference = ReferenceModel::new(&w);
-        let tok = Tokenizer::new();
+        let (reference, model, tok) = crate::test_models::oracle_and_candle(21);
         let stage = Stage::latent(3, 1, 5);
         let golden = golden_stage(&model, &tok, &stage).unwrap();
         assert_eq!(golden.runs.len(), GOLDEN_PROBLEMS.len());

@@ -31,6 +31,8 @@ pub mod optim;
 pub mod plot;
 pub mod provenance;
 pub mod run_lock;
+#[cfg(test)]
+mod test_models;
 pub mod train;
 
 pub use config::{Engine, StagePlan, TrainConfig};
