@@ -22,30 +22,23 @@ use crate::checkpoint::write_atomic;
 
 pub const TOKENIZER_FILE: &str = "tokenizer.json";
 
-/// What `coconut export --format` writes.
+/// What `coconut export --format` writes: a weights-folder file of one dtype, or a Hugging Face
+/// `GPT2LMHeadModel` folder.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ExportFormat {
-    Int8,
-    F16,
-    F32,
-    /// A Hugging Face `GPT2LMHeadModel` folder.
+    Weights(WeightDtype),
     Hf,
 }
 
 impl std::str::FromStr for ExportFormat {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "hf" => Ok(ExportFormat::Hf),
-            other => match other.parse::<WeightDtype>() {
-                Ok(WeightDtype::Int8) => Ok(ExportFormat::Int8),
-                Ok(WeightDtype::F16) => Ok(ExportFormat::F16),
-                Ok(WeightDtype::F32) => Ok(ExportFormat::F32),
-                Err(_) => Err(format!(
-                    "unknown format '{other}': expected int8, f16, f32 or hf"
-                )),
-            },
+        if s == "hf" {
+            return Ok(ExportFormat::Hf);
         }
+        s.parse()
+            .map(ExportFormat::Weights)
+            .map_err(|_| format!("unknown format '{s}': expected int8, f16, f32 or hf"))
     }
 }
 
@@ -319,11 +312,14 @@ pub fn export_from_run(
         .with_context(|| format!("reading {} (is the stage trained?)", path.display()))?;
     let weights =
         ModelWeights::from_safetensors(&bytes, &path.display().to_string(), Some(&config.model))?;
-    if format == ExportFormat::Hf {
-        export_hf(&weights, &stage, out)?;
-        eprintln!("wrote a Hugging Face GPT-2 folder to {}", out.display());
-        return Ok(());
-    }
+    let dtype = match format {
+        ExportFormat::Weights(dtype) => dtype,
+        ExportFormat::Hf => {
+            export_hf(&weights, &stage, out)?;
+            eprintln!("wrote a Hugging Face GPT-2 folder to {}", out.display());
+            return Ok(());
+        }
+    };
     let accuracy = eval.map(|eval| read_eval(eval, &stage.id())).transpose()?;
     let run_info = crate::provenance::RunInfo::load(run_dir)?.unwrap_or_default();
     let info = run_info.for_stage(&stage.id()).clone();
@@ -335,11 +331,6 @@ pub fn export_from_run(
         seed: config.seed,
         steps: record.as_ref().map_or(0, |r| r.steps),
         seconds: record.as_ref().map_or(0.0, |r| r.seconds),
-    };
-    let dtype = match format {
-        ExportFormat::Int8 => WeightDtype::Int8,
-        ExportFormat::F16 => WeightDtype::F16,
-        _ => WeightDtype::F32,
     };
     let facts = StageFacts {
         accuracy,
