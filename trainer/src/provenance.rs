@@ -102,24 +102,25 @@ impl RunInfo {
 
     /// The commits that trained the run, the first one first, each once.
     pub fn git_commits(&self) -> String {
-        let mut commits = vec![self.git_commit.as_str()];
-        for r in &self.resumes {
-            if !commits.contains(&r.git_commit.as_str()) {
-                commits.push(&r.git_commit);
-            }
-        }
-        commits.join(", resumed with ")
+        self.distinct(&self.git_commit, |r| &r.git_commit)
+            .join(", resumed with ")
     }
 
     /// The hardware that trained the run, the first first, each once.
     pub fn hardwares(&self) -> String {
-        let mut all = vec![self.hardware.as_str()];
-        for r in &self.resumes {
-            if !all.contains(&r.hardware.as_str()) {
-                all.push(&r.hardware);
+        self.distinct(&self.hardware, |r| &r.hardware)
+            .join("; resumed on ")
+    }
+
+    /// `first`, then that field of each resume, in order, each value once.
+    fn distinct<'a>(&'a self, first: &'a str, field: fn(&Invocation) -> &String) -> Vec<&'a str> {
+        let mut all = vec![first];
+        for value in self.resumes.iter().map(|r| field(r).as_str()) {
+            if !all.contains(&value) {
+                all.push(value);
             }
         }
-        all.join("; resumed on ")
+        all
     }
 }
 
