@@ -28,19 +28,18 @@ pub struct TensorSpec {
     pub role: Role,
 }
 
-/// A LayerNorm: `(x - mean) / sqrt(var + eps) * weight + bias`, both `(C)`.
+/// A layer's weight and bias, the two tensors of both layer kinds below.
 #[derive(Clone, Debug, PartialEq)]
-pub struct Norm<T> {
+pub struct WeightBias<T> {
     pub weight: T,
     pub bias: T,
 }
 
+/// A LayerNorm: `(x - mean) / sqrt(var + eps) * weight + bias`, both `(C)`.
+pub type Norm<T> = WeightBias<T>;
+
 /// A Conv1D layer: `y = x · weight + bias`, weight `[in, out]`, bias `(out)`.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Affine<T> {
-    pub weight: T,
-    pub bias: T,
-}
+pub type Affine<T> = WeightBias<T>;
 
 /// One pre-LayerNorm transformer block:
 /// `x += attn_proj(attention(c_attn(ln_1(x))))`, then `x += mlp_proj(gelu(c_fc(ln_2(x))))`.
@@ -69,32 +68,16 @@ pub struct Skeleton<T> {
     pub ln_f: Norm<T>,
 }
 
-/// `f` over a weight and its bias, in that order.
-fn map_pair<'a, T, U, E>(
-    weight: &'a T,
-    bias: &'a T,
-    f: &mut impl FnMut(&'a T) -> Result<U, E>,
-) -> Result<(U, U), E> {
-    Ok((f(weight)?, f(bias)?))
-}
-
-impl<T> Norm<T> {
+impl<T> WeightBias<T> {
+    /// `f` over the weight, then the bias.
     fn try_map<'a, U, E>(
         &'a self,
         f: &mut impl FnMut(&'a T) -> Result<U, E>,
-    ) -> Result<Norm<U>, E> {
-        let (weight, bias) = map_pair(&self.weight, &self.bias, f)?;
-        Ok(Norm { weight, bias })
-    }
-}
-
-impl<T> Affine<T> {
-    fn try_map<'a, U, E>(
-        &'a self,
-        f: &mut impl FnMut(&'a T) -> Result<U, E>,
-    ) -> Result<Affine<U>, E> {
-        let (weight, bias) = map_pair(&self.weight, &self.bias, f)?;
-        Ok(Affine { weight, bias })
+    ) -> Result<WeightBias<U>, E> {
+        Ok(WeightBias {
+            weight: f(&self.weight)?,
+            bias: f(&self.bias)?,
+        })
     }
 }
 
