@@ -68,36 +68,6 @@ pub struct Skeleton<T> {
     pub ln_f: Norm<T>,
 }
 
-impl<T> WeightBias<T> {
-    /// `f` over the weight, then the bias.
-    fn try_map<'a, U, E>(
-        &'a self,
-        f: &mut impl FnMut(&'a T) -> Result<U, E>,
-    ) -> Result<WeightBias<U>, E> {
-        Ok(WeightBias {
-            weight: f(&self.weight)?,
-            bias: f(&self.bias)?,
-        })
-    }
-}
-
-impl<T> Block<T> {
-    /// The block's tensors in file order.
-    fn try_map<'a, U, E>(
-        &'a self,
-        f: &mut impl FnMut(&'a T) -> Result<U, E>,
-    ) -> Result<Block<U>, E> {
-        Ok(Block {
-            ln_1: self.ln_1.try_map(f)?,
-            c_attn: self.c_attn.try_map(f)?,
-            attn_proj: self.attn_proj.try_map(f)?,
-            ln_2: self.ln_2.try_map(f)?,
-            c_fc: self.c_fc.try_map(f)?,
-            mlp_proj: self.mlp_proj.try_map(f)?,
-        })
-    }
-}
-
 impl<T> Skeleton<T> {
     /// The same tree with `f` applied to every tensor, in the stable order of [`Skeleton::specs`]
     /// (embeddings, then each block's `ln_1`, `c_attn`, `attn_proj`, `ln_2`, `c_fc`, `mlp_proj`,
@@ -106,15 +76,30 @@ impl<T> Skeleton<T> {
         &'a self,
         mut f: impl FnMut(&'a T) -> Result<U, E>,
     ) -> Result<Skeleton<U>, E> {
+        let (wte, wpe) = (f(&self.wte)?, f(&self.wpe)?);
+        let mut pair = |layer: &'a WeightBias<T>| {
+            Ok(WeightBias {
+                weight: f(&layer.weight)?,
+                bias: f(&layer.bias)?,
+            })
+        };
+        let mut blocks = Vec::with_capacity(self.blocks.len());
+        for b in &self.blocks {
+            blocks.push(Block {
+                ln_1: pair(&b.ln_1)?,
+                c_attn: pair(&b.c_attn)?,
+                attn_proj: pair(&b.attn_proj)?,
+                ln_2: pair(&b.ln_2)?,
+                c_fc: pair(&b.c_fc)?,
+                mlp_proj: pair(&b.mlp_proj)?,
+            });
+        }
+        let ln_f = pair(&self.ln_f)?;
         Ok(Skeleton {
-            wte: f(&self.wte)?,
-            wpe: f(&self.wpe)?,
-            blocks: self
-                .blocks
-                .iter()
-                .map(|b| b.try_map(&mut f))
-                .collect::<Result<_, E>>()?,
-            ln_f: self.ln_f.try_map(&mut f)?,
+            wte,
+            wpe,
+            blocks,
+            ln_f,
         })
     }
 
