@@ -68,21 +68,36 @@ fn matrix(seed: u64, rows: usize, cols: usize, role: Role, int8: bool) -> Matrix
     }
 }
 
+/// A step table of one record: rows `0..rows` at positions `t0..`.
+fn one_step(device: &wgpu::Device, t0: usize, rows: usize) -> StepTable {
+    let step = Step {
+        t0: t0 as u32,
+        rows: rows as u32,
+    };
+    StepTable::new(device, &[step])
+}
+
+/// (C, V, P, t0, rows) for the two kernels that read a table of V rows, the embedding and the
+/// LM head: widths that are and are not multiples of 4, one row or many, a run at the start or
+/// deep into the positions.
+const TABLE_CASES: [(usize, usize, usize, usize, usize); 8] = [
+    (16, 22, 8, 0, 5),
+    (16, 22, 8, 2, 1),
+    (37, 5, 12, 3, 1),
+    (37, 70, 12, 0, 12),
+    (128, 22, 128, 0, 128),
+    (128, 22, 128, 0, 9),
+    (128, 22, 128, 77, 1),
+    (128, 22, 128, 120, 1),
+];
+
 fn gelu64(x: f64) -> f64 {
     0.5 * x * (1.0 + ((2.0 / std::f64::consts::PI).sqrt() * (x + 0.044715 * x * x * x)).tanh())
 }
 
 pub async fn embedding(gpu: &Gpu) {
     let d = &gpu.device;
-    for (case, &(c, v, p, t0, rows)) in [
-        (16usize, 22usize, 8usize, 0usize, 5usize),
-        (37, 5, 12, 3, 1),
-        (128, 22, 128, 0, 128),
-        (128, 22, 128, 77, 1),
-    ]
-    .iter()
-    .enumerate()
-    {
+    for (case, &(c, v, p, t0, rows)) in TABLE_CASES.iter().enumerate() {
         for int8 in [true, false] {
             let seed = case as u64 * 10 + int8 as u64;
             let wte = matrix(seed, v, c, Role::Embedding, int8);
@@ -91,13 +106,7 @@ pub async fn embedding(gpu: &Gpu) {
             let ids: Vec<u32> = (0..p).map(|_| r.random_range(0..v as u32)).collect();
             let hidden = random(&mut r, p * c, -2.0, 2.0);
             let kernel = Embed::new(d, c, v, int8);
-            let steps = StepTable::new(
-                d,
-                &[Step {
-                    t0: t0 as u32,
-                    rows: rows as u32,
-                }],
-            );
+            let steps = one_step(d, t0, rows);
             let ids_b = u32s(gpu, &ids);
             let hidden_b = f32s(gpu, &hidden);
             let bufs = [
@@ -165,13 +174,7 @@ pub async fn layer_norm(gpu: &Gpu) {
         let out_rows = if at_pos { t0 + rows } else { rows };
         let y = poisoned(gpu, out_rows * c);
         let k = LayerNorm::new(d, c, eps, at_pos);
-        let steps = StepTable::new(
-            d,
-            &[Step {
-                t0: t0 as u32,
-                rows: rows as u32,
-            }],
-        );
+        let steps = one_step(d, t0, rows);
         let (xb, gb, bb) = (f32s(gpu, &x), f32s(gpu, &g), f32s(gpu, &b));
         let bg = k.kernel.bind(d, &steps, [&xb, &gb, &bb, &y]);
         run(gpu, |pass| k.dispatch(pass, &bg, &steps, 0));
@@ -220,13 +223,7 @@ pub async fn products(gpu: &Gpu) {
                     let x = random(&mut r, rows * k, -1.0, 1.0);
                     let bias = random(&mut r, n, -0.5, 0.5);
                     let y0 = random(&mut r, rows * n, -1.0, 1.0);
-                    let steps = StepTable::new(
-                        d,
-                        &[Step {
-                            t0: 0,
-                            rows: rows as u32,
-                        }],
-                    );
+                    let steps = one_step(d, 0, rows);
                     let reference: Vec<f64> = (0..rows * n)
                         .map(|o| {
                             let (row, j) = (o / n, o % n);
@@ -302,13 +299,7 @@ pub async fn attention(gpu: &Gpu) {
         kc_init[..t0 * c].copy_from_slice(&k_old[..t0 * c]);
         vc_init[..t0 * c].copy_from_slice(&v_old[..t0 * c]);
         let k = Attention::new(d, c, h, p);
-        let steps = StepTable::new(
-            d,
-            &[Step {
-                t0: t0 as u32,
-                rows: rows as u32,
-            }],
-        );
+        let steps = one_step(d, t0, rows);
         let (qb, kb, vb) = (f32s(gpu, &qkv), f32s(gpu, &kc_init), f32s(gpu, &vc_init));
         let att = poisoned(gpu, h * p * p);
         let out = poisoned(gpu, rows * c);
@@ -393,27 +384,13 @@ pub async fn attention(gpu: &Gpu) {
 
 pub async fn lm_head(gpu: &Gpu) {
     let d = &gpu.device;
-    for (case, &(c, v, p, t0, rows)) in [
-        (16usize, 22usize, 8usize, 2usize, 1usize),
-        (37, 70, 12, 0, 12),
-        (128, 22, 128, 0, 9),
-        (128, 22, 128, 120, 1),
-    ]
-    .iter()
-    .enumerate()
-    {
+    for (case, &(c, v, p, t0, rows)) in TABLE_CASES.iter().enumerate() {
         for int8 in [true, false] {
             let wte = matrix(case as u64 + 500 + int8 as u64, v, c, Role::Embedding, int8);
             let mut r = rng(case as u64 + 600);
             let hidden = random(&mut r, p * c, -2.0, 2.0);
             let k = LmHead::new(d, c, v, int8);
-            let steps = StepTable::new(
-                d,
-                &[Step {
-                    t0: t0 as u32,
-                    rows: rows as u32,
-                }],
-            );
+            let steps = one_step(d, t0, rows);
             let logits = poisoned(gpu, p * v);
             let (hb, wb, sb) = (
                 f32s(gpu, &hidden),
@@ -476,13 +453,7 @@ pub async fn argmax(gpu: &Gpu) {
         let mut logits = vec![9.0f32; p * v]; // other rows would win if read
         logits[pos * v..(pos + 1) * v].copy_from_slice(row);
         let k = Argmax::new(d, v);
-        let steps = StepTable::new(
-            d,
-            &[Step {
-                t0: t0 as u32,
-                rows: rows as u32,
-            }],
-        );
+        let steps = one_step(d, t0, rows);
         let poison = 0xDEAD_BEEFu32;
         let (lb, ib) = (f32s(gpu, &logits), u32s(gpu, &vec![poison; p + 1]));
         let bg = k.kernel.bind(d, &steps, [&lb, &ib]);
