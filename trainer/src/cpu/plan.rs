@@ -246,20 +246,20 @@ mod tests {
     use coconut_core::tokenizer::Tokenizer;
     use coconut_core::{Problem, Stage};
 
-    fn layouts(stage: &Stage) -> Vec<Layout> {
+    /// Two problems of different lengths at `stage`, and their plan.
+    fn planned(stage: &Stage, feeds_back: bool) -> (Vec<Layout>, Plan) {
         let tok = Tokenizer::new();
-        [Problem::new(7, 5), Problem::new(347, 285)]
+        let layouts: Vec<Layout> = [Problem::new(7, 5), Problem::new(347, 285)]
             .iter()
             .map(|p| Layout::new(&tok, p, stage).unwrap())
-            .collect()
+            .collect();
+        let plan = Plan::new(&layouts.iter().collect::<Vec<_>>(), feeds_back).unwrap();
+        (layouts, plan)
     }
 
     #[test]
     fn every_position_is_one_row_and_thoughts_read_the_row_before() {
-        let stage = Stage::latent(2, 1, 5);
-        let layouts = layouts(&stage);
-        let refs: Vec<&Layout> = layouts.iter().collect();
-        let plan = Plan::new(&refs, true).unwrap();
+        let (layouts, plan) = planned(&Stage::latent(2, 1, 5), true);
         let total: usize = layouts.iter().map(|l| l.ids.len()).sum();
         assert_eq!(plan.rows(), total);
         assert_eq!(plan.chunks.len(), 4);
@@ -295,10 +295,7 @@ mod tests {
 
     #[test]
     fn without_feedback_one_chunk_in_position_order() {
-        let stage = Stage::latent(0, 1, 5);
-        let layouts = layouts(&stage);
-        let refs: Vec<&Layout> = layouts.iter().collect();
-        let plan = Plan::new(&refs, false).unwrap();
+        let (layouts, plan) = planned(&Stage::latent(0, 1, 5), false);
         assert_eq!(plan.chunks, vec![0..plan.rows()]);
         assert_eq!(plan.examples[1].rows[0], layouts[0].ids.len());
     }
