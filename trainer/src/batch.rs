@@ -134,7 +134,6 @@ mod tests {
     use super::*;
     use crate::model::to_host;
     use coconut_core::reference::ReferenceModel;
-    use coconut_core::tokenizer::Tokenizer;
     use coconut_core::weights::random_weights;
     use coconut_core::{ModelConfig, Problem, StageKind};
 
@@ -150,15 +149,8 @@ mod tests {
 
     /// Problems with different prompt lengths, so `<bot>` sits at different positions.
     fn layouts(stage: &Stage) -> Vec<Layout> {
-        let tok = Tokenizer::new();
-        [
-            Problem::new(7, 5),
-            Problem::new(347, 285),
-            Problem::new(9999, 1),
-        ]
-        .iter()
-        .map(|p| Layout::new(&tok, p, stage).unwrap())
-        .collect()
+        let problems = [(7, 5), (347, 285), (9999, 1)].map(|(a, b)| Problem::new(a, b));
+        crate::test_support::layouts(&problems, stage)
     }
 
     /// The reference engine's logits at every position of a layout, thoughts fed back one by one.
@@ -194,8 +186,7 @@ mod tests {
             base.with_kind(StageKind::Pause),
         ] {
             let layouts = layouts(&stage);
-            let refs: Vec<&Layout> = layouts.iter().collect();
-            let batch = Batch::new(&refs, &stage, &Device::Cpu).unwrap();
+            let batch = crate::test_support::batch(&layouts, &stage);
             let hidden = hidden_states(&model, &batch).unwrap();
             let logits = to_host(&model.logits(&hidden).unwrap()).unwrap();
             let t = batch.ids.dim(1).unwrap();
@@ -220,8 +211,7 @@ mod tests {
     fn loss_covers_exactly_the_masked_targets() {
         let stage = Stage::latent(2, 1, 5);
         let layouts = layouts(&stage);
-        let refs: Vec<&Layout> = layouts.iter().collect();
-        let batch = Batch::new(&refs, &stage, &Device::Cpu).unwrap();
+        let batch = crate::test_support::batch(&layouts, &stage);
         let expected: usize = layouts
             .iter()
             .map(|l| l.loss_mask.iter().filter(|&&m| m).count())
@@ -242,8 +232,7 @@ mod tests {
         let model = Gpt::new_random(&config(), 5, &Device::Cpu).unwrap();
         let stage = Stage::latent(4, 1, 5);
         let layouts = layouts(&stage);
-        let refs: Vec<&Layout> = layouts.iter().collect();
-        let batch = Batch::new(&refs, &stage, &Device::Cpu).unwrap();
+        let batch = crate::test_support::batch(&layouts, &stage);
         let grads_of = |detach: bool| {
             let hidden = hidden_states_with(&model, &batch, detach).unwrap();
             let (b, t, c) = hidden.dims3().unwrap();

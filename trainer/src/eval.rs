@@ -243,7 +243,7 @@ mod tests {
 
     #[test]
     fn generation_matches_the_reference_engine() {
-        let (reference, model, tok) = crate::test_models::oracle_and_candle(21);
+        let (reference, model, tok) = crate::test_support::oracle_and_candle(21);
         let base = Stage::latent(2, 1, 5);
         for stage in [
             base,

@@ -108,7 +108,7 @@ mod tests {
 
     #[test]
     fn golden_runs_agree_with_the_reference_engine() {
-        let (reference, model, tok) = crate::test_models::oracle_and_candle(21);
+        let (reference, model, tok) = crate::test_support::oracle_and_candle(21);
         let stage = Stage::latent(3, 1, 5);
         let golden = golden_stage(&model, &tok, &stage).unwrap();
         assert_eq!(golden.runs.len(), GOLDEN_PROBLEMS.len());

@@ -32,7 +32,7 @@ pub mod plot;
 pub mod provenance;
 pub mod run_lock;
 #[cfg(test)]
-mod test_models;
+mod test_support;
 pub mod train;
 
 pub use config::{Engine, StagePlan, TrainConfig};

@@ -59,11 +59,7 @@ pub(crate) mod tests {
     }
 
     fn layouts(stage: &Stage) -> Vec<Layout> {
-        let tok = Tokenizer::new();
-        problems()
-            .iter()
-            .map(|p| Layout::new(&tok, p, stage).unwrap())
-            .collect()
+        crate::test_support::layouts(&problems(), stage)
     }
 
     pub(crate) use coconut_core::compare::relative_error as rel_err;
@@ -85,7 +81,7 @@ pub(crate) mod tests {
         ] {
             let layouts = layouts(&stage);
             let refs: Vec<&Layout> = layouts.iter().collect();
-            let batch = Batch::new(&refs, &stage, &Device::Cpu).unwrap();
+            let batch = crate::test_support::batch(&layouts, &stage);
             let want_loss = loss(&model, &batch).unwrap();
             let want_grads = want_loss.backward().unwrap();
             let want_loss = want_loss.to_scalar::<f32>().unwrap() as f64;
@@ -166,7 +162,7 @@ pub(crate) mod tests {
         ] {
             let layouts = layouts(&stage);
             let refs: Vec<&Layout> = layouts.iter().collect();
-            let batch = Batch::new(&refs, &stage, &Device::Cpu).unwrap();
+            let batch = crate::test_support::batch(&layouts, &stage);
             let want = to_host(&crate::batch::target_logits(&model, &batch).unwrap()).unwrap();
             let plan = plan::Plan::new(&refs, stage.feeds_back()).unwrap();
             let layout = params::ParamLayout::new(&weights.config);

@@ -1,0 +1,33 @@
+//! What the unit tests share: one set of random weights as the reference engine (the oracle)
+//! and as the candle model, and problems laid out and batched for a stage.
+
+use crate::batch::Batch;
+use crate::model::Gpt;
+use coconut_core::layout::Layout;
+use coconut_core::reference::ReferenceModel;
+use coconut_core::tokenizer::Tokenizer;
+use coconut_core::weights::random_weights;
+use coconut_core::{ModelConfig, Problem, Stage};
+
+/// The oracle, the candle model on the CPU and a tokenizer, from [`ModelConfig::tiny`] weights
+/// drawn with `seed`.
+pub fn oracle_and_candle(seed: u64) -> (ReferenceModel, Gpt, Tokenizer) {
+    let weights = random_weights(&ModelConfig::tiny(), seed);
+    let model = Gpt::from_weights(&weights, &candle_core::Device::Cpu).unwrap();
+    (ReferenceModel::new(&weights), model, Tokenizer::new())
+}
+
+/// `problems` laid out for `stage`.
+pub fn layouts(problems: &[Problem], stage: &Stage) -> Vec<Layout> {
+    let tok = Tokenizer::new();
+    problems
+        .iter()
+        .map(|p| Layout::new(&tok, p, stage).unwrap())
+        .collect()
+}
+
+/// The candle batch of `layouts` on the CPU.
+pub fn batch(layouts: &[Layout], stage: &Stage) -> Batch {
+    let refs: Vec<&Layout> = layouts.iter().collect();
+    Batch::new(&refs, stage, &candle_core::Device::Cpu).unwrap()
+}
