@@ -134,7 +134,6 @@ mod tests {
     use super::*;
     use crate::model::to_host;
     use coconut_core::reference::ReferenceModel;
-    use coconut_core::weights::random_weights;
     use coconut_core::{ModelConfig, Problem, StageKind};
 
     fn config() -> ModelConfig {
@@ -176,9 +175,8 @@ mod tests {
 
     #[test]
     fn batched_thought_feedback_matches_the_reference_engine() {
-        let weights = random_weights(&config(), 17);
+        let (weights, model) = crate::test_support::weights_and_candle(&config(), 17);
         let reference = ReferenceModel::new(&weights);
-        let model = Gpt::from_weights(&weights, &Device::Cpu).unwrap();
         let base = Stage::latent(3, 1, 5);
         for stage in [
             base,

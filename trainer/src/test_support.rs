@@ -6,14 +6,20 @@ use crate::model::Gpt;
 use coconut_core::layout::Layout;
 use coconut_core::reference::ReferenceModel;
 use coconut_core::tokenizer::Tokenizer;
-use coconut_core::weights::random_weights;
+use coconut_core::weights::{random_weights, ModelWeights};
 use coconut_core::{ModelConfig, Problem, Stage};
+
+/// Random weights of `config` drawn with `seed`, and the candle model of them on the CPU.
+pub fn weights_and_candle(config: &ModelConfig, seed: u64) -> (ModelWeights, Gpt) {
+    let weights = random_weights(config, seed);
+    let model = Gpt::from_weights(&weights, &candle_core::Device::Cpu).unwrap();
+    (weights, model)
+}
 
 /// The oracle, the candle model on the CPU and a tokenizer, from [`ModelConfig::tiny`] weights
 /// drawn with `seed`.
 pub fn oracle_and_candle(seed: u64) -> (ReferenceModel, Gpt, Tokenizer) {
-    let weights = random_weights(&ModelConfig::tiny(), seed);
-    let model = Gpt::from_weights(&weights, &candle_core::Device::Cpu).unwrap();
+    let (weights, model) = weights_and_candle(&ModelConfig::tiny(), seed);
     (ReferenceModel::new(&weights), model, Tokenizer::new())
 }
 

@@ -24,7 +24,7 @@ pub use trainer::{CpuTrainer, StepStats};
 pub(crate) mod tests {
     use super::*;
     use crate::batch::{loss, Batch};
-    use crate::model::{to_host, Gpt};
+    use crate::model::to_host;
     use crate::optim::AdamWConfig;
     use candle_core::Device;
     use coconut_core::layout::Layout;
@@ -68,8 +68,7 @@ pub(crate) mod tests {
     /// thought feedback) and of this engine, on the same batch, for several shard counts.
     #[test]
     fn loss_and_gradients_match_the_candle_path() {
-        let weights = random_weights(&config(), 11);
-        let model = Gpt::from_weights(&weights, &Device::Cpu).unwrap();
+        let (weights, model) = crate::test_support::weights_and_candle(&config(), 11);
         let base = Stage::latent(0, 1, 5);
         for stage in [
             base,
@@ -117,8 +116,7 @@ pub(crate) mod tests {
     /// reference engine), for every kind of stage, with prompts of different lengths in one batch.
     #[test]
     fn generation_matches_the_candle_engine() {
-        let weights = random_weights(&config(), 14);
-        let model = Gpt::from_weights(&weights, &Device::Cpu).unwrap();
+        let (weights, model) = crate::test_support::weights_and_candle(&config(), 14);
         let tok = Tokenizer::new();
         let problems = [
             Problem::new(7, 5),
@@ -152,8 +150,7 @@ pub(crate) mod tests {
     /// candle path's, so the two agree on every argmax but exact ties.
     #[test]
     fn target_logits_match_the_candle_path() {
-        let weights = random_weights(&config(), 15);
-        let model = Gpt::from_weights(&weights, &Device::Cpu).unwrap();
+        let (weights, model) = crate::test_support::weights_and_candle(&config(), 15);
         let base = Stage::latent(0, 1, 5);
         for stage in [
             base,
@@ -233,8 +230,7 @@ pub(crate) mod tests {
     /// gradient of its per-stage parts computed by the candle path, weighted by target count.
     #[test]
     fn a_batch_of_mixed_stages_matches_its_parts() {
-        let weights = random_weights(&config(), 16);
-        let model = Gpt::from_weights(&weights, &Device::Cpu).unwrap();
+        let (weights, model) = crate::test_support::weights_and_candle(&config(), 16);
         let tok = Tokenizer::new();
         let stages = [0, 3, 1, 3, 2, 0].map(|k| Stage::latent(k, 1, 5));
         let mixed: Vec<Layout> = problems()
