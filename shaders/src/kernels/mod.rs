@@ -249,18 +249,19 @@ impl Embed {
     pub fn new(device: &wgpu::Device, c: usize, vocab: usize, int8: bool) -> Embed {
         use Access::*;
         let access = [Read, Read, Read, Read, Read, Read, ReadWrite];
-        let consts = [("C", c as f64), ("V", vocab as f64), ("INT8", flag(int8))];
         let src = [COMMON_WGSL, EMBED_WGSL];
+        let kernel = |label, from_hidden| {
+            let consts = [
+                ("C", c as f64),
+                ("V", vocab as f64),
+                ("INT8", flag(int8)),
+                ("FROM_HIDDEN", flag(from_hidden)),
+            ];
+            Kernel::new(device, label, &src, "main", access, &consts)
+        };
         Embed {
-            token: Kernel::new(device, "embed_token", &src, "embed_token", access, &consts),
-            hidden: Kernel::new(
-                device,
-                "embed_hidden",
-                &src,
-                "embed_hidden",
-                access,
-                &consts,
-            ),
+            token: kernel("embed_token", false),
+            hidden: kernel("embed_hidden", true),
             c,
         }
     }
