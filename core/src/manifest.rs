@@ -449,12 +449,18 @@ mod tests {
         }
     }
 
-    #[test]
-    fn json_round_trip_and_stage_lookup() {
+    /// An int8 stage file and the manifest that lists it.
+    fn int8_stage() -> (Vec<u8>, Manifest) {
         let bytes = random_weights(&tiny(), 1)
             .convert(WeightDtype::Int8)
             .to_safetensors();
-        let m = manifest_with(&bytes);
+        let manifest = manifest_with(&bytes);
+        (bytes, manifest)
+    }
+
+    #[test]
+    fn json_round_trip_and_stage_lookup() {
+        let (bytes, m) = int8_stage();
         let back = Manifest::from_json(&m.to_json()).unwrap();
         assert_eq!(back, m);
         assert_eq!(m.stage("2").unwrap().id, "stage2");
@@ -466,10 +472,7 @@ mod tests {
 
     #[test]
     fn verifies_size_and_checksum() {
-        let bytes = random_weights(&tiny(), 1)
-            .convert(WeightDtype::Int8)
-            .to_safetensors();
-        let m = manifest_with(&bytes);
+        let (bytes, m) = int8_stage();
         let entry = &m.stages[0];
         m.stage_weights(entry, &bytes).unwrap();
 

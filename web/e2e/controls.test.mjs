@@ -1,10 +1,10 @@
 // Test 4: the page's controls (random, presets, stage + solve, the animation player and its keys,
 // timeline, inspector, compare, accuracy, "test it here", projector, walkthrough chapters).
 // Every test also checks for page errors (test 3).
-import { describe, it, before, after } from 'node:test';
+import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import {
-  server, launch, openPage, pageUrl, readManifest, solveCli, waitForAnswer, armAnswer,
+  serverAndBrowser, pageUrl, readManifest, solveCli, waitForAnswer, armAnswer,
   assertSameAsCli, setText, position, controlWeights, TOKEN_KINDS, TIMEOUT,
 } from './harness.mjs';
 
@@ -21,26 +21,14 @@ function countTokens(text) {
   return (text.match(/<[^<>\s]+>|\d|[A-Za-z]+|[^\sA-Za-z\d]/g) ?? []).length;
 }
 
-let srv;
-let browser;
 let session;
 let page;
-before(async () => {
-  srv = await server();
-  browser = await launch();
-  session = await openPage(browser);
-  page = session.page;
-});
-after(async () => {
-  await session?.close();
-  await browser?.close();
-  await srv?.close();
-});
+const env = serverAndBrowser({ withPage: true, onReady: (e) => ({ session, page } = e) });
 
 /** Loads the page solving A + B (or given params) and waits for the answer. */
 async function load(params = {}) {
   const p = { a: A, b: B, stage: thoughtStage.id, animate: 0, weights: weights.param, ...params };
-  await page.goto(pageUrl(srv.url, p));
+  await page.goto(pageUrl(env.srv.url, p));
   return waitForAnswer(page, p.a, p.b);
 }
 

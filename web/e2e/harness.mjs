@@ -49,16 +49,23 @@ export async function server(extraMounts = {}) {
 }
 
 /**
- * Starts the server and the browser before a test file's tests and stops them after them;
- * returns the object whose `srv` and `browser` are set once they run.
+ * Starts the server and the browser (and with `withPage`, one page session) before a test
+ * file's tests and stops them after them; returns the object whose `srv` and `browser` (and
+ * `session`, `page`) are set once they run, and then calls `onReady` with it.
  */
-export function serverAndBrowser() {
+export function serverAndBrowser({ withPage = false, onReady = () => {} } = {}) {
   const env = {};
   before(async () => {
     env.srv = await server();
     env.browser = await launch();
+    if (withPage) {
+      env.session = await openPage(env.browser);
+      env.page = env.session.page;
+    }
+    onReady(env);
   });
   after(async () => {
+    await env.session?.close();
     await env.browser?.close();
     await env.srv?.close();
   });

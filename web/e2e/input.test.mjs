@@ -1,9 +1,9 @@
 // Test 2: refused inputs name the problem in #error, never leave #answer done, and the page
 // still solves a valid problem afterwards. Also checks for page errors (test 3).
-import { describe, it, before, after } from 'node:test';
+import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import {
-  server, launch, openPage, pageUrl, readManifest, solveCli, waitForAnswer, armAnswer, readAnswer,
+  serverAndBrowser, pageUrl, readManifest, solveCli, waitForAnswer, armAnswer, readAnswer,
   assertSameAsCli, setText, controlWeights, TIMEOUT, ACTION_TIMEOUT,
 } from './harness.mjs';
 
@@ -22,19 +22,8 @@ const refused = [
   { input: '1.5', why: 'decimal', mention: [/decimal|1\.5|whole|'\.'/i] },
 ];
 
-let srv;
-let browser;
 let session;
-before(async () => {
-  srv = await server();
-  browser = await launch();
-  session = await openPage(browser);
-});
-after(async () => {
-  await session?.close();
-  await browser?.close();
-  await srv?.close();
-});
+const env = serverAndBrowser({ withPage: true, onReady: (e) => ({ session } = e) });
 
 /** Waits until the page has reacted to a refused input: #error non-empty or #answer in error. */
 async function waitRefused(page) {
@@ -65,7 +54,7 @@ describe(`refused inputs (${weights.label} weights)`, () => {
 
   it('a valid problem loads and solves first', async () => {
     const { page } = session;
-    await page.goto(pageUrl(srv.url, { a: valid[0], b: valid[1], stage: manifest.stages[0].id, animate: 0, weights: weights.param }));
+    await page.goto(pageUrl(env.srv.url, { a: valid[0], b: valid[1], stage: manifest.stages[0].id, animate: 0, weights: weights.param }));
     assertSameAsCli(await waitForAnswer(page, ...valid), cli, ...valid, 'first load');
     session.assertClean();
   });
@@ -100,7 +89,7 @@ describe(`refused inputs (${weights.label} weights)`, () => {
   for (const item of refused.filter((r) => r.input !== '')) {
     it(`?a=${item.input} in the URL is refused on load`, async () => {
       const { page } = session;
-      const url = pageUrl(srv.url, { a: item.input, b: 3, stage: manifest.stages[0].id, animate: 0, weights: weights.param });
+      const url = pageUrl(env.srv.url, { a: item.input, b: 3, stage: manifest.stages[0].id, animate: 0, weights: weights.param });
       await page.goto(url);
       // Loading must finish (ready) and the refusal show, not a failed page.
       await page.waitForSelector('#status[data-state=ready], #status[data-state=failed]', { timeout: TIMEOUT, state: 'attached' });
