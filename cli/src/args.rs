@@ -34,6 +34,9 @@ pub enum Command {
     Plot(PlotArgs),
     /// Write golden activations of fixed problems for every stage of a weights folder.
     Golden(GoldenArgs),
+    /// Fit linear probes that read each thought of the latent stages (written digit, carry out,
+    /// input sum of every column) and score them on held-out problems.
+    Probe(ProbeArgs),
 }
 
 #[derive(Args)]
@@ -316,6 +319,30 @@ pub struct GoldenArgs {
     #[arg(long, default_value = "weights")]
     pub weights: PathBuf,
     /// Where to write the JSON; default: <weights>/golden.json.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+}
+
+/// `coconut probe`.
+#[derive(Args, Debug)]
+pub struct ProbeArgs {
+    /// A weights folder (manifest.json and stage files).
+    #[arg(long, default_value = "weights")]
+    pub weights: PathBuf,
+    /// Stages to probe (`3`, `stage3`, ...; comma-separated); default: every stage with fed-back
+    /// thoughts.
+    #[arg(long, value_delimiter = ',')]
+    pub stages: Vec<String>,
+    /// Training problems whose thoughts fit the probes.
+    #[arg(long, default_value_t = 5000)]
+    pub n_fit: usize,
+    /// Held-out test problems whose thoughts score them.
+    #[arg(long, default_value_t = 5000)]
+    pub n_test: usize,
+    /// Also write every score as JSON there.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+    /// Also write each stage's probes as `<stage>.probes.safetensors` into this folder.
     #[arg(long)]
     pub out: Option<PathBuf>,
 }

@@ -6,7 +6,9 @@ mod args;
 mod solve;
 
 use anyhow::{Context, Result};
-use args::{stage_id, Cli, Command, EvalArgs, ExportArgs, GoldenArgs, PlotArgs, TrainArgs};
+use args::{
+    stage_id, Cli, Command, EvalArgs, ExportArgs, GoldenArgs, PlotArgs, ProbeArgs, TrainArgs,
+};
 use candle_core::Device;
 use clap::Parser;
 use coconut_core::tokenizer::Tokenizer;
@@ -40,6 +42,7 @@ fn run(command: Command) -> Result<u8> {
         Command::Export(args) => run_export(args).map(|_| 0),
         Command::Plot(args) => run_plot(args).map(|_| 0),
         Command::Golden(args) => run_golden(args).map(|_| 0),
+        Command::Probe(args) => run_probe(args).map(|_| 0),
     }
 }
 
@@ -266,5 +269,66 @@ fn run_golden(args: GoldenArgs) -> Result<()> {
     let out = args.out.unwrap_or_else(|| args.weights.join("golden.json"));
     let stages = coconut_trainer::golden::golden_folder(&args.weights, &out)?;
     eprintln!("wrote {} ({stages} stages)", out.display());
+    Ok(())
+}
+
+fn run_probe(args: ProbeArgs) -> Result<()> {
+    use coconut_trainer::probe::{probe_folder, ProbeSizes, Quantity};
+    let dir = coconut_core::manifest::WeightsDir::open(&args.weights)?;
+    let stages = args
+        .stages
+        .iter()
+        .map(|s| stage_id(s))
+        .collect::<Result<Vec<_>>>()?;
+    let sizes = ProbeSizes {
+        fit: args.n_fit,
+        test: args.n_test,
+    };
+    let probed = probe_folder(&dir, &stages, sizes, |id| eprintln!("probing {id}..."))?;
+    let columns = dir.manifest.max_digits;
+    // One row per stage, slot and quantity; per column the held-out accuracy and, after the
+    // slash, that of the same probe fitted to shuffled labels (chance, as the probe measures it).
+    let heads: String = (0..columns)
+        .map(|c| format!("{:>12}", format!("col{c}")))
+        .collect();
+    println!("{:<8} {:>4} {:<10}{heads}", "stage", "slot", "quantity");
+    for stage in &probed {
+        let slots = stage.scores.iter().map(|s| s.slot + 1).max().unwrap_or(0);
+        for slot in 0..slots {
+            for quantity in Quantity::ALL {
+                let row: Vec<_> = stage
+                    .scores
+                    .iter()
+                    .filter(|s| s.slot == slot && s.quantity == quantity)
+                    .collect();
+                let cells: String = row
+                    .iter()
+                    .map(|s| format!("{:>12}", format!("{:.1}/{:.1}", s.accuracy, s.shuffled)))
+                    .collect();
+                println!(
+                    "{:<8} {:>4} {:<10}{cells}",
+                    row[0].stage,
+                    slot,
+                    quantity.name()
+                );
+            }
+        }
+    }
+    if let Some(path) = &args.json {
+        let scores: Vec<_> = probed.iter().flat_map(|p| &p.scores).collect();
+        coconut_trainer::checkpoint::write_atomic(
+            path,
+            serde_json::to_string_pretty(&scores)?.as_bytes(),
+        )?;
+        eprintln!("wrote {}", path.display());
+    }
+    if let Some(out) = &args.out {
+        std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+        for stage in &probed {
+            let path = out.join(format!("{}.probes.safetensors", stage.scores[0].stage));
+            coconut_trainer::checkpoint::write_atomic(&path, &stage.to_safetensors()?)?;
+            eprintln!("wrote {}", path.display());
+        }
+    }
     Ok(())
 }

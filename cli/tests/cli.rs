@@ -682,3 +682,64 @@ fn export_writes_a_hugging_face_folder_from_a_weights_folder() {
         stderr_of(&missing)
     );
 }
+
+#[test]
+fn probe_scores_every_thought_and_writes_its_probes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (json, out) = (tmp.path().join("probes.json"), tmp.path().join("probes"));
+    let run = coconut(&[
+        "probe",
+        "--weights",
+        path(&fixture()),
+        "--stages",
+        "2,stage5",
+        "--n-fit",
+        "300",
+        "--n-test",
+        "100",
+        "--json",
+        path(&json),
+        "--out",
+        path(&out),
+    ])
+    .output()
+    .unwrap();
+    assert_success(&run);
+    let table = String::from_utf8(run.stdout).unwrap();
+    // One row per stage, slot and quantity: 2 and 5 slots, 3 quantities.
+    assert_eq!(table.lines().count(), 1 + (2 + 5) * 3, "{table}");
+    let scores: Vec<serde_json::Value> =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    // Every slot against every one of the 4 columns.
+    assert_eq!(scores.len(), (2 + 5) * 4 * 3);
+    for s in &scores {
+        for key in ["accuracy", "shuffled", "majority"] {
+            let v = s[key].as_f64().unwrap();
+            assert!((0.0..=100.0).contains(&v), "{s}");
+        }
+        assert_eq!(
+            (s["n_fit"].as_u64(), s["n_test"].as_u64()),
+            (Some(300), Some(100))
+        );
+    }
+    let bytes = std::fs::read(out.join("stage2.probes.safetensors")).unwrap();
+    let file = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    assert_eq!(file.len(), 2 * 4 * 3 * 2, "weight and bias of every probe");
+    let carry = file.tensor("slot1.column0.carry.weight").unwrap();
+    assert_eq!(carry.shape(), [2, 16]);
+
+    // Refused: a stage without fed-back thoughts, more problems than the sets hold.
+    let weights = fixture();
+    let refused = |args: &[&str]| {
+        let mut all = vec!["probe", "--weights", path(&weights)];
+        all.extend(args);
+        let out = coconut(&all).output().unwrap();
+        assert_eq!(out.status.code(), Some(2));
+        stderr_of(&out)
+    };
+    assert!(
+        refused(&["--stages", "nocot", "--n-fit", "10", "--n-test", "10"])
+            .contains("not a stage with fed-back thoughts")
+    );
+    assert!(refused(&["--n-test", "999999"]).contains("at most"));
+}

@@ -29,6 +29,7 @@ pub mod model;
 pub mod ops;
 pub mod optim;
 pub mod plot;
+pub mod probe;
 pub mod provenance;
 pub mod run_lock;
 #[cfg(test)]

@@ -1,0 +1,414 @@
+//! Linear probes: what a continuous thought holds. For every thought slot of a latent stage and
+//! every column of the sum, a linear classifier reads from the thought (the hidden state fed in
+//! at that slot) one quantity of the column: the digit it writes, whether it carries out, and the
+//! sum of its two operand digits (its input, before the carry comes in).
+//!
+//! A probe is multinomial logistic regression (softmax of `W z + b` on the standardised hidden
+//! state, a little L2, full-batch Adam): least squares onto one-hot labels would not do, since
+//! it masks the middle classes of a quantity coded along one direction (the unit test's case).
+//! Each is fitted on training problems and scored on held-out test problems, beside the same
+//! probe fitted to shuffled labels (what the label distribution alone gives). Saved with the
+//! standardisation folded in, a probe reads a raw hidden state `h` as `argmax(W h + b)`.
+
+use anyhow::{ensure, Result};
+use candle_core::{DType, Device, Tensor};
+use coconut_core::manifest::WeightsDir;
+use coconut_core::problem::Problem;
+use coconut_core::reference::ReferenceModel;
+use coconut_core::stage::Stage;
+use coconut_core::tokenizer::Tokenizer;
+use rand::seq::SliceRandom;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use serde::Serialize;
+
+/// What a probe reads about a column (least significant column 0; missing digits count as 0).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Quantity {
+    /// The digit the column writes, 0..9.
+    Digit,
+    /// Whether the column carries out, 0 or 1.
+    Carry,
+    /// The column's two operand digits summed, 0..18 (no carry in).
+    InputSum,
+}
+
+impl Quantity {
+    pub const ALL: [Quantity; 3] = [Quantity::Digit, Quantity::Carry, Quantity::InputSum];
+
+    pub fn classes(self) -> usize {
+        match self {
+            Quantity::Digit => 10,
+            Quantity::Carry => 2,
+            Quantity::InputSum => 19,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Quantity::Digit => "digit",
+            Quantity::Carry => "carry",
+            Quantity::InputSum => "input_sum",
+        }
+    }
+
+    /// This quantity of column `column` of `problem`.
+    pub fn label(self, problem: &Problem, column: usize) -> usize {
+        let digit = |n: u64| ((n / 10u64.pow(column as u32)) % 10) as usize;
+        let mut carry = 0;
+        for i in 0..column {
+            let p = 10u64.pow(i as u32);
+            carry = (((problem.a / p) % 10 + (problem.b / p) % 10) as usize + carry) / 10;
+        }
+        let input = digit(problem.a) + digit(problem.b);
+        match self {
+            Quantity::Digit => (input + carry) % 10,
+            Quantity::Carry => (input + carry) / 10,
+            Quantity::InputSum => input,
+        }
+    }
+}
+
+/// One probe's score.
+#[derive(Clone, Debug, Serialize)]
+pub struct ProbeScore {
+    pub stage: String,
+    /// The thought slot (0 = the first thought after `<bot>`).
+    pub slot: usize,
+    pub column: usize,
+    pub quantity: Quantity,
+    /// Accuracy (percent) on the held-out problems.
+    pub accuracy: f64,
+    /// The same probe fitted to shuffled training labels, on the held-out problems.
+    pub shuffled: f64,
+    /// The most frequent held-out label's share: what always guessing it gets.
+    pub majority: f64,
+    pub n_fit: usize,
+    pub n_test: usize,
+}
+
+/// A fitted probe on raw hidden states: `logits = weight · h + bias`, weight `[classes, C]`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Probe {
+    pub weight: Vec<f32>,
+    pub bias: Vec<f32>,
+    pub classes: usize,
+}
+
+impl Probe {
+    pub fn predict(&self, h: &[f32]) -> usize {
+        let c = h.len();
+        let logits = (0..self.classes).map(|k| {
+            let row = &self.weight[k * c..(k + 1) * c];
+            self.bias[k] + row.iter().zip(h).map(|(w, x)| w * x).sum::<f32>()
+        });
+        coconut_core::decoding::argmax(&logits.collect::<Vec<_>>()) as usize
+    }
+}
+
+/// The thoughts of a stage on each problem: per problem, the vector fed in at each slot.
+pub fn thoughts(
+    model: &ReferenceModel,
+    tokenizer: &Tokenizer,
+    problems: &[Problem],
+    stage: &Stage,
+) -> Result<Vec<Vec<Vec<f32>>>> {
+    problems
+        .iter()
+        .map(|p| Ok(model.solve(tokenizer, p, stage, false)?.generation.thoughts))
+        .collect()
+}
+
+/// The standardised features of a set of thoughts, shared by every probe of one slot.
+struct Design {
+    mean: Vec<f32>,
+    inv_std: Vec<f32>,
+    /// `(n, C + 1)`: standardised features and a trailing 1 (the bias).
+    z: Tensor,
+}
+
+/// L2 strength on the weights (not the bias), per problem.
+const L2: f64 = 1e-4;
+/// Full-batch Adam steps and rate.
+const STEPS: usize = 300;
+const LR: f64 = 0.05;
+
+impl Design {
+    fn new(x: &[&[f32]]) -> Result<Design> {
+        let (n, d) = (x.len(), x.first().map_or(0, |r| r.len()));
+        ensure!(n > 0 && d > 0, "no thoughts to probe");
+        let mut mean = vec![0f32; d];
+        for row in x {
+            for (m, &v) in mean.iter_mut().zip(*row) {
+                *m += v / n as f32;
+            }
+        }
+        let mut var = vec![0f32; d];
+        for row in x {
+            for ((s, &v), m) in var.iter_mut().zip(*row).zip(&mean) {
+                *s += (v - m).powi(2) / n as f32;
+            }
+        }
+        let inv_std: Vec<f32> = var.iter().map(|v| 1.0 / v.sqrt().max(1e-6)).collect();
+        let mut z = Vec::with_capacity(n * (d + 1));
+        for row in x {
+            z.extend(row.iter().zip(&mean).zip(&inv_std).map(|((&v, m), s)| (v - m) * s));
+            z.push(1.0);
+        }
+        let z = Tensor::from_vec(z, (n, d + 1), &Device::Cpu)?;
+        Ok(Design { mean, inv_std, z })
+    }
+
+    /// The probe for `labels` (one per row), on raw features.
+    fn fit(&self, labels: &[usize], classes: usize) -> Result<Probe> {
+        let (n, w) = self.z.dims2()?;
+        let dev = &Device::Cpu;
+        let mut one_hot = vec![0f32; n * classes];
+        for (i, &y) in labels.iter().enumerate() {
+            one_hot[i * classes + y] = 1.0;
+        }
+        let y = Tensor::from_vec(one_hot, (n, classes), dev)?;
+        let zt = self.z.t()?.contiguous()?;
+        // No L2 on the bias row.
+        let mut decay = vec![L2 as f32; w * classes];
+        decay[(w - 1) * classes..].fill(0.0);
+        let decay = Tensor::from_vec(decay, (w, classes), dev)?;
+        let mut beta = Tensor::zeros((w, classes), DType::F32, dev)?;
+        let (mut m, mut v) = (beta.zeros_like()?, beta.zeros_like()?);
+        let (b1, b2) = (0.9f64, 0.999f64);
+        for t in 1..=STEPS {
+            let p = candle_nn::ops::softmax_last_dim(&self.z.matmul(&beta)?)?;
+            let grad = ((zt.matmul(&(p - &y)?)? / n as f64)? + (&decay * &beta)?)?;
+            m = ((m * b1)? + (&grad * (1.0 - b1))?)?;
+            v = ((v * b2)? + (grad.sqr()? * (1.0 - b2))?)?;
+            let m_hat = (&m / (1.0 - b1.powi(t as i32)))?;
+            let v_hat = (&v / (1.0 - b2.powi(t as i32)))?;
+            beta = (beta - ((m_hat / (v_hat.sqrt()? + 1e-8)?)? * LR)?)?;
+        }
+        let beta = beta.t()?.contiguous()?.to_vec2::<f32>()?; // [classes][w]
+        let d = w - 1;
+        let mut weight = vec![0f32; classes * d];
+        let mut bias = vec![0f32; classes];
+        for (k, row) in beta.iter().enumerate() {
+            // Fold the standardisation in: w·((h - mean) / std) + c = (w / std)·h + c - Σ w mean / std.
+            let mut c = row[d] as f64;
+            for i in 0..d {
+                let wi = row[i] * self.inv_std[i];
+                weight[k * d + i] = wi;
+                c -= (wi * self.mean[i]) as f64;
+            }
+            bias[k] = c as f32;
+        }
+        Ok(Probe {
+            weight,
+            bias,
+            classes,
+        })
+    }
+}
+
+/// Percent of `x` a probe classifies as `labels` says.
+fn accuracy(probe: &Probe, x: &[&[f32]], labels: &[usize]) -> f64 {
+    let right = x
+        .iter()
+        .zip(labels)
+        .filter(|(h, &y)| probe.predict(h) == y)
+        .count();
+    100.0 * right as f64 / labels.len().max(1) as f64
+}
+
+/// The probes of one stage: fitted on the thoughts of `fit` problems, scored on those of `test`.
+pub struct StageProbes {
+    pub scores: Vec<ProbeScore>,
+    /// `(slot, column, quantity, probe)` for every score, in the same order.
+    pub probes: Vec<(usize, usize, Quantity, Probe)>,
+}
+
+/// Fits and scores every probe of a stage with `slots` thoughts over `columns` columns.
+pub fn probe_stage(
+    stage_id: &str,
+    fit: (&[Problem], &[Vec<Vec<f32>>]),
+    test: (&[Problem], &[Vec<Vec<f32>>]),
+    columns: usize,
+    seed: u64,
+) -> Result<StageProbes> {
+    let slots = fit.1.first().map_or(0, |t| t.len());
+    let mut out = StageProbes {
+        scores: Vec::new(),
+        probes: Vec::new(),
+    };
+    for slot in 0..slots {
+        let x_fit: Vec<&[f32]> = fit.1.iter().map(|t| t[slot].as_slice()).collect();
+        let x_test: Vec<&[f32]> = test.1.iter().map(|t| t[slot].as_slice()).collect();
+        let design = Design::new(&x_fit)?;
+        for column in 0..columns {
+            for quantity in Quantity::ALL {
+                let label = |p: &Problem| quantity.label(p, column);
+                let y_fit: Vec<usize> = fit.0.iter().map(label).collect();
+                let y_test: Vec<usize> = test.0.iter().map(label).collect();
+                let probe = design.fit(&y_fit, quantity.classes())?;
+                let mut shuffled_labels = y_fit.clone();
+                shuffled_labels.shuffle(&mut ChaCha8Rng::seed_from_u64(seed + slot as u64));
+                let shuffled = design.fit(&shuffled_labels, quantity.classes())?;
+                let mut counts = vec![0usize; quantity.classes()];
+                y_test.iter().for_each(|&y| counts[y] += 1);
+                let majority = counts.iter().max().copied().unwrap_or(0);
+                out.scores.push(ProbeScore {
+                    stage: stage_id.to_string(),
+                    slot,
+                    column,
+                    quantity,
+                    accuracy: accuracy(&probe, &x_test, &y_test),
+                    shuffled: accuracy(&shuffled, &x_test, &y_test),
+                    majority: 100.0 * majority as f64 / y_test.len().max(1) as f64,
+                    n_fit: y_fit.len(),
+                    n_test: y_test.len(),
+                });
+                out.probes.push((slot, column, quantity, probe));
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// How many problems to fit and score on.
+#[derive(Clone, Copy, Debug)]
+pub struct ProbeSizes {
+    pub fit: usize,
+    pub test: usize,
+}
+
+/// Probes every latent stage named in `stages` (all of them when empty) of a weights folder: its
+/// thoughts on the first `sizes.fit` training problems and `sizes.test` held-out test problems
+/// (the sets of its manifest's figures, [`Manifest::test_data`]).
+///
+/// [`Manifest::test_data`]: coconut_core::manifest::Manifest::test_data
+pub fn probe_folder(
+    dir: &WeightsDir,
+    stages: &[String],
+    sizes: ProbeSizes,
+    mut progress: impl FnMut(&str),
+) -> Result<Vec<StageProbes>> {
+    let tokenizer = dir.tokenizer()?;
+    let splits = dir.manifest.test_data().generate()?;
+    ensure!(
+        sizes.fit <= splits.train.len() && sizes.test <= splits.test.len(),
+        "at most {} fit and {} test problems",
+        splits.train.len(),
+        splits.test.len()
+    );
+    let (fit, test) = (&splits.train[..sizes.fit], &splits.test[..sizes.test]);
+    let mut out = Vec::new();
+    for entry in &dir.manifest.stages {
+        let wanted = stages.is_empty() || stages.iter().any(|s| s == &entry.id);
+        if !wanted || !entry.feeds_back || entry.thoughts == 0 {
+            continue;
+        }
+        progress(&entry.id);
+        let (_, stage, weights) = dir.stage(&entry.id)?;
+        let model = ReferenceModel::new(&weights);
+        let fit_thoughts = thoughts(&model, &tokenizer, fit, &stage)?;
+        let test_thoughts = thoughts(&model, &tokenizer, test, &stage)?;
+        out.push(probe_stage(
+            &entry.id,
+            (fit, &fit_thoughts),
+            (test, &test_thoughts),
+            dir.manifest.max_digits,
+            1234,
+        )?);
+    }
+    for stage in stages {
+        ensure!(
+            out.iter()
+                .any(|p| p.scores.first().is_some_and(|s| &s.stage == stage)),
+            "{stage}: not a stage with fed-back thoughts in {}",
+            dir.dir.display()
+        );
+    }
+    Ok(out)
+}
+
+impl StageProbes {
+    /// The probes as safetensors, f32 (`slot{j}.column{i}.{quantity}.weight` `[classes, C]` and
+    /// `.bias`), with every score as JSON in the metadata key `scores`.
+    pub fn to_safetensors(&self) -> Result<Vec<u8>> {
+        let mut data: Vec<(String, Vec<usize>, Vec<u8>)> = Vec::new();
+        for (slot, column, quantity, probe) in &self.probes {
+            let name = format!("slot{slot}.column{column}.{}", quantity.name());
+            let c = probe.weight.len() / probe.classes;
+            let bytes = |v: &[f32]| v.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>();
+            data.push((
+                format!("{name}.weight"),
+                vec![probe.classes, c],
+                bytes(&probe.weight),
+            ));
+            data.push((
+                format!("{name}.bias"),
+                vec![probe.classes],
+                bytes(&probe.bias),
+            ));
+        }
+        let views = data
+            .iter()
+            .map(|(name, shape, bytes)| {
+                let view = safetensors::tensor::TensorView::new(
+                    safetensors::Dtype::F32,
+                    shape.clone(),
+                    bytes,
+                )?;
+                Ok((name.clone(), view))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let metadata = [("scores".to_string(), serde_json::to_string(&self.scores)?)];
+        Ok(safetensors::serialize(
+            views,
+            Some(metadata.into_iter().collect()),
+        )?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn labels_follow_the_written_steps() {
+        let p = Problem::new(347, 285); // 7+5=12, 4+8+1=13, 3+2+1=6
+        let col = |q: Quantity| (0..4).map(|c| q.label(&p, c)).collect::<Vec<_>>();
+        assert_eq!(col(Quantity::Digit), [2, 3, 6, 0]);
+        assert_eq!(col(Quantity::Carry), [1, 1, 0, 0]);
+        assert_eq!(col(Quantity::InputSum), [12, 12, 5, 0]);
+    }
+
+    #[test]
+    fn a_probe_recovers_a_linearly_coded_label_and_not_a_shuffled_one() {
+        // Features that code the label in one direction, plus noise elsewhere.
+        let mut rng = ChaCha8Rng::seed_from_u64(3);
+        let mut sample = |n: usize| -> (Vec<Vec<f32>>, Vec<usize>) {
+            use rand::Rng;
+            (0..n)
+                .map(|_| {
+                    let y = rng.random_range(0..3usize);
+                    let mut h: Vec<f32> = (0..8).map(|_| rng.random_range(-1.0..1.0)).collect();
+                    h[2] += 3.0 * y as f32;
+                    h[5] -= 2.0 * y as f32;
+                    (h, y)
+                })
+                .unzip()
+        };
+        let (x, y) = sample(600);
+        let (xt, yt) = sample(300);
+        let rows: Vec<&[f32]> = x.iter().map(Vec::as_slice).collect();
+        let test: Vec<&[f32]> = xt.iter().map(Vec::as_slice).collect();
+        let design = Design::new(&rows).unwrap();
+        let probe = design.fit(&y, 3).unwrap();
+        let got = accuracy(&probe, &test, &yt);
+        assert!(got > 95.0, "{got}%");
+        let mut shuffled = y.clone();
+        shuffled.shuffle(&mut ChaCha8Rng::seed_from_u64(1));
+        let chance = accuracy(&design.fit(&shuffled, 3).unwrap(), &test, &yt);
+        assert!(chance < 60.0, "{chance}%");
+    }
+
+}
