@@ -37,6 +37,8 @@ pub enum Command {
     /// Fit linear probes that read each thought of the latent stages (written digit, carry out,
     /// input sum of every column) and score them on held-out problems.
     Probe(ProbeArgs),
+    /// Solve problems as trained and with thoughts edited (replaced, zeroed, carry flipped).
+    Intervene(InterveneArgs),
 }
 
 #[derive(Args)]
@@ -345,6 +347,82 @@ pub struct ProbeArgs {
     /// Also write each stage's probes as `<stage>.probes.safetensors` into this folder.
     #[arg(long)]
     pub out: Option<PathBuf>,
+}
+
+/// `coconut intervene`.
+#[derive(Args, Debug)]
+pub struct InterveneArgs {
+    /// Problems such as "347 + 285".
+    #[arg(required = true)]
+    pub problems: Vec<String>,
+    /// The stage: 1..K or stageN (default: the all-latent stage).
+    #[arg(long)]
+    pub stage: Option<String>,
+    /// A weights folder (manifest.json, tokenizer.json, stage files).
+    #[arg(long, default_value = "weights")]
+    pub weights: PathBuf,
+    /// An edit of thought J (from 0), repeatable: `J=zero`, `J=from:A+B` (thought J of the
+    /// problem A + B on the same stage), `J=flip:C` (reflect thought J across the boundary of
+    /// column C's carry probe; needs --probes).
+    #[arg(long, required = true)]
+    pub patch: Vec<PatchSpec>,
+    /// The stage's probes, as `coconut probe --out` writes them (`<stage>.probes.safetensors`).
+    #[arg(long)]
+    pub probes: Option<PathBuf>,
+    /// One JSON object per problem.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// One `--patch` of `coconut intervene`.
+#[derive(Clone, Debug, PartialEq)]
+pub enum PatchSpec {
+    Zero { slot: usize },
+    From { slot: usize, problem: String },
+    FlipCarry { slot: usize, column: usize },
+}
+
+impl std::str::FromStr for PatchSpec {
+    type Err = String;
+    fn from_str(spec: &str) -> Result<PatchSpec, String> {
+        let expected =
+            "expected J=zero, J=from:A+B or J=flip:C (J the thought, from 0; C a column)";
+        let (slot, edit) = spec
+            .split_once('=')
+            .ok_or_else(|| format!("'{spec}': {expected}"))?;
+        let slot: usize = slot
+            .trim()
+            .parse()
+            .map_err(|_| format!("'{spec}': '{slot}' is not a thought number; {expected}"))?;
+        let edit = edit.trim();
+        if edit == "zero" {
+            Ok(PatchSpec::Zero { slot })
+        } else if let Some(problem) = edit.strip_prefix("from:") {
+            Ok(PatchSpec::From {
+                slot,
+                problem: problem.to_string(),
+            })
+        } else if let Some(column) = edit.strip_prefix("flip:") {
+            let column = column
+                .parse()
+                .map_err(|_| format!("'{spec}': '{column}' is not a column number"))?;
+            Ok(PatchSpec::FlipCarry { slot, column })
+        } else {
+            Err(format!("'{spec}': {expected}"))
+        }
+    }
+}
+
+impl std::fmt::Display for PatchSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PatchSpec::Zero { slot } => write!(f, "thought {slot} zeroed"),
+            PatchSpec::From { slot, problem } => write!(f, "thought {slot} from {problem}"),
+            PatchSpec::FlipCarry { slot, column } => {
+                write!(f, "thought {slot} with column {column}'s carry flipped")
+            }
+        }
+    }
 }
 
 /// The id of a stage named on the command line (`3`, `stage3`, `nocot`, `pause`).

@@ -3,6 +3,7 @@
 //! arguments are in [`args`], the work in the libraries.
 
 mod args;
+mod intervene;
 mod solve;
 
 use anyhow::{Context, Result};
@@ -43,6 +44,7 @@ fn run(command: Command) -> Result<u8> {
         Command::Plot(args) => run_plot(args).map(|_| 0),
         Command::Golden(args) => run_golden(args).map(|_| 0),
         Command::Probe(args) => run_probe(args).map(|_| 0),
+        Command::Intervene(args) => intervene::run_intervene(args),
     }
 }
 

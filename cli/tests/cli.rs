@@ -727,6 +727,29 @@ fn probe_scores_every_thought_and_writes_its_probes() {
     assert_eq!(file.len(), 2 * 4 * 3 * 2, "weight and bias of every probe");
     let carry = file.tensor("slot1.column0.carry.weight").unwrap();
     assert_eq!(carry.shape(), [2, 16]);
+    // The carry probes are what `intervene` flips along.
+    let probes = out.join("stage2.probes.safetensors");
+    let flipped = coconut(&[
+        "intervene",
+        "--weights",
+        path(&fixture()),
+        "--stage",
+        "2",
+        "--probes",
+        path(&probes),
+        "--patch",
+        "1=flip:0",
+        "--json",
+        "12 + 34",
+    ])
+    .output()
+    .unwrap();
+    assert_success(&flipped);
+    let object: serde_json::Value = serde_json::from_slice(&flipped.stdout).unwrap();
+    assert_eq!(
+        object["patches"][0],
+        "thought 1 with column 0's carry flipped"
+    );
 
     // Refused: a stage without fed-back thoughts, more problems than the sets hold.
     let weights = fixture();
@@ -742,4 +765,50 @@ fn probe_scores_every_thought_and_writes_its_probes() {
             .contains("not a stage with fed-back thoughts")
     );
     assert!(refused(&["--n-test", "999999"]).contains("at most"));
+}
+
+#[test]
+fn intervene_edits_thoughts_and_refuses_bad_patches() {
+    let weights = fixture();
+    let run = |args: &[&str]| {
+        let mut all = vec!["intervene", "--weights", path(&weights), "--stage", "2"];
+        all.extend(args);
+        coconut(&all).output().unwrap()
+    };
+    let object = |out: &std::process::Output| -> serde_json::Value {
+        assert_success(out);
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    // A thought replaced by the same thought of the same problem changes nothing.
+    let same = object(&run(&["--json", "--patch", "1=from:12+34", "12 + 34"]));
+    assert_eq!(same["edited_text"], same["text"]);
+    assert_eq!(same["edited_answer"], same["answer"]);
+    assert_eq!(same["expected"], "46");
+    // Zeroing is reported beside the run as trained.
+    let zeroed = object(&run(&["--json", "--patch", "0=zero", "12 + 34"]));
+    assert_eq!(zeroed["text"], same["text"]);
+    assert_eq!(zeroed["patches"][0], "thought 0 zeroed");
+    assert!(zeroed["edited_text"]
+        .as_str()
+        .unwrap()
+        .starts_with("12 + 34 = <bot> <latent> <latent>"));
+
+    // Refused: a thought the stage does not have, a flip without probes, a bad spec.
+    let out = run(&["--patch", "2=zero", "12 + 34"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr_of(&out).contains("this stage has 2"),
+        "{}",
+        stderr_of(&out)
+    );
+    let out = run(&["--patch", "0=flip:1", "12 + 34"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr_of(&out).contains("--probes"), "{}", stderr_of(&out));
+    let out = run(&["--patch", "0=swap", "12 + 34"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr_of(&out).contains("expected J=zero"),
+        "{}",
+        stderr_of(&out)
+    );
 }

@@ -25,6 +25,8 @@ pub enum EngineError {
     TokenId(u32),
     #[error(transparent)]
     Tokenizer(#[from] TokenizerError),
+    #[error("intervention refused: {0}")]
+    Intervention(String),
 }
 
 /// The positions of one decoding.

@@ -25,6 +25,7 @@ pub mod data;
 pub mod decoding;
 pub mod files;
 pub mod golden;
+pub mod intervention;
 pub mod layout;
 pub mod manifest;
 pub mod problem;

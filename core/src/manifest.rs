@@ -460,7 +460,7 @@ mod tests {
 
     #[test]
     fn json_round_trip_and_stage_lookup() {
-        let (bytes, m) = int8_stage();
+        let (_, m) = int8_stage();
         let back = Manifest::from_json(&m.to_json()).unwrap();
         assert_eq!(back, m);
         assert_eq!(m.stage("2").unwrap().id, "stage2");

@@ -16,6 +16,7 @@ use crate::config::ModelConfig;
 use crate::decoding::{
     argmax, DecodePlan, EngineError, Generation, PositionTrace, Solution, Trace,
 };
+use crate::intervention::{edited, Intervention};
 use crate::layout::prompt;
 use crate::problem::Problem;
 use crate::skeleton::{Affine, Norm};
@@ -343,7 +344,22 @@ impl ReferenceModel {
         stage: &Stage,
         with_trace: bool,
     ) -> Result<Generation, EngineError> {
+        self.generate_edited(prompt_ids, stage, with_trace, &[])
+    }
+
+    /// [`ReferenceModel::generate`] with `edits` applied to the thoughts before they are fed in
+    /// (`Generation::thoughts` holds what was fed).
+    pub fn generate_edited(
+        &self,
+        prompt_ids: &[u32],
+        stage: &Stage,
+        with_trace: bool,
+        edits: &[Intervention],
+    ) -> Result<Generation, EngineError> {
         let plan = DecodePlan::new(prompt_ids.len(), stage, self.config.n_positions)?;
+        for edit in edits {
+            edit.check(plan.thoughts, self.config.n_embd)?;
+        }
         let mut cache = self.new_cache();
         let mut thoughts = Vec::new();
         let mut traces = Vec::new();
@@ -365,12 +381,13 @@ impl ReferenceModel {
         for &id in prompt_ids {
             hidden = run(&mut cache, self.token_embedding(id)?)?;
         }
-        for _ in plan.thought_positions() {
+        for slot in 0..plan.thoughts {
             let input = if plan.feeds_back {
                 hidden.clone()
             } else {
                 self.token_embedding(LATENT)?.to_vec()
             };
+            let input = edited(edits, slot, input);
             hidden = run(&mut cache, &input)?;
             thoughts.push(input);
         }
@@ -502,6 +519,45 @@ mod tests {
         assert!(s
             .text
             .starts_with("12 + 34 = <bot> <latent> <latent> <latent>"));
+    }
+
+    #[test]
+    fn an_edited_thought_is_fed_and_the_run_continues_from_it() {
+        use crate::intervention::{Edit, Intervention};
+        let model = ReferenceModel::new(&random_weights(&config(), 5));
+        let prompt = prompt(&Tokenizer::new(), &Problem::new(12, 34)).unwrap();
+        let stage = Stage::latent(3, 1, 5);
+        let plain = model.generate(&prompt, &stage, false).unwrap();
+        // Replacing a thought by itself changes nothing.
+        let same = Intervention {
+            slot: 1,
+            edit: Edit::Replace(plain.thoughts[1].clone()),
+        };
+        assert_eq!(
+            model
+                .generate_edited(&prompt, &stage, false, &[same])
+                .unwrap(),
+            plain
+        );
+        // Zeroing thought 1 feeds zeros there and changes the thought after it (computed from
+        // the edited input), not the one before.
+        let zero = Intervention {
+            slot: 1,
+            edit: Edit::Zero,
+        };
+        let edited = model
+            .generate_edited(&prompt, &stage, false, &[zero])
+            .unwrap();
+        assert_eq!(edited.thoughts[0], plain.thoughts[0]);
+        assert!(edited.thoughts[1].iter().all(|&v| v == 0.0));
+        assert_ne!(edited.thoughts[2], plain.thoughts[2]);
+        // A slot the stage does not have is refused.
+        let missing = Intervention {
+            slot: 3,
+            edit: Edit::Zero,
+        };
+        let err = model.generate_edited(&prompt, &stage, false, &[missing]);
+        assert!(matches!(err, Err(EngineError::Intervention(_))), "{err:?}");
     }
 
     #[test]

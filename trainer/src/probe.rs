@@ -153,7 +153,12 @@ impl Design {
         let inv_std: Vec<f32> = var.iter().map(|v| 1.0 / v.sqrt().max(1e-6)).collect();
         let mut z = Vec::with_capacity(n * (d + 1));
         for row in x {
-            z.extend(row.iter().zip(&mean).zip(&inv_std).map(|((&v, m), s)| (v - m) * s));
+            z.extend(
+                row.iter()
+                    .zip(&mean)
+                    .zip(&inv_std)
+                    .map(|((&v, m), s)| (v - m) * s),
+            );
             z.push(1.0);
         }
         let z = Tensor::from_vec(z, (n, d + 1), &Device::Cpu)?;
@@ -410,5 +415,4 @@ mod tests {
         let chance = accuracy(&design.fit(&shuffled, 3).unwrap(), &test, &yt);
         assert!(chance < 60.0, "{chance}%");
     }
-
 }

@@ -1,0 +1,170 @@
+//! `coconut intervene`: solves problems on a stage as trained and with some thoughts edited (core's
+//! `intervention`, on the reference engine), and shows both answers: replace a thought by the
+//! same thought of another problem, zero it, or flip what a column's carry probe reads in it.
+
+use crate::args::{InterveneArgs, PatchSpec};
+use anyhow::{bail, Context, Result};
+use coconut_core::decoding::Solution;
+use coconut_core::intervention::{Edit, Intervention};
+use coconut_core::layout::prompt;
+use coconut_core::problem::Problem;
+use coconut_core::reference::ReferenceModel;
+use coconut_core::stage::Stage;
+use coconut_core::tokenizer::Tokenizer;
+use serde_json::json;
+
+/// What a run needs to turn a [`PatchSpec`] into an [`Intervention`].
+struct Experiment<'a> {
+    model: &'a ReferenceModel,
+    tokenizer: &'a Tokenizer,
+    stage: &'a Stage,
+    max_digits: usize,
+    probes: Option<safetensors::SafeTensors<'a>>,
+}
+
+impl Experiment<'_> {
+    fn solve(&self, problem: &Problem, edits: &[Intervention]) -> Result<Solution> {
+        let ids = prompt(self.tokenizer, problem)?;
+        let generation = self.model.generate_edited(&ids, self.stage, false, edits)?;
+        Ok(Solution::new(self.tokenizer, problem, generation)?)
+    }
+
+    fn intervention(&self, spec: &PatchSpec) -> Result<Intervention> {
+        let (slot, edit) = match spec {
+            PatchSpec::Zero { slot } => (*slot, Edit::Zero),
+            PatchSpec::From { slot, problem } => {
+                let other = Problem::parse(problem, self.max_digits)
+                    .with_context(|| format!("--patch {slot}=from:{problem}"))?;
+                let thoughts = self.solve(&other, &[])?.generation.thoughts;
+                let Some(thought) = thoughts.get(*slot) else {
+                    bail!(
+                        "thought {slot} does not exist: this stage has {}",
+                        thoughts.len()
+                    );
+                };
+                (*slot, Edit::Replace(thought.clone()))
+            }
+            PatchSpec::FlipCarry { slot, column } => {
+                let Some(probes) = &self.probes else {
+                    bail!("--patch {slot}=flip:{column} reads the carry probe: give --probes FILE");
+                };
+                let (w, b) = carry_probe(probes, *slot, *column)?;
+                let c = w.len() / 2;
+                // The probe's margin (carry 1 minus carry 0) is direction · h + offset.
+                let direction = (0..c).map(|i| w[c + i] - w[i]).collect();
+                (
+                    *slot,
+                    Edit::Reflect {
+                        direction,
+                        offset: b[1] - b[0],
+                    },
+                )
+            }
+        };
+        Ok(Intervention { slot, edit })
+    }
+}
+
+/// The weight `[2, C]` and bias `[2]` of the carry probe of `column` at `slot`.
+fn carry_probe(
+    probes: &safetensors::SafeTensors,
+    slot: usize,
+    column: usize,
+) -> Result<(Vec<f32>, Vec<f32>)> {
+    let name = format!("slot{slot}.column{column}.carry");
+    let read = |suffix: &str| -> Result<Vec<f32>> {
+        let t = probes
+            .tensor(&format!("{name}.{suffix}"))
+            .with_context(|| format!("the probes file has no {name}.{suffix}"))?;
+        Ok(t.data()
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            .collect())
+    };
+    Ok((read("weight")?, read("bias")?))
+}
+
+/// Runs `coconut intervene`; returns the exit code (1 if a problem was refused).
+pub fn run_intervene(args: InterveneArgs) -> Result<u8> {
+    let folder = coconut_core::manifest::WeightsDir::open(&args.weights)?;
+    let stage_id = match &args.stage {
+        Some(s) => s.clone(),
+        None => coconut_core::problem::max_steps(folder.manifest.max_digits).to_string(),
+    };
+    let (entry, stage, weights) = folder.stage(&stage_id)?;
+    let tokenizer = folder.tokenizer()?;
+    let model = ReferenceModel::new(&weights);
+    let probe_bytes = match &args.probes {
+        Some(path) => Some(
+            coconut_core::files::read_regular(path, 64 << 20)
+                .with_context(|| format!("reading {}", path.display()))?,
+        ),
+        None => None,
+    };
+    let probes = probe_bytes
+        .as_deref()
+        .map(safetensors::SafeTensors::deserialize)
+        .transpose()
+        .context("the probes file is not safetensors")?;
+    let ctx = Experiment {
+        model: &model,
+        tokenizer: &tokenizer,
+        stage: &stage,
+        max_digits: folder.manifest.max_digits,
+        probes,
+    };
+    let edits = args
+        .patch
+        .iter()
+        .map(|spec| ctx.intervention(spec))
+        .collect::<Result<Vec<_>>>()?;
+    let mut refused = false;
+    for input in &args.problems {
+        let result = Problem::parse(input, ctx.max_digits)
+            .map_err(anyhow::Error::from)
+            .and_then(|p| Ok((p, ctx.solve(&p, &[])?, ctx.solve(&p, &edits)?)));
+        let (problem, plain, edited) = match result {
+            Ok(r) => r,
+            Err(e) => {
+                refused = true;
+                eprintln!("{input}: {e:#}");
+                continue;
+            }
+        };
+        let verdict = |s: &Solution| if s.is_correct() { "correct" } else { "wrong" };
+        if args.json {
+            let object = json!({
+                "input": input,
+                "stage": entry.id,
+                "patches": args.patch.iter().map(ToString::to_string).collect::<Vec<_>>(),
+                "answer": plain.answer,
+                "edited_answer": edited.answer,
+                "expected": problem.answer().to_string(),
+                "text": plain.text,
+                "edited_text": edited.text,
+            });
+            println!("{object}");
+        } else {
+            let patches: Vec<String> = args.patch.iter().map(ToString::to_string).collect();
+            println!(
+                "{} + {} on {} (the sum is {})",
+                problem.a,
+                problem.b,
+                entry.id,
+                problem.answer()
+            );
+            println!(
+                "  as trained: {}  [{}]",
+                plain.answer.as_deref().unwrap_or("(none)"),
+                verdict(&plain)
+            );
+            println!(
+                "  edited ({}): {}  [{}]",
+                patches.join(", "),
+                edited.answer.as_deref().unwrap_or("(none)"),
+                verdict(&edited)
+            );
+        }
+    }
+    Ok(refused as u8)
+}
