@@ -353,7 +353,7 @@ pub struct ProbeArgs {
 #[derive(Args, Debug)]
 pub struct InterveneArgs {
     /// Problems such as "347 + 285".
-    #[arg(required = true)]
+    #[arg(required_unless_present = "measure")]
     pub problems: Vec<String>,
     /// The stage: 1..K or stageN (default: the all-latent stage).
     #[arg(long)]
@@ -364,7 +364,7 @@ pub struct InterveneArgs {
     /// An edit of thought J (from 0), repeatable: `J=zero`, `J=from:A+B` (thought J of the
     /// problem A + B on the same stage), `J=flip:C` (reflect thought J across the boundary of
     /// column C's carry probe; needs --probes).
-    #[arg(long, required = true)]
+    #[arg(long, required_unless_present = "measure")]
     pub patch: Vec<PatchSpec>,
     /// The stage's probes, as `coconut probe --out` writes them (`<stage>.probes.safetensors`).
     #[arg(long)]
@@ -372,6 +372,14 @@ pub struct InterveneArgs {
     /// One JSON object per problem.
     #[arg(long)]
     pub json: bool,
+    /// Instead of solving problems: for this many pairs of held-out problems (A, B), replace
+    /// each thought of A in turn by B's and count how often the answer's digits follow B (every
+    /// stage with fed-back thoughts, or --stage).
+    #[arg(long, conflicts_with_all = ["problems", "patch", "probes", "json"])]
+    pub measure: Option<usize>,
+    /// With --measure: also write the effects as JSON there.
+    #[arg(long, requires = "measure")]
+    pub measure_json: Option<PathBuf>,
 }
 
 /// One `--patch` of `coconut intervene`.

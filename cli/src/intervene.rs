@@ -84,8 +84,50 @@ fn carry_probe(
     Ok((read("weight")?, read("bias")?))
 }
 
+/// `coconut intervene --measure N`: the patching table (and JSON).
+fn run_measure(args: &InterveneArgs, pairs: usize) -> Result<u8> {
+    let folder = coconut_core::manifest::WeightsDir::open(&args.weights)?;
+    let stages = match &args.stage {
+        Some(s) => vec![crate::args::stage_id(s)?],
+        None => Vec::new(),
+    };
+    let effects = coconut_trainer::patching::measure_patching(&folder, &stages, pairs, |id| {
+        eprintln!("patching {id}...")
+    })?;
+    // Per column: the percent of pairs (whose sums differ there) where the patched answer has
+    // B's digit.
+    let columns = effects.first().map_or(0, |e| e.column_took_b.len());
+    let heads: String = (0..columns)
+        .map(|c| format!("{:>7}", format!("col{c}")))
+        .collect();
+    println!(
+        "{:<8} {:>4} {:>6} {:>10} {:>8}{heads}",
+        "stage", "slot", "pairs", "unchanged%", "=B%"
+    );
+    for e in &effects {
+        let cells: String = e
+            .column_took_b
+            .iter()
+            .map(|(p, _)| format!("{p:>7.1}"))
+            .collect();
+        println!(
+            "{:<8} {:>4} {:>6} {:>10.1} {:>8.1}{cells}",
+            e.stage, e.slot, e.pairs, e.unchanged, e.became_b
+        );
+    }
+    if let Some(path) = &args.measure_json {
+        let json = serde_json::to_string_pretty(&effects)?;
+        coconut_trainer::checkpoint::write_atomic(path, json.as_bytes())?;
+        eprintln!("wrote {}", path.display());
+    }
+    Ok(0)
+}
+
 /// Runs `coconut intervene`; returns the exit code (1 if a problem was refused).
 pub fn run_intervene(args: InterveneArgs) -> Result<u8> {
+    if let Some(pairs) = args.measure {
+        return run_measure(&args, pairs);
+    }
     let folder = coconut_core::manifest::WeightsDir::open(&args.weights)?;
     let stage_id = match &args.stage {
         Some(s) => s.clone(),

@@ -812,3 +812,64 @@ fn intervene_edits_thoughts_and_refuses_bad_patches() {
         stderr_of(&out)
     );
 }
+
+#[test]
+fn intervene_measures_patching_over_held_out_pairs() {
+    let tmp = tempfile::tempdir().unwrap();
+    let json = tmp.path().join("patching.json");
+    let out = coconut(&[
+        "intervene",
+        "--weights",
+        path(&fixture()),
+        "--measure",
+        "20",
+        "--measure-json",
+        path(&json),
+    ])
+    .output()
+    .unwrap();
+    assert_success(&out);
+    let effects: Vec<serde_json::Value> =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    // stage2 (2 thoughts) and stage5 (5); nocot and pause feed nothing back.
+    let slots: Vec<(String, u64)> = effects
+        .iter()
+        .map(|e| {
+            (
+                e["stage"].as_str().unwrap().to_string(),
+                e["slot"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(slots.len(), 7, "{slots:?}");
+    assert_eq!(slots[0], ("stage2".to_string(), 0));
+    for e in &effects {
+        assert_eq!(e["pairs"], 20);
+        let unchanged = e["unchanged"].as_f64().unwrap();
+        let became_b = e["became_b"].as_f64().unwrap();
+        assert!(unchanged + became_b <= 100.0 + 1e-9, "{e}");
+        assert_eq!(
+            e["column_took_b"].as_array().unwrap().len(),
+            5,
+            "4 digits and a carry"
+        );
+    }
+    let table = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(table.lines().count(), 1 + 7, "{table}");
+
+    let too_many = coconut(&[
+        "intervene",
+        "--weights",
+        path(&fixture()),
+        "--measure",
+        "999999",
+    ])
+    .output()
+    .unwrap();
+    assert_eq!(too_many.status.code(), Some(2));
+    assert!(
+        stderr_of(&too_many).contains("at most"),
+        "{}",
+        stderr_of(&too_many)
+    );
+}

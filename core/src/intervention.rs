@@ -99,8 +99,14 @@ mod tests {
             slot: 1,
             edit: Edit::Zero,
         };
-        assert_eq!(edited(std::slice::from_ref(&zero), 0, vec![1.0, 2.0]), [1.0, 2.0]);
-        assert_eq!(edited(std::slice::from_ref(&zero), 1, vec![1.0, 2.0]), [0.0, 0.0]);
+        assert_eq!(
+            edited(std::slice::from_ref(&zero), 0, vec![1.0, 2.0]),
+            [1.0, 2.0]
+        );
+        assert_eq!(
+            edited(std::slice::from_ref(&zero), 1, vec![1.0, 2.0]),
+            [0.0, 0.0]
+        );
         assert!(zero.check(2, 2).is_ok());
         let message = |e: Intervention| e.check(2, 2).unwrap_err().to_string();
         assert!(message(Intervention { slot: 2, ..zero }).contains("this stage has 2"));

@@ -28,6 +28,7 @@ pub mod learner;
 pub mod model;
 pub mod ops;
 pub mod optim;
+pub mod patching;
 pub mod plot;
 pub mod probe;
 pub mod provenance;

@@ -1,0 +1,143 @@
+//! Activation patching of thoughts, measured: for pairs of held-out problems (A, B), thought j of
+//! A is replaced by thought j of B (same stage, reference engine) and the answer A's run then
+//! writes is compared with A's sum and B's, column by column. Where a thought carries a column's
+//! result forward, that column's digit follows B.
+
+use anyhow::{ensure, Result};
+use coconut_core::intervention::{Edit, Intervention};
+use coconut_core::layout::prompt;
+use coconut_core::manifest::WeightsDir;
+use coconut_core::problem::Problem;
+use coconut_core::reference::ReferenceModel;
+use coconut_core::stage::Stage;
+use coconut_core::tokenizer::Tokenizer;
+use serde::Serialize;
+
+/// What patching one thought slot did over all pairs.
+#[derive(Clone, Debug, Serialize)]
+pub struct PatchEffect {
+    pub stage: String,
+    pub slot: usize,
+    pub pairs: usize,
+    /// Percent of pairs whose patched answer is still A's sum.
+    pub unchanged: f64,
+    /// Percent of pairs whose patched answer is B's sum.
+    pub became_b: f64,
+    /// Per column (least significant first): among the pairs whose sums differ in that column,
+    /// the percent whose patched answer has B's digit there, and how many pairs that was.
+    pub column_took_b: Vec<(f64, usize)>,
+}
+
+/// Digit `column` of `n` (least significant first), or `None` past its last digit.
+fn digit(n: u64, column: usize) -> Option<u64> {
+    let p = 10u64.checked_pow(column as u32)?;
+    (column == 0 || n >= p).then(|| (n / p) % 10)
+}
+
+struct Runner<'a> {
+    model: ReferenceModel,
+    tokenizer: &'a Tokenizer,
+    stage: Stage,
+}
+
+impl Runner<'_> {
+    fn thoughts(&self, p: &Problem) -> Result<Vec<Vec<f32>>> {
+        let ids = prompt(self.tokenizer, p)?;
+        Ok(self.model.generate(&ids, &self.stage, false)?.thoughts)
+    }
+
+    /// The number A's run writes with `edits`, if it writes one.
+    fn answer(&self, p: &Problem, edits: &[Intervention]) -> Result<Option<u64>> {
+        let ids = prompt(self.tokenizer, p)?;
+        let generation = self
+            .model
+            .generate_edited(&ids, &self.stage, false, edits)?;
+        let text = coconut_core::layout::answer_digits(self.tokenizer, &generation.ids);
+        Ok(text.and_then(|t| t.parse().ok()))
+    }
+}
+
+/// Patches every thought slot of every latent stage named in `stages` (all with fed-back thoughts
+/// when empty), over `pairs` pairs of held-out test problems (A = test[2i], B = test[2i + 1]).
+pub fn measure_patching(
+    dir: &WeightsDir,
+    stages: &[String],
+    pairs: usize,
+    mut progress: impl FnMut(&str),
+) -> Result<Vec<PatchEffect>> {
+    let tokenizer = dir.tokenizer()?;
+    let test = dir.manifest.test_data().test_set()?;
+    ensure!(
+        2 * pairs <= test.len(),
+        "at most {} pairs from {} test problems",
+        test.len() / 2,
+        test.len()
+    );
+    let columns = dir.manifest.max_digits + 1;
+    let mut effects = Vec::new();
+    for entry in &dir.manifest.stages {
+        let wanted = stages.is_empty() || stages.iter().any(|s| s == &entry.id);
+        if !wanted || !entry.feeds_back || entry.thoughts == 0 {
+            continue;
+        }
+        progress(&entry.id);
+        let (_, stage, weights) = dir.stage(&entry.id)?;
+        let runner = Runner {
+            model: ReferenceModel::new(&weights),
+            tokenizer: &tokenizer,
+            stage,
+        };
+        for slot in 0..entry.thoughts {
+            let (mut unchanged, mut became_b) = (0, 0);
+            let mut took = vec![(0usize, 0usize); columns];
+            for pair in test[..2 * pairs].chunks_exact(2) {
+                let (a, b) = (&pair[0], &pair[1]);
+                let edit = Intervention {
+                    slot,
+                    edit: Edit::Replace(runner.thoughts(b)?.swap_remove(slot)),
+                };
+                let got = runner.answer(a, &[edit])?;
+                unchanged += (got == Some(a.answer())) as usize;
+                became_b += (got == Some(b.answer())) as usize;
+                for (column, (n, hits)) in took.iter_mut().enumerate() {
+                    let (da, db) = (digit(a.answer(), column), digit(b.answer(), column));
+                    if da != db {
+                        *n += 1;
+                        *hits += (got.and_then(|g| digit(g, column)) == db) as usize;
+                    }
+                }
+            }
+            let percent = |k: usize, n: usize| 100.0 * k as f64 / n.max(1) as f64;
+            effects.push(PatchEffect {
+                stage: entry.id.clone(),
+                slot,
+                pairs,
+                unchanged: percent(unchanged, pairs),
+                became_b: percent(became_b, pairs),
+                column_took_b: took.iter().map(|&(n, k)| (percent(k, n), n)).collect(),
+            });
+        }
+    }
+    for stage in stages {
+        ensure!(
+            effects.iter().any(|e| &e.stage == stage),
+            "{stage}: not a stage with fed-back thoughts in {}",
+            dir.dir.display()
+        );
+    }
+    Ok(effects)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn digits_by_column_stop_at_the_number_s_length() {
+        assert_eq!(digit(632, 0), Some(2));
+        assert_eq!(digit(632, 2), Some(6));
+        assert_eq!(digit(632, 3), None);
+        assert_eq!(digit(0, 0), Some(0));
+        assert_eq!(digit(10000, 4), Some(1));
+    }
+}
