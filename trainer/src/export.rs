@@ -50,8 +50,9 @@ pub struct StageFacts {
 }
 
 /// Adds (or replaces) one stage in the weights folder `out`, creating the folder, its
-/// tokenizer and its manifest when missing. `max_digits` and the stage's `thoughts_per_step` must
-/// agree with a manifest already there, and so must the model config.
+/// tokenizer and its manifest when missing. `max_digits` and (for a stage with thoughts) the
+/// stage's `thoughts_per_step` must agree with a manifest already there, and so must the model
+/// config.
 pub fn export_stage(
     weights: &ModelWeights,
     stage: &Stage,
@@ -75,7 +76,10 @@ pub fn export_stage(
                 m.model
             );
         }
-        if m.max_digits != max_digits || m.thoughts_per_step != stage.thoughts_per_step {
+        // c shapes only stages with thoughts: a no-chain-of-thought baseline trained with another
+        // c is the same model.
+        let c_differs = stage.thoughts() > 0 && m.thoughts_per_step != stage.thoughts_per_step;
+        if m.max_digits != max_digits || c_differs {
             bail!(
                 "{} was trained with max_digits {} and c = {}; this stage has {} and {}",
                 manifest_path.display(),
@@ -429,6 +433,24 @@ mod tests {
             dir.path(),
         );
         assert!(e.unwrap_err().to_string().contains("different model"));
+
+        // Another c: refused for a stage with thoughts, not for one without (nocot).
+        let export_c2 = |stage: Stage| {
+            export_stage(
+                &w,
+                &stage,
+                WeightDtype::Int8,
+                &DataConfig::default(),
+                StageFacts::default(),
+                dir.path(),
+            )
+        };
+        let e = export_c2(Stage::latent(2, 2, 5)).unwrap_err().to_string();
+        assert!(e.contains("c = 1"), "{e}");
+        export_c2(Stage::latent(0, 2, 5).with_kind(StageKind::NoCot)).unwrap();
+        let folder = WeightsDir::open(dir.path()).unwrap();
+        assert_eq!(folder.manifest.thoughts_per_step, 1);
+        assert_eq!(folder.stage("nocot").unwrap().0.thoughts, 0);
     }
 
     #[test]
