@@ -279,6 +279,14 @@ fn write_config(dir: &Path, config: &TrainConfig) -> PathBuf {
     path
 }
 
+/// `coconut <command> --weights <the fixture> <args>`, run to its end.
+fn on_fixture(command: &str, args: &[&str]) -> std::process::Output {
+    let weights = fixture();
+    let mut all = vec![command, "--weights", path(&weights)];
+    all.extend(args);
+    coconut(&all).output().unwrap()
+}
+
 /// Whether a `solve --json` object is an error that mentions `part`.
 fn error_has(object: &serde_json::Value, part: &str) -> bool {
     object["error"].as_str().is_some_and(|e| e.contains(part))
@@ -687,23 +695,21 @@ fn export_writes_a_hugging_face_folder_from_a_weights_folder() {
 fn probe_scores_every_thought_and_writes_its_probes() {
     let tmp = tempfile::tempdir().unwrap();
     let (json, out) = (tmp.path().join("probes.json"), tmp.path().join("probes"));
-    let run = coconut(&[
+    let run = on_fixture(
         "probe",
-        "--weights",
-        path(&fixture()),
-        "--stages",
-        "2,stage5",
-        "--n-fit",
-        "300",
-        "--n-test",
-        "100",
-        "--json",
-        path(&json),
-        "--out",
-        path(&out),
-    ])
-    .output()
-    .unwrap();
+        &[
+            "--stages",
+            "2,stage5",
+            "--n-fit",
+            "300",
+            "--n-test",
+            "100",
+            "--json",
+            path(&json),
+            "--out",
+            path(&out),
+        ],
+    );
     assert_success(&run);
     let table = String::from_utf8(run.stdout).unwrap();
     // One row per stage, slot and quantity: 2 and 5 slots, 3 quantities.
@@ -729,21 +735,19 @@ fn probe_scores_every_thought_and_writes_its_probes() {
     assert_eq!(carry.shape(), [2, 16]);
     // The carry probes are what `intervene` flips along.
     let probes = out.join("stage2.probes.safetensors");
-    let flipped = coconut(&[
+    let flipped = on_fixture(
         "intervene",
-        "--weights",
-        path(&fixture()),
-        "--stage",
-        "2",
-        "--probes",
-        path(&probes),
-        "--patch",
-        "1=flip:0",
-        "--json",
-        "12 + 34",
-    ])
-    .output()
-    .unwrap();
+        &[
+            "--stage",
+            "2",
+            "--probes",
+            path(&probes),
+            "--patch",
+            "1=flip:0",
+            "--json",
+            "12 + 34",
+        ],
+    );
     assert_success(&flipped);
     let object: serde_json::Value = serde_json::from_slice(&flipped.stdout).unwrap();
     assert_eq!(
@@ -752,11 +756,8 @@ fn probe_scores_every_thought_and_writes_its_probes() {
     );
 
     // Refused: a stage without fed-back thoughts, more problems than the sets hold.
-    let weights = fixture();
     let refused = |args: &[&str]| {
-        let mut all = vec!["probe", "--weights", path(&weights)];
-        all.extend(args);
-        let out = coconut(&all).output().unwrap();
+        let out = on_fixture("probe", args);
         assert_eq!(out.status.code(), Some(2));
         stderr_of(&out)
     };
@@ -769,12 +770,7 @@ fn probe_scores_every_thought_and_writes_its_probes() {
 
 #[test]
 fn intervene_edits_thoughts_and_refuses_bad_patches() {
-    let weights = fixture();
-    let run = |args: &[&str]| {
-        let mut all = vec!["intervene", "--weights", path(&weights), "--stage", "2"];
-        all.extend(args);
-        coconut(&all).output().unwrap()
-    };
+    let run = |args: &[&str]| on_fixture("intervene", &[&["--stage", "2"], args].concat());
     let object = |out: &std::process::Output| -> serde_json::Value {
         assert_success(out);
         serde_json::from_slice(&out.stdout).unwrap()
@@ -817,17 +813,10 @@ fn intervene_edits_thoughts_and_refuses_bad_patches() {
 fn intervene_measures_patching_over_held_out_pairs() {
     let tmp = tempfile::tempdir().unwrap();
     let json = tmp.path().join("patching.json");
-    let out = coconut(&[
+    let out = on_fixture(
         "intervene",
-        "--weights",
-        path(&fixture()),
-        "--measure",
-        "20",
-        "--measure-json",
-        path(&json),
-    ])
-    .output()
-    .unwrap();
+        &["--measure", "20", "--measure-json", path(&json)],
+    );
     assert_success(&out);
     let effects: Vec<serde_json::Value> =
         serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
@@ -857,15 +846,7 @@ fn intervene_measures_patching_over_held_out_pairs() {
     let table = String::from_utf8(out.stdout).unwrap();
     assert_eq!(table.lines().count(), 1 + 7, "{table}");
 
-    let too_many = coconut(&[
-        "intervene",
-        "--weights",
-        path(&fixture()),
-        "--measure",
-        "999999",
-    ])
-    .output()
-    .unwrap();
+    let too_many = on_fixture("intervene", &["--measure", "999999"]);
     assert_eq!(too_many.status.code(), Some(2));
     assert!(
         stderr_of(&too_many).contains("at most"),

@@ -75,11 +75,7 @@ pub fn measure_patching(
     );
     let columns = dir.manifest.max_digits + 1;
     let mut effects = Vec::new();
-    for entry in &dir.manifest.stages {
-        let wanted = stages.is_empty() || stages.iter().any(|s| s == &entry.id);
-        if !wanted || !entry.feeds_back || entry.thoughts == 0 {
-            continue;
-        }
+    for entry in crate::probe::thought_stages(dir, stages)? {
         progress(&entry.id);
         let (_, stage, weights) = dir.stage(&entry.id)?;
         let runner = Runner {
@@ -117,13 +113,6 @@ pub fn measure_patching(
                 column_took_b: took.iter().map(|&(n, k)| (percent(k, n), n)).collect(),
             });
         }
-    }
-    for stage in stages {
-        ensure!(
-            effects.iter().any(|e| &e.stage == stage),
-            "{stage}: not a stage with fed-back thoughts in {}",
-            dir.dir.display()
-        );
     }
     Ok(effects)
 }

@@ -12,7 +12,7 @@
 
 use anyhow::{ensure, Result};
 use candle_core::{DType, Device, Tensor};
-use coconut_core::manifest::WeightsDir;
+use coconut_core::manifest::{StageEntry, WeightsDir};
 use coconut_core::problem::Problem;
 use coconut_core::reference::ReferenceModel;
 use coconut_core::stage::Stage;
@@ -305,11 +305,7 @@ pub fn probe_folder(
     );
     let (fit, test) = (&splits.train[..sizes.fit], &splits.test[..sizes.test]);
     let mut out = Vec::new();
-    for entry in &dir.manifest.stages {
-        let wanted = stages.is_empty() || stages.iter().any(|s| s == &entry.id);
-        if !wanted || !entry.feeds_back || entry.thoughts == 0 {
-            continue;
-        }
+    for entry in thought_stages(dir, stages)? {
         progress(&entry.id);
         let (_, stage, weights) = dir.stage(&entry.id)?;
         let model = ReferenceModel::new(&weights);
@@ -323,15 +319,29 @@ pub fn probe_folder(
             1234,
         )?);
     }
-    for stage in stages {
+    Ok(out)
+}
+
+/// The stages of `dir` with fed-back thoughts named in `wanted` (all of them when it is empty);
+/// refuses a name that is not one of them, before any work.
+pub fn thought_stages<'a>(dir: &'a WeightsDir, wanted: &[String]) -> Result<Vec<&'a StageEntry>> {
+    let latent: Vec<&StageEntry> = dir
+        .manifest
+        .stages
+        .iter()
+        .filter(|e| e.feeds_back && e.thoughts > 0)
+        .collect();
+    for name in wanted {
         ensure!(
-            out.iter()
-                .any(|p| p.scores.first().is_some_and(|s| &s.stage == stage)),
-            "{stage}: not a stage with fed-back thoughts in {}",
+            latent.iter().any(|e| &e.id == name),
+            "{name}: not a stage with fed-back thoughts in {}",
             dir.dir.display()
         );
     }
-    Ok(out)
+    Ok(latent
+        .into_iter()
+        .filter(|e| wanted.is_empty() || wanted.contains(&e.id))
+        .collect())
 }
 
 impl StageProbes {
