@@ -6,7 +6,6 @@ use crate::args::{InterveneArgs, PatchSpec};
 use anyhow::{bail, Context, Result};
 use coconut_core::decoding::Solution;
 use coconut_core::intervention::{Edit, Intervention};
-use coconut_core::layout::prompt;
 use coconut_core::problem::Problem;
 use coconut_core::reference::ReferenceModel;
 use coconut_core::stage::Stage;
@@ -24,9 +23,10 @@ struct Experiment<'a> {
 
 impl Experiment<'_> {
     fn solve(&self, problem: &Problem, edits: &[Intervention]) -> Result<Solution> {
-        let ids = prompt(self.tokenizer, problem)?;
-        let generation = self.model.generate_edited(&ids, self.stage, false, edits)?;
-        Ok(Solution::new(self.tokenizer, problem, generation)?)
+        let solution =
+            self.model
+                .solve_edited(self.tokenizer, problem, self.stage, false, edits)?;
+        Ok(solution)
     }
 
     fn intervention(&self, spec: &PatchSpec) -> Result<Intervention> {
@@ -76,6 +76,15 @@ fn carry_probe(
         let t = probes
             .tensor(&format!("{name}.{suffix}"))
             .with_context(|| format!("the probes file has no {name}.{suffix}"))?;
+        let two_classes = t.shape().first() == Some(&2) && t.shape().len() <= 2;
+        if t.dtype() != safetensors::Dtype::F32 || !two_classes {
+            bail!(
+                "{name}.{suffix} is {:?} {:?}: a carry probe is f32 with 2 rows (written by \
+                 `coconut probe --out`)",
+                t.dtype(),
+                t.shape()
+            );
+        }
         Ok(t.data()
             .chunks_exact(4)
             .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
@@ -160,6 +169,7 @@ pub fn run_intervene(args: InterveneArgs) -> Result<u8> {
         .iter()
         .map(|spec| ctx.intervention(spec))
         .collect::<Result<Vec<_>>>()?;
+    let patches: Vec<String> = args.patch.iter().map(ToString::to_string).collect();
     let mut refused = false;
     for input in &args.problems {
         let result = Problem::parse(input, ctx.max_digits)
@@ -178,7 +188,7 @@ pub fn run_intervene(args: InterveneArgs) -> Result<u8> {
             let object = json!({
                 "input": input,
                 "stage": entry.id,
-                "patches": args.patch.iter().map(ToString::to_string).collect::<Vec<_>>(),
+                "patches": patches,
                 "answer": plain.answer,
                 "edited_answer": edited.answer,
                 "expected": problem.answer().to_string(),
@@ -187,7 +197,6 @@ pub fn run_intervene(args: InterveneArgs) -> Result<u8> {
             });
             println!("{object}");
         } else {
-            let patches: Vec<String> = args.patch.iter().map(ToString::to_string).collect();
             println!(
                 "{} + {} on {} (the sum is {})",
                 problem.a,

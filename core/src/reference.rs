@@ -421,7 +421,21 @@ impl ReferenceModel {
         stage: &Stage,
         with_trace: bool,
     ) -> Result<Solution, EngineError> {
-        let generation = self.generate(&prompt(tokenizer, problem)?, stage, with_trace)?;
+        self.solve_edited(tokenizer, problem, stage, with_trace, &[])
+    }
+
+    /// [`ReferenceModel::solve`] with `edits` applied to the thoughts
+    /// ([`ReferenceModel::generate_edited`]).
+    pub fn solve_edited(
+        &self,
+        tokenizer: &Tokenizer,
+        problem: &Problem,
+        stage: &Stage,
+        with_trace: bool,
+        edits: &[Intervention],
+    ) -> Result<Solution, EngineError> {
+        let ids = prompt(tokenizer, problem)?;
+        let generation = self.generate_edited(&ids, stage, with_trace, edits)?;
         Solution::new(tokenizer, problem, generation)
     }
 }

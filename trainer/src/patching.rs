@@ -5,7 +5,6 @@
 
 use anyhow::{ensure, Result};
 use coconut_core::intervention::{Edit, Intervention};
-use coconut_core::layout::prompt;
 use coconut_core::manifest::WeightsDir;
 use coconut_core::problem::Problem;
 use coconut_core::reference::ReferenceModel;
@@ -34,27 +33,16 @@ fn digit(n: u64, column: usize) -> Option<u64> {
     (column == 0 || n >= p).then(|| (n / p) % 10)
 }
 
-struct Runner<'a> {
-    model: ReferenceModel,
-    tokenizer: &'a Tokenizer,
-    stage: Stage,
-}
-
-impl Runner<'_> {
-    fn thoughts(&self, p: &Problem) -> Result<Vec<Vec<f32>>> {
-        let ids = prompt(self.tokenizer, p)?;
-        Ok(self.model.generate(&ids, &self.stage, false)?.thoughts)
-    }
-
-    /// The number A's run writes with `edits`, if it writes one.
-    fn answer(&self, p: &Problem, edits: &[Intervention]) -> Result<Option<u64>> {
-        let ids = prompt(self.tokenizer, p)?;
-        let generation = self
-            .model
-            .generate_edited(&ids, &self.stage, false, edits)?;
-        let text = coconut_core::layout::answer_digits(self.tokenizer, &generation.ids);
-        Ok(text.and_then(|t| t.parse().ok()))
-    }
+/// The number a run writes with `edits`, if it writes one.
+fn answer(
+    model: &ReferenceModel,
+    tokenizer: &Tokenizer,
+    stage: &Stage,
+    problem: &Problem,
+    edits: &[Intervention],
+) -> Result<Option<u64>> {
+    let solution = model.solve_edited(tokenizer, problem, stage, false, edits)?;
+    Ok(solution.answer.and_then(|t| t.parse().ok()))
 }
 
 /// Patches every thought slot of every latent stage named in `stages` (all with fed-back thoughts
@@ -78,21 +66,22 @@ pub fn measure_patching(
     for entry in crate::probe::thought_stages(dir, stages)? {
         progress(&entry.id);
         let (_, stage, weights) = dir.stage(&entry.id)?;
-        let runner = Runner {
-            model: ReferenceModel::new(&weights),
-            tokenizer: &tokenizer,
-            stage,
-        };
+        let model = ReferenceModel::new(&weights);
+        let (a_set, b_set): (Vec<Problem>, Vec<Problem>) = test[..2 * pairs]
+            .chunks_exact(2)
+            .map(|pair| (pair[0], pair[1]))
+            .unzip();
+        // B's thoughts, run once for every slot.
+        let b_thoughts = crate::probe::thoughts(&model, &tokenizer, &b_set, &stage)?;
         for slot in 0..entry.thoughts {
             let (mut unchanged, mut became_b) = (0, 0);
             let mut took = vec![(0usize, 0usize); columns];
-            for pair in test[..2 * pairs].chunks_exact(2) {
-                let (a, b) = (&pair[0], &pair[1]);
+            for ((a, b), thoughts) in a_set.iter().zip(&b_set).zip(&b_thoughts) {
                 let edit = Intervention {
                     slot,
-                    edit: Edit::Replace(runner.thoughts(b)?.swap_remove(slot)),
+                    edit: Edit::Replace(thoughts[slot].clone()),
                 };
-                let got = runner.answer(a, &[edit])?;
+                let got = answer(&model, &tokenizer, &stage, a, &[edit])?;
                 unchanged += (got == Some(a.answer())) as usize;
                 became_b += (got == Some(b.answer())) as usize;
                 for (column, (n, hits)) in took.iter_mut().enumerate() {
