@@ -23,9 +23,13 @@ self.addEventListener('fetch', (event) => {
 
 // The page sends the URLs it loaded before this worker was in control (the wasm, the scripts,
 // the weights), so that the first visit already works offline afterwards.
+// It answers on the port it was given with how many could not be stored.
 self.addEventListener('message', (event) => {
   const urls = (event.data && event.data.cache) || [];
+  const reply = event.ports[0];
   event.waitUntil(
-    caches.open(CACHE).then((cache) => Promise.all(urls.map((url) => cache.add(url).catch(() => {})))),
+    caches.open(CACHE)
+      .then((cache) => Promise.all(urls.map((url) => cache.add(url).then(() => 0, () => 1))))
+      .then((failures) => reply?.postMessage({ total: urls.length, failed: failures.reduce((a, b) => a + b, 0) })),
   );
 });

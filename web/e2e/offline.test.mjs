@@ -15,13 +15,10 @@ describe('offline', () => {
       await p.page.goto(url);
       await p.page.waitForSelector('#answer[data-state=done]', { timeout: TIMEOUT, state: 'attached' });
       const online = await readAnswer(p.page);
-      // Wait until the worker controls the page and has cached what the page loaded.
-      await p.page.waitForFunction(async () => {
-        if (!navigator.serviceWorker.controller) return false;
-        const cache = await caches.open('coconut-v1');
-        const keys = await cache.keys();
-        return keys.some((r) => r.url.endsWith('.wasm')) && keys.some((r) => r.url.endsWith('manifest.json'));
-      }, null, { timeout: TIMEOUT, polling: 250 });
+      // The page says when the worker has stored every file it loaded (the wasm, the scripts, every
+      // stage's weights); only then can a reload without network work.
+      await p.page.waitForSelector('#offline-state[data-state=ready]', { timeout: TIMEOUT, state: 'attached' });
+      assert.equal(await p.page.textContent('#offline-state'), 'Saved for offline use.');
       await p.context.setOffline(true);
       await p.page.reload();
       await p.page.waitForSelector('#answer[data-state=done]', { timeout: TIMEOUT, state: 'attached' });

@@ -497,7 +497,17 @@ async function main() {
       const page = location.href.split('?')[0];
       const loaded = performance.getEntriesByType('resource').map((e) => e.name)
         .filter((url) => url.startsWith(location.origin));
-      reg.active?.postMessage({ cache: [page, ...loaded] });
+      // The worker answers on this channel once every URL is in its cache, so the page (and a test)
+      // can say when a reload without network will work.
+      const channel = new MessageChannel();
+      channel.port1.onmessage = ({ data }) => {
+        const state = $('offline-state');
+        state.dataset.state = data.failed === 0 ? 'ready' : 'partial';
+        state.textContent = data.failed === 0
+          ? 'Saved for offline use.'
+          : `Not saved for offline use: ${data.failed} of ${data.total} files could not be stored.`;
+      };
+      reg.active?.postMessage({ cache: [page, ...loaded] }, [channel.port2]);
     }).catch(() => {});
   }
 }
