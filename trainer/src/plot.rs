@@ -13,7 +13,9 @@ pub struct LossPoint {
     pub loss: f64,
 }
 
-/// The loss lines of a metrics log (lines without a loss, such as events, are skipped).
+/// The loss lines of a metrics log (lines without a loss, such as events, are skipped). A resumed
+/// run restarts from its last checkpoint and logs the steps after it again, so a `resume` event
+/// at step S drops the points already read past S: each step appears once, as trained last.
 pub fn read_losses(jsonl: &str) -> Result<Vec<LossPoint>> {
     let mut points = Vec::new();
     for (i, line) in jsonl.lines().enumerate() {
@@ -22,6 +24,9 @@ pub fn read_losses(jsonl: &str) -> Result<Vec<LossPoint>> {
         }
         let v: serde_json::Value =
             serde_json::from_str(line).with_context(|| format!("metrics line {}", i + 1))?;
+        if let ("resume", Some(step)) = (v["event"].as_str().unwrap_or(""), v["step"].as_u64()) {
+            points.retain(|p: &LossPoint| p.step <= step);
+        }
         if let (Some(step), Some(stage), Some(loss)) =
             (v["step"].as_u64(), v["stage"].as_str(), v["loss"].as_f64())
         {
@@ -136,6 +141,24 @@ mod tests {
             2,
             "one legend mark per stage"
         );
+    }
+
+    #[test]
+    fn a_resume_replaces_the_steps_logged_after_its_checkpoint() {
+        let log = r#"{"event":"start","step":0}
+{"step":1,"stage":"s","stage_step":1,"loss":3.0,"lr":0.001}
+{"step":2,"stage":"s","stage_step":2,"loss":2.0,"lr":0.001}
+{"step":3,"stage":"s","stage_step":3,"loss":1.0,"lr":0.001}
+{"event":"resume","step":1}
+{"step":2,"stage":"s","stage_step":2,"loss":2.5,"lr":0.001}
+{"step":3,"stage":"s","stage_step":3,"loss":1.5,"lr":0.001}
+"#;
+        let steps: Vec<(u64, f64)> = read_losses(log)
+            .unwrap()
+            .iter()
+            .map(|p| (p.step, p.loss))
+            .collect();
+        assert_eq!(steps, vec![(1, 3.0), (2, 2.5), (3, 1.5)]);
     }
 
     #[test]
