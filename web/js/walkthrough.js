@@ -16,6 +16,8 @@ export function chapters(manifest) {
   const latent = ids.filter((id) => k[id].kind === 'latent').sort((a, b) => k[a].k - k[b].k);
   const last = latent[latent.length - 1];
   const stageNumber = (id) => k[id].k;
+  const thoughts = Object.fromEntries(manifest.stages.map((s) => [s.id, s.thoughts ?? 0]));
+  const plural = (n, word) => `${n} ${word}${n === 1 ? '' : 's'}`;
   const list = [
     {
       title: 'The task',
@@ -41,7 +43,7 @@ export function chapters(manifest) {
     if (n === 0 || id === last) continue;
     list.push({
       title: `Stage ${n}: ${n} step${n > 1 ? 's' : ''} in its head`,
-      text: `Now the first ${n} written step${n > 1 ? 's are' : ' is'} replaced by continuous thought${n > 1 ? 's' : ''}
+      text: `Now the first ${n} written step${n > 1 ? 's are' : ' is'} replaced by ${plural(thoughts[id], 'continuous thought')}
         (orange). At a thought the model does not pick a token: its final hidden state, ${manifest.model.n_embd}
         numbers, leaves the top of the stack and enters the next position as its input. The remaining steps are
         still written.`,
@@ -52,27 +54,11 @@ export function chapters(manifest) {
   if (last && stageNumber(last) > 0) {
     list.push({
       title: 'All in its head',
-      text: `In the last stage every step is a continuous thought: the question, <i>&lt;bot&gt;</i>, ${stageNumber(last)}
-        thoughts, then straight to the answer. Select a thought and look at the inspector: the LM head shows what
+      text: `In the last stage no step is written any more: the question, <i>&lt;bot&gt;</i>, ${plural(thoughts[last], 'thought')}
+        (${manifest.thoughts_per_step ?? 1} per step), then straight to the answer. Select a thought and look at the inspector: the LM head shows what
         it would say if it were forced to speak; the similarity shows which digit embeddings it resembles.`,
       stage: last,
       problem: ['9090', '910'],
-    });
-  }
-  // A labelled failure (`failure: true`; the end-to-end tests check that the stage does get it
-  // wrong): long carry chains are rare among random problems.
-  const lastStage = manifest.stages.find((s) => s.id === last);
-  const test = lastStage?.accuracy?.sets?.find((x) => x.set === 'test');
-  if (last && stageNumber(last) > 0 && test) {
-    list.push({
-      title: 'Where it still fails',
-      text: `5555 + 4445 = 10000 carries through every column. Among random problems such chains are rare (each
-        column has to sum to exactly 9 or 10), so training saw few of them, and the all-latent stage writes a wrong
-        answer here although it gets ${test.greedy.toFixed(2)}% of ${test.n} random test problems right. A high score on
-        random problems is not the same as having learned the algorithm.`,
-      stage: last,
-      problem: ['5555', '4445'],
-      failure: true,
     });
   }
   const pause = ids.find((id) => k[id].kind === 'pause');
@@ -96,6 +82,21 @@ export function chapters(manifest) {
       stage: nocot,
       problem: ['2718', '3141'],
     });
+    // A labelled failure (`failure: true`; the end-to-end tests check that the stage does get it
+    // wrong): long carry chains are rare among random problems.
+    const test = manifest.stages.find((s) => s.id === nocot)?.accuracy?.sets?.find((x) => x.set === 'test');
+    if (test) {
+      list.push({
+        title: 'Where not thinking fails',
+        text: `5555 + 4445 = 10000 carries through every column. Among random problems such chains are rare (each
+          column has to sum to exactly 9 or 10), so a high score on them hides it: the baseline without thinking gets
+          ${test.greedy.toFixed(2)}% of ${test.n} random test problems right, yet writes a wrong answer here. Press
+          <b>Compare all stages</b> to see which stages carry it through.`,
+        stage: nocot,
+        problem: ['5555', '4445'],
+        failure: true,
+      });
+    }
   }
   return list;
 }
