@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Trains the shipped weights from scratch on this machine's CPU and ships them into weights/:
-#  1. the curriculum, stages 0..5: each stage ends once greedy accuracy on 2,000 validation
-#     problems reaches 99.9% (checked every 250 steps), and takes at most 8, 4, 4, 4, 10, 14
-#     epochs (the recipe's 8, 4, 4, 4, 4, 6 of ../shared/notes/recipe.md, with the two stages
-#     that did not reach 99.9% in it given longer schedules);
+#  1. the curriculum, stages 0..5, with two continuous thoughts per step (c = 2: stage k has 2k
+#     thoughts; with c = 1 stages 4 and 5 stopped short of 99.9%, see weights/README.md): each
+#     stage ends once greedy accuracy on 2,000 validation problems reaches 99.9% (checked every
+#     250 steps), the all-latent stage 5 once it reaches 100%, and each takes at most 8, 4, 4, 4,
+#     10, 14 epochs (the recipe's 8, 4, 4, 4, 4, 6 of ../shared/notes/recipe.md, with the last two
+#     stages given longer schedules);
 #  2. the two baselines (no chain of thought, pause thoughts), each given as many optimizer steps
 #     as the whole curriculum took, so the comparison is fair;
 #  3. scripts/ship-weights.sh: f32 and int8 evaluations on the 5,000 test problems, int8 export,
@@ -27,7 +29,8 @@ train() { # run-dir, then train flags
   fi
 }
 
-train "$runs/curriculum" --epochs 8,4,4,4,10,14 --until-val 99.9 --val-every 250 --val-problems 2000
+train "$runs/curriculum" --thoughts-per-step 2 --epochs 8,4,4,4,10,14 --until-val 99.9 \
+  --stage-until-val stage5=100 --val-every 250 --val-problems 2000
 
 # The curriculum's optimizer steps, as epochs of the baselines' (same) training set.
 epochs=$(python3 - "$runs/curriculum" <<'PY'
@@ -41,6 +44,6 @@ PY
 )
 echo "baselines: $epochs epochs each (the curriculum's steps)"
 train "$runs/nocot" --stages nocot --epochs "$epochs" --val-problems 2000
-train "$runs/pause" --stages pause --epochs "$epochs" --val-problems 2000
+train "$runs/pause" --stages pause --thoughts-per-step 2 --epochs "$epochs" --val-problems 2000
 
 bash scripts/ship-weights.sh "$runs/curriculum" "$runs/nocot" "$runs/pause"

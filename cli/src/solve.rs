@@ -61,7 +61,7 @@ impl Engine {
             Engine::Reference(m) => m.solve(tokenizer, problem, stage, false)?.generation.ids,
             Engine::Candle(m) => coconut_trainer::eval::solve(m, tokenizer, problem, stage)?,
             Engine::Wgpu(m) => {
-                m.solve_blocking(tokenizer, problem, stage, false)?
+                coconut_shaders::block_on(m.solve(tokenizer, problem, stage, false))?
                     .generation
                     .ids
             }

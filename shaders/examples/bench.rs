@@ -19,7 +19,7 @@ mod native {
     use coconut_core::tokenizer::{Tokenizer, EOS};
     use coconut_core::weights::{random_weights, TensorData, WeightDtype};
     use coconut_core::ModelConfig;
-    use coconut_shaders::WgpuEngine;
+    use coconut_shaders::{block_on, WgpuEngine};
     use std::time::{Duration, Instant};
 
     pub fn main() {
@@ -81,9 +81,7 @@ mod native {
         );
         println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|");
         // Warm-up (first pipeline use).
-        engine
-            .solve_blocking(&tok, &problems[0], &stages[1], false)
-            .unwrap();
+        block_on(engine.solve(&tok, &problems[0], &stages[1], false)).unwrap();
         for stage in &stages {
             let mut ref_time = Duration::ZERO;
             let mut gpu_time = Duration::ZERO;
@@ -96,7 +94,7 @@ mod native {
                 let want = reference.solve(&tok, p, stage, false).unwrap();
                 ref_time += t.elapsed();
                 let t = Instant::now();
-                let got = engine.solve_blocking(&tok, p, stage, false).unwrap();
+                let got = block_on(engine.solve(&tok, p, stage, false)).unwrap();
                 gpu_time += t.elapsed();
                 positions += want.generation.ids.len() - 1;
                 tokens += want.generation.ids.len();

@@ -461,16 +461,4 @@ impl WgpuEngine {
         let generation = self.generate(&ids, stage, with_trace).await?;
         Ok(Solution::new(tokenizer, problem, generation)?)
     }
-
-    /// Native blocking helper for [`WgpuEngine::solve`].
-    #[cfg(not(target_arch = "wasm32"))]
-    pub fn solve_blocking(
-        &mut self,
-        tokenizer: &Tokenizer,
-        problem: &Problem,
-        stage: &Stage,
-        with_trace: bool,
-    ) -> Result<Solution, GpuError> {
-        pollster::block_on(self.solve(tokenizer, problem, stage, with_trace))
-    }
 }

@@ -9,9 +9,10 @@
 //! use coconut_shaders::WgpuEngine;
 //! let weights = random_weights(&ModelConfig::default(), 1);
 //! let mut engine = WgpuEngine::new_blocking(&weights).expect("a GPU, or fall back to the reference");
-//! let s = engine
-//!     .solve_blocking(&Tokenizer::new(), &Problem::new(347, 285), &Stage::latent(5, 1, 5), false)
-//!     .unwrap();
+//! let s = coconut_shaders::block_on(engine.solve(
+//!     &Tokenizer::new(), &Problem::new(347, 285), &Stage::latent(5, 1, 5), false,
+//! ))
+//! .unwrap();
 //! println!("{} -> {:?}", s.text, s.answer);
 //! # }
 //! ```
@@ -26,3 +27,6 @@ mod resident;
 pub use engine::{EngineStats, WgpuEngine};
 pub use error::GpuError;
 pub use gpu::{AdapterSummary, Gpu, GpuOptions};
+/// Runs an engine future to completion on native targets (the browser awaits them instead).
+#[cfg(not(target_arch = "wasm32"))]
+pub use pollster::block_on;

@@ -15,7 +15,7 @@ use coconut_core::stage::{Stage, StageKind};
 use coconut_core::tokenizer::Tokenizer;
 use coconut_core::weights::{random_weights, ModelWeights, WeightDtype};
 use coconut_core::ModelConfig;
-use coconut_shaders::{GpuError, GpuOptions, WgpuEngine};
+use coconut_shaders::{block_on, GpuError, GpuOptions, WgpuEngine};
 use common::*;
 
 #[test]
@@ -44,7 +44,7 @@ fn greedy_generations_match_the_reference_for_every_stage() {
     let start = std::time::Instant::now();
     for (i, (name, w)) in sets.iter().enumerate() {
         let before = tally.runs;
-        pollster::block_on(engine_parity(
+        block_on(engine_parity(
             gpu().unwrap(),
             w,
             i as u64 + 1,
@@ -101,7 +101,7 @@ fn default_size_model_matches_with_traces() {
         {
             let p = problems(70 + i as u64, 1)[0];
             let want = reference.solve(&tok, &p, stage, true).unwrap();
-            let got = engine.solve_blocking(&tok, &p, stage, true).unwrap();
+            let got = block_on(engine.solve(&tok, &p, stage, true)).unwrap();
             let what = format!("default {name} {} {p:?}", stage.id());
             assert_same(&got, &want, &what);
             let (gt, rt) = (
@@ -155,7 +155,7 @@ fn errors_are_clear_and_say_when_to_fall_back() {
         ..GpuOptions::default()
     };
     let w = random_weights(&small_config(), 1);
-    let err = pollster::block_on(WgpuEngine::with_options(&w, &options))
+    let err = block_on(WgpuEngine::with_options(&w, &options))
         .err()
         .expect("no adapter without backends");
     assert!(matches!(err, GpuError::NoAdapter { .. }), "{err}");
@@ -166,15 +166,15 @@ fn errors_are_clear_and_say_when_to_fall_back() {
     let mut engine = WgpuEngine::on(gpu, &w).unwrap();
     let stage = Stage::latent(5, 1, 5);
     // Input errors are the caller's: the reference refuses them too.
-    let err = pollster::block_on(engine.generate(&[3, 99], &stage, false)).unwrap_err();
+    let err = block_on(engine.generate(&[3, 99], &stage, false)).unwrap_err();
     assert!(
         matches!(err, GpuError::Engine(_)) && !err.should_fall_back(),
         "{err}"
     );
-    let err = pollster::block_on(engine.generate(&[8; 39], &stage, false)).unwrap_err();
+    let err = block_on(engine.generate(&[8; 39], &stage, false)).unwrap_err();
     assert!(err.to_string().contains("40 positions"), "{err}");
     // The engine still works after refusing input.
-    pollster::block_on(engine.generate(&[8, 18, 9, 19, 1], &stage, false)).unwrap();
+    block_on(engine.generate(&[8, 18, 9, 19, 1], &stage, false)).unwrap();
 
     // A lost device: a fresh device of its own, destroyed under the engine.
     let own =
@@ -182,7 +182,7 @@ fn errors_are_clear_and_say_when_to_fall_back() {
     let mut engine = WgpuEngine::on(own.clone(), &w).unwrap();
     own.device.destroy();
     let _ = own.device.poll(wgpu::PollType::Poll);
-    let err = pollster::block_on(engine.generate(&[8, 18, 9, 19, 1], &stage, false)).unwrap_err();
+    let err = block_on(engine.generate(&[8, 18, 9, 19, 1], &stage, false)).unwrap_err();
     assert!(matches!(err, GpuError::DeviceLost { .. }), "{err}");
     assert!(err.should_fall_back());
 }
@@ -196,7 +196,7 @@ fn one_submission_per_position_and_one_token_read_per_generated_token() {
     let tok = Tokenizer::new();
     let stage = Stage::latent(3, 1, 5);
     let p = Problem::new(347, 285);
-    let s = engine.solve_blocking(&tok, &p, &stage, false).unwrap();
+    let s = block_on(engine.solve(&tok, &p, &stage, false)).unwrap();
     let g = &s.generation;
     let st = engine.stats();
     let generated = g.ids.len() - g.prompt_len - stage.thoughts();

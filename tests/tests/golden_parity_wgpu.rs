@@ -26,9 +26,9 @@ fn wgsl_engine_matches_the_trainer_golden_runs() {
         let mut engine = WgpuEngine::new_blocking(&weights).unwrap();
         for run in &set.runs {
             let problem = Problem::new(run.a, run.b);
-            let solution = engine
-                .solve_blocking(&tokenizer, &problem, &stage, true)
-                .unwrap();
+            let solution =
+                coconut_shaders::block_on(engine.solve(&tokenizer, &problem, &stage, true))
+                    .unwrap();
             let g = &solution.generation;
             let context = format!("{} on {problem}", set.stage);
             let logits = &g.trace.as_ref().unwrap().logits;

@@ -145,15 +145,20 @@ mod tests {
 
     #[test]
     fn a_resume_replaces_the_steps_logged_after_its_checkpoint() {
-        let log = r#"{"event":"start","step":0}
-{"step":1,"stage":"s","stage_step":1,"loss":3.0,"lr":0.001}
-{"step":2,"stage":"s","stage_step":2,"loss":2.0,"lr":0.001}
-{"step":3,"stage":"s","stage_step":3,"loss":1.0,"lr":0.001}
-{"event":"resume","step":1}
-{"step":2,"stage":"s","stage_step":2,"loss":2.5,"lr":0.001}
-{"step":3,"stage":"s","stage_step":3,"loss":1.5,"lr":0.001}
-"#;
-        let steps: Vec<(u64, f64)> = read_losses(log)
+        let loss = |step: u64, loss: f64| {
+            format!(r#"{{"step":{step},"stage":"s","stage_step":{step},"loss":{loss},"lr":0.001}}"#)
+        };
+        let resume = r#"{"event":"resume","step":1}"#;
+        let log = [
+            loss(1, 3.0),
+            loss(2, 2.0),
+            loss(3, 1.0),
+            resume.into(),
+            loss(2, 2.5),
+            loss(3, 1.5),
+        ]
+        .join("\n");
+        let steps: Vec<(u64, f64)> = read_losses(&log)
             .unwrap()
             .iter()
             .map(|p| (p.step, p.loss))
