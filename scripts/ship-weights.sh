@@ -2,8 +2,8 @@
 # Turns trained runs into the shipped weights folder: evaluates every stage in f32 (the run's own
 # stage file), exports it to int8, evaluates the int8 file, and writes weights/ with the int8
 # files, tokenizer.json and manifest.json carrying the int8 accuracy and the training facts.
-# The evaluations (f32 and int8, JSON) go to weights/eval/ for the model card, the training
-# curves to weights/curves/.
+# The evaluations (f32 and int8, JSON) and the thought probes' scores go to weights/eval/ for the
+# model card, the training curves to weights/curves/.
 # Usage: bash scripts/ship-weights.sh CURRICULUM_RUN NOCOT_RUN PAUSE_RUN
 #   STAGES="stage0 stage2 ..." (default: every stage file of the curriculum run), EVAL_N (5000),
 #   EVAL_OOD (1000), OUT (weights), BIN (target/release/coconut), JOBS (2) evaluations at once,
@@ -55,6 +55,9 @@ for job in "${jobs_list[@]}"; do
   "$BIN" export --run-dir "$1" --stage "$2" --format int8 --eval "$evals/int8-$2.json" --out "$OUT" > /dev/null
 done
 cp "$evals"/*.json "$OUT/eval/"
+# The thoughts' probes (digit and carry per column, f16), listed in the manifest for the page and
+# `coconut intervene`; fitted on 5,000 training problems, scored on 5,000 held-out ones.
+"$BIN" probe --weights "$OUT" --ship --json "$OUT/eval/probes.json" > "$OUT/eval/probes.txt"
 "$BIN" plot --run-dir "$curriculum" --out "$OUT/curves/curriculum.svg" > /dev/null
 "$BIN" plot --run-dir "$nocot" --out "$OUT/curves/nocot.svg" > /dev/null
 "$BIN" plot --run-dir "$pause" --out "$OUT/curves/pause.svg" > /dev/null

@@ -347,6 +347,11 @@ pub struct ProbeArgs {
     /// Also write each stage's probes as `<stage>.probes.safetensors` into this folder.
     #[arg(long)]
     pub out: Option<PathBuf>,
+    /// Also ship the probes with the weights: each stage's digit and carry probes (f16, with
+    /// their scores) into the weights folder, listed in its manifest (size, sha256), where the
+    /// page and `coconut intervene` find them.
+    #[arg(long)]
+    pub ship: bool,
 }
 
 /// `coconut intervene`.
@@ -366,7 +371,8 @@ pub struct InterveneArgs {
     /// column C's carry probe; needs --probes).
     #[arg(long, required_unless_present = "measure")]
     pub patch: Vec<PatchSpec>,
-    /// The stage's probes, as `coconut probe --out` writes them (`<stage>.probes.safetensors`).
+    /// The stage's probes, as `coconut probe --out` writes them (`<stage>.probes.safetensors`);
+    /// default: those the weights folder ships for the stage (`coconut probe --ship`).
     #[arg(long)]
     pub probes: Option<PathBuf>,
     /// One JSON object per problem.

@@ -6,6 +6,7 @@ use crate::args::{InterveneArgs, PatchSpec};
 use anyhow::{bail, Context, Result};
 use coconut_core::decoding::Solution;
 use coconut_core::intervention::{Edit, Intervention};
+use coconut_core::probes::{Quantity, ThoughtProbes};
 use coconut_core::problem::Problem;
 use coconut_core::reference::ReferenceModel;
 use coconut_core::stage::Stage;
@@ -18,7 +19,7 @@ struct Experiment<'a> {
     tokenizer: &'a Tokenizer,
     stage: &'a Stage,
     max_digits: usize,
-    probes: Option<safetensors::SafeTensors<'a>>,
+    probes: Option<ThoughtProbes>,
 }
 
 impl Experiment<'_> {
@@ -46,9 +47,19 @@ impl Experiment<'_> {
             }
             PatchSpec::FlipCarry { slot, column } => {
                 let Some(probes) = &self.probes else {
-                    bail!("--patch {slot}=flip:{column} reads the carry probe: give --probes FILE");
+                    bail!(
+                        "--patch {slot}=flip:{column} reads the carry probe: the weights folder \
+                         ships none for this stage; give --probes FILE (`coconut probe --out`)"
+                    );
                 };
-                let (w, b) = carry_probe(probes, *slot, *column)?;
+                let Some(probe) = probes.get(*slot, *column, Quantity::Carry) else {
+                    bail!(
+                        "--patch {slot}=flip:{column}: the probes have no carry probe of column \
+                         {column} at thought {slot} (they cover {} thoughts)",
+                        probes.slots()
+                    );
+                };
+                let (w, b) = (&probe.weight, &probe.bias);
                 let c = w.len() / 2;
                 // The probe's margin (carry 1 minus carry 0) is direction · h + offset.
                 let direction = (0..c).map(|i| w[c + i] - w[i]).collect();
@@ -63,34 +74,6 @@ impl Experiment<'_> {
         };
         Ok(Intervention { slot, edit })
     }
-}
-
-/// The weight `[2, C]` and bias `[2]` of the carry probe of `column` at `slot`.
-fn carry_probe(
-    probes: &safetensors::SafeTensors,
-    slot: usize,
-    column: usize,
-) -> Result<(Vec<f32>, Vec<f32>)> {
-    let name = format!("slot{slot}.column{column}.carry");
-    let read = |suffix: &str| -> Result<Vec<f32>> {
-        let t = probes
-            .tensor(&format!("{name}.{suffix}"))
-            .with_context(|| format!("the probes file has no {name}.{suffix}"))?;
-        let two_classes = t.shape().first() == Some(&2) && t.shape().len() <= 2;
-        if t.dtype() != safetensors::Dtype::F32 || !two_classes {
-            bail!(
-                "{name}.{suffix} is {:?} {:?}: a carry probe is f32 with 2 rows (written by \
-                 `coconut probe --out`)",
-                t.dtype(),
-                t.shape()
-            );
-        }
-        Ok(t.data()
-            .chunks_exact(4)
-            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-            .collect())
-    };
-    Ok((read("weight")?, read("bias")?))
 }
 
 /// `coconut intervene --measure N`: the patching table (and JSON).
@@ -145,18 +128,23 @@ pub fn run_intervene(args: InterveneArgs) -> Result<u8> {
     let (entry, stage, weights) = folder.stage(&stage_id)?;
     let tokenizer = folder.tokenizer()?;
     let model = ReferenceModel::new(&weights);
-    let probe_bytes = match &args.probes {
-        Some(path) => Some(
-            coconut_core::files::read_regular(path, 64 << 20)
-                .with_context(|| format!("reading {}", path.display()))?,
-        ),
-        None => None,
+    let probes = match &args.probes {
+        Some(path) => {
+            let bytes = coconut_core::files::read_regular(path, 64 << 20)
+                .with_context(|| format!("reading {}", path.display()))?;
+            let probes = ThoughtProbes::from_safetensors(&path.display().to_string(), &bytes)?;
+            if probes.width() != Some(folder.manifest.model.n_embd) {
+                bail!(
+                    "{}: its probes read thoughts of width {:?}, the model's is {}",
+                    path.display(),
+                    probes.width(),
+                    folder.manifest.model.n_embd
+                );
+            }
+            Some(probes)
+        }
+        None => folder.probes(&entry)?,
     };
-    let probes = probe_bytes
-        .as_deref()
-        .map(safetensors::SafeTensors::deserialize)
-        .transpose()
-        .context("the probes file is not safetensors")?;
     let ctx = Experiment {
         model: &model,
         tokenizer: &tokenizer,

@@ -275,7 +275,10 @@ fn run_golden(args: GoldenArgs) -> Result<()> {
 }
 
 fn run_probe(args: ProbeArgs) -> Result<()> {
-    use coconut_trainer::probe::{probe_folder, ProbeSizes, Quantity};
+    use coconut_core::manifest::{FileEntry, MANIFEST_FILE};
+    use coconut_core::probes::{ProbeDtype, Quantity, ThoughtProbes};
+    use coconut_trainer::checkpoint::write_atomic;
+    use coconut_trainer::probe::{probe_folder, ProbeSizes};
     let dir = coconut_core::manifest::WeightsDir::open(&args.weights)?;
     let stages = args
         .stages
@@ -318,19 +321,45 @@ fn run_probe(args: ProbeArgs) -> Result<()> {
     }
     if let Some(path) = &args.json {
         let scores: Vec<_> = probed.iter().flat_map(|p| &p.scores).collect();
-        coconut_trainer::checkpoint::write_atomic(
-            path,
-            serde_json::to_string_pretty(&scores)?.as_bytes(),
-        )?;
+        write_atomic(path, serde_json::to_string_pretty(&scores)?.as_bytes())?;
         eprintln!("wrote {}", path.display());
     }
+    let file_of = |stage: &ThoughtProbes| format!("{}.probes.safetensors", stage.scores[0].stage);
     if let Some(out) = &args.out {
         std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
         for stage in &probed {
-            let path = out.join(format!("{}.probes.safetensors", stage.scores[0].stage));
-            coconut_trainer::checkpoint::write_atomic(&path, &stage.to_safetensors()?)?;
+            let path = out.join(file_of(stage));
+            write_atomic(&path, &stage.to_safetensors(ProbeDtype::F32))?;
             eprintln!("wrote {}", path.display());
         }
+    }
+    if args.ship {
+        let mut manifest = dir.manifest.clone();
+        for stage in &probed {
+            let file = file_of(stage);
+            let bytes = stage
+                .only(&[Quantity::Digit, Quantity::Carry])
+                .to_safetensors(ProbeDtype::F16);
+            let i = manifest
+                .stages
+                .iter()
+                .position(|e| e.id == stage.scores[0].stage)
+                .expect("probed stages come from the manifest");
+            manifest.stages[i].probes = Some(FileEntry::describe(&file, &bytes));
+            // What a reader will check, checked before anything is written.
+            manifest.stage_probes(&manifest.stages[i], &bytes)?;
+            write_atomic(&dir.dir.join(&file), &bytes)?;
+            eprintln!(
+                "wrote {} ({} bytes)",
+                dir.dir.join(&file).display(),
+                bytes.len()
+            );
+        }
+        write_atomic(&dir.dir.join(MANIFEST_FILE), manifest.to_json().as_bytes())?;
+        eprintln!(
+            "listed the probes in {}",
+            dir.dir.join(MANIFEST_FILE).display()
+        );
     }
     Ok(())
 }

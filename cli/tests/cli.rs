@@ -769,6 +769,58 @@ fn probe_scores_every_thought_and_writes_its_probes() {
 }
 
 #[test]
+fn shipped_probes_are_listed_in_the_manifest_and_read_by_intervene() {
+    let tmp = tempfile::tempdir().unwrap();
+    let weights = tmp.path().join("weights");
+    std::fs::create_dir(&weights).unwrap();
+    for entry in std::fs::read_dir(fixture()).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(entry.path(), weights.join(entry.file_name())).unwrap();
+    }
+    let w = path(&weights);
+    let args = [
+        "--stages", "2", "--n-fit", "300", "--n-test", "100", "--ship",
+    ];
+    assert_success(
+        &coconut(&[&["probe", "--weights", w], &args[..]].concat())
+            .output()
+            .unwrap(),
+    );
+    let dir = coconut_core::manifest::WeightsDir::open(&weights).unwrap();
+    let entry = dir.manifest.stage("stage2").unwrap();
+    let listed = entry.probes.as_ref().expect("stage2 lists its probes");
+    assert_eq!(listed.file, "stage2.probes.safetensors");
+    let probes = dir.probes(entry).unwrap().unwrap();
+    // Digit and carry of 4 columns at each of 2 thoughts; the input sums stay out.
+    assert_eq!(probes.probes.len(), 2 * 4 * 2);
+    assert_eq!(probes.scores.len(), probes.probes.len());
+    assert!(
+        dir.manifest.stage("stage5").unwrap().probes.is_none(),
+        "only what was probed"
+    );
+    // intervene finds the carry probe without --probes.
+    let flip = ["--stage", "2", "--patch", "1=flip:0", "--json", "12 + 34"];
+    let run = coconut(&[&["intervene", "--weights", w], &flip[..]].concat())
+        .output()
+        .unwrap();
+    assert_success(&run);
+    // A changed probes file is refused by its checksum, naming the file.
+    let file = weights.join("stage2.probes.safetensors");
+    let mut bytes = std::fs::read(&file).unwrap();
+    *bytes.last_mut().unwrap() ^= 1;
+    std::fs::write(&file, bytes).unwrap();
+    let run = coconut(&[&["intervene", "--weights", w], &flip[..]].concat())
+        .output()
+        .unwrap();
+    assert_eq!(run.status.code(), Some(2));
+    assert!(
+        stderr_of(&run).contains("stage2.probes.safetensors: sha256"),
+        "{}",
+        stderr_of(&run)
+    );
+}
+
+#[test]
 fn intervene_edits_thoughts_and_refuses_bad_patches() {
     let run = |args: &[&str]| on_fixture("intervene", &[&["--stage", "2"], args].concat());
     let object = |out: &std::process::Output| -> serde_json::Value {

@@ -16,6 +16,7 @@
 //! - [`decoding`]: the decoding plan every engine follows (prompt, thoughts, the stop rule), the
 //!   argmax rule and what a generation produces;
 //! - [`compare`]: the relative error every parity check measures;
+//! - [`probes`]: linear probes of the thoughts (what each holds) and their file;
 //! - [`reference`]: a plain-Rust forward pass with a KV cache and thought feedback, the oracle
 //!   of every other engine and the browser's CPU fallback.
 
@@ -28,6 +29,7 @@ pub mod golden;
 pub mod intervention;
 pub mod layout;
 pub mod manifest;
+pub mod probes;
 pub mod problem;
 pub mod reference;
 pub mod skeleton;

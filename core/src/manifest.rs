@@ -3,6 +3,7 @@
 use crate::config::ModelConfig;
 use crate::data::{DataConfig, SplitScheme};
 use crate::layout::Layout;
+use crate::probes::{ProbesError, ThoughtProbes};
 use crate::problem::{max_steps, Problem, MAX_DIGITS};
 use crate::stage::{Stage, StageKind};
 use crate::tokenizer::Tokenizer;
@@ -121,6 +122,10 @@ pub struct StageEntry {
     pub accuracy: Option<Accuracy>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub training: Option<TrainingFacts>,
+    /// Linear probes of this stage's thoughts with their held-out scores (`coconut probe
+    /// --ship`), for stages with fed-back thoughts; see [`crate::probes`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub probes: Option<FileEntry>,
 }
 
 /// Measured accuracy of a stage, one entry per evaluated set.
@@ -182,6 +187,8 @@ pub enum ManifestError {
     Weights(#[from] WeightsError),
     #[error(transparent)]
     Tokenizer(#[from] crate::tokenizer::TokenizerError),
+    #[error(transparent)]
+    Probes(#[from] ProbesError),
 }
 
 impl Manifest {
@@ -247,6 +254,9 @@ impl Manifest {
         for (i, entry) in self.stages.iter().enumerate() {
             let field = |f: &str| format!("stages[{i}] ({}).{f}", entry.id);
             name(field("file"), &entry.file.file)?;
+            if let Some(probes) = &entry.probes {
+                name(field("probes.file"), &probes.file)?;
+            }
             if entry.id != entry.kind.to_string() {
                 return Err(format!(
                     "{} does not match its kind {}",
@@ -336,6 +346,51 @@ impl Manifest {
         )?)
     }
 
+    /// Verifies a stage's probes file against the manifest, parses it and checks that it reads
+    /// thoughts of this model's width at slots the stage has, for columns a sum can have.
+    pub fn stage_probes(
+        &self,
+        entry: &StageEntry,
+        bytes: &[u8],
+    ) -> Result<Option<ThoughtProbes>, ManifestError> {
+        let Some(file) = &entry.probes else {
+            return Ok(None);
+        };
+        file.verify(bytes)?;
+        let probes = ThoughtProbes::from_safetensors(&file.file, bytes)?;
+        let refuse = |reason: String| ProbesError {
+            file: file.file.clone(),
+            reason,
+        };
+        if probes.width() != Some(self.model.n_embd) {
+            return Err(refuse(format!(
+                "its probes read thoughts of width {:?}, the model's is {}",
+                probes.width(),
+                self.model.n_embd
+            ))
+            .into());
+        }
+        if probes.slots() > entry.thoughts {
+            return Err(refuse(format!(
+                "probes for {} thought slots, stage {} has {}",
+                probes.slots(),
+                entry.id,
+                entry.thoughts
+            ))
+            .into());
+        }
+        if let Some(s) = probes.scores.iter().find(|s| s.column > self.max_digits) {
+            return Err(refuse(format!(
+                "a probe of column {}: sums of {}-digit numbers have {} columns",
+                s.column,
+                self.max_digits,
+                self.max_digits + 1
+            ))
+            .into());
+        }
+        Ok(Some(probes))
+    }
+
     /// Verifies and parses the tokenizer file.
     pub fn tokenizer(&self, bytes: &[u8]) -> Result<Tokenizer, ManifestError> {
         self.tokenizer.verify(bytes)?;
@@ -401,6 +456,18 @@ impl WeightsDir {
             .tokenizer(&self.read(&self.manifest.tokenizer, "tokenizer.file")?)
     }
 
+    /// A stage's probes, verified and checked ([`Manifest::stage_probes`]); None when the
+    /// manifest lists none for it.
+    pub fn probes(&self, entry: &StageEntry) -> Result<Option<ThoughtProbes>, ManifestError> {
+        match &entry.probes {
+            Some(file) => {
+                let bytes = self.read(file, &format!("probes of stage {}", entry.id))?;
+                self.manifest.stage_probes(entry, &bytes)
+            }
+            None => Ok(None),
+        }
+    }
+
     /// Loads a stage by id (`stage3`, `3`, `pause`): its entry, its stage and verified weights.
     pub fn stage(&self, id: &str) -> Result<(StageEntry, Stage, ModelWeights), ManifestError> {
         let entry = self.manifest.stage(id)?.clone();
@@ -445,6 +512,7 @@ mod tests {
                 file: FileEntry::describe("stage2.safetensors", bytes),
                 accuracy: None,
                 training: None,
+                probes: None,
             }],
         }
     }
@@ -468,6 +536,64 @@ mod tests {
         let e = m.stage("pause").unwrap_err().to_string();
         assert_eq!(e, "manifest has no stage 'pause' (it has: stage2)");
         assert_eq!(m.stage_of(&m.stages[0]).thoughts(), 2);
+    }
+
+    #[test]
+    fn a_stage_s_probes_are_verified_and_must_fit_the_stage_and_the_model() {
+        use crate::probes::{Probe, ProbeDtype, ProbeScore, Quantity};
+        let (_, mut m) = int8_stage();
+        let probes = |slots: usize, column: usize, width: usize| {
+            let mut p = ThoughtProbes::default();
+            for slot in 0..slots {
+                p.scores.push(ProbeScore {
+                    stage: "stage2".into(),
+                    slot,
+                    column,
+                    quantity: Quantity::Carry,
+                    accuracy: 99.0,
+                    shuffled: 50.0,
+                    majority: 60.0,
+                    n_fit: 1,
+                    n_test: 1,
+                });
+                let probe = Probe {
+                    weight: vec![0.5; 2 * width],
+                    bias: vec![0.0; 2],
+                    classes: 2,
+                };
+                p.probes.push((slot, column, Quantity::Carry, probe));
+            }
+            p.to_safetensors(ProbeDtype::F16)
+        };
+        let with = |m: &mut Manifest, bytes: &[u8]| {
+            m.stages[0].probes = Some(FileEntry::describe("stage2.probes.safetensors", bytes));
+            m.stage_probes(&m.stages[0], bytes)
+                .map(|p| p.map(|p| p.slots()))
+        };
+        assert_eq!(
+            m.stage_probes(&m.stages[0], b"").unwrap(),
+            None,
+            "none listed"
+        );
+        let c = m.model.n_embd;
+        assert_eq!(with(&mut m, &probes(2, 4, c)).unwrap(), Some(2));
+        let refused = |m: &mut Manifest, bytes: Vec<u8>| with(m, &bytes).unwrap_err().to_string();
+        assert!(refused(&mut m, probes(3, 0, c)).contains("3 thought slots, stage stage2 has 2"));
+        assert!(refused(&mut m, probes(1, 5, c)).contains("column 5"));
+        assert!(refused(&mut m, probes(1, 0, c + 1)).contains("the model's is"));
+        // The manifest's checksum is checked before parsing.
+        let good = probes(1, 0, c);
+        with(&mut m, &good).unwrap();
+        let mut flipped = good.clone();
+        *flipped.last_mut().unwrap() ^= 1;
+        let e = m
+            .stage_probes(&m.stages[0], &flipped)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("sha256"), "{e}");
+        // And the file name like every other.
+        m.stages[0].probes.as_mut().unwrap().file = "../p.safetensors".into();
+        assert!(refusal(&m).contains("probes.file"));
     }
 
     #[test]

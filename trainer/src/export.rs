@@ -122,6 +122,8 @@ pub fn export_stage(
         file: FileEntry::describe(&file, &bytes),
         accuracy: facts.accuracy,
         training: facts.training,
+        // Probes read the weights they were fitted on: new weights need new ones.
+        probes: None,
     };
     manifest.stages.retain(|s| s.id != id);
     manifest.stages.push(entry.clone());

@@ -13,6 +13,7 @@
 use anyhow::{ensure, Result};
 use candle_core::{DType, Device, Tensor};
 use coconut_core::manifest::{StageEntry, WeightsDir};
+use coconut_core::probes::{Probe, ProbeScore, Quantity, ThoughtProbes};
 use coconut_core::problem::Problem;
 use coconut_core::reference::ReferenceModel;
 use coconut_core::stage::Stage;
@@ -20,92 +21,6 @@ use coconut_core::tokenizer::Tokenizer;
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
-use serde::Serialize;
-
-/// What a probe reads about a column (least significant column 0; missing digits count as 0).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Quantity {
-    /// The digit the column writes, 0..9.
-    Digit,
-    /// Whether the column carries out, 0 or 1.
-    Carry,
-    /// The column's two operand digits summed, 0..18 (no carry in).
-    InputSum,
-}
-
-impl Quantity {
-    pub const ALL: [Quantity; 3] = [Quantity::Digit, Quantity::Carry, Quantity::InputSum];
-
-    pub fn classes(self) -> usize {
-        match self {
-            Quantity::Digit => 10,
-            Quantity::Carry => 2,
-            Quantity::InputSum => 19,
-        }
-    }
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Quantity::Digit => "digit",
-            Quantity::Carry => "carry",
-            Quantity::InputSum => "input_sum",
-        }
-    }
-
-    /// This quantity of column `column` of `problem`.
-    pub fn label(self, problem: &Problem, column: usize) -> usize {
-        let digit = |n: u64| ((n / 10u64.pow(column as u32)) % 10) as usize;
-        let mut carry = 0;
-        for i in 0..column {
-            let p = 10u64.pow(i as u32);
-            carry = (((problem.a / p) % 10 + (problem.b / p) % 10) as usize + carry) / 10;
-        }
-        let input = digit(problem.a) + digit(problem.b);
-        match self {
-            Quantity::Digit => (input + carry) % 10,
-            Quantity::Carry => (input + carry) / 10,
-            Quantity::InputSum => input,
-        }
-    }
-}
-
-/// One probe's score.
-#[derive(Clone, Debug, Serialize)]
-pub struct ProbeScore {
-    pub stage: String,
-    /// The thought slot (0 = the first thought after `<bot>`).
-    pub slot: usize,
-    pub column: usize,
-    pub quantity: Quantity,
-    /// Accuracy (percent) on the held-out problems.
-    pub accuracy: f64,
-    /// The same probe fitted to shuffled training labels, on the held-out problems.
-    pub shuffled: f64,
-    /// The most frequent held-out label's share: what always guessing it gets.
-    pub majority: f64,
-    pub n_fit: usize,
-    pub n_test: usize,
-}
-
-/// A fitted probe on raw hidden states: `logits = weight · h + bias`, weight `[classes, C]`.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Probe {
-    pub weight: Vec<f32>,
-    pub bias: Vec<f32>,
-    pub classes: usize,
-}
-
-impl Probe {
-    pub fn predict(&self, h: &[f32]) -> usize {
-        let c = h.len();
-        let logits = (0..self.classes).map(|k| {
-            let row = &self.weight[k * c..(k + 1) * c];
-            self.bias[k] + row.iter().zip(h).map(|(w, x)| w * x).sum::<f32>()
-        });
-        coconut_core::decoding::argmax(&logits.collect::<Vec<_>>()) as usize
-    }
-}
 
 /// The thoughts of a stage on each problem: per problem, the vector fed in at each slot.
 pub fn thoughts(
@@ -223,13 +138,6 @@ fn accuracy(probe: &Probe, x: &[&[f32]], labels: &[usize]) -> f64 {
     100.0 * right as f64 / labels.len().max(1) as f64
 }
 
-/// The probes of one stage: fitted on the thoughts of `fit` problems, scored on those of `test`.
-pub struct StageProbes {
-    pub scores: Vec<ProbeScore>,
-    /// `(slot, column, quantity, probe)` for every score, in the same order.
-    pub probes: Vec<(usize, usize, Quantity, Probe)>,
-}
-
 /// Fits and scores every probe of a stage with `slots` thoughts over `columns` columns.
 pub fn probe_stage(
     stage_id: &str,
@@ -237,9 +145,9 @@ pub fn probe_stage(
     test: (&[Problem], &[Vec<Vec<f32>>]),
     columns: usize,
     seed: u64,
-) -> Result<StageProbes> {
+) -> Result<ThoughtProbes> {
     let slots = fit.1.first().map_or(0, |t| t.len());
-    let mut out = StageProbes {
+    let mut out = ThoughtProbes {
         scores: Vec::new(),
         probes: Vec::new(),
     };
@@ -294,7 +202,7 @@ pub fn probe_folder(
     stages: &[String],
     sizes: ProbeSizes,
     mut progress: impl FnMut(&str),
-) -> Result<Vec<StageProbes>> {
+) -> Result<Vec<ThoughtProbes>> {
     let tokenizer = dir.tokenizer()?;
     let splits = dir.manifest.test_data().generate()?;
     ensure!(
@@ -344,57 +252,9 @@ pub fn thought_stages<'a>(dir: &'a WeightsDir, wanted: &[String]) -> Result<Vec<
         .collect())
 }
 
-impl StageProbes {
-    /// The probes as safetensors, f32 (`slot{j}.column{i}.{quantity}.weight` `[classes, C]` and
-    /// `.bias`), with every score as JSON in the metadata key `scores`.
-    pub fn to_safetensors(&self) -> Result<Vec<u8>> {
-        let mut data: Vec<(String, Vec<usize>, Vec<u8>)> = Vec::new();
-        for (slot, column, quantity, probe) in &self.probes {
-            let name = format!("slot{slot}.column{column}.{}", quantity.name());
-            let c = probe.weight.len() / probe.classes;
-            let bytes = |v: &[f32]| v.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>();
-            data.push((
-                format!("{name}.weight"),
-                vec![probe.classes, c],
-                bytes(&probe.weight),
-            ));
-            data.push((
-                format!("{name}.bias"),
-                vec![probe.classes],
-                bytes(&probe.bias),
-            ));
-        }
-        let views = data
-            .iter()
-            .map(|(name, shape, bytes)| {
-                let view = safetensors::tensor::TensorView::new(
-                    safetensors::Dtype::F32,
-                    shape.clone(),
-                    bytes,
-                )?;
-                Ok((name.clone(), view))
-            })
-            .collect::<Result<Vec<_>>>()?;
-        let metadata = [("scores".to_string(), serde_json::to_string(&self.scores)?)];
-        Ok(safetensors::serialize(
-            views,
-            Some(metadata.into_iter().collect()),
-        )?)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn labels_follow_the_written_steps() {
-        let p = Problem::new(347, 285); // 7+5=12, 4+8+1=13, 3+2+1=6
-        let col = |q: Quantity| (0..4).map(|c| q.label(&p, c)).collect::<Vec<_>>();
-        assert_eq!(col(Quantity::Digit), [2, 3, 6, 0]);
-        assert_eq!(col(Quantity::Carry), [1, 1, 0, 0]);
-        assert_eq!(col(Quantity::InputSum), [12, 12, 5, 0]);
-    }
 
     #[test]
     fn a_probe_recovers_a_linearly_coded_label_and_not_a_shuffled_one() {
