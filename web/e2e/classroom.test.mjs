@@ -243,6 +243,48 @@ describe(`the classroom page (${weights.label} weights)`, () => {
     await session.close();
   });
 
+  it('shows what the linear probes read from every thought, with their held-out scores (shipped weights)', { skip: !hasShippedWeights() && 'no shipped weights in the build' }, async () => {
+    const dir = path.join(DIST, 'weights');
+    const shipped = readManifest(dir);
+    for (const s of shipped.stages.filter((x) => x.feeds_back && x.thoughts > 0)) {
+      assert.ok(s.probes, `${s.id} ships the probes of its thoughts`);
+    }
+    // The scores `coconut probe` wrote when the weights were shipped (every quantity, every slot).
+    const scores = JSON.parse(fs.readFileSync(path.join(dir, 'eval', 'probes.json'), 'utf8'));
+    const stage = [...shipped.stages].filter((x) => x.feeds_back).sort((x, y) => y.thoughts - x.thoughts)[0];
+    const [a, b] = [347, 285];
+    const { session, page } = await open({ stage: stage.id, a, b });
+    // The true quantities of the problem's columns, for the probes that were never wrong.
+    const truth = (column, quantity) => {
+      let carry = 0;
+      for (let i = 0; i < column; i++) carry = Math.floor((Math.floor(a / 10 ** i) % 10 + Math.floor(b / 10 ** i) % 10 + carry) / 10);
+      const sum = Math.floor(a / 10 ** column) % 10 + Math.floor(b / 10 ** column) % 10 + carry;
+      return quantity === 'digit' ? sum % 10 : Math.floor(sum / 10);
+    };
+    const thoughts = await page.$$('#timeline .tok[data-kind="thought"]');
+    assert.equal(thoughts.length, stage.thoughts);
+    for (const [slot, token] of thoughts.entries()) {
+      await token.click();
+      assert.equal(await page.isVisible('#probes-box'), true, `thought ${slot} shows the probes`);
+      const rows = await page.$$eval('#probes tbody tr', (trs) => trs.map((tr) => [...tr.querySelectorAll('td')]
+        .map((td) => ({ value: Number(td.dataset.value), text: td.textContent }))));
+      assert.equal(rows.length, shipped.max_digits, `one row per column at thought ${slot}`);
+      rows.forEach((cells, column) => {
+        ['digit', 'carry'].forEach((quantity, i) => {
+          const score = scores.find((x) => x.stage === stage.id && x.slot === slot && x.column === column && x.quantity === quantity);
+          assert.ok(score, `a score for ${stage.id} thought ${slot} column ${column} ${quantity}`);
+          assert.ok(cells[i].text.endsWith(` ${score.accuracy.toFixed(0)}%`), `thought ${slot} column ${column} ${quantity}: ${cells[i].text} shows ${score.accuracy}`);
+          if (score.accuracy === 100) assert.equal(cells[i].value, truth(column, quantity), `a probe right on every held-out problem reads ${quantity} of column ${column} at thought ${slot}`);
+        });
+      });
+    }
+    // A written position holds no thought: no probe table.
+    await page.click('#timeline .tok[data-kind="bot"]');
+    assert.equal(await page.isVisible('#probes-box'), false);
+    session.assertClean();
+    await session.close();
+  });
+
   it('offers examples and chapters that the shipped stages answer right', { skip: !hasShippedWeights() && 'no shipped weights in the build' }, async () => {
     const { session, page } = await open({ weights: undefined, engine: 'reference' });
     const shipped = readManifest(path.join(DIST, 'weights'));

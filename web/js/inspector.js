@@ -7,7 +7,8 @@ import { KIND_LABEL } from './player.js';
 // Empties the inspector (no problem on screen).
 export function clearInspector(els) {
   els.title.textContent = 'Inside the selected position';
-  for (const key of ['topk', 'topkNote', 'similarity', 'simNote', 'attention']) els[key].replaceChildren();
+  for (const key of ['topk', 'topkNote', 'similarity', 'simNote', 'attention', 'probes', 'probesNote']) els[key].replaceChildren();
+  els.probesBox.hidden = true;
   const ctx = els.heatStrip.getContext('2d');
   ctx.clearRect(0, 0, els.heatStrip.width, els.heatStrip.height);
 }
@@ -85,7 +86,45 @@ export function renderInspector(els, view, selected, name) {
     ? `Closest to the embedding of ${best} (cosine ${order[0][0].toFixed(2)}).`
     : `No digit stands out (the highest cosine is ${order[0][0].toFixed(2)}, for ${order[0][1]}).`;
 
+  renderProbes(els, selected > pos ? [] : p.probes);
   renderAttention(els.attention, view, pos, name);
+}
+
+const COLUMN_NAMES = ['ones', 'tens', 'hundreds', 'thousands', 'ten thousands'];
+
+// What the stage's probes read from the thought fed in at this position: per column of the sum,
+// the digit it writes and whether it carries, each with the probe's held-out accuracy. A probe
+// within 20 points of its shuffled-label baseline reads little more than chance: drawn in grey italics.
+function renderProbes(els, readings) {
+  els.probesBox.hidden = readings.length === 0;
+  if (readings.length === 0) return;
+  const columns = [...new Set(readings.map((r) => r.column))].sort((a, b) => a - b);
+  const cell = (r) => {
+    const td = document.createElement('td');
+    if (!r) return td;
+    td.textContent = r.quantity === 'carry' ? (r.value ? 'yes' : 'no') : String(r.value);
+    const acc = document.createElement('small');
+    acc.textContent = ` ${r.accuracy.toFixed(0)}%`;
+    td.append(acc);
+    td.dataset.value = String(r.value);
+    if (r.accuracy - r.shuffled < 20) td.className = 'weak';
+    return td;
+  };
+  els.probes.replaceChildren(
+    ...columns.map((c) => {
+      const tr = document.createElement('tr');
+      const th = document.createElement('th');
+      th.textContent = `${c} (${COLUMN_NAMES[c] ?? `10^${c}`})`;
+      const find = (q) => readings.find((r) => r.column === c && r.quantity === q);
+      tr.append(th, cell(find('digit')), cell(find('carry')));
+      return tr;
+    }),
+  );
+  const { n_fit: fit, n_test: test } = readings[0];
+  els.probesNote.textContent = `Each answer is a linear classifier (a probe) applied to the thought fed in here,
+    fitted on the thoughts of ${fit.toLocaleString('en')} training problems; the percentage is how often it is right
+    on ${test.toLocaleString('en')} held-out problems. In grey italics: within 20 points of the same probe fitted to shuffled
+    labels (chance).`;
 }
 
 function drawHeatStrip(canvas, vector) {

@@ -56,7 +56,7 @@ export async function loadWeights(app, base, progress) {
     throw new Error(`${base}${e.message}`);
   }
   // Stage entries carry their file's name, size and sha256 inline.
-  const files = [manifest.tokenizer, ...manifest.stages];
+  const files = [manifest.tokenizer, ...manifest.stages, ...manifest.stages.map((s) => s.probes).filter(Boolean)];
   const total = files.reduce((sum, f) => sum + (f.bytes || 0), 0) || 1;
   let done = 0;
   const tick = (name) => (n) => {
@@ -78,6 +78,12 @@ export async function loadWeights(app, base, progress) {
       try {
         const bytes = await fetchBytes(`${base}${stage.file}`, (n) => failed || tick(stage.file)(n), downloads.signal);
         if (!failed) app.addStage(stage.id, bytes);
+        // The probes of its thoughts (what the inspector reads from each), checked the same way.
+        if (stage.probes && !failed) {
+          const file = stage.probes.file;
+          const probes = await fetchBytes(`${base}${file}`, (n) => failed || tick(file)(n), downloads.signal);
+          if (!failed) app.addProbes(stage.id, probes);
+        }
       } catch (e) {
         if (!failed) {
           failed = true;

@@ -99,6 +99,7 @@ function loadFailed(message) {
 const inspectorEls = {
   title: $('inspector-title'), width: $('width'), heatStrip: $('heat-strip'), topk: $('topk'),
   topkNote: $('topk-note'), similarity: $('similarity'), simNote: $('similarity-note'), attention: $('attention'),
+  probesBox: $('probes-box'), probes: document.querySelector('#probes tbody'), probesNote: $('probes-note'),
 };
 const player = new Player(
   {

@@ -100,6 +100,19 @@ impl App {
             .map_err(error)
     }
 
+    /// Verifies a loaded stage's probes file (size, sha256, shapes) and keeps it, so that its
+    /// thoughts show what the probes read.
+    #[wasm_bindgen(js_name = addProbes)]
+    pub fn add_probes(&self, id: &str, bytes: &[u8]) -> Result<(), JsValue> {
+        self.state
+            .borrow_mut()
+            .session
+            .as_mut()
+            .ok_or_else(|| error("load the manifest first"))?
+            .add_probes(id, bytes)
+            .map_err(error)
+    }
+
     /// Opens WebGPU; resolves to the adapter's description, rejects with the reason it cannot
     /// be used (the page then stays on the reference engine and says why).
     #[wasm_bindgen(js_name = useWebGpu)]

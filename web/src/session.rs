@@ -5,6 +5,7 @@ use crate::operand::parse_operand;
 use crate::view::{solve_view, SolveView};
 use coconut_core::decoding::Solution;
 use coconut_core::manifest::{Manifest, StageEntry};
+use coconut_core::probes::ThoughtProbes;
 use coconut_core::reference::ReferenceModel;
 use coconut_core::tokenizer::Tokenizer;
 use coconut_core::weights::ModelWeights;
@@ -16,6 +17,8 @@ pub struct LoadedStage {
     pub stage: Stage,
     pub weights: ModelWeights,
     pub reference: ReferenceModel,
+    /// The probes of its thoughts, once their file (listed in the manifest) has loaded.
+    pub probes: Option<ThoughtProbes>,
 }
 
 pub struct Session {
@@ -82,7 +85,27 @@ impl Session {
             stage,
             weights,
             reference,
+            probes: None,
         });
+        Ok(())
+    }
+
+    /// Verifies a loaded stage's probes file against the manifest (size, sha256, every probe
+    /// shaped for the model and the stage) and keeps it: its thoughts then show what the probes
+    /// read. A stage without probes in the manifest refuses any file.
+    pub fn add_probes(&mut self, id: &str, bytes: &[u8]) -> Result<(), String> {
+        let id = self.stage(id)?.entry.id.clone();
+        let loaded = self
+            .stages
+            .iter_mut()
+            .find(|s| s.entry.id == id)
+            .expect("found above");
+        let probes = self
+            .manifest
+            .stage_probes(&loaded.entry, bytes)
+            .map_err(|e| e.to_string())?
+            .ok_or_else(|| format!("the manifest lists no probes for stage {id}"))?;
+        loaded.probes = Some(probes);
         Ok(())
     }
 
@@ -143,6 +166,7 @@ impl Session {
             loaded.entry.feeds_back,
             solution,
             &loaded.reference,
+            loaded.probes.as_ref(),
             &self.tokenizer,
         ))
     }
@@ -216,6 +240,17 @@ mod tests {
         assert!(session
             .solve_reference(&entry.id, &Problem::new(1, 2), false)
             .is_ok());
+    }
+
+    #[test]
+    fn probes_are_refused_for_a_stage_that_lists_none() {
+        let mut s = session();
+        let e = s.add_probes("stage2", b"anything").unwrap_err();
+        assert_eq!(e, "the manifest lists no probes for stage stage2");
+        assert!(s
+            .add_probes("stage9", b"")
+            .unwrap_err()
+            .contains("no stage"));
     }
 
     #[test]

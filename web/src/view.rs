@@ -3,6 +3,7 @@
 //! Serialized to JSON once per solve; the page never reaches into the model itself.
 
 use coconut_core::decoding::{Solution, Trace};
+use coconut_core::probes::{ProbeReading, ThoughtProbes};
 use coconut_core::reference::ReferenceModel;
 use coconut_core::tokenizer::{Tokenizer, EOS, EOT};
 use serde::Serialize;
@@ -71,6 +72,9 @@ pub struct PositionView {
     pub digits: Vec<f32>,
     /// Attention weights `[n_layer][n_head][t + 1]` over the positions so far.
     pub attention: Vec<Vec<Vec<f32>>>,
+    /// At a thought slot of a stage shipped with probes: what each probe reads from the thought
+    /// fed in here (`input`), with its held-out accuracy. Empty elsewhere.
+    pub probes: Vec<ProbeReading>,
 }
 
 #[derive(Debug, Serialize)]
@@ -87,6 +91,7 @@ pub fn solve_view(
     feeds_back: bool,
     solution: &Solution,
     model: &ReferenceModel,
+    probes: Option<&ThoughtProbes>,
     tokenizer: &Tokenizer,
 ) -> SolveView {
     let generation = &solution.generation;
@@ -107,6 +112,7 @@ pub fn solve_view(
                 thought_slots,
                 &generation.thoughts,
                 model,
+                probes.filter(|_| feeds_back),
                 tokenizer,
             )
         })
@@ -165,6 +171,7 @@ fn position_views(
     thought_slots: Range<usize>,
     thoughts: &[Vec<f32>],
     model: &ReferenceModel,
+    probes: Option<&ThoughtProbes>,
     tokenizer: &Tokenizer,
 ) -> Vec<PositionView> {
     let digit_embeddings: Vec<&[f32]> = (0..10)
@@ -181,8 +188,14 @@ fn position_views(
         .zip(ids)
         .enumerate()
         .map(|(i, ((position, logits), &id))| {
+            let mut readings = Vec::new();
             let input = if thought_slots.contains(&i) {
-                thought_inputs.next().cloned().unwrap_or_default()
+                let thought = thought_inputs.next().cloned().unwrap_or_default();
+                if let Some(probes) = probes {
+                    readings = probes.read(i - thought_slots.start, &thought);
+                    readings.iter_mut().for_each(|r| r.p = round(r.p));
+                }
+                thought
             } else {
                 model
                     .token_embedding(id)
@@ -218,6 +231,7 @@ fn position_views(
                             .collect()
                     })
                     .collect(),
+                probes: readings,
             }
         })
         .collect()
@@ -282,7 +296,7 @@ mod tests {
         let solution = model
             .solve(&tokenizer, &Problem::new(347, 285), &stage, true)
             .unwrap();
-        let view = solve_view("stage2", true, &solution, &model, &tokenizer);
+        let view = solve_view("stage2", true, &solution, &model, None, &tokenizer);
         // The last token (`<eos>`, or the one at the position limit) is predicted, never run.
         assert_eq!(view.positions.len(), solution.generation.ids.len() - 1);
         assert_eq!(view.tokens.len(), solution.generation.ids.len());
@@ -309,6 +323,64 @@ mod tests {
         let p: Vec<f32> = first.top.iter().map(|c| c.p).collect();
         assert!(p.windows(2).all(|w| w[0] >= w[1]), "{p:?}");
         assert!(p.iter().sum::<f32>() <= 1.0001);
+    }
+
+    #[test]
+    fn thoughts_show_what_the_probes_read_from_them() {
+        use coconut_core::probes::{Probe, ProbeScore, Quantity};
+        let (model, tokenizer) = (model(), Tokenizer::new());
+        let stage = Stage::latent(2, 1, 5);
+        let solution = model
+            .solve(&tokenizer, &Problem::new(347, 285), &stage, true)
+            .unwrap();
+        let width = solution.generation.thoughts[0].len();
+        let mut probes = ThoughtProbes::default();
+        for slot in 0..2 {
+            // Class 1 wins where the thought's first number exceeds the slot's threshold.
+            let mut weight = vec![0.0; 2 * width];
+            weight[width] = 1.0;
+            let bias = vec![0.0, -(slot as f32) * 0.1];
+            probes.scores.push(ProbeScore {
+                stage: "stage2".into(),
+                slot,
+                column: 1,
+                quantity: Quantity::Carry,
+                accuracy: 97.5,
+                shuffled: 60.0,
+                majority: 61.0,
+                n_fit: 1,
+                n_test: 1,
+            });
+            probes.probes.push((
+                slot,
+                1,
+                Quantity::Carry,
+                Probe {
+                    weight,
+                    bias,
+                    classes: 2,
+                },
+            ));
+        }
+        let view = solve_view("stage2", true, &solution, &model, Some(&probes), &tokenizer);
+        let prompt_len = solution.generation.prompt_len;
+        for (i, position) in view.positions.iter().enumerate() {
+            if let Some(slot) = i.checked_sub(prompt_len).filter(|&j| j < 2) {
+                let want = probes.read(slot, &solution.generation.thoughts[slot]);
+                assert_eq!(position.probes.len(), 1);
+                assert_eq!(position.probes[0].value, want[0].value);
+                assert!((position.probes[0].p - want[0].p).abs() < 1e-4);
+                assert_eq!(
+                    (position.probes[0].column, position.probes[0].accuracy),
+                    (1, 97.5)
+                );
+            } else {
+                assert!(position.probes.is_empty(), "position {i} is no thought");
+            }
+        }
+        // A pause stage's slots hold no thought: no readings.
+        let pause = solve_view("pause", false, &solution, &model, Some(&probes), &tokenizer);
+        assert!(pause.positions.iter().all(|p| p.probes.is_empty()));
     }
 
     #[test]
