@@ -124,9 +124,12 @@ pub struct ProbeReading {
     pub value: usize,
     /// Its softmax probability.
     pub p: f32,
-    /// The probe's held-out accuracy and its shuffled-label baseline, in percent.
+    /// The probe's held-out accuracy and its shuffled-label baseline, in percent, and how many
+    /// problems fitted and scored it.
     pub accuracy: f64,
     pub shuffled: f64,
+    pub n_fit: usize,
+    pub n_test: usize,
 }
 
 /// The probes of one stage with their scores, in fitting order (slot, column, quantity).
@@ -205,6 +208,8 @@ impl ThoughtProbes {
                     p: 1.0 / sum,
                     accuracy: score.accuracy,
                     shuffled: score.shuffled,
+                    n_fit: score.n_fit,
+                    n_test: score.n_test,
                 }
             })
             .collect()
