@@ -49,8 +49,9 @@ for stage in stages:
     print(f"| {stage} | {pct(a['greedy'])} | {pct(b['greedy'])} | {b['greedy'] - a['greedy']:+.2f} | {a['n']} |")
 
 print("\n### Training\n")
-print("| stage | steps | seconds | hardware |")
-print("|---|---|---|---|")
+print("| stage | steps | seconds | trained by (commit) | hardware |")
+print("|---|---|---|---|---|")
 for s in manifest["stages"]:
     t = s["training"]
-    print(f"| {s['id']} | {t['steps']} | {t['seconds']:.0f} | {t['hardware']} |")
+    commit = t["git_commit"][:7] + ("-dirty" if t["git_commit"].endswith("-dirty") else "")
+    print(f"| {s['id']} | {t['steps']:,} | {t['seconds']:,.0f} | {commit} | {t['hardware']} |")
