@@ -9,8 +9,9 @@
 
 use crate::decoding::argmax;
 use crate::problem::Problem;
+use crate::weights::with_json_metadata;
 use half::f16;
-use safetensors::{tensor::TensorView, Dtype, SafeTensors};
+use safetensors::{tensor::TensorView, Dtype};
 use serde::{Deserialize, Serialize};
 use std::collections::{HashMap, HashSet};
 
@@ -260,14 +261,9 @@ impl ThoughtProbes {
             file: file.to_string(),
             reason,
         };
-        let (_, meta) = SafeTensors::read_metadata(bytes).map_err(|e| err(e.to_string()))?;
-        let tensors = SafeTensors::deserialize(bytes).map_err(|e| err(e.to_string()))?;
-        let scores: Vec<ProbeScore> = meta
-            .metadata()
-            .as_ref()
-            .and_then(|m| m.get("scores"))
-            .ok_or_else(|| err("no `scores` in the metadata".into()))
-            .and_then(|s| serde_json::from_str(s).map_err(|e| err(format!("scores: {e}"))))?;
+        let (tensors, scores) =
+            with_json_metadata::<Vec<ProbeScore>>(bytes, "scores").map_err(err)?;
+        let scores = scores.ok_or_else(|| err("no `scores` in the metadata".into()))?;
         let read = |name: &str, shape: &[usize]| -> Result<Vec<f32>, ProbesError> {
             let t = tensors
                 .tensor(name)

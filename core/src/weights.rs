@@ -335,15 +335,7 @@ impl ModelWeights {
             file: file.to_string(),
             reason,
         };
-        let (_, header) = SafeTensors::read_metadata(bytes).map_err(|e| corrupt(e.to_string()))?;
-        let st = SafeTensors::deserialize(bytes).map_err(|e| corrupt(e.to_string()))?;
-        let stored: Option<ModelConfig> = header
-            .metadata()
-            .as_ref()
-            .and_then(|m| m.get(CONFIG_KEY))
-            .map(|json| serde_json::from_str(json))
-            .transpose()
-            .map_err(|e| corrupt(format!("config metadata: {e}")))?;
+        let (st, stored) = with_json_metadata::<ModelConfig>(bytes, CONFIG_KEY).map_err(corrupt)?;
         let config = match (stored, expected) {
             (Some(s), Some(e)) if &s != e => {
                 return Err(WeightsError::Config {
@@ -518,6 +510,24 @@ pub fn random_weights(config: &ModelConfig, seed: u64) -> ModelWeights {
             })
             .collect()
     })
+}
+
+/// Parses safetensors `bytes` and the JSON value under metadata `key` (None when absent): what
+/// every file of ours with facts in its header (weights, probes) reads first.
+pub(crate) fn with_json_metadata<'a, T: serde::de::DeserializeOwned>(
+    bytes: &'a [u8],
+    key: &str,
+) -> Result<(SafeTensors<'a>, Option<T>), String> {
+    let (_, header) = SafeTensors::read_metadata(bytes).map_err(|e| e.to_string())?;
+    let tensors = SafeTensors::deserialize(bytes).map_err(|e| e.to_string())?;
+    let value = header
+        .metadata()
+        .as_ref()
+        .and_then(|m| m.get(key))
+        .map(|json| serde_json::from_str(json))
+        .transpose()
+        .map_err(|e| format!("{key} metadata: {e}"))?;
+    Ok((tensors, value))
 }
 
 #[cfg(test)]

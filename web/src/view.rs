@@ -289,13 +289,19 @@ mod tests {
         ReferenceModel::new(&random_weights(&config, 7).convert(WeightDtype::Int8))
     }
 
-    #[test]
-    fn a_traced_solve_has_one_view_per_position_the_model_ran() {
+    /// 347 + 285 solved with a trace on a 2-thought stage.
+    fn stage2_solution() -> (ReferenceModel, Tokenizer, Solution) {
         let (model, tokenizer) = (model(), Tokenizer::new());
         let stage = Stage::latent(2, 1, 5);
         let solution = model
             .solve(&tokenizer, &Problem::new(347, 285), &stage, true)
             .unwrap();
+        (model, tokenizer, solution)
+    }
+
+    #[test]
+    fn a_traced_solve_has_one_view_per_position_the_model_ran() {
+        let (model, tokenizer, solution) = stage2_solution();
         let view = solve_view("stage2", true, &solution, &model, None, &tokenizer);
         // The last token (`<eos>`, or the one at the position limit) is predicted, never run.
         assert_eq!(view.positions.len(), solution.generation.ids.len() - 1);
@@ -328,11 +334,7 @@ mod tests {
     #[test]
     fn thoughts_show_what_the_probes_read_from_them() {
         use coconut_core::probes::{Probe, ProbeScore, Quantity};
-        let (model, tokenizer) = (model(), Tokenizer::new());
-        let stage = Stage::latent(2, 1, 5);
-        let solution = model
-            .solve(&tokenizer, &Problem::new(347, 285), &stage, true)
-            .unwrap();
+        let (model, tokenizer, solution) = stage2_solution();
         let width = solution.generation.thoughts[0].len();
         let mut probes = ThoughtProbes::default();
         for slot in 0..2 {
