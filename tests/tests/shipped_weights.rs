@@ -22,6 +22,19 @@ fn every_file_matches_its_sha256_and_the_folder_fits_a_web_page() {
     for entry in &dir.manifest.stages {
         dir.stage(&entry.id)
             .unwrap_or_else(|e| panic!("{}: {e}", entry.id));
+        // Every stage with fed-back thoughts ships the probes the page reads them with.
+        let probes = dir
+            .probes(entry)
+            .unwrap_or_else(|e| panic!("{} probes: {e}", entry.id));
+        if entry.feeds_back && entry.thoughts > 0 {
+            let probes = probes.unwrap_or_else(|| panic!("{} lists no probes", entry.id));
+            assert_eq!(
+                probes.slots(),
+                entry.thoughts,
+                "{}: one set per thought",
+                entry.id
+            );
+        }
     }
     let total = bytes_under(&dir.dir);
     assert!(
@@ -73,6 +86,20 @@ fn the_promised_stages_ship_in_int8_with_accuracy_and_training_facts() {
         assert!(test.n >= 1000, "{}: n = {}", s.id, test.n);
         let facts = s.training.as_ref().unwrap_or_else(|| panic!("{}", s.id));
         assert!(facts.steps > 0 && !facts.command.is_empty(), "{}", s.id);
+        // The product's promise for the curriculum (the baselines are what they are):
+        // >= 99.9% of the test problems, every digit class >= 99.5%.
+        if let coconut_core::stage::StageKind::Latent { .. } = s.kind {
+            assert!(test.greedy >= 99.9, "{}: {}% greedy", s.id, test.greedy);
+            for class in &test.by_digits {
+                assert!(
+                    class.greedy >= 99.5,
+                    "{} {}-digit: {}%",
+                    s.id,
+                    class.digits,
+                    class.greedy
+                );
+            }
+        }
     }
 }
 
