@@ -370,7 +370,7 @@ pub struct InterveneArgs {
     /// problem A + B on the same stage), `J=flip:C` (reflect thought J across the boundary of
     /// column C's carry probe; needs --probes).
     #[arg(long, required_unless_present = "measure")]
-    pub patch: Vec<PatchSpec>,
+    pub patch: Vec<coconut_core::intervention::PatchSpec>,
     /// The stage's probes, as `coconut probe --out` writes them (`<stage>.probes.safetensors`);
     /// default: those the weights folder ships for the stage (`coconut probe --ship`).
     #[arg(long)]
@@ -386,57 +386,6 @@ pub struct InterveneArgs {
     /// With --measure: also write the effects as JSON there.
     #[arg(long, requires = "measure")]
     pub measure_json: Option<PathBuf>,
-}
-
-/// One `--patch` of `coconut intervene`.
-#[derive(Clone, Debug, PartialEq)]
-pub enum PatchSpec {
-    Zero { slot: usize },
-    From { slot: usize, problem: String },
-    FlipCarry { slot: usize, column: usize },
-}
-
-impl std::str::FromStr for PatchSpec {
-    type Err = String;
-    fn from_str(spec: &str) -> Result<PatchSpec, String> {
-        let expected =
-            "expected J=zero, J=from:A+B or J=flip:C (J the thought, from 0; C a column)";
-        let (slot, edit) = spec
-            .split_once('=')
-            .ok_or_else(|| format!("'{spec}': {expected}"))?;
-        let slot: usize = slot
-            .trim()
-            .parse()
-            .map_err(|_| format!("'{spec}': '{slot}' is not a thought number; {expected}"))?;
-        let edit = edit.trim();
-        if edit == "zero" {
-            Ok(PatchSpec::Zero { slot })
-        } else if let Some(problem) = edit.strip_prefix("from:") {
-            Ok(PatchSpec::From {
-                slot,
-                problem: problem.to_string(),
-            })
-        } else if let Some(column) = edit.strip_prefix("flip:") {
-            let column = column
-                .parse()
-                .map_err(|_| format!("'{spec}': '{column}' is not a column number"))?;
-            Ok(PatchSpec::FlipCarry { slot, column })
-        } else {
-            Err(format!("'{spec}': {expected}"))
-        }
-    }
-}
-
-impl std::fmt::Display for PatchSpec {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            PatchSpec::Zero { slot } => write!(f, "thought {slot} zeroed"),
-            PatchSpec::From { slot, problem } => write!(f, "thought {slot} from {problem}"),
-            PatchSpec::FlipCarry { slot, column } => {
-                write!(f, "thought {slot} with column {column}'s carry flipped")
-            }
-        }
-    }
 }
 
 /// The id of a stage named on the command line (`3`, `stage3`, `nocot`, `pause`).

@@ -2,79 +2,14 @@
 //! `intervention`, on the reference engine), and shows both answers: replace a thought by the
 //! same thought of another problem, zero it, or flip what a column's carry probe reads in it.
 
-use crate::args::{InterveneArgs, PatchSpec};
+use crate::args::InterveneArgs;
 use anyhow::{bail, Context, Result};
 use coconut_core::decoding::Solution;
-use coconut_core::intervention::{Edit, Intervention};
-use coconut_core::probes::{Quantity, ThoughtProbes};
+use coconut_core::intervention::{Intervention, PatchContext, PatchSpec};
+use coconut_core::probes::ThoughtProbes;
 use coconut_core::problem::Problem;
 use coconut_core::reference::ReferenceModel;
-use coconut_core::stage::Stage;
-use coconut_core::tokenizer::Tokenizer;
 use serde_json::json;
-
-/// What a run needs to turn a [`PatchSpec`] into an [`Intervention`].
-struct Experiment<'a> {
-    model: &'a ReferenceModel,
-    tokenizer: &'a Tokenizer,
-    stage: &'a Stage,
-    max_digits: usize,
-    probes: Option<ThoughtProbes>,
-}
-
-impl Experiment<'_> {
-    fn solve(&self, problem: &Problem, edits: &[Intervention]) -> Result<Solution> {
-        let solution =
-            self.model
-                .solve_edited(self.tokenizer, problem, self.stage, false, edits)?;
-        Ok(solution)
-    }
-
-    fn intervention(&self, spec: &PatchSpec) -> Result<Intervention> {
-        let (slot, edit) = match spec {
-            PatchSpec::Zero { slot } => (*slot, Edit::Zero),
-            PatchSpec::From { slot, problem } => {
-                let other = Problem::parse(problem, self.max_digits)
-                    .with_context(|| format!("--patch {slot}=from:{problem}"))?;
-                let thoughts = self.solve(&other, &[])?.generation.thoughts;
-                let Some(thought) = thoughts.get(*slot) else {
-                    bail!(
-                        "thought {slot} does not exist: this stage has {}",
-                        thoughts.len()
-                    );
-                };
-                (*slot, Edit::Replace(thought.clone()))
-            }
-            PatchSpec::FlipCarry { slot, column } => {
-                let Some(probes) = &self.probes else {
-                    bail!(
-                        "--patch {slot}=flip:{column} reads the carry probe: the weights folder \
-                         ships none for this stage; give --probes FILE (`coconut probe --out`)"
-                    );
-                };
-                let Some(probe) = probes.get(*slot, *column, Quantity::Carry) else {
-                    bail!(
-                        "--patch {slot}=flip:{column}: the probes have no carry probe of column \
-                         {column} at thought {slot} (they cover {} thoughts)",
-                        probes.slots()
-                    );
-                };
-                let (w, b) = (&probe.weight, &probe.bias);
-                let c = w.len() / 2;
-                // The probe's margin (carry 1 minus carry 0) is direction · h + offset.
-                let direction = (0..c).map(|i| w[c + i] - w[i]).collect();
-                (
-                    *slot,
-                    Edit::Reflect {
-                        direction,
-                        offset: b[1] - b[0],
-                    },
-                )
-            }
-        };
-        Ok(Intervention { slot, edit })
-    }
-}
 
 /// `coconut intervene --measure N`: the patching table (and JSON).
 fn run_measure(args: &InterveneArgs, pairs: usize) -> Result<u8> {
@@ -145,24 +80,40 @@ pub fn run_intervene(args: InterveneArgs) -> Result<u8> {
         }
         None => folder.probes(&entry)?,
     };
-    let ctx = Experiment {
+    let ctx = PatchContext {
         model: &model,
         tokenizer: &tokenizer,
         stage: &stage,
         max_digits: folder.manifest.max_digits,
-        probes,
+        probes: probes.as_ref(),
     };
+    if probes.is_none() {
+        if let Some(flip) = args
+            .patch
+            .iter()
+            .find(|p| matches!(p, PatchSpec::FlipCarry { .. }))
+        {
+            bail!(
+                "--patch {flip}: a flip reads the carry probe, and the weights folder ships none \
+                 for this stage; give --probes FILE (`coconut probe --out`)"
+            );
+        }
+    }
     let edits = args
         .patch
         .iter()
-        .map(|spec| ctx.intervention(spec))
-        .collect::<Result<Vec<_>>>()?;
+        .map(|spec| ctx.resolve(spec).map_err(anyhow::Error::msg))
+        .collect::<Result<Vec<_>>>()
+        .context("--patch")?;
+    let solve = |p: &Problem, edits: &[Intervention]| {
+        model.solve_edited(&tokenizer, p, &stage, false, edits)
+    };
     let patches: Vec<String> = args.patch.iter().map(ToString::to_string).collect();
     let mut refused = false;
     for input in &args.problems {
         let result = Problem::parse(input, ctx.max_digits)
             .map_err(anyhow::Error::from)
-            .and_then(|p| Ok((p, ctx.solve(&p, &[])?, ctx.solve(&p, &edits)?)));
+            .and_then(|p| Ok((p, solve(&p, &[])?, solve(&p, &edits)?)));
         let (problem, plain, edited) = match result {
             Ok(r) => r,
             Err(e) => {

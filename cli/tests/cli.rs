@@ -843,7 +843,7 @@ fn intervene_edits_thoughts_and_refuses_bad_patches() {
 
     // Refused: a thought the stage does not have, a flip without probes, a bad spec.
     let out = run(&["--patch", "2=zero", "12 + 34"]);
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.status.code(), Some(2), "refused before any problem");
     assert!(
         stderr_of(&out).contains("this stage has 2"),
         "{}",

@@ -4,6 +4,11 @@
 //! two-class probe such as a column's carry, its reading flips and nothing orthogonal changes).
 
 use crate::decoding::EngineError;
+use crate::probes::{Quantity, ThoughtProbes};
+use crate::problem::Problem;
+use crate::reference::ReferenceModel;
+use crate::stage::Stage;
+use crate::tokenizer::Tokenizer;
 
 /// What happens to the vector at a thought slot.
 #[derive(Clone, Debug, PartialEq)]
@@ -72,9 +77,235 @@ pub fn edited(edits: &[Intervention], slot: usize, h: Vec<f32>) -> Vec<f32> {
         .fold(h, |h, e| e.apply(&h))
 }
 
+/// An edit as a person writes it (`coconut intervene --patch`, the page's `?patch=`): `J=zero`,
+/// `J=from:A+B` (thought J of the problem A + B on the same stage) or `J=flip:C` (reflect thought
+/// J across the boundary of column C's carry probe). J counts thoughts from 0.
+#[derive(Clone, Debug, PartialEq)]
+pub enum PatchSpec {
+    Zero { slot: usize },
+    From { slot: usize, problem: String },
+    FlipCarry { slot: usize, column: usize },
+}
+
+impl std::str::FromStr for PatchSpec {
+    type Err = String;
+    fn from_str(spec: &str) -> Result<PatchSpec, String> {
+        let expected =
+            "expected J=zero, J=from:A+B or J=flip:C (J the thought, from 0; C a column)";
+        let (slot, edit) = spec
+            .split_once('=')
+            .ok_or_else(|| format!("'{spec}': {expected}"))?;
+        let slot: usize = slot
+            .trim()
+            .parse()
+            .map_err(|_| format!("'{spec}': '{slot}' is not a thought number; {expected}"))?;
+        let edit = edit.trim();
+        if edit == "zero" {
+            Ok(PatchSpec::Zero { slot })
+        } else if let Some(problem) = edit.strip_prefix("from:") {
+            Ok(PatchSpec::From {
+                slot,
+                problem: problem.to_string(),
+            })
+        } else if let Some(column) = edit.strip_prefix("flip:") {
+            let column = column
+                .parse()
+                .map_err(|_| format!("'{spec}': '{column}' is not a column number"))?;
+            Ok(PatchSpec::FlipCarry { slot, column })
+        } else {
+            Err(format!("'{spec}': {expected}"))
+        }
+    }
+}
+
+impl std::fmt::Display for PatchSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PatchSpec::Zero { slot } => write!(f, "thought {slot} zeroed"),
+            PatchSpec::From { slot, problem } => write!(f, "thought {slot} from {problem}"),
+            PatchSpec::FlipCarry { slot, column } => {
+                write!(f, "thought {slot} with column {column}'s carry flipped")
+            }
+        }
+    }
+}
+
+/// What turns a [`PatchSpec`] into an [`Intervention`]: the stage's model (a `from:` edit takes
+/// the other problem's thought from it), the largest operand, and the stage's probes (a flip
+/// reflects across one of them).
+pub struct PatchContext<'a> {
+    pub model: &'a ReferenceModel,
+    pub tokenizer: &'a Tokenizer,
+    pub stage: &'a Stage,
+    pub max_digits: usize,
+    pub probes: Option<&'a ThoughtProbes>,
+}
+
+impl PatchContext<'_> {
+    /// The edit `spec` means on this stage, refused with a message a person can act on (a thought
+    /// the stage does not have, a problem out of range, a flip without probes).
+    pub fn resolve(&self, spec: &PatchSpec) -> Result<Intervention, String> {
+        let thoughts = self.stage.thoughts();
+        let slot = match spec {
+            PatchSpec::Zero { slot }
+            | PatchSpec::From { slot, .. }
+            | PatchSpec::FlipCarry { slot, .. } => *slot,
+        };
+        if slot >= thoughts {
+            return Err(format!(
+                "{spec}: thought {slot} does not exist: this stage has {thoughts} (numbered from 0)"
+            ));
+        }
+        let edit = match spec {
+            PatchSpec::Zero { .. } => Edit::Zero,
+            PatchSpec::From { problem, .. } => {
+                let other = Problem::parse(problem, self.max_digits)
+                    .map_err(|e| format!("{slot}=from:{problem}: {e}"))?;
+                let solved = self
+                    .model
+                    .solve(self.tokenizer, &other, self.stage, false)
+                    .map_err(|e| e.to_string())?;
+                let thought = solved.generation.thoughts.get(slot).ok_or_else(|| {
+                    format!("{slot}=from:{problem}: that run has no thought {slot}")
+                })?;
+                Edit::Replace(thought.clone())
+            }
+            PatchSpec::FlipCarry { column, .. } => {
+                let probes = self.probes.ok_or_else(|| {
+                    format!(
+                        "{slot}=flip:{column} reads the carry probe, and this stage has no probes"
+                    )
+                })?;
+                let probe = probes.get(slot, *column, Quantity::Carry).ok_or_else(|| {
+                    format!(
+                        "{slot}=flip:{column}: the probes have no carry probe of column {column} \
+                         at thought {slot}"
+                    )
+                })?;
+                let (w, b) = (&probe.weight, &probe.bias);
+                let c = probe.width();
+                // The probe's margin (carry 1 minus carry 0) is direction · h + offset.
+                Edit::Reflect {
+                    direction: (0..c).map(|i| w[c + i] - w[i]).collect(),
+                    offset: b[1] - b[0],
+                }
+            }
+        };
+        Ok(Intervention { slot, edit })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::probes::{Probe, ProbeScore};
+    use crate::weights::random_weights;
+    use crate::ModelConfig;
+
+    #[test]
+    fn patch_specs_parse_and_read_back() {
+        let parse = |s: &str| s.parse::<PatchSpec>();
+        assert_eq!(parse("2=zero"), Ok(PatchSpec::Zero { slot: 2 }));
+        assert_eq!(
+            parse("0=from:999+1"),
+            Ok(PatchSpec::From {
+                slot: 0,
+                problem: "999+1".into()
+            })
+        );
+        assert_eq!(
+            parse(" 1 = flip:3"),
+            Ok(PatchSpec::FlipCarry { slot: 1, column: 3 })
+        );
+        assert_eq!(
+            parse("1=flip:3").unwrap().to_string(),
+            "thought 1 with column 3's carry flipped"
+        );
+        for bad in ["zero", "x=zero", "1=swap", "1=flip:x", "-1=zero"] {
+            assert!(parse(bad).unwrap_err().contains(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_patch_resolves_on_its_stage_or_says_why_not() {
+        let config = ModelConfig {
+            n_positions: 64,
+            n_embd: 8,
+            n_layer: 1,
+            n_head: 2,
+            ..ModelConfig::default()
+        };
+        let model = ReferenceModel::new(&random_weights(&config, 3));
+        let tokenizer = Tokenizer::new();
+        let stage = Stage::latent(2, 1, 5);
+        let mut probes = ThoughtProbes::default();
+        let score = ProbeScore {
+            stage: "stage2".into(),
+            slot: 1,
+            column: 0,
+            quantity: Quantity::Carry,
+            accuracy: 99.0,
+            shuffled: 50.0,
+            majority: 50.0,
+            n_fit: 1,
+            n_test: 1,
+        };
+        let mut weight = vec![0.0; 16];
+        weight[8] = 2.0; // class 1 reads the first number of the thought
+        probes.scores.push(score);
+        probes.probes.push((
+            1,
+            0,
+            Quantity::Carry,
+            Probe {
+                weight,
+                bias: vec![0.5, 0.0],
+                classes: 2,
+            },
+        ));
+        let ctx = PatchContext {
+            model: &model,
+            tokenizer: &tokenizer,
+            stage: &stage,
+            max_digits: 4,
+            probes: Some(&probes),
+        };
+        let resolve = |s: &str| ctx.resolve(&s.parse().unwrap());
+        assert_eq!(
+            resolve("1=zero").unwrap(),
+            Intervention {
+                slot: 1,
+                edit: Edit::Zero
+            }
+        );
+        // `from:` takes the other problem's thought at the same slot.
+        let other = model
+            .solve(&tokenizer, &Problem::new(999, 1), &stage, false)
+            .unwrap();
+        let from = resolve("0=from:999+1").unwrap();
+        assert_eq!(
+            from.edit,
+            Edit::Replace(other.generation.thoughts[0].clone())
+        );
+        // A flip reflects across the carry probe: direction w1 - w0, offset b1 - b0.
+        let Edit::Reflect { direction, offset } = resolve("1=flip:0").unwrap().edit else {
+            panic!("a flip reflects")
+        };
+        assert_eq!((direction[0], offset), (2.0, -0.5));
+        let refused = |s: &str| resolve(s).unwrap_err();
+        assert!(refused("2=zero").contains("this stage has 2"));
+        assert!(refused("0=from:12345+1").contains("12345"));
+        assert!(refused("0=from:").contains("0=from:"));
+        assert!(refused("0=flip:0").contains("no carry probe of column 0 at thought 0"));
+        let bare = PatchContext {
+            probes: None,
+            ..ctx
+        };
+        assert!(bare
+            .resolve(&"1=flip:0".parse().unwrap())
+            .unwrap_err()
+            .contains("has no probes"));
+    }
 
     #[test]
     fn a_reflection_flips_the_side_and_keeps_the_distance() {
