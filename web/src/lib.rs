@@ -198,6 +198,29 @@ impl App {
         serde_json::to_string(&fields(problem)).map_err(error)
     }
 
+    /// Solves `a + b` on a stage as trained and with its thoughts edited by `patches` (`J=zero`,
+    /// `J=from:A+B`, `J=flip:C`; `;`-separated) on the reference engine: an `EditedView` as
+    /// JSON, the fields of `coconut intervene --json`, or a message saying what is wrong.
+    #[wasm_bindgen(js_name = solveEdited)]
+    pub fn solve_edited(
+        &self,
+        a: &str,
+        b: &str,
+        stage: &str,
+        patches: &str,
+    ) -> Result<String, JsValue> {
+        let state = self.state.borrow();
+        let session = state
+            .session
+            .as_ref()
+            .ok_or_else(|| error("load the manifest first"))?;
+        let problem = session.problem(a, b).map_err(|e| error(e.summary()))?;
+        let edited = session
+            .solve_edited(stage, &problem, patches)
+            .map_err(error)?;
+        serde_json::to_string(&edited).map_err(error)
+    }
+
     /// Solves `a + b` on a stage; resolves to a `SolveView` as JSON (with per-position internals
     /// when `trace`), rejects with a message for refused input.
     pub fn solve(&self, a: String, b: String, stage: String, trace: bool) -> Promise {

@@ -4,6 +4,7 @@
 use crate::operand::parse_operand;
 use crate::view::{solve_view, SolveView};
 use coconut_core::decoding::Solution;
+use coconut_core::intervention::{Intervention, PatchContext, PatchSpec};
 use coconut_core::manifest::{Manifest, StageEntry};
 use coconut_core::probes::ThoughtProbes;
 use coconut_core::reference::ReferenceModel;
@@ -27,6 +28,21 @@ pub struct Session {
     pub stages: Vec<LoadedStage>,
     /// The held-out test set of the manifest's figures, drawn on first use.
     test_set: std::cell::OnceCell<Vec<Problem>>,
+}
+
+/// A problem solved as trained and with edited thoughts: the fields `coconut intervene --json`
+/// prints, so the page and the CLI can be compared field by field.
+#[derive(Debug, PartialEq, Serialize)]
+pub struct EditedView {
+    pub stage: String,
+    /// What each edit did, e.g. "thought 1 zeroed" (thoughts from 0).
+    pub patches: Vec<String>,
+    pub expected: String,
+    pub answer: Option<String>,
+    pub edited_answer: Option<String>,
+    pub edited_correct: bool,
+    pub text: String,
+    pub edited_text: String,
 }
 
 /// Per-field verdict on the two operands, for messages next to each field.
@@ -158,6 +174,61 @@ impl Session {
         self.view(stage_id, &solution)
     }
 
+    /// Solves on the reference engine as trained and with the thoughts edited by `patches`
+    /// (`J=zero`, `J=from:A+B`, `J=flip:C`, separated by `;` or `,`), the same edits as
+    /// `coconut intervene --patch` resolved by the same core code.
+    pub fn solve_edited(
+        &self,
+        stage_id: &str,
+        problem: &Problem,
+        patches: &str,
+    ) -> Result<EditedView, String> {
+        let loaded = self.stage(stage_id)?;
+        if !loaded.entry.feeds_back || loaded.entry.thoughts == 0 {
+            return Err(format!(
+                "{} feeds no thought back: there is no thought to edit",
+                loaded.entry.id
+            ));
+        }
+        let specs = patches
+            .split([';', ','])
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::parse::<PatchSpec>)
+            .collect::<Result<Vec<_>, _>>()?;
+        if specs.is_empty() {
+            return Err("no edit given (J=zero, J=from:A+B or J=flip:C)".into());
+        }
+        let ctx = PatchContext {
+            model: &loaded.reference,
+            tokenizer: &self.tokenizer,
+            stage: &loaded.stage,
+            max_digits: self.manifest.max_digits,
+            probes: loaded.probes.as_ref(),
+        };
+        let edits = specs
+            .iter()
+            .map(|spec| ctx.resolve(spec))
+            .collect::<Result<Vec<_>, _>>()?;
+        let solve = |edits: &[Intervention]| {
+            loaded
+                .reference
+                .solve_edited(&self.tokenizer, problem, &loaded.stage, false, edits)
+                .map_err(|e| e.to_string())
+        };
+        let (plain, edited) = (solve(&[])?, solve(&edits)?);
+        Ok(EditedView {
+            stage: loaded.entry.id.clone(),
+            patches: specs.iter().map(ToString::to_string).collect(),
+            expected: problem.answer().to_string(),
+            answer: plain.answer,
+            edited_answer: edited.answer.clone(),
+            edited_correct: edited.is_correct(),
+            text: plain.text,
+            edited_text: edited.text,
+        })
+    }
+
     /// What the page draws for a stage's solution, from either engine.
     pub fn view(&self, stage_id: &str, solution: &Solution) -> Result<SolveView, String> {
         let loaded = self.stage(stage_id)?;
@@ -251,6 +322,49 @@ mod tests {
             .add_probes("stage9", b"")
             .unwrap_err()
             .contains("no stage"));
+    }
+
+    #[test]
+    fn thoughts_are_edited_like_the_cli_does_and_bad_edits_are_refused() {
+        let s = session();
+        let p = Problem::new(347, 285);
+        let edited = s
+            .solve_edited("stage2", &p, "0=zero; 1=from:999+1")
+            .unwrap();
+        assert_eq!(edited.patches, ["thought 0 zeroed", "thought 1 from 999+1"]);
+        let plain = s.solve_reference("stage2", &p, false).unwrap();
+        assert_eq!((edited.answer, edited.text), (plain.answer, plain.text));
+        // The same edits through core directly.
+        let loaded = s.stage("stage2").unwrap();
+        let other = loaded
+            .reference
+            .solve(&s.tokenizer, &Problem::new(999, 1), &loaded.stage, false)
+            .unwrap();
+        let edits = [
+            Intervention {
+                slot: 0,
+                edit: coconut_core::intervention::Edit::Zero,
+            },
+            Intervention {
+                slot: 1,
+                edit: coconut_core::intervention::Edit::Replace(
+                    other.generation.thoughts[1].clone(),
+                ),
+            },
+        ];
+        let want = loaded
+            .reference
+            .solve_edited(&s.tokenizer, &p, &loaded.stage, false, &edits)
+            .unwrap();
+        assert_eq!(edited.edited_text, want.text);
+        let refused = |stage: &str, patches: &str| s.solve_edited(stage, &p, patches).unwrap_err();
+        assert!(refused("stage2", "2=zero").contains("this stage has 2"));
+        assert!(refused("stage2", "0=from:").contains("0=from:"));
+        assert!(refused("stage2", "0=flip:1").contains("has no probes"));
+        assert!(refused("stage2", " ; ").contains("no edit given"));
+        assert!(refused("stage2", "zero").contains("expected J=zero"));
+        assert!(refused("stage0", "0=zero").contains("no thought to edit"));
+        assert!(refused("pause", "0=zero").contains("no thought to edit"));
     }
 
     #[test]

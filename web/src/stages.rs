@@ -90,8 +90,10 @@ fn about(s: &StageEntry, k: usize, all_latent: bool) -> String {
         ),
         _ if k == 0 => "Writes every column as a step, then the answer.".into(),
         _ if all_latent => format!(
-            "Every step happens as a continuous thought ({}); nothing is written before the answer.",
-            plural(s.thoughts, "continuous thought")
+            "Every step happens in continuous thoughts ({}, {} per step); nothing is written \
+             before the answer.",
+            plural(s.thoughts, "thought"),
+            s.thoughts / k.max(1)
         ),
         _ => format!(
             "The first {} happen as {}; the rest are written.",
@@ -117,28 +119,28 @@ mod tests {
         assert_eq!(by_id("stage0").label, "Stage 0: written chain of thought");
         assert_eq!(
             by_id("stage1").label,
-            "Stage 1: 1 thought, then written steps"
+            "Stage 1: 2 thoughts, then written steps"
         );
         assert_eq!(
             by_id("stage2").label,
-            "Stage 2: 2 thoughts, then written steps"
+            "Stage 2: 4 thoughts, then written steps"
         );
         let last = by_id("stage5");
         assert!(last.all_latent && last.kind == "latent" && last.k == 5);
-        assert_eq!(last.label, "Stage 5: all latent (5 thoughts)");
-        assert!(last
-            .about
-            .starts_with("Every step happens as a continuous thought (5 continuous thoughts)"));
+        assert_eq!(last.label, "Stage 5: all latent (10 thoughts)");
+        assert!(last.about.starts_with(
+            "Every step happens in continuous thoughts (10 thoughts, 2 per step); nothing is written"
+        ));
         assert!(last
             .about
             .contains("% of 5000 held-out problems right (greedy)."));
         let pause = by_id("pause");
         assert_eq!((pause.kind, pause.k, pause.all_latent), ("pause", 0, false));
-        assert_eq!(pause.label, "Baseline: 5 pause positions");
+        assert_eq!(pause.label, "Baseline: 10 pause positions");
         assert_eq!(by_id("nocot").label, "Baseline: no chain of thought");
         assert_eq!(
             by_id("stage2").about.split(" Measured").next().unwrap(),
-            "The first 2 steps happen as 2 continuous thoughts; the rest are written."
+            "The first 2 steps happen as 4 continuous thoughts; the rest are written."
         );
         assert_eq!(texts.iter().filter(|t| t.all_latent).count(), 1);
     }
