@@ -12,7 +12,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { createRequire } from 'node:module';
 import {
-  DIST, openPage, pageUrl, readManifest, solveCli, waitForAnswer, position,
+  DIST, openPage, pageUrl, readManifest, solveCli, interveneCli, waitForAnswer, position,
   controlWeights, hasShippedWeights, TIMEOUT, serverAndBrowser,
 } from './harness.mjs';
 import { startServer } from './serve.mjs';
@@ -283,6 +283,61 @@ describe(`the classroom page (${weights.label} weights)`, () => {
     assert.equal(await page.isVisible('#probes-box'), false);
     session.assertClean();
     await session.close();
+  });
+
+  it('edits a thought as `coconut intervene` does, from the inspector and the address, and refuses bad edits with a reason (shipped weights)', { skip: !hasShippedWeights() && 'no shipped weights in the build' }, async () => {
+    const dir = path.join(DIST, 'weights');
+    const stage = [...readManifest(dir).stages].filter((x) => x.feeds_back).sort((x, y) => y.thoughts - x.thoughts)[0];
+    const [a, b] = [347, 285];
+    const { session, page } = await open({ stage: stage.id, a, b });
+    const result = async () => page.$eval('#edit-result', (e) => ({ ...e.dataset }));
+    const same = async (patches) => {
+      await page.waitForSelector('#edit-result[data-state=done]', { state: 'attached' });
+      const seen = await result();
+      const cli = interveneCli(dir, stage.id, patches, a, b);
+      assert.equal(seen.answer, cli.edited_answer ?? '', `${patches}: the page's edited answer is the CLI's`);
+      assert.equal(seen.text, cli.edited_text, `${patches}: the page's edited sequence is the CLI's`);
+      assert.match(await page.textContent('#edit-result'), new RegExp(`as trained ${cli.answer} `));
+      assert.equal(new URL(page.url()).searchParams.get('patch'), patches.join(';'), 'the address holds the edit');
+    };
+    const thoughts = await page.$$('#timeline .tok[data-kind="thought"]');
+    await page.click('#timeline .tok[data-kind="bot"]');
+    assert.equal(await page.isVisible('#edit-box'), false, 'no edit at a written position');
+    await thoughts[0].click();
+    assert.equal(await page.isVisible('#edit-box'), true);
+    await page.fill('#edit-from', '999+1');
+    await page.click('#edit-replace');
+    await same(['0=from:999+1']);
+    await thoughts[1].click();
+    await page.click('#edit-zero');
+    await same(['1=zero']);
+    await page.selectOption('#edit-column', '1');
+    await page.click('#edit-flip');
+    await same(['1=flip:1']);
+    // Refused with a reason, nothing else changes.
+    const answer = await page.textContent('#answer');
+    for (const [from, reason] of [['12345+1', /12345/], ['', /0=from:|number/i], ['1+', /number/i]]) {
+      await thoughts[0].click();
+      await page.fill('#edit-from', from);
+      await page.click('#edit-replace');
+      await page.waitForSelector('#edit-result[data-state=error]', { state: 'attached' });
+      assert.match(await page.textContent('#edit-result'), reason, `replacing by "${from}"`);
+    }
+    assert.equal(await page.textContent('#answer'), answer, 'a refused edit leaves the answer as it was');
+    session.assertClean();
+    await session.close();
+    // From the address: a shared link shows the edit, and an impossible one says why.
+    const linked = await open({ stage: stage.id, a, b, patch: '0=zero' });
+    await linked.page.waitForSelector('#edit-result[data-state=done]', { state: 'attached' });
+    const cli = interveneCli(dir, stage.id, ['0=zero'], a, b);
+    assert.equal((await linked.page.$eval('#edit-result', (e) => e.dataset.text)), cli.edited_text);
+    linked.session.assertClean();
+    await linked.session.close();
+    const impossible = await open({ stage: stage.id, a, b, patch: `${stage.thoughts}=zero` });
+    await impossible.page.waitForSelector('#edit-result[data-state=error]', { state: 'attached' });
+    assert.match(await impossible.page.textContent('#edit-result'), new RegExp(`this stage has ${stage.thoughts}`));
+    impossible.session.assertClean();
+    await impossible.session.close();
   });
 
   it('offers examples and chapters that the shipped stages answer right', { skip: !hasShippedWeights() && 'no shipped weights in the build' }, async () => {

@@ -163,6 +163,16 @@ export function solveCli(weightsDir, stage, problems) {
   return out;
 }
 
+/** `coconut intervene --json` on one problem: {answer, edited_answer, text, edited_text, ...}. */
+export function interveneCli(weightsDir, stage, patches, a, b) {
+  const args = ['intervene', '--weights', weightsDir, '--stage', stage, '--json'];
+  for (const p of patches) args.push('--patch', p);
+  const r = spawnSync(COCONUT, [...args, `${a} + ${b}`], { encoding: 'utf8' });
+  if (r.error) throw new Error(`cannot run ${COCONUT}: ${r.error.message} (build it: cargo build --release -p coconut)`);
+  if (r.status !== 0) throw new Error(`coconut intervene exited ${r.status}: ${r.stderr}`);
+  return JSON.parse(r.stdout);
+}
+
 /** mulberry32: a small seeded generator, so the problems are the same on every run. */
 export function rng(seed) {
   let s = seed >>> 0;

@@ -7,6 +7,7 @@
 import { loadWeights } from './loader.js';
 import { Player } from './player.js';
 import { renderInspector, clearInspector } from './inspector.js';
+import { editor } from './edit.js';
 import { chapters } from './walkthrough.js';
 import { renderAccuracy, stageLabel, stageAbout, stageInfo, measured } from './panels.js';
 
@@ -101,15 +102,26 @@ const inspectorEls = {
   topkNote: $('topk-note'), similarity: $('similarity'), simNote: $('similarity-note'), attention: $('attention'),
   probesBox: $('probes-box'), probes: document.querySelector('#probes tbody'), probesNote: $('probes-note'),
 };
+let selected = 0;
+const edits = editor(
+  {
+    box: $('edit-box'), zero: $('edit-zero'), flip: $('edit-flip'), column: $('edit-column'),
+    from: $('edit-from'), replace: $('edit-replace'), result: $('edit-result'),
+  },
+  () => app,
+  () => ({ a: el.a.value.trim(), b: el.b.value.trim(), stage: el.stage.value, view: lastView, pos: selected }),
+);
 const player = new Player(
   {
     timeline: $('timeline'), play: $('play'), stepBack: $('step-back'), stepForward: $('step-forward'),
     scrub: $('scrub'), speed: $('speed'), position: $('position'), stack: $('stack'),
   },
   (pos) => {
+    selected = pos;
     if (lastView && lastView.positions.length > 0) {
       renderInspector(inspectorEls, lastView, pos, (i) => player.tokenName(i));
     }
+    edits.show(lastView, pos);
     // The answer shows once the animation (or the viewer) reaches the end of the sequence.
     if (unrevealed && pos >= unrevealed.tokens.length - 1) showAnswer(unrevealed);
   },
@@ -186,6 +198,7 @@ function refuse(message) {
   lastView = null;
   player.clear();
   clearInspector(inspectorEls);
+  edits.show(null, -1);
   el.answer.dataset.state = 'error';
   el.answer.textContent = '';
   el.answer.dataset.text = '';
@@ -242,6 +255,7 @@ function solve(animate = true) {
       return;
     }
     el.error.textContent = '';
+    edits.clear();
     el.answer.dataset.state = 'running';
     el.answer.textContent = '…';
     el.verdict.textContent = '';
@@ -489,6 +503,8 @@ async function main() {
     el.b.value = params.get('b');
     showChapter(Number.isInteger(chapter) ? chapter : 0, false);
     await solve(true);
+    // An edit in the address (`?patch=0=zero`) runs on the problem it came with.
+    if (params.get('patch')) await exclusive(async () => edits.run(params.get('patch')));
   } else {
     showChapter(Number.isInteger(chapter) ? chapter : 0, params.has('chapter'));
     if (!params.has('chapter')) await solve(true);
