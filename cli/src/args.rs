@@ -358,7 +358,7 @@ pub struct ProbeArgs {
 #[derive(Args, Debug)]
 pub struct InterveneArgs {
     /// Problems such as "347 + 285".
-    #[arg(required_unless_present = "measure")]
+    #[arg(required_unless_present_any = ["measure", "measure_flips"])]
     pub problems: Vec<String>,
     /// The stage: 1..K or stageN (default: the all-latent stage).
     #[arg(long)]
@@ -369,7 +369,7 @@ pub struct InterveneArgs {
     /// An edit of thought J (from 0), repeatable: `J=zero`, `J=from:A+B` (thought J of the
     /// problem A + B on the same stage), `J=flip:C` (reflect thought J across the boundary of
     /// column C's carry probe; needs --probes).
-    #[arg(long, required_unless_present = "measure")]
+    #[arg(long, required_unless_present_any = ["measure", "measure_flips"])]
     pub patch: Vec<coconut_core::intervention::PatchSpec>,
     /// The stage's probes, as `coconut probe --out` writes them (`<stage>.probes.safetensors`);
     /// default: those the weights folder ships for the stage (`coconut probe --ship`).
@@ -383,8 +383,13 @@ pub struct InterveneArgs {
     /// stage with fed-back thoughts, or --stage).
     #[arg(long, conflicts_with_all = ["problems", "patch", "probes", "json"])]
     pub measure: Option<usize>,
-    /// With --measure: also write the effects as JSON there.
-    #[arg(long, requires = "measure")]
+    /// Instead of solving problems: on this many held-out problems, flip each column's carry
+    /// probe at each thought in turn and count how often the answer moves as the flipped carry
+    /// would (every stage whose folder ships probes, or --stage).
+    #[arg(long, conflicts_with_all = ["problems", "patch", "probes", "json", "measure"])]
+    pub measure_flips: Option<usize>,
+    /// With --measure or --measure-flips: also write the effects as JSON there.
+    #[arg(long)]
     pub measure_json: Option<PathBuf>,
 }
 

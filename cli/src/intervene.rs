@@ -42,18 +42,59 @@ fn run_measure(args: &InterveneArgs, pairs: usize) -> Result<u8> {
             e.stage, e.slot, e.pairs, e.unchanged, e.became_b
         );
     }
+    write_measure_json(args, serde_json::to_string_pretty(&effects)?)?;
+    Ok(0)
+}
+
+/// `coconut intervene --measure-flips N`: the carry-flip table (and JSON).
+fn run_measure_flips(args: &InterveneArgs, problems: usize) -> Result<u8> {
+    let folder = coconut_core::manifest::WeightsDir::open(&args.weights)?;
+    let stages = match &args.stage {
+        Some(s) => vec![crate::args::stage_id(s)?],
+        None => Vec::new(),
+    };
+    let effects = coconut_trainer::patching::measure_flips(&folder, &stages, problems, |id| {
+        eprintln!("flipping carries in {id}...")
+    })?;
+    println!(
+        "{:<8} {:>4} {:>6} {:>8} {:>10} {:>12} {:>8}",
+        "stage", "slot", "column", "problems", "unchanged%", "as-carry%", "probe%"
+    );
+    for e in &effects {
+        println!(
+            "{:<8} {:>4} {:>6} {:>8} {:>10.1} {:>12.1} {:>8.1}",
+            e.stage,
+            e.slot,
+            e.column,
+            e.problems,
+            e.unchanged,
+            e.as_the_carry_would,
+            e.probe_accuracy
+        );
+    }
+    write_measure_json(args, serde_json::to_string_pretty(&effects)?)?;
+    Ok(0)
+}
+
+/// `--measure-json`, if given: `json` written there.
+fn write_measure_json(args: &InterveneArgs, json: String) -> Result<()> {
     if let Some(path) = &args.measure_json {
-        let json = serde_json::to_string_pretty(&effects)?;
         coconut_trainer::checkpoint::write_atomic(path, json.as_bytes())?;
         eprintln!("wrote {}", path.display());
     }
-    Ok(0)
+    Ok(())
 }
 
 /// Runs `coconut intervene`; returns the exit code (1 if a problem was refused).
 pub fn run_intervene(args: InterveneArgs) -> Result<u8> {
     if let Some(pairs) = args.measure {
         return run_measure(&args, pairs);
+    }
+    if let Some(problems) = args.measure_flips {
+        return run_measure_flips(&args, problems);
+    }
+    if args.measure_json.is_some() {
+        bail!("--measure-json goes with --measure or --measure-flips");
     }
     let folder = coconut_core::manifest::WeightsDir::open(&args.weights)?;
     let stage_id = match &args.stage {

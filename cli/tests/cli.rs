@@ -805,6 +805,34 @@ fn shipped_probes_are_listed_in_the_manifest_and_read_by_intervene() {
         .output()
         .unwrap();
     assert_success(&run);
+    // Carry flips measured along the shipped probes: one row per thought and column.
+    let json = tmp.path().join("flips.json");
+    let measure = ["--measure-flips", "5", "--measure-json", path(&json)];
+    let run = coconut(&[&["intervene", "--weights", w], &measure[..]].concat())
+        .output()
+        .unwrap();
+    assert_success(&run);
+    let flips: Vec<serde_json::Value> =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    assert_eq!(flips.len(), 2 * 4, "stage2 only: 2 thoughts x 4 columns");
+    for f in &flips {
+        let (unchanged, moved) = (
+            f["unchanged"].as_f64().unwrap(),
+            f["as_the_carry_would"].as_f64().unwrap(),
+        );
+        assert!(unchanged + moved <= 100.0 + 1e-9, "{f}");
+        assert_eq!(f["problems"], 5);
+    }
+    // A stage without shipped probes is named.
+    let run = coconut(&[&["intervene", "--weights", w, "--stage", "5"], &measure[..]].concat())
+        .output()
+        .unwrap();
+    assert_eq!(run.status.code(), Some(2));
+    assert!(
+        stderr_of(&run).contains("stage5: the weights folder ships no probes"),
+        "{}",
+        stderr_of(&run)
+    );
     // A changed probes file is refused by its checksum, naming the file.
     let file = weights.join("stage2.probes.safetensors");
     let mut bytes = std::fs::read(&file).unwrap();

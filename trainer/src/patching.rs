@@ -2,10 +2,16 @@
 //! A is replaced by thought j of B (same stage, reference engine) and the answer A's run then
 //! writes is compared with A's sum and B's, column by column. Where a thought carries a column's
 //! result forward, that column's digit follows B.
+//!
+//! And carry flips, measured: thought j is reflected across column c's carry probe (what the
+//! probe reads flips, nothing orthogonal to it changes). Flipping the carry out of column c moves
+//! the sum by exactly 10^(c+1), down if the column carried and up if it did not: the answer
+//! changes "the way the carry would" when it is that number.
 
 use anyhow::{ensure, Result};
-use coconut_core::intervention::{Edit, Intervention};
+use coconut_core::intervention::{Edit, Intervention, PatchContext, PatchSpec};
 use coconut_core::manifest::WeightsDir;
+use coconut_core::probes::Quantity;
 use coconut_core::problem::Problem;
 use coconut_core::reference::ReferenceModel;
 use coconut_core::stage::Stage;
@@ -106,6 +112,97 @@ pub fn measure_patching(
     Ok(effects)
 }
 
+/// What flipping one column's carry probe at one thought slot did over all problems.
+#[derive(Clone, Debug, Serialize)]
+pub struct FlipEffect {
+    pub stage: String,
+    pub slot: usize,
+    pub column: usize,
+    pub problems: usize,
+    /// Percent of problems whose answer stayed the sum.
+    pub unchanged: f64,
+    /// Percent whose answer became the sum with column `column`'s carry flipped
+    /// (sum - 10^(column+1) where it carried, sum + 10^(column+1) where it did not).
+    pub as_the_carry_would: f64,
+    /// The carry probe's held-out accuracy (percent), for reading the row.
+    pub probe_accuracy: f64,
+}
+
+/// The sum of `p` with the carry out of `column` flipped.
+fn carry_flipped(p: &Problem, column: usize) -> Option<u64> {
+    let step = 10u64.checked_pow(column as u32 + 1)?;
+    match Quantity::Carry.label(p, column) {
+        1 => p.answer().checked_sub(step),
+        _ => p.answer().checked_add(step),
+    }
+}
+
+/// Flips every column's carry probe at every thought slot of every latent stage named in
+/// `stages` (all with fed-back thoughts and shipped probes when empty) on the first `problems`
+/// held-out test problems.
+pub fn measure_flips(
+    dir: &WeightsDir,
+    stages: &[String],
+    problems: usize,
+    mut progress: impl FnMut(&str),
+) -> Result<Vec<FlipEffect>> {
+    let tokenizer = dir.tokenizer()?;
+    let test = dir.manifest.test_data().test_set()?;
+    ensure!(
+        problems <= test.len(),
+        "at most {} test problems",
+        test.len()
+    );
+    let mut effects = Vec::new();
+    for entry in crate::probe::thought_stages(dir, stages)? {
+        let Some(probes) = dir.probes(entry)? else {
+            ensure!(
+                stages.is_empty(),
+                "{}: the weights folder ships no probes for it (coconut probe --ship)",
+                entry.id
+            );
+            continue;
+        };
+        progress(&entry.id);
+        let (_, stage, weights) = dir.stage(&entry.id)?;
+        let model = ReferenceModel::new(&weights);
+        let ctx = PatchContext {
+            model: &model,
+            tokenizer: &tokenizer,
+            stage: &stage,
+            max_digits: dir.manifest.max_digits,
+            probes: Some(&probes),
+        };
+        for score in probes
+            .scores
+            .iter()
+            .filter(|s| s.quantity == Quantity::Carry)
+        {
+            let (slot, column) = (score.slot, score.column);
+            let edit = ctx
+                .resolve(&PatchSpec::FlipCarry { slot, column })
+                .map_err(anyhow::Error::msg)?;
+            let (mut unchanged, mut as_carry) = (0, 0);
+            for p in &test[..problems] {
+                let got = answer(&model, &tokenizer, &stage, p, std::slice::from_ref(&edit))?;
+                unchanged += (got == Some(p.answer())) as usize;
+                as_carry += (got.is_some() && got == carry_flipped(p, column)) as usize;
+            }
+            let percent = |k: usize| 100.0 * k as f64 / problems.max(1) as f64;
+            effects.push(FlipEffect {
+                stage: entry.id.clone(),
+                slot,
+                column,
+                problems,
+                unchanged: percent(unchanged),
+                as_the_carry_would: percent(as_carry),
+                probe_accuracy: score.accuracy,
+            });
+        }
+    }
+    Ok(effects)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -117,5 +214,14 @@ mod tests {
         assert_eq!(digit(632, 3), None);
         assert_eq!(digit(0, 0), Some(0));
         assert_eq!(digit(10000, 4), Some(1));
+    }
+
+    #[test]
+    fn a_flipped_carry_moves_the_sum_by_the_next_column() {
+        let p = Problem::new(347, 285); // 7+5 carries, 4+8+1 carries, 3+2+1 does not
+        assert_eq!(carry_flipped(&p, 0), Some(632 - 10));
+        assert_eq!(carry_flipped(&p, 1), Some(632 - 100));
+        assert_eq!(carry_flipped(&p, 2), Some(632 + 1000));
+        assert_eq!(carry_flipped(&Problem::new(1, 2), 0), Some(13));
     }
 }
