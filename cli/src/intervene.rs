@@ -6,18 +6,24 @@ use crate::args::InterveneArgs;
 use anyhow::{bail, Context, Result};
 use coconut_core::decoding::Solution;
 use coconut_core::intervention::{Intervention, PatchContext, PatchSpec};
+use coconut_core::manifest::WeightsDir;
 use coconut_core::probes::ThoughtProbes;
 use coconut_core::problem::Problem;
 use coconut_core::reference::ReferenceModel;
 use serde_json::json;
 
-/// `coconut intervene --measure N`: the patching table (and JSON).
-fn run_measure(args: &InterveneArgs, pairs: usize) -> Result<u8> {
-    let folder = coconut_core::manifest::WeightsDir::open(&args.weights)?;
+/// The folder a measurement reads and its stages (`--stage`, or every one when empty).
+fn measured(args: &InterveneArgs) -> Result<(WeightsDir, Vec<String>)> {
     let stages = match &args.stage {
         Some(s) => vec![crate::args::stage_id(s)?],
         None => Vec::new(),
     };
+    Ok((WeightsDir::open(&args.weights)?, stages))
+}
+
+/// `coconut intervene --measure N`: the patching table (and JSON).
+fn run_measure(args: &InterveneArgs, pairs: usize) -> Result<u8> {
+    let (folder, stages) = measured(args)?;
     let effects = coconut_trainer::patching::measure_patching(&folder, &stages, pairs, |id| {
         eprintln!("patching {id}...")
     })?;
@@ -48,11 +54,7 @@ fn run_measure(args: &InterveneArgs, pairs: usize) -> Result<u8> {
 
 /// `coconut intervene --measure-flips N`: the carry-flip table (and JSON).
 fn run_measure_flips(args: &InterveneArgs, problems: usize) -> Result<u8> {
-    let folder = coconut_core::manifest::WeightsDir::open(&args.weights)?;
-    let stages = match &args.stage {
-        Some(s) => vec![crate::args::stage_id(s)?],
-        None => Vec::new(),
-    };
+    let (folder, stages) = measured(args)?;
     let effects = coconut_trainer::patching::measure_flips(&folder, &stages, problems, |id| {
         eprintln!("flipping carries in {id}...")
     })?;
@@ -96,7 +98,7 @@ pub fn run_intervene(args: InterveneArgs) -> Result<u8> {
     if args.measure_json.is_some() {
         bail!("--measure-json goes with --measure or --measure-flips");
     }
-    let folder = coconut_core::manifest::WeightsDir::open(&args.weights)?;
+    let folder = WeightsDir::open(&args.weights)?;
     let stage_id = match &args.stage {
         Some(s) => s.clone(),
         None => coconut_core::problem::max_steps(folder.manifest.max_digits).to_string(),

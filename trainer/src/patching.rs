@@ -8,7 +8,7 @@
 //! the sum by exactly 10^(c+1), down if the column carried and up if it did not: the answer
 //! changes "the way the carry would" when it is that number.
 
-use anyhow::{ensure, Result};
+use anyhow::{ensure, Context, Result};
 use coconut_core::intervention::{Edit, Intervention, PatchContext, PatchSpec};
 use coconut_core::manifest::WeightsDir;
 use coconut_core::probes::Quantity;
@@ -51,6 +51,19 @@ fn answer(
     Ok(solution.answer.and_then(|t| t.parse().ok()))
 }
 
+/// The tokenizer and the first `n` held-out test problems of `dir` (the set of its manifest's
+/// figures).
+fn held_out(dir: &WeightsDir, n: usize) -> Result<(Tokenizer, Vec<Problem>)> {
+    let mut test = dir.manifest.test_data().test_set()?;
+    ensure!(
+        n <= test.len(),
+        "at most {} held-out test problems, {n} asked",
+        test.len()
+    );
+    test.truncate(n);
+    Ok((dir.tokenizer()?, test))
+}
+
 /// Patches every thought slot of every latent stage named in `stages` (all with fed-back thoughts
 /// when empty), over `pairs` pairs of held-out test problems (A = test[2i], B = test[2i + 1]).
 pub fn measure_patching(
@@ -59,24 +72,16 @@ pub fn measure_patching(
     pairs: usize,
     mut progress: impl FnMut(&str),
 ) -> Result<Vec<PatchEffect>> {
-    let tokenizer = dir.tokenizer()?;
-    let test = dir.manifest.test_data().test_set()?;
-    ensure!(
-        2 * pairs <= test.len(),
-        "at most {} pairs from {} test problems",
-        test.len() / 2,
-        test.len()
-    );
+    let (tokenizer, test) =
+        held_out(dir, 2 * pairs).with_context(|| format!("{pairs} pairs of problems"))?;
     let columns = dir.manifest.max_digits + 1;
     let mut effects = Vec::new();
     for entry in crate::probe::thought_stages(dir, stages)? {
         progress(&entry.id);
         let (_, stage, weights) = dir.stage(&entry.id)?;
         let model = ReferenceModel::new(&weights);
-        let (a_set, b_set): (Vec<Problem>, Vec<Problem>) = test[..2 * pairs]
-            .chunks_exact(2)
-            .map(|pair| (pair[0], pair[1]))
-            .unzip();
+        let (a_set, b_set): (Vec<Problem>, Vec<Problem>) =
+            test.chunks_exact(2).map(|pair| (pair[0], pair[1])).unzip();
         // B's thoughts, run once for every slot.
         let b_thoughts = crate::probe::thoughts(&model, &tokenizer, &b_set, &stage)?;
         for slot in 0..entry.thoughts {
@@ -146,13 +151,7 @@ pub fn measure_flips(
     problems: usize,
     mut progress: impl FnMut(&str),
 ) -> Result<Vec<FlipEffect>> {
-    let tokenizer = dir.tokenizer()?;
-    let test = dir.manifest.test_data().test_set()?;
-    ensure!(
-        problems <= test.len(),
-        "at most {} test problems",
-        test.len()
-    );
+    let (tokenizer, test) = held_out(dir, problems)?;
     let mut effects = Vec::new();
     for entry in crate::probe::thought_stages(dir, stages)? {
         let Some(probes) = dir.probes(entry)? else {
@@ -183,7 +182,7 @@ pub fn measure_flips(
                 .resolve(&PatchSpec::FlipCarry { slot, column })
                 .map_err(anyhow::Error::msg)?;
             let (mut unchanged, mut as_carry) = (0, 0);
-            for p in &test[..problems] {
+            for p in &test {
                 let got = answer(&model, &tokenizer, &stage, p, std::slice::from_ref(&edit))?;
                 unchanged += (got == Some(p.answer())) as usize;
                 as_carry += (got.is_some() && got == carry_flipped(p, column)) as usize;
