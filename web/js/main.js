@@ -109,7 +109,10 @@ const edits = editor(
     from: $('edit-from'), replace: $('edit-replace'), result: $('edit-result'),
   },
   () => app,
-  () => ({ a: el.a.value.trim(), b: el.b.value.trim(), stage: el.stage.value, view: lastView, pos: selected }),
+  // An edit applies to the problem on screen, not to numbers typed since.
+  () => (lastView
+    ? { a: String(lastView.a), b: String(lastView.b), stage: lastView.stage, view: lastView, pos: selected }
+    : { a: el.a.value.trim(), b: el.b.value.trim(), stage: el.stage.value, view: null, pos: selected }),
 );
 const player = new Player(
   {
