@@ -314,6 +314,11 @@ describe(`the classroom page (${weights.label} weights)`, () => {
     await page.selectOption('#edit-column', '1');
     await page.click('#edit-flip');
     await same(['1=flip:1']);
+    // Beside it, what the answer would be had it followed the flipped carry its probe read.
+    const probe = (await page.$$eval('#probes tbody tr', (trs) => trs.map((tr) => tr.querySelectorAll('td')[1].dataset.value)))[1];
+    const moved = a + b + (probe === '1' ? -100 : 100);
+    assert.equal((await result()).predicted, String(moved));
+    assert.match(await page.textContent('#edit-result'), new RegExp(`would be ${moved}\\.`));
     // Refused with a reason, nothing else changes.
     const answer = await page.textContent('#answer');
     for (const [from, reason] of [['12345+1', /12345/], ['', /0=from:|number/i], ['1+', /number/i]]) {

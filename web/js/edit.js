@@ -33,17 +33,35 @@ export function editor(els, app, current) {
       remember(patches);
       const mark = (answer) => (answer === r.expected ? '✓' : '✗');
       els.result.dataset.state = 'done';
+      delete els.result.dataset.predicted;
       els.result.dataset.answer = r.edited_answer ?? '';
       els.result.dataset.text = r.edited_text;
       els.result.textContent = `With ${r.patches.join(', ')} (counting from 0; T1 is thought 0) the model answers `
         + `${r.edited_answer ?? '(nothing)'} ${mark(r.edited_answer)}; as trained ${r.answer ?? '(nothing)'} `
-        + `${mark(r.answer)}, the sum is ${r.expected}. Command line: coconut intervene --stage ${r.stage} `
+        + `${mark(r.answer)}, the sum is ${r.expected}.${probePrediction(patches, r.expected)} `
+        + `Command line: coconut intervene --stage ${r.stage} `
         + `--patch ${patches.split(/[;,]/).map((p) => p.trim()).filter(Boolean).join(' --patch ')} "${a} + ${b}"`;
     } catch (e) {
       els.result.dataset.state = 'error';
       els.result.dataset.answer = '';
       els.result.textContent = `Edit refused: ${e.message || String(e)}`;
     }
+  };
+
+  // For one carry flip: the answer if the model followed its probe, i.e. the sum moved by
+  // 10^(column+1) the way the carry the probe read there would move it when flipped.
+  const probePrediction = (patches, expected) => {
+    const flip = /^\s*(\d+)=flip:(\d+)\s*$/.exec(patches);
+    const { view } = current();
+    const first = view?.tokens.findIndex((t) => t.kind === 'thought') ?? -1;
+    if (!flip || first < 0) return '';
+    const [slot, column] = [Number(flip[1]), Number(flip[2])];
+    const read = view.positions[first + slot]?.probes.find((x) => x.quantity === 'carry' && x.column === column);
+    if (!read) return '';
+    const predicted = Number(expected) + (read.value ? -1 : 1) * 10 ** (column + 1);
+    els.result.dataset.predicted = String(predicted);
+    return ` Its probe read carry ${read.value ? 'yes' : 'no'} for column ${column}; had the answer followed the`
+      + ` flipped carry it would be ${predicted}.`;
   };
 
   const onSlot = (make) => () => {
