@@ -5,6 +5,9 @@
 
 // `els`: the edit controls and the result line; `app()`: the wasm app; `current()`: what is on
 // screen ({ a, b, stage, view, pos }).
+// The position of a view's first fed-back thought (-1: none).
+const firstThought = (view) => view?.tokens.findIndex((t) => t.kind === 'thought') ?? -1;
+
 export function editor(els, app, current) {
   // The address says which edit is on screen, so that a shared link shows it too.
   const remember = (patches) => {
@@ -15,7 +18,7 @@ export function editor(els, app, current) {
   };
 
   const slotOf = ({ view, pos }) => {
-    const first = view?.tokens.findIndex((t) => t.kind === 'thought') ?? -1;
+    const first = firstThought(view);
     return first >= 0 && view.tokens[pos]?.kind === 'thought' ? pos - first : -1;
   };
 
@@ -53,7 +56,7 @@ export function editor(els, app, current) {
   const probePrediction = (patches, expected) => {
     const flip = /^\s*(\d+)=flip:(\d+)\s*$/.exec(patches);
     const { view } = current();
-    const first = view?.tokens.findIndex((t) => t.kind === 'thought') ?? -1;
+    const first = firstThought(view);
     if (!flip || first < 0) return '';
     const [slot, column] = [Number(flip[1]), Number(flip[2])];
     const read = view.positions[first + slot]?.probes.find((x) => x.quantity === 'carry' && x.column === column);
