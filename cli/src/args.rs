@@ -68,6 +68,17 @@ pub struct TrainArgs {
     pub epochs: Option<Vec<f64>>,
     #[arg(long)]
     pub thoughts_per_step: Option<usize>,
+    /// Position ids: absolute (GPT-2's) or coupled (by column, so longer problems reuse trained
+    /// ids; see ARCHITECTURE.md).
+    #[arg(long)]
+    pub positions: Option<coconut_core::positions::PositionScheme>,
+    /// With --positions coupled: each example's column ids start at a random offset in
+    /// 0..=N, so ids of longer problems are trained too.
+    #[arg(long)]
+    pub max_position_offset: Option<usize>,
+    /// Rows of the position table (the longest sequence).
+    #[arg(long)]
+    pub n_positions: Option<usize>,
     #[arg(long)]
     pub batch_size: Option<usize>,
     #[arg(long)]
@@ -173,6 +184,8 @@ impl TrainArgs {
             checkpoint_every => checkpoint_every, n_train => data.n_train,
             max_digits => data.max_digits, layers => model.n_layer, width => model.n_embd,
             heads => model.n_head, val_problems => val_problems, mix => mix,
+            positions => positions, max_position_offset => max_position_offset,
+            n_positions => model.n_positions,
         );
         if self.time_budget.is_some() {
             c.time_budget_s = self.time_budget;
@@ -247,6 +260,10 @@ pub struct EvalArgs {
     /// Problems of the out-of-distribution (longer) set to evaluate (0: skip).
     #[arg(long, default_value_t = 1000)]
     pub n_ood: usize,
+    /// Also evaluate --n-ood problems with both operands of each of these digit counts, e.g.
+    /// 5,6,8 (sets `ood5`, `ood6`, `ood8`; longer than any trained on).
+    #[arg(long, value_delimiter = ',')]
+    pub longer: Vec<usize>,
     #[arg(long, default_value_t = 256)]
     pub batch_size: usize,
     /// Also write the accuracies as JSON there (the input of `coconut export --eval`).

@@ -207,6 +207,17 @@ fn run_eval(args: EvalArgs) -> Result<()> {
             args.batch_size,
         )?);
     }
+    for &digits in &args.longer {
+        let problems = config.data.longer_set(digits, args.n_ood)?;
+        sets.push(evaluate(
+            &model,
+            &tokenizer,
+            &format!("ood{digits}"),
+            &problems,
+            &stage,
+            args.batch_size,
+        )?);
+    }
     print!("{}", table(&stage.id(), &sets));
     if let Some(path) = &args.wrong {
         let test = &splits.test[..n];

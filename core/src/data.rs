@@ -178,6 +178,27 @@ impl DataConfig {
             .collect()
     }
 
+    /// `n` problems whose operands both have `digits` digits, longer than any trained on (held
+    /// out by construction), drawn from their own stream of this config's seed: the evaluation
+    /// sets of length generalization (5, 6, 8 digits).
+    pub fn longer_set(&self, digits: usize, n: usize) -> Result<Vec<Problem>, DataError> {
+        if digits <= self.max_digits || digits > 18 {
+            return Err(DataError::OodDigits {
+                ood: digits,
+                max: self.max_digits,
+            });
+        }
+        let mut rng = ChaCha8Rng::seed_from_u64(self.seed ^ 0x6C6F_6E67 ^ ((digits as u64) << 40));
+        Ok((0..n)
+            .map(|_| {
+                Problem::new(
+                    Self::draw_operand(&mut rng, digits),
+                    Self::draw_operand(&mut rng, digits),
+                )
+            })
+            .collect())
+    }
+
     /// The test set of [`DataConfig::generate`] without drawing the others (the page's "test it
     /// here" runs on it).
     pub fn test_set(&self) -> Result<Vec<Problem>, DataError> {
@@ -273,6 +294,25 @@ mod tests {
                 .all(|p| !train.contains(p) && !val.contains(p)));
             assert!(s.val.iter().all(|p| !train.contains(p)));
         }
+    }
+
+    #[test]
+    fn longer_sets_have_exactly_their_digits_and_refuse_trained_lengths() {
+        let config = small();
+        for digits in [5, 6, 8] {
+            let set = config.longer_set(digits, 200).unwrap();
+            assert_eq!(set.len(), 200);
+            assert!(set
+                .iter()
+                .all(|p| p.a.to_string().len() == digits && p.b.to_string().len() == digits));
+            assert_eq!(set, config.longer_set(digits, 200).unwrap());
+        }
+        assert_ne!(
+            config.longer_set(6, 10).unwrap()[..],
+            config.longer_set(5, 10).unwrap()[..]
+        );
+        assert!(config.longer_set(config.max_digits, 10).is_err());
+        assert!(config.longer_set(19, 10).is_err());
     }
 
     #[test]

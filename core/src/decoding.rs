@@ -7,7 +7,8 @@
 //! ([`crate::reference`]) is the oracle because it is the plainest statement of the maths, one
 //! position at a time in f32, and every other engine is tested against it.
 
-use crate::layout::answer_digits;
+use crate::layout::{answer_digits, answer_matches};
+use crate::positions::{Coupled, PositionScheme};
 use crate::problem::Problem;
 use crate::stage::Stage;
 use crate::tokenizer::{Tokenizer, TokenizerError, EOS, LATENT};
@@ -27,6 +28,8 @@ pub enum EngineError {
     Tokenizer(#[from] TokenizerError),
     #[error("intervention refused: {0}")]
     Intervention(String),
+    #[error("a stage with coupled positions needs a prompt `a + b = <bot>`")]
+    CoupledPrompt,
 }
 
 /// The positions of one decoding.
@@ -41,28 +44,70 @@ pub struct DecodePlan {
     pub feeds_back: bool,
     /// The model's positions; the last one run is `n_positions - 1`.
     pub n_positions: usize,
+    /// Coupled position ids of this problem, or `None` for absolute ids
+    /// ([`DecodePlan::position_id`]).
+    pub coupled: Option<Coupled>,
 }
 
 impl DecodePlan {
-    /// The plan for a prompt of `prompt_len` ids and `stage`, refused if the prompt is empty or
-    /// the prompt and thoughts do not fit in `n_positions`.
+    /// The plan for `prompt` and `stage`, refused if the prompt is empty (or, with coupled ids,
+    /// not `a + b = <bot>`) or the prompt and thoughts do not fit in `n_positions`.
     pub fn new(
-        prompt_len: usize,
+        prompt: &[u32],
         stage: &Stage,
         n_positions: usize,
     ) -> Result<DecodePlan, EngineError> {
+        let prompt_len = prompt.len();
         if prompt_len == 0 {
             return Err(EngineError::EmptyPrompt);
         }
-        if prompt_len + stage.thoughts() > n_positions {
+        let coupled = match stage.positions {
+            PositionScheme::Absolute => None,
+            PositionScheme::Coupled => Some(Coupled {
+                columns: Coupled::columns_of(prompt).ok_or(EngineError::CoupledPrompt)?,
+                thoughts_per_column: stage.thoughts_per_step,
+                offset: 0,
+            }),
+        };
+        let thoughts = coupled.map_or(stage.thoughts(), |c| stage.thoughts_for(c.columns));
+        if prompt_len + thoughts > n_positions {
             return Err(EngineError::SequenceTooLong(n_positions));
         }
         Ok(DecodePlan {
             prompt_len,
-            thoughts: stage.thoughts(),
+            thoughts,
             feeds_back: stage.feeds_back(),
             n_positions,
+            coupled,
         })
+    }
+
+    /// The position-table id of position `t` of `ids` (the sequence: prompt, thought slots,
+    /// generated tokens, at least through `t` and the whole prompt): `t` with absolute ids, its
+    /// column with coupled ones.
+    pub fn position_id(&self, ids: &[u32], t: usize) -> usize {
+        let Some(c) = self.coupled else {
+            return t;
+        };
+        let id = if t < self.prompt_len {
+            c.prompt_ids(&ids[..self.prompt_len])[t]
+        } else if t < self.prompt_len + self.thoughts {
+            c.thought_id(t - self.prompt_len)
+        } else {
+            let tail = &ids[self.prompt_len + self.thoughts..=t];
+            let latent_columns = self.thoughts / c.thoughts_per_column.max(1);
+            *c.tail_ids(tail, latent_columns)
+                .last()
+                .expect("t is in the tail")
+        };
+        id as usize
+    }
+
+    /// The position-table ids of the prompt's tokens.
+    pub fn prompt_position_ids(&self, prompt: &[u32]) -> Vec<usize> {
+        (0..prompt.len())
+            .map(|t| self.position_id(prompt, t))
+            .collect()
     }
 
     /// Where the thoughts sit: right after the prompt.
@@ -167,7 +212,9 @@ impl Solution {
     }
 
     pub fn is_correct(&self) -> bool {
-        self.answer.as_deref() == Some(self.problem.answer().to_string().as_str())
+        self.answer
+            .as_deref()
+            .is_some_and(|digits| answer_matches(&self.problem, digits))
     }
 }
 
@@ -184,7 +231,7 @@ mod tests {
 
     #[test]
     fn plan_places_thoughts_after_the_prompt_and_stops_at_the_last_position() {
-        let plan = DecodePlan::new(6, &Stage::latent(3, 1, 5), 12).unwrap();
+        let plan = DecodePlan::new(&[1; 6], &Stage::latent(3, 1, 5), 12).unwrap();
         assert_eq!(plan.thought_positions(), 6..9);
         assert_eq!(plan.first_prediction(), 8);
         assert!(plan.feeds_back);
@@ -194,9 +241,9 @@ mod tests {
         assert!(!plan.runs_next(LATENT, 13));
         assert!(!plan.runs_next(EOS, 10));
         let pause = Stage::latent(0, 1, 5).with_kind(StageKind::Pause);
-        let plan = DecodePlan::new(6, &pause, 12).unwrap();
+        let plan = DecodePlan::new(&[1; 6], &pause, 12).unwrap();
         assert_eq!((plan.thoughts, plan.feeds_back), (5, false));
-        let none = DecodePlan::new(6, &Stage::latent(0, 1, 5), 12).unwrap();
+        let none = DecodePlan::new(&[1; 6], &Stage::latent(0, 1, 5), 12).unwrap();
         assert_eq!(
             (none.thought_positions(), none.first_prediction()),
             (6..6, 5)
@@ -207,13 +254,39 @@ mod tests {
     fn plan_refuses_what_cannot_run() {
         let stage = Stage::latent(5, 1, 5);
         assert!(matches!(
-            DecodePlan::new(0, &stage, 12),
+            DecodePlan::new(&[], &stage, 12),
             Err(EngineError::EmptyPrompt)
         ));
         assert!(matches!(
-            DecodePlan::new(8, &stage, 12),
+            DecodePlan::new(&[1; 8], &stage, 12),
             Err(EngineError::SequenceTooLong(12))
         ));
-        assert!(DecodePlan::new(7, &stage, 12).is_ok());
+        assert!(DecodePlan::new(&[1; 7], &stage, 12).is_ok());
+        let coupled = stage.with_positions(PositionScheme::Coupled);
+        assert!(matches!(
+            DecodePlan::new(&[1; 7], &coupled, 12),
+            Err(EngineError::CoupledPrompt)
+        ));
+    }
+
+    #[test]
+    fn coupled_plan_gives_the_layouts_ids_from_the_prompt_and_the_tokens_so_far() {
+        use crate::layout::{prompt, Layout};
+        let t = Tokenizer::new();
+        for (k, p) in [
+            (1, Problem::new(347, 285)),
+            (5, Problem::new(99_999, 1)),
+            (0, Problem::new(5, 5)),
+        ] {
+            let stage = Stage::latent(k, 2, 5).with_positions(PositionScheme::Coupled);
+            let layout = Layout::new(&t, &p, &stage).unwrap();
+            let plan = DecodePlan::new(&prompt(&t, &p).unwrap(), &stage, 200).unwrap();
+            assert_eq!(plan.thoughts, layout.thoughts);
+            let ids: Vec<usize> = (0..layout.ids.len())
+                .map(|t| plan.position_id(&layout.ids[..=t.max(plan.prompt_len - 1)], t))
+                .collect();
+            let want: Vec<usize> = layout.positions.iter().map(|&i| i as usize).collect();
+            assert_eq!(ids, want, "stage {k}, {p:?}");
+        }
     }
 }

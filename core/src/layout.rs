@@ -5,6 +5,7 @@
 //! `347 + 285 = <bot> [T] [T] 3+2+1=6 write 6 <eot> 632 <eos>`, where each `[T]` holds the
 //! `<latent>` id as a placeholder: its input is the previous position's final hidden state.
 
+use crate::positions::{Coupled, PositionScheme, NO_COLUMN};
 use crate::problem::{Problem, Step};
 use crate::stage::Stage;
 use crate::tokenizer::{Tokenizer, TokenizerError, BOT, EOS, EOT, LATENT};
@@ -22,36 +23,82 @@ pub struct Layout {
     /// output at `t - 1`): the written steps left, `<eot>`, the answer and `<eos>`; never the
     /// question, `<bot>` or a thought.
     pub loss_mask: Vec<bool>,
+    /// Each position's id in the position table ([`crate::positions`]).
+    pub positions: Vec<u32>,
+    /// How those ids were assigned.
+    pub scheme: PositionScheme,
 }
 
 impl Layout {
-    /// Lays out `problem` for `stage`.
+    /// Lays out `problem` for `stage` (coupled ids with offset 0, as inference uses them).
     pub fn new(
         tokenizer: &Tokenizer,
         problem: &Problem,
         stage: &Stage,
     ) -> Result<Layout, TokenizerError> {
+        Layout::with_offset(tokenizer, problem, stage, 0)
+    }
+
+    /// [`Layout::new`] with every column id moved up by `offset` (coupled ids; training draws it).
+    pub fn with_offset(
+        tokenizer: &Tokenizer,
+        problem: &Problem,
+        stage: &Stage,
+        offset: usize,
+    ) -> Result<Layout, TokenizerError> {
         let mut ids = prompt(tokenizer, problem)?;
         let bot = ids.len() - 1;
-        let thoughts = stage.thoughts();
+        let columns = problem.columns();
+        let thoughts = stage.thoughts_for(columns);
+        let latent_columns = stage.latent_columns(columns);
+        let coupled = Coupled {
+            columns,
+            thoughts_per_column: stage.thoughts_per_step,
+            offset,
+        };
+        let mut positions = coupled.prompt_ids(&ids);
+        positions.extend((0..thoughts).map(|slot| coupled.thought_id(slot)));
         ids.extend(std::iter::repeat_n(LATENT, thoughts));
         let first_target = ids.len();
         let steps = problem.steps();
         let written: Vec<String> = steps
             .iter()
-            .skip(stage.latent_steps())
+            .skip(latent_columns)
             .map(Step::to_string)
             .collect();
+        let answer = match stage.positions {
+            PositionScheme::Absolute => problem.answer().to_string(),
+            PositionScheme::Coupled => coupled.answer_text(problem.answer()),
+        };
         let mut tail = written.join(" <sep> ");
-        tail.push_str(&format!(" <eot> {} <eos>", problem.answer()));
-        ids.extend(tokenizer.encode(&tail)?);
+        tail.push_str(&format!(" <eot> {answer} <eos>"));
+        let tail = tokenizer.encode(&tail)?;
+        positions.extend(coupled.tail_ids(&tail, latent_columns));
+        ids.extend(tail);
         let loss_mask = (0..ids.len()).map(|t| t >= first_target).collect();
+        if stage.positions.is_absolute() {
+            positions = (0..ids.len() as u32).collect();
+        }
         Ok(Layout {
             ids,
             bot,
             thoughts,
             loss_mask,
+            positions,
+            scheme: stage.positions,
         })
+    }
+
+    /// This layout with its column ids moved up by `offset` (coupled ids; absolute ids stay):
+    /// the same as [`Layout::with_offset`] from scratch, without tokenizing again.
+    pub fn shifted(&self, offset: usize) -> Layout {
+        let mut moved = self.clone();
+        if self.scheme == PositionScheme::Coupled {
+            for id in moved.positions.iter_mut().filter(|id| **id != NO_COLUMN) {
+                *id += offset as u32;
+            }
+        }
+        moved
     }
 
     /// Positions of the thought slots.
@@ -90,6 +137,18 @@ pub fn answer_digits(tokenizer: &Tokenizer, generated: &[u32]) -> Option<String>
         .map(|&id| tokenizer.token(id).unwrap_or("?"))
         .collect();
     (!digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit())).then_some(digits)
+}
+
+/// Whether `digits` (as [`answer_digits`] reads them) are `problem`'s answer: written plainly,
+/// or with the leading zeros of a coupled layout's `columns + 1` digits.
+pub fn answer_matches(problem: &Problem, digits: &str) -> bool {
+    let plain = problem.answer().to_string();
+    digits.len() <= (problem.columns() + 1).max(plain.len())
+        && digits.len() >= plain.len()
+        && digits.ends_with(&plain)
+        && digits[..digits.len() - plain.len()]
+            .bytes()
+            .all(|b| b == b'0')
 }
 
 #[cfg(test)]
@@ -157,6 +216,51 @@ mod tests {
     }
 
     #[test]
+    fn coupled_layout_puts_each_column_at_one_id() {
+        let t = Tokenizer::new();
+        let p = Problem::new(347, 285);
+        let stage = Stage::latent(1, 2, 5).with_positions(PositionScheme::Coupled);
+        let l = Layout::new(&t, &p, &stage).unwrap();
+        assert_eq!(
+            text(&t, &l.ids),
+            "347 + 285 = <bot> <latent> <latent> 4+8+1=13 write 3 carry 1 <sep> 3+2+1=6 write 6 \
+             <eot> 0632 <eos>"
+        );
+        assert_eq!(l.positions.len(), l.ids.len());
+        assert_eq!(&l.positions[..l.bot + 1], [3, 2, 1, 0, 3, 2, 1, 0, 0]);
+        assert_eq!(&l.positions[l.thought_positions()], [1, 1]);
+        assert_eq!(&l.positions[l.eot()..], [0, 4, 3, 2, 1, 0]);
+        assert_eq!(answer_digits(&t, &l.ids).as_deref(), Some("0632"));
+        let shifted = Layout::with_offset(&t, &p, &stage, 4).unwrap();
+        assert_eq!(shifted.ids, l.ids);
+        let moved: Vec<u32> = l
+            .positions
+            .iter()
+            .map(|&i| if i == 0 { 0 } else { i + 4 })
+            .collect();
+        assert_eq!(shifted.positions, moved);
+        assert_eq!(l.shifted(4), shifted);
+        // Absolute ids ignore the offset.
+        let absolute = Layout::with_offset(&t, &p, &Stage::latent(1, 2, 5), 4).unwrap();
+        assert_eq!(
+            absolute.positions,
+            (0..absolute.ids.len() as u32).collect::<Vec<_>>()
+        );
+        assert_eq!(absolute.shifted(4), absolute);
+    }
+
+    #[test]
+    fn coupled_all_latent_thinks_every_column_of_a_longer_problem() {
+        let t = Tokenizer::new();
+        let stage = Stage::latent(5, 2, 5).with_positions(PositionScheme::Coupled);
+        let l = Layout::new(&t, &Problem::new(123_456, 7), &stage).unwrap();
+        assert_eq!(l.thoughts, 14);
+        let ids: Vec<u32> = (1..=7).flat_map(|j| [j, j]).collect();
+        assert_eq!(&l.positions[l.thought_positions()], ids);
+        assert!(text(&t, &l.ids).ends_with("<eot> 0123463 <eos>"));
+    }
+
+    #[test]
     fn reads_the_answer() {
         let t = Tokenizer::new();
         let l = Layout::new(&t, &Problem::new(347, 285), &Stage::latent(5, 1, 5)).unwrap();
@@ -164,5 +268,11 @@ mod tests {
         assert_eq!(answer_digits(&t, &l.ids[..l.ids.len() - 1]), None);
         let no_digits = t.encode("<bot> <eot> write <eos>").unwrap();
         assert_eq!(answer_digits(&t, &no_digits), None);
+        let p = Problem::new(347, 285);
+        assert!(answer_matches(&p, "632") && answer_matches(&p, "0632"));
+        assert!(!answer_matches(&p, "00632") && !answer_matches(&p, "1632"));
+        assert!(!answer_matches(&p, "32") && !answer_matches(&p, "63"));
+        let zero = Problem::new(0, 0);
+        assert!(answer_matches(&zero, "0") && answer_matches(&zero, "00"));
     }
 }

@@ -9,6 +9,7 @@
 //! - [`tokenizer`]: the vocabulary, built with the `tokenizers` crate and saved as `tokenizer.json`;
 //! - [`stage`]: the curriculum: which steps are written and which are continuous thoughts;
 //! - [`layout`]: a problem laid out for a stage: token ids, thought slots and loss mask;
+//! - [`positions`]: position ids, absolute or coupled by column;
 //! - [`config`]: the GPT-2 model configuration; [`skeleton`]: the model's tree of tensors, which
 //!   every engine maps into its own storage;
 //! - [`weights`] and [`manifest`]: stage weight files (f32, f16, int8) and their manifest;
@@ -29,6 +30,7 @@ pub mod golden;
 pub mod intervention;
 pub mod layout;
 pub mod manifest;
+pub mod positions;
 pub mod probes;
 pub mod problem;
 pub mod reference;

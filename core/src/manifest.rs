@@ -3,6 +3,7 @@
 use crate::config::ModelConfig;
 use crate::data::{DataConfig, SplitScheme};
 use crate::layout::Layout;
+use crate::positions::PositionScheme;
 use crate::probes::{ProbesError, ThoughtProbes};
 use crate::problem::{max_steps, Problem, MAX_DIGITS};
 use crate::stage::{Stage, StageKind};
@@ -115,6 +116,9 @@ pub struct StageEntry {
     pub thoughts: usize,
     /// Whether thoughts are fed-back hidden states (false for `pause`).
     pub feeds_back: bool,
+    /// Position ids ([`crate::positions`]); absolute when absent.
+    #[serde(default, skip_serializing_if = "PositionScheme::is_absolute")]
+    pub positions: PositionScheme,
     pub dtype: WeightDtype,
     #[serde(flatten)]
     pub file: FileEntry,
@@ -329,6 +333,7 @@ impl Manifest {
             kind: entry.kind,
             thoughts_per_step: self.thoughts_per_step,
             max_steps: crate::problem::max_steps(self.max_digits),
+            positions: entry.positions,
         }
     }
 
@@ -508,6 +513,7 @@ mod tests {
                 kind: StageKind::Latent { k: 2 },
                 thoughts: 2,
                 feeds_back: true,
+                positions: PositionScheme::Absolute,
                 dtype: WeightDtype::Int8,
                 file: FileEntry::describe("stage2.safetensors", bytes),
                 accuracy: None,

@@ -182,13 +182,15 @@ impl ReferenceModel {
         }
     }
 
-    /// Runs the next position with input embedding `input` (position embedding not yet added),
-    /// appending its keys and values to `cache`. Returns the final hidden state `h_t` (after
-    /// `ln_f`), and fills `trace` if given.
+    /// Runs the next position with input embedding `input` (position embedding not yet added)
+    /// and position id `position` (its index in the sequence with absolute ids, see
+    /// [`DecodePlan::position_id`]), appending its keys and values to `cache`. Returns the final
+    /// hidden state `h_t` (after `ln_f`), and fills `trace` if given.
     pub fn step(
         &self,
         cache: &mut KvCache,
         input: &[f32],
+        position: usize,
         mut trace: Option<&mut PositionTrace>,
     ) -> Result<Vec<f32>, EngineError> {
         let (c, nh) = (self.config.n_embd, self.config.n_head);
@@ -200,12 +202,12 @@ impl ReferenceModel {
             });
         }
         let t = cache.len;
-        if t >= self.config.n_positions {
+        if t.max(position) >= self.config.n_positions {
             return Err(EngineError::SequenceTooLong(self.config.n_positions));
         }
         let mut x: Vec<f32> = input
             .iter()
-            .zip(&self.wpe[t * c..(t + 1) * c])
+            .zip(&self.wpe[position * c..(position + 1) * c])
             .map(|(e, p)| e + p)
             .collect(); // (C)
         if let Some(tr) = trace.as_deref_mut() {
@@ -356,7 +358,7 @@ impl ReferenceModel {
         with_trace: bool,
         edits: &[Intervention],
     ) -> Result<Generation, EngineError> {
-        let plan = DecodePlan::new(prompt_ids.len(), stage, self.config.n_positions)?;
+        let plan = DecodePlan::new(prompt_ids, stage, self.config.n_positions)?;
         for edit in edits {
             edit.check(plan.thoughts, self.config.n_embd)?;
         }
@@ -364,41 +366,52 @@ impl ReferenceModel {
         let mut thoughts = Vec::new();
         let mut traces = Vec::new();
         let mut logits = Vec::new();
-        let mut run = |cache: &mut KvCache, input: &[f32]| -> Result<Vec<f32>, EngineError> {
+        let mut run = |cache: &mut KvCache,
+                       input: &[f32],
+                       position: usize|
+         -> Result<Vec<f32>, EngineError> {
             if !with_trace {
-                return self.step(cache, input, None);
+                return self.step(cache, input, position, None);
             }
             let mut tr = PositionTrace {
                 residual: Vec::new(),
                 attention: Vec::new(),
             };
-            let h = self.step(cache, input, Some(&mut tr))?;
+            let h = self.step(cache, input, position, Some(&mut tr))?;
             traces.push(tr);
             logits.push(self.logits(&h));
             Ok(h)
         };
         let mut hidden = Vec::new();
-        for &id in prompt_ids {
-            hidden = run(&mut cache, self.token_embedding(id)?)?;
+        let mut ids = plan.ids_before_answer(prompt_ids);
+        for (t, &id) in prompt_ids.iter().enumerate() {
+            hidden = run(
+                &mut cache,
+                self.token_embedding(id)?,
+                plan.position_id(&ids, t),
+            )?;
         }
-        for slot in 0..plan.thoughts {
+        for (slot, t) in plan.thought_positions().enumerate() {
             let input = if plan.feeds_back {
                 hidden.clone()
             } else {
                 self.token_embedding(LATENT)?.to_vec()
             };
             let input = edited(edits, slot, input);
-            hidden = run(&mut cache, &input)?;
+            hidden = run(&mut cache, &input, plan.position_id(&ids, t))?;
             thoughts.push(input);
         }
-        let mut ids = plan.ids_before_answer(prompt_ids);
         let finished = loop {
             let next = argmax(&self.logits(&hidden));
             ids.push(next);
             if !plan.runs_next(next, ids.len()) {
                 break next == EOS;
             }
-            hidden = run(&mut cache, self.token_embedding(next)?)?;
+            hidden = run(
+                &mut cache,
+                self.token_embedding(next)?,
+                plan.position_id(&ids, ids.len() - 1),
+            )?;
         };
         let trace = with_trace.then_some(Trace {
             positions: traces,
@@ -468,7 +481,7 @@ mod tests {
         let full = model.forward_full(&inputs).unwrap();
         let mut cache = model.new_cache();
         for (t, input) in inputs.iter().enumerate() {
-            let h = model.step(&mut cache, input, None).unwrap();
+            let h = model.step(&mut cache, input, t, None).unwrap();
             let (a, b) = (model.logits(&h), model.logits(&full[t]));
             let e = rel_err(&a, &b);
             assert!(e < 1e-5, "position {t}: relative error {e}");
@@ -500,7 +513,12 @@ mod tests {
                 attention: vec![],
             };
             model
-                .step(&mut cache, model.token_embedding(8).unwrap(), Some(&mut tr))
+                .step(
+                    &mut cache,
+                    model.token_embedding(8).unwrap(),
+                    t,
+                    Some(&mut tr),
+                )
                 .unwrap();
             assert_eq!(tr.residual.len(), 2);
             for head in tr.attention.iter().flatten() {
@@ -596,12 +614,12 @@ mod tests {
             ReferenceModel::new(&w.convert(WeightDtype::Int8)),
         );
         let (mut cf, mut cq) = (f.new_cache(), q.new_cache());
-        for id in [8u32, 18, 9, 19, 1] {
+        for (t, id) in [8u32, 18, 9, 19, 1].into_iter().enumerate() {
             let hf = f
-                .step(&mut cf, f.token_embedding(id).unwrap(), None)
+                .step(&mut cf, f.token_embedding(id).unwrap(), t, None)
                 .unwrap();
             let hq = q
-                .step(&mut cq, q.token_embedding(id).unwrap(), None)
+                .step(&mut cq, q.token_embedding(id).unwrap(), t, None)
                 .unwrap();
             let e = rel_err(&hq, &hf);
             assert!(e < 0.05 && e > 0.0, "int8 vs f32 relative error {e}");
@@ -613,7 +631,7 @@ mod tests {
         let model = ReferenceModel::new(&random_weights(&config(), 1));
         let mut cache = model.new_cache();
         assert!(matches!(
-            model.step(&mut cache, &[0.0; 3], None),
+            model.step(&mut cache, &[0.0; 3], 0, None),
             Err(EngineError::Width { got: 3, .. })
         ));
         assert!(model.token_embedding(22).is_err());

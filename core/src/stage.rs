@@ -6,6 +6,7 @@
 //! `nocot` answers right after `<bot> <eot>`, and `pause` feeds a fixed learned embedding (the
 //! `<latent>` token's) instead of the fed-back hidden state, so the value of the feedback shows.
 
+use crate::positions::PositionScheme;
 use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::str::FromStr;
@@ -30,6 +31,10 @@ pub struct Stage {
     pub thoughts_per_step: usize,
     /// The most steps a problem in range needs (columns + final carry): the all-latent stage.
     pub max_steps: usize,
+    /// Position ids ([`crate::positions`]); with coupled ids the thought count follows the
+    /// problem's columns ([`Stage::thoughts_for`]).
+    #[serde(default)]
+    pub positions: PositionScheme,
 }
 
 impl Stage {
@@ -40,7 +45,12 @@ impl Stage {
             },
             thoughts_per_step,
             max_steps,
+            positions: PositionScheme::Absolute,
         }
+    }
+
+    pub fn with_positions(self, positions: PositionScheme) -> Stage {
+        Stage { positions, ..self }
     }
 
     /// The stages of the curriculum in training order, 0 to all-latent.
@@ -62,12 +72,33 @@ impl Stage {
         }
     }
 
-    /// The number of thought slots after `<bot>`: depends only on the stage, never on the problem.
+    /// The number of thought slots after `<bot>` with absolute ids (the most any problem in range
+    /// gets with coupled ids): depends only on the stage, never on the problem.
     pub fn thoughts(&self) -> usize {
         match self.kind {
             StageKind::Latent { k } => k * self.thoughts_per_step,
             StageKind::NoCot => 0,
             StageKind::Pause => self.max_steps * self.thoughts_per_step,
+        }
+    }
+
+    /// The columns (steps) a problem of `columns` columns thinks: with absolute ids the stage's
+    /// `k`; with coupled ids the first `k` of its `columns + 1` (all of them at the all-latent
+    /// stage, however long the problem).
+    pub fn latent_columns(&self, columns: usize) -> usize {
+        match self.positions {
+            PositionScheme::Absolute => self.latent_steps(),
+            PositionScheme::Coupled if self.is_all_latent() => columns + 1,
+            PositionScheme::Coupled => self.latent_steps().min(columns + 1),
+        }
+    }
+
+    /// The thought slots of a problem of `columns` columns: [`Stage::thoughts`] with absolute
+    /// ids, one per latent column and `c` with coupled ids (none for `nocot`).
+    pub fn thoughts_for(&self, columns: usize) -> usize {
+        match (self.positions, self.kind) {
+            (PositionScheme::Absolute, _) | (_, StageKind::NoCot) => self.thoughts(),
+            (PositionScheme::Coupled, _) => self.latent_columns(columns) * self.thoughts_per_step,
         }
     }
 
@@ -134,6 +165,25 @@ mod tests {
         let pause = stages[0].with_kind(StageKind::Pause);
         assert_eq!((pause.thoughts(), pause.feeds_back()), (10, false));
         assert_eq!(stages[0].with_kind(StageKind::NoCot).thoughts(), 0);
+    }
+
+    #[test]
+    fn coupled_thoughts_follow_the_columns() {
+        let stages: Vec<Stage> = Stage::curriculum(2, 5)
+            .into_iter()
+            .map(|s| s.with_positions(PositionScheme::Coupled))
+            .collect();
+        // A 4-digit problem has 5 columns with the carry column: as with absolute ids.
+        let four: Vec<usize> = stages.iter().map(|s| s.thoughts_for(4)).collect();
+        assert_eq!(four, [0, 2, 4, 6, 8, 10]);
+        // A 2-digit problem thinks at most its 3 columns; a 7-digit one all 8 when all-latent.
+        assert_eq!(stages[4].thoughts_for(2), 6);
+        assert_eq!(stages[5].thoughts_for(7), 16);
+        assert_eq!(stages[4].thoughts_for(7), 8);
+        let pause = stages[5].with_kind(StageKind::Pause);
+        assert_eq!(pause.thoughts_for(6), 14);
+        assert_eq!(stages[5].with_kind(StageKind::NoCot).thoughts_for(6), 0);
+        assert_eq!(Stage::latent(3, 2, 5).thoughts_for(1), 6);
     }
 
     #[test]

@@ -277,7 +277,14 @@ impl WgpuEngine {
     ) -> Result<Generation, GpuError> {
         self.gpu.check()?;
         let (v, p) = (self.config.vocab_size, self.config.n_positions);
-        let plan = DecodePlan::new(prompt_ids.len(), stage, p)?;
+        let plan = DecodePlan::new(prompt_ids, stage, p)?;
+        if plan.coupled.is_some() {
+            return Err(GpuError::Gpu(
+                "this engine runs absolute position ids only; use the reference engine for \
+                 coupled stages"
+                    .into(),
+            ));
+        }
         if let Some(&bad) = prompt_ids.iter().find(|&&id| id as usize >= v) {
             return Err(EngineError::TokenId(bad).into());
         }

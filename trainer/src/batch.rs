@@ -18,10 +18,12 @@ use coconut_core::Stage;
 pub struct Batch {
     /// Token ids `(B, T)`, padded with `<pad>`; thought slots hold `<latent>`.
     pub ids: Tensor,
+    /// Position ids `(B, T)` (the layouts'; padding at 0).
+    pub positions: Tensor,
     /// Position of `<bot>` per example.
     pub bots: Vec<usize>,
-    /// Thought slots per example (the stage's count).
-    pub thoughts: usize,
+    /// Thought slots per example (the stage's count, or with coupled ids its columns').
+    pub thoughts: Vec<usize>,
     /// Whether thoughts are fed-back hidden states (false: the `<latent>` embedding stays).
     pub feeds_back: bool,
     /// Flat indices `b * T + t - 1` of the outputs that predict a target token.
@@ -41,16 +43,25 @@ impl Batch {
         let b = layouts.len();
         let t = layouts.iter().map(|l| l.ids.len()).max().unwrap_or(0);
         let mut ids = vec![PAD; b * t];
+        let mut positions = vec![0u32; b * t];
         let (mut predictors, mut targets, mut owner) = (Vec::new(), Vec::new(), Vec::new());
         for (i, layout) in layouts.iter().enumerate() {
             ensure!(
-                layout.thoughts == stage.thoughts(),
+                layout.scheme == stage.positions,
+                "layout has {} position ids, stage {} has {}",
+                layout.scheme,
+                stage.id(),
+                stage.positions
+            );
+            ensure!(
+                !stage.positions.is_absolute() || layout.thoughts == stage.thoughts(),
                 "layout has {} thoughts, stage {} has {}",
                 layout.thoughts,
                 stage.id(),
                 stage.thoughts()
             );
             ids[i * t..i * t + layout.ids.len()].copy_from_slice(&layout.ids);
+            positions[i * t..i * t + layout.ids.len()].copy_from_slice(&layout.positions);
             for (pos, &is_target) in layout.loss_mask.iter().enumerate() {
                 if is_target && pos > 0 {
                     predictors.push((i * t + pos - 1) as u32);
@@ -62,8 +73,9 @@ impl Batch {
         ensure!(!targets.is_empty(), "batch has no target token");
         Ok(Batch {
             ids: Tensor::from_vec(ids, (b, t), device)?,
+            positions: Tensor::from_vec(positions, (b, t), device)?,
             bots: layouts.iter().map(|l| l.bot).collect(),
-            thoughts: stage.thoughts(),
+            thoughts: layouts.iter().map(|l| l.thoughts).collect(),
             feeds_back: stage.feeds_back(),
             predictors: Tensor::new(predictors.as_slice(), device)?,
             targets: Tensor::new(targets.as_slice(), device)?,
@@ -88,11 +100,20 @@ fn hidden_states_with(model: &Gpt, batch: &Batch, detach_thoughts: bool) -> Resu
     if batch.feeds_back {
         let (b, t, c) = embeds.dims3()?;
         let device = model.device();
-        for j in 0..batch.thoughts {
-            let end = batch.bots.iter().map(|bot| bot + j).max().unwrap_or(0) + 1;
-            let prefix = model.forward(&embeds.narrow(1, 0, end)?, None)?; // (B, end, C)
+        let most = batch.thoughts.iter().copied().max().unwrap_or(0);
+        for j in 0..most {
+            // Examples with a thought j; the others' rows are computed and left unused.
+            let has = |i: usize| batch.thoughts[i] > j;
+            let end = (0..b)
+                .filter(|&i| has(i))
+                .map(|i| batch.bots[i] + j)
+                .max()
+                .unwrap_or(0)
+                + 1;
+            let positions = batch.positions.narrow(1, 0, end)?;
+            let prefix = model.forward_at(&embeds.narrow(1, 0, end)?, Some(&positions), None)?; // (B, end, C)
             let sources: Vec<u32> = (0..b)
-                .map(|i| (i * end + batch.bots[i] + j) as u32)
+                .map(|i| (i * end + (batch.bots[i] + j).min(end - 1)) as u32)
                 .collect();
             let sources = Tensor::new(sources.as_slice(), device)?;
             let mut thought = prefix.reshape((b * end, c))?.index_select(&sources, 0)?; // (B, C)
@@ -100,7 +121,7 @@ fn hidden_states_with(model: &Gpt, batch: &Batch, detach_thoughts: bool) -> Resu
                 thought = thought.detach();
             }
             let mut slot = vec![0f32; b * t];
-            for (i, bot) in batch.bots.iter().enumerate() {
+            for (i, bot) in batch.bots.iter().enumerate().filter(|&(i, _)| has(i)) {
                 slot[i * t + bot + 1 + j] = 1.0;
             }
             let slot = Tensor::from_vec(slot, (b, t, 1), device)?; // (B, T, 1)
@@ -110,7 +131,7 @@ fn hidden_states_with(model: &Gpt, batch: &Batch, detach_thoughts: bool) -> Resu
             // (B, T, C)
         }
     }
-    model.forward(&embeds, None)
+    model.forward_at(&embeds, Some(&batch.positions), None)
 }
 
 /// Logits `(N, V)` of the outputs that predict the batch's N target tokens.
@@ -167,7 +188,9 @@ mod tests {
             } else {
                 reference.token_embedding(id).unwrap().to_vec()
             };
-            hidden = reference.step(&mut cache, &input, None).unwrap();
+            hidden = reference
+                .step(&mut cache, &input, layout.positions[t] as usize, None)
+                .unwrap();
             out.push(reference.logits(&hidden));
         }
         out

@@ -3,6 +3,7 @@
 use crate::optim::AdamWConfig;
 use anyhow::{ensure, Context, Result};
 use coconut_core::data::DataConfig;
+use coconut_core::positions::PositionScheme;
 use coconut_core::problem::max_steps;
 use coconut_core::{ModelConfig, Problem, Stage, StageKind};
 use serde::{Deserialize, Serialize};
@@ -96,6 +97,14 @@ pub struct TrainConfig {
     pub data: DataConfig,
     /// Continuous thoughts per replaced step (the paper's c).
     pub thoughts_per_step: usize,
+    /// Position ids of every stage ([`coconut_core::positions`]).
+    #[serde(default)]
+    pub positions: PositionScheme,
+    /// With coupled ids, each training example's column ids start at an offset drawn uniformly
+    /// from `0..=max_position_offset` (a pure function of seed, stage and step), so the ids of
+    /// columns beyond the trained lengths are trained too. Validation and evaluation use 0.
+    #[serde(default)]
+    pub max_position_offset: usize,
     /// The stages to train, in order, each continuing from the previous one's weights.
     pub stages: Vec<StagePlan>,
     pub batch_size: usize,
@@ -144,6 +153,8 @@ impl Default for TrainConfig {
             model: ModelConfig::default(),
             data: DataConfig::default(),
             thoughts_per_step: 1,
+            positions: PositionScheme::Absolute,
+            max_position_offset: 0,
             stages: epochs
                 .iter()
                 .enumerate()
@@ -181,7 +192,8 @@ impl TrainConfig {
     /// The stage a plan entry names, with this run's c and thought budget.
     pub fn stage(&self, plan: &StagePlan) -> Result<Stage> {
         let kind: StageKind = plan.stage.parse()?;
-        let base = Stage::latent(0, self.thoughts_per_step, self.max_steps());
+        let base = Stage::latent(0, self.thoughts_per_step, self.max_steps())
+            .with_positions(self.positions);
         Ok(match kind {
             StageKind::Latent { k } => {
                 ensure!(
@@ -192,6 +204,7 @@ impl TrainConfig {
                     self.max_steps()
                 );
                 Stage::latent(k, self.thoughts_per_step, self.max_steps())
+                    .with_positions(self.positions)
             }
             kind => base.with_kind(kind),
         })
@@ -274,6 +287,24 @@ impl TrainConfig {
             "thoughts_per_step must be at least 1"
         );
         ensure!(self.batch_size >= 1, "batch_size must be at least 1");
+        match self.positions {
+            PositionScheme::Absolute => ensure!(
+                self.max_position_offset == 0,
+                "max_position_offset needs coupled positions"
+            ),
+            PositionScheme::Coupled => {
+                // The highest id: the carry column of the longest problem at the largest offset.
+                let highest = self.max_position_offset + 1 + self.data.max_digits;
+                ensure!(
+                    highest < self.model.n_positions,
+                    "coupled ids reach {highest} with max_position_offset {} and {} digits: \
+                     n_positions ({}) must exceed it",
+                    self.max_position_offset,
+                    self.data.max_digits,
+                    self.model.n_positions
+                );
+            }
+        }
         ensure!(self.cpu_shards >= 1, "cpu_shards must be at least 1");
         ensure!(
             (0.0..=1.0).contains(&self.mix),
@@ -308,6 +339,27 @@ mod tests {
         let partial: TrainConfig = serde_json::from_str(r#"{"lr": 0.002}"#).unwrap();
         assert_eq!(partial.lr, 0.002);
         assert_eq!(partial.batch_size, 256);
+    }
+
+    #[test]
+    fn coupled_positions_reach_every_stage_and_fit_the_table() {
+        let mut c = TrainConfig {
+            positions: PositionScheme::Coupled,
+            max_position_offset: 8,
+            ..TrainConfig::default()
+        };
+        c.validate().unwrap();
+        for plan in &c.stages {
+            assert_eq!(c.stage(plan).unwrap().positions, PositionScheme::Coupled);
+        }
+        c.max_position_offset = c.model.n_positions;
+        assert!(c
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("n_positions"));
+        c.positions = PositionScheme::Absolute;
+        assert!(c.validate().unwrap_err().to_string().contains("coupled"));
     }
 
     #[test]

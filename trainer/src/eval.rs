@@ -8,14 +8,16 @@ use crate::model::{to_host, Gpt};
 use anyhow::{Context, Result};
 use candle_core::Tensor;
 use coconut_core::decoding::{argmax, DecodePlan};
-use coconut_core::layout::{answer_digits, prompt, Layout};
+use coconut_core::layout::{answer_digits, answer_matches, prompt, Layout};
 use coconut_core::manifest::{DigitAccuracy, SetAccuracy};
-use coconut_core::tokenizer::{Tokenizer, LATENT};
+use coconut_core::tokenizer::{Tokenizer, EOS, LATENT};
 use coconut_core::{Problem, Stage};
 use std::collections::BTreeMap;
 
-/// Greedy generation for prompts of one length by core's [`DecodePlan`]. Returns, per prompt,
-/// the whole sequence as the reference engine does: prompt, `<latent>` slots, generated tokens.
+/// Greedy generation for prompts of one length and one thought count, by core's
+/// [`DecodePlan`] (one per prompt: with coupled ids their position ids differ). Returns, per
+/// prompt, the whole sequence as the reference engine does: prompt, `<latent>` slots, generated
+/// tokens.
 pub fn generate(model: &Gpt, prompts: &[Vec<u32>], stage: &Stage) -> Result<Vec<Vec<u32>>> {
     let b = prompts.len();
     let p = prompts.first().map_or(0, Vec::len);
@@ -23,22 +25,48 @@ pub fn generate(model: &Gpt, prompts: &[Vec<u32>], stage: &Stage) -> Result<Vec<
         p > 0 && prompts.iter().all(|x| x.len() == p),
         "prompts of a batch must share one non-zero length"
     );
-    let plan = DecodePlan::new(p, stage, model.config().n_positions)?;
+    let n_positions = model.config().n_positions;
+    let plans = prompts
+        .iter()
+        .map(|x| DecodePlan::new(x, stage, n_positions))
+        .collect::<Result<Vec<_>, _>>()?;
+    let plan = plans[0];
+    anyhow::ensure!(
+        plans.iter().all(|x| x.thoughts == plan.thoughts),
+        "prompts of a batch must share one thought count"
+    );
     let device = model.device();
+    let mut out: Vec<Vec<u32>> = prompts.iter().map(|p| plan.ids_before_answer(p)).collect();
+    // Position ids of position t of every row, as a (B, 1) column.
+    let column_at = |out: &[Vec<u32>], t: usize| -> Result<Tensor> {
+        let ids: Vec<u32> = (0..b)
+            .map(|i| plans[i].position_id(&out[i], t) as u32)
+            .collect();
+        Ok(Tensor::from_vec(ids, (b, 1), device)?)
+    };
     let mut cache = model.new_cache();
     let ids = Tensor::from_vec(prompts.concat(), (b, p), device)?;
-    let hidden = model.forward(&model.embed(&ids)?, Some(&mut cache))?; // (B, P, C)
+    let prompt_positions: Vec<u32> = plans
+        .iter()
+        .zip(prompts)
+        .flat_map(|(d, x)| d.prompt_position_ids(x).into_iter().map(|i| i as u32))
+        .collect();
+    let prompt_positions = Tensor::from_vec(prompt_positions, (b, p), device)?;
+    let hidden = model.forward_at(
+        &model.embed(&ids)?,
+        Some(&prompt_positions),
+        Some(&mut cache),
+    )?; // (B, P, C)
     let mut last = hidden.narrow(1, p - 1, 1)?; // (B, 1, C)
     let latent = model.token_embedding(LATENT)?.reshape((1, 1, ()))?; // (1, 1, C)
-    for _ in plan.thought_positions() {
+    for t in plan.thought_positions() {
         let input = if plan.feeds_back {
             last.clone()
         } else {
             latent.broadcast_as(last.shape())?.contiguous()?
         };
-        last = model.forward(&input, Some(&mut cache))?;
+        last = model.forward_at(&input, Some(&column_at(&out, t)?), Some(&mut cache))?;
     }
-    let mut out: Vec<Vec<u32>> = prompts.iter().map(|p| plan.ids_before_answer(p)).collect();
     let mut running = vec![true; b];
     loop {
         let logits = to_host(&model.logits(&last)?)?; // (B * V)
@@ -48,14 +76,30 @@ pub fn generate(model: &Gpt, prompts: &[Vec<u32>], stage: &Stage) -> Result<Vec<
             if running[i] {
                 out[i].push(next[i]);
                 running[i] = plan.runs_next(next[i], out[i].len());
+            } else {
+                // Finished rows run on in lockstep; what they compute is never read.
+                out[i].push(EOS);
             }
         }
         // Rows share one length, so the position limit stops them all at once.
         if !running.contains(&true) {
             break;
         }
+        let t = out[0].len() - 1;
         let ids = Tensor::from_vec(next, (b, 1), device)?;
-        last = model.forward(&model.embed(&ids)?, Some(&mut cache))?;
+        last = model.forward_at(
+            &model.embed(&ids)?,
+            Some(&column_at(&out, t)?),
+            Some(&mut cache),
+        )?;
+    }
+    // The padding pushed after a row's end is not part of its generation.
+    for (row, plan) in out.iter_mut().zip(&plans) {
+        let end = row[plan.prompt_len + plan.thoughts..]
+            .iter()
+            .position(|&id| id == EOS)
+            .map_or(row.len(), |i| plan.prompt_len + plan.thoughts + i + 1);
+        row.truncate(end);
     }
     Ok(out)
 }
@@ -79,11 +123,16 @@ pub fn greedy_correct(
     stage: &Stage,
     batch_size: usize,
 ) -> Result<Vec<bool>> {
-    // Batch problems whose prompts have the same length, so every row runs in lockstep.
-    let mut by_len: BTreeMap<usize, Vec<(usize, Vec<u32>)>> = BTreeMap::new();
+    // Batch problems whose prompts have the same length and thought count, so every row runs
+    // in lockstep.
+    let mut by_len: BTreeMap<(usize, usize), Vec<(usize, Vec<u32>)>> = BTreeMap::new();
     for (i, p) in problems.iter().enumerate() {
         let ids = prompt(tokenizer, p)?;
-        by_len.entry(ids.len()).or_default().push((i, ids));
+        let thoughts = stage.thoughts_for(p.columns());
+        by_len
+            .entry((ids.len(), thoughts))
+            .or_default()
+            .push((i, ids));
     }
     let mut correct = vec![false; problems.len()];
     for group in by_len.values() {
@@ -120,7 +169,7 @@ pub fn cpu_greedy_correct(
 
 /// Whether the answer in a generated sequence is exactly the problem's.
 pub fn answer_is_right(tokenizer: &Tokenizer, problem: &Problem, generated: &[u32]) -> bool {
-    answer_digits(tokenizer, generated) == Some(problem.answer().to_string())
+    answer_digits(tokenizer, generated).is_some_and(|digits| answer_matches(problem, &digits))
 }
 
 /// Per problem: whether every target token is the argmax given the gold prefix.
@@ -172,10 +221,22 @@ pub fn evaluate(
             .iter()
             .map(|p| Layout::new(tokenizer, p, stage))
             .collect::<Result<Vec<_>, _>>()?;
-        let refs: Vec<&Layout> = layouts.iter().collect();
-        let forced = engine
-            .teacher_forced_correct(&refs, stage.feeds_back(), batch_size)
-            .with_context(|| format!("teacher-forced evaluation of {set}"))?;
+        // A layout longer than the model's positions (a long problem written out) cannot be
+        // teacher-forced: it counts as wrong.
+        let fits = |l: &Layout| l.ids.len() <= model.config().n_positions;
+        let refs: Vec<&Layout> = layouts.iter().filter(|l| fits(l)).collect();
+        let mut fitted = if refs.is_empty() {
+            Vec::new()
+        } else {
+            engine
+                .teacher_forced_correct(&refs, stage.feeds_back(), batch_size)
+                .with_context(|| format!("teacher-forced evaluation of {set}"))?
+        }
+        .into_iter();
+        let forced = layouts
+            .iter()
+            .map(|l| fits(l) && fitted.next().unwrap_or(false))
+            .collect();
         (greedy, forced)
     } else {
         let greedy = greedy_correct(model, tokenizer, problems, stage, batch_size)
@@ -241,17 +302,24 @@ mod tests {
     use super::*;
     use coconut_core::{ModelConfig, StageKind};
 
+    use coconut_core::positions::PositionScheme;
+
     #[test]
     fn generation_matches_the_reference_engine() {
         let (reference, model, tok) = crate::test_support::oracle_and_candle(21);
         let base = Stage::latent(2, 1, 5);
+        let coupled = base.with_positions(PositionScheme::Coupled);
         for stage in [
             base,
             base.with_kind(StageKind::Pause),
             base.with_kind(StageKind::NoCot),
+            coupled,
+            Stage::latent(5, 2, 5).with_positions(PositionScheme::Coupled),
+            coupled.with_kind(StageKind::Pause),
         ] {
-            // Two prompts of one length in one batch, each equal to the reference's generation.
-            let problems = [Problem::new(12, 34), Problem::new(98, 76)];
+            // Two prompts of one length in one batch (their coupled ids differ), each equal to
+            // the reference's generation.
+            let problems = [Problem::new(123, 45), Problem::new(12, 345)];
             let prompts: Vec<Vec<u32>> =
                 problems.iter().map(|p| prompt(&tok, p).unwrap()).collect();
             let ours = generate(&model, &prompts, &stage).unwrap();

@@ -118,6 +118,7 @@ pub fn export_stage(
         kind: stage.kind,
         thoughts: stage.thoughts(),
         feeds_back: stage.feeds_back(),
+        positions: stage.positions,
         dtype,
         file: FileEntry::describe(&file, &bytes),
         accuracy: facts.accuracy,

@@ -36,7 +36,11 @@ pub fn golden_run(
         Ok(hidden)
     };
     let prompt = prompt(tokenizer, problem)?;
-    let plan = DecodePlan::new(prompt.len(), stage, model.config().n_positions)?;
+    anyhow::ensure!(
+        stage.positions.is_absolute(),
+        "golden runs use absolute position ids only"
+    );
+    let plan = DecodePlan::new(&prompt, stage, model.config().n_positions)?;
     let mut hidden = None;
     for id in prompt {
         hidden = Some(run_position(&model.token_embedding(id)?, &mut logits)?);

@@ -224,8 +224,19 @@ impl Gpt {
     /// not yet added): `(B, T, C)`. Without a cache the inputs sit at positions `0..T`; with one,
     /// at `cache.positions()..cache.positions() + T`, attending to the cached positions too, and their keys
     /// and values are appended.
-    pub fn forward(&self, embeds: &Tensor, mut cache: Option<&mut KvCache>) -> Result<Tensor> {
-        let (_b, t, c) = embeds.dims3()?;
+    pub fn forward(&self, embeds: &Tensor, cache: Option<&mut KvCache>) -> Result<Tensor> {
+        self.forward_at(embeds, None, cache)
+    }
+
+    /// [`Gpt::forward`] with each input's position id given, `(B, T)` u32 (coupled ids; `None`
+    /// adds the absolute ones: the sequence positions).
+    pub fn forward_at(
+        &self,
+        embeds: &Tensor,
+        position_ids: Option<&Tensor>,
+        mut cache: Option<&mut KvCache>,
+    ) -> Result<Tensor> {
+        let (b, t, c) = embeds.dims3()?;
         ensure!(
             c == self.config.n_embd,
             "input width {c}, model width {}",
@@ -239,8 +250,17 @@ impl Gpt {
             offset + t,
             self.config.n_positions
         );
-        let pos = self.wpe.narrow(0, offset, t)?; // (T, C)
-        let mut x = embeds.broadcast_add(&pos)?; // (B, T, C)
+        let mut x = match position_ids {
+            None => embeds.broadcast_add(&self.wpe.narrow(0, offset, t)?)?, // (B, T, C)
+            Some(ids) => {
+                ensure!(ids.dims2()? == (b, t), "position ids must be (B, T)");
+                let pos = self
+                    .wpe
+                    .embedding(&ids.flatten_all()?)?
+                    .reshape((b, t, c))?;
+                (embeds + pos)? // (B, T, C)
+            }
+        };
         let mask = causal_mask(t, offset, &self.device)?; // (T, offset + T) or none
         for (l, block) in self.blocks.iter().enumerate() {
             let layer_cache = cache.as_deref_mut().map(|k| &mut k.layers[l]);
@@ -403,7 +423,7 @@ mod tests {
             } else {
                 reference.token_embedding(id).unwrap().to_vec()
             };
-            hidden = reference.step(&mut cache, &input, None).unwrap();
+            hidden = reference.step(&mut cache, &input, t, None).unwrap();
             logits.push(reference.logits(&hidden));
             inputs.push(input);
         }

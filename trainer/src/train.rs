@@ -308,11 +308,19 @@ pub fn train(
                 &splits.train,
                 &order.1[start..end],
             )?;
-            let members: Vec<&Layout> = order.1[start..end]
+            let offsets = position_offsets(
+                config.max_position_offset,
+                offset_key(config.seed, progress.stage_index, step),
+                end - start,
+            );
+            // Owned: each member's column ids are moved by its offset (a no-op without).
+            let members: Vec<Layout> = order.1[start..end]
                 .iter()
                 .zip(&picked)
-                .map(|(&i, earlier)| earlier.as_ref().unwrap_or(&layouts[i]))
+                .zip(&offsets)
+                .map(|((&i, earlier), &o)| earlier.as_ref().unwrap_or(&layouts[i]).shifted(o))
                 .collect();
+            let members: Vec<&Layout> = members.iter().collect();
             let batch_tokens: usize = members.iter().map(|l| l.ids.len()).sum();
 
             // Forward, checked before anything changes.
@@ -457,10 +465,26 @@ fn mixed_in(
                 rng.random_range(0..k),
                 stage.thoughts_per_step,
                 stage.max_steps,
-            );
+            )
+            .with_positions(stage.positions);
             Ok(Some(Layout::new(tokenizer, &train[i], &earlier)?))
         })
         .collect()
+}
+
+/// Each batch member's column-id offset, uniform in `0..=max` (none drawn when `max` is 0, so
+/// runs without offsets keep their random streams).
+fn position_offsets(max: usize, key: u64, n: usize) -> Vec<usize> {
+    if max == 0 {
+        return vec![0; n];
+    }
+    let mut rng = ChaCha8Rng::seed_from_u64(key);
+    (0..n).map(|_| rng.random_range(0..=max)).collect()
+}
+
+/// The random stream of a step's position offsets.
+fn offset_key(seed: u64, stage_index: usize, step: u64) -> u64 {
+    seed ^ 0x6F66_6673_6574 ^ ((stage_index as u64) << 48) ^ step
 }
 
 /// The random stream of a step's data mixing.

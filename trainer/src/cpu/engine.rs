@@ -222,12 +222,14 @@ pub fn generate(
     let (c, v, cap) = (cfg.n_embd, cfg.vocab_size, cfg.n_positions);
     let decoding = prompts
         .iter()
-        .map(|p| DecodePlan::new(p.len(), stage, cap))
+        .map(|p| DecodePlan::new(p, stage, cap))
         .collect::<Result<Vec<_>, _>>()?;
-    let thoughts = stage.thoughts();
-    let mut plan = Plan::for_generation(prompts, thoughts, stage.feeds_back(), cap)?;
-    let capacity =
-        prompts.iter().map(|p| p.len()).sum::<usize>() + prompts.len() * (thoughts + 64).min(cap);
+    let mut plan = Plan::for_generation(prompts, &decoding, cap)?;
+    let capacity = prompts
+        .iter()
+        .zip(&decoding)
+        .map(|(p, d)| p.len() + (d.thoughts + 64).min(cap))
+        .sum();
     ws.fit(layout, &plan, capacity);
     for chunk in plan.chunks.clone() {
         forward_chunk(layout, params, &plan, ws, chunk);
@@ -251,13 +253,14 @@ pub fn generate(
             let token = argmax(&logits);
             out[e].push(token);
             if decoding[e].runs_next(token, out[e].len()) {
-                next.push((e, t, Input::Token(token)));
+                let wpe = decoding[e].position_id(&out[e], t);
+                next.push((e, t, wpe, Input::Token(token)));
             }
         }
         if next.is_empty() {
             return Ok(out);
         }
-        running = next.iter().map(|&(e, _, _)| e).collect();
+        running = next.iter().map(|&(e, ..)| e).collect();
         plan.push_chunk(next);
         ws.fit(layout, &plan, capacity);
         let chunk = plan.chunks.last().expect("just pushed").clone();
@@ -278,7 +281,7 @@ fn forward_chunk(
 
     // Input embeddings: a token's row of wte, or the hidden state a thought is fed from.
     for r in rows.clone() {
-        let pos = &p[layout.wpe.start + plan.row_position[r] * c..][..c];
+        let pos = &p[layout.wpe.start + plan.row_wpe[r] * c..][..c];
         let source = match plan.row_input[r] {
             Input::Token(id) => &p[layout.wte.start + id as usize * c..][..c],
             Input::Thought(from) => &ws.hidden[from * c..(from + 1) * c],
@@ -403,7 +406,7 @@ fn backward_chunk(
     // d input: to the position table, and to the token's embedding or the fed-back hidden state.
     for r in rows {
         let d = &ws.d_resid[r * c..(r + 1) * c];
-        let pos = layout.wpe.start + plan.row_position[r] * c;
+        let pos = layout.wpe.start + plan.row_wpe[r] * c;
         kernels::add_assign(&mut g[pos..pos + c], d);
         match plan.row_input[r] {
             Input::Token(id) => {

@@ -28,6 +28,7 @@ pub(crate) mod tests {
     use crate::optim::AdamWConfig;
     use candle_core::Device;
     use coconut_core::layout::Layout;
+    use coconut_core::positions::PositionScheme;
     use coconut_core::tokenizer::Tokenizer;
     use coconut_core::weights::random_weights;
     use coconut_core::{ModelConfig, Problem, Stage, StageKind};
@@ -77,8 +78,17 @@ pub(crate) mod tests {
             Stage::latent(3, 2, 5),
             base.with_kind(StageKind::Pause),
             base.with_kind(StageKind::NoCot),
+            Stage::latent(2, 2, 5).with_positions(PositionScheme::Coupled),
+            Stage::latent(5, 1, 5).with_positions(PositionScheme::Coupled),
+            base.with_kind(StageKind::Pause)
+                .with_positions(PositionScheme::Coupled),
         ] {
-            let layouts = layouts(&stage);
+            // Coupled layouts at the offsets training draws: ids other than the sequence's.
+            let layouts: Vec<Layout> = layouts(&stage)
+                .iter()
+                .enumerate()
+                .map(|(i, l)| l.shifted(i % 3 * 2))
+                .collect();
             let refs: Vec<&Layout> = layouts.iter().collect();
             let batch = crate::test_support::batch(&layouts, &stage);
             let want_loss = loss(&model, &batch).unwrap();
@@ -134,6 +144,8 @@ pub(crate) mod tests {
             Stage::latent(5, 1, 5),
             base.with_kind(StageKind::Pause),
             base.with_kind(StageKind::NoCot),
+            Stage::latent(1, 2, 5).with_positions(PositionScheme::Coupled),
+            Stage::latent(5, 2, 5).with_positions(PositionScheme::Coupled),
         ] {
             let mut engine = CpuTrainer::new(&weights, adamw(), 2).unwrap();
             let got = engine.generate(&prompts, &stage, 2).unwrap();

@@ -15,6 +15,7 @@
 //! per example, never a pass over the prefix again.
 
 use anyhow::{ensure, Result};
+use coconut_core::decoding::DecodePlan;
 use coconut_core::layout::Layout;
 use std::ops::Range;
 
@@ -50,9 +51,11 @@ impl Example {
 #[derive(Clone, Debug, PartialEq)]
 pub struct Plan {
     pub examples: Vec<Example>,
-    /// Per row: its example and position.
+    /// Per row: its example, position (index in the example) and position id (the row of
+    /// `wpe` it adds: the position itself with absolute ids, its column with coupled ones).
     pub row_example: Vec<usize>,
     pub row_position: Vec<usize>,
+    pub row_wpe: Vec<usize>,
     pub row_input: Vec<Input>,
     /// Row ranges in computation order; together they cover `0..rows()` once.
     pub chunks: Vec<Range<usize>>,
@@ -108,6 +111,7 @@ impl Plan {
                     plan.examples[e].rows[t] = row;
                     plan.row_example.push(e);
                     plan.row_position.push(t);
+                    plan.row_wpe.push(layout.positions[t] as usize);
                     plan.row_input.push(input);
                 }
             }
@@ -141,6 +145,7 @@ impl Plan {
             examples,
             row_example: Vec::new(),
             row_position: Vec::new(),
+            row_wpe: Vec::new(),
             row_input: Vec::new(),
             chunks: Vec::new(),
             predictors: Vec::new(),
@@ -153,40 +158,44 @@ impl Plan {
         self.row_example.len()
     }
 
-    /// The start of a greedy generation: each prompt (question and `<bot>`), then `thoughts`
-    /// thought rows (fed back when `feeds_back`, else the `<latent>` token), one chunk each.
-    /// Every example may grow to `cap` positions; [`Plan::push_chunk`] adds the generated ones.
-    pub fn for_generation(
-        prompts: &[Vec<u32>],
-        thoughts: usize,
-        feeds_back: bool,
-        cap: usize,
-    ) -> Result<Plan> {
+    /// The start of a greedy generation: each prompt (question and `<bot>`), then its plan's
+    /// thought rows (fed back, or the `<latent>` token for pause), thought j of every example
+    /// that has one in chunk j. Every example may grow to `cap` positions; [`Plan::push_chunk`]
+    /// adds the generated ones.
+    pub fn for_generation(prompts: &[Vec<u32>], plans: &[DecodePlan], cap: usize) -> Result<Plan> {
         ensure!(!prompts.is_empty(), "nothing to generate");
         ensure!(
             prompts
                 .iter()
-                .all(|p| !p.is_empty() && p.len() + thoughts < cap),
-            "a prompt and its {thoughts} thoughts must leave room below {cap} positions"
+                .zip(plans)
+                .all(|(p, d)| !p.is_empty() && p.len() + d.thoughts < cap),
+            "a prompt and its thoughts must leave room below {cap} positions"
         );
         let mut plan = Plan::empty(prompts.iter().map(|_| cap));
-        let all: Vec<usize> = (0..prompts.len()).collect();
         plan.push_chunk(prompts.iter().enumerate().flat_map(|(e, p)| {
+            let ids = plans[e].prompt_position_ids(p);
             p.iter()
+                .zip(ids)
                 .enumerate()
-                .map(move |(t, &id)| (e, t, Input::Token(id)))
+                .map(move |(t, (&id, wpe))| (e, t, wpe, Input::Token(id)))
         }));
-        for j in 0..thoughts {
-            let rows: Vec<_> = all
-                .iter()
-                .map(|&e| {
-                    let t = prompts[e].len() + j;
-                    let input = if feeds_back {
+        let most = plans.iter().map(|d| d.thoughts).max().unwrap_or(0);
+        for j in 0..most {
+            let rows: Vec<_> = (0..prompts.len())
+                .filter(|&e| plans[e].thoughts > j)
+                .map(|e| {
+                    let (d, t) = (&plans[e], prompts[e].len() + j);
+                    let input = if d.feeds_back {
                         Input::Thought(plan.examples[e].rows[t - 1])
                     } else {
                         Input::Token(coconut_core::tokenizer::LATENT)
                     };
-                    (e, t, input)
+                    (
+                        e,
+                        t,
+                        d.position_id(&d.ids_before_answer(&prompts[e]), t),
+                        input,
+                    )
                 })
                 .collect();
             plan.push_chunk(rows);
@@ -194,11 +203,11 @@ impl Plan {
         Ok(plan)
     }
 
-    /// Appends one chunk of rows `(example, position, input)`; each example's positions must
-    /// continue where its rows end.
-    pub fn push_chunk(&mut self, rows: impl IntoIterator<Item = (usize, usize, Input)>) {
+    /// Appends one chunk of rows `(example, position, position id, input)`; each example's
+    /// positions must continue where its rows end.
+    pub fn push_chunk(&mut self, rows: impl IntoIterator<Item = (usize, usize, usize, Input)>) {
         let start = self.rows();
-        for (e, t, input) in rows {
+        for (e, t, wpe, input) in rows {
             assert!(
                 t == 0 || self.examples[e].rows[t - 1] != usize::MAX,
                 "position {t} of example {e} comes before {}",
@@ -207,6 +216,7 @@ impl Plan {
             self.examples[e].rows[t] = self.rows();
             self.row_example.push(e);
             self.row_position.push(t);
+            self.row_wpe.push(wpe);
             self.row_input.push(input);
         }
         self.chunks.push(start..self.rows());

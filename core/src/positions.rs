@@ -1,0 +1,215 @@
+//! Position ids: which row of the position table (`wpe`) each position of a sequence adds.
+//!
+//! **Absolute** (GPT-2's): a token's index in the sequence. Trained on 1-4 digit operands, a
+//! 5-digit problem puts its tokens at indices the model never saw in those roles, and every model
+//! we and others trained that way scores 0% there.
+//!
+//! **Coupled** (Cho et al., NeurIPS 2024, "Position Coupling"): the id says which *column* a token
+//! belongs to, so the digits the model must combine share an id however long the problem is.
+//! With `col(j) = offset + 1 + j` for the column of significance `j` (units = 0) of a problem with
+//! `L` columns (the longer operand's digits) plus the carry column `L`:
+//!
+//! | tokens | id |
+//! |---|---|
+//! | a digit of `a` or `b` of significance `j` | `col(j)` |
+//! | the thoughts of column `j` (c per column) | `col(j)` |
+//! | every token of the written step of column `j`, with its trailing `<sep>` | `col(j)` |
+//! | the answer digit of significance `j` (the answer is written with `L + 1` digits, a leading zero when nothing carries out, so a digit's significance is known when it is written) | `col(j)` |
+//! | `+`, `=`, `<bot>`, `<eot>`, `<eos>` (marks whose meaning is their content) | [`NO_COLUMN`] |
+//!
+//! Training draws `offset` at random per example, so the ids of columns beyond the trained lengths
+//! are trained too; inference uses offset 0. The thoughts follow the input: `(L + 1) * c` for the
+//! all-latent stage, so a longer problem gets more of them.
+
+use crate::tokenizer::{DIGIT0, EOT, SEP};
+use serde::{Deserialize, Serialize};
+
+/// `+` and `=` in the vocabulary.
+const PLUS: u32 = 18;
+const EQUALS: u32 = 19;
+
+/// The id of the tokens that belong to no column.
+pub const NO_COLUMN: u32 = 0;
+
+/// How a stage assigns position ids.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PositionScheme {
+    /// A token's index in the sequence (GPT-2).
+    #[default]
+    Absolute,
+    /// A token's column (see the module's table).
+    Coupled,
+}
+
+impl PositionScheme {
+    pub fn is_absolute(&self) -> bool {
+        *self == PositionScheme::Absolute
+    }
+}
+
+impl std::str::FromStr for PositionScheme {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "absolute" => Ok(PositionScheme::Absolute),
+            "coupled" => Ok(PositionScheme::Coupled),
+            other => Err(format!(
+                "unknown position scheme '{other}': expected absolute or coupled"
+            )),
+        }
+    }
+}
+
+impl std::fmt::Display for PositionScheme {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            PositionScheme::Absolute => "absolute",
+            PositionScheme::Coupled => "coupled",
+        })
+    }
+}
+
+fn is_digit(id: u32) -> bool {
+    (DIGIT0..DIGIT0 + 10).contains(&id)
+}
+
+/// The coupled ids of one problem.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Coupled {
+    /// The problem's columns: the longer operand's digits (the carry column is one more).
+    pub columns: usize,
+    /// Thoughts per column (the stage's c).
+    pub thoughts_per_column: usize,
+    /// Added to every column's id.
+    pub offset: usize,
+}
+
+impl Coupled {
+    /// The id of the column of significance `j`.
+    pub fn column(&self, j: usize) -> u32 {
+        (self.offset + 1 + j) as u32
+    }
+
+    /// The columns of a prompt `a + b = <bot>` (digits, `+`, digits, `=`, then anything), or
+    /// `None` if the prompt does not have that shape.
+    pub fn columns_of(prompt: &[u32]) -> Option<usize> {
+        let plus = prompt.iter().position(|&id| id == PLUS)?;
+        let equals = plus + 1 + prompt[plus + 1..].iter().position(|&id| id == EQUALS)?;
+        let (a, b) = (&prompt[..plus], &prompt[plus + 1..equals]);
+        let digits = |s: &[u32]| !s.is_empty() && s.iter().all(|&id| is_digit(id));
+        (digits(a) && digits(b)).then_some(a.len().max(b.len()))
+    }
+
+    /// The ids of a prompt `a + b = <bot>`: each operand digit at its column, the rest
+    /// [`NO_COLUMN`].
+    pub fn prompt_ids(&self, prompt: &[u32]) -> Vec<u32> {
+        let mut ids = Vec::with_capacity(prompt.len());
+        for (t, &id) in prompt.iter().enumerate() {
+            if is_digit(id) {
+                // Digits left in this operand after this one = its significance.
+                let end = prompt[t..]
+                    .iter()
+                    .position(|&x| !is_digit(x))
+                    .map_or(prompt.len(), |n| t + n);
+                ids.push(self.column(end - t - 1));
+            } else {
+                ids.push(NO_COLUMN);
+            }
+        }
+        ids
+    }
+
+    /// The id of thought slot `slot` (0-based): its column's.
+    pub fn thought_id(&self, slot: usize) -> u32 {
+        self.column(slot / self.thoughts_per_column.max(1))
+    }
+
+    /// The ids of the tokens after the thoughts (`tail`: written steps, `<eot>`, the answer,
+    /// `<eos>`), when the first `latent_columns` columns were thoughts: the written step of
+    /// column j (through its `<sep>`) at `col(j)`, the answer digit of significance j at `col(j)`.
+    pub fn tail_ids(&self, tail: &[u32], latent_columns: usize) -> Vec<u32> {
+        let mut ids = Vec::with_capacity(tail.len());
+        let mut column = latent_columns;
+        let mut answer_digits: Option<usize> = None;
+        for &id in tail {
+            match answer_digits.as_mut() {
+                None if id == EOT => {
+                    answer_digits = Some(0);
+                    ids.push(NO_COLUMN);
+                }
+                None => {
+                    ids.push(self.column(column));
+                    column += usize::from(id == SEP);
+                }
+                Some(i) if is_digit(id) && *i <= self.columns => {
+                    ids.push(self.column(self.columns - *i));
+                    *i += 1;
+                }
+                Some(_) => ids.push(NO_COLUMN),
+            }
+        }
+        ids
+    }
+
+    /// The answer as a coupled layout writes it: `columns + 1` digits.
+    pub fn answer_text(&self, answer: u64) -> String {
+        format!("{answer:0width$}", width = self.columns + 1)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tokenizer::Tokenizer;
+
+    fn ids(text: &str) -> Vec<u32> {
+        Tokenizer::new().encode(text).unwrap()
+    }
+
+    #[test]
+    fn prompt_digits_share_their_column_id() {
+        let prompt = ids("347 + 85 = <bot>");
+        assert_eq!(Coupled::columns_of(&prompt), Some(3));
+        let c = Coupled {
+            columns: 3,
+            thoughts_per_column: 2,
+            offset: 0,
+        };
+        assert_eq!(c.prompt_ids(&prompt), [3, 2, 1, 0, 2, 1, 0, 0]);
+        let shifted = Coupled { offset: 5, ..c };
+        assert_eq!(shifted.prompt_ids(&prompt), [8, 7, 6, 0, 7, 6, 0, 0]);
+        assert_eq!(
+            (c.thought_id(0), c.thought_id(1), c.thought_id(2)),
+            (1, 1, 2)
+        );
+    }
+
+    #[test]
+    fn tail_steps_and_padded_answer() {
+        let c = Coupled {
+            columns: 3,
+            thoughts_per_column: 1,
+            offset: 0,
+        };
+        // Column 0 latent; columns 1 and 2 written; answer 0632 by significance 3, 2, 1, 0.
+        let tail = ids("4+8+1=13 write 3 carry 1 <sep> 3+2+1=6 write 6 <eot> 0632 <eos>");
+        let got = c.tail_ids(&tail, 1);
+        let step1 = ids("4+8+1=13 write 3 carry 1 <sep>").len();
+        let step2 = ids("3+2+1=6 write 6").len();
+        let mut want = vec![2; step1];
+        want.extend(vec![3; step2]);
+        want.extend([0, 4, 3, 2, 1, 0]);
+        assert_eq!(got, want);
+        assert_eq!(c.answer_text(632), "0632");
+    }
+
+    #[test]
+    fn refuses_prompts_of_another_shape() {
+        assert_eq!(Coupled::columns_of(&ids("347 = <bot>")), None);
+        assert_eq!(Coupled::columns_of(&ids("+ 1 = <bot>")), None);
+        assert_eq!(Coupled::columns_of(&ids("12 + 3 <bot>")), None);
+        assert_eq!(Coupled::columns_of(&ids("12 + 3 =")), Some(2));
+    }
+}
