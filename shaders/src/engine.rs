@@ -278,13 +278,6 @@ impl WgpuEngine {
         self.gpu.check()?;
         let (v, p) = (self.config.vocab_size, self.config.n_positions);
         let plan = DecodePlan::new(prompt_ids, stage, p)?;
-        if plan.coupled.is_some() {
-            return Err(GpuError::Gpu(
-                "this engine runs absolute position ids only; use the reference engine for \
-                 coupled stages"
-                    .into(),
-            ));
-        }
         if let Some(&bad) = prompt_ids.iter().find(|&&id| id as usize >= v) {
             return Err(EngineError::TokenId(bad).into());
         }
@@ -297,6 +290,19 @@ impl WgpuEngine {
         self.gpu
             .queue
             .write_buffer(&self.model.buffers.ids, 0, bytemuck::cast_slice(&ids));
+        // Position ids: with absolute ids every position's (the speculative runs below find
+        // theirs); with coupled ids the prompt's and the thoughts', the others follow the tokens.
+        let positions: Vec<u32> = match plan.coupled {
+            None => (0..=p as u32).collect(),
+            Some(_) => (0..ids.len())
+                .map(|t| plan.position_id(&ids, t) as u32)
+                .collect(),
+        };
+        self.gpu.queue.write_buffer(
+            &self.model.buffers.positions,
+            0,
+            bytemuck::cast_slice(&positions),
+        );
 
         // The prompt, in one submission.
         let prefill = prefill_step(p, n);
@@ -322,10 +328,11 @@ impl WgpuEngine {
         // Decoding. `pending` computes ids[len]. The GPU already has that id, so position len is
         // submitted before the id is read (one position of lookahead): the host's read-back and
         // recording overlap the GPU's work. If ids[len] ends the plan (<eos>), that position is
-        // discarded (its cache row and outputs are never read).
+        // discarded (its cache row and outputs are never read). With coupled ids a position's id
+        // depends on its token, so each position waits for its token.
         let mut len = ids.len();
         let finished = loop {
-            let speculative = if plan.fits(len + 1) {
+            let speculative = if plan.coupled.is_none() && plan.fits(len + 1) {
                 let run = decode_step(len);
                 let cmd = self.record(run, EmbedInput::Token, Some(run), true, with_trace);
                 Some(self.submit(cmd)?)
@@ -344,6 +351,17 @@ impl WgpuEngine {
                 Some(_) => {
                     self.stats.discarded += 1;
                     break next == EOS;
+                }
+                None if plan.coupled.is_some() && plan.runs_next(next, ids.len()) => {
+                    let id = plan.position_id(&ids, len) as u32;
+                    let at = len as u64 * 4;
+                    let positions = &self.model.buffers.positions;
+                    self.gpu
+                        .queue
+                        .write_buffer(positions, at, bytemuck::bytes_of(&id));
+                    let run = decode_step(len);
+                    let cmd = self.record(run, EmbedInput::Token, Some(run), true, with_trace);
+                    pending = self.submit(cmd)?;
                 }
                 None => break next == EOS,
             }

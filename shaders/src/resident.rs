@@ -80,6 +80,8 @@ fn upload_weights(
 pub(crate) struct Buffers {
     /// Token ids of the sequence, plus the slot the next argmax writes.
     pub ids: wgpu::Buffer,
+    /// Each position's id in the position table (`DecodePlan::position_id`), written by the host.
+    pub positions: wgpu::Buffer,
     /// The residual stream `[P, C]`.
     pub x: wgpu::Buffer,
     xn: wgpu::Buffer,
@@ -130,6 +132,7 @@ impl Buffers {
         let largest = Readback::new(cfg, cfg.n_positions, cfg.n_positions, true).total();
         Buffers {
             ids: storage("ids", p + 1, copy),
+            positions: storage("positions", p + 1, copy),
             x: storage("x", p * c, copy),
             xn: storage("xn", p * c, none),
             qkv: storage("qkv", 3 * p * c, none),
@@ -329,7 +332,16 @@ impl Resident {
         let embed_bg = kernels.embed.token.bind(
             device,
             &steps,
-            [&b.ids, &b.hidden, wte.0, wte.1, wpe.0, wpe.1, &b.x],
+            [
+                &b.ids,
+                &b.hidden,
+                wte.0,
+                wte.1,
+                wpe.0,
+                wpe.1,
+                &b.x,
+                &b.positions,
+            ],
         );
         let ln_f_bg = bind_norm(device, &steps, &kernels.ln_f, &tree.ln_f, &b.x, &b.hidden);
         let lm_head_bg =

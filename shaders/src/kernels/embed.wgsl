@@ -1,5 +1,7 @@
 // Input embedding of the positions p = t0 + r, r < rows:
-//   x[r, c] = e[r, c] + wpe[p, c]
+//   x[r, c] = e[r, c] + wpe[positions[p], c]
+// positions[p] is p's id in the position table: p itself (absolute ids) or its column (coupled
+// ids), written by the host from the decoding plan.
 // token (FROM_HIDDEN false): e[r, c] = wte[ids[p], c]   a token (or, for pause thoughts, <latent>)
 // thought (FROM_HIDDEN true): e[r, c] = hidden[p - 1, c]  a continuous thought: the final hidden
 //                                                        state (after ln_f) of the previous
@@ -18,6 +20,7 @@ override FROM_HIDDEN: bool = false;
 @group(0) @binding(5) var<storage, read> wpe: array<u32>;
 @group(0) @binding(6) var<storage, read> wpe_scale: array<f32>;
 @group(0) @binding(7) var<storage, read_write> x: array<f32>;
+@group(0) @binding(8) var<storage, read> positions: array<u32>;
 
 // The word of a table that holds column c of `row`: rows are (C + 3) / 4 words of four int8
 // values, or C f32 words padded to the same multiple of 4.
@@ -55,6 +58,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
         let s = wte_scale[min(id, arrayLength(&wte_scale) - 1u)];
         e = value_in(wte[word_index(id, c)], c, s);
     }
-    let s = wpe_scale[min(p, arrayLength(&wpe_scale) - 1u)];
-    x[r * C + c] = e + value_in(wpe[word_index(p, c)], c, s);
+    let row = positions[p];
+    let s = wpe_scale[min(row, arrayLength(&wpe_scale) - 1u)];
+    x[r * C + c] = e + value_in(wpe[word_index(row, c)], c, s);
 }

@@ -228,11 +228,11 @@ fn flag(b: bool) -> f64 {
 }
 
 /// Token / thought embedding lookup (embed.wgsl). Bindings: ids, hidden, wte, wte scales, wpe,
-/// wpe scales, x (out).
+/// wpe scales, x (out), position ids.
 pub struct Embed {
     /// Bound with the buffers above; `hidden` shares its layout and bind group.
-    pub token: Kernel<7>,
-    pub hidden: Kernel<7>,
+    pub token: Kernel<8>,
+    pub hidden: Kernel<8>,
     c: usize,
 }
 
@@ -248,7 +248,7 @@ pub enum EmbedInput {
 impl Embed {
     pub fn new(device: &wgpu::Device, c: usize, vocab: usize, int8: bool) -> Embed {
         use Access::*;
-        let access = [Read, Read, Read, Read, Read, Read, ReadWrite];
+        let access = [Read, Read, Read, Read, Read, Read, ReadWrite, Read];
         let src = [COMMON_WGSL, EMBED_WGSL];
         let kernel = |label, from_hidden| {
             let consts = [

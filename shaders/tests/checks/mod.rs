@@ -7,6 +7,7 @@
 
 use crate::common::*;
 use coconut_core::decoding::Solution;
+use coconut_core::positions::PositionScheme;
 use coconut_core::problem::Problem;
 use coconut_core::reference::ReferenceModel;
 use coconut_core::skeleton::Role;
@@ -105,9 +106,12 @@ pub async fn embedding(gpu: &Gpu) {
             let mut r = rng(seed + 200);
             let ids: Vec<u32> = (0..p).map(|_| r.random_range(0..v as u32)).collect();
             let hidden = random(&mut r, p * c, -2.0, 2.0);
+            // Position ids in any order (coupled ids repeat and skip).
+            let positions: Vec<u32> = (0..p).map(|_| r.random_range(0..p as u32)).collect();
             let kernel = Embed::new(d, c, v, int8);
             let steps = one_step(d, t0, rows);
             let ids_b = u32s(gpu, &ids);
+            let positions_b = u32s(gpu, &positions);
             let hidden_b = f32s(gpu, &hidden);
             let bufs = [
                 f32s(gpu, &[]),
@@ -125,7 +129,14 @@ pub async fn embedding(gpu: &Gpu) {
                     d,
                     &steps,
                     [
-                        &ids_b, &hidden_b, &bufs[1], &bufs[2], &bufs[3], &bufs[4], &x,
+                        &ids_b,
+                        &hidden_b,
+                        &bufs[1],
+                        &bufs[2],
+                        &bufs[3],
+                        &bufs[4],
+                        &x,
+                        &positions_b,
                     ],
                 );
                 run(gpu, |pass| kernel.dispatch(pass, &bg, &steps, 0, input));
@@ -138,7 +149,8 @@ pub async fn embedding(gpu: &Gpu) {
                             EmbedInput::Token => wte.dequantized[ids[pos] as usize * c + col],
                             EmbedInput::Hidden => hidden[(pos - 1) * c + col],
                         };
-                        e as f64 + wpe.dequantized[pos * c + col] as f64
+                        let row = positions[pos] as usize;
+                        e as f64 + wpe.dequantized[row * c + col] as f64
                     })
                     .collect();
                 assert_close(
@@ -499,6 +511,9 @@ pub fn stages() -> Vec<Stage> {
     s.push(Stage::latent(0, 1, 5).with_kind(StageKind::NoCot));
     s.push(Stage::latent(0, 1, 5).with_kind(StageKind::Pause));
     s.push(Stage::latent(3, 2, 5));
+    // Coupled position ids: a written stage and the all-latent one (thoughts per column).
+    s.push(Stage::latent(2, 2, 5).with_positions(PositionScheme::Coupled));
+    s.push(Stage::latent(5, 1, 5).with_positions(PositionScheme::Coupled));
     s
 }
 
