@@ -1,7 +1,10 @@
 """Checks a `coconut export --format hf` folder in Hugging Face transformers: GPT2LMHeadModel loads
 it, the thoughts go in through inputs_embeds with the KV cache (the last hidden state, after ln_f,
-or the <latent> embedding for pause), then greedy decoding until <eos>. Prints one JSON line per
-problem with the whole id sequence, to compare with `coconut solve --json` on the same weights.
+or the <latent> embedding for pause), then greedy decoding until <eos>. Every call passes
+position_ids explicitly: the sequence index, or with coupled positions each token's column
+(written out here again from ARCHITECTURE.md, independently of the Rust code). Prints one JSON
+line per problem with the whole id sequence, to compare with `coconut solve --json` on the same
+weights.
 
 Usage: python3 scripts/hf_check.py HF_FOLDER 347+285 999+1 ...   (needs torch and transformers)
 """
@@ -17,23 +20,68 @@ def ids_of(text):
     for word in text.split():
         out += [vocab[ch] for ch in word] if word.isdigit() else [vocab[word]]
     return out
+coupled = meta.get("positions", "absolute") == "coupled"
+c = meta["thoughts_per_step"]
+digit_ids = {vocab[str(d)] for d in range(10)}
+
+class Positions:
+    """Position ids of one problem: the sequence index, or (coupled) the column of each token:
+    column j (units = 0) has id 1 + j; marks have 0; the answer is written with columns + 1
+    digits, the one of significance j at column j; a written step sits at its column."""
+    def __init__(self, a, b):
+        self.a, self.b, self.columns = a, b, max(len(a), len(b))
+        if not coupled:
+            self.thoughts = meta["thoughts"]
+        elif meta["thoughts"] == 0:
+            self.thoughts = 0
+        elif meta["all_latent"]:
+            self.thoughts = (self.columns + 1) * c
+        else:
+            self.thoughts = min(meta["latent_steps"], self.columns + 1) * c
+        self.column, self.answer_index = self.thoughts // c, None
+    def prompt(self):
+        if not coupled:
+            return list(range(len(self.a) + len(self.b) + 3))
+        digits = lambda s: [1 + len(s) - 1 - i for i in range(len(s))]
+        return digits(self.a) + [0] + digits(self.b) + [0, 0]
+    def thought(self, index, slot):
+        return index if not coupled else 1 + slot // c
+    def generated(self, index, token):
+        if not coupled:
+            return index
+        if self.answer_index is None:
+            if token == meta["eot_id"]:
+                self.answer_index = 0
+                return 0
+            pid = 1 + self.column
+            self.column += token == vocab["<sep>"]
+            return pid
+        if token in digit_ids and self.answer_index <= self.columns:
+            self.answer_index += 1
+            return 1 + self.columns - (self.answer_index - 1)
+        return 0
+
+def run(past, position, **inputs):
+    out = model(**inputs, past_key_values=past, position_ids=torch.tensor([position]),
+                use_cache=True, output_hidden_states=True)
+    return out.past_key_values, out.hidden_states[-1][:, -1:], out.logits[:, -1]
+
 for p in problems:
-    a, b = p.split("+")
+    a, b = (x.strip() for x in p.split("+"))
     ids = ids_of(f"{a} + {b} =") + [meta["bot_id"]]
+    pos = Positions(a, b)
     with torch.no_grad():
-        out = model(input_ids=torch.tensor([ids]), use_cache=True, output_hidden_states=True)
-        past, hidden, logits = out.past_key_values, out.hidden_states[-1][:, -1:], out.logits[:, -1]
+        past, hidden, logits = run(None, pos.prompt(), input_ids=torch.tensor([ids]))
         seq = list(ids)
-        for _ in range(meta["thoughts"]):
+        for slot in range(pos.thoughts):
             emb = hidden if meta["feeds_back"] else wte[meta["latent_id"]].view(1, 1, -1)
-            out = model(inputs_embeds=emb, past_key_values=past, use_cache=True, output_hidden_states=True)
-            past, hidden, logits = out.past_key_values, out.hidden_states[-1][:, -1:], out.logits[:, -1]
+            past, hidden, logits = run(past, [pos.thought(len(seq), slot)], inputs_embeds=emb)
             seq.append(meta["latent_id"])
         while len(seq) <= model.config.n_positions:
             nxt = int(logits.argmax(-1))
             seq.append(nxt)
             if nxt == meta["eos_id"] or len(seq) > model.config.n_positions:
                 break
-            out = model(input_ids=torch.tensor([[nxt]]), past_key_values=past, use_cache=True, output_hidden_states=True)
-            past, hidden, logits = out.past_key_values, out.hidden_states[-1][:, -1:], out.logits[:, -1]
+            position = [pos.generated(len(seq) - 1, nxt)]
+            past, hidden, logits = run(past, position, input_ids=torch.tensor([[nxt]]))
     print(json.dumps({"problem": p, "ids": seq}))

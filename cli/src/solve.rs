@@ -9,7 +9,7 @@
 use crate::args::SolveArgs;
 use anyhow::{Context, Result};
 use candle_core::Device;
-use coconut_core::layout::answer_digits;
+use coconut_core::layout::{answer_digits, answer_matches};
 use coconut_core::problem::Problem;
 use coconut_core::reference::ReferenceModel;
 use coconut_core::stage::Stage;
@@ -253,12 +253,12 @@ pub fn run(
                     "stage": stage.id(),
                     "answer": a.answer,
                     "text": a.text,
-                    "thoughts": stage.thoughts(),
+                    "thoughts": stage.thoughts_for(a.problem.columns()),
                 })
             )?,
             Ok(a) => {
                 let verdict = match &a.answer {
-                    Some(x) if *x == a.problem.answer().to_string() => "correct",
+                    Some(x) if answer_matches(&a.problem, x) => "correct",
                     Some(_) => "WRONG",
                     None => "no answer",
                 };

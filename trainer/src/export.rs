@@ -195,6 +195,9 @@ pub fn export_hf(weights: &ModelWeights, stage: &Stage, out: &Path) -> Result<()
         "stage": stage.id(),
         "thoughts": stage.thoughts(),
         "thoughts_per_step": stage.thoughts_per_step,
+        "latent_steps": stage.latent_steps(),
+        "all_latent": stage.is_all_latent(),
+        "positions": stage.positions,
         "feeds_back": stage.feeds_back(),
         "bot_id": BOT,
         "eot_id": EOT,
@@ -203,7 +206,10 @@ pub fn export_hf(weights: &ModelWeights, stage: &Stage, out: &Path) -> Result<()
         "usage": "prompt = question ids + <bot>; then feed `thoughts` inputs_embeds: the last \
                   hidden state (hidden_states[-1], after ln_f) if feeds_back, else the <latent> \
                   token's embedding; then decode greedily until <eos>; the answer is between \
-                  <eot> and <eos>",
+                  <eot> and <eos>. With positions = coupled, pass position_ids: each token's \
+                  column (ARCHITECTURE.md, core/src/positions.rs), and feed (columns + 1) * c \
+                  thoughts at the all-latent stage (min(latent_steps, columns + 1) * c before) \
+                  instead of `thoughts`",
     });
     write_atomic(
         &out.join("coconut.json"),
