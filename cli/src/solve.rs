@@ -296,7 +296,7 @@ pub fn run_solve(args: SolveArgs) -> Result<u8> {
         Some(s) => s.clone(),
         None => coconut_core::problem::max_steps(manifest.max_digits).to_string(),
     };
-    let (_, stage, weights) = folder.stage(&stage_id)?;
+    let (entry, stage, weights) = folder.stage(&stage_id)?;
     let tokenizer = folder.tokenizer()?;
     let mut engine = Engine::load(args.engine, &weights, &Device::Cpu)?;
     let stdout = std::io::stdout();
@@ -308,7 +308,8 @@ pub fn run_solve(args: SolveArgs) -> Result<u8> {
         Box::new(args.problems.clone().into_iter().map(|p| Ok(Line::Text(p))))
     };
     let refused = {
-        let max_digits = manifest.max_digits;
+        // Coupled stages also answer the longer operands their figures measured.
+        let max_digits = manifest.accepted_digits(&entry);
         run(
             &mut engine,
             &tokenizer,

@@ -327,6 +327,38 @@ impl Manifest {
             })
     }
 
+    /// The most operand digits a stage answers: the trained `max_digits`, or for a stage with
+    /// coupled position ids the longest operands its manifest figures measured (problems longer
+    /// than that were never checked, so they are refused as before).
+    pub fn accepted_digits(&self, entry: &StageEntry) -> usize {
+        let measured = entry
+            .accuracy
+            .iter()
+            .flat_map(|a| &a.sets)
+            .flat_map(|s| &s.by_digits)
+            .map(|d| d.digits);
+        match entry.positions {
+            PositionScheme::Absolute => self.max_digits,
+            PositionScheme::Coupled => measured.fold(self.max_digits, usize::max),
+        }
+    }
+
+    /// A stage's measured greedy accuracy on operands of `digits` digits (the largest sample
+    /// that measured that length), with its n.
+    pub fn measured_at<'a>(
+        &self,
+        entry: &'a StageEntry,
+        digits: usize,
+    ) -> Option<&'a DigitAccuracy> {
+        entry
+            .accuracy
+            .iter()
+            .flat_map(|a| &a.sets)
+            .flat_map(|s| &s.by_digits)
+            .filter(|d| d.digits == digits)
+            .max_by_key(|d| d.n)
+    }
+
     /// The curriculum stage an entry describes.
     pub fn stage_of(&self, entry: &StageEntry) -> Stage {
         Stage {
@@ -542,6 +574,57 @@ mod tests {
         let e = m.stage("pause").unwrap_err().to_string();
         assert_eq!(e, "manifest has no stage 'pause' (it has: stage2)");
         assert_eq!(m.stage_of(&m.stages[0]).thoughts(), 2);
+    }
+
+    #[test]
+    fn a_coupled_stage_accepts_the_lengths_its_figures_measured() {
+        let (_, mut m) = int8_stage();
+        let digits = |d: usize, n: usize, greedy: f64| DigitAccuracy {
+            digits: d,
+            n,
+            greedy,
+            teacher_forced: greedy,
+        };
+        let set = |name: &str, by_digits: Vec<DigitAccuracy>| SetAccuracy {
+            set: name.into(),
+            n: by_digits.iter().map(|d| d.n).sum(),
+            greedy: 0.0,
+            teacher_forced: 0.0,
+            by_digits,
+        };
+        m.stages[0].accuracy = Some(Accuracy {
+            sets: vec![
+                set("test", vec![digits(4, 900, 100.0)]),
+                set("ood", vec![digits(5, 100, 97.0)]),
+                set("ood6", vec![digits(6, 1000, 96.5)]),
+                set("ood5", vec![digits(5, 1000, 98.0)]),
+            ],
+        });
+        let entry = m.stages[0].clone();
+        assert_eq!(
+            m.accepted_digits(&entry),
+            4,
+            "absolute ids: the trained range"
+        );
+        let coupled = StageEntry {
+            positions: PositionScheme::Coupled,
+            ..entry
+        };
+        assert_eq!(m.accepted_digits(&coupled), 6);
+        assert_eq!(m.measured_at(&coupled, 5).unwrap().greedy, 98.0);
+        assert!(m.measured_at(&coupled, 8).is_none());
+        assert_eq!(m.stage_of(&coupled).positions, PositionScheme::Coupled);
+        let json = Manifest {
+            stages: vec![coupled.clone()],
+            ..m.clone()
+        }
+        .to_json();
+        assert!(json.contains(r#""positions": "coupled""#));
+        assert!(
+            !m.to_json().contains(r#""positions":"#),
+            "absolute is not written"
+        );
+        assert_eq!(Manifest::from_json(&json).unwrap().stages[0], coupled);
     }
 
     #[test]
