@@ -172,6 +172,14 @@ pub fn answer_is_right(tokenizer: &Tokenizer, problem: &Problem, generated: &[u3
     answer_digits(tokenizer, generated).is_some_and(|digits| answer_matches(problem, &digits))
 }
 
+/// Each problem laid out for `stage`, as inference sees it (coupled ids at offset 0).
+fn layouts(tokenizer: &Tokenizer, problems: &[Problem], stage: &Stage) -> Result<Vec<Layout>> {
+    Ok(problems
+        .iter()
+        .map(|p| Layout::new(tokenizer, p, stage))
+        .collect::<Result<Vec<_>, _>>()?)
+}
+
 /// Per problem: whether every target token is the argmax given the gold prefix.
 pub fn teacher_forced_correct(
     model: &Gpt,
@@ -180,10 +188,7 @@ pub fn teacher_forced_correct(
     stage: &Stage,
     batch_size: usize,
 ) -> Result<Vec<bool>> {
-    let layouts = problems
-        .iter()
-        .map(|p| Layout::new(tokenizer, p, stage))
-        .collect::<Result<Vec<_>, _>>()?;
+    let layouts = layouts(tokenizer, problems, stage)?;
     let mut correct = Vec::with_capacity(problems.len());
     for chunk in layouts.chunks(batch_size.max(1)) {
         let refs: Vec<&Layout> = chunk.iter().collect();
@@ -217,10 +222,7 @@ pub fn evaluate(
         let mut engine = CpuTrainer::for_inference(&model.to_weights()?)?;
         let greedy = cpu_greedy_correct(&mut engine, tokenizer, problems, stage, batch_size)
             .with_context(|| format!("greedy evaluation of {set}"))?;
-        let layouts = problems
-            .iter()
-            .map(|p| Layout::new(tokenizer, p, stage))
-            .collect::<Result<Vec<_>, _>>()?;
+        let layouts = layouts(tokenizer, problems, stage)?;
         // A layout longer than the model's positions (a long problem written out) cannot be
         // teacher-forced: it counts as wrong.
         let fits = |l: &Layout| l.ids.len() <= model.config().n_positions;
