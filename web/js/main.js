@@ -251,7 +251,7 @@ function solve(animate = true) {
   return exclusive(async () => {
     if (!app || !manifest) return;
     const [a, b, stage] = [el.a.value, el.b.value, el.stage.value];
-    const errors = JSON.parse(app.check(a, b));
+    const errors = JSON.parse(app.check(a, b, stage));
     setFieldErrors(errors);
     if (errors.a || errors.b) {
       refuse(errors.summary);
@@ -290,7 +290,8 @@ function compareStages() {
     const body = el.compareTable.tBodies[0];
     body.replaceChildren();
     el.compareTable.dataset.state = 'running';
-    const errors = JSON.parse(app.check(a, b));
+    // Checked for the selected stage; a stage that refuses the length says so in its row.
+    const errors = JSON.parse(app.check(a, b, el.stage.value));
     if (errors.a || errors.b) {
       setFieldErrors(errors);
       refuse('Fix the numbers above to compare the stages.');
@@ -301,7 +302,8 @@ function compareStages() {
       const row = body.insertRow();
       row.dataset.stage = s.id;
       row.insertCell().textContent = stageLabel(s);
-      row.insertCell().textContent = String(s.thoughts);
+      const thoughts = row.insertCell();
+      thoughts.textContent = String(s.thoughts);
       const seq = row.insertCell();
       seq.className = 'seq';
       const answer = row.insertCell();
@@ -311,6 +313,9 @@ function compareStages() {
       rate.textContent = m ? `${m.greedy.toFixed(2)}% (n = ${m.n})` : '—';
       try {
         const view = JSON.parse(await app.solve(a, b, s.id, false));
+        // With coupled positions the count follows the problem's columns.
+        const slots = view.tokens.filter((t) => t.kind === 'thought' || t.kind === 'pause');
+        thoughts.textContent = String(slots.length);
         seq.textContent = view.text.replace(/^.*?<bot>\s*/, '');
         answer.textContent = `${view.answer ?? '(none)'} ${view.correct ? '✓' : '✗'}`;
         row.classList.add(view.correct ? 'right' : 'wrong');
@@ -428,7 +433,7 @@ function wire() {
   for (const input of [el.a, el.b]) {
     input.addEventListener('input', () => {
       if (!app || !manifest) return;
-      setFieldErrors(JSON.parse(app.check(el.a.value || '0', el.b.value || '0')));
+      setFieldErrors(JSON.parse(app.check(el.a.value || '0', el.b.value || '0', el.stage.value)));
     });
   }
   el.compare.addEventListener('click', compareStages);

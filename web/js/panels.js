@@ -11,7 +11,12 @@ export function measured(s, digits) {
   const test = s?.accuracy?.sets?.find((x) => x.set === 'test');
   if (!test) return null;
   if (digits === undefined) return { greedy: test.greedy, n: test.n };
-  const d = test.by_digits?.find((x) => x.digits === digits);
+  // Longer operands than trained: the largest held-out set that measured them (core's measured_at).
+  const found = (s.accuracy.sets || [])
+    .flatMap((x) => x.by_digits || [])
+    .filter((x) => x.digits === digits)
+    .sort((x, y) => y.n - x.n);
+  const d = test.by_digits?.find((x) => x.digits === digits) ?? found[0];
   return d ? { greedy: d.greedy, n: d.n } : null;
 }
 

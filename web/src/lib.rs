@@ -166,11 +166,15 @@ impl App {
         serde_json::to_string(&texts).map_err(error)
     }
 
-    /// The two fields' verdicts as JSON `{"a": message|null, "b": message|null, "summary":
-    /// the line for the page's error box, empty when both are fine}`.
-    pub fn check(&self, a: &str, b: &str) -> Result<String, JsValue> {
+    /// The two fields' verdicts for `stage` as JSON `{"a": message|null, "b": message|null,
+    /// "summary": the line for the page's error box, empty when both are fine}`.
+    pub fn check(&self, a: &str, b: &str, stage: &str) -> Result<String, JsValue> {
         let state = self.state.borrow();
-        let errors = state.session()?.problem(a, b).err().unwrap_or_default();
+        let errors = state
+            .session()?
+            .problem(a, b, stage)
+            .err()
+            .unwrap_or_default();
         let verdict =
             serde_json::json!({"a": errors.a, "b": errors.b, "summary": errors.summary()});
         serde_json::to_string(&verdict).map_err(error)
@@ -214,7 +218,9 @@ impl App {
             .session
             .as_ref()
             .ok_or_else(|| error("load the manifest first"))?;
-        let problem = session.problem(a, b).map_err(|e| error(e.summary()))?;
+        let problem = session
+            .problem(a, b, stage)
+            .map_err(|e| error(e.summary()))?;
         let edited = session
             .solve_edited(stage, &problem, patches)
             .map_err(error)?;
@@ -242,7 +248,9 @@ async fn solve(
     let (problem, gpu_job) = {
         let mut st = state.borrow_mut();
         let session = st.session()?;
-        let problem = session.problem(a, b).map_err(|e| error(e.summary()))?;
+        let problem = session
+            .problem(a, b, stage_id)
+            .map_err(|e| error(e.summary()))?;
         let loaded = session.stage(stage_id).map_err(error)?;
         let (id, stage, tokenizer) = (
             loaded.entry.id.clone(),

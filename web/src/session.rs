@@ -133,10 +133,17 @@ impl Session {
             .ok_or_else(|| format!("stage {} is not loaded yet", wanted.id))
     }
 
-    /// The problem in the two fields, or a message per refused field.
-    pub fn problem(&self, a: &str, b: &str) -> Result<Problem, FieldErrors> {
-        let max = self.manifest.max_digits;
-        match (parse_operand(a, max), parse_operand(b, max)) {
+    /// The problem in the two fields for `stage`, or a message per refused field: operands of
+    /// the trained lengths, or for a stage with coupled positions the longer ones its figures
+    /// measured ([`Manifest::accepted_digits`]).
+    pub fn problem(&self, a: &str, b: &str, stage: &str) -> Result<Problem, FieldErrors> {
+        let trained = self.manifest.max_digits;
+        let accepted = self
+            .manifest
+            .stage(stage)
+            .map_or(trained, |entry| self.manifest.accepted_digits(entry));
+        let parse = |text| parse_operand(text, trained, accepted);
+        match (parse(a), parse(b)) {
             (Ok(a), Ok(b)) => Ok(Problem::new(a, b)),
             (a, b) => Err(FieldErrors {
                 a: a.err(),
@@ -370,11 +377,14 @@ mod tests {
     #[test]
     fn refused_fields_each_get_their_message() {
         let session = session();
-        let errors = session.problem("12a", "12345").unwrap_err();
+        let errors = session.problem("12a", "12345", "stage5").unwrap_err();
         assert!(errors.a.as_deref().unwrap().contains("'a'"));
         assert!(errors.b.as_deref().unwrap().contains("0 to 9999"));
         assert!(errors.summary().starts_with("First number:"));
-        assert_eq!(session.problem("347", " 285"), Ok(Problem::new(347, 285)));
+        assert_eq!(
+            session.problem("347", " 285", "stage5"),
+            Ok(Problem::new(347, 285))
+        );
         assert!(session.stage("stage9").is_err());
     }
 
