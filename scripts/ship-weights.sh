@@ -6,7 +6,7 @@
 # model card, the training curves to weights/curves/.
 # Usage: bash scripts/ship-weights.sh CURRICULUM_RUN NOCOT_RUN PAUSE_RUN
 #   STAGES="stage0 stage2 ..." (default: every stage file of the curriculum run), EVAL_N (5000),
-#   EVAL_OOD (1000), OUT (weights), BIN (target/release/coconut), JOBS (2) evaluations at once,
+#   EVAL_OOD (1000), EVAL_LONGER (e.g. 6,8: also sets of 6- and 8-digit operands), OUT (weights), BIN (target/release/coconut), JOBS (2) evaluations at once,
 #   EVAL_DIR (kept evaluations: a stage whose f32 and int8 JSON are there is not evaluated again;
 #   EVAL_ONLY=1 stops after evaluating, e.g. to evaluate the curriculum while baselines train).
 set -euo pipefail
@@ -17,6 +17,8 @@ OUT=${OUT:-weights}
 EVAL_N=${EVAL_N:-5000}
 EVAL_OOD=${EVAL_OOD:-1000}
 JOBS=${JOBS:-2}
+longer=()
+[ -n "${EVAL_LONGER:-}" ] && longer=(--longer "$EVAL_LONGER")
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 evals=${EVAL_DIR:-$work/eval}
@@ -31,11 +33,11 @@ for s in $stages; do jobs_list+=("$curriculum $s"); done
 evaluate() { # run stage
   local run=$1 stage=$2
   if [ -f "$evals/f32-$stage.json" ] && [ -f "$evals/int8-$stage.json" ]; then return; fi
-  "$BIN" eval --run-dir "$run" --stage "$stage" --n "$EVAL_N" --n-ood "$EVAL_OOD" \
+  "$BIN" eval --run-dir "$run" --stage "$stage" --n "$EVAL_N" --n-ood "$EVAL_OOD" "${longer[@]}" \
     --json "$evals/f32-$stage.json" > "$evals/f32-$stage.txt"
   "$BIN" export --run-dir "$run" --stage "$stage" --format int8 --out "$work/int8-$stage" > /dev/null
   "$BIN" eval --weights "$work/int8-$stage/$stage.safetensors" --config "$run/config.json" --stage "$stage" \
-    --n "$EVAL_N" --n-ood "$EVAL_OOD" --json "$evals/int8-$stage.json" > "$evals/int8-$stage.txt"
+    --n "$EVAL_N" --n-ood "$EVAL_OOD" "${longer[@]}" --json "$evals/int8-$stage.json" > "$evals/int8-$stage.txt"
   echo "$stage: $(grep ' test  *all ' "$evals/f32-$stage.txt" | awk '{print "f32 greedy " $5 "%"}'), $(grep ' test  *all ' "$evals/int8-$stage.txt" | awk '{print "int8 greedy " $5 "% (n=" $4 ")"}')"
 }
 mkdir -p "$evals"

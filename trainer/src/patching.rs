@@ -85,9 +85,15 @@ pub fn measure_patching(
         // B's thoughts, run once for every slot.
         let b_thoughts = crate::probe::thoughts(&model, &tokenizer, &b_set, &stage)?;
         for slot in 0..entry.thoughts {
-            let (mut unchanged, mut became_b) = (0, 0);
+            let (mut unchanged, mut became_b, mut used) = (0, 0, 0);
             let mut took = vec![(0usize, 0usize); columns];
             for ((a, b), thoughts) in a_set.iter().zip(&b_set).zip(&b_thoughts) {
+                // With coupled ids a shorter problem has fewer thoughts: pairs that both have
+                // the slot.
+                if thoughts.len() <= slot || stage.thoughts_for(a.columns()) <= slot {
+                    continue;
+                }
+                used += 1;
                 let edit = Intervention {
                     slot,
                     edit: Edit::Replace(thoughts[slot].clone()),
@@ -107,9 +113,9 @@ pub fn measure_patching(
             effects.push(PatchEffect {
                 stage: entry.id.clone(),
                 slot,
-                pairs,
-                unchanged: percent(unchanged, pairs),
-                became_b: percent(became_b, pairs),
+                pairs: used,
+                unchanged: percent(unchanged, used),
+                became_b: percent(became_b, used),
                 column_took_b: took.iter().map(|&(n, k)| (percent(k, n), n)).collect(),
             });
         }
@@ -182,17 +188,21 @@ pub fn measure_flips(
                 .resolve(&PatchSpec::FlipCarry { slot, column })
                 .map_err(anyhow::Error::msg)?;
             let (mut unchanged, mut as_carry) = (0, 0);
-            for p in &test {
+            let having: Vec<&Problem> = test
+                .iter()
+                .filter(|p| stage.thoughts_for(p.columns()) > slot)
+                .collect();
+            for p in having.iter().copied() {
                 let got = answer(&model, &tokenizer, &stage, p, std::slice::from_ref(&edit))?;
                 unchanged += (got == Some(p.answer())) as usize;
                 as_carry += (got.is_some() && got == carry_flipped(p, column)) as usize;
             }
-            let percent = |k: usize| 100.0 * k as f64 / problems.max(1) as f64;
+            let percent = |k: usize| 100.0 * k as f64 / having.len().max(1) as f64;
             effects.push(FlipEffect {
                 stage: entry.id.clone(),
                 slot,
                 column,
-                problems,
+                problems: having.len(),
                 unchanged: percent(unchanged),
                 as_the_carry_would: percent(as_carry),
                 probe_accuracy: score.accuracy,

@@ -146,12 +146,31 @@ pub fn probe_stage(
     columns: usize,
     seed: u64,
 ) -> Result<ThoughtProbes> {
-    let slots = fit.1.first().map_or(0, |t| t.len());
+    let slots = fit.1.iter().map(Vec::len).max().unwrap_or(0);
     let mut out = ThoughtProbes {
         scores: Vec::new(),
         probes: Vec::new(),
     };
     for slot in 0..slots {
+        // With coupled ids a shorter problem has fewer thoughts: a slot is probed on the
+        // problems that have it.
+        let having = |set: &[Vec<Vec<f32>>]| -> Vec<usize> {
+            (0..set.len()).filter(|&i| set[i].len() > slot).collect()
+        };
+        let (fit_rows, test_rows) = (having(fit.1), having(test.1));
+        if test_rows.is_empty() {
+            continue;
+        }
+        let fit_problems: Vec<Problem> = fit_rows.iter().map(|&i| fit.0[i]).collect();
+        let test_problems: Vec<Problem> = test_rows.iter().map(|&i| test.0[i]).collect();
+        let fit = (
+            &fit_problems[..],
+            fit_rows.iter().map(|&i| &fit.1[i]).collect::<Vec<_>>(),
+        );
+        let test = (
+            &test_problems[..],
+            test_rows.iter().map(|&i| &test.1[i]).collect::<Vec<_>>(),
+        );
         let x_fit: Vec<&[f32]> = fit.1.iter().map(|t| t[slot].as_slice()).collect();
         let x_test: Vec<&[f32]> = test.1.iter().map(|t| t[slot].as_slice()).collect();
         let design = Design::new(&x_fit)?;
