@@ -27,35 +27,39 @@ pub fn golden_run(
 ) -> Result<GoldenRun> {
     let mut cache = model.new_cache();
     let c = model.config().n_embd;
-    let mut ids = Vec::new();
+    let device = model.device().clone();
+    let prompt = prompt(tokenizer, problem)?;
+    let plan = DecodePlan::new(&prompt, stage, model.config().n_positions)?;
+    let mut ids = plan.ids_before_answer(&prompt);
     let mut thoughts = Vec::new();
     let mut logits = Vec::new();
-    let mut run_position = |input: &Tensor, logits: &mut Vec<Vec<f32>>| -> Result<Tensor> {
-        let hidden = model.forward(&input.reshape((1, 1, c))?, Some(&mut cache))?; // (1, 1, C)
-        logits.push(to_host(&model.logits(&hidden)?)?);
-        Ok(hidden)
-    };
-    let prompt = prompt(tokenizer, problem)?;
-    anyhow::ensure!(
-        stage.positions.is_absolute(),
-        "golden runs use absolute position ids only"
-    );
-    let plan = DecodePlan::new(&prompt, stage, model.config().n_positions)?;
+    // Runs position t (its id from the plan: the sequence's index, or its column).
+    let mut run_position =
+        |input: &Tensor, ids: &[u32], t: usize, logits: &mut Vec<Vec<f32>>| -> Result<Tensor> {
+            let id = Tensor::from_vec(vec![plan.position_id(ids, t) as u32], (1, 1), &device)?;
+            let input = input.reshape((1, 1, c))?;
+            let hidden = model.forward_at(&input, Some(&id), Some(&mut cache))?; // (1, 1, C)
+            logits.push(to_host(&model.logits(&hidden)?)?);
+            Ok(hidden)
+        };
     let mut hidden = None;
-    for id in prompt {
-        hidden = Some(run_position(&model.token_embedding(id)?, &mut logits)?);
-        ids.push(id);
+    for (t, &id) in prompt.iter().enumerate() {
+        hidden = Some(run_position(
+            &model.token_embedding(id)?,
+            &ids,
+            t,
+            &mut logits,
+        )?);
     }
     let mut hidden = hidden.context("empty prompt")?;
-    for _ in plan.thought_positions() {
+    for t in plan.thought_positions() {
         let input = if plan.feeds_back {
             hidden.reshape(c)?
         } else {
             model.token_embedding(LATENT)?
         };
         thoughts.push(to_host(&input)?);
-        hidden = run_position(&input, &mut logits)?;
-        ids.push(LATENT);
+        hidden = run_position(&input, &ids, t, &mut logits)?;
     }
     loop {
         let next = argmax(logits.last().expect("at least the prompt ran"));
@@ -63,7 +67,8 @@ pub fn golden_run(
         if !plan.runs_next(next, ids.len()) {
             break;
         }
-        hidden = run_position(&model.token_embedding(next)?, &mut logits)?;
+        let t = ids.len() - 1;
+        hidden = run_position(&model.token_embedding(next)?, &ids, t, &mut logits)?;
     }
     drop(hidden);
     Ok(GoldenRun {
@@ -113,20 +118,23 @@ mod tests {
     #[test]
     fn golden_runs_agree_with_the_reference_engine() {
         let (reference, model, tok) = crate::test_support::oracle_and_candle(21);
-        let stage = Stage::latent(3, 1, 5);
-        let golden = golden_stage(&model, &tok, &stage).unwrap();
-        assert_eq!(golden.runs.len(), GOLDEN_PROBLEMS.len());
-        for run in &golden.runs {
-            let p = Problem::new(run.a, run.b);
-            let s = reference.solve(&tok, &p, &stage, true).unwrap();
-            assert_eq!(s.generation.ids, run.ids);
-            assert_eq!(run.thoughts.len(), 3);
-            let trace = s.generation.trace.unwrap();
-            assert_eq!(trace.logits.len(), run.logits.len());
-            for (a, b) in run.logits.iter().zip(&trace.logits) {
-                let diff: f32 = a.iter().zip(b).map(|(x, y)| (x - y).powi(2)).sum();
-                let norm: f32 = b.iter().map(|y| y * y).sum();
-                assert!((diff / norm).sqrt() < 1e-5);
+        let absolute = Stage::latent(3, 1, 5);
+        let coupled = absolute.with_positions(coconut_core::positions::PositionScheme::Coupled);
+        for stage in [absolute, coupled] {
+            let golden = golden_stage(&model, &tok, &stage).unwrap();
+            assert_eq!(golden.runs.len(), GOLDEN_PROBLEMS.len());
+            for run in &golden.runs {
+                let p = Problem::new(run.a, run.b);
+                let s = reference.solve(&tok, &p, &stage, true).unwrap();
+                assert_eq!(s.generation.ids, run.ids);
+                assert_eq!(run.thoughts.len(), stage.thoughts_for(p.columns()));
+                let trace = s.generation.trace.unwrap();
+                assert_eq!(trace.logits.len(), run.logits.len());
+                for (a, b) in run.logits.iter().zip(&trace.logits) {
+                    let diff: f32 = a.iter().zip(b).map(|(x, y)| (x - y).powi(2)).sum();
+                    let norm: f32 = b.iter().map(|y| y * y).sum();
+                    assert!((diff / norm).sqrt() < 1e-5);
+                }
             }
         }
     }
