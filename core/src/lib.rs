@@ -17,6 +17,7 @@
 //! - [`decoding`]: the decoding plan every engine follows (prompt, thoughts, the stop rule), the
 //!   argmax rule and what a generation produces;
 //! - [`compare`]: the relative error every parity check measures;
+//! - [`effects`]: what patching and carry flips do to the answers, measured;
 //! - [`probes`]: linear probes of the thoughts (what each holds) and their file;
 //! - [`reference`]: a plain-Rust forward pass with a KV cache and thought feedback, the oracle
 //!   of every other engine and the browser's CPU fallback.
@@ -25,6 +26,7 @@ pub mod compare;
 pub mod config;
 pub mod data;
 pub mod decoding;
+pub mod effects;
 pub mod files;
 pub mod golden;
 pub mod intervention;

@@ -125,7 +125,9 @@ pub fn greedy_correct(
 ) -> Result<Vec<bool>> {
     // Batch problems whose prompts have the same length and thought count, so every row runs
     // in lockstep.
-    let mut by_len: BTreeMap<(usize, usize), Vec<(usize, Vec<u32>)>> = BTreeMap::new();
+    // (prompt length, thoughts) -> (problem index, prompt)
+    type Group = Vec<(usize, Vec<u32>)>;
+    let mut by_len: BTreeMap<(usize, usize), Group> = BTreeMap::new();
     for (i, p) in problems.iter().enumerate() {
         let ids = prompt(tokenizer, p)?;
         let thoughts = stage.thoughts_for(p.columns());

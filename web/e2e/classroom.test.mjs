@@ -3,8 +3,9 @@
 // Home/End, a focusable timeline; a refused input clears the last problem; the answer revealed
 // with the animation; "test it here" stopped by a new solve; controls off until the model loads;
 // the engine notice that stays; the projector view at 1280x720; the inspector's visible notes;
-// examples the shipped stages get right; and an axe-core audit (WCAG 2.2 AA: no serious or
-// critical violation) on a laptop, a phone and a projector.
+// examples the shipped stages get right; thought edits measured as the CLI measures them; and an
+// axe-core audit (WCAG 2.2 AA: no serious or critical violation) on a laptop, a phone and a
+// projector.
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
@@ -12,7 +13,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { createRequire } from 'node:module';
 import {
-  DIST, openPage, pageUrl, readManifest, solveCli, interveneCli, waitForAnswer, position,
+  DIST, openPage, pageUrl, readManifest, solveCli, interveneCli, measureCli, waitForAnswer, position,
   controlWeights, hasShippedWeights, TIMEOUT, serverAndBrowser,
 } from './harness.mjs';
 import { startServer } from './serve.mjs';
@@ -343,6 +344,35 @@ describe(`the classroom page (${weights.label} weights)`, () => {
     assert.match(await impossible.page.textContent('#edit-result'), new RegExp(`this stage has ${stage.thoughts}`));
     impossible.session.assertClean();
     await impossible.session.close();
+  });
+
+  it('measures what editing the thoughts does with the command line\'s numbers, and refuses what it cannot measure (shipped weights)', { skip: !hasShippedWeights() && 'no shipped weights in the build' }, async () => {
+    const dir = path.join(DIST, 'weights');
+    const latent = [...readManifest(dir).stages].filter((x) => x.feeds_back).sort((x, y) => y.thoughts - x.thoughts);
+    const { session, page } = await open({ stage: latent[0].id });
+    const measure = async (stage, kind, n) => {
+      await page.selectOption('#stage', stage);
+      await page.selectOption('#measure-kind', kind);
+      await page.fill('#measure-n', String(n));
+      await page.click('#measure-run');
+      await page.waitForSelector('#measure-result[data-state=done], #measure-result[data-state=error]', { state: 'attached' });
+      return page.$eval('#measure-result', (e) => ({ ...e.dataset, text: e.textContent }));
+    };
+    for (const [stage, kind, n] of [[latent[0].id, 'patching', 12], [latent.at(-1).id, 'flips', 8]]) {
+      const seen = await measure(stage, kind, n);
+      assert.equal(seen.state, 'done', seen.text);
+      assert.deepEqual(JSON.parse(seen.json), measureCli(dir, stage, kind, n), `${kind} on ${stage}: the page's rows are the CLI's`);
+      const rows = await page.$$eval('#measure-table tbody tr', (trs) => trs.length);
+      assert.equal(rows, JSON.parse(seen.json).length, 'one table row per effect');
+    }
+    const pause = readManifest(dir).stages.find((x) => !x.feeds_back && x.thoughts > 0);
+    if (pause) {
+      const refused = await measure(pause.id, 'patching', 5);
+      assert.equal(refused.state, 'error');
+      assert.match(refused.text, /no thought/);
+    }
+    session.assertClean();
+    await session.close();
   });
 
   it('offers examples and chapters that the shipped stages answer right', { skip: !hasShippedWeights() && 'no shipped weights in the build' }, async () => {

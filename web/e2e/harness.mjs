@@ -2,6 +2,7 @@
 // the `coconut solve` oracle, seeded problems, and reading the page's contract elements.
 import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import assert from 'node:assert/strict';
@@ -171,6 +172,17 @@ export function interveneCli(weightsDir, stage, patches, a, b) {
   if (r.error) throw new Error(`cannot run ${COCONUT}: ${r.error.message} (build it: cargo build --release -p coconut)`);
   if (r.status !== 0) throw new Error(`coconut intervene exited ${r.status}: ${r.stderr}`);
   return JSON.parse(r.stdout);
+}
+
+/** `coconut intervene --measure N` (kind `patching`) or `--measure-flips N` (`flips`) on one stage: its JSON rows. */
+export function measureCli(weightsDir, stage, kind, n) {
+  const out = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'measure-')), 'effects.json');
+  const flag = kind === 'patching' ? '--measure' : '--measure-flips';
+  const args = ['intervene', '--weights', weightsDir, '--stage', stage, flag, String(n), '--measure-json', out];
+  const r = spawnSync(COCONUT, args, { encoding: 'utf8' });
+  if (r.error) throw new Error(`cannot run ${COCONUT}: ${r.error.message} (build it: cargo build --release -p coconut)`);
+  if (r.status !== 0) throw new Error(`coconut intervene exited ${r.status}: ${r.stderr}`);
+  return JSON.parse(fs.readFileSync(out, 'utf8'));
 }
 
 /** mulberry32: a small seeded generator, so the problems are the same on every run. */

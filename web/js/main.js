@@ -8,6 +8,7 @@ import { loadWeights } from './loader.js';
 import { Player } from './player.js';
 import { renderInspector, clearInspector } from './inspector.js';
 import { editor } from './edit.js';
+import { measurer } from './measure.js';
 import { chapters } from './walkthrough.js';
 import { renderAccuracy, stageLabel, stageAbout, stageInfo, measured } from './panels.js';
 
@@ -22,9 +23,11 @@ const el = {
   accuracyNote: $('accuracy-note'), testN: $('test-n'), testRun: $('test-run'), testResult: $('test-result'),
   projector: $('projector'), chapter: $('chapter'), chapterTitle: $('chapter-title'),
   chapterPrev: $('chapter-prev'), chapterNext: $('chapter-next'), sizeNote: $('size-note'),
+  measureKind: $('measure-kind'), measureN: $('measure-n'), measureRun: $('measure-run'),
+  measureResult: $('measure-result'), measureTable: $('measure-table'),
 };
 // Controls that need the model: disabled until it has loaded.
-const modelControls = [el.solve, el.random, el.preset, el.stage, el.compare, el.testRun];
+const modelControls = [el.solve, el.random, el.preset, el.stage, el.compare, el.testRun, el.measureRun];
 const animateByDefault = params.get('animate') !== '0';
 
 let app = null;
@@ -438,6 +441,10 @@ function wire() {
   }
   el.compare.addEventListener('click', compareStages);
   el.testRun.addEventListener('click', testHere);
+  measurer(
+    { kind: el.measureKind, n: el.measureN, run: el.measureRun, result: el.measureResult, table: el.measureTable },
+    () => app, () => el.stage.value, exclusive,
+  );
   el.projector.addEventListener('click', () => setProjector(!document.body.classList.contains('projector')));
   el.chapterPrev.addEventListener('click', () => showChapter(chapterIndex - 1));
   el.chapterNext.addEventListener('click', () => showChapter(chapterIndex + 1));

@@ -14,7 +14,7 @@ pub mod view;
 
 use coconut_shaders::{Gpu, GpuOptions, WgpuEngine};
 use js_sys::Promise;
-use session::Session;
+use session::{Measurement, Session};
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::rc::Rc;
@@ -30,6 +30,8 @@ struct State {
     engines: HashMap<String, WgpuEngine>,
     /// Why the page is on the reference engine, when WebGPU was wanted.
     notice: Option<String>,
+    /// The thought-edit measurement in progress (`measureStart`).
+    measurement: Option<Measurement>,
 }
 
 impl State {
@@ -225,6 +227,34 @@ impl App {
             .solve_edited(stage, &problem, patches)
             .map_err(error)?;
         serde_json::to_string(&edited).map_err(error)
+    }
+
+    /// Starts measuring what editing a stage's thoughts does over held-out problems, with the
+    /// same code and numbers as the command line: `kind` `patching` (`coconut intervene
+    /// --measure n`: n pairs) or `flips` (`--measure-flips n`: n problems). `measureMore` counts.
+    #[wasm_bindgen(js_name = measureStart)]
+    pub fn measure_start(&self, stage: &str, kind: &str, n: usize) -> Result<(), JsValue> {
+        let mut state = self.state.borrow_mut();
+        let m = state
+            .session()?
+            .start_measurement(stage, kind, n)
+            .map_err(error)?;
+        state.measurement = Some(m);
+        Ok(())
+    }
+
+    /// Counts the next `k` pairs or problems of the measurement started last: JSON `{stage, kind,
+    /// done, n, effects}`, `effects` the rows of `--measure-json` counted so far.
+    #[wasm_bindgen(js_name = measureMore)]
+    pub fn measure_more(&self, k: usize) -> Result<String, JsValue> {
+        let mut state = self.state.borrow_mut();
+        let mut m = state
+            .measurement
+            .take()
+            .ok_or_else(|| error("no measurement started"))?;
+        let progress = state.session()?.measure_more(&mut m, k).map_err(error);
+        state.measurement = Some(m);
+        serde_json::to_string(&progress?).map_err(error)
     }
 
     /// Solves `a + b` on a stage; resolves to a `SolveView` as JSON (with per-position internals

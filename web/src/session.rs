@@ -4,6 +4,7 @@
 use crate::operand::parse_operand;
 use crate::view::{solve_view, SolveView};
 use coconut_core::decoding::Solution;
+use coconut_core::effects::{FlipTally, PatchTally};
 use coconut_core::intervention::{Intervention, PatchContext, PatchSpec};
 use coconut_core::manifest::{Manifest, StageEntry};
 use coconut_core::probes::ThoughtProbes;
@@ -43,6 +44,33 @@ pub struct EditedView {
     pub edited_correct: bool,
     pub text: String,
     pub edited_text: String,
+}
+
+/// A measurement of thought edits in progress ([`Session::start_measurement`]).
+#[derive(Debug)]
+pub struct Measurement {
+    stage: String,
+    /// Pairs (patching) or problems (flips) to count, and how many are counted.
+    n: usize,
+    done: usize,
+    tally: Tally,
+}
+
+#[derive(Debug)]
+enum Tally {
+    Patching(PatchTally),
+    Flips(FlipTally),
+}
+
+/// How far a measurement is, with the effects counted so far: the rows of
+/// `coconut intervene --measure-json` once `done == n`.
+#[derive(Debug, Serialize)]
+pub struct MeasureProgress {
+    pub stage: String,
+    pub kind: &'static str,
+    pub done: usize,
+    pub n: usize,
+    pub effects: serde_json::Value,
 }
 
 /// Per-field verdict on the two operands, for messages next to each field.
@@ -181,6 +209,98 @@ impl Session {
         self.view(stage_id, &solution)
     }
 
+    /// A stage with fed-back thoughts and the context its edits resolve in.
+    fn thought_stage(&self, stage_id: &str) -> Result<(&LoadedStage, PatchContext<'_>), String> {
+        let loaded = self.stage(stage_id)?;
+        if !loaded.entry.feeds_back || loaded.entry.thoughts == 0 {
+            return Err(format!(
+                "{} feeds no thought back: there is no thought to edit",
+                loaded.entry.id
+            ));
+        }
+        let ctx = PatchContext {
+            model: &loaded.reference,
+            tokenizer: &self.tokenizer,
+            stage: &loaded.stage,
+            max_digits: self.manifest.max_digits,
+            probes: loaded.probes.as_ref(),
+        };
+        Ok((loaded, ctx))
+    }
+
+    /// Starts `coconut intervene --measure N` (`kind` `patching`: N pairs) or `--measure-flips N`
+    /// (`flips`: N problems) on one stage, in the page: the same code and numbers as the command
+    /// line's, counted a few problems at a time by [`Session::measure_more`].
+    pub fn start_measurement(
+        &self,
+        stage_id: &str,
+        kind: &str,
+        n: usize,
+    ) -> Result<Measurement, String> {
+        let (loaded, ctx) = self.thought_stage(stage_id)?;
+        let (tally, problems) = match kind {
+            "patching" => (
+                Tally::Patching(PatchTally::new(
+                    &loaded.entry.id,
+                    self.manifest.max_digits + 1,
+                )),
+                2 * n,
+            ),
+            "flips" => (Tally::Flips(FlipTally::new(&ctx, &loaded.entry.id)?), n),
+            other => return Err(format!("unknown measurement '{other}': patching or flips")),
+        };
+        self.held_out(problems)?;
+        Ok(Measurement {
+            stage: loaded.entry.id.clone(),
+            n,
+            done: 0,
+            tally,
+        })
+    }
+
+    /// Counts the next `k` pairs or problems of `m`; returns how far it is and the effects so far.
+    pub fn measure_more(&self, m: &mut Measurement, k: usize) -> Result<MeasureProgress, String> {
+        let (_, ctx) = self.thought_stage(&m.stage)?;
+        let next = m.done..(m.done + k).min(m.n);
+        let kind = match &mut m.tally {
+            Tally::Patching(tally) => {
+                let test = self.held_out(2 * next.end)?;
+                let pairs: Vec<(Problem, Problem)> = test[2 * next.start..]
+                    .chunks_exact(2)
+                    .map(|p| (p[0], p[1]))
+                    .collect();
+                tally
+                    .add(ctx.model, ctx.tokenizer, ctx.stage, &pairs)
+                    .map_err(|e| e.to_string())?;
+                "patching"
+            }
+            Tally::Flips(tally) => {
+                tally.add(&ctx, &self.held_out(next.end)?[next.start..])?;
+                "flips"
+            }
+        };
+        m.done = next.end;
+        let effects = match &m.tally {
+            Tally::Patching(t) => serde_json::to_value(t.effects()),
+            Tally::Flips(t) => serde_json::to_value(t.effects()),
+        }
+        .map_err(|e| e.to_string())?;
+        Ok(MeasureProgress {
+            stage: m.stage.clone(),
+            kind,
+            done: m.done,
+            n: m.n,
+            effects,
+        })
+    }
+
+    /// The first `n` held-out test problems, refused past the set's size.
+    fn held_out(&self, n: usize) -> Result<&[Problem], String> {
+        let test = self.test_set()?;
+        test.get(..n)
+            .ok_or_else(|| format!("at most {} held-out test problems, {n} asked", test.len()))
+    }
+
     /// Solves on the reference engine as trained and with the thoughts edited by `patches`
     /// (`J=zero`, `J=from:A+B`, `J=flip:C`, separated by `;` or `,`), the same edits as
     /// `coconut intervene --patch` resolved by the same core code.
@@ -190,13 +310,7 @@ impl Session {
         problem: &Problem,
         patches: &str,
     ) -> Result<EditedView, String> {
-        let loaded = self.stage(stage_id)?;
-        if !loaded.entry.feeds_back || loaded.entry.thoughts == 0 {
-            return Err(format!(
-                "{} feeds no thought back: there is no thought to edit",
-                loaded.entry.id
-            ));
-        }
+        let (loaded, ctx) = self.thought_stage(stage_id)?;
         let specs = patches
             .split([';', ','])
             .map(str::trim)
@@ -206,13 +320,6 @@ impl Session {
         if specs.is_empty() {
             return Err("no edit given (J=zero, J=from:A+B or J=flip:C)".into());
         }
-        let ctx = PatchContext {
-            model: &loaded.reference,
-            tokenizer: &self.tokenizer,
-            stage: &loaded.stage,
-            max_digits: self.manifest.max_digits,
-            probes: loaded.probes.as_ref(),
-        };
         let edits = specs
             .iter()
             .map(|spec| ctx.resolve(spec))
@@ -269,6 +376,42 @@ mod tests {
             session.add_stage(&entry.id, &bytes).unwrap();
         }
         session
+    }
+
+    #[test]
+    fn a_measurement_counted_in_chunks_gives_the_command_line_s_numbers() {
+        let session = session();
+        let stage = "stage2";
+        let mut m = session.start_measurement(stage, "patching", 5).unwrap();
+        let first = session.measure_more(&mut m, 3).unwrap();
+        assert_eq!((first.done, first.n), (3, 5));
+        let last = session.measure_more(&mut m, 3).unwrap();
+        assert_eq!((last.done, last.kind), (5, "patching"));
+        // The same as core's one pass over the same held-out pairs (what the CLI runs).
+        let loaded = session.stage(stage).unwrap();
+        let test = &session.test_set().unwrap()[..10];
+        let pairs: Vec<(Problem, Problem)> = test.chunks_exact(2).map(|p| (p[0], p[1])).collect();
+        let columns = session.manifest.max_digits + 1;
+        let whole = coconut_core::effects::patch_effects(
+            &loaded.reference,
+            &session.tokenizer,
+            &loaded.stage,
+            stage,
+            &pairs,
+            columns,
+        )
+        .unwrap();
+        assert_eq!(last.effects, serde_json::to_value(whole).unwrap());
+        // Refusals a page can show.
+        let too_many = session.test_set().unwrap().len();
+        assert!(session
+            .start_measurement(stage, "patching", too_many)
+            .is_err());
+        assert!(session
+            .start_measurement(stage, "banana", 5)
+            .unwrap_err()
+            .contains("banana"));
+        assert!(session.start_measurement("nocot", "patching", 5).is_err());
     }
 
     #[test]
