@@ -348,7 +348,7 @@ describe(`the classroom page (${weights.label} weights)`, () => {
 
   it('measures what editing the thoughts does with the command line\'s numbers, and refuses what it cannot measure (shipped weights)', { skip: !hasShippedWeights() && 'no shipped weights in the build' }, async () => {
     const dir = path.join(DIST, 'weights');
-    const latent = [...readManifest(dir).stages].filter((x) => x.feeds_back).sort((x, y) => y.thoughts - x.thoughts);
+    const latent = [...readManifest(dir).stages].filter((x) => x.feeds_back && x.thoughts > 0).sort((x, y) => y.thoughts - x.thoughts);
     const { session, page } = await open({ stage: latent[0].id });
     const measure = async (stage, kind, n) => {
       await page.selectOption('#stage', stage);
