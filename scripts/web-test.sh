@@ -12,7 +12,9 @@
 #   WEB_DIST=DIR bash scripts/web-test.sh            # test a page built elsewhere (never built here)
 # Knobs: E2E_PROBLEMS / E2E_GPU_PROBLEMS (problems per stage, reference / WebGPU; 8 / 4),
 # E2E_TIMEOUT_MS (one wait on the page), COCONUT (the CLI), CHROMIUM (the browser).
-# WEB_E2E_RUN=bench runs web/e2e/bench.mjs instead (that is scripts/web-bench.sh).
+# WEB_E2E_RUN=bench runs web/e2e/bench.mjs instead (that is scripts/web-bench.sh);
+# WEB_E2E_RUN=measure-scale runs web/e2e/measure-scale.mjs (the page's patching measurement over
+# 1,000 pairs against the model card's, MEASURE_STAGE / MEASURE_PAIRS).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 repo=$PWD
@@ -91,6 +93,9 @@ start=$(date +%s)
 if [ "${WEB_E2E_RUN:-test}" = bench ]; then
   echo "== web/e2e/bench.mjs"
   node web/e2e/bench.mjs --url "$url" "$@"
+elif [ "${WEB_E2E_RUN:-test}" = measure-scale ]; then
+  echo "== web/e2e/measure-scale.mjs"
+  node web/e2e/measure-scale.mjs
 else
   echo "== node --test web/e2e ($("$CHROMIUM" --version 2>/dev/null | head -1))"
   # The test files unless some were named.
