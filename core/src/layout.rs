@@ -56,8 +56,6 @@ impl Layout {
             thoughts_per_column: stage.thoughts_per_step,
             offset,
         };
-        let mut positions = coupled.prompt_ids(&ids);
-        positions.extend((0..thoughts).map(|slot| coupled.thought_id(slot)));
         ids.extend(std::iter::repeat_n(LATENT, thoughts));
         let first_target = ids.len();
         let steps = problem.steps();
@@ -72,13 +70,17 @@ impl Layout {
         };
         let mut tail = written.join(" <sep> ");
         tail.push_str(&format!(" <eot> {answer} <eos>"));
-        let tail = tokenizer.encode(&tail)?;
-        positions.extend(coupled.tail_ids(&tail, latent_columns));
-        ids.extend(tail);
+        ids.extend(tokenizer.encode(&tail)?);
         let loss_mask = (0..ids.len()).map(|t| t >= first_target).collect();
-        if stage.positions.is_absolute() {
-            positions = (0..ids.len() as u32).collect();
-        }
+        let positions = match stage.positions {
+            PositionScheme::Absolute => (0..ids.len() as u32).collect(),
+            PositionScheme::Coupled => {
+                let mut positions = coupled.prompt_ids(&ids[..=bot]);
+                positions.extend((0..thoughts).map(|slot| coupled.thought_id(slot)));
+                positions.extend(coupled.tail_ids(&ids[first_target..], latent_columns));
+                positions
+            }
+        };
         Ok(Layout {
             ids,
             bot,
