@@ -145,7 +145,8 @@ pub fn answer_digits(tokenizer: &Tokenizer, generated: &[u32]) -> Option<String>
 /// or with the leading zeros of a coupled layout's `columns + 1` digits.
 pub fn answer_matches(problem: &Problem, digits: &str) -> bool {
     let plain = problem.answer().to_string();
-    digits.len() <= (problem.columns() + 1).max(plain.len())
+    // A sum has at most columns + 1 digits, so `plain` always fits.
+    digits.len() <= problem.columns() + 1
         && digits.len() >= plain.len()
         && digits.ends_with(&plain)
         && digits[..digits.len() - plain.len()]

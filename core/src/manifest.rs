@@ -343,22 +343,6 @@ impl Manifest {
         }
     }
 
-    /// A stage's measured greedy accuracy on operands of `digits` digits (the largest sample
-    /// that measured that length), with its n.
-    pub fn measured_at<'a>(
-        &self,
-        entry: &'a StageEntry,
-        digits: usize,
-    ) -> Option<&'a DigitAccuracy> {
-        entry
-            .accuracy
-            .iter()
-            .flat_map(|a| &a.sets)
-            .flat_map(|s| &s.by_digits)
-            .filter(|d| d.digits == digits)
-            .max_by_key(|d| d.n)
-    }
-
     /// The curriculum stage an entry describes.
     pub fn stage_of(&self, entry: &StageEntry) -> Stage {
         Stage {
@@ -611,8 +595,6 @@ mod tests {
             ..entry
         };
         assert_eq!(m.accepted_digits(&coupled), 6);
-        assert_eq!(m.measured_at(&coupled, 5).unwrap().greedy, 98.0);
-        assert!(m.measured_at(&coupled, 8).is_none());
         assert_eq!(m.stage_of(&coupled).positions, PositionScheme::Coupled);
         let json = Manifest {
             stages: vec![coupled.clone()],

@@ -21,12 +21,8 @@
 //! are trained too; inference uses offset 0. The thoughts follow the input: `(L + 1) * c` for the
 //! all-latent stage, so a longer problem gets more of them.
 
-use crate::tokenizer::{DIGIT0, EOT, SEP};
+use crate::tokenizer::{DIGIT0, EOT, EQUALS, PLUS, SEP};
 use serde::{Deserialize, Serialize};
-
-/// `+` and `=` in the vocabulary.
-const PLUS: u32 = 18;
-const EQUALS: u32 = 19;
 
 /// The id of the tokens that belong to no column.
 pub const NO_COLUMN: u32 = 0;

@@ -29,6 +29,8 @@ pub const LATENT: u32 = 5;
 pub const UNK: u32 = 7;
 /// Id of the digit 0; digit d is `DIGIT0 + d`.
 pub const DIGIT0: u32 = 8;
+pub const PLUS: u32 = 18;
+pub const EQUALS: u32 = 19;
 
 #[derive(Debug, thiserror::Error)]
 pub enum TokenizerError {
@@ -198,6 +200,7 @@ mod tests {
         }
         assert_eq!(VOCAB[DIGIT0 as usize], "0");
         assert_eq!(VOCAB[LATENT as usize], "<latent>");
+        assert_eq!((VOCAB[PLUS as usize], VOCAB[EQUALS as usize]), ("+", "="));
     }
 
     #[test]

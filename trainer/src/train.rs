@@ -20,6 +20,7 @@ use coconut_core::tokenizer::Tokenizer;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
+use std::borrow::Cow;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -313,14 +314,20 @@ pub fn train(
                 offset_key(config.seed, progress.stage_index, step),
                 end - start,
             );
-            // Owned: each member's column ids are moved by its offset (a no-op without).
-            let members: Vec<Layout> = order.1[start..end]
+            // A member with an offset is a copy with its column ids moved; the rest are borrowed.
+            let members: Vec<Cow<Layout>> = order.1[start..end]
                 .iter()
                 .zip(&picked)
                 .zip(&offsets)
-                .map(|((&i, earlier), &o)| earlier.as_ref().unwrap_or(&layouts[i]).shifted(o))
+                .map(|((&i, earlier), &o)| {
+                    let layout = earlier.as_ref().unwrap_or(&layouts[i]);
+                    match o {
+                        0 => Cow::Borrowed(layout),
+                        _ => Cow::Owned(layout.shifted(o)),
+                    }
+                })
                 .collect();
-            let members: Vec<&Layout> = members.iter().collect();
+            let members: Vec<&Layout> = members.iter().map(|l| l.as_ref()).collect();
             let batch_tokens: usize = members.iter().map(|l| l.ids.len()).sum();
 
             // Forward, checked before anything changes.

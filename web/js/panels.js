@@ -11,7 +11,7 @@ export function measured(s, digits) {
   const test = s?.accuracy?.sets?.find((x) => x.set === 'test');
   if (!test) return null;
   if (digits === undefined) return { greedy: test.greedy, n: test.n };
-  // Longer operands than trained: the largest held-out set that measured them (core's measured_at).
+  // Longer operands than trained: the largest held-out set that measured them.
   const found = (s.accuracy.sets || [])
     .flatMap((x) => x.by_digits || [])
     .filter((x) => x.digits === digits)
