@@ -15,7 +15,7 @@ use clap::Parser;
 use coconut_core::tokenizer::Tokenizer;
 use coconut_core::weights::ModelWeights;
 use coconut_trainer::branch::Branch;
-use coconut_trainer::eval::{evaluate, table};
+use coconut_trainer::eval::{evaluate, table, EvalSet};
 use coconut_trainer::export;
 use coconut_trainer::train::{
     self, load_run_config, Observer, Outcome, RunDir, StepMetrics, TrainOptions,
@@ -189,46 +189,34 @@ fn run_eval(args: EvalArgs) -> Result<()> {
         );
     }
     let n = args.n.min(splits.test.len());
-    let mut sets = vec![evaluate(
-        &model,
-        &tokenizer,
-        "test",
-        &splits.test[..n],
-        &stage,
-        args.batch_size,
-    )?];
+    let longer = args
+        .longer
+        .iter()
+        .map(|&digits| {
+            Ok((
+                format!("ood{digits}"),
+                config.data.longer_set(digits, args.n_ood)?,
+            ))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let set = |problems| EvalSet {
+        tokenizer: &tokenizer,
+        problems,
+        stage: &stage,
+        batch_size: args.batch_size,
+    };
+    let mut sets = vec![evaluate(&model, "test", set(&splits.test[..n]))?];
     if args.n_ood > 0 {
-        sets.push(evaluate(
-            &model,
-            &tokenizer,
-            "ood",
-            &splits.ood[..args.n_ood],
-            &stage,
-            args.batch_size,
-        )?);
+        sets.push(evaluate(&model, "ood", set(&splits.ood[..args.n_ood]))?);
     }
-    for &digits in &args.longer {
-        let problems = config.data.longer_set(digits, args.n_ood)?;
-        sets.push(evaluate(
-            &model,
-            &tokenizer,
-            &format!("ood{digits}"),
-            &problems,
-            &stage,
-            args.batch_size,
-        )?);
+    for (name, problems) in &longer {
+        sets.push(evaluate(&model, name, set(problems))?);
     }
     print!("{}", table(&stage.id(), &sets));
     if let Some(path) = &args.wrong {
         let test = &splits.test[..n];
         let mut engine = coconut_trainer::cpu::CpuTrainer::for_inference(&weights)?;
-        let right = coconut_trainer::eval::cpu_greedy_correct(
-            &mut engine,
-            &tokenizer,
-            test,
-            &stage,
-            args.batch_size,
-        )?;
+        let right = coconut_trainer::eval::cpu_greedy_correct(&mut engine, set(test))?;
         let lines: String = test
             .iter()
             .zip(&right)

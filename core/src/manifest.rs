@@ -107,6 +107,7 @@ impl FileEntry {
 }
 
 /// One stage's weight file and what is known about it.
+#[serde_with::skip_serializing_none]
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct StageEntry {
     /// `stage0` … `stageK`, `nocot`, `pause`.
@@ -122,13 +123,10 @@ pub struct StageEntry {
     pub dtype: WeightDtype,
     #[serde(flatten)]
     pub file: FileEntry,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub accuracy: Option<Accuracy>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub training: Option<TrainingFacts>,
     /// Linear probes of this stage's thoughts with their held-out scores (`coconut probe
     /// --ship`), for stages with fed-back thoughts; see [`crate::probes`].
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub probes: Option<FileEntry>,
 }
 

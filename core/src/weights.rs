@@ -124,8 +124,6 @@ pub fn quantize_int8(values: &[f32], rows: usize, cols: usize, role: Role) -> (V
 /// Why a weight file was refused. Every variant names the file and, where there is one, the tensor.
 #[derive(Debug, thiserror::Error)]
 pub enum WeightsError {
-    #[error("{file}: cannot read: {reason}")]
-    Io { file: String, reason: String },
     #[error("{file}: not a valid safetensors file (truncated or corrupt?): {reason}")]
     Corrupt { file: String, reason: String },
     #[error("{file}: {bytes} bytes, the manifest says {expected}: truncated or replaced")]

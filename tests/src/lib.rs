@@ -20,18 +20,7 @@ pub fn read_golden(weights_dir: &Path) -> Vec<GoldenStage> {
         .unwrap_or_else(|e| panic!("parsing {}: {e}", path.display()))
 }
 
-/// ‖out − ref‖ / ‖ref‖; panics on a zero reference, which would make any output pass.
-pub fn relative_error(out: &[f32], reference: &[f32]) -> f64 {
-    assert_eq!(out.len(), reference.len(), "lengths differ");
-    let diff: f64 = out
-        .iter()
-        .zip(reference)
-        .map(|(a, b)| (*a as f64 - *b as f64).powi(2))
-        .sum();
-    let norm: f64 = reference.iter().map(|b| (*b as f64).powi(2)).sum();
-    assert!(norm > 0.0, "reference is all zeros");
-    (diff / norm).sqrt()
-}
+pub use coconut_core::compare::relative_error;
 
 /// Checks one engine's greedy sequence and per-position logits against a golden run.
 pub fn assert_matches_golden(

@@ -155,11 +155,11 @@ mod tests {
     use super::*;
     use crate::model::to_host;
     use coconut_core::reference::ReferenceModel;
-    use coconut_core::{ModelConfig, Problem, StageKind};
+    use coconut_core::{ModelConfig, Problem};
 
     fn config() -> ModelConfig {
         ModelConfig {
-            n_positions: 64,
+            n_positions: 96,
             n_embd: 16,
             n_layer: 2,
             n_head: 2,
@@ -200,12 +200,7 @@ mod tests {
     fn batched_thought_feedback_matches_the_reference_engine() {
         let (weights, model) = crate::test_support::weights_and_candle(&config(), 17);
         let reference = ReferenceModel::new(&weights);
-        let base = Stage::latent(3, 1, 5);
-        for stage in [
-            base,
-            Stage::latent(2, 2, 5),
-            base.with_kind(StageKind::Pause),
-        ] {
+        for stage in crate::test_support::every_kind_of_stage() {
             let layouts = layouts(&stage);
             let batch = crate::test_support::batch(&layouts, &stage);
             let hidden = hidden_states(&model, &batch).unwrap();
@@ -215,9 +210,7 @@ mod tests {
                 let want = reference_logits(&reference, layout, &stage);
                 for (pos, want) in want.iter().enumerate() {
                     let got = &logits[(i * t + pos) * 22..(i * t + pos + 1) * 22];
-                    let diff: f32 = got.iter().zip(want).map(|(a, b)| (a - b) * (a - b)).sum();
-                    let norm: f32 = want.iter().map(|b| b * b).sum();
-                    let e = (diff / norm).sqrt();
+                    let e = coconut_core::compare::relative_error(got, want);
                     assert!(
                         e < 1e-5,
                         "{} example {i} position {pos}: relative error {e}",

@@ -23,6 +23,7 @@ pub enum Engine {
 }
 
 /// One stage to train and for how long.
+#[serde_with::skip_serializing_none]
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct StagePlan {
     /// `stage0` … `stage5`, `nocot` or `pause`.
@@ -31,18 +32,14 @@ pub struct StagePlan {
     pub epochs: f64,
     /// End the stage early once greedy accuracy on the validation problems (percent, checked
     /// every `val_every` steps) reaches this.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub until_val: Option<f64>,
     /// This stage's peak learning rate, when it differs from the run's `lr`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lr: Option<f64>,
     /// This stage's data mixing, when it differs from the run's `mix`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mix: Option<f64>,
     /// Extra copies, in each of this stage's epochs, of a training problem for each of its
     /// columns beyond the first whose digits sum to 9 (there only the carry coming in decides
     /// between writing 9 and carrying on: long carry chains, rare among random problems).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub repeat_nines: Option<usize>,
 }
 

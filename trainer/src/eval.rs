@@ -115,14 +115,23 @@ pub fn solve(
     Ok(generate(model, &[prompt], stage)?.remove(0))
 }
 
+/// What an evaluation scores: problems at a stage, decoded `batch_size` at a time.
+#[derive(Clone, Copy)]
+pub struct EvalSet<'a> {
+    pub tokenizer: &'a Tokenizer,
+    pub problems: &'a [Problem],
+    pub stage: &'a Stage,
+    pub batch_size: usize,
+}
+
 /// Per problem: whether the greedily generated answer is exactly right.
-pub fn greedy_correct(
-    model: &Gpt,
-    tokenizer: &Tokenizer,
-    problems: &[Problem],
-    stage: &Stage,
-    batch_size: usize,
-) -> Result<Vec<bool>> {
+pub fn greedy_correct(model: &Gpt, set: EvalSet) -> Result<Vec<bool>> {
+    let EvalSet {
+        tokenizer,
+        problems,
+        stage,
+        batch_size,
+    } = set;
     // Batch problems whose prompts have the same length and thought count, so every row runs
     // in lockstep.
     // (prompt length, thoughts) -> (problem index, prompt)
@@ -150,22 +159,18 @@ pub fn greedy_correct(
 }
 
 /// [`greedy_correct`] through the CPU engine (token for token the same generation).
-pub fn cpu_greedy_correct(
-    engine: &mut CpuTrainer,
-    tokenizer: &Tokenizer,
-    problems: &[Problem],
-    stage: &Stage,
-    batch_size: usize,
-) -> Result<Vec<bool>> {
-    let prompts = problems
+pub fn cpu_greedy_correct(engine: &mut CpuTrainer, set: EvalSet) -> Result<Vec<bool>> {
+    let prompts = set
+        .problems
         .iter()
-        .map(|p| prompt(tokenizer, p))
+        .map(|p| prompt(set.tokenizer, p))
         .collect::<Result<Vec<_>, _>>()?;
-    let generated = engine.generate(&prompts, stage, batch_size)?;
-    Ok(problems
+    let generated = engine.generate(&prompts, set.stage, set.batch_size)?;
+    Ok(set
+        .problems
         .iter()
         .zip(&generated)
-        .map(|(p, ids)| answer_is_right(tokenizer, p, ids))
+        .map(|(p, ids)| answer_is_right(set.tokenizer, p, ids))
         .collect())
 }
 
@@ -175,26 +180,21 @@ pub fn answer_is_right(tokenizer: &Tokenizer, problem: &Problem, generated: &[u3
 }
 
 /// Each problem laid out for `stage`, as inference sees it (coupled ids at offset 0).
-fn layouts(tokenizer: &Tokenizer, problems: &[Problem], stage: &Stage) -> Result<Vec<Layout>> {
-    Ok(problems
+fn layouts(set: EvalSet) -> Result<Vec<Layout>> {
+    Ok(set
+        .problems
         .iter()
-        .map(|p| Layout::new(tokenizer, p, stage))
+        .map(|p| Layout::new(set.tokenizer, p, set.stage))
         .collect::<Result<Vec<_>, _>>()?)
 }
 
 /// Per problem: whether every target token is the argmax given the gold prefix.
-pub fn teacher_forced_correct(
-    model: &Gpt,
-    tokenizer: &Tokenizer,
-    problems: &[Problem],
-    stage: &Stage,
-    batch_size: usize,
-) -> Result<Vec<bool>> {
-    let layouts = layouts(tokenizer, problems, stage)?;
-    let mut correct = Vec::with_capacity(problems.len());
-    for chunk in layouts.chunks(batch_size.max(1)) {
+pub fn teacher_forced_correct(model: &Gpt, set: EvalSet) -> Result<Vec<bool>> {
+    let layouts = layouts(set)?;
+    let mut correct = Vec::with_capacity(set.problems.len());
+    for chunk in layouts.chunks(set.batch_size.max(1)) {
         let refs: Vec<&Layout> = chunk.iter().collect();
-        let batch = Batch::new(&refs, stage, model.device())?;
+        let batch = Batch::new(&refs, set.stage, model.device())?;
         let logits = to_host(&target_logits(model, &batch)?)?; // (N * V)
         let targets = batch.targets.to_vec1::<u32>()?;
         let mut ok = vec![true; chunk.len()];
@@ -210,21 +210,20 @@ pub fn teacher_forced_correct(
 }
 
 /// Greedy and teacher-forced accuracy on `problems`, overall and by digit count.
-pub fn evaluate(
-    model: &Gpt,
-    tokenizer: &Tokenizer,
-    set: &str,
-    problems: &[Problem],
-    stage: &Stage,
-    batch_size: usize,
-) -> Result<SetAccuracy> {
+pub fn evaluate(model: &Gpt, name: &str, set: EvalSet) -> Result<SetAccuracy> {
+    let EvalSet {
+        problems,
+        stage,
+        batch_size,
+        ..
+    } = set;
     // On the CPU the CPU engine runs both (token for token the same generation, see the tests of
     // crate::cpu), many times faster than the candle model.
     let (greedy, forced) = if model.device().is_cpu() {
         let mut engine = CpuTrainer::for_inference(&model.to_weights()?)?;
-        let greedy = cpu_greedy_correct(&mut engine, tokenizer, problems, stage, batch_size)
-            .with_context(|| format!("greedy evaluation of {set}"))?;
-        let layouts = layouts(tokenizer, problems, stage)?;
+        let greedy = cpu_greedy_correct(&mut engine, set)
+            .with_context(|| format!("greedy evaluation of {name}"))?;
+        let layouts = layouts(set)?;
         // A layout longer than the model's positions (a long problem written out) cannot be
         // teacher-forced: it counts as wrong.
         let fits = |l: &Layout| l.ids.len() <= model.config().n_positions;
@@ -234,7 +233,7 @@ pub fn evaluate(
         } else {
             engine
                 .teacher_forced_correct(&refs, stage.feeds_back(), batch_size)
-                .with_context(|| format!("teacher-forced evaluation of {set}"))?
+                .with_context(|| format!("teacher-forced evaluation of {name}"))?
         }
         .into_iter();
         let forced = layouts
@@ -243,10 +242,10 @@ pub fn evaluate(
             .collect();
         (greedy, forced)
     } else {
-        let greedy = greedy_correct(model, tokenizer, problems, stage, batch_size)
-            .with_context(|| format!("greedy evaluation of {set}"))?;
-        let forced = teacher_forced_correct(model, tokenizer, problems, stage, batch_size)
-            .with_context(|| format!("teacher-forced evaluation of {set}"))?;
+        let greedy =
+            greedy_correct(model, set).with_context(|| format!("greedy evaluation of {name}"))?;
+        let forced = teacher_forced_correct(model, set)
+            .with_context(|| format!("teacher-forced evaluation of {name}"))?;
         (greedy, forced)
     };
     let percent = |hits: usize, n: usize| {
@@ -264,7 +263,7 @@ pub fn evaluate(
         e.2 += forced[i] as usize;
     }
     Ok(SetAccuracy {
-        set: set.to_string(),
+        set: name.to_string(),
         n: problems.len(),
         greedy: percent(greedy.iter().filter(|&&c| c).count(), problems.len()),
         teacher_forced: percent(forced.iter().filter(|&&c| c).count(), problems.len()),
@@ -304,23 +303,12 @@ pub fn table(stage: &str, sets: &[SetAccuracy]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use coconut_core::{ModelConfig, StageKind};
-
-    use coconut_core::positions::PositionScheme;
+    use coconut_core::ModelConfig;
 
     #[test]
     fn generation_matches_the_reference_engine() {
         let (reference, model, tok) = crate::test_support::oracle_and_candle(21);
-        let base = Stage::latent(2, 1, 5);
-        let coupled = base.with_positions(PositionScheme::Coupled);
-        for stage in [
-            base,
-            base.with_kind(StageKind::Pause),
-            base.with_kind(StageKind::NoCot),
-            coupled,
-            Stage::latent(5, 2, 5).with_positions(PositionScheme::Coupled),
-            coupled.with_kind(StageKind::Pause),
-        ] {
+        for stage in crate::test_support::every_kind_of_stage() {
             // Two prompts of one length in one batch (their coupled ids differ), each equal to
             // the reference's generation.
             let problems = [Problem::new(123, 45), Problem::new(12, 345)];
@@ -355,7 +343,13 @@ mod tests {
             Problem::new(345, 6),
         ];
         let stage = Stage::latent(1, 1, 5);
-        let acc = evaluate(&model, &tok, "test", &problems, &stage, 2).unwrap();
+        let set = EvalSet {
+            tokenizer: &tok,
+            problems: &problems,
+            stage: &stage,
+            batch_size: 2,
+        };
+        let acc = evaluate(&model, "test", set).unwrap();
         assert_eq!(acc.n, 3);
         let digits: Vec<(usize, usize)> = acc.by_digits.iter().map(|d| (d.digits, d.n)).collect();
         assert_eq!(digits, [(1, 1), (2, 1), (3, 1)]);

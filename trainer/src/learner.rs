@@ -6,7 +6,7 @@ use crate::batch::{loss, Batch};
 use crate::checkpoint::{Snapshot, SnapshotTensor};
 use crate::config::TrainConfig;
 use crate::cpu::{CpuTrainer, StepStats};
-use crate::eval::{cpu_greedy_correct, greedy_correct};
+use crate::eval::{cpu_greedy_correct, greedy_correct, EvalSet};
 use crate::model::{init_weights, to_host, Gpt};
 use crate::optim::AdamW;
 use anyhow::{ensure, Result};
@@ -117,9 +117,15 @@ impl Learner {
         problems: &[Problem],
         stage: &Stage,
     ) -> Result<Vec<bool>> {
+        let set = EvalSet {
+            tokenizer,
+            problems,
+            stage,
+            batch_size: 256,
+        };
         match self {
-            Learner::Cpu(engine) => cpu_greedy_correct(engine, tokenizer, problems, stage, 256),
-            Learner::Candle(c) => greedy_correct(&c.model, tokenizer, problems, stage, 256),
+            Learner::Cpu(engine) => cpu_greedy_correct(engine, set),
+            Learner::Candle(c) => greedy_correct(&c.model, set),
         }
     }
 

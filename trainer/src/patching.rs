@@ -2,13 +2,13 @@
 //! `--measure-flips`): every latent stage, on its manifest's held-out test problems, through
 //! core's [`coconut_core::effects`] (the code the page runs too).
 
+use crate::probe::{on_each_stage, thought_stages};
 use anyhow::{ensure, Context, Result};
 use coconut_core::effects::{flip_effects, patch_effects};
 pub use coconut_core::effects::{FlipEffect, PatchEffect};
 use coconut_core::intervention::PatchContext;
 use coconut_core::manifest::WeightsDir;
 use coconut_core::problem::Problem;
-use coconut_core::reference::ReferenceModel;
 use coconut_core::tokenizer::Tokenizer;
 
 /// The tokenizer and the first `n` held-out test problems of `dir` (the set of its manifest's
@@ -36,16 +36,12 @@ pub fn measure_patching(
         held_out(dir, 2 * pairs).with_context(|| format!("{pairs} pairs of problems"))?;
     let pairs: Vec<(Problem, Problem)> = test.chunks_exact(2).map(|p| (p[0], p[1])).collect();
     let columns = dir.manifest.max_digits + 1;
-    let mut effects = Vec::new();
-    for entry in crate::probe::thought_stages(dir, stages)? {
-        progress(&entry.id);
-        let (_, stage, weights) = dir.stage(&entry.id)?;
-        let model = ReferenceModel::new(&weights);
-        effects.extend(patch_effects(
-            &model, &tokenizer, &stage, &entry.id, &pairs, columns,
-        )?);
-    }
-    Ok(effects)
+    let entries = thought_stages(dir, stages)?;
+    on_each_stage(dir, &entries, &mut progress, |id, stage, model| {
+        Ok(patch_effects(
+            model, &tokenizer, stage, id, &pairs, columns,
+        )?)
+    })
 }
 
 /// Flips every column's carry probe at every thought slot of every latent stage named in
@@ -58,27 +54,26 @@ pub fn measure_flips(
     mut progress: impl FnMut(&str),
 ) -> Result<Vec<FlipEffect>> {
     let (tokenizer, test) = held_out(dir, problems)?;
-    let mut effects = Vec::new();
-    for entry in crate::probe::thought_stages(dir, stages)? {
-        let Some(probes) = dir.probes(entry)? else {
-            ensure!(
+    let mut probed = Vec::new();
+    for entry in thought_stages(dir, stages)? {
+        match dir.probes(entry)? {
+            Some(probes) => probed.push((entry, probes)),
+            None => ensure!(
                 stages.is_empty(),
                 "{}: the weights folder ships no probes for it (coconut probe --ship)",
                 entry.id
-            );
-            continue;
-        };
-        progress(&entry.id);
-        let (_, stage, weights) = dir.stage(&entry.id)?;
-        let model = ReferenceModel::new(&weights);
-        let ctx = PatchContext {
-            model: &model,
-            tokenizer: &tokenizer,
-            stage: &stage,
-            max_digits: dir.manifest.max_digits,
-            probes: Some(&probes),
-        };
-        effects.extend(flip_effects(&ctx, &entry.id, &test).map_err(anyhow::Error::msg)?);
+            ),
+        }
     }
-    Ok(effects)
+    let entries: Vec<_> = probed.iter().map(|(entry, _)| *entry).collect();
+    on_each_stage(dir, &entries, &mut progress, |id, stage, model| {
+        let ctx = PatchContext {
+            model,
+            tokenizer: &tokenizer,
+            stage,
+            max_digits: dir.manifest.max_digits,
+            probes: probed.iter().find(|(e, _)| e.id == id).map(|(_, p)| p),
+        };
+        flip_effects(&ctx, id, &test).map_err(anyhow::Error::msg)
+    })
 }

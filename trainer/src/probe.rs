@@ -231,20 +231,33 @@ pub fn probe_folder(
         splits.test.len()
     );
     let (fit, test) = (&splits.train[..sizes.fit], &splits.test[..sizes.test]);
-    let mut out = Vec::new();
-    for entry in thought_stages(dir, stages)? {
-        progress(&entry.id);
-        let (_, stage, weights) = dir.stage(&entry.id)?;
-        let model = ReferenceModel::new(&weights);
-        let fit_thoughts = thoughts(&model, &tokenizer, fit, &stage)?;
-        let test_thoughts = thoughts(&model, &tokenizer, test, &stage)?;
-        out.push(probe_stage(
-            &entry.id,
+    let entries = thought_stages(dir, stages)?;
+    on_each_stage(dir, &entries, &mut progress, |id, stage, model| {
+        let fit_thoughts = thoughts(model, &tokenizer, fit, stage)?;
+        let test_thoughts = thoughts(model, &tokenizer, test, stage)?;
+        Ok(vec![probe_stage(
+            id,
             (fit, &fit_thoughts),
             (test, &test_thoughts),
             dir.manifest.max_digits,
             1234,
-        )?);
+        )?])
+    })
+}
+
+/// Runs `work` on each of `entries` (stage id, stage, its weights in the reference engine), loaded
+/// one at a time and announced to `progress` first, and gathers what it returns.
+pub fn on_each_stage<T>(
+    dir: &WeightsDir,
+    entries: &[&StageEntry],
+    progress: &mut impl FnMut(&str),
+    mut work: impl FnMut(&str, &Stage, &ReferenceModel) -> Result<Vec<T>>,
+) -> Result<Vec<T>> {
+    let mut out = Vec::new();
+    for entry in entries {
+        progress(&entry.id);
+        let (_, stage, weights) = dir.stage(&entry.id)?;
+        out.extend(work(&entry.id, &stage, &ReferenceModel::new(&weights))?);
     }
     Ok(out)
 }

@@ -15,6 +15,7 @@ pub const RUN_INFO_FILE: &str = "run.json";
 /// is what produced the weights.
 pub const GIT_COMMIT: &str = env!("COCONUT_GIT_COMMIT");
 
+#[serde_with::skip_serializing_none]
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct RunInfo {
     /// The command line that started the run.
@@ -27,7 +28,6 @@ pub struct RunInfo {
     pub resumes: Vec<Invocation>,
     /// For a branch (`--branch-from`): the stages it took from another run, and that run's
     /// provenance, which is theirs.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub branched_from: Option<Branched>,
 }
 

@@ -4,10 +4,11 @@
 use crate::batch::Batch;
 use crate::model::Gpt;
 use coconut_core::layout::Layout;
+use coconut_core::positions::PositionScheme;
 use coconut_core::reference::ReferenceModel;
 use coconut_core::tokenizer::Tokenizer;
 use coconut_core::weights::{random_weights, ModelWeights};
-use coconut_core::{ModelConfig, Problem, Stage};
+use coconut_core::{ModelConfig, Problem, Stage, StageKind};
 
 /// Random weights of `config` drawn with `seed`, and the candle model of them on the CPU.
 pub fn weights_and_candle(config: &ModelConfig, seed: u64) -> (ModelWeights, Gpt) {
@@ -21,6 +22,24 @@ pub fn weights_and_candle(config: &ModelConfig, seed: u64) -> (ModelWeights, Gpt
 pub fn oracle_and_candle(seed: u64) -> (ReferenceModel, Gpt, Tokenizer) {
     let (weights, model) = weights_and_candle(&ModelConfig::tiny(), seed);
     (ReferenceModel::new(&weights), model, Tokenizer::new())
+}
+
+/// A stage of every kind the engines must agree on: written, partly and wholly latent, one and
+/// two thoughts per step, pause and no-CoT, absolute and coupled position ids.
+pub fn every_kind_of_stage() -> Vec<Stage> {
+    let written = Stage::latent(0, 1, 5);
+    let coupled = |stage: Stage| stage.with_positions(PositionScheme::Coupled);
+    vec![
+        written,
+        Stage::latent(2, 1, 5),
+        Stage::latent(5, 1, 5),
+        Stage::latent(3, 2, 5),
+        written.with_kind(StageKind::Pause),
+        written.with_kind(StageKind::NoCot),
+        coupled(Stage::latent(2, 2, 5)),
+        coupled(Stage::latent(5, 1, 5)),
+        coupled(written.with_kind(StageKind::Pause)),
+    ]
 }
 
 /// `problems` laid out for `stage`.

@@ -5,13 +5,14 @@
 use candle_core::Device;
 use coconut_core::data::DataConfig;
 use coconut_core::layout::Layout;
+use coconut_core::manifest::SetAccuracy;
 use coconut_core::tokenizer::Tokenizer;
 use coconut_core::weights::ModelWeights;
 use coconut_core::{ModelConfig, Stage};
 use coconut_trainer::batch::{loss, Batch};
 use coconut_trainer::branch::Branch;
 use coconut_trainer::checkpoint::{self, Progress};
-use coconut_trainer::eval::evaluate;
+use coconut_trainer::eval::{evaluate, EvalSet};
 use coconut_trainer::optim::{AdamW, AdamWConfig};
 use coconut_trainer::provenance::RunInfo;
 use coconut_trainer::train::{train, Outcome, RunDir, Silent, TrainOptions, TrainReport};
@@ -127,6 +128,24 @@ fn learning_run(until_val: Option<f64>) -> TrainConfig {
     }
 }
 
+/// Greedy and teacher-forced accuracy of a run's first stage on its `test` or `val` set.
+fn first_stage_accuracy(report: &TrainReport, config: &TrainConfig, set: &str) -> SetAccuracy {
+    let splits = config.data.generate().unwrap();
+    let problems = if set == "test" {
+        splits.test
+    } else {
+        splits.val
+    };
+    let stage = config.stage(&config.stages[0]).unwrap();
+    let set_to_score = EvalSet {
+        tokenizer: &Tokenizer::new(),
+        problems: &problems,
+        stage: &stage,
+        batch_size: 256,
+    };
+    evaluate(&report.model, set, set_to_score).unwrap()
+}
+
 #[test]
 fn stage_zero_learns_small_additions() {
     // 4,300 of the 10,000 problems with 1-2 digit operands, six epochs (about 810 steps).
@@ -137,9 +156,7 @@ fn stage_zero_learns_small_additions() {
     let started = Instant::now();
     let report = train_fresh(&config, dir.path()).unwrap();
     let seconds = started.elapsed().as_secs_f64();
-    let test = config.data.generate().unwrap().test;
-    let stage = config.stage(&config.stages[0]).unwrap();
-    let acc = evaluate(&report.model, &Tokenizer::new(), "test", &test, &stage, 256).unwrap();
+    let acc = first_stage_accuracy(&report, &config, "test");
     eprintln!(
         "stage 0, 1-2 digits: {:?} after {} steps in {seconds:.0} s: greedy {:.2}%, teacher-forced {:.2}% (n = {})",
         report.outcome, report.progress.global_step, acc.greedy, acc.teacher_forced, acc.n
@@ -173,9 +190,7 @@ fn a_stage_ends_when_validation_reaches_its_goal() {
         "{record:?}"
     );
     assert_eq!(report.progress.global_step, record.steps);
-    let val = config.data.generate().unwrap().val;
-    let stage = config.stage(&config.stages[0]).unwrap();
-    let acc = evaluate(&report.model, &Tokenizer::new(), "val", &val, &stage, 256).unwrap();
+    let acc = first_stage_accuracy(&report, &config, "val");
     assert!(acc.greedy >= 95.0, "validation accuracy {:.2}%", acc.greedy);
 
     let never = TrainConfig {

@@ -26,12 +26,12 @@ pub(crate) mod tests {
     use crate::batch::{loss, Batch};
     use crate::model::to_host;
     use crate::optim::AdamWConfig;
+    use crate::test_support::every_kind_of_stage;
     use candle_core::Device;
     use coconut_core::layout::Layout;
-    use coconut_core::positions::PositionScheme;
     use coconut_core::tokenizer::Tokenizer;
     use coconut_core::weights::random_weights;
-    use coconut_core::{ModelConfig, Problem, Stage, StageKind};
+    use coconut_core::{ModelConfig, Problem, Stage};
 
     fn config() -> ModelConfig {
         ModelConfig {
@@ -63,6 +63,13 @@ pub(crate) mod tests {
         crate::test_support::layouts(&problems(), stage)
     }
 
+    /// A two-shard engine on random weights drawn with `seed`, and the test problems laid out
+    /// for `stage`.
+    fn engine_and_layouts(seed: u64, stage: Stage) -> (CpuTrainer, Vec<Layout>) {
+        let engine = CpuTrainer::new(&random_weights(&config(), seed), adamw(), 2).unwrap();
+        (engine, layouts(&stage))
+    }
+
     pub(crate) use coconut_core::compare::relative_error as rel_err;
 
     /// Loss and every parameter's gradient of the candle path (the exact, prefix-recomputing
@@ -70,19 +77,7 @@ pub(crate) mod tests {
     #[test]
     fn loss_and_gradients_match_the_candle_path() {
         let (weights, model) = crate::test_support::weights_and_candle(&config(), 11);
-        let base = Stage::latent(0, 1, 5);
-        for stage in [
-            base,
-            Stage::latent(2, 1, 5),
-            Stage::latent(5, 1, 5),
-            Stage::latent(3, 2, 5),
-            base.with_kind(StageKind::Pause),
-            base.with_kind(StageKind::NoCot),
-            Stage::latent(2, 2, 5).with_positions(PositionScheme::Coupled),
-            Stage::latent(5, 1, 5).with_positions(PositionScheme::Coupled),
-            base.with_kind(StageKind::Pause)
-                .with_positions(PositionScheme::Coupled),
-        ] {
+        for stage in every_kind_of_stage() {
             // Coupled layouts at the offsets training draws: ids other than the sequence's.
             let layouts: Vec<Layout> = layouts(&stage)
                 .iter()
@@ -137,16 +132,7 @@ pub(crate) mod tests {
             .iter()
             .map(|p| coconut_core::layout::prompt(&tok, p).unwrap())
             .collect();
-        let base = Stage::latent(0, 1, 5);
-        for stage in [
-            base,
-            Stage::latent(2, 1, 5),
-            Stage::latent(5, 1, 5),
-            base.with_kind(StageKind::Pause),
-            base.with_kind(StageKind::NoCot),
-            Stage::latent(1, 2, 5).with_positions(PositionScheme::Coupled),
-            Stage::latent(5, 2, 5).with_positions(PositionScheme::Coupled),
-        ] {
+        for stage in every_kind_of_stage() {
             let mut engine = CpuTrainer::new(&weights, adamw(), 2).unwrap();
             let got = engine.generate(&prompts, &stage, 2).unwrap();
             for (prompt, got) in prompts.iter().zip(&got) {
@@ -163,12 +149,7 @@ pub(crate) mod tests {
     #[test]
     fn target_logits_match_the_candle_path() {
         let (weights, model) = crate::test_support::weights_and_candle(&config(), 15);
-        let base = Stage::latent(0, 1, 5);
-        for stage in [
-            base,
-            Stage::latent(3, 1, 5),
-            base.with_kind(StageKind::Pause),
-        ] {
+        for stage in every_kind_of_stage() {
             let layouts = layouts(&stage);
             let refs: Vec<&Layout> = layouts.iter().collect();
             let batch = crate::test_support::batch(&layouts, &stage);
@@ -184,14 +165,13 @@ pub(crate) mod tests {
             let forced = engine
                 .teacher_forced_correct(&refs, stage.feeds_back(), 4)
                 .unwrap();
-            let want_forced = crate::eval::teacher_forced_correct(
-                &model,
-                &Tokenizer::new(),
-                &problems(),
-                &stage,
-                4,
-            )
-            .unwrap();
+            let set = crate::eval::EvalSet {
+                tokenizer: &Tokenizer::new(),
+                problems: &problems(),
+                stage: &stage,
+                batch_size: 4,
+            };
+            let want_forced = crate::eval::teacher_forced_correct(&model, set).unwrap();
             assert_eq!(forced, want_forced, "{}", stage.id());
         }
     }
@@ -201,11 +181,8 @@ pub(crate) mod tests {
     /// independent check of the backward pass (no candle involved).
     #[test]
     fn gradients_match_finite_differences_through_the_thoughts() {
-        let weights = random_weights(&config(), 13);
-        let stage = Stage::latent(5, 1, 5);
-        let layouts = layouts(&stage);
+        let (mut engine, layouts) = engine_and_layouts(13, Stage::latent(5, 1, 5));
         let refs: Vec<&Layout> = layouts.iter().collect();
-        let mut engine = CpuTrainer::new(&weights, adamw(), 2).unwrap();
         engine.compute(&refs, true).unwrap();
         let grads = engine.grads().to_vec();
         let tensors = engine.layout().tensors.clone();
@@ -287,11 +264,8 @@ pub(crate) mod tests {
     /// over two steps (bias correction changes with t) and both decay groups.
     #[test]
     fn adamw_update_follows_its_formula() {
-        let weights = random_weights(&config(), 12);
-        let stage = Stage::latent(1, 1, 5);
-        let layouts = layouts(&stage);
+        let (mut engine, layouts) = engine_and_layouts(12, Stage::latent(1, 1, 5));
         let refs: Vec<&Layout> = layouts.iter().collect();
-        let mut engine = CpuTrainer::new(&weights, adamw(), 2).unwrap();
         let (lr, scale) = (1e-2, 0.5);
         let n = engine.params().len();
         let (mut m, mut v) = (vec![0f64; n], vec![0f64; n]);
