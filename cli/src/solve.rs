@@ -67,7 +67,41 @@ impl Engine {
             }
         })
     }
+
+    /// How many lines to answer together: the WGSL engine decodes a batch of problems in one
+    /// submission; the others take them one by one.
+    pub fn batch_size(&self) -> usize {
+        match self {
+            Engine::Wgpu(_) => BATCH_LINES,
+            _ => 1,
+        }
+    }
+
+    /// [`Engine::generate`] for each of `problems`, as one batch where the engine has one.
+    pub fn generate_all(
+        &mut self,
+        tokenizer: &Tokenizer,
+        problems: &[Problem],
+        stage: &Stage,
+    ) -> Vec<Result<Vec<u32>>> {
+        if let (Engine::Wgpu(m), true) = (&mut *self, problems.len() > 1) {
+            if let Ok(solved) = coconut_shaders::block_on(m.solve_batch(tokenizer, problems, stage))
+            {
+                return solved.into_iter().map(|s| Ok(s.generation.ids)).collect();
+            }
+            // A batch that failed is answered one problem at a time, so that each line gets
+            // its own result or error.
+        }
+        problems
+            .iter()
+            .map(|p| self.generate(tokenizer, p, stage))
+            .collect()
+    }
 }
+
+/// Lines the WGSL engine answers as one batch (read from a file or a pipe; typed lines are
+/// answered one by one).
+pub const BATCH_LINES: usize = 256;
 
 /// One answered line.
 #[derive(Clone, Debug, PartialEq)]
@@ -75,23 +109,6 @@ pub struct Answer {
     pub problem: Problem,
     pub answer: Option<String>,
     pub text: String,
-}
-
-/// Parses and answers one input line.
-pub fn answer_line(
-    engine: &mut Engine,
-    tokenizer: &Tokenizer,
-    stage: &Stage,
-    max_digits: usize,
-    line: &str,
-) -> Result<Answer> {
-    let problem = Problem::parse(line, max_digits)?;
-    let ids = engine.generate(tokenizer, &problem, stage)?;
-    Ok(Answer {
-        problem,
-        answer: answer_digits(tokenizer, &ids),
-        text: tokenizer.decode(&ids)?,
-    })
 }
 
 /// The longest input line answered. A problem is a few dozen bytes; a longer line is refused
@@ -220,30 +237,71 @@ fn refuse_text(line: &str) -> Option<&'static str> {
 }
 
 /// Answers every line, writing exactly one result per line to `out` (a blank line is refused
-/// like any line that is not a problem). Returns how many lines were refused; an error reading
-/// the input stops the run.
+/// like any line that is not a problem), `batch` lines at a time. Returns how many lines were
+/// refused; an error reading the input stops the run.
+#[allow(clippy::too_many_arguments)]
 pub fn run(
     engine: &mut Engine,
     tokenizer: &Tokenizer,
     stage: &Stage,
     max_digits: usize,
     lines: impl IntoIterator<Item = std::io::Result<Line>>,
+    batch: usize,
     as_json: bool,
     out: &mut dyn Write,
 ) -> Result<usize> {
     let mut refused = 0;
+    let mut pending = Vec::new();
     for line in lines {
-        let (input, answer) = match line.context("reading the input")? {
-            Line::Text(text) => {
-                let input = text.trim_end_matches(['\r', '\n']).to_string();
-                let answer = match refuse_text(&input) {
-                    Some(reason) => Err(anyhow::anyhow!(reason)),
-                    None => answer_line(engine, tokenizer, stage, max_digits, &input),
-                };
-                (input, answer)
-            }
-            Line::Refused { shown, reason } => (shown, Err(anyhow::anyhow!(reason))),
-        };
+        pending.push(parse_line(line.context("reading the input")?, max_digits));
+        if pending.len() >= batch.max(1) {
+            refused += answer(engine, tokenizer, stage, &mut pending, as_json, out)?;
+        }
+    }
+    refused += answer(engine, tokenizer, stage, &mut pending, as_json, out)?;
+    Ok(refused)
+}
+
+/// A line as it is shown back, and its problem or why it cannot be one.
+fn parse_line(line: Line, max_digits: usize) -> (String, Result<Problem>) {
+    match line {
+        Line::Text(text) => {
+            let input = text.trim_end_matches(['\r', '\n']).to_string();
+            let problem = match refuse_text(&input) {
+                Some(reason) => Err(anyhow::anyhow!(reason)),
+                None => Problem::parse(&input, max_digits).map_err(anyhow::Error::from),
+            };
+            (input, problem)
+        }
+        Line::Refused { shown, reason } => (shown, Err(anyhow::anyhow!(reason))),
+    }
+}
+
+/// Answers the `pending` lines' problems together and writes one result per line, in order;
+/// returns how many were refused.
+fn answer(
+    engine: &mut Engine,
+    tokenizer: &Tokenizer,
+    stage: &Stage,
+    pending: &mut Vec<(String, Result<Problem>)>,
+    as_json: bool,
+    out: &mut dyn Write,
+) -> Result<usize> {
+    let problems: Vec<Problem> = pending
+        .iter()
+        .filter_map(|(_, p)| p.as_ref().ok().copied())
+        .collect();
+    let mut generated = engine.generate_all(tokenizer, &problems, stage).into_iter();
+    let mut refused = 0;
+    for (input, parsed) in pending.drain(..) {
+        let answer = parsed.and_then(|problem| {
+            let ids = generated.next().expect("one generation per problem")?;
+            Ok(Answer {
+                problem,
+                answer: answer_digits(tokenizer, &ids),
+                text: tokenizer.decode(&ids)?,
+            })
+        });
         match answer {
             Ok(a) if as_json => writeln!(
                 out,
@@ -302,6 +360,12 @@ pub fn run_solve(args: SolveArgs) -> Result<u8> {
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
     // Every line of stdin is answered, whatever its bytes: see `Lines`.
+    // Lines typed at a terminal are answered as they come; piped ones in batches.
+    let batch = if args.problems.is_empty() && std::io::IsTerminal::is_terminal(&std::io::stdin()) {
+        1
+    } else {
+        engine.batch_size()
+    };
     let lines: Box<dyn Iterator<Item = std::io::Result<Line>>> = if args.problems.is_empty() {
         Box::new(Lines::new(std::io::stdin().lock()))
     } else {
@@ -316,6 +380,7 @@ pub fn run_solve(args: SolveArgs) -> Result<u8> {
             &stage,
             max_digits,
             lines,
+            batch,
             args.json,
             &mut out,
         )?
@@ -358,12 +423,18 @@ mod tests {
     fn json_contract_one_object_per_line_and_refusals() {
         let tok = Tokenizer::new();
         let stage = Stage::latent(2, 1, 5);
-        let lines = ["347 + 285", "", "12 + x", "99999 + 1", "5+1234 ="].map(String::from);
+        let lines = ["347 + 285", "", "12 + x", "99999 + 1", "5+1234 =", "7 + 8"].map(String::from);
         let mut outputs = Vec::new();
-        for mut engine in engines() {
+        // One line at a time, and batches that split the refused lines from the answered ones.
+        for (mut engine, batch) in engines().into_iter().flat_map(|e| [(e, 1)]).chain(
+            engines()
+                .into_iter()
+                .filter(|e| e.batch_size() > 1)
+                .flat_map(|e| [(e, 3)]),
+        ) {
             let mut out = Vec::new();
             let input = lines.clone().map(|l| Ok(Line::Text(l)));
-            let refused = run(&mut engine, &tok, &stage, 4, input, true, &mut out).unwrap();
+            let refused = run(&mut engine, &tok, &stage, 4, input, batch, true, &mut out).unwrap();
             assert_eq!(refused, 3);
             let text = String::from_utf8(out).unwrap();
             let objects: Vec<serde_json::Value> = text
@@ -372,7 +443,7 @@ mod tests {
                 .collect();
             assert_eq!(
                 objects.len(),
-                5,
+                6,
                 "one object per input line, blank ones too"
             );
             assert_eq!(objects[0]["input"], "347 + 285");
@@ -388,6 +459,8 @@ mod tests {
             assert!(error_has(&objects[2], "letters"));
             assert!(error_has(&objects[3], "at most 4 digits"));
             assert_eq!(objects[4]["input"], "5+1234 =");
+            assert_eq!(objects[5]["input"], "7 + 8");
+            assert!(objects[5].get("answer").is_some());
             outputs.push(text);
         }
         // Every engine writes the same lines as the reference engine.

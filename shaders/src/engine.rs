@@ -1,8 +1,11 @@
 //! The WGSL engine: the model's weights, activations, KV cache and pipelines live on the GPU,
-//! created once per model; generating a token records one command buffer (embedding, every
-//! block, ln_f, LM head, argmax), submits it, and reads back only the chosen token id. A thought
-//! reads the previous position's final hidden state straight from GPU memory. The prompt runs
-//! as one submission through the matrix-matrix kernels.
+//! created once per model. A stage with absolute position ids is decoded whole on the GPU by
+//! [`Solver`] (solve.wgsl: one submission and one read-back per problem, or per batch of
+//! problems). Otherwise, or with [`WgpuEngine::use_per_layer`], the per-layer path runs:
+//! generating a token records one command buffer (embedding, every block, ln_f, LM head,
+//! argmax), submits it, and reads back only the chosen token id; a thought reads the previous
+//! position's final hidden state straight from GPU memory; the prompt runs as one submission
+//! through the matrix-matrix kernels.
 //!
 //! It follows the same [`DecodePlan`] as every engine (thoughts after the prompt, greedy tokens
 //! until the plan's stop rule, ties to the lowest id) and returns the same [`Generation`] /
@@ -13,6 +16,7 @@ use crate::error::GpuError;
 use crate::gpu::{AdapterSummary, Gpu, GpuOptions};
 use crate::kernels::{Driver, EmbedInput};
 use crate::resident::{decode_step, prefill_step, Readback, Resident, F32};
+use crate::solver::Solver;
 use coconut_core::config::ModelConfig;
 use coconut_core::decoding::{DecodePlan, EngineError, Generation, PositionTrace, Solution, Trace};
 use coconut_core::layout::prompt;
@@ -25,7 +29,8 @@ use std::sync::Arc;
 /// Counters of the work the engine did since it was created (or since [`WgpuEngine::reset_stats`]).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct EngineStats {
-    /// Queue submissions (one per prompt, per thought and per generated token).
+    /// Queue submissions (per-layer path: one per prompt, per thought and per generated token;
+    /// solver: one per batch).
     pub submissions: u64,
     /// Compute dispatches recorded.
     pub dispatches: u64,
@@ -72,6 +77,10 @@ pub struct WgpuEngine {
     gpu: Arc<Gpu>,
     config: ModelConfig,
     model: Resident,
+    /// The whole-decoding kernel, when the model suits it ([`Solver::on`]).
+    solver: Option<Solver>,
+    /// Run every stage on the per-layer path.
+    per_layer: bool,
     stats: EngineStats,
 }
 
@@ -101,13 +110,85 @@ impl WgpuEngine {
     /// Uploads the model to an open device (several engines may share one).
     pub fn on(gpu: Arc<Gpu>, weights: &ModelWeights) -> Result<WgpuEngine, GpuError> {
         let model = Resident::new(&gpu, weights)?;
+        // A model the solver does not take runs on the per-layer path only.
+        let solver = match Solver::on(gpu.clone(), weights) {
+            Ok(solver) => Some(solver),
+            Err(GpuError::Unsupported(_)) => None,
+            Err(e) => return Err(e),
+        };
         gpu.check()?;
         Ok(WgpuEngine {
             gpu,
             config: weights.config.clone(),
             model,
+            solver,
+            per_layer: false,
             stats: EngineStats::default(),
         })
+    }
+
+    /// Runs every stage on the per-layer path (`true`), or lets the solver decode the stages it
+    /// takes (`false`, the default).
+    pub fn use_per_layer(&mut self, per_layer: bool) {
+        self.per_layer = per_layer;
+    }
+
+    /// The solver, if it decodes `stage` here.
+    fn solver_for(&self, stage: &Stage) -> Option<&Solver> {
+        self.solver
+            .as_ref()
+            .filter(|_| !self.per_layer && Solver::supports(stage))
+    }
+
+    /// Greedy decodings of many prompts: one batch through the solver where it takes the stage,
+    /// else one at a time on the per-layer path.
+    pub async fn generate_batch(
+        &mut self,
+        prompts: &[Vec<u32>],
+        stage: &Stage,
+    ) -> Result<Vec<Generation>, GpuError> {
+        self.gpu.check()?;
+        if let Some(solver) = self.solver_for(stage) {
+            let (generations, dispatches) = solver.generate(prompts, stage, false).await?;
+            self.count_solved(&generations, dispatches);
+            return Ok(generations);
+        }
+        let mut out = Vec::with_capacity(prompts.len());
+        for prompt in prompts {
+            out.push(self.generate(prompt, stage, false).await?);
+        }
+        Ok(out)
+    }
+
+    /// Solves many problems ([`WgpuEngine::generate_batch`] of their prompts).
+    pub async fn solve_batch(
+        &mut self,
+        tokenizer: &Tokenizer,
+        problems: &[Problem],
+        stage: &Stage,
+    ) -> Result<Vec<Solution>, GpuError> {
+        let prompts = problems
+            .iter()
+            .map(|p| prompt(tokenizer, p))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(EngineError::from)?;
+        let generations = self.generate_batch(&prompts, stage).await?;
+        problems
+            .iter()
+            .zip(generations)
+            .map(|(p, g)| Solution::new(tokenizer, p, g).map_err(GpuError::from))
+            .collect()
+    }
+
+    fn count_solved(&mut self, generations: &[Generation], dispatches: u64) {
+        self.stats.generations += generations.len() as u64;
+        self.stats.submissions += 1;
+        self.stats.readbacks += 1;
+        self.stats.dispatches += dispatches;
+        self.stats.positions += generations
+            .iter()
+            .map(|g| g.ids.len() as u64 - 1)
+            .sum::<u64>();
     }
 
     pub fn config(&self) -> &ModelConfig {
@@ -276,6 +357,13 @@ impl WgpuEngine {
         with_trace: bool,
     ) -> Result<Generation, GpuError> {
         self.gpu.check()?;
+        if let Some(solver) = self.solver_for(stage) {
+            let prompts = [prompt_ids.to_vec()];
+            let (mut generations, dispatches) =
+                solver.generate(&prompts, stage, with_trace).await?;
+            self.count_solved(&generations, dispatches);
+            return Ok(generations.remove(0));
+        }
         let (v, p) = (self.config.vocab_size, self.config.n_positions);
         let plan = DecodePlan::new(prompt_ids, stage, p)?;
         if let Some(&bad) = prompt_ids.iter().find(|&&id| id as usize >= v) {

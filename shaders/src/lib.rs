@@ -23,6 +23,7 @@ pub mod gpu;
 pub mod kernels;
 pub mod pack;
 mod resident;
+pub mod solver;
 
 pub use engine::{EngineStats, WgpuEngine};
 pub use error::GpuError;
@@ -30,3 +31,4 @@ pub use gpu::{AdapterSummary, Gpu, GpuOptions};
 /// Runs an engine future to completion on native targets (the browser awaits them instead).
 #[cfg(not(target_arch = "wasm32"))]
 pub use pollster::block_on;
+pub use solver::Solver;

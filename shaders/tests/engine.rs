@@ -15,17 +15,14 @@ use coconut_core::stage::{Stage, StageKind};
 use coconut_core::tokenizer::Tokenizer;
 use coconut_core::weights::{random_weights, ModelWeights, WeightDtype};
 use coconut_core::ModelConfig;
-use coconut_shaders::{block_on, GpuError, GpuOptions, WgpuEngine};
+use coconut_shaders::{block_on, GpuError, GpuOptions, Solver, WgpuEngine};
 use common::*;
 
-#[test]
-fn greedy_generations_match_the_reference_for_every_stage() {
-    if gpu().is_none() {
-        return;
-    }
+/// Small models in every storage type, random and leaning towards `<eos>` (so that both
+/// finished and unfinished runs are compared).
+fn weight_sets() -> Vec<(String, ModelWeights)> {
     let cfg = small_config();
-    let mut tally = Tally::default();
-    let sets: Vec<(String, ModelWeights)> = vec![
+    vec![
         ("random f32".into(), random_weights(&cfg, 1)),
         (
             "random int8".into(),
@@ -40,7 +37,16 @@ fn greedy_generations_match_the_reference_for_every_stage() {
             "eos-biased f16".into(),
             eos_biased(&cfg, 5, 2.0).convert(WeightDtype::F16),
         ),
-    ];
+    ]
+}
+
+#[test]
+fn greedy_generations_match_the_reference_for_every_stage() {
+    if gpu().is_none() {
+        return;
+    }
+    let mut tally = Tally::default();
+    let sets = weight_sets();
     let start = std::time::Instant::now();
     for (i, (name, w)) in sets.iter().enumerate() {
         let before = tally.runs;
@@ -73,6 +79,25 @@ fn greedy_generations_match_the_reference_for_every_stage() {
     );
 }
 
+/// The one-dispatch solver: batches of problems, every stage with absolute ids, each solution
+/// the reference's.
+#[test]
+fn the_solver_matches_the_reference_for_every_stage() {
+    let Some(gpu) = gpu() else { return };
+    let mut tally = Tally::default();
+    for (i, (name, w)) in weight_sets().iter().enumerate() {
+        let before = tally.runs;
+        block_on(solver_parity(gpu.clone(), w, i as u64 + 1, 12, &mut tally));
+        eprintln!(
+            "solver, {name}: {} generations identical",
+            tally.runs - before
+        );
+    }
+    assert!(tally.runs >= 400, "a few hundred problems");
+    assert!(tally.finished >= 30, "finished: {}", tally.finished);
+    assert!(tally.unfinished >= 30, "unfinished: {}", tally.unfinished);
+}
+
 #[test]
 fn default_size_model_matches_with_traces() {
     if gpu().is_none() {
@@ -91,6 +116,8 @@ fn default_size_model_matches_with_traces() {
     ] {
         let reference = ReferenceModel::new(&w);
         let mut engine = WgpuEngine::on(gpu().unwrap(), &w).expect("engine");
+        engine.use_per_layer(true);
+        let solver = Solver::on(gpu().unwrap(), &w).expect("solver");
         for (i, stage) in [
             Stage::latent(5, 1, 5),
             Stage::latent(2, 1, 5),
@@ -101,41 +128,45 @@ fn default_size_model_matches_with_traces() {
         {
             let p = problems(70 + i as u64, 1)[0];
             let want = reference.solve(&tok, &p, stage, true).unwrap();
-            let got = block_on(engine.solve(&tok, &p, stage, true)).unwrap();
-            let what = format!("default {name} {} {p:?}", stage.id());
-            assert_same(&got, &want, &what);
-            let (gt, rt) = (
-                got.generation.trace.unwrap(),
-                want.generation.trace.unwrap(),
-            );
-            assert_eq!(
-                gt.positions.len(),
-                rt.positions.len(),
-                "{what}: traced positions"
-            );
-            assert_eq!(gt.logits.len(), rt.logits.len(), "{what}: traced logits");
-            let mut worst = (0f64, 0f64, 0f64);
-            for (t, (a, b)) in gt.positions.iter().zip(&rt.positions).enumerate() {
-                assert_eq!(a.residual.len(), cfg.n_layer);
-                for (l, (x, y)) in a.residual.iter().zip(&b.residual).enumerate() {
-                    let e = rel(x, y);
-                    worst.0 = worst.0.max(e);
-                    assert!(e < 1e-5, "{what}: residual t={t} layer {l}: {e}");
-                }
-                for (l, (x, y)) in a.attention.iter().zip(&b.attention).enumerate() {
-                    assert_eq!(x.len(), cfg.n_head);
-                    for (h, (xa, ya)) in x.iter().zip(y).enumerate() {
-                        assert_eq!(xa.len(), t + 1, "{what}: attention row length");
-                        let e = rel(xa, ya);
-                        worst.1 = worst.1.max(e);
-                        assert!(e < 1e-5, "{what}: attention t={t} layer {l} head {h}: {e}");
+            let per_layer = block_on(engine.solve(&tok, &p, stage, true)).unwrap();
+            let solved = block_on(solver.solve(&tok, &[p], stage, true))
+                .unwrap()
+                .remove(0);
+            for (engine_name, got) in [("per-layer", per_layer), ("solver", solved)] {
+                let what = format!("default {name} {engine_name} {} {p:?}", stage.id());
+                assert_same(&got, &want, &what);
+                let (gt, rt) = (
+                    got.generation.trace.unwrap(),
+                    want.generation.trace.clone().unwrap(),
+                );
+                assert_eq!(
+                    gt.positions.len(),
+                    rt.positions.len(),
+                    "{what}: traced positions"
+                );
+                assert_eq!(gt.logits.len(), rt.logits.len(), "{what}: traced logits");
+                let mut worst = (0f64, 0f64, 0f64);
+                for (t, (a, b)) in gt.positions.iter().zip(&rt.positions).enumerate() {
+                    assert_eq!(a.residual.len(), cfg.n_layer);
+                    for (l, (x, y)) in a.residual.iter().zip(&b.residual).enumerate() {
+                        let e = rel(x, y);
+                        worst.0 = worst.0.max(e);
+                        assert!(e < 1e-5, "{what}: residual t={t} layer {l}: {e}");
                     }
+                    for (l, (x, y)) in a.attention.iter().zip(&b.attention).enumerate() {
+                        assert_eq!(x.len(), cfg.n_head);
+                        for (h, (xa, ya)) in x.iter().zip(y).enumerate() {
+                            assert_eq!(xa.len(), t + 1, "{what}: attention row length");
+                            let e = rel(xa, ya);
+                            worst.1 = worst.1.max(e);
+                            assert!(e < 1e-5, "{what}: attention t={t} layer {l} head {h}: {e}");
+                        }
+                    }
+                    let e = rel(&gt.logits[t], &rt.logits[t]);
+                    worst.2 = worst.2.max(e);
+                    assert!(e < 1e-5, "{what}: logits t={t}: {e}");
                 }
-                let e = rel(&gt.logits[t], &rt.logits[t]);
-                worst.2 = worst.2.max(e);
-                assert!(e < 1e-5, "{what}: logits t={t}: {e}");
-            }
-            eprintln!(
+                eprintln!(
                 "{what}: {} positions, finished={}, worst relative errors: residual {:.1e}, attention {:.1e}, logits {:.1e}",
                 gt.positions.len(),
                 got.generation.finished,
@@ -143,6 +174,7 @@ fn default_size_model_matches_with_traces() {
                 worst.1,
                 worst.2
             );
+            }
         }
     }
 }
@@ -193,6 +225,7 @@ fn one_submission_per_position_and_one_token_read_per_generated_token() {
     let cfg = small_config();
     let w = eos_biased(&cfg, 3, 3.0);
     let mut engine = WgpuEngine::on(gpu, &w).unwrap();
+    engine.use_per_layer(true);
     let tok = Tokenizer::new();
     let stage = Stage::latent(3, 1, 5);
     let p = Problem::new(347, 285);
@@ -220,4 +253,26 @@ fn one_submission_per_position_and_one_token_read_per_generated_token() {
     let per_token = 1 + 7 * cfg.n_layer + 3;
     let expected = (per_token - 2) * stage.thoughts() + per_token + generated * per_token;
     assert_eq!(st.dispatches as usize, expected, "{st:?}");
+}
+
+#[test]
+fn the_solver_submits_once_and_reads_back_once_per_batch() {
+    let Some(gpu) = gpu() else { return };
+    let w = eos_biased(&small_config(), 3, 3.0);
+    let mut engine = WgpuEngine::on(gpu, &w).unwrap();
+    let tok = Tokenizer::new();
+    let stage = Stage::latent(3, 1, 5);
+    let problems = problems(5, 40);
+    let solved = block_on(engine.solve_batch(&tok, &problems, &stage)).unwrap();
+    let st = engine.stats();
+    assert_eq!((st.submissions, st.readbacks), (1, 1), "{st:?}");
+    assert_eq!(st.generations, 40, "{st:?}");
+    // A few dispatches of the same kernel at most (one per chunk of positions on lavapipe).
+    assert!(st.dispatches >= 1 && st.dispatches <= 40, "{st:?}");
+    // The batch equals the problems solved one at a time on the per-layer path.
+    engine.use_per_layer(true);
+    for (p, got) in problems.iter().zip(&solved) {
+        let want = block_on(engine.solve(&tok, p, &stage, false)).unwrap();
+        assert_eq!(got.generation.ids, want.generation.ids, "{p:?}");
+    }
 }

@@ -20,7 +20,7 @@ use coconut_shaders::kernels::{
     StepTable,
 };
 use coconut_shaders::pack::{pack_f32, pack_quantized};
-use coconut_shaders::{Gpu, WgpuEngine};
+use coconut_shaders::{Gpu, Solver, WgpuEngine};
 use rand::Rng;
 use std::sync::Arc;
 
@@ -564,7 +564,8 @@ pub struct Tally {
 }
 
 /// Every stage kind on `per_stage` generated problems: the WGSL engine's solutions equal the
-/// reference engine's.
+/// reference engine's, by default (the solver where it takes the stage) and on the per-layer
+/// path.
 pub async fn engine_parity(
     gpu: Arc<Gpu>,
     weights: &ModelWeights,
@@ -575,18 +576,53 @@ pub async fn engine_parity(
     let tok = Tokenizer::new();
     let reference = ReferenceModel::new(weights);
     let mut engine = WgpuEngine::on(gpu, weights).expect("engine");
+    for (path, per_layer) in [("default", false), ("per-layer", true)] {
+        engine.use_per_layer(per_layer);
+        for (si, stage) in stages().iter().enumerate() {
+            for (pi, p) in problems(seed * 100 + si as u64, per_stage)
+                .iter()
+                .enumerate()
+            {
+                let want = reference.solve(&tok, p, stage, false).unwrap();
+                let got = engine.solve(&tok, p, stage, false).await.unwrap();
+                assert_same(
+                    &got,
+                    &want,
+                    &format!("{path} {} {p:?} (problem {pi}, seed {seed})", stage.id()),
+                );
+                tally.runs += 1;
+                if want.generation.finished {
+                    tally.finished += 1;
+                } else {
+                    tally.unfinished += 1;
+                }
+            }
+        }
+    }
+}
+
+/// The one-dispatch solver on every stage kind with absolute ids: `per_stage` problems of a stage
+/// solved as one batch, each equal to the reference's solution.
+pub async fn solver_parity(
+    gpu: Arc<Gpu>,
+    weights: &ModelWeights,
+    seed: u64,
+    per_stage: usize,
+    tally: &mut Tally,
+) {
+    let tok = Tokenizer::new();
+    let reference = ReferenceModel::new(weights);
+    let solver = Solver::on(gpu, weights).expect("solver");
     for (si, stage) in stages().iter().enumerate() {
-        for (pi, p) in problems(seed * 100 + si as u64, per_stage)
-            .iter()
-            .enumerate()
-        {
+        if !Solver::supports(stage) {
+            continue;
+        }
+        let problems = problems(seed * 100 + si as u64, per_stage);
+        let got = solver.solve(&tok, &problems, stage, false).await.unwrap();
+        for (pi, (p, got)) in problems.iter().zip(&got).enumerate() {
             let want = reference.solve(&tok, p, stage, false).unwrap();
-            let got = engine.solve(&tok, p, stage, false).await.unwrap();
-            assert_same(
-                &got,
-                &want,
-                &format!("{} {p:?} (problem {pi}, seed {seed})", stage.id()),
-            );
+            let what = format!("solver {} {p:?} (problem {pi}, seed {seed})", stage.id());
+            assert_same(got, &want, &what);
             tally.runs += 1;
             if want.generation.finished {
                 tally.finished += 1;
