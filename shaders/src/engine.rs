@@ -72,11 +72,16 @@ impl Stopwatch {
     }
 }
 
+/// Why the per-layer path's model is there when used: `generate` builds it first.
+const PER_LAYER: &str = "the per-layer path builds its model before use";
+
 /// The model on the GPU. One generation at a time (`&mut self`).
 pub struct WgpuEngine {
     gpu: Arc<Gpu>,
     config: ModelConfig,
-    model: Resident,
+    /// The per-layer path's buffers and pipelines, built on its first use ([`PER_LAYER`]).
+    model: Option<Resident>,
+    weights: ModelWeights,
     /// The whole-decoding kernel, when the model suits it ([`Solver::on`]).
     solver: Option<Solver>,
     /// Run every stage on the per-layer path.
@@ -109,18 +114,23 @@ impl WgpuEngine {
 
     /// Uploads the model to an open device (several engines may share one).
     pub fn on(gpu: Arc<Gpu>, weights: &ModelWeights) -> Result<WgpuEngine, GpuError> {
-        let model = Resident::new(&gpu, weights)?;
-        // A model the solver does not take runs on the per-layer path only.
+        // A model the solver does not take runs on the per-layer path only, built now; otherwise
+        // that path (coupled ids) is built when first used, which spares a page its pipelines.
         let solver = match Solver::on(gpu.clone(), weights) {
             Ok(solver) => Some(solver),
             Err(GpuError::Unsupported(_)) => None,
             Err(e) => return Err(e),
+        };
+        let model = match solver {
+            Some(_) => None,
+            None => Some(Resident::new(&gpu, weights)?),
         };
         gpu.check()?;
         Ok(WgpuEngine {
             gpu,
             config: weights.config.clone(),
             model,
+            weights: weights.clone(),
             solver,
             per_layer: false,
             stats: EngineStats::default(),
@@ -223,7 +233,7 @@ impl WgpuEngine {
         trace: bool,
     ) -> wgpu::CommandBuffer {
         let clock = Stopwatch::start();
-        let m = &self.model;
+        let m = self.model.as_ref().expect(PER_LAYER);
         let mut enc = self
             .gpu
             .device
@@ -287,7 +297,8 @@ impl WgpuEngine {
         blocks: std::ops::Range<usize>,
         run: usize,
     ) -> u64 {
-        let (m, k) = (&self.model, &self.model.kernels);
+        let m = self.model.as_ref().expect(PER_LAYER);
+        let k = &m.kernels;
         let linear = |pass: &mut wgpu::ComputePass<'_>, (i, bg): &(usize, wgpu::BindGroup)| {
             k.linear(*i).dispatch(pass, bg, &m.steps, run)
         };
@@ -312,7 +323,8 @@ impl WgpuEngine {
         logits: Option<usize>,
         argmax: bool,
     ) -> u64 {
-        let (m, k) = (&self.model, &self.model.kernels);
+        let m = self.model.as_ref().expect(PER_LAYER);
+        let k = &m.kernels;
         k.ln_f.dispatch(pass, &m.ln_f_bg, &m.steps, run);
         let Some(li) = logits else { return 1 };
         k.lm_head.dispatch(pass, &m.lm_head_bg, &m.steps, li);
@@ -339,7 +351,7 @@ impl WgpuEngine {
         let id = self
             .gpu
             .read_mapped(
-                &self.model.buffers.staging_id[t % 2],
+                &self.model.as_ref().expect(PER_LAYER).buffers.staging_id[t % 2],
                 0..4,
                 Some(done),
                 |b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]),
@@ -364,20 +376,26 @@ impl WgpuEngine {
             self.count_solved(&generations, dispatches);
             return Ok(generations.remove(0));
         }
+        if self.model.is_none() {
+            self.model = Some(Resident::new(&self.gpu, &self.weights)?);
+            self.gpu.check()?;
+        }
         let (v, p) = (self.config.vocab_size, self.config.n_positions);
         let plan = DecodePlan::new(prompt_ids, stage, p)?;
         if let Some(&bad) = prompt_ids.iter().find(|&&id| id as usize >= v) {
             return Err(EngineError::TokenId(bad).into());
         }
         let (n, k) = (plan.prompt_len, plan.thoughts);
-        if k > 0 && !plan.feeds_back && self.model.latent.is_none() {
+        if k > 0 && !plan.feeds_back && self.model.as_ref().expect(PER_LAYER).latent.is_none() {
             return Err(EngineError::TokenId(coconut_core::tokenizer::LATENT).into());
         }
         self.stats.generations += 1;
         let mut ids = plan.ids_before_answer(prompt_ids);
-        self.gpu
-            .queue
-            .write_buffer(&self.model.buffers.ids, 0, bytemuck::cast_slice(&ids));
+        self.gpu.queue.write_buffer(
+            &self.model.as_ref().expect(PER_LAYER).buffers.ids,
+            0,
+            bytemuck::cast_slice(&ids),
+        );
         // Position ids: with absolute ids every position's (the speculative runs below find
         // theirs); with coupled ids the prompt's and the thoughts', the others follow the tokens.
         let positions: Vec<u32> = match plan.coupled {
@@ -387,7 +405,7 @@ impl WgpuEngine {
                 .collect(),
         };
         self.gpu.queue.write_buffer(
-            &self.model.buffers.positions,
+            &self.model.as_ref().expect(PER_LAYER).buffers.positions,
             0,
             bytemuck::cast_slice(&positions),
         );
@@ -443,7 +461,7 @@ impl WgpuEngine {
                 None if plan.coupled.is_some() && plan.runs_next(next, ids.len()) => {
                     let id = plan.position_id(&ids, len) as u32;
                     let at = len as u64 * 4;
-                    let positions = &self.model.buffers.positions;
+                    let positions = &self.model.as_ref().expect(PER_LAYER).buffers.positions;
                     self.gpu
                         .queue
                         .write_buffer(positions, at, bytemuck::bytes_of(&id));
@@ -472,7 +490,7 @@ impl WgpuEngine {
             }
         }
         if !plan.feeds_back {
-            if let Some(latent) = &self.model.latent {
+            if let Some(latent) = &self.model.as_ref().expect(PER_LAYER).latent {
                 thoughts = vec![latent.clone(); k];
             }
         }
@@ -500,7 +518,7 @@ impl WgpuEngine {
         );
         let len = layout.len as u64;
         let mut enc = self.gpu.device.create_command_encoder(&Default::default());
-        let b = &self.model.buffers;
+        let b = &self.model.as_ref().expect(PER_LAYER).buffers;
         let at = |floats: usize| floats as u64 * F32;
         if layout.thoughts > 0 {
             let from = (prompt_len as u64 - 1) * c * F32;

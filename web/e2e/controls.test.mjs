@@ -321,6 +321,23 @@ describe(`controls (${weights.label} weights, stage ${thoughtStage.id})`, () => 
     session.assertClean();
   });
 
+  it('"test it here" on WebGPU: 100 problems in batches, as many right as coconut solve', async () => {
+    await load({ engine: 'webgpu' });
+    await page.selectOption('#stage', thoughtStage.id);
+    await page.click('[data-test-n="100"]');
+    await page.waitForSelector('#test-result[data-state=done]', { timeout: TIMEOUT, state: 'attached' });
+    const r = await page.$eval('#test-result', (e) => ({
+      n: e.getAttribute('data-n'), correct: e.getAttribute('data-correct'), text: e.textContent.trim(),
+    }));
+    const problems = JSON.parse(await page.evaluate(() => window.coconut.testProblems(100)));
+    const cli = solveCli(weights.dir, thoughtStage.id, problems);
+    const right = problems.filter(([a, b]) => cli.get(`${a} + ${b}`).answer === String(Number(a) + Number(b))).length;
+    assert.equal(r.n, '100', '#test-result data-n');
+    assert.equal(Number(r.correct), right, `page ${r.correct} right, coconut solve ${right} (${r.text})`);
+    assert.match(r.text, /on the WebGPU engine/, r.text);
+    session.assertClean();
+  });
+
   it('#projector toggles the projector class on <body>', async () => {
     await load();
     const has = () => page.evaluate(() => document.body.classList.contains('projector'));

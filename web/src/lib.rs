@@ -12,7 +12,7 @@ pub mod session;
 pub mod stages;
 pub mod view;
 
-use coconut_shaders::{Gpu, GpuOptions, WgpuEngine};
+use coconut_shaders::{Gpu, GpuError, GpuOptions, WgpuEngine};
 use js_sys::Promise;
 use session::{Measurement, Session};
 use std::cell::RefCell;
@@ -257,6 +257,18 @@ impl App {
         serde_json::to_string(&progress?).map_err(error)
     }
 
+    /// Solves the held-out test problems `start .. start + count` on `stage`: one WebGPU
+    /// submission for the whole slice (the solver), or the reference engine problem by problem.
+    /// Resolves to JSON `{"done", "correct", "engine"}` ("webgpu" or "reference").
+    #[wasm_bindgen(js_name = testBatch)]
+    pub fn test_batch(&self, stage: String, start: usize, count: usize) -> Promise {
+        let state = self.state.clone();
+        future_to_promise(async move {
+            let json = test_batch(&state, &stage, start, count).await?;
+            Ok(JsValue::from_str(&json))
+        })
+    }
+
     /// Solves `a + b` on a stage; resolves to a `SolveView` as JSON (with per-position internals
     /// when `trace`), rejects with a message for refused input.
     pub fn solve(&self, a: String, b: String, stage: String, trace: bool) -> Promise {
@@ -266,6 +278,73 @@ impl App {
             Ok(JsValue::from_str(&json))
         })
     }
+}
+
+/// The stage's WGSL engine, taken out of `state` while it works (made on first use), or `None`
+/// on the reference engine.
+fn take_engine(st: &mut State, id: &str) -> Result<Option<Result<WgpuEngine, GpuError>>, JsValue> {
+    let Some(gpu) = st.gpu.clone() else {
+        return Ok(None);
+    };
+    Ok(Some(match st.engines.remove(id) {
+        Some(engine) => Ok(engine),
+        None => WgpuEngine::on(gpu, &st.session()?.stage(id).map_err(error)?.weights),
+    }))
+}
+
+async fn test_batch(
+    state: &Rc<RefCell<State>>,
+    stage_id: &str,
+    start: usize,
+    count: usize,
+) -> Result<String, JsValue> {
+    let (problems, id, stage, tokenizer, engine) = {
+        let mut st = state.borrow_mut();
+        let session = st.session()?;
+        let problems = session.test_slice(start, count).map_err(error)?.to_vec();
+        let loaded = session.stage(stage_id).map_err(error)?;
+        let (id, stage, tokenizer) = (
+            loaded.entry.id.clone(),
+            loaded.stage,
+            session.tokenizer.clone(),
+        );
+        let engine = take_engine(&mut st, &id)?;
+        (problems, id, stage, tokenizer, engine)
+    };
+    let report = |correct: usize, engine: &str| {
+        serde_json::json!({"done": problems.len(), "correct": correct, "engine": engine})
+            .to_string()
+    };
+    if let Some(engine) = engine {
+        let outcome = match engine {
+            Ok(mut engine) => {
+                let solved = engine.solve_batch(&tokenizer, &problems, &stage).await;
+                Ok((engine, solved))
+            }
+            Err(e) => Err(e),
+        };
+        let mut st = state.borrow_mut();
+        match outcome {
+            Ok((engine, Ok(solutions))) => {
+                st.engines.insert(id, engine);
+                let correct = solutions.iter().filter(|s| s.is_correct()).count();
+                return Ok(report(correct, "webgpu"));
+            }
+            Ok((engine, Err(e))) if !e.should_fall_back() => {
+                st.engines.insert(id, engine);
+                return Err(error(e.to_string()));
+            }
+            Ok((_, Err(e))) | Err(e) => st.use_reference(Some(format!(
+                "WebGPU failed ({e}); using the reference engine"
+            ))),
+        }
+    }
+    let st = state.borrow();
+    let correct = st
+        .session()?
+        .count_correct_reference(&id, &problems)
+        .map_err(error)?;
+    Ok(report(correct, "reference"))
 }
 
 async fn solve(
@@ -287,13 +366,7 @@ async fn solve(
             loaded.stage,
             session.tokenizer.clone(),
         );
-        let gpu_job = match st.gpu.clone() {
-            None => None,
-            Some(gpu) => Some(match st.engines.remove(&id) {
-                Some(engine) => Ok(engine),
-                None => WgpuEngine::on(gpu, &st.session()?.stage(&id).map_err(error)?.weights),
-            }),
-        };
+        let gpu_job = take_engine(&mut st, &id)?;
         (
             problem,
             gpu_job.map(|engine| (engine, id, stage, tokenizer)),

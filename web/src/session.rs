@@ -194,6 +194,37 @@ impl Session {
         Ok(self.test_set.get().map(Vec::as_slice).unwrap_or_default())
     }
 
+    /// The held-out test problems `start .. start + count` (cut at the set's end), refused when
+    /// `start` is past it.
+    pub fn test_slice(&self, start: usize, count: usize) -> Result<&[Problem], String> {
+        let test = self.test_set()?;
+        if start >= test.len() {
+            return Err(format!(
+                "the test set has {} problems; none start at {start}",
+                test.len()
+            ));
+        }
+        Ok(&test[start..(start + count).min(test.len())])
+    }
+
+    /// How many of `problems` the reference engine answers right on `stage_id`.
+    pub fn count_correct_reference(
+        &self,
+        stage_id: &str,
+        problems: &[Problem],
+    ) -> Result<usize, String> {
+        let loaded = self.stage(stage_id)?;
+        let mut correct = 0;
+        for p in problems {
+            let solution = loaded
+                .reference
+                .solve(&self.tokenizer, p, &loaded.stage, false)
+                .map_err(|e| e.to_string())?;
+            correct += usize::from(solution.is_correct());
+        }
+        Ok(correct)
+    }
+
     /// Solves on the reference engine (plain Rust, compiled to wasm in the browser).
     pub fn solve_reference(
         &self,
