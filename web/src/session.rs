@@ -446,6 +446,29 @@ mod tests {
     }
 
     #[test]
+    fn test_slices_count_what_the_reference_solves_one_by_one() {
+        let session = session();
+        let len = session.test_set().unwrap().len();
+        let slice = session.test_slice(3, 20).unwrap();
+        assert_eq!(slice, &session.test_set().unwrap()[3..23]);
+        assert_eq!(session.test_slice(len - 2, 20).unwrap().len(), 2);
+        assert!(session
+            .test_slice(len, 1)
+            .unwrap_err()
+            .contains("none start"));
+        let stage = "stage2";
+        let right = slice
+            .iter()
+            .filter(|p| session.solve_reference(stage, p, false).unwrap().correct)
+            .count();
+        assert_eq!(
+            session.count_correct_reference(stage, slice).unwrap(),
+            right
+        );
+        assert!(session.count_correct_reference("stage9", slice).is_err());
+    }
+
+    #[test]
     fn the_test_set_is_the_one_the_figures_were_measured_on() {
         let session = session();
         let test = session.test_set().unwrap();
