@@ -1,7 +1,9 @@
 //! Benchmark in the browser: time per solved problem of the WGSL engine on WebGPU against the
-//! reference engine compiled to wasm, on the same problems in the same page, and dispatches per
-//! position. It prints figures (wasm-bindgen-test shows the console); it asserts only that both
-//! engines gave the same answers, never a timing. Run by `shaders/browser-bench.sh`.
+//! reference engine compiled to wasm, on the same problems in the same page: one problem at a
+//! time on the solver (one dispatch per solve) and on the per-layer path, and a batch of problems
+//! in one submission. It prints figures (wasm-bindgen-test shows the console); it asserts only
+//! that every engine gave the reference's answers, never a timing. Run by
+//! `shaders/browser-bench.sh`.
 #![cfg(target_arch = "wasm32")]
 
 mod checks;
@@ -17,7 +19,10 @@ use wasm_bindgen_test::*;
 
 wasm_bindgen_test_configure!(run_in_browser);
 
-const PROBLEMS: usize = 10;
+/// Problems solved one at a time on each path.
+const SINGLES: usize = 10;
+/// Problems of the batch (and solved one at a time by the reference engine beside it).
+const BATCH: usize = 200;
 
 #[wasm_bindgen_test]
 async fn time_per_problem_in_the_browser() {
@@ -28,38 +33,54 @@ async fn time_per_problem_in_the_browser() {
     let mut engine = WgpuEngine::new(&weights).await.expect("a WebGPU adapter");
     console_log!("adapter: {}", engine.adapter());
     for stage in [Stage::latent(0, 1, 5), Stage::latent(5, 1, 5)] {
-        let set = problems(11, PROBLEMS);
+        let set = problems(11, BATCH);
         let start = js_sys::Date::now();
-        let mut expected = Vec::new();
-        for p in &set {
-            expected.push(
+        let expected: Vec<Vec<u32>> = set
+            .iter()
+            .map(|p| {
                 reference
                     .solve(&tokenizer, p, &stage, false)
                     .unwrap()
                     .generation
-                    .ids,
-            );
+                    .ids
+            })
+            .collect();
+        let reference_ms = (js_sys::Date::now() - start) / BATCH as f64;
+        let tokens = expected.iter().map(Vec::len).sum::<usize>() as f64 / BATCH as f64;
+        let mut singles_ms = [0.0; 2];
+        for (i, per_layer) in [false, true].into_iter().enumerate() {
+            engine.use_per_layer(per_layer);
+            let start = js_sys::Date::now();
+            for (p, ids) in set[..SINGLES].iter().zip(&expected) {
+                let s = engine.solve(&tokenizer, p, &stage, false).await.unwrap();
+                assert_eq!(&s.generation.ids, ids, "{} on {p}", stage.id());
+            }
+            singles_ms[i] = (js_sys::Date::now() - start) / SINGLES as f64;
         }
-        let reference_ms = (js_sys::Date::now() - start) / PROBLEMS as f64;
+        engine.use_per_layer(false);
         engine.reset_stats();
         let start = js_sys::Date::now();
-        let mut positions = 0;
-        for (p, ids) in set.iter().zip(&expected) {
-            let s = engine.solve(&tokenizer, p, &stage, false).await.unwrap();
-            assert_eq!(&s.generation.ids, ids, "{} on {p}", stage.id());
-            positions += ids.len();
+        let solved = engine.solve_batch(&tokenizer, &set, &stage).await.unwrap();
+        let batch_ms = (js_sys::Date::now() - start) / BATCH as f64;
+        let batch_stats = engine.stats();
+        for ((p, s), ids) in set.iter().zip(&solved).zip(&expected) {
+            assert_eq!(&s.generation.ids, ids, "{} on {p} (batch)", stage.id());
         }
-        let wgsl_ms = (js_sys::Date::now() - start) / PROBLEMS as f64;
-        let stats = engine.stats();
         console_log!(
-            "{}: {PROBLEMS} problems, {:.1} tokens each; reference (wasm) {:.1} ms/problem; \
-             WGSL (WebGPU) {:.1} ms/problem; ratio {:.1}x; {:?}",
+            "{}: {:.1} tokens/problem; reference (wasm) {:.1} ms/problem ({BATCH}); WebGPU one at a \
+             time: solver {:.1} ms/problem, per-layer {:.1} ms/problem ({SINGLES}); WebGPU batch of \
+             {BATCH}: {:.2} ms/problem ({} submissions, {} dispatches); batch vs reference {:.2}x, \
+             solver one at a time vs reference {:.2}x",
             stage.id(),
-            positions as f64 / PROBLEMS as f64,
+            tokens,
             reference_ms,
-            wgsl_ms,
-            wgsl_ms / reference_ms,
-            stats
+            singles_ms[0],
+            singles_ms[1],
+            batch_ms,
+            batch_stats.submissions,
+            batch_stats.dispatches,
+            reference_ms / batch_ms,
+            reference_ms / singles_ms[0],
         );
     }
 }

@@ -145,8 +145,9 @@ function showEngine() {
 }
 
 // A WebGPU adapter that is software on the CPU (SwiftShader, llvmpipe, lavapipe): there the
-// reference engine is far faster (BENCHMARKS.md, "The page": 6.7 against 131.9 ms per problem in
-// headless Chromium on SwiftShader). Returns its description, or null for a hardware GPU.
+// reference engine is far faster (BENCHMARKS.md, "The page": 8.0 against 55.6 ms per problem in
+// headless Chromium on SwiftShader, even with the GPU solving a hundred problems per submission).
+// Returns its description, or null for a hardware GPU.
 async function softwareAdapter() {
   try {
     const adapter = await navigator.gpu.requestAdapter();
@@ -174,7 +175,7 @@ async function chooseEngine() {
     if (software) {
       app.useReference();
       engineNotice = `WebGPU here is a software renderer on the CPU (${software}), where the reference engine ` +
-        '(Rust compiled to wasm) is about 20 times faster, so it runs the model: the same answers. ' +
+        '(Rust compiled to wasm) is about 7 times faster, so it runs the model: the same answers. ' +
         'Add engine=webgpu to the address to use WebGPU anyway.';
     } else {
       try {
