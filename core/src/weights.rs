@@ -510,6 +510,26 @@ pub fn random_weights(config: &ModelConfig, seed: u64) -> ModelWeights {
     })
 }
 
+/// [`random_weights`] whose `<eos>` embedding leans towards the final LayerNorm's bias by
+/// `strength` (in units of the bias's norm), so the tied LM head says `<eos>` at some positions
+/// and not at others: decodings of trained-like lengths, for tests and benchmarks.
+pub fn eos_biased_weights(config: &ModelConfig, seed: u64, strength: f32) -> ModelWeights {
+    let mut w = random_weights(config, seed);
+    let c = config.n_embd;
+    let bias = w.f32("ln_f.bias");
+    let norm = bias.iter().map(|b| b * b).sum::<f32>().sqrt();
+    let mut wte = w.f32("wte.weight");
+    let eos = crate::tokenizer::EOS as usize;
+    for (i, b) in bias.iter().enumerate() {
+        wte[eos * c + i] += strength * b / norm;
+    }
+    w.tensors
+        .get_mut("wte.weight")
+        .expect("every model has wte")
+        .data = TensorData::F32(wte);
+    w
+}
+
 /// Parses safetensors `bytes` and the JSON value under metadata `key` (None when absent): what
 /// every file of ours with facts in its header (weights, probes) reads first.
 pub(crate) fn with_json_metadata<'a, T: serde::de::DeserializeOwned>(

@@ -1,8 +1,11 @@
-//! Benchmark: time per solved problem and dispatches per token of the WGSL engine against the
-//! reference engine, in the same run, on the same problems and weights (random, default model
-//! size, int8 unless `--dtype f32`). Both engines must agree on every generation.
+//! Benchmark of the WGSL engine against the reference engine, in the same run, on the same
+//! problems and weights (random, default model size, int8 unless `--dtype f32`); every engine
+//! must give the reference's ids for every problem.
+//!  1. The per-layer path: time per problem one at a time, dispatches and host time per position.
+//!  2. With `--batch N`: the solver (solve.wgsl, one dispatch per solve) one problem at a time and
+//!     N problems as one batch, against the reference engine solving the N one by one.
 //!
-//! `cargo run --release -p coconut-shaders --example bench -- [--problems N] [--dtype int8|f32] [--eos]`
+//! `cargo run --release -p coconut-shaders --example bench -- [--problems N] [--batch N] [--dtype int8|f32] [--eos]`
 //! `--eos` biases the weights towards `<eos>` so generations have trained-like lengths; without
 //! it random weights decode until the 128-position limit (the worst case per problem).
 
@@ -13,11 +16,12 @@ fn main() {
 
 #[cfg(not(target_arch = "wasm32"))]
 mod native {
+    use coconut_core::decoding::Solution;
     use coconut_core::problem::Problem;
     use coconut_core::reference::ReferenceModel;
     use coconut_core::stage::{Stage, StageKind};
-    use coconut_core::tokenizer::{Tokenizer, EOS};
-    use coconut_core::weights::{random_weights, TensorData, WeightDtype};
+    use coconut_core::tokenizer::Tokenizer;
+    use coconut_core::weights::{eos_biased_weights, random_weights, WeightDtype};
     use coconut_core::ModelConfig;
     use coconut_shaders::{block_on, WgpuEngine};
     use std::time::{Duration, Instant};
@@ -33,19 +37,14 @@ mod native {
         let dtype: WeightDtype =
             value("--dtype").map_or(WeightDtype::Int8, |v| v.parse().expect("dtype"));
         let eos = args.iter().any(|a| a == "--eos");
+        let batch: Option<usize> = value("--batch").map(|v| v.parse().expect("--batch N"));
 
         let cfg = ModelConfig::default();
-        let mut w = random_weights(&cfg, 2026);
-        if eos {
-            let c = cfg.n_embd;
-            let bias = w.f32("ln_f.bias");
-            let norm = bias.iter().map(|b| b * b).sum::<f32>().sqrt();
-            let mut wte = w.f32("wte.weight");
-            for i in 0..c {
-                wte[EOS as usize * c + i] += 6.0 * bias[i] / norm;
-            }
-            w.tensors.get_mut("wte.weight").unwrap().data = TensorData::F32(wte);
-        }
+        let w = if eos {
+            eos_biased_weights(&cfg, 2026, 6.0)
+        } else {
+            random_weights(&cfg, 2026)
+        };
         let w = w.convert(dtype);
         let tok = Tokenizer::new();
         let reference = ReferenceModel::new(&w);
@@ -57,6 +56,7 @@ mod native {
                 std::process::exit(1);
             }
         };
+        engine.use_per_layer(true);
         let setup = t.elapsed();
         println!(
             "model: {} layers, width {}, {} heads, {} positions, {dtype:?} weights{}",
@@ -116,6 +116,75 @@ mod native {
                 st.record_ns as f64 * 1e-6 / st.positions as f64,
                 st.submit_ns as f64 * 1e-6 / st.positions as f64,
                 st.wait_ns as f64 * 1e-6 / st.positions as f64,
+            );
+        }
+        if let Some(batch) = batch {
+            solver_table(&mut engine, &reference, &tok, &stages, &problems, batch);
+        }
+    }
+
+    /// Table 2: the solver one problem at a time (`problems`) and `batch` problems in one batch,
+    /// against the reference engine on the same `batch` problems one by one.
+    fn solver_table(
+        engine: &mut WgpuEngine,
+        reference: &ReferenceModel,
+        tok: &Tokenizer,
+        stages: &[Stage],
+        singles: &[Problem],
+        batch: usize,
+    ) {
+        engine.use_per_layer(false);
+        let problems: Vec<Problem> = (0..batch as u64)
+            .map(|i| Problem::new(1000 + (i * 7919) % 9000, 10 + (i * 104_729) % 9990))
+            .collect();
+        println!();
+        println!(
+            "| stage | tokens/problem | reference ms/problem ({batch}) | solver one at a time ms/problem ({}) | solver batch of {batch} ms/problem | batch vs reference | dispatches per batch | identical |",
+            singles.len()
+        );
+        println!("|---|---|---|---|---|---|---|---|");
+        for stage in stages {
+            let t = Instant::now();
+            let want: Vec<Solution> = problems
+                .iter()
+                .map(|p| reference.solve(tok, p, stage, false).unwrap())
+                .collect();
+            let reference_ms = t.elapsed().as_secs_f64() * 1e3 / batch as f64;
+            let t = Instant::now();
+            let one_by_one: Vec<Solution> = singles
+                .iter()
+                .map(|p| block_on(engine.solve(tok, p, stage, false)).unwrap())
+                .collect();
+            let single_ms = t.elapsed().as_secs_f64() * 1e3 / singles.len().max(1) as f64;
+            engine.reset_stats();
+            let t = Instant::now();
+            let batched = block_on(engine.solve_batch(tok, &problems, stage)).unwrap();
+            let batch_ms = t.elapsed().as_secs_f64() * 1e3 / batch as f64;
+            let dispatches = engine.stats().dispatches;
+            let same_batch = batched
+                .iter()
+                .zip(&want)
+                .filter(|(g, w)| g.generation.ids == w.generation.ids)
+                .count();
+            let same_singles = one_by_one
+                .iter()
+                .zip(singles)
+                .filter(|(g, p)| {
+                    g.generation.ids
+                        == reference
+                            .solve(tok, p, stage, false)
+                            .unwrap()
+                            .generation
+                            .ids
+                })
+                .count();
+            let tokens: usize = want.iter().map(|s| s.generation.ids.len()).sum();
+            println!(
+                "| {} | {:.1} | {reference_ms:.2} | {single_ms:.2} | {batch_ms:.3} | {:.2}x | {dispatches} | {same_batch}/{batch} batch, {same_singles}/{} one at a time |",
+                stage.id(),
+                tokens as f64 / batch as f64,
+                reference_ms / batch_ms,
+                singles.len(),
             );
         }
     }

@@ -12,13 +12,12 @@ use crate::gpu::Gpu;
 use crate::kernels::{Access, Kernel, Step, StepTable, COMMON_WGSL};
 use crate::pack::pack_tensor;
 use coconut_core::config::ModelConfig;
-use coconut_core::decoding::{DecodePlan, EngineError, Generation, PositionTrace, Solution, Trace};
-use coconut_core::layout::prompt;
+use coconut_core::decoding::{DecodePlan, EngineError, Generation, PositionTrace, Trace};
 use coconut_core::positions::PositionScheme;
 use coconut_core::skeleton::Role;
-use coconut_core::tokenizer::{Tokenizer, EOS, LATENT};
+use coconut_core::tokenizer::{EOS, LATENT};
 use coconut_core::weights::ModelWeights;
-use coconut_core::{Problem, Stage};
+use coconut_core::Stage;
 use std::sync::Arc;
 use wgpu::util::DeviceExt;
 
@@ -190,27 +189,6 @@ impl Solver {
         Ok((out, dispatches))
     }
 
-    /// Solves `problems` in batches: prompts from the tokenizer, then [`Solver::generate`].
-    pub async fn solve(
-        &self,
-        tokenizer: &Tokenizer,
-        problems: &[Problem],
-        stage: &Stage,
-        with_trace: bool,
-    ) -> Result<Vec<Solution>, GpuError> {
-        let prompts = problems
-            .iter()
-            .map(|p| prompt(tokenizer, p))
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(EngineError::from)?;
-        let (generations, _) = self.generate(&prompts, stage, with_trace).await?;
-        problems
-            .iter()
-            .zip(generations)
-            .map(|(p, g)| Solution::new(tokenizer, p, g).map_err(GpuError::from))
-            .collect()
-    }
-
     async fn generate_chunk(
         &self,
         prompts: &[Vec<u32>],
@@ -340,7 +318,11 @@ impl Solver {
             let before = plan.ids_before_answer(x);
             ids[i * (p + 1)..i * (p + 1) + before.len()].copy_from_slice(&before);
         }
-        let trace_floats = if with_trace { trace_floats(cfg) } else { 0 };
+        let trace_floats = if with_trace {
+            TraceLayout::of(cfg).floats()
+        } else {
+            0
+        };
         let out_floats = (n * thoughts_max * c + trace_floats).max(1);
         let storage = wgpu::BufferUsages::STORAGE;
         let init = |label, contents: &[u8], usage| {
@@ -381,39 +363,30 @@ impl Solver {
 
     /// The trace of positions `0..len - 1` (every position run) from solve.wgsl's trace region.
     fn unpack_trace(&self, words: &[u32], len: usize) -> Trace {
-        let cfg = &self.config;
-        let (c, v, l, h, p) = (
-            cfg.n_embd,
-            cfg.vocab_size,
-            cfg.n_layer,
-            cfg.n_head,
-            cfg.n_positions,
-        );
-        let f = |at: usize, n: usize| -> Vec<f32> {
-            words[at..at + n]
+        let at = TraceLayout::of(&self.config);
+        let f = |start: usize, n: usize| -> Vec<f32> {
+            words[start..start + n]
                 .iter()
                 .map(|&w| f32::from_bits(w))
                 .collect()
         };
-        let attention_start = p * l * c;
-        let logits_start = attention_start + l * h * p * p;
         let run = len - 1;
         Trace {
             positions: (0..run)
                 .map(|t| PositionTrace {
-                    residual: (0..l).map(|layer| f((t * l + layer) * c, c)).collect(),
-                    attention: (0..l)
+                    residual: (0..at.l)
+                        .map(|layer| f(at.residual(t, layer), at.c))
+                        .collect(),
+                    attention: (0..at.l)
                         .map(|layer| {
-                            (0..h)
-                                .map(|head| {
-                                    f(attention_start + ((layer * h + head) * p + t) * p, t + 1)
-                                })
+                            (0..at.h)
+                                .map(|head| f(at.attention(layer, head, t), t + 1))
                                 .collect()
                         })
                         .collect(),
                 })
                 .collect(),
-            logits: (0..run).map(|t| f(logits_start + t * v, v)).collect(),
+            logits: (0..run).map(|t| f(at.logits(t), at.v)).collect(),
         }
     }
 }
@@ -437,16 +410,42 @@ fn positions_per_dispatch(adapter: &str, cfg: &ModelConfig) -> usize {
     (32_768 / per_position.max(1)).clamp(1, p)
 }
 
-/// The trace region: residuals `[P][L][C]`, attention `[L][H][P][P]`, logits `[P][V]`.
-fn trace_floats(cfg: &ModelConfig) -> usize {
-    let (c, v, l, h, p) = (
-        cfg.n_embd,
-        cfg.vocab_size,
-        cfg.n_layer,
-        cfg.n_head,
-        cfg.n_positions,
-    );
-    p * l * c + l * h * p * p + p * v
+/// Where solve.wgsl writes the trace, from the trace region's start (its `residual_at`,
+/// `attention_at`, `logits_at`): residuals `[P][L][C]`, attention `[L][H][P][P]`, logits `[P][V]`.
+struct TraceLayout {
+    c: usize,
+    v: usize,
+    l: usize,
+    h: usize,
+    p: usize,
+}
+
+impl TraceLayout {
+    fn of(cfg: &ModelConfig) -> TraceLayout {
+        TraceLayout {
+            c: cfg.n_embd,
+            v: cfg.vocab_size,
+            l: cfg.n_layer,
+            h: cfg.n_head,
+            p: cfg.n_positions,
+        }
+    }
+
+    fn residual(&self, t: usize, layer: usize) -> usize {
+        (t * self.l + layer) * self.c
+    }
+
+    fn attention(&self, layer: usize, head: usize, t: usize) -> usize {
+        self.p * self.l * self.c + ((layer * self.h + head) * self.p + t) * self.p
+    }
+
+    fn logits(&self, t: usize) -> usize {
+        self.p * self.l * self.c + self.l * self.h * self.p * self.p + t * self.v
+    }
+
+    fn floats(&self) -> usize {
+        self.logits(self.p)
+    }
 }
 
 /// The constants solve.wgsl is written against (see its header comment).

@@ -15,7 +15,7 @@ use coconut_core::stage::{Stage, StageKind};
 use coconut_core::tokenizer::Tokenizer;
 use coconut_core::weights::{random_weights, ModelWeights, WeightDtype};
 use coconut_core::ModelConfig;
-use coconut_shaders::{block_on, GpuError, GpuOptions, Solver, WgpuEngine};
+use coconut_shaders::{block_on, GpuError, GpuOptions, WgpuEngine};
 use common::*;
 
 /// Small models in every storage type, random and leaning towards `<eos>` (so that both
@@ -79,25 +79,6 @@ fn greedy_generations_match_the_reference_for_every_stage() {
     );
 }
 
-/// The one-dispatch solver: batches of problems, every stage with absolute ids, each solution
-/// the reference's.
-#[test]
-fn the_solver_matches_the_reference_for_every_stage() {
-    let Some(gpu) = gpu() else { return };
-    let mut tally = Tally::default();
-    for (i, (name, w)) in weight_sets().iter().enumerate() {
-        let before = tally.runs;
-        block_on(solver_parity(gpu.clone(), w, i as u64 + 1, 12, &mut tally));
-        eprintln!(
-            "solver, {name}: {} generations identical",
-            tally.runs - before
-        );
-    }
-    assert!(tally.runs >= 400, "a few hundred problems");
-    assert!(tally.finished >= 30, "finished: {}", tally.finished);
-    assert!(tally.unfinished >= 30, "unfinished: {}", tally.unfinished);
-}
-
 #[test]
 fn default_size_model_matches_with_traces() {
     if gpu().is_none() {
@@ -117,7 +98,7 @@ fn default_size_model_matches_with_traces() {
         let reference = ReferenceModel::new(&w);
         let mut engine = WgpuEngine::on(gpu().unwrap(), &w).expect("engine");
         engine.use_per_layer(true);
-        let solver = Solver::on(gpu().unwrap(), &w).expect("solver");
+        let mut solver = WgpuEngine::on(gpu().unwrap(), &w).expect("engine");
         for (i, stage) in [
             Stage::latent(5, 1, 5),
             Stage::latent(2, 1, 5),
@@ -129,9 +110,7 @@ fn default_size_model_matches_with_traces() {
             let p = problems(70 + i as u64, 1)[0];
             let want = reference.solve(&tok, &p, stage, true).unwrap();
             let per_layer = block_on(engine.solve(&tok, &p, stage, true)).unwrap();
-            let solved = block_on(solver.solve(&tok, &[p], stage, true))
-                .unwrap()
-                .remove(0);
+            let solved = block_on(solver.solve(&tok, &p, stage, true)).unwrap();
             for (engine_name, got) in [("per-layer", per_layer), ("solver", solved)] {
                 let what = format!("default {name} {engine_name} {} {p:?}", stage.id());
                 assert_same(&got, &want, &what);

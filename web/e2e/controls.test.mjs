@@ -68,6 +68,15 @@ async function setExtreme(selector, which) {
 }
 
 /** Moves the selection to position `pos` by clicking its timeline token. */
+// Loads the page and selects its middle position; resolves to the position count and it.
+async function loadAtMiddle() {
+  await load();
+  const n = (await tokens()).length;
+  const mid = Math.floor(n / 2);
+  await selectToken(mid);
+  return { n, mid };
+}
+
 async function selectToken(pos) {
   await page.click(`#timeline .tok[data-pos="${pos}"]`);
   await page.waitForFunction((pos) => document.querySelector('#position')?.getAttribute('data-pos') === String(pos), pos, {
@@ -179,10 +188,7 @@ describe(`controls (${weights.label} weights, stage ${thoughtStage.id})`, () => 
   });
 
   it('step buttons, the scrub bar and timeline clicks move #position', async () => {
-    await load();
-    const n = (await tokens()).length;
-    const mid = Math.floor(n / 2);
-    await selectToken(mid);
+    const { n, mid } = await loadAtMiddle();
     assert.notEqual((await page.textContent('#position')).trim(), '', '#position shows the selected position');
     await page.click('#step-forward');
     await eventually(pos, mid + 1, '#step-forward');
@@ -232,10 +238,7 @@ describe(`controls (${weights.label} weights, stage ${thoughtStage.id})`, () => 
   });
 
   it('keyboard: Space toggles play, arrows step, not while typing', async () => {
-    await load();
-    const n = (await tokens()).length;
-    const mid = Math.floor(n / 2);
-    await selectToken(mid);
+    const { n, mid } = await loadAtMiddle();
     await blur();
     await page.keyboard.press('ArrowRight');
     await eventually(pos, mid + 1, 'ArrowRight');

@@ -12,6 +12,8 @@ pub mod session;
 pub mod stages;
 pub mod view;
 
+use coconut_core::tokenizer::Tokenizer;
+use coconut_core::Stage;
 use coconut_shaders::{Gpu, GpuError, GpuOptions, WgpuEngine};
 use js_sys::Promise;
 use session::{Measurement, Session};
@@ -292,52 +294,87 @@ fn take_engine(st: &mut State, id: &str) -> Result<Option<Result<WgpuEngine, Gpu
     }))
 }
 
+/// Runs `job` on stage `id`'s WGSL engine, which it hands back with its result, and keeps the
+/// engine for next time. `None`: the page is on the reference engine, or WebGPU failed just now
+/// and the page switched to it (and says why); the caller then runs the reference engine.
+async fn on_webgpu<T, Job, Done>(
+    state: &Rc<RefCell<State>>,
+    id: &str,
+    job: Job,
+) -> Result<Option<T>, JsValue>
+where
+    Job: FnOnce(WgpuEngine) -> Done,
+    Done: std::future::Future<Output = (WgpuEngine, Result<T, GpuError>)>,
+{
+    let Some(engine) = take_engine(&mut state.borrow_mut(), id)? else {
+        return Ok(None);
+    };
+    let outcome = match engine {
+        Ok(engine) => Ok(job(engine).await),
+        Err(e) => Err(e),
+    };
+    let mut st = state.borrow_mut();
+    match outcome {
+        Ok((engine, Ok(value))) => {
+            st.engines.insert(id.to_string(), engine);
+            Ok(Some(value))
+        }
+        Ok((engine, Err(e))) if !e.should_fall_back() => {
+            st.engines.insert(id.to_string(), engine);
+            Err(error(e.to_string()))
+        }
+        Ok((_, Err(e))) | Err(e) => {
+            st.use_reference(Some(format!(
+                "WebGPU failed ({e}); using the reference engine"
+            )));
+            Ok(None)
+        }
+    }
+}
+
+/// The loaded stage's id (the manifest's spelling), stage and the tokenizer.
+fn stage_of(
+    state: &Rc<RefCell<State>>,
+    stage_id: &str,
+) -> Result<(String, Stage, Tokenizer), JsValue> {
+    let st = state.borrow();
+    let session = st.session()?;
+    let loaded = session.stage(stage_id).map_err(error)?;
+    Ok((
+        loaded.entry.id.clone(),
+        loaded.stage,
+        session.tokenizer.clone(),
+    ))
+}
+
 async fn test_batch(
     state: &Rc<RefCell<State>>,
     stage_id: &str,
     start: usize,
     count: usize,
 ) -> Result<String, JsValue> {
-    let (problems, id, stage, tokenizer, engine) = {
-        let mut st = state.borrow_mut();
-        let session = st.session()?;
-        let problems = session.test_slice(start, count).map_err(error)?.to_vec();
-        let loaded = session.stage(stage_id).map_err(error)?;
-        let (id, stage, tokenizer) = (
-            loaded.entry.id.clone(),
-            loaded.stage,
-            session.tokenizer.clone(),
-        );
-        let engine = take_engine(&mut st, &id)?;
-        (problems, id, stage, tokenizer, engine)
-    };
+    let problems = state
+        .borrow()
+        .session()?
+        .test_slice(start, count)
+        .map_err(error)?
+        .to_vec();
+    let (id, stage, tokenizer) = stage_of(state, stage_id)?;
     let report = |correct: usize, engine: &str| {
         serde_json::json!({"done": problems.len(), "correct": correct, "engine": engine})
             .to_string()
     };
-    if let Some(engine) = engine {
-        let outcome = match engine {
-            Ok(mut engine) => {
-                let solved = engine.solve_batch(&tokenizer, &problems, &stage).await;
-                Ok((engine, solved))
-            }
-            Err(e) => Err(e),
-        };
-        let mut st = state.borrow_mut();
-        match outcome {
-            Ok((engine, Ok(solutions))) => {
-                st.engines.insert(id, engine);
-                let correct = solutions.iter().filter(|s| s.is_correct()).count();
-                return Ok(report(correct, "webgpu"));
-            }
-            Ok((engine, Err(e))) if !e.should_fall_back() => {
-                st.engines.insert(id, engine);
-                return Err(error(e.to_string()));
-            }
-            Ok((_, Err(e))) | Err(e) => st.use_reference(Some(format!(
-                "WebGPU failed ({e}); using the reference engine"
-            ))),
-        }
+    let batch = problems.clone();
+    let solved = on_webgpu(state, &id, |mut engine| async move {
+        let solved = engine.solve_batch(&tokenizer, &batch, &stage).await;
+        (engine, solved)
+    })
+    .await?;
+    if let Some(solutions) = solved {
+        return Ok(report(
+            solutions.iter().filter(|s| s.is_correct()).count(),
+            "webgpu",
+        ));
     }
     let st = state.borrow();
     let correct = st
@@ -354,53 +391,24 @@ async fn solve(
     stage_id: &str,
     trace: bool,
 ) -> Result<String, JsValue> {
-    let (problem, gpu_job) = {
-        let mut st = state.borrow_mut();
-        let session = st.session()?;
-        let problem = session
-            .problem(a, b, stage_id)
-            .map_err(|e| error(e.summary()))?;
-        let loaded = session.stage(stage_id).map_err(error)?;
-        let (id, stage, tokenizer) = (
-            loaded.entry.id.clone(),
-            loaded.stage,
-            session.tokenizer.clone(),
-        );
-        let gpu_job = take_engine(&mut st, &id)?;
-        (
-            problem,
-            gpu_job.map(|engine| (engine, id, stage, tokenizer)),
-        )
-    };
-    if let Some((engine, id, stage, tokenizer)) = gpu_job {
-        let outcome = match engine {
-            Ok(mut engine) => {
-                let solved = engine.solve(&tokenizer, &problem, &stage, trace).await;
-                Ok((engine, solved))
-            }
-            Err(e) => Err(e),
-        };
-        let mut st = state.borrow_mut();
-        match outcome {
-            Ok((engine, Ok(solution))) => {
-                st.engines.insert(id.clone(), engine);
-                let view = st.session()?.view(&id, &solution).map_err(error)?;
-                return serde_json::to_string(&view).map_err(error);
-            }
-            Ok((engine, Err(e))) if !e.should_fall_back() => {
-                st.engines.insert(id, engine);
-                return Err(error(e.to_string()));
-            }
-            Ok((_, Err(e))) | Err(e) => st.use_reference(Some(format!(
-                "WebGPU failed ({e}); using the reference engine"
-            ))),
-        }
-    }
-    let st = state.borrow();
-    let view = st
+    let problem = state
+        .borrow()
         .session()?
-        .solve_reference(stage_id, &problem, trace)
-        .map_err(error)?;
+        .problem(a, b, stage_id)
+        .map_err(|e| error(e.summary()))?;
+    let (id, stage, tokenizer) = stage_of(state, stage_id)?;
+    let solved = on_webgpu(state, &id, |mut engine| async move {
+        let solved = engine.solve(&tokenizer, &problem, &stage, trace).await;
+        (engine, solved)
+    })
+    .await?;
+    let st = state.borrow();
+    let session = st.session()?;
+    let view = match solved {
+        Some(solution) => session.view(&id, &solution),
+        None => session.solve_reference(stage_id, &problem, trace),
+    }
+    .map_err(error)?;
     serde_json::to_string(&view).map_err(error)
 }
 

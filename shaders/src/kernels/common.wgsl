@@ -40,3 +40,15 @@ fn gelu(x: f32) -> f32 {
     let u = 0.7978846 * (x + 0.044715 * x * x * x);
     return 0.5 * x * (1.0 + tanh(clamp(u, -10.0, 10.0)));
 }
+
+// What a linear layer writes at an output holding `old`, from acc = b + sum_i x[i] W[i, j]:
+//   mode 0 acc, 1 gelu(acc) (bias + tanh-GELU), 2 old + acc (the residual add).
+fn epilogue(mode: u32, old: f32, acc: f32) -> f32 {
+    if (mode == 1u) {
+        return gelu(acc);
+    }
+    if (mode == 2u) {
+        return old + acc;
+    }
+    return acc;
+}

@@ -58,13 +58,7 @@ fn store4(r: u32, j4: u32, acc: vec4<f32>) {
         let j = 4u * j4 + l;
         if (j < N) {
             let o = r * N + j;
-            if (MODE == 1u) {
-                y[o] = gelu(acc[l]);
-            } else if (MODE == 2u) {
-                y[o] = y[o] + acc[l];
-            } else {
-                y[o] = acc[l];
-            }
+            y[o] = epilogue(MODE, y[o], acc[l]);
         }
     }
 }

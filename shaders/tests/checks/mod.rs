@@ -12,15 +12,15 @@ use coconut_core::problem::Problem;
 use coconut_core::reference::ReferenceModel;
 use coconut_core::skeleton::Role;
 use coconut_core::stage::{Stage, StageKind};
-use coconut_core::tokenizer::{Tokenizer, EOS};
-use coconut_core::weights::{quantize_int8, random_weights, ModelWeights, Tensor, TensorData};
+use coconut_core::tokenizer::Tokenizer;
+use coconut_core::weights::{quantize_int8, ModelWeights, Tensor, TensorData};
 use coconut_core::ModelConfig;
 use coconut_shaders::kernels::{
     Argmax, Attention, Driver, Embed, EmbedInput, Epilogue, LayerNorm, Linear, LmHead, Step,
     StepTable,
 };
 use coconut_shaders::pack::{pack_f32, pack_quantized};
-use coconut_shaders::{Gpu, Solver, WgpuEngine};
+use coconut_shaders::{Gpu, WgpuEngine};
 use rand::Rng;
 use std::sync::Arc;
 
@@ -491,20 +491,8 @@ pub fn small_config() -> ModelConfig {
     }
 }
 
-/// Random weights whose `<eos>` row leans towards the final LayerNorm's bias, so that the model
-/// says `<eos>` at some positions and not at others.
-pub fn eos_biased(config: &ModelConfig, seed: u64, strength: f32) -> ModelWeights {
-    let mut w = random_weights(config, seed);
-    let c = config.n_embd;
-    let bias = w.f32("ln_f.bias");
-    let norm = bias.iter().map(|b| b * b).sum::<f32>().sqrt();
-    let mut wte = w.f32("wte.weight");
-    for i in 0..c {
-        wte[EOS as usize * c + i] += strength * bias[i] / norm;
-    }
-    w.tensors.get_mut("wte.weight").unwrap().data = coconut_core::weights::TensorData::F32(wte);
-    w
-}
+#[allow(unused_imports)] // not every test binary uses it
+pub use coconut_core::weights::eos_biased_weights as eos_biased;
 
 pub fn stages() -> Vec<Stage> {
     let mut s = Stage::curriculum(1, 5);
@@ -563,9 +551,21 @@ pub struct Tally {
     pub unfinished: usize,
 }
 
+impl Tally {
+    /// Counts one compared generation (the reference's solution).
+    pub fn count(&mut self, reference: &Solution) {
+        self.runs += 1;
+        if reference.generation.finished {
+            self.finished += 1;
+        } else {
+            self.unfinished += 1;
+        }
+    }
+}
+
 /// Every stage kind on `per_stage` generated problems: the WGSL engine's solutions equal the
-/// reference engine's, by default (the solver where it takes the stage) and on the per-layer
-/// path.
+/// reference engine's, one problem at a time by default (the solver where it takes the stage)
+/// and on the per-layer path, and all of a stage's problems as one batch.
 pub async fn engine_parity(
     gpu: Arc<Gpu>,
     weights: &ModelWeights,
@@ -576,58 +576,24 @@ pub async fn engine_parity(
     let tok = Tokenizer::new();
     let reference = ReferenceModel::new(weights);
     let mut engine = WgpuEngine::on(gpu, weights).expect("engine");
-    for (path, per_layer) in [("default", false), ("per-layer", true)] {
-        engine.use_per_layer(per_layer);
+    for path in ["default", "per-layer", "batch"] {
+        engine.use_per_layer(path == "per-layer");
         for (si, stage) in stages().iter().enumerate() {
-            for (pi, p) in problems(seed * 100 + si as u64, per_stage)
-                .iter()
-                .enumerate()
-            {
-                let want = reference.solve(&tok, p, stage, false).unwrap();
-                let got = engine.solve(&tok, p, stage, false).await.unwrap();
-                assert_same(
-                    &got,
-                    &want,
-                    &format!("{path} {} {p:?} (problem {pi}, seed {seed})", stage.id()),
-                );
-                tally.runs += 1;
-                if want.generation.finished {
-                    tally.finished += 1;
-                } else {
-                    tally.unfinished += 1;
-                }
-            }
-        }
-    }
-}
-
-/// The one-dispatch solver on every stage kind with absolute ids: `per_stage` problems of a stage
-/// solved as one batch, each equal to the reference's solution.
-pub async fn solver_parity(
-    gpu: Arc<Gpu>,
-    weights: &ModelWeights,
-    seed: u64,
-    per_stage: usize,
-    tally: &mut Tally,
-) {
-    let tok = Tokenizer::new();
-    let reference = ReferenceModel::new(weights);
-    let solver = Solver::on(gpu, weights).expect("solver");
-    for (si, stage) in stages().iter().enumerate() {
-        if !Solver::supports(stage) {
-            continue;
-        }
-        let problems = problems(seed * 100 + si as u64, per_stage);
-        let got = solver.solve(&tok, &problems, stage, false).await.unwrap();
-        for (pi, (p, got)) in problems.iter().zip(&got).enumerate() {
-            let want = reference.solve(&tok, p, stage, false).unwrap();
-            let what = format!("solver {} {p:?} (problem {pi}, seed {seed})", stage.id());
-            assert_same(got, &want, &what);
-            tally.runs += 1;
-            if want.generation.finished {
-                tally.finished += 1;
+            let problems = problems(seed * 100 + si as u64, per_stage);
+            let got = if path == "batch" {
+                engine.solve_batch(&tok, &problems, stage).await.unwrap()
             } else {
-                tally.unfinished += 1;
+                let mut one_by_one = Vec::new();
+                for p in &problems {
+                    one_by_one.push(engine.solve(&tok, p, stage, false).await.unwrap());
+                }
+                one_by_one
+            };
+            for (pi, (p, got)) in problems.iter().zip(&got).enumerate() {
+                let want = reference.solve(&tok, p, stage, false).unwrap();
+                let what = format!("{path} {} {p:?} (problem {pi}, seed {seed})", stage.id());
+                assert_same(got, &want, &what);
+                tally.count(&want);
             }
         }
     }
