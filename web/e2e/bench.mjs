@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 // Browser benchmark of the page, for each engine it offers (?engine=webgpu and ?engine=reference):
-//  - page weight: the bytes of every response while loading (wasm, js, weights, ...), cold cache;
+//  - page weight: the bytes of every response while loading (wasm, js, weights, ...), cold cache,
+//    and those received before the first answer showed, raw and as gzip -9 would send them;
 //  - time to first answer: navigation start to #answer[data-state=done] for ?a=&b=&animate=0
 //    (and to #status[data-state=ready], the weights loaded), median of --runs cold loads;
 //  - per-problem time: the page's own "test it here" run (#test-n, #test-run, #test-result).
@@ -8,12 +9,17 @@
 //
 //   node web/e2e/bench.mjs [--url URL] [--out FILE] [--runs 3] [--n 20] [--problem 347+285]
 //                          [--weights PARAM] [--stage ID] [--engines webgpu,reference]
+//                          [--throttle MBITS,MS]
 // Without --url it serves web/dist itself (the fixture weights at /fixture-weights/).
+// --throttle 10,40 also times cold loads over an emulated 10 Mbit/s link with 40 ms latency
+// (Chromium's network emulation, DevTools protocol), from a server that gzips every response.
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
+import zlib from 'node:zlib';
 import os from 'node:os';
 import path from 'node:path';
-import { server, launch, pageUrl, CHROMIUM, CHROMIUM_ARGS, TIMEOUT, FIXTURE_MOUNT } from './harness.mjs';
+import { server, launch, pageUrl, CHROMIUM, CHROMIUM_ARGS, TIMEOUT, FIXTURE, FIXTURE_MOUNT, DIST } from './harness.mjs';
+import { startServer } from './serve.mjs';
 
 function parseArgs(argv) {
   const o = { url: null, out: null, runs: 3, n: 20, problem: '347+285', weights: null, stage: null, engines: ['webgpu', 'reference'] };
@@ -31,6 +37,11 @@ function parseArgs(argv) {
     else if (a === '--weights') o.weights = v();
     else if (a === '--stage') o.stage = v();
     else if (a === '--engines') o.engines = v().split(',').map((s) => s.trim()).filter(Boolean);
+    else if (a === '--throttle') {
+      const [mbits, ms] = v().split(',').map(Number);
+      if (!(mbits > 0) || !(ms >= 0)) throw new Error('--throttle wants MBITS,MS, e.g. 10,40');
+      o.throttle = { mbits, ms };
+    }
     else if (a === '-h' || a === '--help') {
       console.log(fs.readFileSync(new URL(import.meta.url), 'utf8').split('\n').filter((l) => l.startsWith('//')).join('\n'));
       process.exit(0);
@@ -94,11 +105,22 @@ const median = (xs) => {
 };
 const r1 = (x) => (x === null || x === undefined ? null : Math.round(x * 10) / 10);
 
-/** One cold load (fresh context, empty cache): bytes by category and the timings. */
-async function coldLoad(browser, url) {
+/** One cold load (fresh context, empty cache): bytes by category and the timings; `throttle`
+ * ({ mbits, ms }) emulates a slow link. */
+async function coldLoad(browser, url, throttle = null) {
   const context = await browser.newContext();
   const page = await context.newPage();
   page.setDefaultTimeout(TIMEOUT);
+  if (throttle) {
+    const cdp = await context.newCDPSession(page);
+    await cdp.send('Network.enable');
+    await cdp.send('Network.emulateNetworkConditions', {
+      offline: false,
+      latency: throttle.ms,
+      downloadThroughput: (throttle.mbits * 1e6) / 8,
+      uploadThroughput: (throttle.mbits * 1e6) / 8,
+    });
+  }
   const errors = [];
   page.on('pageerror', (e) => errors.push(`pageerror: ${e.message}`));
   page.on('console', (m) => m.type() === 'error' && errors.push(`console: ${m.text()}`));
@@ -107,8 +129,11 @@ async function coldLoad(browser, url) {
     pending.push(
       res
         .body()
-        .then((b) => ({ url: res.url(), status: res.status(), type: res.headers()['content-type'] ?? '', bytes: b.length }))
-        .catch(() => ({ url: res.url(), status: res.status(), type: res.headers()['content-type'] ?? '', bytes: 0 })),
+        .then((b) => ({
+          url: res.url(), status: res.status(), type: res.headers()['content-type'] ?? '', bytes: b.length,
+          gzip_bytes: zlib.gzipSync(b, { level: 9 }).length,
+        }))
+        .catch(() => ({ url: res.url(), status: res.status(), type: res.headers()['content-type'] ?? '', bytes: 0, gzip_bytes: 0 })),
     );
   });
   await page.addInitScript(MARKS);
@@ -128,8 +153,23 @@ async function coldLoad(browser, url) {
     const a = await navigator.gpu.requestAdapter();
     return a ? { vendor: a.info?.vendor ?? null, architecture: a.info?.architecture ?? null, fallback: a.isFallbackAdapter ?? null } : null;
   });
-  const responses = await Promise.all(pending);
-  return { page, context, marks, engine, adapter, responses, errors };
+  // The stages that load behind the first answer, so the page weight counts all of them.
+  await page.waitForFunction(() => /^Loaded (all|\d+ of)/.test(document.querySelector('#status')?.textContent ?? ''), null, {
+    timeout: TIMEOUT,
+    polling: 50,
+  });
+  // The URLs the page had received when the first answer showed (resource timing, on the clock
+  // of the marks): what a visitor waits for.
+  const received = await page.evaluate((done) => {
+    const first = [performance.getEntriesByType('navigation')[0],
+      ...performance.getEntriesByType('resource').filter((e) => e.responseEnd <= done)].filter(Boolean);
+    // transferSize: headers and body as they came over the wire (compressed where the server
+    // compressed), the figure a throttled link pays for.
+    return { urls: [location.href, ...first.map((e) => e.name)], transferred: first.reduce((x, e) => x + (e.transferSize || 0), 0) };
+  }, marks.done);
+  const beforeAnswer = new Set(received.urls);
+  const responses = (await Promise.all(pending)).map((r) => ({ ...r, before_answer: beforeAnswer.has(r.url) }));
+  return { page, context, marks, engine, adapter, responses, errors, transferredBeforeAnswer: received.transferred };
 }
 
 async function testItHere(page, n) {
@@ -175,9 +215,35 @@ async function main() {
         loads.push(last);
       }
       const test = await testItHere(last.page, o.n);
+      let throttled = null;
+      if (o.throttle) {
+        const slow = await startServer({ root: DIST, mounts: { [FIXTURE_MOUNT]: FIXTURE }, gzip: true });
+        try {
+          const slowUrl = pageUrl(slow.url, { a, b, animate: 0, engine, weights: weightsParam, stage: o.stage });
+          const runs = [];
+          for (let i = 0; i < o.runs; i++) {
+            const l = await coldLoad(browser, slowUrl, o.throttle);
+            runs.push({ first_answer_ms: r1(l.marks.done), transferred_before_answer: l.transferredBeforeAnswer });
+            await l.context.close();
+          }
+          throttled = {
+            link: `${o.throttle.mbits} Mbit/s, ${o.throttle.ms} ms latency, gzip`,
+            first_answer_ms: r1(median(runs.map((x) => x.first_answer_ms))),
+            transferred_before_answer: median(runs.map((x) => x.transferred_before_answer)),
+            runs,
+          };
+        } finally {
+          await slow.close();
+        }
+      }
       const bytes = {};
       for (const r of last.responses) bytes[category(r.url, r.type)] = (bytes[category(r.url, r.type)] ?? 0) + r.bytes;
       const total = Object.values(bytes).reduce((x, y) => x + y, 0);
+      const first = last.responses.filter((r) => r.before_answer);
+      const beforeAnswer = {
+        bytes: first.reduce((x, r) => x + r.bytes, 0),
+        gzip_bytes: first.reduce((x, r) => x + r.gzip_bytes, 0),
+      };
       results.push({
         engine_requested: engine,
         engine_used: last.engine,
@@ -185,8 +251,14 @@ async function main() {
         url: url.slice(srv.url.length - 1),
         stage: o.stage ?? (await last.page.inputValue('#stage').catch(() => null)),
         page_weight_bytes: { ...bytes, total },
-        responses: last.responses.map((r) => ({ path: new URL(r.url).pathname, status: r.status, bytes: r.bytes })),
+        // Received before the first answer showed; gzip -9 of each body (this server sends them
+        // uncompressed), what a compressing server would transfer.
+        before_first_answer: beforeAnswer,
+        responses: last.responses.map((r) => ({
+          path: new URL(r.url).pathname, status: r.status, bytes: r.bytes, gzip_bytes: r.gzip_bytes, before_answer: r.before_answer,
+        })),
         first_answer_ms: { median: r1(median(loads.map((l) => l.marks.done))), runs: loads.map((l) => r1(l.marks.done)) },
+        throttled,
         ready_ms: { median: r1(median(loads.map((l) => l.marks.ready ?? l.marks.done))), runs: loads.map((l) => r1(l.marks.ready)) },
         test_it_here: {
           n: test.n,
@@ -216,11 +288,12 @@ async function main() {
   };
 
   const kib = (x) => (x === undefined ? '-' : (x / 1024).toFixed(1));
-  const rows = [['engine', 'used', 'wasm KiB', 'js KiB', 'weights KiB', 'total KiB', 'ready ms', 'first answer ms', `ms/problem (n=${o.n})`, 'correct']];
+  const rows = [['engine', 'used', 'wasm KiB', 'js KiB', 'weights KiB', 'total KiB', 'before answer KiB (gzip)', 'ready ms', 'first answer ms', `ms/problem (n=${o.n})`, 'correct']];
   for (const r of results) {
     const w = r.page_weight_bytes;
     rows.push([
       r.engine_requested, r.engine_used ?? '?', kib(w.wasm), kib(w.js), kib(w.weights), kib(w.total),
+      `${kib(r.before_first_answer.bytes)} (${kib(r.before_first_answer.gzip_bytes)})`,
       String(r.ready_ms.median), String(r.first_answer_ms.median),
       String(r.test_it_here.ms_per_problem ?? r.test_it_here.ms_per_problem_wall), `${r.test_it_here.correct}/${r.test_it_here.n}`,
     ]);
@@ -228,6 +301,12 @@ async function main() {
   const widths = rows[0].map((_, i) => Math.max(...rows.map((r) => r[i].length)));
   console.log(`${report.date}  ${report.machine.chromium}  nproc=${report.machine.nproc}  ${report.problem}  weights=${report.weights}  cold runs=${o.runs}`);
   for (const r of rows) console.log(r.map((c, i) => c.padStart(widths[i])).join('  '));
+  for (const r of results) {
+    if (r.throttled) {
+      console.log(`${r.engine_requested}, throttled (${r.throttled.link}): first answer ${r.throttled.first_answer_ms} ms, `
+        + `${kib(r.throttled.transferred_before_answer)} KiB transferred before it (median of ${r.throttled.runs.length})`);
+    }
+  }
   for (const r of results) if (r.page_errors.length) console.log(`errors with ${r.engine_requested}: ${r.page_errors.join(' | ')}`);
   if (o.out) {
     fs.mkdirSync(path.dirname(path.resolve(o.out)), { recursive: true });

@@ -15,6 +15,7 @@ import http from 'node:http';
 import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
+import zlib from 'node:zlib';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
@@ -70,9 +71,10 @@ function inside(dir, file) {
 /**
  * Starts the server. Returns { server, url, port, close() }.
  * options: root (folder served at /), mounts ({ '/prefix': folder }), port (0 = free), host,
- * log (function called with one line per request, or null).
+ * log (function called with one line per request, or null), gzip (compress every response for a
+ * client that accepts it, as a production server would: the benchmark's throttled loads).
  */
-export async function startServer({ root = DEFAULT_ROOT, mounts = {}, port = 0, host = '127.0.0.1', log = null } = {}) {
+export async function startServer({ root = DEFAULT_ROOT, mounts = {}, port = 0, host = '127.0.0.1', log = null, gzip = false } = {}) {
   root = path.resolve(root);
   const mountList = normaliseMounts(mounts);
 
@@ -133,6 +135,13 @@ export async function startServer({ root = DEFAULT_ROOT, mounts = {}, port = 0, 
         res.writeHead(304, { ETag: etag, 'Cache-Control': 'no-cache' });
         res.end();
         if (log) log(`304 ${req.method} ${req.url}`);
+        return;
+      }
+      if (gzip && /\bgzip\b/.test(req.headers['accept-encoding'] ?? '')) {
+        const body = zlib.gzipSync(await fsp.readFile(file));
+        res.writeHead(200, { ...headers, 'Content-Encoding': 'gzip', 'Content-Length': String(body.length), Vary: 'Accept-Encoding' });
+        res.end(req.method === 'HEAD' ? undefined : body);
+        if (log) log(`200 ${req.method} ${req.url} (gzip)`);
         return;
       }
       res.writeHead(200, headers);

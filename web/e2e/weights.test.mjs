@@ -1,6 +1,7 @@
 // Test 5: weights that cannot be used. A folder that is not there, and a copy of the fixture with
-// one flipped byte in a stage file: #status must end failed with a message saying what is wrong,
-// and the page must not throw (a 404 in the console is the expected network noise, nothing else).
+// one flipped byte in a stage file: opening on that stage, #status must end failed with a message
+// saying what is wrong; opening on another, the page answers and then names the broken stage. The
+// page must not throw (a 404 in the console is the expected network noise, nothing else).
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
@@ -69,6 +70,26 @@ describe('unusable weights', () => {
       assert.match(seen.statusText, new RegExp(`sha-?256|checksum|${escaped}`, 'i'), '#status names the sha256 mismatch or the file');
       assert.notEqual(seen.state, 'done', `#answer must not be done with a corrupted ${bad.file}`);
       t.diagnostic(`console errors: ${JSON.stringify(session.log.map((e) => e.text))}`);
+      session.assertClean({ allowFailedLoads: true, allowConsole: true });
+    } finally {
+      await session.close();
+    }
+  });
+
+  it(`a flipped byte in a stage not opened (${bad.file}) leaves the page working and names it`, async (t) => {
+    const session = await openPage(browser);
+    try {
+      const opening = manifest.stages[0].id;
+      await session.page.goto(pageUrl(srv.url, { weights: 'bad-weights/', stage: opening, a: 1, b: 2, animate: 0 }));
+      await session.page.waitForSelector('#answer[data-state=done]', { timeout: TIMEOUT, state: 'attached' });
+      // The other stages load behind the first answer; the broken one is named once they are in.
+      await session.page.waitForFunction(() => /^Loaded \d+ of \d+ stages/.test(document.querySelector('#status')?.textContent ?? ''), null, { timeout: TIMEOUT });
+      const seen = await readAnswer(session.page);
+      t.diagnostic(`#status: ${seen.statusText}`);
+      assert.equal(seen.status, 'ready', '#status stays ready');
+      assert.match(seen.statusText, new RegExp(`${bad.id} could not be loaded: .*(sha-?256|checksum)`, 'i'), '#status names the stage and why');
+      const option = await session.page.$eval(`#stage option[value="${bad.id}"]`, (o) => ({ disabled: o.disabled, text: o.textContent }));
+      assert.ok(option.disabled, `${bad.id} cannot be chosen (${option.text})`);
       session.assertClean({ allowFailedLoads: true, allowConsole: true });
     } finally {
       await session.close();

@@ -1,5 +1,7 @@
 // Fetches the weights folder (manifest.json, the tokenizer, every stage file) with byte-level
 // progress and hands each file to the wasm app, which checks it against the manifest's sha256.
+// The stage the page opens on comes first, so the first answer waits for one stage's weights,
+// not all of them; the others follow in the background.
 
 async function fetchBytes(url, onChunk, signal) {
   let response;
@@ -33,9 +35,13 @@ async function fetchBytes(url, onChunk, signal) {
   return bytes;
 }
 
-// Loads `base` (a folder URL ending in "/") into `app`; `progress(fraction, text)` reports.
-// Resolves to the parsed manifest.
-export async function loadWeights(app, base, progress) {
+// Loads `base` (a folder URL ending in "/") into `app`: the manifest, the tokenizer and the stage
+// `first(manifest)` names (with its probes), reporting `progress(fraction, text)`. Resolves to
+// { manifest, loaded }: `loaded(id)` is a promise of stage `id`'s weights, resolving to null or to
+// the message of its failure (never rejecting). The first call for another stage starts the
+// downloads of all the others (the page makes it once its first answer shows, so they never
+// compete with the opening stage for a slow connection).
+export async function loadWeights(app, base, progress, first) {
   progress(0, `Loading ${base}manifest.json…`);
   const manifestBytes = await fetchBytes(`${base}manifest.json`, () => {});
   const manifestText = new TextDecoder().decode(manifestBytes);
@@ -55,44 +61,39 @@ export async function loadWeights(app, base, progress) {
   } catch (e) {
     throw new Error(`${base}${e.message}`);
   }
-  // Stage entries carry their file's name, size and sha256 inline.
-  const files = [manifest.tokenizer, ...manifest.stages, ...manifest.stages.map((s) => s.probes).filter(Boolean)];
-  const total = files.reduce((sum, f) => sum + (f.bytes || 0), 0) || 1;
-  let done = 0;
-  const tick = (name) => (n) => {
-    done += n;
-    progress(Math.min(done / total, 1), `Loading ${name} (${(done / 1e6).toFixed(1)} of ${(total / 1e6).toFixed(1)} MB)`);
-  };
-  const tokenizer = await fetchBytes(`${base}${manifest.tokenizer.file}`, tick(manifest.tokenizer.file));
+  const tokenizer = await fetchBytes(`${base}${manifest.tokenizer.file}`, () => {});
   app.load(manifestText, tokenizer);
   // What each stage is, in the page's words, from Rust (the manifest's `kind`): `stage.info`.
   for (const info of JSON.parse(app.stages())) {
     manifest.stages.find((s) => s.id === info.id).info = info;
   }
-  // Stage files download in parallel; each is verified and parsed as it arrives. The first
-  // failure stops the other downloads, so that no late progress report hides the error.
-  const downloads = new AbortController();
-  let failed = false;
-  await Promise.all(
-    manifest.stages.map(async (stage) => {
-      try {
-        const bytes = await fetchBytes(`${base}${stage.file}`, (n) => failed || tick(stage.file)(n), downloads.signal);
-        if (!failed) app.addStage(stage.id, bytes);
-        // The probes of its thoughts (what the inspector reads from each), checked the same way.
-        if (stage.probes && !failed) {
-          const file = stage.probes.file;
-          const probes = await fetchBytes(`${base}${file}`, (n) => failed || tick(file)(n), downloads.signal);
-          if (!failed) app.addProbes(stage.id, probes);
-        }
-      } catch (e) {
-        if (!failed) {
-          failed = true;
-          downloads.abort();
-          throw e;
-        }
+  const opening = manifest.stages.find((s) => s.id === first(manifest)) ?? manifest.stages[0];
+  // A stage entry carries its file's name, size and sha256 inline, and its probes' (what the
+  // inspector reads from each thought), checked the same way.
+  const files = (stage) => [stage, stage.probes].filter(Boolean);
+  const total = files(opening).reduce((sum, f) => sum + (f.bytes || 0), 0) || 1;
+  let done = 0;
+  const tick = (name) => (n) => {
+    done += n;
+    progress(Math.min(done / total, 1), `Loading ${name} (${(done / 1e6).toFixed(1)} of ${(total / 1e6).toFixed(1)} MB)`);
+  };
+  const fetchStage = async (stage, onChunk) => {
+    app.addStage(stage.id, await fetchBytes(`${base}${stage.file}`, onChunk));
+    if (stage.probes) app.addProbes(stage.id, await fetchBytes(`${base}${stage.probes.file}`, onChunk));
+  };
+  await fetchStage(opening, tick(opening.file));
+  progress(1, `Loaded ${opening.id} (${(total / 1e6).toFixed(1)} MB, sha256 checked)`);
+  const stages = new Map([[opening.id, Promise.resolve(null)]]);
+  const loaded = (id) => {
+    if (stages.size === 1 && id !== opening.id) {
+      for (const stage of manifest.stages.filter((s) => s !== opening)) {
+        stages.set(stage.id, fetchStage(stage, () => {}).then(
+          () => null,
+          (e) => `${stage.id} could not be loaded: ${e.message || String(e)}`,
+        ));
       }
-    }),
-  );
-  progress(1, `Loaded ${manifest.stages.length} stages (${(total / 1e6).toFixed(1)} MB, sha256 checked)`);
-  return manifest;
+    }
+    return stages.get(id) ?? Promise.resolve(null);
+  };
+  return { manifest, loaded };
 }

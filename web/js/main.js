@@ -44,7 +44,13 @@ let unrevealed = null;
 let stopTest = false;
 // One model call at a time: the engine holds one generation at a time.
 let queue = Promise.resolve();
-const exclusive = (job) => (queue = queue.then(job, job));
+// Every stage's weights, as loadWeights hands them over: `stageLoaded(id)` resolves to null or to
+// why the stage could not be loaded. The opening stage is in before the first answer; the others
+// download after it (or as soon as a job wants one).
+let stageLoads = () => Promise.resolve(null);
+const stageLoaded = (id) => stageLoads(id);
+// Model work runs one job at a time, each once the selected stage's weights are in.
+const exclusive = (job) => (queue = queue.then(() => stageLoaded(el.stage.value)).then(job, job));
 
 function fatal(message) {
   el.fatal.hidden = false;
@@ -290,11 +296,13 @@ function solve(animate = true) {
 }
 
 function compareStages() {
+  const all = Promise.all(manifest ? manifest.stages.map((s) => stageLoaded(s.id)) : []);
   return exclusive(async () => {
     const [a, b] = [el.a.value, el.b.value];
     const body = el.compareTable.tBodies[0];
     body.replaceChildren();
     el.compareTable.dataset.state = 'running';
+    await all; // every stage's weights (a failed one says so in its row)
     // Checked for the selected stage; a stage that refuses the length says so in its row.
     const errors = JSON.parse(app.check(a, b, el.stage.value));
     if (errors.a || errors.b) {
@@ -487,6 +495,23 @@ function wire() {
   });
 }
 
+// Waits for the stages loading behind the first answer and says how that went; a stage that
+// failed cannot be chosen and names why.
+async function allStagesLoaded() {
+  const failures = (await Promise.all(manifest.stages.map((s) => stageLoaded(s.id)))).filter(Boolean);
+  for (const option of el.stage.options) {
+    const failure = await stageLoaded(option.value);
+    if (failure) {
+      option.disabled = true;
+      option.textContent += ' (could not be loaded)';
+    }
+  }
+  const n = manifest.stages.length;
+  el.status.textContent = failures.length === 0
+    ? `Loaded all ${n} stages (sha256 checked)`
+    : `Loaded ${n - failures.length} of ${n} stages: ${failures.join('; ')}`;
+}
+
 async function main() {
   if (params.get('projector') === '1') setProjector(true);
   wire();
@@ -498,13 +523,20 @@ async function main() {
   }
   let base = params.get('weights') || 'weights/';
   if (!base.endsWith('/')) base += '/';
+  // The page opens on ?stage= if the folder has it, else on the all-latent stage: what the page
+  // is about. Its weights come first.
+  const wantedStage = params.get('stage');
+  const opening = (m) => (m.stages.some((s) => s.id === wantedStage) ? wantedStage
+    : (m.stages.find((s) => stageInfo(s).allLatent) || m.stages[0]).id);
   try {
     // The weights are the second half of the bar (the engine was the first).
-    manifest = await loadWeights(app, base, (fraction, text) => {
+    const loaded = await loadWeights(app, base, (fraction, text) => {
       if (el.status.dataset.state !== 'loading') return;
       el.progress.value = 0.5 + 0.5 * fraction;
       el.status.textContent = text;
-    });
+    }, opening);
+    manifest = loaded.manifest;
+    stageLoads = loaded.loaded;
   } catch (e) {
     loadFailed(e.message || String(e));
     return;
@@ -515,10 +547,7 @@ async function main() {
     option.textContent = stageLabel(s);
     el.stage.append(option);
   }
-  // By default the all-latent stage: what the page is about.
-  const allLatent = manifest.stages.find((s) => stageInfo(s).allLatent);
-  const wantedStage = params.get('stage');
-  el.stage.value = manifest.stages.some((s) => s.id === wantedStage) ? wantedStage : (allLatent || manifest.stages[0]).id;
+  el.stage.value = opening(manifest);
   showStageAbout();
   renderAccuracy(el.accuracy, el.accuracyNote, manifest);
   await chooseEngine();
@@ -540,6 +569,7 @@ async function main() {
     showChapter(Number.isInteger(chapter) ? chapter : 0, params.has('chapter'));
     if (!params.has('chapter')) await solve(true);
   }
+  await allStagesLoaded();
   if ('serviceWorker' in navigator && location.protocol !== 'file:') {
     navigator.serviceWorker.register('sw.js').then(() => navigator.serviceWorker.ready).then((reg) => {
       const page = location.href.split('?')[0];
