@@ -32,6 +32,7 @@ pub mod golden;
 pub mod intervention;
 pub mod layout;
 pub mod manifest;
+pub mod plain_tokenizer;
 pub mod positions;
 pub mod probes;
 pub mod problem;

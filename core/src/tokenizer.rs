@@ -1,12 +1,16 @@
 //! The vocabulary: one token per digit, the words and symbols of the chain of thought and the
-//! special tokens. Built with the `tokenizers` crate and saved as `tokenizer.json`, which the
-//! browser loads as well, so every part splits text the same way.
+//! special tokens. Built with the `tokenizers` crate and saved as `tokenizer.json` (feature
+//! `hf-tokenizer`, on for the trainer and the command line). The browser build loads the same
+//! `tokenizer.json` but splits text with [`crate::plain_tokenizer`], the same rules written out,
+//! which spares the page the crate's regex engines.
 
+#[cfg(feature = "hf-tokenizer")]
 use tokenizers::models::wordlevel::WordLevel;
-use tokenizers::pre_tokenizers::digits::Digits;
-use tokenizers::pre_tokenizers::punctuation::Punctuation;
-use tokenizers::pre_tokenizers::sequence::Sequence;
-use tokenizers::pre_tokenizers::whitespace::WhitespaceSplit;
+#[cfg(feature = "hf-tokenizer")]
+use tokenizers::pre_tokenizers::{
+    digits::Digits, punctuation::Punctuation, sequence::Sequence, whitespace::WhitespaceSplit,
+};
+#[cfg(feature = "hf-tokenizer")]
 use tokenizers::{AddedToken, PreTokenizerWrapper};
 
 /// Every token, in id order. The ids are part of the weight files' contract: never reorder.
@@ -16,7 +20,7 @@ pub const VOCAB: [&str; 22] = [
 ];
 
 /// The tokens that are never split and never produced by the pre-tokenizer.
-const SPECIAL: [&str; 8] = [
+pub(crate) const SPECIAL: [&str; 8] = [
     "<pad>", "<bot>", "<sep>", "<eot>", "<eos>", "<latent>", "<act>", "<unk>",
 ];
 
@@ -44,15 +48,38 @@ pub enum TokenizerError {
     UnknownId(u32),
 }
 
-/// The project's tokenizer: a `tokenizers` word-level model over [`VOCAB`].
+/// The project's tokenizer: a `tokenizers` word-level model over [`VOCAB`] (or, without the
+/// `hf-tokenizer` feature, [`crate::plain_tokenizer`]'s rules, the same splitting).
 #[derive(Clone)]
 pub struct Tokenizer {
+    #[cfg(feature = "hf-tokenizer")]
     inner: tokenizers::Tokenizer,
 }
 
 impl Tokenizer {
     /// Builds the tokenizer from [`VOCAB`]: white space separates words, every digit and every
     /// `+` / `=` is its own token, and the special tokens are matched before any splitting.
+    #[cfg(not(feature = "hf-tokenizer"))]
+    pub fn new() -> Tokenizer {
+        Tokenizer {}
+    }
+
+    /// Checks that `tokenizer.json` content holds this build's ids.
+    #[cfg(not(feature = "hf-tokenizer"))]
+    pub fn from_json(json: &[u8]) -> Result<Tokenizer, TokenizerError> {
+        crate::plain_tokenizer::check_json(json)?;
+        Ok(Tokenizer {})
+    }
+
+    /// Token ids of `text`; refuses text with a word outside the vocabulary.
+    #[cfg(not(feature = "hf-tokenizer"))]
+    pub fn encode(&self, text: &str) -> Result<Vec<u32>, TokenizerError> {
+        crate::plain_tokenizer::encode(text)
+    }
+
+    /// Builds the tokenizer from [`VOCAB`]: white space separates words, every digit and every
+    /// `+` / `=` is its own token, and the special tokens are matched before any splitting.
+    #[cfg(feature = "hf-tokenizer")]
     pub fn new() -> Tokenizer {
         let vocab = VOCAB
             .iter()
@@ -80,6 +107,7 @@ impl Tokenizer {
     }
 
     /// Loads `tokenizer.json` content and checks that its ids are this build's ids.
+    #[cfg(feature = "hf-tokenizer")]
     pub fn from_json(json: &[u8]) -> Result<Tokenizer, TokenizerError> {
         let inner = tokenizers::Tokenizer::from_bytes(json)
             .map_err(|e| TokenizerError::Load(e.to_string()))?;
@@ -101,6 +129,7 @@ impl Tokenizer {
     }
 
     /// The content of `tokenizer.json`.
+    #[cfg(feature = "hf-tokenizer")]
     pub fn to_json(&self) -> String {
         self.inner
             .to_string(true)
@@ -112,6 +141,7 @@ impl Tokenizer {
     }
 
     /// Token ids of `text`; refuses text with a word outside the vocabulary.
+    #[cfg(feature = "hf-tokenizer")]
     pub fn encode(&self, text: &str) -> Result<Vec<u32>, TokenizerError> {
         let encoding = self
             .inner
@@ -215,6 +245,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg(feature = "hf-tokenizer")]
     fn json_round_trip_and_decode() {
         let t = Tokenizer::new();
         let loaded = Tokenizer::from_json(t.to_json().as_bytes()).unwrap();
