@@ -35,15 +35,24 @@ async function fetchBytes(url, onChunk, signal) {
   return bytes;
 }
 
+// Starts downloading `base`'s manifest, which needs no app: the page calls it before the wasm is
+// ready, so the two travel together. Its failure is reported where loadWeights awaits it.
+export function fetchManifest(base) {
+  const bytes = fetchBytes(`${base}manifest.json`, () => {});
+  bytes.catch(() => {});
+  return bytes;
+}
+
 // Loads `base` (a folder URL ending in "/") into `app`: the manifest, the tokenizer and the stage
 // `first(manifest)` names (with its probes), reporting `progress(fraction, text)`. Resolves to
 // { manifest, loaded }: `loaded(id)` is a promise of stage `id`'s weights, resolving to null or to
 // the message of its failure (never rejecting). The first call for another stage starts the
 // downloads of all the others (the page makes it once its first answer shows, so they never
 // compete with the opening stage for a slow connection).
-export async function loadWeights(app, base, progress, first) {
+// `manifestFetch` is fetchManifest(base) when the page started it early.
+export async function loadWeights(app, base, progress, first, manifestFetch = fetchManifest(base)) {
   progress(0, `Loading ${base}manifest.json…`);
-  const manifestBytes = await fetchBytes(`${base}manifest.json`, () => {});
+  const manifestBytes = await manifestFetch;
   const manifestText = new TextDecoder().decode(manifestBytes);
   let manifest;
   try {
@@ -77,9 +86,11 @@ export async function loadWeights(app, base, progress, first) {
     done += n;
     progress(Math.min(done / total, 1), `Loading ${name} (${(done / 1e6).toFixed(1)} of ${(total / 1e6).toFixed(1)} MB)`);
   };
+  // A stage's weights and probes download side by side (one round trip, not two).
   const fetchStage = async (stage, onChunk) => {
-    app.addStage(stage.id, await fetchBytes(`${base}${stage.file}`, onChunk));
-    if (stage.probes) app.addProbes(stage.id, await fetchBytes(`${base}${stage.probes.file}`, onChunk));
+    const [weights, probes] = await Promise.all(files(stage).map((f) => fetchBytes(`${base}${f.file}`, onChunk)));
+    app.addStage(stage.id, weights);
+    if (probes) app.addProbes(stage.id, probes);
   };
   await fetchStage(opening, tick(opening.file));
   progress(1, `Loaded ${opening.id} (${(total / 1e6).toFixed(1)} MB, sha256 checked)`);

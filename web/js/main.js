@@ -4,7 +4,7 @@
 // by default a software WebGPU adapter gets the reference engine), projector=1, chapter=N. With a
 // and b the page solves on load.
 
-import { loadWeights } from './loader.js';
+import { fetchManifest, loadWeights } from './loader.js';
 import { Player } from './player.js';
 import { renderInspector, clearInspector } from './inspector.js';
 import { editor } from './edit.js';
@@ -515,14 +515,15 @@ async function allStagesLoaded() {
 async function main() {
   if (params.get('projector') === '1') setProjector(true);
   wire();
+  let base = params.get('weights') || 'weights/';
+  if (!base.endsWith('/')) base += '/';
+  const manifestFetch = fetchManifest(base); // beside the wasm's download
   try {
     app = await waitForApp();
   } catch (e) {
     loadFailed(e.message);
     return;
   }
-  let base = params.get('weights') || 'weights/';
-  if (!base.endsWith('/')) base += '/';
   // The page opens on ?stage= if the folder has it, else on the all-latent stage: what the page
   // is about. Its weights come first.
   const wantedStage = params.get('stage');
@@ -534,7 +535,7 @@ async function main() {
       if (el.status.dataset.state !== 'loading') return;
       el.progress.value = 0.5 + 0.5 * fraction;
       el.status.textContent = text;
-    }, opening);
+    }, opening, manifestFetch);
     manifest = loaded.manifest;
     stageLoads = loaded.loaded;
   } catch (e) {
