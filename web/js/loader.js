@@ -3,10 +3,10 @@
 // The stage the page opens on comes first, so the first answer waits for one stage's weights,
 // not all of them; the others follow in the background.
 
-async function fetchBytes(url, onChunk, signal) {
+async function fetchBytes(url, onChunk) {
   let response;
   try {
-    response = await fetch(url, { signal });
+    response = await fetch(url);
   } catch (e) {
     throw new Error(`could not fetch ${url}: ${e.message}`);
   }
