@@ -55,9 +55,14 @@ struct Batch {
     kv: wgpu::Buffer,
     out: wgpu::Buffer,
     state: wgpu::Buffer,
+    /// `out`, then `ids`, then `state`, copied back in one read.
     staging: wgpu::Buffer,
-    /// Floats in `out`, bytes of ids and lens in `staging` after them.
+    /// Floats in `out`.
     out_floats: usize,
+    /// Byte offsets of `ids` and `state` in `staging`, and its size.
+    ids_at: u64,
+    state_at: u64,
+    staging_bytes: u64,
 }
 
 impl Solver {
@@ -184,7 +189,7 @@ impl Solver {
             .zip(plans.chunks(self.per_dispatch))
         {
             out.extend(self.generate_chunk(chunk, plans, stage, with_trace).await?);
-            dispatches += self.config.n_positions.div_ceil(self.steps) as u64;
+            dispatches += self.dispatches_per_chunk() as u64;
         }
         Ok((out, dispatches))
     }
@@ -219,28 +224,27 @@ impl Solver {
         {
             let mut pass = enc.begin_compute_pass(&Default::default());
             // A problem runs at most P positions; one that ends leaves its workgroup idle.
-            for _ in 0..p.div_ceil(self.steps) {
+            for _ in 0..self.dispatches_per_chunk() {
                 self.kernel
                     .dispatch(&mut pass, &bg, self.step_table.offset(0), (n as u32, 1, 1));
             }
         }
-        let (out_bytes, ids_bytes) = (batch.out_floats as u64 * 4, (n * (p + 1) * 4) as u64);
-        enc.copy_buffer_to_buffer(&batch.out, 0, &batch.staging, 0, out_bytes);
-        enc.copy_buffer_to_buffer(&batch.ids, 0, &batch.staging, out_bytes, ids_bytes);
-        let state_at = out_bytes + ids_bytes;
-        enc.copy_buffer_to_buffer(&batch.state, 0, &batch.staging, state_at, n as u64 * 16);
+        let (ids_at, state_at) = (batch.ids_at, batch.state_at);
+        enc.copy_buffer_to_buffer(&batch.out, 0, &batch.staging, 0, ids_at);
+        enc.copy_buffer_to_buffer(&batch.ids, 0, &batch.staging, ids_at, state_at - ids_at);
+        let state_bytes = batch.staging_bytes - state_at;
+        enc.copy_buffer_to_buffer(&batch.state, 0, &batch.staging, state_at, state_bytes);
         self.gpu.check()?;
         let done = self.gpu.queue.submit([enc.finish()]);
-        let total = state_at + n as u64 * 16;
         let data = self
             .gpu
-            .read_mapped(&batch.staging, 0..total, Some(done), |b| {
+            .read_mapped(&batch.staging, 0..batch.staging_bytes, Some(done), |b| {
                 bytemuck::pod_collect_to_vec::<u8, u32>(b)
             })
             .await?;
         let floats: &[u32] = &data[..batch.out_floats];
-        let ids = &data[batch.out_floats..batch.out_floats + n * (p + 1)];
-        let state = &data[batch.out_floats + n * (p + 1)..];
+        let ids = &data[(ids_at / 4) as usize..(state_at / 4) as usize];
+        let state = &data[(state_at / 4) as usize..];
         let mut generations = Vec::with_capacity(n);
         for (i, plan) in plans.iter().enumerate() {
             let (running, len, finished) = (
@@ -284,6 +288,11 @@ impl Solver {
             });
         }
         Ok(generations)
+    }
+
+    /// Dispatches per chunk of at most `per_dispatch` problems: one per `steps` positions.
+    fn dispatches_per_chunk(&self) -> usize {
+        self.config.n_positions.div_ceil(self.steps)
     }
 
     /// Buffers for one dispatch, the prompts and run record written.
@@ -341,23 +350,26 @@ impl Solver {
             })
         };
         let copy_src = storage | wgpu::BufferUsages::COPY_SRC;
+        let ids_at = out_floats as u64 * 4;
+        let state_at = ids_at + ids.len() as u64 * 4;
+        let state = [0u32, 1, 0, 0].repeat(n);
+        let staging_bytes = state_at + state.len() as u64 * 4;
         Batch {
             run: init("solver run", bytemuck::cast_slice(&run), storage),
             metas: init("solver metas", bytemuck::cast_slice(&metas), storage),
             ids: init("solver ids", bytemuck::cast_slice(&ids), copy_src),
             kv: empty("solver kv", n * kv_floats(cfg) * 4, storage),
             out: empty("solver out", out_floats * 4, copy_src),
-            state: init(
-                "solver state",
-                bytemuck::cast_slice(&[0u32, 1, 0, 0].repeat(n)),
-                copy_src,
-            ),
+            state: init("solver state", bytemuck::cast_slice(&state), copy_src),
             staging: empty(
                 "solver staging",
-                (out_floats + n * (p + 1) + 4 * n) * 4,
+                staging_bytes as usize,
                 wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
             ),
             out_floats,
+            ids_at,
+            state_at,
+            staging_bytes,
         }
     }
 
