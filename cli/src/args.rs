@@ -79,6 +79,10 @@ pub struct TrainArgs {
     /// Rows of the position table (the longest sequence).
     #[arg(long)]
     pub n_positions: Option<usize>,
+    /// Which steps latent stages replace: first (Coconut's order, the default) or last (the
+    /// published attempt's: the first steps written, then the model writes <latent> and thinks).
+    #[arg(long)]
+    pub latent_order: Option<coconut_core::stage::LatentOrder>,
     #[arg(long)]
     pub batch_size: Option<usize>,
     #[arg(long)]
@@ -185,7 +189,7 @@ impl TrainArgs {
             max_digits => data.max_digits, layers => model.n_layer, width => model.n_embd,
             heads => model.n_head, val_problems => val_problems, mix => mix,
             positions => positions, max_position_offset => max_position_offset,
-            n_positions => model.n_positions,
+            n_positions => model.n_positions, latent_order => latent_order,
         );
         if self.time_budget.is_some() {
             c.time_budget_s = self.time_budget;

@@ -3,6 +3,9 @@
 //! A [`DecodePlan`] fixes the positions: the prompt (question and `<bot>`) at `0..prompt_len`,
 //! the stage's thoughts right after it, then greedy tokens ([`argmax`], ties to the lowest id)
 //! until `<eos>` or the model's last position ([`DecodePlan::runs_next`], the one stop rule).
+//! A stage of the last-steps order ([`crate::stage::LatentOrder::Last`]) has no thoughts after
+//! the prompt: it writes its first steps, and the thoughts start where the model generates
+//! `<latent>` ([`DecodePlan::starts_thoughts`]), that slot the first of them.
 //! Engines differ only in how they compute a position; the reference engine
 //! ([`crate::reference`]) is the oracle because it is the plainest statement of the maths, one
 //! position at a time in f32, and every other engine is tested against it.
@@ -30,7 +33,14 @@ pub enum EngineError {
     Intervention(String),
     #[error("a stage with coupled positions needs a prompt `a + b = <bot>`")]
     CoupledPrompt,
+    #[error("{0}")]
+    Unsupported(&'static str),
 }
+
+/// What an engine without the trigger says to a last-steps stage.
+pub const NO_TRIGGER: &str = "this engine runs thoughts after the prompt only; a stage of the \
+     last-steps order (thoughts where the model writes <latent>) runs on the reference and the \
+     trainer's engines";
 
 /// The positions of one decoding.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -47,6 +57,9 @@ pub struct DecodePlan {
     /// Coupled position ids of this problem, or `None` for absolute ids
     /// ([`DecodePlan::position_id`]).
     pub coupled: Option<Coupled>,
+    /// Whether the thoughts start where the model generates `<latent>` (the last-steps order)
+    /// instead of right after the prompt.
+    pub on_trigger: bool,
 }
 
 impl DecodePlan {
@@ -60,6 +73,12 @@ impl DecodePlan {
         let prompt_len = prompt.len();
         if prompt_len == 0 {
             return Err(EngineError::EmptyPrompt);
+        }
+        let on_trigger = stage.thoughts_on_trigger();
+        if on_trigger && !stage.positions.is_absolute() {
+            return Err(EngineError::Unsupported(
+                "the last-steps order has absolute position ids only",
+            ));
         }
         let coupled = match stage.positions {
             PositionScheme::Absolute => None,
@@ -79,7 +98,25 @@ impl DecodePlan {
             feeds_back: stage.feeds_back(),
             n_positions,
             coupled,
+            on_trigger,
         })
+    }
+
+    /// Thoughts run right after the prompt: all of them, or none when they wait for the trigger.
+    fn thoughts_after_prompt(&self) -> usize {
+        if self.on_trigger {
+            0
+        } else {
+            self.thoughts
+        }
+    }
+
+    /// Whether `token`, just generated, starts the thoughts (the plan waits for the trigger,
+    /// `token` is `<latent>` and the thoughts have not run yet): then it takes the first thought
+    /// slot, the rest follow, each fed the previous position's final hidden state, and the
+    /// token after the last is generated as usual.
+    pub fn starts_thoughts(&self, token: u32, thoughts_ran: bool) -> bool {
+        self.on_trigger && !thoughts_ran && token == LATENT
     }
 
     /// The position-table id of position `t` of `ids` (the sequence: prompt, thought slots,
@@ -110,22 +147,24 @@ impl DecodePlan {
             .collect()
     }
 
-    /// Where the thoughts sit: right after the prompt.
+    /// Where the thoughts sit: right after the prompt (none there when they wait for the
+    /// trigger).
     pub fn thought_positions(&self) -> Range<usize> {
-        self.prompt_len..self.prompt_len + self.thoughts
+        self.prompt_len..self.prompt_len + self.thoughts_after_prompt()
     }
 
-    /// The position whose output predicts the first generated token: the last thought, or the
-    /// prompt's last token without thoughts.
+    /// The position whose output predicts the first generated token: the last thought after
+    /// the prompt, or the prompt's last token.
     pub fn first_prediction(&self) -> usize {
-        self.prompt_len + self.thoughts - 1
+        self.thought_positions().end - 1
     }
 
-    /// The sequence before generation: the prompt, then a [`LATENT`] slot per thought.
+    /// The sequence before generation: the prompt, then a [`LATENT`] slot per thought that
+    /// follows it.
     pub fn ids_before_answer(&self, prompt: &[u32]) -> Vec<u32> {
         debug_assert_eq!(prompt.len(), self.prompt_len);
         let mut ids = prompt.to_vec();
-        ids.extend(std::iter::repeat_n(LATENT, self.thoughts));
+        ids.extend(std::iter::repeat_n(LATENT, self.thoughts_after_prompt()));
         ids
     }
 
@@ -248,6 +287,29 @@ mod tests {
             (none.thought_positions(), none.first_prediction()),
             (6..6, 5)
         );
+    }
+
+    #[test]
+    fn last_steps_plan_waits_for_the_trigger() {
+        use crate::stage::LatentOrder;
+        let stage = Stage::latent(2, 2, 5).with_order(LatentOrder::Last);
+        let plan = DecodePlan::new(&[1; 6], &stage, 40).unwrap();
+        assert_eq!((plan.thoughts, plan.on_trigger), (4, true));
+        assert_eq!(plan.thought_positions(), 6..6);
+        assert_eq!(plan.first_prediction(), 5);
+        assert_eq!(plan.ids_before_answer(&[1; 6]), [1; 6]);
+        assert!(plan.starts_thoughts(LATENT, false));
+        assert!(!plan.starts_thoughts(LATENT, true) && !plan.starts_thoughts(EOS, false));
+        // The first order, and the all-latent stage of either, never wait.
+        let first = DecodePlan::new(&[1; 6], &stage.with_order(LatentOrder::First), 40).unwrap();
+        assert!(!first.on_trigger && !first.starts_thoughts(LATENT, false));
+        let all = Stage::latent(5, 2, 5).with_order(LatentOrder::Last);
+        assert!(!DecodePlan::new(&[1; 6], &all, 40).unwrap().on_trigger);
+        let coupled = stage.with_positions(PositionScheme::Coupled);
+        assert!(matches!(
+            DecodePlan::new(&[1; 6], &coupled, 40),
+            Err(EngineError::Unsupported(_))
+        ));
     }
 
     #[test]

@@ -4,10 +4,13 @@
 //! Stage 2 (c = 1) of 347 + 285:
 //! `347 + 285 = <bot> [T] [T] 3+2+1=6 write 6 <eot> 632 <eos>`, where each `[T]` holds the
 //! `<latent>` id as a placeholder: its input is the previous position's final hidden state.
+//! In the last-steps order ([`LatentOrder::Last`]) the same stage writes the first steps and
+//! thinks the last: `347 + 285 = <bot> 7+5=12 write 2 carry 1 [T] [T] <eot> 632 <eos>`, where
+//! the first `[T]`'s `<latent>` is a target (the model says where its thoughts begin).
 
 use crate::positions::{Coupled, PositionScheme, NO_COLUMN};
 use crate::problem::{Problem, Step};
-use crate::stage::Stage;
+use crate::stage::{LatentOrder, Stage};
 use crate::tokenizer::{Tokenizer, TokenizerError, BOT, EOS, EOT, LATENT};
 
 /// One training or inference sequence.
@@ -15,8 +18,11 @@ use crate::tokenizer::{Tokenizer, TokenizerError, BOT, EOS, EOT, LATENT};
 pub struct Layout {
     /// Token ids; thought slots hold [`LATENT`].
     pub ids: Vec<u32>,
-    /// Position of `<bot>`; the thoughts sit at `bot + 1 ..= bot + thoughts`.
+    /// Position of `<bot>`, the prompt's last token.
     pub bot: usize,
+    /// Position of the first thought slot: `bot + 1`, or after the written steps in the
+    /// last-steps order.
+    pub first_thought: usize,
     /// Number of thought slots (fixed by the stage).
     pub thoughts: usize,
     /// `loss_mask[t]` is true when the token at `t` is a prediction target (predicted from the
@@ -46,6 +52,9 @@ impl Layout {
         stage: &Stage,
         offset: usize,
     ) -> Result<Layout, TokenizerError> {
+        if stage.thoughts_on_trigger() && stage.positions.is_absolute() {
+            return Layout::last_steps_latent(tokenizer, problem, stage);
+        }
         let mut ids = prompt(tokenizer, problem)?;
         let bot = ids.len() - 1;
         let columns = problem.columns();
@@ -84,10 +93,47 @@ impl Layout {
         Ok(Layout {
             ids,
             bot,
+            first_thought: bot + 1,
             thoughts,
             loss_mask,
             positions,
             scheme: stage.positions,
+        })
+    }
+
+    /// The [`LatentOrder::Last`] layout (absolute ids): the first steps written after `<bot>`,
+    /// then the thoughts (the first slot's `<latent>` a target, the model's trigger), `<eot>`,
+    /// the answer.
+    fn last_steps_latent(
+        tokenizer: &Tokenizer,
+        problem: &Problem,
+        stage: &Stage,
+    ) -> Result<Layout, TokenizerError> {
+        debug_assert_eq!(stage.order, LatentOrder::Last);
+        let mut ids = prompt(tokenizer, problem)?;
+        let bot = ids.len() - 1;
+        let steps = problem.steps();
+        let written = steps.len().saturating_sub(stage.latent_steps());
+        let text: Vec<String> = steps[..written].iter().map(Step::to_string).collect();
+        if written > 0 {
+            ids.extend(tokenizer.encode(&text.join(" <sep> "))?);
+        }
+        let first_thought = ids.len();
+        let thoughts = stage.thoughts();
+        ids.extend(std::iter::repeat_n(LATENT, thoughts));
+        ids.extend(tokenizer.encode(&format!("<eot> {} <eos>", problem.answer()))?);
+        let slots = first_thought + 1..first_thought + thoughts;
+        let loss_mask = (0..ids.len())
+            .map(|t| t > bot && !slots.contains(&t))
+            .collect();
+        Ok(Layout {
+            positions: (0..ids.len() as u32).collect(),
+            ids,
+            bot,
+            first_thought,
+            thoughts,
+            loss_mask,
+            scheme: PositionScheme::Absolute,
         })
     }
 
@@ -105,7 +151,7 @@ impl Layout {
 
     /// Positions of the thought slots.
     pub fn thought_positions(&self) -> std::ops::Range<usize> {
-        self.bot + 1..self.bot + 1 + self.thoughts
+        self.first_thought..self.first_thought + self.thoughts
     }
 
     /// The prompt an engine is given: everything up to and including `<bot>`.
@@ -261,6 +307,46 @@ mod tests {
         let ids: Vec<u32> = (1..=7).flat_map(|j| [j, j]).collect();
         assert_eq!(&l.positions[l.thought_positions()], ids);
         assert!(text(&t, &l.ids).ends_with("<eot> 0123463 <eos>"));
+    }
+
+    #[test]
+    fn last_steps_order_writes_the_first_steps_then_thinks() {
+        let t = Tokenizer::new();
+        let p = Problem::new(347, 285);
+        let last = |k| Stage::latent(k, 1, 5).with_order(LatentOrder::Last);
+        let l = Layout::new(&t, &p, &last(2)).unwrap();
+        assert_eq!(
+            text(&t, &l.ids),
+            "347 + 285 = <bot> 7+5=12 write 2 carry 1 <latent> <latent> <eot> 632 <eos>"
+        );
+        assert_eq!(l.thought_positions(), l.first_thought..l.first_thought + 2);
+        assert_eq!(text(&t, &l.ids[l.thought_positions()]), "<latent> <latent>");
+        // Every token after <bot> is a target but the thoughts after the first (the trigger).
+        let targets: Vec<usize> = (0..l.ids.len()).filter(|&i| l.loss_mask[i]).collect();
+        let want: Vec<usize> = (l.bot + 1..l.ids.len())
+            .filter(|&i| i != l.first_thought + 1)
+            .collect();
+        assert_eq!(targets, want);
+        // More latent steps than the problem has: nothing written, the trigger after <bot>.
+        let short = Layout::new(&t, &Problem::new(2, 3), &last(2)).unwrap();
+        assert_eq!(
+            text(&t, &short.ids),
+            "2 + 3 = <bot> <latent> <latent> <eot> 5 <eos>"
+        );
+        assert!(short.loss_mask[short.first_thought]);
+        // Stage 0, the all-latent stage and the baselines are the same in both orders.
+        for stage in [
+            last(0),
+            last(5),
+            last(0).with_kind(StageKind::Pause),
+            last(0).with_kind(StageKind::NoCot),
+        ] {
+            let first = stage.with_order(LatentOrder::First);
+            assert_eq!(
+                Layout::new(&t, &p, &stage).unwrap(),
+                Layout::new(&t, &p, &first).unwrap()
+            );
+        }
     }
 
     #[test]

@@ -348,6 +348,7 @@ impl Manifest {
             thoughts_per_step: self.thoughts_per_step,
             max_steps: crate::problem::max_steps(self.max_digits),
             positions: entry.positions,
+            order: crate::stage::LatentOrder::First,
         }
     }
 

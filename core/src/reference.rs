@@ -401,11 +401,26 @@ impl ReferenceModel {
             hidden = run(&mut cache, &input, plan.position_id(&ids, t))?;
             thoughts.push(input);
         }
-        let finished = loop {
+        let finished = 'generation: loop {
             let next = argmax(&self.logits(&hidden));
             ids.push(next);
             if !plan.runs_next(next, ids.len()) {
                 break next == EOS;
+            }
+            if plan.starts_thoughts(next, !thoughts.is_empty()) {
+                // The trigger's slot is the first thought, the others follow it.
+                for slot in 0..plan.thoughts {
+                    if slot > 0 {
+                        ids.push(LATENT);
+                        if !plan.fits(ids.len()) {
+                            break 'generation false;
+                        }
+                    }
+                    let input = edited(edits, slot, hidden.clone());
+                    hidden = run(&mut cache, &input, plan.position_id(&ids, ids.len() - 1))?;
+                    thoughts.push(input);
+                }
+                continue;
             }
             hidden = run(
                 &mut cache,

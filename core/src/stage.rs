@@ -23,6 +23,34 @@ pub enum StageKind {
     Pause,
 }
 
+/// Which steps of the chain of thought a latent stage replaces by thoughts.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LatentOrder {
+    /// The first `k` steps (Coconut's order, this project's curriculum): the thoughts follow
+    /// `<bot>` and the later steps are written after them.
+    #[default]
+    First,
+    /// The last `k` steps (the order the published attempt we started from trained; kept to
+    /// compare with): the first steps are written, then the model writes `<latent>` where its
+    /// thoughts begin, and the answer follows them. Absolute position ids only.
+    Last,
+}
+
+impl std::str::FromStr for LatentOrder {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "first" => Ok(LatentOrder::First),
+            "last" => Ok(LatentOrder::Last),
+            other => Err(format!(
+                "unknown latent order '{other}': expected first or last"
+            )),
+        }
+    }
+}
+
 /// A stage of the curriculum with the settings that fix its thought count.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Stage {
@@ -35,6 +63,9 @@ pub struct Stage {
     /// problem's columns ([`Stage::thoughts_for`]).
     #[serde(default)]
     pub positions: PositionScheme,
+    /// Which steps the thoughts replace ([`LatentOrder`]).
+    #[serde(default)]
+    pub order: LatentOrder,
 }
 
 impl Stage {
@@ -46,7 +77,21 @@ impl Stage {
             thoughts_per_step,
             max_steps,
             positions: PositionScheme::Absolute,
+            order: LatentOrder::First,
         }
+    }
+
+    pub fn with_order(self, order: LatentOrder) -> Stage {
+        Stage { order, ..self }
+    }
+
+    /// Whether the model starts its thoughts itself, by writing `<latent>` after the steps it
+    /// writes (the last-steps order, when a stage writes some steps and feeds thoughts back);
+    /// otherwise they follow the prompt.
+    pub fn thoughts_on_trigger(&self) -> bool {
+        self.order == LatentOrder::Last
+            && matches!(self.kind, StageKind::Latent { k } if k > 0)
+            && !self.is_all_latent()
     }
 
     pub fn with_positions(self, positions: PositionScheme) -> Stage {

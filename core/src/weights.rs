@@ -514,14 +514,22 @@ pub fn random_weights(config: &ModelConfig, seed: u64) -> ModelWeights {
 /// `strength` (in units of the bias's norm), so the tied LM head says `<eos>` at some positions
 /// and not at others: decodings of trained-like lengths, for tests and benchmarks.
 pub fn eos_biased_weights(config: &ModelConfig, seed: u64, strength: f32) -> ModelWeights {
+    biased_weights(config, seed, &[(crate::tokenizer::EOS, strength)])
+}
+
+/// [`random_weights`] whose embedding of each `(token, strength)` leans towards the final
+/// LayerNorm's bias as [`eos_biased_weights`]'s `<eos>` does (e.g. `<latent>` too, so that
+/// last-steps stages start their thoughts).
+pub fn biased_weights(config: &ModelConfig, seed: u64, tokens: &[(u32, f32)]) -> ModelWeights {
     let mut w = random_weights(config, seed);
     let c = config.n_embd;
     let bias = w.f32("ln_f.bias");
     let norm = bias.iter().map(|b| b * b).sum::<f32>().sqrt();
     let mut wte = w.f32("wte.weight");
-    let eos = crate::tokenizer::EOS as usize;
-    for (i, b) in bias.iter().enumerate() {
-        wte[eos * c + i] += strength * b / norm;
+    for &(token, strength) in tokens {
+        for (i, b) in bias.iter().enumerate() {
+            wte[token as usize * c + i] += strength * b / norm;
+        }
     }
     w.tensors
         .get_mut("wte.weight")

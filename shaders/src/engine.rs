@@ -18,7 +18,9 @@ use crate::kernels::{Driver, EmbedInput};
 use crate::resident::{decode_step, prefill_step, Readback, Resident, F32};
 use crate::solver::Solver;
 use coconut_core::config::ModelConfig;
-use coconut_core::decoding::{DecodePlan, EngineError, Generation, PositionTrace, Solution, Trace};
+use coconut_core::decoding::{
+    DecodePlan, EngineError, Generation, PositionTrace, Solution, Trace, NO_TRIGGER,
+};
 use coconut_core::layout::prompt;
 use coconut_core::problem::Problem;
 use coconut_core::stage::Stage;
@@ -382,6 +384,9 @@ impl WgpuEngine {
         }
         let (v, p) = (self.config.vocab_size, self.config.n_positions);
         let plan = DecodePlan::new(prompt_ids, stage, p)?;
+        if plan.on_trigger {
+            return Err(EngineError::Unsupported(NO_TRIGGER).into());
+        }
         if let Some(&bad) = prompt_ids.iter().find(|&&id| id as usize >= v) {
             return Err(EngineError::TokenId(bad).into());
         }

@@ -146,9 +146,9 @@ impl Solver {
         })
     }
 
-    /// Whether this solver decodes `stage` (absolute position ids).
+    /// Whether this solver decodes `stage` (absolute position ids, thoughts after the prompt).
     pub fn supports(stage: &Stage) -> bool {
-        stage.positions == PositionScheme::Absolute
+        stage.positions == PositionScheme::Absolute && !stage.thoughts_on_trigger()
     }
 
     /// Greedy decodings of `prompts` at `stage`, as the reference engine's `generate` gives

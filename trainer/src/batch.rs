@@ -1,9 +1,10 @@
 //! Batches of laid-out problems and the forward pass with thought feedback.
 //!
 //! Thoughts are computed position after position, exactly: thought j of example i sits at
-//! `bot_i + 1 + j`. Pass j runs the model over the prefix up to `max_i(bot_i + j) + 1` (attention
+//! `f_i + j`, `f_i` its first thought slot (right after `<bot>`, or after the written steps in the
+//! last-steps order). Pass j runs the model over the prefix up to `max_i(f_i + j)` (attention
 //! is causal, so positions past an example's own never affect it), takes the final hidden state
-//! at `bot_i + j` and writes it into slot `bot_i + 1 + j`. After the last thought one forward over
+//! at `f_i + j - 1` and writes it into slot `f_i + j`. After the last thought one forward over
 //! the whole sequence gives the outputs. Every step is a differentiable op, so gradients flow
 //! through the whole chain of thoughts.
 
@@ -20,8 +21,8 @@ pub struct Batch {
     pub ids: Tensor,
     /// Position ids `(B, T)` (the layouts'; padding at 0).
     pub positions: Tensor,
-    /// Position of `<bot>` per example.
-    pub bots: Vec<usize>,
+    /// Position of the first thought slot per example.
+    pub first_thoughts: Vec<usize>,
     /// Thought slots per example (the stage's count, or with coupled ids its columns').
     pub thoughts: Vec<usize>,
     /// Whether thoughts are fed-back hidden states (false: the `<latent>` embedding stays).
@@ -74,7 +75,7 @@ impl Batch {
         Ok(Batch {
             ids: Tensor::from_vec(ids, (b, t), device)?,
             positions: Tensor::from_vec(positions, (b, t), device)?,
-            bots: layouts.iter().map(|l| l.bot).collect(),
+            first_thoughts: layouts.iter().map(|l| l.first_thought).collect(),
             thoughts: layouts.iter().map(|l| l.thoughts).collect(),
             feeds_back: stage.feeds_back(),
             predictors: Tensor::new(predictors.as_slice(), device)?,
@@ -85,7 +86,7 @@ impl Batch {
     }
 
     pub fn size(&self) -> usize {
-        self.bots.len()
+        self.first_thoughts.len()
     }
 }
 
@@ -106,14 +107,13 @@ fn hidden_states_with(model: &Gpt, batch: &Batch, detach_thoughts: bool) -> Resu
             let has = |i: usize| batch.thoughts[i] > j;
             let end = (0..b)
                 .filter(|&i| has(i))
-                .map(|i| batch.bots[i] + j)
+                .map(|i| batch.first_thoughts[i] + j)
                 .max()
-                .unwrap_or(0)
-                + 1;
+                .unwrap_or(1);
             let positions = batch.positions.narrow(1, 0, end)?;
             let prefix = model.forward_at(&embeds.narrow(1, 0, end)?, Some(&positions), None)?; // (B, end, C)
             let sources: Vec<u32> = (0..b)
-                .map(|i| (i * end + (batch.bots[i] + j).min(end - 1)) as u32)
+                .map(|i| (i * end + (batch.first_thoughts[i] + j - 1).min(end - 1)) as u32)
                 .collect();
             let sources = Tensor::new(sources.as_slice(), device)?;
             let mut thought = prefix.reshape((b * end, c))?.index_select(&sources, 0)?; // (B, C)
@@ -121,8 +121,10 @@ fn hidden_states_with(model: &Gpt, batch: &Batch, detach_thoughts: bool) -> Resu
                 thought = thought.detach();
             }
             let mut slot = vec![0f32; b * t];
-            for (i, bot) in batch.bots.iter().enumerate().filter(|&(i, _)| has(i)) {
-                slot[i * t + bot + 1 + j] = 1.0;
+            for (i, first) in batch.first_thoughts.iter().enumerate() {
+                if has(i) {
+                    slot[i * t + first + j] = 1.0;
+                }
             }
             let slot = Tensor::from_vec(slot, (b, t, 1), device)?; // (B, T, 1)
             let keep = slot.affine(-1.0, 1.0)?;

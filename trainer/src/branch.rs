@@ -63,14 +63,15 @@ pub fn start(config: &TrainConfig, run: &RunDir, branch: &Branch) -> Result<Bran
     let mut same = config.clone();
     same.stages = parent.stages.clone();
     same.time_budget_s = parent.time_budget_s;
-    // Thoughts per step (c) shapes only stages that have thoughts: a branch whose inherited
-    // stages have none (stage 0) may try another c.
+    // Thoughts per step (c) and the latent order shape only stages that have thoughts: a
+    // branch whose inherited stages have none (stage 0) may try another of either.
     let inherited_thoughts = config.stages[..at]
         .iter()
         .map(|plan| Ok(config.stage(plan)?.thoughts()))
         .sum::<Result<usize>>()?;
     if inherited_thoughts == 0 {
         same.thoughts_per_step = parent.thoughts_per_step;
+        same.latent_order = parent.latent_order;
     }
     if same != parent {
         bail!(

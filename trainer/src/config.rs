@@ -5,6 +5,7 @@ use anyhow::{ensure, Context, Result};
 use coconut_core::data::DataConfig;
 use coconut_core::positions::PositionScheme;
 use coconut_core::problem::max_steps;
+use coconut_core::stage::LatentOrder;
 use coconut_core::{ModelConfig, Problem, Stage, StageKind};
 use serde::{Deserialize, Serialize};
 
@@ -102,6 +103,10 @@ pub struct TrainConfig {
     /// columns beyond the trained lengths are trained too. Validation and evaluation use 0.
     #[serde(default)]
     pub max_position_offset: usize,
+    /// Which steps the latent stages replace: the first (Coconut's, the default) or the last
+    /// (the published attempt's, kept to compare with; absolute ids only).
+    #[serde(default)]
+    pub latent_order: LatentOrder,
     /// The stages to train, in order, each continuing from the previous one's weights.
     pub stages: Vec<StagePlan>,
     pub batch_size: usize,
@@ -152,6 +157,7 @@ impl Default for TrainConfig {
             thoughts_per_step: 1,
             positions: PositionScheme::Absolute,
             max_position_offset: 0,
+            latent_order: LatentOrder::First,
             stages: epochs
                 .iter()
                 .enumerate()
@@ -190,7 +196,8 @@ impl TrainConfig {
     pub fn stage(&self, plan: &StagePlan) -> Result<Stage> {
         let kind: StageKind = plan.stage.parse()?;
         let base = Stage::latent(0, self.thoughts_per_step, self.max_steps())
-            .with_positions(self.positions);
+            .with_positions(self.positions)
+            .with_order(self.latent_order);
         Ok(match kind {
             StageKind::Latent { k } => {
                 ensure!(
@@ -202,6 +209,7 @@ impl TrainConfig {
                 );
                 Stage::latent(k, self.thoughts_per_step, self.max_steps())
                     .with_positions(self.positions)
+                    .with_order(self.latent_order)
             }
             kind => base.with_kind(kind),
         })
@@ -284,6 +292,10 @@ impl TrainConfig {
             "thoughts_per_step must be at least 1"
         );
         ensure!(self.batch_size >= 1, "batch_size must be at least 1");
+        ensure!(
+            self.latent_order == LatentOrder::First || self.positions.is_absolute(),
+            "the last-steps latent order has absolute position ids only"
+        );
         match self.positions {
             PositionScheme::Absolute => ensure!(
                 self.max_position_offset == 0,

@@ -68,17 +68,33 @@ pub fn generate(model: &Gpt, prompts: &[Vec<u32>], stage: &Stage) -> Result<Vec<
         last = model.forward_at(&input, Some(&column_at(&out, t)?), Some(&mut cache))?;
     }
     let mut running = vec![true; b];
+    // Per row, the thoughts still to run after its trigger (the last-steps order), and whether
+    // they started.
+    let mut pending = vec![0usize; b];
+    let mut thinking = vec![false; b];
     loop {
         let logits = to_host(&model.logits(&last)?)?; // (B * V)
         let v = model.config().vocab_size;
-        let next: Vec<u32> = logits.chunks_exact(v).map(argmax).collect();
+        let mut next: Vec<u32> = logits.chunks_exact(v).map(argmax).collect();
+        // Rows whose next input is their last hidden state (a thought) instead of a token's.
+        let mut feeds = vec![0u8; b];
         for i in 0..b {
-            if running[i] {
-                out[i].push(next[i]);
-                running[i] = plan.runs_next(next[i], out[i].len());
-            } else {
+            if !running[i] {
                 // Finished rows run on in lockstep; what they compute is never read.
                 out[i].push(EOS);
+            } else if pending[i] > 0 {
+                pending[i] -= 1;
+                (next[i], feeds[i]) = (LATENT, 1);
+                out[i].push(LATENT);
+                running[i] = plans[i].fits(out[i].len());
+            } else {
+                out[i].push(next[i]);
+                running[i] = plans[i].runs_next(next[i], out[i].len());
+                if running[i] && plans[i].starts_thoughts(next[i], thinking[i]) {
+                    thinking[i] = true;
+                    pending[i] = plans[i].thoughts - 1;
+                    feeds[i] = 1;
+                }
             }
         }
         // Rows share one length, so the position limit stops them all at once.
@@ -87,18 +103,20 @@ pub fn generate(model: &Gpt, prompts: &[Vec<u32>], stage: &Stage) -> Result<Vec<
         }
         let t = out[0].len() - 1;
         let ids = Tensor::from_vec(next, (b, 1), device)?;
-        last = model.forward_at(
-            &model.embed(&ids)?,
-            Some(&column_at(&out, t)?),
-            Some(&mut cache),
-        )?;
+        let mut input = model.embed(&ids)?; // (B, 1, C)
+        if feeds.contains(&1) {
+            let feeds = Tensor::from_vec(feeds, (b, 1, 1), device)?.broadcast_as(input.shape())?;
+            input = feeds.where_cond(&last, &input)?;
+        }
+        last = model.forward_at(&input, Some(&column_at(&out, t)?), Some(&mut cache))?;
     }
     // The padding pushed after a row's end is not part of its generation.
     for (row, plan) in out.iter_mut().zip(&plans) {
-        let end = row[plan.prompt_len + plan.thoughts..]
+        let start = plan.thought_positions().end;
+        let end = row[start..]
             .iter()
             .position(|&id| id == EOS)
-            .map_or(row.len(), |i| plan.prompt_len + plan.thoughts + i + 1);
+            .map_or(row.len(), |i| start + i + 1);
         row.truncate(end);
     }
     Ok(out)
@@ -325,6 +343,31 @@ mod tests {
             }
             assert_eq!(solve(&model, &tok, &problems[0], &stage).unwrap(), ours[0]);
         }
+    }
+
+    /// The last-steps order: rows of one batch start their thoughts at different positions (or
+    /// never), each generation still the reference's.
+    #[test]
+    fn last_steps_generation_matches_the_reference_engine() {
+        let weights = crate::test_support::trigger_prone_weights(4);
+        let reference = coconut_core::reference::ReferenceModel::new(&weights);
+        let model = Gpt::from_weights(&weights, &candle_core::Device::Cpu).unwrap();
+        let tok = Tokenizer::new();
+        let stage = crate::test_support::last_steps_stage();
+        let problems: Vec<Problem> = (0..24)
+            .map(|i| Problem::new(100 + 37 * i, 58 + i))
+            .collect();
+        let prompts: Vec<Vec<u32>> = problems.iter().map(|p| prompt(&tok, p).unwrap()).collect();
+        let ours = generate(&model, &prompts, &stage).unwrap();
+        let mut starts = std::collections::BTreeSet::new();
+        for (p, got) in problems.iter().zip(&ours) {
+            let want = reference.solve(&tok, p, &stage, false).unwrap().generation;
+            assert_eq!(got, &want.ids, "{p}");
+            if !want.thoughts.is_empty() {
+                starts.insert(want.ids.iter().position(|&id| id == LATENT));
+            }
+        }
+        assert!(starts.len() >= 2, "thoughts started at {starts:?} only");
     }
 
     #[test]

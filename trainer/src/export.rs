@@ -7,7 +7,7 @@
 //! which ids delimit them, so `GPT2LMHeadModel` fed the thoughts through `inputs_embeds` and its
 //! KV cache gives the same answers.
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, ensure, Context, Result};
 use coconut_core::data::DataConfig;
 use coconut_core::manifest::{
     Accuracy, FileEntry, Manifest, StageEntry, TrainingFacts, FORMAT_VERSION, MANIFEST_FILE,
@@ -61,6 +61,12 @@ pub fn export_stage(
     facts: StageFacts,
     out: &Path,
 ) -> Result<StageEntry> {
+    ensure!(
+        !stage.thoughts_on_trigger(),
+        "{}: a stage of the last-steps order is a training comparison; the manifest, the page \
+         and the GPU engines run thoughts after the prompt only",
+        stage.id()
+    );
     let max_digits = data.max_digits;
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
     let tokenizer_json = Tokenizer::new().to_json();

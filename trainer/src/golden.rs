@@ -30,6 +30,7 @@ pub fn golden_run(
     let device = model.device().clone();
     let prompt = prompt(tokenizer, problem)?;
     let plan = DecodePlan::new(&prompt, stage, model.config().n_positions)?;
+    anyhow::ensure!(!plan.on_trigger, coconut_core::decoding::NO_TRIGGER);
     let mut ids = plan.ids_before_answer(&prompt);
     let mut thoughts = Vec::new();
     let mut logits = Vec::new();

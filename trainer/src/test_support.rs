@@ -6,8 +6,9 @@ use crate::model::Gpt;
 use coconut_core::layout::Layout;
 use coconut_core::positions::PositionScheme;
 use coconut_core::reference::ReferenceModel;
+use coconut_core::stage::LatentOrder;
 use coconut_core::tokenizer::Tokenizer;
-use coconut_core::weights::{random_weights, ModelWeights};
+use coconut_core::weights::{biased_weights, random_weights, ModelWeights};
 use coconut_core::{ModelConfig, Problem, Stage, StageKind};
 
 /// Random weights of `config` drawn with `seed`, and the candle model of them on the CPU.
@@ -24,8 +25,22 @@ pub fn oracle_and_candle(seed: u64) -> (ReferenceModel, Gpt, Tokenizer) {
     (ReferenceModel::new(&weights), model, Tokenizer::new())
 }
 
+/// [`ModelConfig::tiny`] weights drawn with `seed` whose LM head leans to `<latent>` and
+/// `<eos>`: greedy decodings of a last-steps stage start their thoughts at different positions
+/// (or never), and end.
+pub fn trigger_prone_weights(seed: u64) -> ModelWeights {
+    use coconut_core::tokenizer::{EOS, LATENT};
+    biased_weights(&ModelConfig::tiny(), seed, &[(LATENT, 2.0), (EOS, 4.0)])
+}
+
+/// A last-steps stage whose thoughts wait for the trigger (the model's `<latent>`).
+pub fn last_steps_stage() -> Stage {
+    Stage::latent(2, 2, 5).with_order(LatentOrder::Last)
+}
+
 /// A stage of every kind the engines must agree on: written, partly and wholly latent, one and
-/// two thoughts per step, pause and no-CoT, absolute and coupled position ids.
+/// two thoughts per step, pause and no-CoT, absolute and coupled position ids, thoughts after
+/// the prompt or, in the last-steps order, after the written steps.
 pub fn every_kind_of_stage() -> Vec<Stage> {
     let written = Stage::latent(0, 1, 5);
     let coupled = |stage: Stage| stage.with_positions(PositionScheme::Coupled);
@@ -39,6 +54,7 @@ pub fn every_kind_of_stage() -> Vec<Stage> {
         coupled(Stage::latent(2, 2, 5)),
         coupled(Stage::latent(5, 1, 5)),
         coupled(written.with_kind(StageKind::Pause)),
+        last_steps_stage(),
     ]
 }
 

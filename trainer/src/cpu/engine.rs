@@ -17,6 +17,7 @@ use super::params::ParamLayout;
 use super::plan::{Input, Plan};
 use coconut_core::decoding::{argmax, DecodePlan};
 use coconut_core::skeleton::{Affine, Norm};
+use coconut_core::tokenizer::LATENT;
 use std::ops::Range;
 
 /// Activations saved by the forward pass and scratch of the backward pass, rows × width each.
@@ -208,7 +209,8 @@ pub fn forward_backward(
 }
 
 /// Greedy generation by core's [`DecodePlan`], as every engine does it: each prompt (question
-/// and `<bot>`), the stage's thoughts, then the argmax token until the plan's stop rule.
+/// and `<bot>`), the stage's thoughts, then the argmax token until the plan's stop rule (in the
+/// last-steps order the thoughts start where the model generates `<latent>`).
 /// Returns per prompt the whole sequence: prompt, `<latent>` slots, generated tokens.
 /// Examples advance together, one row each per chunk; a finished one drops out.
 pub fn generate(
@@ -242,19 +244,39 @@ pub fn generate(
     let wte = &params[layout.wte.clone()];
     let mut logits = vec![0f32; v];
     let mut running: Vec<usize> = (0..prompts.len()).collect();
+    // Per example, the thoughts still to run after its trigger (the last-steps order), and
+    // whether they started.
+    let mut pending = vec![0usize; prompts.len()];
+    let mut thinking = vec![false; prompts.len()];
     loop {
         let mut next = Vec::with_capacity(running.len());
         for &e in &running {
             let t = out[e].len(); // the position the next token takes
-            let h = &ws.hidden[plan.examples[e].rows[t - 1] * c..][..c];
+            let d = &decoding[e];
+            let before = plan.examples[e].rows[t - 1];
+            if pending[e] > 0 {
+                pending[e] -= 1;
+                out[e].push(LATENT);
+                if d.fits(out[e].len()) {
+                    next.push((e, t, d.position_id(&out[e], t), Input::Thought(before)));
+                }
+                continue;
+            }
+            let h = &ws.hidden[before * c..][..c];
             for (z, w) in logits.iter_mut().zip(wte.chunks_exact(c)) {
                 *z = h.iter().zip(w).map(|(a, b)| a * b).sum();
             }
             let token = argmax(&logits);
             out[e].push(token);
-            if decoding[e].runs_next(token, out[e].len()) {
-                let wpe = decoding[e].position_id(&out[e], t);
-                next.push((e, t, wpe, Input::Token(token)));
+            if d.runs_next(token, out[e].len()) {
+                let input = if d.starts_thoughts(token, thinking[e]) {
+                    thinking[e] = true;
+                    pending[e] = d.thoughts - 1;
+                    Input::Thought(before)
+                } else {
+                    Input::Token(token)
+                };
+                next.push((e, t, d.position_id(&out[e], t), input));
             }
         }
         if next.is_empty() {

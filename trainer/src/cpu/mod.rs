@@ -144,6 +144,33 @@ pub(crate) mod tests {
         }
     }
 
+    /// The last-steps order, prompts of different lengths in one batch, each starting its
+    /// thoughts where it generates `<latent>`: the reference engine's generations.
+    #[test]
+    fn last_steps_generation_matches_the_reference_engine() {
+        let weights = crate::test_support::trigger_prone_weights(4);
+        let reference = coconut_core::reference::ReferenceModel::new(&weights);
+        let tok = Tokenizer::new();
+        let stage = crate::test_support::last_steps_stage();
+        let problems: Vec<Problem> = (0..24).map(|i| Problem::new(7 + 411 * i, 58 + i)).collect();
+        let prompts: Vec<Vec<u32>> = problems
+            .iter()
+            .map(|p| coconut_core::layout::prompt(&tok, p).unwrap())
+            .collect();
+        let mut engine = CpuTrainer::new(&weights, adamw(), 2).unwrap();
+        let got = engine.generate(&prompts, &stage, 5).unwrap();
+        let mut triggered = 0;
+        for (p, got) in problems.iter().zip(&got) {
+            let want = reference.solve(&tok, p, &stage, false).unwrap().generation;
+            assert_eq!(got, &want.ids, "{p}");
+            triggered += usize::from(!want.thoughts.is_empty());
+        }
+        assert!(
+            triggered > 0 && triggered < problems.len(),
+            "{triggered} triggered"
+        );
+    }
+
     /// The logits at the target positions (what teacher-forced accuracy reads) equal the
     /// candle path's, so the two agree on every argmax but exact ties.
     #[test]

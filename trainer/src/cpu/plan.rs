@@ -5,12 +5,13 @@
 //! starts, so each layer runs as one matrix product over the chunk's rows:
 //! ```text
 //! no fed-back thoughts:  [ all positions of every example ]                       one chunk
-//! n thoughts:            [ question + <bot> of every example ]                    chunk 0
+//! n thoughts:            [ everything before the thoughts, every example ]       chunk 0
 //!                        [ thought 1 of every example ] ... [ thought n ... ]     chunks 1..=n
 //!                        [ everything after the thoughts, every example ]         chunk n + 1
 //! ```
-//! Thought j of an example takes as input the final hidden state of the row before it (`<bot>`
-//! for j = 1), computed in the previous chunk. Attention reads each example's keys and values
+//! (Before the thoughts: the question and `<bot>`, and in the last-steps order the written
+//! steps.) Thought j of an example takes as input the final hidden state of the row before it,
+//! computed in the previous chunk. Attention reads each example's keys and values
 //! at positions `0..=t` wherever their rows sit (`Example::rows`), so a thought costs one row
 //! per example, never a pass over the prefix again.
 
@@ -88,12 +89,12 @@ impl Plan {
             if most == 0 {
                 return 0..layout.ids.len();
             }
-            let bot = layout.bot;
+            let first = layout.first_thought;
             match chunk {
-                0 => 0..bot + 1,
-                j if j <= n => bot + j..bot + j + 1,
+                0 => 0..first,
+                j if j <= n => first + j - 1..first + j,
                 j if j <= most => 0..0,
-                _ => bot + n + 1..layout.ids.len(),
+                _ => first + n..layout.ids.len(),
             }
         };
         let n_chunks = if most == 0 { 1 } else { most + 2 };
@@ -179,10 +180,12 @@ impl Plan {
                 .enumerate()
                 .map(move |(t, (&id, wpe))| (e, t, wpe, Input::Token(id)))
         }));
-        let most = plans.iter().map(|d| d.thoughts).max().unwrap_or(0);
+        // Thoughts that follow the prompt (none when they wait for the model's trigger).
+        let after_prompt = |e: usize| plans[e].thought_positions().len();
+        let most = (0..prompts.len()).map(after_prompt).max().unwrap_or(0);
         for j in 0..most {
             let rows: Vec<_> = (0..prompts.len())
-                .filter(|&e| plans[e].thoughts > j)
+                .filter(|&e| after_prompt(e) > j)
                 .map(|e| {
                     let (d, t) = (&plans[e], prompts[e].len() + j);
                     let input = if d.feeds_back {
@@ -253,6 +256,7 @@ pub fn balanced_split(lengths: &[usize], parts: usize) -> Vec<Range<usize>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use coconut_core::stage::LatentOrder;
     use coconut_core::tokenizer::Tokenizer;
     use coconut_core::{Problem, Stage};
 
@@ -269,7 +273,13 @@ mod tests {
 
     #[test]
     fn every_position_is_one_row_and_thoughts_read_the_row_before() {
-        let (layouts, plan) = planned(&Stage::latent(2, 1, 5), true);
+        for order in [LatentOrder::First, LatentOrder::Last] {
+            rows_and_thoughts(&Stage::latent(2, 1, 5).with_order(order));
+        }
+    }
+
+    fn rows_and_thoughts(stage: &Stage) {
+        let (layouts, plan) = planned(stage, true);
         let total: usize = layouts.iter().map(|l| l.ids.len()).sum();
         assert_eq!(plan.rows(), total);
         assert_eq!(plan.chunks.len(), 4);
