@@ -21,13 +21,15 @@ def ids_of(text):
         out += [vocab[ch] for ch in word] if word.isdigit() else [vocab[word]]
     return out
 coupled = meta.get("positions", "absolute") == "coupled"
+units_first = meta.get("answer_order", "most_significant_first") == "least_significant_first"
 c = meta["thoughts_per_step"]
 digit_ids = {vocab[str(d)] for d in range(10)}
 
 class Positions:
     """Position ids of one problem: the sequence index, or (coupled) the column of each token:
     column j (units = 0) has id 1 + j; marks have 0; the answer is written with columns + 1
-    digits, the one of significance j at column j; a written step sits at its column."""
+    digits, the one of significance j at column j (most significant first, or units first);
+    a written step sits at its column."""
     def __init__(self, a, b):
         self.a, self.b, self.columns = a, b, max(len(a), len(b))
         if not coupled:
@@ -58,7 +60,8 @@ class Positions:
             return pid
         if token in digit_ids and self.answer_index <= self.columns:
             self.answer_index += 1
-            return 1 + self.columns - (self.answer_index - 1)
+            significance = self.answer_index - 1
+            return 1 + (significance if units_first else self.columns - significance)
         return 0
 
 def run(past, position, **inputs):

@@ -83,6 +83,10 @@ pub struct TrainArgs {
     /// published attempt's: the first steps written, then the model writes <latent> and thinks).
     #[arg(long)]
     pub latent_order: Option<coconut_core::stage::LatentOrder>,
+    /// The order of the answer's digits: msd-first (the default, as people write numbers) or
+    /// lsd-first (units first, as position coupling's paper trains addition).
+    #[arg(long)]
+    pub answer_order: Option<coconut_core::stage::AnswerOrder>,
     #[arg(long)]
     pub batch_size: Option<usize>,
     #[arg(long)]
@@ -190,6 +194,7 @@ impl TrainArgs {
             heads => model.n_head, val_problems => val_problems, mix => mix,
             positions => positions, max_position_offset => max_position_offset,
             n_positions => model.n_positions, latent_order => latent_order,
+            answer_order => answer_order,
         );
         if self.time_budget.is_some() {
             c.time_budget_s = self.time_budget;

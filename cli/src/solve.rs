@@ -298,7 +298,7 @@ fn answer(
             let ids = generated.next().expect("one generation per problem")?;
             Ok(Answer {
                 problem,
-                answer: answer_digits(tokenizer, &ids),
+                answer: answer_digits(tokenizer, &ids, stage.answer_order),
                 text: tokenizer.decode(&ids)?,
             })
         });

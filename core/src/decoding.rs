@@ -86,6 +86,7 @@ impl DecodePlan {
                 columns: Coupled::columns_of(prompt).ok_or(EngineError::CoupledPrompt)?,
                 thoughts_per_column: stage.thoughts_per_step,
                 offset: 0,
+                answer_order: stage.answer_order,
             }),
         };
         let thoughts = coupled.map_or(stage.thoughts(), |c| stage.thoughts_for(c.columns));
@@ -236,15 +237,16 @@ pub struct Solution {
 }
 
 impl Solution {
-    /// Reads the answer and the text off a generation of `problem`.
+    /// Reads the answer and the text off a generation of `problem` at `stage`.
     pub fn new(
         tokenizer: &Tokenizer,
         problem: &Problem,
+        stage: &Stage,
         generation: Generation,
     ) -> Result<Solution, EngineError> {
         Ok(Solution {
             problem: *problem,
-            answer: answer_digits(tokenizer, &generation.ids),
+            answer: answer_digits(tokenizer, &generation.ids, stage.answer_order),
             text: tokenizer.decode(&generation.ids)?,
             generation,
         })

@@ -10,7 +10,7 @@
 
 use crate::positions::{Coupled, PositionScheme, NO_COLUMN};
 use crate::problem::{Problem, Step};
-use crate::stage::{LatentOrder, Stage};
+use crate::stage::{AnswerOrder, LatentOrder, Stage};
 use crate::tokenizer::{Tokenizer, TokenizerError, BOT, EOS, EOT, LATENT};
 
 /// One training or inference sequence.
@@ -64,6 +64,7 @@ impl Layout {
             columns,
             thoughts_per_column: stage.thoughts_per_step,
             offset,
+            answer_order: stage.answer_order,
         };
         ids.extend(std::iter::repeat_n(LATENT, thoughts));
         let first_target = ids.len();
@@ -74,7 +75,9 @@ impl Layout {
             .map(Step::to_string)
             .collect();
         let answer = match stage.positions {
-            PositionScheme::Absolute => problem.answer().to_string(),
+            PositionScheme::Absolute => stage
+                .answer_order
+                .reading_order(&problem.answer().to_string()),
             PositionScheme::Coupled => coupled.answer_text(problem.answer()),
         };
         let mut tail = written.join(" <sep> ");
@@ -175,16 +178,22 @@ pub fn prompt(tokenizer: &Tokenizer, problem: &Problem) -> Result<Vec<u32>, Toke
     Ok(ids)
 }
 
-/// The answer written between `<eot>` and `<eos>` in generated ids, as digits, if the model
-/// finished (`<eos>`) and wrote only digits there.
-pub fn answer_digits(tokenizer: &Tokenizer, generated: &[u32]) -> Option<String> {
+/// The answer written between `<eot>` and `<eos>` in generated ids, as digits in reading order
+/// (most significant first, whatever `order` they were written in), if the model finished
+/// (`<eos>`) and wrote only digits there.
+pub fn answer_digits(
+    tokenizer: &Tokenizer,
+    generated: &[u32],
+    order: AnswerOrder,
+) -> Option<String> {
     let eot = generated.iter().rposition(|&id| id == EOT)?;
     let eos = eot + generated[eot..].iter().position(|&id| id == EOS)?;
     let digits: String = generated[eot + 1..eos]
         .iter()
         .map(|&id| tokenizer.token(id).unwrap_or("?"))
         .collect();
-    (!digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit())).then_some(digits)
+    (!digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()))
+        .then(|| order.reading_order(&digits))
 }
 
 /// Whether `digits` (as [`answer_digits`] reads them) are `problem`'s answer: written plainly,
@@ -279,7 +288,10 @@ mod tests {
         assert_eq!(&l.positions[..l.bot + 1], [3, 2, 1, 0, 3, 2, 1, 0, 0]);
         assert_eq!(&l.positions[l.thought_positions()], [1, 1]);
         assert_eq!(&l.positions[l.eot()..], [0, 4, 3, 2, 1, 0]);
-        assert_eq!(answer_digits(&t, &l.ids).as_deref(), Some("0632"));
+        assert_eq!(
+            answer_digits(&t, &l.ids, AnswerOrder::MostSignificantFirst).as_deref(),
+            Some("0632")
+        );
         let shifted = Layout::with_offset(&t, &p, &stage, 4).unwrap();
         assert_eq!(shifted.ids, l.ids);
         let moved: Vec<u32> = l
@@ -307,6 +319,27 @@ mod tests {
         let ids: Vec<u32> = (1..=7).flat_map(|j| [j, j]).collect();
         assert_eq!(&l.positions[l.thought_positions()], ids);
         assert!(text(&t, &l.ids).ends_with("<eot> 0123463 <eos>"));
+    }
+
+    #[test]
+    fn units_first_answers_keep_their_columns_and_read_back() {
+        let t = Tokenizer::new();
+        let p = Problem::new(347, 285);
+        let stage = Stage::latent(5, 1, 5)
+            .with_positions(PositionScheme::Coupled)
+            .with_answer_order(AnswerOrder::LeastSignificantFirst);
+        let l = Layout::new(&t, &p, &stage).unwrap();
+        assert!(text(&t, &l.ids).ends_with("<eot> 2360 <eos>"));
+        assert_eq!(&l.positions[l.eot()..], [0, 1, 2, 3, 4, 0]);
+        let read = answer_digits(&t, &l.ids, stage.answer_order);
+        assert_eq!(read.as_deref(), Some("0632"));
+        assert!(answer_matches(&p, &read.unwrap()));
+        // With absolute ids the digits are reversed without padding.
+        let absolute = stage.with_positions(PositionScheme::Absolute);
+        let l = Layout::new(&t, &p, &absolute).unwrap();
+        assert!(text(&t, &l.ids).ends_with("<eot> 236 <eos>"));
+        let read = answer_digits(&t, &l.ids, absolute.answer_order);
+        assert_eq!(read.as_deref(), Some("632"));
     }
 
     #[test]
@@ -353,10 +386,23 @@ mod tests {
     fn reads_the_answer() {
         let t = Tokenizer::new();
         let l = Layout::new(&t, &Problem::new(347, 285), &Stage::latent(5, 1, 5)).unwrap();
-        assert_eq!(answer_digits(&t, &l.ids).as_deref(), Some("632"));
-        assert_eq!(answer_digits(&t, &l.ids[..l.ids.len() - 1]), None);
+        assert_eq!(
+            answer_digits(&t, &l.ids, AnswerOrder::MostSignificantFirst).as_deref(),
+            Some("632")
+        );
+        assert_eq!(
+            answer_digits(
+                &t,
+                &l.ids[..l.ids.len() - 1],
+                AnswerOrder::MostSignificantFirst
+            ),
+            None
+        );
         let no_digits = t.encode("<bot> <eot> write <eos>").unwrap();
-        assert_eq!(answer_digits(&t, &no_digits), None);
+        assert_eq!(
+            answer_digits(&t, &no_digits, AnswerOrder::MostSignificantFirst),
+            None
+        );
         let p = Problem::new(347, 285);
         assert!(answer_matches(&p, "632") && answer_matches(&p, "0632"));
         assert!(!answer_matches(&p, "00632") && !answer_matches(&p, "1632"));

@@ -6,7 +6,7 @@ use crate::layout::Layout;
 use crate::positions::PositionScheme;
 use crate::probes::{ProbesError, ThoughtProbes};
 use crate::problem::{max_steps, Problem, MAX_DIGITS};
-use crate::stage::{Stage, StageKind};
+use crate::stage::{AnswerOrder, Stage, StageKind};
 use crate::tokenizer::Tokenizer;
 use crate::weights::{ModelWeights, WeightDtype, WeightsError};
 use serde::{Deserialize, Serialize};
@@ -120,6 +120,12 @@ pub struct StageEntry {
     /// Position ids ([`crate::positions`]); absolute when absent.
     #[serde(default, skip_serializing_if = "PositionScheme::is_absolute")]
     pub positions: PositionScheme,
+    /// The order of the answer's digits; most significant first when absent.
+    #[serde(
+        default,
+        skip_serializing_if = "AnswerOrder::is_most_significant_first"
+    )]
+    pub answer_order: AnswerOrder,
     pub dtype: WeightDtype,
     #[serde(flatten)]
     pub file: FileEntry,
@@ -349,6 +355,7 @@ impl Manifest {
             max_steps: crate::problem::max_steps(self.max_digits),
             positions: entry.positions,
             order: crate::stage::LatentOrder::First,
+            answer_order: entry.answer_order,
         }
     }
 
@@ -529,6 +536,7 @@ mod tests {
                 thoughts: 2,
                 feeds_back: true,
                 positions: PositionScheme::Absolute,
+                answer_order: AnswerOrder::MostSignificantFirst,
                 dtype: WeightDtype::Int8,
                 file: FileEntry::describe("stage2.safetensors", bytes),
                 accuracy: None,
@@ -606,6 +614,25 @@ mod tests {
             "absolute is not written"
         );
         assert_eq!(Manifest::from_json(&json).unwrap().stages[0], coupled);
+        assert!(
+            !json.contains("answer_order"),
+            "the usual order is not written"
+        );
+        let reversed = StageEntry {
+            answer_order: AnswerOrder::LeastSignificantFirst,
+            ..coupled
+        };
+        let json = Manifest {
+            stages: vec![reversed.clone()],
+            ..m.clone()
+        }
+        .to_json();
+        assert!(json.contains(r#""answer_order": "least_significant_first""#));
+        let read = Manifest::from_json(&json).unwrap();
+        assert_eq!(
+            read.stage_of(&read.stages[0]).answer_order,
+            reversed.answer_order
+        );
     }
 
     #[test]

@@ -14,13 +14,14 @@
 //! | a digit of `a` or `b` of significance `j` | `col(j)` |
 //! | the thoughts of column `j` (c per column) | `col(j)` |
 //! | every token of the written step of column `j`, with its trailing `<sep>` | `col(j)` |
-//! | the answer digit of significance `j` (the answer is written with `L + 1` digits, a leading zero when nothing carries out, so a digit's significance is known when it is written) | `col(j)` |
+//! | the answer digit of significance `j` (the answer is written with `L + 1` digits, a leading zero when nothing carries out, so a digit's significance is known when it is written; most significant first, or units first with [`AnswerOrder::LeastSignificantFirst`]) | `col(j)` |
 //! | `+`, `=`, `<bot>`, `<eot>`, `<eos>` (marks whose meaning is their content) | [`NO_COLUMN`] |
 //!
 //! Training draws `offset` at random per example, so the ids of columns beyond the trained lengths
 //! are trained too; inference uses offset 0. The thoughts follow the input: `(L + 1) * c` for the
 //! all-latent stage, so a longer problem gets more of them.
 
+use crate::stage::AnswerOrder;
 use crate::tokenizer::{DIGIT0, EOT, EQUALS, PLUS, SEP};
 use serde::{Deserialize, Serialize};
 
@@ -80,6 +81,8 @@ pub struct Coupled {
     pub thoughts_per_column: usize,
     /// Added to every column's id.
     pub offset: usize,
+    /// The order the answer's digits are written in.
+    pub answer_order: AnswerOrder,
 }
 
 impl Coupled {
@@ -140,7 +143,11 @@ impl Coupled {
                     column += usize::from(id == SEP);
                 }
                 Some(i) if is_digit(id) && *i <= self.columns => {
-                    ids.push(self.column(self.columns - *i));
+                    let significance = match self.answer_order {
+                        AnswerOrder::MostSignificantFirst => self.columns - *i,
+                        AnswerOrder::LeastSignificantFirst => *i,
+                    };
+                    ids.push(self.column(significance));
                     *i += 1;
                 }
                 Some(_) => ids.push(NO_COLUMN),
@@ -149,9 +156,13 @@ impl Coupled {
         ids
     }
 
-    /// The answer as a coupled layout writes it: `columns + 1` digits.
+    /// The answer as a coupled layout writes it: `columns + 1` digits, in the answer order.
     pub fn answer_text(&self, answer: u64) -> String {
-        format!("{answer:0width$}", width = self.columns + 1)
+        let padded = format!("{answer:0width$}", width = self.columns + 1);
+        match self.answer_order {
+            AnswerOrder::MostSignificantFirst => padded,
+            AnswerOrder::LeastSignificantFirst => padded.chars().rev().collect(),
+        }
     }
 }
 
@@ -172,6 +183,7 @@ mod tests {
             columns: 3,
             thoughts_per_column: 2,
             offset: 0,
+            answer_order: AnswerOrder::MostSignificantFirst,
         };
         assert_eq!(c.prompt_ids(&prompt), [3, 2, 1, 0, 2, 1, 0, 0]);
         let shifted = Coupled { offset: 5, ..c };
@@ -188,6 +200,7 @@ mod tests {
             columns: 3,
             thoughts_per_column: 1,
             offset: 0,
+            answer_order: AnswerOrder::MostSignificantFirst,
         };
         // Column 0 latent; columns 1 and 2 written; answer 0632 by significance 3, 2, 1, 0.
         let tail = ids("4+8+1=13 write 3 carry 1 <sep> 3+2+1=6 write 6 <eot> 0632 <eos>");
@@ -199,6 +212,14 @@ mod tests {
         want.extend([0, 4, 3, 2, 1, 0]);
         assert_eq!(got, want);
         assert_eq!(c.answer_text(632), "0632");
+        // Units first: the same digits at the same ids, read the other way.
+        let lsd = Coupled {
+            answer_order: AnswerOrder::LeastSignificantFirst,
+            ..c
+        };
+        assert_eq!(lsd.answer_text(632), "2360");
+        let tail = ids("<eot> 2360 <eos>");
+        assert_eq!(lsd.tail_ids(&tail, 4), [0, 1, 2, 3, 4, 0]);
     }
 
     #[test]

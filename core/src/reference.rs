@@ -464,7 +464,7 @@ impl ReferenceModel {
     ) -> Result<Solution, EngineError> {
         let ids = prompt(tokenizer, problem)?;
         let generation = self.generate_edited(&ids, stage, with_trace, edits)?;
-        Solution::new(tokenizer, problem, generation)
+        Solution::new(tokenizer, problem, stage, generation)
     }
 }
 

@@ -51,6 +51,49 @@ impl std::str::FromStr for LatentOrder {
     }
 }
 
+/// In which order a stage writes the answer's digits.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AnswerOrder {
+    /// The most significant digit first, as people write a number (this project's default).
+    #[default]
+    MostSignificantFirst,
+    /// The units digit first (Cho et al.'s order for addition): each digit is written after
+    /// the one whose carry it takes. With coupled ids the answer keeps its `columns + 1`
+    /// digits (trailing zero when nothing carries out), so each digit's column is known as it
+    /// is written.
+    LeastSignificantFirst,
+}
+
+impl AnswerOrder {
+    pub fn is_most_significant_first(&self) -> bool {
+        *self == AnswerOrder::MostSignificantFirst
+    }
+
+    /// The number that `written` (digits in this order) spells, most significant digit first;
+    /// also the other way round (the map is its own inverse).
+    pub fn reading_order(&self, written: &str) -> String {
+        match self {
+            AnswerOrder::MostSignificantFirst => written.to_string(),
+            AnswerOrder::LeastSignificantFirst => written.chars().rev().collect(),
+        }
+    }
+}
+
+impl std::str::FromStr for AnswerOrder {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "msd-first" | "most-significant-first" => Ok(AnswerOrder::MostSignificantFirst),
+            "lsd-first" | "least-significant-first" => Ok(AnswerOrder::LeastSignificantFirst),
+            other => Err(format!(
+                "unknown answer order '{other}': expected msd-first or lsd-first"
+            )),
+        }
+    }
+}
+
 /// A stage of the curriculum with the settings that fix its thought count.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Stage {
@@ -66,6 +109,9 @@ pub struct Stage {
     /// Which steps the thoughts replace ([`LatentOrder`]).
     #[serde(default)]
     pub order: LatentOrder,
+    /// The order of the answer's digits ([`AnswerOrder`]).
+    #[serde(default)]
+    pub answer_order: AnswerOrder,
 }
 
 impl Stage {
@@ -78,6 +124,14 @@ impl Stage {
             max_steps,
             positions: PositionScheme::Absolute,
             order: LatentOrder::First,
+            answer_order: AnswerOrder::MostSignificantFirst,
+        }
+    }
+
+    pub fn with_answer_order(self, answer_order: AnswerOrder) -> Stage {
+        Stage {
+            answer_order,
+            ..self
         }
     }
 
@@ -244,5 +298,18 @@ mod tests {
         assert_eq!("3".parse(), Ok(StageKind::Latent { k: 3 }));
         assert!("stage-1".parse::<StageKind>().is_err());
         assert!("banana".parse::<StageKind>().is_err());
+    }
+
+    #[test]
+    fn answer_orders_read_back_to_the_number() {
+        let lsd: AnswerOrder = "lsd-first".parse().unwrap();
+        assert_eq!(lsd, AnswerOrder::LeastSignificantFirst);
+        assert_eq!(lsd.reading_order("2360"), "0632");
+        assert_eq!(AnswerOrder::default().reading_order("0632"), "0632");
+        assert!("backwards".parse::<AnswerOrder>().is_err());
+        // Older manifests and configs, without the field, read as most significant first.
+        let old = r#"{"kind":{"latent":{"k":2}},"thoughts_per_step":2,"max_steps":5}"#;
+        let stage: Stage = serde_json::from_str(old).unwrap();
+        assert_eq!(stage.answer_order, AnswerOrder::MostSignificantFirst);
     }
 }

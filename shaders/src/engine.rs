@@ -188,7 +188,7 @@ impl WgpuEngine {
         problems
             .iter()
             .zip(generations)
-            .map(|(p, g)| Solution::new(tokenizer, p, g).map_err(GpuError::from))
+            .map(|(p, g)| Solution::new(tokenizer, p, stage, g).map_err(GpuError::from))
             .collect()
     }
 
@@ -595,6 +595,6 @@ impl WgpuEngine {
     ) -> Result<Solution, GpuError> {
         let ids = prompt(tokenizer, problem).map_err(EngineError::from)?;
         let generation = self.generate(&ids, stage, with_trace).await?;
-        Ok(Solution::new(tokenizer, problem, generation)?)
+        Ok(Solution::new(tokenizer, problem, stage, generation)?)
     }
 }

@@ -5,7 +5,7 @@ use anyhow::{ensure, Context, Result};
 use coconut_core::data::DataConfig;
 use coconut_core::positions::PositionScheme;
 use coconut_core::problem::max_steps;
-use coconut_core::stage::LatentOrder;
+use coconut_core::stage::{AnswerOrder, LatentOrder};
 use coconut_core::{ModelConfig, Problem, Stage, StageKind};
 use serde::{Deserialize, Serialize};
 
@@ -107,6 +107,10 @@ pub struct TrainConfig {
     /// (the published attempt's, kept to compare with; absolute ids only).
     #[serde(default)]
     pub latent_order: LatentOrder,
+    /// The order every stage writes the answer's digits in (most significant first, the
+    /// default, or units first).
+    #[serde(default)]
+    pub answer_order: AnswerOrder,
     /// The stages to train, in order, each continuing from the previous one's weights.
     pub stages: Vec<StagePlan>,
     pub batch_size: usize,
@@ -158,6 +162,7 @@ impl Default for TrainConfig {
             positions: PositionScheme::Absolute,
             max_position_offset: 0,
             latent_order: LatentOrder::First,
+            answer_order: AnswerOrder::MostSignificantFirst,
             stages: epochs
                 .iter()
                 .enumerate()
@@ -197,7 +202,8 @@ impl TrainConfig {
         let kind: StageKind = plan.stage.parse()?;
         let base = Stage::latent(0, self.thoughts_per_step, self.max_steps())
             .with_positions(self.positions)
-            .with_order(self.latent_order);
+            .with_order(self.latent_order)
+            .with_answer_order(self.answer_order);
         Ok(match kind {
             StageKind::Latent { k } => {
                 ensure!(
@@ -210,6 +216,7 @@ impl TrainConfig {
                 Stage::latent(k, self.thoughts_per_step, self.max_steps())
                     .with_positions(self.positions)
                     .with_order(self.latent_order)
+                    .with_answer_order(self.answer_order)
             }
             kind => base.with_kind(kind),
         })

@@ -169,7 +169,7 @@ pub fn greedy_correct(model: &Gpt, set: EvalSet) -> Result<Vec<bool>> {
             let prompts: Vec<Vec<u32>> = chunk.iter().map(|(_, ids)| ids.clone()).collect();
             let generated = generate(model, &prompts, stage)?;
             for ((i, _), ids) in chunk.iter().zip(&generated) {
-                correct[*i] = answer_is_right(tokenizer, &problems[*i], ids);
+                correct[*i] = answer_is_right(tokenizer, &problems[*i], stage, ids);
             }
         }
     }
@@ -188,13 +188,19 @@ pub fn cpu_greedy_correct(engine: &mut CpuTrainer, set: EvalSet) -> Result<Vec<b
         .problems
         .iter()
         .zip(&generated)
-        .map(|(p, ids)| answer_is_right(set.tokenizer, p, ids))
+        .map(|(p, ids)| answer_is_right(set.tokenizer, p, set.stage, ids))
         .collect())
 }
 
-/// Whether the answer in a generated sequence is exactly the problem's.
-pub fn answer_is_right(tokenizer: &Tokenizer, problem: &Problem, generated: &[u32]) -> bool {
-    answer_digits(tokenizer, generated).is_some_and(|digits| answer_matches(problem, &digits))
+/// Whether the answer in a generated sequence at `stage` is exactly the problem's.
+pub fn answer_is_right(
+    tokenizer: &Tokenizer,
+    problem: &Problem,
+    stage: &Stage,
+    generated: &[u32],
+) -> bool {
+    answer_digits(tokenizer, generated, stage.answer_order)
+        .is_some_and(|digits| answer_matches(problem, &digits))
 }
 
 /// Each problem laid out for `stage`, as inference sees it (coupled ids at offset 0).
@@ -399,5 +405,28 @@ mod tests {
         // An untrained model gets nothing right.
         assert_eq!((acc.greedy, acc.teacher_forced), (0.0, 0.0));
         assert!(table("stage1", &[acc]).contains("all"));
+    }
+
+    #[test]
+    fn a_units_first_answer_is_scored_in_its_own_order() {
+        use coconut_core::positions::PositionScheme;
+        use coconut_core::stage::AnswerOrder;
+        let tok = Tokenizer::new();
+        let msd = Stage::latent(5, 2, 5).with_positions(PositionScheme::Coupled);
+        let lsd = msd.with_answer_order(AnswerOrder::LeastSignificantFirst);
+        for p in [
+            Problem::new(347, 285),
+            Problem::new(9999, 1),
+            Problem::new(5, 4),
+        ] {
+            // The gold sequence of each order is right in its order and wrong read the other
+            // way (unless the padded answer is a palindrome, which these are not).
+            let gold = Layout::new(&tok, &p, &lsd).unwrap().ids;
+            assert!(answer_is_right(&tok, &p, &lsd, &gold), "{p:?}");
+            assert!(!answer_is_right(&tok, &p, &msd, &gold), "{p:?}");
+            let gold = Layout::new(&tok, &p, &msd).unwrap().ids;
+            assert!(answer_is_right(&tok, &p, &msd, &gold), "{p:?}");
+            assert!(!answer_is_right(&tok, &p, &lsd, &gold), "{p:?}");
+        }
     }
 }

@@ -125,6 +125,7 @@ pub fn export_stage(
         thoughts: stage.thoughts(),
         feeds_back: stage.feeds_back(),
         positions: stage.positions,
+        answer_order: stage.answer_order,
         dtype,
         file: FileEntry::describe(&file, &bytes),
         accuracy: facts.accuracy,
@@ -204,6 +205,7 @@ pub fn export_hf(weights: &ModelWeights, stage: &Stage, out: &Path) -> Result<()
         "latent_steps": stage.latent_steps(),
         "all_latent": stage.is_all_latent(),
         "positions": stage.positions,
+        "answer_order": stage.answer_order,
         "feeds_back": stage.feeds_back(),
         "bot_id": BOT,
         "eot_id": EOT,
@@ -212,7 +214,8 @@ pub fn export_hf(weights: &ModelWeights, stage: &Stage, out: &Path) -> Result<()
         "usage": "prompt = question ids + <bot>; then feed `thoughts` inputs_embeds: the last \
                   hidden state (hidden_states[-1], after ln_f) if feeds_back, else the <latent> \
                   token's embedding; then decode greedily until <eos>; the answer is between \
-                  <eot> and <eos>. With positions = coupled, pass position_ids: each token's \
+                  <eot> and <eos>, units first if answer_order = least_significant_first. \
+                  With positions = coupled, pass position_ids: each token's \
                   column (ARCHITECTURE.md, core/src/positions.rs), and feed (columns + 1) * c \
                   thoughts at the all-latent stage (min(latent_steps, columns + 1) * c before) \
                   instead of `thoughts`",

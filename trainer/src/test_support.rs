@@ -6,7 +6,7 @@ use crate::model::Gpt;
 use coconut_core::layout::Layout;
 use coconut_core::positions::PositionScheme;
 use coconut_core::reference::ReferenceModel;
-use coconut_core::stage::LatentOrder;
+use coconut_core::stage::{AnswerOrder, LatentOrder};
 use coconut_core::tokenizer::Tokenizer;
 use coconut_core::weights::{biased_weights, random_weights, ModelWeights};
 use coconut_core::{ModelConfig, Problem, Stage, StageKind};
@@ -40,7 +40,8 @@ pub fn last_steps_stage() -> Stage {
 
 /// A stage of every kind the engines must agree on: written, partly and wholly latent, one and
 /// two thoughts per step, pause and no-CoT, absolute and coupled position ids, thoughts after
-/// the prompt or, in the last-steps order, after the written steps.
+/// the prompt or, in the last-steps order, after the written steps, answers most or least
+/// significant digit first.
 pub fn every_kind_of_stage() -> Vec<Stage> {
     let written = Stage::latent(0, 1, 5);
     let coupled = |stage: Stage| stage.with_positions(PositionScheme::Coupled);
@@ -54,6 +55,7 @@ pub fn every_kind_of_stage() -> Vec<Stage> {
         coupled(Stage::latent(2, 2, 5)),
         coupled(Stage::latent(5, 1, 5)),
         coupled(written.with_kind(StageKind::Pause)),
+        coupled(Stage::latent(3, 2, 5)).with_answer_order(AnswerOrder::LeastSignificantFirst),
         last_steps_stage(),
     ]
 }
