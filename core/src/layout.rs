@@ -77,7 +77,7 @@ impl Layout {
         let answer = match stage.positions {
             PositionScheme::Absolute => stage
                 .answer_order
-                .reading_order(&problem.answer().to_string()),
+                .reading_order(problem.answer().to_string()),
             PositionScheme::Coupled => coupled.answer_text(problem.answer()),
         };
         let mut tail = written.join(" <sep> ");
@@ -193,7 +193,7 @@ pub fn answer_digits(
         .map(|&id| tokenizer.token(id).unwrap_or("?"))
         .collect();
     (!digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()))
-        .then(|| order.reading_order(&digits))
+        .then(|| order.reading_order(digits))
 }
 
 /// Whether `digits` (as [`answer_digits`] reads them) are `problem`'s answer: written plainly,

@@ -159,7 +159,7 @@ impl Coupled {
     /// The answer as a coupled layout writes it: `columns + 1` digits, in the answer order.
     pub fn answer_text(&self, answer: u64) -> String {
         let padded = format!("{answer:0width$}", width = self.columns + 1);
-        self.answer_order.reading_order(&padded) // its own inverse: reading to written order
+        self.answer_order.reading_order(padded) // its own inverse: reading to written order
     }
 }
 

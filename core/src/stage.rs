@@ -72,9 +72,9 @@ impl AnswerOrder {
 
     /// The number that `written` (digits in this order) spells, most significant digit first;
     /// also the other way round (the map is its own inverse).
-    pub fn reading_order(&self, written: &str) -> String {
+    pub fn reading_order(&self, written: String) -> String {
         match self {
-            AnswerOrder::MostSignificantFirst => written.to_string(),
+            AnswerOrder::MostSignificantFirst => written,
             AnswerOrder::LeastSignificantFirst => written.chars().rev().collect(),
         }
     }
@@ -304,8 +304,8 @@ mod tests {
     fn answer_orders_read_back_to_the_number() {
         let lsd: AnswerOrder = "lsd-first".parse().unwrap();
         assert_eq!(lsd, AnswerOrder::LeastSignificantFirst);
-        assert_eq!(lsd.reading_order("2360"), "0632");
-        assert_eq!(AnswerOrder::default().reading_order("0632"), "0632");
+        assert_eq!(lsd.reading_order("2360".into()), "0632");
+        assert_eq!(AnswerOrder::default().reading_order("0632".into()), "0632");
         assert!("backwards".parse::<AnswerOrder>().is_err());
         // Older manifests and configs, without the field, read as most significant first.
         let old = r#"{"kind":{"latent":{"k":2}},"thoughts_per_step":2,"max_steps":5}"#;
