@@ -289,7 +289,8 @@ pub struct EvalArgs {
 /// `coconut solve`.
 #[derive(Args, Debug)]
 pub struct SolveArgs {
-    /// Problems such as "347 + 285"; without any, one problem per line is read from stdin.
+    /// Problems such as "347 + 285" (unquoted, `347 + 285` works too); without any, one problem
+    /// per line is read from stdin.
     pub problems: Vec<String>,
     /// The stage: 0..K, stageN, nocot or pause (default: the all-latent stage).
     #[arg(long)]
@@ -383,7 +384,7 @@ pub struct ProbeArgs {
 /// `coconut intervene`.
 #[derive(Args, Debug)]
 pub struct InterveneArgs {
-    /// Problems such as "347 + 285".
+    /// Problems such as "347 + 285" (unquoted works too).
     #[arg(required_unless_present_any = ["measure", "measure_flips"])]
     pub problems: Vec<String>,
     /// The stage: 1..K or stageN (default: the all-latent stage).

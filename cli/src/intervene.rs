@@ -153,7 +153,7 @@ pub fn run_intervene(args: InterveneArgs) -> Result<u8> {
     };
     let patches: Vec<String> = args.patch.iter().map(ToString::to_string).collect();
     let mut refused = false;
-    for input in &args.problems {
+    for input in &crate::solve::argument_lines(&args.problems) {
         let result = Problem::parse(input, ctx.max_digits)
             .map_err(anyhow::Error::from)
             .and_then(|p| Ok((p, solve(&p, &[])?, solve(&p, &edits)?)));

@@ -10,7 +10,7 @@ use crate::args::SolveArgs;
 use anyhow::{Context, Result};
 use candle_core::Device;
 use coconut_core::layout::{answer_digits, answer_matches};
-use coconut_core::problem::Problem;
+use coconut_core::problem::{ParseError, Problem};
 use coconut_core::reference::ReferenceModel;
 use coconut_core::stage::Stage;
 use coconut_core::tokenizer::Tokenizer;
@@ -236,6 +236,32 @@ fn refuse_text(line: &str) -> Option<&'static str> {
     }
 }
 
+/// The problems given as arguments, one line each. A shell splits an unquoted `347 + 285` into
+/// three arguments; arguments that form a problem only together (two or three in a row, whatever
+/// the digit bound, which is checked later) are joined, so `coconut solve 347 + 285` answers one
+/// problem instead of refusing three fragments. Anything else stays one line per argument.
+pub fn argument_lines(args: &[String]) -> Vec<String> {
+    // Shaped like a problem: it parses, or fails only on its operands' digits.
+    let is_problem = |text: &str| {
+        matches!(
+            Problem::parse(text, usize::MAX),
+            Ok(_) | Err(ParseError::TooManyDigits { .. } | ParseError::LeadingZero(_))
+        )
+    };
+    let mut lines = Vec::new();
+    let mut i = 0;
+    while i < args.len() {
+        let joined = (2..=3)
+            .filter(|n| i + n <= args.len() && !is_problem(&args[i]))
+            .map(|n| (n, args[i..i + n].join(" ")))
+            .find(|(_, text)| is_problem(text));
+        let (taken, line) = joined.unwrap_or_else(|| (1, args[i].clone()));
+        lines.push(line);
+        i += taken;
+    }
+    lines
+}
+
 /// Answers every line, writing exactly one result per line to `out` (a blank line is refused
 /// like any line that is not a problem), `batch` lines at a time. Returns how many lines were
 /// refused; an error reading the input stops the run.
@@ -369,7 +395,11 @@ pub fn run_solve(args: SolveArgs) -> Result<u8> {
     let lines: Box<dyn Iterator<Item = std::io::Result<Line>>> = if args.problems.is_empty() {
         Box::new(Lines::new(std::io::stdin().lock()))
     } else {
-        Box::new(args.problems.clone().into_iter().map(|p| Ok(Line::Text(p))))
+        Box::new(
+            argument_lines(&args.problems)
+                .into_iter()
+                .map(|p| Ok(Line::Text(p))),
+        )
     };
     let refused = {
         // Coupled stages also answer the longer operands their figures measured.
@@ -468,6 +498,25 @@ mod tests {
         for other in &outputs[1..] {
             assert_eq!(&outputs[0], other);
         }
+    }
+
+    #[test]
+    fn unquoted_problems_are_joined_and_nothing_else() {
+        let lines =
+            |args: &[&str]| argument_lines(&args.iter().map(|a| a.to_string()).collect::<Vec<_>>());
+        assert_eq!(lines(&["347", "+", "285"]), ["347 + 285"]);
+        assert_eq!(lines(&["347+", "285", "1", "+1"]), ["347+ 285", "1 +1"]);
+        // Longer than the stage takes: joined all the same, so the refusal names the digits.
+        assert_eq!(lines(&["99999", "+", "1"]), ["99999 + 1"]);
+        assert_eq!(
+            lines(&["123456789012345678901", "+", "07"]),
+            ["123456789012345678901 + 07"]
+        );
+        // Quoted problems, and fragments that never form one, stay one line each.
+        assert_eq!(lines(&["347 + 285", "1+1"]), ["347 + 285", "1+1"]);
+        assert_eq!(lines(&["347", "285"]), ["347", "285"]);
+        assert_eq!(lines(&["1", "+", "x", "+", "2"]), ["1", "+", "x", "+", "2"]);
+        assert_eq!(lines(&["1+1", "+", "2"]), ["1+1", "+", "2"]);
     }
 
     fn read_all(bytes: &[u8]) -> Vec<Line> {
