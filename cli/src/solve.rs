@@ -252,7 +252,7 @@ pub fn argument_lines(args: &[String]) -> Vec<String> {
     let mut i = 0;
     while i < args.len() {
         let joined = (2..=3)
-            .filter(|n| i + n <= args.len() && !is_problem(&args[i]))
+            .take_while(|n| i + n <= args.len() && !is_problem(&args[i]))
             .map(|n| (n, args[i..i + n].join(" ")))
             .find(|(_, text)| is_problem(text));
         let (taken, line) = joined.unwrap_or_else(|| (1, args[i].clone()));
