@@ -87,6 +87,14 @@ pub struct TrainArgs {
     /// lsd-first (units first, as position coupling's paper trains addition).
     #[arg(long)]
     pub answer_order: Option<coconut_core::stage::AnswerOrder>,
+    /// With --positions coupled: each position from <bot> on takes the column of what follows
+    /// it (an experiment; ARCHITECTURE.md "Position ids").
+    #[arg(long)]
+    pub ids_ahead: bool,
+    /// With --positions coupled: each example spaces its column ids by random extra gaps in
+    /// 0..=N (training only).
+    #[arg(long)]
+    pub max_column_gap: Option<usize>,
     #[arg(long)]
     pub batch_size: Option<usize>,
     #[arg(long)]
@@ -194,8 +202,11 @@ impl TrainArgs {
             heads => model.n_head, val_problems => val_problems, mix => mix,
             positions => positions, max_position_offset => max_position_offset,
             n_positions => model.n_positions, latent_order => latent_order,
-            answer_order => answer_order,
+            answer_order => answer_order, max_column_gap => max_column_gap,
         );
+        if self.ids_ahead {
+            c.ids_ahead = true;
+        }
         if self.time_budget.is_some() {
             c.time_budget_s = self.time_budget;
         }

@@ -82,12 +82,11 @@ impl DecodePlan {
         }
         let coupled = match stage.positions {
             PositionScheme::Absolute => None,
-            PositionScheme::Coupled => Some(Coupled {
-                columns: Coupled::columns_of(prompt).ok_or(EngineError::CoupledPrompt)?,
-                thoughts_per_column: stage.thoughts_per_step,
-                offset: 0,
-                answer_order: stage.answer_order,
-            }),
+            PositionScheme::Coupled => Some(Coupled::for_stage(
+                stage,
+                Coupled::columns_of(prompt).ok_or(EngineError::CoupledPrompt)?,
+                0,
+            )),
         };
         let thoughts = coupled.map_or(stage.thoughts(), |c| stage.thoughts_for(c.columns));
         if prompt_len + thoughts > n_positions {
@@ -337,12 +336,18 @@ mod tests {
     fn coupled_plan_gives_the_layouts_ids_from_the_prompt_and_the_tokens_so_far() {
         use crate::layout::{prompt, Layout};
         let t = Tokenizer::new();
-        for (k, p) in [
-            (1, Problem::new(347, 285)),
-            (5, Problem::new(99_999, 1)),
-            (0, Problem::new(5, 5)),
+        for (k, p, ahead) in [
+            (1, Problem::new(347, 285), false),
+            (5, Problem::new(99_999, 1), false),
+            (0, Problem::new(5, 5), false),
+            (1, Problem::new(347, 285), true),
+            (5, Problem::new(99_999, 1), true),
+            (0, Problem::new(5, 5), true),
+            (2, Problem::new(9_995, 7), true),
         ] {
-            let stage = Stage::latent(k, 2, 5).with_positions(PositionScheme::Coupled);
+            let stage = Stage::latent(k, 2, 5)
+                .with_positions(PositionScheme::Coupled)
+                .with_ids_ahead(ahead);
             let layout = Layout::new(&t, &p, &stage).unwrap();
             let plan = DecodePlan::new(&prompt(&t, &p).unwrap(), &stage, 200).unwrap();
             assert_eq!(plan.thoughts, layout.thoughts);
@@ -350,7 +355,7 @@ mod tests {
                 .map(|t| plan.position_id(&layout.ids[..=t.max(plan.prompt_len - 1)], t))
                 .collect();
             let want: Vec<usize> = layout.positions.iter().map(|&i| i as usize).collect();
-            assert_eq!(ids, want, "stage {k}, {p:?}");
+            assert_eq!(ids, want, "stage {k}, {p:?}, ahead {ahead}");
         }
     }
 }

@@ -60,12 +60,7 @@ impl Layout {
         let columns = problem.columns();
         let thoughts = stage.thoughts_for(columns);
         let latent_columns = stage.latent_columns(columns);
-        let coupled = Coupled {
-            columns,
-            thoughts_per_column: stage.thoughts_per_step,
-            offset,
-            answer_order: stage.answer_order,
-        };
+        let coupled = Coupled::for_stage(stage, columns, offset);
         ids.extend(std::iter::repeat_n(LATENT, thoughts));
         let first_target = ids.len();
         let steps = problem.steps();
@@ -143,10 +138,24 @@ impl Layout {
     /// This layout with its column ids moved up by `offset` (coupled ids; absolute ids stay):
     /// the same as [`Layout::with_offset`] from scratch, without tokenizing again.
     pub fn shifted(&self, offset: usize) -> Layout {
+        self.spread(offset, &[])
+    }
+
+    /// This layout (built at offset 0) with its column ids moved up by `offset` and column `j +
+    /// 1` placed `gaps[j]` ids further from column `j` than the one id apart it was (missing gaps
+    /// are 0; absolute ids stay): training's random spacing of the columns ([`crate::positions`],
+    /// "Ahead").
+    pub fn spread(&self, offset: usize, gaps: &[u32]) -> Layout {
         let mut moved = self.clone();
         if self.scheme == PositionScheme::Coupled {
+            // Column j (id j + 1 at offset 0) moves by the offset and every gap below it.
+            let mut moves = vec![offset as u32];
+            for gap in gaps {
+                moves.push(moves[moves.len() - 1] + gap);
+            }
             for id in moved.positions.iter_mut().filter(|id| **id != NO_COLUMN) {
-                *id += offset as u32;
+                let j = *id as usize - 1;
+                *id += moves[j.min(moves.len() - 1)];
             }
         }
         moved
@@ -308,6 +317,16 @@ mod tests {
             (0..absolute.ids.len() as u32).collect::<Vec<_>>()
         );
         assert_eq!(absolute.shifted(4), absolute);
+        assert_eq!(absolute.spread(4, &[2, 2]), absolute);
+        // Gaps: columns 0..3 (ids 1..4) at offset 3 with gaps 2, 0, 1 between them.
+        let spread = l.spread(3, &[2, 0, 1]);
+        let want: Vec<u32> = l
+            .positions
+            .iter()
+            .map(|&i| [0, 4, 7, 8, 10][i as usize])
+            .collect();
+        assert_eq!(spread.positions, want);
+        assert_eq!(spread.ids, l.ids);
     }
 
     #[test]

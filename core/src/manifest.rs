@@ -356,6 +356,8 @@ impl Manifest {
             positions: entry.positions,
             order: crate::stage::LatentOrder::First,
             answer_order: entry.answer_order,
+            // Never exported (the trainer refuses): an experiment evaluated from its run.
+            ids_ahead: false,
         }
     }
 

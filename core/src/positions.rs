@@ -20,9 +20,19 @@
 //! Training draws `offset` at random per example, so the ids of columns beyond the trained lengths
 //! are trained too; inference uses offset 0. The thoughts follow the input: `(L + 1) * c` for the
 //! all-latent stage, so a longer problem gets more of them.
+//!
+//! **Ahead** (an experiment, [`Coupled::ahead`]): from `<bot>` on, each position takes the column
+//! of what comes after it, the token it predicts or the next thought slot's column, instead of its
+//! own. Then every prediction reads the column it writes by matching equal ids: `<eot>` sits at
+//! the top column and predicts its digit, each answer digit at the column of the next one, a
+//! step's `<sep>` at the next step's column. With its own ids, an answer digit at `col(j + 1)`
+//! must find the thoughts of `col(j)`, a relation that holds only while columns are numbered one
+//! apart; ahead, training may also space the columns by random gaps
+//! ([`column_ids`]), so that ids further apart than any trained problem's columns are trained
+//! as different columns too.
 
-use crate::stage::AnswerOrder;
-use crate::tokenizer::{DIGIT0, EOT, EQUALS, PLUS, SEP};
+use crate::stage::{AnswerOrder, Stage};
+use crate::tokenizer::{BOT, DIGIT0, EOT, EQUALS, PLUS, SEP};
 use serde::{Deserialize, Serialize};
 
 /// The id of the tokens that belong to no column.
@@ -83,9 +93,23 @@ pub struct Coupled {
     pub offset: usize,
     /// The order the answer's digits are written in.
     pub answer_order: AnswerOrder,
+    /// Whether positions from `<bot>` on take the column of what follows them (the module's
+    /// "Ahead").
+    pub ahead: bool,
 }
 
 impl Coupled {
+    /// The ids of a problem of `columns` columns decoded or trained at `stage`.
+    pub fn for_stage(stage: &Stage, columns: usize, offset: usize) -> Coupled {
+        Coupled {
+            columns,
+            thoughts_per_column: stage.thoughts_per_step,
+            offset,
+            answer_order: stage.answer_order,
+            ahead: stage.ids_ahead,
+        }
+    }
+
     /// The id of the column of significance `j`.
     pub fn column(&self, j: usize) -> u32 {
         (self.offset + 1 + j) as u32
@@ -102,11 +126,14 @@ impl Coupled {
     }
 
     /// The ids of a prompt `a + b = <bot>`: each operand digit at its column, the rest
-    /// [`NO_COLUMN`].
+    /// [`NO_COLUMN`] (ahead, `<bot>` at the units column: it predicts the units' step or feeds
+    /// the first thought).
     pub fn prompt_ids(&self, prompt: &[u32]) -> Vec<u32> {
         let mut ids = Vec::with_capacity(prompt.len());
         for (t, &id) in prompt.iter().enumerate() {
-            if is_digit(id) {
+            if self.ahead && id == BOT {
+                ids.push(self.column(0));
+            } else if is_digit(id) {
                 // Digits left in this operand after this one = its significance.
                 let end = prompt[t..]
                     .iter()
@@ -120,15 +147,24 @@ impl Coupled {
         ids
     }
 
-    /// The id of thought slot `slot` (0-based): its column's.
+    /// The id of thought slot `slot` (0-based): its column's (ahead, the next slot's column; the
+    /// last slot's is the column after the last thought's).
     pub fn thought_id(&self, slot: usize) -> u32 {
+        let slot = slot + usize::from(self.ahead);
         self.column(slot / self.thoughts_per_column.max(1))
     }
 
     /// The ids of the tokens after the thoughts (`tail`: written steps, `<eot>`, the answer,
     /// `<eos>`), when the first `latent_columns` columns were thoughts: the written step of
     /// column j (through its `<sep>`) at `col(j)`, the answer digit of significance j at `col(j)`.
+    /// Ahead, each token takes the column of what follows it, as far as the prompt and the tokens
+    /// so far tell: a step's tokens their column, its `<sep>` the next column (whether a step or
+    /// `<eot>` follows is the model's to say), `<eot>` the first answer digit's, an answer digit
+    /// the next digit's and the last [`NO_COLUMN`].
     pub fn tail_ids(&self, tail: &[u32], latent_columns: usize) -> Vec<u32> {
+        if self.ahead {
+            return self.tail_ids_ahead(tail, latent_columns);
+        }
         let mut ids = Vec::with_capacity(tail.len());
         let mut column = latent_columns;
         let mut answer_digits: Option<usize> = None;
@@ -151,6 +187,37 @@ impl Coupled {
                     *i += 1;
                 }
                 Some(_) => ids.push(NO_COLUMN),
+            }
+        }
+        ids
+    }
+
+    fn tail_ids_ahead(&self, tail: &[u32], latent_columns: usize) -> Vec<u32> {
+        let significance = |i: usize| match self.answer_order {
+            AnswerOrder::MostSignificantFirst => self.columns - i,
+            AnswerOrder::LeastSignificantFirst => i,
+        };
+        let mut ids = Vec::with_capacity(tail.len());
+        let mut column = latent_columns;
+        let mut answer_digits: Option<usize> = None;
+        for &id in tail {
+            match answer_digits.as_mut() {
+                None if id == EOT => {
+                    answer_digits = Some(0);
+                    ids.push(self.column(significance(0)));
+                }
+                None => {
+                    column += usize::from(id == SEP);
+                    ids.push(self.column(column));
+                }
+                Some(i) if is_digit(id) && *i < self.columns => {
+                    *i += 1;
+                    ids.push(self.column(significance(*i)));
+                }
+                Some(i) => {
+                    *i += 1;
+                    ids.push(NO_COLUMN);
+                }
             }
         }
         ids
@@ -181,6 +248,7 @@ mod tests {
             thoughts_per_column: 2,
             offset: 0,
             answer_order: AnswerOrder::MostSignificantFirst,
+            ahead: false,
         };
         assert_eq!(c.prompt_ids(&prompt), [3, 2, 1, 0, 2, 1, 0, 0]);
         let shifted = Coupled { offset: 5, ..c };
@@ -198,6 +266,7 @@ mod tests {
             thoughts_per_column: 1,
             offset: 0,
             answer_order: AnswerOrder::MostSignificantFirst,
+            ahead: false,
         };
         // Column 0 latent; columns 1 and 2 written; answer 0632 by significance 3, 2, 1, 0.
         let tail = ids("4+8+1=13 write 3 carry 1 <sep> 3+2+1=6 write 6 <eot> 0632 <eos>");
@@ -217,6 +286,57 @@ mod tests {
         assert_eq!(lsd.answer_text(632), "2360");
         let tail = ids("<eot> 2360 <eos>");
         assert_eq!(lsd.tail_ids(&tail, 4), [0, 1, 2, 3, 4, 0]);
+    }
+
+    #[test]
+    fn ahead_each_position_takes_the_column_it_predicts() {
+        let c = Coupled {
+            columns: 3,
+            thoughts_per_column: 1,
+            offset: 0,
+            answer_order: AnswerOrder::MostSignificantFirst,
+            ahead: true,
+        };
+        // Operand digits keep their columns; <bot> feeds the units column's thought.
+        assert_eq!(
+            c.prompt_ids(&ids("347 + 285 = <bot>")),
+            [3, 2, 1, 0, 3, 2, 1, 0, 1]
+        );
+        // The thought of column j sits at column j + 1's id (what follows it).
+        assert_eq!(
+            (0..4).map(|s| c.thought_id(s)).collect::<Vec<_>>(),
+            [2, 3, 4, 5]
+        );
+        // <eot> at the top column, each digit at the next digit's column, the last at none.
+        assert_eq!(c.tail_ids(&ids("<eot> 0632 <eos>"), 4), [4, 3, 2, 1, 0, 0]);
+        // Written steps: a step's tokens at its column, its <sep> at the next one.
+        let tail = ids("4+8+1=13 write 3 carry 1 <sep> 3+2+1=6 write 6 <eot> 0632 <eos>");
+        let got = c.tail_ids(&tail, 1);
+        let step1 = ids("4+8+1=13 write 3 carry 1").len();
+        let step2 = ids("3+2+1=6 write 6").len();
+        let mut want = vec![2; step1];
+        want.push(3);
+        want.extend(vec![3; step2]);
+        want.extend([4, 3, 2, 1, 0, 0]);
+        assert_eq!(got, want);
+        // Two thoughts per column: the second of column j is at column j + 1.
+        let c2 = Coupled {
+            thoughts_per_column: 2,
+            ..c
+        };
+        assert_eq!(
+            (0..4).map(|s| c2.thought_id(s)).collect::<Vec<_>>(),
+            [1, 2, 2, 3]
+        );
+        // Units first: <eot> at the units column, each digit at the next higher one.
+        let lsd = Coupled {
+            answer_order: AnswerOrder::LeastSignificantFirst,
+            ..c
+        };
+        assert_eq!(
+            lsd.tail_ids(&ids("<eot> 2360 <eos>"), 4),
+            [1, 2, 3, 4, 0, 0]
+        );
     }
 
     #[test]

@@ -112,6 +112,10 @@ pub struct Stage {
     /// The order of the answer's digits ([`AnswerOrder`]).
     #[serde(default)]
     pub answer_order: AnswerOrder,
+    /// With coupled ids, whether each position from `<bot>` on takes the column of what follows it
+    /// (an experiment: [`crate::positions`], "Ahead"; not in the manifest, so never shipped).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub ids_ahead: bool,
 }
 
 impl Stage {
@@ -125,7 +129,12 @@ impl Stage {
             positions: PositionScheme::Absolute,
             order: LatentOrder::First,
             answer_order: AnswerOrder::MostSignificantFirst,
+            ids_ahead: false,
         }
+    }
+
+    pub fn with_ids_ahead(self, ids_ahead: bool) -> Stage {
+        Stage { ids_ahead, ..self }
     }
 
     pub fn with_answer_order(self, answer_order: AnswerOrder) -> Stage {

@@ -111,6 +111,16 @@ pub struct TrainConfig {
     /// default, or units first).
     #[serde(default)]
     pub answer_order: AnswerOrder,
+    /// With coupled ids, each position from `<bot>` on takes the column of what follows it (an
+    /// experiment, `coconut_core::positions` "Ahead"; such stages are not exported).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub ids_ahead: bool,
+    /// With coupled ids, each training example spaces its columns by extra gaps drawn uniformly
+    /// from `0..=max_column_gap` per column (a pure function of seed, stage and step), so that
+    /// ids further apart than the trained columns are trained as different columns. Validation
+    /// and evaluation space them one apart.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub max_column_gap: usize,
     /// The stages to train, in order, each continuing from the previous one's weights.
     pub stages: Vec<StagePlan>,
     pub batch_size: usize,
@@ -152,6 +162,10 @@ pub struct TrainConfig {
     pub cpu_shards: usize,
 }
 
+fn is_zero(n: &usize) -> bool {
+    *n == 0
+}
+
 impl Default for TrainConfig {
     fn default() -> Self {
         let epochs = [8.0, 4.0, 4.0, 4.0, 4.0, 6.0];
@@ -163,6 +177,8 @@ impl Default for TrainConfig {
             max_position_offset: 0,
             latent_order: LatentOrder::First,
             answer_order: AnswerOrder::MostSignificantFirst,
+            ids_ahead: false,
+            max_column_gap: 0,
             stages: epochs
                 .iter()
                 .enumerate()
@@ -200,10 +216,13 @@ impl TrainConfig {
     /// The stage a plan entry names, with this run's c and thought budget.
     pub fn stage(&self, plan: &StagePlan) -> Result<Stage> {
         let kind: StageKind = plan.stage.parse()?;
-        let base = Stage::latent(0, self.thoughts_per_step, self.max_steps())
-            .with_positions(self.positions)
-            .with_order(self.latent_order)
-            .with_answer_order(self.answer_order);
+        let with_settings = |stage: Stage| {
+            stage
+                .with_positions(self.positions)
+                .with_order(self.latent_order)
+                .with_answer_order(self.answer_order)
+                .with_ids_ahead(self.ids_ahead)
+        };
         Ok(match kind {
             StageKind::Latent { k } => {
                 ensure!(
@@ -213,12 +232,10 @@ impl TrainConfig {
                     self.data.max_digits,
                     self.max_steps()
                 );
-                Stage::latent(k, self.thoughts_per_step, self.max_steps())
-                    .with_positions(self.positions)
-                    .with_order(self.latent_order)
-                    .with_answer_order(self.answer_order)
+                with_settings(Stage::latent(k, self.thoughts_per_step, self.max_steps()))
             }
-            kind => base.with_kind(kind),
+            kind => with_settings(Stage::latent(0, self.thoughts_per_step, self.max_steps()))
+                .with_kind(kind),
         })
     }
 
@@ -305,17 +322,20 @@ impl TrainConfig {
         );
         match self.positions {
             PositionScheme::Absolute => ensure!(
-                self.max_position_offset == 0,
-                "max_position_offset needs coupled positions"
+                self.max_position_offset == 0 && self.max_column_gap == 0 && !self.ids_ahead,
+                "max_position_offset, max_column_gap and ids_ahead need coupled positions"
             ),
             PositionScheme::Coupled => {
-                // The highest id: the carry column of the longest problem at the largest offset.
-                let highest = self.max_position_offset + 1 + self.data.max_digits;
+                // The highest id: the carry column of the longest problem (ahead, the column after
+                // it) at the largest offset, with the largest gap below each column.
+                let top = self.data.max_digits + usize::from(self.ids_ahead);
+                let highest = self.max_position_offset + 1 + top * (1 + self.max_column_gap);
                 ensure!(
                     highest < self.model.n_positions,
-                    "coupled ids reach {highest} with max_position_offset {} and {} digits: \
-                     n_positions ({}) must exceed it",
+                    "coupled ids reach {highest} with max_position_offset {}, max_column_gap {} \
+                     and {} digits: n_positions ({}) must exceed it",
                     self.max_position_offset,
+                    self.max_column_gap,
                     self.data.max_digits,
                     self.model.n_positions
                 );
@@ -376,6 +396,41 @@ mod tests {
             .contains("n_positions"));
         c.positions = PositionScheme::Absolute;
         assert!(c.validate().unwrap_err().to_string().contains("coupled"));
+    }
+
+    #[test]
+    fn ahead_ids_and_gaps_reach_every_stage_and_fit_the_table() {
+        // Offset 8, 4 digits: the column after the carry column (5) spaced by gaps of up to 3.
+        let mut c = TrainConfig {
+            positions: PositionScheme::Coupled,
+            max_position_offset: 8,
+            ids_ahead: true,
+            max_column_gap: 3,
+            ..TrainConfig::default()
+        };
+        c.model.n_positions = 8 + 1 + 5 * 4 + 1;
+        c.validate().unwrap();
+        for plan in &c.stages {
+            assert!(c.stage(plan).unwrap().ids_ahead);
+        }
+        c.model.n_positions -= 1;
+        assert!(c
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("max_column_gap 3"));
+        for (ahead, gap) in [(true, 0), (false, 1)] {
+            let absolute = TrainConfig {
+                ids_ahead: ahead,
+                max_column_gap: gap,
+                ..TrainConfig::default()
+            };
+            assert!(absolute
+                .validate()
+                .unwrap_err()
+                .to_string()
+                .contains("coupled"));
+        }
     }
 
     #[test]

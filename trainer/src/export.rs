@@ -67,6 +67,7 @@ pub fn export_stage(
          and the GPU engines run thoughts after the prompt only",
         stage.id()
     );
+    ensure!(!stage.ids_ahead, "{}: {AHEAD_NOT_EXPORTED}", stage.id());
     let max_digits = data.max_digits;
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
     let tokenizer_json = Tokenizer::new().to_json();
@@ -158,7 +159,14 @@ fn stage_order(id: &str) -> (usize, String) {
 }
 
 /// Writes a Hugging Face GPT-2 folder for one stage.
+/// Why a stage with ahead ids is refused: neither the manifest nor the Hugging Face export says
+/// so, and a reader that does not know would run it with the wrong ids.
+const AHEAD_NOT_EXPORTED: &str = "ahead position ids are an experiment: the manifest and the \
+     Hugging Face export do not record them yet, so such a stage is evaluated from its run \
+     directory only";
+
 pub fn export_hf(weights: &ModelWeights, stage: &Stage, out: &Path) -> Result<()> {
+    ensure!(!stage.ids_ahead, "{}: {AHEAD_NOT_EXPORTED}", stage.id());
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
     let cfg = &weights.config;
     let config = json!({
@@ -469,6 +477,20 @@ mod tests {
         let folder = WeightsDir::open(dir.path()).unwrap();
         assert_eq!(folder.manifest.thoughts_per_step, 1);
         assert_eq!(folder.stage("nocot").unwrap().0.thoughts, 0);
+
+        // Ahead ids are recorded nowhere a reader looks: refused, the folder untouched.
+        let ahead = Stage::latent(5, 1, 5)
+            .with_positions(coconut_core::positions::PositionScheme::Coupled)
+            .with_ids_ahead(true);
+        let e = export_c2(ahead).unwrap_err().to_string();
+        assert!(e.contains("ahead position ids"), "{e}");
+        let other = tempfile::tempdir().unwrap();
+        let e = export_hf(&w, &ahead, other.path()).unwrap_err().to_string();
+        assert!(e.contains("ahead position ids"), "{e}");
+        assert_eq!(
+            WeightsDir::open(dir.path()).unwrap().manifest,
+            folder.manifest
+        );
     }
 
     #[test]

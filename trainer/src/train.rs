@@ -314,16 +314,24 @@ pub fn train(
                 offset_key(config.seed, progress.stage_index, step),
                 end - start,
             );
-            // A member with an offset is a copy with its column ids moved; the rest are borrowed.
+            let gaps = column_gaps(
+                config.max_column_gap,
+                gap_key(config.seed, progress.stage_index, step),
+                end - start,
+                config.data.max_digits + 1,
+            );
+            // A member with an offset or gaps is a copy with its column ids moved; the rest are
+            // borrowed.
             let members: Vec<Cow<Layout>> = order.1[start..end]
                 .iter()
                 .zip(&picked)
-                .zip(&offsets)
-                .map(|((&i, earlier), &o)| {
+                .zip(offsets.iter().zip(&gaps))
+                .map(|((&i, earlier), (&o, g))| {
                     let layout = earlier.as_ref().unwrap_or(&layouts[i]);
-                    match o {
-                        0 => Cow::Borrowed(layout),
-                        _ => Cow::Owned(layout.shifted(o)),
+                    if o == 0 && g.iter().all(|&g| g == 0) {
+                        Cow::Borrowed(layout)
+                    } else {
+                        Cow::Owned(layout.spread(o, g))
                     }
                 })
                 .collect();
@@ -489,6 +497,27 @@ fn position_offsets(max: usize, key: u64, n: usize) -> Vec<usize> {
     (0..n).map(|_| rng.random_range(0..=max)).collect()
 }
 
+/// For each of `n` examples, `gaps` extra gaps (below each column id but the units'), each drawn
+/// from `0..=max` (none when `max` is 0).
+fn column_gaps(max: usize, key: u64, n: usize, gaps: usize) -> Vec<Vec<u32>> {
+    if max == 0 {
+        return vec![Vec::new(); n];
+    }
+    let mut rng = ChaCha8Rng::seed_from_u64(key);
+    (0..n)
+        .map(|_| {
+            (0..gaps)
+                .map(|_| rng.random_range(0..=max as u32))
+                .collect()
+        })
+        .collect()
+}
+
+/// The random stream of a step's column gaps.
+fn gap_key(seed: u64, stage_index: usize, step: u64) -> u64 {
+    seed ^ 0x6761_7073 ^ ((stage_index as u64) << 48) ^ step
+}
+
 /// The random stream of a step's position offsets.
 fn offset_key(seed: u64, stage_index: usize, step: u64) -> u64 {
     seed ^ 0x6F66_6673_6574 ^ ((stage_index as u64) << 48) ^ step
@@ -524,4 +553,20 @@ fn diverged(stage: &str, stage_step: u64, global_step: u64, what: &str, run: &Ru
         "training diverged at stage {stage}, step {stage_step} (run step {global_step}): {what}; \
          stopped before updating the weights; {kept}"
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn column_gaps_are_a_pure_function_of_the_key_and_cover_their_range() {
+        assert_eq!(column_gaps(0, 7, 3, 5), vec![Vec::<u32>::new(); 3]);
+        let gaps = column_gaps(3, 7, 64, 5);
+        assert_eq!(gaps, column_gaps(3, 7, 64, 5));
+        assert_ne!(gaps, column_gaps(3, 8, 64, 5));
+        assert!(gaps.iter().all(|g| g.len() == 5));
+        let drawn: std::collections::BTreeSet<u32> = gaps.iter().flatten().copied().collect();
+        assert_eq!(drawn.into_iter().collect::<Vec<_>>(), [0, 1, 2, 3]);
+    }
 }
