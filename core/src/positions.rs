@@ -162,65 +162,39 @@ impl Coupled {
     /// `<eot>` follows is the model's to say), `<eot>` the first answer digit's, an answer digit
     /// the next digit's and the last [`NO_COLUMN`].
     pub fn tail_ids(&self, tail: &[u32], latent_columns: usize) -> Vec<u32> {
-        if self.ahead {
-            return self.tail_ids_ahead(tail, latent_columns);
-        }
+        let ahead = usize::from(self.ahead);
         let mut ids = Vec::with_capacity(tail.len());
         let mut column = latent_columns;
         let mut answer_digits: Option<usize> = None;
         for &id in tail {
-            match answer_digits.as_mut() {
+            let significance = match answer_digits.as_mut() {
                 None if id == EOT => {
                     answer_digits = Some(0);
-                    ids.push(NO_COLUMN);
+                    self.ahead.then(|| self.significance(0))
                 }
                 None => {
-                    ids.push(self.column(column));
+                    let own = column;
                     column += usize::from(id == SEP);
+                    Some(if self.ahead { column } else { own })
                 }
                 Some(i) if is_digit(id) && *i <= self.columns => {
-                    let significance = match self.answer_order {
-                        AnswerOrder::MostSignificantFirst => self.columns - *i,
-                        AnswerOrder::LeastSignificantFirst => *i,
-                    };
-                    ids.push(self.column(significance));
+                    let digit = *i + ahead;
                     *i += 1;
+                    (digit <= self.columns).then(|| self.significance(digit))
                 }
-                Some(_) => ids.push(NO_COLUMN),
-            }
+                Some(_) => None,
+            };
+            ids.push(significance.map_or(NO_COLUMN, |j| self.column(j)));
         }
         ids
     }
 
-    fn tail_ids_ahead(&self, tail: &[u32], latent_columns: usize) -> Vec<u32> {
-        let significance = |i: usize| match self.answer_order {
+    /// The significance of the answer's `i`-th written digit.
+    fn significance(&self, i: usize) -> usize {
+        match self.answer_order {
             AnswerOrder::MostSignificantFirst => self.columns - i,
             AnswerOrder::LeastSignificantFirst => i,
-        };
-        let mut ids = Vec::with_capacity(tail.len());
-        let mut column = latent_columns;
-        let mut answer_digits: Option<usize> = None;
-        for &id in tail {
-            match answer_digits.as_mut() {
-                None if id == EOT => {
-                    answer_digits = Some(0);
-                    ids.push(self.column(significance(0)));
-                }
-                None => {
-                    column += usize::from(id == SEP);
-                    ids.push(self.column(column));
-                }
-                Some(i) if is_digit(id) && *i < self.columns => {
-                    *i += 1;
-                    ids.push(self.column(significance(*i)));
-                }
-                Some(i) => {
-                    *i += 1;
-                    ids.push(NO_COLUMN);
-                }
-            }
         }
-        ids
     }
 
     /// The answer as a coupled layout writes it: `columns + 1` digits, in the answer order.
