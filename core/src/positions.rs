@@ -28,8 +28,8 @@
 //! step's `<sep>` at the next step's column. With its own ids, an answer digit at `col(j + 1)`
 //! must find the thoughts of `col(j)`, a relation that holds only while columns are numbered one
 //! apart; ahead, training may also space the columns by random gaps
-//! ([`column_ids`]), so that ids further apart than any trained problem's columns are trained
-//! as different columns too.
+//! ([`crate::layout::Layout::spread`]), so that ids further apart than any trained problem's
+//! columns are trained as different columns too.
 
 use crate::stage::{AnswerOrder, Stage};
 use crate::tokenizer::{BOT, DIGIT0, EOT, EQUALS, PLUS, SEP};
