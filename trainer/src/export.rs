@@ -158,13 +158,13 @@ fn stage_order(id: &str) -> (usize, String) {
     }
 }
 
-/// Writes a Hugging Face GPT-2 folder for one stage.
 /// Why a stage with ahead ids is refused: neither the manifest nor the Hugging Face export says
 /// so, and a reader that does not know would run it with the wrong ids.
 const AHEAD_NOT_EXPORTED: &str = "ahead position ids are an experiment: the manifest and the \
      Hugging Face export do not record them yet, so such a stage is evaluated from its run \
      directory only";
 
+/// Writes a Hugging Face GPT-2 folder for one stage.
 pub fn export_hf(weights: &ModelWeights, stage: &Stage, out: &Path) -> Result<()> {
     ensure!(!stage.ids_ahead, "{}: {AHEAD_NOT_EXPORTED}", stage.id());
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
