@@ -218,6 +218,30 @@ pub fn answer_matches(problem: &Problem, digits: &str) -> bool {
             .all(|b| b == b'0')
 }
 
+/// The significances (units = 0, through the carry column) of the answer digits `digits` (as
+/// [`answer_digits`] reads them) gets wrong; a digit missing above a shorter answer counts as the
+/// zero a coupled layout writes there. Empty exactly when [`answer_matches`] holds; `None` when
+/// no digit can be compared: nothing readable (`None`) or more digits than `columns + 1`.
+pub fn wrong_significances(problem: &Problem, digits: Option<&str>) -> Option<Vec<usize>> {
+    let digits = digits?;
+    let width = problem.columns() + 1;
+    if digits.len() > width {
+        return None;
+    }
+    // A sum has at most columns + 1 digits, so the padded answer is exactly `width` long.
+    let gold = format!("{:0width$}", problem.answer());
+    let written = digits.bytes().rev().chain(std::iter::repeat(b'0'));
+    Some(
+        gold.bytes()
+            .rev()
+            .zip(written)
+            .enumerate()
+            .filter(|(_, (g, w))| g != w)
+            .map(|(j, _)| j)
+            .collect(),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -428,5 +452,33 @@ mod tests {
         assert!(!answer_matches(&p, "32") && !answer_matches(&p, "63"));
         let zero = Problem::new(0, 0);
         assert!(answer_matches(&zero, "0") && answer_matches(&zero, "00"));
+    }
+
+    #[test]
+    fn names_the_wrong_digits_by_significance() {
+        let p = Problem::new(347, 285); // 632, written 0632 by a coupled layout
+        let wrong = |d: Option<&str>| wrong_significances(&p, d);
+        assert_eq!(wrong(Some("632")), Some(vec![]));
+        assert_eq!(wrong(Some("0632")), Some(vec![]));
+        assert_eq!(wrong(Some("642")), Some(vec![1]));
+        assert_eq!(wrong(Some("1532")), Some(vec![2, 3]));
+        // A digit short: the hundreds are missing, read as the leading zero.
+        assert_eq!(wrong(Some("32")), Some(vec![2]));
+        assert_eq!(wrong(Some("00632")), None);
+        assert_eq!(wrong(None), None);
+        // Nothing wrong exactly when the answer matches, over every short answer.
+        for p in [
+            Problem::new(347, 285),
+            Problem::new(999, 1),
+            Problem::new(5, 0),
+        ] {
+            for n in 0..10_000u32 {
+                for digits in [n.to_string(), format!("{n:05}")] {
+                    let none_wrong =
+                        wrong_significances(&p, Some(&digits)).is_some_and(|w| w.is_empty());
+                    assert_eq!(none_wrong, answer_matches(&p, &digits), "{p:?} {digits}");
+                }
+            }
+        }
     }
 }

@@ -152,6 +152,19 @@ pub struct SetAccuracy {
     /// Every target token predicted right with the gold prefix, in percent.
     pub teacher_forced: f64,
     pub by_digits: Vec<DigitAccuracy>,
+    /// For each significance j of the answer (units = 0, through the carry column), how many
+    /// greedy answers got that digit wrong: where a longer problem breaks (a wrong carry shows
+    /// as a run of wrong digits above it). Empty in files written before it was counted.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub wrong_by_significance: Vec<usize>,
+    /// Greedy answers with no digit to compare: nothing readable written, or more digits than
+    /// the problem's columns + 1.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub unreadable: usize,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 /// Accuracy on the problems whose longer operand has `digits` digits.
@@ -584,6 +597,8 @@ mod tests {
             greedy: 0.0,
             teacher_forced: 0.0,
             by_digits,
+            wrong_by_significance: Vec::new(),
+            unreadable: 0,
         };
         m.stages[0].accuracy = Some(Accuracy {
             sets: vec![

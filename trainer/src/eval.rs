@@ -8,7 +8,7 @@ use crate::model::{to_host, Gpt};
 use anyhow::{Context, Result};
 use candle_core::Tensor;
 use coconut_core::decoding::{argmax, DecodePlan};
-use coconut_core::layout::{answer_digits, answer_matches, prompt, Layout};
+use coconut_core::layout::{answer_digits, answer_matches, prompt, wrong_significances, Layout};
 use coconut_core::manifest::{DigitAccuracy, SetAccuracy};
 use coconut_core::tokenizer::{Tokenizer, EOS, LATENT};
 use coconut_core::{Problem, Stage};
@@ -142,8 +142,8 @@ pub struct EvalSet<'a> {
     pub batch_size: usize,
 }
 
-/// Per problem: whether the greedily generated answer is exactly right.
-pub fn greedy_correct(model: &Gpt, set: EvalSet) -> Result<Vec<bool>> {
+/// Per problem, the greedily generated sequence ([`generate`]'s).
+pub fn greedy_generations(model: &Gpt, set: EvalSet) -> Result<Vec<Vec<u32>>> {
     let EvalSet {
         tokenizer,
         problems,
@@ -163,33 +163,46 @@ pub fn greedy_correct(model: &Gpt, set: EvalSet) -> Result<Vec<bool>> {
             .or_default()
             .push((i, ids));
     }
-    let mut correct = vec![false; problems.len()];
+    let mut generations = vec![Vec::new(); problems.len()];
     for group in by_len.values() {
         for chunk in group.chunks(batch_size.max(1)) {
             let prompts: Vec<Vec<u32>> = chunk.iter().map(|(_, ids)| ids.clone()).collect();
             let generated = generate(model, &prompts, stage)?;
-            for ((i, _), ids) in chunk.iter().zip(&generated) {
-                correct[*i] = answer_is_right(tokenizer, &problems[*i], stage, ids);
+            for ((i, _), ids) in chunk.iter().zip(generated) {
+                generations[*i] = ids;
             }
         }
     }
-    Ok(correct)
+    Ok(generations)
 }
 
-/// [`greedy_correct`] through the CPU engine (token for token the same generation).
-pub fn cpu_greedy_correct(engine: &mut CpuTrainer, set: EvalSet) -> Result<Vec<bool>> {
+/// [`greedy_generations`] through the CPU engine (token for token the same generation).
+pub fn cpu_greedy_generations(engine: &mut CpuTrainer, set: EvalSet) -> Result<Vec<Vec<u32>>> {
     let prompts = set
         .problems
         .iter()
         .map(|p| prompt(set.tokenizer, p))
         .collect::<Result<Vec<_>, _>>()?;
-    let generated = engine.generate(&prompts, set.stage, set.batch_size)?;
-    Ok(set
-        .problems
+    engine.generate(&prompts, set.stage, set.batch_size)
+}
+
+/// Per problem: whether the greedily generated answer is exactly right.
+pub fn greedy_correct(model: &Gpt, set: EvalSet) -> Result<Vec<bool>> {
+    Ok(judge(set, &greedy_generations(model, set)?))
+}
+
+/// [`greedy_correct`] through the CPU engine.
+pub fn cpu_greedy_correct(engine: &mut CpuTrainer, set: EvalSet) -> Result<Vec<bool>> {
+    Ok(judge(set, &cpu_greedy_generations(engine, set)?))
+}
+
+/// Whether each problem's generated sequence holds its answer.
+fn judge(set: EvalSet, generations: &[Vec<u32>]) -> Vec<bool> {
+    set.problems
         .iter()
-        .zip(&generated)
+        .zip(generations)
         .map(|(p, ids)| answer_is_right(set.tokenizer, p, set.stage, ids))
-        .collect())
+        .collect()
 }
 
 /// Whether the answer in a generated sequence at `stage` is exactly the problem's.
@@ -243,9 +256,9 @@ pub fn evaluate(model: &Gpt, name: &str, set: EvalSet) -> Result<SetAccuracy> {
     } = set;
     // On the CPU the CPU engine runs both (token for token the same generation, see the tests of
     // crate::cpu), many times faster than the candle model.
-    let (greedy, forced) = if model.device().is_cpu() {
+    let (generations, forced) = if model.device().is_cpu() {
         let mut engine = CpuTrainer::for_inference(&model.to_weights()?)?;
-        let greedy = cpu_greedy_correct(&mut engine, set)
+        let generations = cpu_greedy_generations(&mut engine, set)
             .with_context(|| format!("greedy evaluation of {name}"))?;
         let layouts = layouts(set)?;
         // A layout longer than the model's positions (a long problem written out) cannot be
@@ -264,14 +277,16 @@ pub fn evaluate(model: &Gpt, name: &str, set: EvalSet) -> Result<SetAccuracy> {
             .iter()
             .map(|l| fits(l) && fitted.next().unwrap_or(false))
             .collect();
-        (greedy, forced)
+        (generations, forced)
     } else {
-        let greedy =
-            greedy_correct(model, set).with_context(|| format!("greedy evaluation of {name}"))?;
+        let generations = greedy_generations(model, set)
+            .with_context(|| format!("greedy evaluation of {name}"))?;
         let forced = teacher_forced_correct(model, set)
             .with_context(|| format!("teacher-forced evaluation of {name}"))?;
-        (greedy, forced)
+        (generations, forced)
     };
+    let greedy = judge(set, &generations);
+    let (wrong_by_significance, unreadable) = wrong_digits(set, &generations);
     let percent = |hits: usize, n: usize| {
         if n == 0 {
             0.0
@@ -300,7 +315,31 @@ pub fn evaluate(model: &Gpt, name: &str, set: EvalSet) -> Result<SetAccuracy> {
                 teacher_forced: percent(f, n),
             })
             .collect(),
+        wrong_by_significance,
+        unreadable,
     })
+}
+
+/// Over a set's greedy answers: how many got the digit of each significance wrong (units
+/// first, through the longest problem's carry column), and how many had no digit to compare
+/// ([`wrong_significances`]).
+fn wrong_digits(set: EvalSet, generations: &[Vec<u32>]) -> (Vec<usize>, usize) {
+    let width = set
+        .problems
+        .iter()
+        .map(|p| p.columns() + 1)
+        .max()
+        .unwrap_or(0);
+    let mut wrong = vec![0; width];
+    let mut unreadable = 0;
+    for (p, ids) in set.problems.iter().zip(generations) {
+        let digits = answer_digits(set.tokenizer, ids, set.stage.answer_order);
+        match wrong_significances(p, digits.as_deref()) {
+            Some(js) => js.into_iter().for_each(|j| wrong[j] += 1),
+            None => unreadable += 1,
+        }
+    }
+    (wrong, unreadable)
 }
 
 /// A plain-text table of accuracies, one row per set and digit count.
@@ -320,6 +359,22 @@ pub fn table(stage: &str, sets: &[SetAccuracy]) -> String {
             "{:<8} {:<6} {:>6} {:>6} {:>9.2} {:>9.2}\n",
             stage, s.set, "all", s.n, s.greedy, s.teacher_forced
         );
+    }
+    // Where the wrong answers go wrong: one line per set that has any.
+    for s in sets {
+        if s.unreadable > 0 || s.wrong_by_significance.iter().any(|&n| n > 0) {
+            let counts: Vec<String> = s
+                .wrong_by_significance
+                .iter()
+                .map(usize::to_string)
+                .collect();
+            out += &format!(
+                "{stage} {}: wrong digits by significance, units first: {}; unreadable: {}\n",
+                s.set,
+                counts.join(" "),
+                s.unreadable
+            );
+        }
     }
     out
 }
@@ -404,7 +459,13 @@ mod tests {
         assert_eq!(digits, [(1, 1), (2, 1), (3, 1)]);
         // An untrained model gets nothing right.
         assert_eq!((acc.greedy, acc.teacher_forced), (0.0, 0.0));
-        assert!(table("stage1", &[acc]).contains("all"));
+        // ... so each answer is unreadable or has a wrong digit, through the carry column of
+        // the longest problem (3 columns).
+        assert_eq!(acc.wrong_by_significance.len(), 4);
+        let wrong_digits: usize = acc.wrong_by_significance.iter().sum();
+        assert!(acc.unreadable == 3 || wrong_digits >= 3 - acc.unreadable);
+        let text = table("stage1", &[acc]);
+        assert!(text.contains("all") && text.contains("wrong digits by significance"));
     }
 
     #[test]
