@@ -95,6 +95,10 @@ pub struct TrainArgs {
     /// 0..=N (training only).
     #[arg(long)]
     pub max_column_gap: Option<usize>,
+    /// Standard deviation of Gaussian noise added in training to every thought fed back, as a
+    /// fraction of the thought's root mean square (an experiment; CPU engine only).
+    #[arg(long)]
+    pub thought_noise: Option<f64>,
     #[arg(long)]
     pub batch_size: Option<usize>,
     #[arg(long)]
@@ -203,6 +207,7 @@ impl TrainArgs {
             positions => positions, max_position_offset => max_position_offset,
             n_positions => model.n_positions, latent_order => latent_order,
             answer_order => answer_order, max_column_gap => max_column_gap,
+            thought_noise => thought_noise,
         );
         if self.ids_ahead {
             c.ids_ahead = true;

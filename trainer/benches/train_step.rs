@@ -111,7 +111,7 @@ fn main() -> Result<()> {
     };
     let mut learner = Learner::new(&config, &Device::Cpu)?;
     let mut step = |batch: &[&Layout]| -> Result<f64> {
-        let stats = learner.compute(batch, &stage)?;
+        let stats = learner.compute(batch, &stage, None)?;
         learner.apply(1e-3, clip_scale(stats.grad_norm, 1.0))?;
         Ok(stats.loss)
     };

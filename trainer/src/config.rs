@@ -121,6 +121,12 @@ pub struct TrainConfig {
     /// and evaluation space them one apart.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub max_column_gap: usize,
+    /// The standard deviation of Gaussian noise added, in training only, to every thought fed
+    /// back, as a fraction of the thought's root mean square (an experiment, CPU engine only): a
+    /// chain of thoughts that still computes through the noise must carry what it needs with a
+    /// margin, so the drift of a longer chain than any trained does not flip it. 0: none.
+    #[serde(default, skip_serializing_if = "is_zero_f64")]
+    pub thought_noise: f64,
     /// The stages to train, in order, each continuing from the previous one's weights.
     pub stages: Vec<StagePlan>,
     pub batch_size: usize,
@@ -166,6 +172,10 @@ fn is_zero(n: &usize) -> bool {
     *n == 0
 }
 
+fn is_zero_f64(x: &f64) -> bool {
+    *x == 0.0
+}
+
 impl Default for TrainConfig {
     fn default() -> Self {
         let epochs = [8.0, 4.0, 4.0, 4.0, 4.0, 6.0];
@@ -179,6 +189,7 @@ impl Default for TrainConfig {
             answer_order: AnswerOrder::MostSignificantFirst,
             ids_ahead: false,
             max_column_gap: 0,
+            thought_noise: 0.0,
             stages: epochs
                 .iter()
                 .enumerate()
@@ -317,6 +328,11 @@ impl TrainConfig {
         );
         ensure!(self.batch_size >= 1, "batch_size must be at least 1");
         ensure!(
+            self.thought_noise.is_finite() && self.thought_noise >= 0.0,
+            "thought_noise is a standard deviation (finite, at least 0), not {}",
+            self.thought_noise
+        );
+        ensure!(
             self.latent_order == LatentOrder::First || self.positions.is_absolute(),
             "the last-steps latent order has absolute position ids only"
         );
@@ -396,6 +412,25 @@ mod tests {
             .contains("n_positions"));
         c.positions = PositionScheme::Absolute;
         assert!(c.validate().unwrap_err().to_string().contains("coupled"));
+    }
+
+    #[test]
+    fn thought_noise_is_a_standard_deviation() {
+        for ok in [0.0, 0.3, 2.0] {
+            let c = TrainConfig {
+                thought_noise: ok,
+                ..TrainConfig::default()
+            };
+            c.validate().unwrap();
+        }
+        for bad in [-0.1, f64::NAN, f64::INFINITY] {
+            let c = TrainConfig {
+                thought_noise: bad,
+                ..TrainConfig::default()
+            };
+            let e = c.validate().unwrap_err().to_string();
+            assert!(e.contains("thought_noise"), "{e}");
+        }
     }
 
     #[test]

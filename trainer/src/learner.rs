@@ -5,6 +5,7 @@
 use crate::batch::{loss, Batch};
 use crate::checkpoint::{Snapshot, SnapshotTensor};
 use crate::config::TrainConfig;
+use crate::cpu::plan::ThoughtNoise;
 use crate::cpu::{CpuTrainer, StepStats};
 use crate::eval::{cpu_greedy_correct, greedy_correct, EvalSet};
 use crate::model::{init_weights, to_host, Gpt};
@@ -61,10 +62,17 @@ impl Learner {
     }
 
     /// Loss and gradient norm of a batch of `stage`'s layouts; the gradient is kept for `apply`.
-    pub fn compute(&mut self, layouts: &[&Layout], stage: &Stage) -> Result<StepStats> {
+    /// `noise`: added to the thoughts fed back (CPU engine only; the candle path refuses it).
+    pub fn compute(
+        &mut self,
+        layouts: &[&Layout],
+        stage: &Stage,
+        noise: Option<ThoughtNoise>,
+    ) -> Result<StepStats> {
         match self {
-            Learner::Cpu(engine) => engine.compute(layouts, stage.feeds_back()),
+            Learner::Cpu(engine) => engine.compute(layouts, stage.feeds_back(), noise),
             Learner::Candle(c) => {
+                anyhow::ensure!(noise.is_none(), "the candle path feeds thoughts unchanged");
                 let CandleLearner {
                     model,
                     optimizer,

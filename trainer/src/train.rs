@@ -9,6 +9,7 @@
 
 use crate::checkpoint::{self, write_atomic, Progress, StageRecord};
 use crate::config::TrainConfig;
+use crate::cpu::plan::ThoughtNoise;
 use crate::learner::Learner;
 use crate::model::Gpt;
 use crate::optim::{clip_scale, lr_at};
@@ -165,6 +166,9 @@ pub fn train(
     config.validate()?;
     if config.stages.iter().any(|p| p.mixing(config) > 0.0) && !config.uses_cpu_engine(device) {
         bail!("mix (data mixing) needs the CPU engine: batches of the candle path hold one stage");
+    }
+    if config.thought_noise > 0.0 && !config.uses_cpu_engine(device) {
+        bail!("thought_noise needs the CPU engine: the candle path feeds thoughts unchanged");
     }
     crate::ops::keep_freed_memory();
     let run = RunDir(run_dir.to_path_buf());
@@ -346,7 +350,11 @@ pub fn train(
                 config.warmup_steps,
                 config.min_lr_ratio,
             );
-            let stats = learner.compute(&members, &stage)?;
+            let noise = (config.thought_noise > 0.0).then(|| ThoughtNoise {
+                std: config.thought_noise as f32,
+                key: noise_key(config.seed, progress.stage_index, step),
+            });
+            let stats = learner.compute(&members, &stage, noise)?;
             let (loss_v, grad_norm) = (stats.loss, stats.grad_norm);
             if !loss_v.is_finite() || loss_v > config.max_loss {
                 bail!(diverged(
@@ -516,6 +524,11 @@ fn column_gaps(max: usize, key: u64, n: usize, gaps: usize) -> Vec<Vec<u32>> {
 /// The random stream of a step's column gaps.
 fn gap_key(seed: u64, stage_index: usize, step: u64) -> u64 {
     seed ^ 0x6761_7073 ^ ((stage_index as u64) << 48) ^ step
+}
+
+/// The random stream of a step's thought noise.
+fn noise_key(seed: u64, stage_index: usize, step: u64) -> u64 {
+    seed ^ 0x6E6F_6973_65 ^ ((stage_index as u64) << 48) ^ step
 }
 
 /// The random stream of a step's position offsets.

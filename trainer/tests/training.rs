@@ -251,6 +251,51 @@ fn data_mixing_trains_and_is_refused_without_the_cpu_engine() {
 }
 
 #[test]
+fn thought_noise_trains_only_the_fed_back_stages_and_is_refused_without_the_cpu_engine() {
+    let config = TrainConfig {
+        thought_noise: 0.3,
+        ..tiny_run(&[("stage0", 1.0), ("stage2", 1.0)])
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let report = train_fresh(&config, dir.path()).unwrap();
+    assert_eq!(report.outcome, Outcome::Finished);
+    let again = tempfile::tempdir().unwrap();
+    train_fresh(&config, again.path()).unwrap();
+    assert_eq!(
+        weight_bits(dir.path(), "stage2"),
+        weight_bits(again.path(), "stage2")
+    );
+    // Stage 0 feeds no thought back, so the noise leaves it as it was; stage 2 trains through it.
+    let quiet = tempfile::tempdir().unwrap();
+    train_fresh(
+        &TrainConfig {
+            thought_noise: 0.0,
+            ..config.clone()
+        },
+        quiet.path(),
+    )
+    .unwrap();
+    assert_eq!(
+        weight_bits(dir.path(), "stage0"),
+        weight_bits(quiet.path(), "stage0")
+    );
+    assert_ne!(
+        weight_bits(dir.path(), "stage2"),
+        weight_bits(quiet.path(), "stage2")
+    );
+    let candle = TrainConfig {
+        engine: coconut_trainer::Engine::Candle,
+        ..config
+    };
+    let refused = tempfile::tempdir().unwrap();
+    let e = match train_fresh(&candle, refused.path()) {
+        Ok(_) => panic!("thought noise on the candle path must be refused"),
+        Err(e) => e.to_string(),
+    };
+    assert!(e.contains("thought_noise needs the CPU engine"), "{e}");
+}
+
+#[test]
 fn latent_stages_and_baselines_train() {
     let dir = tempfile::tempdir().unwrap();
     let config = tiny_run(&[

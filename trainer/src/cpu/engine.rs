@@ -312,6 +312,9 @@ fn forward_chunk(
         for ((x, s), q) in x.iter_mut().zip(source).zip(pos) {
             *x = s + q;
         }
+        if let (Input::Thought(_), Some(noise)) = (plan.row_input[r], plan.thought_noise) {
+            noise.add_to(x, r, source);
+        }
     }
 
     for (l, b) in layout.blocks.iter().enumerate() {

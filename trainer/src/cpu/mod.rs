@@ -91,7 +91,7 @@ pub(crate) mod tests {
             let want_loss = want_loss.to_scalar::<f32>().unwrap() as f64;
             for shards in [1, 2, 4] {
                 let mut engine = CpuTrainer::new(&weights, adamw(), shards).unwrap();
-                let stats = engine.compute(&refs, stage.feeds_back()).unwrap();
+                let stats = engine.compute(&refs, stage.feeds_back(), None).unwrap();
                 let loss_err = (stats.loss - want_loss).abs() / want_loss;
                 assert!(
                     loss_err < 1e-5,
@@ -210,7 +210,7 @@ pub(crate) mod tests {
     fn gradients_match_finite_differences_through_the_thoughts() {
         let (mut engine, layouts) = engine_and_layouts(13, Stage::latent(5, 1, 5));
         let refs: Vec<&Layout> = layouts.iter().collect();
-        engine.compute(&refs, true).unwrap();
+        engine.compute(&refs, true, None).unwrap();
         let grads = engine.grads().to_vec();
         let tensors = engine.layout().tensors.clone();
         for name in [
@@ -242,6 +242,66 @@ pub(crate) mod tests {
         }
     }
 
+    /// Thought noise changes the loss only where thoughts are fed back, by the same amount for
+    /// the same key, and the step's gradient then still descends the noisy loss.
+    #[test]
+    fn thought_noise_reaches_only_fed_back_thoughts() {
+        use plan::ThoughtNoise;
+        let noise = |key| Some(ThoughtNoise { std: 0.5, key });
+        for (stage, fed) in [
+            (Stage::latent(0, 1, 5), false),
+            (Stage::latent(3, 2, 5), true),
+            (
+                Stage::latent(5, 2, 5).with_kind(coconut_core::stage::StageKind::Pause),
+                false,
+            ),
+        ] {
+            let (mut engine, layouts) = engine_and_layouts(17, stage);
+            let refs: Vec<&Layout> = layouts.iter().collect();
+            let clean = engine
+                .compute(&refs, stage.feeds_back(), None)
+                .unwrap()
+                .loss;
+            let noisy = engine.compute(&refs, stage.feeds_back(), noise(1)).unwrap();
+            let again = engine.compute(&refs, stage.feeds_back(), noise(1)).unwrap();
+            let other = engine.compute(&refs, stage.feeds_back(), noise(2)).unwrap();
+            assert_eq!(noisy.loss, again.loss, "{}", stage.id());
+            assert_eq!(noisy.loss != clean, fed, "{}", stage.id());
+            assert_eq!(noisy.loss != other.loss, fed, "{}", stage.id());
+            if fed {
+                // A small step against the noisy gradient lowers the same noisy loss.
+                let before = again.loss;
+                engine.apply(1e-3, 1.0);
+                let after = engine.compute(&refs, true, noise(1)).unwrap().loss;
+                assert!(after < before, "{after} vs {before}");
+            }
+        }
+    }
+
+    /// The noise is a pure function of key and row, scaled to the thought's size.
+    #[test]
+    fn thought_noise_has_its_standard_deviation() {
+        let noise = plan::ThoughtNoise { std: 0.25, key: 9 };
+        let thought = vec![2.0f32; 4096]; // root mean square 2
+        let draw = |row| {
+            let mut x = vec![0.0f32; 4096];
+            noise.add_to(&mut x, row, &thought);
+            x
+        };
+        let x = draw(3);
+        assert_eq!(x, draw(3));
+        assert_ne!(x, draw(4));
+        assert_ne!(x, {
+            let mut y = vec![0.0f32; 4096];
+            noise.for_part(1).add_to(&mut y, 3, &thought);
+            y
+        });
+        let mean = x.iter().sum::<f32>() / 4096.0;
+        let std = (x.iter().map(|v| (v - mean).powi(2)).sum::<f32>() / 4096.0).sqrt();
+        assert!(mean.abs() < 0.05, "mean {mean}");
+        assert!((std - 0.5).abs() < 0.05, "std {std}");
+    }
+
     /// A batch mixing layouts of several stages (Coconut's data mixing) has the loss and
     /// gradient of its per-stage parts computed by the candle path, weighted by target count.
     #[test]
@@ -256,7 +316,7 @@ pub(crate) mod tests {
             .collect();
         let refs: Vec<&Layout> = mixed.iter().collect();
         let mut engine = CpuTrainer::new(&weights, adamw(), 2).unwrap();
-        let stats = engine.compute(&refs, true).unwrap();
+        let stats = engine.compute(&refs, true, None).unwrap();
         let total: usize = mixed
             .iter()
             .map(|l| l.loss_mask.iter().filter(|&&m| m).count())
@@ -302,7 +362,7 @@ pub(crate) mod tests {
             .flat_map(|(r, d)| std::iter::repeat_n(if d { 0.1 } else { 0.0 }, r.len()))
             .collect();
         for t in 1..=2 {
-            engine.compute(&refs, true).unwrap();
+            engine.compute(&refs, true, None).unwrap();
             let before: Vec<f64> = engine.params().iter().map(|&x| x as f64).collect();
             let grads: Vec<f64> = engine.grads().iter().map(|&g| g as f64 * scale).collect();
             engine.apply(lr, scale);

@@ -6,7 +6,7 @@
 
 use super::engine::{forward_backward, Workspace};
 use super::params::ParamLayout;
-use super::plan::{balanced_split, Plan};
+use super::plan::{balanced_split, Plan, ThoughtNoise};
 use crate::optim::AdamWConfig;
 use anyhow::{ensure, Result};
 use coconut_core::layout::Layout;
@@ -110,7 +110,13 @@ impl CpuTrainer {
 
     /// Forward and backward pass over `layouts` (thoughts fed back when `feeds_back`): the mean
     /// loss over their target tokens and its gradient (kept for [`CpuTrainer::apply`]).
-    pub fn compute(&mut self, layouts: &[&Layout], feeds_back: bool) -> Result<StepStats> {
+    /// `noise`, if any, is added to every fed-back thought.
+    pub fn compute(
+        &mut self,
+        layouts: &[&Layout],
+        feeds_back: bool,
+        noise: Option<ThoughtNoise>,
+    ) -> Result<StepStats> {
         let lengths: Vec<usize> = layouts.iter().map(|l| l.ids.len()).collect();
         for &len in &lengths {
             ensure!(
@@ -122,7 +128,12 @@ impl CpuTrainer {
         let parts = balanced_split(&lengths, self.shards.len());
         let plans = parts
             .iter()
-            .map(|r| Plan::new(&layouts[r.clone()], feeds_back))
+            .enumerate()
+            .map(|(i, r)| {
+                let mut plan = Plan::new(&layouts[r.clone()], feeds_back)?;
+                plan.thought_noise = noise.map(|n| n.for_part(i));
+                Ok(plan)
+            })
             .collect::<Result<Vec<_>>>()?;
         let targets: usize = plans.iter().map(|p| p.targets.len()).sum();
         let scale = 1.0 / targets as f32;
