@@ -484,12 +484,10 @@ fn mixed_in(
             if rng.random::<f64>() >= mix {
                 return Ok(None);
             }
-            let earlier = coconut_core::Stage::latent(
-                rng.random_range(0..k),
-                stage.thoughts_per_step,
-                stage.max_steps,
-            )
-            .with_positions(stage.positions);
+            // The stage's own settings (ids, orders) with fewer latent steps.
+            let earlier = stage.with_kind(coconut_core::StageKind::Latent {
+                k: rng.random_range(0..k),
+            });
             Ok(Some(Layout::new(tokenizer, &train[i], &earlier)?))
         })
         .collect()
