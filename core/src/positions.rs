@@ -148,10 +148,21 @@ impl Coupled {
     }
 
     /// The id of thought slot `slot` (0-based): its column's (ahead, the next slot's column; the
-    /// last slot's is the column after the last thought's).
+    /// last slot's is the column after the last thought's: the first written step's, or when
+    /// every column is a thought, none, as `<eot>` follows).
     pub fn thought_id(&self, slot: usize) -> u32 {
         let slot = slot + usize::from(self.ahead);
-        self.column(slot / self.thoughts_per_column.max(1))
+        self.column_or_none(slot / self.thoughts_per_column.max(1))
+    }
+
+    /// The id of column `j`, or [`NO_COLUMN`] past the carry column (ahead, what follows the
+    /// last thought or the last answer digit belongs to no column).
+    pub fn column_or_none(&self, j: usize) -> u32 {
+        if j <= self.columns {
+            self.column(j)
+        } else {
+            NO_COLUMN
+        }
     }
 
     /// The ids of the tokens after the thoughts (`tail`: written steps, `<eot>`, the answer,
@@ -276,10 +287,11 @@ mod tests {
             c.prompt_ids(&ids("347 + 285 = <bot>")),
             [3, 2, 1, 0, 3, 2, 1, 0, 1]
         );
-        // The thought of column j sits at column j + 1's id (what follows it).
+        // The thought of column j sits at column j + 1's id (what follows it); the carry
+        // column's, followed by <eot>, at none.
         assert_eq!(
             (0..4).map(|s| c.thought_id(s)).collect::<Vec<_>>(),
-            [2, 3, 4, 5]
+            [2, 3, 4, 0]
         );
         // <eot> at the top column, each digit at the next digit's column, the last at none.
         assert_eq!(c.tail_ids(&ids("<eot> 0632 <eos>"), 4), [4, 3, 2, 1, 0, 0]);
