@@ -95,6 +95,10 @@ pub struct TrainArgs {
     /// 0..=N (training only).
     #[arg(long)]
     pub max_column_gap: Option<usize>,
+    /// With --positions coupled: each training example gives each latent column up to N
+    /// thoughts more than --thoughts-per-step (an experiment).
+    #[arg(long)]
+    pub max_extra_thoughts: Option<usize>,
     /// Standard deviation of Gaussian noise added in training to every thought fed back, as a
     /// fraction of the thought's root mean square (an experiment; CPU engine only).
     #[arg(long)]
@@ -207,7 +211,7 @@ impl TrainArgs {
             positions => positions, max_position_offset => max_position_offset,
             n_positions => model.n_positions, latent_order => latent_order,
             answer_order => answer_order, max_column_gap => max_column_gap,
-            thought_noise => thought_noise,
+            thought_noise => thought_noise, max_extra_thoughts => max_extra_thoughts,
         );
         if self.ids_ahead {
             c.ids_ahead = true;

@@ -161,6 +161,58 @@ impl Layout {
         moved
     }
 
+    /// This coupled layout (built for `stage` at offset 0, before [`Layout::spread`]) with
+    /// `extra[j]` more thoughts for latent column j (missing: 0): training's random extra
+    /// thoughts, so a column's thoughts do not always sit at the same slot of the chain and
+    /// reading the next column's digits is trained at later slots than the trained lengths
+    /// reach ([`crate::positions`], "Extra thoughts"). The extra slots take their column's id
+    /// (ahead, each slot the column of the slot after it). A layout with absolute ids or
+    /// without thoughts is returned as it is.
+    pub fn with_extra_thoughts(&self, stage: &Stage, extra: &[u32]) -> Layout {
+        let c = stage.thoughts_per_step.max(1);
+        let Some(columns) = Coupled::columns_of(self.prompt()) else {
+            return self.clone();
+        };
+        if self.scheme != PositionScheme::Coupled || self.thoughts == 0 {
+            return self.clone();
+        }
+        let coupled = Coupled::for_stage(stage, columns, 0);
+        // The column of each slot: column j's c thoughts and its extras.
+        let slot_columns: Vec<usize> = (0..self.thoughts / c)
+            .flat_map(|j| {
+                let n = c + extra.get(j).copied().unwrap_or(0) as usize;
+                std::iter::repeat_n(j, n)
+            })
+            .collect();
+        let slot_ids = (0..slot_columns.len()).map(|s| {
+            if stage.ids_ahead {
+                let next = slot_columns.get(s + 1).copied();
+                coupled.column_or_none(next.unwrap_or(slot_columns[s] + 1))
+            } else {
+                coupled.column(slot_columns[s])
+            }
+        });
+        let (before, after) = (self.first_thought, self.first_thought + self.thoughts);
+        let mut layout = Layout {
+            ids: self.ids[..before].to_vec(),
+            positions: self.positions[..before].to_vec(),
+            loss_mask: self.loss_mask[..before].to_vec(),
+            thoughts: slot_columns.len(),
+            ..self.clone()
+        };
+        layout
+            .ids
+            .extend(std::iter::repeat_n(LATENT, slot_columns.len()));
+        layout.positions.extend(slot_ids);
+        layout
+            .loss_mask
+            .extend(std::iter::repeat_n(false, slot_columns.len()));
+        layout.ids.extend_from_slice(&self.ids[after..]);
+        layout.positions.extend_from_slice(&self.positions[after..]);
+        layout.loss_mask.extend_from_slice(&self.loss_mask[after..]);
+        layout
+    }
+
     /// Positions of the thought slots.
     pub fn thought_positions(&self) -> std::ops::Range<usize> {
         self.first_thought..self.first_thought + self.thoughts
@@ -452,6 +504,55 @@ mod tests {
         assert!(!answer_matches(&p, "32") && !answer_matches(&p, "63"));
         let zero = Problem::new(0, 0);
         assert!(answer_matches(&zero, "0") && answer_matches(&zero, "00"));
+    }
+
+    #[test]
+    fn extra_thoughts_lengthen_their_column_and_keep_the_rest() {
+        let t = Tokenizer::new();
+        let p = Problem::new(347, 285); // 3 columns: 4 latent columns at the all-latent stage
+        let coupled = |c, ahead| {
+            Stage::latent(5, c, 5)
+                .with_positions(PositionScheme::Coupled)
+                .with_ids_ahead(ahead)
+        };
+        for stage in [coupled(1, false), coupled(2, true), coupled(1, true)] {
+            let l = Layout::new(&t, &p, &stage).unwrap();
+            assert_eq!(l.with_extra_thoughts(&stage, &[]), l);
+            assert_eq!(l.with_extra_thoughts(&stage, &[0, 0, 0, 0, 0]), l);
+            let partial = Stage::latent(2, 1, 5).with_positions(PositionScheme::Coupled);
+            let written = Layout::new(&t, &p, &partial).unwrap();
+            let longer = written.with_extra_thoughts(&partial, &[1]);
+            assert_eq!(longer.thoughts, written.thoughts + 1);
+            assert_eq!(
+                longer.ids[longer.thought_positions().end..],
+                written.ids[written.thought_positions().end..]
+            );
+        }
+        // Slot columns 0, 1, 1, 2, 3, 3, 3: own ids j + 1; ahead the next slot's (the last's:
+        // none, <eot> follows).
+        let extra = [0, 1, 0, 2];
+        for (ahead, want) in [
+            (false, [1, 2, 2, 3, 4, 4, 4]),
+            (true, [2, 2, 3, 4, 4, 4, 0]),
+        ] {
+            let stage = coupled(1, ahead);
+            let l = Layout::new(&t, &p, &stage).unwrap();
+            let x = l.with_extra_thoughts(&stage, &extra);
+            assert_eq!(x.thoughts, 7);
+            assert_eq!(&x.positions[x.thought_positions()], &want);
+            assert!(x.ids[x.thought_positions()].iter().all(|&id| id == LATENT));
+            assert!(!x.loss_mask[..x.thought_positions().end].contains(&true));
+            // Everything after the thoughts is the original's, ids and targets alike.
+            let (a, b) = (x.thought_positions().end, l.thought_positions().end);
+            assert_eq!(x.ids[a..], l.ids[b..]);
+            assert_eq!(x.positions[a..], l.positions[b..]);
+            assert_eq!(x.loss_mask[a..], l.loss_mask[b..]);
+            assert_eq!(x.prompt(), l.prompt());
+        }
+        // Absolute ids: unchanged.
+        let absolute = Stage::latent(5, 1, 5);
+        let l = Layout::new(&t, &p, &absolute).unwrap();
+        assert_eq!(l.with_extra_thoughts(&absolute, &[1, 1]), l);
     }
 
     #[test]

@@ -121,6 +121,12 @@ pub struct TrainConfig {
     /// and evaluation space them one apart.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub max_column_gap: usize,
+    /// With coupled ids, each training example gives each latent column up to this many
+    /// thoughts more than the stage's c (drawn uniformly per column, a pure function of seed,
+    /// stage and step), so a column's thoughts do not always sit at the same slot of the chain
+    /// (an experiment). Validation and evaluation use c.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub max_extra_thoughts: usize,
     /// The standard deviation of Gaussian noise added, in training only, to every thought fed
     /// back, as a fraction of the thought's root mean square (an experiment, CPU engine only): a
     /// chain of thoughts that still computes through the noise must carry what it needs with a
@@ -189,6 +195,7 @@ impl Default for TrainConfig {
             answer_order: AnswerOrder::MostSignificantFirst,
             ids_ahead: false,
             max_column_gap: 0,
+            max_extra_thoughts: 0,
             thought_noise: 0.0,
             stages: epochs
                 .iter()
@@ -338,8 +345,12 @@ impl TrainConfig {
         );
         match self.positions {
             PositionScheme::Absolute => ensure!(
-                self.max_position_offset == 0 && self.max_column_gap == 0 && !self.ids_ahead,
-                "max_position_offset, max_column_gap and ids_ahead need coupled positions"
+                self.max_position_offset == 0
+                    && self.max_column_gap == 0
+                    && self.max_extra_thoughts == 0
+                    && !self.ids_ahead,
+                "max_position_offset, max_column_gap, max_extra_thoughts and ids_ahead need \
+                 coupled positions"
             ),
             PositionScheme::Coupled => {
                 // The highest id: the carry column of the longest problem (ahead, the column after
@@ -454,10 +465,11 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("max_column_gap 3"));
-        for (ahead, gap) in [(true, 0), (false, 1)] {
+        for (ahead, gap, extra) in [(true, 0, 0), (false, 1, 0), (false, 0, 1)] {
             let absolute = TrainConfig {
                 ids_ahead: ahead,
                 max_column_gap: gap,
+                max_extra_thoughts: extra,
                 ..TrainConfig::default()
             };
             assert!(absolute

@@ -318,24 +318,35 @@ pub fn train(
                 offset_key(config.seed, progress.stage_index, step),
                 end - start,
             );
-            let gaps = column_gaps(
+            let gaps = per_column_draws(
                 config.max_column_gap,
                 gap_key(config.seed, progress.stage_index, step),
                 end - start,
                 config.data.max_digits + 1,
             );
-            // A member with an offset or gaps is a copy with its column ids moved; the rest are
-            // borrowed.
+            let extra = per_column_draws(
+                config.max_extra_thoughts,
+                extra_thoughts_key(config.seed, progress.stage_index, step),
+                end - start,
+                config.data.max_digits + 1,
+            );
+            // A member with extra thoughts, an offset or gaps is a copy (with its thoughts
+            // lengthened, its column ids moved); the rest are borrowed.
             let members: Vec<Cow<Layout>> = order.1[start..end]
                 .iter()
                 .zip(&picked)
-                .zip(offsets.iter().zip(&gaps))
-                .map(|((&i, earlier), (&o, g))| {
+                .zip(offsets.iter().zip(&gaps).zip(&extra))
+                .map(|((&i, earlier), ((&o, g), x))| {
                     let layout = earlier.as_ref().unwrap_or(&layouts[i]);
-                    if o == 0 && g.iter().all(|&g| g == 0) {
+                    let lengthened = if x.iter().all(|&x| x == 0) {
                         Cow::Borrowed(layout)
                     } else {
-                        Cow::Owned(layout.spread(o, g))
+                        Cow::Owned(layout.with_extra_thoughts(&stage, x))
+                    };
+                    if o == 0 && g.iter().all(|&g| g == 0) {
+                        lengthened
+                    } else {
+                        Cow::Owned(lengthened.spread(o, g))
                     }
                 })
                 .collect();
@@ -503,16 +514,16 @@ fn position_offsets(max: usize, key: u64, n: usize) -> Vec<usize> {
     (0..n).map(|_| rng.random_range(0..=max)).collect()
 }
 
-/// For each of `n` examples, `gaps` extra gaps (below each column id but the units'), each drawn
-/// from `0..=max` (none when `max` is 0).
-fn column_gaps(max: usize, key: u64, n: usize, gaps: usize) -> Vec<Vec<u32>> {
+/// For each of `n` examples, `columns` draws from `0..=max` (none when `max` is 0): the gaps
+/// between its column ids, or its columns' extra thoughts.
+fn per_column_draws(max: usize, key: u64, n: usize, columns: usize) -> Vec<Vec<u32>> {
     if max == 0 {
         return vec![Vec::new(); n];
     }
     let mut rng = ChaCha8Rng::seed_from_u64(key);
     (0..n)
         .map(|_| {
-            (0..gaps)
+            (0..columns)
                 .map(|_| rng.random_range(0..=max as u32))
                 .collect()
         })
@@ -522,6 +533,11 @@ fn column_gaps(max: usize, key: u64, n: usize, gaps: usize) -> Vec<Vec<u32>> {
 /// The random stream of a step's column gaps.
 fn gap_key(seed: u64, stage_index: usize, step: u64) -> u64 {
     seed ^ 0x6761_7073 ^ ((stage_index as u64) << 48) ^ step
+}
+
+/// The random stream of a step's extra thoughts.
+fn extra_thoughts_key(seed: u64, stage_index: usize, step: u64) -> u64 {
+    seed ^ 0x6578_7472_61 ^ ((stage_index as u64) << 48) ^ step
 }
 
 /// The random stream of a step's thought noise.
@@ -571,11 +587,11 @@ mod tests {
     use super::*;
 
     #[test]
-    fn column_gaps_are_a_pure_function_of_the_key_and_cover_their_range() {
-        assert_eq!(column_gaps(0, 7, 3, 5), vec![Vec::<u32>::new(); 3]);
-        let gaps = column_gaps(3, 7, 64, 5);
-        assert_eq!(gaps, column_gaps(3, 7, 64, 5));
-        assert_ne!(gaps, column_gaps(3, 8, 64, 5));
+    fn per_column_draws_are_a_pure_function_of_the_key_and_cover_their_range() {
+        assert_eq!(per_column_draws(0, 7, 3, 5), vec![Vec::<u32>::new(); 3]);
+        let gaps = per_column_draws(3, 7, 64, 5);
+        assert_eq!(gaps, per_column_draws(3, 7, 64, 5));
+        assert_ne!(gaps, per_column_draws(3, 8, 64, 5));
         assert!(gaps.iter().all(|g| g.len() == 5));
         let drawn: std::collections::BTreeSet<u32> = gaps.iter().flatten().copied().collect();
         assert_eq!(drawn.into_iter().collect::<Vec<_>>(), [0, 1, 2, 3]);
