@@ -99,6 +99,10 @@ pub struct TrainArgs {
     /// thoughts more than --thoughts-per-step (an experiment).
     #[arg(long)]
     pub max_extra_thoughts: Option<usize>,
+    /// With --positions coupled: each training answer gets 0..=N extra leading zeros above the
+    /// carry column (an experiment).
+    #[arg(long)]
+    pub max_answer_pad: Option<usize>,
     /// Standard deviation of Gaussian noise added in training to every thought fed back, as a
     /// fraction of the thought's root mean square (an experiment; CPU engine only).
     #[arg(long)]
@@ -212,6 +216,7 @@ impl TrainArgs {
             n_positions => model.n_positions, latent_order => latent_order,
             answer_order => answer_order, max_column_gap => max_column_gap,
             thought_noise => thought_noise, max_extra_thoughts => max_extra_thoughts,
+            max_answer_pad => max_answer_pad,
         );
         if self.ids_ahead {
             c.ids_ahead = true;

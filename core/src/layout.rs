@@ -11,7 +11,7 @@
 use crate::positions::{Coupled, PositionScheme, NO_COLUMN};
 use crate::problem::{Problem, Step};
 use crate::stage::{AnswerOrder, LatentOrder, Stage};
-use crate::tokenizer::{Tokenizer, TokenizerError, BOT, EOS, EOT, LATENT};
+use crate::tokenizer::{Tokenizer, TokenizerError, BOT, DIGIT0, EOS, EOT, LATENT};
 
 /// One training or inference sequence.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -210,6 +210,41 @@ impl Layout {
         layout.ids.extend_from_slice(&self.ids[after..]);
         layout.positions.extend_from_slice(&self.positions[after..]);
         layout.loss_mask.extend_from_slice(&self.loss_mask[after..]);
+        layout
+    }
+
+    /// This coupled layout (built for `stage` at offset 0) with its answer written with `pad`
+    /// more leading zeros, each at the id of its column above the carry column: training's
+    /// random answer padding ([`crate::positions`], "Padded answers"), so that how many digits
+    /// were written does not tell where the answer ends and only the ids do. A layout with
+    /// absolute ids, or `pad` 0, is returned as it is.
+    pub fn with_answer_pad(&self, stage: &Stage, pad: usize) -> Layout {
+        let Some(columns) = Coupled::columns_of(self.prompt()) else {
+            return self.clone();
+        };
+        if self.scheme != PositionScheme::Coupled || pad == 0 {
+            return self.clone();
+        }
+        let coupled = Coupled {
+            answer_pad: pad,
+            ..Coupled::for_stage(stage, columns, 0)
+        };
+        let mut layout = self.clone();
+        // Most significant first the zeros lead the digits; units first they end them.
+        let at = match stage.answer_order {
+            AnswerOrder::MostSignificantFirst => self.eot() + 1,
+            AnswerOrder::LeastSignificantFirst => self.ids.len() - 1,
+        };
+        debug_assert_eq!(self.ids.last(), Some(&EOS));
+        layout.ids.splice(at..at, std::iter::repeat_n(DIGIT0, pad));
+        layout
+            .loss_mask
+            .splice(at..at, std::iter::repeat_n(true, pad));
+        let tail = self.first_thought + self.thoughts;
+        layout.positions.truncate(tail);
+        layout
+            .positions
+            .extend(coupled.tail_ids(&layout.ids[tail..], stage.latent_columns(columns)));
         layout
     }
 
@@ -553,6 +588,59 @@ mod tests {
         let absolute = Stage::latent(5, 1, 5);
         let l = Layout::new(&t, &p, &absolute).unwrap();
         assert_eq!(l.with_extra_thoughts(&absolute, &[1, 1]), l);
+    }
+
+    #[test]
+    fn a_padded_answer_puts_its_zeros_above_the_carry_column() {
+        let t = Tokenizer::new();
+        let p = Problem::new(347, 285); // 3 columns: 0632, carry column 3
+        let coupled = |ahead, order| {
+            Stage::latent(5, 1, 5)
+                .with_positions(PositionScheme::Coupled)
+                .with_ids_ahead(ahead)
+                .with_answer_order(order)
+        };
+        let msd = AnswerOrder::MostSignificantFirst;
+        let lsd = AnswerOrder::LeastSignificantFirst;
+        for (ahead, order, text, ids) in [
+            (
+                false,
+                msd,
+                "<eot> 000632 <eos>",
+                vec![0, 6, 5, 4, 3, 2, 1, 0],
+            ),
+            (
+                true,
+                msd,
+                "<eot> 000632 <eos>",
+                vec![6, 5, 4, 3, 2, 1, 0, 0],
+            ),
+            (
+                false,
+                lsd,
+                "<eot> 236000 <eos>",
+                vec![0, 1, 2, 3, 4, 5, 6, 0],
+            ),
+            (
+                true,
+                lsd,
+                "<eot> 236000 <eos>",
+                vec![1, 2, 3, 4, 5, 6, 0, 0],
+            ),
+        ] {
+            let stage = coupled(ahead, order);
+            let l = Layout::new(&t, &p, &stage).unwrap();
+            assert_eq!(l.with_answer_pad(&stage, 0), l);
+            let x = l.with_answer_pad(&stage, 2);
+            let eot = x.eot();
+            assert_eq!(t.decode(&x.ids[eot..]).unwrap(), text);
+            assert_eq!(x.positions[eot..], ids, "ahead {ahead} {order:?}");
+            assert_eq!(x.ids[..eot], l.ids[..eot]);
+            assert_eq!(x.positions[..eot], l.positions[..eot]);
+            assert!(x.loss_mask[eot..].iter().all(|&m| m));
+            // Read in reading order whichever order it was written in.
+            assert_eq!(answer_digits(&t, &x.ids, order).unwrap(), "000632");
+        }
     }
 
     #[test]

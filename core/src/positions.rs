@@ -29,7 +29,18 @@
 //! must find the thoughts of `col(j)`, a relation that holds only while columns are numbered one
 //! apart; ahead, training may also space the columns by random gaps
 //! ([`crate::layout::Layout::spread`]), so that ids further apart than any trained problem's
-//! columns are trained as different columns too.
+//! columns are trained as different columns too. What follows the last thought when every
+//! column is latent (`<eot>`) and the last answer digit (`<eos>`) belongs to no column, so those
+//! two take [`NO_COLUMN`].
+//!
+//! **Padded answers** (an experiment, training only): an answer may be written with extra
+//! leading zeros above the carry column, each at its own column's id (ahead, the next digit's),
+//! so that the end of the answer is told by the ids, not by how many digits were written
+//! ([`crate::layout::Layout::with_answer_pad`]).
+//!
+//! **Extra thoughts** (an experiment, training only): a latent column may get more than `c`
+//! thoughts, all at its id (ahead, the next slot's), so that what a thought does is not tied to
+//! its index in the chain ([`crate::layout::Layout::with_extra_thoughts`]).
 
 use crate::stage::{AnswerOrder, Stage};
 use crate::tokenizer::{BOT, DIGIT0, EOT, EQUALS, PLUS, SEP};
@@ -96,6 +107,9 @@ pub struct Coupled {
     /// Whether positions from `<bot>` on take the column of what follows them (the module's
     /// "Ahead").
     pub ahead: bool,
+    /// Leading zeros written above the carry column (training's random answer padding; 0 at
+    /// inference), each at the id of its own column past the carry column.
+    pub answer_pad: usize,
 }
 
 impl Coupled {
@@ -107,6 +121,7 @@ impl Coupled {
             offset,
             answer_order: stage.answer_order,
             ahead: stage.ids_ahead,
+            answer_pad: 0,
         }
     }
 
@@ -188,10 +203,10 @@ impl Coupled {
                     column += usize::from(id == SEP);
                     Some(if self.ahead { column } else { own })
                 }
-                Some(i) if is_digit(id) && *i <= self.columns => {
+                Some(i) if is_digit(id) && *i <= self.top() => {
                     let digit = *i + ahead;
                     *i += 1;
-                    (digit <= self.columns).then(|| self.significance(digit))
+                    (digit <= self.top()).then(|| self.significance(digit))
                 }
                 Some(_) => None,
             };
@@ -200,17 +215,24 @@ impl Coupled {
         ids
     }
 
+    /// The significance of the answer's highest written digit: the carry column's, or above it
+    /// with a padded answer.
+    fn top(&self) -> usize {
+        self.columns + self.answer_pad
+    }
+
     /// The significance of the answer's `i`-th written digit.
     fn significance(&self, i: usize) -> usize {
         match self.answer_order {
-            AnswerOrder::MostSignificantFirst => self.columns - i,
+            AnswerOrder::MostSignificantFirst => self.top() - i,
             AnswerOrder::LeastSignificantFirst => i,
         }
     }
 
-    /// The answer as a coupled layout writes it: `columns + 1` digits, in the answer order.
+    /// The answer as a coupled layout writes it: `columns + 1` digits (and `answer_pad` more
+    /// leading zeros), in the answer order.
     pub fn answer_text(&self, answer: u64) -> String {
-        let padded = format!("{answer:0width$}", width = self.columns + 1);
+        let padded = format!("{answer:0width$}", width = self.top() + 1);
         self.answer_order.reading_order(padded) // its own inverse: reading to written order
     }
 }
@@ -234,6 +256,7 @@ mod tests {
             offset: 0,
             answer_order: AnswerOrder::MostSignificantFirst,
             ahead: false,
+            answer_pad: 0,
         };
         assert_eq!(c.prompt_ids(&prompt), [3, 2, 1, 0, 2, 1, 0, 0]);
         let shifted = Coupled { offset: 5, ..c };
@@ -252,6 +275,7 @@ mod tests {
             offset: 0,
             answer_order: AnswerOrder::MostSignificantFirst,
             ahead: false,
+            answer_pad: 0,
         };
         // Column 0 latent; columns 1 and 2 written; answer 0632 by significance 3, 2, 1, 0.
         let tail = ids("4+8+1=13 write 3 carry 1 <sep> 3+2+1=6 write 6 <eot> 0632 <eos>");
@@ -281,6 +305,7 @@ mod tests {
             offset: 0,
             answer_order: AnswerOrder::MostSignificantFirst,
             ahead: true,
+            answer_pad: 0,
         };
         // Operand digits keep their columns; <bot> feeds the units column's thought.
         assert_eq!(

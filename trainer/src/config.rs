@@ -127,6 +127,12 @@ pub struct TrainConfig {
     /// (an experiment). Validation and evaluation use c.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub max_extra_thoughts: usize,
+    /// With coupled ids, each training answer is written with up to this many extra leading
+    /// zeros above the carry column (drawn uniformly per example, a pure function of seed,
+    /// stage and step), so the number of digits written does not tell where the answer ends
+    /// (an experiment). Validation and evaluation write none.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub max_answer_pad: usize,
     /// The standard deviation of Gaussian noise added, in training only, to every thought fed
     /// back, as a fraction of the thought's root mean square (an experiment, CPU engine only): a
     /// chain of thoughts that still computes through the noise must carry what it needs with a
@@ -196,6 +202,7 @@ impl Default for TrainConfig {
             ids_ahead: false,
             max_column_gap: 0,
             max_extra_thoughts: 0,
+            max_answer_pad: 0,
             thought_noise: 0.0,
             stages: epochs
                 .iter()
@@ -348,14 +355,15 @@ impl TrainConfig {
                 self.max_position_offset == 0
                     && self.max_column_gap == 0
                     && self.max_extra_thoughts == 0
+                    && self.max_answer_pad == 0
                     && !self.ids_ahead,
-                "max_position_offset, max_column_gap, max_extra_thoughts and ids_ahead need \
-                 coupled positions"
+                "max_position_offset, max_column_gap, max_extra_thoughts, max_answer_pad and \
+                 ids_ahead need coupled positions"
             ),
             PositionScheme::Coupled => {
                 // The highest id: the carry column of the longest problem (ahead, the column after
                 // it) at the largest offset, with the largest gap below each column.
-                let top = self.data.max_digits + usize::from(self.ids_ahead);
+                let top = self.data.max_digits + usize::from(self.ids_ahead) + self.max_answer_pad;
                 let highest = self.max_position_offset + 1 + top * (1 + self.max_column_gap);
                 ensure!(
                     highest < self.model.n_positions,
@@ -465,11 +473,17 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("max_column_gap 3"));
-        for (ahead, gap, extra) in [(true, 0, 0), (false, 1, 0), (false, 0, 1)] {
+        for (ahead, gap, extra, pad) in [
+            (true, 0, 0, 0),
+            (false, 1, 0, 0),
+            (false, 0, 1, 0),
+            (false, 0, 0, 1),
+        ] {
             let absolute = TrainConfig {
                 ids_ahead: ahead,
                 max_column_gap: gap,
                 max_extra_thoughts: extra,
+                max_answer_pad: pad,
                 ..TrainConfig::default()
             };
             assert!(absolute

@@ -313,7 +313,7 @@ pub fn train(
                 &splits.train,
                 &order.1[start..end],
             )?;
-            let offsets = position_offsets(
+            let offsets = per_example_draws(
                 config.max_position_offset,
                 offset_key(config.seed, progress.stage_index, step),
                 end - start,
@@ -330,18 +330,28 @@ pub fn train(
                 end - start,
                 config.data.max_digits + 1,
             );
-            // A member with extra thoughts, an offset or gaps is a copy (with its thoughts
-            // lengthened, its column ids moved); the rest are borrowed.
+            let pads = per_example_draws(
+                config.max_answer_pad,
+                answer_pad_key(config.seed, progress.stage_index, step),
+                end - start,
+            );
+            // A member with a padded answer, extra thoughts, an offset or gaps is a copy (with
+            // its answer or thoughts lengthened, its column ids moved); the rest are borrowed.
             let members: Vec<Cow<Layout>> = order.1[start..end]
                 .iter()
                 .zip(&picked)
-                .zip(offsets.iter().zip(&gaps).zip(&extra))
-                .map(|((&i, earlier), ((&o, g), x))| {
+                .zip(offsets.iter().zip(&gaps).zip(extra.iter().zip(&pads)))
+                .map(|((&i, earlier), ((&o, g), (x, &pad)))| {
                     let layout = earlier.as_ref().unwrap_or(&layouts[i]);
-                    let lengthened = if x.iter().all(|&x| x == 0) {
+                    let padded = if pad == 0 {
                         Cow::Borrowed(layout)
                     } else {
-                        Cow::Owned(layout.with_extra_thoughts(&stage, x))
+                        Cow::Owned(layout.with_answer_pad(&stage, pad))
+                    };
+                    let lengthened = if x.iter().all(|&x| x == 0) {
+                        padded
+                    } else {
+                        Cow::Owned(padded.with_extra_thoughts(&stage, x))
                     };
                     if o == 0 && g.iter().all(|&g| g == 0) {
                         lengthened
@@ -504,9 +514,9 @@ fn mixed_in(
         .collect()
 }
 
-/// Each batch member's column-id offset, uniform in `0..=max` (none drawn when `max` is 0, so
-/// runs without offsets keep their random streams).
-fn position_offsets(max: usize, key: u64, n: usize) -> Vec<usize> {
+/// One draw per batch member, uniform in `0..=max`: its column-id offset or its answer's
+/// padding (none drawn when `max` is 0, so runs without them keep their random streams).
+fn per_example_draws(max: usize, key: u64, n: usize) -> Vec<usize> {
     if max == 0 {
         return vec![0; n];
     }
@@ -533,6 +543,11 @@ fn per_column_draws(max: usize, key: u64, n: usize, columns: usize) -> Vec<Vec<u
 /// The random stream of a step's column gaps.
 fn gap_key(seed: u64, stage_index: usize, step: u64) -> u64 {
     seed ^ 0x6761_7073 ^ ((stage_index as u64) << 48) ^ step
+}
+
+/// The random stream of a step's answer padding.
+fn answer_pad_key(seed: u64, stage_index: usize, step: u64) -> u64 {
+    seed ^ 0x7061_6464 ^ ((stage_index as u64) << 48) ^ step
 }
 
 /// The random stream of a step's extra thoughts.
