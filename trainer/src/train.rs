@@ -552,12 +552,12 @@ fn answer_pad_key(seed: u64, stage_index: usize, step: u64) -> u64 {
 
 /// The random stream of a step's extra thoughts.
 fn extra_thoughts_key(seed: u64, stage_index: usize, step: u64) -> u64 {
-    seed ^ 0x6578_7472_61 ^ ((stage_index as u64) << 48) ^ step
+    seed ^ 0x0065_7874_7261 ^ ((stage_index as u64) << 48) ^ step
 }
 
 /// The random stream of a step's thought noise.
 fn noise_key(seed: u64, stage_index: usize, step: u64) -> u64 {
-    seed ^ 0x6E6F_6973_65 ^ ((stage_index as u64) << 48) ^ step
+    seed ^ 0x006E_6F69_7365 ^ ((stage_index as u64) << 48) ^ step
 }
 
 /// The random stream of a step's position offsets.
