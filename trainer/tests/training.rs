@@ -207,92 +207,67 @@ fn a_stage_ends_when_validation_reaches_its_goal() {
     assert_eq!(record.steps, 6);
 }
 
-#[test]
-fn data_mixing_trains_and_is_refused_without_the_cpu_engine() {
-    let config = TrainConfig {
-        mix: 0.5,
-        ..tiny_run(&[("stage0", 1.0), ("stage2", 1.0)])
-    };
+/// A CPU-engine-only setting of the latent stages (`with` on, `without` off, the same run
+/// otherwise, stages 0 and 2): training with it finishes and repeats bit for bit, stage 0 is
+/// what it is without it, stage 2 is not, and the candle path refuses it with `refusal`.
+fn check_latent_stage_setting(with: TrainConfig, without: TrainConfig, refusal: &str) {
     let dir = tempfile::tempdir().unwrap();
-    let report = train_fresh(&config, dir.path()).unwrap();
+    let report = train_fresh(&with, dir.path()).unwrap();
     assert_eq!(report.outcome, Outcome::Finished);
-    // Same seed, same mixing: the same weights.
     let again = tempfile::tempdir().unwrap();
-    train_fresh(&config, again.path()).unwrap();
+    train_fresh(&with, again.path()).unwrap();
     assert_eq!(
         weight_bits(dir.path(), "stage2"),
         weight_bits(again.path(), "stage2")
     );
-    // And mixing changes what stage 2 trains on.
-    let unmixed = tempfile::tempdir().unwrap();
-    let plain = TrainConfig {
-        mix: 0.0,
-        ..config.clone()
-    };
-    train_fresh(&plain, unmixed.path()).unwrap();
+    let off = tempfile::tempdir().unwrap();
+    train_fresh(&without, off.path()).unwrap();
     assert_eq!(
         weight_bits(dir.path(), "stage0"),
-        weight_bits(unmixed.path(), "stage0")
+        weight_bits(off.path(), "stage0")
     );
     assert_ne!(
         weight_bits(dir.path(), "stage2"),
-        weight_bits(unmixed.path(), "stage2")
+        weight_bits(off.path(), "stage2")
     );
     let candle = TrainConfig {
         engine: coconut_trainer::Engine::Candle,
-        ..config
+        ..with
     };
     let refused = tempfile::tempdir().unwrap();
     let e = match train_fresh(&candle, refused.path()) {
-        Ok(_) => panic!("mixing on the candle path must be refused"),
+        Ok(_) => panic!("the candle path must refuse it"),
         Err(e) => e.to_string(),
     };
-    assert!(e.contains("needs the CPU engine"), "{e}");
+    assert!(e.contains(refusal), "{e}");
+}
+
+#[test]
+fn data_mixing_trains_and_is_refused_without_the_cpu_engine() {
+    // Mixing changes what stage 2 trains on; stage 0 has no earlier stage to mix in.
+    let with = TrainConfig {
+        mix: 0.5,
+        ..tiny_run(&[("stage0", 1.0), ("stage2", 1.0)])
+    };
+    let without = TrainConfig {
+        mix: 0.0,
+        ..with.clone()
+    };
+    check_latent_stage_setting(with, without, "mix (data mixing) needs the CPU engine");
 }
 
 #[test]
 fn thought_noise_trains_only_the_fed_back_stages_and_is_refused_without_the_cpu_engine() {
-    let config = TrainConfig {
+    // Stage 0 feeds no thought back, so the noise leaves it as it was; stage 2 trains through it.
+    let with = TrainConfig {
         thought_noise: 0.3,
         ..tiny_run(&[("stage0", 1.0), ("stage2", 1.0)])
     };
-    let dir = tempfile::tempdir().unwrap();
-    let report = train_fresh(&config, dir.path()).unwrap();
-    assert_eq!(report.outcome, Outcome::Finished);
-    let again = tempfile::tempdir().unwrap();
-    train_fresh(&config, again.path()).unwrap();
-    assert_eq!(
-        weight_bits(dir.path(), "stage2"),
-        weight_bits(again.path(), "stage2")
-    );
-    // Stage 0 feeds no thought back, so the noise leaves it as it was; stage 2 trains through it.
-    let quiet = tempfile::tempdir().unwrap();
-    train_fresh(
-        &TrainConfig {
-            thought_noise: 0.0,
-            ..config.clone()
-        },
-        quiet.path(),
-    )
-    .unwrap();
-    assert_eq!(
-        weight_bits(dir.path(), "stage0"),
-        weight_bits(quiet.path(), "stage0")
-    );
-    assert_ne!(
-        weight_bits(dir.path(), "stage2"),
-        weight_bits(quiet.path(), "stage2")
-    );
-    let candle = TrainConfig {
-        engine: coconut_trainer::Engine::Candle,
-        ..config
+    let without = TrainConfig {
+        thought_noise: 0.0,
+        ..with.clone()
     };
-    let refused = tempfile::tempdir().unwrap();
-    let e = match train_fresh(&candle, refused.path()) {
-        Ok(_) => panic!("thought noise on the candle path must be refused"),
-        Err(e) => e.to_string(),
-    };
-    assert!(e.contains("thought_noise needs the CPU engine"), "{e}");
+    check_latent_stage_setting(with, without, "thought_noise needs the CPU engine");
 }
 
 #[test]
