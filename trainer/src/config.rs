@@ -130,7 +130,8 @@ pub struct TrainConfig {
     /// With coupled ids, each training answer is written with up to this many extra leading
     /// zeros above the carry column (drawn uniformly per example, a pure function of seed,
     /// stage and step), so the number of digits written does not tell where the answer ends
-    /// (an experiment). Validation and evaluation write none.
+    /// (an experiment; layouts mixed in from earlier stages stay unpadded). Validation and
+    /// evaluation write none.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub max_answer_pad: usize,
     /// The standard deviation of Gaussian noise added, in training only, to every thought fed

@@ -343,7 +343,9 @@ pub fn train(
                 .zip(offsets.iter().zip(&gaps).zip(extra.iter().zip(&pads)))
                 .map(|((&i, earlier), ((&o, g), (x, &pad)))| {
                     let layout = earlier.as_ref().unwrap_or(&layouts[i]);
-                    let padded = if pad == 0 {
+                    // A mixed-in layout is another stage's, whose written steps the padding
+                    // would number as this stage's: only the stage's own answers are padded.
+                    let padded = if pad == 0 || earlier.is_some() {
                         Cow::Borrowed(layout)
                     } else {
                         Cow::Owned(layout.with_answer_pad(&stage, pad))
