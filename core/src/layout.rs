@@ -305,8 +305,8 @@ pub fn answer_matches(problem: &Problem, digits: &str) -> bool {
             .all(|b| b == b'0')
 }
 
-/// The significances (units = 0, through the carry column) of the answer digits `digits` (as
-/// [`answer_digits`] reads them) gets wrong; a digit missing above a shorter answer counts as the
+/// The significances (units = 0, through the carry column) whose digit the answer `digits` (as
+/// [`answer_digits`] reads it) gets wrong; a digit missing above a shorter answer counts as the
 /// zero a coupled layout writes there. Empty exactly when [`answer_matches`] holds; `None` when
 /// no digit can be compared: nothing readable (`None`) or more digits than `columns + 1`.
 pub fn wrong_significances(problem: &Problem, digits: Option<&str>) -> Option<Vec<usize>> {
