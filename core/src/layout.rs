@@ -170,12 +170,9 @@ impl Layout {
     /// without thoughts is returned as it is.
     pub fn with_extra_thoughts(&self, stage: &Stage, extra: &[u32]) -> Layout {
         let c = stage.thoughts_per_step.max(1);
-        let Some(columns) = Coupled::columns_of(self.prompt()) else {
+        let Some(columns) = self.coupled_columns().filter(|_| self.thoughts > 0) else {
             return self.clone();
         };
-        if self.scheme != PositionScheme::Coupled || self.thoughts == 0 {
-            return self.clone();
-        }
         let coupled = Coupled::for_stage(stage, columns, 0);
         // The column of each slot: column j's c thoughts and its extras.
         let slot_columns: Vec<usize> = (0..self.thoughts / c)
@@ -219,12 +216,9 @@ impl Layout {
     /// were written does not tell where the answer ends and only the ids do. A layout with
     /// absolute ids, or `pad` 0, is returned as it is.
     pub fn with_answer_pad(&self, stage: &Stage, pad: usize) -> Layout {
-        let Some(columns) = Coupled::columns_of(self.prompt()) else {
+        let Some(columns) = self.coupled_columns().filter(|_| pad > 0) else {
             return self.clone();
         };
-        if self.scheme != PositionScheme::Coupled || pad == 0 {
-            return self.clone();
-        }
         let coupled = Coupled {
             answer_pad: pad,
             ..Coupled::for_stage(stage, columns, 0)
@@ -246,6 +240,14 @@ impl Layout {
             .positions
             .extend(coupled.tail_ids(&layout.ids[tail..], stage.latent_columns(columns)));
         layout
+    }
+
+    /// The problem's columns, for a layout with coupled ids (what the training transforms above
+    /// apply to); `None` with absolute ids.
+    fn coupled_columns(&self) -> Option<usize> {
+        (self.scheme == PositionScheme::Coupled)
+            .then(|| Coupled::columns_of(self.prompt()))
+            .flatten()
     }
 
     /// Positions of the thought slots.
