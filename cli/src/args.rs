@@ -124,6 +124,10 @@ pub struct TrainArgs {
     /// digits sum to 9 (long carry chains), in a stage, e.g. stage4=3,stage5=3.
     #[arg(long, value_delimiter = ',')]
     pub stage_repeat_nines: Option<Vec<String>>,
+    /// A stage's own seed for its data order and other draws, e.g. stage5=7 (the others keep
+    /// --seed; a branch may retrain a stage with other draws).
+    #[arg(long, value_delimiter = ',')]
+    pub stage_seed: Option<Vec<String>>,
     #[arg(long)]
     pub weight_decay: Option<f64>,
     #[arg(long)]
@@ -234,6 +238,7 @@ impl TrainArgs {
             ("--stage-mix", &self.stage_mix),
             ("--stage-until-val", &self.stage_until_val),
             ("--stage-repeat-nines", &self.stage_repeat_nines),
+            ("--stage-seed", &self.stage_seed),
         ] {
             for spec in specs.iter().flatten() {
                 let (stage, value) = spec.split_once('=').with_context(|| {
@@ -258,6 +263,15 @@ impl TrainArgs {
                             "{flag} {spec}: {value} is not a whole number of copies"
                         );
                         plan.repeat_nines = Some(value as usize);
+                    }
+                    "--stage-seed" => {
+                        // Seeds beyond 2^53 would not survive the f64 this value is read as.
+                        ensure!(
+                            (0.0..=9.007_199_254_740_992e15).contains(&value)
+                                && value.fract() == 0.0,
+                            "{flag} {spec}: {value} is not a whole number from 0 to 2^53"
+                        );
+                        plan.seed = Some(value as u64);
                     }
                     _ => plan.until_val = Some(value),
                 }

@@ -601,6 +601,8 @@ fn per_stage_flags_set_their_stage_and_refuse_bad_specs() {
         "99",
         "--stage-until-val",
         "stage1=99.5",
+        "--stage-seed",
+        "stage1=7",
         "--val-problems",
         "10",
         "--val-every",
@@ -622,20 +624,26 @@ fn per_stage_flags_set_their_stage_and_refuse_bad_specs() {
     assert_eq!((plan("stage0").mix, plan("stage1").mix), (None, Some(0.25)));
     assert_eq!(plan("stage0").until_val, Some(99.0));
     assert_eq!(plan("stage1").until_val, Some(99.5));
+    assert_eq!((plan("stage0").seed, plan("stage1").seed), (None, Some(7)));
 
-    for (bad, says) in [
-        ("stage9=0.1", "is not a stage of this run"),
-        ("stage1", "expected STAGE=VALUE"),
-        ("stage1=fast", "is not a number"),
-    ] {
-        let dir = tmp.path().join(format!("refused-{}", bad.len()));
+    for (i, (flag, bad, says)) in [
+        ("--stage-mix", "stage9=0.1", "is not a stage of this run"),
+        ("--stage-mix", "stage1", "expected STAGE=VALUE"),
+        ("--stage-mix", "stage1=fast", "is not a number"),
+        ("--stage-seed", "stage1=1.5", "is not a whole number"),
+        ("--stage-seed", "stage1=-3", "is not a whole number"),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let dir = tmp.path().join(format!("refused-{i}"));
         let out = coconut(&[
             "train",
             "--config",
             path(&settings),
             "--run-dir",
             path(&dir),
-            "--stage-mix",
+            flag,
             bad,
         ])
         .output()

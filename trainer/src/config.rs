@@ -42,6 +42,10 @@ pub struct StagePlan {
     /// columns beyond the first whose digits sum to 9 (there only the carry coming in decides
     /// between writing 9 and carrying on: long carry chains, rare among random problems).
     pub repeat_nines: Option<usize>,
+    /// This stage's own seed for its draws (data order, mixing, offsets, gaps, padding,
+    /// noise), when it differs from the run's `seed`: a branch may retrain a stage with other
+    /// draws from the same start, which is how one stage's seed-to-seed spread is measured.
+    pub seed: Option<u64>,
 }
 
 impl StagePlan {
@@ -54,12 +58,18 @@ impl StagePlan {
             lr: None,
             mix: None,
             repeat_nines: None,
+            seed: None,
         }
     }
 
     /// The stage's peak learning rate in a run with `config`.
     pub fn peak_lr(&self, config: &TrainConfig) -> f64 {
         self.lr.unwrap_or(config.lr)
+    }
+
+    /// The seed of the stage's draws in a run with `config`.
+    pub fn draw_seed(&self, config: &TrainConfig) -> u64 {
+        self.seed.unwrap_or(config.seed)
     }
 
     /// The stage's data mixing probability in a run with `config`.

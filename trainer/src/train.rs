@@ -258,6 +258,7 @@ pub fn train(
             .collect::<Result<Vec<_>, _>>()?;
         // One epoch: every training problem, plus the stage's extra copies of the hard ones.
         let pool = plan.epoch_pool(&splits.train);
+        let seed = plan.draw_seed(config);
         let steps_per_epoch = pool.len().div_ceil(config.batch_size) as u64;
         let total = config.total_steps(plan, pool.len());
         if progress.stage_step == 0 {
@@ -300,14 +301,14 @@ pub fn train(
             // The batch: a slice of this epoch's order.
             let (epoch, index) = (step / steps_per_epoch, (step % steps_per_epoch) as usize);
             if order.0 != epoch {
-                let shuffled = epoch_order(pool.len(), config.seed, progress.stage_index, epoch);
+                let shuffled = epoch_order(pool.len(), seed, progress.stage_index, epoch);
                 order = (epoch, shuffled.into_iter().map(|j| pool[j]).collect());
             }
             let start = index * config.batch_size;
             let end = (start + config.batch_size).min(pool.len());
             let picked = mixed_in(
                 plan.mixing(config),
-                mixing_key(config.seed, progress.stage_index, step),
+                mixing_key(seed, progress.stage_index, step),
                 &stage,
                 &tokenizer,
                 &splits.train,
@@ -315,24 +316,24 @@ pub fn train(
             )?;
             let offsets = per_example_draws(
                 config.max_position_offset,
-                offset_key(config.seed, progress.stage_index, step),
+                offset_key(seed, progress.stage_index, step),
                 end - start,
             );
             let gaps = per_column_draws(
                 config.max_column_gap,
-                gap_key(config.seed, progress.stage_index, step),
+                gap_key(seed, progress.stage_index, step),
                 end - start,
                 config.data.max_digits + 1,
             );
             let extra = per_column_draws(
                 config.max_extra_thoughts,
-                extra_thoughts_key(config.seed, progress.stage_index, step),
+                extra_thoughts_key(seed, progress.stage_index, step),
                 end - start,
                 config.data.max_digits + 1,
             );
             let pads = per_example_draws(
                 config.max_answer_pad,
-                answer_pad_key(config.seed, progress.stage_index, step),
+                answer_pad_key(seed, progress.stage_index, step),
                 end - start,
             );
             // A member with a padded answer, extra thoughts, an offset or gaps is a copy (with
@@ -375,7 +376,7 @@ pub fn train(
             );
             let noise = (config.thought_noise > 0.0).then(|| ThoughtNoise {
                 std: config.thought_noise as f32,
-                key: noise_key(config.seed, progress.stage_index, step),
+                key: noise_key(seed, progress.stage_index, step),
             });
             let stats = learner.compute(&members, &stage, noise)?;
             let (loss_v, grad_norm) = (stats.loss, stats.grad_norm);

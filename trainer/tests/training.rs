@@ -394,7 +394,7 @@ fn a_branch_equals_the_run_trained_from_scratch() {
 }
 
 #[test]
-fn a_stage_learning_rate_or_mixing_changes_that_stage_only() {
+fn a_stage_learning_rate_mixing_or_seed_changes_that_stage_only() {
     let base = tiny_run(&[("stage0", 1.0), ("stage1", 1.0)]);
     let mut tuned = base.clone();
     tuned.stages[1].lr = Some(0.01);
@@ -419,6 +419,19 @@ fn a_stage_learning_rate_or_mixing_changes_that_stage_only() {
     train_fresh(&mixed, c.path()).unwrap();
     assert!(weight_bits(a.path(), "stage0") == weight_bits(c.path(), "stage0"));
     assert!(weight_bits(a.path(), "stage1") != weight_bits(c.path(), "stage1"));
+    // And its own seed: other draws, unless it names the run's seed.
+    for (seed, same) in [(base.seed, true), (base.seed + 1, false)] {
+        let mut seeded = base.clone();
+        seeded.stages[1].seed = Some(seed);
+        let d = tempfile::tempdir().unwrap();
+        train_fresh(&seeded, d.path()).unwrap();
+        assert!(weight_bits(a.path(), "stage0") == weight_bits(d.path(), "stage0"));
+        assert_eq!(
+            weight_bits(a.path(), "stage1") == weight_bits(d.path(), "stage1"),
+            same,
+            "stage1 with seed {seed}"
+        );
+    }
     let mut refused = base.clone();
     refused.stages[0].lr = Some(0.0);
     let err = train_fresh(&refused, tempfile::tempdir().unwrap().path())
