@@ -29,9 +29,13 @@ class Positions:
     """Position ids of one problem: the sequence index, or (coupled) the column of each token:
     column j (units = 0) has id 1 + j; marks have 0; the answer is written with columns + 1
     digits, the one of significance j at column j (most significant first, or units first);
-    a written step sits at its column."""
+    a written step sits at its column. With ids_ahead, every position from <bot> on takes
+    instead the id of what follows it: <bot> the units column, a thought the next thought's
+    column (none after the carry column's), a step's <sep> the next step's column, <eot> the
+    first answer digit's, an answer digit the next digit's (none after the last)."""
     def __init__(self, a, b):
         self.a, self.b, self.columns = a, b, max(len(a), len(b))
+        self.ahead = coupled and meta.get("ids_ahead", False)
         if not coupled:
             self.thoughts = meta["thoughts"]
         elif meta["thoughts"] == 0:
@@ -41,27 +45,33 @@ class Positions:
         else:
             self.thoughts = min(meta["latent_steps"], self.columns + 1) * c
         self.column, self.answer_index = self.thoughts // c, None
+    def id_of_column(self, j):
+        return 1 + j if j <= self.columns else 0
+    def significance(self, i):
+        return i if units_first else self.columns - i
     def prompt(self):
         if not coupled:
             return list(range(len(self.a) + len(self.b) + 3))
         digits = lambda s: [1 + len(s) - 1 - i for i in range(len(s))]
-        return digits(self.a) + [0] + digits(self.b) + [0, 0]
+        return digits(self.a) + [0] + digits(self.b) + [0, 1 if self.ahead else 0]
     def thought(self, index, slot):
-        return index if not coupled else 1 + slot // c
+        if not coupled:
+            return index
+        return self.id_of_column((slot + self.ahead) // c)
     def generated(self, index, token):
         if not coupled:
             return index
         if self.answer_index is None:
             if token == meta["eot_id"]:
                 self.answer_index = 0
-                return 0
-            pid = 1 + self.column
+                return 1 + self.significance(0) if self.ahead else 0
+            own = self.column
             self.column += token == vocab["<sep>"]
-            return pid
+            return 1 + (self.column if self.ahead else own)
         if token in digit_ids and self.answer_index <= self.columns:
+            written = self.answer_index + self.ahead
             self.answer_index += 1
-            significance = self.answer_index - 1
-            return 1 + (significance if units_first else self.columns - significance)
+            return 1 + self.significance(written) if written <= self.columns else 0
         return 0
 
 def run(past, position, **inputs):

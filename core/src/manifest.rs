@@ -126,6 +126,10 @@ pub struct StageEntry {
         skip_serializing_if = "AnswerOrder::is_most_significant_first"
     )]
     pub answer_order: AnswerOrder,
+    /// With coupled ids, whether each position from `<bot>` on takes the column of what follows
+    /// it ([`crate::positions`], "Ahead"); false when absent.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub ids_ahead: bool,
     pub dtype: WeightDtype,
     #[serde(flatten)]
     pub file: FileEntry,
@@ -285,6 +289,13 @@ impl Manifest {
                     entry.kind
                 ));
             }
+            if entry.ids_ahead && entry.positions.is_absolute() {
+                return Err(format!(
+                    "{}: ahead ids are a variant of coupled positions, and this stage's are \
+                     absolute",
+                    field("ids_ahead")
+                ));
+            }
             if let StageKind::Latent { k } = entry.kind {
                 if k > max_steps {
                     return Err(format!(
@@ -369,8 +380,7 @@ impl Manifest {
             positions: entry.positions,
             order: crate::stage::LatentOrder::First,
             answer_order: entry.answer_order,
-            // Never exported (the trainer refuses): an experiment evaluated from its run.
-            ids_ahead: false,
+            ids_ahead: entry.ids_ahead,
         }
     }
 
@@ -552,6 +562,7 @@ mod tests {
                 feeds_back: true,
                 positions: PositionScheme::Absolute,
                 answer_order: AnswerOrder::MostSignificantFirst,
+                ids_ahead: false,
                 dtype: WeightDtype::Int8,
                 file: FileEntry::describe("stage2.safetensors", bytes),
                 accuracy: None,
@@ -637,7 +648,7 @@ mod tests {
         );
         let reversed = StageEntry {
             answer_order: AnswerOrder::LeastSignificantFirst,
-            ..coupled
+            ..coupled.clone()
         };
         let json = Manifest {
             stages: vec![reversed.clone()],
@@ -650,6 +661,32 @@ mod tests {
             read.stage_of(&read.stages[0]).answer_order,
             reversed.answer_order
         );
+
+        // Ahead ids: written only when set, read back into the stage, refused without coupling.
+        assert!(!json.contains("ids_ahead"));
+        let ahead = StageEntry {
+            ids_ahead: true,
+            ..coupled
+        };
+        let with = |entry: StageEntry| {
+            Manifest {
+                stages: vec![entry],
+                ..m.clone()
+            }
+            .to_json()
+        };
+        let json = with(ahead.clone());
+        assert!(json.contains(r#""ids_ahead": true"#));
+        let read = Manifest::from_json(&json).unwrap();
+        assert!(read.stage_of(&read.stages[0]).ids_ahead);
+        let absolute_ahead = StageEntry {
+            positions: PositionScheme::Absolute,
+            ..ahead
+        };
+        let err = Manifest::from_json(&with(absolute_ahead))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("ahead ids are a variant of coupled"), "{err}");
     }
 
     #[test]

@@ -113,7 +113,7 @@ pub struct Stage {
     #[serde(default)]
     pub answer_order: AnswerOrder,
     /// With coupled ids, whether each position from `<bot>` on takes the column of what follows it
-    /// (an experiment: [`crate::positions`], "Ahead"; not in the manifest, so never shipped).
+    /// ([`crate::positions`], "Ahead"; the manifest's stage entry says `"ids_ahead": true`).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub ids_ahead: bool,
 }

@@ -67,7 +67,6 @@ pub fn export_stage(
          and the GPU engines run thoughts after the prompt only",
         stage.id()
     );
-    ensure!(!stage.ids_ahead, "{}: {AHEAD_NOT_EXPORTED}", stage.id());
     let max_digits = data.max_digits;
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
     let tokenizer_json = Tokenizer::new().to_json();
@@ -127,6 +126,7 @@ pub fn export_stage(
         feeds_back: stage.feeds_back(),
         positions: stage.positions,
         answer_order: stage.answer_order,
+        ids_ahead: stage.ids_ahead,
         dtype,
         file: FileEntry::describe(&file, &bytes),
         accuracy: facts.accuracy,
@@ -158,15 +158,8 @@ fn stage_order(id: &str) -> (usize, String) {
     }
 }
 
-/// Why a stage with ahead ids is refused: neither the manifest nor the Hugging Face export says
-/// so, and a reader that does not know would run it with the wrong ids.
-const AHEAD_NOT_EXPORTED: &str = "ahead position ids are an experiment: the manifest and the \
-     Hugging Face export do not record them yet, so such a stage is evaluated from its run \
-     directory only";
-
 /// Writes a Hugging Face GPT-2 folder for one stage.
 pub fn export_hf(weights: &ModelWeights, stage: &Stage, out: &Path) -> Result<()> {
-    ensure!(!stage.ids_ahead, "{}: {AHEAD_NOT_EXPORTED}", stage.id());
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
     let cfg = &weights.config;
     let config = json!({
@@ -214,6 +207,7 @@ pub fn export_hf(weights: &ModelWeights, stage: &Stage, out: &Path) -> Result<()
         "all_latent": stage.is_all_latent(),
         "positions": stage.positions,
         "answer_order": stage.answer_order,
+        "ids_ahead": stage.ids_ahead,
         "feeds_back": stage.feeds_back(),
         "bot_id": BOT,
         "eot_id": EOT,
@@ -226,7 +220,8 @@ pub fn export_hf(weights: &ModelWeights, stage: &Stage, out: &Path) -> Result<()
                   With positions = coupled, pass position_ids: each token's \
                   column (ARCHITECTURE.md, core/src/positions.rs), and feed (columns + 1) * c \
                   thoughts at the all-latent stage (min(latent_steps, columns + 1) * c before) \
-                  instead of `thoughts`",
+                  instead of `thoughts`; with ids_ahead, each position from <bot> on takes the \
+                  column of what follows it (ARCHITECTURE.md, \"Position ids\", Ahead)",
     });
     write_atomic(
         &out.join("coconut.json"),
@@ -478,19 +473,23 @@ mod tests {
         assert_eq!(folder.manifest.thoughts_per_step, 1);
         assert_eq!(folder.stage("nocot").unwrap().0.thoughts, 0);
 
-        // Ahead ids are recorded nowhere a reader looks: refused, the folder untouched.
+        // Ahead ids: recorded in the manifest, so a reader builds the same stage, and in the
+        // Hugging Face folder's coconut.json.
         let ahead = Stage::latent(5, 1, 5)
             .with_positions(coconut_core::positions::PositionScheme::Coupled)
             .with_ids_ahead(true);
-        let e = export_c2(ahead).unwrap_err().to_string();
-        assert!(e.contains("ahead position ids"), "{e}");
-        let other = tempfile::tempdir().unwrap();
-        let e = export_hf(&w, &ahead, other.path()).unwrap_err().to_string();
-        assert!(e.contains("ahead position ids"), "{e}");
-        assert_eq!(
-            WeightsDir::open(dir.path()).unwrap().manifest,
-            folder.manifest
-        );
+        let entry = export_c2(ahead).unwrap();
+        assert!(entry.ids_ahead);
+        let folder = WeightsDir::open(dir.path()).unwrap();
+        let read = folder.manifest.stage("stage5").unwrap();
+        assert_eq!(folder.manifest.stage_of(read), ahead);
+        let hf = tempfile::tempdir().unwrap();
+        export_hf(&w, &ahead, hf.path()).unwrap();
+        let meta: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(hf.path().join("coconut.json")).unwrap())
+                .unwrap();
+        assert_eq!(meta["ids_ahead"], true);
+        assert_eq!(meta["positions"], "coupled");
     }
 
     #[test]
