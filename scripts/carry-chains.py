@@ -32,6 +32,14 @@ for _ in range(draws):
 problems = sorted(problems)
 lines = "".join(f"{a} + {b}\n" for a, b in problems)
 
+def matches(answer, a, b):
+    """The sum written plainly, or with the leading zeros of a coupled stage's answer (columns + 1
+    digits; ARCHITECTURE.md, "Position ids"), as `coconut eval` counts it."""
+    plain = str(a + b)
+    columns = max(len(str(a)), len(str(b)))
+    return (answer is not None and len(plain) <= len(answer) <= columns + 1
+            and answer.endswith(plain) and set(answer[:len(answer) - len(plain)]) <= {"0"})
+
 manifest = json.load(open(os.path.join(folder, "manifest.json")))
 print(f"{len(problems)} distinct problems from {draws} draws")
 print("| stage | wrong | of | examples |")
@@ -43,6 +51,6 @@ for stage in (s["id"] for s in manifest["stages"]):
     for line in out.splitlines():
         solved = json.loads(line)
         a, b = map(int, solved["input"].split(" + "))
-        if solved["answer"] != str(a + b):
+        if not matches(solved["answer"], a, b):
             wrong.append(f"`{a} + {b}` -> {solved['answer']}")
     print(f"| {stage} | {len(wrong)} | {len(problems)} | {', '.join(wrong[:3])} |")
