@@ -1,15 +1,17 @@
 #!/usr/bin/env bash
 # Trains the shipped weights from scratch on this machine's CPU and ships them into weights/:
-#  1. the curriculum, stages 0..5, with two continuous thoughts per step (c = 2: stage k has 2k
-#     thoughts; with c = 1 stages 4 and 5 stopped short of 99.9%, see weights/README.md): each
-#     stage ends once greedy accuracy on 2,000 validation problems reaches 99.9% (checked every
-#     250 steps), the all-latent stage 5 once it reaches 100%, and each takes at most 8, 4, 4, 4,
-#     10, 14 epochs (the recipe's 8, 4, 4, 4, 4, 6 of ../shared/notes/recipe.md, with the last two
-#     stages given longer schedules);
-#  2. the two baselines (no chain of thought, pause thoughts), each given as many optimizer steps
-#     as the whole curriculum took, so the comparison is fair;
-#  3. scripts/ship-weights.sh: f32 and int8 evaluations on the 5,000 test problems, int8 export,
-#     manifest, curves.
+#  1. the curriculum, stages 0..5, one layer, one continuous thought per step (c = 1), with
+#     coupled position ids ahead (ARCHITECTURE.md, "Position ids": each column's tokens share an
+#     id, columns start at a random offset up to 24 and are spaced by random gaps of 0-3, training
+#     answers get 0-2 extra leading zeros), so that the all-latent stage adds longer numbers than
+#     it trained on (weights/README.md); each stage ends once greedy accuracy on 2,000 validation
+#     problems reaches 99.9% (checked every 250 steps), stages 4 and 5 once it reaches 100%, and
+#     each takes at most 8, 4, 12, 12, 10, 14 epochs;
+#  2. the two baselines (no chain of thought, pause thoughts), with the same model and ids, each
+#     given as many optimizer steps as the whole curriculum took, so the comparison is fair;
+#  3. scripts/ship-weights.sh: f32 and int8 evaluations on the 5,000 test problems and on 1,000
+#     problems each of 5, 6 and 8 digits, int8 export (f16 for a stage int8 would take below
+#     99.9%), manifest, probes, curves.
 # Each run resumes from its checkpoint if the script is started again.
 # Usage: bash scripts/cpu-train.sh [RUNS_DIR]   (default runs/cpu)
 set -euo pipefail
@@ -29,8 +31,10 @@ train() { # run-dir, then train flags
   fi
 }
 
-train "$runs/curriculum" --thoughts-per-step 2 --epochs 8,4,4,4,10,14 --until-val 99.9 \
-  --stage-until-val stage5=100 --val-every 250 --val-problems 2000
+model=(--seed 3 --layers 1 --positions coupled --max-position-offset 24 --n-positions 160
+  --ids-ahead --max-column-gap 3 --max-answer-pad 2)
+train "$runs/curriculum" "${model[@]}" --thoughts-per-step 1 --epochs 8,4,12,12,10,14 \
+  --until-val 99.9 --stage-until-val stage4=100,stage5=100 --val-every 250 --val-problems 2000
 
 # The curriculum's optimizer steps, as epochs of the baselines' (same) training set.
 epochs=$(python3 - "$runs/curriculum" <<'PY'
@@ -43,7 +47,7 @@ print(f"{steps / per_epoch:.4f}")
 PY
 )
 echo "baselines: $epochs epochs each (the curriculum's steps)"
-train "$runs/nocot" --stages nocot --epochs "$epochs" --val-problems 2000
-train "$runs/pause" --stages pause --thoughts-per-step 2 --epochs "$epochs" --val-problems 2000
+train "$runs/nocot" "${model[@]}" --stages nocot --epochs "$epochs" --val-problems 2000
+train "$runs/pause" "${model[@]}" --stages pause --thoughts-per-step 1 --epochs "$epochs" --val-problems 2000
 
-bash scripts/ship-weights.sh "$runs/curriculum" "$runs/nocot" "$runs/pause"
+EVAL_LONGER=6,8 bash scripts/ship-weights.sh "$runs/curriculum" "$runs/nocot" "$runs/pause"

@@ -59,7 +59,7 @@ fn bytes_under(path: &std::path::Path) -> u64 {
 }
 
 #[test]
-fn the_promised_stages_ship_in_int8_with_accuracy_and_training_facts() {
+fn the_promised_stages_ship_quantized_with_accuracy_and_training_facts() {
     let m = shipped().manifest;
     let ids: Vec<&str> = m.stages.iter().map(|s| s.id.as_str()).collect();
     let all_latent = format!("stage{}", coconut_core::problem::max_steps(m.max_digits));
@@ -72,12 +72,24 @@ fn the_promised_stages_ship_in_int8_with_accuracy_and_training_facts() {
         .count();
     assert!(intermediate >= 2, "{ids:?}: want two intermediate stages");
     for s in &m.stages {
-        assert_eq!(
-            s.dtype,
-            coconut_core::weights::WeightDtype::Int8,
-            "{}",
-            s.id
-        );
+        // int8, or f16 for a stage whose int8 file was measured below the promise
+        // (scripts/ship-weights.sh).
+        use coconut_core::weights::WeightDtype;
+        match s.dtype {
+            WeightDtype::Int8 => {}
+            WeightDtype::F16 => {
+                let path = repo_root().join(format!("weights/eval/int8-{}.json", s.id));
+                let int8: serde_json::Value =
+                    serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+                let greedy = int8["sets"]
+                    .as_array()
+                    .and_then(|sets| sets.iter().find(|x| x["set"] == "test"))
+                    .and_then(|t| t["greedy"].as_f64())
+                    .unwrap_or_else(|| panic!("{}: no test-set greedy", path.display()));
+                assert!(greedy < 99.9, "{}: int8 measured {greedy}%, so it ships in int8", s.id);
+            }
+            other => panic!("{}: shipped as {other:?}, not int8 or f16", s.id),
+        }
         let test = s
             .accuracy
             .as_ref()
