@@ -297,13 +297,25 @@ export async function waitForAnswer(page, a, b, { timeout = TIMEOUT, armed = fal
 }
 
 /** Asserts that the page's answer equals the oracle's (`coconut solve --json`) for a + b. */
+/**
+ * Whether `answer` (digits as `coconut solve` reports them) is a + b: written plainly, or with the
+ * leading zeros of a coupled stage's columns + 1 digits (core's `layout::answer_matches`).
+ */
+export function answerMatches(answer, a, b) {
+  if (answer === null || answer === undefined || !/^[0-9]+$/.test(answer)) return false;
+  const plain = String(BigInt(a) + BigInt(b));
+  const columns = Math.max(String(a).length, String(b).length);
+  return answer.length >= plain.length && answer.length <= columns + 1 && answer.endsWith(plain)
+    && /^0*$/.test(answer.slice(0, answer.length - plain.length));
+}
+
 export function assertSameAsCli(seen, cli, a, b, label) {
   assert.ok(!('error' in cli), `${label}: coconut refused ${a} + ${b}: ${cli.error}`);
   assert.equal(seen.status, 'ready', `${label}: #status data-state (text: ${seen.statusText})`);
   assert.equal(seen.state, 'done', `${label}: #answer data-state (#error: ${JSON.stringify(seen.error)})`);
   assert.equal(seen.answer, cli.answer ?? '', `${label}: #answer text (coconut answer ${JSON.stringify(cli.answer)})`);
   assert.equal(seen.text, cli.text, `${label}: #answer data-text`);
-  const correct = cli.answer !== null && cli.answer === String(a + b);
+  const correct = answerMatches(cli.answer, a, b);
   assert.equal(seen.correct, String(correct), `${label}: #answer data-correct`);
   assert.equal(seen.error, '', `${label}: #error must be empty after a valid solve`);
 }

@@ -9,8 +9,13 @@ import {
 
 const weights = controlWeights();
 const manifest = readManifest(weights.dir);
-const max = manifest.max_digits;
-const tooLong = '1234567890'.slice(0, max) + '5'; // max + 1 digits: 12345 for the shipped model
+// The first stage's accepted lengths: the trained range, or for a stage with coupled positions
+// the longest operands its manifest figures measured (core's `Manifest::accepted_digits`).
+const first = manifest.stages[0];
+const max = first.positions === 'coupled'
+  ? Math.max(manifest.max_digits, ...(first.accuracy?.sets ?? []).flatMap((s) => s.by_digits.map((d) => d.digits)))
+  : manifest.max_digits;
+const tooLong = '1234567890123456789'.slice(0, max) + '5'; // max + 1 digits
 
 // Each refused operand, and what its message must mention.
 const refused = [
@@ -82,6 +87,20 @@ describe(`refused inputs (${weights.label} weights)`, () => {
       await page.click('#solve');
       const seen = await waitForAnswer(page, ...valid, { armed: true });
       assertSameAsCli(seen, cli, ...valid, `valid solve after ${JSON.stringify(item.input)}`);
+      session.assertClean();
+    });
+  }
+
+  if (max > manifest.max_digits) {
+    it(`operands longer than trained, up to the ${max} digits measured, are solved as the CLI solves them`, async () => {
+      const { page } = session;
+      const longer = ['1234567890123456789'.slice(0, max), '9876543210987654321'.slice(0, max)];
+      const want = solveCli(weights.dir, first.id, [longer]).get(`${longer[0]} + ${longer[1]}`);
+      await page.goto(pageUrl(env.srv.url, { a: longer[0], b: longer[1], stage: first.id, animate: 0, weights: weights.param }));
+      assertSameAsCli(await waitForAnswer(page, ...longer), want, ...longer, `${max}-digit operands`);
+      // The page says how often this stage gets problems of this length right.
+      const note = await page.textContent('#size-note');
+      assert.match(note, new RegExp(`${max}-digit test problems right \\(n = \\d+\\)`), note);
       session.assertClean();
     });
   }

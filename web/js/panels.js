@@ -25,13 +25,17 @@ export const stageAbout = (s) => (s ? s.info.about : '');
 const pct = (v) => (v === undefined || v === null ? '—' : `${v.toFixed(2)}%`);
 
 export function renderAccuracy(table, note, manifest) {
-  const sets = ['test', 'ood'];
-  const digits = [...new Set(manifest.stages.flatMap((s) =>
-    (s.accuracy?.sets?.find((x) => x.set === 'test')?.by_digits || []).map((d) => d.digits)))].sort();
+  const digitsIn = (sets) => [...new Set(manifest.stages.flatMap((s) =>
+    (s.accuracy?.sets || []).filter(sets).flatMap((x) => x.by_digits || []).map((d) => d.digits)))].sort((x, y) => x - y);
+  const digits = digitsIn((x) => x.set === 'test');
+  // Held-out sets of longer operands than trained (the data's 5-digit set, and the 6- and
+  // 8-digit ones of stages evaluated on them), one column per length.
+  const longer = digitsIn((x) => x.set !== 'test').filter((d) => d > manifest.max_digits);
   const head = table.tHead;
   head.replaceChildren();
   const hr = head.insertRow();
-  for (const h of ['Stage', 'Greedy (test)', 'Teacher-forced (test)', ...digits.map((d) => `${d}-digit`), '5-digit (never trained)']) {
+  for (const h of ['Stage', 'Greedy (test)', 'Teacher-forced (test)', ...digits.map((d) => `${d}-digit`),
+    ...longer.map((d) => `${d}-digit (never trained)`)]) {
     const th = document.createElement('th');
     th.textContent = h;
     hr.append(th);
@@ -43,19 +47,18 @@ export function renderAccuracy(table, note, manifest) {
     const row = body.insertRow();
     row.dataset.stage = s.id;
     row.insertCell().textContent = stageLabel(s);
-    const bySet = Object.fromEntries(sets.map((name) => [name, s.accuracy?.sets?.find((x) => x.set === name)]));
-    const test = bySet.test;
+    const test = s.accuracy?.sets?.find((x) => x.set === 'test');
     if (test) n = test.n;
     row.insertCell().textContent = pct(test?.greedy);
     row.insertCell().textContent = pct(test?.teacher_forced);
-    for (const d of digits) {
-      const cell = test?.by_digits?.find((x) => x.digits === d);
-      row.insertCell().textContent = cell ? `${pct(cell.greedy)} (n=${cell.n})` : '—';
+    for (const d of [...digits, ...longer]) {
+      const m = measured(s, d);
+      row.insertCell().textContent = m ? `${pct(m.greedy)} (n=${m.n})` : '—';
     }
-    row.insertCell().textContent = bySet.ood ? `${pct(bySet.ood.greedy)} (n=${bySet.ood.n})` : '—';
   }
   note.textContent = n
     ? `Exact match of the greedily generated answer on ${n} held-out problems (1-${manifest.max_digits} digit operands, ` +
-      'disjoint from training), measured on these int8 files; teacher-forced: every target token right given the true prefix.'
+      'disjoint from training), and on sets of longer operands never trained on, measured on these int8 files; ' +
+      'teacher-forced: every target token right given the true prefix.'
     : 'These weights carry no measured accuracy.';
 }

@@ -66,9 +66,18 @@ fn label(s: &StageEntry, k: usize, all_latent: bool) -> String {
         StageKind::NoCot => "Baseline: no chain of thought".into(),
         StageKind::Pause => format!("Baseline: {}", plural(s.thoughts, "pause position")),
         _ if k == 0 => format!("Stage {k}: written chain of thought"),
+        // Coupled ids give a longer problem more thoughts: the count per column is what holds.
+        _ if all_latent && coupled(s) => format!(
+            "Stage {k}: all latent ({} per column)",
+            plural(s.thoughts / k.max(1), "thought")
+        ),
         _ if all_latent => format!("Stage {k}: all latent ({thoughts})"),
         _ => format!("Stage {k}: {thoughts}, then written steps"),
     }
+}
+
+fn coupled(s: &StageEntry) -> bool {
+    !s.positions.is_absolute()
 }
 
 fn about(s: &StageEntry, k: usize, all_latent: bool) -> String {
@@ -89,6 +98,13 @@ fn about(s: &StageEntry, k: usize, all_latent: bool) -> String {
             plural(s.thoughts, "extra position")
         ),
         _ if k == 0 => "Writes every column as a step, then the answer.".into(),
+        _ if all_latent && coupled(s) => format!(
+            "Every step happens in continuous thoughts, {} per column and as many for the carry \
+             column, so a longer problem gets more ({} for the longest trained problems); nothing \
+             is written before the answer.",
+            s.thoughts / k.max(1),
+            s.thoughts
+        ),
         _ if all_latent => format!(
             "Every step happens in continuous thoughts ({}, {} per step); nothing is written \
              before the answer.",
@@ -119,28 +135,30 @@ mod tests {
         assert_eq!(by_id("stage0").label, "Stage 0: written chain of thought");
         assert_eq!(
             by_id("stage1").label,
-            "Stage 1: 2 thoughts, then written steps"
+            "Stage 1: 1 thought, then written steps"
         );
         assert_eq!(
             by_id("stage2").label,
-            "Stage 2: 4 thoughts, then written steps"
+            "Stage 2: 2 thoughts, then written steps"
         );
         let last = by_id("stage5");
         assert!(last.all_latent && last.kind == "latent" && last.k == 5);
-        assert_eq!(last.label, "Stage 5: all latent (10 thoughts)");
+        // Coupled ids: the thoughts follow the problem's columns.
+        assert_eq!(last.label, "Stage 5: all latent (1 thought per column)");
         assert!(last.about.starts_with(
-            "Every step happens in continuous thoughts (10 thoughts, 2 per step); nothing is written"
+            "Every step happens in continuous thoughts, 1 per column and as many for the carry \
+             column, so a longer problem gets more (5 for the longest trained problems)"
         ));
         assert!(last
             .about
             .contains("% of 5000 held-out problems right (greedy)."));
         let pause = by_id("pause");
         assert_eq!((pause.kind, pause.k, pause.all_latent), ("pause", 0, false));
-        assert_eq!(pause.label, "Baseline: 10 pause positions");
+        assert_eq!(pause.label, "Baseline: 5 pause positions");
         assert_eq!(by_id("nocot").label, "Baseline: no chain of thought");
         assert_eq!(
             by_id("stage2").about.split(" Measured").next().unwrap(),
-            "The first 2 steps happen as 4 continuous thoughts; the rest are written."
+            "The first 2 steps happen as 2 continuous thoughts; the rest are written."
         );
         assert_eq!(texts.iter().filter(|t| t.all_latent).count(), 1);
     }
