@@ -86,7 +86,11 @@ fn the_promised_stages_ship_quantized_with_accuracy_and_training_facts() {
                     .and_then(|sets| sets.iter().find(|x| x["set"] == "test"))
                     .and_then(|t| t["greedy"].as_f64())
                     .unwrap_or_else(|| panic!("{}: no test-set greedy", path.display()));
-                assert!(greedy < 99.9, "{}: int8 measured {greedy}%, so it ships in int8", s.id);
+                assert!(
+                    greedy < 99.9,
+                    "{}: int8 measured {greedy}%, so it ships in int8",
+                    s.id
+                );
             }
             other => panic!("{}: shipped as {other:?}, not int8 or f16", s.id),
         }
