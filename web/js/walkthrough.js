@@ -74,9 +74,12 @@ export function chapters(manifest) {
       title: 'Baseline: pauses',
       text: `The same number of extra positions, but each is fed a fixed <i>&lt;latent&gt;</i> embedding instead of the
         previous hidden state: drawn grey, with no loop. The difference in accuracy from the all-latent stage is what
-        feeding the thought back adds${compared(last, pause)}.`,
+        feeding the thought back adds${compared(last, pause)}. On this problem, which the thoughts carried through, the
+        pauses end with a wrong answer.`,
       stage: pause,
       problem: ['9090', '910'],
+      // A labelled failure of the shipped pause baseline (the end-to-end tests check it).
+      failure: true,
     });
   }
   if (nocot) {
