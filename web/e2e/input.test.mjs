@@ -13,7 +13,7 @@ const manifest = readManifest(weights.dir);
 // the longest operands its manifest figures measured (core's `Manifest::accepted_digits`).
 const first = manifest.stages[0];
 const max = first.positions === 'coupled'
-  ? Math.max(manifest.max_digits, ...(first.accuracy?.sets ?? []).flatMap((s) => s.by_digits.map((d) => d.digits)))
+  ? Math.max(manifest.max_digits, ...(first.accuracy?.sets ?? []).flatMap((s) => (s.by_digits ?? []).map((d) => d.digits)))
   : manifest.max_digits;
 const tooLong = '1234567890123456789'.slice(0, max) + '5'; // max + 1 digits
 

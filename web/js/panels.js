@@ -58,7 +58,7 @@ export function renderAccuracy(table, note, manifest) {
   }
   note.textContent = n
     ? `Exact match of the greedily generated answer on ${n} held-out problems (1-${manifest.max_digits} digit operands, ` +
-      'disjoint from training), and on sets of longer operands never trained on, measured on these int8 files; ' +
+      'disjoint from training), and on sets of longer operands never trained on, measured on these files as shipped; ' +
       'teacher-forced: every target token right given the true prefix.'
     : 'These weights carry no measured accuracy.';
 }
