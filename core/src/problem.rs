@@ -243,7 +243,8 @@ pub enum ParseError {
     #[error("nothing may follow the '='")]
     TextAfterEquals,
     #[error(
-        "{operand} has {digits} digits; the model was trained on operands of at most {max} digits"
+        "{operand} has {digits} digits; operands of at most {max} digits are answered here (the \
+         lengths the stage was trained on, or measured on with coupled position ids)"
     )]
     TooManyDigits {
         operand: String,
@@ -438,7 +439,8 @@ mod tests {
         let e = Problem::parse("12345 + 1", 4).unwrap_err();
         assert_eq!(
             e.to_string(),
-            "12345 has 5 digits; the model was trained on operands of at most 4 digits"
+            "12345 has 5 digits; operands of at most 4 digits are answered here (the lengths the \
+             stage was trained on, or measured on with coupled position ids)"
         );
     }
 
