@@ -10,10 +10,11 @@ fs.mkdirSync(out, { recursive: true });
 const srv = await server();
 const browser = await launch();
 const shots = [
-  { name: 'laptop.png', viewport: { width: 1280, height: 1350 }, query: 'a=5555&b=4445&stage=stage3&animate=0', select: 12 },
+  // A 6-digit problem, longer than any trained on, on the all-latent stage; its first thought selected.
+  { name: 'laptop.png', viewport: { width: 1280, height: 1350 }, query: 'a=314159&b=271828&stage=stage5&animate=0', select: 15 },
   { name: 'phone.png', viewport: { width: 390, height: 844 }, query: 'a=9999&b=1&animate=0', select: 10 },
   // The classroom view: chapter, problem, player and stack in one 1280x720 screen.
-  { name: 'projector.png', viewport: { width: 1280, height: 720 }, query: 'a=347&b=285&animate=0&projector=1&stage=stage5&chapter=5', select: 10 },
+  { name: 'projector.png', viewport: { width: 1280, height: 720 }, query: 'a=9090&b=910&animate=0&projector=1&stage=stage5&chapter=6', select: 10 },
 ];
 for (const shot of shots) {
   const context = await browser.newContext({ viewport: shot.viewport, deviceScaleFactor: 1 });

@@ -21,7 +21,7 @@ export function chapters(manifest) {
   const list = [
     {
       title: 'The task',
-      text: `A tiny GPT-2 (${manifest.model.n_layer} layers, ${manifest.model.n_embd} numbers per position) was trained
+      text: `A tiny GPT-2 (${plural(manifest.model.n_layer, 'layer')}, ${manifest.model.n_embd} numbers per position) was trained
         from scratch to add numbers of up to ${manifest.max_digits} digits. It reads the question one token at a time
         and writes the rest itself. Press <b>Solve</b> or space to watch it run, one position after the other.`,
       stage: latent[0],
