@@ -10,8 +10,8 @@
 #  2. the two baselines (no chain of thought, pause thoughts), with the same model and ids, each
 #     given as many optimizer steps as the whole curriculum took, so the comparison is fair;
 #  3. scripts/ship-weights.sh: f32 and int8 evaluations on the 5,000 test problems and on 1,000
-#     problems each of 5, 6 and 8 digits, int8 export (f16 for a stage int8 would take below
-#     99.9%), manifest, probes, curves.
+#     problems each of 5, 6, 7 and 8 digits (every length the page then accepts), int8 export
+#     (f16 for a stage int8 would take below 99.9%), manifest, probes, curves.
 # Each run resumes from its checkpoint if the script is started again.
 # Usage: bash scripts/cpu-train.sh [RUNS_DIR]   (default runs/cpu)
 set -euo pipefail
@@ -50,4 +50,4 @@ echo "baselines: $epochs epochs each (the curriculum's steps)"
 train "$runs/nocot" "${model[@]}" --stages nocot --epochs "$epochs" --val-problems 2000
 train "$runs/pause" "${model[@]}" --stages pause --thoughts-per-step 1 --epochs "$epochs" --val-problems 2000
 
-EVAL_LONGER=6,8 bash scripts/ship-weights.sh "$runs/curriculum" "$runs/nocot" "$runs/pause"
+EVAL_LONGER=6,7,8 bash scripts/ship-weights.sh "$runs/curriculum" "$runs/nocot" "$runs/pause"
