@@ -21,7 +21,7 @@
 //! are trained too; inference uses offset 0. The thoughts follow the input: `(L + 1) * c` for the
 //! all-latent stage, so a longer problem gets more of them.
 //!
-//! **Ahead** (an experiment, [`Coupled::ahead`]): from `<bot>` on, each position takes the column
+//! **Ahead** ([`Coupled::ahead`]; the shipped stages use it): from `<bot>` on, each position takes the column
 //! of what comes after it, the token it predicts or the next thought slot's column, instead of its
 //! own. Then every prediction reads the column it writes by matching equal ids: `<eot>` sits at
 //! the top column and predicts its digit, each answer digit at the column of the next one, a
@@ -33,7 +33,7 @@
 //! column is latent (`<eot>`) and the last answer digit (`<eos>`) belongs to no column, so those
 //! two take [`NO_COLUMN`].
 //!
-//! **Padded answers** (an experiment, training only): an answer may be written with extra
+//! **Padded answers** (training only; the shipped stages were trained with it): an answer may be written with extra
 //! leading zeros above the carry column, each at its own column's id (ahead, the next digit's),
 //! so that the end of the answer is told by the ids, not by how many digits were written
 //! ([`crate::layout::Layout::with_answer_pad`]).
