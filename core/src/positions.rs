@@ -21,22 +21,22 @@
 //! are trained too; inference uses offset 0. The thoughts follow the input: `(L + 1) * c` for the
 //! all-latent stage, so a longer problem gets more of them.
 //!
-//! **Ahead** ([`Coupled::ahead`]; the shipped stages use it): from `<bot>` on, each position takes the column
-//! of what comes after it, the token it predicts or the next thought slot's column, instead of its
-//! own. Then every prediction reads the column it writes by matching equal ids: `<eot>` sits at
-//! the top column and predicts its digit, each answer digit at the column of the next one, a
-//! step's `<sep>` at the next step's column. With its own ids, an answer digit at `col(j + 1)`
-//! must find the thoughts of `col(j)`, a relation that holds only while columns are numbered one
-//! apart; ahead, training may also space the columns by random gaps
+//! **Ahead** ([`Coupled::ahead`]; the shipped stages use it): from `<bot>` on, each position takes
+//! the column of what comes after it, the token it predicts or the next thought slot's column,
+//! instead of its own. Then every prediction reads the column it writes by matching equal ids:
+//! `<eot>` sits at the top column and predicts its digit, each answer digit at the column of the
+//! next one, a step's `<sep>` at the next step's column. With its own ids, an answer digit at
+//! `col(j + 1)` must find the thoughts of `col(j)`, a relation that holds only while columns are
+//! numbered one apart; ahead, training may also space the columns by random gaps
 //! ([`crate::layout::Layout::spread`]), so that ids further apart than any trained problem's
-//! columns are trained as different columns too. What follows the last thought when every
-//! column is latent (`<eot>`) and the last answer digit (`<eos>`) belongs to no column, so those
-//! two take [`NO_COLUMN`].
+//! columns are trained as different columns too. What follows the last thought when every column is
+//! latent (`<eot>`) and the last answer digit (`<eos>`) belongs to no column, so those two take
+//! [`NO_COLUMN`].
 //!
-//! **Padded answers** (training only; the shipped stages were trained with it): an answer may be written with extra
-//! leading zeros above the carry column, each at its own column's id (ahead, the next digit's),
-//! so that the end of the answer is told by the ids, not by how many digits were written
-//! ([`crate::layout::Layout::with_answer_pad`]).
+//! **Padded answers** (training only; the shipped stages were trained with it): an answer may be
+//! written with extra leading zeros above the carry column, each at its own column's id (ahead, the
+//! next digit's), so that the end of the answer is told by the ids, not by how many digits were
+//! written ([`crate::layout::Layout::with_answer_pad`]).
 //!
 //! **Extra thoughts** (an experiment, training only): a latent column may get more than `c`
 //! thoughts, all at its id (ahead, the next slot's), so that what a thought does is not tied to
