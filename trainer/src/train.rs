@@ -300,6 +300,8 @@ pub fn train(
 
             // The batch: a slice of this epoch's order.
             let (epoch, index) = (step / steps_per_epoch, (step % steps_per_epoch) as usize);
+            let stage_index = progress.stage_index;
+            let key = move |stream| stream_key(stream, seed, stage_index, step);
             if order.0 != epoch {
                 let shuffled = epoch_order(pool.len(), seed, progress.stage_index, epoch);
                 order = (epoch, shuffled.into_iter().map(|j| pool[j]).collect());
@@ -308,7 +310,7 @@ pub fn train(
             let end = (start + config.batch_size).min(pool.len());
             let picked = mixed_in(
                 plan.mixing(config),
-                mixing_key(seed, progress.stage_index, step),
+                key(Stream::Mixing),
                 &stage,
                 &tokenizer,
                 &splits.train,
@@ -316,26 +318,23 @@ pub fn train(
             )?;
             let offsets = per_example_draws(
                 config.max_position_offset,
-                offset_key(seed, progress.stage_index, step),
+                key(Stream::Offsets),
                 end - start,
             );
             let gaps = per_column_draws(
                 config.max_column_gap,
-                gap_key(seed, progress.stage_index, step),
+                key(Stream::Gaps),
                 end - start,
                 config.data.max_digits + 1,
             );
             let extra = per_column_draws(
                 config.max_extra_thoughts,
-                extra_thoughts_key(seed, progress.stage_index, step),
+                key(Stream::ExtraThoughts),
                 end - start,
                 config.data.max_digits + 1,
             );
-            let pads = per_example_draws(
-                config.max_answer_pad,
-                answer_pad_key(seed, progress.stage_index, step),
-                end - start,
-            );
+            let pads =
+                per_example_draws(config.max_answer_pad, key(Stream::AnswerPad), end - start);
             // A member with a padded answer, extra thoughts, an offset or gaps is a copy (with
             // its answer or thoughts lengthened, its column ids moved); the rest are borrowed.
             let members: Vec<Cow<Layout>> = order.1[start..end]
@@ -376,7 +375,7 @@ pub fn train(
             );
             let noise = (config.thought_noise > 0.0).then(|| ThoughtNoise {
                 std: config.thought_noise as f32,
-                key: noise_key(seed, progress.stage_index, step),
+                key: key(Stream::Noise),
             });
             let stats = learner.compute(&members, &stage, noise)?;
             let (loss_v, grad_norm) = (stats.loss, stats.grad_norm);
@@ -486,7 +485,7 @@ pub fn train(
 
 /// Coconut's data mixing: for each problem of a batch of latent stage k >= 1, with probability
 /// `mix`, its layout at a uniformly drawn earlier stage (None: the stage's own). A pure function
-/// of `key` ([`mixing_key`]: seed, stage, step), like the data order.
+/// of `key` ([`stream_key`]: seed, stage, step), like the data order.
 fn mixed_in(
     mix: f64,
     key: u64,
@@ -543,34 +542,22 @@ fn per_column_draws(max: usize, key: u64, n: usize, columns: usize) -> Vec<Vec<u
         .collect()
 }
 
-/// The random stream of a step's column gaps.
-fn gap_key(seed: u64, stage_index: usize, step: u64) -> u64 {
-    seed ^ 0x6761_7073 ^ ((stage_index as u64) << 48) ^ step
+/// The independent random streams of a training step, each tagged by a constant (ASCII of its
+/// name) so that no two draw the same numbers.
+#[derive(Clone, Copy)]
+enum Stream {
+    Mixing = 0x6D69_7869_6E67,
+    Offsets = 0x6F66_6673_6574,
+    Gaps = 0x6761_7073,
+    ExtraThoughts = 0x0065_7874_7261,
+    AnswerPad = 0x7061_6464,
+    Noise = 0x006E_6F69_7365,
 }
 
-/// The random stream of a step's answer padding.
-fn answer_pad_key(seed: u64, stage_index: usize, step: u64) -> u64 {
-    seed ^ 0x7061_6464 ^ ((stage_index as u64) << 48) ^ step
-}
-
-/// The random stream of a step's extra thoughts.
-fn extra_thoughts_key(seed: u64, stage_index: usize, step: u64) -> u64 {
-    seed ^ 0x0065_7874_7261 ^ ((stage_index as u64) << 48) ^ step
-}
-
-/// The random stream of a step's thought noise.
-fn noise_key(seed: u64, stage_index: usize, step: u64) -> u64 {
-    seed ^ 0x006E_6F69_7365 ^ ((stage_index as u64) << 48) ^ step
-}
-
-/// The random stream of a step's position offsets.
-fn offset_key(seed: u64, stage_index: usize, step: u64) -> u64 {
-    seed ^ 0x6F66_6673_6574 ^ ((stage_index as u64) << 48) ^ step
-}
-
-/// The random stream of a step's data mixing.
-fn mixing_key(seed: u64, stage_index: usize, step: u64) -> u64 {
-    seed ^ 0x6D69_7869_6E67 ^ ((stage_index as u64) << 48) ^ step
+/// The seed of `stream` at a step: a pure function of the stage's seed, the stage and the step,
+/// like the data order.
+fn stream_key(stream: Stream, seed: u64, stage_index: usize, step: u64) -> u64 {
+    seed ^ stream as u64 ^ ((stage_index as u64) << 48) ^ step
 }
 
 /// Greedy exact-match accuracy (percent) on `problems`.
