@@ -545,6 +545,7 @@ fn per_column_draws(max: usize, key: u64, n: usize, columns: usize) -> Vec<Vec<u
 /// The independent random streams of a training step, each tagged by a constant (ASCII of its
 /// name) so that no two draw the same numbers.
 #[derive(Clone, Copy)]
+#[repr(u64)]
 enum Stream {
     Mixing = 0x6D69_7869_6E67,
     Offsets = 0x6F66_6673_6574,
