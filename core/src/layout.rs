@@ -556,15 +556,16 @@ mod tests {
             let l = Layout::new(&t, &p, &stage).unwrap();
             assert_eq!(l.with_extra_thoughts(&stage, &[]), l);
             assert_eq!(l.with_extra_thoughts(&stage, &[0, 0, 0, 0, 0]), l);
-            let partial = Stage::latent(2, 1, 5).with_positions(PositionScheme::Coupled);
-            let written = Layout::new(&t, &p, &partial).unwrap();
-            let longer = written.with_extra_thoughts(&partial, &[1]);
-            assert_eq!(longer.thoughts, written.thoughts + 1);
-            assert_eq!(
-                longer.ids[longer.thought_positions().end..],
-                written.ids[written.thought_positions().end..]
-            );
         }
+        // A partly latent stage: the thoughts lengthen, the written steps stay.
+        let partial = Stage::latent(2, 1, 5).with_positions(PositionScheme::Coupled);
+        let written = Layout::new(&t, &p, &partial).unwrap();
+        let longer = written.with_extra_thoughts(&partial, &[1]);
+        assert_eq!(longer.thoughts, written.thoughts + 1);
+        assert_eq!(
+            longer.ids[longer.thought_positions().end..],
+            written.ids[written.thought_positions().end..]
+        );
         // Slot columns 0, 1, 1, 2, 3, 3, 3: own ids j + 1; ahead the next slot's (the last's:
         // none, <eot> follows).
         let extra = [0, 1, 0, 2];
