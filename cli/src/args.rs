@@ -312,6 +312,14 @@ pub struct EvalArgs {
     /// 5,6,8 (sets `ood5`, `ood6`, `ood8`; longer than any trained on).
     #[arg(long, value_delimiter = ',')]
     pub longer: Vec<usize>,
+    /// Also evaluate every operand-length pair whose longer operand has one of these digit
+    /// counts, both orders, --n-per-pair problems each with long carry chains among them, e.g.
+    /// 5,6,7,8 (set `pairs`, a figure per pair and per carry-chain length).
+    #[arg(long, value_delimiter = ',')]
+    pub pairs: Vec<usize>,
+    /// Problems per operand-length pair of --pairs.
+    #[arg(long, default_value_t = 200)]
+    pub n_per_pair: usize,
     #[arg(long, default_value_t = 256)]
     pub batch_size: usize,
     /// Also write the accuracies as JSON there (the input of `coconut export --eval`).

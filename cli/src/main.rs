@@ -199,6 +199,7 @@ fn run_eval(args: EvalArgs) -> Result<()> {
             ))
         })
         .collect::<Result<Vec<_>>>()?;
+    let pairs = config.data.pairs_set(&args.pairs, args.n_per_pair)?;
     let set = |problems| EvalSet {
         tokenizer: &tokenizer,
         problems,
@@ -211,6 +212,9 @@ fn run_eval(args: EvalArgs) -> Result<()> {
     }
     for (name, problems) in &longer {
         sets.push(evaluate(&model, name, set(problems))?);
+    }
+    if !pairs.is_empty() {
+        sets.push(evaluate(&model, "pairs", set(&pairs))?);
     }
     print!("{}", table(&stage.id(), &sets));
     if let Some(path) = &args.wrong {

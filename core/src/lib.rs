@@ -5,7 +5,8 @@
 //!
 //! - [`problem`]: `a + b` problems, their parser and their column-by-column chain of thought;
 //! - [`data`]: seeded, disjoint train / validation / test splits and the out-of-distribution set;
-//!   [`stratified`]: the splits by digit-count class;
+//!   [`stratified`]: the splits by digit-count class; [`lengths`]: held-out sets by operand-length
+//!   pair, carry chains included;
 //! - [`tokenizer`]: the vocabulary, built with the `tokenizers` crate and saved as `tokenizer.json`;
 //! - [`stage`]: the curriculum: which steps are written and which are continuous thoughts;
 //! - [`layout`]: a problem laid out for a stage: token ids, thought slots and loss mask;
@@ -31,6 +32,7 @@ pub mod files;
 pub mod golden;
 pub mod intervention;
 pub mod layout;
+pub mod lengths;
 pub mod manifest;
 pub mod plain_tokenizer;
 pub mod positions;

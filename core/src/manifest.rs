@@ -165,6 +165,14 @@ pub struct SetAccuracy {
     /// the problem's columns + 1.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub unreadable: usize,
+    /// By operand-length pair (first operand's digits, second's): the class a figure shown
+    /// beside one problem must come from. Empty in files written before it was counted.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub by_pair: Vec<PairAccuracy>,
+    /// By the problem's longest carry chain ([`Problem::carry_chain`]). Empty in files written
+    /// before it was counted.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub by_carry_chain: Vec<ChainAccuracy>,
 }
 
 fn is_zero(n: &usize) -> bool {
@@ -178,6 +186,89 @@ pub struct DigitAccuracy {
     pub n: usize,
     pub greedy: f64,
     pub teacher_forced: f64,
+}
+
+/// Accuracy on the problems whose operands have `a_digits` and `b_digits` digits, in that order.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PairAccuracy {
+    pub a_digits: usize,
+    pub b_digits: usize,
+    pub n: usize,
+    pub greedy: f64,
+    pub teacher_forced: f64,
+}
+
+/// Greedy accuracy on the problems whose longest run of carrying columns is `chain` long.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ChainAccuracy {
+    pub chain: usize,
+    pub n: usize,
+    pub greedy: f64,
+}
+
+/// The measured figure for one kind of problem: its operand-length pair in one set, and, where
+/// that set counted it, its carry-chain length.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct ClassFigure {
+    /// The set that measured the pair (the largest n where several did).
+    pub set: String,
+    pub a_digits: usize,
+    pub b_digits: usize,
+    pub n: usize,
+    pub greedy: f64,
+    /// The same set's figure for the problem's carry-chain length, when that set counted it.
+    pub carry_chain: Option<ChainAccuracy>,
+}
+
+impl StageEntry {
+    /// What the manifest measured for `problem`'s own class: its operand-length pair (never
+    /// another pair's or a digit count's figure), or `None` when no set measured that pair.
+    pub fn measured_for(&self, problem: &Problem) -> Option<ClassFigure> {
+        let (da, db) = problem.digit_counts();
+        let sets = self.accuracy.iter().flat_map(|a| &a.sets);
+        let (set, pair) = sets
+            .filter_map(|s| {
+                let pair = s
+                    .by_pair
+                    .iter()
+                    .find(|p| (p.a_digits, p.b_digits) == (da, db) && p.n > 0)?;
+                Some((s, pair))
+            })
+            .max_by_key(|(_, pair)| pair.n)?;
+        let chain = problem.carry_chain();
+        Some(ClassFigure {
+            set: set.set.clone(),
+            a_digits: da,
+            b_digits: db,
+            n: pair.n,
+            greedy: pair.greedy,
+            carry_chain: set
+                .by_carry_chain
+                .iter()
+                .find(|c| c.chain == chain && c.n > 0)
+                .cloned(),
+        })
+    }
+
+    /// Whether some set measured every operand-length pair up to `digits` digits each.
+    fn measured_every_pair_up_to(&self, digits: usize) -> bool {
+        let measured: std::collections::HashSet<(usize, usize)> = self
+            .accuracy
+            .iter()
+            .flat_map(|a| &a.sets)
+            .flat_map(|s| &s.by_pair)
+            .filter(|p| p.n > 0)
+            .map(|p| (p.a_digits, p.b_digits))
+            .collect();
+        (1..=digits).all(|a| (1..=digits).all(|b| measured.contains(&(a, b))))
+    }
+
+    fn counts_pairs(&self) -> bool {
+        self.accuracy
+            .iter()
+            .flat_map(|a| &a.sets)
+            .any(|s| !s.by_pair.is_empty())
+    }
 }
 
 /// How a stage was trained.
@@ -356,9 +447,16 @@ impl Manifest {
     }
 
     /// The most operand digits a stage answers: the trained `max_digits`, or for a stage with
-    /// coupled position ids the longest operands its manifest figures measured (problems longer
-    /// than that were never checked, so they are refused as before).
+    /// coupled position ids the longest length whose every operand-length pair its manifest
+    /// figures measured (problems longer than that were never checked, so they are refused as
+    /// before). A manifest written before pairs were counted: the longest digit count measured.
     pub fn accepted_digits(&self, entry: &StageEntry) -> usize {
+        if entry.positions == PositionScheme::Coupled && entry.counts_pairs() {
+            return (self.max_digits..=MAX_DIGITS)
+                .take_while(|&d| d == self.max_digits || entry.measured_every_pair_up_to(d))
+                .last()
+                .unwrap_or(self.max_digits);
+        }
         let measured = entry
             .accuracy
             .iter()
@@ -610,6 +708,8 @@ mod tests {
             by_digits,
             wrong_by_significance: Vec::new(),
             unreadable: 0,
+            by_pair: Vec::new(),
+            by_carry_chain: Vec::new(),
         };
         m.stages[0].accuracy = Some(Accuracy {
             sets: vec![
@@ -687,6 +787,90 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("ahead ids are a variant of coupled"), "{err}");
+    }
+
+    /// A set whose pairs are `(a, b, n, greedy)`, with one carry-chain class.
+    fn pair_set(name: &str, pairs: &[(usize, usize, usize, f64)]) -> SetAccuracy {
+        SetAccuracy {
+            set: name.into(),
+            n: pairs.iter().map(|p| p.2).sum(),
+            greedy: 0.0,
+            teacher_forced: 0.0,
+            by_digits: Vec::new(),
+            wrong_by_significance: Vec::new(),
+            unreadable: 0,
+            by_pair: pairs
+                .iter()
+                .map(|&(a_digits, b_digits, n, greedy)| PairAccuracy {
+                    a_digits,
+                    b_digits,
+                    n,
+                    greedy,
+                    teacher_forced: greedy,
+                })
+                .collect(),
+            by_carry_chain: vec![ChainAccuracy {
+                chain: 6,
+                n: 40,
+                greedy: 55.0,
+            }],
+        }
+    }
+
+    #[test]
+    fn the_figure_for_a_problem_is_its_own_length_pairs() {
+        let (_, m) = int8_stage();
+        let mut entry = StageEntry {
+            positions: PositionScheme::Coupled,
+            ..m.stages[0].clone()
+        };
+        let every_pair_up_to = |digits: usize, n: usize, greedy: f64| {
+            (1..=digits)
+                .flat_map(|a| (1..=digits).map(move |b| (a, b, n, greedy)))
+                .collect::<Vec<_>>()
+        };
+        let mut longer = every_pair_up_to(6, 200, 99.0);
+        longer.retain(|&(a, b, ..)| a.max(b) > 4);
+        // 6 + 3 measured worse than 6 + 6; 7 + 7 alone measured, not 7 + 1.
+        for p in longer.iter_mut().filter(|p| (p.0, p.1) == (6, 3)) {
+            p.3 = 61.0;
+        }
+        longer.push((7, 7, 200, 98.0));
+        entry.accuracy = Some(Accuracy {
+            sets: vec![
+                pair_set("test", &every_pair_up_to(4, 300, 100.0)),
+                pair_set("small", &[(6, 3, 20, 10.0)]),
+                pair_set("pairs", &longer),
+            ],
+        });
+        let figure = entry.measured_for(&Problem::new(654_122, 299)).unwrap();
+        assert_eq!(
+            (figure.set.as_str(), figure.n, figure.greedy),
+            ("pairs", 200, 61.0),
+            "the largest set measuring the pair"
+        );
+        assert_eq!(figure.carry_chain, None, "its chain (2) was not counted");
+        let chained = entry.measured_for(&Problem::new(999_999, 999_999)).unwrap();
+        assert_eq!((chained.greedy, chained.carry_chain.unwrap().n), (99.0, 40));
+        assert_eq!(
+            entry.measured_for(&Problem::new(3, 21)).unwrap().set,
+            "test"
+        );
+        assert!(entry.measured_for(&Problem::new(1_234_567, 89)).is_none());
+        assert_eq!(
+            entry
+                .measured_for(&Problem::new(1_234_567, 1_234_567))
+                .unwrap()
+                .greedy,
+            98.0
+        );
+        // Accepted: every pair up to 6 digits was measured; 7 + 1 never was.
+        assert_eq!(m.accepted_digits(&entry), 6);
+        let absolute = StageEntry {
+            positions: PositionScheme::Absolute,
+            ..entry
+        };
+        assert_eq!(m.accepted_digits(&absolute), m.max_digits);
     }
 
     #[test]

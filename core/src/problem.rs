@@ -90,6 +90,30 @@ impl Problem {
         digit_count(self.a).max(digit_count(self.b))
     }
 
+    /// The digit counts of the operands, in the order written: the problem's length pair.
+    pub fn digit_counts(&self) -> (usize, usize) {
+        (digit_count(self.a), digit_count(self.b))
+    }
+
+    /// The longest run of consecutive columns that carry out (0 when nothing carries; the
+    /// column count when a carry runs through every column, as in `999 + 1`). Long chains are
+    /// where a model that tracks the carry column by column is most likely to lose it.
+    pub fn carry_chain(&self) -> usize {
+        let (mut longest, mut run) = (0, 0);
+        for step in self.steps() {
+            match step {
+                Step::Column {
+                    carry_out: true, ..
+                } => {
+                    run += 1;
+                    longest = longest.max(run);
+                }
+                _ => run = 0,
+            }
+        }
+        longest
+    }
+
     /// Columns whose two digits sum to 9 (a missing digit counts as 0): where only the carry
     /// coming in decides between writing 9 and carrying on.
     pub fn nine_columns(&self) -> usize {
@@ -327,6 +351,23 @@ mod tests {
             "347 + 285 = <bot> 7+5=12 write 2 carry 1 <sep> 4+8+1=13 write 3 carry 1 <sep> \
              3+2+1=6 write 6 <eot> 632 <eos>"
         );
+    }
+
+    #[test]
+    fn carry_chain_is_the_longest_run_of_carrying_columns() {
+        for (a, b, chain) in [
+            (0, 0, 0),
+            (347, 285, 2),
+            (999, 1, 3),
+            (999_999, 999_999, 6),
+            (5_050, 5_050, 1),
+            (19_191, 1_919, 4),
+            (123, 456, 0),
+        ] {
+            assert_eq!(Problem::new(a, b).carry_chain(), chain, "{a} + {b}");
+        }
+        assert_eq!(Problem::new(654_122, 299).digit_counts(), (6, 3));
+        assert_eq!(Problem::new(6, 681_553).digit_counts(), (1, 6));
     }
 
     #[test]

@@ -9,7 +9,7 @@ use anyhow::{Context, Result};
 use candle_core::Tensor;
 use coconut_core::decoding::{argmax, DecodePlan};
 use coconut_core::layout::{answer_digits, answer_matches, prompt, wrong_significances, Layout};
-use coconut_core::manifest::{DigitAccuracy, SetAccuracy};
+use coconut_core::manifest::{ChainAccuracy, DigitAccuracy, PairAccuracy, SetAccuracy};
 use coconut_core::tokenizer::{Tokenizer, EOS, LATENT};
 use coconut_core::{Problem, Stage};
 use std::collections::BTreeMap;
@@ -294,12 +294,20 @@ pub fn evaluate(model: &Gpt, name: &str, set: EvalSet) -> Result<SetAccuracy> {
             100.0 * hits as f64 / n as f64
         }
     };
+    // Per class: (n, greedy right, teacher-forced right).
     let mut by_digits: BTreeMap<usize, (usize, usize, usize)> = BTreeMap::new();
+    let mut by_pair: BTreeMap<(usize, usize), (usize, usize, usize)> = BTreeMap::new();
+    let mut by_chain: BTreeMap<usize, (usize, usize, usize)> = BTreeMap::new();
     for (i, p) in problems.iter().enumerate() {
-        let e = by_digits.entry(p.columns()).or_default();
-        e.0 += 1;
-        e.1 += greedy[i] as usize;
-        e.2 += forced[i] as usize;
+        for e in [
+            by_digits.entry(p.columns()).or_default(),
+            by_pair.entry(p.digit_counts()).or_default(),
+            by_chain.entry(p.carry_chain()).or_default(),
+        ] {
+            e.0 += 1;
+            e.1 += greedy[i] as usize;
+            e.2 += forced[i] as usize;
+        }
     }
     Ok(SetAccuracy {
         set: name.to_string(),
@@ -317,6 +325,24 @@ pub fn evaluate(model: &Gpt, name: &str, set: EvalSet) -> Result<SetAccuracy> {
             .collect(),
         wrong_by_significance,
         unreadable,
+        by_pair: by_pair
+            .into_iter()
+            .map(|((a_digits, b_digits), (n, g, f))| PairAccuracy {
+                a_digits,
+                b_digits,
+                n,
+                greedy: percent(g, n),
+                teacher_forced: percent(f, n),
+            })
+            .collect(),
+        by_carry_chain: by_chain
+            .into_iter()
+            .map(|(chain, (n, g, _))| ChainAccuracy {
+                chain,
+                n,
+                greedy: percent(g, n),
+            })
+            .collect(),
     })
 }
 
@@ -342,7 +368,47 @@ fn wrong_digits(set: EvalSet, generations: &[Vec<u32>]) -> (Vec<usize>, usize) {
     (wrong, unreadable)
 }
 
-/// A plain-text table of accuracies, one row per set and digit count.
+/// A set's greedy accuracy as a grid of operand lengths (rows: the first operand's digits,
+/// columns: the second's; `.` where the set has no such pair), then by carry-chain length.
+fn pair_grid(set: &SetAccuracy) -> String {
+    let longest = |f: fn(&PairAccuracy) -> usize| set.by_pair.iter().map(f).max().unwrap_or(0);
+    let (rows, cols) = (longest(|p| p.a_digits), longest(|p| p.b_digits));
+    let mut out = format!(
+        "{} by operand lengths (greedy %, a digits down, b digits across)\n",
+        set.set
+    );
+    out += &format!("{:>4}", "a\\b");
+    out += &(1..=cols).map(|b| format!("{b:>7}")).collect::<String>();
+    out += "\n";
+    for a in 1..=rows {
+        out += &format!("{a:>4}");
+        for b in 1..=cols {
+            out += &match set
+                .by_pair
+                .iter()
+                .find(|p| (p.a_digits, p.b_digits) == (a, b))
+            {
+                Some(p) => format!("{:>7.1}", p.greedy),
+                None => format!("{:>7}", "."),
+            };
+        }
+        out += "\n";
+    }
+    let chains: Vec<String> = set
+        .by_carry_chain
+        .iter()
+        .map(|c| format!("{}: {:.1}% (n {})", c.chain, c.greedy, c.n))
+        .collect();
+    out += &format!(
+        "{} by longest carry chain: {}\n",
+        set.set,
+        chains.join(", ")
+    );
+    out
+}
+
+/// A plain-text table of accuracies, one row per set and digit count, then a grid by operand
+/// lengths for each set that mixes them.
 pub fn table(stage: &str, sets: &[SetAccuracy]) -> String {
     let mut out = format!(
         "{:<8} {:<6} {:>6} {:>6} {:>9} {:>9}\n",
@@ -359,6 +425,9 @@ pub fn table(stage: &str, sets: &[SetAccuracy]) -> String {
             "{:<8} {:<6} {:>6} {:>6} {:>9.2} {:>9.2}\n",
             stage, s.set, "all", s.n, s.greedy, s.teacher_forced
         );
+    }
+    for s in sets.iter().filter(|s| s.by_pair.len() > s.by_digits.len()) {
+        out += &pair_grid(s);
     }
     // Where the wrong answers go wrong: one line per set that has any.
     for s in sets {
@@ -445,6 +514,7 @@ mod tests {
             Problem::new(1, 2),
             Problem::new(12, 3),
             Problem::new(345, 6),
+            Problem::new(4, 999),
         ];
         let stage = Stage::latent(1, 1, 5);
         let set = EvalSet {
@@ -454,18 +524,28 @@ mod tests {
             batch_size: 2,
         };
         let acc = evaluate(&model, "test", set).unwrap();
-        assert_eq!(acc.n, 3);
+        assert_eq!(acc.n, 4);
         let digits: Vec<(usize, usize)> = acc.by_digits.iter().map(|d| (d.digits, d.n)).collect();
-        assert_eq!(digits, [(1, 1), (2, 1), (3, 1)]);
+        assert_eq!(digits, [(1, 1), (2, 1), (3, 2)]);
+        let pairs: Vec<(usize, usize, usize)> = acc
+            .by_pair
+            .iter()
+            .map(|p| (p.a_digits, p.b_digits, p.n))
+            .collect();
+        assert_eq!(pairs, [(1, 1, 1), (1, 3, 1), (2, 1, 1), (3, 1, 1)]);
+        let chains: Vec<(usize, usize)> =
+            acc.by_carry_chain.iter().map(|c| (c.chain, c.n)).collect();
+        assert_eq!(chains, [(0, 2), (1, 1), (3, 1)], "345 + 6 carries once");
         // An untrained model gets nothing right.
         assert_eq!((acc.greedy, acc.teacher_forced), (0.0, 0.0));
         // ... so each answer is unreadable or has a wrong digit, through the carry column of
         // the longest problem (3 columns).
         assert_eq!(acc.wrong_by_significance.len(), 4);
         let wrong_digits: usize = acc.wrong_by_significance.iter().sum();
-        assert!(acc.unreadable == 3 || wrong_digits >= 3 - acc.unreadable);
+        assert!(acc.unreadable == 4 || wrong_digits >= 4 - acc.unreadable);
         let text = table("stage1", &[acc]);
         assert!(text.contains("all") && text.contains("wrong digits by significance"));
+        assert!(text.contains("test by operand lengths"), "{text}");
     }
 
     #[test]
