@@ -9,7 +9,9 @@
 # model card, the training curves to weights/curves/.
 # Usage: bash scripts/ship-weights.sh CURRICULUM_RUN NOCOT_RUN PAUSE_RUN
 #   STAGES="stage0 stage2 ..." (default: every stage file of the curriculum run), EVAL_N (5000),
-#   EVAL_OOD (1000), EVAL_LONGER (e.g. 6,8: also sets of 6- and 8-digit operands), OUT (weights), BIN (target/release/coconut), JOBS (2) evaluations at once,
+#   EVAL_OOD (1000), EVAL_LONGER (e.g. 6,8: also sets of 6- and 8-digit operands), EVAL_PAIRS
+#   (5,6,7,8: every operand-length pair whose longer operand has those digits, EVAL_PER_PAIR (200)
+#   problems each, carry chains among them; the page's notes and accepted lengths come from these), OUT (weights), BIN (target/release/coconut), JOBS (2) evaluations at once,
 #   EVAL_DIR (kept evaluations: a stage whose f32 and int8 JSON are there is not evaluated again;
 #   EVAL_ONLY=1 stops after evaluating, e.g. to evaluate the curriculum while baselines train).
 set -euo pipefail
@@ -22,6 +24,7 @@ EVAL_OOD=${EVAL_OOD:-1000}
 JOBS=${JOBS:-2}
 longer=()
 [ -n "${EVAL_LONGER:-}" ] && longer=(--longer "$EVAL_LONGER")
+longer+=(--pairs "${EVAL_PAIRS:-5,6,7,8}" --n-per-pair "${EVAL_PER_PAIR:-200}")
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 evals=${EVAL_DIR:-$work/eval}

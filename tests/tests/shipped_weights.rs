@@ -169,3 +169,47 @@ fn the_reference_engine_reproduces_each_stages_greedy_accuracy() {
         );
     }
 }
+
+/// The figure shown beside a problem of mixed lengths is its own pair's, and it is what the
+/// reference engine gets now on that pair's set (drawn again from the manifest's data settings):
+/// exactly, since it is the same problems through an engine that agrees token for token.
+#[test]
+fn the_all_latent_stages_pair_figures_are_reproduced_pair_by_pair() {
+    let dir = shipped();
+    let tokenizer = dir.tokenizer().unwrap();
+    let all_latent = format!(
+        "stage{}",
+        coconut_core::problem::max_steps(dir.manifest.max_digits)
+    );
+    let (entry, stage, weights) = dir.stage(&all_latent).unwrap();
+    let model = ReferenceModel::new(&weights);
+    let data = dir.manifest.test_data();
+    for (da, db) in [(6, 3), (3, 6), (5, 1)] {
+        let figure = entry
+            .measured_for(&coconut_core::Problem::new(
+                10u64.pow(da - 1),
+                10u64.pow(db - 1),
+            ))
+            .unwrap_or_else(|| panic!("{all_latent}: no figure for {da} + {db} digits"));
+        assert_eq!(
+            (figure.a_digits, figure.b_digits),
+            (da as usize, db as usize)
+        );
+        let problems = data.pair_set(da as usize, db as usize, figure.n).unwrap();
+        let right = problems
+            .iter()
+            .filter(|p| {
+                model
+                    .solve(&tokenizer, p, &stage, false)
+                    .unwrap()
+                    .is_correct()
+            })
+            .count();
+        let now = 100.0 * right as f64 / problems.len() as f64;
+        assert!(
+            (now - figure.greedy).abs() < 1e-9,
+            "{all_latent} {da}x{db}: {now}% now, manifest {}%",
+            figure.greedy
+        );
+    }
+}
