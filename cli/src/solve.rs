@@ -10,6 +10,7 @@ use crate::args::SolveArgs;
 use anyhow::{Context, Result};
 use candle_core::Device;
 use coconut_core::layout::{answer_digits, answer_matches};
+use coconut_core::manifest::StageEntry;
 use coconut_core::problem::{ParseError, Problem};
 use coconut_core::reference::ReferenceModel;
 use coconut_core::stage::Stage;
@@ -270,6 +271,7 @@ pub fn run(
     engine: &mut Engine,
     tokenizer: &Tokenizer,
     stage: &Stage,
+    measured_by: Option<&StageEntry>,
     max_digits: usize,
     lines: impl IntoIterator<Item = std::io::Result<Line>>,
     batch: usize,
@@ -281,10 +283,26 @@ pub fn run(
     for line in lines {
         pending.push(parse_line(line.context("reading the input")?, max_digits));
         if pending.len() >= batch.max(1) {
-            refused += answer(engine, tokenizer, stage, &mut pending, as_json, out)?;
+            refused += answer(
+                engine,
+                tokenizer,
+                stage,
+                measured_by,
+                &mut pending,
+                as_json,
+                out,
+            )?;
         }
     }
-    refused += answer(engine, tokenizer, stage, &mut pending, as_json, out)?;
+    refused += answer(
+        engine,
+        tokenizer,
+        stage,
+        measured_by,
+        &mut pending,
+        as_json,
+        out,
+    )?;
     Ok(refused)
 }
 
@@ -303,12 +321,14 @@ fn parse_line(line: Line, max_digits: usize) -> (String, Result<Problem>) {
     }
 }
 
-/// Answers the `pending` lines' problems together and writes one result per line, in order;
-/// returns how many were refused.
+/// Answers the `pending` lines' problems together and writes one result per line, in order,
+/// each with what the manifest entry `measured_by` measured for that kind of problem (its
+/// operand-length pair); returns how many were refused.
 fn answer(
     engine: &mut Engine,
     tokenizer: &Tokenizer,
     stage: &Stage,
+    measured_by: Option<&StageEntry>,
     pending: &mut Vec<(String, Result<Problem>)>,
     as_json: bool,
     out: &mut dyn Write,
@@ -338,6 +358,7 @@ fn answer(
                     "answer": a.answer,
                     "text": a.text,
                     "thoughts": stage.thoughts_for(a.problem.columns()),
+                    "measured": measured_by.and_then(|e| e.measured_for(&a.problem)),
                 })
             )?,
             Ok(a) => {
@@ -354,6 +375,9 @@ fn answer(
                     stage.id(),
                     a.text
                 )?;
+                if let Some(entry) = measured_by {
+                    writeln!(out, "    {}", measured_note(entry, &a.problem))?;
+                }
             }
             Err(e) => {
                 refused += 1;
@@ -370,6 +394,27 @@ fn answer(
         }
     }
     Ok(refused)
+}
+
+/// What the manifest measured for `problem`'s kind: its operand-length pair, and its carry
+/// chain where the same set counted it; never another kind's figure.
+pub fn measured_note(entry: &StageEntry, problem: &Problem) -> String {
+    let (da, db) = problem.digit_counts();
+    let Some(f) = entry.measured_for(problem) else {
+        return format!("not measured for {da}-digit + {db}-digit problems");
+    };
+    let mut note = format!(
+        "this stage answers {:.1}% of {da}-digit + {db}-digit problems (n = {}, set {})",
+        f.greedy, f.n, f.set
+    );
+    // A chain of one carry is every other problem; longer ones are the hard kind.
+    if let Some(c) = f.carry_chain.filter(|c| c.chain >= 2) {
+        note += &format!(
+            "; {:.1}% of that set's problems with a {}-column carry chain (n = {})",
+            c.greedy, c.chain, c.n
+        );
+    }
+    note
 }
 
 /// Runs `coconut solve`; returns the process exit code (1 if any line was refused).
@@ -408,6 +453,7 @@ pub fn run_solve(args: SolveArgs) -> Result<u8> {
             &mut engine,
             &tokenizer,
             &stage,
+            Some(&entry),
             max_digits,
             lines,
             batch,
@@ -464,7 +510,18 @@ mod tests {
         ) {
             let mut out = Vec::new();
             let input = lines.clone().map(|l| Ok(Line::Text(l)));
-            let refused = run(&mut engine, &tok, &stage, 4, input, batch, true, &mut out).unwrap();
+            let refused = run(
+                &mut engine,
+                &tok,
+                &stage,
+                None,
+                4,
+                input,
+                batch,
+                true,
+                &mut out,
+            )
+            .unwrap();
             assert_eq!(refused, 3);
             let text = String::from_utf8(out).unwrap();
             let objects: Vec<serde_json::Value> = text

@@ -943,3 +943,49 @@ fn intervene_measures_patching_over_held_out_pairs() {
         stderr_of(&too_many)
     );
 }
+
+/// `solve` tells beside each answer what the manifest measured for that problem's own
+/// operand-length pair (the shipped all-latent stage answers 6 + 3 digits far less often than
+/// 6 + 6), in the JSON line and in the text.
+#[test]
+fn solve_gives_each_problem_its_own_length_pairs_figure() {
+    let weights = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../weights");
+    let dir = coconut_core::manifest::WeightsDir::open(&weights).unwrap();
+    let entry = dir.manifest.stage("stage5").unwrap();
+    let out = coconut(&[
+        "solve",
+        "--weights",
+        path(&weights),
+        "--json",
+        "654122 + 299",
+    ])
+    .output()
+    .unwrap();
+    assert_success(&out);
+    let line: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let want = entry
+        .measured_for(&coconut_core::Problem::new(654_122, 299))
+        .unwrap();
+    let measured = &line["measured"];
+    assert_eq!(
+        (measured["a_digits"].as_u64(), measured["b_digits"].as_u64()),
+        (Some(6), Some(3))
+    );
+    assert_eq!(measured["greedy"].as_f64(), Some(want.greedy));
+    let six_six = entry
+        .measured_for(&coconut_core::Problem::new(654_122, 299_999))
+        .unwrap();
+    assert_ne!(
+        want.greedy, six_six.greedy,
+        "a pair's own figure, not 6x6's"
+    );
+    let text = coconut(&["solve", "--weights", path(&weights), "299 + 654122"])
+        .output()
+        .unwrap();
+    assert_success(&text);
+    let text = String::from_utf8(text.stdout).unwrap();
+    assert!(
+        text.contains("of 3-digit + 6-digit problems (n = 200, set pairs)"),
+        "{text}"
+    );
+}
