@@ -16,6 +16,7 @@ Usage (in .venv-bench): python scripts/seed_goldens.py [--weights PT] [--out-dir
 """
 import argparse
 import hashlib
+import itertools
 import json
 import os
 import random
@@ -128,15 +129,9 @@ def answer_interactive(tok, ids):
         got.append(t)
         text = tok.decode(got).strip()
         if text and not text.isdigit():
-            num = ""
-            for c in text:
-                if c.isdigit():
-                    num += c
-                elif num:
-                    break
-            if num:
-                return num
-            break
+            rest = itertools.dropwhile(lambda ch: not ch.isdigit(), text)
+            run = "".join(itertools.takewhile(str.isdigit, rest))
+            return run or text
     return tok.decode(got).strip()
 
 
