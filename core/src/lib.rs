@@ -16,7 +16,8 @@
 //! - [`weights`] and [`manifest`]: stage weight files (f32, f16, int8) and their manifest;
 //! - [`files`]: bounded reading of regular files only (no devices, FIFOs or endless reads);
 //! - [`decoding`]: the decoding plan every engine follows (prompt, thoughts, the stop rule), the
-//!   argmax rule and what a generation produces;
+//!   argmax rule and what a generation produces; [`decoder`]: the one decoding loop, a per-row
+//!   state machine every engine drives;
 //! - [`compare`]: the relative error every parity check measures;
 //! - [`effects`]: what patching and carry flips do to the answers, measured;
 //! - [`probes`]: linear probes of the thoughts (what each holds) and their file;
@@ -26,6 +27,7 @@
 pub mod compare;
 pub mod config;
 pub mod data;
+pub mod decoder;
 pub mod decoding;
 pub mod effects;
 pub mod files;

@@ -13,15 +13,14 @@
 //! ```
 
 use crate::config::ModelConfig;
-use crate::decoding::{
-    argmax, DecodePlan, EngineError, Generation, PositionTrace, Solution, Trace,
-};
+use crate::decoder::{Decoder, Feed};
+use crate::decoding::{argmax, EngineError, Generation, PositionTrace, Solution, Trace};
 use crate::intervention::{edited, Intervention};
 use crate::layout::prompt;
 use crate::problem::Problem;
 use crate::skeleton::{Affine, Norm};
 use crate::stage::Stage;
-use crate::tokenizer::{Tokenizer, EOS, LATENT};
+use crate::tokenizer::{Tokenizer, LATENT};
 use crate::weights::ModelWeights;
 
 struct LayerNorm {
@@ -358,10 +357,11 @@ impl ReferenceModel {
         with_trace: bool,
         edits: &[Intervention],
     ) -> Result<Generation, EngineError> {
-        let plan = DecodePlan::new(prompt_ids, stage, self.config.n_positions)?;
+        let mut decoder = Decoder::new(prompt_ids, stage, self.config.n_positions)?;
         for edit in edits {
-            edit.check(plan.thoughts, self.config.n_embd)?;
+            edit.check(decoder.plan().thoughts, self.config.n_embd)?;
         }
+        let feeds_back = decoder.plan().feeds_back;
         let mut cache = self.new_cache();
         let mut thoughts = Vec::new();
         let mut traces = Vec::new();
@@ -383,57 +383,30 @@ impl ReferenceModel {
             Ok(h)
         };
         let mut hidden = Vec::new();
-        let mut ids = plan.ids_before_answer(prompt_ids);
-        for (t, &id) in prompt_ids.iter().enumerate() {
-            hidden = run(
-                &mut cache,
-                self.token_embedding(id)?,
-                plan.position_id(&ids, t),
-            )?;
-        }
-        for (slot, t) in plan.thought_positions().enumerate() {
-            let input = if plan.feeds_back {
-                hidden.clone()
-            } else {
-                self.token_embedding(LATENT)?.to_vec()
-            };
-            let input = edited(edits, slot, input);
-            hidden = run(&mut cache, &input, plan.position_id(&ids, t))?;
-            thoughts.push(input);
-        }
-        let finished = 'generation: loop {
-            let next = argmax(&self.logits(&hidden));
-            ids.push(next);
-            if !plan.runs_next(next, ids.len()) {
-                break next == EOS;
-            }
-            if plan.starts_thoughts(next, !thoughts.is_empty()) {
-                // The trigger's slot is the first thought, the others follow it.
-                for slot in 0..plan.thoughts {
-                    if slot > 0 {
-                        ids.push(LATENT);
-                        if !plan.fits(ids.len()) {
-                            break 'generation false;
-                        }
-                    }
-                    let input = edited(edits, slot, hidden.clone());
-                    hidden = run(&mut cache, &input, plan.position_id(&ids, ids.len() - 1))?;
+        let finished = loop {
+            match decoder.next(|| argmax(&self.logits(&hidden))) {
+                Feed::Token { id, position_id } => {
+                    hidden = run(&mut cache, self.token_embedding(id)?, position_id)?;
+                }
+                Feed::Thought { slot, position_id } => {
+                    let input = if feeds_back {
+                        hidden.clone()
+                    } else {
+                        self.token_embedding(LATENT)?.to_vec()
+                    };
+                    let input = edited(edits, slot, input);
+                    hidden = run(&mut cache, &input, position_id)?;
                     thoughts.push(input);
                 }
-                continue;
+                Feed::Stop { finished } => break finished,
             }
-            hidden = run(
-                &mut cache,
-                self.token_embedding(next)?,
-                plan.position_id(&ids, ids.len() - 1),
-            )?;
         };
         let trace = with_trace.then_some(Trace {
             positions: traces,
             logits,
         });
         Ok(Generation {
-            ids,
+            ids: decoder.into_ids(),
             prompt_len: prompt_ids.len(),
             thoughts,
             finished,

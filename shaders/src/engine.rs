@@ -7,7 +7,7 @@
 //! position's final hidden state straight from GPU memory; the prompt runs as one submission
 //! through the matrix-matrix kernels.
 //!
-//! It follows the same [`DecodePlan`] as every engine (thoughts after the prompt, greedy tokens
+//! It follows the same [`Decoder`] as every engine (thoughts after the prompt, greedy tokens
 //! until the plan's stop rule, ties to the lowest id) and returns the same [`Generation`] /
 //! [`Solution`] data; the reference engine is the oracle it is tested against. The model's
 //! buffers, kernels and bind groups are built by [`crate::resident`].
@@ -18,13 +18,12 @@ use crate::kernels::{Driver, EmbedInput};
 use crate::resident::{decode_step, prefill_step, Readback, Resident, F32};
 use crate::solver::Solver;
 use coconut_core::config::ModelConfig;
-use coconut_core::decoding::{
-    DecodePlan, EngineError, Generation, PositionTrace, Solution, Trace, NO_TRIGGER,
-};
+use coconut_core::decoder::{Decoder, Feed};
+use coconut_core::decoding::{EngineError, Generation, PositionTrace, Solution, Trace, NO_TRIGGER};
 use coconut_core::layout::prompt;
 use coconut_core::problem::Problem;
 use coconut_core::stage::Stage;
-use coconut_core::tokenizer::{Tokenizer, EOS};
+use coconut_core::tokenizer::Tokenizer;
 use coconut_core::weights::ModelWeights;
 use std::sync::Arc;
 
@@ -363,7 +362,7 @@ impl WgpuEngine {
         id
     }
 
-    /// Runs a prompt, the stage's thoughts and greedy decoding, as the [`DecodePlan`] says.
+    /// Runs a prompt, the stage's thoughts and greedy decoding, as core's [`Decoder`] says.
     pub async fn generate(
         &mut self,
         prompt_ids: &[u32],
@@ -383,7 +382,8 @@ impl WgpuEngine {
             self.gpu.check()?;
         }
         let (v, p) = (self.config.vocab_size, self.config.n_positions);
-        let plan = DecodePlan::new(prompt_ids, stage, p)?;
+        let mut decoder = Decoder::new(prompt_ids, stage, p)?;
+        let plan = *decoder.plan();
         if plan.on_trigger {
             return Err(EngineError::Unsupported(NO_TRIGGER).into());
         }
@@ -395,18 +395,20 @@ impl WgpuEngine {
             return Err(EngineError::TokenId(coconut_core::tokenizer::LATENT).into());
         }
         self.stats.generations += 1;
-        let mut ids = plan.ids_before_answer(prompt_ids);
+        // The prompt and the thoughts after it, each with its position id.
+        let prefix = decoder.prefix();
         self.gpu.queue.write_buffer(
             &self.model.as_ref().expect(PER_LAYER).buffers.ids,
             0,
-            bytemuck::cast_slice(&ids),
+            bytemuck::cast_slice(decoder.ids()),
         );
         // Position ids: with absolute ids every position's (the speculative runs below find
         // theirs); with coupled ids the prompt's and the thoughts', the others follow the tokens.
         let positions: Vec<u32> = match plan.coupled {
             None => (0..=p as u32).collect(),
-            Some(_) => (0..ids.len())
-                .map(|t| plan.position_id(&ids, t) as u32)
+            Some(_) => prefix
+                .iter()
+                .filter_map(|f| f.position_id().map(|id| id as u32))
                 .collect(),
         };
         self.gpu.queue.write_buffer(
@@ -441,7 +443,7 @@ impl WgpuEngine {
         // recording overlap the GPU's work. If ids[len] ends the plan (<eos>), that position is
         // discarded (its cache row and outputs are never read). With coupled ids a position's id
         // depends on its token, so each position waits for its token.
-        let mut len = ids.len();
+        let mut len = decoder.ids().len();
         let finished = loop {
             let speculative = if plan.coupled.is_none() && plan.fits(len + 1) {
                 let run = decode_step(len);
@@ -456,25 +458,29 @@ impl WgpuEngine {
                     "argmax returned token id {next}, outside the vocabulary of {v}"
                 )));
             }
-            ids.push(next);
-            match speculative {
-                Some(index) if plan.runs_next(next, ids.len()) => pending = index,
-                Some(_) => {
-                    self.stats.discarded += 1;
-                    break next == EOS;
-                }
-                None if plan.coupled.is_some() && plan.runs_next(next, ids.len()) => {
-                    let id = plan.position_id(&ids, len) as u32;
+            match (decoder.next(|| next), speculative) {
+                (Feed::Token { .. }, Some(index)) => pending = index,
+                (Feed::Token { position_id, .. }, None) => {
                     let at = len as u64 * 4;
                     let positions = &self.model.as_ref().expect(PER_LAYER).buffers.positions;
-                    self.gpu
-                        .queue
-                        .write_buffer(positions, at, bytemuck::bytes_of(&id));
+                    self.gpu.queue.write_buffer(
+                        positions,
+                        at,
+                        bytemuck::bytes_of(&(position_id as u32)),
+                    );
                     let run = decode_step(len);
                     let cmd = self.record(run, EmbedInput::Token, Some(run), true, with_trace);
                     pending = self.submit(cmd)?;
                 }
-                None => break next == EOS,
+                (Feed::Stop { finished }, speculative) => {
+                    if speculative.is_some() {
+                        self.stats.discarded += 1;
+                    }
+                    break finished;
+                }
+                (Feed::Thought { .. }, _) => {
+                    return Err(EngineError::Unsupported(NO_TRIGGER).into());
+                }
             }
             len += 1;
         };
@@ -500,7 +506,7 @@ impl WgpuEngine {
             }
         }
         Ok(Generation {
-            ids,
+            ids: decoder.into_ids(),
             prompt_len: n,
             thoughts,
             finished,

@@ -7,15 +7,16 @@ use crate::cpu::CpuTrainer;
 use crate::model::{to_host, Gpt};
 use anyhow::{Context, Result};
 use candle_core::Tensor;
-use coconut_core::decoding::{argmax, DecodePlan};
+use coconut_core::decoder::{Decoder, Feed};
+use coconut_core::decoding::argmax;
 use coconut_core::layout::{answer_digits, answer_matches, prompt, wrong_significances, Layout};
 use coconut_core::manifest::{ChainAccuracy, DigitAccuracy, PairAccuracy, SetAccuracy};
 use coconut_core::tokenizer::{Tokenizer, EOS, LATENT};
 use coconut_core::{Problem, Stage};
 use std::collections::BTreeMap;
 
-/// Greedy generation for prompts of one length and one thought count, by core's
-/// [`DecodePlan`] (one per prompt: with coupled ids their position ids differ). Returns, per
+/// Greedy generation for prompts of one length and one thought count, each row driven by its
+/// own core [`Decoder`] (with coupled ids their position ids differ). Returns, per
 /// prompt, the whole sequence as the reference engine does: prompt, `<latent>` slots, generated
 /// tokens.
 pub fn generate(model: &Gpt, prompts: &[Vec<u32>], stage: &Stage) -> Result<Vec<Vec<u32>>> {
@@ -26,30 +27,28 @@ pub fn generate(model: &Gpt, prompts: &[Vec<u32>], stage: &Stage) -> Result<Vec<
         "prompts of a batch must share one non-zero length"
     );
     let n_positions = model.config().n_positions;
-    let plans = prompts
+    let mut decoders = prompts
         .iter()
-        .map(|x| DecodePlan::new(x, stage, n_positions))
+        .map(|x| Decoder::new(x, stage, n_positions))
         .collect::<Result<Vec<_>, _>>()?;
-    let plan = plans[0];
+    let prefixes: Vec<Vec<Feed>> = decoders.iter_mut().map(Decoder::prefix).collect();
     anyhow::ensure!(
-        plans.iter().all(|x| x.thoughts == plan.thoughts),
+        prefixes.iter().all(|x| x.len() == prefixes[0].len()),
         "prompts of a batch must share one thought count"
     );
     let device = model.device();
-    let mut out: Vec<Vec<u32>> = prompts.iter().map(|p| plan.ids_before_answer(p)).collect();
-    // Position ids of position t of every row, as a (B, 1) column.
-    let column_at = |out: &[Vec<u32>], t: usize| -> Result<Tensor> {
-        let ids: Vec<u32> = (0..b)
-            .map(|i| plans[i].position_id(&out[i], t) as u32)
-            .collect();
+    // A stopped row runs on in lockstep (at row 0); what it computes is never read.
+    let position_of = |feed: &Feed| feed.position_id().unwrap_or(0) as u32;
+    // Position ids of the rows' feeds at one position, as a (B, 1) column.
+    let column = |feeds: &[Feed]| -> Result<Tensor> {
+        let ids: Vec<u32> = feeds.iter().map(position_of).collect();
         Ok(Tensor::from_vec(ids, (b, 1), device)?)
     };
     let mut cache = model.new_cache();
     let ids = Tensor::from_vec(prompts.concat(), (b, p), device)?;
-    let prompt_positions: Vec<u32> = plans
+    let prompt_positions: Vec<u32> = prefixes
         .iter()
-        .zip(prompts)
-        .flat_map(|(d, x)| d.prompt_position_ids(x).into_iter().map(|i| i as u32))
+        .flat_map(|x| x[..p].iter().map(position_of))
         .collect();
     let prompt_positions = Tensor::from_vec(prompt_positions, (b, p), device)?;
     let hidden = model.forward_at(
@@ -59,67 +58,46 @@ pub fn generate(model: &Gpt, prompts: &[Vec<u32>], stage: &Stage) -> Result<Vec<
     )?; // (B, P, C)
     let mut last = hidden.narrow(1, p - 1, 1)?; // (B, 1, C)
     let latent = model.token_embedding(LATENT)?.reshape((1, 1, ()))?; // (1, 1, C)
-    for t in plan.thought_positions() {
-        let input = if plan.feeds_back {
+    for t in p..prefixes[0].len() {
+        let feeds: Vec<Feed> = prefixes.iter().map(|x| x[t]).collect();
+        let input = if decoders[0].plan().feeds_back {
             last.clone()
         } else {
             latent.broadcast_as(last.shape())?.contiguous()?
         };
-        last = model.forward_at(&input, Some(&column_at(&out, t)?), Some(&mut cache))?;
+        last = model.forward_at(&input, Some(&column(&feeds)?), Some(&mut cache))?;
     }
-    let mut running = vec![true; b];
-    // Per row, the thoughts still to run after its trigger (the last-steps order), and whether
-    // they started.
-    let mut pending = vec![0usize; b];
-    let mut thinking = vec![false; b];
     loop {
         let logits = to_host(&model.logits(&last)?)?; // (B * V)
         let v = model.config().vocab_size;
-        let mut next: Vec<u32> = logits.chunks_exact(v).map(argmax).collect();
-        // Rows whose next input is their last hidden state (a thought) instead of a token's.
-        let mut feeds = vec![0u8; b];
-        for i in 0..b {
-            if !running[i] {
-                // Finished rows run on in lockstep; what they compute is never read.
-                out[i].push(EOS);
-            } else if pending[i] > 0 {
-                pending[i] -= 1;
-                (next[i], feeds[i]) = (LATENT, 1);
-                out[i].push(LATENT);
-                running[i] = plans[i].fits(out[i].len());
-            } else {
-                out[i].push(next[i]);
-                running[i] = plans[i].runs_next(next[i], out[i].len());
-                if running[i] && plans[i].starts_thoughts(next[i], thinking[i]) {
-                    thinking[i] = true;
-                    pending[i] = plans[i].thoughts - 1;
-                    feeds[i] = 1;
-                }
-            }
-        }
-        // Rows share one length, so the position limit stops them all at once.
-        if !running.contains(&true) {
+        let feeds: Vec<Feed> = decoders
+            .iter_mut()
+            .zip(logits.chunks_exact(v))
+            .map(|(d, row)| d.next(|| argmax(row)))
+            .collect();
+        if feeds.iter().all(|f| matches!(f, Feed::Stop { .. })) {
             break;
         }
-        let t = out[0].len() - 1;
-        let ids = Tensor::from_vec(next, (b, 1), device)?;
-        let mut input = model.embed(&ids)?; // (B, 1, C)
-        if feeds.contains(&1) {
-            let feeds = Tensor::from_vec(feeds, (b, 1, 1), device)?.broadcast_as(input.shape())?;
-            input = feeds.where_cond(&last, &input)?;
-        }
-        last = model.forward_at(&input, Some(&column_at(&out, t)?), Some(&mut cache))?;
-    }
-    // The padding pushed after a row's end is not part of its generation.
-    for (row, plan) in out.iter_mut().zip(&plans) {
-        let start = plan.thought_positions().end;
-        let end = row[start..]
+        // Rows whose next input is their last hidden state (a thought) instead of a token's.
+        let token_of = |f: &Feed| match *f {
+            Feed::Token { id, .. } => id,
+            Feed::Thought { .. } => LATENT,
+            Feed::Stop { .. } => EOS,
+        };
+        let is_thought: Vec<u8> = feeds
             .iter()
-            .position(|&id| id == EOS)
-            .map_or(row.len(), |i| start + i + 1);
-        row.truncate(end);
+            .map(|f| u8::from(matches!(f, Feed::Thought { .. })))
+            .collect();
+        let ids = Tensor::from_vec(feeds.iter().map(token_of).collect(), (b, 1), device)?;
+        let mut input = model.embed(&ids)?; // (B, 1, C)
+        if is_thought.contains(&1) {
+            let mask =
+                Tensor::from_vec(is_thought, (b, 1, 1), device)?.broadcast_as(input.shape())?;
+            input = mask.where_cond(&last, &input)?;
+        }
+        last = model.forward_at(&input, Some(&column(&feeds)?), Some(&mut cache))?;
     }
-    Ok(out)
+    Ok(decoders.into_iter().map(Decoder::into_ids).collect())
 }
 
 /// Solves one problem with the candle engine: the generated ids (prompt, thought slots, answer).

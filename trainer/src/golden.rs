@@ -8,9 +8,10 @@
 //! logits at every position that was run.
 
 use crate::model::{to_host, Gpt};
-use anyhow::{Context, Result};
+use anyhow::Result;
 use candle_core::Tensor;
-use coconut_core::decoding::{argmax, DecodePlan};
+use coconut_core::decoder::{Decoder, Feed};
+use coconut_core::decoding::argmax;
 use coconut_core::golden::{GoldenRun, GoldenStage, GOLDEN_PROBLEMS};
 use coconut_core::layout::prompt;
 use coconut_core::problem::Problem;
@@ -29,49 +30,42 @@ pub fn golden_run(
     let c = model.config().n_embd;
     let device = model.device().clone();
     let prompt = prompt(tokenizer, problem)?;
-    let plan = DecodePlan::new(&prompt, stage, model.config().n_positions)?;
-    anyhow::ensure!(!plan.on_trigger, coconut_core::decoding::NO_TRIGGER);
-    let mut ids = plan.ids_before_answer(&prompt);
+    let mut decoder = Decoder::new(&prompt, stage, model.config().n_positions)?;
+    anyhow::ensure!(
+        !decoder.plan().on_trigger,
+        coconut_core::decoding::NO_TRIGGER
+    );
+    let feeds_back = decoder.plan().feeds_back;
     let mut thoughts = Vec::new();
-    let mut logits = Vec::new();
-    // Runs position t (its id from the plan: the sequence's index, or its column).
-    let mut run_position =
-        |input: &Tensor, ids: &[u32], t: usize, logits: &mut Vec<Vec<f32>>| -> Result<Tensor> {
-            let id = Tensor::from_vec(vec![plan.position_id(ids, t) as u32], (1, 1), &device)?;
-            let input = input.reshape((1, 1, c))?;
-            let hidden = model.forward_at(&input, Some(&id), Some(&mut cache))?; // (1, 1, C)
-            logits.push(to_host(&model.logits(&hidden)?)?);
-            Ok(hidden)
-        };
-    let mut hidden = None;
-    for (t, &id) in prompt.iter().enumerate() {
-        hidden = Some(run_position(
-            &model.token_embedding(id)?,
-            &ids,
-            t,
-            &mut logits,
-        )?);
-    }
-    let mut hidden = hidden.context("empty prompt")?;
-    for t in plan.thought_positions() {
-        let input = if plan.feeds_back {
-            hidden.reshape(c)?
-        } else {
-            model.token_embedding(LATENT)?
-        };
-        thoughts.push(to_host(&input)?);
-        hidden = run_position(&input, &ids, t, &mut logits)?;
-    }
+    let mut logits: Vec<Vec<f32>> = Vec::new();
+    // Runs one position at its position id.
+    let mut run_position = |input: &Tensor, position_id: usize, logits: &mut Vec<Vec<f32>>| {
+        let id = Tensor::from_vec(vec![position_id as u32], (1, 1), &device)?;
+        let input = input.reshape((1, 1, c))?;
+        let hidden = model.forward_at(&input, Some(&id), Some(&mut cache))?; // (1, 1, C)
+        logits.push(to_host(&model.logits(&hidden)?)?);
+        Ok::<_, anyhow::Error>(hidden)
+    };
+    let mut hidden: Option<Tensor> = None;
     loop {
-        let next = argmax(logits.last().expect("at least the prompt ran"));
-        ids.push(next);
-        if !plan.runs_next(next, ids.len()) {
-            break;
+        let predicted = logits.last().map(|l| argmax(l));
+        match decoder.next(|| predicted.expect("the prompt runs first")) {
+            Feed::Token { id, position_id } => {
+                let input = model.token_embedding(id)?;
+                hidden = Some(run_position(&input, position_id, &mut logits)?);
+            }
+            Feed::Thought { position_id, .. } => {
+                let input = match (&hidden, feeds_back) {
+                    (Some(h), true) => h.reshape(c)?,
+                    _ => model.token_embedding(LATENT)?,
+                };
+                thoughts.push(to_host(&input)?);
+                hidden = Some(run_position(&input, position_id, &mut logits)?);
+            }
+            Feed::Stop { .. } => break,
         }
-        let t = ids.len() - 1;
-        hidden = run_position(&model.token_embedding(next)?, &ids, t, &mut logits)?;
     }
-    drop(hidden);
+    let ids = decoder.into_ids();
     Ok(GoldenRun {
         a: problem.a,
         b: problem.b,

@@ -15,9 +15,9 @@ use super::gemm::{accumulate_xt_dy, dy_times_wt, x_times_w};
 use super::kernels::{self, AttentionRows};
 use super::params::ParamLayout;
 use super::plan::{Input, Plan};
+use coconut_core::decoder::{Decoder, Feed};
 use coconut_core::decoding::{argmax, DecodePlan};
 use coconut_core::skeleton::{Affine, Norm};
-use coconut_core::tokenizer::LATENT;
 use std::ops::Range;
 
 /// Activations saved by the forward pass and scratch of the backward pass, rows × width each.
@@ -208,9 +208,9 @@ pub fn forward_backward(
     loss
 }
 
-/// Greedy generation by core's [`DecodePlan`], as every engine does it: each prompt (question
-/// and `<bot>`), the stage's thoughts, then the argmax token until the plan's stop rule (in the
-/// last-steps order the thoughts start where the model generates `<latent>`).
+/// Greedy generation driven by core's [`Decoder`], as every engine does it: each prompt
+/// (question and `<bot>`), the stage's thoughts, then the argmax token until the decoder stops
+/// (in the last-steps order the thoughts start where the model generates `<latent>`).
 /// Returns per prompt the whole sequence: prompt, `<latent>` slots, generated tokens.
 /// Examples advance together, one row each per chunk; a finished one drops out.
 pub fn generate(
@@ -222,11 +222,16 @@ pub fn generate(
 ) -> anyhow::Result<Vec<Vec<u32>>> {
     let cfg = &layout.config;
     let (c, v, cap) = (cfg.n_embd, cfg.vocab_size, cfg.n_positions);
-    let decoding = prompts
+    let mut decoders = prompts
         .iter()
-        .map(|p| DecodePlan::new(p, stage, cap))
+        .map(|p| Decoder::new(p, stage, cap))
         .collect::<Result<Vec<_>, _>>()?;
+    let decoding: Vec<DecodePlan> = decoders.iter().map(|d| *d.plan()).collect();
+    // The prompts and the thoughts right after them run as the plan's first chunks.
     let mut plan = Plan::for_generation(prompts, &decoding, cap)?;
+    for d in &mut decoders {
+        d.prefix();
+    }
     let capacity = prompts
         .iter()
         .zip(&decoding)
@@ -236,51 +241,35 @@ pub fn generate(
     for chunk in plan.chunks.clone() {
         forward_chunk(layout, params, &plan, ws, chunk);
     }
-    let mut out: Vec<Vec<u32>> = prompts
-        .iter()
-        .zip(&decoding)
-        .map(|(p, d)| d.ids_before_answer(p))
-        .collect();
     let wte = &params[layout.wte.clone()];
     let mut logits = vec![0f32; v];
     let mut running: Vec<usize> = (0..prompts.len()).collect();
-    // Per example, the thoughts still to run after its trigger (the last-steps order), and
-    // whether they started.
-    let mut pending = vec![0usize; prompts.len()];
-    let mut thinking = vec![false; prompts.len()];
     loop {
         let mut next = Vec::with_capacity(running.len());
         for &e in &running {
-            let t = out[e].len(); // the position the next token takes
-            let d = &decoding[e];
+            let t = decoders[e].ids().len(); // the position a token takes
             let before = plan.examples[e].rows[t - 1];
-            if pending[e] > 0 {
-                pending[e] -= 1;
-                out[e].push(LATENT);
-                if d.fits(out[e].len()) {
-                    next.push((e, t, d.position_id(&out[e], t), Input::Thought(before)));
+            let feed = decoders[e].next(|| {
+                let h = &ws.hidden[before * c..][..c];
+                for (z, w) in logits.iter_mut().zip(wte.chunks_exact(c)) {
+                    *z = h.iter().zip(w).map(|(a, b)| a * b).sum();
                 }
-                continue;
-            }
-            let h = &ws.hidden[before * c..][..c];
-            for (z, w) in logits.iter_mut().zip(wte.chunks_exact(c)) {
-                *z = h.iter().zip(w).map(|(a, b)| a * b).sum();
-            }
-            let token = argmax(&logits);
-            out[e].push(token);
-            if d.runs_next(token, out[e].len()) {
-                let input = if d.starts_thoughts(token, thinking[e]) {
-                    thinking[e] = true;
-                    pending[e] = d.thoughts - 1;
-                    Input::Thought(before)
-                } else {
-                    Input::Token(token)
-                };
-                next.push((e, t, d.position_id(&out[e], t), input));
+                argmax(&logits)
+            });
+            // A triggered thought's slot is pushed with it: it runs at the sequence's end.
+            let at = decoders[e].ids().len() - 1;
+            match feed {
+                Feed::Token { id, position_id } => {
+                    next.push((e, at, position_id, Input::Token(id)));
+                }
+                Feed::Thought { position_id, .. } => {
+                    next.push((e, at, position_id, Input::Thought(before)));
+                }
+                Feed::Stop { .. } => {}
             }
         }
         if next.is_empty() {
-            return Ok(out);
+            return Ok(decoders.into_iter().map(Decoder::into_ids).collect());
         }
         running = next.iter().map(|&(e, ..)| e).collect();
         plan.push_chunk(next);

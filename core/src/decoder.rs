@@ -1,0 +1,362 @@
+//! The one decoding loop, as a per-row state machine every engine drives.
+//!
+//! An engine owns only its maths: it runs a position given an input vector and a position id,
+//! and reads the final hidden state's logits. What goes in at each position, at which position
+//! id, and when the decoding ends is the [`Decoder`]'s to say, from core's [`DecodePlan`]:
+//!
+//! ```text
+//! let mut decoder = Decoder::new(&prompt, &stage, n_positions)?;
+//! loop {
+//!     match decoder.next(|| argmax(&logits(&hidden))) {
+//!         Feed::Token { id, position_id } => hidden = run(embedding(id), position_id),
+//!         Feed::Thought { slot, position_id } => hidden = run(thought(slot, &hidden), position_id),
+//!         Feed::Stop { finished } => break,
+//!     }
+//! }
+//! ```
+//!
+//! The prompt's tokens and the thoughts right after it come first and need no prediction; an
+//! engine that runs them as one block takes them with [`Decoder::prefix`]. After that, each call
+//! asks for the model's prediction at the last position run (the closure is called only then)
+//! and answers with what runs next: the predicted token, a thought (the last-steps order starts
+//! its thoughts where the model writes `<latent>`), or the end (`<eos>`, or no position left).
+//! A thought's input is the previous position's final hidden state when the plan feeds back,
+//! the `<latent>` token's embedding otherwise (the pause baseline).
+
+use crate::decoding::{DecodePlan, EngineError};
+use crate::stage::Stage;
+use crate::tokenizer::{EOS, LATENT};
+
+/// What runs at the next position of one decoding.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Feed {
+    /// The token's embedding, at position-table row `position_id`.
+    Token { id: u32, position_id: usize },
+    /// A thought (the `slot`-th of the decoding) at position-table row `position_id`.
+    Thought { slot: usize, position_id: usize },
+    /// The decoding is over: `finished` when the model wrote `<eos>`, not when it ran out of
+    /// positions.
+    Stop { finished: bool },
+}
+
+impl Feed {
+    /// The position-table row the feed runs at (`None` for [`Feed::Stop`]).
+    pub fn position_id(&self) -> Option<usize> {
+        match *self {
+            Feed::Token { position_id, .. } | Feed::Thought { position_id, .. } => {
+                Some(position_id)
+            }
+            Feed::Stop { .. } => None,
+        }
+    }
+}
+
+/// Where a decoding stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Phase {
+    /// Feeding the prompt's token at this index.
+    Prompt(usize),
+    /// Feeding thoughts that need no prediction: the next slot to feed, and the slot after the
+    /// last of this chain.
+    Thinking {
+        slot: usize,
+        end: usize,
+    },
+    /// Each position's prediction decides what runs next.
+    Generating,
+    Stopped {
+        finished: bool,
+    },
+}
+
+/// One row's decoding (module doc).
+#[derive(Clone, Debug)]
+pub struct Decoder {
+    plan: DecodePlan,
+    /// The sequence so far: prompt, thought slots (`<latent>`), generated tokens. A thought
+    /// after the prompt holds its slot from the start; one the model triggers, from its turn.
+    ids: Vec<u32>,
+    phase: Phase,
+    /// Thoughts fed so far.
+    thoughts_run: usize,
+}
+
+impl Decoder {
+    /// The decoding of `prompt` at `stage` on a model of `n_positions` positions, refused as
+    /// [`DecodePlan::new`] refuses.
+    pub fn new(prompt: &[u32], stage: &Stage, n_positions: usize) -> Result<Decoder, EngineError> {
+        let plan = DecodePlan::new(prompt, stage, n_positions)?;
+        Ok(Decoder {
+            ids: plan.ids_before_answer(prompt),
+            plan,
+            phase: Phase::Prompt(0),
+            thoughts_run: 0,
+        })
+    }
+
+    pub fn plan(&self) -> &DecodePlan {
+        &self.plan
+    }
+
+    /// The sequence so far.
+    pub fn ids(&self) -> &[u32] {
+        &self.ids
+    }
+
+    /// The whole sequence: prompt, thought slots, generated tokens (the last one predicted,
+    /// `<eos>` or the token no position was left for, included).
+    pub fn into_ids(self) -> Vec<u32> {
+        self.ids
+    }
+
+    /// `Some(finished)` once the decoding stopped.
+    pub fn stopped(&self) -> Option<bool> {
+        match self.phase {
+            Phase::Stopped { finished } => Some(finished),
+            _ => None,
+        }
+    }
+
+    /// Whether the next [`Decoder::next`] needs the model's prediction.
+    pub fn needs_prediction(&self) -> bool {
+        self.phase == Phase::Generating
+    }
+
+    /// The feeds that need no prediction: the prompt's tokens and the thoughts right after it,
+    /// taken all at once by an engine that runs them as a block (after it, every
+    /// [`Decoder::next`] asks for a prediction). Empty once they were taken.
+    pub fn prefix(&mut self) -> Vec<Feed> {
+        let mut feeds = Vec::new();
+        while !self.needs_prediction() && self.stopped().is_none() {
+            feeds.push(self.next(|| unreachable!("the prefix needs no prediction")));
+        }
+        feeds
+    }
+
+    /// What runs at the next position. `predict` gives the model's greedy token at the last
+    /// position run; it is called only when the decoder needs it.
+    pub fn next(&mut self, predict: impl FnOnce() -> u32) -> Feed {
+        match self.phase {
+            Phase::Prompt(t) => {
+                self.phase = if t + 1 < self.plan.prompt_len {
+                    Phase::Prompt(t + 1)
+                } else {
+                    self.after_prompt()
+                };
+                Feed::Token {
+                    id: self.ids[t],
+                    position_id: self.plan.position_id(&self.ids, t),
+                }
+            }
+            Phase::Thinking { slot, end } => self.thought(slot, end),
+            Phase::Generating => self.generated(predict()),
+            Phase::Stopped { finished } => Feed::Stop { finished },
+        }
+    }
+
+    fn after_prompt(&self) -> Phase {
+        match self.plan.thought_positions().len() {
+            0 => Phase::Generating,
+            end => Phase::Thinking { slot: 0, end },
+        }
+    }
+
+    /// Feeds thought `slot` of a chain ending before slot `end`. A triggered chain's slots
+    /// after the first take their `<latent>` now, and stop the decoding where no position is
+    /// left for them.
+    fn thought(&mut self, slot: usize, end: usize) -> Feed {
+        let t = if self.plan.on_trigger {
+            if slot > 0 {
+                self.ids.push(LATENT);
+                if !self.plan.fits(self.ids.len()) {
+                    return self.stop(false);
+                }
+            }
+            self.ids.len() - 1
+        } else {
+            self.plan.prompt_len + slot
+        };
+        self.phase = if slot + 1 < end {
+            Phase::Thinking {
+                slot: slot + 1,
+                end,
+            }
+        } else {
+            Phase::Generating
+        };
+        self.thoughts_run += 1;
+        Feed::Thought {
+            slot,
+            position_id: self.plan.position_id(&self.ids, t),
+        }
+    }
+
+    /// The model predicted `token`: it ends the decoding, starts the thoughts (the last-steps
+    /// order's `<latent>` takes the first thought slot), or runs as the next position.
+    fn generated(&mut self, token: u32) -> Feed {
+        self.ids.push(token);
+        if !self.plan.runs_next(token, self.ids.len()) {
+            return self.stop(token == EOS);
+        }
+        if self.plan.starts_thoughts(token, self.thoughts_run > 0) {
+            return self.thought(0, self.plan.thoughts);
+        }
+        Feed::Token {
+            id: token,
+            position_id: self.plan.position_id(&self.ids, self.ids.len() - 1),
+        }
+    }
+
+    fn stop(&mut self, finished: bool) -> Feed {
+        self.phase = Phase::Stopped { finished };
+        Feed::Stop { finished }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::positions::PositionScheme;
+    use crate::stage::{LatentOrder, StageKind};
+
+    /// Drives a decoder with predictions taken from `script` in turn; returns every feed.
+    fn drive(decoder: &mut Decoder, script: &[u32]) -> Vec<Feed> {
+        let mut script = script.iter();
+        let mut feeds = Vec::new();
+        loop {
+            let feed = decoder.next(|| *script.next().expect("a prediction left"));
+            feeds.push(feed);
+            if let Feed::Stop { .. } = feed {
+                return feeds;
+            }
+        }
+    }
+
+    const TOKEN: fn(u32, usize) -> Feed = |id, position_id| Feed::Token { id, position_id };
+    const THOUGHT: fn(usize, usize) -> Feed =
+        |slot, position_id| Feed::Thought { slot, position_id };
+
+    #[test]
+    fn prompt_then_thoughts_then_tokens_until_eos() {
+        let mut d = Decoder::new(&[5, 6, 7], &Stage::latent(2, 1, 5), 16).unwrap();
+        let feeds = drive(&mut d, &[9, 10, EOS]);
+        assert_eq!(
+            feeds,
+            [
+                TOKEN(5, 0),
+                TOKEN(6, 1),
+                TOKEN(7, 2),
+                THOUGHT(0, 3),
+                THOUGHT(1, 4),
+                TOKEN(9, 5),
+                TOKEN(10, 6),
+                Feed::Stop { finished: true }
+            ]
+        );
+        assert_eq!(d.into_ids(), [5, 6, 7, LATENT, LATENT, 9, 10, EOS]);
+    }
+
+    #[test]
+    fn the_last_position_ends_the_decoding_unfinished() {
+        let mut d = Decoder::new(&[5, 6], &Stage::latent(0, 1, 5), 4).unwrap();
+        // Positions 0-3: the prompt, then two tokens; the third token has no position left.
+        let feeds = drive(&mut d, &[9, 10, 11]);
+        assert_eq!(
+            feeds[2..],
+            [TOKEN(9, 2), TOKEN(10, 3), Feed::Stop { finished: false }]
+        );
+        assert_eq!(d.ids(), [5, 6, 9, 10, 11]);
+        assert_eq!(d.stopped(), Some(false));
+        // Once stopped, it stays stopped and asks for nothing.
+        assert_eq!(d.next(|| unreachable!()), Feed::Stop { finished: false });
+    }
+
+    #[test]
+    fn the_prefix_is_taken_at_once_and_the_rest_asks_for_predictions() {
+        let pause = Stage::latent(0, 1, 5).with_kind(StageKind::Pause);
+        let mut d = Decoder::new(&[5, 6], &pause, 16).unwrap();
+        assert!(!d.plan().feeds_back);
+        let prefix = d.prefix();
+        assert_eq!(prefix.len(), 2 + 5);
+        assert_eq!(prefix[6], THOUGHT(4, 6));
+        assert!(d.needs_prediction() && d.prefix().is_empty());
+        assert_eq!(d.next(|| 3), TOKEN(3, 7));
+    }
+
+    #[test]
+    fn a_generated_latent_starts_the_last_steps_thoughts_once() {
+        let stage = Stage::latent(2, 2, 5).with_order(LatentOrder::Last);
+        let mut d = Decoder::new(&[5, 6], &stage, 40).unwrap();
+        let feeds = drive(&mut d, &[9, LATENT, 11, LATENT, EOS]);
+        assert_eq!(
+            feeds[2..],
+            [
+                TOKEN(9, 2),
+                THOUGHT(0, 3),
+                THOUGHT(1, 4),
+                THOUGHT(2, 5),
+                THOUGHT(3, 6),
+                TOKEN(11, 7),
+                // A second <latent> is an ordinary token.
+                TOKEN(LATENT, 8),
+                Feed::Stop { finished: true }
+            ]
+        );
+        assert_eq!(
+            d.into_ids(),
+            [5, 6, 9, LATENT, LATENT, LATENT, LATENT, 11, LATENT, EOS]
+        );
+    }
+
+    #[test]
+    fn triggered_thoughts_stop_where_no_position_is_left() {
+        let stage = Stage::latent(2, 2, 5).with_order(LatentOrder::Last);
+        let mut d = Decoder::new(&[5, 6], &stage, 7).unwrap();
+        let feeds = drive(&mut d, &[9, 10, LATENT]);
+        assert_eq!(
+            feeds[2..],
+            [
+                TOKEN(9, 2),
+                TOKEN(10, 3),
+                THOUGHT(0, 4),
+                THOUGHT(1, 5),
+                THOUGHT(2, 6),
+                Feed::Stop { finished: false }
+            ]
+        );
+        assert_eq!(
+            d.ids().len(),
+            8,
+            "the slot that did not fit is in the sequence"
+        );
+    }
+
+    #[test]
+    fn coupled_ids_follow_the_plan() {
+        use crate::layout::{prompt, Layout};
+        use crate::problem::Problem;
+        use crate::tokenizer::Tokenizer;
+        let t = Tokenizer::new();
+        let p = Problem::new(347, 285);
+        let stage = Stage::latent(5, 1, 5)
+            .with_positions(PositionScheme::Coupled)
+            .with_ids_ahead(true);
+        let layout = Layout::new(&t, &p, &stage).unwrap();
+        let mut d = Decoder::new(&prompt(&t, &p).unwrap(), &stage, 64).unwrap();
+        // Predictions taken from the layout: every feed's id is the layout's position id.
+        let feeds = drive(
+            &mut d,
+            &layout.ids[layout.thought_positions().end..]
+                .iter()
+                .copied()
+                .collect::<Vec<_>>(),
+        );
+        let ids: Vec<usize> = feeds.iter().filter_map(Feed::position_id).collect();
+        let want: Vec<usize> = layout.positions[..layout.ids.len() - 1]
+            .iter()
+            .map(|&i| i as usize)
+            .collect();
+        assert_eq!(ids, want);
+        assert_eq!(d.into_ids(), layout.ids);
+    }
+}
