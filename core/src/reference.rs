@@ -19,9 +19,10 @@ use crate::intervention::{edited, Intervention};
 use crate::layout::prompt;
 use crate::problem::Problem;
 use crate::skeleton::{Affine, Norm};
+use crate::stored::StoredMatrix;
 use crate::stage::Stage;
 use crate::tokenizer::{Tokenizer, LATENT};
-use crate::weights::ModelWeights;
+use crate::weights::{ModelWeights, Tensor};
 
 struct LayerNorm {
     gain: Vec<f32>,
@@ -30,10 +31,10 @@ struct LayerNorm {
 }
 
 impl LayerNorm {
-    fn new(norm: Norm<Vec<f32>>, eps: f32) -> LayerNorm {
+    fn new(norm: Norm<&Tensor>, eps: f32) -> LayerNorm {
         LayerNorm {
-            gain: norm.weight,
-            bias: norm.bias,
+            gain: norm.weight.to_f32(),
+            bias: norm.bias.to_f32(),
             eps,
         }
     }
@@ -51,29 +52,23 @@ impl LayerNorm {
     }
 }
 
-/// A Conv1D layer: `y = x · W + b` with `W` stored `[in, out]`.
+/// A Conv1D layer: `y = x · W + b` with `W` stored `[in, out]` as its file stores it.
 struct Linear {
-    w: Vec<f32>,
+    w: StoredMatrix,
     b: Vec<f32>,
-    n_out: usize,
 }
 
 impl Linear {
-    fn new(layer: Affine<Vec<f32>>) -> Linear {
+    fn new(layer: Affine<&Tensor>) -> Linear {
         Linear {
-            w: layer.weight,
-            n_out: layer.bias.len(),
-            b: layer.bias,
+            w: StoredMatrix::new(layer.weight),
+            b: layer.bias.to_f32(),
         }
     }
 
     fn forward(&self, x: &[f32]) -> Vec<f32> {
         let mut y = self.b.clone();
-        for (xi, row) in x.iter().zip(self.w.chunks_exact(self.n_out)) {
-            for (yj, wij) in y.iter_mut().zip(row) {
-                *yj += xi * wij;
-            }
-        }
+        self.w.add_vec_mat(x, &mut y);
         y
     }
 }
@@ -126,20 +121,21 @@ impl KvCache {
 /// The reference GPT-2.
 pub struct ReferenceModel {
     config: ModelConfig,
-    wte: Vec<f32>,
+    /// The token table as stored (the LM head reads it too: tied).
+    wte: StoredMatrix,
     wpe: Vec<f32>,
     blocks: Vec<Block>,
     ln_f: LayerNorm,
 }
 
 impl ReferenceModel {
-    /// Builds the model from validated weights (int8 and f16 are dequantized to f32).
+    /// Builds the model from validated weights, its matrices kept as stored (int8 and f16
+    /// read as f32 value by value: [`StoredMatrix`]).
     pub fn new(weights: &ModelWeights) -> ReferenceModel {
         let eps = weights.config.layer_norm_epsilon;
         let tree = weights
             .tree()
-            .expect("validated weights hold every tensor of their config")
-            .map(|t| t.to_f32());
+            .expect("validated weights hold every tensor of their config");
         let blocks = tree
             .blocks
             .into_iter()
@@ -154,8 +150,8 @@ impl ReferenceModel {
             .collect();
         ReferenceModel {
             config: weights.config.clone(),
-            wte: tree.wte,
-            wpe: tree.wpe,
+            wte: StoredMatrix::new(tree.wte),
+            wpe: tree.wpe.to_f32(),
             blocks,
             ln_f: LayerNorm::new(tree.ln_f, eps),
         }
@@ -166,11 +162,11 @@ impl ReferenceModel {
     }
 
     /// The input embedding of a token (its `wte` row).
-    pub fn token_embedding(&self, id: u32) -> Result<&[f32], EngineError> {
-        let c = self.config.n_embd;
-        self.wte
-            .get(id as usize * c..(id as usize + 1) * c)
-            .ok_or(EngineError::TokenId(id))
+    pub fn token_embedding(&self, id: u32) -> Result<Vec<f32>, EngineError> {
+        if id as usize >= self.wte.rows() {
+            return Err(EngineError::TokenId(id));
+        }
+        Ok(self.wte.row(id as usize))
     }
 
     pub fn new_cache(&self) -> KvCache {
@@ -268,10 +264,7 @@ impl ReferenceModel {
 
     /// Logits of the tied LM head: `wte · h`, one per token id.
     pub fn logits(&self, hidden: &[f32]) -> Vec<f32> {
-        self.wte
-            .chunks_exact(self.config.n_embd)
-            .map(|row| row.iter().zip(hidden).map(|(a, b)| a * b).sum())
-            .collect()
+        self.wte.mat_vec(hidden)
     }
 
     /// Final hidden states of a whole sequence of input embeddings, computed without a cache
@@ -386,13 +379,13 @@ impl ReferenceModel {
         let finished = loop {
             match decoder.next(|| argmax(&self.logits(&hidden))) {
                 Feed::Token { id, position_id } => {
-                    hidden = run(&mut cache, self.token_embedding(id)?, position_id)?;
+                    hidden = run(&mut cache, &self.token_embedding(id)?, position_id)?;
                 }
                 Feed::Thought { slot, position_id } => {
                     let input = if feeds_back {
                         hidden.clone()
                     } else {
-                        self.token_embedding(LATENT)?.to_vec()
+                        self.token_embedding(LATENT)?
                     };
                     let input = edited(edits, slot, input);
                     hidden = run(&mut cache, &input, position_id)?;
@@ -503,7 +496,7 @@ mod tests {
             model
                 .step(
                     &mut cache,
-                    model.token_embedding(8).unwrap(),
+                    &model.token_embedding(8).unwrap(),
                     t,
                     Some(&mut tr),
                 )
@@ -604,13 +597,34 @@ mod tests {
         let (mut cf, mut cq) = (f.new_cache(), q.new_cache());
         for (t, id) in [8u32, 18, 9, 19, 1].into_iter().enumerate() {
             let hf = f
-                .step(&mut cf, f.token_embedding(id).unwrap(), t, None)
+                .step(&mut cf, &f.token_embedding(id).unwrap(), t, None)
                 .unwrap();
             let hq = q
-                .step(&mut cq, q.token_embedding(id).unwrap(), t, None)
+                .step(&mut cq, &q.token_embedding(id).unwrap(), t, None)
                 .unwrap();
             let e = rel_err(&hq, &hf);
             assert!(e < 0.05 && e > 0.0, "int8 vs f32 relative error {e}");
+        }
+    }
+
+    /// Quantized matrices stay quantized in memory and compute bit for bit what their f32
+    /// dequantization computes.
+    #[test]
+    fn quantized_weights_compute_exactly_as_dequantized_ones() {
+        let w = random_weights(&config(), 9);
+        for dtype in [WeightDtype::Int8, WeightDtype::F16] {
+            let stored = w.convert(dtype);
+            let (s, d) = (
+                ReferenceModel::new(&stored),
+                ReferenceModel::new(&stored.convert(WeightDtype::F32)),
+            );
+            let stage = Stage::latent(2, 1, 5);
+            let prompt = [8u32, 18, 9, 19, 1];
+            let (gs, gd) = (
+                s.generate(&prompt, &stage, true).unwrap(),
+                d.generate(&prompt, &stage, true).unwrap(),
+            );
+            assert_eq!(gs, gd, "{dtype:?}");
         }
     }
 

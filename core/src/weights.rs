@@ -56,6 +56,22 @@ pub struct Tensor {
 }
 
 impl Tensor {
+    /// `values` (f32, row-major in `shape`) stored as `dtype`: vectors stay f32, matrices
+    /// become f16 or int8 with per-output-row scales ([`quantize_int8`]).
+    pub fn stored_as(values: Vec<f32>, shape: Vec<usize>, role: Role, dtype: WeightDtype) -> Tensor {
+        let data = match (role, dtype) {
+            (Role::Vector, _) | (_, WeightDtype::F32) => TensorData::F32(values),
+            (_, WeightDtype::F16) => {
+                TensorData::F16(values.iter().map(|&x| f16::from_f32(x)).collect())
+            }
+            (role, WeightDtype::Int8) => {
+                let (q, scales) = quantize_int8(&values, shape[0], shape[1], role);
+                TensorData::Int8 { q, scales }
+            }
+        };
+        Tensor { shape, role, data }
+    }
+
     /// The values in f32, dequantized if stored as int8.
     pub fn to_f32(&self) -> Vec<f32> {
         match &self.data {
@@ -235,22 +251,7 @@ impl ModelWeights {
             .tensors
             .iter()
             .map(|(name, t)| {
-                let values = t.to_f32();
-                let data = match (t.role, dtype) {
-                    (Role::Vector, _) | (_, WeightDtype::F32) => TensorData::F32(values),
-                    (_, WeightDtype::F16) => {
-                        TensorData::F16(values.iter().map(|&x| f16::from_f32(x)).collect())
-                    }
-                    (role, WeightDtype::Int8) => {
-                        let (q, scales) = quantize_int8(&values, t.shape[0], t.shape[1], role);
-                        TensorData::Int8 { q, scales }
-                    }
-                };
-                let tensor = Tensor {
-                    shape: t.shape.clone(),
-                    role: t.role,
-                    data,
-                };
+                let tensor = Tensor::stored_as(t.to_f32(), t.shape.clone(), t.role, dtype);
                 (name.clone(), tensor)
             })
             .collect();

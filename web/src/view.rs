@@ -174,7 +174,7 @@ fn position_views(
     probes: Option<&ThoughtProbes>,
     tokenizer: &Tokenizer,
 ) -> Vec<PositionView> {
-    let digit_embeddings: Vec<&[f32]> = (0..10)
+    let digit_embeddings: Vec<Vec<f32>> = (0..10)
         .filter_map(|d| {
             let id = tokenizer.encode(&d.to_string()).ok()?.first().copied()?;
             model.token_embedding(id).ok()
@@ -197,10 +197,7 @@ fn position_views(
                 }
                 thought
             } else {
-                model
-                    .token_embedding(id)
-                    .map(<[f32]>::to_vec)
-                    .unwrap_or_default()
+                model.token_embedding(id).unwrap_or_default()
             };
             let hidden = position
                 .residual
