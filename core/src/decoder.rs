@@ -23,9 +23,9 @@
 //! A thought's input is the previous position's final hidden state when the plan feeds back,
 //! the `<latent>` token's embedding otherwise (the pause baseline).
 
-use crate::decoding::{DecodePlan, EngineError};
+use crate::decoding::{DecodePlan, EngineError, StopRule};
 use crate::stage::Stage;
-use crate::tokenizer::{EOS, LATENT};
+use crate::tokenizer::EOS;
 
 /// What runs at the next position of one decoding.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -62,6 +62,8 @@ enum Phase {
         slot: usize,
         end: usize,
     },
+    /// Feeding the plan's token after the thoughts.
+    Forced,
     /// Each position's prediction decides what runs next.
     Generating,
     Stopped {
@@ -79,19 +81,33 @@ pub struct Decoder {
     phase: Phase,
     /// Thoughts fed so far.
     thoughts_run: usize,
+    /// Under [`StopRule::AnswerDigits`]: answer tokens generated since its `<eot>` (`None`
+    /// before it); tokens generated before it.
+    answer_len: Option<usize>,
+    written: usize,
 }
 
 impl Decoder {
     /// The decoding of `prompt` at `stage` on a model of `n_positions` positions, refused as
     /// [`DecodePlan::new`] refuses.
     pub fn new(prompt: &[u32], stage: &Stage, n_positions: usize) -> Result<Decoder, EngineError> {
-        let plan = DecodePlan::new(prompt, stage, n_positions)?;
-        Ok(Decoder {
+        Ok(Decoder::from_plan(
+            prompt,
+            DecodePlan::new(prompt, stage, n_positions)?,
+        ))
+    }
+
+    /// The decoding of `prompt` by `plan` (made for that prompt: its length is the plan's).
+    pub fn from_plan(prompt: &[u32], plan: DecodePlan) -> Decoder {
+        debug_assert_eq!(prompt.len(), plan.prompt_len);
+        Decoder {
             ids: plan.ids_before_answer(prompt),
             plan,
             phase: Phase::Prompt(0),
             thoughts_run: 0,
-        })
+            answer_len: None,
+            written: 0,
+        }
     }
 
     pub fn plan(&self) -> &DecodePlan {
@@ -149,6 +165,11 @@ impl Decoder {
                 }
             }
             Phase::Thinking { slot, end } => self.thought(slot, end),
+            Phase::Forced => {
+                let id = self.plan.after_thoughts.expect("a forced token is planned");
+                self.phase = Phase::Generating;
+                self.push_run(id)
+            }
             Phase::Generating => self.generated(predict()),
             Phase::Stopped { finished } => Feed::Stop { finished },
         }
@@ -156,8 +177,15 @@ impl Decoder {
 
     fn after_prompt(&self) -> Phase {
         match self.plan.thought_positions().len() {
-            0 => Phase::Generating,
+            0 => self.after_thoughts(),
             end => Phase::Thinking { slot: 0, end },
+        }
+    }
+
+    fn after_thoughts(&self) -> Phase {
+        match self.plan.after_thoughts {
+            Some(_) => Phase::Forced,
+            None => Phase::Generating,
         }
     }
 
@@ -167,7 +195,7 @@ impl Decoder {
     fn thought(&mut self, slot: usize, end: usize) -> Feed {
         let t = if self.plan.on_trigger {
             if slot > 0 {
-                self.ids.push(LATENT);
+                self.ids.push(self.plan.slot_token);
                 if !self.plan.fits(self.ids.len()) {
                     return self.stop(false);
                 }
@@ -181,8 +209,10 @@ impl Decoder {
                 slot: slot + 1,
                 end,
             }
-        } else {
+        } else if self.plan.on_trigger {
             Phase::Generating
+        } else {
+            self.after_thoughts()
         };
         self.thoughts_run += 1;
         Feed::Thought {
@@ -194,15 +224,53 @@ impl Decoder {
     /// The model predicted `token`: it ends the decoding, starts the thoughts (the last-steps
     /// order's `<latent>` takes the first thought slot), or runs as the next position.
     fn generated(&mut self, token: u32) -> Feed {
-        self.ids.push(token);
-        if !self.plan.runs_next(token, self.ids.len()) {
-            return self.stop(token == EOS);
+        let ends = self.ends_with(token);
+        if ends.is_some() || !self.plan.fits(self.ids.len() + 1) {
+            self.ids.push(token);
+            return self.stop(ends.unwrap_or(false));
         }
         if self.plan.starts_thoughts(token, self.thoughts_run > 0) {
+            self.ids.push(token);
             return self.thought(0, self.plan.thoughts);
         }
+        self.push_run(token)
+    }
+
+    /// Whether the plan's stop rule ends the decoding with `token` (just generated), and if so
+    /// whether it finished.
+    fn ends_with(&mut self, token: u32) -> Option<bool> {
+        match &self.plan.stop {
+            StopRule::Eos => (token == EOS).then_some(true),
+            StopRule::AnswerDigits {
+                tokens,
+                max_written,
+                ..
+            } => match self.answer_len {
+                Some(n) => {
+                    let digits = |table: &[bool]| table.get(token as usize) == Some(&true);
+                    let fits = digits(&tokens.digits) || (n == 0 && digits(&tokens.spaced_digits));
+                    (!fits).then_some(true)
+                }
+                None => {
+                    self.written += 1;
+                    (self.written > *max_written).then_some(false)
+                }
+            },
+        }
+    }
+
+    /// Appends `id` and runs it at the sequence's end; an `<eot>` of the plan's stop rule
+    /// starts the answer.
+    fn push_run(&mut self, id: u32) -> Feed {
+        self.ids.push(id);
+        if let StopRule::AnswerDigits { eot, .. } = &self.plan.stop {
+            self.answer_len = match self.answer_len {
+                Some(n) => Some(n + 1),
+                None => (id == *eot).then_some(0),
+            };
+        }
         Feed::Token {
-            id: token,
+            id,
             position_id: self.plan.position_id(&self.ids, self.ids.len() - 1),
         }
     }
@@ -217,7 +285,10 @@ impl Decoder {
 mod tests {
     use super::*;
     use crate::positions::PositionScheme;
+    use crate::decoding::AnswerTokens;
     use crate::stage::{LatentOrder, StageKind};
+    use crate::tokenizer::LATENT;
+    use std::sync::Arc;
 
     /// Drives a decoder with predictions taken from `script` in turn; returns every feed.
     fn drive(decoder: &mut Decoder, script: &[u32]) -> Vec<Feed> {
@@ -346,10 +417,7 @@ mod tests {
         // Predictions taken from the layout: every feed's id is the layout's position id.
         let feeds = drive(
             &mut d,
-            &layout.ids[layout.thought_positions().end..]
-                .iter()
-                .copied()
-                .collect::<Vec<_>>(),
+            &layout.ids[layout.thought_positions().end..],
         );
         let ids: Vec<usize> = feeds.iter().filter_map(Feed::position_id).collect();
         let want: Vec<usize> = layout.positions[..layout.ids.len() - 1]
@@ -358,5 +426,61 @@ mod tests {
             .collect();
         assert_eq!(ids, want);
         assert_eq!(d.into_ids(), layout.ids);
+    }
+
+    /// The seed family's rule over a toy vocabulary: ids 10-19 are digits, 20-29 a space and
+    /// digits, 7 is `<eot>`, 3 the thought slot.
+    fn seed_plan(prompt_len: usize, thoughts: usize, n_positions: usize) -> DecodePlan {
+        let tokens = AnswerTokens {
+            digits: (0..32).map(|id| (10..20).contains(&id)).collect(),
+            spaced_digits: (0..32).map(|id| (20..30).contains(&id)).collect(),
+        };
+        let stop = StopRule::AnswerDigits {
+            eot: 7,
+            tokens: Arc::new(tokens),
+            max_written: 4,
+        };
+        let forced = (thoughts > 0).then_some(7);
+        DecodePlan::with_fed_thoughts(prompt_len, thoughts, n_positions, 3, forced, stop).unwrap()
+    }
+
+    #[test]
+    fn the_seeds_eot_is_fed_after_the_thoughts_and_the_answer_ends_at_a_non_digit() {
+        let mut d = Decoder::from_plan(&[1, 2], seed_plan(2, 2, 32));
+        let feeds = drive(&mut d, &[21, 12, 13, 5]);
+        assert_eq!(
+            feeds,
+            [
+                TOKEN(1, 0),
+                TOKEN(2, 1),
+                THOUGHT(0, 2),
+                THOUGHT(1, 3),
+                TOKEN(7, 4),
+                TOKEN(21, 5),
+                TOKEN(12, 6),
+                TOKEN(13, 7),
+                Feed::Stop { finished: true }
+            ]
+        );
+        assert_eq!(d.into_ids(), [1, 2, 3, 3, 7, 21, 12, 13, 5]);
+        // A space and digits only opens the answer: later, it ends it.
+        let mut d = Decoder::from_plan(&[1, 2], seed_plan(2, 1, 32));
+        let feeds = drive(&mut d, &[21, 22]);
+        assert_eq!(feeds.last(), Some(&Feed::Stop { finished: true }));
+        assert_eq!(d.ids()[4..], [21, 22]);
+    }
+
+    #[test]
+    fn the_seeds_stage_0_writes_its_own_eot_within_a_budget() {
+        let mut d = Decoder::from_plan(&[1, 2], seed_plan(2, 0, 32));
+        assert!(d.prefix().len() == 2 && d.needs_prediction());
+        let feeds = drive(&mut d, &[4, 5, 7, 11, 6]);
+        assert_eq!(feeds[..3], [TOKEN(4, 2), TOKEN(5, 3), TOKEN(7, 4)]);
+        assert_eq!(feeds[3..], [TOKEN(11, 5), Feed::Stop { finished: true }]);
+        // Four tokens may be written before <eot>; the fifth ends the decoding unfinished.
+        let mut d = Decoder::from_plan(&[1, 2], seed_plan(2, 0, 32));
+        let feeds = drive(&mut d, &[4, 4, 4, 4, 4]);
+        assert_eq!(feeds.len(), 2 + 4 + 1);
+        assert_eq!(d.stopped(), Some(false));
     }
 }

@@ -42,8 +42,35 @@ pub const NO_TRIGGER: &str = "this engine runs thoughts after the prompt only; a
      last-steps order (thoughts where the model writes <latent>) runs on the reference and the \
      trainer's engines";
 
+/// Which token classes may follow `<eot>` in an answer of a model family whose answers have no
+/// end token (the seed's GPT-2: its training never asked for one): per token id, whether its
+/// text is all ASCII digits, and whether it is a space followed by digits (GPT-2 writes the
+/// answer's first token with its leading space).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AnswerTokens {
+    /// `digits[id]`: the token is one or more ASCII digits.
+    pub digits: Vec<bool>,
+    /// `spaced_digits[id]`: the token is one space, then one or more ASCII digits.
+    pub spaced_digits: Vec<bool>,
+}
+
+/// When a decoding ends (besides running out of positions).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StopRule {
+    /// At the first `<eos>` the model writes (this project's models).
+    Eos,
+    /// The answer runs from `eot` (fed or written) to the first generated token that is not
+    /// digits (the first may carry a leading space); that token ends the decoding, kept in the
+    /// sequence and never run. Before `eot`, at most `max_written` tokens may be generated.
+    AnswerDigits {
+        eot: u32,
+        tokens: std::sync::Arc<AnswerTokens>,
+        max_written: usize,
+    },
+}
+
 /// The positions of one decoding.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DecodePlan {
     /// Prompt tokens, at positions `0..prompt_len`.
     pub prompt_len: usize,
@@ -60,6 +87,12 @@ pub struct DecodePlan {
     /// Whether the thoughts start where the model generates `<latent>` (the last-steps order)
     /// instead of right after the prompt.
     pub on_trigger: bool,
+    /// The id that holds a thought's place in the sequence (this project's `<latent>`).
+    pub slot_token: u32,
+    /// A token fed right after the thoughts that follow the prompt, never predicted (the
+    /// seed's `<eot>`).
+    pub after_thoughts: Option<u32>,
+    pub stop: StopRule,
 }
 
 impl DecodePlan {
@@ -99,6 +132,41 @@ impl DecodePlan {
             n_positions,
             coupled,
             on_trigger,
+            slot_token: LATENT,
+            after_thoughts: None,
+            stop: StopRule::Eos,
+        })
+    }
+
+    /// The plan of a model family that feeds `thoughts` back right after a prompt of
+    /// `prompt_len` tokens (each held by `slot_token` in the sequence), then `after_thoughts`,
+    /// then decodes greedily until `stop`, with absolute position ids (the seed's GPT-2).
+    /// Refused where the prompt is empty or it and the thoughts do not fit.
+    pub fn with_fed_thoughts(
+        prompt_len: usize,
+        thoughts: usize,
+        n_positions: usize,
+        slot_token: u32,
+        after_thoughts: Option<u32>,
+        stop: StopRule,
+    ) -> Result<DecodePlan, EngineError> {
+        if prompt_len == 0 {
+            return Err(EngineError::EmptyPrompt);
+        }
+        let forced = usize::from(after_thoughts.is_some());
+        if prompt_len + thoughts + forced > n_positions {
+            return Err(EngineError::SequenceTooLong(n_positions));
+        }
+        Ok(DecodePlan {
+            prompt_len,
+            thoughts,
+            feeds_back: true,
+            n_positions,
+            coupled: None,
+            on_trigger: false,
+            slot_token,
+            after_thoughts,
+            stop,
         })
     }
 
@@ -164,7 +232,10 @@ impl DecodePlan {
     pub fn ids_before_answer(&self, prompt: &[u32]) -> Vec<u32> {
         debug_assert_eq!(prompt.len(), self.prompt_len);
         let mut ids = prompt.to_vec();
-        ids.extend(std::iter::repeat_n(LATENT, self.thoughts_after_prompt()));
+        ids.extend(std::iter::repeat_n(
+            self.slot_token,
+            self.thoughts_after_prompt(),
+        ));
         ids
     }
 
@@ -174,8 +245,9 @@ impl DecodePlan {
         len <= self.n_positions
     }
 
-    /// The stop rule: after `token` was generated as the sequence's `len`-th id, whether it is
-    /// run as the next position (it is not `<eos>`, and it [fits](DecodePlan::fits)).
+    /// This project's stop rule ([`StopRule::Eos`]): after `token` was generated as the
+    /// sequence's `len`-th id, whether it is run as the next position (it is not `<eos>`, and
+    /// it [fits](DecodePlan::fits)). [`crate::decoder::Decoder`] applies every rule.
     pub fn runs_next(&self, token: u32, len: usize) -> bool {
         token != EOS && self.fits(len)
     }

@@ -383,7 +383,7 @@ impl WgpuEngine {
         }
         let (v, p) = (self.config.vocab_size, self.config.n_positions);
         let mut decoder = Decoder::new(prompt_ids, stage, p)?;
-        let plan = *decoder.plan();
+        let plan = decoder.plan().clone();
         if plan.on_trigger {
             return Err(EngineError::Unsupported(NO_TRIGGER).into());
         }

@@ -226,7 +226,7 @@ pub fn generate(
         .iter()
         .map(|p| Decoder::new(p, stage, cap))
         .collect::<Result<Vec<_>, _>>()?;
-    let decoding: Vec<DecodePlan> = decoders.iter().map(|d| *d.plan()).collect();
+    let decoding: Vec<DecodePlan> = decoders.iter().map(|d| d.plan().clone()).collect();
     // The prompts and the thoughts right after them run as the plan's first chunks.
     let mut plan = Plan::for_generation(prompts, &decoding, cap)?;
     for d in &mut decoders {
