@@ -14,6 +14,7 @@
 //! - [`config`]: the GPT-2 model configuration; [`skeleton`]: the model's tree of tensors, which
 //!   every engine maps into its own storage;
 //! - [`weights`] and [`manifest`]: stage weight files (f32, f16, int8) and their manifest;
+//!   [`family`]: which tokenizer and layouts a folder's stages follow (ours, or the seed's GPT-2);
 //! - [`files`]: bounded reading of regular files only (no devices, FIFOs or endless reads);
 //! - [`decoding`]: the decoding plan every engine follows (prompt, thoughts, the stop rule), the
 //!   argmax rule and what a generation produces; [`decoder`]: the one decoding loop, a per-row
@@ -30,6 +31,7 @@ pub mod data;
 pub mod decoder;
 pub mod decoding;
 pub mod effects;
+pub mod family;
 pub mod files;
 pub mod golden;
 pub mod intervention;
@@ -43,6 +45,7 @@ pub mod problem;
 pub mod reference;
 pub mod skeleton;
 pub mod stage;
+pub mod stored;
 pub mod stratified;
 pub mod tokenizer;
 pub mod weights;

@@ -2,6 +2,7 @@
 
 use crate::config::ModelConfig;
 use crate::data::{DataConfig, SplitScheme};
+use crate::family::{Family, LayoutFamily};
 use crate::layout::Layout;
 use crate::positions::PositionScheme;
 use crate::probes::{ProbesError, ThoughtProbes};
@@ -63,6 +64,9 @@ pub struct Manifest {
     pub data_splits: SplitScheme,
     /// Continuous thoughts per replaced step (c).
     pub thoughts_per_step: usize,
+    /// The tokenizer and layouts the stages follow (absent: this project's own).
+    #[serde(default, skip_serializing_if = "Family::is_coconut")]
+    pub family: Family,
     pub stages: Vec<StageEntry>,
 }
 
@@ -348,6 +352,9 @@ impl Manifest {
             check_file_name(file).map_err(|e| format!("{field} {file:?} {e}"))
         };
         name("tokenizer.file".into(), &self.tokenizer.file)?;
+        self.family
+            .check(self.model.vocab_size)
+            .map_err(|e| format!("family: {e}"))?;
         if !(1..=MAX_DIGITS).contains(&self.max_digits) {
             return Err(format!(
                 "max_digits is {}: it must be 1 to {MAX_DIGITS}",
@@ -360,6 +367,9 @@ impl Manifest {
                 "thoughts_per_step is {}: it must be 1 to the model's n_positions ({n_positions})",
                 self.thoughts_per_step
             ));
+        }
+        if self.family.layout == LayoutFamily::Seed {
+            return self.check_seed_stages();
         }
         // The longest sequence of any stage is that of the largest problem in range: every
         // column carries and the carry out of the last one adds a step.
@@ -425,6 +435,38 @@ impl Manifest {
                      max_digits or thoughts_per_step is wrong",
                     entry.id,
                     stage.thoughts()
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The seed family's stages (docs/seed-format.md): `stage0` writes every step, `stageK`
+    /// (K = 1, 2) thinks the last K steps, `stage3` every step, so its `thoughts` is the most a
+    /// problem of `max_digits` digits takes; every thought is fed back at absolute positions.
+    fn check_seed_stages(&self) -> Result<(), String> {
+        for (i, entry) in self.stages.iter().enumerate() {
+            let field = |f: &str| format!("stages[{i}] ({}).{f}", entry.id);
+            check_file_name(&entry.file.file).map_err(|e| format!("{}: {e}", field("file")))?;
+            if let Some(probes) = &entry.probes {
+                check_file_name(&probes.file)
+                    .map_err(|e| format!("{}: {e}", field("probes.file")))?;
+            }
+            let StageKind::Latent { k } = entry.kind else {
+                return Err(format!("{}: the seed's stages are stage0 to stage3", field("kind")));
+            };
+            let thoughts = match k {
+                0..=2 => k,
+                3 => max_steps(self.max_digits),
+                _ => return Err(format!("{}: the seed's stages are stage0 to stage3", field("kind"))),
+            };
+            let expected = (entry.kind.to_string(), thoughts, true, PositionScheme::Absolute);
+            let actual = (entry.id.clone(), entry.thoughts, entry.feeds_back, entry.positions);
+            if actual != expected || entry.ids_ahead || entry.answer_order != AnswerOrder::default() {
+                return Err(format!(
+                    "stages[{i}]: a seed stage {} has id {}, {thoughts} thoughts at most, fed \
+                     back at absolute positions, answers most significant digit first",
+                    entry.kind, expected.0
                 ));
             }
         }
@@ -653,6 +695,7 @@ mod tests {
             max_digits: 4,
             data_splits: SplitScheme::Stratified,
             thoughts_per_step: 1,
+            family: Family::default(),
             stages: vec![StageEntry {
                 id: "stage2".into(),
                 kind: StageKind::Latent { k: 2 },
@@ -787,6 +830,47 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("ahead ids are a variant of coupled"), "{err}");
+    }
+
+    #[test]
+    fn a_seed_folder_names_its_family_and_its_stages_follow_the_seeds_rules() {
+        let (_, m) = int8_stage();
+        let entry = |k: usize, thoughts: usize| StageEntry {
+            id: format!("stage{k}"),
+            kind: StageKind::Latent { k },
+            thoughts,
+            ..m.stages[0].clone()
+        };
+        let seed = Manifest {
+            model: ModelConfig {
+                vocab_size: 50261,
+                ..tiny()
+            },
+            family: Family::seed(),
+            stages: vec![entry(0, 0), entry(1, 1), entry(3, 5)],
+            ..m.clone()
+        };
+        let json = seed.to_json();
+        assert!(json.contains(r#""layout": "seed""#), "{json}");
+        assert_eq!(Manifest::from_json(&json).unwrap(), seed);
+        // This project's manifests do not name a family; they read as this project's.
+        assert!(!m.to_json().contains("family"));
+        let refused = |m: Manifest| Manifest::from_json(&m.to_json()).unwrap_err().to_string();
+        let wrong_thoughts = Manifest {
+            stages: vec![entry(3, 3)],
+            ..seed.clone()
+        };
+        assert!(refused(wrong_thoughts).contains("5 thoughts at most"));
+        let stage4 = Manifest {
+            stages: vec![entry(4, 4)],
+            ..seed.clone()
+        };
+        assert!(refused(stage4).contains("stage0 to stage3"));
+        let small_vocab = Manifest {
+            model: tiny(),
+            ..seed
+        };
+        assert!(refused(small_vocab).contains("family: special token"));
     }
 
     /// A set whose pairs are `(a, b, n, greedy)`, with one carry-chain class.

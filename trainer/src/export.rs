@@ -112,6 +112,7 @@ pub fn export_stage(
             max_digits,
             data_splits: data.splits,
             thoughts_per_step: stage.thoughts_per_step,
+            family: Default::default(),
             stages: Vec::new(),
         }
     };
