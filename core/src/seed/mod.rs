@@ -4,10 +4,14 @@
 //! they were trained and measured, and also honestly:
 //!
 //! - [`random`]: CPython's `random.Random`, which drew the seed's problems;
-//! - [`problems`]: the seed's four splits and its training set, regenerated bit for bit.
+//! - [`problems`]: the seed's four splits and its training set, regenerated bit for bit;
+//! - [`tokenizer`] (feature `hf-tokenizer`): the seed's tokenizer, its decoding and the answer
+//!   rule of the free runs.
 
 pub mod problems;
 pub mod random;
+#[cfg(feature = "hf-tokenizer")]
+pub mod tokenizer;
 
 /// `<|endoftext|>`: GPT-2's own end token (the seed's padding, never a training target).
 pub const ENDOFTEXT: u32 = 50256;
