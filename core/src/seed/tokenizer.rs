@@ -96,12 +96,30 @@ impl Gpt2Tokenizer {
         Gpt2Tokenizer::checked(inner)
     }
 
-    /// `tokenizer.json` content that [`Gpt2Tokenizer::from_json`] (and the Python `tokenizers`
-    /// library) reads back to the same ids; compact, since a browser may download it.
+    /// `tokenizer.json` content that [`Gpt2Tokenizer::from_json`] and the Python `tokenizers`
+    /// library read back to the same ids; compact, since a browser may download it.
     pub fn to_json(&self) -> String {
-        self.inner
+        let json = self
+            .inner
             .to_string(false)
-            .expect("a BPE tokenizer always serializes")
+            .expect("a BPE tokenizer always serializes");
+        let mut value: serde_json::Value =
+            serde_json::from_str(&json).expect("tokenizers writes valid JSON");
+        // This crate writes each merge as a pair; the `tokenizers` 0.19 that the seed's
+        // transformers 4.44.2 pins reads only `"left right"` strings, which every version reads
+        // (byte-level tokens never hold a space, so the join is unambiguous).
+        if let Some(merges) = value["model"]["merges"].as_array_mut() {
+            for merge in merges.iter_mut() {
+                let joined = match merge.as_array().map(Vec::as_slice) {
+                    Some([serde_json::Value::String(l), serde_json::Value::String(r)]) => {
+                        format!("{l} {r}")
+                    }
+                    _ => continue,
+                };
+                *merge = serde_json::Value::String(joined);
+            }
+        }
+        value.to_string()
     }
 
     fn checked(inner: tokenizers::Tokenizer) -> Result<Gpt2Tokenizer, SeedTokenizerError> {
@@ -309,6 +327,13 @@ fn parse_merges(vocab_bpe: &[u8]) -> Result<Merges, SeedTokenizerError> {
         .collect()
 }
 
+/// One tokenizer for all the tests of the crate (building one takes a good part of a second).
+#[cfg(test)]
+pub(crate) fn shared() -> &'static Gpt2Tokenizer {
+    static SHARED: std::sync::OnceLock<Gpt2Tokenizer> = std::sync::OnceLock::new();
+    SHARED.get_or_init(Gpt2Tokenizer::new)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -326,7 +351,7 @@ mod tests {
     #[test]
     fn every_parity_string_gets_transformers_ids() {
         let fx = parity();
-        let tok = Gpt2Tokenizer::new();
+        let tok = shared();
         let strings = fx["strings"].as_array().unwrap();
         let ids = fx["ids"].as_array().unwrap();
         assert_eq!(strings.len(), 2774);
@@ -341,7 +366,7 @@ mod tests {
 
     #[test]
     fn the_issue_example_and_the_specials() {
-        let tok = Gpt2Tokenizer::new();
+        let tok = shared();
         assert_eq!(
             tok.encode("347 + 285 = <bot>"),
             [30995, 1343, 33015, 796, 220, 50257]
@@ -364,6 +389,8 @@ mod tests {
             assert_eq!(plain.encode(text, false).unwrap().get_ids(), want);
         }
         assert_eq!(back.token_bytes, tok.token_bytes);
+        let value: Value = serde_json::from_str(&json).unwrap();
+        assert_eq!(value["model"]["merges"][0], "Ġ t");
         let ours = crate::tokenizer::Tokenizer::new().to_json();
         assert!(matches!(
             Gpt2Tokenizer::from_json(ours.as_bytes()),
@@ -379,7 +406,7 @@ mod tests {
     #[test]
     fn decode_and_token_text_equal_transformers() {
         // GPT2Tokenizer.decode / convert_tokens_to_string in transformers 4.44.2.
-        let tok = Gpt2Tokenizer::new();
+        let tok = shared();
         let cases: [(&[u32], &str); 12] = [
             (&[860, 50259, 860], " 9 <eot>  9"),
             (&[50259, 50258], "<eot> <sep>"),
@@ -415,7 +442,7 @@ mod tests {
 
     #[test]
     fn digit_table_and_answer_rule() {
-        let tok = Gpt2Tokenizer::new();
+        let tok = shared();
         let count = |k| tok.digit_table().iter().filter(|&&d| d == k).count();
         // Counted with transformers over GPT-2's vocabulary.
         assert_eq!(count(DigitKind::Digits), 994);
