@@ -6,8 +6,13 @@
 //! - [`random`]: CPython's `random.Random`, which drew the seed's problems;
 //! - [`problems`]: the seed's four splits and its training set, regenerated bit for bit;
 //! - [`tokenizer`] (feature `hf-tokenizer`): the seed's tokenizer, its decoding and the answer
-//!   rule of the free runs.
+//!   rule of the free runs;
+//! - [`layout`]: the seed's layouts of stages 0-3, the thought-count protocols of the free runs;
+//! - [`metric`] (feature `hf-tokenizer`): the seed's published teacher-forced judgement.
 
+pub mod layout;
+#[cfg(feature = "hf-tokenizer")]
+pub mod metric;
 pub mod problems;
 pub mod random;
 #[cfg(feature = "hf-tokenizer")]
