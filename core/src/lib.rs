@@ -22,6 +22,7 @@
 //! - [`compare`]: the relative error every parity check measures;
 //! - [`effects`]: what patching and carry flips do to the answers, measured;
 //! - [`probes`]: linear probes of the thoughts (what each holds) and their file;
+//! - [`seed`]: the seed's GPT-2 family (issue 31): its problems, tokenizer, layouts and metric;
 //! - [`reference`]: a plain-Rust forward pass with a KV cache and thought feedback, the oracle
 //!   of every other engine and the browser's CPU fallback.
 
@@ -43,6 +44,7 @@ pub mod positions;
 pub mod probes;
 pub mod problem;
 pub mod reference;
+pub mod seed;
 pub mod skeleton;
 pub mod stage;
 pub mod stored;

@@ -1,0 +1,351 @@
+//! The seed's layouts (docs/seed-format.md, section 5) and the thought counts of free runs.
+//!
+//! Stage `k` makes the *last* `m` of a problem's `n` steps latent (`m = 0`, `min(1, n)`,
+//! `min(2, n)`, `n` for stages 0-3) and writes the first `n - m`. Stage 0 is one text,
+//! `"{a} + {b} = <bot> " + " <sep> ".join(steps) + " <eot> {answer}"`; stages 1-3 are three
+//! pieces, tokenized separately as the seed does: the prefix `"{a} + {b} = <bot>"` with
+//! `" {step} <sep>"` per written step, `m` thought positions (no token), and `"<eot> {answer}"`.
+//! `347 + 285` at stage 3: `30995 1343 33015 796 220 50257 [t] [t] [t] 50259 718 2624`.
+//!
+//! A step's text is [`Step`]'s `Display`, which is the seed's for equal-length operands (the
+//! only ones the seed has): `7+5=12 write 2 carry 1`, `4+8+1=13 write 3 carry 1`,
+//! `carry 1 write 1`.
+
+#[cfg(feature = "hf-tokenizer")]
+use std::ops::Range;
+
+#[cfg(feature = "hf-tokenizer")]
+use super::tokenizer::Gpt2Tokenizer;
+use crate::problem::{Problem, Step};
+
+/// What [`SeedLayout::ids`] holds at a thought position: never a token id (the vocabulary ends
+/// at 50260), so an engine that looked it up would fail loudly; the position's input is the
+/// previous position's final hidden state (after `ln_f`), plus the position's `wpe` row.
+pub const THOUGHT_SLOT: u32 = u32::MAX;
+
+/// A stage of the seed's curriculum: 0 (every step written), 1 and 2 (the last one or two steps
+/// latent), 3 (all latent; the seed's file `stage3_alllatent.pt`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct SeedStage(u8);
+
+impl SeedStage {
+    pub const ALL: [SeedStage; 4] = [SeedStage(0), SeedStage(1), SeedStage(2), SeedStage(3)];
+
+    /// Stage `index` (0-3), `None` past the seed's curriculum.
+    pub fn new(index: u8) -> Option<SeedStage> {
+        (index <= 3).then_some(SeedStage(index))
+    }
+
+    pub fn index(self) -> u8 {
+        self.0
+    }
+
+    /// `m`: how many of a problem's `steps` steps are thoughts at this stage (the last ones).
+    pub fn latent_steps(self, steps: usize) -> usize {
+        match self.0 {
+            3 => steps,
+            k => steps.min(k as usize),
+        }
+    }
+}
+
+/// How many steps a free run counts, hence how many thoughts it gets: the seed's own loop uses
+/// the gold count, which tells the model whether the sum has an extra digit; the two operand-only
+/// counts do not.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ThoughtCount {
+    /// The problem's steps: `d`, or `d + 1` when the sum has an extra digit (the seed's rule).
+    Gold,
+    /// The operands' digit count `d` (the final carry step is never thought).
+    Columns,
+    /// `d + 1`, whatever the sum.
+    ColumnsPlusOne,
+}
+
+impl ThoughtCount {
+    pub const ALL: [ThoughtCount; 3] = [
+        ThoughtCount::Gold,
+        ThoughtCount::Columns,
+        ThoughtCount::ColumnsPlusOne,
+    ];
+
+    /// The step count this protocol gives `problem`.
+    pub fn steps_counted(self, problem: &Problem) -> usize {
+        match self {
+            ThoughtCount::Gold => problem.steps().len(),
+            ThoughtCount::Columns => problem.columns(),
+            ThoughtCount::ColumnsPlusOne => problem.columns() + 1,
+        }
+    }
+
+    /// `(written, thoughts)` of a free run at a stage from 1 on: `m` thoughts for the counted
+    /// steps, the first `counted - m` gold steps written. The written steps always exist
+    /// (`counted - m <= n` for `m >= 1`); for `Columns` they are the first `d - m` column steps.
+    /// Stage 0 thinks nothing and writes its own steps: `(0, 0)`.
+    pub fn written_and_thoughts(self, problem: &Problem, stage: SeedStage) -> (usize, usize) {
+        if stage.index() == 0 {
+            return (0, 0);
+        }
+        let counted = self.steps_counted(problem);
+        let thoughts = stage.latent_steps(counted);
+        (counted - thoughts, thoughts)
+    }
+}
+
+/// The prefix of stages 1-3 and the prompt of every free run: `"{a} + {b} = <bot>"`, then
+/// `" {step} <sep>"` per written step (so each written step keeps its `<sep>`).
+pub fn prefix_text(problem: &Problem, written: &[Step]) -> String {
+    let mut text = format!("{} + {} = <bot>", problem.a, problem.b);
+    for step in written {
+        text.push_str(&format!(" {step} <sep>"));
+    }
+    text
+}
+
+/// Stage 0's one text, single spaces around every special token, no `<sep>` before `<eot>`.
+pub fn stage0_text(problem: &Problem) -> String {
+    let steps: Vec<String> = problem.steps().iter().map(Step::to_string).collect();
+    format!(
+        "{} + {} = <bot> {} <eot> {}",
+        problem.a,
+        problem.b,
+        steps.join(" <sep> "),
+        problem.answer()
+    )
+}
+
+/// The last piece of stages 1-3: `"<eot> {answer}"` (no space before `<eot>`, one after).
+pub fn answer_text(problem: &Problem) -> String {
+    format!("<eot> {}", problem.answer())
+}
+
+/// A problem laid out for a stage as the seed trained it and measured its published accuracy:
+/// the gold written steps, `m` thoughts, `<eot>` and the answer tokens.
+#[cfg(feature = "hf-tokenizer")]
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SeedLayout {
+    /// Token ids, [`THOUGHT_SLOT`] at the thoughts.
+    pub ids: Vec<u32>,
+    /// The thought positions, right after the prefix. The seed's norm term is over the outputs
+    /// at these positions (the last one's output is never fed).
+    pub thoughts: Range<usize>,
+    /// Positions whose logits predict the answer tokens: `<eot>` and every answer token but the
+    /// last (the seed's metric and its loss from stage 1 on).
+    pub answer_positions: Range<usize>,
+    /// The answer's tokens (`" 632"` is `[718, 2624]`), predicted at `answer_positions`.
+    pub answer_targets: Vec<u32>,
+    /// `loss_mask[t]`: the token at `t` is a training target, predicted from the output at
+    /// `t - 1`. Stage 0: every token but the first; stages 1-3: the answer tokens only.
+    pub loss_mask: Vec<bool>,
+}
+
+#[cfg(feature = "hf-tokenizer")]
+impl SeedLayout {
+    pub fn new(tokenizer: &Gpt2Tokenizer, problem: &Problem, stage: SeedStage) -> SeedLayout {
+        let steps = problem.steps();
+        let m = stage.latent_steps(steps.len());
+        let (ids, thoughts) = if stage.index() == 0 {
+            (tokenizer.encode(&stage0_text(problem)), 0..0)
+        } else {
+            let mut ids = tokenizer.encode(&prefix_text(problem, &steps[..steps.len() - m]));
+            let thoughts = ids.len()..ids.len() + m;
+            ids.extend(std::iter::repeat_n(THOUGHT_SLOT, m));
+            ids.extend(tokenizer.encode(&answer_text(problem)));
+            (ids, thoughts)
+        };
+        // Stage 0's text holds one <eot>; stages 1-3 put it right after the thoughts.
+        let eot = ids
+            .iter()
+            .position(|&id| id == super::EOT)
+            .expect("every seed layout holds <eot>");
+        let loss_mask = (0..ids.len())
+            .map(|t| if stage.index() == 0 { t > 0 } else { t > eot })
+            .collect();
+        SeedLayout {
+            answer_positions: eot..ids.len() - 1,
+            answer_targets: ids[eot + 1..].to_vec(),
+            ids,
+            thoughts,
+            loss_mask,
+        }
+    }
+}
+
+/// What a free run starts from: the prompt (question, `<bot>`, the written steps), then
+/// `thoughts` fed vectors, then `<eot>` fed when `feeds_eot` (stages 1-3); greedy tokens follow,
+/// read with [`Gpt2Tokenizer::answer_from`]. At stage 0 nothing is fed: the model writes its
+/// steps and its own `<eot>` after `"{a} + {b} = <bot>"`, and the answer is read after that.
+#[cfg(feature = "hf-tokenizer")]
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FreePrompt {
+    pub ids: Vec<u32>,
+    pub thoughts: usize,
+    pub feeds_eot: bool,
+}
+
+#[cfg(feature = "hf-tokenizer")]
+impl FreePrompt {
+    pub fn new(
+        tokenizer: &Gpt2Tokenizer,
+        problem: &Problem,
+        stage: SeedStage,
+        count: ThoughtCount,
+    ) -> FreePrompt {
+        let (written, thoughts) = count.written_and_thoughts(problem, stage);
+        let steps = problem.steps();
+        FreePrompt {
+            ids: tokenizer.encode(&prefix_text(problem, &steps[..written])),
+            thoughts,
+            feeds_eot: stage.index() > 0,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn latent_counts_and_protocols() {
+        let [s0, s1, s2, s3] = SeedStage::ALL;
+        assert_eq!(SeedStage::new(4), None);
+        assert_eq!([s0, s1, s2, s3].map(|s| s.latent_steps(3)), [0, 1, 2, 3]);
+        assert_eq!(s2.latent_steps(1), 1);
+        let carry = Problem::new(85, 27); // 3 steps, 2 columns
+        let plain = Problem::new(12, 34); // 2 steps, 2 columns
+        let wt = |c: ThoughtCount, p: &Problem, s| c.written_and_thoughts(p, s);
+        assert_eq!(wt(ThoughtCount::Gold, &carry, s1), (2, 1));
+        assert_eq!(wt(ThoughtCount::Columns, &carry, s1), (1, 1));
+        assert_eq!(wt(ThoughtCount::Columns, &carry, s3), (0, 2));
+        assert_eq!(wt(ThoughtCount::ColumnsPlusOne, &plain, s3), (0, 3));
+        assert_eq!(wt(ThoughtCount::ColumnsPlusOne, &plain, s1), (2, 1));
+        assert_eq!(wt(ThoughtCount::Gold, &carry, s0), (0, 0));
+    }
+
+    #[test]
+    fn texts_are_the_seeds() {
+        let p = Problem::new(347, 285);
+        assert_eq!(
+            stage0_text(&p),
+            "347 + 285 = <bot> 7+5=12 write 2 carry 1 <sep> 4+8+1=13 write 3 carry 1 <sep> \
+             3+2+1=6 write 6 <eot> 632"
+        );
+        assert_eq!(
+            prefix_text(&p, &p.steps()[..1]),
+            "347 + 285 = <bot> 7+5=12 write 2 carry 1 <sep>"
+        );
+        assert_eq!(answer_text(&p), "<eot> 632");
+        let steps: Vec<String> = Problem::new(99, 99)
+            .steps()
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        assert_eq!(
+            steps,
+            [
+                "9+9=18 write 8 carry 1",
+                "9+9+1=19 write 9 carry 1",
+                "carry 1 write 1"
+            ]
+        );
+    }
+
+    #[cfg(feature = "hf-tokenizer")]
+    mod against_goldens {
+        use super::super::*;
+        use serde_json::Value;
+
+        fn golden() -> Value {
+            let path = concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/../tests/fixtures/seed-standin/golden.json"
+            );
+            serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+        }
+
+        fn ids(v: &Value) -> Vec<u32> {
+            let raw: Vec<i64> = serde_json::from_value(v.clone()).unwrap();
+            raw.iter()
+                .map(|&id| if id < 0 { THOUGHT_SLOT } else { id as u32 })
+                .collect()
+        }
+
+        fn positions(v: &Value) -> Vec<usize> {
+            serde_json::from_value(v.clone()).unwrap()
+        }
+
+        #[test]
+        fn teacher_forced_layouts_equal_the_goldens() {
+            let (fx, tok) = (golden(), crate::seed::tokenizer::shared());
+            for case in fx["problems"].as_array().unwrap() {
+                let p = Problem::new(case["a"].as_u64().unwrap(), case["b"].as_u64().unwrap());
+                let steps: Vec<String> = p.steps().iter().map(|s| s.to_string()).collect();
+                assert_eq!(steps, positions_str(&case["steps"]), "{p}");
+                for stage in SeedStage::ALL {
+                    let g = &case["stages"][format!("stage{}", stage.index())]["teacher_forced"];
+                    let l = SeedLayout::new(tok, &p, stage);
+                    let at = format!("{p} stage {}", stage.index());
+                    assert_eq!(l.ids, ids(&g["ids"]), "{at}");
+                    assert_eq!(
+                        l.thoughts.collect::<Vec<_>>(),
+                        positions(&g["thought_positions"])
+                    );
+                    let answer: Vec<usize> = l.answer_positions.clone().collect();
+                    assert_eq!(answer, positions(&g["answer_positions"]), "{at}");
+                    assert_eq!(l.answer_targets, ids(&g["answer_ids"]), "{at}");
+                    let targets: Vec<usize> =
+                        (0..l.ids.len()).filter(|&t| l.loss_mask[t]).collect();
+                    if stage.index() == 0 {
+                        assert_eq!(targets, (1..l.ids.len()).collect::<Vec<_>>());
+                    } else {
+                        assert_eq!(targets, answer.iter().map(|t| t + 1).collect::<Vec<_>>());
+                    }
+                }
+            }
+        }
+
+        fn positions_str(v: &Value) -> Vec<String> {
+            serde_json::from_value(v.clone()).unwrap()
+        }
+
+        #[test]
+        fn free_prompts_equal_the_goldens() {
+            let (fx, tok) = (golden(), crate::seed::tokenizer::shared());
+            let runs = [
+                ("free_gold", ThoughtCount::Gold),
+                ("free_columns", ThoughtCount::Columns),
+                ("free_columns_plus_one", ThoughtCount::ColumnsPlusOne),
+            ];
+            let mut checked = 0;
+            for case in fx["problems"].as_array().unwrap() {
+                let p = Problem::new(case["a"].as_u64().unwrap(), case["b"].as_u64().unwrap());
+                let stage0 = FreePrompt::new(tok, &p, SeedStage::ALL[0], ThoughtCount::Gold);
+                let g0 = &case["stages"]["stage0"]["free"];
+                assert_eq!(stage0.ids, ids(&g0["prefix_ids"]));
+                assert_eq!((stage0.thoughts, stage0.feeds_eot), (0, false));
+                for stage in &SeedStage::ALL[1..] {
+                    for (name, count) in runs {
+                        let g = &case["stages"][format!("stage{}", stage.index())][name];
+                        if g.is_null() {
+                            continue;
+                        }
+                        let f = FreePrompt::new(tok, &p, *stage, count);
+                        let len = g["prefix_len"].as_u64().unwrap() as usize;
+                        let at = format!("{p} stage {} {name}", stage.index());
+                        assert_eq!(f.ids, ids(&g["ids"])[..len], "{at}");
+                        assert_eq!(f.thoughts as u64, g["n_thoughts"], "{at}");
+                        assert_eq!(count.steps_counted(&p) as u64, g["steps_counted"]);
+                        assert_eq!(
+                            positions(&g["thought_positions"]),
+                            (len..len + f.thoughts).collect::<Vec<_>>()
+                        );
+                        assert_eq!(ids(&g["ids"])[len + f.thoughts], crate::seed::EOT);
+                        assert!(f.feeds_eot);
+                        checked += 1;
+                    }
+                }
+            }
+            assert_eq!(checked, 16 * (2 + 2 + 3));
+        }
+    }
+}
