@@ -414,6 +414,7 @@ impl Manifest {
             file: file.file.clone(),
             reason,
         };
+        probes.check_stage(&entry.id).map_err(refuse)?;
         if probes.width() != Some(self.model.n_embd) {
             return Err(refuse(format!(
                 "its probes read thoughts of width {:?}, the model's is {}",
@@ -461,6 +462,18 @@ impl WeightsDir {
     /// Reads and checks `dir/manifest.json` (a regular file of at most [`MAX_MANIFEST_BYTES`]).
     pub fn open(dir: impl AsRef<Path>) -> Result<WeightsDir, ManifestError> {
         let dir = dir.as_ref().to_path_buf();
+        // A stage file alone does not say how its stage runs: only its folder's manifest does.
+        if std::fs::metadata(&dir).is_ok_and(|m| m.is_file()) {
+            let parent = dir.parent().filter(|p| !p.as_os_str().is_empty());
+            return Err(ManifestError::Io {
+                file: dir.display().to_string(),
+                reason: format!(
+                    "a file, not a weights folder: give the folder that holds it ({}), whose \
+                     manifest says how its stages run",
+                    parent.unwrap_or(std::path::Path::new(".")).display()
+                ),
+            });
+        }
         let path = dir.join(MANIFEST_FILE);
         let io = |e: std::io::Error| ManifestError::Io {
             file: path.display().to_string(),
