@@ -3,6 +3,8 @@
 //! arguments are in [`args`], the work in the libraries.
 
 mod args;
+#[cfg(test)]
+mod args_fuzz;
 mod intervene;
 mod limits;
 mod output;
