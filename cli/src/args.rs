@@ -235,6 +235,19 @@ impl TrainArgs {
                 plan.until_val = self.until_val;
             }
         }
+        self.apply_stage_settings(&mut c)?;
+        if let Some(v) = self.val_every {
+            c.val_every = v;
+        }
+        if let Some(engine) = &self.engine {
+            c.engine = serde_json::from_value(serde_json::Value::String(engine.clone()))
+                .with_context(|| format!("--engine is auto, cpu or candle, not {engine}"))?;
+        }
+        Ok(c)
+    }
+
+    /// Each `--stage-*` value into its stage's plan.
+    fn apply_stage_settings(&self, c: &mut TrainConfig) -> Result<()> {
         for (flag, settings) in [
             ("--stage-lr", &self.stage_lr),
             ("--stage-mix", &self.stage_mix),
@@ -264,14 +277,7 @@ impl TrainArgs {
                 }
             }
         }
-        if let Some(v) = self.val_every {
-            c.val_every = v;
-        }
-        if let Some(engine) = &self.engine {
-            c.engine = serde_json::from_value(serde_json::Value::String(engine.clone()))
-                .with_context(|| format!("--engine is auto, cpu or candle, not {engine}"))?;
-        }
-        Ok(c)
+        Ok(())
     }
 }
 

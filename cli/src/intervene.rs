@@ -136,24 +136,7 @@ pub fn run_intervene(args: InterveneArgs) -> Result<u8> {
         max_digits: folder.manifest.accepted_digits(&entry),
         probes: probes.as_ref(),
     };
-    if probes.is_none() {
-        if let Some(flip) = args
-            .patch
-            .iter()
-            .find(|p| matches!(p, PatchSpec::FlipCarry { .. }))
-        {
-            bail!(
-                "--patch {flip}: a flip reads the carry probe, and the weights folder ships none \
-                 for this stage; give --probes FILE (`coconut probe --out`)"
-            );
-        }
-    }
-    let edits = args
-        .patch
-        .iter()
-        .map(|spec| ctx.resolve(spec).map_err(anyhow::Error::msg))
-        .collect::<Result<Vec<_>>>()
-        .context("--patch")?;
+    let edits = resolve_edits(&args.patch, &ctx)?;
     let patches: Vec<String> = args.patch.iter().map(ToString::to_string).collect();
     let mut refused = false;
     for input in &crate::solve::argument_lines(&args.problems) {
@@ -186,6 +169,27 @@ pub fn run_intervene(args: InterveneArgs) -> Result<u8> {
         outln!("{line}")?;
     }
     Ok(refused as u8)
+}
+
+/// The edits `--patch` asks for on this stage, refused (before any problem) when the stage cannot
+/// have them.
+fn resolve_edits(patch: &[PatchSpec], ctx: &PatchContext) -> Result<Vec<Intervention>> {
+    if ctx.probes.is_none() {
+        if let Some(flip) = patch
+            .iter()
+            .find(|p| matches!(p, PatchSpec::FlipCarry { .. }))
+        {
+            bail!(
+                "--patch {flip}: a flip reads the carry probe, and the weights folder ships none \
+                 for this stage; give --probes FILE (`coconut probe --out`)"
+            );
+        }
+    }
+    patch
+        .iter()
+        .map(|spec| ctx.resolve(spec).map_err(anyhow::Error::msg))
+        .collect::<Result<Vec<_>>>()
+        .context("--patch")
 }
 
 /// Reads a probes file given with `--probes` for the stage `entry`, refusing probes of another

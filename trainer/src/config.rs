@@ -309,6 +309,19 @@ impl TrainConfig {
             coconut_core::tokenizer::VOCAB.len()
         );
         ensure!(!self.stages.is_empty(), "no stage to train");
+        self.validate_plans()?;
+        ensure!(
+            self.thoughts_per_step >= 1,
+            "thoughts_per_step must be at least 1"
+        );
+        self.validate_numbers()?;
+        self.validate_positions()?;
+        self.data.validate().context("data")?;
+        Ok(())
+    }
+
+    /// The checks of each stage's plan.
+    fn validate_plans(&self) -> Result<()> {
         for (i, plan) in self.stages.iter().enumerate() {
             ensure!(
                 !self.stages[..i].iter().any(|p| p.stage == plan.stage),
@@ -352,10 +365,11 @@ impl TrainConfig {
                 );
             }
         }
-        ensure!(
-            self.thoughts_per_step >= 1,
-            "thoughts_per_step must be at least 1"
-        );
+        Ok(())
+    }
+
+    /// The checks of the settings that are numbers of the whole run (sizes, rates, budgets).
+    fn validate_numbers(&self) -> Result<()> {
         ensure!(self.batch_size >= 1, "batch_size must be at least 1");
         ensure!(
             (0.0..=1.0).contains(&self.weight_decay),
@@ -379,6 +393,23 @@ impl TrainConfig {
             "thought_noise is a standard deviation (finite, at least 0), not {}",
             self.thought_noise
         );
+        ensure!(self.cpu_shards >= 1, "cpu_shards must be at least 1");
+        ensure!(
+            (0.0..=1.0).contains(&self.mix),
+            "mix is a probability in [0, 1], not {}",
+            self.mix
+        );
+        ensure!(self.data.n_train >= 1, "no training problems");
+        ensure!(self.lr > 0.0 && self.lr.is_finite(), "lr must be positive");
+        ensure!(
+            self.checkpoint_every >= 1 && self.log_every >= 1,
+            "intervals must be positive"
+        );
+        Ok(())
+    }
+
+    /// The checks of the position-id settings.
+    fn validate_positions(&self) -> Result<()> {
         ensure!(
             self.latent_order == LatentOrder::First || self.positions.is_absolute(),
             "the last-steps latent order has absolute position ids only"
@@ -412,19 +443,6 @@ impl TrainConfig {
                 );
             }
         }
-        ensure!(self.cpu_shards >= 1, "cpu_shards must be at least 1");
-        ensure!(
-            (0.0..=1.0).contains(&self.mix),
-            "mix is a probability in [0, 1], not {}",
-            self.mix
-        );
-        ensure!(self.data.n_train >= 1, "no training problems");
-        self.data.validate().context("data")?;
-        ensure!(self.lr > 0.0 && self.lr.is_finite(), "lr must be positive");
-        ensure!(
-            self.checkpoint_every >= 1 && self.log_every >= 1,
-            "intervals must be positive"
-        );
         Ok(())
     }
 }

@@ -73,7 +73,6 @@ pub fn export_stage(
          and the GPU engines run thoughts after the prompt only",
         stage.id()
     );
-    let max_digits = data.max_digits;
     let mut folder = FolderWrite::begin(out, Start::Keep)?;
     let tokenizer_json = Tokenizer::new().to_json();
     let manifest_path = out.join(MANIFEST_FILE);
@@ -86,50 +85,7 @@ pub fn export_stage(
          folder or a new one",
         out.display()
     );
-    let mut manifest = if manifest_path.exists() {
-        let text = std::fs::read_to_string(&manifest_path)
-            .with_context(|| format!("reading {}", manifest_path.display()))?;
-        let m = Manifest::from_json_named(&text, &manifest_path.display().to_string())?;
-        if m.model != weights.config {
-            bail!(
-                "{} holds a different model ({:?}); export into an empty folder",
-                manifest_path.display(),
-                m.model
-            );
-        }
-        // c shapes only stages with thoughts: a no-chain-of-thought baseline trained with another
-        // c is the same model.
-        let c_differs = stage.thoughts() > 0 && m.thoughts_per_step != stage.thoughts_per_step;
-        if m.max_digits != max_digits || c_differs {
-            bail!(
-                "{} was trained with max_digits {} and c = {}; this stage has {} and {}",
-                manifest_path.display(),
-                m.max_digits,
-                m.thoughts_per_step,
-                max_digits,
-                stage.thoughts_per_step
-            );
-        }
-        if m.data_splits != data.splits {
-            bail!(
-                "{} holds stages trained on {:?} splits; this stage used {:?}: export into an empty folder",
-                manifest_path.display(),
-                m.data_splits,
-                data.splits
-            );
-        }
-        m
-    } else {
-        Manifest {
-            format_version: FORMAT_VERSION,
-            model: weights.config.clone(),
-            tokenizer: FileEntry::describe(TOKENIZER_FILE, tokenizer_json.as_bytes()),
-            max_digits,
-            data_splits: data.splits,
-            thoughts_per_step: stage.thoughts_per_step,
-            stages: Vec::new(),
-        }
-    };
+    let mut manifest = folder_manifest(&manifest_path, weights, stage, data)?;
     manifest.tokenizer = FileEntry::describe(TOKENIZER_FILE, tokenizer_json.as_bytes());
     let id = stage.id();
     let file = format!("{id}.safetensors");
@@ -161,6 +117,60 @@ pub fn export_stage(
     folder.write(MANIFEST_FILE, json.as_bytes())?;
     folder.commit(check_weights_folder)?;
     Ok(entry)
+}
+
+/// The manifest a stage is added to: the one at `manifest_path` (which must hold the same model,
+/// digits, c and splits), or a new one.
+fn folder_manifest(
+    manifest_path: &Path,
+    weights: &ModelWeights,
+    stage: &Stage,
+    data: &DataConfig,
+) -> Result<Manifest> {
+    if manifest_path.exists() {
+        let text = std::fs::read_to_string(manifest_path)
+            .with_context(|| format!("reading {}", manifest_path.display()))?;
+        let m = Manifest::from_json_named(&text, &manifest_path.display().to_string())?;
+        if m.model != weights.config {
+            bail!(
+                "{} holds a different model ({:?}); export into an empty folder",
+                manifest_path.display(),
+                m.model
+            );
+        }
+        // c shapes only stages with thoughts: a no-chain-of-thought baseline trained with another
+        // c is the same model.
+        let c_differs = stage.thoughts() > 0 && m.thoughts_per_step != stage.thoughts_per_step;
+        if m.max_digits != data.max_digits || c_differs {
+            bail!(
+                "{} was trained with max_digits {} and c = {}; this stage has {} and {}",
+                manifest_path.display(),
+                m.max_digits,
+                m.thoughts_per_step,
+                data.max_digits,
+                stage.thoughts_per_step
+            );
+        }
+        if m.data_splits != data.splits {
+            bail!(
+                "{} holds stages trained on {:?} splits; this stage used {:?}: export into an empty folder",
+                manifest_path.display(),
+                m.data_splits,
+                data.splits
+            );
+        }
+        Ok(m)
+    } else {
+        Ok(Manifest {
+            format_version: FORMAT_VERSION,
+            model: weights.config.clone(),
+            tokenizer: FileEntry::describe(TOKENIZER_FILE, Tokenizer::new().to_json().as_bytes()),
+            max_digits: data.max_digits,
+            data_splits: data.splits,
+            thoughts_per_step: stage.thoughts_per_step,
+            stages: Vec::new(),
+        })
+    }
 }
 
 /// Everything a reader of the weights folder `dir` checks: its manifest, and every file it lists
