@@ -331,12 +331,11 @@ fn run_probe(args: ProbeArgs) -> Result<()> {
     if let Some(path) = &args.json {
         check_output(path, "--json")?;
     }
-    let out = args
-        .out
-        .as_ref()
-        .map(|out| FolderWrite::begin(out, Start::Keep))
-        .transpose()
-        .context("--out")?;
+    if let Some(out) = &args.out {
+        // Each probes file stands alone (no manifest lists them): written one by one, atomically.
+        std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+        check_output(&out.join("stage.probes.safetensors"), "--out")?;
+    }
     let ship = args
         .ship
         .then(|| FolderWrite::begin(&dir.dir, Start::Keep))
@@ -356,13 +355,13 @@ fn run_probe(args: ProbeArgs) -> Result<()> {
         )?;
         note!("wrote {}", path.display());
     }
-    if let Some(mut folder) = out {
+    if let Some(out) = &args.out {
         for stage in &probed {
-            folder.write(&probes_file(stage)?, &stage.to_safetensors(ProbeDtype::F32))?;
+            let path = out.join(probes_file(stage)?);
+            let bytes = stage.to_safetensors(ProbeDtype::F32);
+            coconut_trainer::checkpoint::write_atomic(&path, &bytes)?;
+            note!("wrote {}", path.display());
         }
-        let shown = folder.target().display().to_string();
-        folder.commit(|_| Ok(()))?;
-        note!("wrote the probes of {} stages into {shown}", probed.len());
     }
     if let Some(folder) = ship {
         for (file, bytes) in coconut_trainer::probe::ship(folder, &dir, &probed)? {

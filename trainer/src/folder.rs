@@ -1,5 +1,5 @@
 //! The one way a folder whose files belong together is written (a weights folder and its manifest,
-//! a Hugging Face export, a folder of probes): everything goes into a staging folder beside it
+//! a Hugging Face export): everything goes into a staging folder beside it
 //! (`.NAME.staging-PID-N`), is checked there, and is then swapped in by one rename. Whoever reads
 //! the folder, and whatever stops the writer (an error, a full disk, a kill), finds the old folder
 //! or the new one whole, never a mix of the two.
@@ -80,7 +80,9 @@ fn alive(pid: u32) -> bool {
     }
     #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
     {
-        pid == std::process::id()
+        // Unknown here: taken as running, so no live writer's folder is ever removed.
+        let _ = pid;
+        true
     }
 }
 
