@@ -84,7 +84,7 @@ for run in long short nocot pause; do
   for f in "$OUT/$run"/stages/*.safetensors; do
     [ -f "$f" ] || continue
     stage=$(basename "$f" .safetensors)
-    evaluate "$run" "$stage" int8 --weights "$folder/$stage.safetensors" --config "$OUT/$run/config.json" &
+    evaluate "$run" "$stage" int8 --weights "$folder" &
   done
 done
 wait

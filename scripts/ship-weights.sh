@@ -42,7 +42,7 @@ evaluate() { # run stage
   "$BIN" eval --run-dir "$run" --stage "$stage" --n "$EVAL_N" --n-ood "$EVAL_OOD" "${longer[@]}" \
     --json "$evals/f32-$stage.json" > "$evals/f32-$stage.txt"
   "$BIN" export --run-dir "$run" --stage "$stage" --format int8 --out "$work/int8-$stage" > /dev/null
-  "$BIN" eval --weights "$work/int8-$stage/$stage.safetensors" --config "$run/config.json" --stage "$stage" \
+  "$BIN" eval --weights "$work/int8-$stage" --stage "$stage" \
     --n "$EVAL_N" --n-ood "$EVAL_OOD" "${longer[@]}" --json "$evals/int8-$stage.json" > "$evals/int8-$stage.txt"
   echo "$stage: $(grep ' test  *all ' "$evals/f32-$stage.txt" | awk '{print "f32 greedy " $5 "%"}'), $(grep ' test  *all ' "$evals/int8-$stage.txt" | awk '{print "int8 greedy " $5 "% (n=" $4 ")"}')"
 }
@@ -55,7 +55,7 @@ ship_dtype() { # run stage
     'BEGIN { exit !(f >= 99.9 && q < 99.9) }'; then
     if [ ! -f "$evals/f16-$stage.json" ]; then
       "$BIN" export --run-dir "$run" --stage "$stage" --format f16 --out "$work/f16-$stage" > /dev/null
-      "$BIN" eval --weights "$work/f16-$stage/$stage.safetensors" --config "$run/config.json" --stage "$stage" \
+      "$BIN" eval --weights "$work/f16-$stage" --stage "$stage" \
         --n "$EVAL_N" --n-ood "$EVAL_OOD" "${longer[@]}" --json "$evals/f16-$stage.json" > "$evals/f16-$stage.txt"
     fi
     echo "$stage: int8 below 99.9%, ships in f16 ($(greedy "$evals/f16-$stage.txt")%)" >&2

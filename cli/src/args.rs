@@ -1,8 +1,9 @@
 //! Every argument of the `coconut` command, in one place: the subcommands and their flags
 //! (clap), and how the training flags make a run's settings.
 
+use crate::limits::{self, count, steps, MAX_PROBLEMS};
 use crate::solve::EngineKind;
-use anyhow::{ensure, Context, Result};
+use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
 use coconut_trainer::export::ExportFormat;
 use coconut_trainer::train::load_run_config;
@@ -61,12 +62,12 @@ pub struct TrainArgs {
     #[arg(long, requires = "branch_from")]
     pub branch_at: Option<String>,
     /// Stages to train, in order: e.g. 0,1,2,3,4,5 or nocot or pause.
-    #[arg(long, value_delimiter = ',')]
+    #[arg(long, value_delimiter = ',', value_parser = stage_name)]
     pub stages: Option<Vec<String>>,
     /// Epochs per stage (the last value repeats for the remaining stages).
-    #[arg(long, value_delimiter = ',')]
+    #[arg(long, allow_negative_numbers = true, value_delimiter = ',', value_parser = limits::epochs)]
     pub epochs: Option<Vec<f64>>,
-    #[arg(long)]
+    #[arg(long, value_parser = count::<1, { limits::MAX_THOUGHTS_PER_STEP }>)]
     pub thoughts_per_step: Option<usize>,
     /// Position ids: absolute (GPT-2's) or coupled (by column, so longer problems reuse trained
     /// ids; see ARCHITECTURE.md).
@@ -74,10 +75,10 @@ pub struct TrainArgs {
     pub positions: Option<coconut_core::positions::PositionScheme>,
     /// With --positions coupled: each example's column ids start at a random offset in
     /// 0..=N, so ids of longer problems are trained too.
-    #[arg(long)]
+    #[arg(long, value_parser = count::<0, { limits::MAX_ID_SPREAD }>)]
     pub max_position_offset: Option<usize>,
     /// Rows of the position table (the longest sequence).
-    #[arg(long)]
+    #[arg(long, value_parser = count::<1, { limits::MAX_POSITIONS }>)]
     pub n_positions: Option<usize>,
     /// Which steps latent stages replace: first (Coconut's order, the default) or last (the
     /// published attempt's: the first steps written, then the model writes <latent> and thinks).
@@ -93,75 +94,76 @@ pub struct TrainArgs {
     pub ids_ahead: bool,
     /// With --positions coupled: each example spaces its column ids by random extra gaps in
     /// 0..=N (training only).
-    #[arg(long)]
+    #[arg(long, value_parser = count::<0, { limits::MAX_ID_SPREAD }>)]
     pub max_column_gap: Option<usize>,
     /// With --positions coupled: each training example gives each latent column up to N
     /// thoughts more than --thoughts-per-step (an experiment).
-    #[arg(long)]
+    #[arg(long, value_parser = count::<0, { limits::MAX_THOUGHTS_PER_STEP }>)]
     pub max_extra_thoughts: Option<usize>,
     /// With --positions coupled: each training answer gets 0..=N extra leading zeros above the
     /// carry column (an experiment).
-    #[arg(long)]
+    #[arg(long, value_parser = count::<0, { limits::MAX_ID_SPREAD }>)]
     pub max_answer_pad: Option<usize>,
     /// Standard deviation of Gaussian noise added in training to every thought fed back, as a
     /// fraction of the thought's root mean square (an experiment; CPU engine only).
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true, value_parser = limits::noise)]
     pub thought_noise: Option<f64>,
-    #[arg(long)]
+    #[arg(long, value_parser = count::<1, { limits::MAX_BATCH }>)]
     pub batch_size: Option<usize>,
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true, value_parser = limits::rate)]
     pub lr: Option<f64>,
     /// A stage's own peak learning rate, e.g. stage4=5e-4,stage5=5e-4 (the others keep --lr).
-    #[arg(long, value_delimiter = ',')]
-    pub stage_lr: Option<Vec<String>>,
+    #[arg(long, value_delimiter = ',', value_parser = |s: &str| stage_setting(s, limits::rate))]
+    pub stage_lr: Option<Vec<StageSetting>>,
     /// A stage's own data mixing, e.g. stage4=0.2 (the others keep --mix).
-    #[arg(long, value_delimiter = ',')]
-    pub stage_mix: Option<Vec<String>>,
+    #[arg(long, value_delimiter = ',', value_parser = |s: &str| stage_setting(s, limits::fraction))]
+    pub stage_mix: Option<Vec<StageSetting>>,
     /// A stage's own --until-val, e.g. stage4=99.95 (the others keep --until-val).
-    #[arg(long, value_delimiter = ',')]
-    pub stage_until_val: Option<Vec<String>>,
+    #[arg(long, value_delimiter = ',', value_parser = |s: &str| stage_setting(s, limits::percent))]
+    pub stage_until_val: Option<Vec<StageSetting>>,
     /// Extra copies per epoch of a training problem for each column beyond the first whose
     /// digits sum to 9 (long carry chains), in a stage, e.g. stage4=3,stage5=3.
-    #[arg(long, value_delimiter = ',')]
-    pub stage_repeat_nines: Option<Vec<String>>,
+    #[arg(long, value_delimiter = ',', value_parser = |s: &str| stage_setting(s, repeat_copies))]
+    pub stage_repeat_nines: Option<Vec<StageSetting>>,
     /// A stage's own seed for its data order and other draws, e.g. stage5=7 (the others keep
     /// --seed; a branch may retrain a stage with other draws).
-    #[arg(long, value_delimiter = ',')]
-    pub stage_seed: Option<Vec<String>>,
-    #[arg(long)]
+    #[arg(long, value_delimiter = ',', value_parser = |s: &str| stage_setting(s, stage_seed))]
+    pub stage_seed: Option<Vec<StageSetting>>,
+    /// AdamW's weight decay, 0 to 1.
+    #[arg(long, allow_negative_numbers = true, value_parser = limits::fraction)]
     pub weight_decay: Option<f64>,
-    #[arg(long)]
+    #[arg(long, value_parser = steps::<0, { limits::MAX_STEPS }>)]
     pub warmup_steps: Option<u64>,
     #[arg(long)]
     pub seed: Option<u64>,
     /// Stop after this many seconds (checkpointed; continue with --resume).
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true, value_parser = limits::seconds)]
     pub time_budget: Option<f64>,
-    #[arg(long)]
+    #[arg(long, value_parser = steps::<1, { limits::MAX_STEPS }>)]
     pub checkpoint_every: Option<u64>,
-    #[arg(long)]
+    #[arg(long, value_parser = count::<1, { limits::MAX_TRAIN_PROBLEMS }>)]
     pub n_train: Option<usize>,
-    #[arg(long)]
+    #[arg(long, value_parser = count::<1, { limits::MAX_DIGITS }>)]
     pub max_digits: Option<usize>,
-    #[arg(long)]
+    #[arg(long, value_parser = count::<1, { limits::MAX_LAYERS }>)]
     pub layers: Option<usize>,
-    #[arg(long)]
+    #[arg(long, value_parser = count::<1, { limits::MAX_WIDTH }>)]
     pub width: Option<usize>,
-    #[arg(long)]
+    #[arg(long, value_parser = count::<1, { limits::MAX_HEADS }>)]
     pub heads: Option<usize>,
-    /// Validation problems evaluated after each stage (0: none).
-    #[arg(long)]
+    /// Validation problems evaluated after each stage (0: none; at most the validation set).
+    #[arg(long, value_parser = count::<0, { limits::MAX_VAL_PROBLEMS }>)]
     pub val_problems: Option<usize>,
     /// End each stage once greedy validation accuracy reaches this percentage (checked every
     /// --val-every steps; --epochs is then the most a stage may take).
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true, value_parser = limits::percent)]
     pub until_val: Option<f64>,
     /// Steps between validation checks of stages with --until-val.
-    #[arg(long)]
+    #[arg(long, value_parser = steps::<0, { limits::MAX_STEPS }>)]
     pub val_every: Option<u64>,
     /// Data mixing: the probability that an example of latent stage k takes the layout of a
     /// random earlier stage (CPU engine).
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true, value_parser = limits::fraction)]
     pub mix: Option<f64>,
     /// Engine: auto (the CPU engine on the CPU, candle elsewhere), cpu or candle.
     #[arg(long)]
@@ -233,50 +235,7 @@ impl TrainArgs {
                 plan.until_val = self.until_val;
             }
         }
-        for (flag, specs) in [
-            ("--stage-lr", &self.stage_lr),
-            ("--stage-mix", &self.stage_mix),
-            ("--stage-until-val", &self.stage_until_val),
-            ("--stage-repeat-nines", &self.stage_repeat_nines),
-            ("--stage-seed", &self.stage_seed),
-        ] {
-            for spec in specs.iter().flatten() {
-                let (stage, value) = spec.split_once('=').with_context(|| {
-                    format!("{flag} {spec}: expected STAGE=VALUE, e.g. stage4=0.5")
-                })?;
-                let value: f64 = value
-                    .parse()
-                    .with_context(|| format!("{flag} {spec}: {value} is not a number"))?;
-                let plan = c
-                    .stages
-                    .iter_mut()
-                    .find(|p| p.stage == stage)
-                    .with_context(|| {
-                        format!("{flag} {spec}: {stage} is not a stage of this run")
-                    })?;
-                match flag {
-                    "--stage-lr" => plan.lr = Some(value),
-                    "--stage-mix" => plan.mix = Some(value),
-                    "--stage-repeat-nines" => {
-                        ensure!(
-                            (0.0..=1e6).contains(&value) && value.fract() == 0.0,
-                            "{flag} {spec}: {value} is not a whole number of copies"
-                        );
-                        plan.repeat_nines = Some(value as usize);
-                    }
-                    "--stage-seed" => {
-                        // Seeds beyond 2^53 would not survive the f64 this value is read as.
-                        ensure!(
-                            (0.0..=9.007_199_254_740_992e15).contains(&value)
-                                && value.fract() == 0.0,
-                            "{flag} {spec}: {value} is not a whole number from 0 to 2^53"
-                        );
-                        plan.seed = Some(value as u64);
-                    }
-                    _ => plan.until_val = Some(value),
-                }
-            }
-        }
+        self.apply_stage_settings(&mut c)?;
         if let Some(v) = self.val_every {
             c.val_every = v;
         }
@@ -286,6 +245,40 @@ impl TrainArgs {
         }
         Ok(c)
     }
+
+    /// Each `--stage-*` value into its stage's plan.
+    fn apply_stage_settings(&self, c: &mut TrainConfig) -> Result<()> {
+        for (flag, settings) in [
+            ("--stage-lr", &self.stage_lr),
+            ("--stage-mix", &self.stage_mix),
+            ("--stage-until-val", &self.stage_until_val),
+            ("--stage-repeat-nines", &self.stage_repeat_nines),
+            ("--stage-seed", &self.stage_seed),
+        ] {
+            for setting in settings.iter().flatten() {
+                let plan = c
+                    .stages
+                    .iter_mut()
+                    .find(|p| p.stage == setting.stage)
+                    .with_context(|| {
+                        format!(
+                            "{flag} {setting}: {} is not a stage of this run",
+                            setting.stage
+                        )
+                    })?;
+                // Each value was held to its flag's range when parsed (whole numbers included).
+                let value = setting.value;
+                match flag {
+                    "--stage-lr" => plan.lr = Some(value),
+                    "--stage-mix" => plan.mix = Some(value),
+                    "--stage-repeat-nines" => plan.repeat_nines = Some(value as usize),
+                    "--stage-seed" => plan.seed = Some(value as u64),
+                    _ => plan.until_val = Some(value),
+                }
+            }
+        }
+        Ok(())
+    }
 }
 
 #[derive(Args)]
@@ -293,34 +286,33 @@ pub struct EvalArgs {
     /// A run directory: its config.json and stages/<stage>.safetensors.
     #[arg(long, conflicts_with = "weights")]
     pub run_dir: Option<PathBuf>,
-    /// A stage weight file (safetensors) instead of a run directory.
+    /// A weights folder (manifest.json and the stage files) instead of a run directory: the
+    /// stage's settings and the test set come from its manifest.
     #[arg(long, required_unless_present = "run_dir")]
     pub weights: Option<PathBuf>,
-    /// Settings (data, thoughts per step) for --weights; defaults otherwise.
-    #[arg(long)]
-    pub config: Option<PathBuf>,
     /// The stage: 0..5, stageN, nocot or pause.
-    #[arg(long)]
+    #[arg(long, value_parser = stage_name)]
     pub stage: String,
-    /// Problems of the test set to evaluate.
-    #[arg(long, default_value_t = 5000)]
+    /// Problems of the test set to evaluate (all of them when the set is smaller).
+    #[arg(long, default_value_t = 5000, value_parser = count::<1, MAX_PROBLEMS>)]
     pub n: usize,
     /// Problems of the out-of-distribution (longer) set to evaluate (0: skip).
-    #[arg(long, default_value_t = 1000)]
+    #[arg(long, default_value_t = 1000, value_parser = count::<0, MAX_PROBLEMS>)]
     pub n_ood: usize,
     /// Also evaluate --n-ood problems with both operands of each of these digit counts, e.g.
     /// 5,6,8 (sets `ood5`, `ood6`, `ood8`; longer than any trained on).
-    #[arg(long, value_delimiter = ',')]
+    #[arg(long, value_delimiter = ',', value_parser = count::<1, { limits::MAX_DIGITS }>)]
     pub longer: Vec<usize>,
     /// Also evaluate every operand-length pair whose longer operand has one of these digit
     /// counts, both orders, --n-per-pair problems each with long carry chains among them, e.g.
     /// 5,6,7,8 (set `pairs`, a figure per pair and per carry-chain length).
-    #[arg(long, value_delimiter = ',')]
+    #[arg(long, value_delimiter = ',', value_parser = count::<2, { limits::MAX_DIGITS }>)]
     pub pairs: Vec<usize>,
-    /// Problems per operand-length pair of --pairs.
-    #[arg(long, default_value_t = 200)]
+    /// Problems per operand-length pair of --pairs (with --pairs, at most
+    /// 1,000,000 problems in all).
+    #[arg(long, default_value_t = 200, value_parser = count::<1, MAX_PROBLEMS>)]
     pub n_per_pair: usize,
-    #[arg(long, default_value_t = 256)]
+    #[arg(long, default_value_t = 256, value_parser = count::<1, { limits::MAX_BATCH }>)]
     pub batch_size: usize,
     /// Also write the accuracies as JSON there (the input of `coconut export --eval`).
     #[arg(long)]
@@ -371,6 +363,9 @@ pub struct ExportArgs {
     /// The weights folder to add the stage to (or the Hugging Face folder to write).
     #[arg(long, default_value = "weights")]
     pub out: PathBuf,
+    /// With --format hf: replace a folder that is not empty (never a weights folder).
+    #[arg(long)]
+    pub force: bool,
     /// The JSON written by `coconut eval` for this stage, copied into the manifest (refused if it
     /// evaluates another stage).
     #[arg(long)]
@@ -407,13 +402,13 @@ pub struct ProbeArgs {
     pub weights: PathBuf,
     /// Stages to probe (`3`, `stage3`, ...; comma-separated); default: every stage with fed-back
     /// thoughts.
-    #[arg(long, value_delimiter = ',')]
+    #[arg(long, value_delimiter = ',', value_parser = stage_name)]
     pub stages: Vec<String>,
     /// Training problems whose thoughts fit the probes.
-    #[arg(long, default_value_t = 5000)]
+    #[arg(long, default_value_t = 5000, value_parser = count::<1, MAX_PROBLEMS>)]
     pub n_fit: usize,
     /// Held-out test problems whose thoughts score them.
-    #[arg(long, default_value_t = 5000)]
+    #[arg(long, default_value_t = 5000, value_parser = count::<1, MAX_PROBLEMS>)]
     pub n_test: usize,
     /// Also write every score as JSON there.
     #[arg(long)]
@@ -455,12 +450,14 @@ pub struct InterveneArgs {
     /// Instead of solving problems: for this many pairs of held-out problems (A, B), replace
     /// each thought of A in turn by B's and count how often the answer's digits follow B (every
     /// stage with fed-back thoughts, or --stage).
-    #[arg(long, conflicts_with_all = ["problems", "patch", "probes", "json"])]
+    #[arg(long, conflicts_with_all = ["problems", "patch", "probes", "json"],
+          value_parser = count::<1, { limits::MAX_MEASURED }>)]
     pub measure: Option<usize>,
     /// Instead of solving problems: on this many held-out problems, flip each column's carry
     /// probe at each thought in turn and count how often the answer moves as the flipped carry
     /// would (every stage whose folder ships probes, or --stage).
-    #[arg(long, conflicts_with_all = ["problems", "patch", "probes", "json", "measure"])]
+    #[arg(long, conflicts_with_all = ["problems", "patch", "probes", "json", "measure"],
+          value_parser = count::<1, { limits::MAX_MEASURED }>)]
     pub measure_flips: Option<usize>,
     /// With --measure or --measure-flips: also write the effects as JSON there.
     #[arg(long)]
@@ -473,4 +470,113 @@ pub fn stage_id(name: &str) -> Result<String> {
         .parse::<coconut_core::StageKind>()
         .map_err(anyhow::Error::msg)?
         .to_string())
+}
+
+/// A stage named on the command line, as its id (clap's `value_parser`).
+fn stage_name(name: &str) -> Result<String, String> {
+    stage_id(name).map_err(|e| e.to_string())
+}
+
+/// One stage's own value of a setting (`--stage-lr stage4=5e-4`): the stage's id and the value,
+/// held to the flag's range when parsed.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StageSetting {
+    pub stage: String,
+    pub value: f64,
+    /// As given, for messages.
+    pub text: String,
+}
+
+impl std::fmt::Display for StageSetting {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.text)
+    }
+}
+
+fn stage_setting(
+    text: &str,
+    value: impl Fn(&str) -> Result<f64, String>,
+) -> Result<StageSetting, String> {
+    let (stage, number) = text
+        .split_once('=')
+        .ok_or_else(|| format!("'{text}': expected STAGE=VALUE, e.g. stage4=0.5"))?;
+    Ok(StageSetting {
+        stage: stage_name(stage).map_err(|e| format!("'{text}': {e}"))?,
+        value: value(number).map_err(|e| format!("'{text}': {e}"))?,
+        text: text.to_string(),
+    })
+}
+
+/// Extra copies of a long carry chain: a whole number up to the trainer's limit.
+fn repeat_copies(text: &str) -> Result<f64, String> {
+    count::<0, { coconut_trainer::config::MAX_REPEAT_NINES }>(text).map(|n| n as f64)
+}
+
+/// A stage's seed: a whole number up to 2^53 (a value beyond would not survive JSON readers).
+fn stage_seed(text: &str) -> Result<f64, String> {
+    count::<0, { 1 << 53 }>(text).map(|n| n as f64)
+}
+
+impl Cli {
+    /// What one value's parser cannot see: a name given twice in a list. Refused like a bad value
+    /// (a clap error: usage, exit 2), before anything runs.
+    pub fn check(&self) -> Result<(), clap::Error> {
+        let twice = |flag: &str, name: &dyn std::fmt::Display| {
+            <Cli as clap::CommandFactory>::command().error(
+                clap::error::ErrorKind::ArgumentConflict,
+                format!("{flag}: {name} is given twice"),
+            )
+        };
+        match &self.command {
+            Command::Train(t) => {
+                if let Some(s) = t
+                    .stages
+                    .as_deref()
+                    .and_then(|s| limits::first_repeat(s, String::clone))
+                {
+                    return Err(twice("--stages", s));
+                }
+                for (flag, settings) in [
+                    ("--stage-lr", &t.stage_lr),
+                    ("--stage-mix", &t.stage_mix),
+                    ("--stage-until-val", &t.stage_until_val),
+                    ("--stage-repeat-nines", &t.stage_repeat_nines),
+                    ("--stage-seed", &t.stage_seed),
+                ] {
+                    let settings = settings.as_deref().unwrap_or_default();
+                    if let Some(s) = limits::first_repeat(settings, |s| s.stage.clone()) {
+                        return Err(twice(flag, &s.stage));
+                    }
+                }
+            }
+            Command::Eval(e) => {
+                if let Some(d) = limits::first_repeat(&e.longer, |d| *d) {
+                    return Err(twice("--longer", d));
+                }
+            }
+            Command::Probe(p) => {
+                if let Some(s) = limits::first_repeat(&p.stages, String::clone) {
+                    return Err(twice("--stages", s));
+                }
+            }
+            Command::Intervene(i) => {
+                if let Some(p) = limits::first_repeat(&i.patch, |p| p.slot()) {
+                    let both: Vec<String> = (i.patch.iter())
+                        .filter(|q| q.slot() == p.slot())
+                        .map(ToString::to_string)
+                        .collect();
+                    return Err(<Cli as clap::CommandFactory>::command().error(
+                        clap::error::ErrorKind::ArgumentConflict,
+                        format!(
+                            "--patch: thought {} is edited twice ({}): one edit per thought",
+                            p.slot(),
+                            both.join("; ")
+                        ),
+                    ));
+                }
+            }
+            _ => {}
+        }
+        Ok(())
+    }
 }

@@ -3,10 +3,11 @@
 //! same thought of another problem, zero it, or flip what a column's carry probe reads in it.
 
 use crate::args::InterveneArgs;
+use crate::output::{note, outln};
 use anyhow::{bail, Context, Result};
 use coconut_core::decoding::Solution;
 use coconut_core::intervention::{Intervention, PatchContext, PatchSpec};
-use coconut_core::manifest::WeightsDir;
+use coconut_core::manifest::{StageEntry, WeightsDir};
 use coconut_core::probes::ThoughtProbes;
 use coconut_core::problem::Problem;
 use coconut_core::reference::ReferenceModel;
@@ -25,7 +26,7 @@ fn measured(args: &InterveneArgs) -> Result<(WeightsDir, Vec<String>)> {
 fn run_measure(args: &InterveneArgs, pairs: usize) -> Result<u8> {
     let (folder, stages) = measured(args)?;
     let effects = coconut_trainer::patching::measure_patching(&folder, &stages, pairs, |id| {
-        eprintln!("patching {id}...")
+        note!("patching {id}...")
     })?;
     // Per column: the percent of pairs (whose sums differ there) where the patched answer has
     // B's digit.
@@ -33,20 +34,28 @@ fn run_measure(args: &InterveneArgs, pairs: usize) -> Result<u8> {
     let heads: String = (0..columns)
         .map(|c| format!("{:>7}", format!("col{c}")))
         .collect();
-    println!(
+    outln!(
         "{:<8} {:>4} {:>6} {:>10} {:>8}{heads}",
-        "stage", "slot", "pairs", "unchanged%", "=B%"
-    );
+        "stage",
+        "slot",
+        "pairs",
+        "unchanged%",
+        "=B%"
+    )?;
     for e in &effects {
         let cells: String = e
             .column_took_b
             .iter()
             .map(|(p, _)| format!("{p:>7.1}"))
             .collect();
-        println!(
+        outln!(
             "{:<8} {:>4} {:>6} {:>10.1} {:>8.1}{cells}",
-            e.stage, e.slot, e.pairs, e.unchanged, e.became_b
-        );
+            e.stage,
+            e.slot,
+            e.pairs,
+            e.unchanged,
+            e.became_b
+        )?;
     }
     write_measure_json(args, serde_json::to_string_pretty(&effects)?)?;
     Ok(0)
@@ -56,14 +65,20 @@ fn run_measure(args: &InterveneArgs, pairs: usize) -> Result<u8> {
 fn run_measure_flips(args: &InterveneArgs, problems: usize) -> Result<u8> {
     let (folder, stages) = measured(args)?;
     let effects = coconut_trainer::patching::measure_flips(&folder, &stages, problems, |id| {
-        eprintln!("flipping carries in {id}...")
+        note!("flipping carries in {id}...")
     })?;
-    println!(
+    outln!(
         "{:<8} {:>4} {:>6} {:>8} {:>10} {:>12} {:>8}",
-        "stage", "slot", "column", "problems", "unchanged%", "as-carry%", "probe%"
-    );
+        "stage",
+        "slot",
+        "column",
+        "problems",
+        "unchanged%",
+        "as-carry%",
+        "probe%"
+    )?;
     for e in &effects {
-        println!(
+        outln!(
             "{:<8} {:>4} {:>6} {:>8} {:>10.1} {:>12.1} {:>8.1}",
             e.stage,
             e.slot,
@@ -72,7 +87,7 @@ fn run_measure_flips(args: &InterveneArgs, problems: usize) -> Result<u8> {
             e.unchanged,
             e.as_the_carry_would,
             e.probe_accuracy
-        );
+        )?;
     }
     write_measure_json(args, serde_json::to_string_pretty(&effects)?)?;
     Ok(0)
@@ -82,21 +97,24 @@ fn run_measure_flips(args: &InterveneArgs, problems: usize) -> Result<u8> {
 fn write_measure_json(args: &InterveneArgs, json: String) -> Result<()> {
     if let Some(path) = &args.measure_json {
         coconut_trainer::checkpoint::write_atomic(path, json.as_bytes())?;
-        eprintln!("wrote {}", path.display());
+        note!("wrote {}", path.display());
     }
     Ok(())
 }
 
 /// Runs `coconut intervene`; returns the exit code (1 if a problem was refused).
 pub fn run_intervene(args: InterveneArgs) -> Result<u8> {
+    if let Some(path) = &args.measure_json {
+        if args.measure.is_none() && args.measure_flips.is_none() {
+            bail!("--measure-json goes with --measure or --measure-flips");
+        }
+        crate::output::check_output(path, "--measure-json")?;
+    }
     if let Some(pairs) = args.measure {
         return run_measure(&args, pairs);
     }
     if let Some(problems) = args.measure_flips {
         return run_measure_flips(&args, problems);
-    }
-    if args.measure_json.is_some() {
-        bail!("--measure-json goes with --measure or --measure-flips");
     }
     let folder = WeightsDir::open(&args.weights)?;
     let stage_id = match &args.stage {
@@ -107,32 +125,57 @@ pub fn run_intervene(args: InterveneArgs) -> Result<u8> {
     let tokenizer = folder.tokenizer()?;
     let model = ReferenceModel::new(&weights);
     let probes = match &args.probes {
-        Some(path) => {
-            let bytes = coconut_core::files::read_regular(path, 64 << 20)
-                .with_context(|| format!("reading {}", path.display()))?;
-            let probes = ThoughtProbes::from_safetensors(&path.display().to_string(), &bytes)?;
-            if probes.width() != Some(folder.manifest.model.n_embd) {
-                bail!(
-                    "{}: its probes read thoughts of width {:?}, the model's is {}",
-                    path.display(),
-                    probes.width(),
-                    folder.manifest.model.n_embd
-                );
-            }
-            Some(probes)
-        }
+        Some(path) => Some(read_probes(path, &entry, folder.manifest.model.n_embd)?),
         None => folder.probes(&entry)?,
     };
     let ctx = PatchContext {
         model: &model,
         tokenizer: &tokenizer,
         stage: &stage,
-        max_digits: folder.manifest.max_digits,
+        // The operands `solve` takes on this stage (coupled stages: up to the longest measured).
+        max_digits: folder.manifest.accepted_digits(&entry),
         probes: probes.as_ref(),
     };
-    if probes.is_none() {
-        if let Some(flip) = args
-            .patch
+    let edits = resolve_edits(&args.patch, &ctx)?;
+    let patches: Vec<String> = args.patch.iter().map(ToString::to_string).collect();
+    let mut refused = false;
+    for input in &crate::solve::argument_lines(&args.problems) {
+        let result = Problem::parse(input, ctx.max_digits)
+            .map_err(anyhow::Error::from)
+            .and_then(|p| solve_both(&ctx, &entry.id, &p, &edits));
+        let line = match result {
+            Ok((problem, plain, edited)) if args.json => json!({
+                "input": input,
+                "stage": entry.id,
+                "patches": patches,
+                "answer": plain.answer,
+                "edited_answer": edited.answer,
+                "expected": problem.answer().to_string(),
+                "text": plain.text,
+                "edited_text": edited.text,
+            })
+            .to_string(),
+            Ok((problem, plain, edited)) => {
+                shown(&problem, &entry.id, &plain, &edited, &patches.join(", "))
+            }
+            Err(e) => {
+                refused = true;
+                match args.json {
+                    true => json!({"input": input, "error": format!("{e:#}")}).to_string(),
+                    false => format!("{input:?}: error: {e:#}"),
+                }
+            }
+        };
+        outln!("{line}")?;
+    }
+    Ok(refused as u8)
+}
+
+/// The edits `--patch` asks for on this stage, refused (before any problem) when the stage cannot
+/// have them.
+fn resolve_edits(patch: &[PatchSpec], ctx: &PatchContext) -> Result<Vec<Intervention>> {
+    if ctx.probes.is_none() {
+        if let Some(flip) = patch
             .iter()
             .find(|p| matches!(p, PatchSpec::FlipCarry { .. }))
         {
@@ -142,62 +185,74 @@ pub fn run_intervene(args: InterveneArgs) -> Result<u8> {
             );
         }
     }
-    let edits = args
-        .patch
+    patch
         .iter()
         .map(|spec| ctx.resolve(spec).map_err(anyhow::Error::msg))
         .collect::<Result<Vec<_>>>()
-        .context("--patch")?;
-    let solve = |p: &Problem, edits: &[Intervention]| {
-        model.solve_edited(&tokenizer, p, &stage, false, edits)
-    };
-    let patches: Vec<String> = args.patch.iter().map(ToString::to_string).collect();
-    let mut refused = false;
-    for input in &crate::solve::argument_lines(&args.problems) {
-        let result = Problem::parse(input, ctx.max_digits)
-            .map_err(anyhow::Error::from)
-            .and_then(|p| Ok((p, solve(&p, &[])?, solve(&p, &edits)?)));
-        let (problem, plain, edited) = match result {
-            Ok(r) => r,
-            Err(e) => {
-                refused = true;
-                eprintln!("{input}: {e:#}");
-                continue;
-            }
-        };
-        let verdict = |s: &Solution| if s.is_correct() { "correct" } else { "wrong" };
-        if args.json {
-            let object = json!({
-                "input": input,
-                "stage": entry.id,
-                "patches": patches,
-                "answer": plain.answer,
-                "edited_answer": edited.answer,
-                "expected": problem.answer().to_string(),
-                "text": plain.text,
-                "edited_text": edited.text,
-            });
-            println!("{object}");
-        } else {
-            println!(
-                "{} + {} on {} (the sum is {})",
-                problem.a,
-                problem.b,
-                entry.id,
-                problem.answer()
-            );
-            println!(
-                "  as trained: {}  [{}]",
-                plain.answer.as_deref().unwrap_or("(none)"),
-                verdict(&plain)
-            );
-            println!(
-                "  edited ({}): {}  [{}]",
-                patches.join(", "),
-                edited.answer.as_deref().unwrap_or("(none)"),
-                verdict(&edited)
-            );
-        }
+        .context("--patch")
+}
+
+/// Reads a probes file given with `--probes` for the stage `entry`, refusing probes of another
+/// stage or width.
+fn read_probes(path: &std::path::Path, entry: &StageEntry, width: usize) -> Result<ThoughtProbes> {
+    let bytes = coconut_core::files::read_regular(path, 64 << 20)
+        .with_context(|| format!("reading {}", path.display()))?;
+    let probes = ThoughtProbes::from_safetensors(&path.display().to_string(), &bytes)?;
+    probes
+        .check_stage(&entry.id)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    if probes.width() != Some(width) {
+        bail!(
+            "{}: its probes read thoughts of width {:?}, the model's is {width}",
+            path.display(),
+            probes.width(),
+        );
     }
-    Ok(refused as u8)
+    Ok(probes)
+}
+
+/// A problem solved as trained and with `edits`; an edit of a thought this problem does not have
+/// is refused naming both counts (the problem's, and the stage's most).
+fn solve_both(
+    ctx: &PatchContext,
+    stage_id: &str,
+    problem: &Problem,
+    edits: &[Intervention],
+) -> Result<(Problem, Solution, Solution)> {
+    let has = ctx.stage.thoughts_for(problem.columns());
+    if let Some(edit) = edits.iter().find(|e| e.slot >= has) {
+        bail!(
+            "thought {} does not exist: {problem} has {has} thoughts at {stage_id} (numbered from \
+             0; up to {} for {}-digit operands)",
+            edit.slot,
+            ctx.stage.thoughts_for(ctx.max_digits),
+            ctx.max_digits
+        );
+    }
+    let solve = |edits: &[Intervention]| {
+        ctx.model
+            .solve_edited(ctx.tokenizer, problem, ctx.stage, false, edits)
+    };
+    Ok((*problem, solve(&[])?, solve(edits)?))
+}
+
+/// A problem's two answers in words.
+fn shown(
+    problem: &Problem,
+    stage: &str,
+    plain: &Solution,
+    edited: &Solution,
+    patches: &str,
+) -> String {
+    let verdict = |s: &Solution| if s.is_correct() { "correct" } else { "wrong" };
+    format!(
+        "{} + {} on {stage} (the sum is {})\n  as trained: {}  [{}]\n  edited ({patches}): {}  [{}]",
+        problem.a,
+        problem.b,
+        problem.answer(),
+        plain.answer.as_deref().unwrap_or("(none)"),
+        verdict(plain),
+        edited.answer.as_deref().unwrap_or("(none)"),
+        verdict(edited)
+    )
 }

@@ -3,33 +3,47 @@
 //! arguments are in [`args`], the work in the libraries.
 
 mod args;
+#[cfg(test)]
+mod args_fuzz;
 mod intervene;
+mod limits;
+mod output;
 mod solve;
 
 use anyhow::{Context, Result};
-use args::{
-    stage_id, Cli, Command, EvalArgs, ExportArgs, GoldenArgs, PlotArgs, ProbeArgs, TrainArgs,
-};
+use args::{Cli, Command, EvalArgs, ExportArgs, GoldenArgs, PlotArgs, ProbeArgs, TrainArgs};
 use candle_core::Device;
 use clap::Parser;
+use coconut_core::data::DataConfig;
+use coconut_core::stage::Stage;
 use coconut_core::tokenizer::Tokenizer;
 use coconut_core::weights::ModelWeights;
 use coconut_trainer::branch::Branch;
 use coconut_trainer::eval::{evaluate, table, EvalSet};
 use coconut_trainer::export;
+use coconut_trainer::folder::{FolderWrite, Start};
 use coconut_trainer::train::{
     self, load_run_config, Observer, Outcome, RunDir, StepMetrics, TrainOptions,
 };
-use coconut_trainer::{Gpt, StagePlan, TrainConfig};
+use coconut_trainer::Gpt;
 use indicatif::{ProgressBar, ProgressStyle};
+use output::{check_output, note, out, outln};
+use std::path::PathBuf;
 
 /// Errors end the program with one readable message (the cause chain, no backtrace) and exit 2;
-/// `solve` exits 1 when it refused a line.
+/// `solve` and `intervene` exit 1 when they refused a problem. Arguments outside their limits are
+/// refused by clap (exit 2) before anything runs; a reader that closes stdout ends the command
+/// quietly (exit 0).
 fn main() -> std::process::ExitCode {
-    match run(Cli::parse().command) {
+    let cli = Cli::parse();
+    if let Err(e) = cli.check() {
+        e.exit();
+    }
+    match run(cli.command).and_then(|code| Ok(output::flush().map(|()| code)?)) {
         Ok(code) => std::process::ExitCode::from(code),
+        Err(e) if output::closed(&e) => std::process::ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            note!("error: {e:#}");
             std::process::ExitCode::from(2)
         }
     }
@@ -99,7 +113,7 @@ impl Observer for Bars {
     fn message(&mut self, text: &str) {
         match &self.bar {
             Some(bar) => bar.println(text),
-            None => eprintln!("{text}"),
+            None => note!("{text}"),
         }
     }
 }
@@ -128,19 +142,22 @@ fn run_train(args: TrainArgs) -> Result<()> {
         bar.finish();
     }
     for s in &report.progress.finished {
-        eprintln!(
+        note!(
             "{:>7}: {} steps, {:.1} s, final loss {:.5}",
-            s.id, s.steps, s.seconds, s.final_loss
+            s.id,
+            s.steps,
+            s.seconds,
+            s.final_loss
         );
     }
     match report.outcome {
-        Outcome::Finished => eprintln!(
+        Outcome::Finished => note!(
             "done: weights in {}",
             RunDir(args.run_dir.clone())
                 .stage_weights("<stage>")
                 .display()
         ),
-        Outcome::OutOfTime => eprintln!(
+        Outcome::OutOfTime => note!(
             "time budget spent; continue with: coconut train --resume --run-dir {}",
             args.run_dir.display()
         ),
@@ -149,42 +166,68 @@ fn run_train(args: TrainArgs) -> Result<()> {
     Ok(())
 }
 
-fn run_eval(args: EvalArgs) -> Result<()> {
-    let stage_name = stage_id(&args.stage)?;
-    let (config, weights_path) = match (&args.run_dir, &args.weights) {
-        (Some(dir), _) => (
-            load_run_config(dir)?,
-            RunDir(dir.clone()).stage_weights(&stage_name),
-        ),
-        (None, Some(path)) => {
-            let config = match &args.config {
-                Some(p) => {
-                    let text = std::fs::read_to_string(p)
-                        .with_context(|| format!("reading {}", p.display()))?;
-                    serde_json::from_str(&text)
-                        .with_context(|| format!("parsing {}", p.display()))?
-                }
-                None => TrainConfig::default(),
-            };
-            (config, path.clone())
-        }
-        (None, None) => anyhow::bail!("give --run-dir or --weights"),
+/// What `eval` evaluates: a stage, its weights (and where they are), and the data settings its
+/// sets are drawn with.
+struct Evaluated {
+    stage: Stage,
+    weights: ModelWeights,
+    path: PathBuf,
+    data: DataConfig,
+}
+
+/// A stage of a run (its config.json) or of a weights folder (its manifest: every setting of the
+/// stage, and the test set of its figures). A stage file alone does not say how it runs.
+fn evaluated(args: &EvalArgs) -> Result<Evaluated> {
+    let id = &args.stage;
+    let Some(folder) = &args.weights else {
+        let dir = args
+            .run_dir
+            .as_ref()
+            .context("give --run-dir or --weights")?;
+        let config = load_run_config(dir)?;
+        let path = RunDir(dir.clone()).stage_weights(id);
+        let bytes = coconut_core::files::read_regular(&path, u64::MAX)
+            .with_context(|| format!("reading {}", path.display()))?;
+        let name = path.display().to_string();
+        return Ok(Evaluated {
+            stage: config.stage(&coconut_trainer::StagePlan::new(id.clone(), 1.0))?,
+            weights: ModelWeights::from_safetensors(&bytes, &name, Some(&config.model))?,
+            path,
+            data: config.data,
+        });
     };
-    let stage = config.stage(&StagePlan::new(stage_name.clone(), 1.0))?;
-    let bytes = coconut_core::files::read_regular(&weights_path, u64::MAX)
-        .with_context(|| format!("reading {}", weights_path.display()))?;
-    let weights =
-        ModelWeights::from_safetensors(&bytes, &weights_path.display().to_string(), None)?;
+    let dir = coconut_core::manifest::WeightsDir::open(folder)?;
+    let (entry, stage, weights) = dir.stage(id)?;
+    Ok(Evaluated {
+        stage,
+        weights,
+        path: folder.join(&entry.file.file),
+        data: dir.manifest.test_data(),
+    })
+}
+
+fn run_eval(args: EvalArgs) -> Result<()> {
+    for (flag, path) in [("--json", &args.json), ("--wrong", &args.wrong)] {
+        if let Some(path) = path {
+            check_output(path, flag)?;
+        }
+    }
+    let Evaluated {
+        stage,
+        weights,
+        path: weights_path,
+        data: config_data,
+    } = evaluated(&args)?;
     let device = device(&args.device)?;
     let model = Gpt::from_weights(&weights, &device)?;
     let tokenizer = Tokenizer::new();
     // Growing the test set would take problems from the training set: only the ood set may grow.
-    let mut data = config.data.clone();
+    let mut data = config_data.clone();
     data.n_ood = data.n_ood.max(args.n_ood);
     let splits = data.generate()?;
     if args.n > splits.test.len() {
-        eprintln!(
-            "the run's test set has {} problems; evaluating all of them",
+        note!(
+            "the test set has {} problems; evaluating all of them",
             splits.test.len()
         );
     }
@@ -195,11 +238,20 @@ fn run_eval(args: EvalArgs) -> Result<()> {
         .map(|&digits| {
             Ok((
                 format!("ood{digits}"),
-                config.data.longer_set(digits, args.n_ood)?,
+                config_data.longer_set(digits, args.n_ood)?,
             ))
         })
         .collect::<Result<Vec<_>>>()?;
-    let pairs = config.data.pairs_set(&args.pairs, args.n_per_pair)?;
+    let pair_count: usize = args.pairs.iter().map(|&l| 2 * l - 1).sum();
+    anyhow::ensure!(
+        pair_count.saturating_mul(args.n_per_pair) <= limits::MAX_PROBLEMS,
+        "--pairs {:?} with --n-per-pair {} asks for {} problems: at most {} in all",
+        args.pairs,
+        args.n_per_pair,
+        pair_count.saturating_mul(args.n_per_pair),
+        limits::MAX_PROBLEMS
+    );
+    let pairs = config_data.pairs_set(&args.pairs, args.n_per_pair)?;
     let set = |problems| EvalSet {
         tokenizer: &tokenizer,
         problems,
@@ -216,7 +268,7 @@ fn run_eval(args: EvalArgs) -> Result<()> {
     if !pairs.is_empty() {
         sets.push(evaluate(&model, "pairs", set(&pairs))?);
     }
-    print!("{}", table(&stage.id(), &sets));
+    out!("{}", table(&stage.id(), &sets))?;
     if let Some(path) = &args.wrong {
         let test = &splits.test[..n];
         let mut engine = coconut_trainer::cpu::CpuTrainer::for_inference(&weights)?;
@@ -228,7 +280,7 @@ fn run_eval(args: EvalArgs) -> Result<()> {
             .map(|(p, _)| format!("{} + {}\n", p.a, p.b))
             .collect();
         coconut_trainer::checkpoint::write_atomic(path, lines.as_bytes())?;
-        eprintln!(
+        note!(
             "wrote {} ({} wrong of {n})",
             path.display(),
             lines.lines().count()
@@ -243,126 +295,122 @@ fn run_eval(args: EvalArgs) -> Result<()> {
             path,
             serde_json::to_string_pretty(&json)?.as_bytes(),
         )?;
-        eprintln!("wrote {}", path.display());
+        note!("wrote {}", path.display());
     }
     Ok(())
 }
 
 fn run_export(args: ExportArgs) -> Result<()> {
-    match &args.weights {
-        Some(weights) => export::export_from_weights(weights, &args.stage, args.format, &args.out),
+    let done = match &args.weights {
+        Some(weights) => {
+            export::export_from_weights(weights, &args.stage, args.format, &args.out, args.force)?
+        }
         None => export::export_from_run(
             &args.run_dir,
             &args.stage,
             args.format,
             &args.out,
             args.eval.as_deref(),
-        ),
-    }
+            args.force,
+        )?,
+    };
+    note!("{done}");
+    Ok(())
 }
 
 fn run_plot(args: PlotArgs) -> Result<()> {
     let out = args
         .out
         .unwrap_or_else(|| args.run_dir.join("training-curve.svg"));
+    check_output(&out, "--out")?;
     coconut_trainer::plot::plot_run(&args.run_dir.join(train::METRICS_FILE), &out)?;
-    eprintln!("wrote {}", out.display());
+    note!("wrote {}", out.display());
     Ok(())
 }
 
 fn run_golden(args: GoldenArgs) -> Result<()> {
     let out = args.out.unwrap_or_else(|| args.weights.join("golden.json"));
+    check_output(&out, "--out")?;
     let stages = coconut_trainer::golden::golden_folder(&args.weights, &out)?;
-    eprintln!("wrote {} ({stages} stages)", out.display());
+    note!("wrote {} ({stages} stages)", out.display());
     Ok(())
 }
 
 fn run_probe(args: ProbeArgs) -> Result<()> {
-    use coconut_core::manifest::{FileEntry, MANIFEST_FILE};
-    use coconut_core::probes::{ProbeDtype, Quantity, ThoughtProbes};
-    use coconut_trainer::checkpoint::write_atomic;
-    use coconut_trainer::probe::{probe_folder, ProbeSizes};
+    use coconut_core::probes::ProbeDtype;
+    use coconut_trainer::probe::{probe_folder, probes_file, ProbeSizes};
     let dir = coconut_core::manifest::WeightsDir::open(&args.weights)?;
-    let stages = args
-        .stages
-        .iter()
-        .map(|s| stage_id(s))
-        .collect::<Result<Vec<_>>>()?;
+    // Every place written to is checked (and the folders begun) before the probes are fitted.
+    if let Some(path) = &args.json {
+        check_output(path, "--json")?;
+    }
+    if let Some(out) = &args.out {
+        // Each probes file stands alone (no manifest lists them): written one by one, atomically.
+        std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+        check_output(&out.join("stage.probes.safetensors"), "--out")?;
+    }
+    let ship = args
+        .ship
+        .then(|| FolderWrite::begin(&dir.dir, Start::Keep))
+        .transpose()
+        .context("--ship")?;
     let sizes = ProbeSizes {
         fit: args.n_fit,
         test: args.n_test,
     };
-    let probed = probe_folder(&dir, &stages, sizes, |id| eprintln!("probing {id}..."))?;
-    let columns = dir.manifest.max_digits;
-    // One row per stage, slot and quantity; per column the held-out accuracy and, after the
-    // slash, that of the same probe fitted to shuffled labels (chance, as the probe measures it).
+    let probed = probe_folder(&dir, &args.stages, sizes, |id| note!("probing {id}..."))?;
+    print_probe_table(&probed, dir.manifest.max_digits)?;
+    if let Some(path) = &args.json {
+        let scores: Vec<_> = probed.iter().flat_map(|p| &p.scores).collect();
+        coconut_trainer::checkpoint::write_atomic(
+            path,
+            serde_json::to_string_pretty(&scores)?.as_bytes(),
+        )?;
+        note!("wrote {}", path.display());
+    }
+    if let Some(out) = &args.out {
+        for stage in &probed {
+            let path = out.join(probes_file(stage)?);
+            let bytes = stage.to_safetensors(ProbeDtype::F32);
+            coconut_trainer::checkpoint::write_atomic(&path, &bytes)?;
+            note!("wrote {}", path.display());
+        }
+    }
+    if let Some(folder) = ship {
+        for (file, bytes) in coconut_trainer::probe::ship(folder, &dir, &probed)? {
+            note!("wrote {} ({bytes} bytes)", dir.dir.join(file).display());
+        }
+        note!(
+            "listed the probes in {}",
+            dir.dir
+                .join(coconut_core::manifest::MANIFEST_FILE)
+                .display()
+        );
+    }
+    Ok(())
+}
+
+/// One row per stage, slot and quantity; per column the held-out accuracy and, after the slash,
+/// that of the same probe fitted to shuffled labels (chance, as the probe measures it).
+fn print_probe_table(probed: &[coconut_core::probes::ThoughtProbes], columns: usize) -> Result<()> {
+    use coconut_core::probes::Quantity;
     let heads: String = (0..columns)
         .map(|c| format!("{:>12}", format!("col{c}")))
         .collect();
-    println!("{:<8} {:>4} {:<10}{heads}", "stage", "slot", "quantity");
-    for stage in &probed {
-        let slots = stage.scores.iter().map(|s| s.slot + 1).max().unwrap_or(0);
-        for slot in 0..slots {
+    outln!("{:<8} {:>4} {:<10}{heads}", "stage", "slot", "quantity")?;
+    for stage in probed {
+        let id = stage.stage().map_err(anyhow::Error::msg)?;
+        for slot in 0..stage.slots() {
             for quantity in Quantity::ALL {
-                let row: Vec<_> = stage
+                let cells: String = stage
                     .scores
                     .iter()
                     .filter(|s| s.slot == slot && s.quantity == quantity)
-                    .collect();
-                let cells: String = row
-                    .iter()
                     .map(|s| format!("{:>12}", format!("{:.1}/{:.1}", s.accuracy, s.shuffled)))
                     .collect();
-                println!(
-                    "{:<8} {:>4} {:<10}{cells}",
-                    row[0].stage,
-                    slot,
-                    quantity.name()
-                );
+                outln!("{id:<8} {slot:>4} {:<10}{cells}", quantity.name())?;
             }
         }
-    }
-    if let Some(path) = &args.json {
-        let scores: Vec<_> = probed.iter().flat_map(|p| &p.scores).collect();
-        write_atomic(path, serde_json::to_string_pretty(&scores)?.as_bytes())?;
-        eprintln!("wrote {}", path.display());
-    }
-    let file_of = |stage: &ThoughtProbes| format!("{}.probes.safetensors", stage.scores[0].stage);
-    if let Some(out) = &args.out {
-        std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
-        for stage in &probed {
-            let path = out.join(file_of(stage));
-            write_atomic(&path, &stage.to_safetensors(ProbeDtype::F32))?;
-            eprintln!("wrote {}", path.display());
-        }
-    }
-    if args.ship {
-        let mut manifest = dir.manifest.clone();
-        for stage in &probed {
-            let file = file_of(stage);
-            let bytes = stage
-                .only(&[Quantity::Digit, Quantity::Carry])
-                .to_safetensors(ProbeDtype::F16);
-            let i = manifest
-                .stages
-                .iter()
-                .position(|e| e.id == stage.scores[0].stage)
-                .expect("probed stages come from the manifest");
-            manifest.stages[i].probes = Some(FileEntry::describe(&file, &bytes));
-            // What a reader will check, checked before anything is written.
-            manifest.stage_probes(&manifest.stages[i], &bytes)?;
-            write_atomic(&dir.dir.join(&file), &bytes)?;
-            eprintln!(
-                "wrote {} ({} bytes)",
-                dir.dir.join(&file).display(),
-                bytes.len()
-            );
-        }
-        write_atomic(&dir.dir.join(MANIFEST_FILE), manifest.to_json().as_bytes())?;
-        eprintln!(
-            "listed the probes in {}",
-            dir.dir.join(MANIFEST_FILE).display()
-        );
     }
     Ok(())
 }

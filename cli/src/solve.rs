@@ -240,7 +240,8 @@ fn refuse_text(line: &str) -> Option<&'static str> {
 /// The problems given as arguments, one line each. A shell splits an unquoted `347 + 285` into
 /// three arguments; arguments that form a problem only together (two or three in a row, whatever
 /// the digit bound, which is checked later) are joined, so `coconut solve 347 + 285` answers one
-/// problem instead of refusing three fragments. Anything else stays one line per argument.
+/// problem instead of refusing three fragments. Anything else stays one line per argument; a blank
+/// argument is never a fragment (joined, it would vanish without a result).
 pub fn argument_lines(args: &[String]) -> Vec<String> {
     // Shaped like a problem: it parses, or fails only on its operands' digits.
     let is_problem = |text: &str| {
@@ -253,7 +254,11 @@ pub fn argument_lines(args: &[String]) -> Vec<String> {
     let mut i = 0;
     while i < args.len() {
         let joined = (2..=3)
-            .take_while(|n| i + n <= args.len() && !is_problem(&args[i]))
+            .take_while(|n| {
+                i + n <= args.len()
+                    && !is_problem(&args[i])
+                    && args[i..i + n].iter().all(|a| !a.trim().is_empty())
+            })
             .map(|n| (n, args[i..i + n].join(" ")))
             .find(|(_, text)| is_problem(text));
         let (taken, line) = joined.unwrap_or_else(|| (1, args[i].clone()));
@@ -428,8 +433,9 @@ pub fn run_solve(args: SolveArgs) -> Result<u8> {
     let (entry, stage, weights) = folder.stage(&stage_id)?;
     let tokenizer = folder.tokenizer()?;
     let mut engine = Engine::load(args.engine, &weights, &Device::Cpu)?;
-    let stdout = std::io::stdout();
-    let mut out = stdout.lock();
+    // Results go out through the one stdout writer: a reader that closes it stops the run
+    // quietly, a full disk is an error naming stdout.
+    let mut out = crate::output::Stdout;
     // Every line of stdin is answered, whatever its bytes: see `Lines`.
     // Lines typed at a terminal are answered as they come; piped ones in batches.
     let batch = if args.problems.is_empty() && std::io::IsTerminal::is_terminal(&std::io::stdin()) {
@@ -574,6 +580,9 @@ mod tests {
         assert_eq!(lines(&["347", "285"]), ["347", "285"]);
         assert_eq!(lines(&["1", "+", "x", "+", "2"]), ["1", "+", "x", "+", "2"]);
         assert_eq!(lines(&["1+1", "+", "2"]), ["1+1", "+", "2"]);
+        // A blank argument is a line of its own, refused like a blank input line.
+        assert_eq!(lines(&["", "1 + 2"]), ["", "1 + 2"]);
+        assert_eq!(lines(&["1", " ", "+ 2"]), ["1", " ", "+ 2"]);
     }
 
     fn read_all(bytes: &[u8]) -> Vec<Line> {

@@ -456,17 +456,10 @@ fn errors_name_their_file() {
     let tmp = tempfile::tempdir().unwrap();
     let broken = tmp.path().join("config.json");
     std::fs::write(&broken, r#"{"lr": 0.001,"#).unwrap();
-    let out = coconut(&[
-        "eval",
-        "--weights",
-        path(&fixture().join("stage0.safetensors")),
-        "--config",
-        path(&broken),
-        "--stage",
-        "0",
-    ])
-    .output()
-    .unwrap();
+    let run = tmp.path().join("run");
+    let out = coconut(&["train", "--config", path(&broken), "--run-dir", path(&run)])
+        .output()
+        .unwrap();
     let stderr = stderr_of(&out);
     assert!(
         stderr.starts_with(&format!(
@@ -772,7 +765,13 @@ fn probe_scores_every_thought_and_writes_its_probes() {
     };
     assert!(
         refused(&["--stages", "nocot", "--n-fit", "10", "--n-test", "10"])
-            .contains("not a stage with fed-back thoughts")
+            .contains("nocot: not a stage with fed-back thoughts (those of")
+    );
+    let e = refused(&["--stages", "9"]);
+    assert!(e.contains("stage9: no such stage in"), "{e}");
+    assert!(
+        e.contains("(it has stage0, stage2, stage5, nocot, pause)"),
+        "{e}"
     );
     assert!(refused(&["--n-test", "999999"]).contains("at most"));
 }
@@ -882,7 +881,7 @@ fn intervene_edits_thoughts_and_refuses_bad_patches() {
     let out = run(&["--patch", "2=zero", "12 + 34"]);
     assert_eq!(out.status.code(), Some(2), "refused before any problem");
     assert!(
-        stderr_of(&out).contains("this stage has 2"),
+        stderr_of(&out).contains("this stage has at most 2"),
         "{}",
         stderr_of(&out)
     );
@@ -935,13 +934,739 @@ fn intervene_measures_patching_over_held_out_pairs() {
     let table = String::from_utf8(out.stdout).unwrap();
     assert_eq!(table.lines().count(), 1 + 7, "{table}");
 
-    let too_many = on_fixture("intervene", &["--measure", "999999"]);
+    let too_many = on_fixture("intervene", &["--measure", "99999"]);
     assert_eq!(too_many.status.code(), Some(2));
     assert!(
         stderr_of(&too_many).contains("at most"),
         "{}",
         stderr_of(&too_many)
     );
+}
+
+/// The shipped weights folder (coupled ids ahead, probes shipped).
+fn shipped() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../weights")
+}
+
+/// A copy of the fixture's weights folder in `dir`, to write into.
+fn fixture_copy(dir: &Path) -> PathBuf {
+    let weights = dir.join("weights");
+    std::fs::create_dir_all(&weights).unwrap();
+    for entry in std::fs::read_dir(fixture()).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(entry.path(), weights.join(entry.file_name())).unwrap();
+    }
+    weights
+}
+
+/// Every file in `dir` with the sha256 of its bytes (the folder as a reader sees it).
+fn folder_files(dir: &Path) -> std::collections::BTreeMap<String, String> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| {
+            let p = e.unwrap().path();
+            let name = p.file_name().unwrap().to_string_lossy().into_owned();
+            let bytes = std::fs::read(&p).unwrap_or_default();
+            (name, coconut_core::manifest::sha256_hex(&bytes))
+        })
+        .collect()
+}
+
+/// The names beside `dir` in its parent (staging folders would show here).
+fn siblings(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir.parent().unwrap())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+#[test]
+fn every_count_and_setting_is_refused_outside_its_limits_while_parsing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let run = tmp.path().join("run");
+    let w = fixture();
+    let w = path(&w);
+    let r = path(&run);
+    let cases: Vec<(Vec<&str>, &str)> = vec![
+        (
+            vec![
+                "eval",
+                "--weights",
+                w,
+                "--stage",
+                "2",
+                "--n-ood",
+                "100000000",
+            ],
+            "100000000 is outside 0..=1000000",
+        ),
+        (
+            vec![
+                "eval",
+                "--weights",
+                w,
+                "--stage",
+                "2",
+                "--n-ood",
+                "18446744073709551615",
+            ],
+            "outside 0..=1000000",
+        ),
+        (
+            vec!["eval", "--weights", w, "--stage", "2", "--n", "0"],
+            "0 is outside 1..=1000000",
+        ),
+        (
+            vec!["eval", "--weights", w, "--stage", "2", "--batch-size", "0"],
+            "0 is outside 1..=65536",
+        ),
+        (
+            vec!["eval", "--weights", w, "--stage", "2", "--longer", "6,6"],
+            "--longer: 6 is given twice",
+        ),
+        (
+            vec![
+                "intervene",
+                "--weights",
+                w,
+                "--measure",
+                "9223372036854775808",
+            ],
+            "outside 1..=100000",
+        ),
+        (
+            vec!["intervene", "--weights", w, "--measure", "0"],
+            "0 is outside 1..=100000",
+        ),
+        (
+            vec!["intervene", "--weights", w, "--measure-flips", "0"],
+            "0 is outside 1..=100000",
+        ),
+        (
+            vec![
+                "intervene",
+                "--weights",
+                w,
+                "--patch",
+                "1=zero",
+                "--patch",
+                "1=from:999+1",
+                "1 + 2",
+            ],
+            "--patch: thought 1 is edited twice (thought 1 zeroed; thought 1 from 999+1)",
+        ),
+        (
+            vec!["probe", "--weights", w, "--n-fit", "0", "--ship"],
+            "0 is outside 1..=1000000",
+        ),
+        (
+            vec!["probe", "--weights", w, "--stages", "2,stage2"],
+            "--stages: stage2 is given twice",
+        ),
+        (
+            vec!["train", "--run-dir", r, "--time-budget", "nan"],
+            "nan is not from 0 to 1000000000",
+        ),
+        (
+            vec!["train", "--run-dir", r, "--time-budget", "-1"],
+            "-1 is not from 0 to 1000000000",
+        ),
+        (
+            vec!["train", "--run-dir", r, "--weight-decay", "-5"],
+            "-5 is not from 0 to 1",
+        ),
+        (
+            vec!["train", "--run-dir", r, "--lr", "inf"],
+            "inf is not more than 0 and at most 1",
+        ),
+        (
+            vec!["train", "--run-dir", r, "--val-problems", "1000000000"],
+            "outside 0..=1000000",
+        ),
+        (
+            vec!["train", "--run-dir", r, "--epochs", "4,nan"],
+            "nan is not more than 0 and at most 10000",
+        ),
+        (
+            vec!["train", "--run-dir", r, "--stages", "stage0,0"],
+            "--stages: stage0 is given twice",
+        ),
+        (
+            vec!["train", "--run-dir", r, "--stage-seed", "stage0=1,stage0=2"],
+            "--stage-seed: stage0 is given twice",
+        ),
+        (
+            vec!["train", "--run-dir", r, "--stage-mix", "stage1=nan"],
+            "'stage1=nan': nan is not from 0 to 1",
+        ),
+        (
+            vec![
+                "train",
+                "--run-dir",
+                r,
+                "--max-position-offset",
+                "18446744073709551615",
+            ],
+            "outside 0..=1024",
+        ),
+    ];
+    for (args, says) in &cases {
+        let out = coconut(args).output().unwrap();
+        let stderr = stderr_of(&out);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(stderr.contains(says), "{args:?}: {stderr}");
+        assert!(out.stdout.is_empty(), "{args:?}");
+    }
+    assert!(!run.exists(), "a refused train wrote its run directory");
+    // Within the flag's range but more than this run's validation set holds: refused by name.
+    let settings = write_config(tmp.path(), &quick_config());
+    let out = coconut(&[
+        "train",
+        "--config",
+        path(&settings),
+        "--run-dir",
+        r,
+        "--val-problems",
+        "21",
+    ])
+    .output()
+    .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr_of(&out)
+            .contains("val_problems (21) is more than the validation set holds (n_val = 20)"),
+        "{}",
+        stderr_of(&out)
+    );
+    assert!(!run.exists());
+}
+
+#[test]
+fn eval_reads_a_stage_with_its_folders_manifest_and_refuses_a_bare_file() {
+    // The shipped stage 5 has coupled ids ahead: only its manifest entry says so.
+    let weights = shipped();
+    let out = coconut(&[
+        "eval",
+        "--weights",
+        path(&weights),
+        "--stage",
+        "5",
+        "--n",
+        "100",
+        "--n-ood",
+        "0",
+    ])
+    .output()
+    .unwrap();
+    assert_success(&out);
+    let table = String::from_utf8(out.stdout).unwrap();
+    let all = table
+        .lines()
+        .find(|l| l.contains(" test ") && l.contains(" all "))
+        .expect("a test row");
+    let greedy: f64 = all.split_whitespace().nth(4).unwrap().parse().unwrap();
+    assert!(greedy >= 95.0, "{table}");
+    let file = weights.join("stage5.safetensors");
+    let out = coconut(&[
+        "eval",
+        "--weights",
+        path(&file),
+        "--stage",
+        "5",
+        "--n",
+        "100",
+        "--n-ood",
+        "0",
+    ])
+    .output()
+    .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = stderr_of(&out);
+    let says = format!(
+        "{}: cannot read: a file, not a weights folder: give the folder that holds it ({})",
+        file.display(),
+        weights.display()
+    );
+    assert!(stderr.contains(&says), "{stderr}");
+    // Settings that are not the manifest's are not taken.
+    let out = coconut(&[
+        "eval",
+        "--weights",
+        path(&weights),
+        "--stage",
+        "5",
+        "--config",
+        "/etc/passwd",
+    ])
+    .output()
+    .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr_of(&out).contains("--config"), "{}", stderr_of(&out));
+}
+
+/// Runs `args` with stdout closed before it writes a byte: it must end quietly (exit 0), without
+/// a panic.
+fn closed_stdout_is_quiet(args: &[&str]) {
+    let mut child = coconut(args).spawn().unwrap();
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    let stderr = stderr_of(&out);
+    assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+    assert_eq!(out.status.code(), Some(0), "{args:?}: {stderr}");
+}
+
+/// Runs `args` with stdout (or stderr) on /dev/full.
+fn on_dev_full(args: &[&str], stderr_full: bool) -> std::process::Output {
+    let full = || {
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open("/dev/full")
+            .unwrap()
+    };
+    let mut cmd = coconut(args);
+    if stderr_full {
+        cmd.stderr(full());
+    } else {
+        cmd.stdout(full());
+    }
+    cmd.output().unwrap()
+}
+
+#[test]
+fn a_closed_or_full_stdout_or_stderr_never_panics() {
+    let tmp = tempfile::tempdir().unwrap();
+    let w = fixture();
+    let w = path(&w);
+    let commands: Vec<Vec<&str>> = vec![
+        vec![
+            "intervene",
+            "--weights",
+            w,
+            "--stage",
+            "2",
+            "--patch",
+            "0=zero",
+            "12 + 34",
+        ],
+        vec!["intervene", "--weights", w, "--measure", "2"],
+        vec![
+            "probe",
+            "--weights",
+            w,
+            "--stages",
+            "2",
+            "--n-fit",
+            "50",
+            "--n-test",
+            "20",
+        ],
+        vec![
+            "eval",
+            "--weights",
+            w,
+            "--stage",
+            "2",
+            "--n",
+            "20",
+            "--n-ood",
+            "0",
+        ],
+        vec!["solve", "--weights", w, "--stage", "2", "12 + 34"],
+    ];
+    for args in &commands {
+        closed_stdout_is_quiet(args);
+        let out = on_dev_full(args, false);
+        let stderr = stderr_of(&out);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(
+            stderr.contains("writing to stdout: No space left on device"),
+            "{args:?}: {stderr}"
+        );
+        // The results are on stdout: a full stderr loses the notes, not the work.
+        let out = on_dev_full(args, true);
+        assert_eq!(out.status.code(), Some(0), "{args:?}");
+        assert!(!out.stdout.is_empty(), "{args:?}");
+    }
+    // export, its notes on a full stderr: the folder is written all the same.
+    let hf = tmp.path().join("hf");
+    let out = on_dev_full(
+        &[
+            "export",
+            "--weights",
+            w,
+            "--stage",
+            "2",
+            "--format",
+            "hf",
+            "--out",
+            path(&hf),
+        ],
+        true,
+    );
+    assert_eq!(out.status.code(), Some(0));
+    coconut_trainer::export::import_hf(&hf).unwrap();
+
+    // 3,000 problems read by `head -1`: the rest is not written, and nobody panics.
+    let problems: Vec<String> = (0..3000)
+        .map(|i| format!("{} + {}", i % 100, i % 7))
+        .collect();
+    let mut args = vec![
+        "intervene",
+        "--weights",
+        w,
+        "--stage",
+        "2",
+        "--patch",
+        "0=zero",
+    ];
+    args.extend(problems.iter().map(String::as_str));
+    let mut child = coconut(&args).spawn().unwrap();
+    let mut first = [0u8; 1];
+    child
+        .stdout
+        .as_mut()
+        .unwrap()
+        .read_exact(&mut first)
+        .unwrap();
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr_of(&out));
+    assert!(stderr_of(&out).is_empty(), "{}", stderr_of(&out));
+}
+
+#[test]
+fn intervene_gives_one_object_per_problem_and_checks_what_it_is_given() {
+    let weights = shipped();
+    let w = path(&weights);
+    let out = coconut(&[
+        "intervene",
+        "--weights",
+        w,
+        "--stage",
+        "5",
+        "--patch",
+        "0=zero",
+        "--json",
+        "347 + 285",
+        "12 + x",
+        "",
+        "123456789 + 1",
+        "99999 + 1",
+    ])
+    .output()
+    .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "refusals give exit 1: {}",
+        stderr_of(&out)
+    );
+    let objects: Vec<serde_json::Value> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let inputs: Vec<&str> = objects
+        .iter()
+        .map(|o| o["input"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        inputs,
+        ["347 + 285", "12 + x", "", "123456789 + 1", "99999 + 1"]
+    );
+    assert_eq!(objects[0]["expected"], "632");
+    assert!(error_has(&objects[1], "letters"), "{}", objects[1]);
+    assert!(error_has(&objects[2], "empty"), "{}", objects[2]);
+    // The digits `solve` takes on this stage (up to 8), in its words.
+    assert!(error_has(&objects[3], "at most 8 digits"), "{}", objects[3]);
+    assert_eq!(
+        objects[4]["expected"], "100000",
+        "5 digits are taken: {}",
+        objects[4]
+    );
+
+    // A thought the problem lacks names the problem's count and the stage's most.
+    let out = coconut(&[
+        "intervene",
+        "--weights",
+        w,
+        "--stage",
+        "5",
+        "--patch",
+        "4=zero",
+        "--json",
+        "347 + 285",
+    ])
+    .output()
+    .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let object: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(
+        error_has(
+            &object,
+            "thought 4 does not exist: 347 + 285 has 4 thoughts at stage5"
+        ),
+        "{object}"
+    );
+    assert!(
+        error_has(&object, "up to 9 for 8-digit operands"),
+        "{object}"
+    );
+
+    // Probes fitted on another stage are refused by name.
+    let probes = weights.join("stage5.probes.safetensors");
+    let out = coconut(&[
+        "intervene",
+        "--weights",
+        w,
+        "--stage",
+        "1",
+        "--probes",
+        path(&probes),
+        "--patch",
+        "0=flip:0",
+        "347 + 285",
+    ])
+    .output()
+    .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr_of(&out).contains("probes of stage5, not of stage1"),
+        "{}",
+        stderr_of(&out)
+    );
+}
+
+#[test]
+fn output_paths_are_checked_before_the_work() {
+    let tmp = tempfile::tempdir().unwrap();
+    let w = fixture();
+    let w = path(&w);
+    let missing = tmp.path().join("no-such-folder").join("out.json");
+    let folder = tmp.path().to_path_buf();
+    let cases: Vec<(Vec<&str>, String)> = vec![
+        (
+            vec![
+                "eval",
+                "--weights",
+                w,
+                "--stage",
+                "2",
+                "--json",
+                path(&missing),
+            ],
+            format!(
+                "--json {}: {} is not a folder",
+                missing.display(),
+                missing.parent().unwrap().display()
+            ),
+        ),
+        (
+            vec![
+                "eval",
+                "--weights",
+                w,
+                "--stage",
+                "2",
+                "--wrong",
+                "/dev/null",
+            ],
+            "--wrong /dev/null: not a regular file".to_string(),
+        ),
+        (
+            vec![
+                "intervene",
+                "--weights",
+                w,
+                "--measure",
+                "20",
+                "--measure-json",
+                path(&folder),
+            ],
+            format!("--measure-json {}: not a regular file", folder.display()),
+        ),
+        (
+            vec!["probe", "--weights", w, "--json", path(&missing)],
+            format!("--json {}", missing.display()),
+        ),
+    ];
+    for (args, says) in &cases {
+        let out = coconut(args).output().unwrap();
+        let stderr = stderr_of(&out);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(stderr.contains(says.as_str()), "{args:?}: {stderr}");
+        assert!(out.stdout.is_empty(), "{args:?}: computed before refusing");
+        assert!(
+            !stderr.contains("probing") && !stderr.contains("patching"),
+            "{stderr}"
+        );
+    }
+    // A weights folder that cannot be written: refused before probing.
+    let weights = fixture_copy(tmp.path());
+    if let Some(_guard) = Unwritable::make(&weights) {
+        let out = coconut(&[
+            "probe",
+            "--weights",
+            path(&weights),
+            "--stages",
+            "2",
+            "--ship",
+        ])
+        .output()
+        .unwrap();
+        let stderr = stderr_of(&out);
+        assert_eq!(out.status.code(), Some(2), "{stderr}");
+        assert!(
+            stderr.contains("--ship") && stderr.contains("is not writable"),
+            "{stderr}"
+        );
+        assert!(!stderr.contains("probing"), "{stderr}");
+    }
+}
+
+/// A folder made unwritable for this process (read-only mode, or immutable for root), writable
+/// again when dropped; None where neither works.
+struct Unwritable(PathBuf, bool);
+
+impl Unwritable {
+    fn make(dir: &Path) -> Option<Unwritable> {
+        use std::os::unix::fs::PermissionsExt;
+        let writable = || {
+            let probe = dir.join(".probe");
+            let ok = std::fs::write(&probe, b"").is_ok();
+            let _ = std::fs::remove_file(&probe);
+            ok
+        };
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o555)).unwrap();
+        if !writable() {
+            return Some(Unwritable(dir.to_path_buf(), false));
+        }
+        let immutable = Command::new("chattr").arg("+i").arg(dir).status();
+        if immutable.is_ok_and(|s| s.success()) && !writable() {
+            return Some(Unwritable(dir.to_path_buf(), true));
+        }
+        eprintln!(
+            "cannot make {} unwritable here: that case is not tried",
+            dir.display()
+        );
+        None
+    }
+}
+
+impl Drop for Unwritable {
+    fn drop(&mut self) {
+        use std::os::unix::fs::PermissionsExt;
+        if self.1 {
+            let _ = Command::new("chattr").arg("-i").arg(&self.0).status();
+        }
+        let _ = std::fs::set_permissions(&self.0, std::fs::Permissions::from_mode(0o755));
+    }
+}
+
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+#[test]
+fn a_full_disk_leaves_a_weights_folder_or_an_hf_folder_as_it_was() {
+    let tmp = tempfile::tempdir().unwrap();
+    let weights = fixture_copy(tmp.path());
+    let before = folder_files(&weights);
+    let beside = siblings(&weights);
+    // probe --ship: stage2's probes file fits (about 8 KB), stage5's (about 21 KB) does not.
+    let ship = [
+        "probe",
+        "--weights",
+        path(&weights),
+        "--stages",
+        "2,5",
+        "--n-fit",
+        "100",
+        "--n-test",
+        "50",
+        "--ship",
+    ];
+    let stderr = fails_writing(&mut coconut(&ship), 12 << 10, &weights);
+    assert!(stderr.contains("File too large"), "{stderr}");
+    assert_eq!(folder_files(&weights), before, "the folder changed");
+    assert_eq!(siblings(&weights), beside, "something was left beside it");
+    assert_eq!(leftovers(&weights), Vec::<PathBuf>::new());
+    // intervene still reads it; without the limit the same command ships.
+    assert_success(
+        &coconut(&[
+            "intervene",
+            "--weights",
+            path(&weights),
+            "--stage",
+            "2",
+            "--patch",
+            "0=zero",
+            "1 + 2",
+        ])
+        .output()
+        .unwrap(),
+    );
+    assert_success(&coconut(&ship).output().unwrap());
+    let shipped = folder_files(&weights);
+    assert!(shipped.contains_key("stage5.probes.safetensors"));
+    coconut_trainer::export::check_weights_folder(&weights).unwrap();
+
+    // export --format hf over an earlier export: the old one stays whole.
+    let hf = tmp.path().join("hf");
+    let export = |stage: &str, more: &[&str]| {
+        let mut args = vec![
+            "export",
+            "--weights",
+            path(&weights),
+            "--stage",
+            stage,
+            "--format",
+            "hf",
+            "--out",
+            path(&hf),
+        ];
+        args.extend(more);
+        coconut(&args)
+    };
+    assert_success(&export("2", &[]).output().unwrap());
+    let hf_before = folder_files(&hf);
+    let out = export("5", &[]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr_of(&out).contains("is not empty: give --force"),
+        "{}",
+        stderr_of(&out)
+    );
+    fails_writing(&mut export("5", &["--force"]), 4096, &hf);
+    assert_eq!(folder_files(&hf), hf_before);
+    assert_eq!(coconut_trainer::export::import_hf(&hf).unwrap(), {
+        let (_, _, w) = coconut_core::manifest::WeightsDir::open(&weights)
+            .unwrap()
+            .stage("stage2")
+            .unwrap();
+        w.convert(coconut_core::weights::WeightDtype::F32)
+    });
+    // Never over a weights folder, even with --force.
+    let out = coconut(&[
+        "export",
+        "--weights",
+        path(&weights),
+        "--stage",
+        "5",
+        "--format",
+        "hf",
+        "--out",
+        path(&weights),
+        "--force",
+    ])
+    .output()
+    .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr_of(&out).contains("is a weights folder"),
+        "{}",
+        stderr_of(&out)
+    );
+    assert_eq!(folder_files(&weights), shipped);
 }
 
 /// `solve` tells beside each answer what the manifest measured for that problem's own

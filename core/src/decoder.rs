@@ -284,8 +284,8 @@ impl Decoder {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::positions::PositionScheme;
     use crate::decoding::AnswerTokens;
+    use crate::positions::PositionScheme;
     use crate::stage::{LatentOrder, StageKind};
     use crate::tokenizer::LATENT;
     use std::sync::Arc;
@@ -415,10 +415,7 @@ mod tests {
         let layout = Layout::new(&t, &p, &stage).unwrap();
         let mut d = Decoder::new(&prompt(&t, &p).unwrap(), &stage, 64).unwrap();
         // Predictions taken from the layout: every feed's id is the layout's position id.
-        let feeds = drive(
-            &mut d,
-            &layout.ids[layout.thought_positions().end..],
-        );
+        let feeds = drive(&mut d, &layout.ids[layout.thought_positions().end..]);
         let ids: Vec<usize> = feeds.iter().filter_map(Feed::position_id).collect();
         let want: Vec<usize> = layout.positions[..layout.ids.len() - 1]
             .iter()

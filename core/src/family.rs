@@ -114,7 +114,10 @@ mod tests {
         assert!(Family::default().check(50261).is_err());
         assert!(Family::seed().check(50261).is_ok());
         let small = Family::seed().check(50000).unwrap_err();
-        assert!(small.contains("outside the model's 50000 tokens"), "{small}");
+        assert!(
+            small.contains("outside the model's 50000 tokens"),
+            "{small}"
+        );
         let mixed = Family {
             layout: LayoutFamily::Seed,
             tokenizer: TokenizerKind::Coconut,
@@ -124,9 +127,18 @@ mod tests {
         if let TokenizerKind::Gpt2Bpe { specials } = &mut wrong.tokenizer {
             specials.insert("<eot>".into(), 50260);
         }
-        assert!(wrong.check(50261).unwrap_err().contains("<eot> at id 50259"));
+        assert!(wrong
+            .check(50261)
+            .unwrap_err()
+            .contains("<eot> at id 50259"));
         let json = serde_json::to_string(&Family::seed()).unwrap();
-        assert!(json.contains(r#""layout":"seed""#) && json.contains(r#""gpt2_bpe""#), "{json}");
-        assert_eq!(serde_json::from_str::<Family>(&json).unwrap(), Family::seed());
+        assert!(
+            json.contains(r#""layout":"seed""#) && json.contains(r#""gpt2_bpe""#),
+            "{json}"
+        );
+        assert_eq!(
+            serde_json::from_str::<Family>(&json).unwrap(),
+            Family::seed()
+        );
     }
 }

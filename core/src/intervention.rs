@@ -35,7 +35,8 @@ impl Intervention {
         let refuse = |why: String| Err(EngineError::Intervention(why));
         if self.slot >= thoughts {
             return refuse(format!(
-                "thought {} does not exist: this stage has {thoughts} (numbered from 0)",
+                "thought {} does not exist: this problem has {thoughts} thoughts at this stage \
+                 (numbered from 0)",
                 self.slot
             ));
         }
@@ -118,6 +119,17 @@ impl std::str::FromStr for PatchSpec {
     }
 }
 
+impl PatchSpec {
+    /// The thought it edits.
+    pub fn slot(&self) -> usize {
+        match self {
+            PatchSpec::Zero { slot }
+            | PatchSpec::From { slot, .. }
+            | PatchSpec::FlipCarry { slot, .. } => *slot,
+        }
+    }
+}
+
 impl std::fmt::Display for PatchSpec {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
@@ -143,17 +155,16 @@ pub struct PatchContext<'a> {
 
 impl PatchContext<'_> {
     /// The edit `spec` means on this stage, refused with a message a person can act on (a thought
-    /// the stage does not have, a problem out of range, a flip without probes).
+    /// the stage does not have for any problem it takes, a problem out of range, a flip without
+    /// probes). A thought that a shorter problem lacks is refused when that problem is solved.
     pub fn resolve(&self, spec: &PatchSpec) -> Result<Intervention, String> {
-        let thoughts = self.stage.thoughts();
-        let slot = match spec {
-            PatchSpec::Zero { slot }
-            | PatchSpec::From { slot, .. }
-            | PatchSpec::FlipCarry { slot, .. } => *slot,
-        };
+        // With coupled ids the thoughts follow the problem's columns: the most are the longest's.
+        let thoughts = self.stage.thoughts_for(self.max_digits);
+        let slot = spec.slot();
         if slot >= thoughts {
             return Err(format!(
-                "{spec}: thought {slot} does not exist: this stage has {thoughts} (numbered from 0)"
+                "{spec}: thought {slot} does not exist: this stage has at most {thoughts} \
+                 (numbered from 0)"
             ));
         }
         let edit = match spec {
@@ -293,7 +304,7 @@ mod tests {
         };
         assert_eq!((direction[0], offset), (2.0, -0.5));
         let refused = |s: &str| resolve(s).unwrap_err();
-        assert!(refused("2=zero").contains("this stage has 2"));
+        assert!(refused("2=zero").contains("this stage has at most 2"));
         assert!(refused("0=from:12345+1").contains("12345"));
         assert!(refused("0=from:").contains("0=from:"));
         assert!(refused("0=flip:0").contains("no carry probe of column 0 at thought 0"));
@@ -340,7 +351,7 @@ mod tests {
         );
         assert!(zero.check(2, 2).is_ok());
         let message = |e: Intervention| e.check(2, 2).unwrap_err().to_string();
-        assert!(message(Intervention { slot: 2, ..zero }).contains("this stage has 2"));
+        assert!(message(Intervention { slot: 2, ..zero }).contains("this problem has 2 thoughts"));
         let short = Intervention {
             slot: 0,
             edit: Edit::Replace(vec![1.0]),

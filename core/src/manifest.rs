@@ -453,16 +453,35 @@ impl Manifest {
                     .map_err(|e| format!("{}: {e}", field("probes.file")))?;
             }
             let StageKind::Latent { k } = entry.kind else {
-                return Err(format!("{}: the seed's stages are stage0 to stage3", field("kind")));
+                return Err(format!(
+                    "{}: the seed's stages are stage0 to stage3",
+                    field("kind")
+                ));
             };
             let thoughts = match k {
                 0..=2 => k,
                 3 => max_steps(self.max_digits),
-                _ => return Err(format!("{}: the seed's stages are stage0 to stage3", field("kind"))),
+                _ => {
+                    return Err(format!(
+                        "{}: the seed's stages are stage0 to stage3",
+                        field("kind")
+                    ))
+                }
             };
-            let expected = (entry.kind.to_string(), thoughts, true, PositionScheme::Absolute);
-            let actual = (entry.id.clone(), entry.thoughts, entry.feeds_back, entry.positions);
-            if actual != expected || entry.ids_ahead || entry.answer_order != AnswerOrder::default() {
+            let expected = (
+                entry.kind.to_string(),
+                thoughts,
+                true,
+                PositionScheme::Absolute,
+            );
+            let actual = (
+                entry.id.clone(),
+                entry.thoughts,
+                entry.feeds_back,
+                entry.positions,
+            );
+            if actual != expected || entry.ids_ahead || entry.answer_order != AnswerOrder::default()
+            {
                 return Err(format!(
                     "stages[{i}]: a seed stage {} has id {}, {thoughts} thoughts at most, fed \
                      back at absolute positions, answers most significant digit first",
@@ -554,6 +573,7 @@ impl Manifest {
             file: file.file.clone(),
             reason,
         };
+        probes.check_stage(&entry.id).map_err(refuse)?;
         if probes.width() != Some(self.model.n_embd) {
             return Err(refuse(format!(
                 "its probes read thoughts of width {:?}, the model's is {}",
@@ -601,6 +621,18 @@ impl WeightsDir {
     /// Reads and checks `dir/manifest.json` (a regular file of at most [`MAX_MANIFEST_BYTES`]).
     pub fn open(dir: impl AsRef<Path>) -> Result<WeightsDir, ManifestError> {
         let dir = dir.as_ref().to_path_buf();
+        // A stage file alone does not say how its stage runs: only its folder's manifest does.
+        if std::fs::metadata(&dir).is_ok_and(|m| m.is_file()) {
+            let parent = dir.parent().filter(|p| !p.as_os_str().is_empty());
+            return Err(ManifestError::Io {
+                file: dir.display().to_string(),
+                reason: format!(
+                    "a file, not a weights folder: give the folder that holds it ({}), whose \
+                     manifest says how its stages run",
+                    parent.unwrap_or(std::path::Path::new(".")).display()
+                ),
+            });
+        }
         let path = dir.join(MANIFEST_FILE);
         let io = |e: std::io::Error| ManifestError::Io {
             file: path.display().to_string(),

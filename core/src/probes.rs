@@ -172,6 +172,27 @@ impl ThoughtProbes {
         widths.all(|w| w == first).then_some(first)
     }
 
+    /// The stage every probe was fitted on (its scores name it); refused when there is none or
+    /// more than one.
+    pub fn stage(&self) -> Result<&str, String> {
+        let mut stages = self.scores.iter().map(|s| s.stage.as_str());
+        let first = stages.next().ok_or("no probes")?;
+        match stages.find(|s| *s != first) {
+            None => Ok(first),
+            Some(other) => Err(format!("probes of more than one stage ({first}, {other})")),
+        }
+    }
+
+    /// Refuses probes fitted on another stage than `id` (they read another model's thoughts).
+    pub fn check_stage(&self, id: &str) -> Result<(), String> {
+        match self.stage()? {
+            stage if stage == id => Ok(()),
+            stage => Err(format!(
+                "probes of {stage}, not of {id}: fitted on another stage's thoughts"
+            )),
+        }
+    }
+
     /// Thought slots with at least one probe.
     pub fn slots(&self) -> usize {
         self.probes.iter().map(|(s, ..)| s + 1).max().unwrap_or(0)

@@ -19,8 +19,8 @@ use crate::intervention::{edited, Intervention};
 use crate::layout::prompt;
 use crate::problem::Problem;
 use crate::skeleton::{Affine, Norm};
-use crate::stored::StoredMatrix;
 use crate::stage::Stage;
+use crate::stored::StoredMatrix;
 use crate::tokenizer::{Tokenizer, LATENT};
 use crate::weights::{ModelWeights, Tensor};
 

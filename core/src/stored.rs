@@ -145,7 +145,11 @@ mod tests {
         let config = ModelConfig::tiny();
         for dtype in [WeightDtype::F32, WeightDtype::F16, WeightDtype::Int8] {
             let weights = random_weights(&config, 7).convert(dtype);
-            for name in ["wte.weight", "h.0.attn.c_attn.weight", "h.1.mlp.c_proj.weight"] {
+            for name in [
+                "wte.weight",
+                "h.0.attn.c_attn.weight",
+                "h.1.mlp.c_proj.weight",
+            ] {
                 let tensor = &weights.tensors[name];
                 let m = StoredMatrix::new(tensor);
                 let f32s = tensor.to_f32();
@@ -167,7 +171,11 @@ mod tests {
                     .map(|row| row.iter().zip(&h).map(|(a, b)| a * b).sum())
                     .collect();
                 assert_eq!(m.mat_vec(&h), dots, "{dtype:?} {name}: W · h");
-                assert_eq!(m.row(rows - 1), f32s[(rows - 1) * cols..], "{dtype:?} {name}");
+                assert_eq!(
+                    m.row(rows - 1),
+                    f32s[(rows - 1) * cols..],
+                    "{dtype:?} {name}"
+                );
             }
         }
     }

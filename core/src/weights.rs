@@ -58,7 +58,12 @@ pub struct Tensor {
 impl Tensor {
     /// `values` (f32, row-major in `shape`) stored as `dtype`: vectors stay f32, matrices
     /// become f16 or int8 with per-output-row scales ([`quantize_int8`]).
-    pub fn stored_as(values: Vec<f32>, shape: Vec<usize>, role: Role, dtype: WeightDtype) -> Tensor {
+    pub fn stored_as(
+        values: Vec<f32>,
+        shape: Vec<usize>,
+        role: Role,
+        dtype: WeightDtype,
+    ) -> Tensor {
         let data = match (role, dtype) {
             (Role::Vector, _) | (_, WeightDtype::F32) => TensorData::F32(values),
             (_, WeightDtype::F16) => {

@@ -309,7 +309,25 @@ impl TrainConfig {
             coconut_core::tokenizer::VOCAB.len()
         );
         ensure!(!self.stages.is_empty(), "no stage to train");
-        for plan in &self.stages {
+        self.validate_plans()?;
+        ensure!(
+            self.thoughts_per_step >= 1,
+            "thoughts_per_step must be at least 1"
+        );
+        self.validate_numbers()?;
+        self.validate_positions()?;
+        self.data.validate().context("data")?;
+        Ok(())
+    }
+
+    /// The checks of each stage's plan.
+    fn validate_plans(&self) -> Result<()> {
+        for (i, plan) in self.stages.iter().enumerate() {
+            ensure!(
+                !self.stages[..i].iter().any(|p| p.stage == plan.stage),
+                "{} is listed twice in the stages: a stage is trained once",
+                plan.stage
+            );
             self.stage(plan)?;
             ensure!(
                 plan.epochs > 0.0 && plan.epochs.is_finite(),
@@ -347,16 +365,51 @@ impl TrainConfig {
                 );
             }
         }
-        ensure!(
-            self.thoughts_per_step >= 1,
-            "thoughts_per_step must be at least 1"
-        );
+        Ok(())
+    }
+
+    /// The checks of the settings that are numbers of the whole run (sizes, rates, budgets).
+    fn validate_numbers(&self) -> Result<()> {
         ensure!(self.batch_size >= 1, "batch_size must be at least 1");
+        ensure!(
+            (0.0..=1.0).contains(&self.weight_decay),
+            "weight_decay is from 0 to 1, not {}",
+            self.weight_decay
+        );
+        if let Some(budget) = self.time_budget_s {
+            ensure!(
+                budget.is_finite() && budget >= 0.0,
+                "time_budget_s is a number of seconds (finite, at least 0), not {budget}"
+            );
+        }
+        ensure!(
+            self.val_problems <= self.data.n_val,
+            "val_problems ({}) is more than the validation set holds (n_val = {})",
+            self.val_problems,
+            self.data.n_val
+        );
         ensure!(
             self.thought_noise.is_finite() && self.thought_noise >= 0.0,
             "thought_noise is a standard deviation (finite, at least 0), not {}",
             self.thought_noise
         );
+        ensure!(self.cpu_shards >= 1, "cpu_shards must be at least 1");
+        ensure!(
+            (0.0..=1.0).contains(&self.mix),
+            "mix is a probability in [0, 1], not {}",
+            self.mix
+        );
+        ensure!(self.data.n_train >= 1, "no training problems");
+        ensure!(self.lr > 0.0 && self.lr.is_finite(), "lr must be positive");
+        ensure!(
+            self.checkpoint_every >= 1 && self.log_every >= 1,
+            "intervals must be positive"
+        );
+        Ok(())
+    }
+
+    /// The checks of the position-id settings.
+    fn validate_positions(&self) -> Result<()> {
         ensure!(
             self.latent_order == LatentOrder::First || self.positions.is_absolute(),
             "the last-steps latent order has absolute position ids only"
@@ -374,8 +427,11 @@ impl TrainConfig {
             PositionScheme::Coupled => {
                 // The highest id: the carry column of the longest problem (ahead, the column after
                 // it) at the largest offset, with the largest gap below each column.
-                let top = self.data.max_digits + usize::from(self.ids_ahead) + self.max_answer_pad;
-                let highest = self.max_position_offset + 1 + top * (1 + self.max_column_gap);
+                // Saturating: settings files may hold any number, and an overflow must not wrap.
+                let top = (self.data.max_digits + usize::from(self.ids_ahead))
+                    .saturating_add(self.max_answer_pad);
+                let highest = (self.max_position_offset.saturating_add(1))
+                    .saturating_add(top.saturating_mul(self.max_column_gap.saturating_add(1)));
                 ensure!(
                     highest < self.model.n_positions,
                     "coupled ids reach {highest} with max_position_offset {}, max_column_gap {} \
@@ -387,19 +443,6 @@ impl TrainConfig {
                 );
             }
         }
-        ensure!(self.cpu_shards >= 1, "cpu_shards must be at least 1");
-        ensure!(
-            (0.0..=1.0).contains(&self.mix),
-            "mix is a probability in [0, 1], not {}",
-            self.mix
-        );
-        ensure!(self.data.n_train >= 1, "no training problems");
-        self.data.validate().context("data")?;
-        ensure!(self.lr > 0.0 && self.lr.is_finite(), "lr must be positive");
-        ensure!(
-            self.checkpoint_every >= 1 && self.log_every >= 1,
-            "intervals must be positive"
-        );
         Ok(())
     }
 }
@@ -503,6 +546,35 @@ mod tests {
                 .to_string()
                 .contains("coupled"));
         }
+    }
+
+    #[test]
+    fn a_settings_file_is_held_to_the_limits_of_the_flags() {
+        let refused = |change: &dyn Fn(&mut TrainConfig)| {
+            let mut c = TrainConfig::default();
+            change(&mut c);
+            c.validate().unwrap_err().to_string()
+        };
+        let e = refused(&|c| c.stages[1].stage = "stage0".into());
+        assert!(e.contains("stage0 is listed twice"), "{e}");
+        assert!(refused(&|c| c.weight_decay = -5.0).contains("weight_decay is from 0 to 1"));
+        assert!(refused(&|c| c.weight_decay = f64::NAN).contains("weight_decay"));
+        for budget in [f64::NAN, -1.0, f64::INFINITY] {
+            let e = refused(&|c| c.time_budget_s = Some(budget));
+            assert!(e.contains("time_budget_s is a number of seconds"), "{e}");
+        }
+        let e = refused(&|c| c.val_problems = 1_000_000_000);
+        assert!(
+            e.contains("more than the validation set holds (n_val = 2000)"),
+            "{e}"
+        );
+        // Coupled-id settings far beyond any table: refused, not wrapped around.
+        let e = refused(&|c| {
+            c.positions = PositionScheme::Coupled;
+            c.max_position_offset = usize::MAX;
+            c.max_column_gap = usize::MAX;
+        });
+        assert!(e.contains("n_positions"), "{e}");
     }
 
     #[test]

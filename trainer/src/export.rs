@@ -18,9 +18,14 @@ use coconut_core::weights::{ModelWeights, WeightDtype};
 use serde_json::json;
 use std::path::Path;
 
-use crate::checkpoint::write_atomic;
+use crate::folder::{FolderWrite, Start};
 
 pub const TOKENIZER_FILE: &str = "tokenizer.json";
+/// The checksums of a Hugging Face folder's files, as `sha256sum` writes them (`sha256sum -c`).
+pub const CHECKSUMS_FILE: &str = "SHA256SUMS";
+/// The most a file of a Hugging Face folder may hold when it is checked (model.safetensors of the
+/// largest model [`coconut_core::ModelConfig::validate`] allows is far smaller in practice).
+const MAX_HF_FILE: u64 = 1 << 34;
 
 /// What `coconut export --format` writes: a weights-folder file of one dtype, or a Hugging Face
 /// `GPT2LMHeadModel` folder.
@@ -52,7 +57,8 @@ pub struct StageFacts {
 /// Adds (or replaces) one stage in the weights folder `out`, creating the folder, its
 /// tokenizer and its manifest when missing. `max_digits` and (for a stage with thoughts) the
 /// stage's `thoughts_per_step` must agree with a manifest already there, and so must the model
-/// config.
+/// config. The folder changes whole or not at all ([`FolderWrite`]); a folder that holds files
+/// but no manifest is not a weights folder and is refused.
 pub fn export_stage(
     weights: &ModelWeights,
     stage: &Stage,
@@ -67,55 +73,19 @@ pub fn export_stage(
          and the GPU engines run thoughts after the prompt only",
         stage.id()
     );
-    let max_digits = data.max_digits;
-    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+    let mut folder = FolderWrite::begin(out, Start::Keep)?;
     let tokenizer_json = Tokenizer::new().to_json();
     let manifest_path = out.join(MANIFEST_FILE);
-    let mut manifest = if manifest_path.exists() {
-        let text = std::fs::read_to_string(&manifest_path)
-            .with_context(|| format!("reading {}", manifest_path.display()))?;
-        let m = Manifest::from_json_named(&text, &manifest_path.display().to_string())?;
-        if m.model != weights.config {
-            bail!(
-                "{} holds a different model ({:?}); export into an empty folder",
-                manifest_path.display(),
-                m.model
-            );
-        }
-        // c shapes only stages with thoughts: a no-chain-of-thought baseline trained with another
-        // c is the same model.
-        let c_differs = stage.thoughts() > 0 && m.thoughts_per_step != stage.thoughts_per_step;
-        if m.max_digits != max_digits || c_differs {
-            bail!(
-                "{} was trained with max_digits {} and c = {}; this stage has {} and {}",
-                manifest_path.display(),
-                m.max_digits,
-                m.thoughts_per_step,
-                max_digits,
-                stage.thoughts_per_step
-            );
-        }
-        if m.data_splits != data.splits {
-            bail!(
-                "{} holds stages trained on {:?} splits; this stage used {:?}: export into an empty folder",
-                manifest_path.display(),
-                m.data_splits,
-                data.splits
-            );
-        }
-        m
-    } else {
-        Manifest {
-            format_version: FORMAT_VERSION,
-            model: weights.config.clone(),
-            tokenizer: FileEntry::describe(TOKENIZER_FILE, tokenizer_json.as_bytes()),
-            max_digits,
-            data_splits: data.splits,
-            thoughts_per_step: stage.thoughts_per_step,
-            family: Default::default(),
-            stages: Vec::new(),
-        }
-    };
+    let holds_files = std::fs::read_dir(folder.target())
+        .map(|mut d| d.next().is_some())
+        .unwrap_or(false);
+    ensure!(
+        manifest_path.exists() || !holds_files,
+        "{} holds files but no {MANIFEST_FILE}: not a weights folder; export into a weights \
+         folder or a new one",
+        out.display()
+    );
+    let mut manifest = folder_manifest(&manifest_path, weights, stage, data)?;
     manifest.tokenizer = FileEntry::describe(TOKENIZER_FILE, tokenizer_json.as_bytes());
     let id = stage.id();
     let file = format!("{id}.safetensors");
@@ -142,10 +112,78 @@ pub fn export_stage(
     // checked before any file is written.
     let json = manifest.to_json();
     Manifest::from_json_named(&json, &manifest_path.display().to_string())?;
-    write_atomic(&out.join(TOKENIZER_FILE), tokenizer_json.as_bytes())?;
-    write_atomic(&out.join(&file), &bytes)?;
-    write_atomic(&manifest_path, json.as_bytes())?;
+    folder.write(TOKENIZER_FILE, tokenizer_json.as_bytes())?;
+    folder.write(&file, &bytes)?;
+    folder.write(MANIFEST_FILE, json.as_bytes())?;
+    folder.commit(check_weights_folder)?;
     Ok(entry)
+}
+
+/// The manifest a stage is added to: the one at `manifest_path` (which must hold the same model,
+/// digits, c and splits), or a new one.
+fn folder_manifest(
+    manifest_path: &Path,
+    weights: &ModelWeights,
+    stage: &Stage,
+    data: &DataConfig,
+) -> Result<Manifest> {
+    if manifest_path.exists() {
+        let text = std::fs::read_to_string(manifest_path)
+            .with_context(|| format!("reading {}", manifest_path.display()))?;
+        let m = Manifest::from_json_named(&text, &manifest_path.display().to_string())?;
+        if m.model != weights.config {
+            bail!(
+                "{} holds a different model ({:?}); export into an empty folder",
+                manifest_path.display(),
+                m.model
+            );
+        }
+        // c shapes only stages with thoughts: a no-chain-of-thought baseline trained with another
+        // c is the same model.
+        let c_differs = stage.thoughts() > 0 && m.thoughts_per_step != stage.thoughts_per_step;
+        if m.max_digits != data.max_digits || c_differs {
+            bail!(
+                "{} was trained with max_digits {} and c = {}; this stage has {} and {}",
+                manifest_path.display(),
+                m.max_digits,
+                m.thoughts_per_step,
+                data.max_digits,
+                stage.thoughts_per_step
+            );
+        }
+        if m.data_splits != data.splits {
+            bail!(
+                "{} holds stages trained on {:?} splits; this stage used {:?}: export into an empty folder",
+                manifest_path.display(),
+                m.data_splits,
+                data.splits
+            );
+        }
+        Ok(m)
+    } else {
+        Ok(Manifest {
+            format_version: FORMAT_VERSION,
+            model: weights.config.clone(),
+            tokenizer: FileEntry::describe(TOKENIZER_FILE, Tokenizer::new().to_json().as_bytes()),
+            max_digits: data.max_digits,
+            data_splits: data.splits,
+            thoughts_per_step: stage.thoughts_per_step,
+            family: Default::default(),
+            stages: Vec::new(),
+        })
+    }
+}
+
+/// Everything a reader of the weights folder `dir` checks: its manifest, and every file it lists
+/// (tokenizer, stages, probes) read and verified against it.
+pub fn check_weights_folder(dir: &Path) -> Result<()> {
+    let folder = coconut_core::manifest::WeightsDir::open(dir)?;
+    folder.tokenizer()?;
+    for entry in &folder.manifest.stages {
+        folder.stage(&entry.id)?;
+        folder.probes(entry)?;
+    }
+    Ok(())
 }
 
 /// Curriculum stages first, in order, then the baselines.
@@ -159,9 +197,112 @@ fn stage_order(id: &str) -> (usize, String) {
     }
 }
 
-/// Writes a Hugging Face GPT-2 folder for one stage.
-pub fn export_hf(weights: &ModelWeights, stage: &Stage, out: &Path) -> Result<()> {
-    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+/// Refuses to write a Hugging Face folder over `out` when it is a weights folder, holds folders
+/// or `source` (what is exported), or (without `force`) holds anything at all.
+fn check_hf_target(out: &Path, source: &Path, force: bool) -> Result<()> {
+    let Ok(entries) = std::fs::read_dir(out) else {
+        ensure!(!out.exists(), "{} is not a folder", out.display());
+        return Ok(());
+    };
+    let entries = entries.collect::<std::io::Result<Vec<_>>>()?;
+    ensure!(
+        !out.join(MANIFEST_FILE).exists(),
+        "{} is a weights folder (it has {MANIFEST_FILE}): write the Hugging Face folder elsewhere",
+        out.display()
+    );
+    let (out_real, source_real) = (std::fs::canonicalize(out)?, std::fs::canonicalize(source)?);
+    ensure!(
+        !source_real.starts_with(&out_real),
+        "{} holds {}, what is exported: write the Hugging Face folder elsewhere",
+        out.display(),
+        source.display()
+    );
+    if entries.is_empty() {
+        return Ok(());
+    }
+    ensure!(
+        entries
+            .iter()
+            .all(|e| e.file_type().is_ok_and(|t| !t.is_dir())),
+        "{} holds folders: not a Hugging Face folder; write it elsewhere",
+        out.display()
+    );
+    ensure!(
+        force,
+        "{} is not empty: give --force to replace what it holds, or another --out",
+        out.display()
+    );
+    Ok(())
+}
+
+/// Writes a Hugging Face GPT-2 folder for one stage of `source` (a run or weights folder) into
+/// `out`, whole ([`FolderWrite`]), with [`CHECKSUMS_FILE`]; a folder already there is replaced
+/// only with `force` ([`check_hf_target`]).
+pub fn export_hf(
+    weights: &ModelWeights,
+    stage: &Stage,
+    out: &Path,
+    source: &Path,
+    force: bool,
+) -> Result<()> {
+    check_hf_target(out, source, force)?;
+    let mut folder = FolderWrite::begin(out, Start::Replace)?;
+    let mut sums = String::new();
+    for (name, bytes) in hf_files(weights, stage)? {
+        folder.write(name, &bytes)?;
+        sums.push_str(&format!(
+            "{}  {name}\n",
+            coconut_core::manifest::sha256_hex(&bytes)
+        ));
+    }
+    folder.write(CHECKSUMS_FILE, sums.as_bytes())?;
+    folder.commit(|dir| check_hf_folder(dir).map(|_| ()))
+}
+
+/// Checks every file [`CHECKSUMS_FILE`] lists in the Hugging Face folder `dir` (all of
+/// [`export_hf`]'s must be listed) and returns the files' bytes by name.
+pub fn check_hf_folder(dir: &Path) -> Result<std::collections::BTreeMap<String, Vec<u8>>> {
+    let sums_path = dir.join(CHECKSUMS_FILE);
+    let sums = coconut_core::files::read_regular(&sums_path, 1 << 16)
+        .with_context(|| format!("reading {}", sums_path.display()))?;
+    let sums = String::from_utf8(sums).with_context(|| format!("{}", sums_path.display()))?;
+    let mut files = std::collections::BTreeMap::new();
+    for line in sums.lines() {
+        let (hex, name) = line
+            .split_once("  ")
+            .with_context(|| format!("{}: {line:?} is not `SHA256  FILE`", sums_path.display()))?;
+        coconut_core::manifest::check_file_name(name)
+            .map_err(|e| anyhow::anyhow!("{}: {name:?} {e}", sums_path.display()))?;
+        let path = dir.join(name);
+        let bytes = coconut_core::files::read_regular(&path, MAX_HF_FILE)
+            .with_context(|| format!("reading {}", path.display()))?;
+        ensure!(
+            coconut_core::manifest::sha256_hex(&bytes) == hex,
+            "{}: its sha256 is not the one {CHECKSUMS_FILE} lists (changed or cut short)",
+            path.display()
+        );
+        files.insert(name.to_string(), bytes);
+    }
+    for name in HF_FILES {
+        ensure!(
+            files.contains_key(name),
+            "{}: {name} is not listed",
+            sums_path.display()
+        );
+    }
+    Ok(files)
+}
+
+/// The files of a Hugging Face folder.
+const HF_FILES: [&str; 4] = [
+    "config.json",
+    "model.safetensors",
+    TOKENIZER_FILE,
+    "coconut.json",
+];
+
+/// The files of a Hugging Face folder for one stage, by name ([`HF_FILES`]).
+fn hf_files(weights: &ModelWeights, stage: &Stage) -> Result<Vec<(&'static str, Vec<u8>)>> {
     let cfg = &weights.config;
     let config = json!({
         "model_type": "gpt2",
@@ -185,21 +326,12 @@ pub fn export_hf(weights: &ModelWeights, stage: &Stage, out: &Path) -> Result<()
         "pad_token_id": PAD,
         "torch_dtype": "float32",
     });
-    write_atomic(
-        &out.join("config.json"),
-        serde_json::to_string_pretty(&config)?.as_bytes(),
-    )?;
     let mut hf = weights.convert(WeightDtype::F32);
     hf.tensors = hf
         .tensors
         .into_iter()
         .map(|(name, t)| (format!("transformer.{name}"), t))
         .collect();
-    write_atomic(&out.join("model.safetensors"), &hf.to_safetensors())?;
-    write_atomic(
-        &out.join(TOKENIZER_FILE),
-        Tokenizer::new().to_json().as_bytes(),
-    )?;
     let coconut = json!({
         "stage": stage.id(),
         "thoughts": stage.thoughts(),
@@ -224,27 +356,32 @@ pub fn export_hf(weights: &ModelWeights, stage: &Stage, out: &Path) -> Result<()
                   instead of `thoughts`; with ids_ahead, each position from <bot> on takes the \
                   column of what follows it (ARCHITECTURE.md, \"Position ids\", Ahead)",
     });
-    write_atomic(
-        &out.join("coconut.json"),
-        serde_json::to_string_pretty(&coconut)?.as_bytes(),
-    )?;
-    Ok(())
+    Ok(vec![
+        (
+            HF_FILES[0],
+            serde_json::to_string_pretty(&config)?.into_bytes(),
+        ),
+        (HF_FILES[1], hf.to_safetensors()),
+        (HF_FILES[2], Tokenizer::new().to_json().into_bytes()),
+        (
+            HF_FILES[3],
+            serde_json::to_string_pretty(&coconut)?.into_bytes(),
+        ),
+    ])
 }
 
-/// Reads a Hugging Face folder written by [`export_hf`] back: the config from `config.json`
-/// (its field names are `ModelConfig`'s) and the f32 tensors under the `transformer.` prefix.
+/// Reads a Hugging Face folder written by [`export_hf`] back (its files checked against
+/// [`CHECKSUMS_FILE`] first): the config from `config.json` (its field names are `ModelConfig`'s)
+/// and the f32 tensors under the `transformer.` prefix.
 pub fn import_hf(dir: &Path) -> Result<ModelWeights> {
+    let files = check_hf_folder(dir)?;
     let config_path = dir.join("config.json");
-    let config: coconut_core::ModelConfig = serde_json::from_slice(
-        &std::fs::read(&config_path)
-            .with_context(|| format!("reading {}", config_path.display()))?,
-    )
-    .with_context(|| format!("{} is not a GPT-2 config", config_path.display()))?;
+    let config: coconut_core::ModelConfig = serde_json::from_slice(&files["config.json"])
+        .with_context(|| format!("{} is not a GPT-2 config", config_path.display()))?;
     config.validate()?;
     let model_path = dir.join("model.safetensors");
-    let bytes =
-        std::fs::read(&model_path).with_context(|| format!("reading {}", model_path.display()))?;
-    let st = safetensors::SafeTensors::deserialize(&bytes)
+    let bytes = &files["model.safetensors"];
+    let st = safetensors::SafeTensors::deserialize(bytes)
         .with_context(|| format!("{} is not valid safetensors", model_path.display()))?;
     let mut problem = None;
     let weights = ModelWeights::from_f32(config, |spec| {
@@ -291,13 +428,15 @@ pub fn read_eval(path: &Path, stage_id: &str) -> Result<Accuracy> {
 }
 
 /// Writes a Hugging Face folder for a stage of the weights folder `weights` (int8 and f16
-/// stages are written dequantized, in f32: the values every engine computes with).
+/// stages are written dequantized, in f32: the values every engine computes with); returns what
+/// was written, in words.
 pub fn export_from_weights(
     weights: &Path,
     stage: &str,
     format: ExportFormat,
     out: &Path,
-) -> Result<()> {
+    force: bool,
+) -> Result<String> {
     if format != ExportFormat::Hf {
         bail!(
             "--weights exports to a Hugging Face folder only (--format hf): a weights folder's \
@@ -306,28 +445,28 @@ pub fn export_from_weights(
     }
     let folder = coconut_core::manifest::WeightsDir::open(weights)?;
     let (entry, stage, model) = folder.stage(stage)?;
-    export_hf(&model, &stage, out)?;
-    eprintln!(
+    export_hf(&model, &stage, out, weights, force)?;
+    Ok(format!(
         "wrote {} ({}, stored as {:?}) of {} as a Hugging Face GPT-2 folder to {}",
         entry.id,
         stage.kind,
         entry.dtype,
         weights.display(),
         out.display()
-    );
-    Ok(())
+    ))
 }
 
 /// Exports a trained stage of the run in `run_dir` into the weights folder `out` (int8, f16,
 /// f32; with its accuracy from `eval` and its training facts in the manifest) or as a Hugging
-/// Face folder.
+/// Face folder (replacing one there only with `force`); returns what was written, in words.
 pub fn export_from_run(
     run_dir: &Path,
     stage: &str,
     format: ExportFormat,
     out: &Path,
     eval: Option<&Path>,
-) -> Result<()> {
+    force: bool,
+) -> Result<String> {
     let config = crate::train::load_run_config(run_dir)?;
     let kind = stage.parse::<coconut_core::StageKind>();
     let plan = crate::StagePlan::new(kind.map_err(anyhow::Error::msg)?.to_string(), 1.0);
@@ -341,9 +480,11 @@ pub fn export_from_run(
     let dtype = match format {
         ExportFormat::Weights(dtype) => dtype,
         ExportFormat::Hf => {
-            export_hf(&weights, &stage, out)?;
-            eprintln!("wrote a Hugging Face GPT-2 folder to {}", out.display());
-            return Ok(());
+            export_hf(&weights, &stage, out, run_dir, force)?;
+            return Ok(format!(
+                "wrote a Hugging Face GPT-2 folder to {}",
+                out.display()
+            ));
         }
     };
     let accuracy = eval.map(|eval| read_eval(eval, &stage.id())).transpose()?;
@@ -363,14 +504,13 @@ pub fn export_from_run(
         training: Some(training),
     };
     let entry = export_stage(&weights, &stage, dtype, &config.data, facts, out)?;
-    eprintln!(
+    Ok(format!(
         "wrote {} ({} bytes, {:?}) to {}",
         entry.file.file,
         entry.file.bytes,
         dtype,
         out.display()
-    );
-    Ok(())
+    ))
 }
 
 /// Steps and seconds of a finished stage, from the run's checkpoint.
@@ -485,7 +625,7 @@ mod tests {
         let read = folder.manifest.stage("stage5").unwrap();
         assert_eq!(folder.manifest.stage_of(read), ahead);
         let hf = tempfile::tempdir().unwrap();
-        export_hf(&w, &ahead, hf.path()).unwrap();
+        export_hf(&w, &ahead, hf.path(), dir.path(), false).unwrap();
         let meta: serde_json::Value =
             serde_json::from_slice(&std::fs::read(hf.path().join("coconut.json")).unwrap())
                 .unwrap();
@@ -497,7 +637,15 @@ mod tests {
     fn hf_folder_has_gpt2_names_and_the_thought_contract() {
         let dir = tempfile::tempdir().unwrap();
         let w = random_weights(&tiny(), 4);
-        export_hf(&w, &Stage::latent(3, 1, 5), dir.path()).unwrap();
+        let source = tempfile::tempdir().unwrap();
+        export_hf(
+            &w,
+            &Stage::latent(3, 1, 5),
+            dir.path(),
+            source.path(),
+            false,
+        )
+        .unwrap();
         let bytes = std::fs::read(dir.path().join("model.safetensors")).unwrap();
         let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
         let attn = st.tensor("transformer.h.0.attn.c_attn.weight").unwrap();
@@ -518,5 +666,125 @@ mod tests {
         assert_eq!(import_hf(dir.path()).unwrap(), w);
         std::fs::write(dir.path().join("model.safetensors"), b"junk").unwrap();
         assert!(import_hf(dir.path()).is_err());
+    }
+
+    /// Every file under `dir` with its bytes.
+    fn files(dir: &Path) -> std::collections::BTreeMap<String, Vec<u8>> {
+        std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| {
+                let p = e.unwrap().path();
+                let name = p.file_name().unwrap().to_string_lossy().into_owned();
+                (name, std::fs::read(&p).unwrap())
+            })
+            .collect()
+    }
+
+    #[test]
+    fn an_export_failed_or_killed_at_any_step_leaves_the_folder_as_it_was() {
+        use crate::folder::faults::{self, Failure};
+        let tmp = tempfile::tempdir().unwrap();
+        let out = tmp.path().join("weights");
+        let w = random_weights(&tiny(), 3);
+        let export = |stage: Stage| {
+            export_stage(
+                &w,
+                &stage,
+                WeightDtype::Int8,
+                &DataConfig::default(),
+                StageFacts::default(),
+                &out,
+            )
+        };
+        export(Stage::latent(2, 1, 5)).unwrap();
+        std::fs::write(out.join("README.md"), b"not listed, kept").unwrap();
+        let old = files(&out);
+        let stage5 = Stage::latent(5, 1, 5);
+        faults::fail_at(usize::MAX, Failure::Error);
+        export(stage5).unwrap();
+        let steps = faults::clear();
+        let new = files(&out);
+        copy_back(&out, &old);
+        assert!(new.contains_key("stage5.safetensors") && new["README.md"] == old["README.md"]);
+        for failure in [Failure::Error, Failure::Kill] {
+            for at in 0..steps {
+                faults::fail_at(at, failure);
+                let result = export(stage5);
+                faults::clear();
+                let now = files(&out);
+                if now == new {
+                    // Only the old folder's removal comes after the swap.
+                    assert!(result.is_ok(), "{failure:?} at {at}");
+                    copy_back(&out, &old);
+                } else {
+                    assert!(result.is_err(), "{failure:?} at {at}");
+                    assert_eq!(now, old, "{failure:?} at step {at}: {result:?}");
+                }
+                check_weights_folder(&out).unwrap();
+            }
+        }
+    }
+
+    /// Makes `dir` hold exactly `files`.
+    fn copy_back(dir: &Path, files: &std::collections::BTreeMap<String, Vec<u8>>) {
+        std::fs::remove_dir_all(dir).unwrap();
+        std::fs::create_dir(dir).unwrap();
+        for (name, bytes) in files {
+            std::fs::write(dir.join(name), bytes).unwrap();
+        }
+    }
+
+    #[test]
+    fn an_hf_export_refuses_what_it_would_destroy_and_carries_checksums() {
+        let tmp = tempfile::tempdir().unwrap();
+        let w = random_weights(&tiny(), 4);
+        let stage = Stage::latent(3, 1, 5);
+        let weights = tmp.path().join("weights");
+        export_stage(
+            &w,
+            &stage,
+            WeightDtype::Int8,
+            &DataConfig::default(),
+            StageFacts::default(),
+            &weights,
+        )
+        .unwrap();
+        let before = files(&weights);
+        let hf = |out: &Path, force: bool| {
+            export_hf(&w, &stage, out, &weights, force).map_err(|e| format!("{e:#}"))
+        };
+        // The weights folder itself, even with --force, and a folder that holds it.
+        for force in [false, true] {
+            let e = hf(&weights, force).unwrap_err();
+            assert!(e.contains("is a weights folder"), "{e}");
+            let e = hf(tmp.path(), force).unwrap_err();
+            assert!(e.contains("write the Hugging Face folder elsewhere"), "{e}");
+        }
+        assert_eq!(files(&weights), before);
+        // A folder with other files: only with --force, and then replaced whole.
+        let out = tmp.path().join("hf");
+        std::fs::create_dir(&out).unwrap();
+        std::fs::write(out.join("notes.txt"), b"mine").unwrap();
+        let e = hf(&out, false).unwrap_err();
+        assert!(e.contains("is not empty: give --force"), "{e}");
+        assert_eq!(std::fs::read(out.join("notes.txt")).unwrap(), b"mine");
+        hf(&out, true).unwrap();
+        assert!(!out.join("notes.txt").exists());
+        let sums = std::fs::read_to_string(out.join(CHECKSUMS_FILE)).unwrap();
+        assert_eq!(sums.lines().count(), 4, "{sums}");
+        for (name, bytes) in files(&out) {
+            if name != CHECKSUMS_FILE {
+                let line = format!("{}  {name}", coconut_core::manifest::sha256_hex(&bytes));
+                assert!(sums.lines().any(|l| l == line), "{name}: {sums}");
+            }
+        }
+        assert_eq!(import_hf(&out).unwrap(), w);
+        // A file of another export (or cut short) is caught by its checksum.
+        std::fs::write(out.join("coconut.json"), b"{}").unwrap();
+        let e = format!("{:#}", import_hf(&out).unwrap_err());
+        assert!(
+            e.contains("coconut.json: its sha256 is not the one SHA256SUMS lists"),
+            "{e}"
+        );
     }
 }

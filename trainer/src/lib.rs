@@ -23,6 +23,7 @@ pub mod config;
 pub mod cpu;
 pub mod eval;
 pub mod export;
+pub mod folder;
 pub mod golden;
 pub mod learner;
 pub mod model;

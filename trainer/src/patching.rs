@@ -32,8 +32,11 @@ pub fn measure_patching(
     pairs: usize,
     mut progress: impl FnMut(&str),
 ) -> Result<Vec<PatchEffect>> {
+    let problems = pairs
+        .checked_mul(2)
+        .with_context(|| format!("{pairs} pairs of problems: too many"))?;
     let (tokenizer, test) =
-        held_out(dir, 2 * pairs).with_context(|| format!("{pairs} pairs of problems"))?;
+        held_out(dir, problems).with_context(|| format!("{pairs} pairs of problems"))?;
     let pairs: Vec<(Problem, Problem)> = test.chunks_exact(2).map(|p| (p[0], p[1])).collect();
     let columns = dir.manifest.max_digits + 1;
     let entries = thought_stages(dir, stages)?;

@@ -10,10 +10,11 @@
 //! probe fitted to shuffled labels (what the label distribution alone gives). Saved with the
 //! standardisation folded in, a probe reads a raw hidden state `h` as `argmax(W h + b)`.
 
-use anyhow::{ensure, Result};
+use crate::folder::FolderWrite;
+use anyhow::{ensure, Context, Result};
 use candle_core::{DType, Device, Tensor};
-use coconut_core::manifest::{StageEntry, WeightsDir};
-use coconut_core::probes::{Probe, ProbeScore, Quantity, ThoughtProbes};
+use coconut_core::manifest::{FileEntry, StageEntry, WeightsDir, MANIFEST_FILE};
+use coconut_core::probes::{Probe, ProbeDtype, ProbeScore, Quantity, ThoughtProbes};
 use coconut_core::problem::Problem;
 use coconut_core::reference::ReferenceModel;
 use coconut_core::stage::Stage;
@@ -271,17 +272,69 @@ pub fn thought_stages<'a>(dir: &'a WeightsDir, wanted: &[String]) -> Result<Vec<
         .iter()
         .filter(|e| e.feeds_back && e.thoughts > 0)
         .collect();
+    let ids = |entries: &mut dyn Iterator<Item = &StageEntry>| {
+        entries
+            .map(|e| e.id.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
     for name in wanted {
         ensure!(
+            dir.manifest.stages.iter().any(|e| &e.id == name),
+            "{name}: no such stage in {} (it has {})",
+            dir.dir.display(),
+            ids(&mut dir.manifest.stages.iter())
+        );
+        ensure!(
             latent.iter().any(|e| &e.id == name),
-            "{name}: not a stage with fed-back thoughts in {}",
-            dir.dir.display()
+            "{name}: not a stage with fed-back thoughts (those of {} are {})",
+            dir.dir.display(),
+            ids(&mut latent.iter().copied())
         );
     }
     Ok(latent
         .into_iter()
         .filter(|e| wanted.is_empty() || wanted.contains(&e.id))
         .collect())
+}
+
+/// The file a stage's probes are shipped and written in.
+pub fn probes_file(stage: &ThoughtProbes) -> Result<String> {
+    let id = stage.stage().map_err(anyhow::Error::msg)?;
+    Ok(format!("{id}.probes.safetensors"))
+}
+
+/// Ships `probed` with the weights folder `dir` (`coconut probe --ship`): each stage's digit and
+/// carry probes (f16, with their scores) listed in its manifest entry, written through `folder`
+/// (begun on `dir` before the probes were fitted), so the manifest and the files change together
+/// or not at all. Returns each file written with its size.
+pub fn ship(
+    mut folder: FolderWrite,
+    dir: &WeightsDir,
+    probed: &[ThoughtProbes],
+) -> Result<Vec<(String, usize)>> {
+    let mut manifest = dir.manifest.clone();
+    let mut written = Vec::new();
+    for stage in probed {
+        let file = probes_file(stage)?;
+        let bytes = stage
+            .only(&[Quantity::Digit, Quantity::Carry])
+            .to_safetensors(ProbeDtype::F16);
+        let id = stage.stage().map_err(anyhow::Error::msg)?;
+        let entry = manifest
+            .stages
+            .iter_mut()
+            .find(|e| e.id == id)
+            .with_context(|| format!("{id}: not a stage of {}", dir.dir.display()))?;
+        entry.probes = Some(FileEntry::describe(&file, &bytes));
+        // What a reader will check, checked before anything is written.
+        manifest.stage_probes(manifest.stage(id)?, &bytes)?;
+        folder.write(&file, &bytes)?;
+        written.push((file, bytes.len()));
+    }
+    folder.write(MANIFEST_FILE, manifest.to_json().as_bytes())?;
+    folder.commit(crate::export::check_weights_folder)?;
+    Ok(written)
 }
 
 #[cfg(test)]

@@ -562,7 +562,7 @@ mod tests {
             .unwrap();
         assert_eq!(edited.edited_text, want.text);
         let refused = |stage: &str, patches: &str| s.solve_edited(stage, &p, patches).unwrap_err();
-        assert!(refused("stage2", "2=zero").contains("this stage has 2"));
+        assert!(refused("stage2", "2=zero").contains("this stage has at most 2"));
         assert!(refused("stage2", "0=from:").contains("0=from:"));
         assert!(refused("stage2", "0=flip:1").contains("has no probes"));
         assert!(refused("stage2", " ; ").contains("no edit given"));
