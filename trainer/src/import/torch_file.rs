@@ -650,3 +650,5 @@ fn format_error(file: &str, reason: &str) -> TorchFileError {
     }
 }
 
+#[cfg(test)]
+mod tests;
