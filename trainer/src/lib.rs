@@ -14,7 +14,9 @@
 //! - [`run_lock`]: one writer per run directory;
 //! - [`train`]: the training loop over the stages;
 //! - [`branch`]: a new run from another's stage boundary (new plans for the later stages);
-//! - [`eval`]: greedy and teacher-forced accuracy by digit count, and single-problem solving.
+//! - [`eval`]: greedy and teacher-forced accuracy by digit count, and single-problem solving;
+//! - [`import`]: reading models made elsewhere; [`import::torch_file`] reads `torch.save` state
+//!   dicts without running their pickle.
 
 pub mod batch;
 pub mod branch;
@@ -25,6 +27,7 @@ pub mod eval;
 pub mod export;
 pub mod folder;
 pub mod golden;
+pub mod import;
 pub mod learner;
 pub mod model;
 pub mod ops;
