@@ -473,7 +473,7 @@ impl Session {
             ))
         } else if problem.columns() > trained {
             Some(format!(
-                "Thoughts are edited on problems of 1 to {trained} digits, as `coconut intervene` \
+                "Thoughts are edited on problems of 1 to {trained} digits, as coconut intervene \
                  edits them: the edits, and the probes a flip reads, were fitted and measured on \
                  those; this problem has {}-digit numbers.",
                 problem.columns()
@@ -528,7 +528,7 @@ impl Session {
         let slots = view.edits.slots;
         if view.edits.why_not.is_none() && thoughts > slots {
             view.edits.why_not = Some(format!(
-                "Thought {} and later cannot be edited: `coconut intervene` edits the {slots} \
+                "Thought {} and later cannot be edited: coconut intervene edits the {slots} \
                  thoughts this stage has for problems of 1 to {} digits.",
                 slots + 1,
                 self.manifest.max_digits
