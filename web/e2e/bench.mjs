@@ -4,7 +4,9 @@
 //    and those received before the first answer showed, raw and as gzip -9 would send them;
 //  - time to first answer: navigation start to #answer[data-state=done] for ?a=&b=&animate=0
 //    (and to #status[data-state=ready], the weights loaded), median of --runs cold loads;
-//  - per-problem time: the page's own "test it here" run (#test-n, #test-run, #test-result).
+//  - per-problem time: the page's own "test it here" run (#test-n, #test-run, #test-result);
+//  - a first visit: the plain address (no parameters, the engine the page picks itself), navigation
+//    start to a right answer on screen (the page's goal: within 3 s), median of --runs cold loads.
 // Prints a table and, with --out FILE, writes everything as JSON with the machine and the date.
 //
 //   node web/e2e/bench.mjs [--url URL] [--out FILE] [--runs 3] [--n 20] [--problem 347+285]
@@ -87,7 +89,7 @@ function category(url, contentType) {
 // Records (in the page, from the first byte of the document) when #status becomes ready and
 // #answer becomes done, on performance.now()'s clock, which starts at the navigation.
 const MARKS = () => {
-  window.__bench = { ready: null, done: null, failed: null };
+  window.__bench = { ready: null, done: null, failed: null, playing: null };
   const check = () => {
     const s = document.querySelector('#status')?.getAttribute('data-state');
     const a = document.querySelector('#answer')?.getAttribute('data-state');
@@ -95,6 +97,7 @@ const MARKS = () => {
     if (s === 'ready' && window.__bench.ready === null) window.__bench.ready = t;
     if (s === 'failed' && window.__bench.failed === null) window.__bench.failed = t;
     if (a === 'done' && window.__bench.done === null) window.__bench.done = t;
+    if (a === 'playing' && window.__bench.playing === null) window.__bench.playing = t;
   };
   new MutationObserver(check).observe(document, { subtree: true, childList: true, attributes: true, attributeFilter: ['data-state'] });
 };
@@ -204,6 +207,9 @@ async function main() {
 
   const browser = await launch();
   const results = [];
+  // A first visit: the plain address, nothing asked for.
+  const visitUrl = weightsParam ? pageUrl(srv.url, { weights: weightsParam }) : srv.url;
+  let firstVisit = null;
   try {
     for (const engine of o.engines) {
       const url = pageUrl(srv.url, { a, b, animate: 0, engine, weights: weightsParam, stage: o.stage });
@@ -272,6 +278,33 @@ async function main() {
       });
       await last.context.close();
     }
+    const visits = [];
+    for (let i = 0; i < o.runs; i++) {
+      const l = await coldLoad(browser, visitUrl);
+      visits.push({
+        answer_ms: r1(l.marks.done),
+        correct: (await l.page.getAttribute('#answer', 'data-correct')) === 'true',
+        held_for_animation: l.marks.playing !== null && l.marks.playing < l.marks.done,
+        engine: l.engine,
+      });
+      await l.context.close();
+    }
+    firstVisit = { answer_ms: r1(median(visits.map((v) => v.answer_ms))), runs: visits, throttled: null };
+    if (o.throttle) {
+      const slow = await startServer({ root: DIST, mounts: { [FIXTURE_MOUNT]: FIXTURE }, gzip: true });
+      try {
+        const slowUrl = weightsParam ? pageUrl(slow.url, { weights: weightsParam }) : slow.url;
+        const runs = [];
+        for (let i = 0; i < o.runs; i++) {
+          const l = await coldLoad(browser, slowUrl, o.throttle);
+          runs.push(r1(l.marks.done));
+          await l.context.close();
+        }
+        firstVisit.throttled = { link: `${o.throttle.mbits} Mbit/s, ${o.throttle.ms} ms latency, gzip`, answer_ms: r1(median(runs)), runs };
+      } finally {
+        await slow.close();
+      }
+    }
   } finally {
     await browser.close();
     await srv.close();
@@ -285,6 +318,7 @@ async function main() {
     model: manifest.model,
     runs: o.runs,
     results,
+    first_visit: firstVisit,
   };
 
   const kib = (x) => (x === undefined ? '-' : (x / 1024).toFixed(1));
@@ -305,6 +339,16 @@ async function main() {
     if (r.throttled) {
       console.log(`${r.engine_requested}, throttled (${r.throttled.link}): first answer ${r.throttled.first_answer_ms} ms, `
         + `${kib(r.throttled.transferred_before_answer)} KiB transferred before it (median of ${r.throttled.runs.length})`);
+    }
+  }
+  if (firstVisit) {
+    const v = firstVisit.runs;
+    console.log(`first visit (${visitUrl.slice(srv.url.length - 1)}, engine ${v[0]?.engine}): a ${v.every((x) => x.correct) ? 'right' : 'WRONG'} `
+      + `answer at ${firstVisit.answer_ms} ms (median of ${v.length}: ${v.map((x) => x.answer_ms).join(', ')})`
+      + `${v.some((x) => x.held_for_animation) ? ', held back for an animation' : ''}`);
+    if (firstVisit.throttled) {
+      console.log(`first visit, throttled (${firstVisit.throttled.link}): answer at ${firstVisit.throttled.answer_ms} ms `
+        + `(${firstVisit.throttled.runs.join(', ')})`);
     }
   }
   for (const r of results) if (r.page_errors.length) console.log(`errors with ${r.engine_requested}: ${r.page_errors.join(' | ')}`);

@@ -147,7 +147,7 @@ describe(`the classroom page (${weights.label} weights)`, () => {
     assert.equal(seen.answer, cli.answer ?? '');
     assert.equal(await position(page), (await page.$$('#timeline .tok')).length - 1, 'revealed at the end');
     if (hasShippedWeights() && weights.label === 'shipped') {
-      assert.match(await page.textContent('#size-note'), /3-digit test problems right \(n = \d+\)/);
+      assert.match(await page.textContent('#size-note'), /3-digit \+ 3-digit problems right \(n = \d+/);
     }
     session.assertClean();
     await session.close();
@@ -183,7 +183,7 @@ describe(`the classroom page (${weights.label} weights)`, () => {
     }
     await page.click('#random', { force: true }).catch(() => {});
     release();
-    await page.waitForSelector('#status[data-state=ready]', { timeout: TIMEOUT });
+    await page.waitForSelector('#status[data-state=ready]', { timeout: TIMEOUT, state: 'attached' });
     assert.equal(await page.$eval('#random', (e) => e.disabled), false);
     session.assertClean();
     await session.close();

@@ -130,11 +130,31 @@ export async function openPage(browser, { viewport = { width: 1280, height: 900 
   };
 }
 
-/** The page URL with these query parameters (values undefined/null are left out). */
+/**
+ * The page URL with these query parameters (values undefined/null are left out), spaces as %20:
+ * the page reads `+` as a plus, as people type it (web/js/address.js).
+ */
 export function pageUrl(base, params = {}) {
   const u = new URL(base);
   for (const [k, v] of Object.entries(params)) if (v !== undefined && v !== null) u.searchParams.set(k, String(v));
+  u.search = u.searchParams.toString().replace(/\+/g, '%20');
   return u.href;
+}
+
+/** The page URL with a query string exactly as a person would type it in the address bar. */
+export function typedUrl(base, query) {
+  return `${new URL(base).href.replace(/[?#].*$/, '')}?${query}`;
+}
+
+/** The address's parameters as the page reads them: `+` is a plus, %XX decoded. */
+export function pageParams(url) {
+  const out = {};
+  for (const part of new URL(url).search.replace(/^\?/, '').split('&').filter(Boolean)) {
+    const eq = part.indexOf('=');
+    const key = decodeURIComponent(eq < 0 ? part : part.slice(0, eq));
+    if (!(key in out)) out[key] = eq < 0 ? '' : decodeURIComponent(part.slice(eq + 1));
+  }
+  return out;
 }
 
 export function readManifest(dir) {

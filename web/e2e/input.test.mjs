@@ -100,7 +100,7 @@ describe(`refused inputs (${weights.label} weights)`, () => {
       assertSameAsCli(await waitForAnswer(page, ...longer), want, ...longer, `${max}-digit operands`);
       // The page says how often this stage gets problems of this length right.
       const note = await page.textContent('#size-note');
-      assert.match(note, new RegExp(`${max}-digit test problems right \\(n = \\d+\\)`), note);
+      assert.match(note, new RegExp(`${max}-digit \\+ ${max}-digit problems right \\(n = \\d+`), note);
       session.assertClean();
     });
   }

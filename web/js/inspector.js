@@ -86,16 +86,17 @@ export function renderInspector(els, view, selected, name) {
     ? `Closest to the embedding of ${best} (cosine ${order[0][0].toFixed(2)}).`
     : `No digit stands out (the highest cosine is ${order[0][0].toFixed(2)}, for ${order[0][1]}).`;
 
-  renderProbes(els, selected > pos ? [] : p.probes);
+  renderProbes(els, selected > pos ? [] : p.probes, view);
   renderAttention(els.attention, view, pos, name);
 }
 
 const COLUMN_NAMES = ['ones', 'tens', 'hundreds', 'thousands', 'ten thousands'];
 
 // What the stage's probes read from the thought fed in at this position: per column of the sum,
-// the digit it writes and whether it carries, each with the probe's held-out accuracy. A probe
+// the digit it writes and whether it carries, each with the probe's held-out accuracy where it
+// was measured for problems of this length (view.probed: scored on 1 to `digits` digits). A probe
 // within 20 points of its shuffled-label baseline reads little more than chance: drawn in grey italics.
-function renderProbes(els, readings) {
+function renderProbes(els, readings, view) {
   els.probesBox.hidden = readings.length === 0;
   if (readings.length === 0) return;
   const columns = [...new Set(readings.map((r) => r.column))].sort((a, b) => a - b);
@@ -103,10 +104,14 @@ function renderProbes(els, readings) {
     const td = document.createElement('td');
     if (!r) return td;
     td.textContent = r.quantity === 'carry' ? (r.value ? 'yes' : 'no') : String(r.value);
+    td.dataset.value = String(r.value);
+    if (r.accuracy === null || r.accuracy === undefined) {
+      td.className = 'unmeasured';
+      return td;
+    }
     const acc = document.createElement('small');
     acc.textContent = ` ${r.accuracy.toFixed(0)}%`;
     td.append(acc);
-    td.dataset.value = String(r.value);
     if (r.accuracy - r.shuffled < 20) td.className = 'weak';
     return td;
   };
@@ -120,11 +125,16 @@ function renderProbes(els, readings) {
       return tr;
     }),
   );
-  const { n_fit: fit, n_test: test } = readings[0];
-  els.probesNote.textContent = `Each answer is a linear classifier (a probe) applied to the thought fed in here,
-    fitted on the thoughts of ${fit.toLocaleString('en')} training problems; the percentage is how often it is right
-    on ${test.toLocaleString('en')} held-out problems. In grey italics: within 20 points of the same probe fitted to shuffled
-    labels (chance).`;
+  const probed = view.probed;
+  const fitted = `Each answer is a linear classifier (a probe) applied to the thought fed in here, fitted on the
+    thoughts of ${probed.n_fit.toLocaleString('en')} training problems of 1 to ${probed.digits} digits`;
+  const digits = Math.max(String(view.a).length, String(view.b).length);
+  els.probesNote.dataset.measured = String(probed.measured_here);
+  els.probesNote.textContent = probed.measured_here
+    ? `${fitted}; the percentage is how often it is right on ${probed.n_test.toLocaleString('en')} held-out problems
+      of those lengths. In grey italics: within 20 points of the same probe fitted to shuffled labels (chance).`
+    : `${fitted}. Not measured for this length: how often they are right on ${digits}-digit problems was never
+      measured, so these readings may be wrong.`;
 }
 
 function drawHeatStrip(canvas, vector) {

@@ -92,7 +92,20 @@ export async function loadWeights(app, base, progress, first, manifestFetch = fe
     app.addStage(stage.id, weights);
     if (probes) app.addProbes(stage.id, probes);
   };
+  // The carry flips measured on this folder (eval/flips.json, optional, 10 KB) come beside the
+  // opening stage: the edit controls say what a flip did. Only a folder with probes has them.
+  const flips = manifest.stages.some((s) => s.probes)
+    ? fetch(`${base}eval/flips.json`).then((r) => (r.ok ? r.text() : null)).catch(() => null)
+    : Promise.resolve(null);
   await fetchStage(opening, tick(opening.file));
+  const flipsJson = await flips;
+  if (flipsJson) {
+    try {
+      app.addFlips(flipsJson);
+    } catch {
+      // Not a list of flips: the edit controls say the flips were not measured.
+    }
+  }
   progress(1, `Loaded ${opening.id} (${(total / 1e6).toFixed(1)} MB, sha256 checked)`);
   const stages = new Map([[opening.id, Promise.resolve(null)]]);
   const loaded = (id) => {

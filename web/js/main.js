@@ -1,8 +1,10 @@
 // The page: waits for the wasm app, loads the weights, picks the engine, and wires the controls.
 // URL parameters (also the contract for automated tests): a, b, stage, animate=0 (no animation on
 // this page: every answer shows at once), weights=<folder URL>, engine=webgpu|reference (forced;
-// by default a software WebGPU adapter gets the reference engine), projector=1, chapter=N. With a
-// and b the page solves on load.
+// by default a software WebGPU adapter gets the reference engine), projector=1, chapter=N,
+// patch=<edits>. With a and b the page solves on load (`?a=347+285` alone is the problem too);
+// `+` reads as a plus, as typed (address.js). Without them, a first visit shows the answer at
+// once and invites the animation.
 
 import { fetchManifest, loadWeights } from './loader.js';
 import { Player } from './player.js';
@@ -10,10 +12,11 @@ import { renderInspector, clearInspector } from './inspector.js';
 import { editor } from './edit.js';
 import { measurer } from './measure.js';
 import { chapters } from './walkthrough.js';
-import { renderAccuracy, stageLabel, stageAbout, stageInfo, measured } from './panels.js';
+import { renderAccuracy, stageLabel, stageAbout, stageInfo } from './panels.js';
+import { readParams, updateAddress } from './address.js';
 
 const $ = (id) => document.getElementById(id);
-const params = new URLSearchParams(location.search);
+const params = readParams();
 const el = {
   a: $('a'), b: $('b'), stage: $('stage'), solve: $('solve'), random: $('random'), preset: $('preset'),
   form: $('problem-form'), error: $('error'), aError: $('a-error'), bError: $('b-error'),
@@ -25,6 +28,7 @@ const el = {
   chapterPrev: $('chapter-prev'), chapterNext: $('chapter-next'), sizeNote: $('size-note'),
   measureKind: $('measure-kind'), measureN: $('measure-n'), measureRun: $('measure-run'),
   measureResult: $('measure-result'), measureTable: $('measure-table'),
+  answerNote: $('answer-note'), watchRow: $('watch-row'), watch: $('watch'), weightsNote: $('weights-note'),
 };
 // Controls that need the model: disabled until it has loaded.
 const testSizes = [...document.querySelectorAll('[data-test-n]')];
@@ -42,6 +46,9 @@ let engineNotice = '';
 let unrevealed = null;
 // Set to stop a running "test it here".
 let stopTest = false;
+// An edit from the address (`?patch=`): it runs once the answer it edits is on screen, so that
+// its result (with the true sum) never shows ahead of the model's own answer.
+let pendingPatch = params.get('patch') || null;
 // One model call at a time: the engine holds one generation at a time.
 let queue = Promise.resolve();
 // Every stage's weights, as loadWeights hands them over: `stageLoaded(id)` resolves to null or to
@@ -105,6 +112,8 @@ function loadFailed(message) {
   el.status.dataset.state = 'failed';
   el.status.textContent = `Could not load the model: ${message}`;
   el.progress.hidden = true;
+  el.engine.dataset.engine = 'none';
+  el.engine.textContent = 'Not running: the model could not load';
 }
 
 const inspectorEls = {
@@ -117,6 +126,7 @@ const edits = editor(
   {
     box: $('edit-box'), zero: $('edit-zero'), flip: $('edit-flip'), column: $('edit-column'),
     from: $('edit-from'), replace: $('edit-replace'), result: $('edit-result'),
+    flipNote: $('flip-note'), none: $('edit-none'),
   },
   () => app,
   // An edit applies to the problem on screen, not to numbers typed since.
@@ -143,7 +153,7 @@ const player = new Player(
 function showEngine() {
   const webgpu = app.backend === 'webgpu';
   el.engine.dataset.engine = app.backend;
-  el.engine.textContent = webgpu ? `Engine: WebGPU (our WGSL kernels)` : 'Engine: reference (Rust compiled to wasm, CPU)';
+  el.engine.textContent = webgpu ? 'Running on your GPU (WebGPU)' : 'Running on your CPU (reference engine)';
   el.engine.title = el.engine.dataset.adapter || '';
   const notice = app.notice ? `Running on the reference engine: ${app.notice}` : engineNotice;
   el.notice.hidden = !notice;
@@ -220,41 +230,46 @@ function refuse(message) {
   el.verdict.textContent = '';
   el.verdict.className = '';
   el.sizeNote.textContent = '';
+  el.answerNote.textContent = '';
+  el.watchRow.hidden = true;
 }
 
-// The answer, the verdict and the stage's measured accuracy for problems of this size.
+// The answer with the one verdict the engine gives (core's answer rule, leading zeros read and
+// explained), and what the manifest measured for this kind of problem.
 function showAnswer(view) {
   unrevealed = null;
+  const v = view.verdict;
   // No answer leaves #answer empty (the page's contract); style.css writes "(none)" there.
-  el.answer.textContent = view.answer ?? '';
+  el.answer.textContent = v.answer ?? '';
   el.answer.dataset.text = view.text;
-  el.answer.dataset.correct = String(view.correct);
+  el.answer.dataset.correct = String(v.correct);
   el.answer.dataset.state = 'done';
-  const sum = `${view.a} + ${view.b} = ${view.expected}`;
-  el.verdict.textContent = view.correct
-    ? `✓ correct (${sum})`
-    : view.answer === null || view.answer === undefined
-      ? `✗ the model wrote no answer${view.finished ? '' : ' before the position limit'}; the right one is ${sum}`
-      : `✗ wrong: the right answer is ${sum}`;
-  el.verdict.className = view.correct ? 'right' : 'wrong';
-  const stage = manifest.stages.find((s) => s.id === view.stage);
-  const digits = Math.max(String(view.a).length, String(view.b).length);
-  const m = measured(stage, digits);
-  el.sizeNote.textContent = m
-    ? `This stage answers ${m.greedy.toFixed(2)}% of ${digits}-digit test problems right (n = ${m.n}).`
-    : '';
+  const sum = `${view.a} + ${view.b} = ${v.expected}`;
+  el.verdict.textContent = v.correct
+    ? `${v.mark} correct (${sum})`
+    : v.answer === null || v.answer === undefined
+      ? `${v.mark} the model wrote no answer${view.finished ? '' : ' before the position limit'}; the right one is ${sum}`
+      : `${v.mark} wrong: the right answer is ${sum}`;
+  el.verdict.className = v.correct ? 'right' : 'wrong';
+  el.answerNote.textContent = v.leading_zeros ?? '';
+  el.sizeNote.textContent = view.measured_note;
+  el.watchRow.hidden = view.positions.length === 0;
+  if (pendingPatch) {
+    const patch = pendingPatch;
+    pendingPatch = null;
+    exclusive(async () => edits.run(patch));
+  }
 }
 
 // The address always reproduces what is on screen, so that it can be shared.
 function updateUrl() {
-  const url = new URL(location.href);
-  url.searchParams.set('a', el.a.value.trim());
-  url.searchParams.set('b', el.b.value.trim());
-  url.searchParams.set('stage', el.stage.value);
-  url.searchParams.set('chapter', String(chapterIndex));
-  if (document.body.classList.contains('projector')) url.searchParams.set('projector', '1');
-  else url.searchParams.delete('projector');
-  history.replaceState(null, '', url);
+  updateAddress({
+    a: el.a.value.trim(),
+    b: el.b.value.trim(),
+    stage: el.stage.value,
+    chapter: String(chapterIndex),
+    projector: document.body.classList.contains('projector') ? '1' : null,
+  });
 }
 
 function solve(animate = true) {
@@ -274,6 +289,8 @@ function solve(animate = true) {
     el.answer.textContent = '…';
     el.verdict.textContent = '';
     el.sizeNote.textContent = '';
+    el.answerNote.textContent = '';
+    el.watchRow.hidden = true;
     updateUrl();
     try {
       const view = JSON.parse(await app.solve(a, b, stage, true));
@@ -322,16 +339,18 @@ function compareStages() {
       const answer = row.insertCell();
       answer.className = 'answer';
       const rate = row.insertCell();
-      const m = measured(s, Math.max(String(Number(a)).length, String(Number(b)).length));
-      rate.textContent = m ? `${m.greedy.toFixed(2)}% (n = ${m.n})` : '—';
+      rate.textContent = '—';
       try {
         const view = JSON.parse(await app.solve(a, b, s.id, false));
         // With coupled positions the count follows the problem's columns.
         const slots = view.tokens.filter((t) => t.kind === 'thought' || t.kind === 'pause');
         thoughts.textContent = String(slots.length);
         seq.textContent = view.text.replace(/^.*?<bot>\s*/, '');
-        answer.textContent = `${view.answer ?? '(none)'} ${view.correct ? '✓' : '✗'}`;
-        row.classList.add(view.correct ? 'right' : 'wrong');
+        answer.textContent = `${view.verdict.answer ?? '(none)'} ${view.verdict.mark}`;
+        row.classList.add(view.verdict.correct ? 'right' : 'wrong');
+        // The manifest's figure for this problem's own kind (core's lookup), or that there is none.
+        const m = view.measured;
+        rate.textContent = m ? `${m.greedy.toFixed(1)}% (n = ${m.n})` : 'not measured for this kind of problem';
       } catch (e) {
         answer.textContent = e.message;
       }
@@ -470,6 +489,10 @@ function wire() {
     () => app, () => el.stage.value, exclusive,
   );
   el.projector.addEventListener('click', () => setProjector(!document.body.classList.contains('projector')));
+  el.watch.addEventListener('click', () => {
+    player.seek(0);
+    player.play();
+  });
   el.chapterPrev.addEventListener('click', () => showChapter(chapterIndex - 1));
   el.chapterNext.addEventListener('click', () => showChapter(chapterIndex + 1));
   // Keys: space plays or pauses, ← → step, Home/End jump to the first or last position. They
@@ -478,6 +501,10 @@ function wire() {
   document.addEventListener('keydown', (e) => {
     const t = e.target;
     if (e.altKey || e.ctrlKey || e.metaKey) return;
+    if (e.key === 'Escape' && document.body.classList.contains('projector')) {
+      setProjector(false);
+      return;
+    }
     if (t instanceof HTMLInputElement && !['range', 'button', 'submit'].includes(t.type)) return;
     if (t instanceof HTMLTextAreaElement) return;
     const onSelect = t instanceof HTMLSelectElement;
@@ -510,6 +537,11 @@ async function allStagesLoaded() {
   el.status.textContent = failures.length === 0
     ? `Loaded all ${n} stages (sha256 checked)`
     : `Loaded ${n - failures.length} of ${n} stages: ${failures.join('; ')}`;
+  // A failure stays at the top, where it matters; a clean load is said down here.
+  if (failures.length > 0) $('loading').dataset.failed = 'true';
+  el.weightsNote.textContent = failures.length === 0
+    ? `All ${n} stages are loaded; every file matched the size and sha256 checksum that manifest.json gives for it.`
+    : el.status.textContent;
 }
 
 async function main() {
@@ -550,25 +582,34 @@ async function main() {
   }
   el.stage.value = opening(manifest);
   showStageAbout();
+  const model = JSON.parse(app.model());
+  $('model-facts').textContent = `a ${model.n_layer}-layer GPT-2 with ${(model.n_params / 1e6).toFixed(2)}M parameters`;
   renderAccuracy(el.accuracy, el.accuracyNote, manifest);
   await chooseEngine();
   el.status.dataset.state = 'ready';
   el.progress.hidden = true;
-  // The loading line has said its piece; in a projector view (style.css) every line counts.
+  // The loading line has said its piece (style.css hides it; a stage that fails to load later
+  // brings it back with the reason).
   $('loading').dataset.done = 'true';
   for (const c of modelControls) c.disabled = false;
   chapterList = chapters(manifest);
   const chapter = Number(params.get('chapter'));
-  if (params.has('a') && params.has('b')) {
-    el.a.value = params.get('a');
-    el.b.value = params.get('b');
+  // `?a=347+285` alone is the problem, as typed.
+  const whole = params.has('b') ? -1 : (params.get('a') ?? '').indexOf('+');
+  const [a, b] = whole >= 0
+    ? [params.get('a').slice(0, whole), params.get('a').slice(whole + 1)]
+    : [params.get('a'), params.get('b')];
+  if (a !== null && b !== null) {
+    el.a.value = a.trim();
+    el.b.value = b.trim();
     showChapter(Number.isInteger(chapter) ? chapter : 0, false);
+    // An edit in the address (`?patch=0=zero`) runs on the problem it came with, once its
+    // answer shows (showAnswer).
     await solve(true);
-    // An edit in the address (`?patch=0=zero`) runs on the problem it came with.
-    if (params.get('patch')) await exclusive(async () => edits.run(params.get('patch')));
   } else {
     showChapter(Number.isInteger(chapter) ? chapter : 0, params.has('chapter'));
-    if (!params.has('chapter')) await solve(true);
+    // A first visit: the answer at once, the animation one click away (#watch).
+    if (!params.has('chapter')) await solve(false);
   }
   await allStagesLoaded();
   if ('serviceWorker' in navigator && location.protocol !== 'file:') {

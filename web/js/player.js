@@ -123,7 +123,7 @@ export class Player {
     if (this.cursor >= this.count()) this.cursor = 0;
     this.playing = true;
     this.els.play.setAttribute('aria-pressed', 'true');
-    this.els.play.textContent = '⏸ Pause';
+    setLabel(this.els.play, 'pause', 'Pause');
     this.lastFrame = performance.now();
     requestAnimationFrame((t) => this.frame(t));
   }
@@ -131,7 +131,7 @@ export class Player {
   pause() {
     this.playing = false;
     this.els.play.setAttribute('aria-pressed', 'false');
-    this.els.play.textContent = '▶ Play';
+    setLabel(this.els.play, 'play', 'Play');
   }
 
   frame(now) {
@@ -327,6 +327,14 @@ export class Player {
     canvas.dataset.loops = String(loops);
     ctx.font = font;
   }
+}
+
+// A button's icon (drawn by style.css, so it needs no emoji font) and word.
+function setLabel(button, icon, word) {
+  const span = document.createElement('span');
+  span.className = `icon ${icon}`;
+  span.setAttribute('aria-hidden', 'true');
+  button.replaceChildren(span, ` ${word}`);
 }
 
 // A label centred on x, next to y: horizontal, or upright reading bottom to top, extending

@@ -18,12 +18,18 @@ export function chapters(manifest) {
   const stageNumber = (id) => k[id].k;
   const thoughts = Object.fromEntries(manifest.stages.map((s) => [s.id, s.thoughts ?? 0]));
   const plural = (n, word) => `${n} ${word}${n === 1 ? '' : 's'}`;
+  const c = manifest.thoughts_per_step ?? 1;
+  // With coupled position ids a problem gets thoughts per column (and one for the carry column),
+  // so a count is only ever said for the chapter's own problem.
+  const coupled = (id) => manifest.stages.find((s) => s.id === id)?.positions === 'coupled';
+  const columns = (problem) => Math.max(...problem.map((x) => x.length));
   const list = [
     {
       title: 'The task',
       text: `A tiny GPT-2 (${plural(manifest.model.n_layer, 'layer')}, ${manifest.model.n_embd} numbers per position) was trained
         from scratch to add numbers of up to ${manifest.max_digits} digits. It reads the question one token at a time
-        and writes the rest itself. Press <b>Solve</b> or space to watch it run, one position after the other.`,
+        and writes the rest itself, one position after the other: that is running now in the stack. Press
+        <b>Play</b> (or space) to watch it again, and select any position to look inside.`,
       stage: latent[0],
       problem: ['347', '285'],
     },
@@ -43,7 +49,9 @@ export function chapters(manifest) {
     if (n === 0 || id === last) continue;
     list.push({
       title: `Stage ${n}: ${n} step${n > 1 ? 's' : ''} in its head`,
-      text: `Now the first ${n} written step${n > 1 ? 's are' : ' is'} replaced by ${plural(thoughts[id], 'continuous thought')}
+      text: `Now the first ${n} written step${n > 1 ? 's are' : ' is'} replaced by ${coupled(id)
+        ? `continuous thoughts, ${c} per column`
+        : plural(thoughts[id], 'continuous thought')}
         (orange). At a thought the model does not pick a token: its final hidden state, ${manifest.model.n_embd}
         numbers, leaves the top of the stack and enters the next position as its input. The remaining steps are
         still written.`,
@@ -51,14 +59,16 @@ export function chapters(manifest) {
       problem: ['2718', '3141'],
     });
   }
+  const lastProblem = ['9090', '910'];
   if (last && stageNumber(last) > 0) {
     list.push({
       title: 'All in its head',
-      text: `In the last stage no step is written any more: the question, <i>&lt;bot&gt;</i>, ${plural(thoughts[last], 'thought')}
-        (${manifest.thoughts_per_step ?? 1} per step), then straight to the answer. Select a thought and look at the inspector: the LM head shows what
+      text: `In the last stage no step is written any more: the question, <i>&lt;bot&gt;</i>, ${coupled(last)
+        ? `${c} thought${c === 1 ? '' : 's'} per column and as many for the carry (${c * (columns(lastProblem) + 1)} for this problem)`
+        : `${plural(thoughts[last], 'thought')} (${c} per step)`}, then straight to the answer. Select a thought and look at the inspector: the LM head shows what
         it would say if it were forced to speak; the similarity shows which digit embeddings it resembles.`,
       stage: last,
-      problem: ['9090', '910'],
+      problem: lastProblem,
     });
   }
   // ": here 100.00% against 99.78% of 5000 test problems", from the manifest's figures.

@@ -117,6 +117,35 @@ impl App {
             .map_err(error)
     }
 
+    /// Keeps the carry flips measured on the folder (`eval/flips.json`, optional): the edit
+    /// controls say what flipping a carry did at each thought, for the stages whose probes the
+    /// rows match.
+    #[wasm_bindgen(js_name = addFlips)]
+    pub fn add_flips(&self, json: &str) -> Result<(), JsValue> {
+        self.state
+            .borrow_mut()
+            .session
+            .as_mut()
+            .ok_or_else(|| error("load the manifest first"))?
+            .add_flips(json)
+            .map_err(error)
+    }
+
+    /// The model as the manifest describes it, as JSON `{n_layer, n_head, n_embd, n_params,
+    /// max_digits}`: the page states no model fact it did not read here.
+    pub fn model(&self) -> Result<String, JsValue> {
+        let state = self.state.borrow();
+        let m = &state.session()?.manifest;
+        let facts = serde_json::json!({
+            "n_layer": m.model.n_layer,
+            "n_head": m.model.n_head,
+            "n_embd": m.model.n_embd,
+            "n_params": m.model.n_params(),
+            "max_digits": m.max_digits,
+        });
+        Ok(facts.to_string())
+    }
+
     /// Opens WebGPU; resolves to the adapter's description, rejects with the reason it cannot
     /// be used (the page then stays on the reference engine and says why).
     #[wasm_bindgen(js_name = useWebGpu)]

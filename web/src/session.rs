@@ -2,12 +2,15 @@
 //! sha256 before it is parsed. Platform-neutral (tested natively); the GPU side lives in `lib.rs`.
 
 use crate::operand::parse_operand;
-use crate::view::{solve_view, SolveView};
+use crate::view::{
+    solve_view, verdict, EditScope, FlipFigure, FlipsMeasured, Probed, SolveView, TokenKind,
+    Verdict,
+};
 use coconut_core::decoding::Solution;
-use coconut_core::effects::{FlipTally, PatchTally};
+use coconut_core::effects::{FlipEffect, FlipTally, PatchTally};
 use coconut_core::intervention::{Intervention, PatchContext, PatchSpec};
 use coconut_core::manifest::{Manifest, StageEntry};
-use coconut_core::probes::ThoughtProbes;
+use coconut_core::probes::{Quantity, ThoughtProbes};
 use coconut_core::reference::ReferenceModel;
 use coconut_core::tokenizer::Tokenizer;
 use coconut_core::weights::ModelWeights;
@@ -29,6 +32,9 @@ pub struct Session {
     pub stages: Vec<LoadedStage>,
     /// The held-out test set of the manifest's figures, drawn on first use.
     test_set: std::cell::OnceCell<Vec<Problem>>,
+    /// The carry flips measured on the folder's stages (`eval/flips.json`, the rows of
+    /// `coconut intervene --measure-flips N --measure-json`), when the folder has them.
+    flips: Vec<FlipEffect>,
 }
 
 /// A problem solved as trained and with edited thoughts: the fields `coconut intervene --json`
@@ -41,9 +47,15 @@ pub struct EditedView {
     pub expected: String,
     pub answer: Option<String>,
     pub edited_answer: Option<String>,
+    /// Core's answer rule on each answer (`verdict.correct`, `edited_verdict.correct`).
+    pub correct: bool,
     pub edited_correct: bool,
+    pub verdict: Verdict,
+    pub edited_verdict: Verdict,
     pub text: String,
     pub edited_text: String,
+    /// The same edit as a command line, each argument quoted for a POSIX shell.
+    pub command: String,
 }
 
 /// A measurement of thought edits in progress ([`Session::start_measurement`]).
@@ -111,6 +123,56 @@ impl Session {
             tokenizer,
             stages: Vec::new(),
             test_set: std::cell::OnceCell::new(),
+            flips: Vec::new(),
+        })
+    }
+
+    /// Keeps the carry flips measured on this folder (`eval/flips.json`: the rows `coconut
+    /// intervene --measure-flips N --measure-json` writes). A stage's rows are shown only while
+    /// they match its probes file (checked against the manifest's sha256): each row names the
+    /// held-out accuracy of the carry probe it flipped, which must be that file's score, so
+    /// figures measured on other probes (other weights) are never shown as these ones'.
+    pub fn add_flips(&mut self, json: &str) -> Result<(), String> {
+        self.flips = serde_json::from_str(json)
+            .map_err(|e| format!("eval/flips.json is not a list of carry-flip rows: {e}"))?;
+        Ok(())
+    }
+
+    /// What the carry flips did on a stage where they were measured and match its probes.
+    fn flips_measured(&self, loaded: &LoadedStage) -> Option<FlipsMeasured> {
+        let probes = loaded.probes.as_ref()?;
+        let rows: Vec<&FlipEffect> = self
+            .flips
+            .iter()
+            .filter(|f| f.stage == loaded.entry.id)
+            .collect();
+        let matches = |f: &FlipEffect| {
+            probes.scores.iter().any(|s| {
+                (s.slot, s.column, s.quantity) == (f.slot, f.column, Quantity::Carry)
+                    && (s.accuracy - f.probe_accuracy).abs() < 0.01
+            })
+        };
+        if rows.is_empty() || !rows.iter().all(|f| matches(f)) {
+            return None;
+        }
+        let most = rows
+            .iter()
+            .max_by(|x, y| x.as_the_carry_would.total_cmp(&y.as_the_carry_would))?;
+        Some(FlipsMeasured {
+            digits: self.manifest.test_data().max_digits,
+            most: most.as_the_carry_would,
+            most_slot: most.slot,
+            most_column: most.column,
+            rows: rows
+                .iter()
+                .map(|f| FlipFigure {
+                    slot: f.slot,
+                    column: f.column,
+                    problems: f.problems,
+                    unchanged: f.unchanged,
+                    as_the_carry_would: f.as_the_carry_would,
+                })
+                .collect(),
         })
     }
 
@@ -342,11 +404,17 @@ impl Session {
         patches: &str,
     ) -> Result<EditedView, String> {
         let (loaded, ctx) = self.thought_stage(stage_id)?;
-        let specs = patches
+        if let Some(why) = self.edit_scope(loaded, problem, usize::MAX).why_not {
+            return Err(why);
+        }
+        let given: Vec<&str> = patches
             .split([';', ','])
             .map(str::trim)
             .filter(|s| !s.is_empty())
-            .map(str::parse::<PatchSpec>)
+            .collect();
+        let specs = given
+            .iter()
+            .map(|s| s.parse::<PatchSpec>())
             .collect::<Result<Vec<_>, _>>()?;
         if specs.is_empty() {
             return Err("no edit given (J=zero, J=from:A+B or J=flip:C)".into());
@@ -362,29 +430,152 @@ impl Session {
                 .map_err(|e| e.to_string())
         };
         let (plain, edited) = (solve(&[])?, solve(&edits)?);
+        let (plain_verdict, edited_verdict) = (
+            verdict(problem, plain.answer.as_deref()),
+            verdict(problem, edited.answer.as_deref()),
+        );
+        let mut command = vec![
+            "coconut".to_string(),
+            "intervene".into(),
+            "--stage".into(),
+            loaded.entry.id.clone(),
+        ];
+        for spec in &given {
+            command.extend(["--patch".to_string(), shell_quote(spec)]);
+        }
+        command.push(shell_quote(&format!("{} + {}", problem.a, problem.b)));
         Ok(EditedView {
             stage: loaded.entry.id.clone(),
             patches: specs.iter().map(ToString::to_string).collect(),
             expected: problem.answer().to_string(),
             answer: plain.answer,
             edited_answer: edited.answer.clone(),
-            edited_correct: edited.is_correct(),
+            correct: plain_verdict.correct,
+            edited_correct: edited_verdict.correct,
+            verdict: plain_verdict,
+            edited_verdict,
             text: plain.text,
             edited_text: edited.text,
+            command: command.join(" "),
         })
     }
 
-    /// What the page draws for a stage's solution, from either engine.
+    /// The thoughts of a run of `problem` (with `thoughts` slots) that `coconut intervene` can
+    /// edit: only problems of the trained lengths (it parses its problems and a `from:` problem
+    /// with the manifest's `max_digits`, and the edits and probes were measured on those), and
+    /// only the stage's own slots ([`Stage::thoughts`], the most a problem of those lengths gets).
+    fn edit_scope(&self, loaded: &LoadedStage, problem: &Problem, thoughts: usize) -> EditScope {
+        let trained = self.manifest.max_digits;
+        let why_not = if !loaded.entry.feeds_back || loaded.entry.thoughts == 0 {
+            Some(format!(
+                "{} feeds no thought back: there is no thought to edit",
+                loaded.entry.id
+            ))
+        } else if problem.columns() > trained {
+            Some(format!(
+                "Thoughts are edited on problems of 1 to {trained} digits, as coconut intervene \
+                 edits them: the edits, and the probes a flip reads, were fitted and measured on \
+                 those; this problem has {}-digit numbers.",
+                problem.columns()
+            ))
+        } else {
+            None
+        };
+        let slots = match why_not {
+            Some(_) => 0,
+            None => thoughts.min(loaded.stage.thoughts()),
+        };
+        EditScope { slots, why_not }
+    }
+
+    /// What the page draws for a stage's solution, from either engine: with what the manifest
+    /// measured for the problem's own kind, the probes' scores only for the lengths they were
+    /// scored on, which thoughts can be edited and what the stage's carry flips did.
     pub fn view(&self, stage_id: &str, solution: &Solution) -> Result<SolveView, String> {
         let loaded = self.stage(stage_id)?;
-        Ok(solve_view(
+        let problem = &solution.problem;
+        // The probes are fitted on the manifest's training split and scored on its test split
+        // (`coconut probe`), whose operands have 1 to `test_data().max_digits` digits.
+        let probe_digits = self.manifest.test_data().max_digits;
+        let probed = loaded.probes.as_ref().and_then(|p| {
+            let score = p.scores.first()?;
+            Some((
+                p,
+                Probed {
+                    digits: probe_digits,
+                    n_fit: score.n_fit,
+                    n_test: score.n_test,
+                    measured_here: problem.columns() <= probe_digits,
+                },
+            ))
+        });
+        let mut view = solve_view(
             &loaded.entry.id,
             loaded.entry.feeds_back,
             solution,
             &loaded.reference,
-            loaded.probes.as_ref(),
+            probed,
             &self.tokenizer,
-        ))
+        );
+        view.measured = loaded.entry.measured_for(problem);
+        view.measured_note = measured_note(view.measured.as_ref(), problem);
+        let thoughts = view
+            .tokens
+            .iter()
+            .filter(|t| t.kind == TokenKind::Thought)
+            .count();
+        view.edits = self.edit_scope(loaded, problem, thoughts);
+        let slots = view.edits.slots;
+        if view.edits.why_not.is_none() && thoughts > slots {
+            view.edits.why_not = Some(format!(
+                "Thought {} and later cannot be edited: coconut intervene edits the {slots} \
+                 thoughts this stage has for problems of 1 to {} digits.",
+                slots + 1,
+                self.manifest.max_digits
+            ));
+        }
+        view.flips = self.flips_measured(loaded);
+        Ok(view)
+    }
+}
+
+/// What the manifest measured for `problem`'s kind, in a sentence (`coconut solve`'s note,
+/// worded for the page): its operand-length pair, and its carry chain where the same set
+/// counted it; never another kind's figure.
+pub fn measured_note(
+    figure: Option<&coconut_core::manifest::ClassFigure>,
+    problem: &Problem,
+) -> String {
+    let (da, db) = problem.digit_counts();
+    let Some(f) = figure else {
+        return format!(
+            "Not measured for this kind of problem: the weights' figures have no {da}-digit + \
+             {db}-digit problems."
+        );
+    };
+    let mut note = format!(
+        "This stage answers {:.1}% of {da}-digit + {db}-digit problems right (n = {}, held-out \
+         set '{}')",
+        f.greedy, f.n, f.set
+    );
+    // A chain of one carry is every other problem; longer ones are the hard kind.
+    if let Some(c) = f.carry_chain.as_ref().filter(|c| c.chain >= 2) {
+        note += &format!(
+            "; {:.1}% of that set's problems with a {}-column carry chain (n = {})",
+            c.greedy, c.chain, c.n
+        );
+    }
+    note + "."
+}
+
+/// `text` as one argument of a POSIX shell command line: as it is when it holds only characters
+/// no shell reads specially, else in single quotes.
+pub fn shell_quote(text: &str) -> String {
+    let plain = |b: u8| b.is_ascii_alphanumeric() || b"=:_.,/+@%-".contains(&b);
+    if !text.is_empty() && text.bytes().all(plain) {
+        text.to_string()
+    } else {
+        format!("'{}'", text.replace('\'', r"'\''"))
     }
 }
 
@@ -569,6 +760,140 @@ mod tests {
         assert!(refused("stage2", "zero").contains("expected J=zero"));
         assert!(refused("stage0", "0=zero").contains("no thought to edit"));
         assert!(refused("pause", "0=zero").contains("no thought to edit"));
+    }
+
+    /// The shipped folder with `ids` loaded (and their probes), and its measured carry flips.
+    fn shipped(ids: &[&str]) -> Session {
+        let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../weights");
+        let manifest = std::fs::read_to_string(dir.join("manifest.json")).unwrap();
+        let tokenizer = std::fs::read(dir.join("tokenizer.json")).unwrap();
+        let mut session = Session::new(&manifest, &tokenizer).unwrap();
+        for id in ids {
+            let entry = session.manifest.stage(id).unwrap().clone();
+            session
+                .add_stage(id, &std::fs::read(dir.join(&entry.file.file)).unwrap())
+                .unwrap();
+            if let Some(probes) = &entry.probes {
+                let bytes = std::fs::read(dir.join(&probes.file)).unwrap();
+                session.add_probes(id, &bytes).unwrap();
+            }
+        }
+        let flips = std::fs::read_to_string(dir.join("eval/flips.json")).unwrap();
+        session.add_flips(&flips).unwrap();
+        session
+    }
+
+    #[test]
+    fn a_solve_carries_the_figure_of_its_own_kind_of_problem() {
+        let s = shipped(&["stage5"]);
+        let entry = s.manifest.stage("stage5").unwrap();
+        for (a, b) in [(654122, 299), (347, 285), (12345678, 9), (314159, 271828)] {
+            let p = Problem::new(a, b);
+            let view = s.solve_reference("stage5", &p, false).unwrap();
+            let want = entry.measured_for(&p).unwrap();
+            assert_eq!(view.measured.as_ref(), Some(&want), "{p}");
+            let (da, db) = p.digit_counts();
+            let head = format!(
+                "This stage answers {:.1}% of {da}-digit + {db}-digit problems right (n = {}",
+                want.greedy, want.n
+            );
+            assert!(
+                view.measured_note.starts_with(&head),
+                "{}",
+                view.measured_note
+            );
+        }
+        // 654122 + 299: the 6x3 pair's figure, never the 6x6 set's.
+        let odd = s
+            .solve_reference("stage5", &Problem::new(654122, 299), false)
+            .unwrap();
+        let f = odd.measured.unwrap();
+        assert_eq!((f.a_digits, f.b_digits, f.n), (6, 3, 200));
+        // Weights without figures for the pair say so.
+        let fixture = session();
+        let v = fixture
+            .solve_reference("stage2", &Problem::new(347, 285), false)
+            .unwrap();
+        assert_eq!(v.measured, None);
+        assert!(v
+            .measured_note
+            .starts_with("Not measured for this kind of problem"));
+    }
+
+    #[test]
+    fn edits_exist_where_coconut_intervene_makes_them() {
+        let s = shipped(&["stage5"]);
+        let short = s
+            .solve_reference("stage5", &Problem::new(347, 285), true)
+            .unwrap();
+        // 3 columns: 4 thoughts, each editable.
+        assert_eq!(
+            (short.edits.slots, short.edits.why_not.as_deref()),
+            (4, None)
+        );
+        let long = Problem::new(314159, 271828);
+        let view = s.solve_reference("stage5", &long, true).unwrap();
+        assert_eq!(view.edits.slots, 0);
+        assert!(view.edits.why_not.unwrap().contains("1 to 4 digits"));
+        let refused = s.solve_edited("stage5", &long, "0=zero").unwrap_err();
+        assert!(refused.contains("1 to 4 digits"), "{refused}");
+        // The probes read it, without a score: they were scored on 1-4 digit problems only.
+        let thought = view
+            .positions
+            .iter()
+            .find(|p| !p.probes.is_empty())
+            .unwrap();
+        assert!(thought.probes.iter().all(|r| r.accuracy.is_none()));
+        let scored = short
+            .positions
+            .iter()
+            .find(|p| !p.probes.is_empty())
+            .unwrap();
+        assert!(scored.probes.iter().all(|r| r.accuracy.is_some()));
+    }
+
+    #[test]
+    fn edit_results_use_core_s_answer_rule_and_a_command_a_shell_reads() {
+        let s = shipped(&["stage5"]);
+        let p = Problem::new(347, 285);
+        let edited = s.solve_edited("stage5", &p, "0=flip:0").unwrap();
+        assert_eq!(edited.answer.as_deref(), Some("0632"));
+        assert!(edited.correct && edited.verdict.correct);
+        assert_eq!(edited.verdict.reads.as_deref(), Some("632"));
+        assert_eq!(edited.edited_correct, edited.edited_verdict.correct);
+        let spaced = s.solve_edited("stage5", &p, "0=from:999 + 1").unwrap();
+        assert_eq!(
+            spaced.command,
+            "coconut intervene --stage stage5 --patch '0=from:999 + 1' '347 + 285'"
+        );
+        assert_eq!(shell_quote("1=zero"), "1=zero");
+        assert_eq!(shell_quote("it's"), r"'it'\''s'");
+        assert_eq!(shell_quote(""), "''");
+    }
+
+    #[test]
+    fn measured_carry_flips_are_shown_only_for_the_probes_they_flipped() {
+        let mut s = shipped(&["stage1", "stage5"]);
+        let p = Problem::new(347, 285);
+        let view = |s: &Session, id| s.solve_reference(id, &p, false).unwrap().flips;
+        let stage1 = view(&s, "stage1").unwrap();
+        assert_eq!(
+            (stage1.most, stage1.most_slot, stage1.most_column),
+            (74.0, 0, 0)
+        );
+        let stage5 = view(&s, "stage5").unwrap();
+        assert!(stage5.most < 1.0, "{}", stage5.most);
+        assert_eq!(stage5.rows.len(), 20);
+        assert_eq!(stage5.digits, 4);
+        // Rows measured on other probes (another probe accuracy) are not these weights'.
+        let mut rows: Vec<FlipEffect> = s.flips.clone();
+        rows.iter_mut()
+            .filter(|r| r.stage == "stage5")
+            .for_each(|r| r.probe_accuracy -= 1.0);
+        s.add_flips(&serde_json::to_string(&rows).unwrap()).unwrap();
+        assert_eq!(view(&s, "stage5"), None);
+        assert!(view(&s, "stage1").is_some());
+        assert!(s.add_flips("{}").unwrap_err().contains("flips.json"));
     }
 
     #[test]

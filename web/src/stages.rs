@@ -53,25 +53,33 @@ pub fn stage_texts(manifest: &Manifest) -> Vec<StageText> {
                 kind,
                 k,
                 all_latent,
-                label: label(s, k, all_latent),
-                about: about(s, k, all_latent),
+                label: label(s, k, all_latent, manifest.thoughts_per_step),
+                about: about(s, k, all_latent, manifest),
             }
         })
         .collect()
 }
 
-fn label(s: &StageEntry, k: usize, all_latent: bool) -> String {
+/// `c`: thoughts per step (`thoughts_per_step`). With coupled ids the number of thoughts follows
+/// the problem's columns, so only the count per column is named.
+fn label(s: &StageEntry, k: usize, all_latent: bool, c: usize) -> String {
     let thoughts = plural(s.thoughts, "thought");
     match s.kind {
         StageKind::NoCot => "Baseline: no chain of thought".into(),
+        StageKind::Pause if coupled(s) => format!("Baseline: pause positions ({c} per column)"),
         StageKind::Pause => format!("Baseline: {}", plural(s.thoughts, "pause position")),
         _ if k == 0 => format!("Stage {k}: written chain of thought"),
-        // Coupled ids give a longer problem more thoughts: the count per column is what holds.
-        _ if all_latent && coupled(s) => format!(
-            "Stage {k}: all latent ({} per column)",
-            plural(s.thoughts / k.max(1), "thought")
-        ),
+        _ if all_latent && coupled(s) => {
+            format!(
+                "Stage {k}: all latent ({} per column)",
+                plural(c, "thought")
+            )
+        }
         _ if all_latent => format!("Stage {k}: all latent ({thoughts})"),
+        _ if coupled(s) => format!(
+            "Stage {k}: {} as thoughts, then written steps",
+            plural(k, "column")
+        ),
         _ => format!("Stage {k}: {thoughts}, then written steps"),
     }
 }
@@ -80,29 +88,36 @@ fn coupled(s: &StageEntry) -> bool {
     !s.positions.is_absolute()
 }
 
-fn about(s: &StageEntry, k: usize, all_latent: bool) -> String {
+fn about(s: &StageEntry, k: usize, all_latent: bool, manifest: &Manifest) -> String {
+    let c = manifest.thoughts_per_step;
     let test = s
         .accuracy
         .as_ref()
         .and_then(|a| a.sets.iter().find(|set| set.set == "test"));
     let measured = test.map_or(String::new(), |t| {
         format!(
-            " Measured: {:.2}% of {} held-out problems right (greedy).",
-            t.greedy, t.n
+            " Measured: {:.2}% of {} held-out problems of 1 to {} digits right (greedy).",
+            t.greedy,
+            t.n,
+            manifest.test_data().max_digits
         )
     });
     let what = match s.kind {
         StageKind::NoCot => "Writes the answer right after the question: no steps, no thoughts.".into(),
+        StageKind::Pause if coupled(s) => format!(
+            "{} per column and as many for the carry column, each fed the same fixed <latent> \
+             embedding (nothing is fed back), then the answer.",
+            plural(c, "extra position")
+        ),
         StageKind::Pause => format!(
             "{}, each fed the same fixed <latent> embedding (nothing is fed back), then the answer.",
             plural(s.thoughts, "extra position")
         ),
         _ if k == 0 => "Writes every column as a step, then the answer.".into(),
         _ if all_latent && coupled(s) => format!(
-            "Every step happens in continuous thoughts, {} per column and as many for the carry \
+            "Every step happens in continuous thoughts, {c} per column and as many for the carry \
              column, so a longer problem gets more ({} for the longest trained problems); nothing \
              is written before the answer.",
-            s.thoughts / k.max(1),
             s.thoughts
         ),
         _ if all_latent => format!(
@@ -110,6 +125,11 @@ fn about(s: &StageEntry, k: usize, all_latent: bool) -> String {
              before the answer.",
             plural(s.thoughts, "thought"),
             s.thoughts / k.max(1)
+        ),
+        _ if coupled(s) => format!(
+            "The first {} happen as continuous thoughts, {c} per column (a problem with fewer \
+             columns gets fewer); the rest are written.",
+            plural(k, "column")
         ),
         _ => format!(
             "The first {} happen as {}; the rest are written.",
@@ -133,13 +153,14 @@ mod tests {
         let texts = stage_texts(&dir.manifest);
         let by_id = |id: &str| texts.iter().find(|t| t.id == id).unwrap();
         assert_eq!(by_id("stage0").label, "Stage 0: written chain of thought");
+        // Coupled ids: a stage thinks its first k columns, however many the problem has.
         assert_eq!(
             by_id("stage1").label,
-            "Stage 1: 1 thought, then written steps"
+            "Stage 1: 1 column as thoughts, then written steps"
         );
         assert_eq!(
             by_id("stage2").label,
-            "Stage 2: 2 thoughts, then written steps"
+            "Stage 2: 2 columns as thoughts, then written steps"
         );
         let last = by_id("stage5");
         assert!(last.all_latent && last.kind == "latent" && last.k == 5);
@@ -151,14 +172,17 @@ mod tests {
         ));
         assert!(last
             .about
-            .contains("% of 5000 held-out problems right (greedy)."));
+            .contains("% of 5000 held-out problems of 1 to 4 digits right (greedy)."));
         let pause = by_id("pause");
         assert_eq!((pause.kind, pause.k, pause.all_latent), ("pause", 0, false));
-        assert_eq!(pause.label, "Baseline: 5 pause positions");
+        // Its positions follow the columns too (7 for a 6-digit problem): no fixed count.
+        assert_eq!(pause.label, "Baseline: pause positions (1 per column)");
+        assert!(pause.about.starts_with("1 extra position per column"));
         assert_eq!(by_id("nocot").label, "Baseline: no chain of thought");
         assert_eq!(
             by_id("stage2").about.split(" Measured").next().unwrap(),
-            "The first 2 steps happen as 2 continuous thoughts; the rest are written."
+            "The first 2 columns happen as continuous thoughts, 1 per column (a problem with \
+             fewer columns gets fewer); the rest are written."
         );
         assert_eq!(texts.iter().filter(|t| t.all_latent).count(), 1);
     }

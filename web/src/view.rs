@@ -3,9 +3,12 @@
 //! Serialized to JSON once per solve; the page never reaches into the model itself.
 
 use coconut_core::decoding::{Solution, Trace};
-use coconut_core::probes::{ProbeReading, ThoughtProbes};
+use coconut_core::layout::answer_matches;
+use coconut_core::manifest::ClassFigure;
+use coconut_core::probes::{ProbeReading, Quantity, ThoughtProbes};
 use coconut_core::reference::ReferenceModel;
 use coconut_core::tokenizer::{Tokenizer, EOS, EOT};
+use coconut_core::Problem;
 use serde::Serialize;
 use std::ops::Range;
 
@@ -21,7 +24,24 @@ pub struct SolveView {
     pub expected: String,
     /// The digits the model wrote between `<eot>` and `<eos>` (None: it wrote none).
     pub answer: Option<String>,
+    /// `verdict.correct`: core's answer rule.
     pub correct: bool,
+    /// The one verdict on the answer the page shows (core's rule, leading zeros read).
+    pub verdict: Verdict,
+    /// What the manifest measured for this problem's own kind (its operand-length pair, and its
+    /// carry chain where that set counted it: core's `StageEntry::measured_for`); None when it
+    /// measured nothing for it. Filled by the session.
+    pub measured: Option<ClassFigure>,
+    /// That figure in words, or "not measured for this kind of problem".
+    pub measured_note: String,
+    /// Which thoughts of this run can be edited, and why not where none can.
+    pub edits: EditScope,
+    /// How the stage's probes were measured (for a stage with probes): their scores are shown
+    /// only for problems of the lengths they were scored on.
+    pub probed: Option<Probed>,
+    /// What the stage's carry flips did where they were measured (`coconut intervene
+    /// --measure-flips`), at every thought, for the edit controls; None: not measured.
+    pub flips: Option<FlipsMeasured>,
     /// Whether `<eos>` came before the position limit.
     pub finished: bool,
     /// The decoded sequence, exactly as `coconut solve` prints it.
@@ -73,8 +93,109 @@ pub struct PositionView {
     /// Attention weights `[n_layer][n_head][t + 1]` over the positions so far.
     pub attention: Vec<Vec<Vec<f32>>>,
     /// At a thought slot of a stage shipped with probes: what each probe reads from the thought
-    /// fed in here (`input`), with its held-out accuracy. Empty elsewhere.
-    pub probes: Vec<ProbeReading>,
+    /// fed in here (`input`), with its held-out accuracy where it was measured for problems of
+    /// this length. Empty elsewhere.
+    pub probes: Vec<ProbeView>,
+}
+
+/// One probe's reading of a thought, for the inspector.
+#[derive(Debug, PartialEq, Serialize)]
+pub struct ProbeView {
+    pub column: usize,
+    pub quantity: Quantity,
+    pub value: usize,
+    pub p: f32,
+    /// The probe's held-out accuracy and its shuffled-label baseline (percent), measured on
+    /// problems of 1 to `Probed::digits` digits; None for a longer problem: not measured there.
+    pub accuracy: Option<f64>,
+    pub shuffled: Option<f64>,
+}
+
+/// The probes' measurement: fitted on `n_fit` training problems and scored on `n_test`
+/// held-out ones, every operand of 1 to `digits` digits (the manifest's data splits).
+#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+pub struct Probed {
+    pub digits: usize,
+    pub n_fit: usize,
+    pub n_test: usize,
+    /// Whether this problem is of a length they were scored on.
+    pub measured_here: bool,
+}
+
+/// How an answer reads against the sum, by core's rule (`layout::answer_matches`): written
+/// plainly, or with the leading zeros of a coupled layout (0632 for 632).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Verdict {
+    pub correct: bool,
+    /// The digits as written (None: no answer).
+    pub answer: Option<String>,
+    /// The number they write, leading zeros dropped (None: no answer).
+    pub reads: Option<String>,
+    /// The true sum.
+    pub expected: String,
+    /// "✓" or "✗".
+    pub mark: &'static str,
+    /// Where the written digits start with zeros: why, in a sentence (the page says it once,
+    /// beside the answer).
+    pub leading_zeros: Option<String>,
+}
+
+/// The verdict on `answer` for `problem`.
+pub fn verdict(problem: &Problem, answer: Option<&str>) -> Verdict {
+    let correct = answer.is_some_and(|digits| answer_matches(problem, digits));
+    let reads = answer.map(|d| match d.trim_start_matches('0') {
+        "" => "0".to_string(),
+        rest => rest.to_string(),
+    });
+    let leading_zeros = answer.zip(reads.as_deref()).and_then(|(written, reads)| {
+        (written.len() > reads.len()).then(|| {
+            format!(
+                "{written} is {reads}: the model writes one digit per column and one for a final \
+                 carry ({} here), so a sum without that carry starts with 0.",
+                problem.columns() + 1
+            )
+        })
+    });
+    Verdict {
+        correct,
+        answer: answer.map(str::to_string),
+        reads,
+        expected: problem.answer().to_string(),
+        mark: if correct { "✓" } else { "✗" },
+        leading_zeros,
+    }
+}
+
+/// The thoughts of one run that can be edited (`coconut intervene`'s rule): thought slots
+/// `0..slots`; `why_not` says why when some or all cannot.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct EditScope {
+    pub slots: usize,
+    pub why_not: Option<String>,
+}
+
+/// A stage's carry flips as measured (`coconut intervene --measure-flips`), on held-out
+/// problems of 1 to `digits` digits.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct FlipsMeasured {
+    pub digits: usize,
+    /// The largest share of problems whose answer moved as the flipped carry would, over every
+    /// thought and column, and where.
+    pub most: f64,
+    pub most_slot: usize,
+    pub most_column: usize,
+    /// Per thought slot, per column: what the flip did.
+    pub rows: Vec<FlipFigure>,
+}
+
+/// What flipping one column's carry probe at one thought did over the measured problems.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct FlipFigure {
+    pub slot: usize,
+    pub column: usize,
+    pub problems: usize,
+    pub unchanged: f64,
+    pub as_the_carry_would: f64,
 }
 
 #[derive(Debug, Serialize)]
@@ -91,7 +212,7 @@ pub fn solve_view(
     feeds_back: bool,
     solution: &Solution,
     model: &ReferenceModel,
-    probes: Option<&ThoughtProbes>,
+    probes: Option<(&ThoughtProbes, Probed)>,
     tokenizer: &Tokenizer,
 ) -> SolveView {
     let generation = &solution.generation;
@@ -117,13 +238,20 @@ pub fn solve_view(
             )
         })
         .unwrap_or_default();
+    let verdict = verdict(&solution.problem, solution.answer.as_deref());
     SolveView {
         stage: stage_id.to_string(),
         a: solution.problem.a,
         b: solution.problem.b,
         expected: solution.problem.answer().to_string(),
         answer: solution.answer.clone(),
-        correct: solution.is_correct(),
+        correct: verdict.correct,
+        verdict,
+        measured: None,
+        measured_note: String::new(),
+        edits: EditScope::default(),
+        probed: probes.filter(|_| feeds_back).map(|(_, probed)| probed),
+        flips: None,
         finished: generation.finished,
         text: solution.text.clone(),
         tokens,
@@ -171,7 +299,7 @@ fn position_views(
     thought_slots: Range<usize>,
     thoughts: &[Vec<f32>],
     model: &ReferenceModel,
-    probes: Option<&ThoughtProbes>,
+    probes: Option<(&ThoughtProbes, Probed)>,
     tokenizer: &Tokenizer,
 ) -> Vec<PositionView> {
     let digit_embeddings: Vec<Vec<f32>> = (0..10)
@@ -191,9 +319,12 @@ fn position_views(
             let mut readings = Vec::new();
             let input = if thought_slots.contains(&i) {
                 let thought = thought_inputs.next().cloned().unwrap_or_default();
-                if let Some(probes) = probes {
-                    readings = probes.read(i - thought_slots.start, &thought);
-                    readings.iter_mut().for_each(|r| r.p = round(r.p));
+                if let Some((probes, probed)) = probes {
+                    readings = probes
+                        .read(i - thought_slots.start, &thought)
+                        .into_iter()
+                        .map(|r| probe_view(r, probed.measured_here))
+                        .collect();
                 }
                 thought
             } else {
@@ -232,6 +363,18 @@ fn position_views(
             }
         })
         .collect()
+}
+
+/// A reading as the inspector shows it: its score only where it was measured.
+fn probe_view(r: ProbeReading, measured: bool) -> ProbeView {
+    ProbeView {
+        column: r.column,
+        quantity: r.quantity,
+        value: r.value,
+        p: round(r.p),
+        accuracy: measured.then_some(r.accuracy),
+        shuffled: measured.then_some(r.shuffled),
+    }
 }
 
 /// The `TOP_K` most probable next tokens under softmax(logits).
@@ -361,7 +504,20 @@ mod tests {
                 },
             ));
         }
-        let view = solve_view("stage2", true, &solution, &model, Some(&probes), &tokenizer);
+        let probed = |measured_here| Probed {
+            digits: 4,
+            n_fit: 1,
+            n_test: 1,
+            measured_here,
+        };
+        let view = solve_view(
+            "stage2",
+            true,
+            &solution,
+            &model,
+            Some((&probes, probed(true))),
+            &tokenizer,
+        );
         let prompt_len = solution.generation.prompt_len;
         for (i, position) in view.positions.iter().enumerate() {
             if let Some(slot) = i.checked_sub(prompt_len).filter(|&j| j < 2) {
@@ -371,15 +527,65 @@ mod tests {
                 assert!((position.probes[0].p - want[0].p).abs() < 1e-4);
                 assert_eq!(
                     (position.probes[0].column, position.probes[0].accuracy),
-                    (1, 97.5)
+                    (1, Some(97.5))
                 );
             } else {
                 assert!(position.probes.is_empty(), "position {i} is no thought");
             }
         }
+        // A problem longer than the probes were scored on: the same readings, no score.
+        let longer = solve_view(
+            "stage2",
+            true,
+            &solution,
+            &model,
+            Some((&probes, probed(false))),
+            &tokenizer,
+        );
+        for (seen, scored) in longer.positions.iter().zip(&view.positions) {
+            assert_eq!(seen.probes.len(), scored.probes.len());
+            for (r, s) in seen.probes.iter().zip(&scored.probes) {
+                assert_eq!((r.value, r.accuracy, r.shuffled), (s.value, None, None));
+            }
+        }
         // A pause stage's slots hold no thought: no readings.
-        let pause = solve_view("pause", false, &solution, &model, Some(&probes), &tokenizer);
+        let pause = solve_view(
+            "pause",
+            false,
+            &solution,
+            &model,
+            Some((&probes, probed(true))),
+            &tokenizer,
+        );
         assert!(pause.positions.iter().all(|p| p.probes.is_empty()));
+    }
+
+    #[test]
+    fn the_verdict_is_core_s_rule_and_explains_leading_zeros() {
+        let p = Problem::new(347, 285);
+        let padded = verdict(&p, Some("0632"));
+        assert!(padded.correct);
+        assert_eq!((padded.reads.as_deref(), padded.mark), (Some("632"), "✓"));
+        let why = padded.leading_zeros.unwrap();
+        assert!(why.starts_with("0632 is 632: "), "{why}");
+        assert!(why.contains("one for a final carry (4 here)"), "{why}");
+        let plain = verdict(&p, Some("632"));
+        assert!(plain.correct && plain.leading_zeros.is_none());
+        // Too many zeros for the layout, another number, no answer: wrong.
+        for wrong in [Some("00632"), Some("0633"), None] {
+            let v = verdict(&p, wrong);
+            assert!(!v.correct, "{wrong:?}");
+            assert_eq!(v.mark, "✗");
+        }
+        let zero = verdict(&Problem::new(0, 0), Some("00"));
+        assert!(zero.correct);
+        assert_eq!(zero.reads.as_deref(), Some("0"));
+        assert!(zero.leading_zeros.unwrap().starts_with("00 is 0: "));
+        // The view's `correct` is the verdict's.
+        let (model, tokenizer, solution) = stage2_solution();
+        let view = solve_view("stage2", true, &solution, &model, None, &tokenizer);
+        assert_eq!(view.correct, view.verdict.correct);
+        assert_eq!(view.correct, solution.is_correct());
     }
 
     #[test]
