@@ -21,7 +21,7 @@ use crate::problem::Problem;
 use crate::skeleton::{Affine, Norm};
 use crate::stage::Stage;
 use crate::stored::StoredMatrix;
-use crate::tokenizer::{Tokenizer, LATENT};
+use crate::tokenizer::Tokenizer;
 use crate::weights::{ModelWeights, Tensor};
 
 struct LayerNorm {
@@ -350,11 +350,23 @@ impl ReferenceModel {
         with_trace: bool,
         edits: &[Intervention],
     ) -> Result<Generation, EngineError> {
-        let mut decoder = Decoder::new(prompt_ids, stage, self.config.n_positions)?;
+        let decoder = Decoder::new(prompt_ids, stage, self.config.n_positions)?;
+        self.run_decoder(decoder, with_trace, edits)
+    }
+
+    /// Runs a decoding core's [`Decoder`] drives (any model family's), with `edits` applied to
+    /// its thoughts.
+    pub fn run_decoder(
+        &self,
+        mut decoder: Decoder,
+        with_trace: bool,
+        edits: &[Intervention],
+    ) -> Result<Generation, EngineError> {
+        let prompt_len = decoder.plan().prompt_len;
         for edit in edits {
             edit.check(decoder.plan().thoughts, self.config.n_embd)?;
         }
-        let feeds_back = decoder.plan().feeds_back;
+        let (feeds_back, slot_token) = (decoder.plan().feeds_back, decoder.plan().slot_token);
         let mut cache = self.new_cache();
         let mut thoughts = Vec::new();
         let mut traces = Vec::new();
@@ -385,7 +397,7 @@ impl ReferenceModel {
                     let input = if feeds_back {
                         hidden.clone()
                     } else {
-                        self.token_embedding(LATENT)?
+                        self.token_embedding(slot_token)?
                     };
                     let input = edited(edits, slot, input);
                     hidden = run(&mut cache, &input, position_id)?;
@@ -400,7 +412,7 @@ impl ReferenceModel {
         });
         Ok(Generation {
             ids: decoder.into_ids(),
-            prompt_len: prompt_ids.len(),
+            prompt_len,
             thoughts,
             finished,
             trace,

@@ -8,8 +8,11 @@
 //! - [`tokenizer`] (feature `hf-tokenizer`): the seed's tokenizer, its decoding and the answer
 //!   rule of the free runs;
 //! - [`layout`]: the seed's layouts of stages 0-3, the thought-count protocols of the free runs;
-//! - [`metric`] (feature `hf-tokenizer`): the seed's published teacher-forced judgement.
+//! - [`metric`] (feature `hf-tokenizer`): the seed's published teacher-forced judgement;
+//! - [`decode`] (feature `hf-tokenizer`): its free runs through core's decoder, the answer read.
 
+#[cfg(feature = "hf-tokenizer")]
+pub mod decode;
 pub mod layout;
 #[cfg(feature = "hf-tokenizer")]
 pub mod metric;

@@ -1,0 +1,178 @@
+//! The seed's checkpoint format end to end: `standin.pt` (a real `torch.save` of a small
+//! `GPT2LMHeadModel` resized to the seed's 50,261 tokens) imported into a weights folder, then
+//! run by the reference engine through core's decoder, equal to what the seed's own procedure
+//! computed in transformers (tests/fixtures/seed-standin/golden.json, made by
+//! scripts/seed_goldens.py): teacher-forced answer tokens, the thought vectors fed, and the free
+//! runs of every thought-count protocol.
+
+use coconut_core::decoding::Generation;
+use coconut_core::family::LayoutFamily;
+use coconut_core::manifest::WeightsDir;
+use coconut_core::reference::ReferenceModel;
+use coconut_core::seed::decode::{answer, answer_tokens, decoder, teacher_forced};
+use coconut_core::seed::layout::{SeedLayout, SeedStage, ThoughtCount};
+use coconut_core::seed::tokenizer::Gpt2Tokenizer;
+use coconut_core::seed::EOT;
+use coconut_core::weights::WeightDtype;
+use coconut_core::Problem;
+use coconut_trainer::import::{import, ImportRequest, Source};
+use serde_json::Value;
+use std::path::PathBuf;
+
+fn fixture(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../tests/fixtures/seed-standin")
+        .join(name)
+}
+
+fn golden() -> Value {
+    serde_json::from_slice(&std::fs::read(fixture("golden.json")).unwrap()).unwrap()
+}
+
+/// The stand-in imported in f32 as `stage`: the goldens' smallest logit margin (0.0009) leaves
+/// no room for int8.
+fn imported(dir: &std::path::Path, stages: &[&str], dtype: WeightDtype) -> WeightsDir {
+    for stage in stages {
+        import(&ImportRequest {
+            source: Source::Pt(fixture("standin.pt")),
+            stage: stage.to_string(),
+            layout: LayoutFamily::Seed,
+            n_head: Some(2),
+            dtype,
+            out: dir.to_path_buf(),
+        })
+        .unwrap();
+    }
+    WeightsDir::open(dir).unwrap()
+}
+
+fn ids(v: &Value) -> Vec<u32> {
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_i64().unwrap() as u32)
+        .collect()
+}
+
+fn close(got: &[Vec<f32>], want: &Value, what: &str) {
+    let want: Vec<Vec<f64>> = serde_json::from_value(want.clone()).unwrap();
+    assert_eq!(got.len(), want.len(), "{what}: thought count");
+    for (g, w) in got.iter().zip(&want) {
+        let err = g
+            .iter()
+            .zip(w)
+            .map(|(a, b)| (*a as f64 - b).abs())
+            .fold(0.0, f64::max);
+        assert!(err < 1e-4, "{what}: thought differs by {err}");
+    }
+}
+
+#[test]
+fn the_imported_stand_in_computes_what_the_seeds_procedure_computed() {
+    let dir = tempfile::tempdir().unwrap();
+    let folder = imported(dir.path(), &["stage0", "stage3"], WeightDtype::F32);
+    let manifest = &folder.manifest;
+    assert_eq!(manifest.family, coconut_core::family::Family::seed());
+    assert_eq!((manifest.model.n_layer, manifest.model.n_embd), (2, 16));
+    let (_, _, weights) = folder.stage("stage3").unwrap();
+    let model = ReferenceModel::new(&weights);
+    let tokenizer = Gpt2Tokenizer::new();
+    let tokens = answer_tokens(&tokenizer);
+    let golden = golden();
+    let n_positions = model.config().n_positions;
+    let mut runs = 0;
+    for problem in golden["problems"].as_array().unwrap() {
+        let p = Problem::new(
+            problem["a"].as_u64().unwrap(),
+            problem["b"].as_u64().unwrap(),
+        );
+        for stage in SeedStage::ALL {
+            let g = &problem["stages"][format!("stage{}", stage.index())];
+            let what = format!("{p} stage{}", stage.index());
+            let layout = SeedLayout::new(&tokenizer, &p, stage);
+            let forced = teacher_forced(&model, &layout).unwrap();
+            assert_eq!(
+                forced.answer_argmax,
+                ids(&g["teacher_forced"]["answer_argmax"]),
+                "{what}: teacher-forced answer tokens"
+            );
+            close(&forced.thoughts, &g["teacher_forced"]["thoughts"], &what);
+            let protocols: &[(&str, ThoughtCount)] = if stage.index() == 0 {
+                &[("free", ThoughtCount::Gold)]
+            } else {
+                &[
+                    ("free_gold", ThoughtCount::Gold),
+                    ("free_columns", ThoughtCount::Columns),
+                    ("free_columns_plus_one", ThoughtCount::ColumnsPlusOne),
+                ]
+            };
+            for (name, count) in protocols {
+                let Some(free) = g.get(name) else { continue };
+                let d = decoder(&tokenizer, &tokens, &p, stage, *count, n_positions).unwrap();
+                let Generation {
+                    ids: got,
+                    prompt_len,
+                    thoughts,
+                    ..
+                } = model.run_decoder(d, false, &[]).unwrap();
+                // Golden runs generate a fixed number of tokens; ours stop by the answer rule,
+                // so ours are a prefix of theirs.
+                let generated = ids(&free["generated"]);
+                let after: Vec<u32> = got[prompt_len..]
+                    .iter()
+                    .copied()
+                    .filter(|&id| id != coconut_core::seed::ACT)
+                    .skip_while(|&id| stage.index() > 0 && id == EOT)
+                    .collect();
+                assert!(
+                    generated.starts_with(&after),
+                    "{what} {name}: generated {after:?}, the seed's run {generated:?}"
+                );
+                let want = free["answer"].as_str().filter(|a| !a.is_empty());
+                assert_eq!(
+                    answer(&tokenizer, &got, prompt_len).as_deref(),
+                    want,
+                    "{what} {name}"
+                );
+                if let Some(t) = free.get("thoughts") {
+                    close(&thoughts, t, &format!("{what} {name}"));
+                }
+                runs += 1;
+            }
+        }
+    }
+    assert!(runs >= 16 * 7, "{runs} free runs compared");
+}
+
+#[test]
+fn an_int8_import_lists_its_stage_and_bad_requests_leave_no_folder() {
+    let dir = tempfile::tempdir().unwrap();
+    let folder = imported(dir.path(), &["stage3"], WeightDtype::Int8);
+    let entry = folder.manifest.stage("stage3").unwrap();
+    assert_eq!((entry.dtype, entry.thoughts), (WeightDtype::Int8, 5));
+    // Without the head count, and with a head count the width does not divide.
+    let request = |n_head, stage: &str| ImportRequest {
+        source: Source::Pt(fixture("standin.pt")),
+        stage: stage.into(),
+        layout: LayoutFamily::Seed,
+        n_head,
+        dtype: WeightDtype::Int8,
+        out: dir.path().join("other"),
+    };
+    let err = format!("{:#}", import(&request(None, "stage0")).unwrap_err());
+    assert!(err.contains("--n-head"), "{err}");
+    let err = format!("{:#}", import(&request(Some(3), "stage0")).unwrap_err());
+    assert!(err.contains("multiple of n_head (3)"), "{err}");
+    let err = format!("{:#}", import(&request(Some(2), "stage4")).unwrap_err());
+    assert!(err.contains("stage0 to stage3"), "{err}");
+    assert!(!dir.path().join("other").join("manifest.json").exists());
+    let err = format!(
+        "{:#}",
+        import(&ImportRequest {
+            layout: LayoutFamily::Coconut,
+            ..request(Some(2), "stage0")
+        })
+        .unwrap_err()
+    );
+    assert!(err.contains("--layout seed"), "{err}");
+}
