@@ -40,6 +40,49 @@ pub enum Command {
     Probe(ProbeArgs),
     /// Solve problems as trained and with thoughts edited (replaced, zeroed, carry flipped).
     Intervene(InterveneArgs),
+    /// Import a GPT-2 trained elsewhere (a torch.save state dict such as the seed's stage*.pt,
+    /// or a Hugging Face folder) as one stage of a weights folder.
+    Import(ImportArgs),
+}
+
+/// `coconut import`.
+#[derive(Args, Debug)]
+#[command(group(clap::ArgGroup::new("source").required(true).args(["pt", "hf"])))]
+pub struct ImportArgs {
+    /// A `torch.save(model.state_dict())` file of a `GPT2LMHeadModel` (read without running
+    /// any of its code: only a plain state dict is accepted).
+    #[arg(long)]
+    pub pt: Option<PathBuf>,
+    /// A Hugging Face GPT-2 folder (config.json, model.safetensors or pytorch_model.bin).
+    #[arg(long)]
+    pub hf: Option<PathBuf>,
+    /// Which stage of the seed's curriculum the checkpoint is: stage0 (steps written) to stage3
+    /// (every step a thought).
+    #[arg(long)]
+    pub stage: String,
+    /// The layouts it was trained with: seed (docs/seed-format.md).
+    #[arg(long, default_value = "seed", value_parser = layout_family)]
+    pub layout: coconut_core::family::LayoutFamily,
+    /// Attention heads (a state dict does not say; GPT-2-large has 20, GPT-2 small 12).
+    #[arg(long, value_parser = count::<1, { limits::MAX_HEADS }>)]
+    pub n_head: Option<usize>,
+    /// How the matrices are stored: int8 (a quarter of f32), f16 or f32.
+    #[arg(long, default_value = "int8")]
+    pub dtype: coconut_core::weights::WeightDtype,
+    /// The weights folder to write (made if missing; other stages of the same model kept).
+    #[arg(long)]
+    pub out: PathBuf,
+}
+
+fn layout_family(name: &str) -> Result<coconut_core::family::LayoutFamily, String> {
+    use coconut_core::family::LayoutFamily;
+    match name {
+        "seed" => Ok(LayoutFamily::Seed),
+        "coconut-lab" => Ok(LayoutFamily::Coconut),
+        other => Err(format!(
+            "unknown layout '{other}': expected seed or coconut-lab"
+        )),
+    }
 }
 
 #[derive(Args)]
@@ -342,6 +385,11 @@ pub struct SolveArgs {
     /// One JSON object per input line.
     #[arg(long)]
     pub json: bool,
+    /// For a folder of the seed's family: how many thoughts a problem gets, counted from the
+    /// operands (columns, columns-plus-one) or from its own steps (gold, which tells the model
+    /// whether the sum has an extra digit, as the seed's loop did).
+    #[arg(long, default_value = "columns", value_parser = crate::seed::protocol)]
+    pub thoughts: coconut_core::seed::layout::ThoughtCount,
 }
 
 /// `coconut export`.

@@ -8,6 +8,7 @@ mod args_fuzz;
 mod intervene;
 mod limits;
 mod output;
+mod seed;
 mod solve;
 
 use anyhow::{Context, Result};
@@ -59,6 +60,7 @@ fn run(command: Command) -> Result<u8> {
         Command::Golden(args) => run_golden(args).map(|_| 0),
         Command::Probe(args) => run_probe(args).map(|_| 0),
         Command::Intervene(args) => intervene::run_intervene(args),
+        Command::Import(args) => run_import(args).map(|_| 0),
     }
 }
 
@@ -206,10 +208,57 @@ fn evaluated(args: &EvalArgs) -> Result<Evaluated> {
     })
 }
 
+fn run_import(args: args::ImportArgs) -> Result<()> {
+    let source = match (&args.pt, &args.hf) {
+        (Some(pt), _) => coconut_trainer::import::Source::Pt(pt.clone()),
+        (None, Some(hf)) => coconut_trainer::import::Source::Hf(hf.clone()),
+        (None, None) => anyhow::bail!("give --pt FILE or --hf DIR"),
+    };
+    let config = coconut_trainer::import::import(&coconut_trainer::import::ImportRequest {
+        source,
+        stage: args.stage.clone(),
+        layout: args.layout,
+        n_head: args.n_head,
+        dtype: args.dtype,
+        out: args.out.clone(),
+    })?;
+    note!(
+        "imported {} into {}: {} layers, width {}, {} heads, {} tokens, {} positions ({:?})",
+        args.stage,
+        args.out.display(),
+        config.n_layer,
+        config.n_embd,
+        config.n_head,
+        config.vocab_size,
+        config.n_positions,
+        args.dtype
+    );
+    Ok(())
+}
+
+/// `eval` on a folder of the seed's family: its own problems, layouts and metrics.
+fn run_seed_eval(args: &EvalArgs, folder: &coconut_core::manifest::WeightsDir) -> Result<()> {
+    let report = seed::eval(folder, &args.stage, args.n)?;
+    if let Some(path) = &args.json {
+        coconut_trainer::checkpoint::write_atomic(
+            path,
+            serde_json::to_string_pretty(&report)?.as_bytes(),
+        )?;
+        note!("wrote {}", path.display());
+    }
+    Ok(())
+}
+
 fn run_eval(args: EvalArgs) -> Result<()> {
     for (flag, path) in [("--json", &args.json), ("--wrong", &args.wrong)] {
         if let Some(path) = path {
             check_output(path, flag)?;
+        }
+    }
+    if let Some(dir) = &args.weights {
+        let folder = coconut_core::manifest::WeightsDir::open(dir)?;
+        if folder.manifest.family.layout == coconut_core::family::LayoutFamily::Seed {
+            return run_seed_eval(&args, &folder);
         }
     }
     let Evaluated {

@@ -312,7 +312,7 @@ pub fn run(
 }
 
 /// A line as it is shown back, and its problem or why it cannot be one.
-fn parse_line(line: Line, max_digits: usize) -> (String, Result<Problem>) {
+pub(crate) fn parse_line(line: Line, max_digits: usize) -> (String, Result<Problem>) {
     match line {
         Line::Text(text) => {
             let input = text.trim_end_matches(['\r', '\n']).to_string();
@@ -425,6 +425,21 @@ pub fn measured_note(entry: &StageEntry, problem: &Problem) -> String {
 /// Runs `coconut solve`; returns the process exit code (1 if any line was refused).
 pub fn run_solve(args: SolveArgs) -> Result<u8> {
     let folder = coconut_core::manifest::WeightsDir::open(&args.weights)?;
+    if folder.manifest.family.layout == coconut_core::family::LayoutFamily::Seed {
+        anyhow::ensure!(
+            args.engine == EngineKind::Reference,
+            "{} holds the seed's GPT-2: it runs on the reference engine (--engine reference)",
+            args.weights.display()
+        );
+        let refused = crate::seed::solve(
+            &folder,
+            args.stage.as_deref(),
+            args.thoughts,
+            &args.problems,
+            args.json,
+        )?;
+        return Ok(u8::from(refused > 0));
+    }
     let manifest = &folder.manifest;
     let stage_id = match &args.stage {
         Some(s) => s.clone(),

@@ -1714,3 +1714,117 @@ fn solve_gives_each_problem_its_own_length_pairs_figure() {
         "{text}"
     );
 }
+
+/// The seed's checkpoints through the command: `import` a real `torch.save` stand-in as two
+/// stages of one folder, `solve` keeps the line contract (refusing what the seed never
+/// trained on), `eval` reports held-out greedy and the seed's own metric, and a file that is not
+/// a checkpoint is refused with its name.
+#[test]
+fn import_solve_and_eval_run_the_seeds_checkpoints() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("seed");
+    let pt =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/seed-standin/standin.pt");
+    for stage in ["stage1", "stage3"] {
+        let run = coconut(&[
+            "import",
+            "--pt",
+            path(&pt),
+            "--stage",
+            stage,
+            "--n-head",
+            "2",
+            "--out",
+            path(&out),
+        ])
+        .output()
+        .unwrap();
+        assert_success(&run);
+    }
+    let manifest = std::fs::read_to_string(out.join("manifest.json")).unwrap();
+    assert!(manifest.contains(r#""layout": "seed""#) && manifest.contains("stage1"));
+    let solved = coconut(&[
+        "solve",
+        "--weights",
+        path(&out),
+        "--json",
+        "--thoughts",
+        "gold",
+        "347 + 285",
+        "5 + 5",
+    ])
+    .output()
+    .unwrap();
+    assert_eq!(solved.status.code(), Some(1), "one line refused");
+    let lines: Vec<serde_json::Value> = String::from_utf8(solved.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 2);
+    assert_eq!(lines[0]["stage"], "stage3");
+    assert_eq!(lines[0]["thoughts"], 3, "347 + 285 has three steps");
+    assert!(lines[0]["text"]
+        .as_str()
+        .unwrap()
+        .contains("<bot> [thought] [thought] [thought] <eot>"));
+    assert!(error_has(&lines[1], "same length, 2 to 4 digits"));
+    let wgpu = coconut(&[
+        "solve",
+        "--weights",
+        path(&out),
+        "--engine",
+        "wgpu",
+        "347 + 285",
+    ])
+    .output()
+    .unwrap();
+    assert!(
+        stderr_of(&wgpu).contains("reference engine"),
+        "{}",
+        stderr_of(&wgpu)
+    );
+    let json = dir.path().join("eval.json");
+    let eval = coconut(&[
+        "eval",
+        "--weights",
+        path(&out),
+        "--stage",
+        "stage1",
+        "--n",
+        "20",
+        "--json",
+        path(&json),
+    ])
+    .output()
+    .unwrap();
+    assert_success(&eval);
+    let report: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    assert_eq!(report["held_out"]["teacher_forced"]["n"], 20);
+    for protocol in ["gold", "columns", "columns-plus-one"] {
+        assert_eq!(
+            report["held_out"]["greedy"][protocol]["n"], 20,
+            "{protocol}"
+        );
+    }
+    assert!(report["published_set"]["in_training"].as_u64().unwrap() > 0);
+    let not_pt = coconut(&[
+        "import",
+        "--pt",
+        path(&json),
+        "--stage",
+        "stage0",
+        "--n-head",
+        "2",
+        "--out",
+        path(&out),
+    ])
+    .output()
+    .unwrap();
+    assert_eq!(not_pt.status.code(), Some(2));
+    assert!(
+        stderr_of(&not_pt).contains("eval.json: not a torch.save archive"),
+        "{}",
+        stderr_of(&not_pt)
+    );
+}

@@ -307,6 +307,8 @@ pub enum ManifestError {
     Weights(#[from] WeightsError),
     #[error(transparent)]
     Tokenizer(#[from] crate::tokenizer::TokenizerError),
+    #[error("{0}")]
+    Family(String),
     #[error(transparent)]
     Probes(#[from] ProbesError),
 }
@@ -676,8 +678,24 @@ impl WeightsDir {
     }
 
     pub fn tokenizer(&self) -> Result<Tokenizer, ManifestError> {
+        if self.manifest.family.layout == LayoutFamily::Seed {
+            return Err(ManifestError::Family(format!(
+                "{} holds the seed's GPT-2 (its BPE tokenizer and layouts): this command reads \
+                 this project's own models only",
+                self.dir.display()
+            )));
+        }
         self.manifest
             .tokenizer(&self.read(&self.manifest.tokenizer, "tokenizer.file")?)
+    }
+
+    /// The seed family's tokenizer (GPT-2's BPE and its four added tokens), verified.
+    #[cfg(feature = "hf-tokenizer")]
+    pub fn seed_tokenizer(&self) -> Result<crate::seed::tokenizer::Gpt2Tokenizer, ManifestError> {
+        let bytes = self.read(&self.manifest.tokenizer, "tokenizer.file")?;
+        self.manifest.tokenizer.verify(&bytes)?;
+        crate::seed::tokenizer::Gpt2Tokenizer::from_json(&bytes)
+            .map_err(|e| ManifestError::Family(e.to_string()))
     }
 
     /// A stage's probes, verified and checked ([`Manifest::stage_probes`]); None when the

@@ -1,0 +1,285 @@
+//! `solve` and `eval` on a weights folder of the seed's family (an imported GPT-2 Coconut
+//! checkpoint, docs/seed-format.md): its tokenizer, layouts and answer rule, on the reference
+//! engine (which keeps int8 weights as stored).
+//!
+//! Evaluation is honest first: greedy free runs on the seed's validation problems that are not
+//! in its training set, by digit count and thought-count protocol (`gold`: the problem's own
+//! step count, which tells the model whether the sum has an extra digit, as the seed's loop
+//! did; `columns` and `columns-plus-one`: counted from the operands alone); and, beside it, the
+//! seed's published metric (teacher-forced answer tokens on its first 500 validation problems,
+//! training problems included, as it measured them) so the two can be compared.
+
+use crate::output::{note, outln};
+use crate::solve::{argument_lines, parse_line, Line, Lines};
+use anyhow::{ensure, Context, Result};
+use coconut_core::manifest::WeightsDir;
+use coconut_core::problem::digit_count;
+use coconut_core::reference::ReferenceModel;
+use coconut_core::seed::decode::{answer, answer_tokens, decoder, teacher_forced};
+use coconut_core::seed::layout::{SeedLayout, SeedStage, ThoughtCount};
+use coconut_core::seed::metric::{judge, PUBLISHED_PROBLEMS};
+use coconut_core::seed::problems::{split, SeedSplit, TrainingSet};
+use coconut_core::seed::tokenizer::Gpt2Tokenizer;
+use coconut_core::seed::ACT;
+use coconut_core::Problem;
+use serde_json::json;
+use std::collections::BTreeMap;
+
+/// The thought-count protocols, by their command-line names.
+pub const PROTOCOLS: [(&str, ThoughtCount); 3] = [
+    ("gold", ThoughtCount::Gold),
+    ("columns", ThoughtCount::Columns),
+    ("columns-plus-one", ThoughtCount::ColumnsPlusOne),
+];
+
+pub fn protocol(name: &str) -> Result<ThoughtCount, String> {
+    PROTOCOLS
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map(|(_, c)| *c)
+        .ok_or_else(|| {
+            format!("unknown protocol '{name}': expected gold, columns or columns-plus-one")
+        })
+}
+
+/// A seed folder's stage, loaded: its model and its tokenizer.
+pub struct SeedModel {
+    pub stage: SeedStage,
+    pub id: String,
+    pub model: ReferenceModel,
+    pub tokenizer: Gpt2Tokenizer,
+    tokens: std::sync::Arc<coconut_core::decoding::AnswerTokens>,
+}
+
+impl SeedModel {
+    pub fn load(folder: &WeightsDir, id: Option<&str>) -> Result<SeedModel> {
+        let id = id.unwrap_or("stage3");
+        let (entry, _, weights) = folder.stage(id)?;
+        let coconut_core::StageKind::Latent { k } = entry.kind else {
+            anyhow::bail!("{}: not a seed stage", entry.id);
+        };
+        let stage = SeedStage::new(k as u8).context("the seed's stages are stage0 to stage3")?;
+        let tokenizer = folder.seed_tokenizer()?;
+        Ok(SeedModel {
+            stage,
+            id: entry.id,
+            model: ReferenceModel::new(&weights),
+            tokens: answer_tokens(&tokenizer),
+            tokenizer,
+        })
+    }
+
+    /// The greedy free run of `problem` under `count`: the whole sequence and its answer.
+    pub fn run(
+        &self,
+        problem: &Problem,
+        count: ThoughtCount,
+    ) -> Result<(Vec<u32>, usize, Option<String>)> {
+        let n_positions = self.model.config().n_positions;
+        let d = decoder(
+            &self.tokenizer,
+            &self.tokens,
+            problem,
+            self.stage,
+            count,
+            n_positions,
+        )?;
+        let g = self.model.run_decoder(d, false, &[])?;
+        let read = answer(&self.tokenizer, &g.ids, g.prompt_len);
+        Ok((g.ids, g.thoughts.len(), read))
+    }
+
+    /// The sequence as text, thought slots shown as `[thought]`.
+    pub fn text(&self, ids: &[u32]) -> String {
+        ids.split(|&id| id == ACT)
+            .map(|part| self.tokenizer.decode(part))
+            .collect::<Vec<_>>()
+            .join(" [thought] ")
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+}
+
+/// The seed's model reads two operands of the same length, 2 to 4 digits (its training data).
+fn check_seed_problem(p: &Problem) -> Result<()> {
+    let (da, db) = (digit_count(p.a), digit_count(p.b));
+    ensure!(
+        da == db && (2..=4).contains(&da),
+        "the seed's model was trained on two operands of the same length, 2 to 4 digits; this \
+         problem has {da} and {db}"
+    );
+    Ok(())
+}
+
+/// `coconut solve` on a seed folder: one line (or JSON object) per input line; returns how many
+/// were refused.
+pub fn solve(
+    folder: &WeightsDir,
+    stage: Option<&str>,
+    count: ThoughtCount,
+    problems: &[String],
+    as_json: bool,
+) -> Result<usize> {
+    let seed = SeedModel::load(folder, stage)?;
+    let lines: Box<dyn Iterator<Item = std::io::Result<Line>>> = if problems.is_empty() {
+        Box::new(Lines::new(std::io::stdin().lock()))
+    } else {
+        Box::new(
+            argument_lines(problems)
+                .into_iter()
+                .map(|p| Ok(Line::Text(p))),
+        )
+    };
+    let mut refused = 0;
+    for line in lines {
+        let (input, parsed) = parse_line(line.context("reading the input")?, 4);
+        let result = parsed.and_then(|p| {
+            check_seed_problem(&p)?;
+            let (ids, thoughts, read) = seed.run(&p, count)?;
+            Ok((p, ids, thoughts, read))
+        });
+        match result {
+            Ok((p, ids, thoughts, read)) => {
+                let right = read.as_deref() == Some(p.answer().to_string().as_str());
+                if as_json {
+                    let line = json!({"input": input, "stage": seed.id, "answer": read,
+                        "text": seed.text(&ids), "thoughts": thoughts, "measured": null});
+                    outln!("{line}")?;
+                } else {
+                    let verdict = match &read {
+                        Some(_) if right => "correct",
+                        Some(_) => "WRONG",
+                        None => "no answer",
+                    };
+                    outln!(
+                        "{p} = {}   [{}, {verdict}]\n    {}",
+                        read.as_deref().unwrap_or("?"),
+                        seed.id,
+                        seed.text(&ids)
+                    )?;
+                }
+            }
+            Err(e) => {
+                refused += 1;
+                if as_json {
+                    outln!("{}", json!({"input": input, "error": format!("{e:#}")}))?;
+                } else {
+                    outln!("{input:?}: error: {e:#}")?;
+                }
+            }
+        }
+    }
+    Ok(refused)
+}
+
+/// Right / total per digit count.
+type Tally = BTreeMap<usize, (usize, usize)>;
+
+fn percent((right, n): (usize, usize)) -> f64 {
+    if n == 0 {
+        0.0
+    } else {
+        100.0 * right as f64 / n as f64
+    }
+}
+
+fn tally_json(t: &Tally) -> serde_json::Value {
+    let all = t.values().fold((0, 0), |a, b| (a.0 + b.0, a.1 + b.1));
+    json!({
+        "n": all.1, "accuracy": percent(all),
+        "by_digits": t.iter().map(|(d, &v)| json!({"digits": d, "n": v.1, "accuracy": percent(v)})).collect::<Vec<_>>(),
+    })
+}
+
+/// `coconut eval` on a seed folder: returns the report as JSON and prints its table.
+pub fn eval(folder: &WeightsDir, stage: &str, n: usize) -> Result<serde_json::Value> {
+    let seed = SeedModel::load(folder, Some(stage))?;
+    let training = TrainingSet::new();
+    let validation = split(SeedSplit::Validation);
+    let held_out: Vec<Problem> = validation
+        .iter()
+        .filter(|p| !training.contains(p))
+        .take(n)
+        .copied()
+        .collect();
+    note!(
+        "{}: {} held-out validation problems (the seed's validation set without its training problems)",
+        seed.id,
+        held_out.len()
+    );
+    let mut greedy: BTreeMap<&str, Tally> = BTreeMap::new();
+    let mut forced: Tally = Tally::new();
+    for p in &held_out {
+        let layout = SeedLayout::new(&seed.tokenizer, p, seed.stage);
+        let tf = teacher_forced(&seed.model, &layout)?;
+        let ok = judge(&seed.tokenizer, p, &tf.answer_argmax).correct;
+        let e = forced.entry(p.columns()).or_default();
+        (e.0, e.1) = (e.0 + ok as usize, e.1 + 1);
+        for (name, count) in PROTOCOLS {
+            if seed.stage.index() == 0 && name != "gold" {
+                continue; // stage 0 writes its own steps: no thoughts to count
+            }
+            let (_, _, read) = seed.run(p, count)?;
+            let ok = read.as_deref() == Some(p.answer().to_string().as_str());
+            let e = greedy
+                .entry(name)
+                .or_default()
+                .entry(p.columns())
+                .or_default();
+            (e.0, e.1) = (e.0 + ok as usize, e.1 + 1);
+        }
+    }
+    let mut published: Tally = Tally::new();
+    let mut in_training = 0;
+    for p in validation.iter().take(PUBLISHED_PROBLEMS.min(n)) {
+        in_training += training.contains(p) as usize;
+        let tf = teacher_forced(
+            &seed.model,
+            &SeedLayout::new(&seed.tokenizer, p, seed.stage),
+        )?;
+        let e = published.entry(p.columns()).or_default();
+        let ok = judge(&seed.tokenizer, p, &tf.answer_argmax).correct;
+        (e.0, e.1) = (e.0 + ok as usize, e.1 + 1);
+    }
+    outln!(
+        "{:<8} {:<36} {:>6} {:>6} {:>9}",
+        "stage",
+        "measure",
+        "digits",
+        "n",
+        "right%"
+    )?;
+    let mut rows: Vec<(String, &Tally)> = greedy
+        .iter()
+        .map(|(name, t)| (format!("greedy, thoughts: {name}"), t))
+        .collect();
+    rows.push(("teacher-forced (seed's metric)".into(), &forced));
+    let published_name = format!("published set, {in_training} in training");
+    rows.push((published_name, &published));
+    for (name, t) in &rows {
+        for (d, &v) in t.iter() {
+            outln!(
+                "{:<8} {:<36} {:>6} {:>6} {:>9.2}",
+                seed.id,
+                name,
+                d,
+                v.1,
+                percent(v)
+            )?;
+        }
+    }
+    Ok(json!({
+        "stage": seed.id,
+        "held_out": {
+            "set": "the seed's validation problems (seed 123) not in its training set (seed 42, 100,000)",
+            "greedy": greedy.iter().map(|(k, t)| (k.to_string(), tally_json(t))).collect::<serde_json::Map<_, _>>(),
+            "teacher_forced": tally_json(&forced),
+        },
+        "published_set": {
+            "set": format!("the seed's first {} validation problems, as it measured them", PUBLISHED_PROBLEMS.min(n)),
+            "in_training": in_training,
+            "teacher_forced": tally_json(&published),
+        },
+    }))
+}
