@@ -601,6 +601,9 @@ impl Cli {
                 if let Some(d) = limits::first_repeat(&e.longer, |d| *d) {
                     return Err(twice("--longer", d));
                 }
+                if let Some(d) = limits::first_repeat(&e.pairs, |d| *d) {
+                    return Err(twice("--pairs", d));
+                }
             }
             Command::Probe(p) => {
                 if let Some(s) = limits::first_repeat(&p.stages, String::clone) {

@@ -117,6 +117,7 @@ fn required(command: &str) -> &'static [&'static str] {
         "eval" => &["--weights", "w", "--stage", "2"],
         "intervene" => &["--patch", "0=zero", "1 + 2"],
         "export" => &["--stage", "2"],
+        "import" => &["--pt", "s.pt", "--stage", "stage0", "--out", "o"],
         _ => &[],
     }
 }
@@ -220,6 +221,9 @@ fn within_limits(cli: &Cli) -> bool {
                 && within(e.batch_size, 1, MAX_BATCH)
                 && e.longer.iter().all(|&d| within(d, 1, MAX_DIGITS))
                 && unique(&e.longer)
+                && e.pairs.iter().all(|&d| within(d, 2, MAX_DIGITS))
+                && unique(&e.pairs)
+                && within(e.n_per_pair, 1, MAX_PROBLEMS)
         }
         Command::Probe(p) => {
             within(p.n_fit, 1, MAX_PROBLEMS)
@@ -234,6 +238,7 @@ fn within_limits(cli: &Cli) -> bool {
                 .all(|&n| within(n, 1, MAX_MEASURED))
                 && unique(&slots)
         }
+        Command::Import(i) => i.n_head.is_none_or(|n| within(n, 1, MAX_HEADS)),
         Command::Solve(_) | Command::Export(_) | Command::Plot(_) | Command::Golden(_) => true,
     }
 }
@@ -262,7 +267,7 @@ proptest! {
 #[test]
 fn the_argument_vectors_reach_every_command_and_its_flags() {
     let commands = commands();
-    assert_eq!(commands.len(), 8, "{commands:?}");
+    assert_eq!(commands.len(), 9, "{commands:?}");
     let train = &commands.iter().find(|(n, _)| n == "train").unwrap().1;
     assert!(train.iter().any(|(f, takes)| f == "--stage-seed" && *takes));
     assert!(train.iter().any(|(f, takes)| f == "--resume" && !*takes));
@@ -282,5 +287,5 @@ fn many_argument_vectors_parse_so_the_limits_are_exercised() {
         }
     }
     // Every command parses some of its vectors (so within_limits is asked about each).
-    assert_eq!(parsed.len(), 8, "{parsed:?}");
+    assert_eq!(parsed.len(), 9, "{parsed:?}");
 }

@@ -33,7 +33,7 @@ pub enum EngineKind {
 
 /// A loaded engine.
 pub enum Engine {
-    Reference(ReferenceModel),
+    Reference(Box<ReferenceModel>),
     Candle(Box<Gpt>),
     Wgpu(Box<coconut_shaders::WgpuEngine>),
 }
@@ -41,7 +41,7 @@ pub enum Engine {
 impl Engine {
     pub fn load(kind: EngineKind, weights: &ModelWeights, device: &Device) -> Result<Engine> {
         Ok(match kind {
-            EngineKind::Reference => Engine::Reference(ReferenceModel::new(weights)),
+            EngineKind::Reference => Engine::Reference(Box::new(ReferenceModel::new(weights))),
             EngineKind::Candle => Engine::Candle(Box::new(Gpt::from_weights(weights, device)?)),
             EngineKind::Wgpu => Engine::Wgpu(Box::new(
                 coconut_shaders::WgpuEngine::new_blocking(weights).map_err(|e| {
@@ -285,29 +285,16 @@ pub fn run(
 ) -> Result<usize> {
     let mut refused = 0;
     let mut pending = Vec::new();
+    let mut answer_pending = |pending: &mut Vec<(String, Result<Problem>)>| {
+        answer(engine, tokenizer, stage, measured_by, pending, as_json, out)
+    };
     for line in lines {
         pending.push(parse_line(line.context("reading the input")?, max_digits));
         if pending.len() >= batch.max(1) {
-            refused += answer(
-                engine,
-                tokenizer,
-                stage,
-                measured_by,
-                &mut pending,
-                as_json,
-                out,
-            )?;
+            refused += answer_pending(&mut pending)?;
         }
     }
-    refused += answer(
-        engine,
-        tokenizer,
-        stage,
-        measured_by,
-        &mut pending,
-        as_json,
-        out,
-    )?;
+    refused += answer_pending(&mut pending)?;
     Ok(refused)
 }
 

@@ -595,7 +595,10 @@ mod tests {
             .unwrap();
         assert_eq!(s.generation.thoughts.len(), 5);
         for t in &s.generation.thoughts {
-            assert_eq!(t.as_slice(), model.token_embedding(LATENT).unwrap());
+            assert_eq!(
+                t.as_slice(),
+                model.token_embedding(crate::tokenizer::LATENT).unwrap()
+            );
         }
     }
 

@@ -154,7 +154,7 @@ fn open(request: &ImportRequest) -> Result<(Box<dyn TensorSource>, usize, f32)> 
             let source: Box<dyn TensorSource> = if safetensors.exists() {
                 Box::new(safetensors_file::SafetensorsFile::open(&safetensors)?)
             } else if dir.join("pytorch_model.bin").exists() {
-                Box::new(torch_file::TorchFile::open(&dir.join("pytorch_model.bin"))?)
+                Box::new(torch_file::TorchFile::open(dir.join("pytorch_model.bin"))?)
             } else {
                 bail!(
                     "{}: no model.safetensors or pytorch_model.bin (sharded checkpoints are not \
