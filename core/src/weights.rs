@@ -121,7 +121,13 @@ pub fn quantize_int8(values: &[f32], rows: usize, cols: usize, role: Role) -> (V
     let scales: Vec<f16> = max_abs
         .iter()
         .map(|&m| {
-            let s = f16::from_f32(m / 127.0);
+            let mut s = f16::from_f32(m / 127.0);
+            // Among f16's subnormals (scales under 6.1e-5) rounding can lose so much that the
+            // largest value would sit past 127.5 steps: the next f16 up keeps it within half a
+            // step of 127 (normal f16 loses at most 0.06 of a step, and never comes here).
+            while s.to_f32() > 0.0 && s.to_f32() * 127.5 < m {
+                s = f16::from_bits(s.to_bits() + 1);
+            }
             // An all-zero row (or one too small for f16) keeps a harmless unit scale.
             if s.to_f32() > 0.0 {
                 s
