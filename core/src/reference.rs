@@ -20,7 +20,7 @@ use crate::layout::prompt;
 use crate::problem::Problem;
 use crate::skeleton::{Affine, Norm};
 use crate::stage::Stage;
-use crate::stored::StoredMatrix;
+use crate::stored::{StoredConv1d, StoredTable};
 use crate::tokenizer::Tokenizer;
 use crate::weights::{ModelWeights, Tensor};
 
@@ -54,14 +54,14 @@ impl LayerNorm {
 
 /// A Conv1D layer: `y = x · W + b` with `W` stored `[in, out]` as its file stores it.
 struct Linear {
-    w: StoredMatrix,
+    w: StoredConv1d,
     b: Vec<f32>,
 }
 
 impl Linear {
     fn new(layer: Affine<&Tensor>) -> Linear {
         Linear {
-            w: StoredMatrix::new(layer.weight),
+            w: StoredConv1d::new(layer.weight),
             b: layer.bias.to_f32(),
         }
     }
@@ -122,7 +122,7 @@ impl KvCache {
 pub struct ReferenceModel {
     config: ModelConfig,
     /// The token table as stored (the LM head reads it too: tied).
-    wte: StoredMatrix,
+    wte: StoredTable,
     wpe: Vec<f32>,
     blocks: Vec<Block>,
     ln_f: LayerNorm,
@@ -130,7 +130,7 @@ pub struct ReferenceModel {
 
 impl ReferenceModel {
     /// Builds the model from validated weights, its matrices kept as stored (int8 and f16
-    /// read as f32 value by value: [`StoredMatrix`]).
+    /// read as f32 value by value: [`crate::stored`]).
     pub fn new(weights: &ModelWeights) -> ReferenceModel {
         let eps = weights.config.layer_norm_epsilon;
         let tree = weights
@@ -150,7 +150,7 @@ impl ReferenceModel {
             .collect();
         ReferenceModel {
             config: weights.config.clone(),
-            wte: StoredMatrix::new(tree.wte),
+            wte: StoredTable::new(tree.wte),
             wpe: tree.wpe.to_f32(),
             blocks,
             ln_f: LayerNorm::new(tree.ln_f, eps),
