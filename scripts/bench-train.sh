@@ -2,8 +2,13 @@
 # Same-run training-speed comparison on this machine: one optimizer step at batch 256 on the
 # shipped model size (4 layers, width 128, 4 heads), at stage 0 (everything written) and at the
 # all-latent stage, for our CPU engine, the candle path it replaced (optional) and the independent
-# PyTorch yardstick (../shared/tools/coconut_ref.py, CPU, 2 threads). Runs alternate, each in its
-# own process (peak memory is per process), and print ms per step and the ratio to PyTorch.
+# PyTorch yardstick (CPU, 2 threads). Runs alternate, each in its own process (peak memory is
+# per process), and print ms per step and the ratio to PyTorch.
+# The yardstick is an independent one-file PyTorch implementation of this curriculum (torch and
+# numpy only), kept outside this repository on purpose: YARDSTICK=PATH/coconut_ref.py names it,
+# and scripts/bench_train_reference.py drives it without copying any of it. Without YARDSTICK the
+# script tries the copy the development machines keep beside the checkout, and stops with a
+# message when there is none.
 #
 # Usage: bash scripts/bench-train.sh [--rounds N] [--steps N] [--batch N] [--candle]
 # The first run creates a venv (.venv-bench, ignored by git) with torch from PyPI (~3 GB).
@@ -19,8 +24,8 @@ while (($#)); do
     *) echo "unknown argument $1" >&2; exit 2 ;;
   esac
 done
-yardstick=${YARDSTICK:-../shared/tools/coconut_ref.py}
-[ -f "$yardstick" ] || { echo "no yardstick at $yardstick (set YARDSTICK=)" >&2; exit 1; }
+yardstick=${YARDSTICK:-$(dirname "$PWD")/shared/tools/coconut_ref.py}
+[ -f "$yardstick" ] || { echo "no yardstick at $yardstick: set YARDSTICK= to the PyTorch yardstick's coconut_ref.py" >&2; exit 1; }
 venv=${BENCH_VENV:-.venv-bench}
 if ! "$venv/bin/python" -c 'import torch, numpy' 2>/dev/null; then
   echo "== creating $venv with torch (CPU use; the PyPI wheel brings its CUDA libraries too)"

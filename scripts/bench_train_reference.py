@@ -1,6 +1,7 @@
-"""Time one training step of the independent PyTorch yardstick (../shared/tools/coconut_ref.py),
-exactly as its training loop runs it (seq_loss, backward, clip_grad_norm_, AdamW step), at one
-stage; print one JSON line like trainer/benches/train_step.rs. The yardstick is imported from
+"""Time one training step of the independent PyTorch yardstick (a one-file PyTorch implementation
+of this curriculum, kept outside this repository; scripts/bench-train.sh passes its path, taken
+from YARDSTICK), exactly as its training loop runs it (seq_loss, backward, clip_grad_norm_,
+AdamW step), at one stage; print one JSON line like trainer/benches/train_step.rs. The yardstick is imported from
 where it lives, not copied: this file only drives it.
 
 python3 bench_train_reference.py --yardstick PATH/coconut_ref.py --stage 0|5 [--batch 256]

@@ -34,7 +34,7 @@ lines = "".join(f"{a} + {b}\n" for a, b in problems)
 
 def matches(answer, a, b):
     """The sum written plainly, or with the leading zeros of a coupled stage's answer (columns + 1
-    digits; ARCHITECTURE.md, "Position ids"), as `coconut eval` counts it."""
+    digits; docs/positions.md), as `coconut eval` counts it."""
     plain = str(a + b)
     columns = max(len(str(a)), len(str(b)))
     return (answer is not None and len(plain) <= len(answer) <= columns + 1

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Trains the shipped weights from scratch on this machine's CPU and ships them into weights/:
 #  1. the curriculum, stages 0..5, one layer, one continuous thought per step (c = 1), with
-#     coupled position ids ahead (ARCHITECTURE.md, "Position ids": each column's tokens share an
+#     coupled position ids ahead (docs/positions.md: each column's tokens share an
 #     id, columns start at a random offset up to 24 and are spaced by random gaps of 0-3, training
 #     answers get 0-2 extra leading zeros), so that the all-latent stage adds longer numbers than
 #     it trained on (weights/README.md); each stage ends once greedy accuracy on 2,000 validation

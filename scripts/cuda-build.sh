@@ -3,7 +3,7 @@
 # install: the CUDA 13.0 toolchain comes from PyPI wheels, libcuda from a link-time stub.
 # Result: target/cuda/release/coconut (stripped copy: target/cuda/coconut-cuda). Run it on a
 # machine with an NVIDIA driver (scripts/h200-train.sh). A clean build takes ~20 min on 2 cores.
-# Recipe measured in ../shared/notes/cuda.md (2026-11-28).
+# What it works around: docs/training.md, "CUDA"; measured speed: BENCHMARKS.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD

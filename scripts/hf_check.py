@@ -2,7 +2,7 @@
 it, the thoughts go in through inputs_embeds with the KV cache (the last hidden state, after ln_f,
 or the <latent> embedding for pause), then greedy decoding until <eos>. Every call passes
 position_ids explicitly: the sequence index, or with coupled positions each token's column
-(written out here again from ARCHITECTURE.md, independently of the Rust code). Prints one JSON
+(written out here again from docs/positions.md, independently of the Rust code). Prints one JSON
 line per problem with the whole id sequence, to compare with `coconut solve --json` on the same
 weights.
 

@@ -113,7 +113,7 @@ pub struct TrainArgs {
     #[arg(long, value_parser = count::<1, { limits::MAX_THOUGHTS_PER_STEP }>)]
     pub thoughts_per_step: Option<usize>,
     /// Position ids: absolute (GPT-2's) or coupled (by column, so longer problems reuse trained
-    /// ids; see ARCHITECTURE.md).
+    /// ids; see docs/positions.md).
     #[arg(long)]
     pub positions: Option<coconut_core::positions::PositionScheme>,
     /// With --positions coupled: each example's column ids start at a random offset in
@@ -132,7 +132,7 @@ pub struct TrainArgs {
     #[arg(long)]
     pub answer_order: Option<coconut_core::stage::AnswerOrder>,
     /// With --positions coupled: each position from <bot> on takes the column of what follows
-    /// it (an experiment; ARCHITECTURE.md "Position ids").
+    /// it (an experiment; docs/positions.md, "Ahead").
     #[arg(long)]
     pub ids_ahead: bool,
     /// With --positions coupled: each example spaces its column ids by random extra gaps in

@@ -10,7 +10,7 @@
 //! logits_t = wte · h_t                                tied LM head
 //! ```
 //! Only ops with a backward pass are used (own LayerNorm, own fused GELU and softmax on the CPU,
-//! candle's composed ones elsewhere; see ../shared/notes/cuda.md).
+//! candle's composed ones elsewhere; docs/training.md, "Ops must have a backward pass").
 
 use anyhow::{ensure, Context, Result};
 use candle_core::{DType, Device, Tensor, Var, D};
