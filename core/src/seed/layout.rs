@@ -315,7 +315,7 @@ mod tests {
                     let at = format!("{p} stage {}", stage.index());
                     assert_eq!(l.ids, ids(&g["ids"]), "{at}");
                     assert_eq!(
-                        l.thoughts.collect::<Vec<_>>(),
+                        l.thoughts.clone().collect::<Vec<_>>(),
                         positions(&g["thought_positions"])
                     );
                     let answer: Vec<usize> = l.answer_positions.clone().collect();
