@@ -1,6 +1,8 @@
 //! `solve` and `eval` on a weights folder of the seed's family (an imported GPT-2 Coconut
-//! checkpoint, docs/seed-format.md): its tokenizer, layouts and answer rule, on the reference
-//! engine (which keeps int8 weights as stored).
+//! checkpoint, docs/seed-format.md): its tokenizer, layouts and answer rule. `solve` runs on the
+//! reference engine (which keeps int8 weights as stored), the candle model or the CPU engine,
+//! each through its own loop over core's seed decoder (`coconut_trainer::seed`), with the same
+//! lines; `eval` runs on the reference engine.
 //!
 //! Evaluation is honest first: greedy free runs on the seed's validation problems that are not
 //! in its training set, by digit count and thought-count protocol (`gold`: the problem's own
@@ -14,14 +16,14 @@ use crate::solve::{argument_lines, parse_line, Line, Lines};
 use anyhow::{ensure, Context, Result};
 use coconut_core::manifest::WeightsDir;
 use coconut_core::problem::digit_count;
-use coconut_core::reference::ReferenceModel;
-use coconut_core::seed::decode::{answer, answer_tokens, decoder, teacher_forced};
+use coconut_core::seed::decode::{answer, answer_tokens, decoder};
 use coconut_core::seed::layout::{SeedLayout, SeedStage, ThoughtCount};
 use coconut_core::seed::metric::{judge, PUBLISHED_PROBLEMS};
 use coconut_core::seed::problems::{split, SeedSplit, TrainingSet};
 use coconut_core::seed::tokenizer::Gpt2Tokenizer;
 use coconut_core::seed::ACT;
 use coconut_core::Problem;
+use coconut_trainer::seed::{SeedEngine, SeedEngineKind};
 use serde_json::json;
 use std::collections::BTreeMap;
 
@@ -42,17 +44,21 @@ pub fn protocol(name: &str) -> Result<ThoughtCount, String> {
         })
 }
 
-/// A seed folder's stage, loaded: its model and its tokenizer.
+/// A seed folder's stage, loaded: its model on one engine, and its tokenizer.
 pub struct SeedModel {
     pub stage: SeedStage,
     pub id: String,
-    pub model: ReferenceModel,
+    pub engine: SeedEngine,
     pub tokenizer: Gpt2Tokenizer,
     tokens: std::sync::Arc<coconut_core::decoding::AnswerTokens>,
 }
 
 impl SeedModel {
-    pub fn load(folder: &WeightsDir, id: Option<&str>) -> Result<SeedModel> {
+    pub fn load(
+        folder: &WeightsDir,
+        id: Option<&str>,
+        engine: SeedEngineKind,
+    ) -> Result<SeedModel> {
         let id = id.unwrap_or("stage3");
         let (entry, _, weights) = folder.stage(id)?;
         let coconut_core::StageKind::Latent { k } = entry.kind else {
@@ -63,7 +69,7 @@ impl SeedModel {
         Ok(SeedModel {
             stage,
             id: entry.id,
-            model: ReferenceModel::new(&weights),
+            engine: SeedEngine::load(engine, &weights)?,
             tokens: answer_tokens(&tokenizer),
             tokenizer,
         })
@@ -71,11 +77,11 @@ impl SeedModel {
 
     /// The greedy free run of `problem` under `count`: the whole sequence and its answer.
     pub fn run(
-        &self,
+        &mut self,
         problem: &Problem,
         count: ThoughtCount,
     ) -> Result<(Vec<u32>, usize, Option<String>)> {
-        let n_positions = self.model.config().n_positions;
+        let n_positions = self.engine.n_positions();
         let d = decoder(
             &self.tokenizer,
             &self.tokens,
@@ -84,9 +90,9 @@ impl SeedModel {
             count,
             n_positions,
         )?;
-        let g = self.model.run_decoder(d, false, &[])?;
-        let read = answer(&self.tokenizer, &g.ids, g.prompt_len);
-        Ok((g.ids, g.thoughts.len(), read))
+        let run = self.engine.run(d)?;
+        let read = answer(&self.tokenizer, &run.ids, run.prompt_len);
+        Ok((run.ids, run.thoughts, read))
     }
 
     /// The sequence as text, thought slots shown as `[thought]`.
@@ -117,11 +123,12 @@ fn check_seed_problem(p: &Problem) -> Result<()> {
 pub fn solve(
     folder: &WeightsDir,
     stage: Option<&str>,
+    engine: SeedEngineKind,
     count: ThoughtCount,
     problems: &[String],
     as_json: bool,
 ) -> Result<usize> {
-    let seed = SeedModel::load(folder, stage)?;
+    let mut seed = SeedModel::load(folder, stage, engine)?;
     let lines: Box<dyn Iterator<Item = std::io::Result<Line>>> = if problems.is_empty() {
         Box::new(Lines::new(std::io::stdin().lock()))
     } else {
@@ -194,7 +201,7 @@ fn tally_json(t: &Tally) -> serde_json::Value {
 
 /// `coconut eval` on a seed folder: returns the report as JSON and prints its table.
 pub fn eval(folder: &WeightsDir, stage: &str, n: usize) -> Result<serde_json::Value> {
-    let seed = SeedModel::load(folder, Some(stage))?;
+    let mut seed = SeedModel::load(folder, Some(stage), SeedEngineKind::Reference)?;
     let training = TrainingSet::new();
     let validation = split(SeedSplit::Validation);
     let held_out: Vec<Problem> = validation
@@ -212,7 +219,7 @@ pub fn eval(folder: &WeightsDir, stage: &str, n: usize) -> Result<serde_json::Va
     let mut forced: Tally = Tally::new();
     for p in &held_out {
         let layout = SeedLayout::new(&seed.tokenizer, p, seed.stage);
-        let tf = teacher_forced(&seed.model, &layout)?;
+        let tf = seed.engine.teacher_forced(&layout)?;
         let ok = judge(&seed.tokenizer, p, &tf.answer_argmax).correct;
         let e = forced.entry(p.columns()).or_default();
         (e.0, e.1) = (e.0 + ok as usize, e.1 + 1);
@@ -234,10 +241,9 @@ pub fn eval(folder: &WeightsDir, stage: &str, n: usize) -> Result<serde_json::Va
     let mut in_training = 0;
     for p in validation.iter().take(PUBLISHED_PROBLEMS.min(n)) {
         in_training += training.contains(p) as usize;
-        let tf = teacher_forced(
-            &seed.model,
-            &SeedLayout::new(&seed.tokenizer, p, seed.stage),
-        )?;
+        let tf = seed
+            .engine
+            .teacher_forced(&SeedLayout::new(&seed.tokenizer, p, seed.stage))?;
         let e = published.entry(p.columns()).or_default();
         let ok = judge(&seed.tokenizer, p, &tf.answer_argmax).correct;
         (e.0, e.1) = (e.0 + ok as usize, e.1 + 1);

@@ -16,6 +16,8 @@ use coconut_core::reference::ReferenceModel;
 use coconut_core::stage::Stage;
 use coconut_core::tokenizer::Tokenizer;
 use coconut_core::weights::ModelWeights;
+use coconut_trainer::cpu::CpuTrainer;
+use coconut_trainer::seed::SeedEngineKind;
 use coconut_trainer::Gpt;
 use serde_json::json;
 use std::io::Write;
@@ -27,6 +29,8 @@ pub enum EngineKind {
     Reference,
     /// The trainer's candle model.
     Candle,
+    /// The trainer's hand-written CPU engine (what `coconut eval` runs on the CPU).
+    Cpu,
     /// The WGSL engine on wgpu (Vulkan or GL natively; lavapipe works without a GPU).
     Wgpu,
 }
@@ -35,6 +39,7 @@ pub enum EngineKind {
 pub enum Engine {
     Reference(Box<ReferenceModel>),
     Candle(Box<Gpt>),
+    Cpu(Box<CpuTrainer>),
     Wgpu(Box<coconut_shaders::WgpuEngine>),
 }
 
@@ -43,6 +48,7 @@ impl Engine {
         Ok(match kind {
             EngineKind::Reference => Engine::Reference(Box::new(ReferenceModel::new(weights))),
             EngineKind::Candle => Engine::Candle(Box::new(Gpt::from_weights(weights, device)?)),
+            EngineKind::Cpu => Engine::Cpu(Box::new(CpuTrainer::for_inference(weights)?)),
             EngineKind::Wgpu => Engine::Wgpu(Box::new(
                 coconut_shaders::WgpuEngine::new_blocking(weights).map_err(|e| {
                     anyhow::anyhow!("{e}; use --engine reference to run on the CPU instead")
@@ -61,6 +67,10 @@ impl Engine {
         Ok(match self {
             Engine::Reference(m) => m.solve(tokenizer, problem, stage, false)?.generation.ids,
             Engine::Candle(m) => coconut_trainer::eval::solve(m, tokenizer, problem, stage)?,
+            Engine::Cpu(m) => {
+                let prompt = coconut_core::layout::prompt(tokenizer, problem)?;
+                m.generate(&[prompt], stage, 1)?.remove(0)
+            }
             Engine::Wgpu(m) => {
                 coconut_shaders::block_on(m.solve(tokenizer, problem, stage, false))?
                     .generation
@@ -413,14 +423,20 @@ pub fn measured_note(entry: &StageEntry, problem: &Problem) -> String {
 pub fn run_solve(args: SolveArgs) -> Result<u8> {
     let folder = coconut_core::manifest::WeightsDir::open(&args.weights)?;
     if folder.manifest.family.layout == coconut_core::family::LayoutFamily::Seed {
-        anyhow::ensure!(
-            args.engine == EngineKind::Reference,
-            "{} holds the seed's GPT-2: it runs on the reference engine (--engine reference)",
-            args.weights.display()
-        );
+        let engine = match args.engine {
+            EngineKind::Reference => SeedEngineKind::Reference,
+            EngineKind::Candle => SeedEngineKind::Candle,
+            EngineKind::Cpu => SeedEngineKind::Cpu,
+            EngineKind::Wgpu => anyhow::bail!(
+                "{} holds the seed's GPT-2: the wgpu engine does not run the seed's decoding \
+                 yet; use --engine reference, cpu or candle",
+                args.weights.display()
+            ),
+        };
         let refused = crate::seed::solve(
             &folder,
             args.stage.as_deref(),
+            engine,
             args.thoughts,
             &args.problems,
             args.json,
@@ -490,17 +506,22 @@ mod tests {
         };
         let w = random_weights(&config, 8);
         // The WGSL engine joins when this machine has an adapter (lavapipe in CI).
-        [EngineKind::Reference, EngineKind::Candle, EngineKind::Wgpu]
-            .into_iter()
-            .filter_map(|k| match Engine::load(k, &w, &Device::Cpu) {
-                Ok(engine) => Some(engine),
-                Err(e) if k == EngineKind::Wgpu => {
-                    eprintln!("skipping the wgpu engine: {e}");
-                    None
-                }
-                Err(e) => panic!("{k:?}: {e}"),
-            })
-            .collect()
+        [
+            EngineKind::Reference,
+            EngineKind::Candle,
+            EngineKind::Cpu,
+            EngineKind::Wgpu,
+        ]
+        .into_iter()
+        .filter_map(|k| match Engine::load(k, &w, &Device::Cpu) {
+            Ok(engine) => Some(engine),
+            Err(e) if k == EngineKind::Wgpu => {
+                eprintln!("skipping the wgpu engine: {e}");
+                None
+            }
+            Err(e) => panic!("{k:?}: {e}"),
+        })
+        .collect()
     }
 
     #[test]

@@ -1769,6 +1769,54 @@ fn import_solve_and_eval_run_the_seeds_checkpoints() {
         .unwrap()
         .contains("<bot> [thought] [thought] [thought] <eot>"));
     assert!(error_has(&lines[1], "same length, 2 to 4 digits"));
+    // Every engine that runs the seed's family prints exactly what the reference engine prints,
+    // JSON or text, refused lines too, for each stage and thought-count protocol.
+    let problems = [
+        "347 + 285",
+        "99 + 99",
+        "1234 + 8765",
+        "5 + 5",
+        "12 + 34",
+        "4071 + 5929",
+    ];
+    for (stage, protocol, json) in [
+        ("stage1", "gold", true),
+        ("stage1", "columns", false),
+        ("stage3", "gold", true),
+        ("stage3", "columns", true),
+        ("stage3", "columns-plus-one", true),
+        ("stage3", "columns-plus-one", false),
+    ] {
+        let solve = |engine: &str| {
+            let mut args = vec![
+                "solve",
+                "--weights",
+                path(&out),
+                "--stage",
+                stage,
+                "--thoughts",
+                protocol,
+                "--engine",
+                engine,
+            ];
+            if json {
+                args.push("--json");
+            }
+            args.extend(problems);
+            let run = coconut(&args).output().unwrap();
+            assert_eq!(run.status.code(), Some(1), "{engine}: one line refused");
+            String::from_utf8(run.stdout).unwrap()
+        };
+        let reference = solve("reference");
+        assert_eq!(reference.lines().count(), if json { 6 } else { 11 });
+        for engine in ["candle", "cpu"] {
+            assert_eq!(
+                solve(engine),
+                reference,
+                "{engine} at {stage}, thoughts {protocol}"
+            );
+        }
+    }
     let wgpu = coconut(&[
         "solve",
         "--weights",
@@ -1780,7 +1828,7 @@ fn import_solve_and_eval_run_the_seeds_checkpoints() {
     .output()
     .unwrap();
     assert!(
-        stderr_of(&wgpu).contains("reference engine"),
+        stderr_of(&wgpu).contains("the wgpu engine does not run the seed's decoding"),
         "{}",
         stderr_of(&wgpu)
     );

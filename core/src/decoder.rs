@@ -125,6 +125,11 @@ impl Decoder {
         self.ids
     }
 
+    /// How many thoughts were fed so far.
+    pub fn thoughts_fed(&self) -> usize {
+        self.thoughts_run
+    }
+
     /// `Some(finished)` once the decoding stopped.
     pub fn stopped(&self) -> Option<bool> {
         match self.phase {
@@ -324,6 +329,7 @@ mod tests {
                 Feed::Stop { finished: true }
             ]
         );
+        assert_eq!(d.thoughts_fed(), 2);
         assert_eq!(d.into_ids(), [5, 6, 7, LATENT, LATENT, 9, 10, EOS]);
     }
 

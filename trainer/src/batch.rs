@@ -40,13 +40,7 @@ pub struct Batch {
 impl Batch {
     /// Stacks `layouts` (all laid out for `stage`) into one batch on `device`.
     pub fn new(layouts: &[&Layout], stage: &Stage, device: &Device) -> Result<Batch> {
-        ensure!(!layouts.is_empty(), "empty batch");
-        let b = layouts.len();
-        let t = layouts.iter().map(|l| l.ids.len()).max().unwrap_or(0);
-        let mut ids = vec![PAD; b * t];
-        let mut positions = vec![0u32; b * t];
-        let (mut predictors, mut targets, mut owner) = (Vec::new(), Vec::new(), Vec::new());
-        for (i, layout) in layouts.iter().enumerate() {
+        for layout in layouts {
             ensure!(
                 layout.scheme == stage.positions,
                 "layout has {} position ids, stage {} has {}",
@@ -61,6 +55,20 @@ impl Batch {
                 stage.id(),
                 stage.thoughts()
             );
+        }
+        Batch::of_layouts(layouts, stage.feeds_back(), device)
+    }
+
+    /// Stacks `layouts` of any model family (each with its own thoughts and position ids) into
+    /// one batch on `device`, their thoughts fed back when `feeds_back`.
+    pub fn of_layouts(layouts: &[&Layout], feeds_back: bool, device: &Device) -> Result<Batch> {
+        ensure!(!layouts.is_empty(), "empty batch");
+        let b = layouts.len();
+        let t = layouts.iter().map(|l| l.ids.len()).max().unwrap_or(0);
+        let mut ids = vec![PAD; b * t];
+        let mut positions = vec![0u32; b * t];
+        let (mut predictors, mut targets, mut owner) = (Vec::new(), Vec::new(), Vec::new());
+        for (i, layout) in layouts.iter().enumerate() {
             ids[i * t..i * t + layout.ids.len()].copy_from_slice(&layout.ids);
             positions[i * t..i * t + layout.ids.len()].copy_from_slice(&layout.positions);
             for (pos, &is_target) in layout.loss_mask.iter().enumerate() {
@@ -77,7 +85,7 @@ impl Batch {
             positions: Tensor::from_vec(positions, (b, t), device)?,
             first_thoughts: layouts.iter().map(|l| l.first_thought).collect(),
             thoughts: layouts.iter().map(|l| l.thoughts).collect(),
-            feeds_back: stage.feeds_back(),
+            feeds_back,
             predictors: Tensor::new(predictors.as_slice(), device)?,
             targets: Tensor::new(targets.as_slice(), device)?,
             target_owner: owner,

@@ -11,7 +11,7 @@ use coconut_core::decoder::{Decoder, Feed};
 use coconut_core::decoding::argmax;
 use coconut_core::layout::{answer_digits, answer_matches, prompt, wrong_significances, Layout};
 use coconut_core::manifest::{ChainAccuracy, DigitAccuracy, PairAccuracy, SetAccuracy};
-use coconut_core::tokenizer::{Tokenizer, EOS, LATENT};
+use coconut_core::tokenizer::Tokenizer;
 use coconut_core::{Problem, Stage};
 use std::collections::BTreeMap;
 
@@ -20,17 +20,28 @@ use std::collections::BTreeMap;
 /// prompt, the whole sequence as the reference engine does: prompt, `<latent>` slots, generated
 /// tokens.
 pub fn generate(model: &Gpt, prompts: &[Vec<u32>], stage: &Stage) -> Result<Vec<Vec<u32>>> {
-    let b = prompts.len();
-    let p = prompts.first().map_or(0, Vec::len);
-    anyhow::ensure!(
-        p > 0 && prompts.iter().all(|x| x.len() == p),
-        "prompts of a batch must share one non-zero length"
-    );
     let n_positions = model.config().n_positions;
-    let mut decoders = prompts
+    let decoders = prompts
         .iter()
         .map(|x| Decoder::new(x, stage, n_positions))
         .collect::<Result<Vec<_>, _>>()?;
+    Ok(run_decoders(model, decoders)?
+        .into_iter()
+        .map(Decoder::into_ids)
+        .collect())
+}
+
+/// Runs decodings of any model family, as core's [`Decoder`]s drive them, in lockstep: their
+/// prompts must share one length and their thoughts after the prompt one count (one row is
+/// always fine). Returns the decoders, stopped.
+pub fn run_decoders(model: &Gpt, mut decoders: Vec<Decoder>) -> Result<Vec<Decoder>> {
+    let b = decoders.len();
+    let p = decoders.first().map_or(0, |d| d.plan().prompt_len);
+    anyhow::ensure!(
+        p > 0 && decoders.iter().all(|d| d.plan().prompt_len == p),
+        "prompts of a batch must share one non-zero length"
+    );
+    let prompts: Vec<Vec<u32>> = decoders.iter().map(|d| d.ids()[..p].to_vec()).collect();
     let prefixes: Vec<Vec<Feed>> = decoders.iter_mut().map(Decoder::prefix).collect();
     anyhow::ensure!(
         prefixes.iter().all(|x| x.len() == prefixes[0].len()),
@@ -57,15 +68,34 @@ pub fn generate(model: &Gpt, prompts: &[Vec<u32>], stage: &Stage) -> Result<Vec<
         Some(&mut cache),
     )?; // (B, P, C)
     let mut last = hidden.narrow(1, p - 1, 1)?; // (B, 1, C)
-    let latent = model.token_embedding(LATENT)?.reshape((1, 1, ()))?; // (1, 1, C)
+    let slot_token = decoders[0].plan().slot_token;
+    let feeds_back = decoders[0].plan().feeds_back;
+    // Runs one position of every row: a token's embedding, or for a thought the row's last
+    // hidden state (fed back) or the slot token's embedding (`<latent>`: the pause baseline).
+    // A stopped row's token is a placeholder, never read.
+    let mut step = |feeds: &[Feed], last: &Tensor| -> Result<Tensor> {
+        let token_of = |f: &Feed| match *f {
+            Feed::Token { id, .. } => id,
+            Feed::Thought { .. } | Feed::Stop { .. } => slot_token,
+        };
+        let is_thought: Vec<u8> = feeds
+            .iter()
+            .map(|f| u8::from(feeds_back && matches!(f, Feed::Thought { .. })))
+            .collect();
+        let ids = Tensor::from_vec(feeds.iter().map(token_of).collect(), (b, 1), device)?;
+        let mut input = model.embed(&ids)?; // (B, 1, C)
+        if is_thought.contains(&1) {
+            let mask =
+                Tensor::from_vec(is_thought, (b, 1, 1), device)?.broadcast_as(input.shape())?;
+            input = mask.where_cond(last, &input)?;
+        }
+        model.forward_at(&input, Some(&column(feeds)?), Some(&mut cache))
+    };
+    // The rest of the prefix: the thoughts after the prompt, and a token the plan feeds after
+    // them (the seed's `<eot>`).
     for t in p..prefixes[0].len() {
         let feeds: Vec<Feed> = prefixes.iter().map(|x| x[t]).collect();
-        let input = if decoders[0].plan().feeds_back {
-            last.clone()
-        } else {
-            latent.broadcast_as(last.shape())?.contiguous()?
-        };
-        last = model.forward_at(&input, Some(&column(&feeds)?), Some(&mut cache))?;
+        last = step(&feeds, &last)?;
     }
     loop {
         let logits = to_host(&model.logits(&last)?)?; // (B * V)
@@ -78,26 +108,9 @@ pub fn generate(model: &Gpt, prompts: &[Vec<u32>], stage: &Stage) -> Result<Vec<
         if feeds.iter().all(|f| matches!(f, Feed::Stop { .. })) {
             break;
         }
-        // Rows whose next input is their last hidden state (a thought) instead of a token's.
-        let token_of = |f: &Feed| match *f {
-            Feed::Token { id, .. } => id,
-            Feed::Thought { .. } => LATENT,
-            Feed::Stop { .. } => EOS,
-        };
-        let is_thought: Vec<u8> = feeds
-            .iter()
-            .map(|f| u8::from(matches!(f, Feed::Thought { .. })))
-            .collect();
-        let ids = Tensor::from_vec(feeds.iter().map(token_of).collect(), (b, 1), device)?;
-        let mut input = model.embed(&ids)?; // (B, 1, C)
-        if is_thought.contains(&1) {
-            let mask =
-                Tensor::from_vec(is_thought, (b, 1, 1), device)?.broadcast_as(input.shape())?;
-            input = mask.where_cond(&last, &input)?;
-        }
-        last = model.forward_at(&input, Some(&column(&feeds)?), Some(&mut cache))?;
+        last = step(&feeds, &last)?;
     }
-    Ok(decoders.into_iter().map(Decoder::into_ids).collect())
+    Ok(decoders)
 }
 
 /// Solves one problem with the candle engine: the generated ids (prompt, thought slots, answer).
@@ -429,6 +442,7 @@ pub fn table(stage: &str, sets: &[SetAccuracy]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use coconut_core::tokenizer::LATENT;
     use coconut_core::ModelConfig;
 
     #[test]

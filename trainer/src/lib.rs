@@ -16,7 +16,8 @@
 //! - [`branch`]: a new run from another's stage boundary (new plans for the later stages);
 //! - [`eval`]: greedy and teacher-forced accuracy by digit count, and single-problem solving;
 //! - [`import`]: reading models made elsewhere; [`import::torch_file`] reads `torch.save` state
-//!   dicts without running their pickle.
+//!   dicts without running their pickle;
+//! - [`seed`]: the seed's imported checkpoints on the reference, candle and CPU engines.
 
 pub mod batch;
 pub mod branch;
@@ -37,6 +38,7 @@ pub mod plot;
 pub mod probe;
 pub mod provenance;
 pub mod run_lock;
+pub mod seed;
 #[cfg(test)]
 mod test_support;
 pub mod train;

@@ -3,7 +3,8 @@
 //! run by the reference engine through core's decoder, equal to what the seed's own procedure
 //! computed in transformers (tests/fixtures/seed-standin/golden.json, made by
 //! scripts/seed_goldens.py): teacher-forced answer tokens, the thought vectors fed, and the free
-//! runs of every thought-count protocol.
+//! runs of every thought-count protocol; then the same on the trainer's candle model and CPU
+//! engine.
 
 use coconut_core::decoding::Generation;
 use coconut_core::family::LayoutFamily;
@@ -16,6 +17,7 @@ use coconut_core::seed::EOT;
 use coconut_core::weights::WeightDtype;
 use coconut_core::Problem;
 use coconut_trainer::import::{import, ImportRequest, Source};
+use coconut_trainer::seed::{SeedEngine, SeedEngineKind};
 use serde_json::Value;
 use std::path::PathBuf;
 
@@ -142,6 +144,124 @@ fn the_imported_stand_in_computes_what_the_seeds_procedure_computed() {
         }
     }
     assert!(runs >= 16 * 7, "{runs} free runs compared");
+}
+
+/// Every CPU engine of the trainer runs the imported stand-in as the seed's procedure did: the
+/// same teacher-forced answer tokens and thought vectors, and every free run token for token,
+/// each through the engine's own loop over core's seed decoder ([`SeedEngine`]). The reference
+/// engine runs alongside as the control.
+///
+/// Tolerance of the thought vectors: 1e-4 absolute, as for the reference engine above. The
+/// goldens are transformers' f32 on the CPU written with 9 significant digits; the vectors are
+/// `ln_f` outputs of size about 1 (width 16), so f32 arithmetic summed in another order (gemm's
+/// blocks, candle's matmul, the reference's plain loops) differs by about 1e-6; a wrong position
+/// id, mask or thought moves them by 1e-2 or more. Tokens are compared exactly: the goldens'
+/// smallest logit margin (0.0009) is far above those rounding differences.
+#[test]
+fn every_engine_computes_what_the_seeds_procedure_computed() {
+    let dir = tempfile::tempdir().unwrap();
+    let folder = imported(dir.path(), &["stage3"], WeightDtype::F32);
+    let (_, _, weights) = folder.stage("stage3").unwrap();
+    let tokenizer = Gpt2Tokenizer::new();
+    let tokens = answer_tokens(&tokenizer);
+    let golden = golden();
+    for kind in [
+        SeedEngineKind::Reference,
+        SeedEngineKind::Candle,
+        SeedEngineKind::Cpu,
+    ] {
+        let mut engine = SeedEngine::load(kind, &weights).unwrap();
+        assert_eq!(engine.n_positions(), 128);
+        let (mut runs, mut worst) = (0, 0f64);
+        for problem in golden["problems"].as_array().unwrap() {
+            let p = Problem::new(
+                problem["a"].as_u64().unwrap(),
+                problem["b"].as_u64().unwrap(),
+            );
+            for stage in SeedStage::ALL {
+                let g = &problem["stages"][format!("stage{}", stage.index())];
+                let what = format!("{kind:?} {p} stage{}", stage.index());
+                let layout = SeedLayout::new(&tokenizer, &p, stage);
+                let forced = engine.teacher_forced(&layout).unwrap();
+                assert_eq!(
+                    forced.answer_argmax,
+                    ids(&g["teacher_forced"]["answer_argmax"]),
+                    "{what}: teacher-forced answer tokens"
+                );
+                let error = max_error(&forced.thoughts, &g["teacher_forced"]["thoughts"], &what);
+                assert!(error < 1e-4, "{what}: thoughts differ by {error}");
+                worst = worst.max(error);
+                for (name, count) in protocols(stage) {
+                    let Some(free) = g.get(name) else { continue };
+                    let d = decoder(&tokenizer, &tokens, &p, stage, count, 128).unwrap();
+                    let run = engine.run(d).unwrap();
+                    let what = format!("{what} {name}");
+                    let prompt = free.get("prefix_ids").unwrap_or(&free["ids"]);
+                    assert_eq!(
+                        run.ids[..run.prompt_len],
+                        ids(prompt)[..run.prompt_len],
+                        "{what}: prompt"
+                    );
+                    let want_thoughts = free.get("n_thoughts").map_or(0, |n| n.as_u64().unwrap());
+                    assert_eq!(run.thoughts as u64, want_thoughts, "{what}: thoughts fed");
+                    let generated = ids(&free["generated"]);
+                    let after = generated_after(&run.ids, run.prompt_len, stage);
+                    assert!(
+                        !after.is_empty() && generated.starts_with(&after),
+                        "{what}: generated {after:?}, the seed's run {generated:?}; {:?}",
+                        run.ids
+                    );
+                    let want = free["answer"].as_str().filter(|a| !a.is_empty());
+                    assert_eq!(
+                        answer(&tokenizer, &run.ids, run.prompt_len).as_deref(),
+                        want,
+                        "{what}"
+                    );
+                    runs += 1;
+                }
+            }
+        }
+        assert_eq!(runs, 16 * 8, "{kind:?}: free runs compared");
+        eprintln!("{kind:?}: {runs} free runs equal, thoughts within {worst:.1e}");
+    }
+}
+
+/// The protocols the goldens ran at `stage`, by their golden names.
+fn protocols(stage: SeedStage) -> Vec<(&'static str, ThoughtCount)> {
+    if stage.index() == 0 {
+        vec![("free", ThoughtCount::Gold)]
+    } else {
+        vec![
+            ("free_gold", ThoughtCount::Gold),
+            ("free_columns", ThoughtCount::Columns),
+            ("free_columns_plus_one", ThoughtCount::ColumnsPlusOne),
+        ]
+    }
+}
+
+/// What a run generated after its prompt: thought slots and, from stage 1, the fed `<eot>` left
+/// out (the goldens' `generated` starts after them). Golden runs generate a fixed number of
+/// tokens; ours stop by the answer rule, so ours are a prefix of theirs.
+fn generated_after(ids: &[u32], prompt_len: usize, stage: SeedStage) -> Vec<u32> {
+    ids[prompt_len..]
+        .iter()
+        .copied()
+        .filter(|&id| id != coconut_core::seed::ACT)
+        .skip_while(|&id| stage.index() > 0 && id == EOT)
+        .collect()
+}
+
+/// The largest absolute difference between `got` and the golden vectors `want`.
+fn max_error(got: &[Vec<f32>], want: &Value, what: &str) -> f64 {
+    let want: Vec<Vec<f64>> = serde_json::from_value(want.clone()).unwrap();
+    assert_eq!(got.len(), want.len(), "{what}: thought count");
+    got.iter()
+        .zip(&want)
+        .flat_map(|(g, w)| {
+            assert_eq!(g.len(), w.len(), "{what}: thought width");
+            g.iter().zip(w).map(|(a, b)| (*a as f64 - b).abs())
+        })
+        .fold(0.0, f64::max)
 }
 
 #[test]

@@ -169,6 +169,34 @@ impl SeedLayout {
             loss_mask,
         }
     }
+
+    /// This layout as core's [`Layout`], for an engine that runs layouts in one pass (the
+    /// trainer's candle model and CPU engine): thought slots hold `<act>` (never looked up: an
+    /// engine feeds the previous position's final hidden state there), position ids are the
+    /// sequence's own (GPT-2's absolute ids), and the only targets are the answer tokens, so the
+    /// outputs it predicts them from are those at [`SeedLayout::answer_positions`], in order:
+    /// the seed's published metric.
+    pub fn metric_layout(&self) -> crate::layout::Layout {
+        let ids: Vec<u32> = self
+            .ids
+            .iter()
+            .map(|&id| if id == THOUGHT_SLOT { super::ACT } else { id })
+            .collect();
+        let bot = ids
+            .iter()
+            .position(|&id| id == super::BOT)
+            .expect("every seed layout holds <bot>");
+        let targets = self.answer_positions.start + 1..self.answer_positions.end + 1;
+        crate::layout::Layout {
+            loss_mask: (0..ids.len()).map(|t| targets.contains(&t)).collect(),
+            positions: (0..ids.len() as u32).collect(),
+            bot,
+            first_thought: self.thoughts.start,
+            thoughts: self.thoughts.len(),
+            scheme: crate::positions::PositionScheme::Absolute,
+            ids,
+        }
+    }
 }
 
 /// What a free run starts from: the prompt (question, `<bot>`, the written steps), then
@@ -287,7 +315,7 @@ mod tests {
                     let at = format!("{p} stage {}", stage.index());
                     assert_eq!(l.ids, ids(&g["ids"]), "{at}");
                     assert_eq!(
-                        l.thoughts.collect::<Vec<_>>(),
+                        l.thoughts.clone().collect::<Vec<_>>(),
                         positions(&g["thought_positions"])
                     );
                     let answer: Vec<usize> = l.answer_positions.clone().collect();
@@ -295,11 +323,25 @@ mod tests {
                     assert_eq!(l.answer_targets, ids(&g["answer_ids"]), "{at}");
                     let targets: Vec<usize> =
                         (0..l.ids.len()).filter(|&t| l.loss_mask[t]).collect();
+                    let answer_targets: Vec<usize> = answer.iter().map(|t| t + 1).collect();
                     if stage.index() == 0 {
                         assert_eq!(targets, (1..l.ids.len()).collect::<Vec<_>>());
                     } else {
-                        assert_eq!(targets, answer.iter().map(|t| t + 1).collect::<Vec<_>>());
+                        assert_eq!(targets, answer_targets);
                     }
+                    // As core's layout: the answer tokens are its only targets, the thoughts
+                    // where they were, absolute positions.
+                    let m = l.metric_layout();
+                    let masked: Vec<usize> = (0..m.ids.len()).filter(|&t| m.loss_mask[t]).collect();
+                    assert_eq!(masked, answer_targets, "{at}");
+                    assert_eq!(m.thought_positions(), l.thoughts, "{at}");
+                    assert!(m.ids.iter().all(|&id| (id as usize) < crate::seed::VOCAB));
+                    assert_eq!(m.positions.len(), m.ids.len());
+                    assert!(m
+                        .positions
+                        .iter()
+                        .enumerate()
+                        .all(|(t, &p)| p as usize == t));
                 }
             }
         }

@@ -212,7 +212,6 @@ pub fn forward_backward(
 /// (question and `<bot>`), the stage's thoughts, then the argmax token until the decoder stops
 /// (in the last-steps order the thoughts start where the model generates `<latent>`).
 /// Returns per prompt the whole sequence: prompt, `<latent>` slots, generated tokens.
-/// Examples advance together, one row each per chunk; a finished one drops out.
 pub fn generate(
     layout: &ParamLayout,
     params: &[f32],
@@ -220,17 +219,46 @@ pub fn generate(
     stage: &coconut_core::Stage,
     ws: &mut Workspace,
 ) -> anyhow::Result<Vec<Vec<u32>>> {
-    let cfg = &layout.config;
-    let (c, v, cap) = (cfg.n_embd, cfg.vocab_size, cfg.n_positions);
-    let mut decoders = prompts
+    let cap = layout.config.n_positions;
+    let decoders = prompts
         .iter()
         .map(|p| Decoder::new(p, stage, cap))
         .collect::<Result<Vec<_>, _>>()?;
+    Ok(run_decoders(layout, params, decoders, ws)?
+        .into_iter()
+        .map(Decoder::into_ids)
+        .collect())
+}
+
+/// Runs decodings of any model family as their [`Decoder`]s drive them (the loop of
+/// [`generate`]); returns the decoders, stopped. Examples advance together, one row each per chunk; a finished one drops out.
+pub fn run_decoders(
+    layout: &ParamLayout,
+    params: &[f32],
+    mut decoders: Vec<Decoder>,
+    ws: &mut Workspace,
+) -> anyhow::Result<Vec<Decoder>> {
+    let cfg = &layout.config;
+    let (c, v, cap) = (cfg.n_embd, cfg.vocab_size, cfg.n_positions);
+    let prompts: Vec<Vec<u32>> = decoders
+        .iter()
+        .map(|d| d.ids()[..d.plan().prompt_len].to_vec())
+        .collect();
     let decoding: Vec<DecodePlan> = decoders.iter().map(|d| d.plan().clone()).collect();
-    // The prompts and the thoughts right after them run as the plan's first chunks.
-    let mut plan = Plan::for_generation(prompts, &decoding, cap)?;
-    for d in &mut decoders {
-        d.prefix();
+    // The prompts and the thoughts right after them run as the plan's first chunks, then a
+    // token the plan feeds after those thoughts (the seed's `<eot>`), one chunk for all.
+    let mut plan = Plan::for_generation(&prompts, &decoding, cap)?;
+    let mut forced = Vec::new();
+    for (e, d) in decoders.iter_mut().enumerate() {
+        let after_thoughts = prompts[e].len() + decoding[e].thought_positions().len();
+        for (t, feed) in d.prefix().into_iter().enumerate().skip(after_thoughts) {
+            if let Feed::Token { id, position_id } = feed {
+                forced.push((e, t, position_id, Input::Token(id)));
+            }
+        }
+    }
+    if !forced.is_empty() {
+        plan.push_chunk(forced);
     }
     let capacity = prompts
         .iter()
@@ -269,7 +297,7 @@ pub fn generate(
             }
         }
         if next.is_empty() {
-            return Ok(decoders.into_iter().map(Decoder::into_ids).collect());
+            return Ok(decoders);
         }
         running = next.iter().map(|&(e, ..)| e).collect();
         plan.push_chunk(next);

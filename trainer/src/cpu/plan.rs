@@ -207,7 +207,7 @@ impl Plan {
     }
 
     /// The start of a greedy generation: each prompt (question and `<bot>`), then its plan's
-    /// thought rows (fed back, or the `<latent>` token for pause), thought j of every example
+    /// thought rows (fed back, or the plan's slot token, `<latent>`, for pause), thought j of every example
     /// that has one in chunk j. Every example may grow to `cap` positions; [`Plan::push_chunk`]
     /// adds the generated ones.
     pub fn for_generation(prompts: &[Vec<u32>], plans: &[DecodePlan], cap: usize) -> Result<Plan> {
@@ -238,7 +238,7 @@ impl Plan {
                     let input = if d.feeds_back {
                         Input::Thought(plan.examples[e].rows[t - 1])
                     } else {
-                        Input::Token(coconut_core::tokenizer::LATENT)
+                        Input::Token(d.slot_token)
                     };
                     (
                         e,

@@ -9,6 +9,7 @@ use super::params::ParamLayout;
 use super::plan::{balanced_split, Plan, ThoughtNoise};
 use crate::optim::AdamWConfig;
 use anyhow::{ensure, Result};
+use coconut_core::decoder::Decoder;
 use coconut_core::layout::Layout;
 use coconut_core::weights::ModelWeights;
 use coconut_core::ModelConfig;
@@ -47,33 +48,56 @@ pub struct CpuTrainer {
 impl CpuTrainer {
     /// A trainer of `weights` with fresh optimizer state, splitting batches into `shards`.
     pub fn new(weights: &ModelWeights, adamw: AdamWConfig, shards: usize) -> Result<CpuTrainer> {
+        let mut engine = CpuTrainer::holding(weights, adamw, shards)?;
+        engine.training_buffers();
+        Ok(engine)
+    }
+
+    /// An engine for evaluation only (the optimizer settings are never used). It holds the
+    /// parameters alone: the gradients and AdamW's moments (each as large again, and a gradient
+    /// per shard) wait for a [`CpuTrainer::compute`] or [`CpuTrainer::apply`], so a large model
+    /// (GPT-2-large: 3.1 GB of f32) runs in about the memory of its weights.
+    pub fn for_inference(weights: &ModelWeights) -> Result<CpuTrainer> {
+        let shards = crate::TrainConfig::default().cpu_shards;
+        CpuTrainer::holding(weights, crate::TrainConfig::default().adamw(), shards)
+    }
+
+    /// The parameters and workspaces, without the buffers of training.
+    fn holding(weights: &ModelWeights, adamw: AdamWConfig, shards: usize) -> Result<CpuTrainer> {
         ensure!(shards >= 1, "the CPU engine needs at least one shard");
         crate::ops::keep_freed_memory();
         weights.config.validate()?;
         let layout = ParamLayout::new(&weights.config);
         let params = layout.flatten(weights);
-        let n = layout.len;
         Ok(CpuTrainer {
             params,
-            grads: vec![0.0; n],
-            adam_m: vec![0.0; n],
-            adam_v: vec![0.0; n],
+            grads: Vec::new(),
+            adam_m: Vec::new(),
+            adam_v: Vec::new(),
             adam_t: 0,
             adamw,
             shards: (0..shards)
                 .map(|_| Shard {
                     workspace: Workspace::default(),
-                    grads: vec![0.0; n],
+                    grads: Vec::new(),
                 })
                 .collect(),
             layout,
         })
     }
 
-    /// An engine for evaluation only (the optimizer settings are never used).
-    pub fn for_inference(weights: &ModelWeights) -> Result<CpuTrainer> {
-        let shards = crate::TrainConfig::default().cpu_shards;
-        CpuTrainer::new(weights, crate::TrainConfig::default().adamw(), shards)
+    /// Allocates (zeroed) the gradients and AdamW's moments where they are not yet.
+    fn training_buffers(&mut self) {
+        let n = self.layout.len;
+        let shards = self.shards.iter_mut().map(|s| &mut s.grads);
+        for buffer in [&mut self.grads, &mut self.adam_m, &mut self.adam_v]
+            .into_iter()
+            .chain(shards)
+        {
+            if buffer.len() != n {
+                *buffer = vec![0.0; n];
+            }
+        }
     }
 
     pub fn config(&self) -> &ModelConfig {
@@ -117,6 +141,7 @@ impl CpuTrainer {
         feeds_back: bool,
         noise: Option<ThoughtNoise>,
     ) -> Result<StepStats> {
+        self.training_buffers();
         let lengths: Vec<usize> = layouts.iter().map(|l| l.ids.len()).collect();
         for &len in &lengths {
             ensure!(
@@ -225,6 +250,41 @@ impl CpuTrainer {
         })
     }
 
+    /// Runs decodings of any model family as their core [`Decoder`]s drive them (see
+    /// [`super::engine::run_decoders`]), in batches of at most `batch`; returns them stopped, in
+    /// order.
+    pub fn run_decoders(&mut self, decoders: Vec<Decoder>, batch: usize) -> Result<Vec<Decoder>> {
+        self.over_pieces(&decoders, batch, |layout, params, ws, piece| {
+            super::engine::run_decoders(layout, params, piece.to_vec(), ws)
+        })
+    }
+
+    /// The forward pass of one layout (thoughts fed back when `feeds_back`): the logits of its
+    /// target predictions `(N, V)`, in position order, and the final hidden state of every
+    /// position `(T, C)`, in position order (a fed-back thought is the row before it).
+    pub fn forward_layout(
+        &mut self,
+        layout: &Layout,
+        feeds_back: bool,
+    ) -> Result<(Vec<f32>, Vec<f32>)> {
+        let n_positions = self.layout.config.n_positions;
+        ensure!(
+            layout.ids.len() <= n_positions,
+            "a sequence of {} positions exceeds the model's {n_positions}",
+            layout.ids.len()
+        );
+        let plan = Plan::new(&[layout], feeds_back)?;
+        let ws = &mut self.shards[0].workspace;
+        let logits = super::engine::target_logits(&self.layout, &self.params, &plan, ws).to_vec();
+        let c = self.layout.config.n_embd;
+        let hidden = plan.examples[0]
+            .rows
+            .iter()
+            .flat_map(|&row| ws.hidden()[row * c..(row + 1) * c].iter().copied())
+            .collect();
+        Ok((logits, hidden))
+    }
+
     /// Per layout: whether every target token is the argmax of its logits given the gold
     /// prefix (thoughts fed back when `feeds_back`), in batches of at most `batch` layouts.
     pub fn teacher_forced_correct(
@@ -249,6 +309,7 @@ impl CpuTrainer {
 
     /// One AdamW update from the last computed gradient, scaled by `grad_scale` (clipping).
     pub fn apply(&mut self, lr: f64, grad_scale: f64) {
+        self.training_buffers();
         self.adam_t += 1;
         let AdamWConfig {
             beta1,
