@@ -47,7 +47,10 @@ enum Values {
     F32(Vec<f32>),
     F16(Vec<f16>),
     /// One scale per row of a table, per column of a Conv1D weight.
-    Int8 { q: Vec<i8>, scales: Vec<f32> },
+    Int8 {
+        q: Vec<i8>,
+        scales: Vec<f32>,
+    },
 }
 
 /// The order a matrix's values are kept in.
@@ -386,7 +389,11 @@ mod tests {
                 let x = wave(tensor.shape[0], 0.37);
                 let mut y = vec![0.5f32; tensor.shape[1]];
                 m.add_vec_mat(&x, &mut y);
-                assert_eq!(y, plain_vec_mat(&x, &tensor.to_f32(), 0.5), "{dtype:?} {name}");
+                assert_eq!(
+                    y,
+                    plain_vec_mat(&x, &tensor.to_f32(), 0.5),
+                    "{dtype:?} {name}"
+                );
             }
         }
     }
@@ -413,7 +420,11 @@ mod tests {
                 let mut y = vec![0.25f32; cols];
                 m.add_vec_mat_on(&x, &mut y, threads);
                 assert_eq!(y, want, "{dtype:?}, {threads} threads: x · W");
-                assert_eq!(t.mat_vec_on(&h, threads), dots, "{dtype:?}, {threads} threads: W · h");
+                assert_eq!(
+                    t.mat_vec_on(&h, threads),
+                    dots,
+                    "{dtype:?}, {threads} threads: W · h"
+                );
             }
         }
     }
