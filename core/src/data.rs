@@ -5,13 +5,12 @@ use crate::problem::Problem;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
-use std::collections::HashSet;
 
 /// How train, validation and test are drawn from the digit range.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum SplitScheme {
-    /// Stratified by digit-count class (see [`crate::stratified`]): every class in every set,
+    /// Stratified by digit-count class (see `crate::stratified`): every class in every set,
     /// short classes repeated in training to their weight. The default since 2026-12-01.
     #[default]
     Stratified,
@@ -147,7 +146,7 @@ impl DataConfig {
         Ok(())
     }
 
-    fn draw_digits(&self, rng: &mut ChaCha8Rng) -> usize {
+    pub(crate) fn draw_digits(&self, rng: &mut ChaCha8Rng) -> usize {
         if self.digit_weights.is_empty() {
             return rng.random_range(self.min_digits..=self.max_digits);
         }
@@ -162,12 +161,12 @@ impl DataConfig {
         self.max_digits
     }
 
-    fn draw_operand(rng: &mut ChaCha8Rng, digits: usize) -> u64 {
+    pub(crate) fn draw_operand(rng: &mut ChaCha8Rng, digits: usize) -> u64 {
         let (lo, hi) = digit_bounds(digits);
         rng.random_range(lo..=hi)
     }
 
-    fn draw_ood(&self, rng: &mut ChaCha8Rng) -> Vec<Problem> {
+    pub(crate) fn draw_ood(&self, rng: &mut ChaCha8Rng) -> Vec<Problem> {
         (0..self.n_ood)
             .map(|_| {
                 Problem::new(
@@ -198,65 +197,13 @@ impl DataConfig {
             })
             .collect())
     }
-
-    /// The test set of [`DataConfig::generate`] without drawing the others (the page's "test it
-    /// here" runs on it).
-    pub fn test_set(&self) -> Result<Vec<Problem>, DataError> {
-        self.validate()?;
-        if self.splits == SplitScheme::Stratified {
-            return crate::stratified::test_set(self);
-        }
-        // Legacy: the test set is the first n_test distinct problems of the one stream.
-        let mut legacy = self.clone();
-        legacy.n_train = 0;
-        legacy.n_val = 0;
-        legacy.n_ood = 0;
-        Ok(legacy.generate()?.test)
-    }
-
-    /// Draws the sets. Train, validation and test never share a problem `(a, b)`; the
-    /// out-of-distribution problems have `ood_digits` digits in both operands.
-    pub fn generate(&self) -> Result<Splits, DataError> {
-        self.validate()?;
-        if self.splits == SplitScheme::Stratified {
-            let mut splits = crate::stratified::draw(self)?;
-            let mut rng = ChaCha8Rng::seed_from_u64(self.seed);
-            rng.set_stream(4);
-            splits.ood = self.draw_ood(&mut rng);
-            return Ok(splits);
-        }
-        let mut rng = ChaCha8Rng::seed_from_u64(self.seed);
-        let total = self.n_train + self.n_val + self.n_test;
-        let mut seen = HashSet::with_capacity(total);
-        let mut problems = Vec::with_capacity(total);
-        while problems.len() < total {
-            let (da, db) = (self.draw_digits(&mut rng), self.draw_digits(&mut rng));
-            let p = Problem::new(
-                Self::draw_operand(&mut rng, da),
-                Self::draw_operand(&mut rng, db),
-            );
-            if seen.insert(p) {
-                problems.push(p);
-            }
-        }
-        // Test first, so growing the training set never changes the test set.
-        let train = problems.split_off(self.n_test + self.n_val);
-        let val = problems.split_off(self.n_test);
-        let test = problems;
-        let ood = self.draw_ood(&mut rng);
-        Ok(Splits {
-            train,
-            val,
-            test,
-            ood,
-        })
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::problem::digit_count;
+    use std::collections::HashSet;
 
     fn small() -> DataConfig {
         DataConfig {

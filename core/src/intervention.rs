@@ -3,7 +3,9 @@
 //! thought on another problem, zeroed, or reflected across a probe's decision boundary (for a
 //! two-class probe such as a column's carry, its reading flips and nothing orthogonal changes).
 
-use crate::decoding::EngineError;
+use crate::decoder::Decoder;
+use crate::decoding::{EngineError, Generation, Solution};
+use crate::layout::prompt;
 use crate::probes::{Quantity, ThoughtProbes};
 use crate::problem::Problem;
 use crate::reference::ReferenceModel;
@@ -206,6 +208,53 @@ impl PatchContext<'_> {
     }
 }
 
+/// The reference engine's runs with edited thoughts.
+impl ReferenceModel {
+    /// [`ReferenceModel::generate`] with `edits` applied to the thoughts before they are fed in
+    /// (`Generation::thoughts` holds what was fed).
+    pub fn generate_edited(
+        &self,
+        prompt_ids: &[u32],
+        stage: &Stage,
+        with_trace: bool,
+        edits: &[Intervention],
+    ) -> Result<Generation, EngineError> {
+        let decoder = Decoder::new(prompt_ids, stage, self.config().n_positions)?;
+        self.run_decoder_edited(decoder, with_trace, edits)
+    }
+
+    /// [`ReferenceModel::run_decoder`] with `edits` applied to its thoughts (each checked
+    /// against the plan's thoughts and the model's width first).
+    pub fn run_decoder_edited(
+        &self,
+        decoder: Decoder,
+        with_trace: bool,
+        edits: &[Intervention],
+    ) -> Result<Generation, EngineError> {
+        for edit in edits {
+            edit.check(decoder.plan().thoughts, self.config().n_embd)?;
+        }
+        self.run_decoder_with(decoder, with_trace, |slot, input| {
+            edited(edits, slot, input)
+        })
+    }
+
+    /// [`ReferenceModel::solve`] with `edits` applied to the thoughts
+    /// ([`ReferenceModel::generate_edited`]).
+    pub fn solve_edited(
+        &self,
+        tokenizer: &Tokenizer,
+        problem: &Problem,
+        stage: &Stage,
+        with_trace: bool,
+        edits: &[Intervention],
+    ) -> Result<Solution, EngineError> {
+        let ids = prompt(tokenizer, problem)?;
+        let generation = self.generate_edited(&ids, stage, with_trace, edits)?;
+        Solution::new(tokenizer, problem, stage, generation)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -365,5 +414,43 @@ mod tests {
             },
         };
         assert!(message(flat).contains("zero direction"));
+    }
+
+    #[test]
+    fn an_edited_thought_is_fed_and_the_run_continues_from_it() {
+        let model = ReferenceModel::new(&random_weights(&ModelConfig::tiny(), 5));
+        let prompt = prompt(&Tokenizer::new(), &Problem::new(12, 34)).unwrap();
+        let stage = Stage::latent(3, 1, 5);
+        let plain = model.generate(&prompt, &stage, false).unwrap();
+        // Replacing a thought by itself changes nothing.
+        let same = Intervention {
+            slot: 1,
+            edit: Edit::Replace(plain.thoughts[1].clone()),
+        };
+        assert_eq!(
+            model
+                .generate_edited(&prompt, &stage, false, &[same])
+                .unwrap(),
+            plain
+        );
+        // Zeroing thought 1 feeds zeros there and changes the thought after it (computed from
+        // the edited input), not the one before.
+        let zero = Intervention {
+            slot: 1,
+            edit: Edit::Zero,
+        };
+        let edited = model
+            .generate_edited(&prompt, &stage, false, &[zero])
+            .unwrap();
+        assert_eq!(edited.thoughts[0], plain.thoughts[0]);
+        assert!(edited.thoughts[1].iter().all(|&v| v == 0.0));
+        assert_ne!(edited.thoughts[2], plain.thoughts[2]);
+        // A slot the stage does not have is refused.
+        let missing = Intervention {
+            slot: 3,
+            edit: Edit::Zero,
+        };
+        let err = model.generate_edited(&prompt, &stage, false, &[missing]);
+        assert!(matches!(err, Err(EngineError::Intervention(_))), "{err:?}");
     }
 }

@@ -31,6 +31,7 @@ pub mod config;
 pub mod data;
 pub mod decoder;
 pub mod decoding;
+pub mod draw;
 pub mod effects;
 pub mod family;
 pub mod files;
@@ -50,6 +51,7 @@ pub mod stage;
 pub mod stored;
 pub mod stratified;
 pub mod tokenizer;
+pub mod vocabulary;
 pub mod weights;
 
 pub use config::ModelConfig;

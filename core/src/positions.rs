@@ -42,7 +42,6 @@
 //! thoughts, all at its id (ahead, the next slot's), so that what a thought does is not tied to
 //! its index in the chain ([`crate::layout::Layout::with_extra_thoughts`]).
 
-use crate::stage::{AnswerOrder, Stage};
 use crate::tokenizer::{BOT, DIGIT0, EOT, EQUALS, PLUS, SEP};
 use serde::{Deserialize, Serialize};
 
@@ -93,6 +92,35 @@ fn is_digit(id: u32) -> bool {
     (DIGIT0..DIGIT0 + 10).contains(&id)
 }
 
+/// In which order a stage writes the answer's digits.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AnswerOrder {
+    /// The most significant digit first, as people write a number (this project's default).
+    #[default]
+    MostSignificantFirst,
+    /// The units digit first (Cho et al.'s order for addition): each digit is written after
+    /// the one whose carry it takes. With coupled ids the answer keeps its `columns + 1`
+    /// digits (trailing zero when nothing carries out), so each digit's column is known as it
+    /// is written.
+    LeastSignificantFirst,
+}
+
+impl AnswerOrder {
+    pub fn is_most_significant_first(&self) -> bool {
+        *self == AnswerOrder::MostSignificantFirst
+    }
+
+    /// The number that `written` (digits in this order) spells, most significant digit first;
+    /// also the other way round (the map is its own inverse).
+    pub fn reading_order(&self, written: String) -> String {
+        match self {
+            AnswerOrder::MostSignificantFirst => written,
+            AnswerOrder::LeastSignificantFirst => written.chars().rev().collect(),
+        }
+    }
+}
+
 /// The coupled ids of one problem.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Coupled {
@@ -113,18 +141,6 @@ pub struct Coupled {
 }
 
 impl Coupled {
-    /// The ids of a problem of `columns` columns decoded or trained at `stage`.
-    pub fn for_stage(stage: &Stage, columns: usize, offset: usize) -> Coupled {
-        Coupled {
-            columns,
-            thoughts_per_column: stage.thoughts_per_step,
-            offset,
-            answer_order: stage.answer_order,
-            ahead: stage.ids_ahead,
-            answer_pad: 0,
-        }
-    }
-
     /// The id of the column of significance `j`.
     pub fn column(&self, j: usize) -> u32 {
         (self.offset + 1 + j) as u32

@@ -15,7 +15,6 @@
 use crate::config::ModelConfig;
 use crate::decoder::{Decoder, Feed};
 use crate::decoding::{argmax, EngineError, Generation, PositionTrace, Solution, Trace};
-use crate::intervention::{edited, Intervention};
 use crate::layout::prompt;
 use crate::problem::Problem;
 use crate::skeleton::{Affine, Norm};
@@ -338,34 +337,28 @@ impl ReferenceModel {
         stage: &Stage,
         with_trace: bool,
     ) -> Result<Generation, EngineError> {
-        self.generate_edited(prompt_ids, stage, with_trace, &[])
-    }
-
-    /// [`ReferenceModel::generate`] with `edits` applied to the thoughts before they are fed in
-    /// (`Generation::thoughts` holds what was fed).
-    pub fn generate_edited(
-        &self,
-        prompt_ids: &[u32],
-        stage: &Stage,
-        with_trace: bool,
-        edits: &[Intervention],
-    ) -> Result<Generation, EngineError> {
         let decoder = Decoder::new(prompt_ids, stage, self.config.n_positions)?;
-        self.run_decoder(decoder, with_trace, edits)
+        self.run_decoder(decoder, with_trace)
     }
 
-    /// Runs a decoding core's [`Decoder`] drives (any model family's), with `edits` applied to
-    /// its thoughts.
+    /// Runs a decoding core's [`Decoder`] drives (any model family's).
     pub fn run_decoder(
+        &self,
+        decoder: Decoder,
+        with_trace: bool,
+    ) -> Result<Generation, EngineError> {
+        self.run_decoder_with(decoder, with_trace, |_, input| input)
+    }
+
+    /// [`ReferenceModel::run_decoder`], each thought's input passed through `edit(slot, input)`
+    /// before it is fed (`crate::intervention` edits thoughts this way).
+    pub fn run_decoder_with(
         &self,
         mut decoder: Decoder,
         with_trace: bool,
-        edits: &[Intervention],
+        mut edit: impl FnMut(usize, Vec<f32>) -> Vec<f32>,
     ) -> Result<Generation, EngineError> {
         let prompt_len = decoder.plan().prompt_len;
-        for edit in edits {
-            edit.check(decoder.plan().thoughts, self.config.n_embd)?;
-        }
         let (feeds_back, slot_token) = (decoder.plan().feeds_back, decoder.plan().slot_token);
         let mut cache = self.new_cache();
         let mut thoughts = Vec::new();
@@ -399,7 +392,7 @@ impl ReferenceModel {
                     } else {
                         self.token_embedding(slot_token)?
                     };
-                    let input = edited(edits, slot, input);
+                    let input = edit(slot, input);
                     hidden = run(&mut cache, &input, position_id)?;
                     thoughts.push(input);
                 }
@@ -427,21 +420,8 @@ impl ReferenceModel {
         stage: &Stage,
         with_trace: bool,
     ) -> Result<Solution, EngineError> {
-        self.solve_edited(tokenizer, problem, stage, with_trace, &[])
-    }
-
-    /// [`ReferenceModel::solve`] with `edits` applied to the thoughts
-    /// ([`ReferenceModel::generate_edited`]).
-    pub fn solve_edited(
-        &self,
-        tokenizer: &Tokenizer,
-        problem: &Problem,
-        stage: &Stage,
-        with_trace: bool,
-        edits: &[Intervention],
-    ) -> Result<Solution, EngineError> {
         let ids = prompt(tokenizer, problem)?;
-        let generation = self.generate_edited(&ids, stage, with_trace, edits)?;
+        let generation = self.generate(&ids, stage, with_trace)?;
         Solution::new(tokenizer, problem, stage, generation)
     }
 }
@@ -544,45 +524,6 @@ mod tests {
         assert!(s
             .text
             .starts_with("12 + 34 = <bot> <latent> <latent> <latent>"));
-    }
-
-    #[test]
-    fn an_edited_thought_is_fed_and_the_run_continues_from_it() {
-        use crate::intervention::{Edit, Intervention};
-        let model = ReferenceModel::new(&random_weights(&config(), 5));
-        let prompt = prompt(&Tokenizer::new(), &Problem::new(12, 34)).unwrap();
-        let stage = Stage::latent(3, 1, 5);
-        let plain = model.generate(&prompt, &stage, false).unwrap();
-        // Replacing a thought by itself changes nothing.
-        let same = Intervention {
-            slot: 1,
-            edit: Edit::Replace(plain.thoughts[1].clone()),
-        };
-        assert_eq!(
-            model
-                .generate_edited(&prompt, &stage, false, &[same])
-                .unwrap(),
-            plain
-        );
-        // Zeroing thought 1 feeds zeros there and changes the thought after it (computed from
-        // the edited input), not the one before.
-        let zero = Intervention {
-            slot: 1,
-            edit: Edit::Zero,
-        };
-        let edited = model
-            .generate_edited(&prompt, &stage, false, &[zero])
-            .unwrap();
-        assert_eq!(edited.thoughts[0], plain.thoughts[0]);
-        assert!(edited.thoughts[1].iter().all(|&v| v == 0.0));
-        assert_ne!(edited.thoughts[2], plain.thoughts[2]);
-        // A slot the stage does not have is refused.
-        let missing = Intervention {
-            slot: 3,
-            edit: Edit::Zero,
-        };
-        let err = model.generate_edited(&prompt, &stage, false, &[missing]);
-        assert!(matches!(err, Err(EngineError::Intervention(_))), "{err:?}");
     }
 
     #[test]

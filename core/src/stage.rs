@@ -6,7 +6,8 @@
 //! `nocot` answers right after `<bot> <eot>`, and `pause` feeds a fixed learned embedding (the
 //! `<latent>` token's) instead of the fed-back hidden state, so the value of the feedback shows.
 
-use crate::positions::PositionScheme;
+pub use crate::positions::AnswerOrder;
+use crate::positions::{Coupled, PositionScheme};
 use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::str::FromStr;
@@ -47,35 +48,6 @@ impl std::str::FromStr for LatentOrder {
             other => Err(format!(
                 "unknown latent order '{other}': expected first or last"
             )),
-        }
-    }
-}
-
-/// In which order a stage writes the answer's digits.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum AnswerOrder {
-    /// The most significant digit first, as people write a number (this project's default).
-    #[default]
-    MostSignificantFirst,
-    /// The units digit first (Cho et al.'s order for addition): each digit is written after
-    /// the one whose carry it takes. With coupled ids the answer keeps its `columns + 1`
-    /// digits (trailing zero when nothing carries out), so each digit's column is known as it
-    /// is written.
-    LeastSignificantFirst,
-}
-
-impl AnswerOrder {
-    pub fn is_most_significant_first(&self) -> bool {
-        *self == AnswerOrder::MostSignificantFirst
-    }
-
-    /// The number that `written` (digits in this order) spells, most significant digit first;
-    /// also the other way round (the map is its own inverse).
-    pub fn reading_order(&self, written: String) -> String {
-        match self {
-            AnswerOrder::MostSignificantFirst => written,
-            AnswerOrder::LeastSignificantFirst => written.chars().rev().collect(),
         }
     }
 }
@@ -256,6 +228,21 @@ impl FromStr for StageKind {
             .parse()
             .map(|k| StageKind::Latent { k })
             .map_err(|_| UnknownStage(s.to_string()))
+    }
+}
+
+/// A stage's coupled ids ([`crate::positions`]).
+impl Coupled {
+    /// The ids of a problem of `columns` columns decoded or trained at `stage`.
+    pub fn for_stage(stage: &Stage, columns: usize, offset: usize) -> Coupled {
+        Coupled {
+            columns,
+            thoughts_per_column: stage.thoughts_per_step,
+            offset,
+            answer_order: stage.answer_order,
+            ahead: stage.ids_ahead,
+            answer_pad: 0,
+        }
     }
 }
 

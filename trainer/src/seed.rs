@@ -84,7 +84,7 @@ impl SeedEngine {
     pub fn run(&mut self, decoder: Decoder) -> Result<FreeRun> {
         Ok(match self {
             SeedEngine::Reference(m) => {
-                let g = m.run_decoder(decoder, false, &[])?;
+                let g = m.run_decoder(decoder, false)?;
                 FreeRun {
                     thoughts: g.thoughts.len(),
                     ids: g.ids,

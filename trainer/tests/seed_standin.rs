@@ -116,7 +116,7 @@ fn the_imported_stand_in_computes_what_the_seeds_procedure_computed() {
                     prompt_len,
                     thoughts,
                     ..
-                } = model.run_decoder(d, false, &[]).unwrap();
+                } = model.run_decoder(d, false).unwrap();
                 // Golden runs generate a fixed number of tokens; ours stop by the answer rule,
                 // so ours are a prefix of theirs.
                 let generated = ids(&free["generated"]);
