@@ -510,6 +510,10 @@ pub struct InterveneArgs {
     /// With --measure or --measure-flips: also write the effects as JSON there.
     #[arg(long)]
     pub measure_json: Option<PathBuf>,
+    /// For a folder of the seed's family: how many thoughts a problem gets (as `solve
+    /// --thoughts`).
+    #[arg(long, default_value = "columns", value_parser = crate::seed::protocol)]
+    pub thoughts: coconut_core::seed::layout::ThoughtCount,
 }
 
 /// The id of a stage named on the command line (`3`, `stage3`, `nocot`, `pause`).

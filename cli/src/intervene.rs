@@ -110,13 +110,16 @@ pub fn run_intervene(args: InterveneArgs) -> Result<u8> {
         }
         crate::output::check_output(path, "--measure-json")?;
     }
+    let folder = WeightsDir::open(&args.weights)?;
+    if folder.manifest.family.layout == coconut_core::family::LayoutFamily::Seed {
+        return crate::seed_intervene::run(&folder, &args);
+    }
     if let Some(pairs) = args.measure {
         return run_measure(&args, pairs);
     }
     if let Some(problems) = args.measure_flips {
         return run_measure_flips(&args, problems);
     }
-    let folder = WeightsDir::open(&args.weights)?;
     let stage_id = match &args.stage {
         Some(s) => s.clone(),
         None => coconut_core::problem::max_steps(folder.manifest.max_digits).to_string(),

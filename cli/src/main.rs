@@ -9,6 +9,7 @@ mod intervene;
 mod limits;
 mod output;
 mod seed;
+mod seed_intervene;
 mod solve;
 
 use anyhow::{Context, Result};

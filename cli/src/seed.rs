@@ -95,6 +95,29 @@ impl SeedModel {
         Ok((run.ids, run.thoughts, read))
     }
 
+    /// The seed's decoder of `problem` under `count`, for a run driven elsewhere (edits).
+    pub fn decoder(
+        &self,
+        problem: &Problem,
+        count: ThoughtCount,
+    ) -> Result<coconut_core::decoder::Decoder> {
+        let n_positions = self.engine.n_positions();
+        let d = decoder(
+            &self.tokenizer,
+            &self.tokens,
+            problem,
+            self.stage,
+            count,
+            n_positions,
+        )?;
+        Ok(d)
+    }
+
+    /// The answer a finished sequence reads (the digits after `<eot>`).
+    pub fn answer(&self, ids: &[u32], prompt_len: usize) -> Option<String> {
+        answer(&self.tokenizer, ids, prompt_len)
+    }
+
     /// The sequence as text, thought slots shown as `[thought]`.
     pub fn text(&self, ids: &[u32]) -> String {
         ids.split(|&id| id == ACT)
@@ -108,7 +131,7 @@ impl SeedModel {
 }
 
 /// The seed's model reads two operands of the same length, 2 to 4 digits (its training data).
-fn check_seed_problem(p: &Problem) -> Result<()> {
+pub fn check_seed_problem(p: &Problem) -> Result<()> {
     let (da, db) = (digit_count(p.a), digit_count(p.b));
     ensure!(
         da == db && (2..=4).contains(&da),
