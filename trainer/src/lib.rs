@@ -24,6 +24,7 @@ pub mod branch;
 pub mod checkpoint;
 pub mod config;
 pub mod cpu;
+pub mod draws;
 pub mod eval;
 pub mod export;
 pub mod folder;
@@ -37,6 +38,7 @@ pub mod patching;
 pub mod plot;
 pub mod probe;
 pub mod provenance;
+pub mod run_dir;
 pub mod run_lock;
 pub mod seed;
 #[cfg(test)]
