@@ -6,7 +6,7 @@ use crate::solve::EngineKind;
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
 use coconut_trainer::export::ExportFormat;
-use coconut_trainer::train::load_run_config;
+use coconut_trainer::run_dir::load_run_config;
 use coconut_trainer::{StagePlan, TrainConfig};
 use std::path::PathBuf;
 

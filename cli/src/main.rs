@@ -24,9 +24,8 @@ use coconut_trainer::branch::Branch;
 use coconut_trainer::eval::{evaluate, table, EvalSet};
 use coconut_trainer::export;
 use coconut_trainer::folder::{FolderWrite, Start};
-use coconut_trainer::train::{
-    self, load_run_config, Observer, Outcome, RunDir, StepMetrics, TrainOptions,
-};
+use coconut_trainer::run_dir::{self, load_run_config, RunDir};
+use coconut_trainer::train::{self, Observer, Outcome, StepMetrics, TrainOptions};
 use coconut_trainer::Gpt;
 use indicatif::{ProgressBar, ProgressStyle};
 use output::{check_output, note, out, outln};
@@ -373,7 +372,7 @@ fn run_plot(args: PlotArgs) -> Result<()> {
         .out
         .unwrap_or_else(|| args.run_dir.join("training-curve.svg"));
     check_output(&out, "--out")?;
-    coconut_trainer::plot::plot_run(&args.run_dir.join(train::METRICS_FILE), &out)?;
+    coconut_trainer::plot::plot_run(&args.run_dir.join(run_dir::METRICS_FILE), &out)?;
     note!("wrote {}", out.display());
     Ok(())
 }

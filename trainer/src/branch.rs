@@ -9,7 +9,7 @@
 
 use crate::checkpoint::{self, Progress, SnapshotTensor};
 use crate::config::TrainConfig;
-use crate::train::{RunDir, CHECKPOINT_FILE, METRICS_FILE};
+use crate::run_dir::{load_run_config, RunDir};
 use anyhow::{bail, ensure, Context, Result};
 use coconut_core::weights::ModelWeights;
 
@@ -31,7 +31,7 @@ pub struct BranchStart {
 /// `at_stage` on is the same), and copies the inherited stages' weights and metrics into `run`.
 pub fn start(config: &TrainConfig, run: &RunDir, branch: &Branch) -> Result<BranchStart> {
     let from = RunDir(branch.from.clone());
-    let parent = crate::train::load_run_config(&from.0)?;
+    let parent = load_run_config(&from.0)?;
     let ids = config
         .stages
         .iter()
@@ -82,7 +82,7 @@ pub fn start(config: &TrainConfig, run: &RunDir, branch: &Branch) -> Result<Bran
         );
     }
 
-    let parent_progress = checkpoint::read_progress(&from.0.join(CHECKPOINT_FILE))?;
+    let parent_progress = checkpoint::read_progress(&from.checkpoint())?;
     ensure!(
         parent_progress.finished.len() >= at,
         "{}: has finished {} stage(s), and the branch needs the {at} before {}",
@@ -96,14 +96,14 @@ pub fn start(config: &TrainConfig, run: &RunDir, branch: &Branch) -> Result<Bran
     for id in &ids[..at] {
         let bytes = coconut_core::files::read_regular(&from.stage_weights(id), u64::MAX)
             .with_context(|| format!("reading {}", from.stage_weights(id).display()))?;
-        checkpoint::write_atomic(&run.stage_weights(id), &bytes)?;
+        run.write_stage_weights(id, &bytes)?;
     }
     let last = &ids[at - 1];
     let bytes = std::fs::read(run.stage_weights(last))?;
     let weights = ModelWeights::from_safetensors(&bytes, last, Some(&config.model))?;
 
     // The inherited stages' metrics lines, up to the last one's end, then the branch point.
-    let text = std::fs::read_to_string(from.0.join(METRICS_FILE))
+    let text = std::fs::read_to_string(from.metrics())
         .with_context(|| format!("reading {}", from.metrics().display()))?;
     let mut kept = String::new();
     let mut ended = false;

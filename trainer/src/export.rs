@@ -467,11 +467,11 @@ pub fn export_from_run(
     eval: Option<&Path>,
     force: bool,
 ) -> Result<String> {
-    let config = crate::train::load_run_config(run_dir)?;
+    let config = crate::run_dir::load_run_config(run_dir)?;
     let kind = stage.parse::<coconut_core::StageKind>();
     let plan = crate::StagePlan::new(kind.map_err(anyhow::Error::msg)?.to_string(), 1.0);
     let stage = config.stage(&plan)?;
-    let run = crate::train::RunDir(run_dir.to_path_buf());
+    let run = crate::run_dir::RunDir(run_dir.to_path_buf());
     let path = run.stage_weights(&stage.id());
     let bytes = coconut_core::files::read_regular(&path, u64::MAX)
         .with_context(|| format!("reading {} (is the stage trained?)", path.display()))?;

@@ -1,3 +1,6 @@
+//! The per-engine optimizer step (compute, apply, snapshot, restore) that the curriculum driver
+//! ([`crate::train`]) calls once per step.
+//!
 //! The model being trained and its optimizer, on one of the two engines: the CPU engine
 //! ([`crate::cpu`]) or the candle model ([`crate::model`], any device). The training loop sees
 //! one interface; checkpoints hold the same named tensors whichever engine wrote them.
@@ -19,6 +22,7 @@ use coconut_core::tokenizer::Tokenizer;
 use coconut_core::weights::ModelWeights;
 use coconut_core::{Problem, Stage};
 
+/// The model being trained and its optimizer on one engine: what one training step changes.
 pub enum Learner {
     Cpu(Box<CpuTrainer>),
     Candle(Box<CandleLearner>),

@@ -7,12 +7,16 @@
 //! - [`batch`]: padded batches of stage layouts and the exact, differentiable thought feedback;
 //! - [`cpu`]: the CPU training engine (hand-written forward and backward over flat buffers,
 //!   thoughts through cached keys and values, both cores);
+//! - [`learner`]: one optimizer step on either engine (the CPU engine or the candle model);
 //! - [`ops`]: fused CPU GELU and softmax with backward passes;
 //! - [`optim`]: AdamW with visible moments, gradient clipping, warmup + cosine schedule;
 //! - [`config`]: the run's settings (`config.json`);
 //! - [`checkpoint`]: atomic checkpoints of weights, moments and progress;
+//! - [`run_dir`]: the run directory's files (config, checkpoint, metrics, stage weights, run.json,
+//!   lock): their names and how they are written;
 //! - [`run_lock`]: one writer per run directory;
-//! - [`train`]: the training loop over the stages;
+//! - [`train`]: the curriculum driver, the training loop over the stages;
+//! - [`draws`]: each step's batch: the data order, mixing and augmentation draws;
 //! - [`branch`]: a new run from another's stage boundary (new plans for the later stages);
 //! - [`eval`]: greedy and teacher-forced accuracy by digit count, and single-problem solving;
 //! - [`import`]: reading models made elsewhere; [`import::torch_file`] reads `torch.save` state
@@ -24,6 +28,7 @@ pub mod branch;
 pub mod checkpoint;
 pub mod config;
 pub mod cpu;
+pub mod draws;
 pub mod eval;
 pub mod export;
 pub mod folder;
@@ -37,6 +42,7 @@ pub mod patching;
 pub mod plot;
 pub mod probe;
 pub mod provenance;
+pub mod run_dir;
 pub mod run_lock;
 pub mod seed;
 #[cfg(test)]

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use std::path::Path;
 use std::process::Command;
 
-pub const RUN_INFO_FILE: &str = "run.json";
+pub use crate::run_dir::RUN_INFO_FILE;
 
 /// The commit this binary was built from, found by `build.rs` (`-dirty` when the work tree had
 /// changes; `unknown` when built outside git). The build, not the directory `coconut` runs in,

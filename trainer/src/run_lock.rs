@@ -12,7 +12,7 @@ use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, Write};
 use std::path::{Path, PathBuf};
 
-pub const LOCK_FILE: &str = "lock";
+pub use crate::run_dir::LOCK_FILE;
 
 /// The held lock of a run directory; dropping it releases the lock.
 #[derive(Debug)]

@@ -1,5 +1,8 @@
-//! The training loop: every stage of the curriculum in order, each with a fresh AdamW and its own
-//! warmup + cosine schedule, checkpoints every N steps and after each stage, resumable.
+//! The curriculum driver: every stage of the curriculum in order, each with a fresh AdamW and
+//! its own warmup + cosine schedule, checkpoints every N steps and after each stage, resumable.
+//! (One optimizer step on either engine is [`crate::learner`]; the CPU engine itself is
+//! [`crate::cpu`]; each step's batch is drawn by [`crate::draws`]; the files are
+//! [`crate::run_dir`]'s.)
 //!
 //! A run directory holds `config.json`, `checkpoint.safetensors` (weights, moments, progress),
 //! `metrics.jsonl` and `stages/<stage_id>.safetensors` (each finished stage's f32 weights).
@@ -7,29 +10,31 @@
 //! state, so on the CPU a resumed run ends with the same weights, bit for bit, as one that never
 //! stopped.
 
-use crate::checkpoint::{self, write_atomic, Progress, StageRecord};
-use crate::config::TrainConfig;
+use crate::branch::Branch;
+use crate::checkpoint::{self, Progress, StageRecord};
+use crate::config::{StagePlan, TrainConfig};
 use crate::cpu::plan::ThoughtNoise;
+use crate::draws::StageDraws;
 use crate::learner::Learner;
 use crate::model::Gpt;
 use crate::optim::{clip_scale, lr_at};
-use anyhow::{bail, Context, Result};
+use crate::provenance::{Branched, RunInfo};
+use crate::run_dir::MetricsLog;
+use crate::run_lock::RunLock;
+use anyhow::{bail, Result};
 use candle_core::Device;
 use coconut_core::data::Splits;
 use coconut_core::layout::Layout;
 use coconut_core::tokenizer::Tokenizer;
-use rand::{Rng, SeedableRng};
-use rand_chacha::ChaCha8Rng;
+use coconut_core::{Problem, Stage};
 use serde::Serialize;
-use std::borrow::Cow;
-use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Instant;
 
-pub const CONFIG_FILE: &str = "config.json";
-pub const CHECKPOINT_FILE: &str = "checkpoint.safetensors";
-pub const METRICS_FILE: &str = "metrics.jsonl";
-pub const STAGES_DIR: &str = "stages";
+pub use crate::draws::epoch_order;
+pub use crate::run_dir::{
+    load_run_config, RunDir, CHECKPOINT_FILE, CONFIG_FILE, METRICS_FILE, STAGES_DIR,
+};
 
 /// How a call to [`train`] behaves beyond the config.
 #[derive(Clone, Debug, Default)]
@@ -85,76 +90,6 @@ pub trait Observer {
 pub struct Silent;
 impl Observer for Silent {}
 
-/// Paths inside a run directory.
-pub struct RunDir(pub PathBuf);
-
-impl RunDir {
-    pub fn config(&self) -> PathBuf {
-        self.0.join(CONFIG_FILE)
-    }
-    pub fn checkpoint(&self) -> PathBuf {
-        self.0.join(CHECKPOINT_FILE)
-    }
-    pub fn metrics(&self) -> PathBuf {
-        self.0.join(METRICS_FILE)
-    }
-    pub fn stage_weights(&self, stage_id: &str) -> PathBuf {
-        self.0
-            .join(STAGES_DIR)
-            .join(format!("{stage_id}.safetensors"))
-    }
-}
-
-/// Reads a run directory's `config.json`.
-pub fn load_run_config(run_dir: &Path) -> Result<TrainConfig> {
-    let path = RunDir(run_dir.to_path_buf()).config();
-    let text =
-        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
-    serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))
-}
-
-/// The training set's order in one epoch of one stage: a pure function of its arguments.
-pub fn epoch_order(n: usize, seed: u64, stage_index: usize, epoch: u64) -> Vec<usize> {
-    let key = seed
-        ^ (stage_index as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15)
-        ^ epoch.wrapping_mul(0xC2B2_AE3D_27D4_EB4F).rotate_left(17);
-    let mut rng = ChaCha8Rng::seed_from_u64(key);
-    let mut order: Vec<usize> = (0..n).collect();
-    for i in (1..n).rev() {
-        order.swap(i, rng.random_range(0..=i));
-    }
-    order
-}
-
-/// Appends JSON lines to `metrics.jsonl`.
-struct MetricsLog(std::fs::File, PathBuf);
-
-impl MetricsLog {
-    /// Opens the log for appending; `fresh` empties it first (a run starting from step 0: the
-    /// lines of an attempt that left no checkpoint describe nothing that remains).
-    fn open(path: &Path, fresh: bool) -> Result<MetricsLog> {
-        let f = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(path)
-            .and_then(|f| {
-                if fresh {
-                    f.set_len(0).map(|_| f)
-                } else {
-                    Ok(f)
-                }
-            })
-            .with_context(|| format!("opening {}", path.display()))?;
-        Ok(MetricsLog(f, path.to_path_buf()))
-    }
-
-    fn write(&mut self, value: &impl Serialize) -> Result<()> {
-        writeln!(self.0, "{}", serde_json::to_string(value)?)
-            .and_then(|_| self.0.flush())
-            .with_context(|| format!("writing {}", self.1.display()))
-    }
-}
-
 /// Trains `config`'s stages in `run_dir` on `device`; see the module documentation.
 pub fn train(
     config: &TrainConfig,
@@ -163,6 +98,52 @@ pub fn train(
     options: &TrainOptions,
     observer: &mut dyn Observer,
 ) -> Result<TrainReport> {
+    check_engine(config, device)?;
+    crate::ops::keep_freed_memory();
+    let mut run = Run::open(config, run_dir, device, options, observer)?;
+    while run.progress.stage_index < config.stages.len() {
+        let mut stage = StageRun::begin(config, &run.tokenizer, &run.splits.train, &run.progress)?;
+        if run.progress.stage_step == 0 {
+            // A new stage: the optimizer and its schedule start over.
+            run.learner.reset_optimizer()?;
+        }
+        observer.stage_started(&stage.id, stage.total, run.progress.stage_step);
+        let mut end = StageEnd {
+            why: format!("schedule complete after {} steps", stage.total),
+            val: None,
+        };
+        while run.progress.stage_step < stage.total {
+            // A stage that ends when learned checks before its step, so that a run resumed at
+            // this step makes the same decision.
+            if let Some(learned) = run.check_learned(&stage, observer)? {
+                end = learned;
+                break;
+            }
+            let tick = Instant::now();
+            let draw = stage.draws.draw(
+                config,
+                stage.plan,
+                &stage.stage,
+                &run.tokenizer,
+                &run.splits.train,
+                run.progress.stage_step,
+            )?;
+            let members = draw.members(&stage.layouts, &stage.stage);
+            let members: Vec<&Layout> = members.iter().map(|l| l.as_ref()).collect();
+            let metrics = run.step(&stage, &members, draw.noise, tick)?;
+            stage.last_loss = metrics.loss;
+            observer.step(&metrics);
+            if let Some(outcome) = run.log_and_checkpoint(&stage, &metrics, options, observer)? {
+                return run.report(outcome, device);
+            }
+        }
+        run.end_stage(&stage, end, observer)?;
+    }
+    run.report(Outcome::Finished, device)
+}
+
+/// Refuses settings the engine `config` chooses for `device` cannot train.
+fn check_engine(config: &TrainConfig, device: &Device) -> Result<()> {
     config.validate()?;
     if config.stages.iter().any(|p| p.mixing(config) > 0.0) && !config.uses_cpu_engine(device) {
         bail!("mix (data mixing) needs the CPU engine: batches of the candle path hold one stage");
@@ -170,395 +151,378 @@ pub fn train(
     if config.thought_noise > 0.0 && !config.uses_cpu_engine(device) {
         bail!("thought_noise needs the CPU engine: the candle path feeds thoughts unchanged");
     }
-    crate::ops::keep_freed_memory();
-    let run = RunDir(run_dir.to_path_buf());
-    std::fs::create_dir_all(run.0.join(STAGES_DIR))
-        .with_context(|| format!("creating {}", run.0.display()))?;
-    let _lock = crate::run_lock::RunLock::acquire(run_dir)?; // held until train returns
-    let tokenizer = Tokenizer::new();
-    let splits: Splits = config.data.generate()?;
-    let mut learner = Learner::new(config, device)?;
+    Ok(())
+}
 
-    // Start fresh, or pick up where the checkpoint left off.
-    let mut progress = if options.resume {
-        let saved = load_run_config(run_dir)?;
-        if &saved != config {
-            bail!(
-                "{} differs from the given settings: resume with the run's own config",
-                run.config().display()
-            );
-        }
-        if run.checkpoint().exists() {
-            let (snapshot, p) = checkpoint::load(&run.checkpoint(), &config.model)?;
-            checkpoint::check_progress(&p, config, splits.train.len(), &run.checkpoint())?;
-            learner.restore(&snapshot)?;
-            observer.message(&format!(
-                "resumed at step {} (stage index {}, step {})",
-                p.global_step, p.stage_index, p.stage_step
-            ));
-            p
+/// A run as it trains: its directory (locked), the data, the learner and where it stands.
+struct Run<'a> {
+    config: &'a TrainConfig,
+    dir: RunDir,
+    _lock: RunLock,
+    tokenizer: Tokenizer,
+    splits: Splits,
+    learner: Learner,
+    progress: Progress,
+    metrics: MetricsLog,
+    /// Validation problems checked at the end of each stage (and by `until_val`).
+    n_val: usize,
+    /// When this process started training, and the run's seconds before then.
+    started: Instant,
+    seconds_before: f64,
+}
+
+/// One stage of the curriculum as the loop trains it.
+struct StageRun<'a> {
+    plan: &'a StagePlan,
+    stage: Stage,
+    id: String,
+    /// Every training problem's layout at this stage.
+    layouts: Vec<Layout>,
+    draws: StageDraws,
+    /// The stage's steps by its schedule.
+    total: u64,
+    /// The run's seconds when the stage started.
+    started_at: f64,
+    /// The loss of the last step this process trained.
+    last_loss: f64,
+}
+
+/// Why a stage ended, and the validation accuracy that ended it, if one did.
+struct StageEnd {
+    why: String,
+    val: Option<f64>,
+}
+
+impl<'a> Run<'a> {
+    /// Opens `run_dir` for a run: locks it, then starts the run (fresh or branched) or resumes
+    /// it, records its provenance and opens its metrics log.
+    fn open(
+        config: &'a TrainConfig,
+        run_dir: &Path,
+        device: &Device,
+        options: &TrainOptions,
+        observer: &mut dyn Observer,
+    ) -> Result<Run<'a>> {
+        let dir = RunDir(run_dir.to_path_buf());
+        dir.create()?;
+        let lock = RunLock::acquire(run_dir)?; // held until train returns
+        let tokenizer = Tokenizer::new();
+        let splits: Splits = config.data.generate()?;
+        let mut learner = Learner::new(config, device)?;
+        let progress = if options.resume {
+            resume(config, &dir, splits.train.len(), &mut learner, observer)?
         } else {
-            // Killed before its first checkpoint: start over with the run's settings.
-            observer.message("no checkpoint yet: starting the run from the beginning");
-            Progress::default()
-        }
-    } else {
-        if run.checkpoint().exists() {
-            bail!(
-                "{} already holds a run: resume it or choose another directory",
-                run.0.display()
-            );
-        }
-        write_atomic(
-            &run.config(),
-            serde_json::to_string_pretty(config)?.as_bytes(),
-        )?;
-        match &options.branch {
-            Some(branch) => {
-                let start = crate::branch::start(config, &run, branch)?;
-                learner.restore(&crate::branch::fresh_snapshot(&start.weights))?;
-                checkpoint::save(&run.checkpoint(), &learner.snapshot()?, &start.progress)?;
-                observer.message(&format!(
-                    "branched from {} at {} (step {})",
-                    branch.from.display(),
-                    branch.at_stage,
-                    start.progress.global_step
-                ));
-                start.progress
-            }
-            None => Progress::default(),
-        }
-    };
-    if let Some(info) = &options.run_info {
-        let mut info = info.clone();
-        if let (Some(branch), false) = (&options.branch, options.resume) {
-            info.branched_from = Some(crate::provenance::Branched {
-                run_dir: branch.from.display().to_string(),
-                stages: progress.finished.iter().map(|r| r.id.clone()).collect(),
-                parent: Box::new(
-                    crate::provenance::RunInfo::load(&branch.from)?.unwrap_or_default(),
-                ),
-            });
-        }
-        info.record(run_dir, options.resume)?;
+            start(
+                config,
+                &dir,
+                options.branch.as_ref(),
+                &mut learner,
+                observer,
+            )?
+        };
+        record_provenance(run_dir, options, &progress)?;
+        let mut metrics = MetricsLog::open(&dir.metrics(), progress.global_step == 0)?;
+        metrics.write(&serde_json::json!({"event": if options.resume { "resume" } else { "start" }, "step": progress.global_step}))?;
+        Ok(Run {
+            config,
+            dir,
+            _lock: lock,
+            tokenizer,
+            n_val: config.val_problems.min(splits.val.len()),
+            splits,
+            learner,
+            seconds_before: progress.seconds,
+            progress,
+            metrics,
+            started: Instant::now(),
+        })
     }
-    let mut metrics = MetricsLog::open(&run.metrics(), progress.global_step == 0)?;
-    metrics.write(&serde_json::json!({"event": if options.resume { "resume" } else { "start" }, "step": progress.global_step}))?;
-    let started = Instant::now();
-    let seconds_before = progress.seconds;
 
-    while progress.stage_index < config.stages.len() {
-        let plan = &config.stages[progress.stage_index];
-        let stage = config.stage(plan)?;
-        let id = stage.id();
-        let layouts = splits
-            .train
-            .iter()
-            .map(|p| Layout::new(&tokenizer, p, &stage))
-            .collect::<Result<Vec<_>, _>>()?;
-        // One epoch: every training problem, plus the stage's extra copies of the hard ones.
-        let pool = plan.epoch_pool(&splits.train);
-        let seed = plan.draw_seed(config);
-        let steps_per_epoch = pool.len().div_ceil(config.batch_size) as u64;
-        let total = config.total_steps(plan, pool.len());
-        if progress.stage_step == 0 {
-            // A new stage: the optimizer and its schedule start over.
-            learner.reset_optimizer()?;
+    /// For a stage that ends when learned, at its validation steps: validates, and ends the
+    /// stage if the accuracy reached its goal.
+    fn check_learned(
+        &mut self,
+        stage: &StageRun,
+        observer: &mut dyn Observer,
+    ) -> Result<Option<StageEnd>> {
+        let (step, n_val, id) = (self.progress.stage_step, self.n_val, &stage.id);
+        let Some(goal) = stage.plan.until_val else {
+            return Ok(None);
+        };
+        if step == 0 || step % self.config.val_every != 0 {
+            return Ok(None);
         }
-        observer.stage_started(&id, total, progress.stage_step);
-        // When the stage resumes mid-way, its time so far is the run's time less the finished
-        // stages' (not the time at the resume: that would drop the part before the checkpoint).
-        let stage_started: f64 = progress.finished.iter().map(|r| r.seconds).sum();
-        let mut order = (u64::MAX, Vec::new());
-        let mut last_loss = f64::NAN;
-        let n_val = config.val_problems.min(splits.val.len());
-        let mut ended = format!("schedule complete after {total} steps");
-        let mut ended_at_val = None; // the accuracy that ended the stage, if validation did
-
-        while progress.stage_step < total {
-            let step = progress.stage_step;
-            // A stage that ends when learned checks before its step, so that a run resumed at
-            // this step makes the same decision.
-            if let Some(goal) = plan.until_val {
-                if step > 0 && step % config.val_every == 0 {
-                    let accuracy =
-                        validate(&mut learner, &tokenizer, &splits.val[..n_val], &stage)?;
-                    observer.message(&format!(
-                        "{id} step {step}: validation greedy accuracy {accuracy:.2}% (n = {n_val})"
-                    ));
-                    metrics.write(&serde_json::json!({"event": "val", "stage": id, "stage_step": step, "step": progress.global_step, "val_greedy": accuracy, "n_val": n_val}))?;
-                    if accuracy >= goal {
-                        ended = format!(
-                            "validation {accuracy:.2}% >= {goal}% (n = {n_val}) at step {step} of {total}"
-                        );
-                        ended_at_val = Some(accuracy);
-                        break;
-                    }
-                }
-            }
-            let tick = Instant::now();
-
-            // The batch: a slice of this epoch's order.
-            let (epoch, index) = (step / steps_per_epoch, (step % steps_per_epoch) as usize);
-            let stage_index = progress.stage_index;
-            let key = move |stream| stream_key(stream, seed, stage_index, step);
-            if order.0 != epoch {
-                let shuffled = epoch_order(pool.len(), seed, progress.stage_index, epoch);
-                order = (epoch, shuffled.into_iter().map(|j| pool[j]).collect());
-            }
-            let start = index * config.batch_size;
-            let end = (start + config.batch_size).min(pool.len());
-            let picked = mixed_in(
-                plan.mixing(config),
-                key(Stream::Mixing),
-                &stage,
-                &tokenizer,
-                &splits.train,
-                &order.1[start..end],
-            )?;
-            let offsets = per_example_draws(
-                config.max_position_offset,
-                key(Stream::Offsets),
-                end - start,
-            );
-            let gaps = per_column_draws(
-                config.max_column_gap,
-                key(Stream::Gaps),
-                end - start,
-                config.data.max_digits + 1,
-            );
-            let extra = per_column_draws(
-                config.max_extra_thoughts,
-                key(Stream::ExtraThoughts),
-                end - start,
-                config.data.max_digits + 1,
-            );
-            let pads =
-                per_example_draws(config.max_answer_pad, key(Stream::AnswerPad), end - start);
-            // A member with a padded answer, extra thoughts, an offset or gaps is a copy (with
-            // its answer or thoughts lengthened, its column ids moved); the rest are borrowed.
-            let members: Vec<Cow<Layout>> = order.1[start..end]
-                .iter()
-                .zip(&picked)
-                .zip(offsets.iter().zip(&gaps).zip(extra.iter().zip(&pads)))
-                .map(|((&i, earlier), ((&o, g), (x, &pad)))| {
-                    let layout = earlier.as_ref().unwrap_or(&layouts[i]);
-                    // A mixed-in layout is another stage's, whose written steps the padding
-                    // would number as this stage's: only the stage's own answers are padded.
-                    let padded = if pad == 0 || earlier.is_some() {
-                        Cow::Borrowed(layout)
-                    } else {
-                        Cow::Owned(layout.with_answer_pad(&stage, pad))
-                    };
-                    let lengthened = if x.iter().all(|&x| x == 0) {
-                        padded
-                    } else {
-                        Cow::Owned(padded.with_extra_thoughts(&stage, x))
-                    };
-                    if o == 0 && g.iter().all(|&g| g == 0) {
-                        lengthened
-                    } else {
-                        Cow::Owned(lengthened.spread(o, g))
-                    }
-                })
-                .collect();
-            let members: Vec<&Layout> = members.iter().map(|l| l.as_ref()).collect();
-            let batch_tokens: usize = members.iter().map(|l| l.ids.len()).sum();
-
-            // Forward, checked before anything changes.
-            let lr = lr_at(
-                step,
-                total,
-                plan.peak_lr(config),
-                config.warmup_steps,
-                config.min_lr_ratio,
-            );
-            let noise = (config.thought_noise > 0.0).then(|| ThoughtNoise {
-                std: config.thought_noise as f32,
-                key: key(Stream::Noise),
-            });
-            let stats = learner.compute(&members, &stage, noise)?;
-            let (loss_v, grad_norm) = (stats.loss, stats.grad_norm);
-            if !loss_v.is_finite() || loss_v > config.max_loss {
-                bail!(diverged(
-                    &id,
-                    step,
-                    progress.global_step,
-                    &format!("loss {loss_v}"),
-                    &run
-                ));
-            }
-
-            // Clip, update.
-            if !grad_norm.is_finite() {
-                bail!(diverged(
-                    &id,
-                    step,
-                    progress.global_step,
-                    &format!("gradient norm {grad_norm}"),
-                    &run
-                ));
-            }
-            learner.apply(lr, clip_scale(grad_norm, config.grad_clip))?;
-            progress.stage_step += 1;
-            progress.global_step += 1;
-            progress.seconds = seconds_before + started.elapsed().as_secs_f64();
-            last_loss = loss_v;
-
-            let m = StepMetrics {
-                step: progress.global_step,
-                stage: id.clone(),
-                stage_step: progress.stage_step,
-                loss: loss_v,
-                lr,
-                grad_norm,
-                tokens_per_s: batch_tokens as f64 / tick.elapsed().as_secs_f64(),
-            };
-            observer.step(&m);
-            if progress.stage_step % config.log_every == 0 || progress.stage_step == total {
-                metrics.write(&m)?;
-            }
-            if options.stop_at_step == Some(progress.global_step) {
-                return Ok(TrainReport {
-                    outcome: Outcome::Stopped,
-                    progress,
-                    model: learner.model(device)?,
-                });
-            }
-            if progress.stage_step % config.checkpoint_every == 0 && progress.stage_step < total {
-                checkpoint::save(&run.checkpoint(), &learner.snapshot()?, &progress)?;
-            }
-            let out_of_time = config
-                .time_budget_s
-                .is_some_and(|b| started.elapsed().as_secs_f64() >= b);
-            if out_of_time && progress.stage_step < total {
-                checkpoint::save(&run.checkpoint(), &learner.snapshot()?, &progress)?;
-                observer.message(&format!(
-                    "time budget spent at {id} step {}; resume with --resume",
-                    progress.stage_step
-                ));
-                metrics.write(
-                    &serde_json::json!({"event": "out_of_time", "step": progress.global_step}),
-                )?;
-                return Ok(TrainReport {
-                    outcome: Outcome::OutOfTime,
-                    progress,
-                    model: learner.model(device)?,
-                });
-            }
+        let problems = &self.splits.val[..n_val];
+        let accuracy = validate(&mut self.learner, &self.tokenizer, problems, &stage.stage)?;
+        observer.message(&format!(
+            "{id} step {step}: validation greedy accuracy {accuracy:.2}% (n = {n_val})"
+        ));
+        self.metrics.write(&serde_json::json!({"event": "val", "stage": id, "stage_step": step, "step": self.progress.global_step, "val_greedy": accuracy, "n_val": n_val}))?;
+        if accuracy < goal {
+            return Ok(None);
         }
+        Ok(Some(StageEnd {
+            why: format!(
+                "validation {accuracy:.2}% >= {goal}% (n = {n_val}) at step {step} of {}",
+                stage.total
+            ),
+            val: Some(accuracy),
+        }))
+    }
 
-        // The stage is done: its weights, a validation number, and a checkpoint at the boundary.
-        let weights = learner.weights()?;
-        write_atomic(&run.stage_weights(&id), &weights.to_safetensors())?;
-        observer.message(&format!("{id}: {ended}"));
+    /// One optimizer step on `members`: forward, checked before anything changes, then clip
+    /// and update. `tick`: when the step began (for its tokens per second).
+    fn step(
+        &mut self,
+        stage: &StageRun,
+        members: &[&Layout],
+        noise: Option<ThoughtNoise>,
+        tick: Instant,
+    ) -> Result<StepMetrics> {
+        let config = self.config;
+        let batch_tokens: usize = members.iter().map(|l| l.ids.len()).sum();
+        let lr = lr_at(
+            self.progress.stage_step,
+            stage.total,
+            stage.plan.peak_lr(config),
+            config.warmup_steps,
+            config.min_lr_ratio,
+        );
+        let stats = self.learner.compute(members, &stage.stage, noise)?;
+        let (loss, grad_norm) = (stats.loss, stats.grad_norm);
+        if !loss.is_finite() || loss > config.max_loss {
+            bail!(self.diverged(stage, &format!("loss {loss}")));
+        }
+        if !grad_norm.is_finite() {
+            bail!(self.diverged(stage, &format!("gradient norm {grad_norm}")));
+        }
+        self.learner
+            .apply(lr, clip_scale(grad_norm, config.grad_clip))?;
+        self.progress.stage_step += 1;
+        self.progress.global_step += 1;
+        self.progress.seconds = self.seconds_before + self.started.elapsed().as_secs_f64();
+        Ok(StepMetrics {
+            step: self.progress.global_step,
+            stage: stage.id.clone(),
+            stage_step: self.progress.stage_step,
+            loss,
+            lr,
+            grad_norm,
+            tokens_per_s: batch_tokens as f64 / tick.elapsed().as_secs_f64(),
+        })
+    }
+
+    /// After a step: its metrics line and a checkpoint when due. `Some` ends the run here:
+    /// `stop_at_step` was reached (nothing more written) or the time budget is spent
+    /// (checkpointed).
+    fn log_and_checkpoint(
+        &mut self,
+        stage: &StageRun,
+        metrics: &StepMetrics,
+        options: &TrainOptions,
+        observer: &mut dyn Observer,
+    ) -> Result<Option<Outcome>> {
+        let (config, stage_step) = (self.config, self.progress.stage_step);
+        if stage_step % config.log_every == 0 || stage_step == stage.total {
+            self.metrics.write(metrics)?;
+        }
+        if options.stop_at_step == Some(self.progress.global_step) {
+            return Ok(Some(Outcome::Stopped));
+        }
+        let mid_stage = stage_step < stage.total;
+        if stage_step % config.checkpoint_every == 0 && mid_stage {
+            self.save_checkpoint()?;
+        }
+        let out_of_time = config
+            .time_budget_s
+            .is_some_and(|b| self.started.elapsed().as_secs_f64() >= b);
+        if !(out_of_time && mid_stage) {
+            return Ok(None);
+        }
+        self.save_checkpoint()?;
+        observer.message(&format!(
+            "time budget spent at {} step {stage_step}; resume with --resume",
+            stage.id
+        ));
+        self.metrics.write(
+            &serde_json::json!({"event": "out_of_time", "step": self.progress.global_step}),
+        )?;
+        Ok(Some(Outcome::OutOfTime))
+    }
+
+    /// The stage is done: its weights, a validation number, and a checkpoint at the boundary.
+    fn end_stage(
+        &mut self,
+        stage: &StageRun,
+        end: StageEnd,
+        observer: &mut dyn Observer,
+    ) -> Result<()> {
+        let (id, n_val) = (&stage.id, self.n_val);
+        let weights = self.learner.weights()?;
+        self.dir
+            .write_stage_weights(id, &weights.to_safetensors())?;
+        observer.message(&format!("{id}: {}", end.why));
         let record = StageRecord {
             id: id.clone(),
-            steps: progress.stage_step,
-            seconds: progress.seconds - stage_started,
-            final_loss: last_loss,
-            ended,
+            steps: self.progress.stage_step,
+            seconds: self.progress.seconds - stage.started_at,
+            final_loss: stage.last_loss,
+            ended: end.why,
         };
+        let step = self.progress.global_step;
         if n_val > 0 {
-            let accuracy = match ended_at_val {
+            let accuracy = match end.val {
                 Some(accuracy) => accuracy, // the same weights were just validated
-                None => validate(&mut learner, &tokenizer, &splits.val[..n_val], &stage)?,
+                None => {
+                    let problems = &self.splits.val[..n_val];
+                    validate(&mut self.learner, &self.tokenizer, problems, &stage.stage)?
+                }
             };
             observer.message(&format!(
                 "{id}: validation greedy accuracy {accuracy:.2}% (n = {n_val})"
             ));
-            metrics.write(&serde_json::json!({"event": "stage_done", "stage": id, "step": progress.global_step, "val_greedy": accuracy, "n_val": n_val}))?;
+            self.metrics.write(&serde_json::json!({"event": "stage_done", "stage": id, "step": step, "val_greedy": accuracy, "n_val": n_val}))?;
         } else {
-            metrics.write(&serde_json::json!({"event": "stage_done", "stage": id, "step": progress.global_step}))?;
+            self.metrics
+                .write(&serde_json::json!({"event": "stage_done", "stage": id, "step": step}))?;
         }
-        progress.finished.push(record);
-        progress.stage_index += 1;
-        progress.stage_step = 0;
-        checkpoint::save(&run.checkpoint(), &learner.snapshot()?, &progress)?;
+        self.progress.finished.push(record);
+        self.progress.stage_index += 1;
+        self.progress.stage_step = 0;
+        self.save_checkpoint()
     }
-    Ok(TrainReport {
-        outcome: Outcome::Finished,
-        progress,
-        model: learner.model(device)?,
-    })
+
+    fn save_checkpoint(&mut self) -> Result<()> {
+        checkpoint::save(
+            &self.dir.checkpoint(),
+            &self.learner.snapshot()?,
+            &self.progress,
+        )
+    }
+
+    /// The message of a run that diverged at its current step.
+    fn diverged(&self, stage: &StageRun, what: &str) -> String {
+        let p = &self.progress;
+        diverged(&stage.id, p.stage_step, p.global_step, what, &self.dir)
+    }
+
+    fn report(self, outcome: Outcome, device: &Device) -> Result<TrainReport> {
+        let model = self.learner.model(device)?;
+        Ok(TrainReport {
+            outcome,
+            progress: self.progress,
+            model,
+        })
+    }
 }
 
-/// Coconut's data mixing: for each problem of a batch of latent stage k >= 1, with probability
-/// `mix`, its layout at a uniformly drawn earlier stage (None: the stage's own). A pure function
-/// of `key` ([`stream_key`]: seed, stage, step), like the data order.
-fn mixed_in(
-    mix: f64,
-    key: u64,
-    stage: &coconut_core::Stage,
-    tokenizer: &Tokenizer,
-    train: &[coconut_core::Problem],
-    batch: &[usize],
-) -> Result<Vec<Option<Layout>>> {
-    let coconut_core::StageKind::Latent { k } = stage.kind else {
-        return Ok(vec![None; batch.len()]);
+impl<'a> StageRun<'a> {
+    /// The stage the run is at (`progress.stage_index`), from its first step or mid-way.
+    fn begin(
+        config: &'a TrainConfig,
+        tokenizer: &Tokenizer,
+        train: &[Problem],
+        progress: &Progress,
+    ) -> Result<StageRun<'a>> {
+        let plan = &config.stages[progress.stage_index];
+        let stage = config.stage(plan)?;
+        let layouts = train
+            .iter()
+            .map(|p| Layout::new(tokenizer, p, &stage))
+            .collect::<Result<Vec<_>, _>>()?;
+        let draws = StageDraws::new(config, plan, progress.stage_index, train);
+        Ok(StageRun {
+            id: stage.id(),
+            total: config.total_steps(plan, draws.epoch_len()),
+            plan,
+            stage,
+            layouts,
+            draws,
+            // When the stage resumes mid-way, its time so far is the run's time less the
+            // finished stages' (not the time at the resume: that would drop the part before
+            // the checkpoint).
+            started_at: progress.finished.iter().map(|r| r.seconds).sum(),
+            last_loss: f64::NAN,
+        })
+    }
+}
+
+/// Picks up where the checkpoint left off (or starts over, for a run killed before its first).
+fn resume(
+    config: &TrainConfig,
+    dir: &RunDir,
+    n_train: usize,
+    learner: &mut Learner,
+    observer: &mut dyn Observer,
+) -> Result<Progress> {
+    let saved = load_run_config(&dir.0)?;
+    if &saved != config {
+        bail!(
+            "{} differs from the given settings: resume with the run's own config",
+            dir.config().display()
+        );
+    }
+    if !dir.checkpoint().exists() {
+        // Killed before its first checkpoint: start over with the run's settings.
+        observer.message("no checkpoint yet: starting the run from the beginning");
+        return Ok(Progress::default());
+    }
+    let (snapshot, p) = checkpoint::load(&dir.checkpoint(), &config.model)?;
+    checkpoint::check_progress(&p, config, n_train, &dir.checkpoint())?;
+    learner.restore(&snapshot)?;
+    observer.message(&format!(
+        "resumed at step {} (stage index {}, step {})",
+        p.global_step, p.stage_index, p.stage_step
+    ));
+    Ok(p)
+}
+
+/// Starts a new run in `dir` (refused where one is): writes its settings and, for a branch,
+/// takes the other run's first stages.
+fn start(
+    config: &TrainConfig,
+    dir: &RunDir,
+    branch: Option<&Branch>,
+    learner: &mut Learner,
+    observer: &mut dyn Observer,
+) -> Result<Progress> {
+    if dir.checkpoint().exists() {
+        bail!(
+            "{} already holds a run: resume it or choose another directory",
+            dir.0.display()
+        );
+    }
+    dir.write_config(config)?;
+    let Some(branch) = branch else {
+        return Ok(Progress::default());
     };
-    if mix <= 0.0 || k == 0 {
-        return Ok(vec![None; batch.len()]);
+    let start = crate::branch::start(config, dir, branch)?;
+    learner.restore(&crate::branch::fresh_snapshot(&start.weights))?;
+    checkpoint::save(&dir.checkpoint(), &learner.snapshot()?, &start.progress)?;
+    observer.message(&format!(
+        "branched from {} at {} (step {})",
+        branch.from.display(),
+        branch.at_stage,
+        start.progress.global_step
+    ));
+    Ok(start.progress)
+}
+
+/// Writes `run.json` for a run that has started (a branch names the stages it took and their
+/// provenance), or adds this process to it for a run that has resumed.
+fn record_provenance(run_dir: &Path, options: &TrainOptions, progress: &Progress) -> Result<()> {
+    let Some(info) = &options.run_info else {
+        return Ok(());
+    };
+    let mut info = info.clone();
+    if let (Some(branch), false) = (&options.branch, options.resume) {
+        info.branched_from = Some(Branched {
+            run_dir: branch.from.display().to_string(),
+            stages: progress.finished.iter().map(|r| r.id.clone()).collect(),
+            parent: Box::new(RunInfo::load(&branch.from)?.unwrap_or_default()),
+        });
     }
-    let mut rng = ChaCha8Rng::seed_from_u64(key);
-    batch
-        .iter()
-        .map(|&i| {
-            if rng.random::<f64>() >= mix {
-                return Ok(None);
-            }
-            // The stage's own settings (ids, orders) with fewer latent steps.
-            let earlier = stage.with_kind(coconut_core::StageKind::Latent {
-                k: rng.random_range(0..k),
-            });
-            Ok(Some(Layout::new(tokenizer, &train[i], &earlier)?))
-        })
-        .collect()
-}
-
-/// One draw per batch member, uniform in `0..=max`: its column-id offset or its answer's
-/// padding (none drawn when `max` is 0, so runs without them keep their random streams).
-fn per_example_draws(max: usize, key: u64, n: usize) -> Vec<usize> {
-    if max == 0 {
-        return vec![0; n];
-    }
-    let mut rng = ChaCha8Rng::seed_from_u64(key);
-    (0..n).map(|_| rng.random_range(0..=max)).collect()
-}
-
-/// For each of `n` examples, `columns` draws from `0..=max` (none when `max` is 0): the gaps
-/// between its column ids, or its columns' extra thoughts.
-fn per_column_draws(max: usize, key: u64, n: usize, columns: usize) -> Vec<Vec<u32>> {
-    if max == 0 {
-        return vec![Vec::new(); n];
-    }
-    let mut rng = ChaCha8Rng::seed_from_u64(key);
-    (0..n)
-        .map(|_| {
-            (0..columns)
-                .map(|_| rng.random_range(0..=max as u32))
-                .collect()
-        })
-        .collect()
-}
-
-/// The independent random streams of a training step, each tagged by a constant (ASCII of its
-/// name) so that no two draw the same numbers.
-#[derive(Clone, Copy)]
-#[repr(u64)]
-enum Stream {
-    Mixing = 0x6D69_7869_6E67,
-    Offsets = 0x6F66_6673_6574,
-    Gaps = 0x6761_7073,
-    ExtraThoughts = 0x0065_7874_7261,
-    AnswerPad = 0x7061_6464,
-    Noise = 0x006E_6F69_7365,
-}
-
-/// The seed of `stream` at a step: a pure function of the stage's seed, the stage and the step,
-/// like the data order.
-fn stream_key(stream: Stream, seed: u64, stage_index: usize, step: u64) -> u64 {
-    seed ^ stream as u64 ^ ((stage_index as u64) << 48) ^ step
+    info.record(run_dir, options.resume)
 }
 
 /// Greedy exact-match accuracy (percent) on `problems`.
@@ -586,20 +550,4 @@ fn diverged(stage: &str, stage_step: u64, global_step: u64, what: &str, run: &Ru
         "training diverged at stage {stage}, step {stage_step} (run step {global_step}): {what}; \
          stopped before updating the weights; {kept}"
     )
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn per_column_draws_are_a_pure_function_of_the_key_and_cover_their_range() {
-        assert_eq!(per_column_draws(0, 7, 3, 5), vec![Vec::<u32>::new(); 3]);
-        let gaps = per_column_draws(3, 7, 64, 5);
-        assert_eq!(gaps, per_column_draws(3, 7, 64, 5));
-        assert_ne!(gaps, per_column_draws(3, 8, 64, 5));
-        assert!(gaps.iter().all(|g| g.len() == 5));
-        let drawn: std::collections::BTreeSet<u32> = gaps.iter().flatten().copied().collect();
-        assert_eq!(drawn.into_iter().collect::<Vec<_>>(), [0, 1, 2, 3]);
-    }
 }

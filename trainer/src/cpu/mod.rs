@@ -5,7 +5,8 @@
 //! already computed, see [`plan`]), fuses LayerNorm, GELU, attention and the loss with their
 //! backward passes ([`kernels`]), sends the matrix products to the `gemm` crate ([`gemm`]), keeps
 //! its buffers from step to step ([`engine`]) and splits each batch over the cores
-//! ([`trainer`]).
+//! ([`sharded`]: [`CpuTrainer`], the engine's parameters, gradients and moments and its
+//! step).
 //!
 //! It computes the same function as the candle model ([`crate::model::Gpt`], which stays the
 //! definition and runs on CUDA): the tests below compare loss and every gradient on the same
@@ -16,9 +17,9 @@ pub mod gemm;
 pub mod kernels;
 pub mod params;
 pub mod plan;
-pub mod trainer;
+pub mod sharded;
 
-pub use trainer::{CpuTrainer, StepStats};
+pub use sharded::{CpuTrainer, StepStats};
 
 #[cfg(test)]
 pub(crate) mod tests {

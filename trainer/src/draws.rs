@@ -1,0 +1,253 @@
+//! What each training step draws: the slice of the epoch's data order that makes its batch,
+//! the earlier stages mixed in, and the augmentation draws (position offsets, column gaps, extra
+//! thoughts, answer padding, thought noise). Every draw is a pure function of (seed, stage,
+//! step), or (seed, stage, epoch) for the order, so a resumed run draws what an unbroken one
+//! would have.
+
+use crate::config::{StagePlan, TrainConfig};
+use crate::cpu::plan::ThoughtNoise;
+use anyhow::Result;
+use coconut_core::layout::Layout;
+use coconut_core::tokenizer::Tokenizer;
+use coconut_core::{Problem, Stage};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use std::borrow::Cow;
+
+/// The training set's order in one epoch of one stage: a pure function of its arguments.
+pub fn epoch_order(n: usize, seed: u64, stage_index: usize, epoch: u64) -> Vec<usize> {
+    let key = seed
+        ^ (stage_index as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15)
+        ^ epoch.wrapping_mul(0xC2B2_AE3D_27D4_EB4F).rotate_left(17);
+    let mut rng = ChaCha8Rng::seed_from_u64(key);
+    let mut order: Vec<usize> = (0..n).collect();
+    for i in (1..n).rev() {
+        order.swap(i, rng.random_range(0..=i));
+    }
+    order
+}
+
+/// The batches of one stage, step by step.
+pub struct StageDraws {
+    seed: u64,
+    stage_index: usize,
+    batch_size: usize,
+    /// One epoch: every training problem, plus the stage's extra copies of the hard ones.
+    pool: Vec<usize>,
+    /// The epoch whose order was drawn last, and that order (indices of training problems).
+    order: (u64, Vec<usize>),
+}
+
+/// One step's batch as drawn: its problems and each one's draws.
+pub struct Draw {
+    /// Indices of the training problems.
+    problems: Vec<usize>,
+    /// The layout at an earlier stage mixed in for a problem (None: the stage's own).
+    earlier: Vec<Option<Layout>>,
+    offsets: Vec<usize>,
+    gaps: Vec<Vec<u32>>,
+    extra: Vec<Vec<u32>>,
+    pads: Vec<usize>,
+    /// The noise added to the thoughts fed back, if the run adds any.
+    pub noise: Option<ThoughtNoise>,
+}
+
+impl StageDraws {
+    pub fn new(
+        config: &TrainConfig,
+        plan: &StagePlan,
+        stage_index: usize,
+        train: &[Problem],
+    ) -> Self {
+        StageDraws {
+            seed: plan.draw_seed(config),
+            stage_index,
+            batch_size: config.batch_size,
+            pool: plan.epoch_pool(train),
+            order: (u64::MAX, Vec::new()),
+        }
+    }
+
+    /// Problems in one epoch.
+    pub fn epoch_len(&self) -> usize {
+        self.pool.len()
+    }
+
+    /// The batch of `step`: a slice of its epoch's order, and its draws.
+    pub fn draw(
+        &mut self,
+        config: &TrainConfig,
+        plan: &StagePlan,
+        stage: &Stage,
+        tokenizer: &Tokenizer,
+        train: &[Problem],
+        step: u64,
+    ) -> Result<Draw> {
+        let steps_per_epoch = self.pool.len().div_ceil(self.batch_size) as u64;
+        let (epoch, index) = (step / steps_per_epoch, (step % steps_per_epoch) as usize);
+        if self.order.0 != epoch {
+            let shuffled = epoch_order(self.pool.len(), self.seed, self.stage_index, epoch);
+            self.order = (epoch, shuffled.into_iter().map(|j| self.pool[j]).collect());
+        }
+        let start = index * self.batch_size;
+        let end = (start + self.batch_size).min(self.pool.len());
+        let problems = self.order.1[start..end].to_vec();
+        let key = |stream| stream_key(stream, self.seed, self.stage_index, step);
+        let (n, columns) = (problems.len(), config.data.max_digits + 1);
+        Ok(Draw {
+            earlier: mixed_in(
+                plan.mixing(config),
+                key(Stream::Mixing),
+                stage,
+                tokenizer,
+                train,
+                &problems,
+            )?,
+            offsets: per_example_draws(config.max_position_offset, key(Stream::Offsets), n),
+            gaps: per_column_draws(config.max_column_gap, key(Stream::Gaps), n, columns),
+            extra: per_column_draws(
+                config.max_extra_thoughts,
+                key(Stream::ExtraThoughts),
+                n,
+                columns,
+            ),
+            pads: per_example_draws(config.max_answer_pad, key(Stream::AnswerPad), n),
+            noise: (config.thought_noise > 0.0).then(|| ThoughtNoise {
+                std: config.thought_noise as f32,
+                key: key(Stream::Noise),
+            }),
+            problems,
+        })
+    }
+}
+
+impl Draw {
+    /// The batch's layouts, from `layouts` (every training problem's at this stage) or the
+    /// earlier stages mixed in, with the draws applied.
+    pub fn members<'a>(&'a self, layouts: &'a [Layout], stage: &Stage) -> Vec<Cow<'a, Layout>> {
+        (0..self.problems.len())
+            .map(|j| self.member(j, &layouts[self.problems[j]], stage))
+            .collect()
+    }
+
+    /// A member with a padded answer, extra thoughts, an offset or gaps is a copy (with its
+    /// answer or thoughts lengthened, its column ids moved); the rest are borrowed.
+    fn member<'a>(&'a self, j: usize, own: &'a Layout, stage: &Stage) -> Cow<'a, Layout> {
+        let earlier = self.earlier[j].as_ref();
+        let layout = earlier.unwrap_or(own);
+        // A mixed-in layout is another stage's, whose written steps the padding would number
+        // as this stage's: only the stage's own answers are padded.
+        let pad = self.pads[j];
+        let padded = if pad == 0 || earlier.is_some() {
+            Cow::Borrowed(layout)
+        } else {
+            Cow::Owned(layout.with_answer_pad(stage, pad))
+        };
+        let extra = &self.extra[j];
+        let lengthened = if extra.iter().all(|&x| x == 0) {
+            padded
+        } else {
+            Cow::Owned(padded.with_extra_thoughts(stage, extra))
+        };
+        let (offset, gaps) = (self.offsets[j], &self.gaps[j]);
+        if offset == 0 && gaps.iter().all(|&g| g == 0) {
+            lengthened
+        } else {
+            Cow::Owned(lengthened.spread(offset, gaps))
+        }
+    }
+}
+
+/// Coconut's data mixing: for each problem of a batch of latent stage k >= 1, with probability
+/// `mix`, its layout at a uniformly drawn earlier stage (None: the stage's own). A pure function
+/// of `key` ([`stream_key`]: seed, stage, step), like the data order.
+fn mixed_in(
+    mix: f64,
+    key: u64,
+    stage: &Stage,
+    tokenizer: &Tokenizer,
+    train: &[Problem],
+    batch: &[usize],
+) -> Result<Vec<Option<Layout>>> {
+    let coconut_core::StageKind::Latent { k } = stage.kind else {
+        return Ok(vec![None; batch.len()]);
+    };
+    if mix <= 0.0 || k == 0 {
+        return Ok(vec![None; batch.len()]);
+    }
+    let mut rng = ChaCha8Rng::seed_from_u64(key);
+    batch
+        .iter()
+        .map(|&i| {
+            if rng.random::<f64>() >= mix {
+                return Ok(None);
+            }
+            // The stage's own settings (ids, orders) with fewer latent steps.
+            let earlier = stage.with_kind(coconut_core::StageKind::Latent {
+                k: rng.random_range(0..k),
+            });
+            Ok(Some(Layout::new(tokenizer, &train[i], &earlier)?))
+        })
+        .collect()
+}
+
+/// One draw per batch member, uniform in `0..=max`: its column-id offset or its answer's
+/// padding (none drawn when `max` is 0, so runs without them keep their random streams).
+fn per_example_draws(max: usize, key: u64, n: usize) -> Vec<usize> {
+    if max == 0 {
+        return vec![0; n];
+    }
+    let mut rng = ChaCha8Rng::seed_from_u64(key);
+    (0..n).map(|_| rng.random_range(0..=max)).collect()
+}
+
+/// For each of `n` examples, `columns` draws from `0..=max` (none when `max` is 0): the gaps
+/// between its column ids, or its columns' extra thoughts.
+fn per_column_draws(max: usize, key: u64, n: usize, columns: usize) -> Vec<Vec<u32>> {
+    if max == 0 {
+        return vec![Vec::new(); n];
+    }
+    let mut rng = ChaCha8Rng::seed_from_u64(key);
+    (0..n)
+        .map(|_| {
+            (0..columns)
+                .map(|_| rng.random_range(0..=max as u32))
+                .collect()
+        })
+        .collect()
+}
+
+/// The independent random streams of a training step, each tagged by a constant (ASCII of its
+/// name) so that no two draw the same numbers.
+#[derive(Clone, Copy)]
+#[repr(u64)]
+enum Stream {
+    Mixing = 0x6D69_7869_6E67,
+    Offsets = 0x6F66_6673_6574,
+    Gaps = 0x6761_7073,
+    ExtraThoughts = 0x0065_7874_7261,
+    AnswerPad = 0x7061_6464,
+    Noise = 0x006E_6F69_7365,
+}
+
+/// The seed of `stream` at a step: a pure function of the stage's seed, the stage and the step,
+/// like the data order.
+fn stream_key(stream: Stream, seed: u64, stage_index: usize, step: u64) -> u64 {
+    seed ^ stream as u64 ^ ((stage_index as u64) << 48) ^ step
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn per_column_draws_are_a_pure_function_of_the_key_and_cover_their_range() {
+        assert_eq!(per_column_draws(0, 7, 3, 5), vec![Vec::<u32>::new(); 3]);
+        let gaps = per_column_draws(3, 7, 64, 5);
+        assert_eq!(gaps, per_column_draws(3, 7, 64, 5));
+        assert_ne!(gaps, per_column_draws(3, 8, 64, 5));
+        assert!(gaps.iter().all(|g| g.len() == 5));
+        let drawn: std::collections::BTreeSet<u32> = gaps.iter().flatten().copied().collect();
+        assert_eq!(drawn.into_iter().collect::<Vec<_>>(), [0, 1, 2, 3]);
+    }
+}
