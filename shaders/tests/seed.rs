@@ -155,3 +155,38 @@ fn the_wgsl_engine_runs_the_imported_stand_in_as_the_seeds_procedure_did() {
         engine.adapter()
     );
 }
+
+/// A model whose buffers exceed the adapter's limits is refused before any buffer exists, with
+/// the tensor, its size and the limit named (here the stand-in's `wte`, 50,261 x 16 in f32, on a
+/// device whose storage bindings are capped at 1 MiB).
+#[test]
+fn buffers_beyond_the_adapters_limits_are_refused_by_name() {
+    if common::gpu().is_none() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    import(&ImportRequest {
+        source: Source::Pt(fixture("standin.pt")),
+        stage: "stage3".into(),
+        layout: LayoutFamily::Seed,
+        n_head: Some(2),
+        dtype: WeightDtype::F32,
+        out: dir.path().to_path_buf(),
+    })
+    .unwrap();
+    let (_, _, weights) = WeightsDir::open(dir.path())
+        .unwrap()
+        .stage("stage3")
+        .unwrap();
+    let mut gpu = coconut_shaders::Gpu::new_blocking(&Default::default()).unwrap();
+    gpu.limits.max_storage_buffer_binding_size = 1 << 20;
+    let err = match WgpuEngine::per_layer_on(std::sync::Arc::new(gpu), &weights) {
+        Ok(_) => panic!("a 3.2 MB wte under a 1 MiB binding limit was accepted"),
+        Err(e) => e.to_string(),
+    };
+    assert!(
+        err.contains("weight wte.weight (50261 x 16, stored f32) takes 3216704 bytes")
+            && err.contains("max_storage_buffer_binding_size of 1048576"),
+        "{err}"
+    );
+}
