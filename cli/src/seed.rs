@@ -1,8 +1,9 @@
 //! `solve` and `eval` on a weights folder of the seed's family (an imported GPT-2 Coconut
 //! checkpoint, docs/seed-format.md): its tokenizer, layouts and answer rule. `solve` runs on the
-//! reference engine (which keeps int8 weights as stored), the candle model or the CPU engine,
-//! each through its own loop over core's seed decoder (`coconut_trainer::seed`), with the same
-//! lines; `eval` runs on the reference engine.
+//! reference engine (which keeps int8 weights as stored), the candle model, the CPU engine
+//! (`coconut_trainer::seed`) or the WGSL engine's per-layer path
+//! (`WgpuEngine::run_decoder`), each through its own loop over core's seed decoder, with the
+//! same lines; `eval` runs on the reference engine.
 //!
 //! Evaluation is honest first: greedy free runs on the seed's validation problems that are not
 //! in its training set, by digit count and thought-count protocol (`gold`: the problem's own
@@ -12,7 +13,7 @@
 //! training problems included, as it measured them) so the two can be compared.
 
 use crate::output::{note, outln};
-use crate::solve::{argument_lines, parse_line, Line, Lines};
+use crate::solve::{argument_lines, parse_line, EngineKind, Line, Lines};
 use anyhow::{ensure, Context, Result};
 use coconut_core::manifest::WeightsDir;
 use coconut_core::problem::digit_count;
@@ -23,7 +24,7 @@ use coconut_core::seed::problems::{split, SeedSplit, TrainingSet};
 use coconut_core::seed::tokenizer::Gpt2Tokenizer;
 use coconut_core::seed::ACT;
 use coconut_core::Problem;
-use coconut_trainer::seed::{SeedEngine, SeedEngineKind};
+use coconut_trainer::seed::{FreeRun, SeedEngine, SeedEngineKind};
 use serde_json::json;
 use std::collections::BTreeMap;
 
@@ -44,21 +45,75 @@ pub fn protocol(name: &str) -> Result<ThoughtCount, String> {
         })
 }
 
+/// The engine a seed folder's stage runs on: one of the trainer's CPU engines, or the WGSL
+/// engine's per-layer path (the one-dispatch solver does not take the seed's shape).
+pub enum SeedRunner {
+    Cpu(SeedEngine),
+    Wgpu(Box<coconut_shaders::WgpuEngine>),
+}
+
+impl SeedRunner {
+    fn load(kind: EngineKind, weights: &coconut_core::weights::ModelWeights) -> Result<SeedRunner> {
+        let cpu = |kind| Ok(SeedRunner::Cpu(SeedEngine::load(kind, weights)?));
+        match kind {
+            EngineKind::Reference => cpu(SeedEngineKind::Reference),
+            EngineKind::Candle => cpu(SeedEngineKind::Candle),
+            EngineKind::Cpu => cpu(SeedEngineKind::Cpu),
+            EngineKind::Wgpu => Ok(SeedRunner::Wgpu(Box::new(
+                coconut_shaders::WgpuEngine::per_layer_blocking(weights).map_err(|e| {
+                    anyhow::anyhow!("{e}; use --engine reference to run on the CPU instead")
+                })?,
+            ))),
+        }
+    }
+
+    fn n_positions(&self) -> usize {
+        match self {
+            SeedRunner::Cpu(e) => e.n_positions(),
+            SeedRunner::Wgpu(e) => e.config().n_positions,
+        }
+    }
+
+    /// One free run through the engine's own loop over `decoder`.
+    fn run(&mut self, decoder: coconut_core::decoder::Decoder) -> Result<FreeRun> {
+        Ok(match self {
+            SeedRunner::Cpu(e) => e.run(decoder)?,
+            SeedRunner::Wgpu(e) => {
+                let g = coconut_shaders::block_on(e.run_decoder(decoder, false))?;
+                FreeRun {
+                    thoughts: g.thoughts.len(),
+                    ids: g.ids,
+                    prompt_len: g.prompt_len,
+                }
+            }
+        })
+    }
+
+    /// The seed's teacher-forced metric (the CPU engines only; `eval` runs the reference).
+    fn teacher_forced(
+        &mut self,
+        layout: &SeedLayout,
+    ) -> Result<coconut_core::seed::decode::TeacherForced> {
+        match self {
+            SeedRunner::Cpu(e) => e.teacher_forced(layout),
+            SeedRunner::Wgpu(_) => {
+                anyhow::bail!("the seed's teacher-forced metric runs on the CPU engines")
+            }
+        }
+    }
+}
+
 /// A seed folder's stage, loaded: its model on one engine, and its tokenizer.
 pub struct SeedModel {
     pub stage: SeedStage,
     pub id: String,
-    pub engine: SeedEngine,
+    pub engine: SeedRunner,
     pub tokenizer: Gpt2Tokenizer,
     tokens: std::sync::Arc<coconut_core::decoding::AnswerTokens>,
 }
 
 impl SeedModel {
-    pub fn load(
-        folder: &WeightsDir,
-        id: Option<&str>,
-        engine: SeedEngineKind,
-    ) -> Result<SeedModel> {
+    pub fn load(folder: &WeightsDir, id: Option<&str>, engine: EngineKind) -> Result<SeedModel> {
         let id = id.unwrap_or("stage3");
         let (entry, _, weights) = folder.stage(id)?;
         let coconut_core::StageKind::Latent { k } = entry.kind else {
@@ -69,7 +124,7 @@ impl SeedModel {
         Ok(SeedModel {
             stage,
             id: entry.id,
-            engine: SeedEngine::load(engine, &weights)?,
+            engine: SeedRunner::load(engine, &weights)?,
             tokens: answer_tokens(&tokenizer),
             tokenizer,
         })
@@ -146,7 +201,7 @@ pub fn check_seed_problem(p: &Problem) -> Result<()> {
 pub fn solve(
     folder: &WeightsDir,
     stage: Option<&str>,
-    engine: SeedEngineKind,
+    engine: EngineKind,
     count: ThoughtCount,
     problems: &[String],
     as_json: bool,
@@ -224,7 +279,7 @@ fn tally_json(t: &Tally) -> serde_json::Value {
 
 /// `coconut eval` on a seed folder: returns the report as JSON and prints its table.
 pub fn eval(folder: &WeightsDir, stage: &str, n: usize) -> Result<serde_json::Value> {
-    let mut seed = SeedModel::load(folder, Some(stage), SeedEngineKind::Reference)?;
+    let mut seed = SeedModel::load(folder, Some(stage), EngineKind::Reference)?;
     let training = TrainingSet::new();
     let validation = split(SeedSplit::Validation);
     let held_out: Vec<Problem> = validation

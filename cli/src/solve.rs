@@ -17,7 +17,6 @@ use coconut_core::stage::Stage;
 use coconut_core::tokenizer::Tokenizer;
 use coconut_core::weights::ModelWeights;
 use coconut_trainer::cpu::CpuTrainer;
-use coconut_trainer::seed::SeedEngineKind;
 use coconut_trainer::Gpt;
 use serde_json::json;
 use std::io::Write;
@@ -423,20 +422,10 @@ pub fn measured_note(entry: &StageEntry, problem: &Problem) -> String {
 pub fn run_solve(args: SolveArgs) -> Result<u8> {
     let folder = coconut_core::manifest::WeightsDir::open(&args.weights)?;
     if folder.manifest.family.layout == coconut_core::family::LayoutFamily::Seed {
-        let engine = match args.engine {
-            EngineKind::Reference => SeedEngineKind::Reference,
-            EngineKind::Candle => SeedEngineKind::Candle,
-            EngineKind::Cpu => SeedEngineKind::Cpu,
-            EngineKind::Wgpu => anyhow::bail!(
-                "{} holds the seed's GPT-2: the wgpu engine does not run the seed's decoding \
-                 yet; use --engine reference, cpu or candle",
-                args.weights.display()
-            ),
-        };
         let refused = crate::seed::solve(
             &folder,
             args.stage.as_deref(),
-            engine,
+            args.engine,
             args.thoughts,
             &args.problems,
             args.json,

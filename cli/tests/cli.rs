@@ -1770,7 +1770,20 @@ fn import_solve_and_eval_run_the_seeds_checkpoints() {
         .contains("<bot> [thought] [thought] [thought] <eot>"));
     assert!(error_has(&lines[1], "same length, 2 to 4 digits"));
     // Every engine that runs the seed's family prints exactly what the reference engine prints,
-    // JSON or text, refused lines too, for each stage and thought-count protocol.
+    // JSON or text, refused lines too, for each stage and thought-count protocol. The WGSL
+    // engine needs an adapter (lavapipe in CI), as the shaders crate's tests do: without one
+    // this fails unless COCONUT_GPU_TESTS=skip.
+    let mut engines = vec!["candle", "cpu"];
+    match coconut_shaders::Gpu::new_blocking(&coconut_shaders::GpuOptions::default()) {
+        Ok(gpu) => {
+            eprintln!("the wgpu engine runs on {}", gpu.adapter);
+            engines.push("wgpu");
+        }
+        Err(e) if std::env::var("COCONUT_GPU_TESTS").as_deref() == Ok("skip") => {
+            eprintln!("skipping the wgpu engine: {e}");
+        }
+        Err(e) => panic!("the wgpu engine needs an adapter (or COCONUT_GPU_TESTS=skip): {e}"),
+    }
     let problems = [
         "347 + 285",
         "99 + 99",
@@ -1809,7 +1822,7 @@ fn import_solve_and_eval_run_the_seeds_checkpoints() {
         };
         let reference = solve("reference");
         assert_eq!(reference.lines().count(), if json { 6 } else { 11 });
-        for engine in ["candle", "cpu"] {
+        for &engine in &engines {
             assert_eq!(
                 solve(engine),
                 reference,
@@ -1817,21 +1830,6 @@ fn import_solve_and_eval_run_the_seeds_checkpoints() {
             );
         }
     }
-    let wgpu = coconut(&[
-        "solve",
-        "--weights",
-        path(&out),
-        "--engine",
-        "wgpu",
-        "347 + 285",
-    ])
-    .output()
-    .unwrap();
-    assert!(
-        stderr_of(&wgpu).contains("the wgpu engine does not run the seed's decoding"),
-        "{}",
-        stderr_of(&wgpu)
-    );
     let json = dir.path().join("eval.json");
     let eval = coconut(&[
         "eval",

@@ -138,6 +138,33 @@ impl WgpuEngine {
         })
     }
 
+    /// Uploads the model for the per-layer path only (no solver): what runs any [`Decoder`]
+    /// ([`WgpuEngine::run_decoder`]), e.g. the seed family's (vocabulary 50,261, its own answer
+    /// rule and fed `<eot>`), whose shape the one-dispatch solver does not take. Refuses, before
+    /// any buffer exists, a model whose buffers exceed the adapter's limits.
+    pub fn per_layer_on(gpu: Arc<Gpu>, weights: &ModelWeights) -> Result<WgpuEngine, GpuError> {
+        let model = Resident::new(&gpu, weights)?;
+        gpu.check()?;
+        Ok(WgpuEngine {
+            gpu,
+            config: weights.config.clone(),
+            model: Some(model),
+            weights: weights.clone(),
+            solver: None,
+            per_layer: true,
+            stats: EngineStats::default(),
+        })
+    }
+
+    /// Opens the default adapter and uploads the model for the per-layer path only
+    /// ([`WgpuEngine::per_layer_on`]).
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn per_layer_blocking(weights: &ModelWeights) -> Result<WgpuEngine, GpuError> {
+        #[allow(clippy::arc_with_non_send_sync)]
+        let gpu = Arc::new(Gpu::new_blocking(&GpuOptions::default())?);
+        WgpuEngine::per_layer_on(gpu, weights)
+    }
+
     /// Runs every stage on the per-layer path (`true`), or lets the solver decode the stages it
     /// takes (`false`, the default).
     pub fn use_per_layer(&mut self, per_layer: bool) {
@@ -377,75 +404,131 @@ impl WgpuEngine {
             self.count_solved(&generations, dispatches);
             return Ok(generations.remove(0));
         }
+        let decoder = Decoder::new(prompt_ids, stage, self.config.n_positions)?;
+        self.run_decoder(decoder, with_trace).await
+    }
+
+    /// Runs `decoder` on the per-layer path, one feed at a time as it says: each position's
+    /// input (a token's embedding, or a thought: the previous position's final hidden state,
+    /// `<latent>`'s embedding for pause plans) at the position id the decoder gives, the greedy
+    /// token read back where it asks for a prediction, until it stops. Any decoder core makes
+    /// runs here (this project's stages, the seed family's with its fed `<eot>` after the
+    /// thoughts and its answer rule), except thoughts the model triggers. Returns the whole
+    /// sequence, the thought vectors fed and, with `with_trace`, the trace.
+    pub async fn run_decoder(
+        &mut self,
+        mut decoder: Decoder,
+        with_trace: bool,
+    ) -> Result<Generation, GpuError> {
+        self.gpu.check()?;
         if self.model.is_none() {
             self.model = Some(Resident::new(&self.gpu, &self.weights)?);
             self.gpu.check()?;
         }
         let (v, p) = (self.config.vocab_size, self.config.n_positions);
-        let mut decoder = Decoder::new(prompt_ids, stage, p)?;
         let plan = decoder.plan().clone();
         if plan.on_trigger {
             return Err(EngineError::Unsupported(NO_TRIGGER).into());
         }
-        if let Some(&bad) = prompt_ids.iter().find(|&&id| id as usize >= v) {
+        if plan.n_positions > p {
+            return Err(GpuError::Engine(EngineError::SequenceTooLong(p)));
+        }
+        let n = plan.prompt_len;
+        if let Some(&bad) = decoder.ids()[..n].iter().find(|&&id| id as usize >= v) {
             return Err(EngineError::TokenId(bad).into());
         }
-        let (n, k) = (plan.prompt_len, plan.thoughts);
+        let k = plan.thoughts;
         if k > 0 && !plan.feeds_back && self.model.as_ref().expect(PER_LAYER).latent.is_none() {
             return Err(EngineError::TokenId(coconut_core::tokenizer::LATENT).into());
         }
         self.stats.generations += 1;
-        // The prompt and the thoughts after it, each with its position id.
+        // What needs no prediction: the prompt, the thoughts after it and a token the plan
+        // feeds after them (the seed's `<eot>`), one position each.
         let prefix = decoder.prefix();
-        self.gpu.queue.write_buffer(
-            &self.model.as_ref().expect(PER_LAYER).buffers.ids,
-            0,
-            bytemuck::cast_slice(decoder.ids()),
-        );
-        // Position ids: with absolute ids every position's (the speculative runs below find
-        // theirs); with coupled ids the prompt's and the thoughts', the others follow the tokens.
-        let positions: Vec<u32> = match plan.coupled {
-            None => (0..=p as u32).collect(),
-            Some(_) => prefix
-                .iter()
-                .filter_map(|f| f.position_id().map(|id| id as u32))
-                .collect(),
-        };
-        self.gpu.queue.write_buffer(
-            &self.model.as_ref().expect(PER_LAYER).buffers.positions,
-            0,
-            bytemuck::cast_slice(&positions),
-        );
+        if prefix.len() != decoder.ids().len() || prefix.is_empty() {
+            return Err(GpuError::Gpu(format!(
+                "the decoder's prefix has {} feeds for {} ids",
+                prefix.len(),
+                decoder.ids().len()
+            )));
+        }
+        if let Some(&bad) = decoder.ids().iter().find(|&&id| id as usize >= v) {
+            return Err(EngineError::TokenId(bad).into());
+        }
+        // Position ids: each feed's, as the decoder gives them; with absolute ids every later
+        // position's too (position t at row t), so that a position can run before the token
+        // before it is read back; each later feed is checked against it.
+        let mut positions: Vec<u32> = prefix
+            .iter()
+            .map(|f| f.position_id().expect("a prefix feed runs") as u32)
+            .collect();
+        if plan.coupled.is_none() {
+            positions.extend(prefix.len() as u32..=p as u32);
+        }
+        if let Some(&bad) = positions[..prefix.len()]
+            .iter()
+            .find(|&&id| id as usize >= p)
+        {
+            return Err(GpuError::Gpu(format!(
+                "position id {bad} is outside the position table of {p}"
+            )));
+        }
+        {
+            let b = &self.model.as_ref().expect(PER_LAYER).buffers;
+            self.gpu
+                .queue
+                .write_buffer(&b.ids, 0, bytemuck::cast_slice(decoder.ids()));
+            self.gpu
+                .queue
+                .write_buffer(&b.positions, 0, bytemuck::cast_slice(&positions));
+        }
 
-        // The prompt, in one submission.
-        let prefill = prefill_step(p, n);
+        // The prompt's tokens, in one submission; the feeds after it one position each. The
+        // last prefix position predicts the first generated token.
+        let tokens = prefix
+            .iter()
+            .take_while(|f| matches!(f, Feed::Token { .. }))
+            .count();
+        let last = prefix.len() - 1;
+        let prefill = prefill_step(p, tokens);
         let logits = if with_trace {
             Some(prefill)
         } else {
-            (k == 0).then(|| decode_step(plan.first_prediction()))
+            (tokens - 1 == last).then(|| decode_step(last))
         };
-        let cmd = self.record(prefill, EmbedInput::Token, logits, k == 0, with_trace);
+        let cmd = self.record(
+            prefill,
+            EmbedInput::Token,
+            logits,
+            tokens - 1 == last,
+            with_trace,
+        );
         let mut pending = self.submit(cmd)?;
-        // The thoughts: no read-back, the feedback stays on the GPU.
-        let input = if plan.feeds_back {
-            EmbedInput::Hidden
-        } else {
-            EmbedInput::Token
-        };
-        for t in plan.thought_positions() {
-            let last = t == plan.first_prediction();
-            let logits = (with_trace || last).then(|| decode_step(t));
-            let cmd = self.record(decode_step(t), input, logits, last, with_trace);
+        // Thoughts read the previous position's hidden state on the GPU: no read-back.
+        let mut thought_rows: Vec<usize> = Vec::new();
+        for (t, feed) in prefix.iter().enumerate().skip(tokens) {
+            let input = match feed {
+                Feed::Thought { .. } if plan.feeds_back => {
+                    thought_rows.push(t - 1);
+                    EmbedInput::Hidden
+                }
+                // A pause thought reads its slot's token (`<latent>`) from the ids.
+                Feed::Thought { .. } | Feed::Token { .. } => EmbedInput::Token,
+                Feed::Stop { .. } => unreachable!("the prefix ends before the stop"),
+            };
+            let logits = (with_trace || t == last).then(|| decode_step(t));
+            let cmd = self.record(decode_step(t), input, logits, t == last, with_trace);
             pending = self.submit(cmd)?;
         }
-        // Decoding. `pending` computes ids[len]. The GPU already has that id, so position len is
-        // submitted before the id is read (one position of lookahead): the host's read-back and
-        // recording overlap the GPU's work. If ids[len] ends the plan (<eos>), that position is
-        // discarded (its cache row and outputs are never read). With coupled ids a position's id
-        // depends on its token, so each position waits for its token.
+        // Decoding. `pending` computes ids[len]. The GPU already has that id, so with absolute
+        // position ids position len is submitted before the id is read (one position of
+        // lookahead): the host's read-back and recording overlap the GPU's work. If the decoder
+        // stops at ids[len], that position is discarded (its cache row and outputs are never
+        // read). With coupled ids a position's id depends on its token, so each position waits
+        // for its token.
         let mut len = decoder.ids().len();
         let finished = loop {
-            let speculative = if plan.coupled.is_none() && plan.fits(len + 1) {
+            let speculative = if plan.coupled.is_none() && plan.fits(len + 1) && len < p {
                 let run = decode_step(len);
                 let cmd = self.record(run, EmbedInput::Token, Some(run), true, with_trace);
                 Some(self.submit(cmd)?)
@@ -459,8 +542,20 @@ impl WgpuEngine {
                 )));
             }
             match (decoder.next(|| next), speculative) {
-                (Feed::Token { .. }, Some(index)) => pending = index,
+                (Feed::Token { position_id, .. }, Some(index)) => {
+                    if position_id != len {
+                        return Err(GpuError::Gpu(format!(
+                            "position {len} ran at position id {len}, the decoder says {position_id}"
+                        )));
+                    }
+                    pending = index;
+                }
                 (Feed::Token { position_id, .. }, None) => {
+                    if position_id >= p {
+                        return Err(GpuError::Gpu(format!(
+                            "position id {position_id} is outside the position table of {p}"
+                        )));
+                    }
                     let at = len as u64 * 4;
                     let positions = &self.model.as_ref().expect(PER_LAYER).buffers.positions;
                     self.gpu.queue.write_buffer(
@@ -486,14 +581,13 @@ impl WgpuEngine {
         };
 
         // One read-back at the end: the thoughts and, if asked, the trace.
-        let thought_rows = if plan.feeds_back { k } else { 0 };
-        let layout = Readback::new(&self.config, thought_rows, len, with_trace);
+        let layout = Readback::new(&self.config, thought_rows.len(), len, with_trace);
         let mut thoughts: Vec<Vec<f32>> = Vec::new();
         let mut trace = None;
         if layout.total() > 0 {
-            let data = self.read_final(&layout, n).await?;
+            let data = self.read_final(&layout, &thought_rows).await?;
             let c = self.config.n_embd;
-            thoughts = (0..thought_rows)
+            thoughts = (0..thought_rows.len())
                 .map(|j| data[layout.thought(j)..][..c].to_vec())
                 .collect();
             if with_trace {
@@ -514,12 +608,12 @@ impl WgpuEngine {
         })
     }
 
-    /// Copies the thought rows (those of positions `prompt_len - 1 ..`, which feed the thoughts)
-    /// and the trace into the staging buffer as `layout` says, and reads them back.
+    /// Copies the thought rows (the final hidden states of `thought_rows`, which fed the
+    /// thoughts) and the trace into the staging buffer as `layout` says, and reads them back.
     async fn read_final(
         &mut self,
         layout: &Readback,
-        prompt_len: usize,
+        thought_rows: &[usize],
     ) -> Result<Vec<f32>, GpuError> {
         let (c, p, l, h) = (
             self.config.n_embd as u64,
@@ -531,10 +625,9 @@ impl WgpuEngine {
         let mut enc = self.gpu.device.create_command_encoder(&Default::default());
         let b = &self.model.as_ref().expect(PER_LAYER).buffers;
         let at = |floats: usize| floats as u64 * F32;
-        if layout.thoughts > 0 {
-            let from = (prompt_len as u64 - 1) * c * F32;
-            let bytes = layout.thoughts as u64 * c * F32;
-            enc.copy_buffer_to_buffer(&b.hidden, from, &b.staging, at(layout.thought(0)), bytes);
+        for (j, &row) in thought_rows.iter().enumerate() {
+            let from = row as u64 * c * F32;
+            enc.copy_buffer_to_buffer(&b.hidden, from, &b.staging, at(layout.thought(j)), c * F32);
         }
         if layout.trace {
             let bytes = len * self.config.vocab_size as u64 * F32;

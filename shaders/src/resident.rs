@@ -11,7 +11,7 @@ use crate::pack::pack_tensor;
 use coconut_core::config::ModelConfig;
 use coconut_core::skeleton::{Affine, Norm, Role, Skeleton};
 use coconut_core::tokenizer::LATENT;
-use coconut_core::weights::{ModelWeights, Tensor};
+use coconut_core::weights::{ModelWeights, Tensor, TensorData};
 use wgpu::util::DeviceExt;
 
 pub(crate) const F32: u64 = 4;
@@ -137,7 +137,7 @@ impl Buffers {
             xn: storage("xn", p * c, none),
             qkv: storage("qkv", 3 * p * c, none),
             attended: storage("attended", p * c, none),
-            mlp: storage("mlp", 4 * p * c, none),
+            mlp: storage("mlp", p * cfg.n_inner() as u64, none),
             hidden: storage("hidden", p * c, copy),
             logits: storage("logits", p * v, copy),
             att: (0..l)
@@ -297,12 +297,12 @@ impl Resident {
         let cfg = &weights.config;
         cfg.validate()
             .map_err(|e| GpuError::Unsupported(e.to_string()))?;
-        check_limits(gpu, cfg)?;
         let device = &gpu.device;
         let (c, v, p) = (cfg.n_embd, cfg.vocab_size, cfg.n_positions);
         let host = weights
             .tree()
             .map_err(|e| GpuError::Unsupported(e.to_string()))?;
+        check_limits(gpu, cfg, &host)?;
         let tree = upload_weights(device, &host, cfg);
         if tree.wte.is_int8() != tree.wpe.is_int8() {
             return Err(GpuError::Unsupported(
@@ -353,10 +353,7 @@ impl Resident {
             .argmax
             .kernel
             .bind(device, &steps, [&b.logits, &b.ids]);
-        let latent = (LATENT < v as u32).then(|| {
-            let wte = host.wte.to_f32();
-            wte[LATENT as usize * c..(LATENT as usize + 1) * c].to_vec()
-        });
+        let latent = (LATENT < v as u32).then(|| table_row(host.wte, LATENT as usize));
         Ok(Resident {
             steps,
             kernels,
@@ -464,33 +461,193 @@ fn bind_block(
     })
 }
 
-fn check_limits(gpu: &Gpu, cfg: &ModelConfig) -> Result<(), GpuError> {
+/// One buffer the model needs, for [`check_limits`].
+struct Need {
+    what: String,
+    bytes: u64,
+    /// Bound as a storage buffer (else only created: the read-back staging).
+    bound: bool,
+}
+
+/// How `t` is stored in the folder, in words.
+fn stored(t: &Tensor) -> &'static str {
+    match t.data {
+        TensorData::F32(_) => "f32",
+        TensorData::F16(_) => "f16, widened to f32 on the GPU",
+        TensorData::Int8 { .. } => "int8",
+    }
+}
+
+/// Bytes of `t` on the GPU as [`upload_weights`] lays it out: vectors as f32, matrices packed
+/// by [`pack_tensor`] (int8: four per word; f32 and f16: one f32 per word; rows padded to a
+/// multiple of 4), and their scales.
+fn packed_bytes(t: &Tensor) -> (u64, u64) {
+    if t.role == Role::Vector {
+        return (t.shape.iter().product::<usize>() as u64 * F32, 0);
+    }
+    let (rows, cols) = (t.shape[0] as u64, t.shape[1] as u64);
+    let padded = cols.div_ceil(4);
+    match t.data {
+        TensorData::Int8 { .. } => {
+            let scales = if t.role == Role::Conv1d {
+                padded * 4
+            } else {
+                rows
+            };
+            (rows * padded * 4, scales * F32)
+        }
+        _ => (rows * padded * 4 * F32, 4 * F32),
+    }
+}
+
+/// Every buffer the per-layer path creates for a model of `cfg` with weights `host`, named.
+fn needs(cfg: &ModelConfig, host: &Skeleton<&Tensor>) -> Vec<Need> {
+    let (c, v, p, l, h, inner) = (
+        cfg.n_embd as u64,
+        cfg.vocab_size as u64,
+        cfg.n_positions as u64,
+        cfg.n_layer as u64,
+        cfg.n_head as u64,
+        cfg.n_inner() as u64,
+    );
+    let specs = Skeleton::specs(cfg);
+    let mut out: Vec<Need> = Vec::new();
+    for (spec, t) in specs.to_vec().into_iter().zip(host.to_vec()) {
+        let (words, scales) = packed_bytes(t);
+        let shape = t
+            .shape
+            .iter()
+            .map(|d| d.to_string())
+            .collect::<Vec<_>>()
+            .join(" x ");
+        out.push(Need {
+            what: format!("weight {} ({shape}, stored {})", spec.name, stored(t)),
+            bytes: words,
+            bound: true,
+        });
+        if scales > 0 {
+            out.push(Need {
+                what: format!("the scales of weight {}", spec.name),
+                bytes: scales,
+                bound: true,
+            });
+        }
+    }
+    let floats = |what: &str, n: u64| Need {
+        what: what.to_string(),
+        bytes: n * F32,
+        bound: true,
+    };
+    out.extend([
+        floats("token ids (n_positions + 1)", p + 1),
+        floats("position ids (n_positions + 1)", p + 1),
+        floats("residual stream (n_positions x n_embd)", p * c),
+        floats("q, k and v (n_positions x 3 n_embd)", 3 * p * c),
+        floats("MLP activations (n_positions x n_inner)", p * inner),
+        floats("logits (n_positions x vocab_size)", p * v),
+        floats(
+            "attention weights of a layer (n_head x n_positions^2)",
+            h * p * p,
+        ),
+        floats("residual trace (n_layer x n_positions x n_embd)", l * p * c),
+        floats("a layer's key or value cache (n_positions x n_embd)", p * c),
+    ]);
+    let staging = Readback::new(cfg, cfg.n_positions, cfg.n_positions, true).total() as u64;
+    out.push(Need {
+        what: "trace read-back staging".into(),
+        bytes: staging * F32,
+        bound: false,
+    });
+    out
+}
+
+/// Refuses, before any buffer exists, a model whose buffers or dispatches exceed the adapter's
+/// limits (the device is opened with the adapter's own limits, [`Gpu::new`]), naming the
+/// tensor or buffer, its size and the limit.
+fn check_limits(gpu: &Gpu, cfg: &ModelConfig, host: &Skeleton<&Tensor>) -> Result<(), GpuError> {
     let lim = &gpu.limits;
-    let (c, p, h) = (cfg.n_embd as u64, cfg.n_positions as u64, cfg.n_head as u64);
-    let largest = [4 * p * c, h * p * p, cfg.vocab_size as u64 * c, 4 * c * c]
-        .into_iter()
-        .max()
-        .unwrap_or(0)
-        * F32;
+    let adapter = &gpu.adapter;
     let mut missing = Vec::new();
-    if lim.max_storage_buffers_per_shader_stage < 7 {
+    // The embedding kernel binds eight storage buffers (ids, hidden, wte and its scales, wpe
+    // and its scales, x, positions).
+    if lim.max_storage_buffers_per_shader_stage < 8 {
         missing.push(format!(
-            "7 storage buffers per shader stage (has {})",
+            "the kernels bind 8 storage buffers per shader stage, the adapter {}",
             lim.max_storage_buffers_per_shader_stage
         ));
     }
-    if lim.max_compute_invocations_per_workgroup < 256 || lim.max_compute_workgroup_size_x < 64 {
-        missing.push("compute workgroups of 256 invocations".into());
-    }
-    if lim.max_storage_buffer_binding_size < largest {
+    if lim.max_compute_invocations_per_workgroup < 256
+        || lim.max_compute_workgroup_size_x < 64
+        || lim.max_compute_workgroup_size_y < 16
+    {
         missing.push(format!(
-            "storage bindings of {largest} bytes (has {})",
-            lim.max_storage_buffer_binding_size
+            "the kernels run workgroups of 64 and 16 x 16 invocations, the adapter at most {} \
+             ({} x {})",
+            lim.max_compute_invocations_per_workgroup,
+            lim.max_compute_workgroup_size_x,
+            lim.max_compute_workgroup_size_y
         ));
+    }
+    // The tiled matrix product keeps 16 x 16 inputs and 16 x 16 four-wide weights.
+    let shared = (16 * 16 + 16 * 16 * 4) * 4;
+    if lim.max_compute_workgroup_storage_size < shared {
+        missing.push(format!(
+            "the matrix kernels keep {shared} bytes in workgroup memory, the adapter {}",
+            lim.max_compute_workgroup_storage_size
+        ));
+    }
+    // The largest grid dimension: the LM head's vocabulary / 64, the prompt's rows, a linear
+    // layer's output columns / 64, a row's width / 64.
+    let (c, v, p) = (cfg.n_embd, cfg.vocab_size, cfg.n_positions);
+    for (what, groups) in [
+        ("vocab_size / 64 (the LM head)", v.div_ceil(64)),
+        ("n_positions (a prompt's rows)", p),
+        (
+            "n_inner / 256 (the MLP)",
+            cfg.n_inner().div_ceil(4).div_ceil(64),
+        ),
+        ("n_embd / 64", c.div_ceil(64)),
+    ] {
+        if groups as u64 > lim.max_compute_workgroups_per_dimension as u64 {
+            missing.push(format!(
+                "{groups} workgroups for {what}, the adapter at most {} per dimension",
+                lim.max_compute_workgroups_per_dimension
+            ));
+        }
+    }
+    for need in needs(cfg, host) {
+        if need.bound && need.bytes > lim.max_storage_buffer_binding_size {
+            missing.push(format!(
+                "{} takes {} bytes, more than the adapter's max_storage_buffer_binding_size of {}",
+                need.what, need.bytes, lim.max_storage_buffer_binding_size
+            ));
+        } else if need.bytes > lim.max_buffer_size {
+            missing.push(format!(
+                "{} takes {} bytes, more than the adapter's max_buffer_size of {}",
+                need.what, need.bytes, lim.max_buffer_size
+            ));
+        }
     }
     if missing.is_empty() {
         Ok(())
     } else {
-        Err(GpuError::Unsupported(missing.join(", ")))
+        Err(GpuError::Unsupported(format!(
+            "{adapter}: {}",
+            missing.join("; ")
+        )))
+    }
+}
+
+/// Row `row` of an embedding table as f32 (int8 dequantized by its row's scale).
+fn table_row(t: &Tensor, row: usize) -> Vec<f32> {
+    let c = t.shape[1];
+    let range = row * c..(row + 1) * c;
+    match &t.data {
+        TensorData::F32(v) => v[range].to_vec(),
+        TensorData::F16(v) => v[range].iter().map(|x| x.to_f32()).collect(),
+        TensorData::Int8 { q, scales } => {
+            let s = scales[row].to_f32();
+            q[range].iter().map(|&x| x as f32 * s).collect()
+        }
     }
 }
