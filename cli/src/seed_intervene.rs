@@ -6,7 +6,8 @@
 
 use crate::args::InterveneArgs;
 use crate::output::outln;
-use crate::seed::{check_seed_problem, SeedModel};
+use crate::seed::{check_seed_problem, SeedModel, SeedRunner};
+use crate::solve::EngineKind;
 use anyhow::{bail, Context, Result};
 use coconut_core::decoding::Generation;
 use coconut_core::intervention::{Edit, Intervention, PatchSpec};
@@ -14,7 +15,7 @@ use coconut_core::manifest::WeightsDir;
 use coconut_core::reference::ReferenceModel;
 use coconut_core::seed::layout::ThoughtCount;
 use coconut_core::Problem;
-use coconut_trainer::seed::{SeedEngine, SeedEngineKind};
+use coconut_trainer::seed::SeedEngine;
 use serde_json::json;
 
 /// One run of a problem: the sequence as text and the answer it reads.
@@ -50,8 +51,8 @@ pub fn run(folder: &WeightsDir, args: &InterveneArgs) -> Result<u8> {
         .as_deref()
         .map(crate::args::stage_id)
         .transpose()?;
-    let seed = SeedModel::load(folder, stage.as_deref(), SeedEngineKind::Reference)?;
-    let SeedEngine::Reference(model) = &seed.engine else {
+    let seed = SeedModel::load(folder, stage.as_deref(), EngineKind::Reference)?;
+    let SeedRunner::Cpu(SeedEngine::Reference(model)) = &seed.engine else {
         unreachable!("loaded on the reference engine")
     };
     let edits = args
