@@ -58,21 +58,26 @@ fn fixture() -> PathBuf {
 }
 
 /// Waits for `child` and returns its status with its peak resident memory in KiB, where this
-/// platform reports a single child's (wait4 on Linux).
+/// platform reports it (Linux: the child's own `VmHWM`, read every few milliseconds until it
+/// exits). Not `wait4`'s `ru_maxrss`: a spawned child keeps the high-water mark of the test
+/// process it was forked from (kept across exec), which grows with the tests running beside it.
 fn wait_with_peak_memory(mut child: Child) -> (ExitStatus, Option<u64>) {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    {
-        use std::os::unix::process::ExitStatusExt;
-        let _ = &mut child;
-        let mut status = 0;
-        // SAFETY: plain out-parameters; the pid is our own child, not yet reaped.
-        let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-        let pid = unsafe { libc::wait4(child.id() as i32, &mut status, 0, &mut usage) };
-        assert_eq!(pid, child.id() as i32, "wait4");
-        (ExitStatus::from_raw(status), Some(usage.ru_maxrss as u64))
+    let status_file = format!("/proc/{}/status", child.id());
+    let hwm = || -> Option<u64> {
+        let text = std::fs::read_to_string(&status_file).ok()?;
+        let line = text.lines().find(|l| l.starts_with("VmHWM:"))?;
+        line.split_whitespace().nth(1)?.parse().ok()
+    };
+    let mut peak = None;
+    loop {
+        // Read before asking whether it exited: a reading is taken while the child is alive.
+        let reading = hwm();
+        peak = peak.max(reading);
+        if let Some(status) = child.try_wait().unwrap() {
+            return (status, peak);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(2));
     }
-    #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
-    (child.wait().unwrap(), None)
 }
 
 #[test]
