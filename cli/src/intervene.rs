@@ -3,6 +3,7 @@
 //! same thought of another problem, zero it, or flip what a column's carry probe reads in it.
 
 use crate::args::InterveneArgs;
+use crate::intervene_report::{report, Outcome};
 use crate::output::{note, outln};
 use anyhow::{bail, Context, Result};
 use coconut_core::decoding::Solution;
@@ -11,7 +12,6 @@ use coconut_core::manifest::{StageEntry, WeightsDir};
 use coconut_core::probes::ThoughtProbes;
 use coconut_core::problem::Problem;
 use coconut_core::reference::ReferenceModel;
-use serde_json::json;
 
 /// The folder a measurement reads and its stages (`--stage`, or every one when empty).
 fn measured(args: &InterveneArgs) -> Result<(WeightsDir, Vec<String>)> {
@@ -140,38 +140,11 @@ pub fn run_intervene(args: InterveneArgs) -> Result<u8> {
         probes: probes.as_ref(),
     };
     let edits = resolve_edits(&args.patch, &ctx)?;
-    let patches: Vec<String> = args.patch.iter().map(ToString::to_string).collect();
-    let mut refused = false;
-    for input in &crate::solve::argument_lines(&args.problems) {
-        let result = Problem::parse(input, ctx.max_digits)
-            .map_err(anyhow::Error::from)
-            .and_then(|p| solve_both(&ctx, &entry.id, &p, &edits));
-        let line = match result {
-            Ok((problem, plain, edited)) if args.json => json!({
-                "input": input,
-                "stage": entry.id,
-                "patches": patches,
-                "answer": plain.answer,
-                "edited_answer": edited.answer,
-                "expected": problem.answer().to_string(),
-                "text": plain.text,
-                "edited_text": edited.text,
-            })
-            .to_string(),
-            Ok((problem, plain, edited)) => {
-                shown(&problem, &entry.id, &plain, &edited, &patches.join(", "))
-            }
-            Err(e) => {
-                refused = true;
-                match args.json {
-                    true => json!({"input": input, "error": format!("{e:#}")}).to_string(),
-                    false => format!("{input:?}: error: {e:#}"),
-                }
-            }
-        };
-        outln!("{line}")?;
-    }
-    Ok(refused as u8)
+    report(&args, &entry.id, |input| {
+        let p = Problem::parse(input, ctx.max_digits)?;
+        let (p, plain, edited) = solve_both(&ctx, &entry.id, &p, &edits)?;
+        Ok((p, Outcome::of(plain), Outcome::of(edited)))
+    })
 }
 
 /// The edits `--patch` asks for on this stage, refused (before any problem) when the stage cannot
@@ -237,25 +210,4 @@ fn solve_both(
             .solve_edited(ctx.tokenizer, problem, ctx.stage, false, edits)
     };
     Ok((*problem, solve(&[])?, solve(edits)?))
-}
-
-/// A problem's two answers in words.
-fn shown(
-    problem: &Problem,
-    stage: &str,
-    plain: &Solution,
-    edited: &Solution,
-    patches: &str,
-) -> String {
-    let verdict = |s: &Solution| if s.is_correct() { "correct" } else { "wrong" };
-    format!(
-        "{} + {} on {stage} (the sum is {})\n  as trained: {}  [{}]\n  edited ({patches}): {}  [{}]",
-        problem.a,
-        problem.b,
-        problem.answer(),
-        plain.answer.as_deref().unwrap_or("(none)"),
-        verdict(plain),
-        edited.answer.as_deref().unwrap_or("(none)"),
-        verdict(edited)
-    )
 }

@@ -6,6 +6,7 @@ mod args;
 #[cfg(test)]
 mod args_fuzz;
 mod intervene;
+mod intervene_report;
 mod limits;
 mod output;
 mod seed;

@@ -136,17 +136,8 @@ impl SeedModel {
         problem: &Problem,
         count: ThoughtCount,
     ) -> Result<(Vec<u32>, usize, Option<String>)> {
-        let n_positions = self.engine.n_positions();
-        let d = decoder(
-            &self.tokenizer,
-            &self.tokens,
-            problem,
-            self.stage,
-            count,
-            n_positions,
-        )?;
-        let run = self.engine.run(d)?;
-        let read = answer(&self.tokenizer, &run.ids, run.prompt_len);
+        let run = self.engine.run(self.decoder(problem, count)?)?;
+        let read = self.answer(&run.ids, run.prompt_len);
         Ok((run.ids, run.thoughts, read))
     }
 

@@ -5,7 +5,7 @@
 //! and no probes are fitted for the seed's thoughts: refused by name.
 
 use crate::args::InterveneArgs;
-use crate::output::outln;
+use crate::intervene_report::{report, Outcome};
 use crate::seed::{check_seed_problem, SeedModel, SeedRunner};
 use crate::solve::EngineKind;
 use anyhow::{bail, Context, Result};
@@ -16,7 +16,6 @@ use coconut_core::reference::ReferenceModel;
 use coconut_core::seed::layout::ThoughtCount;
 use coconut_core::Problem;
 use coconut_trainer::seed::SeedEngine;
-use serde_json::json;
 
 /// One run of a problem: the sequence as text and the answer it reads.
 struct Run {
@@ -61,57 +60,18 @@ pub fn run(folder: &WeightsDir, args: &InterveneArgs) -> Result<u8> {
         .map(|spec| resolve(&seed, model, spec, args.thoughts))
         .collect::<Result<Vec<_>>>()
         .context("--patch")?;
-    let patches: Vec<String> = args.patch.iter().map(ToString::to_string).collect();
-    let mut refused = false;
-    for input in &crate::solve::argument_lines(&args.problems) {
-        let result = Problem::parse(input, 4)
-            .map_err(anyhow::Error::from)
-            .and_then(|p| {
-                check_seed_problem(&p)?;
-                let plain = solve(&seed, model, &p, args.thoughts, &[])?;
-                let edited = solve(&seed, model, &p, args.thoughts, &edits)?;
-                Ok((p, plain, edited))
-            });
-        let line = match result {
-            Ok((p, plain, edited)) if args.json => json!({
-                "input": input,
-                "stage": seed.id,
-                "patches": patches,
-                "answer": plain.answer,
-                "edited_answer": edited.answer,
-                "expected": p.answer().to_string(),
-                "text": plain.text,
-                "edited_text": edited.text,
-            })
-            .to_string(),
-            Ok((p, plain, edited)) => {
-                let verdict = |r: &Run| match &r.answer {
-                    Some(a) if *a == p.answer().to_string() => "correct",
-                    Some(_) => "wrong",
-                    None => "no answer",
-                };
-                format!(
-                    "{p} on {} (the sum is {})\n  as trained: {}  [{}]\n  edited ({}): {}  [{}]",
-                    seed.id,
-                    p.answer(),
-                    plain.answer.as_deref().unwrap_or("(none)"),
-                    verdict(&plain),
-                    patches.join(", "),
-                    edited.answer.as_deref().unwrap_or("(none)"),
-                    verdict(&edited)
-                )
-            }
-            Err(e) => {
-                refused = true;
-                match args.json {
-                    true => json!({"input": input, "error": format!("{e:#}")}).to_string(),
-                    false => format!("{input:?}: error: {e:#}"),
-                }
-            }
+    report(args, &seed.id, |input| {
+        let p = Problem::parse(input, 4)?;
+        check_seed_problem(&p)?;
+        let outcome = |run: Run| Outcome {
+            correct: run.answer == Some(p.answer().to_string()),
+            answer: run.answer,
+            text: run.text,
         };
-        outln!("{line}")?;
-    }
-    Ok(refused as u8)
+        let plain = solve(&seed, model, &p, args.thoughts, &[])?;
+        let edited = solve(&seed, model, &p, args.thoughts, &edits)?;
+        Ok((p, outcome(plain), outcome(edited)))
+    })
 }
 
 /// A greedy run of `problem` with `edits` applied to its thoughts (refused, naming the counts,

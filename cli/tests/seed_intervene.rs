@@ -93,8 +93,10 @@ fn seed_thoughts_are_edited_and_flips_refused() {
             .contains("thought 3 does not exist"),
         "{lines:?}"
     );
-    assert!(lines[1]["edited_answer"].is_string() || lines[1]["edited_answer"].is_null());
     assert!(lines[1].get("error").is_none(), "{lines:?}");
+    assert_eq!(lines[1]["expected"], "6912");
+    let solved = coconut(&["solve", "--weights", &weights, "--json", "1234 + 5678"]);
+    assert_eq!(json_lines(&solved)[0]["text"], lines[1]["text"]);
     // Flips read probes the seed's thoughts do not have: refused before any problem.
     let o = coconut(&[
         "intervene",

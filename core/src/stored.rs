@@ -139,10 +139,7 @@ impl StoredTable {
                 let span = r * self.cols..(r + 1) * self.cols;
                 *o = match &self.values {
                     Values::F32(v) => dot(&v[span], h),
-                    Values::F16(v) => {
-                        let row: Vec<f32> = v[span].iter().map(|w| w.to_f32()).collect();
-                        dot(&row, h)
-                    }
+                    Values::F16(v) => dot_f16(&v[span], h),
                     Values::Int8 { q, scales } => dot_int8(&q[span], scales[r], h),
                 }
             }
@@ -303,6 +300,18 @@ kernels! {
             }
         }
         lanes_sum(lanes, w[whole..].iter().zip(&h[whole..]).map(|(a, b)| a * b))
+    }
+
+    /// `w · h` in [`LANES`] partial sums, `w` in f16.
+    fn dot_f16(w: &[f16], h: &[f32]) -> f32 {
+        let whole = w.len() / LANES * LANES;
+        let mut lanes = [0f32; LANES];
+        for (wg, hg) in w[..whole].chunks_exact(LANES).zip(h[..whole].chunks_exact(LANES)) {
+            for l in 0..LANES {
+                lanes[l] += wg[l].to_f32() * hg[l];
+            }
+        }
+        lanes_sum(lanes, w[whole..].iter().zip(&h[whole..]).map(|(a, b)| a.to_f32() * b))
     }
 
     /// `Σ_c (q[c] · scale) · h[c]` in [`LANES`] partial sums.
