@@ -9,8 +9,9 @@
 //! through the whole chain of thoughts.
 
 use crate::model::Gpt;
+use crate::objective::Objective;
 use anyhow::{ensure, Result};
-use candle_core::{Device, Tensor};
+use candle_core::{Device, Tensor, D};
 use coconut_core::layout::Layout;
 use coconut_core::tokenizer::PAD;
 use coconut_core::Stage;
@@ -31,6 +32,11 @@ pub struct Batch {
     pub predictors: Tensor,
     /// The target ids, one per predictor.
     pub targets: Tensor,
+    /// Each target's weight in the loss (`None`: the mean over the targets).
+    pub target_weights: Option<Tensor>,
+    /// Flat indices `b * T + t` of the outputs whose L2 norm enters the loss, and their
+    /// weights (the seed's thought-norm term, [`crate::objective`]); `None` without the term.
+    pub norm_rows: Option<(Tensor, Tensor)>,
     /// Which example each predictor belongs to (host side, for per-example accuracy).
     pub target_owner: Vec<usize>,
     /// Non-padding tokens in the batch.
@@ -89,8 +95,38 @@ impl Batch {
             predictors: Tensor::new(predictors.as_slice(), device)?,
             targets: Tensor::new(targets.as_slice(), device)?,
             target_owner: owner,
+            target_weights: None,
+            norm_rows: None,
             tokens: layouts.iter().map(|l| l.ids.len()).sum(),
         })
+    }
+
+    /// Weighs the batch's targets and thought outputs as `objective` forms the loss over
+    /// `layouts` (those the batch was made of, in order).
+    pub fn weigh(&mut self, layouts: &[&Layout], objective: &Objective) -> Result<()> {
+        let weights = objective.for_layouts(layouts, self.feeds_back);
+        let device = self.targets.device().clone();
+        let per_target: Vec<f32> = self
+            .target_owner
+            .iter()
+            .map(|&i| weights[i].target)
+            .collect();
+        self.target_weights = Some(Tensor::new(per_target.as_slice(), &device)?);
+        let t = self.ids.dim(1)?;
+        let (mut rows, mut row_weights) = (Vec::new(), Vec::new());
+        for (i, (layout, w)) in layouts.iter().zip(&weights).enumerate() {
+            if w.thought_norm != 0.0 && self.feeds_back {
+                for pos in layout.thought_positions() {
+                    rows.push((i * t + pos) as u32);
+                    row_weights.push(w.thought_norm);
+                }
+            }
+        }
+        self.norm_rows = (!rows.is_empty()).then_some((
+            Tensor::new(rows.as_slice(), &device)?,
+            Tensor::new(row_weights.as_slice(), &device)?,
+        ));
+        Ok(())
     }
 
     pub fn size(&self) -> usize {
@@ -147,6 +183,10 @@ fn hidden_states_with(model: &Gpt, batch: &Batch, detach_thoughts: bool) -> Resu
 /// Logits `(N, V)` of the outputs that predict the batch's N target tokens.
 pub fn target_logits(model: &Gpt, batch: &Batch) -> Result<Tensor> {
     let hidden = hidden_states(model, batch)?; // (B, T, C)
+    predicted_logits(model, batch, &hidden)
+}
+
+fn predicted_logits(model: &Gpt, batch: &Batch, hidden: &Tensor) -> Result<Tensor> {
     let (b, t, c) = hidden.dims3()?;
     let rows = hidden
         .reshape((b * t, c))?
@@ -154,10 +194,27 @@ pub fn target_logits(model: &Gpt, batch: &Batch) -> Result<Tensor> {
     model.logits(&rows)
 }
 
-/// Mean cross-entropy over the batch's target tokens (a scalar tensor).
+/// The batch's loss (a scalar tensor): the mean cross-entropy over its target tokens, or as
+/// [`Batch::weigh`] weighed them, plus the weighted thought-output norms.
 pub fn loss(model: &Gpt, batch: &Batch) -> Result<Tensor> {
-    let logits = target_logits(model, batch)?;
-    Ok(candle_nn::loss::cross_entropy(&logits, &batch.targets)?)
+    let hidden = hidden_states(model, batch)?; // (B, T, C)
+    let logits = predicted_logits(model, batch, &hidden)?; // (N, V)
+    let mut loss = match &batch.target_weights {
+        None => candle_nn::loss::cross_entropy(&logits, &batch.targets)?,
+        Some(w) => {
+            let log_p = candle_nn::ops::log_softmax(&logits, D::Minus1)?
+                .gather(&batch.targets.unsqueeze(1)?, 1)?
+                .squeeze(1)?; // (N)
+            (log_p * w)?.sum_all()?.neg()?
+        }
+    };
+    if let Some((rows, weights)) = &batch.norm_rows {
+        let (b, t, c) = hidden.dims3()?;
+        let outputs = hidden.reshape((b * t, c))?.index_select(rows, 0)?; // (K, C)
+        let norms = outputs.sqr()?.sum(1)?.sqrt()?; // (K)
+        loss = (loss + (norms * weights)?.sum_all()?)?;
+    }
+    Ok(loss)
 }
 
 #[cfg(test)]

@@ -297,6 +297,7 @@ impl TrainConfig {
             beta2: self.beta2,
             eps: self.adam_eps,
             weight_decay: self.weight_decay,
+            decay_all: false,
         }
     }
 

@@ -12,7 +12,8 @@ use crate::cpu::plan::ThoughtNoise;
 use crate::cpu::{CpuTrainer, StepStats};
 use crate::eval::{cpu_greedy_correct, greedy_correct, EvalSet};
 use crate::model::{init_weights, to_host, Gpt};
-use crate::optim::AdamW;
+use crate::objective::Objective;
+use crate::optim::{AdamW, AdamWConfig};
 use anyhow::{ensure, Result};
 use candle_core::backprop::GradStore;
 use candle_core::{Device, Tensor};
@@ -36,16 +37,40 @@ pub struct CandleLearner {
     grads: Option<GradStore>,
 }
 
+impl CandleLearner {
+    /// Loss and gradient norm of `batch`; the gradient is kept for `apply`.
+    fn compute(&mut self, batch: Batch) -> Result<StepStats> {
+        let loss_t = loss(&self.model, &batch)?;
+        let loss = loss_t.to_scalar::<f32>()? as f64;
+        let g = loss_t.backward()?;
+        let grad_norm = self.optimizer.grad_norm(&g)?;
+        self.grads = Some(g);
+        Ok(StepStats { loss, grad_norm })
+    }
+}
+
 impl Learner {
     /// The run's initial model (seeded) on the engine `config` chooses for `device`.
     pub fn new(config: &TrainConfig, device: &Device) -> Result<Learner> {
         let weights = init_weights(&config.model, config.seed);
-        if config.uses_cpu_engine(device) {
-            let engine = CpuTrainer::new(&weights, config.adamw(), config.cpu_shards)?;
+        let shards = config.uses_cpu_engine(device).then_some(config.cpu_shards);
+        Learner::from_weights(&weights, config.adamw(), device, shards)
+    }
+
+    /// A learner of `weights` with fresh optimizer state: the CPU engine with `cpu_shards`
+    /// shards when given, the candle model on `device` otherwise.
+    pub fn from_weights(
+        weights: &ModelWeights,
+        adamw: AdamWConfig,
+        device: &Device,
+        cpu_shards: Option<usize>,
+    ) -> Result<Learner> {
+        if let Some(shards) = cpu_shards {
+            let engine = CpuTrainer::new(weights, adamw, shards)?;
             Ok(Learner::Cpu(Box::new(engine)))
         } else {
-            let model = Gpt::from_weights(&weights, device)?;
-            let optimizer = AdamW::new(model.named_vars(), config.adamw())?;
+            let model = Gpt::from_weights(weights, device)?;
+            let optimizer = AdamW::new(model.named_vars(), adamw)?;
             Ok(Learner::Candle(Box::new(CandleLearner {
                 model,
                 optimizer,
@@ -77,18 +102,26 @@ impl Learner {
             Learner::Cpu(engine) => engine.compute(layouts, stage.feeds_back(), noise),
             Learner::Candle(c) => {
                 anyhow::ensure!(noise.is_none(), "the candle path feeds thoughts unchanged");
-                let CandleLearner {
-                    model,
-                    optimizer,
-                    grads,
-                } = &mut **c;
-                let batch = Batch::new(layouts, stage, model.device())?;
-                let loss_t = loss(model, &batch)?;
-                let loss = loss_t.to_scalar::<f32>()? as f64;
-                let g = loss_t.backward()?;
-                let grad_norm = optimizer.grad_norm(&g)?;
-                *grads = Some(g);
-                Ok(StepStats { loss, grad_norm })
+                let batch = Batch::new(layouts, stage, c.model.device())?;
+                c.compute(batch)
+            }
+        }
+    }
+
+    /// Loss and gradient norm of a batch of layouts of any model family (thoughts fed back
+    /// when `feeds_back`), the loss formed as `objective` says; the gradient is kept for `apply`.
+    pub fn compute_with(
+        &mut self,
+        layouts: &[&Layout],
+        feeds_back: bool,
+        objective: &Objective,
+    ) -> Result<StepStats> {
+        match self {
+            Learner::Cpu(engine) => engine.compute_with(layouts, feeds_back, None, objective),
+            Learner::Candle(c) => {
+                let mut batch = Batch::of_layouts(layouts, feeds_back, c.model.device())?;
+                batch.weigh(layouts, objective)?;
+                c.compute(batch)
             }
         }
     }

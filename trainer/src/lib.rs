@@ -8,6 +8,8 @@
 //! - [`cpu`]: the CPU training engine (hand-written forward and backward over flat buffers,
 //!   thoughts through cached keys and values, both cores);
 //! - [`learner`]: one optimizer step on either engine (the CPU engine or the candle model);
+//! - [`objective`]: how a batch's loss is formed (token mean, or the seed's per-example mean and
+//!   thought-norm term);
 //! - [`ops`]: fused CPU GELU and softmax with backward passes;
 //! - [`optim`]: AdamW with visible moments, gradient clipping, warmup + cosine schedule;
 //! - [`config`]: the run's settings (`config.json`);
@@ -19,6 +21,7 @@
 //! - [`draws`]: each step's batch: the data order, mixing and augmentation draws;
 //! - [`branch`]: a new run from another's stage boundary (new plans for the later stages);
 //! - [`eval`]: greedy and teacher-forced accuracy by digit count, and single-problem solving;
+//! - [`finetune`]: an imported GPT-2 fine-tuned with the seed's recipe (`train --init`);
 //! - [`import`]: reading models made elsewhere; [`import::torch_file`] reads `torch.save` state
 //!   dicts without running their pickle;
 //! - [`seed`]: the seed's imported checkpoints on the reference, candle and CPU engines.
@@ -31,11 +34,13 @@ pub mod cpu;
 pub mod draws;
 pub mod eval;
 pub mod export;
+pub mod finetune;
 pub mod folder;
 pub mod golden;
 pub mod import;
 pub mod learner;
 pub mod model;
+pub mod objective;
 pub mod ops;
 pub mod optim;
 pub mod patching;

@@ -16,6 +16,10 @@ pub struct AdamWConfig {
     pub beta2: f64,
     pub eps: f64,
     pub weight_decay: f64,
+    /// Decay every parameter, biases and LayerNorm gains included (PyTorch's `AdamW` over
+    /// `model.parameters()`, as the seed trained); otherwise only matrices and embeddings.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub decay_all: bool,
 }
 
 /// One parameter and its moments.
@@ -43,7 +47,7 @@ impl AdamW {
             .map(|(name, var)| {
                 let zeros = var.as_tensor().zeros_like()?;
                 Ok(ParamState {
-                    decay: var.as_tensor().rank() >= 2,
+                    decay: config.decay_all || var.as_tensor().rank() >= 2,
                     name,
                     m: zeros.clone(),
                     v: zeros,
@@ -82,6 +86,7 @@ impl AdamW {
             beta2,
             eps,
             weight_decay,
+            ..
         } = self.config;
         let correction1 = 1.0 - beta1.powi(self.t as i32);
         let correction2 = 1.0 - beta2.powi(self.t as i32);
@@ -152,6 +157,7 @@ mod tests {
             beta2: 0.98,
             eps: 1e-8,
             weight_decay: 0.1,
+            decay_all: false,
         };
         let mut opt = AdamW::new(
             vec![("w".into(), var.clone()), ("b".into(), bias.clone())],

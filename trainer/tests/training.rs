@@ -92,6 +92,7 @@ fn loss_falls_on_a_fixed_batch() {
         beta2: 0.98,
         eps: 1e-8,
         weight_decay: 0.0,
+        decay_all: false,
     };
     let mut opt = AdamW::new(model.named_vars(), adamw).unwrap();
     let mut losses = Vec::new();

@@ -162,27 +162,32 @@ pub fn target_logits<'a>(
 }
 
 /// Runs the forward pass of `plan` and the loss; returns the sum of the target tokens'
-/// cross-entropies. With `loss_scale` set, also runs the backward pass, adding to `grads` the
-/// gradient of `loss_scale * Σ cross-entropy`.
+/// cross-entropies and the thought-output norms, each with its weight in the plan. With `grads`
+/// given, also runs the backward pass, adding that loss's gradient to them.
 pub fn forward_backward(
     layout: &ParamLayout,
     params: &[f32],
     plan: &Plan,
     ws: &mut Workspace,
-    grads: Option<(&mut [f32], f32)>,
+    grads: Option<&mut [f32]>,
 ) -> f64 {
     target_logits(layout, params, plan, ws);
     let cfg = &layout.config;
     let (c, v) = (cfg.n_embd, cfg.vocab_size);
     let n = plan.predictors.len();
     let wte = &params[layout.wte.clone()];
-    let Some((grads, scale)) = grads else {
+    let norms: f64 = plan
+        .norm_rows
+        .iter()
+        .map(|&(row, w)| w as f64 * norm(&ws.hidden[row * c..(row + 1) * c]))
+        .sum();
+    let Some(grads) = grads else {
         let mut logits = std::mem::take(&mut ws.logits);
-        let loss = kernels::cross_entropy(&mut logits, &plan.targets, v, 0.0);
+        let loss = kernels::cross_entropy(&mut logits, &plan.targets, &plan.target_weights, v);
         ws.logits = logits;
-        return loss;
+        return loss + norms;
     };
-    let loss = kernels::cross_entropy(&mut ws.logits, &plan.targets, v, scale);
+    let loss = kernels::cross_entropy(&mut ws.logits, &plan.targets, &plan.target_weights, v);
 
     // The LM head: d hidden at the predicting rows, and the tied embedding's share.
     x_times_w(&mut ws.d_predicted, &ws.logits, wte, n, v, c); // (N, C)
@@ -199,13 +204,26 @@ pub fn forward_backward(
         let d = &ws.d_predicted[i * c..(i + 1) * c];
         kernels::add_assign(&mut ws.d_hidden[row * c..(row + 1) * c], d);
     }
+    // d (w ||h||) / dh = w h / ||h||
+    for &(row, w) in &plan.norm_rows {
+        let h = &ws.hidden[row * c..(row + 1) * c];
+        let scale = w / norm(h).max(f32::MIN_POSITIVE as f64) as f32;
+        for (d, &x) in ws.d_hidden[row * c..(row + 1) * c].iter_mut().zip(h) {
+            *d += scale * x;
+        }
+    }
     for d in &mut ws.dqkv {
         d.fill(0.0);
     }
     for chunk in plan.chunks.iter().rev() {
         backward_chunk(layout, params, plan, ws, grads, chunk.clone());
     }
-    loss
+    loss + norms
+}
+
+/// The L2 norm of `x`, summed in f64.
+fn norm(x: &[f32]) -> f64 {
+    x.iter().map(|&v| v as f64 * v as f64).sum::<f64>().sqrt()
 }
 
 /// Greedy generation driven by core's [`Decoder`], as every engine does it: each prompt

@@ -322,12 +322,13 @@ pub fn attention_backward(
     }
 }
 
-/// Softmax cross-entropy of each `v`-wide row of `logits` against its target. Returns the sum
-/// of the losses and overwrites `logits` with `d loss / d logits * scale`.
+/// Softmax cross-entropy of each `v`-wide row of `logits` against its target, row i weighted by
+/// `weights[i]`. Returns the weighted sum of the losses and overwrites `logits` with its
+/// gradient, `weights[i] * (softmax - onehot)` per row.
 #[multiversion(targets("x86_64+avx2+fma"))]
-pub fn cross_entropy(logits: &mut [f32], targets: &[u32], v: usize, scale: f32) -> f64 {
+pub fn cross_entropy(logits: &mut [f32], targets: &[u32], weights: &[f32], v: usize) -> f64 {
     let mut total = 0.0f64;
-    for (z, &y) in logits.chunks_exact_mut(v).zip(targets) {
+    for ((z, &y), &scale) in logits.chunks_exact_mut(v).zip(targets).zip(weights) {
         let max = z.iter().fold(f32::NEG_INFINITY, |m, &x| m.max(x));
         let mut sum = 0.0;
         for zi in z.iter_mut() {
@@ -335,7 +336,7 @@ pub fn cross_entropy(logits: &mut [f32], targets: &[u32], v: usize, scale: f32) 
             sum += *zi;
         }
         let y = y as usize;
-        total -= (z[y] / sum).max(f32::MIN_POSITIVE).ln() as f64;
+        total -= scale as f64 * (z[y] / sum).max(f32::MIN_POSITIVE).ln() as f64;
         let inv = scale / sum;
         for zi in z.iter_mut() {
             *zi *= inv;
@@ -440,13 +441,15 @@ mod tests {
     #[test]
     fn cross_entropy_matches_log_softmax() {
         let mut z = vec![1.0f32, 2.0, 0.5, -1.0, 0.0, 3.0];
-        let loss = cross_entropy(&mut z, &[1, 2], 3, 0.5);
+        let loss = cross_entropy(&mut z, &[1, 2], &[0.5, 0.25], 3);
         let lse = |r: [f64; 3]| r.iter().map(|x| x.exp()).sum::<f64>().ln();
-        let want = (lse([1.0, 2.0, 0.5]) - 2.0) + (lse([-1.0, 0.0, 3.0]) - 3.0);
+        let want = 0.5 * (lse([1.0, 2.0, 0.5]) - 2.0) + 0.25 * (lse([-1.0, 0.0, 3.0]) - 3.0);
         assert!((loss - want).abs() < 1e-6);
-        // Each gradient row sums to zero and is scale * (p - onehot).
+        // Each gradient row sums to zero and is its weight times (p - onehot).
         assert!((z[0] + z[1] + z[2]).abs() < 1e-6);
         let p1 = (2.0f64).exp() / [1.0f64, 2.0, 0.5].iter().map(|x| x.exp()).sum::<f64>();
         assert!((z[1] as f64 - 0.5 * (p1 - 1.0)).abs() < 1e-6);
+        let p5 = (3.0f64).exp() / [-1.0f64, 0.0, 3.0].iter().map(|x| x.exp()).sum::<f64>();
+        assert!((z[5] as f64 - 0.25 * (p5 - 1.0)).abs() < 1e-6);
     }
 }

@@ -50,6 +50,7 @@ pub(crate) mod tests {
             beta2: 0.98,
             eps: 1e-8,
             weight_decay: 0.1,
+            decay_all: false,
         }
     }
 
@@ -116,6 +117,85 @@ pub(crate) mod tests {
                 }
             }
         }
+    }
+
+    /// The seed's loss (per-example means in groups, the thought-norm term, GPT-2's vocabulary)
+    /// and its gradient as the candle path's autograd computes them, at each of its stages.
+    #[test]
+    fn the_seeds_objective_matches_the_candle_path() {
+        use crate::objective::Objective;
+        use coconut_core::seed::layout::{SeedLayout, SeedStage};
+        let config = ModelConfig {
+            vocab_size: coconut_core::seed::VOCAB,
+            n_positions: 96,
+            n_embd: 16,
+            n_layer: 2,
+            n_head: 2,
+            ..ModelConfig::default()
+        };
+        let (weights, model) = crate::test_support::weights_and_candle(&config, 23);
+        let tokenizer = &coconut_core::seed::tokenizer::Gpt2Tokenizer::new();
+        let problems = [(347, 285), (12, 34), (99, 99), (5083, 4917), (70, 30)];
+        for stage in SeedStage::ALL {
+            let layouts: Vec<Layout> = problems
+                .iter()
+                .map(|&(a, b)| SeedLayout::new(tokenizer, &Problem::new(a, b), stage))
+                .map(|l| l.training_layout())
+                .collect();
+            let refs: Vec<&Layout> = layouts.iter().collect();
+            let feeds_back = stage.index() > 0;
+            for objective in [
+                Objective::default(),
+                Objective {
+                    group: Some(1),
+                    thought_norm: 0.05,
+                },
+                Objective {
+                    group: Some(2),
+                    thought_norm: 0.001,
+                },
+            ] {
+                let mut batch = Batch::of_layouts(&refs, feeds_back, &Device::Cpu).unwrap();
+                batch.weigh(&refs, &objective).unwrap();
+                let want_loss = loss(&model, &batch).unwrap();
+                let want_grads = want_loss.backward().unwrap();
+                let want_loss = want_loss.to_scalar::<f32>().unwrap() as f64;
+                let mut engine = CpuTrainer::new(&weights, adamw(), 2).unwrap();
+                let stats = engine
+                    .compute_with(&refs, feeds_back, None, &objective)
+                    .unwrap();
+                let at = format!("stage {} {objective:?}", stage.index());
+                let loss_err = (stats.loss - want_loss).abs() / want_loss;
+                assert!(loss_err < 1e-5, "{at}: loss {} vs {want_loss}", stats.loss);
+                for ((name, var), (_, range)) in
+                    model.named_vars().iter().zip(&engine.layout().tensors)
+                {
+                    let want = to_host(want_grads.get(var.as_tensor()).unwrap()).unwrap();
+                    let e = rel_err(&engine.grads()[range.clone()], &want);
+                    assert!(e < 1e-5, "{at} {name}: relative error {e}");
+                }
+            }
+        }
+        // The norm term is in the loss: a larger weight gives a larger loss at stage 3.
+        let layouts: Vec<Layout> = problems
+            .iter()
+            .map(|&(a, b)| SeedLayout::new(tokenizer, &Problem::new(a, b), SeedStage::ALL[3]))
+            .map(|l| l.training_layout())
+            .collect();
+        let refs: Vec<&Layout> = layouts.iter().collect();
+        let mut engine = CpuTrainer::new(&weights, adamw(), 1).unwrap();
+        let with = |engine: &mut CpuTrainer, thought_norm: f64| {
+            let objective = Objective {
+                group: Some(1),
+                thought_norm,
+            };
+            engine
+                .compute_with(&refs, true, None, &objective)
+                .unwrap()
+                .loss
+        };
+        let (plain, normed) = (with(&mut engine, 0.0), with(&mut engine, 1.0));
+        assert!(normed > plain + 0.5, "{normed} vs {plain}");
     }
 
     /// Greedy generation token for token as the candle engine's (itself checked against the

@@ -15,6 +15,7 @@
 //! at positions `0..=t` wherever their rows sit (`Example::rows`), so a thought costs one row
 //! per example, never a pass over the prefix again.
 
+use crate::objective::ExampleWeights;
 use anyhow::{ensure, Result};
 use coconut_core::decoding::DecodePlan;
 use coconut_core::layout::Layout;
@@ -104,9 +105,14 @@ pub struct Plan {
     pub row_input: Vec<Input>,
     /// Row ranges in computation order; together they cover `0..rows()` once.
     pub chunks: Vec<Range<usize>>,
-    /// Rows whose output predicts a target token, and those targets.
+    /// Rows whose output predicts a target token, those targets, and each target's weight in
+    /// the loss (1 unless [`Plan::weigh`] set them).
     pub predictors: Vec<usize>,
     pub targets: Vec<u32>,
+    pub target_weights: Vec<f32>,
+    /// Rows whose output's L2 norm enters the loss, with its weight (the seed's thought-norm
+    /// term, [`crate::objective`]).
+    pub norm_rows: Vec<(usize, f32)>,
     /// Attention probabilities per layer and head: an example of length L holds L (L + 1) / 2 per
     /// head (query t attends to keys 0..=t).
     pub attention_len_per_head: usize,
@@ -173,7 +179,30 @@ impl Plan {
             }
         }
         ensure!(!plan.targets.is_empty(), "batch has no target token");
+        plan.target_weights = vec![1.0; plan.targets.len()];
         Ok(plan)
+    }
+
+    /// Sets each target's weight and the thought-norm rows from the examples' weights (the
+    /// layouts the plan was made of, in order; thoughts count only where they are fed back).
+    pub fn weigh(&mut self, layouts: &[&Layout], weights: &[ExampleWeights]) {
+        debug_assert_eq!(layouts.len(), self.examples.len());
+        self.target_weights.clear();
+        self.norm_rows.clear();
+        for (e, (layout, w)) in layouts.iter().zip(weights).enumerate() {
+            let targets = layout.loss_mask.iter().skip(1).filter(|&&m| m).count();
+            self.target_weights
+                .extend(std::iter::repeat_n(w.target, targets));
+            if w.thought_norm != 0.0 {
+                for t in layout.thought_positions() {
+                    if let Input::Thought(_) = self.row_input[self.examples[e].rows[t]] {
+                        self.norm_rows
+                            .push((self.examples[e].rows[t], w.thought_norm));
+                    }
+                }
+            }
+        }
+        debug_assert_eq!(self.target_weights.len(), self.targets.len());
     }
 
     /// No rows yet, for examples of at most these lengths.
@@ -197,6 +226,8 @@ impl Plan {
             chunks: Vec::new(),
             predictors: Vec::new(),
             targets: Vec::new(),
+            target_weights: Vec::new(),
+            norm_rows: Vec::new(),
             attention_len_per_head: base,
             thought_noise: None,
         }

@@ -8,6 +8,7 @@
 use super::engine::{forward_backward, Workspace};
 use super::params::ParamLayout;
 use super::plan::{balanced_split, Plan, ThoughtNoise};
+use crate::objective::Objective;
 use crate::optim::AdamWConfig;
 use anyhow::{ensure, Result};
 use coconut_core::decoder::Decoder;
@@ -27,7 +28,8 @@ struct Shard {
 /// What one forward + backward pass measured.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct StepStats {
-    /// Mean cross-entropy over the batch's target tokens.
+    /// The batch's loss: the mean cross-entropy over its target tokens, or what the step's
+    /// [`Objective`] forms.
     pub loss: f64,
     /// Global L2 norm of the gradient.
     pub grad_norm: f64,
@@ -142,6 +144,17 @@ impl CpuTrainer {
         feeds_back: bool,
         noise: Option<ThoughtNoise>,
     ) -> Result<StepStats> {
+        self.compute_with(layouts, feeds_back, noise, &Objective::default())
+    }
+
+    /// [`CpuTrainer::compute`] of the loss `objective` forms.
+    pub fn compute_with(
+        &mut self,
+        layouts: &[&Layout],
+        feeds_back: bool,
+        noise: Option<ThoughtNoise>,
+        objective: &Objective,
+    ) -> Result<StepStats> {
         self.training_buffers();
         let lengths: Vec<usize> = layouts.iter().map(|l| l.ids.len()).collect();
         for &len in &lengths {
@@ -151,18 +164,18 @@ impl CpuTrainer {
                 self.layout.config.n_positions
             );
         }
+        let weights = objective.for_layouts(layouts, feeds_back);
         let parts = balanced_split(&lengths, self.shards.len());
         let plans = parts
             .iter()
             .enumerate()
             .map(|(i, r)| {
                 let mut plan = Plan::new(&layouts[r.clone()], feeds_back)?;
+                plan.weigh(&layouts[r.clone()], &weights[r.clone()]);
                 plan.thought_noise = noise.map(|n| n.for_part(i));
                 Ok(plan)
             })
             .collect::<Result<Vec<_>>>()?;
-        let targets: usize = plans.iter().map(|p| p.targets.len()).sum();
-        let scale = 1.0 / targets as f32;
         let (layout, params) = (&self.layout, &self.params);
         let run = |shard: &mut Shard, plan: &Plan| -> f64 {
             shard.grads.fill(0.0);
@@ -171,7 +184,7 @@ impl CpuTrainer {
                 params,
                 plan,
                 &mut shard.workspace,
-                Some((&mut shard.grads, scale)),
+                Some(&mut shard.grads),
             )
         };
         // On rayon's pool: its threads live on, and with them the matrix products' per-thread
@@ -187,7 +200,7 @@ impl CpuTrainer {
         for shard in &self.shards[..plans.len()] {
             super::kernels::add_assign(&mut self.grads, &shard.grads);
         }
-        let loss = losses.iter().sum::<f64>() / targets as f64;
+        let loss = losses.iter().sum::<f64>();
         let grad_norm = super::kernels::sum_of_squares(&self.grads).sqrt();
         Ok(StepStats { loss, grad_norm })
     }
@@ -317,13 +330,18 @@ impl CpuTrainer {
             beta2,
             eps,
             weight_decay,
+            decay_all,
         } = self.adamw;
         let t = self.adam_t as i32;
         let corrections = ((1.0 - beta1.powi(t)) as f32, (1.0 - beta2.powi(t)) as f32);
         let betas = (beta1 as f32, beta2 as f32, eps as f32);
         let ranges: Vec<_> = self.layout.decayed().collect();
         for (range, decayed) in ranges {
-            let decay = if decayed { weight_decay as f32 } else { 0.0 };
+            let decay = if decayed || decay_all {
+                weight_decay as f32
+            } else {
+                0.0
+            };
             super::kernels::adamw(
                 &mut self.params[range.clone()],
                 &mut self.adam_m[range.clone()],
