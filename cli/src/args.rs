@@ -96,6 +96,30 @@ pub struct TrainArgs {
     /// Settings file (a TrainConfig as JSON; missing fields take the defaults). Flags override it.
     #[arg(long)]
     pub config: Option<PathBuf>,
+    /// Fine-tune the GPT-2 in this weights folder (made by `coconut import --layout seed`) with
+    /// --recipe, instead of training this project's own model from scratch.
+    #[arg(long, requires = "recipe", conflicts_with_all = ["config", "branch_from"])]
+    pub init: Option<PathBuf>,
+    /// With --init: the recipe, seed (the seed's curriculum, docs/seed-format.md).
+    #[arg(long, requires = "init", value_parser = ["seed"])]
+    pub recipe: Option<String>,
+    /// With --init: the folder's stage to start from (default: its first).
+    #[arg(long, requires = "init")]
+    pub init_stage: Option<String>,
+    /// With --init: the weights folder the finished stages are written to (default:
+    /// RUN_DIR/weights).
+    #[arg(long, requires = "init")]
+    pub out: Option<PathBuf>,
+    /// With --init: how the finished stages are stored (f32, the default, f16 or int8).
+    #[arg(long, requires = "init")]
+    pub dtype: Option<coconut_core::weights::WeightDtype>,
+    /// With --init: optimizer steps per stage, instead of the recipe's epochs (a short run).
+    #[arg(long, requires = "init", value_parser = steps::<1, { limits::MAX_STEPS }>)]
+    pub steps: Option<u64>,
+    /// With --init: each stage trains on the first N of the seed's training problems (default:
+    /// the recipe's, 100,000 at stage 0 and 20,000 after).
+    #[arg(long, requires = "init", value_parser = count::<1, { limits::SEED_TRAIN_PROBLEMS }>)]
+    pub train_problems: Option<usize>,
     /// Start this new run from another run's stage boundary: that run's earlier stages are taken
     /// as they are (weights, steps, seconds, metrics), and its config.json is the base the flags
     /// change (only the plans of --branch-at and later stages may differ).

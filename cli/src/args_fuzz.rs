@@ -10,7 +10,7 @@ use crate::args::{Cli, Command, TrainArgs};
 use crate::limits::{
     MAX_BATCH, MAX_DIGITS, MAX_EPOCHS, MAX_HEADS, MAX_ID_SPREAD, MAX_LAYERS, MAX_MEASURED,
     MAX_POSITIONS, MAX_PROBLEMS, MAX_THOUGHTS_PER_STEP, MAX_TRAIN_PROBLEMS, MAX_VAL_PROBLEMS,
-    MAX_WIDTH,
+    MAX_WIDTH, SEED_TRAIN_PROBLEMS,
 };
 use clap::{CommandFactory, Parser};
 use proptest::prelude::*;
@@ -177,6 +177,7 @@ fn train_within_limits(t: &TrainArgs) -> bool {
         (t.width, 1, MAX_WIDTH),
         (t.heads, 1, MAX_HEADS),
         (t.val_problems, 0, MAX_VAL_PROBLEMS),
+        (t.train_problems, 1, SEED_TRAIN_PROBLEMS),
     ];
     let floats = [
         t.thought_noise,
@@ -258,6 +259,9 @@ proptest! {
             if t.config.is_none() && t.branch_from.is_none() && !t.resume {
                 if let Ok(c) = t.config() {
                     let _ = c.validate();
+                }
+                if t.init.is_some() {
+                    let _ = crate::finetune::recipe(t);
                 }
             }
         }

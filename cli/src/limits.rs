@@ -11,6 +11,8 @@ pub const MAX_MEASURED: usize = 100_000;
 pub const MAX_BATCH: usize = 65_536;
 /// Training problems (`train --n-train`; the digit range may allow fewer).
 pub const MAX_TRAIN_PROBLEMS: usize = 10_000_000;
+/// The seed's training split (`train --init --train-problems`: the first N of it).
+pub const SEED_TRAIN_PROBLEMS: usize = 100_000;
 /// Validation problems per check (`train --val-problems`; at most the run's validation set).
 pub const MAX_VAL_PROBLEMS: usize = 1_000_000;
 /// Operand digits (`--max-digits`, `eval --longer`): sums must fit in 64 bits.

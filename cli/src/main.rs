@@ -5,6 +5,7 @@
 mod args;
 #[cfg(test)]
 mod args_fuzz;
+mod finetune;
 mod intervene;
 mod intervene_report;
 mod limits;
@@ -114,14 +115,23 @@ impl Observer for Bars {
     }
 
     fn message(&mut self, text: &str) {
+        // A hidden bar (stderr is not a terminal) would swallow the line.
         match &self.bar {
-            Some(bar) => bar.println(text),
-            None => note!("{text}"),
+            Some(bar) if !bar.is_hidden() => bar.println(text),
+            _ => note!("{text}"),
         }
     }
 }
 
 fn run_train(args: TrainArgs) -> Result<()> {
+    if finetune::asked(&args) {
+        let mut bars = Bars { bar: None };
+        let result = finetune::run_finetune(&args, &mut bars);
+        if let Some(bar) = bars.bar.take() {
+            bar.finish();
+        }
+        return result;
+    }
     let config = if args.resume {
         load_run_config(&args.run_dir)?
     } else {

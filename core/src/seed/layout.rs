@@ -177,6 +177,18 @@ impl SeedLayout {
     /// outputs it predicts them from are those at [`SeedLayout::answer_positions`], in order:
     /// the seed's published metric.
     pub fn metric_layout(&self) -> crate::layout::Layout {
+        let targets = self.answer_positions.start + 1..self.answer_positions.end + 1;
+        self.as_layout((0..self.ids.len()).map(|t| targets.contains(&t)).collect())
+    }
+
+    /// This layout as core's [`Layout`] with the seed's training targets
+    /// ([`SeedLayout::loss_mask`]: every token but the first at stage 0, the answer tokens
+    /// after it), for fine-tuning with the seed's recipe.
+    pub fn training_layout(&self) -> crate::layout::Layout {
+        self.as_layout(self.loss_mask.clone())
+    }
+
+    fn as_layout(&self, loss_mask: Vec<bool>) -> crate::layout::Layout {
         let ids: Vec<u32> = self
             .ids
             .iter()
@@ -186,9 +198,8 @@ impl SeedLayout {
             .iter()
             .position(|&id| id == super::BOT)
             .expect("every seed layout holds <bot>");
-        let targets = self.answer_positions.start + 1..self.answer_positions.end + 1;
         crate::layout::Layout {
-            loss_mask: (0..ids.len()).map(|t| targets.contains(&t)).collect(),
+            loss_mask,
             positions: (0..ids.len() as u32).collect(),
             bot,
             first_thought: self.thoughts.start,
@@ -337,6 +348,9 @@ mod tests {
                     assert_eq!(m.thought_positions(), l.thoughts, "{at}");
                     assert!(m.ids.iter().all(|&id| (id as usize) < crate::seed::VOCAB));
                     assert_eq!(m.positions.len(), m.ids.len());
+                    let trained = l.training_layout();
+                    assert_eq!(trained.loss_mask, l.loss_mask, "{at}");
+                    assert_eq!((&trained.ids, &trained.positions), (&m.ids, &m.positions));
                     assert!(m
                         .positions
                         .iter()

@@ -19,7 +19,7 @@ use coconut_core::manifest::{
 use coconut_core::positions::PositionScheme;
 use coconut_core::seed::tokenizer::Gpt2Tokenizer;
 use coconut_core::stage::{AnswerOrder, StageKind};
-use coconut_core::weights::WeightDtype;
+use coconut_core::weights::{ModelWeights, WeightDtype};
 use coconut_core::ModelConfig;
 use gpt2::TensorSource;
 use std::collections::BTreeMap;
@@ -238,24 +238,43 @@ pub fn import(request: &ImportRequest) -> Result<ModelConfig> {
         "--layout coconut-lab needs this project's layouts over GPT-2's tokenizer, which the \
          trainer does not have yet; import with --layout seed"
     );
-    let mut folder = FolderWrite::begin(&request.out, Start::Keep)?;
+    let folder = FolderWrite::begin(&request.out, Start::Keep)?;
     let (mut source, n_head, eps) = open(request)?;
     let config = gpt2::infer_config(&source.shapes(), n_head, eps, &source.file())?;
     Family::seed()
         .check(config.vocab_size)
         .map_err(|e| anyhow::anyhow!("{}: {e}", source.file()))?;
-    let tokenizer_json = Gpt2Tokenizer::new().to_json();
-    let tokenizer = FileEntry::describe(crate::export::TOKENIZER_FILE, tokenizer_json.as_bytes());
-    let mut manifest = base_manifest(&request.out, &config, &tokenizer)?;
     let weights = gpt2::import_weights(source.as_mut(), &config, request.dtype)?;
     drop(source);
-    let bytes = weights.to_safetensors();
-    drop(weights);
-    let file_name = format!("{}.safetensors", request.stage);
-    let entry = seed_stage_entry(
+    write_seed_stage(
+        &request.out,
         &request.stage,
-        manifest.max_digits,
+        &weights,
         request.dtype,
+        folder,
+    )
+    .map(|()| config)
+}
+
+/// Writes `weights` as stage `stage_id` (`stage0` .. `stage3`) of the seed-family weights folder
+/// `out` (a new one, or one of the same model), replacing that stage if the folder has it; the
+/// folder changes as a whole or not at all (`folder`, begun on `out`).
+fn write_seed_stage(
+    out: &Path,
+    stage_id: &str,
+    weights: &ModelWeights,
+    dtype: WeightDtype,
+    mut folder: FolderWrite,
+) -> Result<()> {
+    let tokenizer_json = Gpt2Tokenizer::new().to_json();
+    let tokenizer = FileEntry::describe(crate::export::TOKENIZER_FILE, tokenizer_json.as_bytes());
+    let mut manifest = base_manifest(out, &weights.config, &tokenizer)?;
+    let bytes = weights.to_safetensors();
+    let file_name = format!("{stage_id}.safetensors");
+    let entry = seed_stage_entry(
+        stage_id,
+        manifest.max_digits,
+        dtype,
         FileEntry::describe(&file_name, &bytes),
     )?;
     manifest.stages.retain(|s| s.id != entry.id);
@@ -269,6 +288,18 @@ pub fn import(request: &ImportRequest) -> Result<ModelConfig> {
         let dir = WeightsDir::open(staging)?;
         dir.stage(&entry.id)?;
         Ok(())
-    })?;
-    Ok(config)
+    })
+}
+
+/// Writes a model trained here from a seed-family folder (fine-tuning) as stage `stage_id` of
+/// the seed-family weights folder `out`, in `dtype`.
+pub fn write_trained_seed_stage(
+    out: &Path,
+    stage_id: &str,
+    weights: &ModelWeights,
+    dtype: WeightDtype,
+) -> Result<()> {
+    let folder = FolderWrite::begin(out, Start::Keep)?;
+    let stored = weights.convert(dtype);
+    write_seed_stage(out, stage_id, &stored, dtype, folder)
 }

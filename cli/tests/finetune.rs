@@ -1,0 +1,132 @@
+//! `coconut train --init DIR --recipe seed` on the seed's stand-in checkpoint: the stages it
+//! writes are read by `eval`; `--resume` of a finished run changes nothing; the flags of this
+//! project's own curriculum and mixed-up starts are refused by name.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn coconut(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_coconut"))
+        .args(args)
+        .output()
+        .expect("coconut runs")
+}
+
+fn succeeded(o: &Output) {
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+}
+
+fn refused(o: &Output, words: &str) {
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && stderr.contains(words), "{stderr}");
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+#[test]
+fn train_init_fine_tunes_the_stand_in_and_eval_reads_its_stages() {
+    let dir = tempfile::tempdir().unwrap();
+    let (init, run, out) = (
+        dir.path().join("standin"),
+        dir.path().join("run"),
+        dir.path().join("out"),
+    );
+    let pt =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/seed-standin/standin.pt");
+    succeeded(&coconut(&[
+        "import",
+        "--pt",
+        s(&pt),
+        "--stage",
+        "stage0",
+        "--n-head",
+        "2",
+        "--dtype",
+        "f32",
+        "--out",
+        s(&init),
+    ]));
+    let train = |extra: &[&str]| {
+        let mut args = vec![
+            "train",
+            "--init",
+            s(&init),
+            "--recipe",
+            "seed",
+            "--run-dir",
+            s(&run),
+            "--out",
+            s(&out),
+        ];
+        args.extend_from_slice(extra);
+        coconut(&args)
+    };
+    refused(
+        &train(&["--positions", "coupled", "--layers", "2"]),
+        "--positions, --layers shape this project's own curriculum",
+    );
+    refused(
+        &train(&["--stages", "stage4"]),
+        "stage4 is not a stage of the seed",
+    );
+    refused(&train(&["--steps", "2", "--epochs", "1"]), "give one");
+    refused(&coconut(&["train", "--recipe", "seed"]), "--init");
+    let done = train(&[
+        "--stages",
+        "0,2",
+        "--steps",
+        "3",
+        "--train-problems",
+        "48",
+        "--batch-size",
+        "8",
+    ]);
+    succeeded(&done);
+    let note = String::from_utf8_lossy(&done.stderr);
+    assert!(note.contains("every stage is trained (6 steps"), "{note}");
+    let recipe: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(run.join("recipe.json")).unwrap()).unwrap();
+    assert_eq!(recipe["recipe"]["stages"][1]["stage"], 2);
+    assert_eq!(recipe["recipe"]["stages"][1]["batch"], 8);
+    assert_eq!(
+        recipe["recipe"]["stages"][0]["group"], 8,
+        "16 capped at the batch"
+    );
+
+    let eval = coconut(&[
+        "eval",
+        "--weights",
+        s(&out),
+        "--stage",
+        "stage2",
+        "--n",
+        "20",
+    ]);
+    succeeded(&eval);
+    let table = String::from_utf8_lossy(&eval.stdout);
+    assert!(table.contains("teacher-forced (seed's metric)"), "{table}");
+
+    // A finished run resumes to nothing new; a new run in its directory is refused.
+    let before = std::fs::read(out.join("stage2.safetensors")).unwrap();
+    succeeded(&coconut(&["train", "--resume", "--run-dir", s(&run)]));
+    assert_eq!(
+        std::fs::read(out.join("stage2.safetensors")).unwrap(),
+        before
+    );
+    refused(&train(&["--steps", "1"]), "already holds a run");
+    refused(
+        &coconut(&[
+            "train",
+            "--resume",
+            "--run-dir",
+            s(&run),
+            "--init",
+            s(&init),
+            "--recipe",
+            "seed",
+        ]),
+        "leave out --init",
+    );
+}

@@ -1,0 +1,206 @@
+//! Fine-tuning an imported GPT-2 with the seed's recipe (`coconut train --init`): the seed's
+//! stand-in checkpoint (tests/fixtures/seed-standin/standin.pt, GPT-2's 50,261 tokens) imported,
+//! fine-tuned through stages 0 and 3 for a few steps, its stages written into a seed-family
+//! folder every command reads; a run killed mid-stage and resumed ends with the same weights,
+//! bit for bit, as one that never stopped.
+
+use candle_core::Device;
+use coconut_core::family::{Family, LayoutFamily};
+use coconut_core::manifest::WeightsDir;
+use coconut_core::weights::WeightDtype;
+use coconut_trainer::finetune::{
+    cosine_with_warmup, finetune, FinetuneRecipe, FinetuneRequest, FinetuneStart,
+};
+use coconut_trainer::import::{import, ImportRequest, Source};
+use coconut_trainer::train::{Outcome, Silent};
+use std::path::{Path, PathBuf};
+
+fn standin(dir: &Path) -> PathBuf {
+    let out = dir.join("standin");
+    import(&ImportRequest {
+        source: Source::Pt(
+            PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+                .join("../tests/fixtures/seed-standin/standin.pt"),
+        ),
+        stage: "stage0".into(),
+        layout: LayoutFamily::Seed,
+        n_head: Some(2),
+        dtype: WeightDtype::F32,
+        out: out.clone(),
+    })
+    .unwrap();
+    out
+}
+
+/// The seed's recipe cut to stages 0 and 3, `steps` steps each of batches of 4 from 24 problems.
+fn short_recipe(steps: u64) -> FinetuneRecipe {
+    let mut recipe = FinetuneRecipe::seed();
+    recipe.stages.retain(|s| s.stage == 0 || s.stage == 3);
+    for s in &mut recipe.stages {
+        s.problems = 24;
+        s.batch = 4;
+        s.group = s.group.min(4);
+        s.steps = Some(steps);
+        s.lr = 1e-3;
+    }
+    recipe.checkpoint_every = 2;
+    recipe
+}
+
+fn request(init: &Path, run_dir: &Path, out: &Path, start_new: bool) -> FinetuneRequest {
+    FinetuneRequest {
+        start: if start_new {
+            FinetuneStart::New {
+                init: init.to_path_buf(),
+                init_stage: None,
+                recipe: short_recipe(5),
+                out: out.to_path_buf(),
+                dtype: WeightDtype::F32,
+            }
+        } else {
+            FinetuneStart::Resume
+        },
+        run_dir: run_dir.to_path_buf(),
+        cpu_shards: Some(2),
+        stop_at_step: None,
+        time_budget: None,
+    }
+}
+
+fn stage_bytes(out: &Path, stage: &str) -> Vec<u8> {
+    std::fs::read(out.join(format!("{stage}.safetensors"))).unwrap()
+}
+
+#[test]
+fn the_seeds_recipe_fine_tunes_an_imported_gpt2_and_resumes_bit_for_bit() {
+    let tmp = tempfile::tempdir().unwrap();
+    let init = standin(tmp.path());
+
+    // Unbroken.
+    let (run, out) = (tmp.path().join("run"), tmp.path().join("out"));
+    let report = finetune(&request(&init, &run, &out, true), &Device::Cpu, &mut Silent).unwrap();
+    assert_eq!(report.outcome, Outcome::Finished);
+    assert_eq!(report.progress.global_step, 10);
+    let ids: Vec<&str> = report
+        .progress
+        .finished
+        .iter()
+        .map(|r| r.id.as_str())
+        .collect();
+    assert_eq!(ids, ["stage0", "stage3"]);
+    assert!(report
+        .progress
+        .finished
+        .iter()
+        .all(|r| r.final_loss.is_finite()));
+    let folder = WeightsDir::open(&out).unwrap();
+    assert_eq!(folder.manifest.family, Family::seed());
+    let stages: Vec<&str> = folder
+        .manifest
+        .stages
+        .iter()
+        .map(|s| s.id.as_str())
+        .collect();
+    assert_eq!(stages, ["stage0", "stage3"]);
+    // Training moved the weights (stage 0 differs from the imported model, stage 3 from 0).
+    let imported = stage_bytes(&init, "stage0");
+    assert_ne!(stage_bytes(&out, "stage0"), imported);
+    assert_ne!(stage_bytes(&out, "stage3"), stage_bytes(&out, "stage0"));
+    // Every step's metrics.
+    let metrics = std::fs::read_to_string(run.join("metrics.jsonl")).unwrap();
+    assert_eq!(metrics.lines().count(), 10);
+    // The schedule: a warmup of 5% of 5 steps is none, so step 0 runs at the peak.
+    assert!(
+        metrics.lines().next().unwrap().contains(r#""lr":0.001"#),
+        "{metrics}"
+    );
+
+    // Killed at step 7 (stage 3's second step, after the checkpoint at 6), then resumed.
+    let (run2, out2) = (tmp.path().join("run2"), tmp.path().join("out2"));
+    let mut killed = request(&init, &run2, &out2, true);
+    killed.stop_at_step = Some(7);
+    let report = finetune(&killed, &Device::Cpu, &mut Silent).unwrap();
+    assert_eq!(report.outcome, Outcome::Stopped);
+    assert_eq!(stage_bytes(&out2, "stage0"), stage_bytes(&out, "stage0"));
+    assert!(!out2.join("stage3.safetensors").exists());
+    let report = finetune(
+        &request(&init, &run2, &out2, false),
+        &Device::Cpu,
+        &mut Silent,
+    )
+    .unwrap();
+    assert_eq!(report.outcome, Outcome::Finished);
+    assert_eq!(stage_bytes(&out2, "stage3"), stage_bytes(&out, "stage3"));
+
+    // A second run into a directory that holds one is refused; so is a folder of our own family.
+    let again = finetune(&request(&init, &run, &out, true), &Device::Cpu, &mut Silent);
+    let e = format!("{:#}", again.err().unwrap());
+    assert!(e.contains("already holds a run"), "{e}");
+    let ours = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../weights");
+    let e = finetune(
+        &request(&ours, &tmp.path().join("run3"), &out, true),
+        &Device::Cpu,
+        &mut Silent,
+    )
+    .err()
+    .unwrap();
+    assert!(
+        format!("{e:#}").contains("this project's own models"),
+        "{e:#}"
+    );
+}
+
+/// The candle path (the definition, and the CUDA path) through the same driver: the same first
+/// loss, and after one AdamW step the same weights up to the noise AdamW makes of gradients that
+/// are zero but for rounding (the key biases': softmax ignores a shift of every score), which it
+/// scales to a full step of either sign.
+#[test]
+fn the_candle_path_takes_the_same_first_step() {
+    let tmp = tempfile::tempdir().unwrap();
+    let init = standin(tmp.path());
+    let run = |name: &str, cpu: Option<usize>| {
+        let mut r = request(&init, &tmp.path().join(name), &tmp.path().join(name), true);
+        if let FinetuneStart::New { recipe, out, .. } = &mut r.start {
+            recipe.stages.retain(|s| s.stage == 3);
+            recipe.stages[0].steps = Some(1);
+            *out = tmp.path().join(format!("{name}-out"));
+        }
+        r.cpu_shards = cpu;
+        finetune(&r, &Device::Cpu, &mut Silent).unwrap();
+        let metrics = std::fs::read_to_string(tmp.path().join(name).join("metrics.jsonl")).unwrap();
+        let line: serde_json::Value =
+            serde_json::from_str(metrics.lines().next().unwrap()).unwrap();
+        let dir = WeightsDir::open(tmp.path().join(format!("{name}-out"))).unwrap();
+        (
+            line["loss"].as_f64().unwrap(),
+            dir.stage("stage3").unwrap().2,
+        )
+    };
+    let ((cpu_loss, cpu), (candle_loss, candle)) = (run("cpu", Some(2)), run("candle", None));
+    assert!(
+        (cpu_loss - candle_loss).abs() < 1e-5 * candle_loss,
+        "{cpu_loss} vs {candle_loss}"
+    );
+    for (name, t) in &cpu.tensors {
+        let (a, b) = (t.to_f32(), candle.tensors[name].to_f32());
+        let e = coconut_core::compare::relative_error(&a, &b);
+        assert!(e < 1e-3, "{name}: relative error {e}");
+    }
+}
+
+#[test]
+fn the_schedule_is_transformers_cosine_with_warmup() {
+    // get_cosine_schedule_with_warmup(warmup=2, total=10) factors at steps 0, 1, 2, 6, 10.
+    let lr = |step| cosine_with_warmup(step, 10, 2, 1.0);
+    assert_eq!(lr(0), 0.0);
+    assert_eq!(lr(1), 0.5);
+    assert_eq!(lr(2), 1.0);
+    assert!((lr(6) - 0.5).abs() < 1e-12);
+    assert!(lr(10).abs() < 1e-12);
+    // The seed's stage 1: 3,750 steps, 187 of warmup.
+    let seed = FinetuneRecipe::seed();
+    let s1 = &seed.stages[1];
+    assert_eq!(s1.total_steps(), 3_750);
+    assert_eq!((seed.warmup_fraction * 3_750.0) as u64, 187);
+    assert_eq!(seed.stages[0].total_steps(), 9_375);
+}
