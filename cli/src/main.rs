@@ -225,7 +225,7 @@ fn run_import(args: args::ImportArgs) -> Result<()> {
         (None, Some(hf)) => coconut_trainer::import::Source::Hf(hf.clone()),
         (None, None) => anyhow::bail!("give --pt FILE or --hf DIR"),
     };
-    let config = coconut_trainer::import::import(&coconut_trainer::import::ImportRequest {
+    let imported = coconut_trainer::import::import(&coconut_trainer::import::ImportRequest {
         source,
         stage: args.stage.clone(),
         layout: args.layout,
@@ -233,6 +233,18 @@ fn run_import(args: args::ImportArgs) -> Result<()> {
         dtype: args.dtype,
         out: args.out.clone(),
     })?;
+    let config = &imported.config;
+    if imported.added_tokens > 0 {
+        note!(
+            "the file has GPT-2's own {} tokens: added <bot> <sep> <eot> <act> as ids {}-{}, \
+             drawn N(0, 0.02) as the seed's resize_token_embeddings did (fine-tune before use: \
+             `coconut train --init {} --recipe seed`)",
+            config.vocab_size - imported.added_tokens,
+            config.vocab_size - imported.added_tokens,
+            config.vocab_size - 1,
+            args.out.display()
+        );
+    }
     note!(
         "imported {} into {}: {} layers, width {}, {} heads, {} tokens, {} positions ({:?})",
         args.stage,

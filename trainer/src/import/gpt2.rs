@@ -72,7 +72,25 @@ pub fn infer_config(
     Ok(config)
 }
 
-/// Reads every tensor of `source` into the model tree of `config`, stored as `dtype`.
+/// GPT-2's own vocabulary: a pretrained GPT-2 has this many token rows.
+pub const GPT2_VOCAB: usize = 50_257;
+
+/// The rows a model's token table gains when its vocabulary grows from the file's
+/// `file_rows` to `config.vocab_size`: drawn N(0, 0.02) from a fixed seed, as transformers'
+/// `resize_token_embeddings` initialized new rows in the version the seed used (4.44: the
+/// model's `_init_weights`, `initializer_range` 0.02; later versions default to the mean of the
+/// old rows).
+fn added_rows(file_rows: usize, config: &ModelConfig) -> Vec<f32> {
+    use rand::SeedableRng;
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(file_rows as u64);
+    (0..(config.vocab_size - file_rows) * config.n_embd)
+        .map(|_| (crate::model::normal(&mut rng) * 0.02) as f32)
+        .collect()
+}
+
+/// Reads every tensor of `source` into the model tree of `config`, stored as `dtype`. A token
+/// table with fewer rows than `config.vocab_size` (GPT-2's 50,257 where the seed's family has
+/// 50,261) gains the missing rows ([`added_rows`]).
 pub fn import_weights(
     source: &mut dyn TensorSource,
     config: &ModelConfig,
@@ -107,8 +125,12 @@ pub fn import_weights(
             .get(&spec.name)
             .with_context(|| format!("{file}: tensor {} is missing", spec.name))?;
         let (shape, stored_dtype) = &shapes[stored];
+        let grows = spec.name == "wte.weight"
+            && shape.len() == 2
+            && shape[1] == spec.shape[1]
+            && shape[0] < spec.shape[0];
         ensure!(
-            *shape == spec.shape,
+            *shape == spec.shape || grows,
             "{file}: tensor {stored} has shape {shape:?}, a GPT-2 of this shape needs {:?} \
              (Conv1D weights are [in, out])",
             spec.shape
@@ -117,15 +139,25 @@ pub fn import_weights(
             matches!(stored_dtype.as_str(), "f32" | "F32" | "f16" | "F16"),
             "{file}: tensor {stored} is stored as {stored_dtype}; f32 and f16 are read"
         );
-        let values = source.read_f32(stored)?;
+        let mut values = source.read_f32(stored)?;
         ensure!(
             values.iter().all(|v| v.is_finite()),
             "{file}: tensor {stored} holds a non-finite value (NaN or infinity)"
         );
+        if grows {
+            values.extend(added_rows(shape[0], config));
+        }
         let tensor = Tensor::stored_as(values, spec.shape.clone(), spec.role, dtype);
         tensors.insert(spec.name.clone(), tensor);
     }
     if let Some(head) = head {
+        let table_shape = &shapes[&names["wte.weight"]].0;
+        ensure!(
+            shapes[&head].0 == *table_shape,
+            "{file}: {head} has shape {:?}, the token table {table_shape:?}: an untied head is \
+             not GPT-2's",
+            shapes[&head].0
+        );
         check_tied(source, &head, &names["wte.weight"])?;
     }
     Ok(ModelWeights {
@@ -210,6 +242,54 @@ mod tests {
         assert_eq!(imported, random_weights(&config, 5));
         let int8 = import_weights(&mut source, &config, WeightDtype::Int8).unwrap();
         assert_eq!(int8, random_weights(&config, 5).convert(WeightDtype::Int8));
+    }
+
+    #[test]
+    fn a_pretrained_gpt2_gains_the_seeds_four_tokens() {
+        let file = ModelConfig {
+            vocab_size: GPT2_VOCAB,
+            n_embd: 8,
+            n_layer: 1,
+            n_head: 2,
+            n_positions: 16,
+            ..ModelConfig::tiny()
+        };
+        let seed = ModelConfig {
+            vocab_size: coconut_core::seed::VOCAB,
+            ..file.clone()
+        };
+        let mut source = state_dict(&file);
+        let grown = import_weights(&mut source, &seed, WeightDtype::F32).unwrap();
+        let again = import_weights(&mut source, &seed, WeightDtype::F32).unwrap();
+        assert_eq!(grown, again, "the added rows are drawn from a fixed seed");
+        let table = grown.f32("wte.weight");
+        let old = random_weights(&file, 5).f32("wte.weight");
+        assert_eq!(table.len(), coconut_core::seed::VOCAB * 8);
+        assert_eq!(&table[..old.len()], &old[..]);
+        let added = &table[old.len()..];
+        let mean = added.iter().sum::<f32>() / added.len() as f32;
+        let std =
+            (added.iter().map(|x| (x - mean).powi(2)).sum::<f32>() / added.len() as f32).sqrt();
+        assert!(
+            mean.abs() < 0.02 && (0.01..0.04).contains(&std),
+            "{mean} {std}"
+        );
+        // Every other tensor as the file has it.
+        assert_eq!(
+            grown.f32("wpe.weight"),
+            random_weights(&file, 5).f32("wpe.weight")
+        );
+        // Only the token table grows, and only by rows.
+        let mut wide = state_dict(&file);
+        let wpe = wide.tensors.get_mut("transformer.wpe.weight").unwrap();
+        wpe.0 = vec![8, 8];
+        wpe.1.truncate(64);
+        let bigger = ModelConfig {
+            n_positions: 16,
+            ..seed.clone()
+        };
+        let e = import_weights(&mut wide, &bigger, WeightDtype::F32).unwrap_err();
+        assert!(e.to_string().contains("wpe.weight has shape [8, 8]"), "{e}");
     }
 
     #[test]

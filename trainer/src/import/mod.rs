@@ -230,9 +230,18 @@ fn base_manifest(out: &Path, config: &ModelConfig, tokenizer: &FileEntry) -> Res
     })
 }
 
-/// Imports one checkpoint as one stage of the weights folder `request.out`; returns the model's
-/// shape.
-pub fn import(request: &ImportRequest) -> Result<ModelConfig> {
+/// What [`import`] made.
+#[derive(Clone, Debug)]
+pub struct Imported {
+    /// The model's shape in the folder.
+    pub config: ModelConfig,
+    /// Token rows added to the file's table: 4 for a GPT-2 of 50,257 tokens (`<bot>`, `<sep>`,
+    /// `<eot>`, `<act>`, as the seed added them before fine-tuning), else 0.
+    pub added_tokens: usize,
+}
+
+/// Imports one checkpoint as one stage of the weights folder `request.out`.
+pub fn import(request: &ImportRequest) -> Result<Imported> {
     ensure!(
         request.layout == LayoutFamily::Seed,
         "--layout coconut-lab needs this project's layouts over GPT-2's tokenizer, which the \
@@ -240,7 +249,14 @@ pub fn import(request: &ImportRequest) -> Result<ModelConfig> {
     );
     let folder = FolderWrite::begin(&request.out, Start::Keep)?;
     let (mut source, n_head, eps) = open(request)?;
-    let config = gpt2::infer_config(&source.shapes(), n_head, eps, &source.file())?;
+    let mut config = gpt2::infer_config(&source.shapes(), n_head, eps, &source.file())?;
+    // A pretrained GPT-2 (the seed's starting point) lacks the four tokens its layouts use.
+    let added_tokens = if config.vocab_size == gpt2::GPT2_VOCAB {
+        config.vocab_size = coconut_core::seed::VOCAB;
+        coconut_core::seed::VOCAB - gpt2::GPT2_VOCAB
+    } else {
+        0
+    };
     Family::seed()
         .check(config.vocab_size)
         .map_err(|e| anyhow::anyhow!("{}: {e}", source.file()))?;
@@ -252,8 +268,11 @@ pub fn import(request: &ImportRequest) -> Result<ModelConfig> {
         &weights,
         request.dtype,
         folder,
-    )
-    .map(|()| config)
+    )?;
+    Ok(Imported {
+        config,
+        added_tokens,
+    })
 }
 
 /// Writes `weights` as stage `stage_id` (`stage0` .. `stage3`) of the seed-family weights folder
