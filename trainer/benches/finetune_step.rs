@@ -127,7 +127,11 @@ fn main() -> Result<()> {
     let recipe = FinetuneRecipe::seed();
     let objective = Objective {
         group: Some(args.group),
-        thought_norm: if args.stage == 0 { 0.0 } else { recipe.thought_norm },
+        thought_norm: if args.stage == 0 {
+            0.0
+        } else {
+            recipe.thought_norm
+        },
     };
     let weights = init_weights(&args.model, 1);
     let mut learner = Learner::from_weights(&weights, recipe.adamw(), &Device::Cpu, shards)?;
