@@ -204,3 +204,83 @@ fn the_schedule_is_transformers_cosine_with_warmup() {
     assert_eq!((seed.warmup_fraction * 3_750.0) as u64, 187);
     assert_eq!(seed.stages[0].total_steps(), 9_375);
 }
+
+/// The seed's loss and gradients, as its own procedure computes them in transformers on the
+/// stand-in (tests/fixtures/seed-standin/finetune-golden.json, made by
+/// scripts/seed_loss_goldens.py: stage 0 one padded micro-batch, stages 1-3 one example at a
+/// time on a KV cache with the thought-norm term, accumulated), equal to what `train --init
+/// --recipe seed` computes in one pass with its objective.
+#[test]
+fn the_seeds_loss_and_gradients_equal_its_procedure_in_transformers() {
+    use coconut_core::layout::Layout;
+    use coconut_core::seed::layout::{SeedLayout, SeedStage};
+    use coconut_core::Problem;
+    use coconut_trainer::cpu::CpuTrainer;
+    use coconut_trainer::objective::Objective;
+    let tmp = tempfile::tempdir().unwrap();
+    let (_, _, weights) = WeightsDir::open(standin(tmp.path()))
+        .unwrap()
+        .stage("stage0")
+        .unwrap();
+    let golden: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(
+            PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+                .join("../tests/fixtures/seed-standin/finetune-golden.json"),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    let problems: Vec<Problem> = golden["problems"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| Problem::new(p[0].as_u64().unwrap(), p[1].as_u64().unwrap()))
+        .collect();
+    let tokenizer = coconut_core::seed::tokenizer::Gpt2Tokenizer::new();
+    let close = |got: f64, want: f64, tol: f64, what: &str| {
+        assert!(
+            (got - want).abs() <= tol * want.abs(),
+            "{what}: {got} vs {want}"
+        );
+    };
+    for stage in SeedStage::ALL {
+        let k = stage.index();
+        let want = &golden["stages"][format!("stage{k}")];
+        let layouts: Vec<Layout> = problems
+            .iter()
+            .map(|p| SeedLayout::new(&tokenizer, p, stage).training_layout())
+            .collect();
+        let refs: Vec<&Layout> = layouts.iter().collect();
+        // Stage 0: the four in one micro-batch; after it, each example its own.
+        let objective = Objective {
+            group: Some(if k == 0 { 16 } else { 1 }),
+            thought_norm: if k == 0 { 0.0 } else { 0.001 },
+        };
+        let mut engine = CpuTrainer::new(&weights, FinetuneRecipe::seed().adamw(), 2).unwrap();
+        let stats = engine.compute_with(&refs, k > 0, None, &objective).unwrap();
+        let at = format!("stage {k}");
+        close(
+            stats.loss,
+            want["loss"].as_f64().unwrap(),
+            1e-5,
+            &format!("{at} loss"),
+        );
+        close(
+            stats.grad_norm,
+            want["grad_norm"].as_f64().unwrap(),
+            1e-4,
+            &format!("{at} gradient norm"),
+        );
+        let mut compared = 0;
+        for (name, range) in &engine.layout().tensors {
+            let Some(w) = want["grads"].get(&name.name) else {
+                continue;
+            };
+            compared += 1;
+            let w: Vec<f32> = serde_json::from_value(w.clone()).unwrap();
+            let e = coconut_core::compare::relative_error(&engine.grads()[range.clone()], &w);
+            assert!(e < 1e-4, "{at} {}: relative error {e}", name.name);
+        }
+        assert_eq!(compared, 3, "{at}: every tensor of the golden compared");
+    }
+}
