@@ -116,6 +116,10 @@ pub struct TrainArgs {
     /// With --init: optimizer steps per stage, instead of the recipe's epochs (a short run).
     #[arg(long, requires = "init", value_parser = steps::<1, { limits::MAX_STEPS }>)]
     pub steps: Option<u64>,
+    /// With --init: compute each batch N examples at a time, gradients summed (the same step in
+    /// less memory).
+    #[arg(long, requires = "init", value_parser = count::<1, { limits::MAX_BATCH }>)]
+    pub micro_batch: Option<usize>,
     /// With --init: each stage trains on the first N of the seed's training problems (default:
     /// the recipe's, 100,000 at stage 0 and 20,000 after).
     #[arg(long, requires = "init", value_parser = count::<1, { limits::SEED_TRAIN_PROBLEMS }>)]

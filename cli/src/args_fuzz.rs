@@ -178,6 +178,7 @@ fn train_within_limits(t: &TrainArgs) -> bool {
         (t.heads, 1, MAX_HEADS),
         (t.val_problems, 0, MAX_VAL_PROBLEMS),
         (t.train_problems, 1, SEED_TRAIN_PROBLEMS),
+        (t.micro_batch, 1, MAX_BATCH),
     ];
     let floats = [
         t.thought_noise,

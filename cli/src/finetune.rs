@@ -49,7 +49,7 @@ fn curriculum_flags(args: &TrainArgs) -> Vec<&'static str> {
 }
 
 /// The recipe the flags ask for: the seed's, with --stages, --epochs, --steps, --lr,
-/// --batch-size, --train-problems, --weight-decay, --seed and --checkpoint-every applied.
+/// --batch-size, --micro-batch, --train-problems, --weight-decay, --seed and --checkpoint-every applied.
 pub(crate) fn recipe(args: &TrainArgs) -> Result<FinetuneRecipe> {
     ensure!(
         args.epochs.is_none() || args.steps.is_none(),
@@ -81,6 +81,7 @@ pub(crate) fn recipe(args: &TrainArgs) -> Result<FinetuneRecipe> {
         stage.steps = args.steps.or(stage.steps);
         stage.lr = args.lr.unwrap_or(stage.lr);
         stage.problems = args.train_problems.unwrap_or(stage.problems);
+        stage.micro_batch = args.micro_batch.or(stage.micro_batch);
         if let Some(batch) = args.batch_size {
             stage.batch = batch;
             stage.group = stage.group.min(batch);

@@ -82,6 +82,8 @@ fn train_init_fine_tunes_the_stand_in_and_eval_reads_its_stages() {
         "48",
         "--batch-size",
         "8",
+        "--micro-batch",
+        "3",
     ]);
     succeeded(&done);
     let note = String::from_utf8_lossy(&done.stderr);

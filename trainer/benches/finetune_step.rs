@@ -7,6 +7,7 @@
 //! ```text
 //! cargo bench -p coconut-trainer --bench finetune_step -- --engine cpu --stage 0 \
 //!     [--batch 16] [--group 16] [--steps 3] [--layers 12 --width 768 --heads 12] [--dump F]
+//!     [--micro N] [--plain-malloc]
 //! ```
 //! `--dump F` writes the timed batches (ids, targets, thought positions) as JSON and exits, so
 //! a yardstick in another language runs exactly these.
@@ -34,6 +35,11 @@ struct Args {
     steps: usize,
     model: ModelConfig,
     dump: Option<String>,
+    /// Examples computed at once (gradients summed); `None`: the whole batch.
+    micro: Option<usize>,
+    /// glibc's default allocator thresholds (freed memory handed back), so that the peak
+    /// resident memory measures what was live rather than what the process kept.
+    plain_malloc: bool,
 }
 
 fn parse() -> Result<Args> {
@@ -52,11 +58,17 @@ fn parse() -> Result<Args> {
             ..ModelConfig::default()
         },
         dump: None,
+        micro: None,
+        plain_malloc: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
         if flag == "--bench" {
             continue; // passed by `cargo bench`
+        }
+        if flag == "--plain-malloc" {
+            args.plain_malloc = true;
+            continue;
         }
         let value = it.next().with_context(|| format!("{flag} needs a value"))?;
         let number = || -> Result<usize> {
@@ -74,6 +86,7 @@ fn parse() -> Result<Args> {
             "--width" => args.model.n_embd = number()?,
             "--heads" => args.model.n_head = number()?,
             "--dump" => args.dump = Some(value.clone()),
+            "--micro" => args.micro = Some(number()?),
             _ => bail!("unknown flag {flag}"),
         }
     }
@@ -90,7 +103,9 @@ fn peak_rss_mib() -> Option<f64> {
 
 fn main() -> Result<()> {
     let args = parse()?;
-    coconut_trainer::ops::keep_freed_memory(); // as the training loop does
+    if !args.plain_malloc {
+        coconut_trainer::ops::keep_freed_memory(); // as the training loop does
+    }
     let stage = SeedStage::new(args.stage).context("--stage is 0 to 3")?;
     let tokenizer = Gpt2Tokenizer::new();
     let layouts: Vec<Layout> = split(SeedSplit::Train)[..args.batch * (args.steps + 1)]
@@ -137,7 +152,10 @@ fn main() -> Result<()> {
     let mut learner = Learner::from_weights(&weights, recipe.adamw(), &Device::Cpu, shards)?;
     drop(weights);
     let mut step = |batch: &[&Layout]| -> Result<f64> {
-        let stats = learner.compute_with(batch, args.stage > 0, &objective)?;
+        let stats = match args.micro {
+            Some(micro) => learner.compute_in_parts(batch, args.stage > 0, &objective, micro)?,
+            None => learner.compute_with(batch, args.stage > 0, &objective)?,
+        };
         learner.apply(1e-5, clip_scale(stats.grad_norm, 1.0))?;
         Ok(stats.loss)
     };
@@ -159,6 +177,7 @@ fn main() -> Result<()> {
     times.sort_by(f64::total_cmp);
     let line = serde_json::json!({
         "impl": format!("rust-{}", args.engine),
+        "micro_batch": args.micro,
         "stage": args.stage,
         "batch": args.batch,
         "steps": args.steps,

@@ -9,7 +9,7 @@
 //! through the whole chain of thoughts.
 
 use crate::model::Gpt;
-use crate::objective::Objective;
+use crate::objective::{ExampleWeights, Objective};
 use anyhow::{ensure, Result};
 use candle_core::{Device, Tensor, D};
 use coconut_core::layout::Layout;
@@ -104,7 +104,12 @@ impl Batch {
     /// Weighs the batch's targets and thought outputs as `objective` forms the loss over
     /// `layouts` (those the batch was made of, in order).
     pub fn weigh(&mut self, layouts: &[&Layout], objective: &Objective) -> Result<()> {
-        let weights = objective.for_layouts(layouts, self.feeds_back);
+        self.weigh_with(layouts, &objective.for_layouts(layouts, self.feeds_back))
+    }
+
+    /// Weighs the batch's targets and thought outputs with each example's given weights.
+    pub fn weigh_with(&mut self, layouts: &[&Layout], weights: &[ExampleWeights]) -> Result<()> {
+        ensure!(weights.len() == layouts.len(), "one weight per example");
         let device = self.targets.device().clone();
         let per_target: Vec<f32> = self
             .target_owner
@@ -114,7 +119,7 @@ impl Batch {
         self.target_weights = Some(Tensor::new(per_target.as_slice(), &device)?);
         let t = self.ids.dim(1)?;
         let (mut rows, mut row_weights) = (Vec::new(), Vec::new());
-        for (i, (layout, w)) in layouts.iter().zip(&weights).enumerate() {
+        for (i, (layout, w)) in layouts.iter().zip(weights).enumerate() {
             if w.thought_norm != 0.0 && self.feeds_back {
                 for pos in layout.thought_positions() {
                     rows.push((i * t + pos) as u32);

@@ -58,6 +58,10 @@ pub struct FinetuneStage {
     /// Optimizer steps of the stage, instead of `epochs` over the problems (a short run).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub steps: Option<u64>,
+    /// Examples computed at once, their gradients summed over the batch (the same step; the
+    /// activations of this many examples at a time). `None`: the whole batch at once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub micro_batch: Option<usize>,
 }
 
 impl FinetuneStage {
@@ -109,6 +113,7 @@ impl FinetuneRecipe {
             epochs: 3,
             lr: if stage == 0 { 5e-5 } else { 1e-5 },
             steps: None,
+            micro_batch: None,
         };
         FinetuneRecipe {
             name: "seed".into(),
@@ -162,6 +167,10 @@ impl FinetuneRecipe {
                 s.problems
             );
             ensure!(s.group >= 1, "{id}: groups of 0 examples");
+            ensure!(
+                s.micro_batch.is_none_or(|m| m >= 1),
+                "{id}: micro-batches of 0 examples"
+            );
             ensure!(
                 s.lr.is_finite() && s.lr > 0.0,
                 "{id}: learning rate {}",
@@ -383,7 +392,13 @@ pub fn finetune(
                 .map(|&i| &layouts[i])
                 .collect();
             let tick = Instant::now();
-            let stats = learner.compute_with(&batch, plan.stage > 0, &objective)?;
+            let feeds_back = plan.stage > 0;
+            let stats = match plan.micro_batch {
+                Some(micro) if micro < batch.len() => {
+                    learner.compute_in_parts(&batch, feeds_back, &objective, micro)?
+                }
+                _ => learner.compute_with(&batch, feeds_back, &objective)?,
+            };
             ensure!(
                 stats.loss.is_finite() && stats.grad_norm.is_finite(),
                 "{} step {step}: the loss is {} and the gradient norm {}; stopped before the \

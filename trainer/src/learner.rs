@@ -40,11 +40,24 @@ pub struct CandleLearner {
 impl CandleLearner {
     /// Loss and gradient norm of `batch`; the gradient is kept for `apply`.
     fn compute(&mut self, batch: Batch) -> Result<StepStats> {
+        self.grads = None;
+        self.accumulate(batch)
+    }
+
+    /// [`CandleLearner::compute`], the gradient added to the one kept (a micro-batch).
+    fn accumulate(&mut self, batch: Batch) -> Result<StepStats> {
         let loss_t = loss(&self.model, &batch)?;
         let loss = loss_t.to_scalar::<f32>()? as f64;
         let g = loss_t.backward()?;
-        let grad_norm = self.optimizer.grad_norm(&g)?;
-        self.grads = Some(g);
+        let total = match self.grads.take() {
+            None => g,
+            Some(mut kept) => {
+                kept.extend(g)?; // sums where both hold a gradient
+                kept
+            }
+        };
+        let grad_norm = self.optimizer.grad_norm(&total)?;
+        self.grads = Some(total);
         Ok(StepStats { loss, grad_norm })
     }
 }
@@ -124,6 +137,44 @@ impl Learner {
                 c.compute(batch)
             }
         }
+    }
+
+    /// [`Learner::compute_with`] in micro-batches of at most `micro` examples, their gradients
+    /// summed: the same loss and gradient (up to the order of float sums) while holding the
+    /// activations of `micro` examples at a time. Each example keeps its weight in the whole
+    /// batch.
+    pub fn compute_in_parts(
+        &mut self,
+        layouts: &[&Layout],
+        feeds_back: bool,
+        objective: &Objective,
+        micro: usize,
+    ) -> Result<StepStats> {
+        ensure!(micro >= 1, "micro-batches of 0 examples");
+        let weights = objective.for_layouts(layouts, feeds_back);
+        let mut total = StepStats {
+            loss: 0.0,
+            grad_norm: 0.0,
+        };
+        for (i, (part, w)) in layouts.chunks(micro).zip(weights.chunks(micro)).enumerate() {
+            let stats = match self {
+                Learner::Cpu(engine) => {
+                    engine.compute_weighted(part, feeds_back, None, w, i > 0)?
+                }
+                Learner::Candle(c) => {
+                    let mut batch = Batch::of_layouts(part, feeds_back, c.model.device())?;
+                    batch.weigh_with(part, w)?;
+                    if i == 0 {
+                        c.compute(batch)?
+                    } else {
+                        c.accumulate(batch)?
+                    }
+                }
+            };
+            total.loss += stats.loss;
+            total.grad_norm = stats.grad_norm;
+        }
+        Ok(total)
     }
 
     /// One update from the last computed gradient, scaled by `grad_scale`.

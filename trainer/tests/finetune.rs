@@ -284,3 +284,70 @@ fn the_seeds_loss_and_gradients_equal_its_procedure_in_transformers() {
         assert_eq!(compared, 3, "{at}: every tensor of the golden compared");
     }
 }
+
+/// A batch computed in micro-batches, gradients summed, is the same step: the CPU engine's
+/// gradient equal to the whole batch's, the candle path's loss and gradient norm too.
+#[test]
+fn micro_batches_sum_to_the_batch_gradient() {
+    use coconut_core::layout::Layout;
+    use coconut_core::seed::layout::{SeedLayout, SeedStage};
+    use coconut_core::seed::problems::{split, SeedSplit};
+    use coconut_trainer::cpu::CpuTrainer;
+    use coconut_trainer::learner::Learner;
+    use coconut_trainer::objective::Objective;
+    let tmp = tempfile::tempdir().unwrap();
+    let (_, _, weights) = WeightsDir::open(standin(tmp.path()))
+        .unwrap()
+        .stage("stage0")
+        .unwrap();
+    let tokenizer = coconut_core::seed::tokenizer::Gpt2Tokenizer::new();
+    let layouts: Vec<Layout> = split(SeedSplit::Train)[..7]
+        .iter()
+        .map(|p| SeedLayout::new(&tokenizer, p, SeedStage::ALL[3]).training_layout())
+        .collect();
+    let refs: Vec<&Layout> = layouts.iter().collect();
+    let objective = Objective {
+        group: Some(2),
+        thought_norm: 0.01,
+    };
+    let adamw = FinetuneRecipe::seed().adamw();
+
+    let mut whole = CpuTrainer::new(&weights, adamw.clone(), 2).unwrap();
+    let want = whole.compute_with(&refs, true, None, &objective).unwrap();
+    let mut parts = CpuTrainer::new(&weights, adamw.clone(), 2).unwrap();
+    let w = objective.for_layouts(&refs, true);
+    let mut loss = 0.0;
+    for (i, (part, pw)) in refs.chunks(3).zip(w.chunks(3)).enumerate() {
+        loss += parts
+            .compute_weighted(part, true, None, pw, i > 0)
+            .unwrap()
+            .loss;
+    }
+    assert!(
+        (loss - want.loss).abs() < 1e-6 * want.loss,
+        "{loss} vs {}",
+        want.loss
+    );
+    let e = coconut_core::compare::relative_error(parts.grads(), whole.grads());
+    assert!(e < 1e-6, "gradient relative error {e}");
+
+    for cpu in [Some(2), None] {
+        let mut learner =
+            Learner::from_weights(&weights, adamw.clone(), &Device::Cpu, cpu).unwrap();
+        let got = learner
+            .compute_in_parts(&refs, true, &objective, 3)
+            .unwrap();
+        let full = learner.compute_with(&refs, true, &objective).unwrap();
+        assert!(
+            (got.loss - full.loss).abs() < 1e-5 * full.loss,
+            "{cpu:?} loss"
+        );
+        let gap = (got.grad_norm - full.grad_norm).abs() / full.grad_norm;
+        assert!(
+            gap < 1e-5,
+            "{cpu:?}: gradient norm {} vs {}",
+            got.grad_norm,
+            full.grad_norm
+        );
+    }
+}

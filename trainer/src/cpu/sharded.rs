@@ -8,7 +8,7 @@
 use super::engine::{forward_backward, Workspace};
 use super::params::ParamLayout;
 use super::plan::{balanced_split, Plan, ThoughtNoise};
-use crate::objective::Objective;
+use crate::objective::{ExampleWeights, Objective};
 use crate::optim::AdamWConfig;
 use anyhow::{ensure, Result};
 use coconut_core::decoder::Decoder;
@@ -155,6 +155,22 @@ impl CpuTrainer {
         noise: Option<ThoughtNoise>,
         objective: &Objective,
     ) -> Result<StepStats> {
+        let weights = objective.for_layouts(layouts, feeds_back);
+        self.compute_weighted(layouts, feeds_back, noise, &weights, false)
+    }
+
+    /// [`CpuTrainer::compute`] with each example's weights given; with `accumulate`, the
+    /// gradient is added to the one kept from the last call (a micro-batch of a larger batch,
+    /// its weights taken from the whole batch's).
+    pub fn compute_weighted(
+        &mut self,
+        layouts: &[&Layout],
+        feeds_back: bool,
+        noise: Option<ThoughtNoise>,
+        weights: &[ExampleWeights],
+        accumulate: bool,
+    ) -> Result<StepStats> {
+        ensure!(weights.len() == layouts.len(), "one weight per example");
         self.training_buffers();
         let lengths: Vec<usize> = layouts.iter().map(|l| l.ids.len()).collect();
         for &len in &lengths {
@@ -164,7 +180,6 @@ impl CpuTrainer {
                 self.layout.config.n_positions
             );
         }
-        let weights = objective.for_layouts(layouts, feeds_back);
         let parts = balanced_split(&lengths, self.shards.len());
         let plans = parts
             .iter()
@@ -196,7 +211,9 @@ impl CpuTrainer {
             .map(|(shard, plan)| run(shard, plan))
             .collect();
         // Sum the shards' gradients in shard order: the result does not depend on timing.
-        self.grads.fill(0.0);
+        if !accumulate {
+            self.grads.fill(0.0);
+        }
         for shard in &self.shards[..plans.len()] {
             super::kernels::add_assign(&mut self.grads, &shard.grads);
         }
