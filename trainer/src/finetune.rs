@@ -303,6 +303,8 @@ pub fn finetune(
                 Some(id) => dir.manifest.stage(id)?.id.clone(),
                 None => dir.manifest.stages[0].id.clone(),
             };
+            crate::import::check_trained_seed_target(out, &dir.manifest.model)
+                .with_context(|| format!("--out {}", out.display()))?;
             let file = RecipeFile {
                 recipe: recipe.clone(),
                 init_sha256: dir.manifest.stage(&init_stage)?.file.sha256.clone(),
@@ -331,10 +333,13 @@ pub fn finetune(
     );
     let weights = weights.convert(WeightDtype::F32);
     let tokenizer = dir.seed_tokenizer()?;
+    crate::import::check_trained_seed_target(&file.out, &weights.config)
+        .with_context(|| format!("--out {}", file.out.display()))?;
 
     let mut learner = Learner::from_weights(&weights, recipe.adamw(), device, request.cpu_shards)?;
     let mut progress = Progress::default();
-    if resume {
+    // A run killed before its first checkpoint resumes from the start.
+    if resume && checkpoint_path.exists() {
         let (snapshot, saved) = checkpoint::load(&checkpoint_path, &weights.config)?;
         learner.restore(&snapshot)?;
         progress = saved;

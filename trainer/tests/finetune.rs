@@ -148,6 +148,38 @@ fn the_seeds_recipe_fine_tunes_an_imported_gpt2_and_resumes_bit_for_bit() {
         format!("{e:#}").contains("this project's own models"),
         "{e:#}"
     );
+    // An output folder of another model is refused before any step.
+    let other = tmp.path().join("ours");
+    std::fs::create_dir(&other).unwrap();
+    for f in std::fs::read_dir(&ours).unwrap() {
+        let f = f.unwrap().path();
+        if f.is_file() {
+            std::fs::copy(&f, other.join(f.file_name().unwrap())).unwrap();
+        }
+    }
+    let run4 = tmp.path().join("run4");
+    let e = finetune(
+        &request(&init, &run4, &other, true),
+        &Device::Cpu,
+        &mut Silent,
+    )
+    .err()
+    .unwrap();
+    assert!(
+        format!("{e:#}").contains("holds another model or family"),
+        "{e:#}"
+    );
+    assert!(!run4.join("recipe.json").exists(), "nothing written");
+    // A run killed before its first checkpoint resumes from the start.
+    let (run5, out5) = (tmp.path().join("run5"), tmp.path().join("out5"));
+    let mut early = request(&init, &run5, &out5, true);
+    early.stop_at_step = Some(1);
+    finetune(&early, &Device::Cpu, &mut Silent).unwrap();
+    assert!(!run5.join("checkpoint.safetensors").exists());
+    let resumed = request(&init, &run5, &out5, false);
+    let report = finetune(&resumed, &Device::Cpu, &mut Silent).unwrap();
+    assert_eq!(report.outcome, Outcome::Finished);
+    assert_eq!(stage_bytes(&out5, "stage3"), stage_bytes(&out, "stage3"));
 }
 
 /// The candle path (the definition, and the CUDA path) through the same driver: the same first

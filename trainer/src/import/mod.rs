@@ -310,6 +310,14 @@ fn write_seed_stage(
     })
 }
 
+/// Refuses, before any work, a target `write_trained_seed_stage` would refuse at the end: a
+/// folder that cannot be written, or one that holds another model or family.
+pub fn check_trained_seed_target(out: &Path, config: &ModelConfig) -> Result<()> {
+    drop(FolderWrite::begin(out, Start::Keep)?);
+    let tokenizer = FileEntry::describe(crate::export::TOKENIZER_FILE, b"");
+    base_manifest(out, config, &tokenizer).map(|_| ())
+}
+
 /// Writes a model trained here from a seed-family folder (fine-tuning) as stage `stage_id` of
 /// the seed-family weights folder `out`, in `dtype`.
 pub fn write_trained_seed_stage(
