@@ -100,7 +100,11 @@ pub fn asked(args: &TrainArgs) -> bool {
 }
 
 /// Runs `train --init` (or `--resume` of such a run).
-pub fn run_finetune(args: &TrainArgs, observer: &mut dyn Observer) -> Result<()> {
+pub fn run_finetune(
+    args: &TrainArgs,
+    device: &candle_core::Device,
+    observer: &mut dyn Observer,
+) -> Result<()> {
     let refused = curriculum_flags(args);
     if !refused.is_empty() {
         bail!(
@@ -126,7 +130,6 @@ pub fn run_finetune(args: &TrainArgs, observer: &mut dyn Observer) -> Result<()>
         },
         None => FinetuneStart::Resume,
     };
-    let device = crate::device(&args.device)?;
     let engine = args.engine.as_deref().unwrap_or("auto");
     let cpu_shards = match engine {
         "cpu" => Some(TrainConfig::default().cpu_shards),
@@ -145,7 +148,7 @@ pub fn run_finetune(args: &TrainArgs, observer: &mut dyn Observer) -> Result<()>
         stop_at_step: None,
         time_budget: args.time_budget,
     };
-    let report = finetune(&request, &device, observer)?;
+    let report = finetune(&request, device, observer)?;
     match report.outcome {
         Outcome::Finished => observer.message(&format!(
             "every stage is trained ({} steps, {:.1} s)",

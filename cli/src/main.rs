@@ -126,7 +126,7 @@ impl Observer for Bars {
 fn run_train(args: TrainArgs) -> Result<()> {
     if finetune::asked(&args) {
         let mut bars = Bars { bar: None };
-        let result = finetune::run_finetune(&args, &mut bars);
+        let result = finetune::run_finetune(&args, &device(&args.device)?, &mut bars);
         if let Some(bar) = bars.bar.take() {
             bar.finish();
         }
