@@ -452,8 +452,8 @@ pub fn finetune(
                 });
             }
         }
-        // The stage's weights go out before the checkpoint says the stage is done, so a kill
-        // in between retrains nothing and writes the same folder again.
+        // The stage's weights go out before the checkpoint says the stage is done: a kill in
+        // between resumes from the last checkpoint and writes the same stage again.
         crate::import::write_trained_seed_stage(
             &file.out,
             &plan.id(),
