@@ -1,7 +1,8 @@
 //! The CPU engine's training state and step, one batch at a time (not the curriculum driver: that is
 //! [`crate::train`], which reaches this through [`crate::learner`]): parameters, gradients and AdamW's moments as flat buffers; each batch split
 //! into shards of about equal rows that run in parallel, one per core, each with its own
-//! workspace and gradient buffer, summed in shard order afterwards. The number of shards is a
+//! workspace; the first adds its gradient into the engine's, the others into buffers of their
+//! own added after it in shard order. The number of shards is a
 //! setting, not the number of cores, so the arithmetic (and a resumed run) is the same however
 //! many threads run it.
 
