@@ -383,3 +383,54 @@ fn micro_batches_sum_to_the_batch_gradient() {
         );
     }
 }
+
+/// A pretrained GPT-2 of GPT-2's own 50,257 tokens (a Hugging Face folder) imports with the
+/// seed's four tokens added, and fine-tunes.
+#[test]
+fn a_pretrained_gpt2_imports_with_the_seeds_tokens_and_fine_tunes() {
+    use coconut_core::ModelConfig;
+    let tmp = tempfile::tempdir().unwrap();
+    let config = ModelConfig {
+        vocab_size: 50_257,
+        n_positions: 96,
+        n_embd: 8,
+        n_layer: 1,
+        n_head: 2,
+        ..ModelConfig::default()
+    };
+    let pretrained = coconut_core::weights::random_weights(&config, 3);
+    let hf = tmp.path().join("gpt2");
+    coconut_trainer::export::export_hf(
+        &pretrained,
+        &coconut_core::Stage::latent(0, 1, 5),
+        &hf,
+        tmp.path(),
+        false,
+    )
+    .unwrap();
+    let base = tmp.path().join("base");
+    let imported = import(&ImportRequest {
+        source: Source::Hf(hf),
+        stage: "stage0".into(),
+        layout: LayoutFamily::Seed,
+        n_head: None,
+        dtype: WeightDtype::F32,
+        out: base.clone(),
+    })
+    .unwrap();
+    assert_eq!(imported.added_tokens, 4);
+    assert_eq!(imported.config.vocab_size, coconut_core::seed::VOCAB);
+    let (_, _, weights) = WeightsDir::open(&base).unwrap().stage("stage0").unwrap();
+    let table = weights.f32("wte.weight");
+    let old = pretrained.f32("wte.weight");
+    assert_eq!(&table[..old.len()], &old[..], "GPT-2's own rows kept");
+    let (run, out) = (tmp.path().join("run"), tmp.path().join("out"));
+    let mut r = request(&base, &run, &out, true);
+    if let FinetuneStart::New { recipe, .. } = &mut r.start {
+        recipe.stages.truncate(1);
+        recipe.stages[0].steps = Some(2);
+    }
+    let report = finetune(&r, &Device::Cpu, &mut Silent).unwrap();
+    assert_eq!(report.outcome, Outcome::Finished);
+    assert!(out.join("stage0.safetensors").exists());
+}
