@@ -1,10 +1,10 @@
 //! The seed family's decoding, as core's [`Decoder`] runs it: the free-run prompt of a
 //! thought-count protocol ([`FreePrompt`]), its thoughts fed back after it, `<eot>` fed (stages
 //! 1-3; at stage 0 the model writes its own), and the answer read by the family's rule, to the
-//! first token that is not digits ([`Gpt2Tokenizer::answer_from`]).
+//! first token that is not digits ([`Gpt2Vocab::answer_from`]).
 
 use super::layout::{FreePrompt, SeedStage, ThoughtCount};
-use super::tokenizer::{DigitKind, Gpt2Tokenizer};
+use super::vocab::{DigitKind, Gpt2Vocab};
 use super::{ACT, EOT};
 use crate::decoder::Decoder;
 use crate::decoding::{AnswerTokens, DecodePlan, EngineError, StopRule};
@@ -17,7 +17,7 @@ pub const MAX_WRITTEN: usize = 72;
 
 /// What a seed decoding needs of the tokenizer, computed once: which tokens may continue an
 /// answer.
-pub fn answer_tokens(tokenizer: &Gpt2Tokenizer) -> Arc<AnswerTokens> {
+pub fn answer_tokens(tokenizer: &Gpt2Vocab) -> Arc<AnswerTokens> {
     let table = tokenizer.digit_table();
     Arc::new(AnswerTokens {
         digits: table.iter().map(|&k| k == DigitKind::Digits).collect(),
@@ -32,7 +32,7 @@ pub fn answer_tokens(tokenizer: &Gpt2Tokenizer) -> Arc<AnswerTokens> {
 /// `n_positions` positions. Thought slots hold `<act>` in the sequence (the seed never feeds
 /// it).
 pub fn decoder(
-    tokenizer: &Gpt2Tokenizer,
+    tokenizer: &Gpt2Vocab,
     tokens: &Arc<AnswerTokens>,
     problem: &Problem,
     stage: SeedStage,
@@ -56,7 +56,7 @@ pub fn decoder(
 }
 
 /// The answer of a finished seed decoding: the digits after the first `<eot>` past the prompt.
-pub fn answer(tokenizer: &Gpt2Tokenizer, ids: &[u32], prompt_len: usize) -> Option<String> {
+pub fn answer(tokenizer: &Gpt2Vocab, ids: &[u32], prompt_len: usize) -> Option<String> {
     let after = ids.get(prompt_len..)?;
     let eot = after.iter().position(|&id| id == EOT)?;
     tokenizer.answer_from(&after[eot + 1..])

@@ -11,11 +11,9 @@
 //! only ones the seed has): `7+5=12 write 2 carry 1`, `4+8+1=13 write 3 carry 1`,
 //! `carry 1 write 1`.
 
-#[cfg(feature = "hf-tokenizer")]
 use std::ops::Range;
 
-#[cfg(feature = "hf-tokenizer")]
-use super::tokenizer::Gpt2Tokenizer;
+use super::vocab::Gpt2Vocab;
 use crate::problem::{Problem, Step};
 
 /// What [`SeedLayout::ids`] holds at a thought position: never a token id (the vocabulary ends
@@ -119,9 +117,15 @@ pub fn answer_text(problem: &Problem) -> String {
     format!("<eot> {}", problem.answer())
 }
 
+/// The ids of a layout's text: digits, `+`, `=`, words and specials, all printable ASCII.
+fn encode(vocab: &Gpt2Vocab, text: &str) -> Vec<u32> {
+    vocab
+        .encode(text)
+        .expect("the seed's layout texts are printable ASCII")
+}
+
 /// A problem laid out for a stage as the seed trained it and measured its published accuracy:
 /// the gold written steps, `m` thoughts, `<eot>` and the answer tokens.
-#[cfg(feature = "hf-tokenizer")]
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SeedLayout {
     /// Token ids, [`THOUGHT_SLOT`] at the thoughts.
@@ -139,18 +143,17 @@ pub struct SeedLayout {
     pub loss_mask: Vec<bool>,
 }
 
-#[cfg(feature = "hf-tokenizer")]
 impl SeedLayout {
-    pub fn new(tokenizer: &Gpt2Tokenizer, problem: &Problem, stage: SeedStage) -> SeedLayout {
+    pub fn new(vocab: &Gpt2Vocab, problem: &Problem, stage: SeedStage) -> SeedLayout {
         let steps = problem.steps();
         let m = stage.latent_steps(steps.len());
         let (ids, thoughts) = if stage.index() == 0 {
-            (tokenizer.encode(&stage0_text(problem)), 0..0)
+            (encode(vocab, &stage0_text(problem)), 0..0)
         } else {
-            let mut ids = tokenizer.encode(&prefix_text(problem, &steps[..steps.len() - m]));
+            let mut ids = encode(vocab, &prefix_text(problem, &steps[..steps.len() - m]));
             let thoughts = ids.len()..ids.len() + m;
             ids.extend(std::iter::repeat_n(THOUGHT_SLOT, m));
-            ids.extend(tokenizer.encode(&answer_text(problem)));
+            ids.extend(encode(vocab, &answer_text(problem)));
             (ids, thoughts)
         };
         // Stage 0's text holds one <eot>; stages 1-3 put it right after the thoughts.
@@ -212,9 +215,8 @@ impl SeedLayout {
 
 /// What a free run starts from: the prompt (question, `<bot>`, the written steps), then
 /// `thoughts` fed vectors, then `<eot>` fed when `feeds_eot` (stages 1-3); greedy tokens follow,
-/// read with [`Gpt2Tokenizer::answer_from`]. At stage 0 nothing is fed: the model writes its
+/// read with [`Gpt2Vocab::answer_from`]. At stage 0 nothing is fed: the model writes its
 /// steps and its own `<eot>` after `"{a} + {b} = <bot>"`, and the answer is read after that.
-#[cfg(feature = "hf-tokenizer")]
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct FreePrompt {
     pub ids: Vec<u32>,
@@ -222,10 +224,9 @@ pub struct FreePrompt {
     pub feeds_eot: bool,
 }
 
-#[cfg(feature = "hf-tokenizer")]
 impl FreePrompt {
     pub fn new(
-        tokenizer: &Gpt2Tokenizer,
+        vocab: &Gpt2Vocab,
         problem: &Problem,
         stage: SeedStage,
         count: ThoughtCount,
@@ -233,7 +234,7 @@ impl FreePrompt {
         let (written, thoughts) = count.written_and_thoughts(problem, stage);
         let steps = problem.steps();
         FreePrompt {
-            ids: tokenizer.encode(&prefix_text(problem, &steps[..written])),
+            ids: encode(vocab, &prefix_text(problem, &steps[..written])),
             thoughts,
             feeds_eot: stage.index() > 0,
         }

@@ -4,7 +4,7 @@
 //! `decode`, stripped, and compared as *text* with the answer, so different ids that decode to
 //! the same digits count (`"632"` without GPT-2's leading space does).
 
-use super::tokenizer::{python_strip, Gpt2Tokenizer};
+use super::vocab::{python_strip, Gpt2Vocab};
 use crate::problem::Problem;
 
 /// How many validation problems (from the first) the seed's published accuracy is measured on.
@@ -21,7 +21,7 @@ pub struct TeacherForcedJudgement {
 
 /// Judges the argmax ids at a layout's `answer_positions` as the seed does.
 pub fn judge(
-    tokenizer: &Gpt2Tokenizer,
+    tokenizer: &Gpt2Vocab,
     problem: &Problem,
     answer_argmax: &[u32],
 ) -> TeacherForcedJudgement {
@@ -30,7 +30,7 @@ pub fn judge(
     TeacherForcedJudgement { decoded, correct }
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "hf-tokenizer"))]
 mod tests {
     use super::*;
     use crate::seed::layout::{SeedLayout, SeedStage};

@@ -5,21 +5,22 @@
 //!
 //! - [`random`]: CPython's `random.Random`, which drew the seed's problems;
 //! - [`problems`]: the seed's four splits and its training set, regenerated bit for bit;
-//! - [`tokenizer`] (feature `hf-tokenizer`): the seed's tokenizer, its decoding and the answer
-//!   rule of the free runs;
+//! - [`vocab`]: the seed's vocabulary, its decoding and the answer rule of the free runs, and an
+//!   encoder of the seed's texts that needs no `tokenizers` crate (the browser's);
+//! - [`tokenizer`] (feature `hf-tokenizer`): the same tokenizer through the `tokenizers` crate,
+//!   for any text, and the `tokenizer.json` an import writes;
 //! - [`layout`]: the seed's layouts of stages 0-3, the thought-count protocols of the free runs;
-//! - [`metric`] (feature `hf-tokenizer`): the seed's published teacher-forced judgement;
-//! - [`decode`] (feature `hf-tokenizer`): its free runs through core's decoder, the answer read.
+//! - [`metric`]: the seed's published teacher-forced judgement;
+//! - [`decode`]: its free runs through core's decoder, the answer read.
 
-#[cfg(feature = "hf-tokenizer")]
 pub mod decode;
 pub mod layout;
-#[cfg(feature = "hf-tokenizer")]
 pub mod metric;
 pub mod problems;
 pub mod random;
 #[cfg(feature = "hf-tokenizer")]
 pub mod tokenizer;
+pub mod vocab;
 
 /// `<|endoftext|>`: GPT-2's own end token (the seed's padding, never a training target).
 pub const ENDOFTEXT: u32 = 50256;

@@ -1,9 +1,9 @@
 //! The seed's tokenizer: GPT-2's byte-level BPE (`core/assets/gpt2/`) with `<|endoftext|>` and
 //! the four added tokens `<bot> <sep> <eot> <act>` at 50257-50260, as transformers'
 //! `GPT2Tokenizer` (4.44.2) encodes and decodes for the seed (docs/seed-format.md, section 4).
-//! Encoding runs through the `tokenizers` crate; decoding is restated from the slow Python
-//! tokenizer, because the seed's metric compares *its* decoded text (specials joined by spaces,
-//! the tokenization spaces cleaned up).
+//! Encoding runs through the `tokenizers` crate, for any text; token texts, decoding and the
+//! answer rule are [`Gpt2Vocab`]'s (this derefs to it), which also encodes the seed's own texts
+//! without the crate (the browser's build).
 
 use std::collections::HashMap;
 
@@ -11,46 +11,27 @@ use tokenizers::models::bpe::{Merges, Vocab, BPE};
 use tokenizers::pre_tokenizers::byte_level::ByteLevel;
 use tokenizers::AddedToken;
 
-use super::{ACT, BOT, ENDOFTEXT, SPECIALS, VOCAB};
+pub use super::vocab::{python_strip, DigitKind, Gpt2Vocab, SeedTokenizerError};
+use super::vocab::{ENDOFTEXT_TEXT, PROBE, PROBE_IDS};
+use super::{BOT, ENDOFTEXT, SPECIALS, VOCAB};
 
 const ENCODER_JSON: &[u8] = include_bytes!("../../assets/gpt2/encoder.json");
 const VOCAB_BPE: &[u8] = include_bytes!("../../assets/gpt2/vocab.bpe");
-const ENDOFTEXT_TEXT: &str = "<|endoftext|>";
-
-/// A text whose ids every loaded tokenizer must reproduce (transformers' ids): it pins the BPE,
-/// the byte-level splitting and that no special token strips the spaces around it.
-const PROBE: &str = "347 + 285 = <bot> 7+5=12 write 2 carry 1 <sep><eot> 632 <act><|endoftext|>";
-const PROBE_IDS: [u32; 23] = [
-    30995, 1343, 33015, 796, 220, 50257, 767, 10, 20, 28, 1065, 3551, 362, 3283, 352, 220, 50258,
-    50259, 718, 2624, 220, 50260, 50256,
-];
-
-#[derive(Debug, thiserror::Error)]
-pub enum SeedTokenizerError {
-    #[error("the GPT-2 tokenizer could not be read: {0}")]
-    Load(String),
-    #[error("the tokenizer is not the seed's GPT-2 tokenizer: {0}")]
-    Mismatch(String),
-}
-
-/// What a token's text is to the answer rule ([`Gpt2Tokenizer::answer_from`]).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum DigitKind {
-    /// Anything else (a special token, a lone space, a letter, a partial UTF-8 sequence...).
-    NotDigits,
-    /// One or more ASCII digits, nothing else (`"32"`).
-    Digits,
-    /// One space, then one or more ASCII digits (`" 6"`, GPT-2's `Ġ6`).
-    SpacedDigits,
-}
 
 /// The seed's tokenizer, built with the `tokenizers` crate's byte-level BPE.
 #[derive(Clone)]
 pub struct Gpt2Tokenizer {
     inner: tokenizers::Tokenizer,
-    /// Per id, the bytes its text stands for (specials: their ASCII content).
-    token_bytes: Vec<Vec<u8>>,
-    digits: Vec<DigitKind>,
+    /// The same vocabulary without the crate: token texts, decoding and the answer rule.
+    vocab: Gpt2Vocab,
+}
+
+impl std::ops::Deref for Gpt2Tokenizer {
+    type Target = Gpt2Vocab;
+
+    fn deref(&self) -> &Gpt2Vocab {
+        &self.vocab
+    }
 }
 
 impl Gpt2Tokenizer {
@@ -141,21 +122,11 @@ impl Gpt2Tokenizer {
         if probe.get_ids() != PROBE_IDS {
             return mismatch(format!("{PROBE:?} encodes as {:?}", probe.get_ids()));
         }
-        let token_bytes = (0..VOCAB as u32)
-            .map(|id| match inner.id_to_token(id) {
-                Some(token) if added.contains_key(&id) => Ok(token.into_bytes()),
-                Some(token) => Ok(byte_level_bytes(&token)),
-                None => Err(SeedTokenizerError::Mismatch(format!(
-                    "no token has id {id}"
-                ))),
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        let digits = token_bytes.iter().map(|b| digit_kind(b)).collect();
-        Ok(Gpt2Tokenizer {
-            inner,
-            token_bytes,
-            digits,
-        })
+        let json = inner
+            .to_string(false)
+            .map_err(|e| SeedTokenizerError::Load(e.to_string()))?;
+        let vocab = Gpt2Vocab::from_json(json.as_bytes())?;
+        Ok(Gpt2Tokenizer { inner, vocab })
     }
 
     /// The ids transformers' `GPT2Tokenizer.encode(text)` gives (no BOS): specials split out
@@ -167,146 +138,12 @@ impl Gpt2Tokenizer {
             .get_ids()
             .to_vec()
     }
-
-    /// `GPT2Tokenizer.decode(ids)` with transformers 4.44's defaults: the byte-level tokens
-    /// between added tokens decoded together (invalid UTF-8 as U+FFFD), each of `<bot> <sep>
-    /// <eot> <act>` a piece of its own, the pieces joined by one space, then
-    /// `clean_up_tokenization` (`" ."` to `"."`, `" 's"` to `"'s"`, ...). Ids outside the
-    /// vocabulary (Python raises) decode as U+FFFD.
-    pub fn decode(&self, ids: &[u32]) -> String {
-        let mut pieces: Vec<String> = Vec::new();
-        let mut bytes: Vec<u8> = Vec::new();
-        for &id in ids {
-            // The added tokens above GPT-2's vocabulary are transformers' "legacy added tokens";
-            // <|endoftext|> is not: it decodes as part of the byte-level text.
-            if (BOT..=ACT).contains(&id) {
-                if !bytes.is_empty() {
-                    pieces.push(String::from_utf8_lossy(&bytes).into_owned());
-                    bytes.clear();
-                }
-                pieces.push(SPECIALS[(id - BOT) as usize].to_string());
-            } else {
-                match self.token_bytes.get(id as usize) {
-                    Some(b) => bytes.extend_from_slice(b),
-                    None => bytes.extend_from_slice("\u{FFFD}".as_bytes()),
-                }
-            }
-        }
-        if !bytes.is_empty() {
-            pieces.push(String::from_utf8_lossy(&bytes).into_owned());
-        }
-        clean_up_tokenization(&pieces.join(" "))
-    }
-
-    /// One token's text (`convert_tokens_to_string([token])`): `" 6"` for 718, `"<eot>"` for
-    /// 50259, U+FFFD for a byte that is only part of a character; `None` outside the vocabulary.
-    pub fn token_text(&self, id: u32) -> Option<String> {
-        let bytes = self.token_bytes.get(id as usize)?;
-        Some(String::from_utf8_lossy(bytes).into_owned())
-    }
-
-    /// What token `id`'s text is to the answer rule (`NotDigits` outside the vocabulary).
-    pub fn digit_kind(&self, id: u32) -> DigitKind {
-        self.digits
-            .get(id as usize)
-            .copied()
-            .unwrap_or(DigitKind::NotDigits)
-    }
-
-    /// [`DigitKind`] of every id, in id order: the table a decoding loop (on any device)
-    /// needs to find where an answer ends.
-    pub fn digit_table(&self) -> &[DigitKind] {
-        &self.digits
-    }
-
-    /// The seed family's answer rule (issue 31): the answer is the digits of the tokens after
-    /// `<eot>`, up to the first token whose text is not all ASCII digits; the first token may
-    /// instead be one space followed by digits (GPT-2's `Ġ`), which adds only its digits; a
-    /// later spaced token ends the answer, as do special tokens, `<|endoftext|>` and the end of
-    /// `ids_after_eot`. `None` when the first token already ends it. (The seed's own loops read
-    /// answers otherwise: docs/seed-format.md, section 9.)
-    pub fn answer_from(&self, ids_after_eot: &[u32]) -> Option<String> {
-        let mut answer = String::new();
-        for (n, &id) in ids_after_eot.iter().enumerate() {
-            let bytes = &self.token_bytes[..];
-            match (n, self.digit_kind(id)) {
-                (_, DigitKind::Digits) => answer.push_str(ascii(&bytes[id as usize])),
-                (0, DigitKind::SpacedDigits) => answer.push_str(ascii(&bytes[id as usize][1..])),
-                _ => break,
-            }
-        }
-        (!answer.is_empty()).then_some(answer)
-    }
 }
 
 impl Default for Gpt2Tokenizer {
     fn default() -> Self {
         Gpt2Tokenizer::new()
     }
-}
-
-/// Python's `str.strip()`: its white space is Rust's plus the separators U+001C-U+001F.
-pub fn python_strip(text: &str) -> &str {
-    text.trim_matches(|c: char| c.is_whitespace() || ('\u{1c}'..='\u{1f}').contains(&c))
-}
-
-/// transformers' `clean_up_tokenization`, in its order.
-fn clean_up_tokenization(text: &str) -> String {
-    const RULES: [(&str, &str); 10] = [
-        (" .", "."),
-        (" ?", "?"),
-        (" !", "!"),
-        (" ,", ","),
-        (" ' ", "'"),
-        (" n't", "n't"),
-        (" 'm", "'m"),
-        (" 's", "'s"),
-        (" 've", "'ve"),
-        (" 're", "'re"),
-    ];
-    RULES
-        .iter()
-        .fold(text.to_string(), |t, (from, to)| t.replace(from, to))
-}
-
-fn ascii(bytes: &[u8]) -> &str {
-    std::str::from_utf8(bytes).expect("digit tokens are ASCII")
-}
-
-fn digit_kind(bytes: &[u8]) -> DigitKind {
-    let all_digits = |b: &[u8]| !b.is_empty() && b.iter().all(u8::is_ascii_digit);
-    match bytes {
-        b if all_digits(b) => DigitKind::Digits,
-        [b' ', rest @ ..] if all_digits(rest) => DigitKind::SpacedDigits,
-        _ => DigitKind::NotDigits,
-    }
-}
-
-/// The bytes a byte-level token stands for: GPT-2's `bytes_to_unicode` inverted. It maps the
-/// printable bytes `!`-`~`, `¡`-`¬`, `®`-`ÿ` to themselves and the other 68 bytes, in order, to
-/// U+0100.. (so a space is `Ġ`, U+0120). A character outside that alphabet (not in GPT-2's
-/// files) is kept as its UTF-8 bytes.
-fn byte_level_bytes(token: &str) -> Vec<u8> {
-    let printable = |b: u32| matches!(b, 0x21..=0x7e | 0xa1..=0xac | 0xae..=0xff);
-    let mut out = Vec::with_capacity(token.len());
-    for c in token.chars() {
-        let code = c as u32;
-        if printable(code) {
-            out.push(code as u8);
-        } else if (0x100..0x100 + 68).contains(&code) {
-            // The unprintable bytes in order: 0x00-0x20 (33), 0x7f-0xa0 (34), 0xad.
-            let nth = code - 0x100;
-            out.push(match nth {
-                0..=32 => nth as u8,
-                33..=66 => (0x7f + nth - 33) as u8,
-                _ => 0xad,
-            });
-        } else {
-            let mut buf = [0u8; 4];
-            out.extend_from_slice(c.encode_utf8(&mut buf).as_bytes());
-        }
-    }
-    out
 }
 
 fn parse_merges(vocab_bpe: &[u8]) -> Result<Merges, SeedTokenizerError> {
@@ -359,6 +196,22 @@ mod tests {
             let want: Vec<u32> = serde_json::from_value(want.clone()).unwrap();
             assert_eq!(tok.encode(text.as_str().unwrap()), want, "{text}");
         }
+        // The crate-free encoder, as the browser builds it from the file an import writes.
+        let vocab = Gpt2Vocab::from_json(tok.to_json().as_bytes()).unwrap();
+        let mut printable = 0;
+        for (text, want) in strings.iter().zip(ids) {
+            let want: Vec<u32> = serde_json::from_value(want.clone()).unwrap();
+            match vocab.encode(text.as_str().unwrap()) {
+                Ok(got) => {
+                    assert_eq!(got, want, "{text}");
+                    printable += 1;
+                }
+                Err(SeedTokenizerError::Unsupported(_)) => {}
+                Err(e) => panic!("{text}: {e}"),
+            }
+        }
+        // The three others hold a newline, a tab or a non-ASCII character.
+        assert_eq!(printable, 2771);
         for (i, name) in SPECIALS.iter().enumerate() {
             assert_eq!(fx["special_ids"][name], BOT + i as u32);
         }
@@ -388,7 +241,7 @@ mod tests {
             assert_eq!(back.encode(text), want);
             assert_eq!(plain.encode(text, false).unwrap().get_ids(), want);
         }
-        assert_eq!(back.token_bytes, tok.token_bytes);
+        assert_eq!(back.token_bytes(), tok.token_bytes());
         let value: Value = serde_json::from_str(&json).unwrap();
         assert_eq!(value["model"]["merges"][0], "Ġ t");
         let ours = crate::tokenizer::Tokenizer::new().to_json();
@@ -401,6 +254,54 @@ mod tests {
         let err = Gpt2Tokenizer::from_json(renamed.as_bytes()).err().unwrap();
         assert!(err.to_string().contains("<eot>"), "{err}");
         assert!(Gpt2Tokenizer::from_json(b"{").is_err());
+        let err = Gpt2Vocab::from_json(renamed.as_bytes()).err().unwrap();
+        assert!(err.to_string().contains("<eot>"), "{err}");
+        assert!(Gpt2Vocab::from_json(ours.as_bytes()).is_err());
+        assert!(Gpt2Vocab::from_json(b"{").is_err());
+    }
+
+    #[test]
+    fn the_crate_free_encoder_equals_the_crate_on_any_printable_ascii() {
+        use rand::{Rng, SeedableRng};
+        let tok = shared();
+        let vocab = Gpt2Vocab::from_json(tok.to_json().as_bytes()).unwrap();
+        // Spaces, digits, letters and punctuation weighted towards runs and contractions,
+        // specials among them.
+        let pieces = [
+            " ",
+            "  ",
+            "7",
+            "12",
+            "a",
+            "Zq",
+            "'",
+            "'s",
+            "'ll",
+            "+",
+            "=",
+            "!?",
+            "<bot>",
+            "<eot>",
+            "<|endoftext|>",
+            "<",
+            ">",
+            "write",
+            "~",
+        ];
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(31);
+        for _ in 0..5000 {
+            let n = rng.random_range(0..12);
+            let text: String = (0..n)
+                .map(|_| pieces[rng.random_range(0..pieces.len())])
+                .collect();
+            assert_eq!(vocab.encode(&text).unwrap(), tok.encode(&text), "{text:?}");
+        }
+        for text in ["a\tb", "é", "x\n"] {
+            assert!(matches!(
+                vocab.encode(text),
+                Err(SeedTokenizerError::Unsupported(_))
+            ));
+        }
     }
 
     #[test]
