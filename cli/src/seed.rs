@@ -14,15 +14,13 @@
 
 use crate::output::{note, outln};
 use crate::solve::{argument_lines, parse_line, EngineKind, Line, Lines};
-use anyhow::{ensure, Context, Result};
+use anyhow::{Context, Result};
 use coconut_core::manifest::WeightsDir;
-use coconut_core::problem::digit_count;
 use coconut_core::seed::decode::{answer, answer_tokens, decoder};
 use coconut_core::seed::layout::{SeedLayout, SeedStage, ThoughtCount};
 use coconut_core::seed::metric::{judge, PUBLISHED_PROBLEMS};
 use coconut_core::seed::problems::{split, SeedSplit, TrainingSet};
 use coconut_core::seed::tokenizer::Gpt2Tokenizer;
-use coconut_core::seed::ACT;
 use coconut_core::Problem;
 use coconut_trainer::seed::{FreeRun, SeedEngine, SeedEngineKind};
 use serde_json::json;
@@ -166,25 +164,13 @@ impl SeedModel {
 
     /// The sequence as text, thought slots shown as `[thought]`.
     pub fn text(&self, ids: &[u32]) -> String {
-        ids.split(|&id| id == ACT)
-            .map(|part| self.tokenizer.decode(part))
-            .collect::<Vec<_>>()
-            .join(" [thought] ")
-            .split_whitespace()
-            .collect::<Vec<_>>()
-            .join(" ")
+        coconut_core::seed::decode::text(&self.tokenizer, ids)
     }
 }
 
 /// The seed's model reads two operands of the same length, 2 to 4 digits (its training data).
 pub fn check_seed_problem(p: &Problem) -> Result<()> {
-    let (da, db) = (digit_count(p.a), digit_count(p.b));
-    ensure!(
-        da == db && (2..=4).contains(&da),
-        "the seed's model was trained on two operands of the same length, 2 to 4 digits; this \
-         problem has {da} and {db}"
-    );
-    Ok(())
+    coconut_core::seed::layout::check_problem(p).map_err(anyhow::Error::msg)
 }
 
 /// `coconut solve` on a seed folder: one line (or JSON object) per input line; returns how many

@@ -8,6 +8,7 @@
 //! through a `coconut-panic` event so that it can say so and offer a reload instead of dying.
 
 pub mod operand;
+pub mod seed;
 pub mod session;
 pub mod stages;
 pub mod view;
@@ -16,6 +17,7 @@ use coconut_core::tokenizer::Tokenizer;
 use coconut_core::Stage;
 use coconut_shaders::{Gpu, GpuError, GpuOptions, WgpuEngine};
 use js_sys::Promise;
+use seed::SeedSession;
 use session::{Measurement, Session};
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -27,6 +29,8 @@ use wasm_bindgen_futures::future_to_promise;
 #[derive(Default)]
 struct State {
     session: Option<Session>,
+    /// A folder of the seed's family (an imported GPT-2), instead of `session`.
+    seed: Option<SeedSession>,
     gpu: Option<Arc<Gpu>>,
     /// One WGSL engine per stage, made on first use; taken out while a solve awaits it.
     engines: HashMap<String, WgpuEngine>,
@@ -38,9 +42,22 @@ struct State {
 
 impl State {
     fn session(&self) -> Result<&Session, JsValue> {
+        if self.seed.is_some() {
+            return Err(error(
+                "this is the seed's GPT-2: the page solves and tests it, and coconut intervene \
+                 edits its thoughts",
+            ));
+        }
         self.session
             .as_ref()
             .ok_or_else(|| error("the weights are not loaded yet"))
+    }
+
+    fn manifest(&self) -> Result<&coconut_core::manifest::Manifest, JsValue> {
+        match &self.seed {
+            Some(seed) => Ok(&seed.manifest),
+            None => Ok(&self.session()?.manifest),
+        }
     }
 
     /// Drops WebGPU; `reason` says why when it was wanted and failed.
@@ -83,11 +100,19 @@ impl App {
 
     /// Reads `manifest.json` and the tokenizer (checked against the manifest's sha256).
     pub fn load(&self, manifest_json: &str, tokenizer: &[u8]) -> Result<(), JsValue> {
-        let session = Session::new(manifest_json, tokenizer).map_err(error)?;
-        *self.state.borrow_mut() = State {
-            session: Some(session),
-            ..State::default()
+        let manifest = Session::check_manifest(manifest_json).map_err(error)?;
+        let state = if manifest.family.layout == coconut_core::family::LayoutFamily::Seed {
+            State {
+                seed: Some(SeedSession::new(manifest, tokenizer).map_err(error)?),
+                ..State::default()
+            }
+        } else {
+            State {
+                session: Some(Session::new(manifest_json, tokenizer).map_err(error)?),
+                ..State::default()
+            }
         };
+        *self.state.borrow_mut() = state;
         Ok(())
     }
 
@@ -96,6 +121,9 @@ impl App {
     pub fn add_stage(&self, id: &str, bytes: &[u8]) -> Result<(), JsValue> {
         let mut state = self.state.borrow_mut();
         state.engines.remove(id);
+        if let Some(seed) = state.seed.as_mut() {
+            return seed.add_stage(id, bytes).map_err(error);
+        }
         state
             .session
             .as_mut()
@@ -132,16 +160,19 @@ impl App {
     }
 
     /// The model as the manifest describes it, as JSON `{n_layer, n_head, n_embd, n_params,
-    /// max_digits}`: the page states no model fact it did not read here.
+    /// vocab_size, max_digits, family}` (`family`: `own` or `seed`): the page states no model
+    /// fact it did not read here.
     pub fn model(&self) -> Result<String, JsValue> {
         let state = self.state.borrow();
-        let m = &state.session()?.manifest;
+        let m = state.manifest()?;
         let facts = serde_json::json!({
             "n_layer": m.model.n_layer,
             "n_head": m.model.n_head,
             "n_embd": m.model.n_embd,
             "n_params": m.model.n_params(),
+            "vocab_size": m.model.vocab_size,
             "max_digits": m.max_digits,
+            "family": if state.seed.is_some() { "seed" } else { "own" },
         });
         Ok(facts.to_string())
     }
@@ -195,7 +226,7 @@ impl App {
     /// [`stages::StageText`]).
     pub fn stages(&self) -> Result<String, JsValue> {
         let state = self.state.borrow();
-        let texts = stages::stage_texts(&state.session()?.manifest);
+        let texts = stages::stage_texts(state.manifest()?);
         serde_json::to_string(&texts).map_err(error)
     }
 
@@ -203,11 +234,11 @@ impl App {
     /// "summary": the line for the page's error box, empty when both are fine}`.
     pub fn check(&self, a: &str, b: &str, stage: &str) -> Result<String, JsValue> {
         let state = self.state.borrow();
-        let errors = state
-            .session()?
-            .problem(a, b, stage)
-            .err()
-            .unwrap_or_default();
+        let errors = match &state.seed {
+            Some(seed) => seed.problem(a, b).err(),
+            None => state.session()?.problem(a, b, stage).err(),
+        }
+        .unwrap_or_default();
         let verdict =
             serde_json::json!({"a": errors.a, "b": errors.b, "summary": errors.summary()});
         serde_json::to_string(&verdict).map_err(error)
@@ -218,7 +249,7 @@ impl App {
     #[wasm_bindgen(js_name = testProblems)]
     pub fn test_problems(&self, n: usize) -> Result<String, JsValue> {
         let state = self.state.borrow();
-        let test = state.session()?.test_set().map_err(error)?;
+        let test = test_set(&state)?;
         let pairs: Vec<[String; 2]> = test.iter().take(n).map(fields).collect();
         serde_json::to_string(&pairs).map_err(error)
     }
@@ -227,7 +258,7 @@ impl App {
     #[wasm_bindgen(js_name = randomProblem)]
     pub fn random_problem(&self) -> Result<String, JsValue> {
         let state = self.state.borrow();
-        let test = state.session()?.test_set().map_err(error)?;
+        let test = test_set(&state)?;
         let index = (js_sys::Math::random() * test.len() as f64) as usize;
         let problem = test
             .get(index.min(test.len().saturating_sub(1)))
@@ -361,6 +392,14 @@ where
     }
 }
 
+/// The held-out problems of the loaded folder: this project's test set, or the seed's.
+fn test_set(state: &State) -> Result<&[coconut_core::Problem], JsValue> {
+    match &state.seed {
+        Some(seed) => Ok(seed.test_set()),
+        None => state.session()?.test_set().map_err(error),
+    }
+}
+
 /// The loaded stage's id (the manifest's spelling), stage and the tokenizer.
 fn stage_of(
     state: &Rc<RefCell<State>>,
@@ -382,6 +421,14 @@ async fn test_batch(
     start: usize,
     count: usize,
 ) -> Result<String, JsValue> {
+    if let Some(seed) = &state.borrow().seed {
+        let problems = seed.test_set().iter().skip(start).take(count);
+        let problems: Vec<_> = problems.copied().collect();
+        let correct = seed.count_correct(stage_id, &problems).map_err(error)?;
+        let report = serde_json::json!({"done": problems.len(), "correct": correct,
+            "engine": "reference"});
+        return Ok(report.to_string());
+    }
     let problems = state
         .borrow()
         .session()?
@@ -420,6 +467,11 @@ async fn solve(
     stage_id: &str,
     trace: bool,
 ) -> Result<String, JsValue> {
+    if let Some(seed) = &state.borrow().seed {
+        let problem = seed.problem(a, b).map_err(|e| error(e.summary()))?;
+        let view = seed.solve(stage_id, &problem, trace).map_err(error)?;
+        return serde_json::to_string(&view).map_err(error);
+    }
     let problem = state
         .borrow()
         .session()?

@@ -2,6 +2,7 @@
 //! line under it, the accuracy table, the walkthrough): from the manifest's `kind`, never from an
 //! id, and written here once so the page only draws them.
 
+use coconut_core::family::LayoutFamily;
 use coconut_core::manifest::{Manifest, StageEntry};
 use coconut_core::stage::StageKind;
 use serde::Serialize;
@@ -48,16 +49,48 @@ pub fn stage_texts(manifest: &Manifest) -> Vec<StageText> {
                 StageKind::NoCot => ("nocot", false),
                 StageKind::Pause => ("pause", false),
             };
+            let (label, about) = if manifest.family.layout == LayoutFamily::Seed {
+                seed_texts(k, all_latent)
+            } else {
+                (
+                    label(s, k, all_latent, manifest.thoughts_per_step),
+                    about(s, k, all_latent, manifest),
+                )
+            };
             StageText {
                 id: s.id.clone(),
                 kind,
                 k,
                 all_latent,
-                label: label(s, k, all_latent, manifest.thoughts_per_step),
-                about: about(s, k, all_latent, manifest),
+                label,
+                about,
             }
         })
         .collect()
+}
+
+/// A stage of the seed's GPT-2 (docs/seed-format.md): its last `k` steps latent, the thoughts
+/// counted from the operands, as `coconut solve` runs it.
+fn seed_texts(k: usize, all_latent: bool) -> (String, String) {
+    // Its figures are `coconut eval`'s, by digit count: none go in the manifest, so none here.
+    let label = match k {
+        0 => "Stage 0: written chain of thought (the seed's GPT-2)".to_string(),
+        _ if all_latent => "Stage 3: all latent (the seed's GPT-2)".to_string(),
+        1 => "Stage 1: the last step a thought (the seed's GPT-2)".to_string(),
+        _ => format!("Stage {k}: the last {k} steps thoughts (the seed's GPT-2)"),
+    };
+    let what = match k {
+        0 => "Writes every column as a step, units first, then <eot> and the answer.".to_string(),
+        _ if all_latent => "Every column is one continuous thought (as many as the operands \
+             have digits), then <eot> is fed and the answer follows."
+            .to_string(),
+        _ => format!(
+            "The first steps are given written (units first), the last {} happen as continuous \
+             thoughts, then <eot> is fed and the answer follows.",
+            plural(k, "column")
+        ),
+    };
+    (label, what)
 }
 
 /// `c`: thoughts per step (`thoughts_per_step`). With coupled ids the number of thoughts follows

@@ -7,7 +7,8 @@ use coconut_core::layout::answer_matches;
 use coconut_core::manifest::ClassFigure;
 use coconut_core::probes::{ProbeReading, Quantity, ThoughtProbes};
 use coconut_core::reference::ReferenceModel;
-use coconut_core::tokenizer::{Tokenizer, EOS, EOT};
+use coconut_core::seed::vocab::{DigitKind, Gpt2Vocab};
+use coconut_core::tokenizer::{Tokenizer, BOT, EOS, EOT};
 use coconut_core::Problem;
 use serde::Serialize;
 use std::ops::Range;
@@ -204,6 +205,75 @@ pub struct Candidate {
     pub p: f32,
 }
 
+/// What a view needs of a model family's vocabulary: this project's 22 tokens, or the seed's
+/// GPT-2 BPE.
+pub trait TokenTexts {
+    /// A token's text as the timeline shows it.
+    fn text(&self, id: u32) -> String;
+    /// The ids of the digits 0-9, each a token of its own.
+    fn digit_ids(&self) -> Vec<u32>;
+    /// `<bot>`: the question ends there.
+    fn bot(&self) -> u32;
+    fn eot(&self) -> u32;
+    /// The end-of-sequence token, where the family has one.
+    fn eos(&self) -> Option<u32>;
+    /// Whether token `id`, the `nth` after `<eot>`, ends the answer rather than continuing it.
+    fn ends_answer(&self, id: u32, nth: usize) -> bool;
+}
+
+impl TokenTexts for Tokenizer {
+    fn text(&self, id: u32) -> String {
+        self.token(id).unwrap_or("<?>").to_string()
+    }
+    fn digit_ids(&self) -> Vec<u32> {
+        (0..10)
+            .filter_map(|d| self.encode(&d.to_string()).ok()?.first().copied())
+            .collect()
+    }
+    fn bot(&self) -> u32 {
+        BOT
+    }
+    fn eot(&self) -> u32 {
+        EOT
+    }
+    fn eos(&self) -> Option<u32> {
+        Some(EOS)
+    }
+    fn ends_answer(&self, id: u32, _: usize) -> bool {
+        id == EOS
+    }
+}
+
+/// The seed's answer rule: digits after `<eot>`, the first token may be spaced (`" 6"`).
+impl TokenTexts for Gpt2Vocab {
+    fn text(&self, id: u32) -> String {
+        self.token_text(id).unwrap_or_else(|| "<?>".to_string())
+    }
+    fn digit_ids(&self) -> Vec<u32> {
+        (0..10)
+            .filter_map(|d| match self.encode(&d.to_string()).ok()?[..] {
+                [id] => Some(id),
+                _ => None,
+            })
+            .collect()
+    }
+    fn bot(&self) -> u32 {
+        coconut_core::seed::BOT
+    }
+    fn eot(&self) -> u32 {
+        coconut_core::seed::EOT
+    }
+    fn eos(&self) -> Option<u32> {
+        None
+    }
+    fn ends_answer(&self, id: u32, nth: usize) -> bool {
+        !matches!(
+            (nth, self.digit_kind(id)),
+            (_, DigitKind::Digits) | (0, DigitKind::SpacedDigits)
+        )
+    }
+}
+
 /// Builds the view of `solution`, using `model` (the same weights) for the LM head and the
 /// embeddings. The trace may come from either engine. `feeds_back`: the stage's thought slots
 /// take the previous hidden state (Coconut), not a fixed embedding (pause).
@@ -213,7 +283,7 @@ pub fn solve_view(
     solution: &Solution,
     model: &ReferenceModel,
     probes: Option<(&ThoughtProbes, Probed)>,
-    tokenizer: &Tokenizer,
+    tokenizer: &dyn TokenTexts,
 ) -> SolveView {
     let generation = &solution.generation;
     let thought_slots = generation.prompt_len..generation.prompt_len + generation.thoughts.len();
@@ -259,34 +329,50 @@ pub fn solve_view(
     }
 }
 
-/// Roles by position: the model may itself write `<latent>` or `<bot>` later (untrained weights
-/// do), and those are ordinary generated tokens.
+/// Roles by position: the question up to the prompt's `<bot>`, written steps after it (the
+/// seed's prompts hold some), thought slots, then `<eot>`, the answer and what ended it. The
+/// model may itself write `<latent>` or `<bot>` later (untrained weights do), and those are
+/// ordinary generated tokens.
 fn token_views(
     ids: &[u32],
     thought_slots: Range<usize>,
     slot: TokenKind,
-    tokenizer: &Tokenizer,
+    tokenizer: &dyn TokenTexts,
 ) -> Vec<TokenView> {
     let prompt_len = thought_slots.start;
-    let mut after_eot = false;
+    let bot = ids[..prompt_len]
+        .iter()
+        .position(|&id| id == tokenizer.bot())
+        .unwrap_or(prompt_len.saturating_sub(1));
+    // Tokens seen after `<eot>`, once it came; whether the answer has ended.
+    let mut after_eot: Option<usize> = None;
+    let mut ended = false;
     ids.iter()
         .enumerate()
         .map(|(i, &id)| {
-            let kind = match id {
-                _ if i + 1 < prompt_len => TokenKind::Question,
-                _ if i + 1 == prompt_len => TokenKind::Bot,
+            let kind = match after_eot {
+                _ if i < bot => TokenKind::Question,
+                _ if i == bot => TokenKind::Bot,
                 _ if thought_slots.contains(&i) => slot,
-                EOT if !after_eot => {
-                    after_eot = true;
+                None if id == tokenizer.eot() => {
+                    after_eot = Some(0);
                     TokenKind::Eot
                 }
-                EOS => TokenKind::Eos,
-                _ if after_eot => TokenKind::Answer,
-                _ => TokenKind::Step,
+                None if Some(id) == tokenizer.eos() => TokenKind::Eos,
+                None => TokenKind::Step,
+                Some(nth) => {
+                    after_eot = Some(nth + 1);
+                    if ended || tokenizer.ends_answer(id, nth) {
+                        ended = true;
+                        TokenKind::Eos
+                    } else {
+                        TokenKind::Answer
+                    }
+                }
             };
             TokenView {
                 id,
-                text: tokenizer.token(id).unwrap_or("<?>").to_string(),
+                text: tokenizer.text(id),
                 kind,
             }
         })
@@ -300,13 +386,12 @@ fn position_views(
     thoughts: &[Vec<f32>],
     model: &ReferenceModel,
     probes: Option<(&ThoughtProbes, Probed)>,
-    tokenizer: &Tokenizer,
+    tokenizer: &dyn TokenTexts,
 ) -> Vec<PositionView> {
-    let digit_embeddings: Vec<Vec<f32>> = (0..10)
-        .filter_map(|d| {
-            let id = tokenizer.encode(&d.to_string()).ok()?.first().copied()?;
-            model.token_embedding(id).ok()
-        })
+    let digit_embeddings: Vec<Vec<f32>> = tokenizer
+        .digit_ids()
+        .into_iter()
+        .filter_map(|id| model.token_embedding(id).ok())
         .collect();
     let mut thought_inputs = thoughts.iter();
     trace
@@ -378,7 +463,7 @@ fn probe_view(r: ProbeReading, measured: bool) -> ProbeView {
 }
 
 /// The `TOP_K` most probable next tokens under softmax(logits).
-fn top_k(logits: &[f32], tokenizer: &Tokenizer) -> Vec<Candidate> {
+fn top_k(logits: &[f32], tokenizer: &dyn TokenTexts) -> Vec<Candidate> {
     let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
     let exp: Vec<f32> = logits.iter().map(|&l| (l - max).exp()).collect();
     let total: f32 = exp.iter().sum();
@@ -389,7 +474,7 @@ fn top_k(logits: &[f32], tokenizer: &Tokenizer) -> Vec<Candidate> {
         .into_iter()
         .take(TOP_K)
         .map(|i| Candidate {
-            token: tokenizer.token(i as u32).unwrap_or("<?>").to_string(),
+            token: tokenizer.text(i as u32),
             p: round(exp[i] / total),
         })
         .collect()

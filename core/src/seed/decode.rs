@@ -62,6 +62,18 @@ pub fn answer(tokenizer: &Gpt2Vocab, ids: &[u32], prompt_len: usize) -> Option<S
     tokenizer.answer_from(&after[eot + 1..])
 }
 
+/// A sequence as text (transformers' `decode`), thought slots (`<act>`) shown as `[thought]`,
+/// white space runs made one space: what `coconut solve` prints and the page shows.
+pub fn text(tokenizer: &Gpt2Vocab, ids: &[u32]) -> String {
+    ids.split(|&id| id == ACT)
+        .map(|part| tokenizer.decode(part))
+        .collect::<Vec<_>>()
+        .join(" [thought] ")
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 /// What the seed's published metric reads off one problem: the greedy token at each answer
 /// position with the gold layout fed (written steps, thoughts fed back, `<eot>`, gold answer
 /// tokens), and the fed thought vectors.

@@ -47,6 +47,23 @@ impl SeedStage {
     }
 }
 
+/// The problems the seed's model was trained on: two operands of the same length, 2 to 4 digits
+/// (its data); others are refused, saying so.
+pub fn check_problem(p: &Problem) -> Result<(), String> {
+    let (da, db) = (
+        crate::problem::digit_count(p.a),
+        crate::problem::digit_count(p.b),
+    );
+    if da == db && (2..=4).contains(&da) {
+        Ok(())
+    } else {
+        Err(format!(
+            "the seed's model was trained on two operands of the same length, 2 to 4 digits; \
+             this problem has {da} and {db}"
+        ))
+    }
+}
+
 /// How many steps a free run counts, hence how many thoughts it gets: the seed's own loop uses
 /// the gold count, which tells the model whether the sum has an extra digit; the two operand-only
 /// counts do not.
