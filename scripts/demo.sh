@@ -3,6 +3,8 @@
 # http://127.0.0.1:${PORT:-8080}/ until Ctrl-C. The first run on a fresh machine installs trunk and
 # wasm-bindgen-cli (about 30 min of compiling); later runs take seconds. Open the address in a
 # browser with WebGPU (Chrome, Edge; others get the reference engine, with a notice).
+# Extra arguments go to the server: `--mount /seed=seed-weights` serves another weights folder
+# beside the page, opened with ?weights=seed/ (an imported GPT-2, say).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/web-build.sh
@@ -10,4 +12,4 @@ source scripts/apt.sh
 command -v node >/dev/null || apt_install nodejs
 port=${PORT:-8080}
 echo "== serving web/dist at http://127.0.0.1:$port/ (Ctrl-C stops)"
-exec node web/e2e/serve.mjs --root web/dist --port "$port" --host "${HOST:-127.0.0.1}"
+exec node web/e2e/serve.mjs --root web/dist --port "$port" --host "${HOST:-127.0.0.1}" "$@"

@@ -72,6 +72,10 @@ pub struct ImportArgs {
     /// The weights folder to write (made if missing; other stages of the same model kept).
     #[arg(long)]
     pub out: PathBuf,
+    /// The largest piece a stage file is stored in, in MiB (1-64): a larger one is written as
+    /// numbered pieces, each fetched, checked and cached by the page on its own.
+    #[arg(long, default_value_t = 64, value_parser = count::<1, 64>)]
+    pub shard_mb: usize,
 }
 
 fn layout_family(name: &str) -> Result<coconut_core::family::LayoutFamily, String> {

@@ -232,6 +232,7 @@ fn run_import(args: args::ImportArgs) -> Result<()> {
         n_head: args.n_head,
         dtype: args.dtype,
         out: args.out.clone(),
+        shard_bytes: (args.shard_mb as u64) << 20,
     })?;
     let config = &imported.config;
     if imported.added_tokens > 0 {

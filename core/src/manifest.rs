@@ -70,12 +70,21 @@ pub struct Manifest {
     pub stages: Vec<StageEntry>,
 }
 
+/// The largest piece a file of a weights folder is stored in: a browser fetches, checks and
+/// caches pieces of at most this size (a GPT-2 stage of hundreds of MB is stored in several).
+pub const MAX_SHARD_BYTES: u64 = 64 << 20;
+
 /// A file of the folder with its size and checksum.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct FileEntry {
     pub file: String,
     pub bytes: u64,
     pub sha256: String,
+    /// Where the file is stored in pieces: the pieces in order, each a file of the folder with
+    /// its own size and sha256 (and no pieces of its own); the file is their concatenation, and
+    /// `file` names it without being in the folder. Empty: `file` is in the folder.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub shards: Vec<FileEntry>,
 }
 
 impl FileEntry {
@@ -85,7 +94,62 @@ impl FileEntry {
             file: file.to_string(),
             bytes: bytes.len() as u64,
             sha256: sha256_hex(bytes),
+            shards: Vec::new(),
         }
+    }
+
+    /// Describes `bytes` as `file` stored in pieces of at most `shard_bytes` when it is larger
+    /// (`stage3.safetensors` as `stage3-00001-of-00013.safetensors` ...), with the pieces to
+    /// write, by name; one piece, `file` itself, when it is not.
+    pub fn sharded<'a>(
+        file: &str,
+        bytes: &'a [u8],
+        shard_bytes: u64,
+    ) -> (FileEntry, Vec<(String, &'a [u8])>) {
+        let mut entry = FileEntry::describe(file, bytes);
+        if bytes.len() as u64 <= shard_bytes || shard_bytes == 0 {
+            return (entry, vec![(file.to_string(), bytes)]);
+        }
+        let (stem, ext) = file.rsplit_once('.').unwrap_or((file, "bin"));
+        let pieces: Vec<&[u8]> = bytes.chunks(shard_bytes as usize).collect();
+        let n = pieces.len();
+        let named: Vec<(String, &[u8])> = pieces
+            .into_iter()
+            .enumerate()
+            .map(|(i, piece)| (format!("{stem}-{:05}-of-{n:05}.{ext}", i + 1), piece))
+            .collect();
+        entry.shards = named
+            .iter()
+            .map(|(name, piece)| FileEntry::describe(name, piece))
+            .collect();
+        (entry, named)
+    }
+
+    /// Checks the names and sizes of the pieces: plain names, none of them pieces of pieces,
+    /// each of 1 to [`MAX_SHARD_BYTES`] bytes, together the file's size.
+    fn check_shards(&self, field: &str) -> Result<(), String> {
+        let mut total = 0u64;
+        for (i, shard) in self.shards.iter().enumerate() {
+            let field = format!("{field}.shards[{i}]");
+            check_file_name(&shard.file).map_err(|e| format!("{field} {:?} {e}", shard.file))?;
+            if !shard.shards.is_empty() {
+                return Err(format!("{field}: a piece is not stored in pieces"));
+            }
+            if !(1..=MAX_SHARD_BYTES).contains(&shard.bytes) {
+                return Err(format!(
+                    "{field}: {} bytes; a piece holds 1 to {MAX_SHARD_BYTES}",
+                    shard.bytes
+                ));
+            }
+            total = total.saturating_add(shard.bytes);
+        }
+        if !self.shards.is_empty() && total != self.bytes {
+            return Err(format!(
+                "{field}: its pieces hold {total} bytes, the file {}",
+                self.bytes
+            ));
+        }
+        Ok(())
     }
 
     /// Checks that `bytes` are this entry's file: size first (a cheap, clear message for a
@@ -354,6 +418,13 @@ impl Manifest {
             check_file_name(file).map_err(|e| format!("{field} {file:?} {e}"))
         };
         name("tokenizer.file".into(), &self.tokenizer.file)?;
+        self.tokenizer.check_shards("tokenizer")?;
+        for (i, entry) in self.stages.iter().enumerate() {
+            entry.file.check_shards(&format!("stages[{i}]"))?;
+            if let Some(probes) = &entry.probes {
+                probes.check_shards(&format!("stages[{i}].probes"))?;
+            }
+        }
         self.family
             .check(self.model.vocab_size)
             .map_err(|e| format!("family: {e}"))?;
@@ -656,6 +727,16 @@ impl WeightsDir {
     /// the folder, a regular file (no link, device, FIFO or folder), its size compared with the
     /// manifest's from the metadata before a byte is read, and no more than that read.
     fn read(&self, entry: &FileEntry, what: &str) -> Result<Vec<u8>, ManifestError> {
+        if !entry.shards.is_empty() {
+            // Each piece checked as a file of its own; the caller checks the whole.
+            let mut bytes = Vec::with_capacity(entry.bytes as usize);
+            for shard in &entry.shards {
+                let piece = self.read(shard, what)?;
+                shard.verify(&piece)?;
+                bytes.extend_from_slice(&piece);
+            }
+            return Ok(bytes);
+        }
         let path = self.dir.join(&entry.file);
         let io = |reason: String| ManifestError::Io {
             file: format!("{} ({what})", path.display()),
@@ -1209,6 +1290,58 @@ mod tests {
             "stages[0] (stage3).id does not match its kind stage2",
         );
         refused(&|m| m.model.n_positions = usize::MAX, "more than 65536");
+    }
+
+    #[test]
+    fn a_stage_stored_in_pieces_reads_as_the_whole_and_a_bad_piece_is_named() {
+        let dir = std::env::temp_dir().join(format!("coconut-shards-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let bytes = random_weights(&tiny(), 7).to_safetensors();
+        let piece = bytes.len() as u64 / 3 + 1;
+        let (entry, pieces) = FileEntry::sharded("stage2.safetensors", &bytes, piece);
+        assert_eq!(pieces.len(), 3);
+        assert_eq!(pieces[0].0, "stage2-00001-of-00003.safetensors");
+        let joined: Vec<u8> = pieces.iter().flat_map(|(_, b)| b.iter().copied()).collect();
+        assert_eq!(joined, bytes);
+        for (name, piece) in &pieces {
+            std::fs::write(dir.join(name), piece).unwrap();
+        }
+        let mut m = manifest_with(&bytes);
+        m.stages[0].file = entry.clone();
+        let json = m.to_json();
+        assert!(json.contains("\"shards\""));
+        std::fs::write(dir.join(MANIFEST_FILE), &json).unwrap();
+        let w = WeightsDir::open(&dir).unwrap();
+        assert_eq!(w.stage("stage2").unwrap().2, random_weights(&tiny(), 7));
+        // A small file stays one file, with no pieces listed.
+        let (whole, one) = FileEntry::sharded("stage2.safetensors", &bytes, MAX_SHARD_BYTES);
+        assert!(whole.shards.is_empty() && one.len() == 1);
+        assert!(!Manifest::from_json(&manifest_with(&bytes).to_json())
+            .unwrap()
+            .to_json()
+            .contains("shards"));
+        // A piece changed on disk: refused, naming it.
+        let mut bad = pieces[1].1.to_vec();
+        bad[0] ^= 1;
+        std::fs::write(dir.join(&pieces[1].0), &bad).unwrap();
+        let e = w.stage("stage2").unwrap_err().to_string();
+        assert!(e.contains("stage2-00002-of-00003.safetensors"), "{e}");
+        std::fs::remove_file(dir.join(&pieces[2].0)).unwrap();
+        let e = w.stage("stage2").unwrap_err().to_string();
+        assert!(e.contains("stage2-0000"), "{e}");
+        std::fs::remove_dir_all(&dir).unwrap();
+        // Pieces that do not add up, pieces of pieces, an oversized or unsafe piece: refused.
+        let refused = |edit: &dyn Fn(&mut FileEntry), want: &str| {
+            let mut m = manifest_with(&bytes);
+            m.stages[0].file = entry.clone();
+            edit(&mut m.stages[0].file);
+            let e = Manifest::from_json(&m.to_json()).unwrap_err().to_string();
+            assert!(e.contains(want), "{e}");
+        };
+        refused(&|f| f.shards[0].bytes -= 1, "its pieces hold");
+        refused(&|f| f.shards[1].shards = vec![f.shards[0].clone()], "not stored in pieces");
+        refused(&|f| f.shards[0].bytes = MAX_SHARD_BYTES + 1, "a piece holds 1 to");
+        refused(&|f| f.shards[2].file = "../x".into(), "shards[2]");
     }
 
     /// A folder whose manifest names `stage2.safetensors`, with `make` putting something there.

@@ -80,6 +80,7 @@ fn the_wgsl_engine_runs_the_imported_stand_in_as_the_seeds_procedure_did() {
         n_head: Some(2),
         dtype: WeightDtype::F32,
         out: dir.path().to_path_buf(),
+        shard_bytes: coconut_core::manifest::MAX_SHARD_BYTES,
     })
     .unwrap();
     let folder = WeightsDir::open(dir.path()).unwrap();
@@ -172,6 +173,7 @@ fn buffers_beyond_the_adapters_limits_are_refused_by_name() {
         n_head: Some(2),
         dtype: WeightDtype::F32,
         out: dir.path().to_path_buf(),
+        shard_bytes: coconut_core::manifest::MAX_SHARD_BYTES,
     })
     .unwrap();
     let (_, _, weights) = WeightsDir::open(dir.path())

@@ -37,6 +37,8 @@ pub struct FolderWrite {
     staging: PathBuf,
     start: Start,
     finished: bool,
+    /// Files of the old folder not to keep ([`FolderWrite::remove`]).
+    removed: Vec<OsString>,
 }
 
 static STAGINGS: AtomicUsize = AtomicUsize::new(0);
@@ -148,6 +150,7 @@ impl FolderWrite {
             staging,
             start,
             finished: false,
+            removed: Vec::new(),
         })
     }
 
@@ -172,12 +175,23 @@ impl FolderWrite {
             .with_context(|| format!("writing {}", self.target.join(name).display()))
     }
 
+    /// Leaves the old folder's file `name` out of the new one (with [`Start::Keep`]: a file
+    /// that a rewritten entry no longer names).
+    pub fn remove(&mut self, name: &str) -> Result<()> {
+        ensure!(
+            Path::new(name).file_name() == Some(name.as_ref()),
+            "{name}: not a plain file name"
+        );
+        self.removed.push(name.into());
+        Ok(())
+    }
+
     /// Brings over the old folder's other files ([`Start::Keep`]), runs `check` on the staging
     /// folder, and swaps it in.
     pub fn commit(mut self, check: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
         let shown = self.target.display().to_string();
         if self.start == Start::Keep && self.target.exists() {
-            bring_over(&self.target, &self.staging)
+            bring_over(&self.target, &self.staging, &self.removed)
                 .with_context(|| format!("writing {shown}: keeping its other files"))?;
         }
         faults::step("check")?;
@@ -238,18 +252,18 @@ fn remove_if_there(dir: &Path) -> std::io::Result<()> {
 
 /// Puts into `to` every entry of `from` that `to` lacks: files as hard links (copies where a
 /// link fails), symbolic links as links, folders recursively.
-fn bring_over(from: &Path, to: &Path) -> Result<()> {
+fn bring_over(from: &Path, to: &Path, removed: &[OsString]) -> Result<()> {
     for entry in std::fs::read_dir(from).with_context(|| format!("{}", from.display()))? {
         let entry = entry?;
         let (src, dst) = (entry.path(), to.join(entry.file_name()));
-        if std::fs::symlink_metadata(&dst).is_ok() {
+        if std::fs::symlink_metadata(&dst).is_ok() || removed.contains(&entry.file_name()) {
             continue;
         }
         let kind = entry.file_type()?;
         faults::step(&format!("keep {}", entry.file_name().to_string_lossy()))?;
         if kind.is_dir() {
             std::fs::create_dir(&dst)?;
-            bring_over(&src, &dst)?;
+            bring_over(&src, &dst, &[])?;
         } else if kind.is_symlink() {
             let link = std::fs::read_link(&src)?;
             #[cfg(unix)]

@@ -27,6 +27,7 @@ fn standin(dir: &Path) -> PathBuf {
         n_head: Some(2),
         dtype: WeightDtype::F32,
         out: out.clone(),
+        shard_bytes: coconut_core::manifest::MAX_SHARD_BYTES,
     })
     .unwrap();
     out
@@ -416,6 +417,7 @@ fn a_pretrained_gpt2_imports_with_the_seeds_tokens_and_fine_tunes() {
         n_head: None,
         dtype: WeightDtype::F32,
         out: base.clone(),
+        shard_bytes: coconut_core::manifest::MAX_SHARD_BYTES,
     })
     .unwrap();
     assert_eq!(imported.added_tokens, 4);

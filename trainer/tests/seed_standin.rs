@@ -42,6 +42,7 @@ fn imported(dir: &std::path::Path, stages: &[&str], dtype: WeightDtype) -> Weigh
             n_head: Some(2),
             dtype,
             out: dir.to_path_buf(),
+            shard_bytes: coconut_core::manifest::MAX_SHARD_BYTES,
         })
         .unwrap();
     }
@@ -278,6 +279,7 @@ fn an_int8_import_lists_its_stage_and_bad_requests_leave_no_folder() {
         n_head,
         dtype: WeightDtype::Int8,
         out: dir.path().join("other"),
+        shard_bytes: coconut_core::manifest::MAX_SHARD_BYTES,
     };
     let err = format!("{:#}", import(&request(None, "stage0")).unwrap_err());
     assert!(err.contains("--n-head"), "{err}");
@@ -295,4 +297,44 @@ fn an_int8_import_lists_its_stage_and_bad_requests_leave_no_folder() {
         .unwrap_err()
     );
     assert!(err.contains("--layout seed"), "{err}");
+}
+
+#[test]
+fn a_stage_over_the_piece_size_is_stored_in_pieces_and_reads_back_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let whole = imported(&dir.path().join("whole"), &["stage3"], WeightDtype::F32);
+    let (_, _, want) = whole.stage("stage3").unwrap();
+    let request = |shard_bytes| ImportRequest {
+        source: Source::Pt(fixture("standin.pt")),
+        stage: "stage3".into(),
+        layout: LayoutFamily::Seed,
+        n_head: Some(2),
+        dtype: WeightDtype::F32,
+        out: dir.path().join("pieces"),
+        shard_bytes,
+    };
+    // 3.3 MB of f32 in pieces of 1 MiB.
+    import(&request(1 << 20)).unwrap();
+    let pieces = WeightsDir::open(dir.path().join("pieces")).unwrap();
+    let entry = pieces.manifest.stage("stage3").unwrap().clone();
+    assert_eq!(entry.file.shards.len(), 4);
+    assert_eq!(entry.file.sha256, whole.manifest.stage("stage3").unwrap().file.sha256);
+    let names: Vec<String> = std::fs::read_dir(dir.path().join("pieces"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("stage3"))
+        .collect();
+    assert_eq!(names.len(), 4, "{names:?}");
+    assert!(!names.contains(&"stage3.safetensors".to_string()));
+    assert_eq!(pieces.stage("stage3").unwrap().2, want);
+    // Written again in one piece: the pieces go, the one file comes.
+    import(&request(coconut_core::manifest::MAX_SHARD_BYTES)).unwrap();
+    let files: Vec<String> = std::fs::read_dir(dir.path().join("pieces"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("stage3"))
+        .collect();
+    assert_eq!(files, ["stage3.safetensors"]);
+    let again = WeightsDir::open(dir.path().join("pieces")).unwrap();
+    assert_eq!(again.stage("stage3").unwrap().2, want);
 }

@@ -35,6 +35,29 @@ async function fetchBytes(url, onChunk) {
   return bytes;
 }
 
+// A file of the folder, as its manifest entry describes it: one fetch, or its pieces (`shards`, a
+// file over 64 MiB) fetched in order and joined. The wasm side checks the whole file's size and
+// sha256 before it uses a byte.
+async function fetchEntry(base, entry, onChunk) {
+  if (!Array.isArray(entry.shards) || entry.shards.length === 0) {
+    return fetchBytes(`${base}${entry.file}`, onChunk);
+  }
+  const bytes = new Uint8Array(entry.bytes);
+  let at = 0;
+  for (const shard of entry.shards) {
+    const piece = await fetchBytes(`${base}${shard.file}`, onChunk);
+    if (piece.length !== shard.bytes || at + piece.length > bytes.length) {
+      throw new Error(`${shard.file} has ${piece.length} bytes, the manifest says ${shard.bytes}`);
+    }
+    bytes.set(piece, at);
+    at += piece.length;
+  }
+  return bytes;
+}
+
+// Above this many bytes the page asks before downloading a stage (a visitor on a phone plan).
+export const LARGE_BYTES = 100e6;
+
 // Starts downloading `base`'s manifest, which needs no app: the page calls it before the wasm is
 // ready, so the two travel together. Its failure is reported where loadWeights awaits it.
 export function fetchManifest(base) {
@@ -48,9 +71,12 @@ export function fetchManifest(base) {
 // { manifest, loaded }: `loaded(id)` is a promise of stage `id`'s weights, resolving to null or to
 // the message of its failure (never rejecting). The first call for another stage starts the
 // downloads of all the others (the page makes it once its first answer shows, so they never
-// compete with the opening stage for a slow connection).
+// compete with the opening stage for a slow connection). In a large folder (a stage over
+// LARGE_BYTES) each stage downloads only when asked for, and only once `confirm(stage, bytes)`
+// resolves to true (the page asks the visitor); a refusal is that stage's failure.
 // `manifestFetch` is fetchManifest(base) when the page started it early.
-export async function loadWeights(app, base, progress, first, manifestFetch = fetchManifest(base)) {
+export async function loadWeights(app, base, progress, first, manifestFetch = fetchManifest(base),
+  confirm = async () => true) {
   progress(0, `Loading ${base}manifest.json…`);
   const manifestBytes = await manifestFetch;
   const manifestText = new TextDecoder().decode(manifestBytes);
@@ -70,7 +96,7 @@ export async function loadWeights(app, base, progress, first, manifestFetch = fe
   } catch (e) {
     throw new Error(`${base}${e.message}`);
   }
-  const tokenizer = await fetchBytes(`${base}${manifest.tokenizer.file}`, () => {});
+  const tokenizer = await fetchEntry(base, manifest.tokenizer, () => {});
   app.load(manifestText, tokenizer);
   // What each stage is, in the page's words, from Rust (the manifest's `kind`): `stage.info`.
   for (const info of JSON.parse(app.stages())) {
@@ -87,8 +113,13 @@ export async function loadWeights(app, base, progress, first, manifestFetch = fe
     progress(Math.min(done / total, 1), `Loading ${name} (${(done / 1e6).toFixed(1)} of ${(total / 1e6).toFixed(1)} MB)`);
   };
   // A stage's weights and probes download side by side (one round trip, not two).
+  const large = manifest.stages.some((s) => files(s).reduce((sum, f) => sum + (f.bytes || 0), 0) > LARGE_BYTES);
   const fetchStage = async (stage, onChunk) => {
-    const [weights, probes] = await Promise.all(files(stage).map((f) => fetchBytes(`${base}${f.file}`, onChunk)));
+    const bytes = files(stage).reduce((sum, f) => sum + (f.bytes || 0), 0);
+    if (bytes > LARGE_BYTES && !(await confirm(stage, bytes))) {
+      throw new Error(`not downloaded (${(bytes / 1e6).toFixed(0)} MB): the download was declined`);
+    }
+    const [weights, probes] = await Promise.all(files(stage).map((f) => fetchEntry(base, f, onChunk)));
     app.addStage(stage.id, weights);
     if (probes) app.addProbes(stage.id, probes);
   };
@@ -109,7 +140,17 @@ export async function loadWeights(app, base, progress, first, manifestFetch = fe
   progress(1, `Loaded ${opening.id} (${(total / 1e6).toFixed(1)} MB, sha256 checked)`);
   const stages = new Map([[opening.id, Promise.resolve(null)]]);
   const loaded = (id) => {
-    if (stages.size === 1 && id !== opening.id) {
+    const stage = manifest.stages.find((s) => s.id === id);
+    if (large && stage && !stages.has(id)) {
+      // One stage at a time, when it is chosen, with its own progress.
+      const tickLarge = (n) => progress(0, `Loading ${stage.id} (${(n / 1e6).toFixed(1)} MB so far)`);
+      let got = 0;
+      stages.set(id, fetchStage(stage, (n) => tickLarge((got += n))).then(
+        () => null,
+        (e) => `${stage.id} could not be loaded: ${e.message || String(e)}`,
+      ));
+    }
+    if (!large && stages.size === 1 && id !== opening.id) {
       for (const stage of manifest.stages.filter((s) => s !== opening)) {
         stages.set(stage.id, fetchStage(stage, () => {}).then(
           () => null,
@@ -119,5 +160,5 @@ export async function loadWeights(app, base, progress, first, manifestFetch = fe
     }
     return stages.get(id) ?? Promise.resolve(null);
   };
-  return { manifest, loaded };
+  return { manifest, loaded, large };
 }

@@ -6,7 +6,7 @@
 // `+` reads as a plus, as typed (address.js). Without them, a first visit shows the answer at
 // once and invites the animation.
 
-import { fetchManifest, loadWeights } from './loader.js';
+import { fetchManifest, loadWeights, LARGE_BYTES } from './loader.js';
 import { Player } from './player.js';
 import { renderInspector, clearInspector } from './inspector.js';
 import { editor } from './edit.js';
@@ -522,6 +522,19 @@ function wire() {
   });
 }
 
+// Examples the loaded model refuses (the seed's GPT-2 takes two operands of one length, 2 to 4
+// digits; a folder may lack the stage an example names) are not offered.
+function hideRefusedExamples() {
+  for (const option of el.preset.options) {
+    if (!option.value) continue;
+    const [problem, stage] = option.value.split('@');
+    const [a, b] = problem.split('+');
+    const errors = JSON.parse(app.check(a, b, stage ?? el.stage.value));
+    const missing = stage && !manifest.stages.some((s) => s.id === stage);
+    option.hidden = option.disabled = Boolean(errors.a || errors.b || missing);
+  }
+}
+
 // Waits for the stages loading behind the first answer and says how that went; a stage that
 // failed cannot be chosen and names why.
 async function allStagesLoaded() {
@@ -544,6 +557,29 @@ async function allStagesLoaded() {
     : el.status.textContent;
 }
 
+// A folder with a stage over LARGE_BYTES (an imported GPT-2): stages load one by one on demand.
+let largeFolder = false;
+
+// Asks before a download of more than LARGE_BYTES; resolves to whether the visitor agreed.
+function askLarge(stage, bytes) {
+  const box = $('large-ask');
+  $('loading').dataset.failed = 'true'; // keep the line visible while it asks
+  el.status.textContent = `${stageLabel(stage)} is ${(bytes / 1e6).toFixed(0)} MB to download. Download it?`;
+  box.hidden = false;
+  return new Promise((resolve) => {
+    const answer = (yes) => () => {
+      box.hidden = true;
+      delete $('loading').dataset.failed;
+      $('large-yes').onclick = $('large-no').onclick = null;
+      el.status.textContent = yes ? `Downloading ${stage.id}…` : `${stage.id} was not downloaded.`;
+      resolve(yes);
+    };
+    $('large-yes').onclick = answer(true);
+    $('large-no').onclick = answer(false);
+    $('large-yes').focus();
+  });
+}
+
 async function main() {
   if (params.get('projector') === '1') setProjector(true);
   wire();
@@ -564,12 +600,12 @@ async function main() {
   try {
     // The weights are the second half of the bar (the engine was the first).
     const loaded = await loadWeights(app, base, (fraction, text) => {
-      if (el.status.dataset.state !== 'loading') return;
-      el.progress.value = 0.5 + 0.5 * fraction;
-      el.status.textContent = text;
-    }, opening, manifestFetch);
+      if (el.status.dataset.state === 'loading') el.progress.value = 0.5 + 0.5 * fraction;
+      if (el.status.dataset.state === 'loading' || largeFolder) el.status.textContent = text;
+    }, opening, manifestFetch, askLarge);
     manifest = loaded.manifest;
     stageLoads = loaded.loaded;
+    largeFolder = loaded.large;
   } catch (e) {
     loadFailed(e.message || String(e));
     return;
@@ -583,7 +619,15 @@ async function main() {
   el.stage.value = opening(manifest);
   showStageAbout();
   const model = JSON.parse(app.model());
-  $('model-facts').textContent = `a ${model.n_layer}-layer GPT-2 with ${(model.n_params / 1e6).toFixed(2)}M parameters`;
+  const size = `${model.n_layer}-layer GPT-2 with ${(model.n_params / 1e6).toFixed(2)}M parameters`;
+  if (model.family === 'seed') {
+    // An imported checkpoint of the seed's family: not ours, not trained here.
+    $('model-facts').textContent = `the seed's ${size} (GPT-2's ${model.vocab_size}-token vocabulary)`;
+    $('model-origin').textContent = 'imported from its PyTorch checkpoint and run by this project\'s engine';
+  } else {
+    $('model-facts').textContent = `a ${size}`;
+  }
+  hideRefusedExamples();
   renderAccuracy(el.accuracy, el.accuracyNote, manifest);
   await chooseEngine();
   el.status.dataset.state = 'ready';
@@ -611,7 +655,15 @@ async function main() {
     // A first visit: the answer at once, the animation one click away (#watch).
     if (!params.has('chapter')) await solve(false);
   }
-  await allStagesLoaded();
+  if (largeFolder) {
+    // Every stage is large: each downloads when it is chosen (and after asking), not all now.
+    const most = Math.max(...manifest.stages.map((s) => s.bytes || 0));
+    el.weightsNote.textContent = `This folder's stages are large (up to ${(most / 1e6).toFixed(0)} MB each, over ` +
+      `${LARGE_BYTES / 1e6} MB): each downloads when you choose it, after asking; every file is checked ` +
+      'against the size and sha256 checksum that manifest.json gives for it.';
+  } else {
+    await allStagesLoaded();
+  }
   if ('serviceWorker' in navigator && location.protocol !== 'file:') {
     navigator.serviceWorker.register('sw.js').then(() => navigator.serviceWorker.ready).then((reg) => {
       const page = location.href.split('?')[0];

@@ -11,6 +11,7 @@ const kindOf = (s) => ({
 });
 
 export function chapters(manifest) {
+  if (manifest.family?.layout === 'seed') return seedChapters(manifest);
   const ids = manifest.stages.map((s) => s.id);
   const k = Object.fromEntries(manifest.stages.map((s) => [s.id, kindOf(s)]));
   const latent = ids.filter((id) => k[id].kind === 'latent').sort((a, b) => k[a].k - k[b].k);
@@ -117,4 +118,37 @@ export function chapters(manifest) {
     }
   }
   return list;
+}
+
+// An imported checkpoint of the seed's family (a GPT-2 fine-tuned with Coconut elsewhere): what
+// its stages do, with no claim about its answers (the verdict beside each says it; its accuracy is
+// what `coconut eval` measures).
+function seedChapters(manifest) {
+  const byK = (k) => manifest.stages.find((s) => (s.kind?.latent?.k ?? -1) === k)?.id;
+  const problem = ['347', '285'];
+  const list = [
+    {
+      title: "The seed's GPT-2",
+      text: `This folder holds an imported GPT-2 (${manifest.model.n_layer} layers, ${manifest.model.n_embd} numbers per
+        position, GPT-2's own vocabulary) fine-tuned with Coconut on additions of two numbers of the same length, 2 to 4
+        digits. Press <b>Play</b> (or space) to watch it, and select any position to look inside.`,
+      stage: byK(0),
+      problem,
+    },
+    {
+      title: 'The last steps in its head',
+      text: `From stage 1 on, its <i>last</i> steps become continuous thoughts, one per step: the first steps are given
+        written, units first, then the thoughts, then <i>&lt;eot&gt;</i> is fed and the answer follows.`,
+      stage: byK(1) ?? byK(2),
+      problem,
+    },
+    {
+      title: 'All in its head',
+      text: `In stage 3 every column is a thought (as many as the operands have digits): the question,
+        <i>&lt;bot&gt;</i>, the thoughts, <i>&lt;eot&gt;</i>, the answer.`,
+      stage: byK(3),
+      problem,
+    },
+  ];
+  return list.filter((c) => c.stage);
 }

@@ -182,6 +182,12 @@ impl App {
     #[wasm_bindgen(js_name = useWebGpu)]
     pub fn use_webgpu(&self) -> Promise {
         let state = self.state.clone();
+        if state.borrow().seed.is_some() {
+            let reason = "the seed's GPT-2 runs on the reference engine in the page (its WGSL \
+                          path runs in coconut solve --engine wgpu)";
+            state.borrow_mut().use_reference(Some(reason.into()));
+            return Promise::reject(&error(reason));
+        }
         future_to_promise(async move {
             match Gpu::new(&GpuOptions::default()).await {
                 Ok(gpu) => {

@@ -228,6 +228,7 @@ mod tests {
                 n_head: Some(2),
                 dtype: WeightDtype::F32,
                 out: dir.to_path_buf(),
+                shard_bytes: coconut_core::manifest::MAX_SHARD_BYTES,
             })
             .unwrap();
         }

@@ -14,7 +14,7 @@ use anyhow::{bail, ensure, Context, Result};
 use coconut_core::data::SplitScheme;
 use coconut_core::family::{Family, LayoutFamily};
 use coconut_core::manifest::{
-    FileEntry, Manifest, StageEntry, WeightsDir, FORMAT_VERSION, MANIFEST_FILE,
+    FileEntry, Manifest, StageEntry, WeightsDir, FORMAT_VERSION, MANIFEST_FILE, MAX_SHARD_BYTES,
 };
 use coconut_core::positions::PositionScheme;
 use coconut_core::seed::tokenizer::Gpt2Tokenizer;
@@ -45,6 +45,9 @@ pub struct ImportRequest {
     pub n_head: Option<usize>,
     pub dtype: WeightDtype,
     pub out: PathBuf,
+    /// The largest piece the stage file is stored in ([`MAX_SHARD_BYTES`] at most; a larger
+    /// file is written as numbered pieces, `FileEntry::sharded`).
+    pub shard_bytes: u64,
 }
 
 impl TensorSource for torch_file::TorchFile {
@@ -267,6 +270,7 @@ pub fn import(request: &ImportRequest) -> Result<Imported> {
         &request.stage,
         &weights,
         request.dtype,
+        request.shard_bytes.clamp(1, MAX_SHARD_BYTES),
         folder,
     )?;
     Ok(Imported {
@@ -283,6 +287,7 @@ fn write_seed_stage(
     stage_id: &str,
     weights: &ModelWeights,
     dtype: WeightDtype,
+    shard_bytes: u64,
     mut folder: FolderWrite,
 ) -> Result<()> {
     let tokenizer_json = Gpt2Tokenizer::new().to_json();
@@ -290,16 +295,25 @@ fn write_seed_stage(
     let mut manifest = base_manifest(out, &weights.config, &tokenizer)?;
     let bytes = weights.to_safetensors();
     let file_name = format!("{stage_id}.safetensors");
-    let entry = seed_stage_entry(
-        stage_id,
-        manifest.max_digits,
-        dtype,
-        FileEntry::describe(&file_name, &bytes),
-    )?;
+    let (file, pieces) = FileEntry::sharded(&file_name, &bytes, shard_bytes);
+    let entry = seed_stage_entry(stage_id, manifest.max_digits, dtype, file)?;
+    // The stage written again (another size, or pieces now): its old files go.
+    let old_files: Vec<String> = manifest
+        .stages
+        .iter()
+        .filter(|s| s.id == entry.id)
+        .flat_map(|s| stored_files(&s.file))
+        .collect();
     manifest.stages.retain(|s| s.id != entry.id);
     manifest.stages.push(entry.clone());
     manifest.stages.sort_by(|a, b| a.id.cmp(&b.id));
-    folder.write(&file_name, &bytes)?;
+    for old in old_files {
+        folder.remove(&old)?;
+    }
+    for (name, piece) in &pieces {
+        folder.write(name, piece)?;
+    }
+    drop(pieces);
     drop(bytes);
     folder.write(crate::export::TOKENIZER_FILE, tokenizer_json.as_bytes())?;
     folder.write(MANIFEST_FILE, manifest.to_json().as_bytes())?;
@@ -328,5 +342,14 @@ pub fn write_trained_seed_stage(
 ) -> Result<()> {
     let folder = FolderWrite::begin(out, Start::Keep)?;
     let stored = weights.convert(dtype);
-    write_seed_stage(out, stage_id, &stored, dtype, folder)
+    write_seed_stage(out, stage_id, &stored, dtype, MAX_SHARD_BYTES, folder)
+}
+
+/// The names of the folder's files an entry stands for: its pieces, or the file itself.
+fn stored_files(entry: &FileEntry) -> Vec<String> {
+    if entry.shards.is_empty() {
+        vec![entry.file.clone()]
+    } else {
+        entry.shards.iter().map(|s| s.file.clone()).collect()
+    }
 }
