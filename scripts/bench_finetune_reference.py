@@ -11,7 +11,8 @@ clipping to norm 1 and AdamW over every parameter (decay 0.01).
 
 --procedure batched runs a batch in one pass with per-group weights; --procedure seed runs it as
 the seed did, one micro-batch (a group) at a time with loss / groups accumulated, then one step.
-Prints one JSON line like the Rust bench's.
+Prints one JSON line like the Rust bench's. `--device cuda` runs it on a GPU (eager, f32 with
+PyTorch's default matmul precision), timed with the GPU synchronized, peak GPU memory reported.
 """
 
 import argparse
@@ -60,7 +61,7 @@ class Gpt2(torch.nn.Module):
 
     def hidden(self, embeds):  # (B, T, C) input embeddings -> final hidden states
         t = embeds.shape[1]
-        x = embeds + self.wpe(torch.arange(t))
+        x = embeds + self.wpe(torch.arange(t, device=embeds.device))
         for block in self.blocks:
             x = block(x)
         return self.ln_f(x)
@@ -69,9 +70,11 @@ class Gpt2(torch.nn.Module):
 def loss_of(model, examples, weights, lam):
     """The weighted loss of `examples` (dicts from the dump), thoughts by re-running prefixes."""
     b, t = len(examples), max(len(e["ids"]) for e in examples)
+    dev = model.wte.weight.device
     ids = torch.full((b, t), PAD, dtype=torch.long)
     for i, e in enumerate(examples):
         ids[i, : len(e["ids"])] = torch.tensor(e["ids"])
+    ids = ids.to(dev)
     embeds = model.wte(ids)
     most = max(e["thoughts"] for e in examples)
     for j in range(most):
@@ -96,10 +99,10 @@ def loss_of(model, examples, weights, lam):
             norm_w.append(weights[i][1])
     flat = hidden.reshape(b * t, -1)
     logits = flat[rows] @ model.wte.weight.T  # (N, V)
-    ce = F.cross_entropy(logits, torch.tensor(targets), reduction="none")
-    loss = (ce * torch.tensor(target_w)).sum()
+    ce = F.cross_entropy(logits, torch.tensor(targets, device=dev), reduction="none")
+    loss = (ce * torch.tensor(target_w, device=dev)).sum()
     if lam > 0 and norm_rows:
-        loss = loss + (flat[norm_rows].norm(dim=1) * torch.tensor(norm_w)).sum()
+        loss = loss + (flat[norm_rows].norm(dim=1) * torch.tensor(norm_w, device=dev)).sum()
     return loss
 
 
@@ -127,11 +130,14 @@ def main():
     p.add_argument("--width", type=int, default=768)
     p.add_argument("--heads", type=int, default=12)
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--device", default="cpu", help="cpu, or cuda (eager, f32 matmuls as PyTorch defaults)")
     a = p.parse_args()
     torch.set_num_threads(a.threads)
     torch.manual_seed(1)
     batches = json.load(open(a.batches))
-    model = Gpt2(50261, 128, a.width, a.layers, a.heads)
+    model = Gpt2(50261, 128, a.width, a.layers, a.heads).to(a.device)
+    cuda = a.device.startswith("cuda")
+    sync = torch.cuda.synchronize if cuda else (lambda: None)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-5, weight_decay=0.01)
     lam = 0.0 if a.stage == 0 else 0.001
 
@@ -156,8 +162,10 @@ def main():
     step(batches[0])  # warm-up
     times, tokens, last = [], 0, 0.0
     for batch in batches[1:]:
+        sync()
         start = time.perf_counter()
         last = step(batch)
+        sync()
         times.append(time.perf_counter() - start)
         tokens += sum(len(e["ids"]) for e in batch)
     times.sort()
@@ -172,6 +180,8 @@ def main():
         "tokens_per_step": tokens / len(times),
         "loss": last,
         "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "peak_gpu_mib": torch.cuda.max_memory_allocated() / 2**20 if cuda else None,
+        "device": a.device,
         "params": sum(p.numel() for p in model.parameters()),
     }))
 
