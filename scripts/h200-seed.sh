@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs ON an NVIDIA (H200) machine, from the repository root: the seed's size on a GPU, in one
-# script with one time budget, every result under $OUT (BENCHMARKS.md, "The seed's size on an
-# H200"). No Rust and no network there: it takes the binaries prepared here (DEV=.device):
+# script with one time budget, every result in $OUT/results.tgz (the device tool brings back at
+# most 8 files) and the log beside it (BENCHMARKS.md, "On an NVIDIA H200"). No Rust and no network there: it takes the binaries prepared here (DEV=.device):
 #   $DEV/coconut-cuda.xz     `coconut` built with --features cuda (scripts/cuda-build.sh), xz'd
 #   $DEV/reference_speed.xz  core/examples/reference_speed (release, CPU), xz'd
 #   $DEV/batches-0.json, $DEV/batches-3.json
@@ -18,6 +18,7 @@
 #      engine (Vulkan on the H200) beside the reference on the seed-size int8 folder and on the
 #      shipped stages.
 # Usage: OUT=/some/dir BUDGET=540 bash scripts/h200-seed.sh
+# (LAYERS=2 WIDTH=64 HEADS=2 DEVICE=cpu: a small dry run of the script itself, on any machine.)
 set -u
 OUT=${OUT:-$PWD/h200-seed-out}
 BUDGET=${BUDGET:-540}
@@ -25,7 +26,12 @@ DEV=${DEV:-.device}
 TORCH_VENV=${TORCH_VENV:-/opt/torch/.venv}
 PY=${PY:-$TORCH_VENV/bin/python3}
 [ -x "$PY" ] || PY=python3
-mkdir -p "$OUT"
+LAYERS=${LAYERS:-36} WIDTH=${WIDTH:-1280} HEADS=${HEADS:-20} DEVICE=${DEVICE:-cuda}
+# Results gather here and travel as one archive.
+FINAL=$OUT
+OUT=$(mktemp -d)
+mkdir -p "$FINAL"
+trap 'tar czf "$FINAL/results.tgz" -C "$OUT" . ; cp "$OUT/log.txt" "$FINAL/" 2>/dev/null' EXIT
 start=$(date +%s)
 log() { echo "[$(( $(date +%s) - start )) s] $*" | tee -a "$OUT/log.txt"; }
 left() { echo $(( BUDGET - ($(date +%s) - start) )); }
@@ -42,7 +48,7 @@ part() {
   return $rc
 }
 
-for f in .gl/*.deb; do [ -f "$f" ] && dpkg -x "$f" /; done
+for f in "${GL:-.gl}"/*.deb; do [ -f "$f" ] && dpkg -x "$f" /; done
 ldconfig 2>/dev/null
 # The NVIDIA Vulkan driver where the loader would not find it on its own.
 icd=/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json
@@ -58,7 +64,8 @@ BIN=/tmp/bin/coconut
 "$PY" -c 'import torch, transformers; print("torch", torch.__version__, "transformers", transformers.__version__)' >> "$OUT/gpu.txt" 2>&1
 
 # --- 1. the checkpoint and its folders
-part large 120 "$PY" scripts/seed_large.py --out /tmp/large || exit 0
+part large 120 "$PY" scripts/seed_large.py --out /tmp/large --n-layer "$LAYERS" --n-embd "$WIDTH" \
+  --n-head "$HEADS" || exit 0
 part import-f32 120 "$BIN" import --hf /tmp/large --stage stage0 --dtype f32 --out /tmp/large-f32 &
 part import-int8 120 "$BIN" import --hf /tmp/large --stage stage3 --dtype int8 --out /tmp/large-int8 &
 wait
@@ -70,7 +77,7 @@ poll() { nvidia-smi --query-gpu=memory.used --format=csv,noheader,nounits -lms 1
 ours() { # name, stage, steps, extra flags
   local name=$1 stage=$2 steps=$3; shift 3
   local p; p=$(poll "$name")
-  part "$name" 120 "$BIN" train --init /tmp/large-f32 --recipe seed --device cuda --stages "$stage" \
+  part "$name" 120 "$BIN" train --init /tmp/large-f32 --recipe seed --device "$DEVICE" --stages "$stage" \
     --steps "$steps" --run-dir "/tmp/runs/$name" "$@"
   kill "$p" 2>/dev/null
   cp "/tmp/runs/$name/metrics.jsonl" "$OUT/$name.metrics.jsonl" 2>/dev/null
@@ -81,9 +88,9 @@ ours ours-s0-micro1 0 3 --micro-batch 1
 for spec in "0 16" "3 1"; do
   read -r stage group <<<"$spec"
   for procedure in batched seed; do
-    part "torch-s$stage-$procedure" 120 "$PY" -W ignore scripts/bench_finetune_reference.py --device cuda \
+    part "torch-s$stage-$procedure" 120 "$PY" -W ignore scripts/bench_finetune_reference.py --device "$DEVICE" \
       --batches "$DEV/batches-$stage.json" --stage "$stage" --group "$group" --procedure "$procedure" \
-      --layers 36 --width 1280 --heads 20 --threads 16
+      --layers "$LAYERS" --width "$WIDTH" --heads "$HEADS" --threads "$(nproc)"
   done
 done
 

@@ -26,7 +26,10 @@ def main():
     config = GPT2Config(n_layer=args.n_layer, n_embd=args.n_embd, n_head=args.n_head,
                         n_positions=1024, vocab_size=50261)
     model = GPT2LMHeadModel(config).eval()
-    model.save_pretrained(args.out, safe_serialization=True)
+    try:
+        model.save_pretrained(args.out, safe_serialization=True)
+    except TypeError:  # transformers 5 writes safetensors always and dropped the argument
+        model.save_pretrained(args.out)
     n = sum(p.numel() for p in model.parameters())
     print(f"{args.out}: {n / 1e6:.1f}M parameters")
 

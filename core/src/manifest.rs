@@ -1339,8 +1339,14 @@ mod tests {
             assert!(e.contains(want), "{e}");
         };
         refused(&|f| f.shards[0].bytes -= 1, "its pieces hold");
-        refused(&|f| f.shards[1].shards = vec![f.shards[0].clone()], "not stored in pieces");
-        refused(&|f| f.shards[0].bytes = MAX_SHARD_BYTES + 1, "a piece holds 1 to");
+        refused(
+            &|f| f.shards[1].shards = vec![f.shards[0].clone()],
+            "not stored in pieces",
+        );
+        refused(
+            &|f| f.shards[0].bytes = MAX_SHARD_BYTES + 1,
+            "a piece holds 1 to",
+        );
         refused(&|f| f.shards[2].file = "../x".into(), "shards[2]");
     }
 

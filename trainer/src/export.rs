@@ -178,7 +178,11 @@ fn folder_manifest(
 /// (tokenizer, stages, probes) read and verified against it.
 pub fn check_weights_folder(dir: &Path) -> Result<()> {
     let folder = coconut_core::manifest::WeightsDir::open(dir)?;
-    folder.tokenizer()?;
+    if folder.manifest.family.layout == coconut_core::family::LayoutFamily::Seed {
+        folder.seed_tokenizer()?;
+    } else {
+        folder.tokenizer()?;
+    }
     for entry in &folder.manifest.stages {
         folder.stage(&entry.id)?;
         folder.probes(entry)?;

@@ -13,6 +13,7 @@
 use crate::folder::FolderWrite;
 use anyhow::{ensure, Context, Result};
 use candle_core::{DType, Device, Tensor};
+use coconut_core::family::LayoutFamily;
 use coconut_core::manifest::{FileEntry, StageEntry, WeightsDir, MANIFEST_FILE};
 use coconut_core::probes::{Probe, ProbeDtype, ProbeScore, Quantity, ThoughtProbes};
 use coconut_core::problem::Problem;
@@ -223,6 +224,9 @@ pub fn probe_folder(
     sizes: ProbeSizes,
     mut progress: impl FnMut(&str),
 ) -> Result<Vec<ThoughtProbes>> {
+    if dir.manifest.family.layout == LayoutFamily::Seed {
+        return probe_seed_folder(dir, stages, sizes, progress);
+    }
     let tokenizer = dir.tokenizer()?;
     let splits = dir.manifest.test_data().generate()?;
     ensure!(
@@ -236,6 +240,70 @@ pub fn probe_folder(
     on_each_stage(dir, &entries, &mut progress, |id, stage, model| {
         let fit_thoughts = thoughts(model, &tokenizer, fit, stage)?;
         let test_thoughts = thoughts(model, &tokenizer, test, stage)?;
+        Ok(vec![probe_stage(
+            id,
+            (fit, &fit_thoughts),
+            (test, &test_thoughts),
+            dir.manifest.max_digits,
+            1234,
+        )?])
+    })
+}
+
+/// [`probe_folder`] for a folder of the seed's family (an imported GPT-2): each latent stage's
+/// thoughts in its free runs (thoughts counted from the operands, `coconut solve`'s default) on
+/// the first `sizes.fit` problems of the seed's training set, scored on `sizes.test` of its
+/// validation problems that are not training problems (`coconut eval`'s held-out set). A slot is
+/// probed for every operand column, so the table says which column each thought holds (the seed
+/// thinks its last steps, units first).
+fn probe_seed_folder(
+    dir: &WeightsDir,
+    stages: &[String],
+    sizes: ProbeSizes,
+    mut progress: impl FnMut(&str),
+) -> Result<Vec<ThoughtProbes>> {
+    use coconut_core::seed::decode::{answer_tokens, decoder};
+    use coconut_core::seed::layout::{SeedStage, ThoughtCount};
+    use coconut_core::seed::problems::{split, SeedSplit, TrainingSet};
+    let vocab = dir.seed_tokenizer()?;
+    let tokens = answer_tokens(&vocab);
+    let training = split(SeedSplit::Train);
+    let in_training = TrainingSet::new();
+    let held_out: Vec<Problem> = split(SeedSplit::Validation)
+        .into_iter()
+        .filter(|p| !in_training.contains(p))
+        .collect();
+    ensure!(
+        sizes.fit <= training.len() && sizes.test <= held_out.len(),
+        "at most {} fit and {} test problems",
+        training.len(),
+        held_out.len()
+    );
+    let (fit, test) = (&training[..sizes.fit], &held_out[..sizes.test]);
+    let entries = thought_stages(dir, stages)?;
+    on_each_stage(dir, &entries, &mut progress, |id, stage, model| {
+        let seed_stage = u8::try_from(stage.latent_steps())
+            .ok()
+            .and_then(SeedStage::new)
+            .with_context(|| format!("{id}: the seed's stages are stage0 to stage3"))?;
+        let n_positions = model.config().n_positions;
+        let thoughts_of = |problems: &[Problem]| -> Result<Vec<Vec<Vec<f32>>>> {
+            problems
+                .iter()
+                .map(|p| {
+                    let d = decoder(
+                        &vocab,
+                        &tokens,
+                        p,
+                        seed_stage,
+                        ThoughtCount::Columns,
+                        n_positions,
+                    )?;
+                    Ok(model.run_decoder(d, false)?.thoughts)
+                })
+                .collect()
+        };
+        let (fit_thoughts, test_thoughts) = (thoughts_of(fit)?, thoughts_of(test)?);
         Ok(vec![probe_stage(
             id,
             (fit, &fit_thoughts),

@@ -318,7 +318,10 @@ fn a_stage_over_the_piece_size_is_stored_in_pieces_and_reads_back_whole() {
     let pieces = WeightsDir::open(dir.path().join("pieces")).unwrap();
     let entry = pieces.manifest.stage("stage3").unwrap().clone();
     assert_eq!(entry.file.shards.len(), 4);
-    assert_eq!(entry.file.sha256, whole.manifest.stage("stage3").unwrap().file.sha256);
+    assert_eq!(
+        entry.file.sha256,
+        whole.manifest.stage("stage3").unwrap().file.sha256
+    );
     let names: Vec<String> = std::fs::read_dir(dir.path().join("pieces"))
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
@@ -337,4 +340,52 @@ fn a_stage_over_the_piece_size_is_stored_in_pieces_and_reads_back_whole() {
     assert_eq!(files, ["stage3.safetensors"]);
     let again = WeightsDir::open(dir.path().join("pieces")).unwrap();
     assert_eq!(again.stage("stage3").unwrap().2, want);
+}
+
+#[test]
+fn the_seed_s_thoughts_are_probed_and_the_probes_ship_with_its_folder() {
+    use coconut_trainer::folder::{FolderWrite, Start};
+    use coconut_trainer::probe::{probe_folder, ship, ProbeSizes};
+    let dir = tempfile::tempdir().unwrap();
+    let folder = imported(
+        dir.path(),
+        &["stage0", "stage1", "stage2", "stage3"],
+        WeightDtype::F32,
+    );
+    let sizes = ProbeSizes {
+        fit: 300,
+        test: 100,
+    };
+    let mut seen = Vec::new();
+    let probed = probe_folder(&folder, &[], sizes, |id| seen.push(id.to_string())).unwrap();
+    // Stage 0 thinks nothing; stages 1-3 think their last 1, 2 and every column (thoughts
+    // counted from the operands: at most 4 for the seed's 4-digit problems).
+    assert_eq!(seen, ["stage1", "stage2", "stage3"]);
+    for (stage, most) in probed.iter().zip([1, 2, 4]) {
+        let slots = stage.scores.iter().map(|s| s.slot).max().unwrap() + 1;
+        assert_eq!(slots, most, "{:?}", stage.stage());
+        assert!(stage.scores.iter().all(|s| s.column < 4 && s.n_test > 0));
+        // Each slot is scored on the held-out problems that have it.
+        let slot0 = stage.scores.iter().find(|s| s.slot == 0).unwrap();
+        assert_eq!((slot0.n_fit, slot0.n_test), (300, 100));
+    }
+    let written = ship(
+        FolderWrite::begin(dir.path(), Start::Keep).unwrap(),
+        &folder,
+        &probed,
+    )
+    .unwrap();
+    assert_eq!(written.len(), 3);
+    let shipped = WeightsDir::open(dir.path()).unwrap();
+    for id in ["stage1", "stage2", "stage3"] {
+        let entry = shipped.manifest.stage(id).unwrap();
+        assert!(shipped.probes(entry).unwrap().is_some(), "{id}");
+    }
+    // A name that is not a thinking stage is refused before any work.
+    let err = probe_folder(&folder, &["stage0".into()], sizes, |_| {}).unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("not a stage with fed-back thoughts"),
+        "{err}"
+    );
 }

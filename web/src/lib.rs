@@ -136,6 +136,9 @@ impl App {
     /// thoughts show what the probes read.
     #[wasm_bindgen(js_name = addProbes)]
     pub fn add_probes(&self, id: &str, bytes: &[u8]) -> Result<(), JsValue> {
+        if let Some(seed) = self.state.borrow_mut().seed.as_mut() {
+            return seed.add_probes(id, bytes).map_err(error);
+        }
         self.state
             .borrow_mut()
             .session

@@ -3,14 +3,15 @@
 //! `tokenizers` crate, the seed's layouts and answer rule through core's seed decoder, on the
 //! reference engine. It answers what `coconut solve --weights DIR --stage S` prints (the
 //! `columns` thought count, its default: counted from the operands alone) and hands the page
-//! the same [`SolveView`] as this project's own models, without probes or edits (none are
-//! fitted for the seed's thoughts; `coconut intervene` edits them).
+//! the same [`SolveView`] as this project's own models, with the folder's probes where `coconut
+//! probe --ship` fitted them, without edits (`coconut intervene` edits its thoughts).
 
 use crate::operand::parse_operand;
 use crate::session::{measured_note, FieldErrors};
-use crate::view::{solve_view, EditScope, SolveView, Verdict};
+use crate::view::{solve_view, EditScope, Probed, SolveView, Verdict};
 use coconut_core::decoding::{AnswerTokens, Generation, Solution};
 use coconut_core::manifest::{Manifest, StageEntry};
+use coconut_core::probes::ThoughtProbes;
 use coconut_core::reference::ReferenceModel;
 use coconut_core::seed::decode::{answer, answer_tokens, decoder, text};
 use coconut_core::seed::layout::{check_problem, SeedStage, ThoughtCount};
@@ -29,6 +30,8 @@ struct SeedLoaded {
     entry: StageEntry,
     stage: SeedStage,
     reference: ReferenceModel,
+    /// Its probes (`coconut probe --ship` on the folder), once their file has loaded.
+    probes: Option<ThoughtProbes>,
 }
 
 pub struct SeedSession {
@@ -78,7 +81,26 @@ impl SeedSession {
             entry,
             stage,
             reference,
+            probes: None,
         });
+        Ok(())
+    }
+
+    /// Verifies a loaded stage's probes file against the manifest and keeps it: its thoughts
+    /// then show what the probes read (fitted on the seed's own problems).
+    pub fn add_probes(&mut self, id: &str, bytes: &[u8]) -> Result<(), String> {
+        let id = self.stage(id)?.entry.id.clone();
+        let loaded = self
+            .stages
+            .iter_mut()
+            .find(|s| s.entry.id == id)
+            .expect("found above");
+        let probes = self
+            .manifest
+            .stage_probes(&loaded.entry, bytes)
+            .map_err(|e| e.to_string())?
+            .ok_or_else(|| format!("the manifest lists no probes for stage {id}"))?;
+        loaded.probes = Some(probes);
         Ok(())
     }
 
@@ -154,12 +176,23 @@ impl SeedSession {
             text: text(&self.vocab, &generation.ids),
             generation,
         };
+        // Probes are fitted and scored on the seed's kind of problem, the only kind it solves.
+        let probed = loaded.probes.as_ref().and_then(|p| {
+            let score = p.scores.first()?;
+            let probed = Probed {
+                digits: SEED_DIGITS,
+                n_fit: score.n_fit,
+                n_test: score.n_test,
+                measured_here: true,
+            };
+            Some((p, probed))
+        });
         let mut view = solve_view(
             &loaded.entry.id,
             true,
             &solution,
             &loaded.reference,
-            None,
+            probed,
             &self.vocab,
         );
         // The seed's answers are read as written (`coconut solve`'s rule for its family).
@@ -232,6 +265,11 @@ mod tests {
             })
             .unwrap();
         }
+        load(dir)
+    }
+
+    /// The folder `dir` loaded as the page loads it: the manifest, the tokenizer, every stage.
+    fn load(dir: &Path) -> SeedSession {
         let manifest = std::fs::read_to_string(dir.join("manifest.json")).unwrap();
         let manifest = crate::session::Session::check_manifest(&manifest).unwrap();
         let tokenizer = std::fs::read(dir.join(&manifest.tokenizer.file)).unwrap();
@@ -302,6 +340,47 @@ mod tests {
             }
         }
         assert_eq!(compared, 64);
+    }
+
+    #[test]
+    fn probes_shipped_with_a_seed_folder_read_its_thoughts() {
+        use coconut_trainer::folder::{FolderWrite, Start};
+        use coconut_trainer::probe::{probe_folder, ship, ProbeSizes};
+        let dir = tempfile::tempdir().unwrap();
+        drop(session(dir.path()));
+        let folder = coconut_core::manifest::WeightsDir::open(dir.path()).unwrap();
+        let sizes = ProbeSizes { fit: 200, test: 50 };
+        let probed = probe_folder(&folder, &["stage3".into()], sizes, |_| {}).unwrap();
+        ship(
+            FolderWrite::begin(dir.path(), Start::Keep).unwrap(),
+            &folder,
+            &probed,
+        )
+        .unwrap();
+        let mut session = load(dir.path());
+        let entry = session.manifest.stage("stage3").unwrap().clone();
+        let file = entry.probes.as_ref().unwrap();
+        let bytes = std::fs::read(dir.path().join(&file.file)).unwrap();
+        session.add_probes("stage3", &bytes).unwrap();
+        assert!(
+            session.add_probes("stage1", &bytes).is_err(),
+            "stage1 lists no probes"
+        );
+        let view = session
+            .solve("stage3", &Problem::new(347, 285), true)
+            .unwrap();
+        let at_thoughts: Vec<usize> = view
+            .tokens
+            .iter()
+            .zip(&view.positions)
+            .filter(|(t, _)| t.kind == TokenKind::Thought)
+            .map(|(_, p)| p.probes.len())
+            .collect();
+        // Three thoughts, each read by a digit and a carry probe per column.
+        assert_eq!(at_thoughts, [8, 8, 8]);
+        assert!(view
+            .probed
+            .is_some_and(|p| p.measured_here && p.n_fit == 200));
     }
 
     #[test]
