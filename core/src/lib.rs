@@ -1,7 +1,10 @@
 //! Shared contracts of the Coconut latent-reasoning lab.
 //!
 //! Everything the trainer, the shader engine and the browser must agree on lives here,
-//! in plain Rust that also compiles to `wasm32-unknown-unknown`:
+//! in plain Rust that also compiles to `wasm32-unknown-unknown`, in five folders: problems and
+//! data ([`problems`]), this project's vocabulary, stages, layouts and decoding ([`curriculum`]),
+//! the model and its files ([`model`]), the reference engine and what is measured with it
+//! ([`engine`]), and the seed's GPT-2 family ([`seed`]). Each module is also at the root:
 //!
 //! - [`problem`]: `a + b` problems, their parser and their column-by-column chain of thought;
 //! - [`data`]: seeded, disjoint train / validation / test splits and the out-of-distribution set;
@@ -26,33 +29,19 @@
 //! - [`reference`]: a plain-Rust forward pass with a KV cache and thought feedback, the oracle
 //!   of every other engine and the browser's CPU fallback.
 
-pub mod compare;
-pub mod config;
-pub mod data;
-pub mod decoder;
-pub mod decoding;
-pub mod draw;
-pub mod effects;
-pub mod family;
-pub mod files;
-pub mod golden;
-pub mod intervention;
-pub mod layout;
-pub mod lengths;
-pub mod manifest;
-pub mod plain_tokenizer;
-pub mod positions;
-pub mod probes;
-pub mod problem;
-pub mod reference;
+pub mod curriculum;
+pub mod engine;
+pub mod model;
+pub mod problems;
 pub mod seed;
-pub mod skeleton;
-pub mod stage;
-pub mod stored;
-pub mod stratified;
-pub mod tokenizer;
-pub mod vocabulary;
-pub mod weights;
+
+// Each module also at the crate's root, where every caller names it (`coconut_core::manifest`).
+pub use curriculum::{
+    decoder, decoding, layout, plain_tokenizer, positions, stage, tokenizer, vocabulary,
+};
+pub use engine::{compare, effects, golden, intervention, probes, reference};
+pub use model::{config, family, files, manifest, skeleton, stored, weights};
+pub use problems::{data, draw, lengths, problem, stratified};
 
 pub use config::ModelConfig;
 pub use problem::{ParseError, Problem};

@@ -355,7 +355,7 @@ fn hf_files(weights: &ModelWeights, stage: &Stage) -> Result<Vec<(&'static str, 
                   token's embedding; then decode greedily until <eos>; the answer is between \
                   <eot> and <eos>, units first if answer_order = least_significant_first. \
                   With positions = coupled, pass position_ids: each token's \
-                  column (docs/positions.md, core/src/positions.rs), and feed (columns + 1) * c \
+                  column (docs/positions.md, core/src/curriculum/positions.rs), and feed (columns + 1) * c \
                   thoughts at the all-latent stage (min(latent_steps, columns + 1) * c before) \
                   instead of `thoughts`; with ids_ahead, each position from <bot> on takes the \
                   column of what follows it (docs/positions.md, \"Ahead\")",
