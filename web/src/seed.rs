@@ -7,7 +7,7 @@
 //! probe --ship` fitted them, without edits (`coconut intervene` edits its thoughts).
 
 use crate::operand::parse_operand;
-use crate::session::{measured_note, FieldErrors};
+use crate::session::{measured_note, verified_probes, verified_stage, FieldErrors};
 use crate::view::{solve_view, EditScope, Probed, SolveView, Verdict};
 use coconut_core::decoding::{AnswerTokens, Generation, Solution};
 use coconut_core::manifest::{Manifest, StageEntry};
@@ -63,7 +63,7 @@ impl SeedSession {
 
     /// Verifies a stage file against the manifest (size, sha256, tensors) and loads it.
     pub fn add_stage(&mut self, id: &str, bytes: &[u8]) -> Result<(), String> {
-        let entry = self.manifest.stage(id).map_err(|e| e.to_string())?.clone();
+        let (entry, weights) = verified_stage(&self.manifest, id, bytes)?;
         let StageKind::Latent { k } = entry.kind else {
             return Err(format!("{}: not one of the seed's stages", entry.id));
         };
@@ -71,10 +71,6 @@ impl SeedSession {
             .ok()
             .and_then(SeedStage::new)
             .ok_or_else(|| format!("{}: the seed's stages are stage0 to stage3", entry.id))?;
-        let weights = self
-            .manifest
-            .stage_weights(&entry, bytes)
-            .map_err(|e| e.to_string())?;
         let reference = ReferenceModel::new(&weights);
         self.stages.retain(|s| s.entry.id != entry.id);
         self.stages.push(SeedLoaded {
@@ -95,12 +91,7 @@ impl SeedSession {
             .iter_mut()
             .find(|s| s.entry.id == id)
             .expect("found above");
-        let probes = self
-            .manifest
-            .stage_probes(&loaded.entry, bytes)
-            .map_err(|e| e.to_string())?
-            .ok_or_else(|| format!("the manifest lists no probes for stage {id}"))?;
-        loaded.probes = Some(probes);
+        loaded.probes = Some(verified_probes(&self.manifest, &loaded.entry, bytes)?);
         Ok(())
     }
 

@@ -178,11 +178,7 @@ impl Session {
 
     /// Verifies a stage file against the manifest (size, sha256, tensors) and loads it.
     pub fn add_stage(&mut self, id: &str, bytes: &[u8]) -> Result<(), String> {
-        let entry = self.manifest.stage(id).map_err(|e| e.to_string())?.clone();
-        let weights = self
-            .manifest
-            .stage_weights(&entry, bytes)
-            .map_err(|e| e.to_string())?;
+        let (entry, weights) = verified_stage(&self.manifest, id, bytes)?;
         let stage = self.manifest.stage_of(&entry);
         let reference = ReferenceModel::new(&weights);
         self.stages.retain(|s| s.entry.id != entry.id);
@@ -206,12 +202,7 @@ impl Session {
             .iter_mut()
             .find(|s| s.entry.id == id)
             .expect("found above");
-        let probes = self
-            .manifest
-            .stage_probes(&loaded.entry, bytes)
-            .map_err(|e| e.to_string())?
-            .ok_or_else(|| format!("the manifest lists no probes for stage {id}"))?;
-        loaded.probes = Some(probes);
+        loaded.probes = Some(verified_probes(&self.manifest, &loaded.entry, bytes)?);
         Ok(())
     }
 
@@ -537,6 +528,33 @@ impl Session {
         view.flips = self.flips_measured(loaded);
         Ok(view)
     }
+}
+
+/// Stage `id`'s entry and its file's weights, verified against the manifest (size, sha256,
+/// tensors), for either model family.
+pub fn verified_stage(
+    manifest: &Manifest,
+    id: &str,
+    bytes: &[u8],
+) -> Result<(StageEntry, coconut_core::weights::ModelWeights), String> {
+    let entry = manifest.stage(id).map_err(|e| e.to_string())?.clone();
+    let weights = manifest
+        .stage_weights(&entry, bytes)
+        .map_err(|e| e.to_string())?;
+    Ok((entry, weights))
+}
+
+/// A stage's probes file, verified against the manifest (size, sha256, every probe shaped for
+/// the model and the stage); refused for a stage that lists none.
+pub fn verified_probes(
+    manifest: &Manifest,
+    entry: &StageEntry,
+    bytes: &[u8],
+) -> Result<ThoughtProbes, String> {
+    manifest
+        .stage_probes(entry, bytes)
+        .map_err(|e| e.to_string())?
+        .ok_or_else(|| format!("the manifest lists no probes for stage {}", entry.id))
 }
 
 /// What the manifest measured for `problem`'s kind, in a sentence (`coconut solve`'s note,
