@@ -560,8 +560,16 @@ async function allStagesLoaded() {
 // A folder with a stage over LARGE_BYTES (an imported GPT-2): stages load one by one on demand.
 let largeFolder = false;
 
-// Asks before a download of more than LARGE_BYTES; resolves to whether the visitor agreed.
+// Asks before a download of more than LARGE_BYTES; resolves to whether the visitor agreed. One
+// question at a time ("Compare all stages" wants every stage at once).
+let asking = Promise.resolve();
 function askLarge(stage, bytes) {
+  const turn = asking.then(() => askOne(stage, bytes));
+  asking = turn.catch(() => {});
+  return turn;
+}
+
+function askOne(stage, bytes) {
   const box = $('large-ask');
   $('loading').dataset.failed = 'true'; // keep the line visible while it asks
   el.status.textContent = `${stageLabel(stage)} is ${(bytes / 1e6).toFixed(0)} MB to download. Download it?`;
