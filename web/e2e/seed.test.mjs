@@ -30,7 +30,16 @@ before(async () => {
       '--stage', `stage${k}`, '--n-head', '2', '--dtype', 'f32', '--shard-mb', '1', '--out', folder], { encoding: 'utf8' });
     assert.equal(r.status, 0, `coconut import: ${r.stderr}`);
   }
-  srv = await server({ '/seed-weights': folder });
+  // The same folder with stage3 said to be 150 MB in three pieces: the page must ask before
+  // fetching any of them (and fetches nothing when told not to).
+  const large = path.join(tmp, 'large');
+  fs.cpSync(folder, large, { recursive: true });
+  const manifest = readManifest(large);
+  const s3 = manifest.stages.find((s) => s.id === 'stage3');
+  s3.bytes = 150e6;
+  s3.shards = [1, 2, 3].map((i) => ({ file: `absent-${i}.safetensors`, bytes: 50e6, sha256: '0'.repeat(64) }));
+  fs.writeFileSync(path.join(large, 'manifest.json'), JSON.stringify(manifest));
+  srv = await server({ '/seed-weights': folder, '/large-weights': large });
   browser = await launch();
 });
 after(async () => {
@@ -81,6 +90,24 @@ describe("the seed's GPT-2 in the page", () => {
       assert.match(facts, /imported from its PyTorch checkpoint/);
       assert.doesNotMatch(facts, /trained from scratch/);
       session.assertClean();
+    } finally {
+      await session.close();
+    }
+  });
+
+  it('asks before downloading a stage over 100 MB, and fetches nothing when told not to', async () => {
+    const session = await openPage(browser);
+    const fetched = [];
+    session.page.on('request', (r) => fetched.push(new URL(r.url()).pathname));
+    try {
+      await session.page.goto(pageUrl(srv.url, { weights: 'large-weights/', a: '347', b: '285', stage: 'stage3', animate: 0 }));
+      await session.page.waitForSelector('#large-ask:not([hidden])', { timeout: 60_000 });
+      assert.match(await session.page.textContent('#status'), /150 MB to download/);
+      await session.page.click('#large-no');
+      await session.page.waitForSelector('#status[data-state=failed]', { timeout: 60_000 });
+      assert.match(await session.page.textContent('#status'), /declined/);
+      assert.ok(!fetched.some((p) => p.includes('absent-')), fetched.join(' '));
+      session.assertClean({ allowConsole: true });
     } finally {
       await session.close();
     }
