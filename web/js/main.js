@@ -630,7 +630,7 @@ async function main() {
   const size = `${model.n_layer}-layer GPT-2 with ${(model.n_params / 1e6).toFixed(2)}M parameters`;
   if (model.family === 'seed') {
     // An imported checkpoint of the seed's family: not ours, not trained here.
-    $('model-facts').textContent = `the seed's ${size} (GPT-2's ${model.vocab_size}-token vocabulary)`;
+    $('model-facts').textContent = `a ${size} of the seed's family (GPT-2's ${model.vocab_size}-token vocabulary)`;
     $('model-origin').textContent = 'imported from its PyTorch checkpoint and run by this project\'s engine';
   } else {
     $('model-facts').textContent = `a ${size}`;

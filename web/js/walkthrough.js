@@ -129,9 +129,10 @@ function seedChapters(manifest) {
   const list = [
     {
       title: "The seed's GPT-2",
-      text: `This folder holds an imported GPT-2 (${manifest.model.n_layer} layers, ${manifest.model.n_embd} numbers per
-        position, GPT-2's own vocabulary) fine-tuned with Coconut on additions of two numbers of the same length, 2 to 4
-        digits. Press <b>Play</b> (or space) to watch it, and select any position to look inside.`,
+      text: `This folder holds a GPT-2 of the seed's family (${manifest.model.n_layer} layers, ${manifest.model.n_embd} numbers
+        per position, GPT-2's own vocabulary), imported from a PyTorch or Hugging Face checkpoint: it reads additions
+        of two numbers of the same length, 2 to 4 digits, laid out as the seed's Coconut curriculum lays them out.
+        Press <b>Play</b> (or space) to watch it, and select any position to look inside.`,
       stage: byK(0),
       problem,
     },
