@@ -2,9 +2,9 @@
 //! (clap), and how the training flags make a run's settings.
 
 use crate::limits::{self, count, steps, MAX_PROBLEMS};
-use crate::solve::EngineKind;
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
+use coconut_core::seed::layout::ThoughtCount;
 use coconut_trainer::export::ExportFormat;
 use coconut_trainer::run_dir::load_run_config;
 use coconut_trainer::{StagePlan, TrainConfig};
@@ -420,7 +420,7 @@ pub struct SolveArgs {
     /// For a folder of the seed's family: how many thoughts a problem gets, counted from the
     /// operands (columns, columns-plus-one) or from its own steps (gold, which tells the model
     /// whether the sum has an extra digit, as the seed's loop did).
-    #[arg(long, default_value = "columns", value_parser = crate::seed::protocol)]
+    #[arg(long, default_value = "columns", value_parser = protocol)]
     pub thoughts: coconut_core::seed::layout::ThoughtCount,
 }
 
@@ -544,7 +544,7 @@ pub struct InterveneArgs {
     pub measure_json: Option<PathBuf>,
     /// For a folder of the seed's family: how many thoughts a problem gets (as `solve
     /// --thoughts`).
-    #[arg(long, default_value = "columns", value_parser = crate::seed::protocol)]
+    #[arg(long, default_value = "columns", value_parser = protocol)]
     pub thoughts: coconut_core::seed::layout::ThoughtCount,
 }
 
@@ -666,4 +666,34 @@ impl Cli {
         }
         Ok(())
     }
+}
+
+/// Which implementation of the model answers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum EngineKind {
+    /// core's plain-Rust reference engine (the oracle).
+    Reference,
+    /// The trainer's candle model.
+    Candle,
+    /// The trainer's hand-written CPU engine (what `coconut eval` runs on the CPU).
+    Cpu,
+    /// The WGSL engine on wgpu (Vulkan or GL natively; lavapipe works without a GPU).
+    Wgpu,
+}
+
+/// The thought-count protocols, by their command-line names.
+pub const PROTOCOLS: [(&str, ThoughtCount); 3] = [
+    ("gold", ThoughtCount::Gold),
+    ("columns", ThoughtCount::Columns),
+    ("columns-plus-one", ThoughtCount::ColumnsPlusOne),
+];
+
+pub fn protocol(name: &str) -> Result<ThoughtCount, String> {
+    PROTOCOLS
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map(|(_, c)| *c)
+        .ok_or_else(|| {
+            format!("unknown protocol '{name}': expected gold, columns or columns-plus-one")
+        })
 }

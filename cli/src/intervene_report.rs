@@ -35,7 +35,7 @@ pub fn report(
 ) -> Result<u8> {
     let patches: Vec<String> = args.patch.iter().map(ToString::to_string).collect();
     let mut refused = false;
-    for input in &crate::solve::argument_lines(&args.problems) {
+    for input in &crate::input::argument_lines(&args.problems) {
         let line = match solve(input) {
             Ok((problem, plain, edited)) if args.json => json!({
                 "input": input,

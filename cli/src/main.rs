@@ -6,6 +6,7 @@ mod args;
 #[cfg(test)]
 mod args_fuzz;
 mod finetune;
+mod input;
 mod intervene;
 mod intervene_report;
 mod limits;

@@ -12,8 +12,9 @@
 //! seed's published metric (teacher-forced answer tokens on its first 500 validation problems,
 //! training problems included, as it measured them) so the two can be compared.
 
+use crate::args::{EngineKind, PROTOCOLS};
+use crate::input::{argument_lines, parse_line, Line, Lines};
 use crate::output::{note, outln};
-use crate::solve::{argument_lines, parse_line, EngineKind, Line, Lines};
 use anyhow::{Context, Result};
 use coconut_core::manifest::WeightsDir;
 use coconut_core::seed::decode::{answer, answer_tokens, decoder};
@@ -25,23 +26,6 @@ use coconut_core::Problem;
 use coconut_trainer::seed::{FreeRun, SeedEngine, SeedEngineKind};
 use serde_json::json;
 use std::collections::BTreeMap;
-
-/// The thought-count protocols, by their command-line names.
-pub const PROTOCOLS: [(&str, ThoughtCount); 3] = [
-    ("gold", ThoughtCount::Gold),
-    ("columns", ThoughtCount::Columns),
-    ("columns-plus-one", ThoughtCount::ColumnsPlusOne),
-];
-
-pub fn protocol(name: &str) -> Result<ThoughtCount, String> {
-    PROTOCOLS
-        .iter()
-        .find(|(n, _)| *n == name)
-        .map(|(_, c)| *c)
-        .ok_or_else(|| {
-            format!("unknown protocol '{name}': expected gold, columns or columns-plus-one")
-        })
-}
 
 /// The engine a seed folder's stage runs on: one of the trainer's CPU engines, or the WGSL
 /// engine's per-layer path (the one-dispatch solver does not take the seed's shape).

@@ -4,10 +4,10 @@
 //! another problem (`J=from:A+B`, run under the same thought count). Flips read a carry probe,
 //! and no probes are fitted for the seed's thoughts: refused by name.
 
+use crate::args::EngineKind;
 use crate::args::InterveneArgs;
 use crate::intervene_report::{report, Outcome};
 use crate::seed::{check_seed_problem, SeedModel, SeedRunner};
-use crate::solve::EngineKind;
 use anyhow::{bail, Context, Result};
 use coconut_core::decoding::Generation;
 use coconut_core::intervention::{Edit, Intervention, PatchSpec};
