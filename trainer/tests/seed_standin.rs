@@ -381,6 +381,12 @@ fn the_seed_s_thoughts_are_probed_and_the_probes_ship_with_its_folder() {
         let entry = shipped.manifest.stage(id).unwrap();
         assert!(shipped.probes(entry).unwrap().is_some(), "{id}");
     }
+    // Importing stage3 again replaces its weights: its probes (of the old thoughts) go too.
+    imported(dir.path(), &["stage3"], WeightDtype::F32);
+    let again = WeightsDir::open(dir.path()).unwrap();
+    assert!(again.manifest.stage("stage3").unwrap().probes.is_none());
+    assert!(!dir.path().join("stage3.probes.safetensors").exists());
+    assert!(dir.path().join("stage2.probes.safetensors").exists());
     // A name that is not a thinking stage is refused before any work.
     let err = probe_folder(&folder, &["stage0".into()], sizes, |_| {}).unwrap_err();
     assert!(

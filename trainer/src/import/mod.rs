@@ -297,12 +297,16 @@ fn write_seed_stage(
     let file_name = format!("{stage_id}.safetensors");
     let (file, pieces) = FileEntry::sharded(&file_name, &bytes, shard_bytes);
     let entry = seed_stage_entry(stage_id, manifest.max_digits, dtype, file)?;
-    // The stage written again (another size, or pieces now): its old files go.
+    // The stage written again (another size, or pieces now): its old files go, and its probes,
+    // which read the old weights' thoughts.
     let old_files: Vec<String> = manifest
         .stages
         .iter()
         .filter(|s| s.id == entry.id)
-        .flat_map(|s| stored_files(&s.file))
+        .flat_map(|s| {
+            let probes = s.probes.iter().flat_map(stored_files);
+            stored_files(&s.file).into_iter().chain(probes)
+        })
         .collect();
     manifest.stages.retain(|s| s.id != entry.id);
     manifest.stages.push(entry.clone());
