@@ -14,7 +14,7 @@ use crate::eval::{cpu_greedy_correct, greedy_correct, EvalSet};
 use crate::model::{init_weights, to_host, Gpt};
 use crate::objective::Objective;
 use crate::optim::{AdamW, AdamWConfig};
-use anyhow::{ensure, Result};
+use anyhow::{ensure, Context, Result};
 use candle_core::backprop::GradStore;
 use candle_core::{Device, Tensor};
 use coconut_core::layout::Layout;
@@ -41,24 +41,32 @@ impl CandleLearner {
     /// Loss and gradient norm of `batch`; the gradient is kept for `apply`.
     fn compute(&mut self, batch: Batch) -> Result<StepStats> {
         self.grads = None;
-        self.accumulate(batch)
+        let loss = self.accumulate(batch)?;
+        Ok(StepStats {
+            loss,
+            grad_norm: self.grad_norm()?,
+        })
     }
 
-    /// [`CandleLearner::compute`], the gradient added to the one kept (a micro-batch).
-    fn accumulate(&mut self, batch: Batch) -> Result<StepStats> {
+    /// The loss of `batch`, its gradient added to the one kept (a micro-batch).
+    fn accumulate(&mut self, batch: Batch) -> Result<f64> {
         let loss_t = loss(&self.model, &batch)?;
         let loss = loss_t.to_scalar::<f32>()? as f64;
         let g = loss_t.backward()?;
-        let total = match self.grads.take() {
+        self.grads = Some(match self.grads.take() {
             None => g,
             Some(mut kept) => {
                 kept.extend(g)?; // sums where both hold a gradient
                 kept
             }
-        };
-        let grad_norm = self.optimizer.grad_norm(&total)?;
-        self.grads = Some(total);
-        Ok(StepStats { loss, grad_norm })
+        });
+        Ok(loss)
+    }
+
+    /// The norm of the gradient kept for `apply`.
+    fn grad_norm(&self) -> Result<f64> {
+        let grads = self.grads.as_ref().context("no gradient computed")?;
+        self.optimizer.grad_norm(grads)
     }
 }
 
@@ -152,12 +160,9 @@ impl Learner {
     ) -> Result<StepStats> {
         ensure!(micro >= 1, "micro-batches of 0 examples");
         let weights = objective.for_layouts(layouts, feeds_back);
-        let mut total = StepStats {
-            loss: 0.0,
-            grad_norm: 0.0,
-        };
+        let mut loss = 0.0;
         for (i, (part, w)) in layouts.chunks(micro).zip(weights.chunks(micro)).enumerate() {
-            let stats = match self {
+            loss += match self {
                 Learner::Cpu(engine) => {
                     engine.compute_weighted(part, feeds_back, None, w, i > 0)?
                 }
@@ -165,16 +170,18 @@ impl Learner {
                     let mut batch = Batch::of_layouts(part, feeds_back, c.model.device())?;
                     batch.weigh_with(part, w)?;
                     if i == 0 {
-                        c.compute(batch)?
-                    } else {
-                        c.accumulate(batch)?
+                        c.grads = None;
                     }
+                    c.accumulate(batch)?
                 }
             };
-            total.loss += stats.loss;
-            total.grad_norm = stats.grad_norm;
         }
-        Ok(total)
+        // The norm of the summed gradient, taken once.
+        let grad_norm = match self {
+            Learner::Cpu(engine) => engine.grad_norm(),
+            Learner::Candle(c) => c.grad_norm()?,
+        };
+        Ok(StepStats { loss, grad_norm })
     }
 
     /// One update from the last computed gradient, scaled by `grad_scale`.

@@ -158,12 +158,22 @@ impl CpuTrainer {
         objective: &Objective,
     ) -> Result<StepStats> {
         let weights = objective.for_layouts(layouts, feeds_back);
-        self.compute_weighted(layouts, feeds_back, noise, &weights, false)
+        let loss = self.compute_weighted(layouts, feeds_back, noise, &weights, false)?;
+        Ok(StepStats {
+            loss,
+            grad_norm: self.grad_norm(),
+        })
     }
 
-    /// [`CpuTrainer::compute`] with each example's weights given; with `accumulate`, the
-    /// gradient is added to the one kept from the last call (a micro-batch of a larger batch,
-    /// its weights taken from the whole batch's).
+    /// The norm of the gradient kept for [`CpuTrainer::apply`].
+    pub fn grad_norm(&self) -> f64 {
+        super::kernels::sum_of_squares(&self.grads).sqrt()
+    }
+
+    /// The loss of [`CpuTrainer::compute`] with each example's weights given, its gradient kept;
+    /// with `accumulate`, the gradient is added to the one kept from the last call (a
+    /// micro-batch of a larger batch, its weights taken from the whole batch's; the norm is the
+    /// caller's to take once, at the end: [`CpuTrainer::grad_norm`]).
     pub fn compute_weighted(
         &mut self,
         layouts: &[&Layout],
@@ -171,7 +181,7 @@ impl CpuTrainer {
         noise: Option<ThoughtNoise>,
         weights: &[ExampleWeights],
         accumulate: bool,
-    ) -> Result<StepStats> {
+    ) -> Result<f64> {
         ensure!(weights.len() == layouts.len(), "one weight per example");
         self.training_buffers();
         let lengths: Vec<usize> = layouts.iter().map(|l| l.ids.len()).collect();
@@ -235,9 +245,7 @@ impl CpuTrainer {
         for shard in &self.shards[1..plans.len()] {
             super::kernels::add_assign(&mut self.grads, &shard.grads);
         }
-        let loss = other_losses.iter().fold(first_loss, |sum, l| sum + l);
-        let grad_norm = super::kernels::sum_of_squares(&self.grads).sqrt();
-        Ok(StepStats { loss, grad_norm })
+        Ok(other_losses.iter().fold(first_loss, |sum, l| sum + l))
     }
 
     /// The mean loss over `layouts`' targets, without gradients.
