@@ -21,7 +21,7 @@ use coconut_core::seed::decode::{answer, answer_tokens, decoder};
 use coconut_core::seed::layout::{SeedLayout, SeedStage, ThoughtCount};
 use coconut_core::seed::metric::{judge, PUBLISHED_PROBLEMS};
 use coconut_core::seed::problems::{split, SeedSplit, TrainingSet};
-use coconut_core::seed::tokenizer::Gpt2Tokenizer;
+use coconut_core::seed::vocab::Gpt2Vocab;
 use coconut_core::Problem;
 use coconut_trainer::seed::{FreeRun, SeedEngine, SeedEngineKind};
 use serde_json::json;
@@ -90,7 +90,7 @@ pub struct SeedModel {
     pub stage: SeedStage,
     pub id: String,
     pub engine: SeedRunner,
-    pub tokenizer: Gpt2Tokenizer,
+    pub tokenizer: Gpt2Vocab,
     tokens: std::sync::Arc<coconut_core::decoding::AnswerTokens>,
 }
 
@@ -102,7 +102,7 @@ impl SeedModel {
             anyhow::bail!("{}: not a seed stage", entry.id);
         };
         let stage = SeedStage::new(k as u8).context("the seed's stages are stage0 to stage3")?;
-        let tokenizer = folder.seed_tokenizer()?;
+        let tokenizer = folder.seed_vocab()?;
         Ok(SeedModel {
             stage,
             id: entry.id,

@@ -179,7 +179,7 @@ fn folder_manifest(
 pub fn check_weights_folder(dir: &Path) -> Result<()> {
     let folder = coconut_core::manifest::WeightsDir::open(dir)?;
     if folder.manifest.family.layout == coconut_core::family::LayoutFamily::Seed {
-        folder.seed_tokenizer()?;
+        folder.seed_vocab()?;
     } else {
         folder.tokenizer()?;
     }

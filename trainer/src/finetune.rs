@@ -332,7 +332,7 @@ pub fn finetune(
         recipe_path.display()
     );
     let weights = weights.convert(WeightDtype::F32);
-    let tokenizer = dir.seed_tokenizer()?;
+    let tokenizer = dir.seed_vocab()?;
     crate::import::check_trained_seed_target(&file.out, &weights.config)
         .with_context(|| format!("--out {}", file.out.display()))?;
 

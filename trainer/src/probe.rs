@@ -265,7 +265,7 @@ fn probe_seed_folder(
     use coconut_core::seed::decode::{answer_tokens, decoder};
     use coconut_core::seed::layout::{SeedStage, ThoughtCount};
     use coconut_core::seed::problems::{split, SeedSplit, TrainingSet};
-    let vocab = dir.seed_tokenizer()?;
+    let vocab = dir.seed_vocab()?;
     let tokens = answer_tokens(&vocab);
     let training = split(SeedSplit::Train);
     let in_training = TrainingSet::new();

@@ -47,11 +47,9 @@ impl SeedSession {
     /// A checked manifest of the seed's family and its `tokenizer.json` (checked against the
     /// manifest's sha256, then against GPT-2's ids for a probe text).
     pub fn new(manifest: Manifest, tokenizer_bytes: &[u8]) -> Result<SeedSession, String> {
-        manifest
-            .tokenizer
-            .verify(tokenizer_bytes)
+        let vocab = manifest
+            .seed_vocab(tokenizer_bytes)
             .map_err(|e| e.to_string())?;
-        let vocab = Gpt2Vocab::from_json(tokenizer_bytes).map_err(|e| e.to_string())?;
         Ok(SeedSession {
             tokens: answer_tokens(&vocab),
             vocab,

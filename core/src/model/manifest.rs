@@ -125,6 +125,15 @@ impl FileEntry {
         (entry, named)
     }
 
+    /// The names of the folder's files this entry stands for: its pieces, or the file itself.
+    pub fn stored_files(&self) -> Vec<&str> {
+        if self.shards.is_empty() {
+            vec![self.file.as_str()]
+        } else {
+            self.shards.iter().map(|s| s.file.as_str()).collect()
+        }
+    }
+
     /// Checks the names and sizes of the pieces: plain names, none of them pieces of pieces,
     /// each of 1 to [`MAX_SHARD_BYTES`] bytes, together the file's size.
     fn check_shards(&self, field: &str) -> Result<(), String> {
@@ -681,6 +690,14 @@ impl Manifest {
         self.tokenizer.verify(bytes)?;
         Ok(Tokenizer::from_json(bytes)?)
     }
+
+    /// Verifies and parses the tokenizer file of a seed-family folder: GPT-2's vocabulary with
+    /// its four added tokens, checked against transformers' ids for a probe text.
+    pub fn seed_vocab(&self, bytes: &[u8]) -> Result<crate::seed::vocab::Gpt2Vocab, ManifestError> {
+        self.tokenizer.verify(bytes)?;
+        crate::seed::vocab::Gpt2Vocab::from_json(bytes)
+            .map_err(|e| ManifestError::Family(e.to_string()))
+    }
 }
 
 /// A weights folder on disk: the manifest and the files it names.
@@ -770,13 +787,11 @@ impl WeightsDir {
             .tokenizer(&self.read(&self.manifest.tokenizer, "tokenizer.file")?)
     }
 
-    /// The seed family's tokenizer (GPT-2's BPE and its four added tokens), verified.
-    #[cfg(feature = "hf-tokenizer")]
-    pub fn seed_tokenizer(&self) -> Result<crate::seed::tokenizer::Gpt2Tokenizer, ManifestError> {
+    /// The seed family's vocabulary (GPT-2's BPE and its four added tokens), verified
+    /// ([`Manifest::seed_vocab`]).
+    pub fn seed_vocab(&self) -> Result<crate::seed::vocab::Gpt2Vocab, ManifestError> {
         let bytes = self.read(&self.manifest.tokenizer, "tokenizer.file")?;
-        self.manifest.tokenizer.verify(&bytes)?;
-        crate::seed::tokenizer::Gpt2Tokenizer::from_json(&bytes)
-            .map_err(|e| ManifestError::Family(e.to_string()))
+        self.manifest.seed_vocab(&bytes)
     }
 
     /// A stage's probes, verified and checked ([`Manifest::stage_probes`]); None when the

@@ -50,10 +50,7 @@ impl SeedStage {
 /// The problems the seed's model was trained on: two operands of the same length, 2 to 4 digits
 /// (its data); others are refused, saying so.
 pub fn check_problem(p: &Problem) -> Result<(), String> {
-    let (da, db) = (
-        crate::problem::digit_count(p.a),
-        crate::problem::digit_count(p.b),
-    );
+    let (da, db) = p.digit_counts();
     if da == db && (2..=4).contains(&da) {
         Ok(())
     } else {

@@ -304,9 +304,12 @@ fn write_seed_stage(
         .iter()
         .filter(|s| s.id == entry.id)
         .flat_map(|s| {
-            let probes = s.probes.iter().flat_map(stored_files);
-            stored_files(&s.file).into_iter().chain(probes)
+            s.file
+                .stored_files()
+                .into_iter()
+                .chain(s.probes.iter().flat_map(FileEntry::stored_files))
         })
+        .map(str::to_string)
         .collect();
     manifest.stages.retain(|s| s.id != entry.id);
     manifest.stages.push(entry.clone());
@@ -347,13 +350,4 @@ pub fn write_trained_seed_stage(
     let folder = FolderWrite::begin(out, Start::Keep)?;
     let stored = weights.convert(dtype);
     write_seed_stage(out, stage_id, &stored, dtype, MAX_SHARD_BYTES, folder)
-}
-
-/// The names of the folder's files an entry stands for: its pieces, or the file itself.
-fn stored_files(entry: &FileEntry) -> Vec<String> {
-    if entry.shards.is_empty() {
-        vec![entry.file.clone()]
-    } else {
-        entry.shards.iter().map(|s| s.file.clone()).collect()
-    }
 }
