@@ -81,6 +81,9 @@ def run(past, position, **inputs):
 
 for p in problems:
     a, b = (x.strip() for x in p.split("+"))
+    if meta.get("operand_pad") is not None:  # both written with the longer's digits and k more
+        width = max(len(a), len(b)) + meta["operand_pad"]
+        a, b = a.zfill(width), b.zfill(width)
     ids = ids_of(f"{a} + {b} =") + [meta["bot_id"]]
     pos = Positions(a, b)
     with torch.no_grad():

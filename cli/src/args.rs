@@ -179,6 +179,15 @@ pub struct TrainArgs {
     /// carry column (an experiment).
     #[arg(long, value_parser = count::<0, { limits::MAX_ID_SPREAD }>)]
     pub max_answer_pad: Option<usize>,
+    /// With --positions coupled: every stage writes both operands with the longer one's digits
+    /// and N more, leading zeros filling them (`00347 + 00085` for N = 2), so no column misses
+    /// a digit; the manifest records it and every engine writes questions so.
+    #[arg(long, value_parser = count::<0, { limits::MAX_ID_SPREAD }>)]
+    pub operand_pad: Option<usize>,
+    /// With --operand-pad: each training example pads its operands by 0..=N columns instead,
+    /// so the chain of columns is trained longer than the trained numbers are.
+    #[arg(long, value_parser = count::<0, { limits::MAX_ID_SPREAD }>)]
+    pub max_operand_pad: Option<usize>,
     /// Standard deviation of Gaussian noise added in training to every thought fed back, as a
     /// fraction of the thought's root mean square (an experiment; CPU engine only).
     #[arg(long, allow_negative_numbers = true, value_parser = limits::noise)]
@@ -297,8 +306,11 @@ impl TrainArgs {
             n_positions => model.n_positions, latent_order => latent_order,
             answer_order => answer_order, max_column_gap => max_column_gap,
             thought_noise => thought_noise, max_extra_thoughts => max_extra_thoughts,
-            max_answer_pad => max_answer_pad,
+            max_answer_pad => max_answer_pad, max_operand_pad => max_operand_pad,
         );
+        if self.operand_pad.is_some() {
+            c.operand_pad = self.operand_pad;
+        }
         if self.ids_ahead {
             c.ids_ahead = true;
         }

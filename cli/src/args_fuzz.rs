@@ -170,6 +170,8 @@ fn train_within_limits(t: &TrainArgs) -> bool {
         (t.max_column_gap, 0, MAX_ID_SPREAD),
         (t.max_extra_thoughts, 0, MAX_THOUGHTS_PER_STEP),
         (t.max_answer_pad, 0, MAX_ID_SPREAD),
+        (t.operand_pad, 0, MAX_ID_SPREAD),
+        (t.max_operand_pad, 0, MAX_ID_SPREAD),
         (t.batch_size, 1, MAX_BATCH),
         (t.n_train, 1, MAX_TRAIN_PROBLEMS),
         (t.max_digits, 1, MAX_DIGITS),

@@ -24,6 +24,8 @@ fn curriculum_flags(args: &TrainArgs) -> Vec<&'static str> {
         ("--max-column-gap", args.max_column_gap.is_some()),
         ("--max-extra-thoughts", args.max_extra_thoughts.is_some()),
         ("--max-answer-pad", args.max_answer_pad.is_some()),
+        ("--operand-pad", args.operand_pad.is_some()),
+        ("--max-operand-pad", args.max_operand_pad.is_some()),
         ("--thought-noise", args.thought_noise.is_some()),
         ("--stage-lr", args.stage_lr.is_some()),
         ("--stage-mix", args.stage_mix.is_some()),

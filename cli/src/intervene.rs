@@ -195,13 +195,13 @@ fn solve_both(
     problem: &Problem,
     edits: &[Intervention],
 ) -> Result<(Problem, Solution, Solution)> {
-    let has = ctx.stage.thoughts_for(problem.columns());
+    let has = ctx.stage.thoughts_of(problem);
     if let Some(edit) = edits.iter().find(|e| e.slot >= has) {
         bail!(
             "thought {} does not exist: {problem} has {has} thoughts at {stage_id} (numbered from \
              0; up to {} for {}-digit operands)",
             edit.slot,
-            ctx.stage.thoughts_for(ctx.max_digits),
+            ctx.stage.most_thoughts(ctx.max_digits),
             ctx.max_digits
         );
     }

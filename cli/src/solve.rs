@@ -55,7 +55,7 @@ impl Engine {
             Engine::Reference(m) => m.solve(tokenizer, problem, stage, false)?.generation.ids,
             Engine::Candle(m) => coconut_trainer::eval::solve(m, tokenizer, problem, stage)?,
             Engine::Cpu(m) => {
-                let prompt = coconut_core::layout::prompt(tokenizer, problem)?;
+                let prompt = coconut_core::layout::prompt(tokenizer, problem, stage)?;
                 m.generate(&[prompt], stage, 1)?.remove(0)
             }
             Engine::Wgpu(m) => {
@@ -175,13 +175,15 @@ fn answer(
                     "stage": stage.id(),
                     "answer": a.answer,
                     "text": a.text,
-                    "thoughts": stage.thoughts_for(a.problem.columns()),
+                    "thoughts": stage.thoughts_of(&a.problem),
                     "measured": measured_by.and_then(|e| e.measured_for(&a.problem)),
                 })
             )?,
             Ok(a) => {
                 let verdict = match &a.answer {
-                    Some(x) if answer_matches(&a.problem, x) => "correct",
+                    Some(x) if answer_matches(&a.problem, x, stage.columns_for(&a.problem)) => {
+                        "correct"
+                    }
                     Some(_) => "WRONG",
                     None => "no answer",
                 };

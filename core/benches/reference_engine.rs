@@ -31,7 +31,9 @@ fn uncached_generate(model: &ReferenceModel, prompt: &[u32], positions: usize) -
 fn bench(c: &mut Criterion) {
     let tokenizer = Tokenizer::new();
     let problem = Problem::new(4821, 7395);
-    let prompt = coconut_core::layout::prompt(&tokenizer, &problem).unwrap();
+    // Neither stage below pads its operands: one prompt for both.
+    let prompt =
+        coconut_core::layout::prompt(&tokenizer, &problem, &Stage::latent(0, 1, 5)).unwrap();
     let mut group = c.benchmark_group("solve");
     for (name, positions, stage) in [
         ("all-latent", 24, Stage::latent(5, 1, 5)),

@@ -207,7 +207,7 @@ impl WgpuEngine {
     ) -> Result<Vec<Solution>, GpuError> {
         let prompts = problems
             .iter()
-            .map(|p| prompt(tokenizer, p))
+            .map(|p| prompt(tokenizer, p, stage))
             .collect::<Result<Vec<_>, _>>()
             .map_err(EngineError::from)?;
         let generations = self.generate_batch(&prompts, stage).await?;
@@ -692,7 +692,7 @@ impl WgpuEngine {
         stage: &Stage,
         with_trace: bool,
     ) -> Result<Solution, GpuError> {
-        let ids = prompt(tokenizer, problem).map_err(EngineError::from)?;
+        let ids = prompt(tokenizer, problem, stage).map_err(EngineError::from)?;
         let generation = self.generate(&ids, stage, with_trace).await?;
         Ok(Solution::new(tokenizer, problem, stage, generation)?)
     }

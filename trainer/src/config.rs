@@ -144,6 +144,18 @@ pub struct TrainConfig {
     /// evaluation write none.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub max_answer_pad: usize,
+    /// With coupled ids, every stage writes both operands with the longer one's digits and
+    /// this many more, leading zeros filling them (`coconut_core::Stage::operand_pad`; the
+    /// manifest's stage entry says `"operand_pad": k`), so no column misses a digit; `None`: as
+    /// typed. Validation and evaluation write this many.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub operand_pad: Option<usize>,
+    /// With padded operands, each training example writes them with `0..=max_operand_pad`
+    /// columns of leading zeros instead of `operand_pad` (drawn uniformly per example, a pure
+    /// function of seed, stage and step), so the chain of columns is trained longer than the
+    /// trained numbers are (layouts mixed in from earlier stages are padded the same way).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub max_operand_pad: usize,
     /// The standard deviation of Gaussian noise added, in training only, to every thought fed
     /// back, as a fraction of the thought's root mean square (an experiment, CPU engine only): a
     /// chain of thoughts that still computes through the noise must carry what it needs with a
@@ -214,6 +226,8 @@ impl Default for TrainConfig {
             max_column_gap: 0,
             max_extra_thoughts: 0,
             max_answer_pad: 0,
+            operand_pad: None,
+            max_operand_pad: 0,
             thought_noise: 0.0,
             stages: epochs
                 .iter()
@@ -258,6 +272,7 @@ impl TrainConfig {
                 .with_order(self.latent_order)
                 .with_answer_order(self.answer_order)
                 .with_ids_ahead(self.ids_ahead)
+                .with_operand_pad(self.operand_pad)
         };
         Ok(match kind {
             StageKind::Latent { k } => {
@@ -411,6 +426,19 @@ impl TrainConfig {
 
     /// The checks of the position-id settings.
     fn validate_positions(&self) -> Result<()> {
+        if let Some(k) = self.operand_pad {
+            ensure!(
+                self.max_operand_pad == 0 || k <= self.max_operand_pad,
+                "operand_pad {k} is more than max_operand_pad {}: inference would write a \
+                 padding training never drew",
+                self.max_operand_pad
+            );
+        } else {
+            ensure!(
+                self.max_operand_pad == 0,
+                "max_operand_pad needs padded operands (operand_pad)"
+            );
+        }
         ensure!(
             self.latent_order == LatentOrder::First || self.positions.is_absolute(),
             "the last-steps latent order has absolute position ids only"
@@ -421,16 +449,18 @@ impl TrainConfig {
                     && self.max_column_gap == 0
                     && self.max_extra_thoughts == 0
                     && self.max_answer_pad == 0
+                    && self.operand_pad.is_none()
                     && !self.ids_ahead,
-                "max_position_offset, max_column_gap, max_extra_thoughts, max_answer_pad and \
-                 ids_ahead need coupled positions"
+                "max_position_offset, max_column_gap, max_extra_thoughts, max_answer_pad, \
+                 operand_pad and ids_ahead need coupled positions"
             ),
             PositionScheme::Coupled => {
                 // The highest id: the carry column of the longest problem (ahead, the column after
                 // it) at the largest offset, with the largest gap below each column.
                 // Saturating: settings files may hold any number, and an overflow must not wrap.
                 let top = (self.data.max_digits + usize::from(self.ids_ahead))
-                    .saturating_add(self.max_answer_pad);
+                    .saturating_add(self.max_answer_pad)
+                    .saturating_add(self.max_operand_pad.max(self.operand_pad.unwrap_or(0)));
                 let highest = (self.max_position_offset.saturating_add(1))
                     .saturating_add(top.saturating_mul(self.max_column_gap.saturating_add(1)));
                 ensure!(
@@ -547,6 +577,50 @@ mod tests {
                 .to_string()
                 .contains("coupled"));
         }
+    }
+
+    #[test]
+    fn padded_operands_are_coupled_drawn_around_what_inference_writes_and_fit_the_table() {
+        let padded = TrainConfig {
+            positions: PositionScheme::Coupled,
+            operand_pad: Some(2),
+            max_operand_pad: 4,
+            ..TrainConfig::default()
+        };
+        padded.validate().unwrap();
+        let stage = padded.stage(&padded.stages[5]).unwrap();
+        assert_eq!(stage.operand_pad, Some(2));
+        let refused = |c: TrainConfig| c.validate().unwrap_err().to_string();
+        let e = refused(TrainConfig {
+            positions: PositionScheme::Absolute,
+            max_operand_pad: 0,
+            ..padded.clone()
+        });
+        assert!(e.contains("operand_pad and ids_ahead need coupled"), "{e}");
+        let e = refused(TrainConfig {
+            operand_pad: Some(5),
+            ..padded.clone()
+        });
+        assert!(
+            e.contains("operand_pad 5 is more than max_operand_pad 4"),
+            "{e}"
+        );
+        let e = refused(TrainConfig {
+            operand_pad: None,
+            ..padded.clone()
+        });
+        assert!(e.contains("max_operand_pad needs padded operands"), "{e}");
+        // The widest drawn padding counts towards the highest id: 4 digits + 4 columns of
+        // padding at offset 0 reach id 9, so a table of 9 rows is refused and one of 10 is not.
+        let table = |n_positions| TrainConfig {
+            model: ModelConfig {
+                n_positions,
+                ..padded.model.clone()
+            },
+            ..padded.clone()
+        };
+        assert!(refused(table(9)).contains("coupled ids reach 9"));
+        table(10).validate().unwrap();
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! What each training step draws: the slice of the epoch's data order that makes its batch,
-//! the earlier stages mixed in, and the augmentation draws (position offsets, column gaps, extra
-//! thoughts, answer padding, thought noise). Every draw is a pure function of (seed, stage,
+//! the earlier stages mixed in, and the augmentation draws (operand padding, position offsets,
+//! column gaps, extra thoughts, answer padding, thought noise). Every draw is a pure function of (seed, stage,
 //! step), or (seed, stage, epoch) for the order, so a resumed run draws what an unbroken one
 //! would have.
 
@@ -42,8 +42,11 @@ pub struct StageDraws {
 pub struct Draw {
     /// Indices of the training problems.
     problems: Vec<usize>,
-    /// The layout at an earlier stage mixed in for a problem (None: the stage's own).
-    earlier: Vec<Option<Layout>>,
+    /// A problem's layout when it is not the stage's own one (None): an earlier stage's mixed
+    /// in, or its operands written with another padding.
+    relaid: Vec<Option<Layout>>,
+    /// Whether a problem's layout is an earlier stage's.
+    mixed: Vec<bool>,
     offsets: Vec<usize>,
     gaps: Vec<Vec<u32>>,
     extra: Vec<Vec<u32>>,
@@ -93,16 +96,34 @@ impl StageDraws {
         let end = (start + self.batch_size).min(self.pool.len());
         let problems = self.order.1[start..end].to_vec();
         let key = |stream| stream_key(stream, self.seed, self.stage_index, step);
-        let (n, columns) = (problems.len(), config.data.max_digits + 1);
+        let widest = config.max_operand_pad.max(config.operand_pad.unwrap_or(0));
+        let (n, columns) = (problems.len(), config.data.max_digits + widest + 1);
+        let earlier = mixed_in(
+            plan.mixing(config),
+            key(Stream::Mixing),
+            stage,
+            problems.len(),
+        );
+        let operand_pads = per_example_draws(config.max_operand_pad, key(Stream::OperandPad), n);
+        let relaid = problems
+            .iter()
+            .zip(&earlier)
+            .zip(operand_pads)
+            .map(|((&i, earlier), pad)| {
+                let repad = config.max_operand_pad > 0 && stage.operand_pad != Some(pad);
+                if earlier.is_none() && !repad {
+                    return Ok(None);
+                }
+                let mut at = earlier.unwrap_or(*stage);
+                if config.max_operand_pad > 0 {
+                    at = at.with_operand_pad(Some(pad));
+                }
+                Ok(Some(Layout::new(tokenizer, &train[i], &at)?))
+            })
+            .collect::<Result<Vec<_>>>()?;
         Ok(Draw {
-            earlier: mixed_in(
-                plan.mixing(config),
-                key(Stream::Mixing),
-                stage,
-                tokenizer,
-                train,
-                &problems,
-            )?,
+            relaid,
+            mixed: earlier.iter().map(Option::is_some).collect(),
             offsets: per_example_draws(config.max_position_offset, key(Stream::Offsets), n),
             gaps: per_column_draws(config.max_column_gap, key(Stream::Gaps), n, columns),
             extra: per_column_draws(
@@ -133,12 +154,11 @@ impl Draw {
     /// A member with a padded answer, extra thoughts, an offset or gaps is a copy (with its
     /// answer or thoughts lengthened, its column ids moved); the rest are borrowed.
     fn member<'a>(&'a self, j: usize, own: &'a Layout, stage: &Stage) -> Cow<'a, Layout> {
-        let earlier = self.earlier[j].as_ref();
-        let layout = earlier.unwrap_or(own);
+        let layout = self.relaid[j].as_ref().unwrap_or(own);
         // A mixed-in layout is another stage's, whose written steps the padding would number
         // as this stage's: only the stage's own answers are padded.
         let pad = self.pads[j];
-        let padded = if pad == 0 || earlier.is_some() {
+        let padded = if pad == 0 || self.mixed[j] {
             Cow::Borrowed(layout)
         } else {
             Cow::Owned(layout.with_answer_pad(stage, pad))
@@ -158,35 +178,26 @@ impl Draw {
     }
 }
 
-/// Coconut's data mixing: for each problem of a batch of latent stage k >= 1, with probability
-/// `mix`, its layout at a uniformly drawn earlier stage (None: the stage's own). A pure function
-/// of `key` ([`stream_key`]: seed, stage, step), like the data order.
-fn mixed_in(
-    mix: f64,
-    key: u64,
-    stage: &Stage,
-    tokenizer: &Tokenizer,
-    train: &[Problem],
-    batch: &[usize],
-) -> Result<Vec<Option<Layout>>> {
+/// Coconut's data mixing: for each of a batch's `n` problems at latent stage k >= 1, with
+/// probability `mix`, a uniformly drawn earlier stage to lay it out at (None: the stage
+/// itself). A pure function of `key` ([`stream_key`]: seed, stage, step), like the data order.
+fn mixed_in(mix: f64, key: u64, stage: &Stage, n: usize) -> Vec<Option<Stage>> {
     let coconut_core::StageKind::Latent { k } = stage.kind else {
-        return Ok(vec![None; batch.len()]);
+        return vec![None; n];
     };
     if mix <= 0.0 || k == 0 {
-        return Ok(vec![None; batch.len()]);
+        return vec![None; n];
     }
     let mut rng = ChaCha8Rng::seed_from_u64(key);
-    batch
-        .iter()
-        .map(|&i| {
+    (0..n)
+        .map(|_| {
             if rng.random::<f64>() >= mix {
-                return Ok(None);
+                return None;
             }
             // The stage's own settings (ids, orders) with fewer latent steps.
-            let earlier = stage.with_kind(coconut_core::StageKind::Latent {
+            Some(stage.with_kind(coconut_core::StageKind::Latent {
                 k: rng.random_range(0..k),
-            });
-            Ok(Some(Layout::new(tokenizer, &train[i], &earlier)?))
+            }))
         })
         .collect()
 }
@@ -228,6 +239,7 @@ enum Stream {
     ExtraThoughts = 0x0065_7874_7261,
     AnswerPad = 0x7061_6464,
     Noise = 0x006E_6F69_7365,
+    OperandPad = 0x6F70_6164,
 }
 
 /// The seed of `stream` at a step: a pure function of the stage's seed, the stage and the step,
@@ -249,5 +261,44 @@ mod tests {
         assert!(gaps.iter().all(|g| g.len() == 5));
         let drawn: std::collections::BTreeSet<u32> = gaps.iter().flatten().copied().collect();
         assert_eq!(drawn.into_iter().collect::<Vec<_>>(), [0, 1, 2, 3]);
+    }
+
+    /// Padded operands: each member is its problem laid out with the padding drawn for it, every
+    /// padding of the range is drawn, and the stage's own layout is used where the draw is the
+    /// stage's padding.
+    #[test]
+    fn each_member_is_laid_out_at_its_drawn_operand_padding() {
+        use coconut_core::positions::{Coupled, PositionScheme};
+        let config = TrainConfig {
+            positions: PositionScheme::Coupled,
+            ids_ahead: true,
+            operand_pad: Some(2),
+            max_operand_pad: 4,
+            ..TrainConfig::default()
+        };
+        config.validate().unwrap();
+        let plan = &config.stages[3];
+        let stage = config.stage(plan).unwrap();
+        let tok = Tokenizer::new();
+        let train: Vec<Problem> = (0..64).map(|i| Problem::new(7 + 131 * i, 3 + i)).collect();
+        let own: Vec<Layout> = train
+            .iter()
+            .map(|p| Layout::new(&tok, p, &stage).unwrap())
+            .collect();
+        let mut draws = StageDraws::new(&config, plan, 3, &train);
+        let draw = draws.draw(&config, plan, &stage, &tok, &train, 0).unwrap();
+        let members = draw.members(&own, &stage);
+        assert_eq!(members.len(), train.len());
+        let mut drawn = std::collections::BTreeSet::new();
+        for (j, (member, &i)) in members.iter().zip(&draw.problems).enumerate() {
+            let p = &train[i];
+            let pad = Coupled::columns_of(member.prompt()).unwrap() - p.columns();
+            drawn.insert(pad);
+            let want = Layout::new(&tok, p, &stage.with_operand_pad(Some(pad))).unwrap();
+            assert_eq!(**member, want, "{p} padded by {pad}");
+            // Laid out again exactly where the draw is not the stage's own padding.
+            assert_eq!(draw.relaid[j].is_none(), pad == 2, "{p} padded by {pad}");
+        }
+        assert_eq!(drawn.into_iter().collect::<Vec<_>>(), [0, 1, 2, 3, 4]);
     }
 }

@@ -120,7 +120,7 @@ pub fn solve(
     problem: &Problem,
     stage: &Stage,
 ) -> Result<Vec<u32>> {
-    let prompt = prompt(tokenizer, problem)?;
+    let prompt = prompt(tokenizer, problem, stage)?;
     Ok(generate(model, &[prompt], stage)?.remove(0))
 }
 
@@ -147,8 +147,8 @@ pub fn greedy_generations(model: &Gpt, set: EvalSet) -> Result<Vec<Vec<u32>>> {
     type Group = Vec<(usize, Vec<u32>)>;
     let mut by_len: BTreeMap<(usize, usize), Group> = BTreeMap::new();
     for (i, p) in problems.iter().enumerate() {
-        let ids = prompt(tokenizer, p)?;
-        let thoughts = stage.thoughts_for(p.columns());
+        let ids = prompt(tokenizer, p, stage)?;
+        let thoughts = stage.thoughts_of(p);
         by_len
             .entry((ids.len(), thoughts))
             .or_default()
@@ -172,7 +172,7 @@ pub fn cpu_greedy_generations(engine: &mut CpuTrainer, set: EvalSet) -> Result<V
     let prompts = set
         .problems
         .iter()
-        .map(|p| prompt(set.tokenizer, p))
+        .map(|p| prompt(set.tokenizer, p, set.stage))
         .collect::<Result<Vec<_>, _>>()?;
     engine.generate(&prompts, set.stage, set.batch_size)
 }
@@ -204,7 +204,7 @@ pub fn answer_is_right(
     generated: &[u32],
 ) -> bool {
     answer_digits(tokenizer, generated, stage.answer_order)
-        .is_some_and(|digits| answer_matches(problem, &digits))
+        .is_some_and(|digits| answer_matches(problem, &digits, stage.columns_for(problem)))
 }
 
 /// Each problem laid out for `stage`, as inference sees it (coupled ids at offset 0).
@@ -344,14 +344,14 @@ fn wrong_digits(set: EvalSet, generations: &[Vec<u32>]) -> (Vec<usize>, usize) {
     let width = set
         .problems
         .iter()
-        .map(|p| p.columns() + 1)
+        .map(|p| set.stage.columns_for(p) + 1)
         .max()
         .unwrap_or(0);
     let mut wrong = vec![0; width];
     let mut unreadable = 0;
     for (p, ids) in set.problems.iter().zip(generations) {
         let digits = answer_digits(set.tokenizer, ids, set.stage.answer_order);
-        match wrong_significances(p, digits.as_deref()) {
+        match wrong_significances(p, digits.as_deref(), set.stage.columns_for(p)) {
             Some(js) => js.into_iter().for_each(|j| wrong[j] += 1),
             None => unreadable += 1,
         }
@@ -452,8 +452,10 @@ mod tests {
             // Two prompts of one length in one batch (their coupled ids differ), each equal to
             // the reference's generation.
             let problems = [Problem::new(123, 45), Problem::new(12, 345)];
-            let prompts: Vec<Vec<u32>> =
-                problems.iter().map(|p| prompt(&tok, p).unwrap()).collect();
+            let prompts: Vec<Vec<u32>> = problems
+                .iter()
+                .map(|p| prompt(&tok, p, &stage).unwrap())
+                .collect();
             let ours = generate(&model, &prompts, &stage).unwrap();
             for (p, got) in problems.iter().zip(&ours) {
                 let want = reference
@@ -479,7 +481,10 @@ mod tests {
         let problems: Vec<Problem> = (0..24)
             .map(|i| Problem::new(100 + 37 * i, 58 + i))
             .collect();
-        let prompts: Vec<Vec<u32>> = problems.iter().map(|p| prompt(&tok, p).unwrap()).collect();
+        let prompts: Vec<Vec<u32>> = problems
+            .iter()
+            .map(|p| prompt(&tok, p, &stage).unwrap())
+            .collect();
         let ours = generate(&model, &prompts, &stage).unwrap();
         let mut starts = std::collections::BTreeSet::new();
         for (p, got) in problems.iter().zip(&ours) {

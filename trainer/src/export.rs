@@ -98,6 +98,7 @@ pub fn export_stage(
         positions: stage.positions,
         answer_order: stage.answer_order,
         ids_ahead: stage.ids_ahead,
+        operand_pad: stage.operand_pad,
         dtype,
         file: FileEntry::describe(&file, &bytes),
         accuracy: facts.accuracy,
@@ -345,6 +346,7 @@ fn hf_files(weights: &ModelWeights, stage: &Stage) -> Result<Vec<(&'static str, 
         "positions": stage.positions,
         "answer_order": stage.answer_order,
         "ids_ahead": stage.ids_ahead,
+        "operand_pad": stage.operand_pad,
         "feeds_back": stage.feeds_back(),
         "bot_id": BOT,
         "eot_id": EOT,
@@ -358,7 +360,10 @@ fn hf_files(weights: &ModelWeights, stage: &Stage) -> Result<Vec<(&'static str, 
                   column (docs/positions.md, core/src/curriculum/positions.rs), and feed (columns + 1) * c \
                   thoughts at the all-latent stage (min(latent_steps, columns + 1) * c before) \
                   instead of `thoughts`; with ids_ahead, each position from <bot> on takes the \
-                  column of what follows it (docs/positions.md, \"Ahead\")",
+                  column of what follows it (docs/positions.md, \"Ahead\"); with operand_pad k \
+                  (not null), write both operands with the longer one's digits and k more, \
+                  leading zeros filling them, and count the columns so (docs/data-format.md, \
+                  \"Padded operands\")",
     });
     Ok(vec![
         (
@@ -635,6 +640,21 @@ mod tests {
                 .unwrap();
         assert_eq!(meta["ids_ahead"], true);
         assert_eq!(meta["positions"], "coupled");
+        assert_eq!(meta["operand_pad"], serde_json::Value::Null);
+
+        // Padded operands: the same, in both files.
+        let padded = ahead.with_operand_pad(Some(2));
+        let entry = export_c2(padded).unwrap();
+        assert_eq!(entry.operand_pad, Some(2));
+        let folder = WeightsDir::open(dir.path()).unwrap();
+        let read = folder.manifest.stage("stage5").unwrap();
+        assert_eq!(folder.manifest.stage_of(read), padded);
+        let hf = tempfile::tempdir().unwrap();
+        export_hf(&w, &padded, hf.path(), dir.path(), false).unwrap();
+        let meta: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(hf.path().join("coconut.json")).unwrap())
+                .unwrap();
+        assert_eq!(meta["operand_pad"], 2);
     }
 
     #[test]

@@ -29,7 +29,7 @@ pub fn golden_run(
     let mut cache = model.new_cache();
     let c = model.config().n_embd;
     let device = model.device().clone();
-    let prompt = prompt(tokenizer, problem)?;
+    let prompt = prompt(tokenizer, problem, stage)?;
     let mut decoder = Decoder::new(&prompt, stage, model.config().n_positions)?;
     anyhow::ensure!(
         !decoder.plan().on_trigger,
@@ -122,7 +122,7 @@ mod tests {
                 let p = Problem::new(run.a, run.b);
                 let s = reference.solve(&tok, &p, &stage, true).unwrap();
                 assert_eq!(s.generation.ids, run.ids);
-                assert_eq!(run.thoughts.len(), stage.thoughts_for(p.columns()));
+                assert_eq!(run.thoughts.len(), stage.thoughts_of(&p));
                 let trace = s.generation.trace.unwrap();
                 assert_eq!(trace.logits.len(), run.logits.len());
                 for (a, b) in run.logits.iter().zip(&trace.logits) {

@@ -41,7 +41,7 @@ pub fn last_steps_stage() -> Stage {
 /// A stage of every kind the engines must agree on: written, partly and wholly latent, one and
 /// two thoughts per step, pause and no-CoT, absolute and coupled position ids, thoughts after
 /// the prompt or, in the last-steps order, after the written steps, answers most or least
-/// significant digit first.
+/// significant digit first, operands as typed or padded.
 pub fn every_kind_of_stage() -> Vec<Stage> {
     let written = Stage::latent(0, 1, 5);
     let coupled = |stage: Stage| stage.with_positions(PositionScheme::Coupled);
@@ -56,6 +56,13 @@ pub fn every_kind_of_stage() -> Vec<Stage> {
         coupled(Stage::latent(5, 1, 5)),
         coupled(written.with_kind(StageKind::Pause)),
         coupled(Stage::latent(3, 2, 5)).with_answer_order(AnswerOrder::LeastSignificantFirst),
+        // Padded operands (the question written `00347 + 00085`), ahead ids as shipped.
+        coupled(Stage::latent(2, 1, 5))
+            .with_ids_ahead(true)
+            .with_operand_pad(Some(2)),
+        coupled(Stage::latent(5, 1, 5))
+            .with_ids_ahead(true)
+            .with_operand_pad(Some(1)),
         last_steps_stage(),
     ]
 }

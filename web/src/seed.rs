@@ -161,6 +161,7 @@ impl SeedSession {
             .map_err(|e| e.to_string())?;
         let solution = Solution {
             problem: *problem,
+            columns: problem.columns(),
             answer: answer(&self.vocab, &generation.ids, generation.prompt_len),
             text: text(&self.vocab, &generation.ids),
             generation,

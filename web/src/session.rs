@@ -422,8 +422,8 @@ impl Session {
         };
         let (plain, edited) = (solve(&[])?, solve(&edits)?);
         let (plain_verdict, edited_verdict) = (
-            verdict(problem, plain.answer.as_deref()),
-            verdict(problem, edited.answer.as_deref()),
+            verdict(problem, plain.answer.as_deref(), plain.columns),
+            verdict(problem, edited.answer.as_deref(), edited.columns),
         );
         let mut command = vec![
             "coconut".to_string(),

@@ -141,20 +141,29 @@ pub struct Verdict {
     pub leading_zeros: Option<String>,
 }
 
-/// The verdict on `answer` for `problem`.
-pub fn verdict(problem: &Problem, answer: Option<&str>) -> Verdict {
-    let correct = answer.is_some_and(|digits| answer_matches(problem, digits));
+/// The verdict on `answer` for `problem`, its question written with `columns` columns
+/// (`Stage::columns_for`: more than the problem's own where the stage pads the operands).
+pub fn verdict(problem: &Problem, answer: Option<&str>, columns: usize) -> Verdict {
+    let correct = answer.is_some_and(|digits| answer_matches(problem, digits, columns));
     let reads = answer.map(|d| match d.trim_start_matches('0') {
         "" => "0".to_string(),
         rest => rest.to_string(),
     });
     let leading_zeros = answer.zip(reads.as_deref()).and_then(|(written, reads)| {
         (written.len() > reads.len()).then(|| {
-            format!(
-                "{written} is {reads}: the model writes one digit per column and one for a final \
-                 carry ({} here), so a sum without that carry starts with 0.",
-                problem.columns() + 1
-            )
+            let width = columns.max(problem.columns()) + 1;
+            if columns > problem.columns() {
+                format!(
+                    "{written} is {reads}: this stage writes the operands with {columns} digits \
+                     (leading zeros filling them), and the model writes one digit per column and \
+                     one for a final carry ({width} here), so the sum starts with zeros."
+                )
+            } else {
+                format!(
+                    "{written} is {reads}: the model writes one digit per column and one for a \
+                     final carry ({width} here), so a sum without that carry starts with 0."
+                )
+            }
         })
     });
     Verdict {
@@ -308,7 +317,11 @@ pub fn solve_view(
             )
         })
         .unwrap_or_default();
-    let verdict = verdict(&solution.problem, solution.answer.as_deref());
+    let verdict = verdict(
+        &solution.problem,
+        solution.answer.as_deref(),
+        solution.columns,
+    );
     SolveView {
         stage: stage_id.to_string(),
         a: solution.problem.a,
@@ -648,6 +661,7 @@ mod tests {
     #[test]
     fn the_verdict_is_core_s_rule_and_explains_leading_zeros() {
         let p = Problem::new(347, 285);
+        let verdict = |p: &Problem, answer| verdict(p, answer, p.columns());
         let padded = verdict(&p, Some("0632"));
         assert!(padded.correct);
         assert_eq!((padded.reads.as_deref(), padded.mark), (Some("632"), "✓"));
@@ -666,6 +680,15 @@ mod tests {
         assert!(zero.correct);
         assert_eq!(zero.reads.as_deref(), Some("0"));
         assert!(zero.leading_zeros.unwrap().starts_with("00 is 0: "));
+        // A stage that pads the operands by two columns: six digits, the padding explained.
+        let six = super::verdict(&p, Some("000632"), 5);
+        assert!(six.correct, "{six:?}");
+        let why = six.leading_zeros.unwrap();
+        assert!(
+            why.contains("operands with 5 digits") && why.contains("(6 here)"),
+            "{why}"
+        );
+        assert!(!super::verdict(&p, Some("0000632"), 5).correct);
         // The view's `correct` is the verdict's.
         let (model, tokenizer, solution) = stage2_solution();
         let view = solve_view("stage2", true, &solution, &model, None, &tokenizer);

@@ -419,7 +419,7 @@ mod tests {
             .with_positions(PositionScheme::Coupled)
             .with_ids_ahead(true);
         let layout = Layout::new(&t, &p, &stage).unwrap();
-        let mut d = Decoder::new(&prompt(&t, &p).unwrap(), &stage, 64).unwrap();
+        let mut d = Decoder::new(&prompt(&t, &p, &stage).unwrap(), &stage, 64).unwrap();
         // Predictions taken from the layout: every feed's id is the layout's position id.
         let feeds = drive(&mut d, &layout.ids[layout.thought_positions().end..]);
         let ids: Vec<usize> = feeds.iter().filter_map(Feed::position_id).collect();

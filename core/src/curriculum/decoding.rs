@@ -300,6 +300,9 @@ pub struct Trace {
 #[derive(Clone, Debug, PartialEq)]
 pub struct Solution {
     pub problem: Problem,
+    /// The columns the question was written with ([`Stage::columns_for`]): how many digits the
+    /// answer may have (one more).
+    pub columns: usize,
     /// The digits between `<eot>` and `<eos>`, if the model finished and wrote digits there.
     pub answer: Option<String>,
     /// The decoded sequence, thoughts shown as `<latent>`.
@@ -317,6 +320,7 @@ impl Solution {
     ) -> Result<Solution, EngineError> {
         Ok(Solution {
             problem: *problem,
+            columns: stage.columns_for(problem),
             answer: answer_digits(tokenizer, &generation.ids, stage.answer_order),
             text: tokenizer.decode(&generation.ids)?,
             generation,
@@ -326,7 +330,7 @@ impl Solution {
     pub fn is_correct(&self) -> bool {
         self.answer
             .as_deref()
-            .is_some_and(|digits| answer_matches(&self.problem, digits))
+            .is_some_and(|digits| answer_matches(&self.problem, digits, self.columns))
     }
 }
 
@@ -421,7 +425,7 @@ mod tests {
                 .with_positions(PositionScheme::Coupled)
                 .with_ids_ahead(ahead);
             let layout = Layout::new(&t, &p, &stage).unwrap();
-            let plan = DecodePlan::new(&prompt(&t, &p).unwrap(), &stage, 200).unwrap();
+            let plan = DecodePlan::new(&prompt(&t, &p, &stage).unwrap(), &stage, 200).unwrap();
             assert_eq!(plan.thoughts, layout.thoughts);
             let ids: Vec<usize> = (0..layout.ids.len())
                 .map(|t| plan.position_id(&layout.ids[..=t.max(plan.prompt_len - 1)], t))

@@ -55,15 +55,15 @@ impl Layout {
         if stage.thoughts_on_trigger() && stage.positions.is_absolute() {
             return Layout::last_steps_latent(tokenizer, problem, stage);
         }
-        let mut ids = prompt(tokenizer, problem)?;
+        let mut ids = prompt(tokenizer, problem, stage)?;
         let bot = ids.len() - 1;
-        let columns = problem.columns();
+        let columns = stage.columns_for(problem);
         let thoughts = stage.thoughts_for(columns);
         let latent_columns = stage.latent_columns(columns);
         let coupled = Coupled::for_stage(stage, columns, offset);
         ids.extend(std::iter::repeat_n(LATENT, thoughts));
         let first_target = ids.len();
-        let steps = problem.steps();
+        let steps = problem.steps_through(columns);
         let written: Vec<String> = steps
             .iter()
             .skip(latent_columns)
@@ -108,9 +108,9 @@ impl Layout {
         stage: &Stage,
     ) -> Result<Layout, TokenizerError> {
         debug_assert_eq!(stage.order, LatentOrder::Last);
-        let mut ids = prompt(tokenizer, problem)?;
+        let mut ids = prompt(tokenizer, problem, stage)?;
         let bot = ids.len() - 1;
-        let steps = problem.steps();
+        let steps = problem.steps_through(stage.columns_for(problem));
         let written = steps.len().saturating_sub(stage.latent_steps());
         let text: Vec<String> = steps[..written].iter().map(Step::to_string).collect();
         if written > 0 {
@@ -269,9 +269,14 @@ impl Layout {
     }
 }
 
-/// The question's ids followed by `<bot>`: what inference starts from.
-pub fn prompt(tokenizer: &Tokenizer, problem: &Problem) -> Result<Vec<u32>, TokenizerError> {
-    let mut ids = tokenizer.encode(&problem.question())?;
+/// The question's ids as `stage` writes it ([`Stage::question`]) followed by `<bot>`: what
+/// inference starts from.
+pub fn prompt(
+    tokenizer: &Tokenizer,
+    problem: &Problem,
+    stage: &Stage,
+) -> Result<Vec<u32>, TokenizerError> {
+    let mut ids = tokenizer.encode(&stage.question(problem))?;
     ids.push(BOT);
     Ok(ids)
 }
@@ -295,11 +300,12 @@ pub fn answer_digits(
 }
 
 /// Whether `digits` (as [`answer_digits`] reads them) are `problem`'s answer: written plainly,
-/// or with the leading zeros of a coupled layout's `columns + 1` digits.
-pub fn answer_matches(problem: &Problem, digits: &str) -> bool {
+/// or with the leading zeros of a coupled layout's `columns + 1` digits, `columns` being those
+/// the question was written with ([`Stage::columns_for`]).
+pub fn answer_matches(problem: &Problem, digits: &str, columns: usize) -> bool {
     let plain = problem.answer().to_string();
     // A sum has at most columns + 1 digits, so `plain` always fits.
-    digits.len() <= problem.columns() + 1
+    digits.len() <= columns.max(problem.columns()) + 1
         && digits.len() >= plain.len()
         && digits.ends_with(&plain)
         && digits[..digits.len() - plain.len()]
@@ -310,10 +316,15 @@ pub fn answer_matches(problem: &Problem, digits: &str) -> bool {
 /// The significances (units = 0, through the carry column) whose digit the answer `digits` (as
 /// [`answer_digits`] reads it) gets wrong; a digit missing above a shorter answer counts as the
 /// zero a coupled layout writes there. Empty exactly when [`answer_matches`] holds; `None` when
-/// no digit can be compared: nothing readable (`None`) or more digits than `columns + 1`.
-pub fn wrong_significances(problem: &Problem, digits: Option<&str>) -> Option<Vec<usize>> {
+/// no digit can be compared: nothing readable (`None`) or more digits than `columns + 1`
+/// (`columns` as in [`answer_matches`]).
+pub fn wrong_significances(
+    problem: &Problem,
+    digits: Option<&str>,
+    columns: usize,
+) -> Option<Vec<usize>> {
     let digits = digits?;
-    let width = problem.columns() + 1;
+    let width = columns.max(problem.columns()) + 1;
     if digits.len() > width {
         return None;
     }
@@ -369,6 +380,45 @@ mod tests {
         assert_eq!(
             text(&t, &all.ids),
             "347 + 285 = <bot> <latent> <latent> <latent> <latent> <latent> <eot> 632 <eos>"
+        );
+    }
+
+    /// Padded operands: both written with the longer one's digits and the stage's padding, each
+    /// zero at its column's id, the steps and the answer over every written column.
+    #[test]
+    fn padded_operands_are_written_at_their_columns() {
+        let t = Tokenizer::new();
+        let p = Problem::new(347, 85);
+        let stage = Stage::latent(2, 1, 5)
+            .with_positions(PositionScheme::Coupled)
+            .with_operand_pad(Some(2));
+        assert_eq!((stage.columns_for(&p), stage.thoughts_of(&p)), (5, 2));
+        let l = Layout::new(&t, &p, &stage).unwrap();
+        assert_eq!(
+            text(&t, &l.ids),
+            "00347 + 00085 = <bot> <latent> <latent> 3+0+1=4 write 4 <sep> 0+0=0 write 0 \
+             <sep> 0+0=0 write 0 <eot> 000432 <eos>"
+        );
+        assert_eq!(&l.positions[..6], [5, 4, 3, 2, 1, 0]);
+        assert_eq!(&l.positions[6..12], [5, 4, 3, 2, 1, 0]);
+        assert_eq!(&l.positions[l.eot()..], [0, 6, 5, 4, 3, 2, 1, 0]);
+        let all = stage.with_kind(StageKind::Latent { k: 5 });
+        assert_eq!(all.thoughts_of(&p), 6);
+        let read = answer_digits(
+            &t,
+            &Layout::new(&t, &p, &all).unwrap().ids,
+            all.answer_order,
+        );
+        assert!(answer_matches(
+            &p,
+            read.as_deref().unwrap(),
+            all.columns_for(&p)
+        ));
+        // As typed, the same stage without padding writes what it always did.
+        let typed = stage.with_operand_pad(None);
+        assert_eq!(
+            text(&t, Layout::new(&t, &p, &typed).unwrap().prompt()),
+            "347 + 85 = <bot>"
         );
     }
 
@@ -465,7 +515,7 @@ mod tests {
         assert_eq!(&l.positions[l.eot()..], [0, 1, 2, 3, 4, 0]);
         let read = answer_digits(&t, &l.ids, stage.answer_order);
         assert_eq!(read.as_deref(), Some("0632"));
-        assert!(answer_matches(&p, &read.unwrap()));
+        assert!(answer_matches(&p, &read.unwrap(), p.columns()));
         // With absolute ids the digits are reversed without padding.
         let absolute = stage.with_positions(PositionScheme::Absolute);
         let l = Layout::new(&t, &p, &absolute).unwrap();
@@ -536,11 +586,16 @@ mod tests {
             None
         );
         let p = Problem::new(347, 285);
-        assert!(answer_matches(&p, "632") && answer_matches(&p, "0632"));
-        assert!(!answer_matches(&p, "00632") && !answer_matches(&p, "1632"));
-        assert!(!answer_matches(&p, "32") && !answer_matches(&p, "63"));
+        let matches = |p: &Problem, d: &str| answer_matches(p, d, p.columns());
+        assert!(matches(&p, "632") && matches(&p, "0632"));
+        assert!(!matches(&p, "00632") && !matches(&p, "1632"));
+        assert!(!matches(&p, "32") && !matches(&p, "63"));
         let zero = Problem::new(0, 0);
-        assert!(answer_matches(&zero, "0") && answer_matches(&zero, "00"));
+        assert!(matches(&zero, "0") && matches(&zero, "00"));
+        // Written with two columns of padding, up to 3 + 2 + 1 digits; fewer columns than the
+        // problem's own count as its own.
+        assert!(answer_matches(&p, "000632", 5) && !answer_matches(&p, "0000632", 5));
+        assert!(answer_matches(&p, "0632", 1) && !answer_matches(&p, "00632", 1));
     }
 
     #[test]
@@ -649,7 +704,7 @@ mod tests {
     #[test]
     fn names_the_wrong_digits_by_significance() {
         let p = Problem::new(347, 285); // 632, written 0632 by a coupled layout
-        let wrong = |d: Option<&str>| wrong_significances(&p, d);
+        let wrong = |d: Option<&str>| wrong_significances(&p, d, p.columns());
         assert_eq!(wrong(Some("632")), Some(vec![]));
         assert_eq!(wrong(Some("0632")), Some(vec![]));
         assert_eq!(wrong(Some("642")), Some(vec![1]));
@@ -658,6 +713,9 @@ mod tests {
         assert_eq!(wrong(Some("32")), Some(vec![2]));
         assert_eq!(wrong(Some("00632")), None);
         assert_eq!(wrong(None), None);
+        // Written with a column of padding: one significance more, the padded zero included.
+        let padded = wrong_significances(&p, Some("10632"), 4);
+        assert_eq!(padded, Some(vec![4]));
         // Nothing wrong exactly when the answer matches, over every short answer.
         for p in [
             Problem::new(347, 285),
@@ -666,9 +724,12 @@ mod tests {
         ] {
             for n in 0..10_000u32 {
                 for digits in [n.to_string(), format!("{n:05}")] {
-                    let none_wrong =
-                        wrong_significances(&p, Some(&digits)).is_some_and(|w| w.is_empty());
-                    assert_eq!(none_wrong, answer_matches(&p, &digits), "{p:?} {digits}");
+                    for columns in [p.columns(), p.columns() + 2] {
+                        let none_wrong = wrong_significances(&p, Some(&digits), columns)
+                            .is_some_and(|w| w.is_empty());
+                        let matches = answer_matches(&p, &digits, columns);
+                        assert_eq!(none_wrong, matches, "{p:?} {digits} {columns}");
+                    }
                 }
             }
         }

@@ -8,6 +8,7 @@
 
 pub use crate::positions::AnswerOrder;
 use crate::positions::{Coupled, PositionScheme};
+use crate::Problem;
 use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::str::FromStr;
@@ -88,6 +89,11 @@ pub struct Stage {
     /// ([`crate::positions`], "Ahead"; the manifest's stage entry says `"ids_ahead": true`).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub ids_ahead: bool,
+    /// How the question's operands are written: as typed (`None`), or both with the longer
+    /// operand's digits and `k` more, leading zeros filling them (`Some(k)`; coupled ids only;
+    /// [`Stage::columns_for`]), so the shorter operand is never missing a column's digit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub operand_pad: Option<usize>,
 }
 
 impl Stage {
@@ -102,11 +108,34 @@ impl Stage {
             order: LatentOrder::First,
             answer_order: AnswerOrder::MostSignificantFirst,
             ids_ahead: false,
+            operand_pad: None,
         }
     }
 
     pub fn with_ids_ahead(self, ids_ahead: bool) -> Stage {
         Stage { ids_ahead, ..self }
+    }
+
+    pub fn with_operand_pad(self, operand_pad: Option<usize>) -> Stage {
+        Stage {
+            operand_pad,
+            ..self
+        }
+    }
+
+    /// The columns `problem` is written with at this stage: its longer operand's digits, and
+    /// the [`Stage::operand_pad`] columns of leading zeros above them.
+    pub fn columns_for(&self, problem: &Problem) -> usize {
+        problem.columns() + self.operand_pad.unwrap_or(0)
+    }
+
+    /// The question as this stage writes it before `<bot>`: `347 + 85 =`, or with padded
+    /// operands `00347 + 00085 =` (`operand_pad` 2).
+    pub fn question(&self, problem: &Problem) -> String {
+        match self.operand_pad {
+            None => problem.question(),
+            Some(_) => problem.padded_question(self.columns_for(problem)),
+        }
     }
 
     pub fn with_answer_order(self, answer_order: AnswerOrder) -> Stage {
@@ -180,6 +209,16 @@ impl Stage {
             (PositionScheme::Absolute, _) | (_, StageKind::NoCot) => self.thoughts(),
             (PositionScheme::Coupled, _) => self.latent_columns(columns) * self.thoughts_per_step,
         }
+    }
+
+    /// The thought slots of `problem` as this stage writes it ([`Stage::columns_for`]).
+    pub fn thoughts_of(&self, problem: &Problem) -> usize {
+        self.thoughts_for(self.columns_for(problem))
+    }
+
+    /// The thought slots of the longest problem of `digits`-digit operands.
+    pub fn most_thoughts(&self, digits: usize) -> usize {
+        self.thoughts_for(digits + self.operand_pad.unwrap_or(0))
     }
 
     /// Whether a thought is the previous position's final hidden state (true) or a fixed embedding.

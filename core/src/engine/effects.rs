@@ -138,7 +138,7 @@ impl PatchTally {
         for (slot, counts) in self.slots.iter_mut().enumerate() {
             for ((a, b), thoughts) in pairs.iter().zip(&b_thoughts) {
                 // With coupled ids a shorter problem has fewer thoughts: pairs that both have it.
-                if thoughts.len() <= slot || stage.thoughts_for(a.columns()) <= slot {
+                if thoughts.len() <= slot || stage.thoughts_of(a) <= slot {
                     continue;
                 }
                 counts.used += 1;
@@ -245,7 +245,7 @@ impl FlipTally {
     pub fn add(&mut self, ctx: &PatchContext<'_>, problems: &[Problem]) -> Result<(), String> {
         for f in &mut self.probes {
             for p in problems {
-                if ctx.stage.thoughts_for(p.columns()) <= f.slot {
+                if ctx.stage.thoughts_of(p) <= f.slot {
                     continue;
                 }
                 let edits = std::slice::from_ref(&f.edit);

@@ -161,7 +161,7 @@ impl PatchContext<'_> {
     /// probes). A thought that a shorter problem lacks is refused when that problem is solved.
     pub fn resolve(&self, spec: &PatchSpec) -> Result<Intervention, String> {
         // With coupled ids the thoughts follow the problem's columns: the most are the longest's.
-        let thoughts = self.stage.thoughts_for(self.max_digits);
+        let thoughts = self.stage.most_thoughts(self.max_digits);
         let slot = spec.slot();
         if slot >= thoughts {
             return Err(format!(
@@ -249,7 +249,7 @@ impl ReferenceModel {
         with_trace: bool,
         edits: &[Intervention],
     ) -> Result<Solution, EngineError> {
-        let ids = prompt(tokenizer, problem)?;
+        let ids = prompt(tokenizer, problem, stage)?;
         let generation = self.generate_edited(&ids, stage, with_trace, edits)?;
         Solution::new(tokenizer, problem, stage, generation)
     }
@@ -419,8 +419,8 @@ mod tests {
     #[test]
     fn an_edited_thought_is_fed_and_the_run_continues_from_it() {
         let model = ReferenceModel::new(&random_weights(&ModelConfig::tiny(), 5));
-        let prompt = prompt(&Tokenizer::new(), &Problem::new(12, 34)).unwrap();
         let stage = Stage::latent(3, 1, 5);
+        let prompt = prompt(&Tokenizer::new(), &Problem::new(12, 34), &stage).unwrap();
         let plain = model.generate(&prompt, &stage, false).unwrap();
         // Replacing a thought by itself changes nothing.
         let same = Intervention {

@@ -420,7 +420,7 @@ impl ReferenceModel {
         stage: &Stage,
         with_trace: bool,
     ) -> Result<Solution, EngineError> {
-        let ids = prompt(tokenizer, problem)?;
+        let ids = prompt(tokenizer, problem, stage)?;
         let generation = self.generate(&ids, stage, with_trace)?;
         Solution::new(tokenizer, problem, stage, generation)
     }

@@ -207,6 +207,10 @@ pub struct StageEntry {
     /// it ([`crate::positions`], "Ahead"); false when absent.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub ids_ahead: bool,
+    /// Both operands written with the longer one's digits and this many more, leading zeros
+    /// filling them ([`Stage::operand_pad`]); as typed when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub operand_pad: Option<usize>,
     pub dtype: WeightDtype,
     #[serde(flatten)]
     pub file: FileEntry,
@@ -479,6 +483,21 @@ impl Manifest {
                     field("ids_ahead")
                 ));
             }
+            if let Some(pad) = entry.operand_pad {
+                if entry.positions.is_absolute() {
+                    return Err(format!(
+                        "{}: padded operands are written with coupled positions, and this \
+                         stage's are absolute",
+                        field("operand_pad")
+                    ));
+                }
+                if pad > n_positions {
+                    return Err(format!(
+                        "{} is {pad}: more columns than the model's n_positions ({n_positions})",
+                        field("operand_pad")
+                    ));
+                }
+            }
             if let StageKind::Latent { k } = entry.kind {
                 if k > max_steps {
                     return Err(format!(
@@ -622,6 +641,7 @@ impl Manifest {
             order: crate::stage::LatentOrder::First,
             answer_order: entry.answer_order,
             ids_ahead: entry.ids_ahead,
+            operand_pad: entry.operand_pad,
         }
     }
 
@@ -850,6 +870,7 @@ mod tests {
                 positions: PositionScheme::Absolute,
                 answer_order: AnswerOrder::MostSignificantFirst,
                 ids_ahead: false,
+                operand_pad: None,
                 dtype: WeightDtype::Int8,
                 file: FileEntry::describe("stage2.safetensors", bytes),
                 accuracy: None,
@@ -970,12 +991,52 @@ mod tests {
         assert!(read.stage_of(&read.stages[0]).ids_ahead);
         let absolute_ahead = StageEntry {
             positions: PositionScheme::Absolute,
-            ..ahead
+            ..ahead.clone()
         };
         let err = Manifest::from_json(&with(absolute_ahead))
             .unwrap_err()
             .to_string();
         assert!(err.contains("ahead ids are a variant of coupled"), "{err}");
+        // Padded operands: written only when set, read back into the stage, refused without
+        // coupling or beyond the position table.
+        assert!(!json.contains("operand_pad"));
+        let padded = StageEntry {
+            operand_pad: Some(1),
+            ..ahead.clone()
+        };
+        let json = with(padded.clone());
+        assert!(json.contains(r#""operand_pad": 1"#));
+        let read = Manifest::from_json(&json).unwrap();
+        assert_eq!(read.stage_of(&read.stages[0]).operand_pad, Some(1));
+        // The padding counts towards the longest problem's length: two columns more do not fit
+        // this stage's 64 positions.
+        let err = Manifest::from_json(&with(StageEntry {
+            operand_pad: Some(2),
+            ..padded.clone()
+        }))
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("takes 69 positions"), "{err}");
+        for (bad, says) in [
+            (
+                StageEntry {
+                    positions: PositionScheme::Absolute,
+                    ids_ahead: false,
+                    ..padded.clone()
+                },
+                "padded operands are written with coupled positions",
+            ),
+            (
+                StageEntry {
+                    operand_pad: Some(usize::MAX),
+                    ..padded
+                },
+                "more columns than the model's n_positions",
+            ),
+        ] {
+            let err = Manifest::from_json(&with(bad)).unwrap_err().to_string();
+            assert!(err.contains(says), "{err}");
+        }
     }
 
     #[test]

@@ -125,10 +125,18 @@ impl Problem {
 
     /// The chain of thought, least significant column first.
     pub fn steps(&self) -> Vec<Step> {
-        let mut steps = Vec::with_capacity(self.columns() + 1);
+        self.steps_through(self.columns())
+    }
+
+    /// The chain of thought over `columns` columns (at least [`Problem::columns`]): the columns
+    /// above the longer operand add two zeros and the carry, so the final carry is written as
+    /// such a column's (`0+0+1=1 write 1`) instead of a step of its own.
+    pub fn steps_through(&self, columns: usize) -> Vec<Step> {
+        let columns = columns.max(self.columns());
+        let mut steps = Vec::with_capacity(columns + 1);
         let (mut a, mut b) = (self.a, self.b);
         let mut carry = false;
-        for _ in 0..self.columns() {
+        for _ in 0..columns {
             let (x, y) = ((a % 10) as u8, (b % 10) as u8);
             a /= 10;
             b /= 10;
@@ -152,6 +160,13 @@ impl Problem {
     /// The question as written before `<bot>`: `347 + 285 =`.
     pub fn question(&self) -> String {
         format!("{} + {} =", self.a, self.b)
+    }
+
+    /// The question with both operands written with `columns` digits (at least
+    /// [`Problem::columns`]), leading zeros filling them: `00347 + 00085 =` for 5.
+    pub fn padded_question(&self, columns: usize) -> String {
+        let w = columns.max(self.columns());
+        format!("{:0w$} + {:0w$} =", self.a, self.b)
     }
 
     /// The full training text of stage 0 (everything written out):
@@ -350,6 +365,27 @@ mod tests {
             p.full_text(),
             "347 + 285 = <bot> 7+5=12 write 2 carry 1 <sep> 4+8+1=13 write 3 carry 1 <sep> \
              3+2+1=6 write 6 <eot> 632 <eos>"
+        );
+    }
+
+    #[test]
+    fn padded_columns_add_zeros_and_take_the_final_carry() {
+        let p = Problem::new(999, 1);
+        assert_eq!(p.padded_question(5), "00999 + 00001 =");
+        // Never fewer digits than the longer operand has.
+        assert_eq!(p.padded_question(1), "999 + 001 =");
+        let text = |steps: Vec<Step>| steps.iter().map(Step::to_string).collect::<Vec<_>>();
+        assert_eq!(text(p.steps_through(3)), steps_text(p));
+        assert_eq!(text(p.steps_through(0)), steps_text(p));
+        assert_eq!(
+            text(p.steps_through(5)),
+            [
+                "9+1=10 write 0 carry 1",
+                "9+0+1=10 write 0 carry 1",
+                "9+0+1=10 write 0 carry 1",
+                "0+0+1=1 write 1",
+                "0+0=0 write 0"
+            ]
         );
     }
 

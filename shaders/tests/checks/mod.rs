@@ -502,6 +502,13 @@ pub fn stages() -> Vec<Stage> {
     // Coupled position ids: a written stage and the all-latent one (thoughts per column).
     s.push(Stage::latent(2, 2, 5).with_positions(PositionScheme::Coupled));
     s.push(Stage::latent(5, 1, 5).with_positions(PositionScheme::Coupled));
+    // Padded operands with ahead ids (the question written `00347 + 00085`).
+    s.push(
+        Stage::latent(5, 1, 5)
+            .with_positions(PositionScheme::Coupled)
+            .with_ids_ahead(true)
+            .with_operand_pad(Some(2)),
+    );
     s
 }
 

@@ -209,11 +209,11 @@ pub(crate) mod tests {
             Problem::new(347, 285),
             Problem::new(9999, 1),
         ];
-        let prompts: Vec<Vec<u32>> = problems
-            .iter()
-            .map(|p| coconut_core::layout::prompt(&tok, p).unwrap())
-            .collect();
         for stage in every_kind_of_stage() {
+            let prompts: Vec<Vec<u32>> = problems
+                .iter()
+                .map(|p| coconut_core::layout::prompt(&tok, p, &stage).unwrap())
+                .collect();
             let mut engine = CpuTrainer::new(&weights, adamw(), 2).unwrap();
             let got = engine.generate(&prompts, &stage, 2).unwrap();
             for (prompt, got) in prompts.iter().zip(&got) {
@@ -236,7 +236,7 @@ pub(crate) mod tests {
         let problems: Vec<Problem> = (0..24).map(|i| Problem::new(7 + 411 * i, 58 + i)).collect();
         let prompts: Vec<Vec<u32>> = problems
             .iter()
-            .map(|p| coconut_core::layout::prompt(&tok, p).unwrap())
+            .map(|p| coconut_core::layout::prompt(&tok, p, &stage).unwrap())
             .collect();
         let mut engine = CpuTrainer::new(&weights, adamw(), 2).unwrap();
         let got = engine.generate(&prompts, &stage, 5).unwrap();

@@ -194,6 +194,7 @@ fn seed_stage_entry(
         positions: PositionScheme::Absolute,
         answer_order: AnswerOrder::MostSignificantFirst,
         ids_ahead: false,
+        operand_pad: None,
         dtype,
         file,
         accuracy: None,
