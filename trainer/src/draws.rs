@@ -1,8 +1,8 @@
 //! What each training step draws: the slice of the epoch's data order that makes its batch,
 //! the earlier stages mixed in, and the augmentation draws (operand padding, position offsets,
-//! column gaps, extra thoughts, answer padding, thought noise). Every draw is a pure function of (seed, stage,
-//! step), or (seed, stage, epoch) for the order, so a resumed run draws what an unbroken one
-//! would have.
+//! column gaps, extra thoughts, answer padding, thought noise). Every draw is a pure function of
+//! (seed, stage, step), or (seed, stage, epoch) for the order, so a resumed run draws what an
+//! unbroken one would have.
 
 use crate::config::{StagePlan, TrainConfig};
 use crate::cpu::plan::ThoughtNoise;
@@ -105,22 +105,15 @@ impl StageDraws {
             problems.len(),
         );
         let operand_pads = per_example_draws(config.max_operand_pad, key(Stream::OperandPad), n);
-        let relaid = problems
-            .iter()
-            .zip(&earlier)
-            .zip(operand_pads)
-            .map(|((&i, earlier), pad)| {
-                let repad = config.max_operand_pad > 0 && stage.operand_pad != Some(pad);
-                if earlier.is_none() && !repad {
-                    return Ok(None);
-                }
-                let mut at = earlier.unwrap_or(*stage);
-                if config.max_operand_pad > 0 {
-                    at = at.with_operand_pad(Some(pad));
-                }
-                Ok(Some(Layout::new(tokenizer, &train[i], &at)?))
-            })
-            .collect::<Result<Vec<_>>>()?;
+        let relaid = relaid(
+            config,
+            stage,
+            tokenizer,
+            train,
+            &problems,
+            &earlier,
+            operand_pads,
+        )?;
         Ok(Draw {
             relaid,
             mixed: earlier.iter().map(Option::is_some).collect(),
@@ -176,6 +169,37 @@ impl Draw {
             Cow::Owned(lengthened.spread(offset, gaps))
         }
     }
+}
+
+/// Each batch member's layout where it is not the stage's own one (None): at its mixed-in
+/// earlier stage, with its drawn operand padding where the run draws one, or both.
+fn relaid(
+    config: &TrainConfig,
+    stage: &Stage,
+    tokenizer: &Tokenizer,
+    train: &[Problem],
+    batch: &[usize],
+    earlier: &[Option<Stage>],
+    operand_pads: Vec<usize>,
+) -> Result<Vec<Option<Layout>>> {
+    let drawn = config.max_operand_pad > 0;
+    batch
+        .iter()
+        .zip(earlier)
+        .zip(operand_pads)
+        .map(|((&i, earlier), pad)| {
+            if earlier.is_none() && (!drawn || stage.operand_pad == Some(pad)) {
+                return Ok(None);
+            }
+            let at = earlier.unwrap_or(*stage);
+            let at = if drawn {
+                at.with_operand_pad(Some(pad))
+            } else {
+                at
+            };
+            Ok(Some(Layout::new(tokenizer, &train[i], &at)?))
+        })
+        .collect()
 }
 
 /// Coconut's data mixing: for each of a batch's `n` problems at latent stage k >= 1, with
