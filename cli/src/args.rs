@@ -202,8 +202,9 @@ pub struct TrainArgs {
     /// A stage's own data mixing, e.g. stage4=0.2 (the others keep --mix).
     #[arg(long, value_delimiter = ',', value_parser = |s: &str| stage_setting(s, limits::fraction))]
     pub stage_mix: Option<Vec<StageSetting>>,
-    /// A stage's own --until-val, e.g. stage4=99.95 (the others keep --until-val).
-    #[arg(long, value_delimiter = ',', value_parser = |s: &str| stage_setting(s, limits::percent))]
+    /// A stage's own --until-val, e.g. stage4=99.95, or stage5=off: no early end, the stage
+    /// trains all its epochs (the others keep --until-val).
+    #[arg(long, value_delimiter = ',', value_parser = |s: &str| stage_setting(s, limits::percent_or_off))]
     pub stage_until_val: Option<Vec<StageSetting>>,
     /// Extra copies per epoch of a training problem for each column beyond the first whose
     /// digits sum to 9 (long carry chains), in a stage, e.g. stage4=3,stage5=3.
@@ -360,7 +361,8 @@ impl TrainArgs {
                     "--stage-mix" => plan.mix = Some(value),
                     "--stage-repeat-nines" => plan.repeat_nines = Some(value as usize),
                     "--stage-seed" => plan.seed = Some(value as u64),
-                    _ => plan.until_val = Some(value),
+                    // `off` parses to infinity: no stopping rule.
+                    _ => plan.until_val = value.is_finite().then_some(value),
                 }
             }
         }

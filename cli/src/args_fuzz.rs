@@ -190,12 +190,13 @@ fn train_within_limits(t: &TrainArgs) -> bool {
         t.until_val,
         t.mix,
     ];
+    // Each list with whether it may say `off` (parsed as infinity: no stopping rule).
     let settings = [
-        &t.stage_lr,
-        &t.stage_mix,
-        &t.stage_until_val,
-        &t.stage_repeat_nines,
-        &t.stage_seed,
+        (&t.stage_lr, false),
+        (&t.stage_mix, false),
+        (&t.stage_until_val, true),
+        (&t.stage_repeat_nines, false),
+        (&t.stage_seed, false),
     ];
     counts
         .iter()
@@ -206,12 +207,13 @@ fn train_within_limits(t: &TrainArgs) -> bool {
             .flatten()
             .all(|e| e.is_finite() && *e > 0.0 && *e <= MAX_EPOCHS)
         && t.stages.as_deref().is_none_or(unique)
-        && settings.iter().all(|s| {
+        && settings.iter().all(|(s, may_be_off)| {
             let stages: Vec<&String> = s.iter().flatten().map(|s| &s.stage).collect();
             unique(&stages)
-                && s.iter()
-                    .flatten()
-                    .all(|s| s.value.is_finite() && s.value >= 0.0)
+                && s.iter().flatten().all(|s| {
+                    let off = *may_be_off && s.value == f64::INFINITY;
+                    off || (s.value.is_finite() && s.value >= 0.0)
+                })
         })
 }
 

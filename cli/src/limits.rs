@@ -84,6 +84,14 @@ pub fn percent(text: &str) -> Result<f64, String> {
     real(text, 0.0, 100.0, true)
 }
 
+/// A percentage, or `off` (read as infinity: a stopping rule that is not there).
+pub fn percent_or_off(text: &str) -> Result<f64, String> {
+    if text.trim().eq_ignore_ascii_case("off") {
+        return Ok(f64::INFINITY);
+    }
+    percent(text).map_err(|e| format!("{e}, or off"))
+}
+
 /// Seconds: 0 to [`MAX_SECONDS`].
 pub fn seconds(text: &str) -> Result<f64, String> {
     real(text, 0.0, MAX_SECONDS, false)

@@ -598,7 +598,7 @@ fn per_stage_flags_set_their_stage_and_refuse_bad_specs() {
         "--until-val",
         "99",
         "--stage-until-val",
-        "stage1=99.5",
+        "stage1=99.5,stage2=off",
         "--stage-seed",
         "stage1=7",
         "--val-problems",
@@ -622,6 +622,7 @@ fn per_stage_flags_set_their_stage_and_refuse_bad_specs() {
     assert_eq!((plan("stage0").mix, plan("stage1").mix), (None, Some(0.25)));
     assert_eq!(plan("stage0").until_val, Some(99.0));
     assert_eq!(plan("stage1").until_val, Some(99.5));
+    assert_eq!(plan("stage2").until_val, None, "off: no stopping rule");
     assert_eq!((plan("stage0").seed, plan("stage1").seed), (None, Some(7)));
 
     for (i, (flag, bad, says)) in [
@@ -630,6 +631,7 @@ fn per_stage_flags_set_their_stage_and_refuse_bad_specs() {
         ("--stage-mix", "stage1=fast", "is not a number"),
         ("--stage-seed", "stage1=1.5", "is not a whole number"),
         ("--stage-seed", "stage1=-3", "is not a whole number"),
+        ("--stage-until-val", "stage1=101", ", or off"),
     ]
     .into_iter()
     .enumerate()
