@@ -598,7 +598,7 @@ fn per_stage_flags_set_their_stage_and_refuse_bad_specs() {
         "--until-val",
         "99",
         "--stage-until-val",
-        "stage1=99.5,stage2=off",
+        "stage1=99.5",
         "--stage-seed",
         "stage1=7",
         "--val-problems",
@@ -622,8 +622,30 @@ fn per_stage_flags_set_their_stage_and_refuse_bad_specs() {
     assert_eq!((plan("stage0").mix, plan("stage1").mix), (None, Some(0.25)));
     assert_eq!(plan("stage0").until_val, Some(99.0));
     assert_eq!(plan("stage1").until_val, Some(99.5));
-    assert_eq!(plan("stage2").until_val, None, "off: no stopping rule");
     assert_eq!((plan("stage0").seed, plan("stage1").seed), (None, Some(7)));
+    // `off`: that stage has no stopping rule, whatever --until-val gives the others.
+    let off = tmp.path().join("off");
+    let out = coconut(&[
+        "train",
+        "--config",
+        path(&settings),
+        "--run-dir",
+        path(&off),
+        "--until-val",
+        "99",
+        "--stage-until-val",
+        "stage0=off",
+        "--val-problems",
+        "10",
+        "--val-every",
+        "5",
+    ])
+    .output()
+    .unwrap();
+    assert_success(&out);
+    let config = coconut_trainer::train::load_run_config(&off).unwrap();
+    let until: Vec<Option<f64>> = config.stages.iter().map(|p| p.until_val).collect();
+    assert_eq!(until, [None, Some(99.0)]);
 
     for (i, (flag, bad, says)) in [
         ("--stage-mix", "stage9=0.1", "is not a stage of this run"),
