@@ -226,8 +226,9 @@ fn mixed_in(mix: f64, key: u64, stage: &Stage, n: usize) -> Vec<Option<Stage>> {
         .collect()
 }
 
-/// One draw per batch member, uniform in `0..=max`: its column-id offset or its answer's
-/// padding (none drawn when `max` is 0, so runs without them keep their random streams).
+/// One draw per batch member, uniform in `0..=max`: its column-id offset, its answer's
+/// padding or its operands' (none drawn when `max` is 0, so runs without them keep their
+/// random streams).
 fn per_example_draws(max: usize, key: u64, n: usize) -> Vec<usize> {
     if max == 0 {
         return vec![0; n];

@@ -625,35 +625,34 @@ mod tests {
 
         // Ahead ids: recorded in the manifest, so a reader builds the same stage, and in the
         // Hugging Face folder's coconut.json.
+        // Exported into the folder and as a Hugging Face folder: the manifest's entry, the stage
+        // a reader builds from it, and coconut.json.
+        let exported = |stage: Stage| {
+            let entry = export_c2(stage).unwrap();
+            let folder = WeightsDir::open(dir.path()).unwrap();
+            let read = folder.manifest.stage("stage5").unwrap();
+            let hf = tempfile::tempdir().unwrap();
+            export_hf(&w, &stage, hf.path(), dir.path(), false).unwrap();
+            let meta: serde_json::Value =
+                serde_json::from_slice(&std::fs::read(hf.path().join("coconut.json")).unwrap())
+                    .unwrap();
+            (entry, folder.manifest.stage_of(read), meta)
+        };
         let ahead = Stage::latent(5, 1, 5)
             .with_positions(coconut_core::positions::PositionScheme::Coupled)
             .with_ids_ahead(true);
-        let entry = export_c2(ahead).unwrap();
+        let (entry, read, meta) = exported(ahead);
         assert!(entry.ids_ahead);
-        let folder = WeightsDir::open(dir.path()).unwrap();
-        let read = folder.manifest.stage("stage5").unwrap();
-        assert_eq!(folder.manifest.stage_of(read), ahead);
-        let hf = tempfile::tempdir().unwrap();
-        export_hf(&w, &ahead, hf.path(), dir.path(), false).unwrap();
-        let meta: serde_json::Value =
-            serde_json::from_slice(&std::fs::read(hf.path().join("coconut.json")).unwrap())
-                .unwrap();
+        assert_eq!(read, ahead);
         assert_eq!(meta["ids_ahead"], true);
         assert_eq!(meta["positions"], "coupled");
         assert_eq!(meta["operand_pad"], serde_json::Value::Null);
 
         // Padded operands: the same, in both files.
         let padded = ahead.with_operand_pad(Some(2));
-        let entry = export_c2(padded).unwrap();
+        let (entry, read, meta) = exported(padded);
         assert_eq!(entry.operand_pad, Some(2));
-        let folder = WeightsDir::open(dir.path()).unwrap();
-        let read = folder.manifest.stage("stage5").unwrap();
-        assert_eq!(folder.manifest.stage_of(read), padded);
-        let hf = tempfile::tempdir().unwrap();
-        export_hf(&w, &padded, hf.path(), dir.path(), false).unwrap();
-        let meta: serde_json::Value =
-            serde_json::from_slice(&std::fs::read(hf.path().join("coconut.json")).unwrap())
-                .unwrap();
+        assert_eq!(read, padded);
         assert_eq!(meta["operand_pad"], 2);
     }
 
