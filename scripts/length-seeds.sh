@@ -9,6 +9,7 @@
 # The flags before `--` are the shipped recipe's (scripts/cpu-train.sh); those after it are added.
 # STAGE_UNTIL_VAL replaces the recipe's per-stage stopping rules (default stage4=100,stage5=100),
 #   e.g. STAGE_UNTIL_VAL=stage4=100,stage5=off to train the all-latent stage all its epochs.
+# EPOCHS replaces the recipe's most epochs per stage (default 8,4,12,12,10,14).
 # Written stages cannot reach 16 digits in 160 positions (their steps do not fit): their 12- and
 # 16-digit pairs read as unanswered; the goal's 12/16-digit figure is the all-latent stage's.
 set -euo pipefail
@@ -30,7 +31,7 @@ for seed in "${seeds[@]}"; do
   else
     "$bin" train --run-dir "$dir" --seed "$seed" --layers 1 --positions coupled \
       --max-position-offset 24 --n-positions 160 --ids-ahead --max-column-gap 3 --max-answer-pad 2 \
-      --thoughts-per-step 1 --epochs 8,4,12,12,10,14 --until-val 99.9 \
+      --thoughts-per-step 1 --epochs "${EPOCHS:-8,4,12,12,10,14}" --until-val 99.9 \
       --stage-until-val "${STAGE_UNTIL_VAL:-stage4=100,stage5=100}" --val-every 250 --val-problems 2000 "${extra[@]}"
   fi
   mkdir -p "$dir/eval"
