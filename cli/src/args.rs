@@ -104,8 +104,10 @@ pub struct TrainArgs {
     /// --recipe, instead of training this project's own model from scratch.
     #[arg(long, requires = "recipe", conflicts_with_all = ["config", "branch_from"])]
     pub init: Option<PathBuf>,
-    /// With --init: the recipe, seed (the seed's curriculum, docs/seed-format.md).
-    #[arg(long, requires = "init", value_parser = ["seed"])]
+    /// With --init: the recipe, seed (the seed's curriculum, docs/seed-format.md) or
+    /// coconut-lab (this project's on the same model and data: the first steps latent, the loss
+    /// on the steps and the answer, each stage ended on validation, docs/training.md).
+    #[arg(long, requires = "init", value_parser = ["seed", "coconut-lab"])]
     pub recipe: Option<String>,
     /// With --init: the folder's stage to start from (default: its first).
     #[arg(long, requires = "init")]

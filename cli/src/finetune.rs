@@ -1,6 +1,6 @@
-//! `coconut train --init DIR --recipe seed`: an imported GPT-2 fine-tuned with the seed's
-//! curriculum ([`coconut_trainer::finetune`]); the flags that shape this project's own
-//! curriculum are refused here rather than ignored.
+//! `coconut train --init DIR --recipe seed|coconut-lab`: an imported GPT-2 fine-tuned with the
+//! seed's curriculum or this project's ([`coconut_trainer::finetune`]); the flags that shape
+//! this project's own curriculum are refused here rather than ignored.
 
 use crate::args::TrainArgs;
 use anyhow::{bail, ensure, Context, Result};
@@ -38,9 +38,6 @@ fn curriculum_flags(args: &TrainArgs) -> Vec<&'static str> {
         ("--layers", args.layers.is_some()),
         ("--width", args.width.is_some()),
         ("--heads", args.heads.is_some()),
-        ("--val-problems", args.val_problems.is_some()),
-        ("--until-val", args.until_val.is_some()),
-        ("--val-every", args.val_every.is_some()),
         ("--mix", args.mix.is_some()),
     ];
     given
@@ -50,14 +47,32 @@ fn curriculum_flags(args: &TrainArgs) -> Vec<&'static str> {
         .collect()
 }
 
-/// The recipe the flags ask for: the seed's, with --stages, --epochs, --steps, --lr,
-/// --batch-size, --micro-batch, --train-problems, --weight-decay, --seed and --checkpoint-every applied.
+/// The recipe the flags ask for (--recipe), with --stages, --epochs, --steps, --lr,
+/// --batch-size, --micro-batch, --train-problems, --weight-decay, --seed, --checkpoint-every and
+/// the early stop's --until-val, --val-every and --val-problems applied.
 pub(crate) fn recipe(args: &TrainArgs) -> Result<FinetuneRecipe> {
     ensure!(
         args.epochs.is_none() || args.steps.is_none(),
         "--epochs and --steps both set a stage's length: give one"
     );
-    let mut recipe = FinetuneRecipe::seed();
+    let mut recipe = FinetuneRecipe::named(args.recipe.as_deref().unwrap_or("seed"))?;
+    let stop_flags = [
+        args.until_val.is_some(),
+        args.val_every.is_some(),
+        args.val_problems.is_some(),
+    ];
+    match &mut recipe.early_stop {
+        Some(stop) => {
+            stop.until = args.until_val.unwrap_or(stop.until);
+            stop.every = args.val_every.unwrap_or(stop.every);
+            stop.problems = args.val_problems.unwrap_or(stop.problems);
+        }
+        None => ensure!(
+            !stop_flags.contains(&true),
+            "--until-val, --val-every and --val-problems set the early stop of --recipe \
+             coconut-lab; the seed's recipe trains each stage its epochs"
+        ),
+    }
     if let Some(stages) = &args.stages {
         let base = recipe.stages.clone();
         recipe.stages = stages
@@ -123,7 +138,7 @@ pub fn run_finetune(
         Some(init) => FinetuneStart::New {
             init: init.clone(),
             init_stage: args.init_stage.clone(),
-            recipe: recipe(args)?,
+            recipe: Box::new(recipe(args)?),
             out: args
                 .out
                 .clone()

@@ -98,10 +98,7 @@ impl SeedModel {
     pub fn load(folder: &WeightsDir, id: Option<&str>, engine: EngineKind) -> Result<SeedModel> {
         let id = id.unwrap_or("stage3");
         let (entry, _, weights) = folder.stage(id)?;
-        let coconut_core::StageKind::Latent { k } = entry.kind else {
-            anyhow::bail!("{}: not a seed stage", entry.id);
-        };
-        let stage = SeedStage::new(k as u8).context("the seed's stages are stage0 to stage3")?;
+        let stage = SeedStage::of_entry(&entry).map_err(anyhow::Error::msg)?;
         let tokenizer = folder.seed_vocab()?;
         Ok(SeedModel {
             stage,

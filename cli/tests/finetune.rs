@@ -1,6 +1,6 @@
-//! `coconut train --init DIR --recipe seed` on the seed's stand-in checkpoint: the stages it
-//! writes are read by `eval`; `--resume` of a finished run changes nothing; the flags of this
-//! project's own curriculum and mixed-up starts are refused by name.
+//! `coconut train --init DIR --recipe seed|coconut-lab` on the seed's stand-in checkpoint: the
+//! stages it writes are read by `eval` and `solve`; `--resume` of a finished run changes
+//! nothing; the flags of this project's own curriculum and mixed-up starts are refused by name.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -131,4 +131,85 @@ fn train_init_fine_tunes_the_stand_in_and_eval_reads_its_stages() {
         ]),
         "leave out --init",
     );
+
+    // This project's recipe on the same model: the first steps latent, validated as it trains.
+    let (lab_run, lab_out) = (dir.path().join("lab-run"), dir.path().join("lab-out"));
+    refused(
+        &train(&["--until-val", "99"]),
+        "the seed's recipe trains each stage its epochs",
+    );
+    let lab = |extra: &[&str]| {
+        let mut args = vec![
+            "train",
+            "--init",
+            s(&init),
+            "--recipe",
+            "coconut-lab",
+            "--run-dir",
+            s(&lab_run),
+            "--out",
+            s(&lab_out),
+        ];
+        args.extend_from_slice(extra);
+        coconut(&args)
+    };
+    refused(&lab(&["--val-every", "0"]), "validation every 0 steps");
+    let done = lab(&[
+        "--stages",
+        "0,2",
+        "--steps",
+        "4",
+        "--train-problems",
+        "48",
+        "--batch-size",
+        "8",
+        "--val-every",
+        "2",
+        "--val-problems",
+        "5",
+    ]);
+    succeeded(&done);
+    let recipe: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(lab_run.join("recipe.json")).unwrap()).unwrap();
+    assert_eq!(recipe["recipe"]["name"], "coconut-lab");
+    assert_eq!(recipe["recipe"]["order"], "first");
+    assert_eq!(recipe["recipe"]["thought_norm"], 0.0);
+    assert_eq!(recipe["recipe"]["early_stop"]["every"], 2);
+    assert_eq!(recipe["recipe"]["early_stop"]["problems"], 5);
+    let note = String::from_utf8_lossy(&done.stderr);
+    assert!(
+        note.contains("stage2 step 2: validation greedy accuracy"),
+        "{note}"
+    );
+    let manifest = std::fs::read_to_string(lab_out.join("manifest.json")).unwrap();
+    assert!(
+        manifest.contains(r#""latent_order": "first""#),
+        "{manifest}"
+    );
+    // Read back in the order it was trained: the thought right after <bot>, then written steps.
+    let solved = coconut(&[
+        "solve",
+        "--weights",
+        s(&lab_out),
+        "--stage",
+        "stage2",
+        "--json",
+        "34 + 21",
+    ]);
+    succeeded(&solved);
+    let line: serde_json::Value = serde_json::from_slice(&solved.stdout).unwrap();
+    let text = line["text"].as_str().unwrap();
+    assert!(
+        text.starts_with("34 + 21 = <bot> [thought] [thought]"),
+        "{line}"
+    );
+    succeeded(&coconut(&[
+        "eval",
+        "--weights",
+        s(&lab_out),
+        "--stage",
+        "stage2",
+        "--n",
+        "10",
+    ]));
 }

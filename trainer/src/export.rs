@@ -99,6 +99,7 @@ pub fn export_stage(
         answer_order: stage.answer_order,
         ids_ahead: stage.ids_ahead,
         operand_pad: stage.operand_pad,
+        latent_order: None,
         dtype,
         file: FileEntry::describe(&file, &bytes),
         accuracy: facts.accuracy,

@@ -1,5 +1,6 @@
-//! Fine-tuning an imported GPT-2 (`coconut train --init DIR --recipe seed`): the seed's
-//! curriculum, as docs/seed-format.md (section 7) states it, run by this trainer's engines.
+//! Fine-tuning an imported GPT-2 (`coconut train --init DIR --recipe seed|coconut-lab`): the
+//! seed's curriculum, as docs/seed-format.md (section 7) states it, run by this trainer's
+//! engines, or this project's on the same model and data.
 //!
 //! The recipe: stage 0 (every step written) from the folder's model, then stages 1-3 (the last
 //! one, two, all steps as thoughts), each from the previous stage's weights with a new AdamW
@@ -13,6 +14,12 @@
 //!
 //! Not reproduced: dropout (0.1 in the seed; the engines have none) and fp16 autocast (f32
 //! here); the data order (PyTorch's `randperm`) is this trainer's own seeded shuffle.
+//!
+//! `coconut-lab` changes three things and keeps the rest, so that a difference in the result
+//! is one of them: the *first* `k` steps are thoughts ([`LatentOrder::First`]); the loss is on
+//! what follows the thoughts (the written steps, `<eot>` and the answer) with no thought-norm
+//! term; and a stage ends once greedy free runs answer `until`% of held-out validation problems
+//! ([`EarlyStop`]), checked every `every` steps, instead of after its epochs.
 //!
 //! A run directory holds `recipe.json`, `checkpoint.safetensors` (weights, moments, progress,
 //! written every `checkpoint_every` steps and at each stage's end), `metrics.jsonl`; each
@@ -29,14 +36,19 @@ use crate::run_lock::RunLock;
 use crate::train::{Observer, Outcome, StepMetrics};
 use anyhow::{bail, ensure, Context, Result};
 use candle_core::Device;
+use coconut_core::decoding::AnswerTokens;
 use coconut_core::family::LayoutFamily;
 use coconut_core::layout::Layout;
 use coconut_core::manifest::WeightsDir;
-use coconut_core::seed::layout::{SeedLayout, SeedStage};
-use coconut_core::seed::problems::{split, SeedSplit};
+use coconut_core::seed::decode::{answer, answer_tokens, decoder};
+use coconut_core::seed::layout::{LatentOrder, SeedLayout, SeedStage, ThoughtCount};
+use coconut_core::seed::problems::{split, SeedSplit, TrainingSet};
+use coconut_core::seed::vocab::Gpt2Vocab;
 use coconut_core::weights::WeightDtype;
+use coconut_core::Problem;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Instant;
 
 pub const RECIPE_FILE: &str = "recipe.json";
@@ -81,10 +93,28 @@ impl FinetuneStage {
     }
 }
 
+/// How a stage ends before its epochs: greedy free runs (thoughts counted from the operands, as
+/// `coconut solve` counts them) on the seed's validation problems that are not training
+/// problems (`coconut eval`'s held-out set).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct EarlyStop {
+    /// Checked every this many optimizer steps of a stage.
+    pub every: u64,
+    /// The first this many held-out validation problems.
+    pub problems: usize,
+    /// The stage ends once the greedy accuracy (percent) reaches this.
+    pub until: f64,
+}
+
+/// The seed's order, the default of a recipe.json written before the order was recorded.
+fn seed_order() -> LatentOrder {
+    LatentOrder::Last
+}
+
 /// How a GPT-2 is fine-tuned: the stages in order and the settings they share.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct FinetuneRecipe {
-    /// `seed` (the only recipe so far).
+    /// `seed` or `coconut-lab` (module doc).
     pub name: String,
     pub stages: Vec<FinetuneStage>,
     pub weight_decay: f64,
@@ -100,6 +130,13 @@ pub struct FinetuneRecipe {
     /// The data order's seed.
     pub seed: u64,
     pub checkpoint_every: u64,
+    /// Which steps the thoughts replace; the layouts' targets follow from it
+    /// ([`SeedLayout::loss_mask`]).
+    #[serde(default = "seed_order")]
+    pub order: LatentOrder,
+    /// `None`: every stage runs its epochs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub early_stop: Option<EarlyStop>,
 }
 
 impl FinetuneRecipe {
@@ -127,6 +164,35 @@ impl FinetuneRecipe {
             thought_norm: 0.001,
             seed: 42,
             checkpoint_every: 200,
+            order: LatentOrder::Last,
+            early_stop: None,
+        }
+    }
+
+    /// This project's recipe on the seed's model and data (module doc): the seed's stages,
+    /// data, optimizer and schedule, the first steps latent, the loss on what follows the
+    /// thoughts, and each stage ended once 1,000 held-out problems are answered 99.9% right
+    /// (checked every 500 steps).
+    pub fn coconut_lab() -> FinetuneRecipe {
+        FinetuneRecipe {
+            name: "coconut-lab".into(),
+            thought_norm: 0.0,
+            order: LatentOrder::First,
+            early_stop: Some(EarlyStop {
+                every: 500,
+                problems: 1000,
+                until: 99.9,
+            }),
+            ..FinetuneRecipe::seed()
+        }
+    }
+
+    /// The recipe called `name`.
+    pub fn named(name: &str) -> Result<FinetuneRecipe> {
+        match name {
+            "seed" => Ok(FinetuneRecipe::seed()),
+            "coconut-lab" => Ok(FinetuneRecipe::coconut_lab()),
+            other => bail!("--recipe {other}: the recipes are seed and coconut-lab"),
         }
     }
 
@@ -143,10 +209,24 @@ impl FinetuneRecipe {
     /// Refuses settings that cannot train.
     pub fn validate(&self) -> Result<()> {
         ensure!(
-            self.name == "seed",
-            "recipe {}: only `seed` exists",
+            self.name == "seed" || self.name == "coconut-lab",
+            "recipe {}: the recipes are seed and coconut-lab",
             self.name
         );
+        if let Some(stop) = &self.early_stop {
+            let held_out = held_out_validation().len();
+            ensure!(stop.every >= 1, "early stop: validation every 0 steps");
+            ensure!(
+                (1..=held_out).contains(&stop.problems),
+                "early stop: {} validation problems (1 to {held_out} are held out)",
+                stop.problems
+            );
+            ensure!(
+                stop.until.is_finite() && stop.until > 0.0 && stop.until <= 100.0,
+                "early stop: until {}% (a percentage in (0, 100])",
+                stop.until
+            );
+        }
         ensure!(!self.stages.is_empty(), "the recipe has no stage");
         let train = SeedSplit::Train.count();
         for s in &self.stages {
@@ -224,7 +304,7 @@ pub enum FinetuneStart {
     New {
         init: PathBuf,
         init_stage: Option<String>,
-        recipe: FinetuneRecipe,
+        recipe: Box<FinetuneRecipe>,
         out: PathBuf,
         dtype: WeightDtype,
     },
@@ -306,7 +386,7 @@ pub fn finetune(
             crate::import::check_trained_seed_target(out, &dir.manifest.model)
                 .with_context(|| format!("--out {}", out.display()))?;
             let file = RecipeFile {
-                recipe: recipe.clone(),
+                recipe: (**recipe).clone(),
                 init_sha256: dir.manifest.stage(&init_stage)?.file.sha256.clone(),
                 init: init.clone(),
                 init_stage,
@@ -337,6 +417,7 @@ pub fn finetune(
         .with_context(|| format!("--out {}", file.out.display()))?;
 
     let mut learner = Learner::from_weights(&weights, recipe.adamw(), device, request.cpu_shards)?;
+    let n_positions = weights.config.n_positions;
     let mut progress = Progress::default();
     // A run killed before its first checkpoint resumes from the start.
     if resume && checkpoint_path.exists() {
@@ -349,11 +430,14 @@ pub fn finetune(
         progress.global_step == 0,
     )?;
     let train = split(SeedSplit::Train);
+    let validation = Validation::new(&tokenizer, recipe.early_stop.as_ref());
     let seconds_before = progress.seconds;
     let elapsed = |started: &Instant| seconds_before + started.elapsed().as_secs_f64();
 
     while let Some(plan) = recipe.stages.get(progress.stage_index) {
-        let stage = SeedStage::new(plan.stage).expect("validated");
+        let stage = SeedStage::new(plan.stage)
+            .expect("validated")
+            .with_order(recipe.order);
         let layouts: Vec<Layout> = train[..plan.problems]
             .iter()
             .map(|p| SeedLayout::new(&tokenizer, p, stage).training_layout())
@@ -382,6 +466,7 @@ pub fn finetune(
         }
         observer.stage_started(&plan.id(), total, progress.stage_step);
         let mut last_loss = f64::NAN;
+        let mut ended = "schedule".to_string();
         while progress.stage_step < total {
             let step = progress.stage_step;
             let per_epoch = plan.steps_per_epoch();
@@ -436,6 +521,27 @@ pub fn finetune(
                     progress,
                 });
             }
+            if let Some(stop) = recipe
+                .early_stop
+                .as_ref()
+                .filter(|s| progress.stage_step < total && progress.stage_step % s.every == 0)
+            {
+                let accuracy = validation.accuracy(&mut learner, stage, n_positions)?;
+                let n = stop.problems;
+                metrics.write(&serde_json::json!({"event": "val", "stage": plan.id(), "stage_step": progress.stage_step, "step": progress.global_step, "val_greedy": accuracy, "n_val": n}))?;
+                observer.message(&format!(
+                    "{} step {}: validation greedy accuracy {accuracy:.2}% (n = {n})",
+                    plan.id(),
+                    progress.stage_step
+                ));
+                if accuracy >= stop.until {
+                    ended = format!(
+                        "validation {accuracy:.2}% >= {}% (n = {n}) at step {} of {total}",
+                        stop.until, progress.stage_step
+                    );
+                    break;
+                }
+            }
             let out_of_time = request
                 .time_budget
                 .is_some_and(|budget| started.elapsed().as_secs_f64() >= budget);
@@ -457,6 +563,7 @@ pub fn finetune(
         crate::import::write_trained_seed_stage(
             &file.out,
             &plan.id(),
+            recipe.order,
             &learner.weights()?,
             file.dtype,
         )?;
@@ -465,14 +572,15 @@ pub fn finetune(
             progress.seconds - progress.finished.iter().map(|r| r.seconds).sum::<f64>();
         progress.finished.push(StageRecord {
             id: plan.id(),
-            steps: total,
+            steps: progress.stage_step,
             seconds: stage_seconds,
             final_loss: last_loss,
-            ended: "schedule".into(),
+            ended: ended.clone(),
         });
         observer.message(&format!(
-            "{}: {total} steps, final loss {last_loss:.5}, written to {}",
+            "{}: {} steps ({ended}), final loss {last_loss:.5}, written to {}",
             plan.id(),
+            progress.stage_step,
             file.out.display()
         ));
         progress.stage_index += 1;
@@ -483,6 +591,70 @@ pub fn finetune(
         outcome: Outcome::Finished,
         progress,
     })
+}
+
+/// The seed's validation problems that are not among its training problems, in order.
+fn held_out_validation() -> Vec<Problem> {
+    let training = TrainingSet::new();
+    split(SeedSplit::Validation)
+        .into_iter()
+        .filter(|p| !training.contains(p))
+        .collect()
+}
+
+/// What an early-stop check runs: the held-out problems and the decoding's answer tokens.
+struct Validation<'a> {
+    tokenizer: &'a Gpt2Vocab,
+    tokens: Arc<AnswerTokens>,
+    problems: Vec<Problem>,
+}
+
+impl<'a> Validation<'a> {
+    /// `stop`'s problems (none without early stop).
+    fn new(tokenizer: &'a Gpt2Vocab, stop: Option<&EarlyStop>) -> Validation<'a> {
+        let problems = match stop {
+            Some(stop) => held_out_validation()
+                .into_iter()
+                .take(stop.problems)
+                .collect(),
+            None => Vec::new(),
+        };
+        Validation {
+            tokens: answer_tokens(tokenizer),
+            tokenizer,
+            problems,
+        }
+    }
+
+    /// The percentage of the problems the learner's current weights answer exactly, each
+    /// decoded greedily at `stage` with thoughts counted from its operands.
+    fn accuracy(&self, learner: &mut Learner, stage: SeedStage, n_positions: usize) -> Result<f64> {
+        let decoders = self
+            .problems
+            .iter()
+            .map(|p| {
+                decoder(
+                    self.tokenizer,
+                    &self.tokens,
+                    p,
+                    stage,
+                    ThoughtCount::Columns,
+                    n_positions,
+                )
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let finished = learner.run_decoders(decoders)?;
+        let right = finished
+            .into_iter()
+            .zip(&self.problems)
+            .filter(|(d, p)| {
+                let prompt_len = d.plan().prompt_len;
+                let read = answer(self.tokenizer, d.ids(), prompt_len);
+                read == Some(p.answer().to_string())
+            })
+            .count();
+        Ok(100.0 * right as f64 / self.problems.len().max(1) as f64)
+    }
 }
 
 /// The weights folder a run starts from: a seed-family folder (`coconut import --layout seed`).

@@ -17,6 +17,7 @@ use crate::optim::{AdamW, AdamWConfig};
 use anyhow::{ensure, Context, Result};
 use candle_core::backprop::GradStore;
 use candle_core::{Device, Tensor};
+use coconut_core::decoder::Decoder;
 use coconut_core::layout::Layout;
 use coconut_core::skeleton::tensor_specs;
 use coconut_core::tokenizer::Tokenizer;
@@ -229,6 +230,14 @@ impl Learner {
         match self {
             Learner::Cpu(engine) => cpu_greedy_correct(engine, set),
             Learner::Candle(c) => greedy_correct(&c.model, set),
+        }
+    }
+
+    /// Runs `decoders` to their ends greedily on the current parameters, in batches.
+    pub fn run_decoders(&mut self, decoders: Vec<Decoder>) -> Result<Vec<Decoder>> {
+        match self {
+            Learner::Cpu(engine) => engine.run_decoders(decoders, 64),
+            Learner::Candle(c) => crate::eval::run_decoders(&c.model, decoders),
         }
     }
 

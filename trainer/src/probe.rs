@@ -281,11 +281,9 @@ fn probe_seed_folder(
     );
     let (fit, test) = (&training[..sizes.fit], &held_out[..sizes.test]);
     let entries = thought_stages(dir, stages)?;
-    on_each_stage(dir, &entries, &mut progress, |id, stage, model| {
-        let seed_stage = u8::try_from(stage.latent_steps())
-            .ok()
-            .and_then(SeedStage::new)
-            .with_context(|| format!("{id}: the seed's stages are stage0 to stage3"))?;
+    on_each_stage(dir, &entries, &mut progress, |id, _, model| {
+        let seed_stage =
+            SeedStage::of_entry(dir.manifest.stage(id)?).map_err(anyhow::Error::msg)?;
         let n_positions = model.config().n_positions;
         let thoughts_of = |problems: &[Problem]| -> Result<Vec<Vec<Vec<f32>>>> {
             problems

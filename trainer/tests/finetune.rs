@@ -9,7 +9,7 @@ use coconut_core::family::{Family, LayoutFamily};
 use coconut_core::manifest::WeightsDir;
 use coconut_core::weights::WeightDtype;
 use coconut_trainer::finetune::{
-    cosine_with_warmup, finetune, FinetuneRecipe, FinetuneRequest, FinetuneStart,
+    cosine_with_warmup, finetune, EarlyStop, FinetuneRecipe, FinetuneRequest, FinetuneStart,
 };
 use coconut_trainer::import::{import, ImportRequest, Source};
 use coconut_trainer::train::{Outcome, Silent};
@@ -54,7 +54,7 @@ fn request(init: &Path, run_dir: &Path, out: &Path, start_new: bool) -> Finetune
             FinetuneStart::New {
                 init: init.to_path_buf(),
                 init_stage: None,
-                recipe: short_recipe(5),
+                recipe: Box::new(short_recipe(5)),
                 out: out.to_path_buf(),
                 dtype: WeightDtype::F32,
             }
@@ -181,6 +181,132 @@ fn the_seeds_recipe_fine_tunes_an_imported_gpt2_and_resumes_bit_for_bit() {
     let report = finetune(&resumed, &Device::Cpu, &mut Silent).unwrap();
     assert_eq!(report.outcome, Outcome::Finished);
     assert_eq!(stage_bytes(&out5, "stage3"), stage_bytes(&out, "stage3"));
+}
+
+/// `coconut-lab` cut like [`short_recipe`] to stages 0 and 2, validated every 2 steps on 6
+/// held-out problems.
+fn short_lab_recipe(steps: u64) -> FinetuneRecipe {
+    let mut recipe = FinetuneRecipe::coconut_lab();
+    recipe.stages.retain(|s| s.stage == 0 || s.stage == 2);
+    let seed = short_recipe(steps);
+    for s in &mut recipe.stages {
+        s.problems = 24;
+        s.batch = 4;
+        s.group = s.group.min(4);
+        s.steps = Some(steps);
+        s.lr = 1e-3;
+    }
+    recipe.checkpoint_every = seed.checkpoint_every;
+    recipe.early_stop = Some(EarlyStop {
+        every: 2,
+        problems: 6,
+        until: 100.0,
+    });
+    recipe
+}
+
+#[test]
+fn coconut_lab_thinks_the_first_steps_validates_and_resumes_bit_for_bit() {
+    let tmp = tempfile::tempdir().unwrap();
+    let init = standin(tmp.path());
+    let start = |recipe: FinetuneRecipe, run: &Path, out: &Path| FinetuneRequest {
+        start: FinetuneStart::New {
+            init: init.clone(),
+            init_stage: None,
+            recipe: Box::new(recipe),
+            out: out.to_path_buf(),
+            dtype: WeightDtype::F32,
+        },
+        ..request(&init, run, out, false)
+    };
+    let (run, out) = (tmp.path().join("lab"), tmp.path().join("lab-out"));
+    let report = finetune(
+        &start(short_lab_recipe(5), &run, &out),
+        &Device::Cpu,
+        &mut Silent,
+    )
+    .unwrap();
+    assert_eq!(report.outcome, Outcome::Finished);
+    // The stand-in answers none of them (2 layers of width 16): no stage ends early.
+    let ends: Vec<(&str, u64, &str)> = report
+        .progress
+        .finished
+        .iter()
+        .map(|r| (r.id.as_str(), r.steps, r.ended.as_str()))
+        .collect();
+    assert_eq!(ends, [("stage0", 5, "schedule"), ("stage2", 5, "schedule")]);
+    // Validated at stage steps 2 and 4 of each stage (not at its last), on the 6 problems.
+    let metrics = std::fs::read_to_string(run.join("metrics.jsonl")).unwrap();
+    let checks: Vec<(String, u64, u64)> = metrics
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|v| v["event"] == "val")
+        .map(|v| {
+            let accuracy = v["val_greedy"].as_f64().unwrap();
+            assert!((0.0..=100.0).contains(&accuracy), "{v}");
+            (
+                v["stage"].as_str().unwrap().to_string(),
+                v["stage_step"].as_u64().unwrap(),
+                v["n_val"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    let at = |stage: &str, step| (stage.to_string(), step, 6);
+    assert_eq!(
+        checks,
+        [
+            at("stage0", 2),
+            at("stage0", 4),
+            at("stage2", 2),
+            at("stage2", 4)
+        ]
+    );
+    // The folder says which steps the thoughts replace, so every reader lays them out so.
+    let folder = WeightsDir::open(&out).unwrap();
+    for entry in &folder.manifest.stages {
+        let stage = coconut_core::seed::layout::SeedStage::of_entry(entry).unwrap();
+        assert_eq!(
+            stage.order(),
+            coconut_core::stage::LatentOrder::First,
+            "{}",
+            entry.id
+        );
+    }
+    // Its layouts and loss are not the seed's: the same settings in the seed's order train
+    // other weights from the same start.
+    let mut seed_order = short_lab_recipe(5);
+    seed_order.order = coconut_core::stage::LatentOrder::Last;
+    seed_order.early_stop = None;
+    let seed_out = tmp.path().join("seed-order-out");
+    finetune(
+        &start(seed_order, &tmp.path().join("seed-order"), &seed_out),
+        &Device::Cpu,
+        &mut Silent,
+    )
+    .unwrap();
+    assert_ne!(
+        stage_bytes(&seed_out, "stage2"),
+        stage_bytes(&out, "stage2")
+    );
+
+    // Killed at step 7 (after the checkpoint at 6 and stage 2's check at its step 2), resumed.
+    let (run2, out2) = (tmp.path().join("lab2"), tmp.path().join("lab2-out"));
+    let mut killed = start(short_lab_recipe(5), &run2, &out2);
+    killed.stop_at_step = Some(7);
+    assert_eq!(
+        finetune(&killed, &Device::Cpu, &mut Silent)
+            .unwrap()
+            .outcome,
+        Outcome::Stopped
+    );
+    let report = finetune(
+        &request(&init, &run2, &out2, false),
+        &Device::Cpu,
+        &mut Silent,
+    )
+    .unwrap();
+    assert_eq!(report.outcome, Outcome::Finished);
+    assert_eq!(stage_bytes(&out2, "stage2"), stage_bytes(&out, "stage2"));
 }
 
 /// The candle path (the definition, and the CUDA path) through the same driver: the same first

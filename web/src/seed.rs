@@ -17,7 +17,7 @@ use coconut_core::seed::decode::{answer, answer_tokens, decoder, text};
 use coconut_core::seed::layout::{check_problem, SeedStage, ThoughtCount};
 use coconut_core::seed::problems::{split, SeedSplit, TrainingSet};
 use coconut_core::seed::vocab::Gpt2Vocab;
-use coconut_core::{Problem, StageKind};
+use coconut_core::Problem;
 use std::cell::OnceCell;
 use std::sync::Arc;
 
@@ -62,13 +62,7 @@ impl SeedSession {
     /// Verifies a stage file against the manifest (size, sha256, tensors) and loads it.
     pub fn add_stage(&mut self, id: &str, bytes: &[u8]) -> Result<(), String> {
         let (entry, weights) = verified_stage(&self.manifest, id, bytes)?;
-        let StageKind::Latent { k } = entry.kind else {
-            return Err(format!("{}: not one of the seed's stages", entry.id));
-        };
-        let stage = u8::try_from(k)
-            .ok()
-            .and_then(SeedStage::new)
-            .ok_or_else(|| format!("{}: the seed's stages are stage0 to stage3", entry.id))?;
+        let stage = SeedStage::of_entry(&entry)?;
         let reference = ReferenceModel::new(&weights);
         self.stages.retain(|s| s.entry.id != entry.id);
         self.stages.push(SeedLoaded {

@@ -7,7 +7,7 @@ use crate::layout::Layout;
 use crate::positions::PositionScheme;
 use crate::probes::{ProbesError, ThoughtProbes};
 use crate::problem::{max_steps, Problem, MAX_DIGITS};
-use crate::stage::{AnswerOrder, Stage, StageKind};
+use crate::stage::{AnswerOrder, LatentOrder, Stage, StageKind};
 use crate::tokenizer::Tokenizer;
 use crate::weights::{ModelWeights, WeightDtype, WeightsError};
 use serde::{Deserialize, Serialize};
@@ -211,6 +211,11 @@ pub struct StageEntry {
     /// filling them ([`Stage::operand_pad`]); as typed when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub operand_pad: Option<usize>,
+    /// Which steps the thoughts replace; the family's own order when absent (the first steps
+    /// for this project's models, the last for the seed's). Only the seed family's stages may
+    /// say `first` (a model fine-tuned with `train --recipe coconut-lab`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub latent_order: Option<LatentOrder>,
     pub dtype: WeightDtype,
     #[serde(flatten)]
     pub file: FileEntry,
@@ -481,6 +486,13 @@ impl Manifest {
                     "{}: ahead ids are a variant of coupled positions, and this stage's are \
                      absolute",
                     field("ids_ahead")
+                ));
+            }
+            if entry.latent_order.is_some_and(|o| o != LatentOrder::First) {
+                return Err(format!(
+                    "{}: this project's stages think the first steps (the last-steps order is \
+                     a research setting, never shipped)",
+                    field("latent_order")
                 ));
             }
             if let Some(pad) = entry.operand_pad {
@@ -871,6 +883,7 @@ mod tests {
                 answer_order: AnswerOrder::MostSignificantFirst,
                 ids_ahead: false,
                 operand_pad: None,
+                latent_order: None,
                 dtype: WeightDtype::Int8,
                 file: FileEntry::describe("stage2.safetensors", bytes),
                 accuracy: None,
@@ -1059,7 +1072,36 @@ mod tests {
         };
         let json = seed.to_json();
         assert!(json.contains(r#""layout": "seed""#), "{json}");
+        assert!(
+            !json.contains("latent_order"),
+            "the seed's own order is the default"
+        );
         assert_eq!(Manifest::from_json(&json).unwrap(), seed);
+        // A stage fine-tuned with this project's order says so, and reads back so.
+        let mut first = seed.clone();
+        first.stages[1].latent_order = Some(LatentOrder::First);
+        let json = first.to_json();
+        assert!(json.contains(r#""latent_order": "first""#), "{json}");
+        let read = Manifest::from_json(&json).unwrap();
+        let order = |m: &Manifest, i: usize| {
+            crate::seed::layout::SeedStage::of_entry(&m.stages[i])
+                .unwrap()
+                .order()
+        };
+        assert_eq!(
+            (order(&read, 0), order(&read, 1)),
+            (LatentOrder::Last, LatentOrder::First)
+        );
+        // This project's stages think their first steps; a manifest saying otherwise is refused.
+        let mut last = m.clone();
+        last.stages[0].latent_order = Some(LatentOrder::Last);
+        let err = Manifest::from_json(&last.to_json())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("latent_order"), "{err}");
+        let mut ours_first = m.clone();
+        ours_first.stages[0].latent_order = Some(LatentOrder::First);
+        Manifest::from_json(&ours_first.to_json()).unwrap();
         // This project's manifests do not name a family; they read as this project's.
         assert!(!m.to_json().contains("family"));
         let refused = |m: Manifest| Manifest::from_json(&m.to_json()).unwrap_err().to_string();

@@ -18,7 +18,7 @@ use coconut_core::manifest::{
 };
 use coconut_core::positions::PositionScheme;
 use coconut_core::seed::tokenizer::Gpt2Tokenizer;
-use coconut_core::stage::{AnswerOrder, StageKind};
+use coconut_core::stage::{AnswerOrder, LatentOrder, StageKind};
 use coconut_core::weights::{ModelWeights, WeightDtype};
 use coconut_core::ModelConfig;
 use gpt2::TensorSource;
@@ -173,6 +173,7 @@ fn open(request: &ImportRequest) -> Result<(Box<dyn TensorSource>, usize, f32)> 
 /// The seed family's stage entry for `id` (`stage0` .. `stage3`).
 fn seed_stage_entry(
     id: &str,
+    order: LatentOrder,
     max_digits: usize,
     dtype: WeightDtype,
     file: FileEntry,
@@ -195,6 +196,8 @@ fn seed_stage_entry(
         answer_order: AnswerOrder::MostSignificantFirst,
         ids_ahead: false,
         operand_pad: None,
+        // The seed's own order is the family's default: only this project's is written.
+        latent_order: (order != LatentOrder::Last).then_some(order),
         dtype,
         file,
         accuracy: None,
@@ -269,6 +272,7 @@ pub fn import(request: &ImportRequest) -> Result<Imported> {
     write_seed_stage(
         &request.out,
         &request.stage,
+        LatentOrder::Last,
         &weights,
         request.dtype,
         request.shard_bytes.clamp(1, MAX_SHARD_BYTES),
@@ -280,12 +284,14 @@ pub fn import(request: &ImportRequest) -> Result<Imported> {
     })
 }
 
-/// Writes `weights` as stage `stage_id` (`stage0` .. `stage3`) of the seed-family weights folder
-/// `out` (a new one, or one of the same model), replacing that stage if the folder has it; the
-/// folder changes as a whole or not at all (`folder`, begun on `out`).
+/// Writes `weights` as stage `stage_id` (`stage0` .. `stage3`, thinking the steps of `order`) of
+/// the seed-family weights folder `out` (a new one, or one of the same model), replacing that
+/// stage if the folder has it; the folder changes as a whole or not at all (`folder`, begun on
+/// `out`).
 fn write_seed_stage(
     out: &Path,
     stage_id: &str,
+    order: LatentOrder,
     weights: &ModelWeights,
     dtype: WeightDtype,
     shard_bytes: u64,
@@ -297,7 +303,7 @@ fn write_seed_stage(
     let bytes = weights.to_safetensors();
     let file_name = format!("{stage_id}.safetensors");
     let (file, pieces) = FileEntry::sharded(&file_name, &bytes, shard_bytes);
-    let entry = seed_stage_entry(stage_id, manifest.max_digits, dtype, file)?;
+    let entry = seed_stage_entry(stage_id, order, manifest.max_digits, dtype, file)?;
     // The stage written again (another size, or pieces now): its old files go, and its probes,
     // which read the old weights' thoughts.
     let old_files: Vec<String> = manifest
@@ -341,14 +347,23 @@ pub fn check_trained_seed_target(out: &Path, config: &ModelConfig) -> Result<()>
 }
 
 /// Writes a model trained here from a seed-family folder (fine-tuning) as stage `stage_id` of
-/// the seed-family weights folder `out`, in `dtype`.
+/// the seed-family weights folder `out`, thinking the steps of `order`, in `dtype`.
 pub fn write_trained_seed_stage(
     out: &Path,
     stage_id: &str,
+    order: LatentOrder,
     weights: &ModelWeights,
     dtype: WeightDtype,
 ) -> Result<()> {
     let folder = FolderWrite::begin(out, Start::Keep)?;
     let stored = weights.convert(dtype);
-    write_seed_stage(out, stage_id, &stored, dtype, MAX_SHARD_BYTES, folder)
+    write_seed_stage(
+        out,
+        stage_id,
+        order,
+        &stored,
+        dtype,
+        MAX_SHARD_BYTES,
+        folder,
+    )
 }
