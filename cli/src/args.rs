@@ -194,6 +194,10 @@ pub struct TrainArgs {
     /// fraction of the thought's root mean square (an experiment; CPU engine only).
     #[arg(long, allow_negative_numbers = true, value_parser = limits::noise)]
     pub thought_noise: Option<f64>,
+    /// Keep a moving average of the weights within each stage with this decay (e.g. 0.999):
+    /// validation, each stage's weights and the next stage's start are the average's.
+    #[arg(long, allow_negative_numbers = true, value_parser = limits::decay)]
+    pub ema_decay: Option<f64>,
     #[arg(long, value_parser = count::<1, { limits::MAX_BATCH }>)]
     pub batch_size: Option<usize>,
     #[arg(long, allow_negative_numbers = true, value_parser = limits::rate)]
@@ -313,6 +317,9 @@ impl TrainArgs {
         );
         if self.operand_pad.is_some() {
             c.operand_pad = self.operand_pad;
+        }
+        if self.ema_decay.is_some() {
+            c.ema_decay = self.ema_decay;
         }
         if self.ids_ahead {
             c.ids_ahead = true;

@@ -184,6 +184,7 @@ fn train_within_limits(t: &TrainArgs) -> bool {
     ];
     let floats = [
         t.thought_noise,
+        t.ema_decay,
         t.lr,
         t.weight_decay,
         t.time_budget,

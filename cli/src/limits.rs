@@ -79,6 +79,16 @@ pub fn fraction(text: &str) -> Result<f64, String> {
     real(text, 0.0, 1.0, false)
 }
 
+/// A moving average's decay: more than 0, less than 1 (1 would never move).
+pub fn decay(text: &str) -> Result<f64, String> {
+    let x = real(text, 0.0, 1.0, true)?;
+    if x < 1.0 {
+        Ok(x)
+    } else {
+        Err(format!("{text} is not more than 0 and less than 1"))
+    }
+}
+
 /// A percentage goal: more than 0, at most 100.
 pub fn percent(text: &str) -> Result<f64, String> {
     real(text, 0.0, 100.0, true)

@@ -1111,6 +1111,14 @@ fn every_count_and_setting_is_refused_outside_its_limits_while_parsing() {
             "inf is not more than 0 and at most 1",
         ),
         (
+            vec!["train", "--run-dir", r, "--ema-decay", "1"],
+            "1 is not more than 0 and less than 1",
+        ),
+        (
+            vec!["train", "--run-dir", r, "--ema-decay", "nan"],
+            "nan is not more than 0 and at most 1",
+        ),
+        (
             vec!["train", "--run-dir", r, "--val-problems", "1000000000"],
             "outside 0..=1000000",
         ),

@@ -150,6 +150,7 @@ pub fn fresh_snapshot(weights: &ModelWeights) -> checkpoint::Snapshot {
                 param,
                 adam_m: zeros.clone(),
                 adam_v: zeros,
+                average: None,
             }
         })
         .collect();

@@ -78,6 +78,8 @@ pub struct SnapshotTensor {
     pub param: Vec<f32>,
     pub adam_m: Vec<f32>,
     pub adam_v: Vec<f32>,
+    /// The tensor's moving average, in a run that keeps one ([`crate::average`]).
+    pub average: Option<Vec<f32>>,
 }
 
 /// Everything of the model and optimizer a checkpoint holds, whichever engine wrote it.
@@ -97,6 +99,9 @@ pub fn save(path: &Path, snapshot: &Snapshot, progress: &Progress) -> Result<()>
     for t in &snapshot.tensors {
         buffers.push((format!("adam_m.{}", t.name), &t.shape, f32_bytes(&t.adam_m)));
         buffers.push((format!("adam_v.{}", t.name), &t.shape, f32_bytes(&t.adam_v)));
+        if let Some(average) = &t.average {
+            buffers.push((format!("average.{}", t.name), &t.shape, f32_bytes(average)));
+        }
     }
     let views = buffers
         .iter()
@@ -274,6 +279,8 @@ pub fn load(path: &Path, config: &ModelConfig) -> Result<(Snapshot, Progress)> {
         }
         Ok(coconut_core::weights::le_f32(view.data()))
     };
+    // A run that keeps a moving average saves one for every tensor.
+    let averaged = st.names().iter().any(|n| n.starts_with("average."));
     let tensors = tensor_specs(config)
         .into_iter()
         .map(|spec| {
@@ -281,6 +288,10 @@ pub fn load(path: &Path, config: &ModelConfig) -> Result<(Snapshot, Progress)> {
                 param: read(&format!("param.{}", spec.name), &spec.shape)?,
                 adam_m: read(&format!("adam_m.{}", spec.name), &spec.shape)?,
                 adam_v: read(&format!("adam_v.{}", spec.name), &spec.shape)?,
+                average: match averaged {
+                    true => Some(read(&format!("average.{}", spec.name), &spec.shape)?),
+                    false => None,
+                },
                 name: spec.name,
                 shape: spec.shape,
             })

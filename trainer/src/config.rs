@@ -162,6 +162,11 @@ pub struct TrainConfig {
     /// margin, so the drift of a longer chain than any trained does not flip it. 0: none.
     #[serde(default, skip_serializing_if = "is_zero_f64")]
     pub thought_noise: f64,
+    /// The decay of a moving average of the weights kept within each stage
+    /// ([`crate::average`]), in (0, 1): validation, each stage's weights and the next stage's
+    /// start are the average's. `None`: the weights as the optimizer leaves them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ema_decay: Option<f64>,
     /// The stages to train, in order, each continuing from the previous one's weights.
     pub stages: Vec<StagePlan>,
     pub batch_size: usize,
@@ -229,6 +234,7 @@ impl Default for TrainConfig {
             operand_pad: None,
             max_operand_pad: 0,
             thought_noise: 0.0,
+            ema_decay: None,
             stages: epochs
                 .iter()
                 .enumerate()
@@ -408,6 +414,11 @@ impl TrainConfig {
             self.thought_noise.is_finite() && self.thought_noise >= 0.0,
             "thought_noise is a standard deviation (finite, at least 0), not {}",
             self.thought_noise
+        );
+        ensure!(
+            self.ema_decay.is_none_or(|d| d > 0.0 && d < 1.0),
+            "ema_decay is a decay in (0, 1), not {}",
+            self.ema_decay.unwrap_or_default()
         );
         ensure!(self.cpu_shards >= 1, "cpu_shards must be at least 1");
         ensure!(

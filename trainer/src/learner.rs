@@ -241,6 +241,71 @@ impl Learner {
         }
     }
 
+    /// Every parameter, flat, in the model's tensor order (the checkpoint's).
+    pub fn flat_params(&self) -> Result<Vec<f32>> {
+        match self {
+            Learner::Cpu(engine) => {
+                let p = engine.params();
+                Ok(engine
+                    .layout()
+                    .tensors
+                    .iter()
+                    .flat_map(|(_, r)| p[r.clone()].iter().copied())
+                    .collect())
+            }
+            Learner::Candle(c) => {
+                let mut flat = Vec::new();
+                for (_, var) in c.model.named_vars() {
+                    flat.extend(to_host(var.as_tensor())?);
+                }
+                Ok(flat)
+            }
+        }
+    }
+
+    /// Sets every parameter from `values`, flat as [`Learner::flat_params`] gives them (refused,
+    /// nothing changed, if their count is not the model's); the optimizer state is left as it is.
+    pub fn set_flat_params(&mut self, values: &[f32]) -> Result<()> {
+        let total: usize = tensor_specs(self.config())
+            .iter()
+            .map(|s| s.shape.iter().product::<usize>())
+            .sum();
+        ensure!(
+            values.len() == total,
+            "{} values for a model of {total} parameters",
+            values.len()
+        );
+        let mut rest = values;
+        let mut take = |n: usize| {
+            let (part, after) = rest.split_at(n);
+            rest = after;
+            part
+        };
+        match self {
+            Learner::Cpu(engine) => {
+                let ranges: Vec<_> = engine
+                    .layout()
+                    .tensors
+                    .iter()
+                    .map(|(_, r)| r.clone())
+                    .collect();
+                for r in ranges {
+                    let part = take(r.len());
+                    engine.params_mut()[r].copy_from_slice(part);
+                }
+            }
+            Learner::Candle(c) => {
+                let device = c.model.device().clone();
+                for (_, var) in c.model.named_vars() {
+                    let shape = var.as_tensor().dims().to_vec();
+                    let part = take(shape.iter().product());
+                    var.set(&Tensor::from_vec(part.to_vec(), shape, &device)?)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Parameters and optimizer state, for a checkpoint.
     pub fn snapshot(&self) -> Result<Snapshot> {
         match self {
@@ -256,6 +321,7 @@ impl Learner {
                         param: p[r.clone()].to_vec(),
                         adam_m: m[r.clone()].to_vec(),
                         adam_v: v[r.clone()].to_vec(),
+                        average: None,
                     })
                     .collect();
                 Ok(Snapshot {
@@ -278,6 +344,7 @@ impl Learner {
                             param: to_host(var.as_tensor())?,
                             adam_m: to_host(&state.m)?,
                             adam_v: to_host(&state.v)?,
+                            average: None,
                         })
                     })
                     .collect::<Result<Vec<_>>>()?;
@@ -344,6 +411,53 @@ impl Learner {
         match self {
             Learner::Cpu(engine) => engine.config(),
             Learner::Candle(c) => c.model.config(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flat_params_are_the_checkpoints_order_on_both_engines() {
+        let model = coconut_core::ModelConfig {
+            n_positions: 16,
+            n_embd: 8,
+            n_layer: 1,
+            n_head: 2,
+            ..coconut_core::ModelConfig::tiny()
+        };
+        let weights = init_weights(&model, 5);
+        for shards in [Some(2), None] {
+            let adamw = TrainConfig::default().adamw();
+            let mut learner = Learner::from_weights(&weights, adamw, &Device::Cpu, shards).unwrap();
+            let flat = learner.flat_params().unwrap();
+            let total: usize = tensor_specs(&model)
+                .iter()
+                .map(|s| s.shape.iter().product::<usize>())
+                .sum();
+            assert_eq!(flat.len(), total);
+            let moved: Vec<f32> = flat.iter().map(|x| 0.5 * x + 0.25).collect();
+            learner.set_flat_params(&moved).unwrap();
+            assert_eq!(learner.flat_params().unwrap(), moved);
+            let snapshot: Vec<f32> = learner
+                .snapshot()
+                .unwrap()
+                .tensors
+                .iter()
+                .flat_map(|t| t.param.clone())
+                .collect();
+            assert_eq!(snapshot, moved, "{shards:?}");
+            assert!(learner.set_flat_params(&moved[1..]).is_err());
+            let mut longer = moved.clone();
+            longer.push(0.0);
+            assert!(learner.set_flat_params(&longer).is_err());
+            assert_eq!(
+                learner.flat_params().unwrap(),
+                moved,
+                "a refused set changes nothing"
+            );
         }
     }
 }

@@ -26,6 +26,7 @@
 //!   dicts without running their pickle;
 //! - [`seed`]: the seed's imported checkpoints on the reference, candle and CPU engines.
 
+pub mod average;
 pub mod batch;
 pub mod branch;
 pub mod checkpoint;

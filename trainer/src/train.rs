@@ -10,6 +10,7 @@
 //! state, so on the CPU a resumed run ends with the same weights, bit for bit, as one that never
 //! stopped.
 
+use crate::average::WeightAverage;
 use crate::branch::Branch;
 use crate::checkpoint::{self, Progress, StageRecord};
 use crate::config::{StagePlan, TrainConfig};
@@ -21,7 +22,7 @@ use crate::optim::{clip_scale, lr_at};
 use crate::provenance::{Branched, RunInfo};
 use crate::run_dir::MetricsLog;
 use crate::run_lock::RunLock;
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 use candle_core::Device;
 use coconut_core::data::Splits;
 use coconut_core::layout::Layout;
@@ -104,8 +105,9 @@ pub fn train(
     while run.progress.stage_index < config.stages.len() {
         let mut stage = StageRun::begin(config, &run.tokenizer, &run.splits.train, &run.progress)?;
         if run.progress.stage_step == 0 {
-            // A new stage: the optimizer and its schedule start over.
+            // A new stage: the optimizer, its schedule and the weight average start over.
             run.learner.reset_optimizer()?;
+            run.start_average()?;
         }
         observer.stage_started(&stage.id, stage.total, run.progress.stage_step);
         let mut end = StageEnd {
@@ -162,6 +164,8 @@ struct Run<'a> {
     tokenizer: Tokenizer,
     splits: Splits,
     learner: Learner,
+    /// The stage's moving average of the weights, with `ema_decay`.
+    average: Option<WeightAverage>,
     progress: Progress,
     metrics: MetricsLog,
     /// Validation problems checked at the end of each stage (and by `until_val`).
@@ -209,16 +213,17 @@ impl<'a> Run<'a> {
         let tokenizer = Tokenizer::new();
         let splits: Splits = config.data.generate()?;
         let mut learner = Learner::new(config, device)?;
-        let progress = if options.resume {
+        let (progress, average) = if options.resume {
             resume(config, &dir, splits.train.len(), &mut learner, observer)?
         } else {
-            start(
+            let progress = start(
                 config,
                 &dir,
                 options.branch.as_ref(),
                 &mut learner,
                 observer,
-            )?
+            )?;
+            (progress, None)
         };
         record_provenance(run_dir, options, &progress)?;
         let mut metrics = MetricsLog::open(&dir.metrics(), progress.global_step == 0)?;
@@ -231,6 +236,7 @@ impl<'a> Run<'a> {
             n_val: config.val_problems.min(splits.val.len()),
             splits,
             learner,
+            average,
             seconds_before: progress.seconds,
             progress,
             metrics,
@@ -252,8 +258,10 @@ impl<'a> Run<'a> {
         if step == 0 || step % self.config.val_every != 0 {
             return Ok(None);
         }
-        let problems = &self.splits.val[..n_val];
-        let accuracy = validate(&mut self.learner, &self.tokenizer, problems, &stage.stage)?;
+        let (problems, tokenizer) = (&self.splits.val[..n_val], &self.tokenizer);
+        let accuracy = on_average(&mut self.learner, self.average.as_ref(), |learner| {
+            validate(learner, tokenizer, problems, &stage.stage)
+        })?;
         observer.message(&format!(
             "{id} step {step}: validation greedy accuracy {accuracy:.2}% (n = {n_val})"
         ));
@@ -298,6 +306,9 @@ impl<'a> Run<'a> {
         }
         self.learner
             .apply(lr, clip_scale(grad_norm, config.grad_clip))?;
+        if let Some(average) = &mut self.average {
+            average.update(&self.learner.flat_params()?);
+        }
         self.progress.stage_step += 1;
         self.progress.global_step += 1;
         self.progress.seconds = self.seconds_before + self.started.elapsed().as_secs_f64();
@@ -358,6 +369,11 @@ impl<'a> Run<'a> {
         observer: &mut dyn Observer,
     ) -> Result<()> {
         let (id, n_val) = (&stage.id, self.n_val);
+        // With a moving average, the stage is its average: its weights, its validation and the
+        // next stage's start.
+        if let Some(average) = self.average.take() {
+            self.learner.set_flat_params(average.values())?;
+        }
         let weights = self.learner.weights()?;
         self.dir
             .write_stage_weights(id, &weights.to_safetensors())?;
@@ -393,11 +409,25 @@ impl<'a> Run<'a> {
     }
 
     fn save_checkpoint(&mut self) -> Result<()> {
-        checkpoint::save(
-            &self.dir.checkpoint(),
-            &self.learner.snapshot()?,
-            &self.progress,
-        )
+        let mut snapshot = self.learner.snapshot()?;
+        if let Some(average) = &self.average {
+            let mut values = average.values();
+            for t in &mut snapshot.tensors {
+                let (this, rest) = values.split_at(t.param.len());
+                t.average = Some(this.to_vec());
+                values = rest;
+            }
+        }
+        checkpoint::save(&self.dir.checkpoint(), &snapshot, &self.progress)
+    }
+
+    /// A new stage's average, at the weights it starts from (with `ema_decay`).
+    fn start_average(&mut self) -> Result<()> {
+        self.average = match self.config.ema_decay {
+            Some(decay) => Some(WeightAverage::start(decay, self.learner.flat_params()?)),
+            None => None,
+        };
+        Ok(())
     }
 
     /// The message of a run that diverged at its current step.
@@ -447,14 +477,15 @@ impl<'a> StageRun<'a> {
     }
 }
 
-/// Picks up where the checkpoint left off (or starts over, for a run killed before its first).
+/// Picks up where the checkpoint left off (or starts over, for a run killed before its first),
+/// with the stage's weight average if the run keeps one.
 fn resume(
     config: &TrainConfig,
     dir: &RunDir,
     n_train: usize,
     learner: &mut Learner,
     observer: &mut dyn Observer,
-) -> Result<Progress> {
+) -> Result<(Progress, Option<WeightAverage>)> {
     let saved = load_run_config(&dir.0)?;
     if &saved != config {
         bail!(
@@ -465,16 +496,34 @@ fn resume(
     if !dir.checkpoint().exists() {
         // Killed before its first checkpoint: start over with the run's settings.
         observer.message("no checkpoint yet: starting the run from the beginning");
-        return Ok(Progress::default());
+        return Ok((Progress::default(), None));
     }
     let (snapshot, p) = checkpoint::load(&dir.checkpoint(), &config.model)?;
     checkpoint::check_progress(&p, config, n_train, &dir.checkpoint())?;
     learner.restore(&snapshot)?;
+    // Mid-stage, a run with a moving average saved it; at a stage boundary the next stage
+    // starts a new one.
+    let average = match (config.ema_decay, p.stage_step) {
+        (Some(decay), step) if step > 0 => {
+            let mut values = Vec::new();
+            for t in &snapshot.tensors {
+                let average = t.average.as_ref().with_context(|| {
+                    format!(
+                        "{}: the run keeps a weight average (ema_decay) and the checkpoint has none",
+                        dir.checkpoint().display()
+                    )
+                })?;
+                values.extend_from_slice(average);
+            }
+            Some(WeightAverage::start(decay, values))
+        }
+        _ => None,
+    };
     observer.message(&format!(
         "resumed at step {} (stage index {}, step {})",
         p.global_step, p.stage_index, p.stage_step
     ));
-    Ok(p)
+    Ok((p, average))
 }
 
 /// Starts a new run in `dir` (refused where one is): writes its settings and, for a branch,
@@ -523,6 +572,23 @@ fn record_provenance(run_dir: &Path, options: &TrainOptions, progress: &Progress
         });
     }
     info.record(run_dir, options.resume)
+}
+
+/// `work` on the averaged weights when the run keeps an average (the raw weights back
+/// afterwards), else on the weights as they are.
+fn on_average<T>(
+    learner: &mut Learner,
+    average: Option<&WeightAverage>,
+    work: impl FnOnce(&mut Learner) -> Result<T>,
+) -> Result<T> {
+    let Some(average) = average else {
+        return work(learner);
+    };
+    let raw = learner.flat_params()?;
+    learner.set_flat_params(average.values())?;
+    let result = work(learner);
+    learner.set_flat_params(&raw)?;
+    result
 }
 
 /// Greedy exact-match accuracy (percent) on `problems`.

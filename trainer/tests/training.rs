@@ -442,6 +442,122 @@ fn a_stage_learning_rate_mixing_or_seed_changes_that_stage_only() {
     assert!(err.contains("learning rate must be positive"), "{err}");
 }
 
+/// Every tensor of `weights`, flat, in the model's tensor order.
+fn flat(weights: &ModelWeights) -> Vec<f32> {
+    coconut_core::skeleton::tensor_specs(&weights.config)
+        .iter()
+        .flat_map(|spec| weights.f32(&spec.name))
+        .collect()
+}
+
+#[test]
+fn a_weight_average_is_each_stages_weights_and_resumes_bit_for_bit() {
+    // Two stages of 12 steps; the average's decay 0.9.
+    let plain = TrainConfig {
+        checkpoint_every: 1,
+        ..tiny_run(&[("stage0", 2.0), ("stage1", 2.0)])
+    };
+    let averaged = TrainConfig {
+        ema_decay: Some(0.9),
+        checkpoint_every: 4,
+        ..plain.clone()
+    };
+    let run = tempfile::tempdir().unwrap();
+    train_fresh(&averaged, run.path()).unwrap();
+    let stage = |dir: &std::path::Path, id: &str| {
+        let bytes = std::fs::read(RunDir(dir.to_path_buf()).stage_weights(id)).unwrap();
+        flat(&ModelWeights::from_safetensors(&bytes, id, None).unwrap())
+    };
+
+    // The average recomputed here from the raw weights after each step of stage 0, read from
+    // a run without one (the raw steps are the same: the average never feeds back within a
+    // stage) checkpointed every step and stopped one step later.
+    let mut expected = flat(&coconut_trainer::model::init_weights(
+        &plain.model,
+        plain.seed,
+    ));
+    let rate = (1.0f64 - 0.9) as f32;
+    for step in 1..=12u64 {
+        let dir = tempfile::tempdir().unwrap();
+        let raw = if step < 12 {
+            let stop = TrainOptions {
+                stop_at_step: Some(step + 1),
+                ..TrainOptions::default()
+            };
+            train(&plain, dir.path(), &Device::Cpu, &stop, &mut Silent).unwrap();
+            let (snapshot, progress) =
+                checkpoint::load(&RunDir(dir.path().to_path_buf()).checkpoint(), &plain.model)
+                    .unwrap();
+            assert_eq!(progress.global_step, step);
+            snapshot
+                .tensors
+                .iter()
+                .flat_map(|t| t.param.clone())
+                .collect()
+        } else {
+            let stop = TrainOptions {
+                stop_at_step: Some(13),
+                ..TrainOptions::default()
+            };
+            train(&plain, dir.path(), &Device::Cpu, &stop, &mut Silent).unwrap();
+            stage(dir.path(), "stage0") // the plain stage's last raw weights
+        };
+        for (a, w) in expected.iter_mut().zip(&raw) {
+            *a += rate * (w - *a);
+        }
+    }
+    let got = stage(run.path(), "stage0");
+    let worst = got
+        .iter()
+        .zip(&expected)
+        .map(|(g, e)| (g - e).abs())
+        .fold(0.0f32, f32::max);
+    assert!(
+        worst < 1e-6,
+        "stage 0 is not the average of its steps: {worst}"
+    );
+    let plain_run = tempfile::tempdir().unwrap();
+    train_fresh(&plain, plain_run.path()).unwrap();
+    assert_ne!(got, stage(plain_run.path(), "stage0"));
+
+    // Killed mid-stage 0 (after step 6, checkpoint at 4) and mid-stage 1 (after 19, at 16),
+    // resumed: the same weights, bit for bit.
+    let killed = tempfile::tempdir().unwrap();
+    let options = |resume, stop| TrainOptions {
+        resume,
+        stop_at_step: stop,
+        ..TrainOptions::default()
+    };
+    for (resume, stop) in [(false, Some(6)), (true, Some(19)), (true, None)] {
+        train(
+            &averaged,
+            killed.path(),
+            &Device::Cpu,
+            &options(resume, stop),
+            &mut Silent,
+        )
+        .unwrap();
+    }
+    for id in ["stage0", "stage1"] {
+        assert!(
+            weight_bits(run.path(), id) == weight_bits(killed.path(), id),
+            "{id} differs after a resume"
+        );
+    }
+    // A decay outside (0, 1) is refused before anything is written.
+    for bad in [0.0, 1.0, f64::NAN] {
+        let config = TrainConfig {
+            ema_decay: Some(bad),
+            ..averaged.clone()
+        };
+        let e = train_fresh(&config, tempfile::tempdir().unwrap().path())
+            .err()
+            .map(|e| format!("{e:#}"))
+            .unwrap_or_default();
+        assert!(e.contains("ema_decay"), "{bad}: {e}");
+    }
+}
+
 #[test]
 fn a_killed_run_resumes_to_identical_weights() {
     // Two stages of 12 steps, checkpoints every 4: kills land mid-stage 0 (after step 6, last
