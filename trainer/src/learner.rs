@@ -246,11 +246,9 @@ impl Learner {
         match self {
             Learner::Cpu(engine) => {
                 let p = engine.params();
-                Ok(engine
-                    .layout()
-                    .tensors
-                    .iter()
-                    .flat_map(|(_, r)| p[r.clone()].iter().copied())
+                Ok(tensor_ranges(engine)
+                    .into_iter()
+                    .flat_map(|r| p[r].iter().copied())
                     .collect())
             }
             Learner::Candle(c) => {
@@ -283,12 +281,7 @@ impl Learner {
         };
         match self {
             Learner::Cpu(engine) => {
-                let ranges: Vec<_> = engine
-                    .layout()
-                    .tensors
-                    .iter()
-                    .map(|(_, r)| r.clone())
-                    .collect();
+                let ranges = tensor_ranges(engine);
                 for r in ranges {
                     let part = take(r.len());
                     engine.params_mut()[r].copy_from_slice(part);
@@ -370,12 +363,7 @@ impl Learner {
         );
         match self {
             Learner::Cpu(engine) => {
-                let ranges: Vec<_> = engine
-                    .layout()
-                    .tensors
-                    .iter()
-                    .map(|(_, r)| r.clone())
-                    .collect();
+                let ranges = tensor_ranges(engine);
                 for (t, r) in snapshot.tensors.iter().zip(ranges) {
                     engine.params_mut()[r.clone()].copy_from_slice(&t.param);
                     engine.adam_m[r.clone()].copy_from_slice(&t.adam_m);
@@ -413,6 +401,16 @@ impl Learner {
             Learner::Candle(c) => c.model.config(),
         }
     }
+}
+
+/// Where each tensor lies in the CPU engine's flat parameters, in the model's tensor order.
+fn tensor_ranges(engine: &CpuTrainer) -> Vec<std::ops::Range<usize>> {
+    engine
+        .layout()
+        .tensors
+        .iter()
+        .map(|(_, r)| r.clone())
+        .collect()
 }
 
 #[cfg(test)]
