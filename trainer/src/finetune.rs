@@ -351,19 +351,329 @@ pub fn finetune(
     device: &Device,
     observer: &mut dyn Observer,
 ) -> Result<FinetuneReport> {
-    let started = Instant::now();
-    std::fs::create_dir_all(&request.run_dir)
-        .with_context(|| format!("creating {}", request.run_dir.display()))?;
-    let _lock = RunLock::acquire(&request.run_dir)?;
+    let mut run = FinetuneRun::open(request, device)?;
+    let recipe = run.file.recipe.clone();
+    while let Some(plan) = recipe.stages.get(run.progress.stage_index) {
+        let stage = StageRun::begin(&run, plan)?;
+        if run.progress.stage_step == 0 {
+            run.learner.reset_optimizer()?; // a new stage: a new optimizer and schedule
+        }
+        observer.stage_started(&plan.id(), stage.total, run.progress.stage_step);
+        let (mut last_loss, mut ended) = (f64::NAN, "schedule".to_string());
+        while run.progress.stage_step < stage.total {
+            last_loss = run.step(&stage, observer)?;
+            if request.stop_at_step == Some(run.progress.global_step) {
+                return Ok(run.report(Outcome::Stopped));
+            }
+            // Checked before the step's checkpoint, so a resumed run decides the same.
+            if let Some(why) = run.check_learned(&stage, observer)? {
+                ended = why;
+                break;
+            }
+            if run.checkpoint_when_due(&stage)? {
+                return Ok(run.report(Outcome::OutOfTime));
+            }
+        }
+        run.end_stage(&stage, last_loss, ended, observer)?;
+    }
+    Ok(run.report(Outcome::Finished))
+}
+
+/// A fine-tuning run as it trains: its files, the model and optimizer, where it stands.
+struct FinetuneRun<'a> {
+    request: &'a FinetuneRequest,
+    file: RecipeFile,
+    _lock: RunLock,
+    tokenizer: Gpt2Vocab,
+    learner: Learner,
+    n_positions: usize,
+    progress: Progress,
+    metrics: MetricsLog,
+    /// The seed's training problems, in order.
+    train: Vec<Problem>,
+    validation: Validation,
+    /// When this process started, and the run's seconds before then.
+    started: Instant,
+    seconds_before: f64,
+}
+
+/// One stage as the loop trains it.
+struct StageRun<'a> {
+    plan: &'a FinetuneStage,
+    stage: SeedStage,
+    /// Its training problems' layouts.
+    layouts: Vec<Layout>,
+    objective: Objective,
+    total: u64,
+    warmup: u64,
+}
+
+impl<'a> StageRun<'a> {
+    fn begin(run: &FinetuneRun, plan: &'a FinetuneStage) -> Result<StageRun<'a>> {
+        let recipe = &run.file.recipe;
+        let stage = SeedStage::new(plan.stage)
+            .expect("validated")
+            .with_order(recipe.order);
+        let layouts: Vec<Layout> = run.train[..plan.problems]
+            .iter()
+            .map(|p| SeedLayout::new(&run.tokenizer, p, stage).training_layout())
+            .collect();
+        if let Some(long) = layouts.iter().find(|l| l.ids.len() > run.n_positions) {
+            bail!(
+                "a {} sequence of {} positions exceeds the model's {}",
+                plan.id(),
+                long.ids.len(),
+                run.n_positions
+            );
+        }
+        let total = plan.total_steps();
+        Ok(StageRun {
+            objective: Objective {
+                group: Some(plan.group),
+                thought_norm: if plan.stage == 0 {
+                    0.0
+                } else {
+                    recipe.thought_norm
+                },
+            },
+            warmup: (recipe.warmup_fraction * total as f64) as u64,
+            total,
+            plan,
+            stage,
+            layouts,
+        })
+    }
+}
+
+impl<'a> FinetuneRun<'a> {
+    /// Locks the run directory, reads (or writes, for a new run) its recipe.json, checks the
+    /// starting weights and the output folder, and loads the model with the checkpoint's state.
+    fn open(request: &'a FinetuneRequest, device: &Device) -> Result<FinetuneRun<'a>> {
+        std::fs::create_dir_all(&request.run_dir)
+            .with_context(|| format!("creating {}", request.run_dir.display()))?;
+        let lock = RunLock::acquire(&request.run_dir)?;
+        let file = recipe_file(request)?;
+        file.recipe.validate()?;
+        let dir = open_init(&file.init)?;
+        let (entry, _, weights) = dir.stage(&file.init_stage)?;
+        ensure!(
+            entry.file.sha256 == file.init_sha256,
+            "{}'s {} is not the model this run started from (sha256 {} in {}): the run needs it \
+             unchanged",
+            file.init.display(),
+            file.init_stage,
+            file.init_sha256,
+            request.run_dir.join(RECIPE_FILE).display()
+        );
+        let weights = weights.convert(WeightDtype::F32);
+        crate::import::check_trained_seed_target(&file.out, &weights.config)
+            .with_context(|| format!("--out {}", file.out.display()))?;
+        let adamw = file.recipe.adamw();
+        let mut learner = Learner::from_weights(&weights, adamw, device, request.cpu_shards)?;
+        let checkpoint = checkpoint_path(request);
+        let mut progress = Progress::default();
+        // A run killed before its first checkpoint resumes from the start.
+        if matches!(request.start, FinetuneStart::Resume) && checkpoint.exists() {
+            let (snapshot, saved) = checkpoint::load(&checkpoint, &weights.config)?;
+            learner.restore(&snapshot)?;
+            progress = saved;
+        }
+        let metrics = MetricsLog::open(
+            &request.run_dir.join(crate::train::METRICS_FILE),
+            progress.global_step == 0,
+        )?;
+        let tokenizer = dir.seed_vocab()?;
+        Ok(FinetuneRun {
+            request,
+            validation: Validation::new(&tokenizer, file.recipe.early_stop.as_ref()),
+            file,
+            _lock: lock,
+            tokenizer,
+            learner,
+            n_positions: weights.config.n_positions,
+            seconds_before: progress.seconds,
+            progress,
+            metrics,
+            train: split(SeedSplit::Train),
+            started: Instant::now(),
+        })
+    }
+
+    /// One optimizer step of `stage`, checked before the update; returns its loss.
+    fn step(&mut self, stage: &StageRun, observer: &mut dyn Observer) -> Result<f64> {
+        let (plan, step) = (stage.plan, self.progress.stage_step);
+        let per_epoch = plan.steps_per_epoch();
+        let order = epoch_order(
+            plan.problems,
+            self.file.recipe.seed,
+            self.progress.stage_index,
+            step / per_epoch,
+        );
+        let start = (step % per_epoch) as usize * plan.batch;
+        let batch: Vec<&Layout> = order[start..start + plan.batch]
+            .iter()
+            .map(|&i| &stage.layouts[i])
+            .collect();
+        let tick = Instant::now();
+        let feeds_back = plan.stage > 0;
+        let stats = match plan.micro_batch {
+            Some(micro) if micro < batch.len() => {
+                self.learner
+                    .compute_in_parts(&batch, feeds_back, &stage.objective, micro)?
+            }
+            _ => self
+                .learner
+                .compute_with(&batch, feeds_back, &stage.objective)?,
+        };
+        ensure!(
+            stats.loss.is_finite() && stats.grad_norm.is_finite(),
+            "{} step {step}: the loss is {} and the gradient norm {}; stopped before the \
+             update, the last checkpoint ({}) is intact",
+            plan.id(),
+            stats.loss,
+            stats.grad_norm,
+            checkpoint_path(self.request).display()
+        );
+        let lr = cosine_with_warmup(step, stage.total, stage.warmup, plan.lr);
+        let clip = clip_scale(stats.grad_norm, self.file.recipe.clip_norm);
+        self.learner.apply(lr, clip)?;
+        self.progress.stage_step += 1;
+        self.progress.global_step += 1;
+        let tokens: usize = batch.iter().map(|l| l.ids.len()).sum();
+        let line = StepMetrics {
+            step: self.progress.global_step,
+            stage: plan.id(),
+            stage_step: self.progress.stage_step,
+            loss: stats.loss,
+            lr,
+            grad_norm: stats.grad_norm,
+            tokens_per_s: tokens as f64 / tick.elapsed().as_secs_f64().max(1e-9),
+        };
+        self.metrics.write(&line)?;
+        observer.step(&line);
+        Ok(stats.loss)
+    }
+
+    /// With early stop, at its checks (never at a stage's last step): validates, and says why
+    /// the stage ends if the accuracy reached its goal.
+    fn check_learned(
+        &mut self,
+        stage: &StageRun,
+        observer: &mut dyn Observer,
+    ) -> Result<Option<String>> {
+        let (id, step, total) = (stage.plan.id(), self.progress.stage_step, stage.total);
+        let Some(stop) = self.file.recipe.early_stop.as_ref() else {
+            return Ok(None);
+        };
+        if step >= total || !step.is_multiple_of(stop.every) {
+            return Ok(None);
+        }
+        let accuracy = self.validation.accuracy(
+            &self.tokenizer,
+            &mut self.learner,
+            stage.stage,
+            self.n_positions,
+        )?;
+        let n = stop.problems;
+        self.metrics.write(&serde_json::json!({"event": "val", "stage": id, "stage_step": step, "step": self.progress.global_step, "val_greedy": accuracy, "n_val": n}))?;
+        observer.message(&format!(
+            "{id} step {step}: validation greedy accuracy {accuracy:.2}% (n = {n})"
+        ));
+        Ok((accuracy >= stop.until).then(|| {
+            format!(
+                "validation {accuracy:.2}% >= {}% (n = {n}) at step {step} of {total}",
+                stop.until
+            )
+        }))
+    }
+
+    /// Mid-stage: a checkpoint every `checkpoint_every` steps, and when the time budget is
+    /// spent (then `true`: the run stops here).
+    fn checkpoint_when_due(&mut self, stage: &StageRun) -> Result<bool> {
+        let out_of_time = self
+            .request
+            .time_budget
+            .is_some_and(|budget| self.started.elapsed().as_secs_f64() >= budget);
+        if self.progress.stage_step >= stage.total {
+            return Ok(false);
+        }
+        let every = self.file.recipe.checkpoint_every;
+        if self.progress.global_step.is_multiple_of(every) || out_of_time {
+            self.save_checkpoint()?;
+        }
+        Ok(out_of_time)
+    }
+
+    /// The stage is done: its weights into the output folder, its record, a checkpoint.
+    fn end_stage(
+        &mut self,
+        stage: &StageRun,
+        last_loss: f64,
+        ended: String,
+        observer: &mut dyn Observer,
+    ) -> Result<()> {
+        let id = stage.plan.id();
+        // The stage's weights go out before the checkpoint says the stage is done: a kill in
+        // between resumes from the last checkpoint and writes the same stage again.
+        crate::import::write_trained_seed_stage(
+            &self.file.out,
+            &id,
+            self.file.recipe.order,
+            &self.learner.weights()?,
+            self.file.dtype,
+        )?;
+        self.progress.seconds = self.seconds();
+        let before: f64 = self.progress.finished.iter().map(|r| r.seconds).sum();
+        observer.message(&format!(
+            "{id}: {} steps ({ended}), final loss {last_loss:.5}, written to {}",
+            self.progress.stage_step,
+            self.file.out.display()
+        ));
+        self.progress.finished.push(StageRecord {
+            id,
+            steps: self.progress.stage_step,
+            seconds: self.progress.seconds - before,
+            final_loss: last_loss,
+            ended,
+        });
+        self.progress.stage_index += 1;
+        self.progress.stage_step = 0;
+        self.save_checkpoint()
+    }
+
+    fn save_checkpoint(&mut self) -> Result<()> {
+        self.progress.seconds = self.seconds();
+        let snapshot = self.learner.snapshot()?;
+        checkpoint::save(&checkpoint_path(self.request), &snapshot, &self.progress)
+    }
+
+    /// The run's training seconds, over every process.
+    fn seconds(&self) -> f64 {
+        self.seconds_before + self.started.elapsed().as_secs_f64()
+    }
+
+    fn report(self, outcome: Outcome) -> FinetuneReport {
+        FinetuneReport {
+            outcome,
+            progress: self.progress,
+        }
+    }
+}
+
+fn checkpoint_path(request: &FinetuneRequest) -> PathBuf {
+    request.run_dir.join(crate::train::CHECKPOINT_FILE)
+}
+
+/// The run's recipe.json: read back on resume; for a new run, checked (no run in the
+/// directory, the recipe, the starting folder and stage, the output folder) and written.
+fn recipe_file(request: &FinetuneRequest) -> Result<RecipeFile> {
     let recipe_path = request.run_dir.join(RECIPE_FILE);
-    let checkpoint_path = request.run_dir.join(crate::train::CHECKPOINT_FILE);
-    let resume = matches!(request.start, FinetuneStart::Resume);
-    let file = match &request.start {
+    let (init, init_stage, recipe, out, dtype) = match &request.start {
         FinetuneStart::Resume => {
             let text = std::fs::read(&recipe_path)
                 .with_context(|| format!("--resume: reading {}", recipe_path.display()))?;
-            serde_json::from_slice::<RecipeFile>(&text)
-                .with_context(|| format!("parsing {}", recipe_path.display()))?
+            return serde_json::from_slice::<RecipeFile>(&text)
+                .with_context(|| format!("parsing {}", recipe_path.display()));
         }
         FinetuneStart::New {
             init,
@@ -371,226 +681,32 @@ pub fn finetune(
             recipe,
             out,
             dtype,
-        } => {
-            ensure!(
-                !checkpoint_path.exists() && !recipe_path.exists(),
-                "{} already holds a run: continue it with --resume, or choose a new --run-dir",
-                request.run_dir.display()
-            );
-            recipe.validate()?;
-            let dir = open_init(init)?;
-            let init_stage = match init_stage {
-                Some(id) => dir.manifest.stage(id)?.id.clone(),
-                None => dir.manifest.stages[0].id.clone(),
-            };
-            crate::import::check_trained_seed_target(out, &dir.manifest.model)
-                .with_context(|| format!("--out {}", out.display()))?;
-            let file = RecipeFile {
-                recipe: (**recipe).clone(),
-                init_sha256: dir.manifest.stage(&init_stage)?.file.sha256.clone(),
-                init: init.clone(),
-                init_stage,
-                out: out.clone(),
-                dtype: *dtype,
-            };
-            let json = serde_json::to_string_pretty(&file)?;
-            checkpoint::write_atomic(&recipe_path, json.as_bytes())?;
-            file
-        }
+        } => (init, init_stage, recipe, out, dtype),
     };
-    let recipe = &file.recipe;
-    recipe.validate()?;
-    let dir = open_init(&file.init)?;
-    let (entry, _, weights) = dir.stage(&file.init_stage)?;
     ensure!(
-        entry.file.sha256 == file.init_sha256,
-        "{}'s {} is not the model this run started from (sha256 {} in {}): the run needs it \
-         unchanged",
-        file.init.display(),
-        file.init_stage,
-        file.init_sha256,
-        recipe_path.display()
+        !checkpoint_path(request).exists() && !recipe_path.exists(),
+        "{} already holds a run: continue it with --resume, or choose a new --run-dir",
+        request.run_dir.display()
     );
-    let weights = weights.convert(WeightDtype::F32);
-    let tokenizer = dir.seed_vocab()?;
-    crate::import::check_trained_seed_target(&file.out, &weights.config)
-        .with_context(|| format!("--out {}", file.out.display()))?;
-
-    let mut learner = Learner::from_weights(&weights, recipe.adamw(), device, request.cpu_shards)?;
-    let n_positions = weights.config.n_positions;
-    let mut progress = Progress::default();
-    // A run killed before its first checkpoint resumes from the start.
-    if resume && checkpoint_path.exists() {
-        let (snapshot, saved) = checkpoint::load(&checkpoint_path, &weights.config)?;
-        learner.restore(&snapshot)?;
-        progress = saved;
-    }
-    let mut metrics = MetricsLog::open(
-        &request.run_dir.join(crate::train::METRICS_FILE),
-        progress.global_step == 0,
-    )?;
-    let train = split(SeedSplit::Train);
-    let validation = Validation::new(&tokenizer, recipe.early_stop.as_ref());
-    let seconds_before = progress.seconds;
-    let elapsed = |started: &Instant| seconds_before + started.elapsed().as_secs_f64();
-
-    while let Some(plan) = recipe.stages.get(progress.stage_index) {
-        let stage = SeedStage::new(plan.stage)
-            .expect("validated")
-            .with_order(recipe.order);
-        let layouts: Vec<Layout> = train[..plan.problems]
-            .iter()
-            .map(|p| SeedLayout::new(&tokenizer, p, stage).training_layout())
-            .collect();
-        for layout in &layouts {
-            ensure!(
-                layout.ids.len() <= weights.config.n_positions,
-                "a {} sequence of {} positions exceeds the model's {}",
-                plan.id(),
-                layout.ids.len(),
-                weights.config.n_positions
-            );
-        }
-        let objective = Objective {
-            group: Some(plan.group),
-            thought_norm: if plan.stage == 0 {
-                0.0
-            } else {
-                recipe.thought_norm
-            },
-        };
-        let total = plan.total_steps();
-        let warmup = (recipe.warmup_fraction * total as f64) as u64;
-        if progress.stage_step == 0 {
-            learner.reset_optimizer()?;
-        }
-        observer.stage_started(&plan.id(), total, progress.stage_step);
-        let mut last_loss = f64::NAN;
-        let mut ended = "schedule".to_string();
-        while progress.stage_step < total {
-            let step = progress.stage_step;
-            let per_epoch = plan.steps_per_epoch();
-            let order = epoch_order(
-                plan.problems,
-                recipe.seed,
-                progress.stage_index,
-                step / per_epoch,
-            );
-            let start = (step % per_epoch) as usize * plan.batch;
-            let batch: Vec<&Layout> = order[start..start + plan.batch]
-                .iter()
-                .map(|&i| &layouts[i])
-                .collect();
-            let tick = Instant::now();
-            let feeds_back = plan.stage > 0;
-            let stats = match plan.micro_batch {
-                Some(micro) if micro < batch.len() => {
-                    learner.compute_in_parts(&batch, feeds_back, &objective, micro)?
-                }
-                _ => learner.compute_with(&batch, feeds_back, &objective)?,
-            };
-            ensure!(
-                stats.loss.is_finite() && stats.grad_norm.is_finite(),
-                "{} step {step}: the loss is {} and the gradient norm {}; stopped before the \
-                 update, the last checkpoint ({}) is intact",
-                plan.id(),
-                stats.loss,
-                stats.grad_norm,
-                checkpoint_path.display()
-            );
-            let lr = cosine_with_warmup(step, total, warmup, plan.lr);
-            learner.apply(lr, clip_scale(stats.grad_norm, recipe.clip_norm))?;
-            last_loss = stats.loss;
-            progress.stage_step += 1;
-            progress.global_step += 1;
-            let tokens: usize = batch.iter().map(|l| l.ids.len()).sum();
-            let line = StepMetrics {
-                step: progress.global_step,
-                stage: plan.id(),
-                stage_step: progress.stage_step,
-                loss: stats.loss,
-                lr,
-                grad_norm: stats.grad_norm,
-                tokens_per_s: tokens as f64 / tick.elapsed().as_secs_f64().max(1e-9),
-            };
-            metrics.write(&line)?;
-            observer.step(&line);
-            if request.stop_at_step == Some(progress.global_step) {
-                return Ok(FinetuneReport {
-                    outcome: Outcome::Stopped,
-                    progress,
-                });
-            }
-            if let Some(stop) = recipe
-                .early_stop
-                .as_ref()
-                .filter(|s| progress.stage_step < total && progress.stage_step % s.every == 0)
-            {
-                let accuracy = validation.accuracy(&mut learner, stage, n_positions)?;
-                let n = stop.problems;
-                metrics.write(&serde_json::json!({"event": "val", "stage": plan.id(), "stage_step": progress.stage_step, "step": progress.global_step, "val_greedy": accuracy, "n_val": n}))?;
-                observer.message(&format!(
-                    "{} step {}: validation greedy accuracy {accuracy:.2}% (n = {n})",
-                    plan.id(),
-                    progress.stage_step
-                ));
-                if accuracy >= stop.until {
-                    ended = format!(
-                        "validation {accuracy:.2}% >= {}% (n = {n}) at step {} of {total}",
-                        stop.until, progress.stage_step
-                    );
-                    break;
-                }
-            }
-            let out_of_time = request
-                .time_budget
-                .is_some_and(|budget| started.elapsed().as_secs_f64() >= budget);
-            if progress.stage_step < total
-                && (progress.global_step % recipe.checkpoint_every == 0 || out_of_time)
-            {
-                progress.seconds = elapsed(&started);
-                checkpoint::save(&checkpoint_path, &learner.snapshot()?, &progress)?;
-            }
-            if out_of_time && progress.stage_step < total {
-                return Ok(FinetuneReport {
-                    outcome: Outcome::OutOfTime,
-                    progress,
-                });
-            }
-        }
-        // The stage's weights go out before the checkpoint says the stage is done: a kill in
-        // between resumes from the last checkpoint and writes the same stage again.
-        crate::import::write_trained_seed_stage(
-            &file.out,
-            &plan.id(),
-            recipe.order,
-            &learner.weights()?,
-            file.dtype,
-        )?;
-        progress.seconds = elapsed(&started);
-        let stage_seconds =
-            progress.seconds - progress.finished.iter().map(|r| r.seconds).sum::<f64>();
-        progress.finished.push(StageRecord {
-            id: plan.id(),
-            steps: progress.stage_step,
-            seconds: stage_seconds,
-            final_loss: last_loss,
-            ended: ended.clone(),
-        });
-        observer.message(&format!(
-            "{}: {} steps ({ended}), final loss {last_loss:.5}, written to {}",
-            plan.id(),
-            progress.stage_step,
-            file.out.display()
-        ));
-        progress.stage_index += 1;
-        progress.stage_step = 0;
-        checkpoint::save(&checkpoint_path, &learner.snapshot()?, &progress)?;
-    }
-    Ok(FinetuneReport {
-        outcome: Outcome::Finished,
-        progress,
-    })
+    recipe.validate()?;
+    let dir = open_init(init)?;
+    let init_stage = match init_stage {
+        Some(id) => dir.manifest.stage(id)?.id.clone(),
+        None => dir.manifest.stages[0].id.clone(),
+    };
+    crate::import::check_trained_seed_target(out, &dir.manifest.model)
+        .with_context(|| format!("--out {}", out.display()))?;
+    let file = RecipeFile {
+        recipe: (**recipe).clone(),
+        init_sha256: dir.manifest.stage(&init_stage)?.file.sha256.clone(),
+        init: init.clone(),
+        init_stage,
+        out: out.clone(),
+        dtype: *dtype,
+    };
+    let json = serde_json::to_string_pretty(&file)?;
+    checkpoint::write_atomic(&recipe_path, json.as_bytes())?;
+    Ok(file)
 }
 
 /// The seed's validation problems that are not among its training problems, in order.
@@ -603,15 +719,14 @@ fn held_out_validation() -> Vec<Problem> {
 }
 
 /// What an early-stop check runs: the held-out problems and the decoding's answer tokens.
-struct Validation<'a> {
-    tokenizer: &'a Gpt2Vocab,
+struct Validation {
     tokens: Arc<AnswerTokens>,
     problems: Vec<Problem>,
 }
 
-impl<'a> Validation<'a> {
+impl Validation {
     /// `stop`'s problems (none without early stop).
-    fn new(tokenizer: &'a Gpt2Vocab, stop: Option<&EarlyStop>) -> Validation<'a> {
+    fn new(tokenizer: &Gpt2Vocab, stop: Option<&EarlyStop>) -> Validation {
         let problems = match stop {
             Some(stop) => held_out_validation()
                 .into_iter()
@@ -621,20 +736,25 @@ impl<'a> Validation<'a> {
         };
         Validation {
             tokens: answer_tokens(tokenizer),
-            tokenizer,
             problems,
         }
     }
 
     /// The percentage of the problems the learner's current weights answer exactly, each
     /// decoded greedily at `stage` with thoughts counted from its operands.
-    fn accuracy(&self, learner: &mut Learner, stage: SeedStage, n_positions: usize) -> Result<f64> {
+    fn accuracy(
+        &self,
+        tokenizer: &Gpt2Vocab,
+        learner: &mut Learner,
+        stage: SeedStage,
+        n_positions: usize,
+    ) -> Result<f64> {
         let decoders = self
             .problems
             .iter()
             .map(|p| {
                 decoder(
-                    self.tokenizer,
+                    tokenizer,
                     &self.tokens,
                     p,
                     stage,
@@ -648,8 +768,7 @@ impl<'a> Validation<'a> {
             .into_iter()
             .zip(&self.problems)
             .filter(|(d, p)| {
-                let prompt_len = d.plan().prompt_len;
-                let read = answer(self.tokenizer, d.ids(), prompt_len);
+                let read = answer(tokenizer, d.ids(), d.plan().prompt_len);
                 read == Some(p.answer().to_string())
             })
             .count();
