@@ -164,7 +164,9 @@ pub struct TrainConfig {
     pub thought_noise: f64,
     /// The decay of a moving average of the weights kept within each stage
     /// ([`crate::average`]), in (0, 1): validation, each stage's weights and the next stage's
-    /// start are the average's. `None`: the weights as the optimizer leaves them.
+    /// start are the average's. `None`: the weights as the optimizer leaves them. (On the candle
+    /// path every step copies the weights to the host for it: fine for this project's models,
+    /// slow for a GPT-2 on a GPU.)
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ema_decay: Option<f64>,
     /// The stages to train, in order, each continuing from the previous one's weights.
