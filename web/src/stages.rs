@@ -4,6 +4,7 @@
 
 use coconut_core::family::LayoutFamily;
 use coconut_core::manifest::{Manifest, StageEntry};
+use coconut_core::seed::layout::{LatentOrder, SeedStage};
 use coconut_core::stage::StageKind;
 use serde::Serialize;
 
@@ -44,13 +45,16 @@ pub fn stage_texts(manifest: &Manifest) -> Vec<StageText> {
         .iter()
         .map(|s| {
             let k = latent_k(s);
+            // The seed's stages are 0-3 whichever a folder holds; stage 3 is all latent.
+            let seed = manifest.family.layout == LayoutFamily::Seed;
+            let last = if seed { 3 } else { most };
             let (kind, all_latent) = match s.kind {
-                StageKind::Latent { .. } => ("latent", k > 0 && k == most),
+                StageKind::Latent { .. } => ("latent", k > 0 && k == last),
                 StageKind::NoCot => ("nocot", false),
                 StageKind::Pause => ("pause", false),
             };
             let (label, about) = if manifest.family.layout == LayoutFamily::Seed {
-                seed_texts(k, all_latent)
+                seed_texts(s)
             } else {
                 (
                     label(s, k, all_latent, manifest.thoughts_per_step),
@@ -69,24 +73,40 @@ pub fn stage_texts(manifest: &Manifest) -> Vec<StageText> {
         .collect()
 }
 
-/// A stage of the seed's GPT-2 (docs/seed-format.md): its last `k` steps latent, the thoughts
-/// counted from the operands, as `coconut solve` runs it.
-fn seed_texts(k: usize, all_latent: bool) -> (String, String) {
+/// A stage of the seed's GPT-2 (docs/seed-format.md): its last `k` steps latent, or its first
+/// ones when it was fine-tuned with this project's recipe (`latent_order`), the thoughts counted
+/// from the operands, as `coconut solve` runs it.
+fn seed_texts(entry: &StageEntry) -> (String, String) {
     // Its figures are `coconut eval`'s, by digit count: none go in the manifest, so none here.
-    let label = match k {
-        0 => "Stage 0: written chain of thought (the seed's GPT-2)".to_string(),
-        _ if all_latent => "Stage 3: all latent (the seed's GPT-2)".to_string(),
-        1 => "Stage 1: the last step a thought (the seed's GPT-2)".to_string(),
-        _ => format!("Stage {k}: the last {k} steps thoughts (the seed's GPT-2)"),
+    let Ok(stage) = SeedStage::of_entry(entry) else {
+        return (entry.id.clone(), String::new()); // the manifest check refuses such a stage
     };
-    let what = match k {
-        0 => "Writes every column as a step, units first, then <eot> and the answer.".to_string(),
-        _ if all_latent => "Every column is one continuous thought (as many as the operands \
-             have digits), then <eot> is fed and the answer follows."
+    let k = stage.index() as usize;
+    let (model, order) = match stage.order() {
+        LatentOrder::Last => ("the seed's GPT-2", "last"),
+        LatentOrder::First => ("the seed's GPT-2, this project's recipe", "first"),
+    };
+    let label = match k {
+        0 => format!("Stage 0: written chain of thought ({model})"),
+        3 => format!("Stage 3: all latent ({model})"),
+        1 => format!("Stage 1: the {order} step a thought ({model})"),
+        _ => format!("Stage {k}: the {order} {k} steps thoughts ({model})"),
+    };
+    let what = match (k, stage.order()) {
+        (0, _) => {
+            "Writes every column as a step, units first, then <eot> and the answer.".to_string()
+        }
+        (3, _) => "Every column is one continuous thought (as many as the operands have digits), \
+             then <eot> is fed and the answer follows."
             .to_string(),
-        _ => format!(
+        (_, LatentOrder::Last) => format!(
             "The first steps are given written (units first), the last {} happen as continuous \
              thoughts, then <eot> is fed and the answer follows.",
+            plural(k, "column")
+        ),
+        (_, LatentOrder::First) => format!(
+            "The first {} happen as continuous thoughts right after <bot>; then the model writes \
+             the remaining steps, <eot> and the answer.",
             plural(k, "column")
         ),
     };
@@ -218,5 +238,54 @@ mod tests {
              fewer columns gets fewer); the rest are written."
         );
         assert_eq!(texts.iter().filter(|t| t.all_latent).count(), 1);
+    }
+
+    #[test]
+    fn the_seeds_stages_say_which_steps_they_think() {
+        let dir = coconut_core::manifest::WeightsDir::open(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../weights"),
+        )
+        .unwrap();
+        let base = dir.manifest.stages[0].clone();
+        let entry = |k: usize, order: Option<LatentOrder>| StageEntry {
+            id: format!("stage{k}"),
+            kind: StageKind::Latent { k },
+            latent_order: order,
+            ..base.clone()
+        };
+        let seed = Manifest {
+            family: coconut_core::family::Family::seed(),
+            stages: vec![entry(0, None), entry(2, None)],
+            ..dir.manifest.clone()
+        };
+        let texts = stage_texts(&seed);
+        assert_eq!(
+            texts[1].label,
+            "Stage 2: the last 2 steps thoughts (the seed's GPT-2)"
+        );
+        assert!(
+            !texts[1].all_latent,
+            "the seed's all-latent stage is stage 3, whichever stages a folder holds"
+        );
+        let lab = Manifest {
+            stages: vec![
+                entry(2, Some(LatentOrder::First)),
+                entry(3, Some(LatentOrder::First)),
+            ],
+            ..seed
+        };
+        let texts = stage_texts(&lab);
+        assert_eq!(
+            texts[0].label,
+            "Stage 2: the first 2 steps thoughts (the seed's GPT-2, this project's recipe)"
+        );
+        assert!(texts[0]
+            .about
+            .starts_with("The first 2 columns happen as continuous thoughts right after <bot>"));
+        assert!(texts[1].all_latent);
+        assert_eq!(
+            texts[1].label,
+            "Stage 3: all latent (the seed's GPT-2, this project's recipe)"
+        );
     }
 }
