@@ -37,7 +37,8 @@ pub mod seed;
 
 // Each module also at the crate's root, where every caller names it (`coconut_core::manifest`).
 pub use curriculum::{
-    decoder, decoding, layout, plain_tokenizer, positions, stage, tokenizer, vocabulary,
+    decoder, decoding, layout, plain_tokenizer, position_table, positions, stage, tokenizer,
+    vocabulary,
 };
 pub use engine::{compare, effects, golden, intervention, probes, reference};
 pub use model::{config, family, files, manifest, skeleton, stored, weights};

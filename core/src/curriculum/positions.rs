@@ -121,6 +121,69 @@ impl AnswerOrder {
     }
 }
 
+/// Where [`Coupled::tail_ids`] stands between two tokens of the tail.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum TailState {
+    /// In the written steps: the column of the step being written.
+    Steps { column: usize },
+    /// After `<eot>`: answer digits written so far.
+    Answer { digits: usize },
+}
+
+impl TailState {
+    /// Before the tail's first token, when the first `latent_columns` columns were thoughts.
+    pub fn start(latent_columns: usize) -> TailState {
+        TailState::Steps {
+            column: latent_columns,
+        }
+    }
+}
+
+/// What a tail token is to the coupled ids: all that [`Coupled::tail_step`] reads of it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum TailClass {
+    Eot,
+    Sep,
+    Digit,
+    Other,
+}
+
+impl TailClass {
+    pub const ALL: [TailClass; 4] = [
+        TailClass::Eot,
+        TailClass::Sep,
+        TailClass::Digit,
+        TailClass::Other,
+    ];
+
+    pub fn of(id: u32) -> TailClass {
+        if id == EOT {
+            TailClass::Eot
+        } else if id == SEP {
+            TailClass::Sep
+        } else if is_digit(id) {
+            TailClass::Digit
+        } else {
+            TailClass::Other
+        }
+    }
+
+    /// A token of the class.
+    pub fn representative(self) -> u32 {
+        match self {
+            TailClass::Eot => EOT,
+            TailClass::Sep => SEP,
+            TailClass::Digit => DIGIT0,
+            TailClass::Other => PLUS,
+        }
+    }
+
+    /// Its index in [`TailClass::ALL`].
+    pub fn index(self) -> usize {
+        self as usize
+    }
+}
+
 /// The coupled ids of one problem.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Coupled {
@@ -204,31 +267,45 @@ impl Coupled {
     /// `<eot>` follows is the model's to say), `<eot>` the first answer digit's, an answer digit
     /// the next digit's and the last [`NO_COLUMN`].
     pub fn tail_ids(&self, tail: &[u32], latent_columns: usize) -> Vec<u32> {
+        let mut state = TailState::start(latent_columns);
+        tail.iter()
+            .map(|&id| {
+                let (next, position_id) = self.tail_step(state, id);
+                state = next;
+                position_id
+            })
+            .collect()
+    }
+
+    /// One token of the tail ([`Coupled::tail_ids`]): its id, and where the tail stands after
+    /// it. The id and the next state depend on the token only through its [`TailClass`].
+    pub fn tail_step(&self, state: TailState, id: u32) -> (TailState, u32) {
         let ahead = usize::from(self.ahead);
-        let mut ids = Vec::with_capacity(tail.len());
-        let mut column = latent_columns;
-        let mut answer_digits: Option<usize> = None;
-        for &id in tail {
-            let significance = match answer_digits.as_mut() {
-                None if id == EOT => {
-                    answer_digits = Some(0);
-                    self.ahead.then(|| self.significance(0))
-                }
-                None => {
-                    let own = column;
-                    column += usize::from(id == SEP);
-                    Some(if self.ahead { column } else { own })
-                }
-                Some(i) if is_digit(id) && *i <= self.top() => {
-                    let digit = *i + ahead;
-                    *i += 1;
-                    (digit <= self.top()).then(|| self.significance(digit))
-                }
-                Some(_) => None,
-            };
-            ids.push(significance.map_or(NO_COLUMN, |j| self.column(j)));
-        }
-        ids
+        let (next, significance) = match (state, TailClass::of(id)) {
+            (TailState::Steps { .. }, TailClass::Eot) => (
+                TailState::Answer { digits: 0 },
+                self.ahead.then(|| self.significance(0)),
+            ),
+            (TailState::Steps { column }, class) => {
+                let after = column + usize::from(class == TailClass::Sep);
+                let own = if self.ahead { after } else { column };
+                (TailState::Steps { column: after }, Some(own))
+            }
+            (TailState::Answer { digits }, TailClass::Digit) if digits <= self.top() => {
+                let digit = digits + ahead;
+                (
+                    TailState::Answer { digits: digits + 1 },
+                    (digit <= self.top()).then(|| self.significance(digit)),
+                )
+            }
+            (answer @ TailState::Answer { .. }, _) => (answer, None),
+        };
+        (next, significance.map_or(NO_COLUMN, |j| self.column(j)))
+    }
+
+    /// The most answer digits [`Coupled::tail_step`] counts; past them the state stays.
+    pub fn most_answer_digits(&self) -> usize {
+        self.top() + 1
     }
 
     /// The significance of the answer's highest written digit: the carry column's, or above it
