@@ -5,7 +5,13 @@
 //!  2. With `--batch N`: the solver (solve.wgsl, one dispatch per solve) one problem at a time and
 //!     N problems as one batch, against the reference engine solving the N one by one.
 //!
+//!  3. With `--weights DIR` instead: a weights folder's own stages (the shipped ones: coupled ids),
+//!     its first, all-latent and pause stages on 1-4 digit problems, the per-layer path and the
+//!     solver one at a time, and the solver on `--batch N` (default 200) problems, against the
+//!     reference engine on the same problems, all in one run.
+//!
 //! `cargo run --release -p coconut-shaders --example bench -- [--problems N] [--batch N] [--dtype int8|f32] [--eos]`
+//! `cargo run --release -p coconut-shaders --example bench -- --weights weights [--problems N] [--batch N]`
 //! `--eos` biases the weights towards `<eos>` so generations have trained-like lengths; without
 //! it random weights decode until the 128-position limit (the worst case per problem).
 
@@ -38,6 +44,9 @@ mod native {
             value("--dtype").map_or(WeightDtype::Int8, |v| v.parse().expect("dtype"));
         let eos = args.iter().any(|a| a == "--eos");
         let batch: Option<usize> = value("--batch").map(|v| v.parse().expect("--batch N"));
+        if let Some(dir) = value("--weights") {
+            return folder_table(&dir, n, batch.unwrap_or(200));
+        }
 
         let cfg = ModelConfig::default();
         let w = if eos {
@@ -120,6 +129,93 @@ mod native {
         }
         if let Some(batch) = batch {
             solver_table(&mut engine, &reference, &tok, &stages, &problems, batch);
+        }
+    }
+
+    /// 1-4 digit problems (both operands drawn), the same for every path.
+    fn in_distribution(n: usize, salt: u64) -> Vec<Problem> {
+        let digits = |x: u64| 10u64.pow(1 + (x % 4) as u32);
+        (0..n as u64)
+            .map(|i| {
+                let (x, y) = (i * 7919 + salt, i * 104_729 + 3 * salt);
+                Problem::new(x % digits(x / 7), y % digits(y / 11))
+            })
+            .collect()
+    }
+
+    /// Table 3: a weights folder's stages, each path against the reference in the same run.
+    fn folder_table(dir: &str, singles: usize, batch: usize) {
+        let folder = coconut_core::manifest::WeightsDir::open(dir).expect("a weights folder");
+        let tok = folder.tokenizer().expect("its tokenizer");
+        let all_latent = coconut_core::problem::max_steps(folder.manifest.max_digits).to_string();
+        let one_by_one = |engine: &mut WgpuEngine, problems: &[Problem], stage: &Stage| {
+            let t = Instant::now();
+            let solved: Vec<Solution> = problems
+                .iter()
+                .map(|p| block_on(engine.solve(&tok, p, stage, false)).unwrap())
+                .collect();
+            (
+                solved,
+                t.elapsed().as_secs_f64() * 1e3 / problems.len().max(1) as f64,
+            )
+        };
+        println!("weights: {dir}");
+        println!(
+            "| stage | tokens/problem | reference ms/problem ({batch}) | per-layer one at a time ({singles}) | solver one at a time ({singles}) | solver vs per-layer | solver batch of {batch} ms/problem | batch vs reference | dispatches/problem: per-layer, solver one, batch | identical to the reference |"
+        );
+        println!("|---|---|---|---|---|---|---|---|---|---|");
+        for id in ["0", all_latent.as_str(), "pause"] {
+            let (entry, stage, weights) = folder.stage(id).expect("the stage");
+            let reference = ReferenceModel::new(&weights);
+            let mut engine = WgpuEngine::new_blocking(&weights).expect("a WGSL engine");
+            let problems = in_distribution(batch, 17);
+            let t = Instant::now();
+            let want: Vec<Solution> = problems
+                .iter()
+                .map(|p| reference.solve(&tok, p, &stage, false).unwrap())
+                .collect();
+            let reference_ms = t.elapsed().as_secs_f64() * 1e3 / batch as f64;
+            let mut dispatches = Vec::new();
+            let mut same = 0;
+            let mut times = Vec::new();
+            for per_layer in [true, false] {
+                engine.use_per_layer(per_layer);
+                // First use builds the path's pipelines: outside the timings.
+                block_on(engine.solve(&tok, &problems[0], &stage, false)).unwrap();
+                engine.reset_stats();
+                let (solved, ms) = one_by_one(&mut engine, &problems[..singles], &stage);
+                times.push(ms);
+                dispatches.push(engine.stats().dispatches as f64 / singles as f64);
+                same += solved
+                    .iter()
+                    .zip(&want)
+                    .filter(|(g, w)| g.generation.ids == w.generation.ids)
+                    .count();
+            }
+            engine.reset_stats();
+            let t = Instant::now();
+            let batched = block_on(engine.solve_batch(&tok, &problems, &stage)).unwrap();
+            let batch_ms = t.elapsed().as_secs_f64() * 1e3 / batch as f64;
+            dispatches.push(engine.stats().dispatches as f64 / batch as f64);
+            same += batched
+                .iter()
+                .zip(&want)
+                .filter(|(g, w)| g.generation.ids == w.generation.ids)
+                .count();
+            let tokens: usize = want.iter().map(|s| s.generation.ids.len()).sum();
+            println!(
+                "| {} | {:.1} | {reference_ms:.2} | {:.2} | {:.2} | {:.2}x | {batch_ms:.3} | {:.2}x | {:.1}, {:.1}, {:.2} | {same}/{} |",
+                entry.id,
+                tokens as f64 / batch as f64,
+                times[0],
+                times[1],
+                times[0] / times[1],
+                reference_ms / batch_ms,
+                dispatches[0],
+                dispatches[1],
+                dispatches[2],
+                2 * singles + batch,
+            );
         }
     }
 

@@ -1,7 +1,9 @@
 //! The WGSL engine: the model's weights, activations, KV cache and pipelines live on the GPU,
-//! created once per model. A stage with absolute position ids is decoded whole on the GPU by
-//! [`Solver`] (solve.wgsl: one submission and one read-back per problem, or per batch of
-//! problems). Otherwise, or with [`WgpuEngine::use_per_layer`], the per-layer path runs:
+//! created once per model. A stage whose thoughts follow the prompt (every stage of this
+//! project's family, absolute or coupled ids) is decoded whole on the GPU by [`Solver`]
+//! (solve.wgsl: one submission and one read-back per problem, or per batch of problems).
+//! The seed family (GPT-2's vocabulary and answer rule, [`WgpuEngine::per_layer_on`]), or any
+//! stage with [`WgpuEngine::use_per_layer`], runs on the per-layer path:
 //! generating a token records one command buffer (embedding, every block, ln_f, LM head,
 //! argmax), submits it, and reads back only the chosen token id; a thought reads the previous
 //! position's final hidden state straight from GPU memory; the prompt runs as one submission
@@ -19,7 +21,7 @@ use crate::resident::{decode_step, prefill_step, Readback, Resident, F32};
 use crate::solver::Solver;
 use coconut_core::config::ModelConfig;
 use coconut_core::decoder::{Decoder, Feed};
-use coconut_core::decoding::{EngineError, Generation, PositionTrace, Solution, Trace, NO_TRIGGER};
+use coconut_core::decoding::{EngineError, Generation, Solution, NO_TRIGGER};
 use coconut_core::layout::prompt;
 use coconut_core::problem::Problem;
 use coconut_core::stage::Stage;
@@ -116,7 +118,8 @@ impl WgpuEngine {
     /// Uploads the model to an open device (several engines may share one).
     pub fn on(gpu: Arc<Gpu>, weights: &ModelWeights) -> Result<WgpuEngine, GpuError> {
         // A model the solver does not take runs on the per-layer path only, built now; otherwise
-        // that path (coupled ids) is built when first used, which spares a page its pipelines.
+        // that path is built only if asked for (`use_per_layer`), which spares a page its
+        // pipelines.
         let solver = match Solver::on(gpu.clone(), weights) {
             Ok(solver) => Some(solver),
             Err(GpuError::Unsupported(_)) => None,
@@ -590,9 +593,9 @@ impl WgpuEngine {
             thoughts = (0..thought_rows.len())
                 .map(|j| data[layout.thought(j)..][..c].to_vec())
                 .collect();
-            if with_trace {
-                trace = Some(self.unpack_trace(&data, &layout));
-            }
+            trace = layout
+                .trace
+                .map(|at| at.unpack(&data[layout.trace_start()..], len));
         }
         if !plan.feeds_back {
             if let Some(latent) = &self.model.as_ref().expect(PER_LAYER).latent {
@@ -621,7 +624,6 @@ impl WgpuEngine {
             self.config.n_layer,
             self.config.n_head,
         );
-        let len = layout.len as u64;
         let mut enc = self.gpu.device.create_command_encoder(&Default::default());
         let b = &self.model.as_ref().expect(PER_LAYER).buffers;
         let at = |floats: usize| floats as u64 * F32;
@@ -629,18 +631,19 @@ impl WgpuEngine {
             let from = row as u64 * c * F32;
             enc.copy_buffer_to_buffer(&b.hidden, from, &b.staging, at(layout.thought(j)), c * F32);
         }
-        if layout.trace {
+        if let Some(trace) = layout.trace {
+            let (start, len) = (layout.trace_start(), trace.rows as u64);
             let bytes = len * self.config.vocab_size as u64 * F32;
-            enc.copy_buffer_to_buffer(&b.logits, 0, &b.staging, at(layout.logits(0)), bytes);
+            enc.copy_buffer_to_buffer(&b.logits, 0, &b.staging, at(start + trace.logits(0)), bytes);
             for layer in 0..l {
                 let from = layer as u64 * p * c * F32;
-                let to = at(layout.residual(layer, 0));
+                let to = at(start + trace.residual(layer, 0));
                 enc.copy_buffer_to_buffer(&b.residual, from, &b.staging, to, len * c * F32);
             }
             for (layer, att) in b.att.iter().enumerate() {
                 for head in 0..h {
                     let from = head as u64 * p * p * F32;
-                    let to = at(layout.attention(layer, head, 0));
+                    let to = at(start + trace.attention(layer, head, 0));
                     enc.copy_buffer_to_buffer(att, from, &b.staging, to, len * p * F32);
                 }
             }
@@ -654,34 +657,6 @@ impl WgpuEngine {
                 bytemuck::pod_collect_to_vec::<u8, f32>(bytes)
             })
             .await
-    }
-
-    fn unpack_trace(&self, data: &[f32], layout: &Readback) -> Trace {
-        let (c, v, l, h) = (
-            self.config.n_embd,
-            self.config.vocab_size,
-            self.config.n_layer,
-            self.config.n_head,
-        );
-        let len = layout.len;
-        let logits = (0..len)
-            .map(|t| data[layout.logits(t)..][..v].to_vec())
-            .collect();
-        let positions = (0..len)
-            .map(|t| PositionTrace {
-                residual: (0..l)
-                    .map(|layer| data[layout.residual(layer, t)..][..c].to_vec())
-                    .collect(),
-                attention: (0..l)
-                    .map(|layer| {
-                        (0..h)
-                            .map(|head| data[layout.attention(layer, head, t)..][..t + 1].to_vec())
-                            .collect()
-                    })
-                    .collect(),
-            })
-            .collect();
-        Trace { positions, logits }
     }
 
     /// Solves a problem: the prompt from the tokenizer, then [`WgpuEngine::generate`].

@@ -24,6 +24,7 @@ pub mod kernels;
 pub mod pack;
 mod resident;
 pub mod solver;
+mod trace;
 
 pub use engine::{EngineStats, WgpuEngine};
 pub use error::GpuError;

@@ -8,6 +8,7 @@ use crate::kernels::{
     Argmax, Attention, Embed, Epilogue, LayerNorm, Linear, LmHead, Step, StepTable,
 };
 use crate::pack::pack_tensor;
+use crate::trace::TraceLayout;
 use coconut_core::config::ModelConfig;
 use coconut_core::skeleton::{Affine, Norm, Role, Skeleton};
 use coconut_core::tokenizer::LATENT;
@@ -150,32 +151,21 @@ impl Buffers {
     }
 }
 
-/// Where each part of a final read-back lies in the staging buffer, in f32 offsets:
-/// `[thoughts k×C][logits len×V][residual L×len×C][attention L×H×len×P]` (the trace parts only
-/// with a trace).
+/// Where each part of a final read-back lies in the staging buffer, in f32 offsets: the thoughts
+/// `[k×C]`, then, with a trace, the trace of the `len` positions run ([`TraceLayout`]).
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Readback {
     c: usize,
-    v: usize,
-    p: usize,
-    l: usize,
-    h: usize,
     pub thoughts: usize,
-    pub len: usize,
-    pub trace: bool,
+    pub trace: Option<TraceLayout>,
 }
 
 impl Readback {
     pub fn new(cfg: &ModelConfig, thoughts: usize, len: usize, trace: bool) -> Readback {
         Readback {
             c: cfg.n_embd,
-            v: cfg.vocab_size,
-            p: cfg.n_positions,
-            l: cfg.n_layer,
-            h: cfg.n_head,
             thoughts,
-            len,
-            trace,
+            trace: trace.then(|| TraceLayout::new(cfg, len)),
         }
     }
 
@@ -184,28 +174,14 @@ impl Readback {
         j * self.c
     }
 
-    /// The logits of position `t`.
-    pub fn logits(&self, t: usize) -> usize {
-        self.thoughts * self.c + t * self.v
-    }
-
-    /// The residual stream after block `layer` at position `t`.
-    pub fn residual(&self, layer: usize, t: usize) -> usize {
-        self.logits(self.len) + (layer * self.len + t) * self.c
-    }
-
-    /// Head `head`'s attention row of position `t` in block `layer` (`P` wide).
-    pub fn attention(&self, layer: usize, head: usize, t: usize) -> usize {
-        self.residual(self.l, 0) + ((layer * self.h + head) * self.len + t) * self.p
+    /// Where the trace starts.
+    pub fn trace_start(&self) -> usize {
+        self.thoughts * self.c
     }
 
     /// Floats in the read-back.
     pub fn total(&self) -> usize {
-        if self.trace {
-            self.attention(self.l, 0, 0)
-        } else {
-            self.logits(0)
-        }
+        self.trace_start() + self.trace.map_or(0, |t| t.floats())
     }
 }
 

@@ -3,17 +3,21 @@
 //! problem, the trace the animation draws. The per-layer engine ([`crate::WgpuEngine`]) issues
 //! about 30 dispatches and a read-back per position; this path issues one of each per batch.
 //!
-//! Same plan, stop rule and rounding as the reference engine (tested against it in
-//! `tests/solver.rs`); absolute position ids only (a coupled stage's ids follow its tokens, which
-//! the per-layer engine handles).
+//! Same plan, position ids, stop rule and rounding as the reference engine (tested against it
+//! in `tests/engine.rs`, every stage kind). The position ids are core's [`PositionTable`]: the
+//! host derives it per problem, the kernel follows it, so coupled ids run here as absolute ones
+//! do. Thoughts that start where the model writes `<latent>` (the last-steps order) and the seed
+//! family's answer rule run on the per-layer path.
 
 use crate::error::GpuError;
 use crate::gpu::Gpu;
 use crate::kernels::{Access, Kernel, Step, StepTable, COMMON_WGSL};
 use crate::pack::pack_tensor;
+use crate::trace::TraceLayout;
 use coconut_core::config::ModelConfig;
-use coconut_core::decoding::{DecodePlan, EngineError, Generation, PositionTrace, Trace};
-use coconut_core::positions::PositionScheme;
+use coconut_core::decoding::{DecodePlan, EngineError, Generation};
+use coconut_core::position_table::PositionTable;
+use coconut_core::positions::TailClass;
 use coconut_core::skeleton::Role;
 use coconut_core::tokenizer::{EOS, LATENT};
 use coconut_core::weights::ModelWeights;
@@ -146,9 +150,9 @@ impl Solver {
         })
     }
 
-    /// Whether this solver decodes `stage` (absolute position ids, thoughts after the prompt).
+    /// Whether this solver decodes `stage` (thoughts after the prompt).
     pub fn supports(stage: &Stage) -> bool {
-        stage.positions == PositionScheme::Absolute && !stage.thoughts_on_trigger()
+        !stage.thoughts_on_trigger()
     }
 
     /// Greedy decodings of `prompts` at `stage`, as the reference engine's `generate` gives
@@ -161,7 +165,7 @@ impl Solver {
     ) -> Result<(Vec<Generation>, u64), GpuError> {
         if !Solver::supports(stage) {
             return Err(GpuError::Unsupported(
-                "the one-dispatch solver takes absolute position ids only".into(),
+                "the one-dispatch solver runs thoughts after the prompt only".into(),
             ));
         }
         if with_trace && prompts.len() != 1 {
@@ -174,6 +178,11 @@ impl Solver {
             .iter()
             .map(|x| DecodePlan::new(x, stage, p))
             .collect::<Result<Vec<_>, _>>()?;
+        let tables = plans
+            .iter()
+            .zip(prompts)
+            .map(|(plan, x)| PositionTable::of(plan, x))
+            .collect::<Result<Vec<_>, _>>()?;
         for x in prompts {
             if let Some(&bad) = x.iter().find(|&&id| id as usize >= v) {
                 return Err(EngineError::TokenId(bad).into());
@@ -184,11 +193,18 @@ impl Solver {
         }
         let mut out = Vec::with_capacity(prompts.len());
         let mut dispatches = 0;
-        for (chunk, plans) in prompts
-            .chunks(self.per_dispatch)
-            .zip(plans.chunks(self.per_dispatch))
+        let per = self.per_dispatch;
+        for ((chunk, plans), tables) in prompts
+            .chunks(per)
+            .zip(plans.chunks(per))
+            .zip(tables.chunks(per))
         {
-            out.extend(self.generate_chunk(chunk, plans, stage, with_trace).await?);
+            let problems = Problems {
+                prompts: chunk,
+                plans,
+                tables,
+            };
+            out.extend(self.generate_chunk(problems, stage, with_trace).await?);
             dispatches += self.dispatches_per_chunk() as u64;
         }
         Ok((out, dispatches))
@@ -196,15 +212,15 @@ impl Solver {
 
     async fn generate_chunk(
         &self,
-        prompts: &[Vec<u32>],
-        plans: &[DecodePlan],
+        problems: Problems<'_>,
         stage: &Stage,
         with_trace: bool,
     ) -> Result<Vec<Generation>, GpuError> {
         let cfg = &self.config;
-        let (n, p, c) = (prompts.len(), cfg.n_positions, cfg.n_embd);
+        let plans = problems.plans;
+        let (n, p, c) = (plans.len(), cfg.n_positions, cfg.n_embd);
         let thoughts_max = plans.iter().map(|x| x.thoughts).max().unwrap_or(0);
-        let batch = self.batch(prompts, plans, stage, thoughts_max, with_trace);
+        let batch = self.batch(&problems, stage, thoughts_max, with_trace);
         let device = &self.gpu.device;
         let bg = self.kernel.bind(
             device,
@@ -248,10 +264,14 @@ impl Solver {
         let mut generations = Vec::with_capacity(n);
         for (i, plan) in plans.iter().enumerate() {
             let (running, len, finished) = (
-                state[4 * i + 1],
-                state[4 * i + 2] as usize,
-                state[4 * i + 3] == 1,
+                state[8 * i + 1],
+                state[8 * i + 2] as usize,
+                state[8 * i + 3] == 1,
             );
+            if state[8 * i + 5] == 1 {
+                // A position id past the table: what the reference engine refuses.
+                return Err(EngineError::SequenceTooLong(p).into());
+            }
             if running != 0 || len <= plan.prompt_len + plan.thoughts || len > p + 1 {
                 return Err(GpuError::Gpu(format!(
                     "the solver reported {len} ids (still running: {}) for a plan of {} prompt ids and {} thoughts",
@@ -277,7 +297,11 @@ impl Solver {
             } else {
                 vec![self.latent.clone().unwrap_or_default(); plan.thoughts]
             };
-            let trace = with_trace.then(|| self.unpack_trace(&floats[n * thoughts_max * c..], len));
+            // Every position run: all but the last id's.
+            let trace = with_trace.then(|| {
+                let region: &[f32] = bytemuck::cast_slice(&floats[n * thoughts_max * c..]);
+                TraceLayout::new(cfg, p).unpack(region, len - 1)
+            });
             debug_assert_eq!(finished, row.last() == Some(&EOS));
             generations.push(Generation {
                 ids: row.to_vec(),
@@ -298,13 +322,13 @@ impl Solver {
     /// Buffers for one dispatch, the prompts and run record written.
     fn batch(
         &self,
-        prompts: &[Vec<u32>],
-        plans: &[DecodePlan],
+        problems: &Problems,
         stage: &Stage,
         thoughts_max: usize,
         with_trace: bool,
     ) -> Batch {
         let cfg = &self.config;
+        let (prompts, plans) = (problems.prompts, problems.plans);
         let (n, p, c) = (prompts.len(), cfg.n_positions, cfg.n_embd);
         let device = &self.gpu.device;
         let mut run: Vec<u32> = vec![
@@ -318,17 +342,16 @@ impl Solver {
             0,
         ];
         run.extend(self.offsets.iter().flatten());
-        let metas: Vec<u32> = plans
-            .iter()
-            .flat_map(|x| [x.prompt_len as u32, x.thoughts as u32, 0, 0])
-            .collect();
+        let classes = 0..cfg.vocab_size.next_multiple_of(4) as u32;
+        run.extend(classes.map(|id| TailClass::of(id).index() as u32));
+        let metas = problems.metas();
         let mut ids = vec![0u32; n * (p + 1)];
         for (i, (x, plan)) in prompts.iter().zip(plans).enumerate() {
             let before = plan.ids_before_answer(x);
             ids[i * (p + 1)..i * (p + 1) + before.len()].copy_from_slice(&before);
         }
         let trace_floats = if with_trace {
-            TraceLayout::of(cfg).floats()
+            TraceLayout::new(cfg, p).floats()
         } else {
             0
         };
@@ -352,7 +375,7 @@ impl Solver {
         let copy_src = storage | wgpu::BufferUsages::COPY_SRC;
         let ids_at = out_floats as u64 * 4;
         let state_at = ids_at + ids.len() as u64 * 4;
-        let state = [0u32, 1, 0, 0].repeat(n);
+        let state = [0u32, 1, 0, 0, 0, 0, 0, 0].repeat(n);
         let staging_bytes = state_at + state.len() as u64 * 4;
         Batch {
             run: init("solver run", bytemuck::cast_slice(&run), storage),
@@ -372,34 +395,33 @@ impl Solver {
             staging_bytes,
         }
     }
+}
 
-    /// The trace of positions `0..len - 1` (every position run) from solve.wgsl's trace region.
-    fn unpack_trace(&self, words: &[u32], len: usize) -> Trace {
-        let at = TraceLayout::of(&self.config);
-        let f = |start: usize, n: usize| -> Vec<f32> {
-            words[start..start + n]
-                .iter()
-                .map(|&w| f32::from_bits(w))
-                .collect()
-        };
-        let run = len - 1;
-        Trace {
-            positions: (0..run)
-                .map(|t| PositionTrace {
-                    residual: (0..at.l)
-                        .map(|layer| f(at.residual(t, layer), at.c))
-                        .collect(),
-                    attention: (0..at.l)
-                        .map(|layer| {
-                            (0..at.h)
-                                .map(|head| f(at.attention(layer, head, t), t + 1))
-                                .collect()
-                        })
-                        .collect(),
-                })
-                .collect(),
-            logits: (0..run).map(|t| f(at.logits(t), at.v)).collect(),
+/// The problems of one dispatch: prompts, plans and position tables, one each.
+struct Problems<'a> {
+    prompts: &'a [Vec<u32>],
+    plans: &'a [DecodePlan],
+    tables: &'a [PositionTable],
+}
+
+impl Problems<'_> {
+    /// solve.wgsl's `metas`: per problem (prompt length, thoughts, where its fixed ids start,
+    /// where its automaton starts), then every problem's fixed ids and automaton.
+    fn metas(&self) -> Vec<u32> {
+        let mut metas = vec![0u32; 4 * self.plans.len()];
+        for (i, (plan, table)) in self.plans.iter().zip(self.tables).enumerate() {
+            let fixed_at = metas.len() as u32;
+            metas.extend(&table.fixed);
+            let automaton_at = metas.len() as u32;
+            metas.extend(table.transitions.iter().flatten().flatten());
+            metas[4 * i..4 * i + 4].copy_from_slice(&[
+                plan.prompt_len as u32,
+                plan.thoughts as u32,
+                fixed_at,
+                automaton_at,
+            ]);
         }
+        metas
     }
 }
 
@@ -422,44 +444,6 @@ fn positions_per_dispatch(adapter: &str, cfg: &ModelConfig) -> usize {
     (32_768 / per_position.max(1)).clamp(1, p)
 }
 
-/// Where solve.wgsl writes the trace, from the trace region's start (its `residual_at`,
-/// `attention_at`, `logits_at`): residuals `[P][L][C]`, attention `[L][H][P][P]`, logits `[P][V]`.
-struct TraceLayout {
-    c: usize,
-    v: usize,
-    l: usize,
-    h: usize,
-    p: usize,
-}
-
-impl TraceLayout {
-    fn of(cfg: &ModelConfig) -> TraceLayout {
-        TraceLayout {
-            c: cfg.n_embd,
-            v: cfg.vocab_size,
-            l: cfg.n_layer,
-            h: cfg.n_head,
-            p: cfg.n_positions,
-        }
-    }
-
-    fn residual(&self, t: usize, layer: usize) -> usize {
-        (t * self.l + layer) * self.c
-    }
-
-    fn attention(&self, layer: usize, head: usize, t: usize) -> usize {
-        self.p * self.l * self.c + ((layer * self.h + head) * self.p + t) * self.p
-    }
-
-    fn logits(&self, t: usize) -> usize {
-        self.p * self.l * self.c + self.l * self.h * self.p * self.p + t * self.v
-    }
-
-    fn floats(&self) -> usize {
-        self.logits(self.p)
-    }
-}
-
 /// The constants solve.wgsl is written against (see its header comment).
 fn header(cfg: &ModelConfig, int8: bool, tensors: usize) -> String {
     let (c, h, inner) = (cfg.n_embd, cfg.n_head, cfg.n_inner());
@@ -470,6 +454,7 @@ fn header(cfg: &ModelConfig, int8: bool, tensors: usize) -> String {
         ("H", h),
         ("D", c / h),
         ("V", cfg.vocab_size),
+        ("VQ", cfg.vocab_size.div_ceil(4)),
         ("L", cfg.n_layer),
         ("P", cfg.n_positions),
         ("FF", inner),

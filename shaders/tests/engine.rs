@@ -9,6 +9,7 @@ mod checks;
 mod common;
 
 use checks::*;
+use coconut_core::positions::PositionScheme;
 use coconut_core::problem::Problem;
 use coconut_core::reference::ReferenceModel;
 use coconut_core::stage::{Stage, StageKind};
@@ -103,6 +104,11 @@ fn default_size_model_matches_with_traces() {
             Stage::latent(5, 1, 5),
             Stage::latent(2, 1, 5),
             Stage::latent(0, 1, 5).with_kind(StageKind::Pause),
+            // The shipped stages' ids: coupled, ahead, padded operands.
+            Stage::latent(5, 1, 5)
+                .with_positions(PositionScheme::Coupled)
+                .with_ids_ahead(true)
+                .with_operand_pad(Some(2)),
         ]
         .iter()
         .enumerate()
@@ -238,20 +244,33 @@ fn one_submission_per_position_and_one_token_read_per_generated_token() {
 fn the_solver_submits_once_and_reads_back_once_per_batch() {
     let Some(gpu) = gpu() else { return };
     let w = eos_biased(&small_config(), 3, 3.0);
-    let mut engine = WgpuEngine::on(gpu, &w).unwrap();
     let tok = Tokenizer::new();
-    let stage = Stage::latent(3, 1, 5);
     let problems = problems(5, 40);
-    let solved = block_on(engine.solve_batch(&tok, &problems, &stage)).unwrap();
-    let st = engine.stats();
-    assert_eq!((st.submissions, st.readbacks), (1, 1), "{st:?}");
-    assert_eq!(st.generations, 40, "{st:?}");
-    // A few dispatches of the same kernel at most (one per chunk of positions on lavapipe).
-    assert!(st.dispatches >= 1 && st.dispatches <= 40, "{st:?}");
-    // The batch equals the problems solved one at a time on the per-layer path.
-    engine.use_per_layer(true);
-    for (p, got) in problems.iter().zip(&solved) {
-        let want = block_on(engine.solve(&tok, p, &stage, false)).unwrap();
-        assert_eq!(got.generation.ids, want.generation.ids, "{p:?}");
+    // Absolute ids, and the shipped stages' coupled ids (ahead, padded operands).
+    for stage in [
+        Stage::latent(3, 1, 5),
+        Stage::latent(3, 1, 5)
+            .with_positions(PositionScheme::Coupled)
+            .with_ids_ahead(true)
+            .with_operand_pad(Some(2)),
+    ] {
+        let mut engine = WgpuEngine::on(gpu.clone(), &w).unwrap();
+        let solved = block_on(engine.solve_batch(&tok, &problems, &stage)).unwrap();
+        let st = engine.stats();
+        assert_eq!((st.submissions, st.readbacks), (1, 1), "{st:?}");
+        assert_eq!(st.generations, 40, "{st:?}");
+        // A few dispatches of the same kernel at most (one per chunk of positions on lavapipe).
+        assert!(st.dispatches >= 1 && st.dispatches <= 40, "{st:?}");
+        // The batch equals the problems solved one at a time on the per-layer path.
+        engine.use_per_layer(true);
+        for (p, got) in problems.iter().zip(&solved) {
+            let want = block_on(engine.solve(&tok, p, &stage, false)).unwrap();
+            assert_eq!(
+                got.generation.ids,
+                want.generation.ids,
+                "{} {p:?}",
+                stage.id()
+            );
+        }
     }
 }

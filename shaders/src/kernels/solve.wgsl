@@ -1,7 +1,13 @@
 // The whole decoding of one problem in one workgroup: embedding, every block, ln_f, the fed-back
 // thought, the tied LM head, argmax and the next token, position after position until `<eos>` or
 // the model's last position (core's DecodePlan stop rule). A dispatch of N workgroups decodes N
-// problems; nothing returns to the host until all are done. Absolute position ids only.
+// problems; nothing returns to the host until all are done.
+//
+// Position ids follow core's PositionTable: the host gives the ids of the prompt and thought
+// slots, and for the generated tail an automaton over token classes (per state, per class: the
+// next state and the token's id), so absolute and coupled ids (ahead or not) run alike and the
+// kernel never restates how a column is counted. An id past the position table stops the
+// problem with a flag, where the reference engine refuses the sequence as too long.
 //
 // A dispatch runs at most `run.steps` positions per problem and leaves the problem's state in
 // storage (next position, whether it runs, the last final hidden state), so the host may split
@@ -10,9 +16,9 @@
 // decoding of the 4-layer model exceeds. Elsewhere one dispatch runs every position.
 //
 // The host prepends common.wgsl and a header of constants: C (width), H (heads), D = C / H,
-// V (vocabulary), L (blocks), P (positions), FF (MLP width), WG (invocations), INT8, SCALE =
-// 1/sqrt(D), EPS, EOS_ID, NT (tensors), BUF = 4C + max(3C, FF), KV = 2LPC + C (floats of a
-// problem in `kv`).
+// V (vocabulary), VQ = ceil(V / 4), L (blocks), P (positions), FF (MLP width), WG (invocations),
+// INT8, SCALE = 1/sqrt(D), EPS, EOS_ID, NT (tensors), BUF = 4C + max(3C, FF), KV = 2LPC + C
+// (floats of a problem in `kv`).
 //
 // Every sum runs in the order of the reference engine and of the one-kernel-per-layer path
 // (matvec.wgsl, attention.wgsl, layernorm.wgsl, lm_head.wgsl, argmax.wgsl), each written here
@@ -45,29 +51,29 @@ struct Run {
     pad1: u32,
     // Per tensor, in the skeleton's order: (start in `words` or `floats`, start of its scales).
     offsets: array<vec4<u32>, NT>,
-}
-
-struct Meta {
-    prompt_len: u32,
-    thoughts: u32,
-    pad0: u32,
-    pad1: u32,
+    // Per token id (four to a vec4): its class for the position automaton (core's TailClass:
+    // 0 `<eot>`, 1 `<sep>`, 2 a digit, 3 anything else).
+    classes: array<vec4<u32>, VQ>,
 }
 
 @group(0) @binding(1) var<storage, read> run: Run;
 @group(0) @binding(2) var<storage, read> words: array<u32>;
 @group(0) @binding(3) var<storage, read> floats: array<f32>;
-@group(0) @binding(4) var<storage, read> metas: array<Meta>;
+// Per problem four words (prompt length, thoughts, where its fixed ids start, where its automaton
+// starts), then each problem's fixed ids (one per prompt and thought position) and automaton
+// (per state, per class: next state, position id).
+@group(0) @binding(4) var<storage, read> metas: array<u32>;
 // Per problem P + 1 ids: the prompt and `<latent>` slots from the host, then the generated ids.
 @group(0) @binding(5) var<storage, read_write> ids: array<u32>;
 // Per problem: keys then values of every position of each block, [L][2][P][C], then the last
 // final hidden state [C] (a thought's input when a dispatch ends before it).
 @group(0) @binding(6) var<storage, read_write> kv: array<f32>;
-// Thoughts [N][thoughts_max][C], then problem 0's trace when asked: residual after each block
-// [P][L][C], attention weights [L][H][P][P], logits [P][V].
+// Thoughts [N][thoughts_max][C], then problem 0's trace when asked (trace.rs's layout, P rows):
+// logits [P][V], residual after each block [L][P][C], attention weights [L][H][P][P].
 @group(0) @binding(7) var<storage, read_write> out: array<f32>;
-// Per problem: (next position, 1 while it runs, ids written, 1 if the last is <eos>); the host
-// starts it at (0, 1, 0, 0).
+// Per problem two vec4s: (next position, 1 while it runs, ids written, 1 if the last is <eos>),
+// (automaton state, 1 if a position id fell past the table, 0, 0); the host starts them at
+// (0, 1, 0, 0), (0, 0, 0, 0).
 @group(0) @binding(8) var<storage, read_write> state: array<vec4<u32>>;
 
 const WTE: u32 = 0u;
@@ -85,6 +91,8 @@ var<workgroup> folds: array<f32, 2 * H>;
 var<workgroup> logits: array<f32, V>;
 var<workgroup> running: u32;
 var<workgroup> written: vec2<u32>;
+var<workgroup> too_far: u32;
+var<workgroup> position: u32;
 
 // Column c of row `row` of an embedding table (int8 rows with one scale each, or f32).
 fn table_value(tensor: u32, row: u32, c: u32) -> f32 {
@@ -233,35 +241,52 @@ fn attention(lid: u32, problem: u32, layer: u32, t: u32) {
     workgroupBarrier();
 }
 
+// The position-table row of position t, and the automaton's state after it: a fixed id before
+// the tail, else the automaton's step on the class of the token at t.
+fn position_id(problem: u32, t: u32, state: u32) -> vec2<u32> {
+    let n = metas[4u * problem];
+    let k = metas[4u * problem + 1u];
+    if (t < n + k) {
+        return vec2<u32>(state, metas[metas[4u * problem + 2u] + t]);
+    }
+    let id = min(ids[problem * (P + 1u) + t], V - 1u);
+    let token_class = run.classes[id / 4u][id % 4u];
+    let at = metas[4u * problem + 3u] + 2u * (4u * state + token_class);
+    return vec2<u32>(metas[at], metas[at + 1u]);
+}
+
 fn trace_start() -> u32 {
     return run.n * run.thoughts_max * C;
 }
 
+// The trace layout of shaders/src/trace.rs with P rows: logits [P][V], residual after each
+// block [L][P][C], attention weights [L][H][P][P].
+fn logits_at(t: u32) -> u32 {
+    return trace_start() + t * V;
+}
+
 fn residual_at(t: u32, layer: u32) -> u32 {
-    return trace_start() + (t * L + layer) * C;
+    return trace_start() + P * V + (layer * P + t) * C;
 }
 
 fn attention_at(layer: u32, h: u32, t: u32) -> u32 {
-    return trace_start() + P * L * C + ((layer * H + h) * P + t) * P;
-}
-
-fn logits_at(t: u32) -> u32 {
-    return trace_start() + P * L * C + L * H * P * P + t * V;
+    return trace_start() + P * V + L * P * C + ((layer * H + h) * P + t) * P;
 }
 
 @compute @workgroup_size(WG)
 fn main(@builtin(local_invocation_id) lid3: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
     let lid = lid3.x;
     let problem = wid.x;
-    let info = metas[problem];
-    let n = info.prompt_len;
-    let k = info.thoughts;
+    let n = metas[4u * problem];
+    let k = metas[4u * problem + 1u];
     let first_id = problem * (P + 1u);
     let saved = problem * KV + 2u * L * P * C;
-    let start = state[problem];
+    let start = state[2u * problem];
+    var tail = state[2u * problem + 1u].x;
     if (lid == 0u) {
         running = start.y;
         written = start.zw;
+        too_far = state[2u * problem + 1u].y;
     }
     for (var c = lid; c < C; c += WG) {
         buf[HID + c] = kv[saved + c];
@@ -273,6 +298,20 @@ fn main(@builtin(local_invocation_id) lid3: vec3<u32>, @builtin(workgroup_id) wi
             break;
         }
         left -= 1u;
+        let stepped = position_id(problem, t, tail);
+        tail = stepped.x;
+        if (lid == 0u) {
+            position = stepped.y;
+        }
+        // Every invocation computed the same id; loaded uniformly, the workgroup leaves together.
+        let pid = workgroupUniformLoad(&position);
+        if (pid >= P) {
+            if (lid == 0u) {
+                running = 0u;
+                too_far = 1u;
+            }
+            break;
+        }
         // Input: a token's embedding, or the previous final hidden state for a thought.
         let thought = t >= n && t < n + k && run.feeds_back == 1u;
         for (var c = lid; c < C; c += WG) {
@@ -282,7 +321,7 @@ fn main(@builtin(local_invocation_id) lid3: vec3<u32>, @builtin(workgroup_id) wi
             } else {
                 e = table_value(WTE, min(ids[first_id + t], V - 1u), c);
             }
-            buf[X + c] = e + table_value(WPE, t, c);
+            buf[X + c] = e + table_value(WPE, pid, c);
         }
         workgroupBarrier();
         for (var layer = 0u; layer < run.layers; layer++) {
@@ -350,6 +389,7 @@ fn main(@builtin(local_invocation_id) lid3: vec3<u32>, @builtin(workgroup_id) wi
         kv[saved + c] = buf[HID + c];
     }
     if (lid == 0u) {
-        state[problem] = vec4<u32>(t, running, written);
+        state[2u * problem] = vec4<u32>(t, running, written);
+        state[2u * problem + 1u] = vec4<u32>(tail, too_far, 0u, 0u);
     }
 }
