@@ -143,6 +143,14 @@ mod native {
             .collect()
     }
 
+    /// How many of `got` have the ids of the solution beside them in `want`.
+    fn identical(got: &[Solution], want: &[Solution]) -> usize {
+        got.iter()
+            .zip(want)
+            .filter(|(g, w)| g.generation.ids == w.generation.ids)
+            .count()
+    }
+
     /// Table 3: a weights folder's stages, each path against the reference in the same run.
     fn folder_table(dir: &str, singles: usize, batch: usize) {
         let folder = coconut_core::manifest::WeightsDir::open(dir).expect("a weights folder");
@@ -186,22 +194,14 @@ mod native {
                 let (solved, ms) = one_by_one(&mut engine, &problems[..singles], &stage);
                 times.push(ms);
                 dispatches.push(engine.stats().dispatches as f64 / singles as f64);
-                same += solved
-                    .iter()
-                    .zip(&want)
-                    .filter(|(g, w)| g.generation.ids == w.generation.ids)
-                    .count();
+                same += identical(&solved, &want);
             }
             engine.reset_stats();
             let t = Instant::now();
             let batched = block_on(engine.solve_batch(&tok, &problems, &stage)).unwrap();
             let batch_ms = t.elapsed().as_secs_f64() * 1e3 / batch as f64;
             dispatches.push(engine.stats().dispatches as f64 / batch as f64);
-            same += batched
-                .iter()
-                .zip(&want)
-                .filter(|(g, w)| g.generation.ids == w.generation.ids)
-                .count();
+            same += identical(&batched, &want);
             let tokens: usize = want.iter().map(|s| s.generation.ids.len()).sum();
             println!(
                 "| {} | {:.1} | {reference_ms:.2} | {:.2} | {:.2} | {:.2}x | {batch_ms:.3} | {:.2}x | {:.1}, {:.1}, {:.2} | {same}/{} |",

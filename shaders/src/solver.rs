@@ -258,60 +258,65 @@ impl Solver {
                 bytemuck::pod_collect_to_vec::<u8, u32>(b)
             })
             .await?;
-        let floats: &[u32] = &data[..batch.out_floats];
+        let floats: &[f32] = bytemuck::cast_slice(&data[..batch.out_floats]);
         let ids = &data[(ids_at / 4) as usize..(state_at / 4) as usize];
         let state = &data[(state_at / 4) as usize..];
-        let mut generations = Vec::with_capacity(n);
-        for (i, plan) in plans.iter().enumerate() {
-            let (running, len, finished) = (
-                state[8 * i + 1],
-                state[8 * i + 2] as usize,
-                state[8 * i + 3] == 1,
-            );
-            if state[8 * i + 5] == 1 {
-                // A position id past the table: what the reference engine refuses.
-                return Err(EngineError::SequenceTooLong(p).into());
-            }
-            if running != 0 || len <= plan.prompt_len + plan.thoughts || len > p + 1 {
-                return Err(GpuError::Gpu(format!(
-                    "the solver reported {len} ids (still running: {}) for a plan of {} prompt ids and {} thoughts",
-                    running != 0, plan.prompt_len, plan.thoughts
-                )));
-            }
-            let row = &ids[i * (p + 1)..i * (p + 1) + len];
-            if let Some(&bad) = row.iter().find(|&&id| id as usize >= cfg.vocab_size) {
-                return Err(GpuError::Gpu(format!(
-                    "the solver returned token id {bad}, outside the vocabulary"
-                )));
-            }
-            let thoughts = if plan.feeds_back {
-                (0..plan.thoughts)
-                    .map(|j| {
-                        let at = (i * thoughts_max + j) * c;
-                        floats[at..at + c]
-                            .iter()
-                            .map(|&w| f32::from_bits(w))
-                            .collect()
-                    })
-                    .collect()
-            } else {
-                vec![self.latent.clone().unwrap_or_default(); plan.thoughts]
-            };
-            // Every position run: all but the last id's.
-            let trace = with_trace.then(|| {
-                let region: &[f32] = bytemuck::cast_slice(&floats[n * thoughts_max * c..]);
-                TraceLayout::new(cfg, p).unpack(region, len - 1)
-            });
-            debug_assert_eq!(finished, row.last() == Some(&EOS));
-            generations.push(Generation {
-                ids: row.to_vec(),
-                prompt_len: plan.prompt_len,
-                thoughts,
-                finished,
-                trace,
-            });
+        let trace_region = &floats[n * thoughts_max * c..];
+        (0..n)
+            .map(|i| {
+                let thoughts = &floats[i * thoughts_max * c..][..plans[i].thoughts * c];
+                let row = &ids[i * (p + 1)..(i + 1) * (p + 1)];
+                let trace = with_trace.then_some(trace_region);
+                self.generation(&plans[i], &state[8 * i..8 * i + 8], row, thoughts, trace)
+            })
+            .collect()
+    }
+
+    /// One problem's generation from what the solver left: its `state` (two vec4s), its `ids`
+    /// row (`P + 1` slots), its thought rows and, for a traced problem, the trace region.
+    fn generation(
+        &self,
+        plan: &DecodePlan,
+        state: &[u32],
+        ids: &[u32],
+        thoughts: &[f32],
+        trace: Option<&[f32]>,
+    ) -> Result<Generation, GpuError> {
+        let (p, c) = (self.config.n_positions, self.config.n_embd);
+        let (running, len, finished) = (state[1], state[2] as usize, state[3] == 1);
+        if state[5] == 1 {
+            // A position id past the table: what the reference engine refuses.
+            return Err(EngineError::SequenceTooLong(p).into());
         }
-        Ok(generations)
+        if running != 0 || len <= plan.prompt_len + plan.thoughts || len > p + 1 {
+            return Err(GpuError::Gpu(format!(
+                "the solver reported {len} ids (still running: {}) for a plan of {} prompt ids and {} thoughts",
+                running != 0, plan.prompt_len, plan.thoughts
+            )));
+        }
+        let row = &ids[..len];
+        if let Some(&bad) = row
+            .iter()
+            .find(|&&id| id as usize >= self.config.vocab_size)
+        {
+            return Err(GpuError::Gpu(format!(
+                "the solver returned token id {bad}, outside the vocabulary"
+            )));
+        }
+        let thoughts = if plan.feeds_back {
+            thoughts.chunks(c).map(<[f32]>::to_vec).collect()
+        } else {
+            vec![self.latent.clone().unwrap_or_default(); plan.thoughts]
+        };
+        debug_assert_eq!(finished, row.last() == Some(&EOS));
+        Ok(Generation {
+            ids: row.to_vec(),
+            prompt_len: plan.prompt_len,
+            thoughts,
+            finished,
+            // Every position run: all but the last id's.
+            trace: trace.map(|region| TraceLayout::new(&self.config, p).unpack(region, len - 1)),
+        })
     }
 
     /// Dispatches per chunk of at most `per_dispatch` problems: one per `steps` positions.
