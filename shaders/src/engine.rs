@@ -21,7 +21,7 @@ use crate::resident::{decode_step, prefill_step, Readback, Resident, F32};
 use crate::solver::Solver;
 use coconut_core::config::ModelConfig;
 use coconut_core::decoder::{Decoder, Feed};
-use coconut_core::decoding::{EngineError, Generation, Solution, NO_TRIGGER};
+use coconut_core::decoding::{DecodePlan, EngineError, Generation, Solution, Trace, NO_TRIGGER};
 use coconut_core::layout::prompt;
 use coconut_core::problem::Problem;
 use coconut_core::stage::Stage;
@@ -428,66 +428,99 @@ impl WgpuEngine {
             self.model = Some(Resident::new(&self.gpu, &self.weights)?);
             self.gpu.check()?;
         }
-        let (v, p) = (self.config.vocab_size, self.config.n_positions);
         let plan = decoder.plan().clone();
+        self.refuse(&plan, decoder.ids())?;
+        self.stats.generations += 1;
+        // What needs no prediction: the prompt, the thoughts after it and a token the plan
+        // feeds after them (the seed's `<eot>`), one position each.
+        let prefix = decoder.prefix();
+        self.upload_prefix(&plan, &prefix, decoder.ids())?;
+        let (pending, thought_rows) = self.run_prefix(&plan, &prefix, with_trace)?;
+        let (len, finished) = self
+            .decode(&mut decoder, &plan, pending, with_trace)
+            .await?;
+        let (thoughts, trace) = self
+            .read_outputs(&plan, &thought_rows, len, with_trace)
+            .await?;
+        Ok(Generation {
+            ids: decoder.into_ids(),
+            prompt_len: plan.prompt_len,
+            thoughts,
+            finished,
+            trace,
+        })
+    }
+
+    /// What the per-layer path refuses before running anything: triggered thoughts, a plan
+    /// longer than the model, prompt ids outside the vocabulary, pause thoughts without a
+    /// `<latent>` embedding.
+    fn refuse(&self, plan: &DecodePlan, ids: &[u32]) -> Result<(), GpuError> {
+        let (v, p) = (self.config.vocab_size, self.config.n_positions);
         if plan.on_trigger {
             return Err(EngineError::Unsupported(NO_TRIGGER).into());
         }
         if plan.n_positions > p {
             return Err(GpuError::Engine(EngineError::SequenceTooLong(p)));
         }
-        let n = plan.prompt_len;
-        if let Some(&bad) = decoder.ids()[..n].iter().find(|&&id| id as usize >= v) {
+        if let Some(&bad) = ids[..plan.prompt_len].iter().find(|&&id| id as usize >= v) {
             return Err(EngineError::TokenId(bad).into());
         }
-        let k = plan.thoughts;
-        if k > 0 && !plan.feeds_back && self.model.as_ref().expect(PER_LAYER).latent.is_none() {
+        let latent = &self.model.as_ref().expect(PER_LAYER).latent;
+        if plan.thoughts > 0 && !plan.feeds_back && latent.is_none() {
             return Err(EngineError::TokenId(coconut_core::tokenizer::LATENT).into());
         }
-        self.stats.generations += 1;
-        // What needs no prediction: the prompt, the thoughts after it and a token the plan
-        // feeds after them (the seed's `<eot>`), one position each.
-        let prefix = decoder.prefix();
-        if prefix.len() != decoder.ids().len() || prefix.is_empty() {
+        Ok(())
+    }
+
+    /// Writes the prefix's ids and position ids to the GPU. With absolute ids every later
+    /// position's id too (position t at row t), so that a position can run before the token
+    /// before it is read back; each later feed is checked against it.
+    fn upload_prefix(
+        &self,
+        plan: &DecodePlan,
+        prefix: &[Feed],
+        ids: &[u32],
+    ) -> Result<(), GpuError> {
+        let (v, p) = (self.config.vocab_size, self.config.n_positions);
+        if prefix.len() != ids.len() || prefix.is_empty() {
             return Err(GpuError::Gpu(format!(
                 "the decoder's prefix has {} feeds for {} ids",
                 prefix.len(),
-                decoder.ids().len()
+                ids.len()
             )));
         }
-        if let Some(&bad) = decoder.ids().iter().find(|&&id| id as usize >= v) {
+        if let Some(&bad) = ids.iter().find(|&&id| id as usize >= v) {
             return Err(EngineError::TokenId(bad).into());
         }
-        // Position ids: each feed's, as the decoder gives them; with absolute ids every later
-        // position's too (position t at row t), so that a position can run before the token
-        // before it is read back; each later feed is checked against it.
         let mut positions: Vec<u32> = prefix
             .iter()
             .map(|f| f.position_id().expect("a prefix feed runs") as u32)
             .collect();
-        if plan.coupled.is_none() {
-            positions.extend(prefix.len() as u32..=p as u32);
-        }
-        if let Some(&bad) = positions[..prefix.len()]
-            .iter()
-            .find(|&&id| id as usize >= p)
-        {
+        if let Some(&bad) = positions.iter().find(|&&id| id as usize >= p) {
             return Err(GpuError::Gpu(format!(
                 "position id {bad} is outside the position table of {p}"
             )));
         }
-        {
-            let b = &self.model.as_ref().expect(PER_LAYER).buffers;
-            self.gpu
-                .queue
-                .write_buffer(&b.ids, 0, bytemuck::cast_slice(decoder.ids()));
-            self.gpu
-                .queue
-                .write_buffer(&b.positions, 0, bytemuck::cast_slice(&positions));
+        if plan.coupled.is_none() {
+            positions.extend(prefix.len() as u32..=p as u32);
         }
+        let b = &self.model.as_ref().expect(PER_LAYER).buffers;
+        let queue = &self.gpu.queue;
+        queue.write_buffer(&b.ids, 0, bytemuck::cast_slice(ids));
+        queue.write_buffer(&b.positions, 0, bytemuck::cast_slice(&positions));
+        Ok(())
+    }
 
-        // The prompt's tokens, in one submission; the feeds after it one position each. The
-        // last prefix position predicts the first generated token.
+    /// Submits the prefix: the prompt's tokens in one submission, the feeds after it one
+    /// position each; the last prefix position predicts the first generated token. Returns
+    /// that submission and the rows whose final hidden states fed a thought.
+    fn run_prefix(
+        &mut self,
+        plan: &DecodePlan,
+        prefix: &[Feed],
+        with_trace: bool,
+    ) -> Result<(wgpu::SubmissionIndex, Vec<usize>), GpuError> {
+        let p = self.config.n_positions;
         let tokens = prefix
             .iter()
             .take_while(|f| matches!(f, Feed::Token { .. }))
@@ -523,14 +556,26 @@ impl WgpuEngine {
             let cmd = self.record(decode_step(t), input, logits, t == last, with_trace);
             pending = self.submit(cmd)?;
         }
-        // Decoding. `pending` computes ids[len]. The GPU already has that id, so with absolute
-        // position ids position len is submitted before the id is read (one position of
-        // lookahead): the host's read-back and recording overlap the GPU's work. If the decoder
-        // stops at ids[len], that position is discarded (its cache row and outputs are never
-        // read). With coupled ids a position's id depends on its token, so each position waits
-        // for its token.
+        Ok((pending, thought_rows))
+    }
+
+    /// Greedy decoding after the prefix until the decoder stops; returns the positions run
+    /// and whether the model finished. `pending` computes ids[len]. The GPU already has that
+    /// id, so with absolute position ids position len is submitted before the id is read (one
+    /// position of lookahead): the host's read-back and recording overlap the GPU's work. If
+    /// the decoder stops at ids[len], that position is discarded (its cache row and outputs
+    /// are never read). With coupled ids a position's id depends on its token, so each
+    /// position waits for its token.
+    async fn decode(
+        &mut self,
+        decoder: &mut Decoder,
+        plan: &DecodePlan,
+        mut pending: wgpu::SubmissionIndex,
+        with_trace: bool,
+    ) -> Result<(usize, bool), GpuError> {
+        let (v, p) = (self.config.vocab_size, self.config.n_positions);
         let mut len = decoder.ids().len();
-        let finished = loop {
+        loop {
             let speculative = if plan.coupled.is_none() && plan.fits(len + 1) && len < p {
                 let run = decode_step(len);
                 let cmd = self.record(run, EmbedInput::Token, Some(run), true, with_trace);
@@ -544,51 +589,70 @@ impl WgpuEngine {
                     "argmax returned token id {next}, outside the vocabulary of {v}"
                 )));
             }
-            match (decoder.next(|| next), speculative) {
+            pending = match (decoder.next(|| next), speculative) {
                 (Feed::Token { position_id, .. }, Some(index)) => {
                     if position_id != len {
                         return Err(GpuError::Gpu(format!(
                             "position {len} ran at position id {len}, the decoder says {position_id}"
                         )));
                     }
-                    pending = index;
+                    index
                 }
                 (Feed::Token { position_id, .. }, None) => {
-                    if position_id >= p {
-                        return Err(GpuError::Gpu(format!(
-                            "position id {position_id} is outside the position table of {p}"
-                        )));
-                    }
-                    let at = len as u64 * 4;
-                    let positions = &self.model.as_ref().expect(PER_LAYER).buffers.positions;
-                    self.gpu.queue.write_buffer(
-                        positions,
-                        at,
-                        bytemuck::bytes_of(&(position_id as u32)),
-                    );
-                    let run = decode_step(len);
-                    let cmd = self.record(run, EmbedInput::Token, Some(run), true, with_trace);
-                    pending = self.submit(cmd)?;
+                    self.run_at(len, position_id, with_trace)?
                 }
                 (Feed::Stop { finished }, speculative) => {
                     if speculative.is_some() {
                         self.stats.discarded += 1;
                     }
-                    break finished;
+                    return Ok((len, finished));
                 }
                 (Feed::Thought { .. }, _) => {
                     return Err(EngineError::Unsupported(NO_TRIGGER).into());
                 }
-            }
+            };
             len += 1;
-        };
+        }
+    }
 
-        // One read-back at the end: the thoughts and, if asked, the trace.
+    /// Submits position `t`, its token already on the GPU, at row `position_id` of the
+    /// position table (written first).
+    fn run_at(
+        &mut self,
+        t: usize,
+        position_id: usize,
+        with_trace: bool,
+    ) -> Result<wgpu::SubmissionIndex, GpuError> {
+        let p = self.config.n_positions;
+        if position_id >= p {
+            return Err(GpuError::Gpu(format!(
+                "position id {position_id} is outside the position table of {p}"
+            )));
+        }
+        let positions = &self.model.as_ref().expect(PER_LAYER).buffers.positions;
+        let id = position_id as u32;
+        self.gpu
+            .queue
+            .write_buffer(positions, t as u64 * 4, bytemuck::bytes_of(&id));
+        let run = decode_step(t);
+        let cmd = self.record(run, EmbedInput::Token, Some(run), true, with_trace);
+        self.submit(cmd)
+    }
+
+    /// One read-back at the end: the thoughts fed (for pause plans `<latent>`'s embedding)
+    /// and, if asked, the trace of the `len` positions run.
+    async fn read_outputs(
+        &mut self,
+        plan: &DecodePlan,
+        thought_rows: &[usize],
+        len: usize,
+        with_trace: bool,
+    ) -> Result<(Vec<Vec<f32>>, Option<Trace>), GpuError> {
         let layout = Readback::new(&self.config, thought_rows.len(), len, with_trace);
         let mut thoughts: Vec<Vec<f32>> = Vec::new();
         let mut trace = None;
         if layout.total() > 0 {
-            let data = self.read_final(&layout, &thought_rows).await?;
+            let data = self.read_final(&layout, thought_rows).await?;
             let c = self.config.n_embd;
             thoughts = (0..thought_rows.len())
                 .map(|j| data[layout.thought(j)..][..c].to_vec())
@@ -599,16 +663,10 @@ impl WgpuEngine {
         }
         if !plan.feeds_back {
             if let Some(latent) = &self.model.as_ref().expect(PER_LAYER).latent {
-                thoughts = vec![latent.clone(); k];
+                thoughts = vec![latent.clone(); plan.thoughts];
             }
         }
-        Ok(Generation {
-            ids: decoder.into_ids(),
-            prompt_len: n,
-            thoughts,
-            finished,
-            trace,
-        })
+        Ok((thoughts, trace))
     }
 
     /// Copies the thought rows (the final hidden states of `thought_rows`, which fed the
