@@ -464,92 +464,118 @@ impl Manifest {
         }
         // The longest sequence of any stage is that of the largest problem in range: every
         // column carries and the carry out of the last one adds a step.
-        let tokenizer = Tokenizer::new();
         let nines = 10u64.pow(self.max_digits as u32) - 1;
         let longest = Problem::new(nines, nines);
-        let max_steps = max_steps(self.max_digits);
         for (i, entry) in self.stages.iter().enumerate() {
             let field = |f: &str| format!("stages[{i}] ({}).{f}", entry.id);
             name(field("file"), &entry.file.file)?;
             if let Some(probes) = &entry.probes {
                 name(field("probes.file"), &probes.file)?;
             }
-            if entry.id != entry.kind.to_string() {
+            self.check_settings(entry, &field)?;
+            self.check_length(entry, &longest, &field)?;
+        }
+        Ok(())
+    }
+
+    /// One stage entry's settings: its id is its kind, the position settings go together
+    /// (ahead ids and padded operands are coupled ids' variants), the order is this project's,
+    /// the latent steps fit the problems in range, and the thought count and feedback are
+    /// what its kind says.
+    fn check_settings(
+        &self,
+        entry: &StageEntry,
+        field: &dyn Fn(&str) -> String,
+    ) -> Result<(), String> {
+        let n_positions = self.model.n_positions;
+        if entry.id != entry.kind.to_string() {
+            return Err(format!(
+                "{} does not match its kind {}",
+                field("id"),
+                entry.kind
+            ));
+        }
+        if entry.ids_ahead && entry.positions.is_absolute() {
+            return Err(format!(
+                "{}: ahead ids are a variant of coupled positions, and this stage's are \
+                 absolute",
+                field("ids_ahead")
+            ));
+        }
+        if entry.latent_order.is_some_and(|o| o != LatentOrder::First) {
+            return Err(format!(
+                "{}: this project's stages think the first steps (the last-steps order is \
+                 a research setting, never shipped)",
+                field("latent_order")
+            ));
+        }
+        if let Some(pad) = entry.operand_pad {
+            if entry.positions.is_absolute() {
                 return Err(format!(
-                    "{} does not match its kind {}",
-                    field("id"),
-                    entry.kind
+                    "{}: padded operands are written with coupled positions, and this \
+                     stage's are absolute",
+                    field("operand_pad")
                 ));
             }
-            if entry.ids_ahead && entry.positions.is_absolute() {
+            if pad > n_positions {
                 return Err(format!(
-                    "{}: ahead ids are a variant of coupled positions, and this stage's are \
-                     absolute",
-                    field("ids_ahead")
+                    "{} is {pad}: more columns than the model's n_positions ({n_positions})",
+                    field("operand_pad")
                 ));
             }
-            if entry.latent_order.is_some_and(|o| o != LatentOrder::First) {
+        }
+        let max_steps = max_steps(self.max_digits);
+        if let StageKind::Latent { k } = entry.kind {
+            if k > max_steps {
                 return Err(format!(
-                    "{}: this project's stages think the first steps (the last-steps order is \
-                     a research setting, never shipped)",
-                    field("latent_order")
+                    "{}: {k} latent steps, but problems of at most {} digits have at most \
+                     {max_steps} steps",
+                    field("kind"),
+                    self.max_digits
                 ));
             }
-            if let Some(pad) = entry.operand_pad {
-                if entry.positions.is_absolute() {
-                    return Err(format!(
-                        "{}: padded operands are written with coupled positions, and this \
-                         stage's are absolute",
-                        field("operand_pad")
-                    ));
-                }
-                if pad > n_positions {
-                    return Err(format!(
-                        "{} is {pad}: more columns than the model's n_positions ({n_positions})",
-                        field("operand_pad")
-                    ));
-                }
-            }
-            if let StageKind::Latent { k } = entry.kind {
-                if k > max_steps {
-                    return Err(format!(
-                        "{}: {k} latent steps, but problems of at most {} digits have at most \
-                         {max_steps} steps",
-                        field("kind"),
-                        self.max_digits
-                    ));
-                }
-            }
-            // k <= max_steps <= 19 and thoughts_per_step <= n_positions (bounded by the model
-            // config's validation): the thought count cannot overflow.
-            let stage = self.stage_of(entry);
-            if entry.thoughts != stage.thoughts() || entry.feeds_back != stage.feeds_back() {
-                return Err(format!(
-                    "{} is {} and {} is {}, but {} with thoughts_per_step {} has {} thoughts \
-                     and feeds_back {}",
-                    field("thoughts"),
-                    entry.thoughts,
-                    field("feeds_back"),
-                    entry.feeds_back,
-                    entry.id,
-                    self.thoughts_per_step,
-                    stage.thoughts(),
-                    stage.feeds_back()
-                ));
-            }
-            let len = Layout::new(&tokenizer, &longest, &stage)
-                .map_err(|e| format!("{}: {e}", field("kind")))?
-                .ids
-                .len();
-            if len > n_positions {
-                return Err(format!(
-                    "stages[{i}] ({}): the longest problem ({longest}) takes {len} positions \
-                     with {} thoughts, more than the model's n_positions ({n_positions}): \
-                     max_digits or thoughts_per_step is wrong",
-                    entry.id,
-                    stage.thoughts()
-                ));
-            }
+        }
+        // k <= max_steps <= 19 and thoughts_per_step <= n_positions (bounded by the model
+        // config's validation): the thought count cannot overflow.
+        let stage = self.stage_of(entry);
+        if entry.thoughts != stage.thoughts() || entry.feeds_back != stage.feeds_back() {
+            return Err(format!(
+                "{} is {} and {} is {}, but {} with thoughts_per_step {} has {} thoughts \
+                 and feeds_back {}",
+                field("thoughts"),
+                entry.thoughts,
+                field("feeds_back"),
+                entry.feeds_back,
+                entry.id,
+                self.thoughts_per_step,
+                stage.thoughts(),
+                stage.feeds_back()
+            ));
+        }
+        Ok(())
+    }
+
+    /// The longest problem in range (`longest`) fits the model's positions at this stage.
+    fn check_length(
+        &self,
+        entry: &StageEntry,
+        longest: &Problem,
+        field: &dyn Fn(&str) -> String,
+    ) -> Result<(), String> {
+        let n_positions = self.model.n_positions;
+        let stage = self.stage_of(entry);
+        let len = Layout::new(&Tokenizer::new(), longest, &stage)
+            .map_err(|e| format!("{}: {e}", field("kind")))?
+            .ids
+            .len();
+        if len > n_positions {
+            return Err(format!(
+                "{}: the longest problem ({longest}) takes {len} positions with {} thoughts, \
+                 more than the model's n_positions ({n_positions}): max_digits or \
+                 thoughts_per_step is wrong",
+                field("").trim_end_matches('.'),
+                stage.thoughts()
+            ));
         }
         Ok(())
     }
