@@ -1,23 +1,30 @@
-//! The WGSL kernels, each in its own file stating its maths at the top, with a small Rust driver
-//! here: pipeline creation (specialised with override constants), bind-group layout and dispatch
-//! geometry. Every kernel has binding 0 = the [`StepTable`] record (a dynamic uniform offset)
-//! saying which positions it works on. Parity tests: `tests/kernels.rs`.
+//! The WGSL kernels, one op per place (llm.c's layout): `op.wgsl` states its maths at the top,
+//! `op.rs` beside it holds its driver (pipeline creation specialised with override constants,
+//! bind-group layout, dispatch geometry) and its CPU reference in f64, named `reference`, which
+//! the parity checks (`tests/checks`, natively on lavapipe and in headless Chromium) compare the
+//! kernel with. Every kernel has binding 0 = the [`StepTable`] record (a dynamic uniform offset)
+//! saying which positions it works on. This file: what every kernel shares.
 
 use wgpu::util::DeviceExt;
 
+pub mod argmax;
+pub mod attention;
+pub mod embed;
+pub mod layernorm;
+pub mod linear;
+pub mod lm_head;
+
+pub use argmax::Argmax;
+pub use attention::Attention;
+pub use embed::{Embed, EmbedInput};
+pub use layernorm::LayerNorm;
+pub use linear::{Epilogue, Linear};
+pub use lm_head::LmHead;
+
 /// Prepended to every kernel: the step record, int8 unpacking and GELU.
 pub const COMMON_WGSL: &str = include_str!("common.wgsl");
-pub const EMBED_WGSL: &str = include_str!("embed.wgsl");
-pub const LAYERNORM_WGSL: &str = include_str!("layernorm.wgsl");
 /// Prepended to layernorm and attention: the row reductions in the reference's order.
 pub const ORDERED_FOLD_WGSL: &str = include_str!("ordered_fold.wgsl");
-/// Prepended to matvec and matmul: weight access and the bias / GELU / residual epilogue.
-pub const LINEAR_COMMON_WGSL: &str = include_str!("linear_common.wgsl");
-pub const MATVEC_WGSL: &str = include_str!("matvec.wgsl");
-pub const MATMUL_WGSL: &str = include_str!("matmul.wgsl");
-pub const ATTENTION_WGSL: &str = include_str!("attention.wgsl");
-pub const LM_HEAD_WGSL: &str = include_str!("lm_head.wgsl");
-pub const ARGMAX_WGSL: &str = include_str!("argmax.wgsl");
 
 /// Bytes between two records of a [`StepTable`] (WebGPU's uniform offset alignment).
 pub const STEP_STRIDE: u32 = 256;
@@ -215,309 +222,14 @@ pub trait Driver<const N: usize> {
     }
 }
 
-fn div_up(n: usize, d: usize) -> u32 {
+pub(crate) fn div_up(n: usize, d: usize) -> u32 {
     n.div_ceil(d) as u32
 }
 
-fn flag(b: bool) -> f64 {
+pub(crate) fn flag(b: bool) -> f64 {
     if b {
         1.0
     } else {
         0.0
-    }
-}
-
-/// Token / thought embedding lookup (embed.wgsl). Bindings: ids, hidden, wte, wte scales, wpe,
-/// wpe scales, x (out), position ids.
-pub struct Embed {
-    /// Bound with the buffers above; `hidden` shares its layout and bind group.
-    pub token: Kernel<8>,
-    pub hidden: Kernel<8>,
-    c: usize,
-}
-
-/// Where a position's input embedding comes from.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum EmbedInput {
-    /// `wte[ids[p]]`.
-    Token,
-    /// `hidden[p - 1]`: the previous position's final hidden state (thought feedback).
-    Hidden,
-}
-
-impl Embed {
-    pub fn new(device: &wgpu::Device, c: usize, vocab: usize, int8: bool) -> Embed {
-        use Access::*;
-        let access = [Read, Read, Read, Read, Read, Read, ReadWrite, Read];
-        let src = [COMMON_WGSL, EMBED_WGSL];
-        let kernel = |label, from_hidden| {
-            let consts = [
-                ("C", c as f64),
-                ("V", vocab as f64),
-                ("INT8", flag(int8)),
-                ("FROM_HIDDEN", flag(from_hidden)),
-            ];
-            Kernel::new(device, label, &src, "main", access, &consts)
-        };
-        Embed {
-            token: kernel("embed_token", false),
-            hidden: kernel("embed_hidden", true),
-            c,
-        }
-    }
-
-    pub fn dispatch(
-        &self,
-        pass: &mut wgpu::ComputePass<'_>,
-        bg: &wgpu::BindGroup,
-        steps: &StepTable,
-        index: usize,
-        input: EmbedInput,
-    ) {
-        let k = match input {
-            EmbedInput::Token => &self.token,
-            EmbedInput::Hidden => &self.hidden,
-        };
-        let rows = steps.step(index).rows;
-        k.dispatch(pass, bg, steps.offset(index), (div_up(self.c, 64), rows, 1));
-    }
-}
-
-/// LayerNorm (layernorm.wgsl). Bindings: x, gain, bias, y (out).
-pub struct LayerNorm {
-    pub kernel: Kernel<4>,
-}
-
-impl LayerNorm {
-    pub fn new(device: &wgpu::Device, c: usize, eps: f32, out_at_pos: bool) -> LayerNorm {
-        use Access::*;
-        let consts = [
-            ("C", c as f64),
-            ("EPS", eps as f64),
-            ("OUT_AT_POS", flag(out_at_pos)),
-        ];
-        LayerNorm {
-            kernel: Kernel::new(
-                device,
-                "layernorm",
-                &[COMMON_WGSL, ORDERED_FOLD_WGSL, LAYERNORM_WGSL],
-                "main",
-                [Read, Read, Read, ReadWrite],
-                &consts,
-            ),
-        }
-    }
-}
-
-impl Driver<4> for LayerNorm {
-    fn kernel(&self, _: Step) -> &Kernel<4> {
-        &self.kernel
-    }
-
-    fn groups(&self, step: Step) -> (u32, u32, u32) {
-        (step.rows, 1, 1)
-    }
-}
-
-/// What a matrix product does with `acc = b + x W`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Epilogue {
-    /// `y = acc`
-    Store = 0,
-    /// `y = gelu(acc)` (bias + tanh-GELU)
-    Gelu = 1,
-    /// `y += acc` (residual add)
-    Residual = 2,
-}
-
-/// Matrix-vector (matvec.wgsl) and matrix-matrix (matmul.wgsl) products with a Conv1D weight
-/// `[K, N]`, int8 or f32. Both share one bind-group layout: x, w, scales, bias, y (out).
-pub struct Linear {
-    /// Bound with the buffers above; `matmul` shares its layout and bind group.
-    pub matvec: Kernel<5>,
-    pub matmul: Kernel<5>,
-    n: usize,
-}
-
-impl Linear {
-    pub fn new(
-        device: &wgpu::Device,
-        k: usize,
-        n: usize,
-        int8: bool,
-        epilogue: Epilogue,
-    ) -> Linear {
-        use Access::*;
-        let consts = [
-            ("K", k as f64),
-            ("N", n as f64),
-            ("INT8", flag(int8)),
-            ("MODE", epilogue as u32 as f64),
-        ];
-        let access = [Read, Read, Read, Read, ReadWrite];
-        Linear {
-            matvec: Kernel::new(
-                device,
-                "matvec",
-                &[COMMON_WGSL, LINEAR_COMMON_WGSL, MATVEC_WGSL],
-                "main",
-                access,
-                &consts,
-            ),
-            matmul: Kernel::new(
-                device,
-                "matmul",
-                &[COMMON_WGSL, LINEAR_COMMON_WGSL, MATMUL_WGSL],
-                "main",
-                access,
-                &consts,
-            ),
-            n,
-        }
-    }
-}
-
-impl Linear {
-    /// The kernel and grid for `rows` rows: the tiled matrix-matrix kernel (`tiled`), or the
-    /// matrix-vector one for a single row.
-    fn choice(&self, rows: u32, tiled: bool) -> (&Kernel<5>, (u32, u32, u32)) {
-        let n4 = self.n.div_ceil(4);
-        if tiled {
-            (&self.matmul, (div_up(n4, 16), div_up(rows as usize, 16), 1))
-        } else {
-            assert_eq!(rows, 1, "the matrix-vector kernel runs one row");
-            (&self.matvec, (div_up(n4, 64), 1, 1))
-        }
-    }
-
-    /// Records step record `index` with the kernel asked for (tests run both on one row);
-    /// [`Driver::dispatch`] picks by the row count.
-    pub fn dispatch_tiled(
-        &self,
-        pass: &mut wgpu::ComputePass<'_>,
-        bg: &wgpu::BindGroup,
-        steps: &StepTable,
-        index: usize,
-        tiled: bool,
-    ) {
-        let (kernel, groups) = self.choice(steps.step(index).rows, tiled);
-        kernel.dispatch(pass, bg, steps.offset(index), groups);
-    }
-}
-
-/// One row: the matrix-vector kernel; several: the tiled matrix-matrix kernel.
-impl Driver<5> for Linear {
-    fn kernel(&self, step: Step) -> &Kernel<5> {
-        self.choice(step.rows, step.rows > 1).0
-    }
-
-    fn groups(&self, step: Step) -> (u32, u32, u32) {
-        self.choice(step.rows, step.rows > 1).1
-    }
-}
-
-/// Causal multi-head attention over the KV cache (attention.wgsl). Bindings: qkv, k cache,
-/// v cache, attention weights [H, P, P], out.
-pub struct Attention {
-    pub kernel: Kernel<5>,
-    heads: usize,
-}
-
-impl Attention {
-    pub fn new(device: &wgpu::Device, c: usize, heads: usize, positions: usize) -> Attention {
-        use Access::*;
-        let scale = 1.0 / ((c / heads) as f32).sqrt();
-        let consts = [
-            ("C", c as f64),
-            ("H", heads as f64),
-            ("P", positions as f64),
-            ("SCALE", scale as f64),
-        ];
-        Attention {
-            kernel: Kernel::new(
-                device,
-                "attention",
-                &[COMMON_WGSL, ORDERED_FOLD_WGSL, ATTENTION_WGSL],
-                "main",
-                [Read, ReadWrite, ReadWrite, ReadWrite, ReadWrite],
-                &consts,
-            ),
-            heads,
-        }
-    }
-}
-
-impl Driver<5> for Attention {
-    fn kernel(&self, _: Step) -> &Kernel<5> {
-        &self.kernel
-    }
-
-    fn groups(&self, step: Step) -> (u32, u32, u32) {
-        (self.heads as u32, step.rows, 1)
-    }
-}
-
-/// Tied LM head (lm_head.wgsl). Bindings: hidden [P, C], wte, wte scales, logits [P, V].
-pub struct LmHead {
-    pub kernel: Kernel<4>,
-    vocab: usize,
-}
-
-impl LmHead {
-    pub fn new(device: &wgpu::Device, c: usize, vocab: usize, int8: bool) -> LmHead {
-        use Access::*;
-        let consts = [("C", c as f64), ("V", vocab as f64), ("INT8", flag(int8))];
-        LmHead {
-            kernel: Kernel::new(
-                device,
-                "lm_head",
-                &[COMMON_WGSL, LM_HEAD_WGSL],
-                "main",
-                [Read, Read, Read, ReadWrite],
-                &consts,
-            ),
-            vocab,
-        }
-    }
-}
-
-impl Driver<4> for LmHead {
-    fn kernel(&self, _: Step) -> &Kernel<4> {
-        &self.kernel
-    }
-
-    fn groups(&self, step: Step) -> (u32, u32, u32) {
-        (div_up(self.vocab, 64), step.rows, 1)
-    }
-}
-
-/// Greedy argmax of the last row's logits into `ids[p + 1]` (argmax.wgsl). Bindings: logits, ids.
-pub struct Argmax {
-    pub kernel: Kernel<2>,
-}
-
-impl Argmax {
-    pub fn new(device: &wgpu::Device, vocab: usize) -> Argmax {
-        use Access::*;
-        Argmax {
-            kernel: Kernel::new(
-                device,
-                "argmax",
-                &[COMMON_WGSL, ARGMAX_WGSL],
-                "main",
-                [Read, ReadWrite],
-                &[("V", vocab as f64)],
-            ),
-        }
-    }
-}
-
-impl Driver<2> for Argmax {
-    fn kernel(&self, _: Step) -> &Kernel<2> {
-        &self.kernel
-    }
-
-    fn groups(&self, _: Step) -> (u32, u32, u32) {
-        (1, 1, 1)
     }
 }

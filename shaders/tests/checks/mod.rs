@@ -1,6 +1,7 @@
 //! The checks shared by the native tests (`kernels.rs`, `engine.rs`, on lavapipe) and the
-//! browser test (`web.rs`, headless Chromium WebGPU): each WGSL kernel against a CPU reference
-//! (f64, on the dequantized weights for int8) on fresh random inputs and several shapes, outputs
+//! browser test (`web.rs`, headless Chromium WebGPU): each WGSL kernel against its CPU reference
+//! (`kernels::<op>::reference`, f64, on the dequantized weights for int8) on fresh random inputs
+//! and several shapes, outputs
 //! poisoned with NaN before each run, ‖out − ref‖ / ‖ref‖ < 1e-5; and the engine against the
 //! reference engine.
 #![allow(dead_code)]
@@ -16,7 +17,7 @@ use coconut_core::tokenizer::Tokenizer;
 use coconut_core::weights::{quantize_int8, ModelWeights, Tensor, TensorData};
 use coconut_core::ModelConfig;
 use coconut_shaders::kernels::{
-    Argmax, Attention, Driver, Embed, EmbedInput, Epilogue, LayerNorm, Linear, LmHead, Step,
+    self, Argmax, Attention, Driver, Embed, EmbedInput, Epilogue, LayerNorm, Linear, LmHead, Step,
     StepTable,
 };
 use coconut_shaders::pack::{pack_f32, pack_quantized};
@@ -92,10 +93,6 @@ const TABLE_CASES: [(usize, usize, usize, usize, usize); 8] = [
     (128, 22, 128, 120, 1),
 ];
 
-fn gelu64(x: f64) -> f64 {
-    0.5 * x * (1.0 + ((2.0 / std::f64::consts::PI).sqrt() * (x + 0.044715 * x * x * x)).tanh())
-}
-
 pub async fn embedding(gpu: &Gpu) {
     let d = &gpu.device;
     for (case, &(c, v, p, t0, rows)) in TABLE_CASES.iter().enumerate() {
@@ -141,16 +138,14 @@ pub async fn embedding(gpu: &Gpu) {
                 );
                 run(gpu, |pass| kernel.dispatch(pass, &bg, &steps, 0, input));
                 let out = read_f32(gpu, &x, rows * c).await;
-                let reference: Vec<f64> = (0..rows * c)
-                    .map(|i| {
-                        let (row, col) = (i / c, i % c);
-                        let pos = t0 + row;
+                let reference: Vec<f64> = (t0..t0 + rows)
+                    .flat_map(|pos| {
                         let e = match input {
-                            EmbedInput::Token => wte.dequantized[ids[pos] as usize * c + col],
-                            EmbedInput::Hidden => hidden[(pos - 1) * c + col],
+                            EmbedInput::Token => &wte.dequantized[ids[pos] as usize * c..][..c],
+                            EmbedInput::Hidden => &hidden[(pos - 1) * c..][..c],
                         };
                         let row = positions[pos] as usize;
-                        e as f64 + wpe.dequantized[row * c + col] as f64
+                        kernels::embed::reference(e, &wpe.dequantized[row * c..][..c])
                     })
                     .collect();
                 assert_close(
@@ -193,15 +188,10 @@ pub async fn layer_norm(gpu: &Gpu) {
         let all = read_f32(gpu, &y, out_rows * c).await;
         let first = if at_pos { t0 * c } else { 0 };
         let out = &all[first..];
-        let mut reference = Vec::new();
-        for row in x.chunks(c) {
-            let mean = row.iter().map(|&v| v as f64).sum::<f64>() / c as f64;
-            let var = row.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / c as f64;
-            let inv = 1.0 / (var + eps as f64).sqrt();
-            for (i, &v) in row.iter().enumerate() {
-                reference.push((v as f64 - mean) * inv * g[i] as f64 + b[i] as f64);
-            }
-        }
+        let reference: Vec<f64> = x
+            .chunks(c)
+            .flat_map(|row| kernels::layernorm::reference(row, &g, &b, eps))
+            .collect();
         assert_close(
             out,
             &reference,
@@ -236,20 +226,10 @@ pub async fn products(gpu: &Gpu) {
                     let bias = random(&mut r, n, -0.5, 0.5);
                     let y0 = random(&mut r, rows * n, -1.0, 1.0);
                     let steps = one_step(d, 0, rows);
-                    let reference: Vec<f64> = (0..rows * n)
-                        .map(|o| {
-                            let (row, j) = (o / n, o % n);
-                            let acc = bias[j] as f64
-                                + (0..k)
-                                    .map(|i| {
-                                        x[row * k + i] as f64 * w.dequantized[i * n + j] as f64
-                                    })
-                                    .sum::<f64>();
-                            match epilogue {
-                                Epilogue::Store => acc,
-                                Epilogue::Gelu => gelu64(acc),
-                                Epilogue::Residual => y0[o] as f64 + acc,
-                            }
+                    let reference: Vec<f64> = (0..rows)
+                        .flat_map(|row| {
+                            let (x, y0) = (&x[row * k..][..k], &y0[row * n..][..n]);
+                            kernels::linear::reference(x, &w.dequantized, &bias, epilogue, y0)
                         })
                         .collect();
                     let kinds: &[bool] = if rows == 1 { &[true, false] } else { &[false] };
@@ -339,27 +319,17 @@ pub async fn attention(gpu: &Gpu) {
         for row in 0..rows {
             let pos = t0 + row;
             for head in 0..h {
-                let scores: Vec<f64> = (0..=pos)
-                    .map(|s| {
-                        (0..dh)
-                            .map(|i| {
-                                qkv[row * 3 * c + head * dh + i] as f64 * key(s, head * dh + i)
-                            })
-                            .sum::<f64>()
-                            / (dh as f64).sqrt()
-                    })
+                let q: Vec<f64> = (0..dh)
+                    .map(|i| qkv[row * 3 * c + head * dh + i] as f64)
                     .collect();
-                let m = scores.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
-                let ex: Vec<f64> = scores.iter().map(|s| (s - m).exp()).collect();
-                let sum: f64 = ex.iter().sum();
-                let probs: Vec<f64> = ex.iter().map(|e| e / sum).collect();
-                for i in 0..dh {
-                    ref_out[row * c + head * dh + i] = probs
-                        .iter()
-                        .enumerate()
-                        .map(|(s, a)| a * val(s, head * dh + i))
-                        .sum();
-                }
+                let of_head = |f: &dyn Fn(usize, usize) -> f64| -> Vec<Vec<f64>> {
+                    (0..=pos)
+                        .map(|s| (0..dh).map(|i| f(s, head * dh + i)).collect())
+                        .collect()
+                };
+                let (probs, out) =
+                    kernels::attention::reference(&q, &of_head(&key), &of_head(&val));
+                ref_out[row * c + head * dh..][..dh].copy_from_slice(&out);
                 let base = (head * p + pos) * p;
                 got_att.extend_from_slice(&att_all[base..base + pos + 1]);
                 ref_att.extend(probs);
@@ -413,14 +383,9 @@ pub async fn lm_head(gpu: &Gpu) {
             run(gpu, |pass| k.dispatch(pass, &bg, &steps, 0));
             let all = read_f32(gpu, &logits, p * v).await;
             let out = &all[t0 * v..(t0 + rows) * v];
-            let reference: Vec<f64> = (0..rows * v)
-                .map(|o| {
-                    let (row, id) = (o / v, o % v);
-                    (0..c)
-                        .map(|i| {
-                            wte.dequantized[id * c + i] as f64 * hidden[(t0 + row) * c + i] as f64
-                        })
-                        .sum()
+            let reference: Vec<f64> = (t0..t0 + rows)
+                .flat_map(|pos| {
+                    kernels::lm_head::reference(&hidden[pos * c..][..c], &wte.dequantized)
                 })
                 .collect();
             assert_close(
@@ -458,7 +423,7 @@ pub async fn argmax(gpu: &Gpu) {
     cases.push((22, vec![f32::NEG_INFINITY; 22]));
     for (case, (v, row)) in cases.iter().enumerate() {
         let v = *v;
-        let expect = coconut_core::decoding::argmax(row);
+        let expect = kernels::argmax::reference(row);
         let t0 = 2usize;
         let rows = 3usize; // the argmax reads the last row, p = t0 + rows - 1
         let pos = t0 + rows - 1;
