@@ -32,6 +32,49 @@ pub struct BranchStart {
 pub fn start(config: &TrainConfig, run: &RunDir, branch: &Branch) -> Result<BranchStart> {
     let from = RunDir(branch.from.clone());
     let parent = load_run_config(&from.0)?;
+    let (ids, at) = branch_point(config, branch)?;
+    ensure!(
+        parent.stages.len() >= at && parent.stages[..at] == config.stages[..at],
+        "{}: its stages before {} are planned differently from this run's",
+        from.config().display(),
+        branch.at_stage
+    );
+    ensure!(
+        same_settings(config, &parent, at)?,
+        "{} differs from this run's settings beyond the stages from {} on: a branch may change \
+         only those stages' plans (and the time budget)",
+        from.config().display(),
+        branch.at_stage
+    );
+    let parent_progress = checkpoint::read_progress(&from.checkpoint())?;
+    ensure!(
+        parent_progress.finished.len() >= at,
+        "{}: has finished {} stage(s), and the branch needs the {at} before {}",
+        from.0.display(),
+        parent_progress.finished.len(),
+        branch.at_stage
+    );
+    let finished = parent_progress.finished[..at].to_vec();
+    let weights = copy_inherited_weights(config, &from, run, &ids[..at])?;
+    let progress = Progress {
+        stage_index: at,
+        stage_step: 0,
+        global_step: finished.iter().map(|r| r.steps).sum(),
+        seconds: finished.iter().map(|r| r.seconds).sum(),
+        finished,
+    };
+    let mut kept = inherited_metrics(&from, &ids[at - 1])?;
+    kept.push_str(
+        &serde_json::json!({"event": "branch", "from": from.0.display().to_string(), "at_stage": branch.at_stage, "step": progress.global_step})
+            .to_string(),
+    );
+    kept.push('\n');
+    checkpoint::write_atomic(&run.metrics(), kept.as_bytes())?;
+    Ok(BranchStart { progress, weights })
+}
+
+/// This run's stage ids and the index of the stage the branch trains first (not the first).
+fn branch_point(config: &TrainConfig, branch: &Branch) -> Result<(Vec<String>, usize)> {
     let ids = config
         .stages
         .iter()
@@ -52,14 +95,12 @@ pub fn start(config: &TrainConfig, run: &RunDir, branch: &Branch) -> Result<Bran
         "--branch-at {}: the first stage has nothing before it to take; train from scratch",
         branch.at_stage
     );
-    ensure!(
-        parent.stages.len() >= at && parent.stages[..at] == config.stages[..at],
-        "{}: its stages before {} are planned differently from this run's",
-        from.config().display(),
-        branch.at_stage
-    );
-    // Everything but the later stages' plans and the time budget must match, or the inherited
-    // stages would not be the ones this config trains.
+    Ok((ids, at))
+}
+
+/// Whether everything but the plans of the stages from `at` on and the time budget matches:
+/// otherwise the inherited stages would not be the ones this config trains.
+fn same_settings(config: &TrainConfig, parent: &TrainConfig, at: usize) -> Result<bool> {
     let mut same = config.clone();
     same.stages = parent.stages.clone();
     same.time_budget_s = parent.time_budget_s;
@@ -73,68 +114,45 @@ pub fn start(config: &TrainConfig, run: &RunDir, branch: &Branch) -> Result<Bran
         same.thoughts_per_step = parent.thoughts_per_step;
         same.latent_order = parent.latent_order;
     }
-    if same != parent {
-        bail!(
-            "{} differs from this run's settings beyond the stages from {} on: a branch may \
-             change only those stages' plans (and the time budget)",
-            from.config().display(),
-            branch.at_stage
-        );
-    }
+    Ok(same == *parent)
+}
 
-    let parent_progress = checkpoint::read_progress(&from.checkpoint())?;
-    ensure!(
-        parent_progress.finished.len() >= at,
-        "{}: has finished {} stage(s), and the branch needs the {at} before {}",
-        from.0.display(),
-        parent_progress.finished.len(),
-        branch.at_stage
-    );
-    let finished = parent_progress.finished[..at].to_vec();
-
-    // The inherited stages' weights, copied so the branch's folder is complete on its own.
-    for id in &ids[..at] {
+/// Copies the inherited stages' weights (`ids`) so the branch's folder is complete on its own,
+/// and returns the last one's: where the branch starts.
+fn copy_inherited_weights(
+    config: &TrainConfig,
+    from: &RunDir,
+    run: &RunDir,
+    ids: &[String],
+) -> Result<ModelWeights> {
+    for id in ids {
         let bytes = coconut_core::files::read_regular(&from.stage_weights(id), u64::MAX)
             .with_context(|| format!("reading {}", from.stage_weights(id).display()))?;
         run.write_stage_weights(id, &bytes)?;
     }
-    let last = &ids[at - 1];
+    let last = ids.last().expect("a branch inherits a stage");
     let bytes = std::fs::read(run.stage_weights(last))?;
-    let weights = ModelWeights::from_safetensors(&bytes, last, Some(&config.model))?;
+    Ok(ModelWeights::from_safetensors(
+        &bytes,
+        last,
+        Some(&config.model),
+    )?)
+}
 
-    // The inherited stages' metrics lines, up to the last one's end, then the branch point.
+/// The parent's metrics lines up to the end of stage `last`.
+fn inherited_metrics(from: &RunDir, last: &str) -> Result<String> {
     let text = std::fs::read_to_string(from.metrics())
         .with_context(|| format!("reading {}", from.metrics().display()))?;
     let mut kept = String::new();
-    let mut ended = false;
     for line in text.lines() {
         kept.push_str(line);
         kept.push('\n');
         let value: serde_json::Value = serde_json::from_str(line).unwrap_or_default();
-        if value["event"] == "stage_done" && value["stage"] == last.as_str() {
-            ended = true;
-            break;
+        if value["event"] == "stage_done" && value["stage"] == last {
+            return Ok(kept);
         }
     }
-    ensure!(
-        ended,
-        "{}: no end of stage {last} in it",
-        from.metrics().display()
-    );
-    let progress = Progress {
-        stage_index: at,
-        stage_step: 0,
-        global_step: finished.iter().map(|r| r.steps).sum(),
-        seconds: finished.iter().map(|r| r.seconds).sum(),
-        finished,
-    };
-    kept.push_str(
-        &serde_json::json!({"event": "branch", "from": from.0.display().to_string(), "at_stage": branch.at_stage, "step": progress.global_step})
-            .to_string(),
-    );
-    kept.push('\n');
-    checkpoint::write_atomic(&run.metrics(), kept.as_bytes())?;
-    Ok(BranchStart { progress, weights })
+    bail!("{}: no end of stage {last} in it", from.metrics().display())
 }
 
 /// A checkpoint snapshot of `weights` with an optimizer that has not started.
