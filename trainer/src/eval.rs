@@ -239,36 +239,8 @@ pub fn teacher_forced_correct(model: &Gpt, set: EvalSet) -> Result<Vec<bool>> {
 
 /// Greedy and teacher-forced accuracy on `problems`, overall and by digit count.
 pub fn evaluate(model: &Gpt, name: &str, set: EvalSet) -> Result<SetAccuracy> {
-    let EvalSet {
-        problems,
-        stage,
-        batch_size,
-        ..
-    } = set;
-    // On the CPU the CPU engine runs both (token for token the same generation, see the tests of
-    // crate::cpu), many times faster than the candle model.
     let (generations, forced) = if model.device().is_cpu() {
-        let mut engine = CpuTrainer::for_inference(&model.to_weights()?)?;
-        let generations = cpu_greedy_generations(&mut engine, set)
-            .with_context(|| format!("greedy evaluation of {name}"))?;
-        let layouts = layouts(set)?;
-        // A layout longer than the model's positions (a long problem written out) cannot be
-        // teacher-forced: it counts as wrong.
-        let fits = |l: &Layout| l.ids.len() <= model.config().n_positions;
-        let refs: Vec<&Layout> = layouts.iter().filter(|l| fits(l)).collect();
-        let mut fitted = if refs.is_empty() {
-            Vec::new()
-        } else {
-            engine
-                .teacher_forced_correct(&refs, stage.feeds_back(), batch_size)
-                .with_context(|| format!("teacher-forced evaluation of {name}"))?
-        }
-        .into_iter();
-        let forced = layouts
-            .iter()
-            .map(|l| fits(l) && fitted.next().unwrap_or(false))
-            .collect();
-        (generations, forced)
+        cpu_generations_and_forced(model, name, set)?
     } else {
         let generations = greedy_generations(model, set)
             .with_context(|| format!("greedy evaluation of {name}"))?;
@@ -278,6 +250,56 @@ pub fn evaluate(model: &Gpt, name: &str, set: EvalSet) -> Result<SetAccuracy> {
     };
     let greedy = judge(set, &generations);
     let (wrong_by_significance, unreadable) = wrong_digits(set, &generations);
+    Ok(tally(
+        name,
+        set.problems,
+        &greedy,
+        &forced,
+        wrong_by_significance,
+        unreadable,
+    ))
+}
+
+/// On the CPU the CPU engine runs both evaluations (token for token the same generation as the
+/// candle model, see the tests of crate::cpu), many times faster.
+fn cpu_generations_and_forced(
+    model: &Gpt,
+    name: &str,
+    set: EvalSet,
+) -> Result<(Vec<Vec<u32>>, Vec<bool>)> {
+    let mut engine = CpuTrainer::for_inference(&model.to_weights()?)?;
+    let generations = cpu_greedy_generations(&mut engine, set)
+        .with_context(|| format!("greedy evaluation of {name}"))?;
+    let layouts = layouts(set)?;
+    // A layout longer than the model's positions (a long problem written out) cannot be
+    // teacher-forced: it counts as wrong.
+    let fits = |l: &Layout| l.ids.len() <= model.config().n_positions;
+    let refs: Vec<&Layout> = layouts.iter().filter(|l| fits(l)).collect();
+    let mut fitted = if refs.is_empty() {
+        Vec::new()
+    } else {
+        engine
+            .teacher_forced_correct(&refs, set.stage.feeds_back(), set.batch_size)
+            .with_context(|| format!("teacher-forced evaluation of {name}"))?
+    }
+    .into_iter();
+    let forced = layouts
+        .iter()
+        .map(|l| fits(l) && fitted.next().unwrap_or(false))
+        .collect();
+    Ok((generations, forced))
+}
+
+/// The accuracies of a set from each problem's greedy and teacher-forced verdicts: overall, by
+/// digit count, by operand-length pair and by longest carry chain.
+fn tally(
+    name: &str,
+    problems: &[Problem],
+    greedy: &[bool],
+    forced: &[bool],
+    wrong_by_significance: Vec<usize>,
+    unreadable: usize,
+) -> SetAccuracy {
     let percent = |hits: usize, n: usize| {
         if n == 0 {
             0.0
@@ -300,7 +322,7 @@ pub fn evaluate(model: &Gpt, name: &str, set: EvalSet) -> Result<SetAccuracy> {
             e.2 += forced[i] as usize;
         }
     }
-    Ok(SetAccuracy {
+    SetAccuracy {
         set: name.to_string(),
         n: problems.len(),
         greedy: percent(greedy.iter().filter(|&&c| c).count(), problems.len()),
@@ -334,7 +356,7 @@ pub fn evaluate(model: &Gpt, name: &str, set: EvalSet) -> Result<SetAccuracy> {
                 greedy: percent(g, n),
             })
             .collect(),
-    })
+    }
 }
 
 /// Over a set's greedy answers: how many got the digit of each significance wrong (units
