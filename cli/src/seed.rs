@@ -227,6 +227,42 @@ fn percent((right, n): (usize, usize)) -> f64 {
     }
 }
 
+/// Whether the seed's own metric (teacher-forced argmax over the answer) gets `p` right.
+fn teacher_forced_right(seed: &mut SeedModel, p: &Problem) -> Result<bool> {
+    let layout = SeedLayout::new(&seed.tokenizer, p, seed.stage);
+    let tf = seed.engine.teacher_forced(&layout)?;
+    Ok(judge(&seed.tokenizer, p, &tf.answer_argmax).correct)
+}
+
+/// Over the held-out problems: greedy accuracy per thought-count protocol (stage 0 writes its
+/// own steps: only `gold`) and teacher-forced accuracy, each by digit count.
+fn held_out_tallies(
+    seed: &mut SeedModel,
+    held_out: &[Problem],
+) -> Result<(BTreeMap<&'static str, Tally>, Tally)> {
+    let mut greedy: BTreeMap<&str, Tally> = BTreeMap::new();
+    let mut forced: Tally = Tally::new();
+    for p in held_out {
+        let ok = teacher_forced_right(seed, p)?;
+        let e = forced.entry(p.columns()).or_default();
+        (e.0, e.1) = (e.0 + ok as usize, e.1 + 1);
+        for (name, count) in PROTOCOLS {
+            if seed.stage.index() == 0 && name != "gold" {
+                continue; // stage 0 writes its own steps: no thoughts to count
+            }
+            let (_, _, read) = seed.run(p, count)?;
+            let ok = read.as_deref() == Some(p.answer().to_string().as_str());
+            let e = greedy
+                .entry(name)
+                .or_default()
+                .entry(p.columns())
+                .or_default();
+            (e.0, e.1) = (e.0 + ok as usize, e.1 + 1);
+        }
+    }
+    Ok((greedy, forced))
+}
+
 fn tally_json(t: &Tally) -> serde_json::Value {
     let all = t.values().fold((0, 0), |a, b| (a.0 + b.0, a.1 + b.1));
     json!({
@@ -251,37 +287,16 @@ pub fn eval(folder: &WeightsDir, stage: &str, n: usize) -> Result<serde_json::Va
         seed.id,
         held_out.len()
     );
-    let mut greedy: BTreeMap<&str, Tally> = BTreeMap::new();
-    let mut forced: Tally = Tally::new();
-    for p in &held_out {
-        let layout = SeedLayout::new(&seed.tokenizer, p, seed.stage);
-        let tf = seed.engine.teacher_forced(&layout)?;
-        let ok = judge(&seed.tokenizer, p, &tf.answer_argmax).correct;
-        let e = forced.entry(p.columns()).or_default();
-        (e.0, e.1) = (e.0 + ok as usize, e.1 + 1);
-        for (name, count) in PROTOCOLS {
-            if seed.stage.index() == 0 && name != "gold" {
-                continue; // stage 0 writes its own steps: no thoughts to count
-            }
-            let (_, _, read) = seed.run(p, count)?;
-            let ok = read.as_deref() == Some(p.answer().to_string().as_str());
-            let e = greedy
-                .entry(name)
-                .or_default()
-                .entry(p.columns())
-                .or_default();
-            (e.0, e.1) = (e.0 + ok as usize, e.1 + 1);
-        }
-    }
+    let (greedy, forced) = held_out_tallies(&mut seed, &held_out)?;
+    let published_problems = &validation[..PUBLISHED_PROBLEMS.min(n).min(validation.len())];
+    let in_training = published_problems
+        .iter()
+        .filter(|p| training.contains(p))
+        .count();
     let mut published: Tally = Tally::new();
-    let mut in_training = 0;
-    for p in validation.iter().take(PUBLISHED_PROBLEMS.min(n)) {
-        in_training += training.contains(p) as usize;
-        let tf = seed
-            .engine
-            .teacher_forced(&SeedLayout::new(&seed.tokenizer, p, seed.stage))?;
+    for p in published_problems {
         let e = published.entry(p.columns()).or_default();
-        let ok = judge(&seed.tokenizer, p, &tf.answer_argmax).correct;
+        let ok = teacher_forced_right(&mut seed, p)?;
         (e.0, e.1) = (e.0 + ok as usize, e.1 + 1);
     }
     outln!(
