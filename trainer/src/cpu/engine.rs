@@ -15,6 +15,7 @@ use super::gemm::{accumulate_xt_dy, dy_times_wt, x_times_w};
 use super::kernels::{self, AttentionRows};
 use super::params::ParamLayout;
 use super::plan::{Input, Plan};
+use coconut_core::config::ModelConfig;
 use coconut_core::decoder::{Decoder, Feed};
 use coconut_core::decoding::{argmax, DecodePlan};
 use coconut_core::skeleton::{Affine, Norm};
@@ -434,25 +435,7 @@ fn backward_chunk(
         // Attention: mid = resid[l] + attn · W_proj + b_proj.
         let attn = span(&ws.attn[l], &rows, c);
         affine_backward(g, p, &b.attn_proj, attn, d_resid, d_small, (m, c, c));
-        for (e, positions) in example_runs(plan, rows.clone()) {
-            let example = &plan.examples[e];
-            let at = AttentionRows {
-                rows: &example.rows,
-                c,
-                n_head: cfg.n_head,
-            };
-            let probs = &ws.probs[l][cfg.n_head * example.attention_base..]
-                [..cfg.n_head * super::plan::triangle(example.len())];
-            kernels::attention_backward(
-                &mut ws.dqkv[l],
-                &mut ws.dp,
-                &ws.d_small,
-                probs,
-                &ws.qkv[l],
-                &at,
-                positions,
-            );
-        }
+        attention_backward(cfg, plan, ws, l, rows.clone());
         let dqkv = span(&ws.dqkv[l], &rows, 3 * c);
         let d_small = span_mut(&mut ws.d_small, &rows, c);
         let ln_1 = span(&ws.ln_1[l], &rows, c);
@@ -477,6 +460,36 @@ fn backward_chunk(
                 kernels::add_assign(&mut ws.d_hidden[from * c..(from + 1) * c], d);
             }
         }
+    }
+}
+
+/// Block `l`'s attention backward over `rows`, example by example (each attends within itself):
+/// `d qkv[l]` from `d_small` (the gradient at the attention's output).
+fn attention_backward(
+    cfg: &ModelConfig,
+    plan: &Plan,
+    ws: &mut Workspace,
+    l: usize,
+    rows: Range<usize>,
+) {
+    for (e, positions) in example_runs(plan, rows) {
+        let example = &plan.examples[e];
+        let at = AttentionRows {
+            rows: &example.rows,
+            c: cfg.n_embd,
+            n_head: cfg.n_head,
+        };
+        let probs = &ws.probs[l][cfg.n_head * example.attention_base..]
+            [..cfg.n_head * super::plan::triangle(example.len())];
+        kernels::attention_backward(
+            &mut ws.dqkv[l],
+            &mut ws.dp,
+            &ws.d_small,
+            probs,
+            &ws.qkv[l],
+            &at,
+            positions,
+        );
     }
 }
 
