@@ -252,6 +252,10 @@ pub struct TrainArgs {
     /// Steps between validation checks of stages with --until-val.
     #[arg(long, value_parser = steps::<0, { limits::MAX_STEPS }>)]
     pub val_every: Option<u64>,
+    /// How many validation checks in a row must reach a stage's --until-val to end it
+    /// (default 1: the first that does).
+    #[arg(long, value_parser = steps::<1, { coconut_trainer::config::MAX_VAL_CONFIRM }>)]
+    pub val_confirm: Option<u64>,
     /// Data mixing: the probability that an example of latent stage k takes the layout of a
     /// random earlier stage (CPU engine).
     #[arg(long, allow_negative_numbers = true, value_parser = limits::fraction)]
@@ -335,6 +339,9 @@ impl TrainArgs {
         self.apply_stage_settings(&mut c)?;
         if let Some(v) = self.val_every {
             c.val_every = v;
+        }
+        if let Some(v) = self.val_confirm {
+            c.val_confirm = v;
         }
         if let Some(engine) = &self.engine {
             c.engine = serde_json::from_value(serde_json::Value::String(engine.clone()))

@@ -28,6 +28,7 @@ fn curriculum_flags(args: &TrainArgs) -> Vec<&'static str> {
         ("--max-operand-pad", args.max_operand_pad.is_some()),
         ("--thought-noise", args.thought_noise.is_some()),
         ("--ema-decay", args.ema_decay.is_some()),
+        ("--val-confirm", args.val_confirm.is_some()),
         ("--stage-lr", args.stage_lr.is_some()),
         ("--stage-mix", args.stage_mix.is_some()),
         ("--stage-until-val", args.stage_until_val.is_some()),

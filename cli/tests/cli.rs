@@ -1123,6 +1123,14 @@ fn every_count_and_setting_is_refused_outside_its_limits_while_parsing() {
             "outside 0..=1000000",
         ),
         (
+            vec!["train", "--run-dir", r, "--val-confirm", "0"],
+            "outside 1..=100",
+        ),
+        (
+            vec!["train", "--run-dir", r, "--val-confirm", "101"],
+            "outside 1..=100",
+        ),
+        (
             vec!["train", "--run-dir", r, "--epochs", "4,nan"],
             "nan is not more than 0 and at most 10000",
         ),

@@ -62,6 +62,7 @@ pub fn start(config: &TrainConfig, run: &RunDir, branch: &Branch) -> Result<Bran
         global_step: finished.iter().map(|r| r.steps).sum(),
         seconds: finished.iter().map(|r| r.seconds).sum(),
         finished,
+        val_streak: 0,
     };
     let mut kept = inherited_metrics(&from, &ids[at - 1])?;
     kept.push_str(

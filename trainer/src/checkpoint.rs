@@ -27,6 +27,14 @@ pub struct Progress {
     pub seconds: f64,
     /// Steps and seconds of each finished stage.
     pub finished: Vec<StageRecord>,
+    /// Validation checks in a row, up to the last, that reached the stage's `until_val`
+    /// (`val_confirm`); 0 at a stage's start.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub val_streak: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// What one finished stage took.
@@ -362,6 +370,8 @@ mod tests {
                 final_loss: 0.5,
                 ended: "schedule complete after 10 steps".into(),
             }],
+            // Two validation checks in a row reached the stage's goal: kept across a resume.
+            val_streak: 2,
         };
         let (_dir, path) = saved(&progress);
         assert_eq!(load_into_fresh(&path).unwrap(), progress);
@@ -410,6 +420,7 @@ mod tests {
             global_step: 29,
             seconds: 2.0,
             finished: vec![stage0.clone()],
+            val_streak: 0,
         };
         check_progress(&good, &config, n_train, path).unwrap();
         let refused = |p: Progress, expected: &str| {

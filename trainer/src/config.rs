@@ -96,6 +96,9 @@ impl StagePlan {
 /// at most 301 times an epoch).
 pub const MAX_REPEAT_NINES: usize = 100;
 
+/// The most validation checks in a row `val_confirm` may ask for.
+pub const MAX_VAL_CONFIRM: usize = 100;
+
 /// Everything a training run depends on. The default reproduces notes/recipe.md for the
 /// shipped 4-layer, width-128, 4-head model: the curriculum 0..5 with c = 1.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -199,6 +202,10 @@ pub struct TrainConfig {
     pub val_problems: usize,
     /// Steps between the validation checks of stages that end when learned (0: never).
     pub val_every: u64,
+    /// How many validation checks in a row must reach a stage's `until_val` to end it (1: the
+    /// first that does). One check of a few thousand problems can read 100% one step after
+    /// 97%; asking for several in a row ends a stage where its accuracy has settled.
+    pub val_confirm: u64,
     /// Coconut's data mixing: in latent stage k, each example takes the layout of a uniformly
     /// drawn earlier stage 0..k with this probability (CPU engine only).
     pub mix: f64,
@@ -258,6 +265,7 @@ impl Default for TrainConfig {
             max_loss: 20.0,
             val_problems: 500,
             val_every: 0,
+            val_confirm: 1,
             mix: 0.0,
             engine: Engine::Auto,
             cpu_shards: 2,
@@ -421,6 +429,11 @@ impl TrainConfig {
             self.ema_decay.is_none_or(|d| d > 0.0 && d < 1.0),
             "ema_decay is a decay in (0, 1), not {}",
             self.ema_decay.unwrap_or_default()
+        );
+        ensure!(
+            (1..=MAX_VAL_CONFIRM as u64).contains(&self.val_confirm),
+            "val_confirm is a count of validation checks, 1 to {MAX_VAL_CONFIRM}, not {}",
+            self.val_confirm
         );
         ensure!(self.cpu_shards >= 1, "cpu_shards must be at least 1");
         ensure!(

@@ -267,11 +267,22 @@ impl<'a> Run<'a> {
         ));
         self.metrics.write(&serde_json::json!({"event": "val", "stage": id, "stage_step": step, "step": self.progress.global_step, "val_greedy": accuracy, "n_val": n_val}))?;
         if accuracy < goal {
+            self.progress.val_streak = 0;
             return Ok(None);
         }
+        self.progress.val_streak += 1;
+        let (streak, confirm) = (self.progress.val_streak, self.config.val_confirm);
+        if streak < confirm {
+            return Ok(None);
+        }
+        let in_a_row = if confirm > 1 {
+            format!(", {streak} checks in a row")
+        } else {
+            String::new()
+        };
         Ok(Some(StageEnd {
             why: format!(
-                "validation {accuracy:.2}% >= {goal}% (n = {n_val}) at step {step} of {}",
+                "validation {accuracy:.2}% >= {goal}% (n = {n_val}) at step {step} of {}{in_a_row}",
                 stage.total
             ),
             val: Some(accuracy),
@@ -405,6 +416,7 @@ impl<'a> Run<'a> {
         self.progress.finished.push(record);
         self.progress.stage_index += 1;
         self.progress.stage_step = 0;
+        self.progress.val_streak = 0;
         self.save_checkpoint()
     }
 

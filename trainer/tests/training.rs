@@ -194,6 +194,32 @@ fn a_stage_ends_when_validation_reaches_its_goal() {
     let acc = first_stage_accuracy(&report, &config, "val");
     assert!(acc.greedy >= 95.0, "validation accuracy {:.2}%", acc.greedy);
 
+    // Two checks in a row: the same run goes on past its first check at the goal and ends at
+    // the second of two consecutive ones (the metrics' last two checks both reach it).
+    let confirmed = TrainConfig {
+        val_confirm: 2,
+        ..config.clone()
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let report = train_fresh(&confirmed, dir.path()).unwrap();
+    let twice = &report.progress.finished[0];
+    eprintln!("{twice:?}");
+    assert!(twice.ended.ends_with("2 checks in a row"), "{}", twice.ended);
+    assert!(twice.steps >= record.steps + 50, "{twice:?} after {record:?}");
+    let metrics = std::fs::read_to_string(dir.path().join("metrics.jsonl")).unwrap();
+    let checks: Vec<f64> = metrics
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|v| v["event"] == "val")
+        .map(|v| v["val_greedy"].as_f64().unwrap())
+        .collect();
+    let n = checks.len();
+    assert!(n >= 2 && checks[n - 2] >= 95.0 && checks[n - 1] >= 95.0, "{checks:?}");
+    assert!(
+        checks[..n - 1].windows(2).all(|w| w[0] < 95.0 || w[1] < 95.0),
+        "no earlier two in a row: {checks:?}"
+    );
+
     let never = TrainConfig {
         val_problems: 20,
         val_every: 2,
