@@ -204,8 +204,15 @@ fn a_stage_ends_when_validation_reaches_its_goal() {
     let report = train_fresh(&confirmed, dir.path()).unwrap();
     let twice = &report.progress.finished[0];
     eprintln!("{twice:?}");
-    assert!(twice.ended.ends_with("2 checks in a row"), "{}", twice.ended);
-    assert!(twice.steps >= record.steps + 50, "{twice:?} after {record:?}");
+    assert!(
+        twice.ended.ends_with("2 checks in a row"),
+        "{}",
+        twice.ended
+    );
+    assert!(
+        twice.steps >= record.steps + 50,
+        "{twice:?} after {record:?}"
+    );
     let metrics = std::fs::read_to_string(dir.path().join("metrics.jsonl")).unwrap();
     let checks: Vec<f64> = metrics
         .lines()
@@ -214,9 +221,14 @@ fn a_stage_ends_when_validation_reaches_its_goal() {
         .map(|v| v["val_greedy"].as_f64().unwrap())
         .collect();
     let n = checks.len();
-    assert!(n >= 2 && checks[n - 2] >= 95.0 && checks[n - 1] >= 95.0, "{checks:?}");
     assert!(
-        checks[..n - 1].windows(2).all(|w| w[0] < 95.0 || w[1] < 95.0),
+        n >= 2 && checks[n - 2] >= 95.0 && checks[n - 1] >= 95.0,
+        "{checks:?}"
+    );
+    assert!(
+        checks[..n - 1]
+            .windows(2)
+            .all(|w| w[0] < 95.0 || w[1] < 95.0),
         "no earlier two in a row: {checks:?}"
     );
 
