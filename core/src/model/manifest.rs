@@ -466,6 +466,7 @@ impl Manifest {
         // column carries and the carry out of the last one adds a step.
         let nines = 10u64.pow(self.max_digits as u32) - 1;
         let longest = Problem::new(nines, nines);
+        let tokenizer = Tokenizer::new();
         for (i, entry) in self.stages.iter().enumerate() {
             let field = |f: &str| format!("stages[{i}] ({}).{f}", entry.id);
             name(field("file"), &entry.file.file)?;
@@ -473,7 +474,7 @@ impl Manifest {
                 name(field("probes.file"), &probes.file)?;
             }
             self.check_settings(entry, &field)?;
-            self.check_length(entry, &longest, &field)?;
+            self.check_length(entry, &tokenizer, &longest, &field)?;
         }
         Ok(())
     }
@@ -559,12 +560,13 @@ impl Manifest {
     fn check_length(
         &self,
         entry: &StageEntry,
+        tokenizer: &Tokenizer,
         longest: &Problem,
         field: &dyn Fn(&str) -> String,
     ) -> Result<(), String> {
         let n_positions = self.model.n_positions;
         let stage = self.stage_of(entry);
-        let len = Layout::new(&Tokenizer::new(), longest, &stage)
+        let len = Layout::new(tokenizer, longest, &stage)
             .map_err(|e| format!("{}: {e}", field("kind")))?
             .ids
             .len();
