@@ -2,8 +2,9 @@
 //! (clap), and how the training flags make a run's settings.
 
 use crate::limits::{self, count, steps, MAX_PROBLEMS};
-use anyhow::{Context, Result};
+use anyhow::{anyhow, Context, Result};
 use clap::{Args, Parser, Subcommand};
+use coconut_core::positions::PositionIds;
 use coconut_core::seed::layout::ThoughtCount;
 use coconut_trainer::export::ExportFormat;
 use coconut_trainer::run_dir::load_run_config;
@@ -313,21 +314,23 @@ impl TrainArgs {
             checkpoint_every => checkpoint_every, n_train => data.n_train,
             max_digits => data.max_digits, layers => model.n_layer, width => model.n_embd,
             heads => model.n_head, val_problems => val_problems, mix => mix,
-            positions => positions, max_position_offset => max_position_offset,
+            max_position_offset => max_position_offset,
             n_positions => model.n_positions, latent_order => latent_order,
             answer_order => answer_order, max_column_gap => max_column_gap,
             thought_noise => thought_noise, max_extra_thoughts => max_extra_thoughts,
             max_answer_pad => max_answer_pad, max_operand_pad => max_operand_pad,
         );
-        if self.operand_pad.is_some() {
-            c.operand_pad = self.operand_pad;
-        }
         if self.ema_decay.is_some() {
             c.ema_decay = self.ema_decay;
         }
-        if self.ids_ahead {
-            c.ids_ahead = true;
-        }
+        // The flags override the settings file's position ids, option by option, and go
+        // through the one check of their combination.
+        c.positions = PositionIds::from_fields(
+            self.positions.unwrap_or(c.positions.scheme()),
+            self.ids_ahead || c.positions.ahead(),
+            self.operand_pad.or(c.positions.operand_pad()),
+        )
+        .map_err(|e| anyhow!("--ids-ahead and --operand-pad need --positions coupled ({e})"))?;
         if self.time_budget.is_some() {
             c.time_budget_s = self.time_budget;
         }

@@ -38,7 +38,7 @@ fn agrees_with_tokenizers_on_every_text_the_project_writes() {
 
 #[test]
 fn agrees_on_every_layout_decoded() {
-    use coconut_core::positions::PositionScheme;
+    use coconut_core::stage::Positions;
     use coconut_core::stage::{Stage, StageKind};
     let tokenizer = Tokenizer::new();
     let written = Stage::latent(0, 1, 5);
@@ -47,7 +47,7 @@ fn agrees_on_every_layout_decoded() {
         Stage::latent(3, 2, 5),
         written.with_kind(StageKind::Pause),
         written.with_kind(StageKind::NoCot),
-        Stage::latent(2, 2, 5).with_positions(PositionScheme::Coupled),
+        Stage::latent(2, 2, 5).with_positions(Positions::COUPLED),
     ]);
     for stage in &stages {
         for problem in [

@@ -9,10 +9,9 @@ mod checks;
 mod common;
 
 use checks::*;
-use coconut_core::positions::PositionScheme;
 use coconut_core::problem::Problem;
 use coconut_core::reference::ReferenceModel;
-use coconut_core::stage::{Stage, StageKind};
+use coconut_core::stage::{Positions, Stage, StageKind};
 use coconut_core::tokenizer::Tokenizer;
 use coconut_core::weights::{random_weights, ModelWeights, WeightDtype};
 use coconut_core::ModelConfig;
@@ -105,10 +104,7 @@ fn default_size_model_matches_with_traces() {
             Stage::latent(2, 1, 5),
             Stage::latent(0, 1, 5).with_kind(StageKind::Pause),
             // The shipped stages' ids: coupled, ahead, padded operands.
-            Stage::latent(5, 1, 5)
-                .with_positions(PositionScheme::Coupled)
-                .with_ids_ahead(true)
-                .with_operand_pad(Some(2)),
+            Stage::latent(5, 1, 5).with_positions(Positions::coupled(true, Some(2))),
         ]
         .iter()
         .enumerate()
@@ -249,10 +245,7 @@ fn the_solver_submits_once_and_reads_back_once_per_batch() {
     // Absolute ids, and the shipped stages' coupled ids (ahead, padded operands).
     for stage in [
         Stage::latent(3, 1, 5),
-        Stage::latent(3, 1, 5)
-            .with_positions(PositionScheme::Coupled)
-            .with_ids_ahead(true)
-            .with_operand_pad(Some(2)),
+        Stage::latent(3, 1, 5).with_positions(Positions::coupled(true, Some(2))),
     ] {
         let mut engine = WgpuEngine::on(gpu.clone(), &w).unwrap();
         let solved = block_on(engine.solve_batch(&tok, &problems, &stage)).unwrap();

@@ -48,11 +48,11 @@ impl Batch {
     pub fn new(layouts: &[&Layout], stage: &Stage, device: &Device) -> Result<Batch> {
         for layout in layouts {
             ensure!(
-                layout.scheme == stage.positions,
+                layout.scheme == stage.positions.scheme(),
                 "layout has {} position ids, stage {} has {}",
                 layout.scheme,
                 stage.id(),
-                stage.positions
+                stage.positions.scheme()
             );
             ensure!(
                 !stage.positions.is_absolute() || layout.thoughts == stage.thoughts(),

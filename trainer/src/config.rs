@@ -3,9 +3,9 @@
 use crate::optim::AdamWConfig;
 use anyhow::{ensure, Context, Result};
 use coconut_core::data::DataConfig;
-use coconut_core::positions::PositionScheme;
+use coconut_core::positions::PositionIds;
 use coconut_core::problem::max_steps;
-use coconut_core::stage::{AnswerOrder, LatentOrder};
+use coconut_core::stage::{AnswerOrder, LatentOrder, Positions};
 use coconut_core::{ModelConfig, Problem, Stage, StageKind};
 use serde::{Deserialize, Serialize};
 
@@ -108,9 +108,15 @@ pub struct TrainConfig {
     pub data: DataConfig,
     /// Continuous thoughts per replaced step (the paper's c).
     pub thoughts_per_step: usize,
-    /// Position ids of every stage ([`coconut_core::positions`]).
-    #[serde(default)]
-    pub positions: PositionScheme,
+    /// Position ids of every stage ([`coconut_core::positions`]) with their options, the flat
+    /// fields `positions`, `ids_ahead` (with coupled ids, each position from `<bot>` on takes the
+    /// column of what follows it: `coconut_core::positions` "Ahead") and `operand_pad` (with
+    /// coupled ids, every stage writes both operands with the longer one's digits and this many
+    /// more, leading zeros filling them, so no column misses a digit; validation and evaluation
+    /// write this many; the manifest's stage entry says `"operand_pad": k`). An option of coupled
+    /// ids with absolute ones is refused as the file or the flags are read.
+    #[serde(flatten)]
+    pub positions: PositionIds,
     /// With coupled ids, each training example's column ids start at an offset drawn uniformly
     /// from `0..=max_position_offset` (a pure function of seed, stage and step), so the ids of
     /// columns beyond the trained lengths are trained too. Validation and evaluation use 0.
@@ -124,10 +130,6 @@ pub struct TrainConfig {
     /// default, or units first).
     #[serde(default)]
     pub answer_order: AnswerOrder,
-    /// With coupled ids, each position from `<bot>` on takes the column of what follows it (an
-    /// experiment, `coconut_core::positions` "Ahead"; such stages are not exported).
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub ids_ahead: bool,
     /// With coupled ids, each training example spaces its columns by extra gaps drawn uniformly
     /// from `0..=max_column_gap` per column (a pure function of seed, stage and step), so that
     /// ids further apart than the trained columns are trained as different columns. Validation
@@ -147,12 +149,6 @@ pub struct TrainConfig {
     /// evaluation write none.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub max_answer_pad: usize,
-    /// With coupled ids, every stage writes both operands with the longer one's digits and
-    /// this many more, leading zeros filling them (`coconut_core::Stage::operand_pad`; the
-    /// manifest's stage entry says `"operand_pad": k`), so no column misses a digit; `None`: as
-    /// typed. Validation and evaluation write this many.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub operand_pad: Option<usize>,
     /// With padded operands, each training example writes them with `0..=max_operand_pad`
     /// columns of leading zeros instead of `operand_pad` (drawn uniformly per example, a pure
     /// function of seed, stage and step), so the chain of columns is trained longer than the
@@ -232,15 +228,13 @@ impl Default for TrainConfig {
             model: ModelConfig::default(),
             data: DataConfig::default(),
             thoughts_per_step: 1,
-            positions: PositionScheme::Absolute,
+            positions: PositionIds::Absolute,
             max_position_offset: 0,
             latent_order: LatentOrder::First,
             answer_order: AnswerOrder::MostSignificantFirst,
-            ids_ahead: false,
             max_column_gap: 0,
             max_extra_thoughts: 0,
             max_answer_pad: 0,
-            operand_pad: None,
             max_operand_pad: 0,
             thought_noise: 0.0,
             ema_decay: None,
@@ -282,13 +276,11 @@ impl TrainConfig {
     /// The stage a plan entry names, with this run's c and thought budget.
     pub fn stage(&self, plan: &StagePlan) -> Result<Stage> {
         let kind: StageKind = plan.stage.parse()?;
+        let positions = Positions::new(self.positions, self.latent_order)?;
         let with_settings = |stage: Stage| {
             stage
-                .with_positions(self.positions)
-                .with_order(self.latent_order)
+                .with_positions(positions)
                 .with_answer_order(self.answer_order)
-                .with_ids_ahead(self.ids_ahead)
-                .with_operand_pad(self.operand_pad)
         };
         Ok(match kind {
             StageKind::Latent { k } => {
@@ -452,7 +444,7 @@ impl TrainConfig {
 
     /// The checks of the position-id settings.
     fn validate_positions(&self) -> Result<()> {
-        if let Some(k) = self.operand_pad {
+        if let Some(k) = self.positions.operand_pad() {
             ensure!(
                 self.max_operand_pad == 0 || k <= self.max_operand_pad,
                 "operand_pad {k} is more than max_operand_pad {}: inference would write a \
@@ -465,28 +457,23 @@ impl TrainConfig {
                 "max_operand_pad needs padded operands (operand_pad)"
             );
         }
-        ensure!(
-            self.latent_order == LatentOrder::First || self.positions.is_absolute(),
-            "the last-steps latent order has absolute position ids only"
-        );
+        Positions::new(self.positions, self.latent_order)?;
         match self.positions {
-            PositionScheme::Absolute => ensure!(
+            PositionIds::Absolute => ensure!(
                 self.max_position_offset == 0
                     && self.max_column_gap == 0
                     && self.max_extra_thoughts == 0
-                    && self.max_answer_pad == 0
-                    && self.operand_pad.is_none()
-                    && !self.ids_ahead,
-                "max_position_offset, max_column_gap, max_extra_thoughts, max_answer_pad, \
-                 operand_pad and ids_ahead need coupled positions"
+                    && self.max_answer_pad == 0,
+                "max_position_offset, max_column_gap, max_extra_thoughts and max_answer_pad \
+                 need coupled positions"
             ),
-            PositionScheme::Coupled => {
+            PositionIds::Coupled(ids) => {
                 // The highest id: the carry column of the longest problem (ahead, the column after
                 // it) at the largest offset, with the largest gap below each column.
                 // Saturating: settings files may hold any number, and an overflow must not wrap.
-                let top = (self.data.max_digits + usize::from(self.ids_ahead))
+                let top = (self.data.max_digits + usize::from(ids.ahead))
                     .saturating_add(self.max_answer_pad)
-                    .saturating_add(self.max_operand_pad.max(self.operand_pad.unwrap_or(0)));
+                    .saturating_add(self.max_operand_pad.max(ids.operand_pad.unwrap_or(0)));
                 let highest = (self.max_position_offset.saturating_add(1))
                     .saturating_add(top.saturating_mul(self.max_column_gap.saturating_add(1)));
                 ensure!(
@@ -507,6 +494,7 @@ impl TrainConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use coconut_core::stage::ColumnIds;
 
     #[test]
     fn default_is_the_recipe_and_round_trips() {
@@ -526,13 +514,13 @@ mod tests {
     #[test]
     fn coupled_positions_reach_every_stage_and_fit_the_table() {
         let mut c = TrainConfig {
-            positions: PositionScheme::Coupled,
+            positions: PositionIds::COUPLED,
             max_position_offset: 8,
             ..TrainConfig::default()
         };
         c.validate().unwrap();
         for plan in &c.stages {
-            assert_eq!(c.stage(plan).unwrap().positions, PositionScheme::Coupled);
+            assert_eq!(c.stage(plan).unwrap().positions, Positions::COUPLED);
         }
         c.max_position_offset = c.model.n_positions;
         assert!(c
@@ -540,8 +528,18 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("n_positions"));
-        c.positions = PositionScheme::Absolute;
+        c.positions = PositionIds::Absolute;
         assert!(c.validate().unwrap_err().to_string().contains("coupled"));
+        // The last steps thought with column ids: refused.
+        c.positions = PositionIds::COUPLED;
+        c.max_position_offset = 8;
+        c.latent_order = LatentOrder::Last;
+        let e = c.validate().unwrap_err().to_string();
+        assert!(
+            e.contains("the last-steps order has absolute position ids only"),
+            "{e}"
+        );
+        assert!(c.stage(&c.stages[1]).is_err());
     }
 
     #[test]
@@ -567,16 +565,18 @@ mod tests {
     fn ahead_ids_and_gaps_reach_every_stage_and_fit_the_table() {
         // Offset 8, 4 digits: the column after the carry column (5) spaced by gaps of up to 3.
         let mut c = TrainConfig {
-            positions: PositionScheme::Coupled,
+            positions: PositionIds::Coupled(ColumnIds {
+                ahead: true,
+                operand_pad: None,
+            }),
             max_position_offset: 8,
-            ids_ahead: true,
             max_column_gap: 3,
             ..TrainConfig::default()
         };
         c.model.n_positions = 8 + 1 + 5 * 4 + 1;
         c.validate().unwrap();
         for plan in &c.stages {
-            assert!(c.stage(plan).unwrap().ids_ahead);
+            assert!(c.stage(plan).unwrap().positions.ahead());
         }
         c.model.n_positions -= 1;
         assert!(c
@@ -584,14 +584,8 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("max_column_gap 3"));
-        for (ahead, gap, extra, pad) in [
-            (true, 0, 0, 0),
-            (false, 1, 0, 0),
-            (false, 0, 1, 0),
-            (false, 0, 0, 1),
-        ] {
+        for (gap, extra, pad) in [(1, 0, 0), (0, 1, 0), (0, 0, 1)] {
             let absolute = TrainConfig {
-                ids_ahead: ahead,
                 max_column_gap: gap,
                 max_extra_thoughts: extra,
                 max_answer_pad: pad,
@@ -607,24 +601,34 @@ mod tests {
 
     #[test]
     fn padded_operands_are_coupled_drawn_around_what_inference_writes_and_fit_the_table() {
+        let padded_by = |pad| {
+            PositionIds::Coupled(ColumnIds {
+                ahead: false,
+                operand_pad: pad,
+            })
+        };
         let padded = TrainConfig {
-            positions: PositionScheme::Coupled,
-            operand_pad: Some(2),
+            positions: padded_by(Some(2)),
             max_operand_pad: 4,
             ..TrainConfig::default()
         };
         padded.validate().unwrap();
         let stage = padded.stage(&padded.stages[5]).unwrap();
-        assert_eq!(stage.operand_pad, Some(2));
+        assert_eq!(stage.positions.operand_pad(), Some(2));
         let refused = |c: TrainConfig| c.validate().unwrap_err().to_string();
+        // Padded operands with absolute ids cannot be written down; a file saying so is refused
+        // as it is read.
+        let mut json = serde_json::to_value(&padded).unwrap();
+        json["positions"] = "absolute".into();
+        let e = serde_json::from_value::<TrainConfig>(json)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("padded operands are written with coupled positions"),
+            "{e}"
+        );
         let e = refused(TrainConfig {
-            positions: PositionScheme::Absolute,
-            max_operand_pad: 0,
-            ..padded.clone()
-        });
-        assert!(e.contains("operand_pad and ids_ahead need coupled"), "{e}");
-        let e = refused(TrainConfig {
-            operand_pad: Some(5),
+            positions: padded_by(Some(5)),
             ..padded.clone()
         });
         assert!(
@@ -632,7 +636,7 @@ mod tests {
             "{e}"
         );
         let e = refused(TrainConfig {
-            operand_pad: None,
+            positions: padded_by(None),
             ..padded.clone()
         });
         assert!(e.contains("max_operand_pad needs padded operands"), "{e}");
@@ -671,7 +675,7 @@ mod tests {
         );
         // Coupled-id settings far beyond any table: refused, not wrapped around.
         let e = refused(&|c| {
-            c.positions = PositionScheme::Coupled;
+            c.positions = PositionIds::COUPLED;
             c.max_position_offset = usize::MAX;
             c.max_column_gap = usize::MAX;
         });

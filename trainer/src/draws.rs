@@ -8,6 +8,7 @@ use crate::config::{StagePlan, TrainConfig};
 use crate::cpu::plan::ThoughtNoise;
 use anyhow::Result;
 use coconut_core::layout::Layout;
+use coconut_core::stage::{ColumnIds, Positions};
 use coconut_core::tokenizer::Tokenizer;
 use coconut_core::{Problem, Stage};
 use rand::{Rng, SeedableRng};
@@ -96,7 +97,9 @@ impl StageDraws {
         let end = (start + self.batch_size).min(self.pool.len());
         let problems = self.order.1[start..end].to_vec();
         let key = |stream| stream_key(stream, self.seed, self.stage_index, step);
-        let widest = config.max_operand_pad.max(config.operand_pad.unwrap_or(0));
+        let widest = config
+            .max_operand_pad
+            .max(config.positions.operand_pad().unwrap_or(0));
         let (n, columns) = (problems.len(), config.data.max_digits + widest + 1);
         let earlier = mixed_in(
             plan.mixing(config),
@@ -188,14 +191,19 @@ fn relaid(
         .zip(earlier)
         .zip(operand_pads)
         .map(|((&i, earlier), pad)| {
-            if earlier.is_none() && (!drawn || stage.operand_pad == Some(pad)) {
+            if earlier.is_none() && (!drawn || stage.positions.operand_pad() == Some(pad)) {
                 return Ok(None);
             }
             let at = earlier.unwrap_or(*stage);
-            let at = if drawn {
-                at.with_operand_pad(Some(pad))
-            } else {
-                at
+            // Drawn paddings are validated to need coupled ids.
+            let at = match at.positions {
+                Positions::Coupled(ids) if drawn => {
+                    at.with_positions(Positions::Coupled(ColumnIds {
+                        operand_pad: Some(pad),
+                        ..ids
+                    }))
+                }
+                _ => at,
             };
             Ok(Some(Layout::new(tokenizer, &train[i], &at)?))
         })
@@ -293,11 +301,12 @@ mod tests {
     /// stage's padding.
     #[test]
     fn each_member_is_laid_out_at_its_drawn_operand_padding() {
-        use coconut_core::positions::{Coupled, PositionScheme};
+        use coconut_core::positions::{Coupled, PositionIds};
         let config = TrainConfig {
-            positions: PositionScheme::Coupled,
-            ids_ahead: true,
-            operand_pad: Some(2),
+            positions: PositionIds::Coupled(ColumnIds {
+                ahead: true,
+                operand_pad: Some(2),
+            }),
             max_operand_pad: 4,
             ..TrainConfig::default()
         };
@@ -319,7 +328,8 @@ mod tests {
             let p = &train[i];
             let pad = Coupled::columns_of(member.prompt()).unwrap() - p.columns();
             drawn.insert(pad);
-            let want = Layout::new(&tok, p, &stage.with_operand_pad(Some(pad))).unwrap();
+            let padded = stage.with_positions(Positions::coupled(true, Some(pad)));
+            let want = Layout::new(&tok, p, &padded).unwrap();
             assert_eq!(**member, want, "{p} padded by {pad}");
             // Laid out again exactly where the draw is not the stage's own padding.
             assert_eq!(draw.relaid[j].is_none(), pad == 2, "{p} padded by {pad}");

@@ -569,10 +569,9 @@ mod tests {
 
     #[test]
     fn a_units_first_answer_is_scored_in_its_own_order() {
-        use coconut_core::positions::PositionScheme;
-        use coconut_core::stage::AnswerOrder;
+        use coconut_core::stage::{AnswerOrder, Positions};
         let tok = Tokenizer::new();
-        let msd = Stage::latent(5, 2, 5).with_positions(PositionScheme::Coupled);
+        let msd = Stage::latent(5, 2, 5).with_positions(Positions::COUPLED);
         let lsd = msd.with_answer_order(AnswerOrder::LeastSignificantFirst);
         for p in [
             Problem::new(347, 285),

@@ -95,10 +95,8 @@ pub fn export_stage(
         kind: stage.kind,
         thoughts: stage.thoughts(),
         feeds_back: stage.feeds_back(),
-        positions: stage.positions,
+        positions: stage.positions.ids(),
         answer_order: stage.answer_order,
-        ids_ahead: stage.ids_ahead,
-        operand_pad: stage.operand_pad,
         latent_order: None,
         dtype,
         file: FileEntry::describe(&file, &bytes),
@@ -344,10 +342,10 @@ fn hf_files(weights: &ModelWeights, stage: &Stage) -> Result<Vec<(&'static str, 
         "thoughts_per_step": stage.thoughts_per_step,
         "latent_steps": stage.latent_steps(),
         "all_latent": stage.is_all_latent(),
-        "positions": stage.positions,
+        "positions": stage.positions.scheme(),
         "answer_order": stage.answer_order,
-        "ids_ahead": stage.ids_ahead,
-        "operand_pad": stage.operand_pad,
+        "ids_ahead": stage.positions.ahead(),
+        "operand_pad": stage.positions.operand_pad(),
         "feeds_back": stage.feeds_back(),
         "bot_id": BOT,
         "eot_id": EOT,
@@ -539,7 +537,7 @@ fn read_stage_record(
 mod tests {
     use super::*;
     use coconut_core::manifest::WeightsDir;
-    use coconut_core::stage::StageKind;
+    use coconut_core::stage::{Positions, StageKind};
     use coconut_core::weights::random_weights;
     use coconut_core::ModelConfig;
 
@@ -639,20 +637,18 @@ mod tests {
                     .unwrap();
             (entry, folder.manifest.stage_of(read), meta)
         };
-        let ahead = Stage::latent(5, 1, 5)
-            .with_positions(coconut_core::positions::PositionScheme::Coupled)
-            .with_ids_ahead(true);
+        let ahead = Stage::latent(5, 1, 5).with_positions(Positions::coupled(true, None));
         let (entry, read, meta) = exported(ahead);
-        assert!(entry.ids_ahead);
+        assert!(entry.positions.ahead());
         assert_eq!(read, ahead);
         assert_eq!(meta["ids_ahead"], true);
         assert_eq!(meta["positions"], "coupled");
         assert_eq!(meta["operand_pad"], serde_json::Value::Null);
 
         // Padded operands: the same, in both files.
-        let padded = ahead.with_operand_pad(Some(2));
+        let padded = ahead.with_positions(Positions::coupled(true, Some(2)));
         let (entry, read, meta) = exported(padded);
-        assert_eq!(entry.operand_pad, Some(2));
+        assert_eq!(entry.positions.operand_pad(), Some(2));
         assert_eq!(read, padded);
         assert_eq!(meta["operand_pad"], 2);
     }

@@ -109,12 +109,13 @@ pub fn write_golden(stages: &[GoldenStage], out: &Path) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use coconut_core::stage::Positions;
 
     #[test]
     fn golden_runs_agree_with_the_reference_engine() {
         let (reference, model, tok) = crate::test_support::oracle_and_candle(21);
         let absolute = Stage::latent(3, 1, 5);
-        let coupled = absolute.with_positions(coconut_core::positions::PositionScheme::Coupled);
+        let coupled = absolute.with_positions(Positions::COUPLED);
         for stage in [absolute, coupled] {
             let golden = golden_stage(&model, &tok, &stage).unwrap();
             assert_eq!(golden.runs.len(), GOLDEN_PROBLEMS.len());

@@ -4,9 +4,8 @@
 use crate::batch::Batch;
 use crate::model::Gpt;
 use coconut_core::layout::Layout;
-use coconut_core::positions::PositionScheme;
 use coconut_core::reference::ReferenceModel;
-use coconut_core::stage::{AnswerOrder, LatentOrder};
+use coconut_core::stage::{AnswerOrder, Positions};
 use coconut_core::tokenizer::Tokenizer;
 use coconut_core::weights::{biased_weights, random_weights, ModelWeights};
 use coconut_core::{ModelConfig, Problem, Stage, StageKind};
@@ -35,7 +34,7 @@ pub fn trigger_prone_weights(seed: u64) -> ModelWeights {
 
 /// A last-steps stage whose thoughts wait for the trigger (the model's `<latent>`).
 pub fn last_steps_stage() -> Stage {
-    Stage::latent(2, 2, 5).with_order(LatentOrder::Last)
+    Stage::latent(2, 2, 5).with_positions(Positions::LAST_STEPS)
 }
 
 /// A stage of every kind the engines must agree on: written, partly and wholly latent, one and
@@ -44,7 +43,7 @@ pub fn last_steps_stage() -> Stage {
 /// significant digit first, operands as typed or padded.
 pub fn every_kind_of_stage() -> Vec<Stage> {
     let written = Stage::latent(0, 1, 5);
-    let coupled = |stage: Stage| stage.with_positions(PositionScheme::Coupled);
+    let coupled = |stage: Stage| stage.with_positions(Positions::COUPLED);
     vec![
         written,
         Stage::latent(2, 1, 5),
@@ -57,12 +56,8 @@ pub fn every_kind_of_stage() -> Vec<Stage> {
         coupled(written.with_kind(StageKind::Pause)),
         coupled(Stage::latent(3, 2, 5)).with_answer_order(AnswerOrder::LeastSignificantFirst),
         // Padded operands (the question written `00347 + 00085`), ahead ids as shipped.
-        coupled(Stage::latent(2, 1, 5))
-            .with_ids_ahead(true)
-            .with_operand_pad(Some(2)),
-        coupled(Stage::latent(5, 1, 5))
-            .with_ids_ahead(true)
-            .with_operand_pad(Some(1)),
+        Stage::latent(2, 1, 5).with_positions(Positions::coupled(true, Some(2))),
+        Stage::latent(5, 1, 5).with_positions(Positions::coupled(true, Some(1))),
         last_steps_stage(),
     ]
 }

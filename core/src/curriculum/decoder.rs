@@ -290,8 +290,8 @@ impl Decoder {
 mod tests {
     use super::*;
     use crate::decoding::AnswerTokens;
-    use crate::positions::PositionScheme;
-    use crate::stage::{LatentOrder, StageKind};
+    use crate::stage::Positions;
+    use crate::stage::StageKind;
     use crate::tokenizer::LATENT;
     use std::sync::Arc;
 
@@ -362,7 +362,7 @@ mod tests {
 
     #[test]
     fn a_generated_latent_starts_the_last_steps_thoughts_once() {
-        let stage = Stage::latent(2, 2, 5).with_order(LatentOrder::Last);
+        let stage = Stage::latent(2, 2, 5).with_positions(Positions::LAST_STEPS);
         let mut d = Decoder::new(&[5, 6], &stage, 40).unwrap();
         let feeds = drive(&mut d, &[9, LATENT, 11, LATENT, EOS]);
         assert_eq!(
@@ -387,7 +387,7 @@ mod tests {
 
     #[test]
     fn triggered_thoughts_stop_where_no_position_is_left() {
-        let stage = Stage::latent(2, 2, 5).with_order(LatentOrder::Last);
+        let stage = Stage::latent(2, 2, 5).with_positions(Positions::LAST_STEPS);
         let mut d = Decoder::new(&[5, 6], &stage, 7).unwrap();
         let feeds = drive(&mut d, &[9, 10, LATENT]);
         assert_eq!(
@@ -415,9 +415,7 @@ mod tests {
         use crate::tokenizer::Tokenizer;
         let t = Tokenizer::new();
         let p = Problem::new(347, 285);
-        let stage = Stage::latent(5, 1, 5)
-            .with_positions(PositionScheme::Coupled)
-            .with_ids_ahead(true);
+        let stage = Stage::latent(5, 1, 5).with_positions(Positions::coupled(true, None));
         let layout = Layout::new(&t, &p, &stage).unwrap();
         let mut d = Decoder::new(&prompt(&t, &p, &stage).unwrap(), &stage, 64).unwrap();
         // Predictions taken from the layout: every feed's id is the layout's position id.

@@ -52,7 +52,7 @@ impl Layout {
         stage: &Stage,
         offset: usize,
     ) -> Result<Layout, TokenizerError> {
-        if stage.thoughts_on_trigger() && stage.positions.is_absolute() {
+        if stage.thoughts_on_trigger() {
             return Layout::last_steps_latent(tokenizer, problem, stage);
         }
         let mut ids = prompt(tokenizer, problem, stage)?;
@@ -69,7 +69,7 @@ impl Layout {
             .skip(latent_columns)
             .map(Step::to_string)
             .collect();
-        let answer = match stage.positions {
+        let answer = match stage.positions.scheme() {
             PositionScheme::Absolute => stage
                 .answer_order
                 .reading_order(problem.answer().to_string()),
@@ -79,7 +79,7 @@ impl Layout {
         tail.push_str(&format!(" <eot> {answer} <eos>"));
         ids.extend(tokenizer.encode(&tail)?);
         let loss_mask = (0..ids.len()).map(|t| t >= first_target).collect();
-        let positions = match stage.positions {
+        let positions = match stage.positions.scheme() {
             PositionScheme::Absolute => (0..ids.len() as u32).collect(),
             PositionScheme::Coupled => {
                 let mut positions = coupled.prompt_ids(&ids[..=bot]);
@@ -95,7 +95,7 @@ impl Layout {
             thoughts,
             loss_mask,
             positions,
-            scheme: stage.positions,
+            scheme: stage.positions.scheme(),
         })
     }
 
@@ -107,7 +107,7 @@ impl Layout {
         problem: &Problem,
         stage: &Stage,
     ) -> Result<Layout, TokenizerError> {
-        debug_assert_eq!(stage.order, LatentOrder::Last);
+        debug_assert_eq!(stage.positions.order(), LatentOrder::Last);
         let mut ids = prompt(tokenizer, problem, stage)?;
         let bot = ids.len() - 1;
         let steps = problem.steps_through(stage.columns_for(problem));
@@ -182,7 +182,7 @@ impl Layout {
             })
             .collect();
         let slot_ids = (0..slot_columns.len()).map(|s| {
-            if stage.ids_ahead {
+            if stage.positions.ahead() {
                 let next = slot_columns.get(s + 1).copied();
                 coupled.column_or_none(next.unwrap_or(slot_columns[s] + 1))
             } else {
@@ -345,6 +345,7 @@ pub fn wrong_significances(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::stage::Positions;
     use crate::stage::StageKind;
 
     fn text(t: &Tokenizer, ids: &[u32]) -> String {
@@ -389,9 +390,7 @@ mod tests {
     fn padded_operands_are_written_at_their_columns() {
         let t = Tokenizer::new();
         let p = Problem::new(347, 85);
-        let stage = Stage::latent(2, 1, 5)
-            .with_positions(PositionScheme::Coupled)
-            .with_operand_pad(Some(2));
+        let stage = Stage::latent(2, 1, 5).with_positions(Positions::coupled(false, Some(2)));
         assert_eq!((stage.columns_for(&p), stage.thoughts_of(&p)), (5, 2));
         let l = Layout::new(&t, &p, &stage).unwrap();
         assert_eq!(
@@ -415,7 +414,7 @@ mod tests {
             all.columns_for(&p)
         ));
         // As typed, the same stage without padding writes what it always did.
-        let typed = stage.with_operand_pad(None);
+        let typed = stage.with_positions(Positions::COUPLED);
         assert_eq!(
             text(&t, Layout::new(&t, &p, &typed).unwrap().prompt()),
             "347 + 85 = <bot>"
@@ -449,7 +448,7 @@ mod tests {
     fn coupled_layout_puts_each_column_at_one_id() {
         let t = Tokenizer::new();
         let p = Problem::new(347, 285);
-        let stage = Stage::latent(1, 2, 5).with_positions(PositionScheme::Coupled);
+        let stage = Stage::latent(1, 2, 5).with_positions(Positions::COUPLED);
         let l = Layout::new(&t, &p, &stage).unwrap();
         assert_eq!(
             text(&t, &l.ids),
@@ -495,7 +494,7 @@ mod tests {
     #[test]
     fn coupled_all_latent_thinks_every_column_of_a_longer_problem() {
         let t = Tokenizer::new();
-        let stage = Stage::latent(5, 2, 5).with_positions(PositionScheme::Coupled);
+        let stage = Stage::latent(5, 2, 5).with_positions(Positions::COUPLED);
         let l = Layout::new(&t, &Problem::new(123_456, 7), &stage).unwrap();
         assert_eq!(l.thoughts, 14);
         let ids: Vec<u32> = (1..=7).flat_map(|j| [j, j]).collect();
@@ -508,7 +507,7 @@ mod tests {
         let t = Tokenizer::new();
         let p = Problem::new(347, 285);
         let stage = Stage::latent(5, 1, 5)
-            .with_positions(PositionScheme::Coupled)
+            .with_positions(Positions::COUPLED)
             .with_answer_order(AnswerOrder::LeastSignificantFirst);
         let l = Layout::new(&t, &p, &stage).unwrap();
         assert!(text(&t, &l.ids).ends_with("<eot> 2360 <eos>"));
@@ -517,7 +516,7 @@ mod tests {
         assert_eq!(read.as_deref(), Some("0632"));
         assert!(answer_matches(&p, &read.unwrap(), p.columns()));
         // With absolute ids the digits are reversed without padding.
-        let absolute = stage.with_positions(PositionScheme::Absolute);
+        let absolute = stage.with_positions(Positions::default());
         let l = Layout::new(&t, &p, &absolute).unwrap();
         assert!(text(&t, &l.ids).ends_with("<eot> 236 <eos>"));
         let read = answer_digits(&t, &l.ids, absolute.answer_order);
@@ -528,7 +527,7 @@ mod tests {
     fn last_steps_order_writes_the_first_steps_then_thinks() {
         let t = Tokenizer::new();
         let p = Problem::new(347, 285);
-        let last = |k| Stage::latent(k, 1, 5).with_order(LatentOrder::Last);
+        let last = |k| Stage::latent(k, 1, 5).with_positions(Positions::LAST_STEPS);
         let l = Layout::new(&t, &p, &last(2)).unwrap();
         assert_eq!(
             text(&t, &l.ids),
@@ -556,7 +555,7 @@ mod tests {
             last(0).with_kind(StageKind::Pause),
             last(0).with_kind(StageKind::NoCot),
         ] {
-            let first = stage.with_order(LatentOrder::First);
+            let first = stage.with_positions(Positions::default());
             assert_eq!(
                 Layout::new(&t, &p, &stage).unwrap(),
                 Layout::new(&t, &p, &first).unwrap()
@@ -602,18 +601,15 @@ mod tests {
     fn extra_thoughts_lengthen_their_column_and_keep_the_rest() {
         let t = Tokenizer::new();
         let p = Problem::new(347, 285); // 3 columns: 4 latent columns at the all-latent stage
-        let coupled = |c, ahead| {
-            Stage::latent(5, c, 5)
-                .with_positions(PositionScheme::Coupled)
-                .with_ids_ahead(ahead)
-        };
+        let coupled =
+            |c, ahead| Stage::latent(5, c, 5).with_positions(Positions::coupled(ahead, None));
         for stage in [coupled(1, false), coupled(2, true), coupled(1, true)] {
             let l = Layout::new(&t, &p, &stage).unwrap();
             assert_eq!(l.with_extra_thoughts(&stage, &[]), l);
             assert_eq!(l.with_extra_thoughts(&stage, &[0, 0, 0, 0, 0]), l);
         }
         // A partly latent stage: the thoughts lengthen, the written steps stay.
-        let partial = Stage::latent(2, 1, 5).with_positions(PositionScheme::Coupled);
+        let partial = Stage::latent(2, 1, 5).with_positions(Positions::COUPLED);
         let written = Layout::new(&t, &p, &partial).unwrap();
         let longer = written.with_extra_thoughts(&partial, &[1]);
         assert_eq!(longer.thoughts, written.thoughts + 1);
@@ -654,8 +650,7 @@ mod tests {
         let p = Problem::new(347, 285); // 3 columns: 0632, carry column 3
         let coupled = |ahead, order| {
             Stage::latent(5, 1, 5)
-                .with_positions(PositionScheme::Coupled)
-                .with_ids_ahead(ahead)
+                .with_positions(Positions::coupled(ahead, None))
                 .with_answer_order(order)
         };
         let msd = AnswerOrder::MostSignificantFirst;

@@ -100,25 +100,25 @@ fn coupled(c: &Coupled, latent_columns: usize, tail: usize) -> Vec<[[u32; 2]; 4]
 mod tests {
     use super::*;
     use crate::decoder::{Decoder, Feed};
-    use crate::positions::{AnswerOrder, PositionScheme};
+    use crate::positions::AnswerOrder;
+    use crate::stage::Positions;
     use crate::stage::Stage;
     use crate::tokenizer::{Tokenizer, EOT, SEP, VOCAB};
     use rand::{Rng, SeedableRng};
     use rand_chacha::ChaCha8Rng;
 
     fn stages() -> Vec<Stage> {
-        let coupled =
-            |latent, c| Stage::latent(latent, c, 5).with_positions(PositionScheme::Coupled);
+        let coupled = |latent, c| Stage::latent(latent, c, 5).with_positions(Positions::COUPLED);
         vec![
             Stage::latent(0, 1, 5),
             Stage::latent(3, 2, 5),
             coupled(0, 1),
             coupled(2, 2),
             coupled(5, 1),
-            coupled(2, 1).with_ids_ahead(true),
-            coupled(5, 1).with_ids_ahead(true).with_operand_pad(Some(2)),
+            coupled(2, 1).with_positions(Positions::coupled(true, None)),
+            coupled(5, 1).with_positions(Positions::coupled(true, Some(2))),
             coupled(1, 1)
-                .with_ids_ahead(true)
+                .with_positions(Positions::coupled(true, None))
                 .with_answer_order(AnswerOrder::LeastSignificantFirst),
         ]
     }
@@ -193,7 +193,7 @@ mod tests {
 
     #[test]
     fn a_last_steps_plan_has_no_table() {
-        let stage = Stage::latent(2, 1, 5).with_order(crate::stage::LatentOrder::Last);
+        let stage = Stage::latent(2, 1, 5).with_positions(Positions::LAST_STEPS);
         let tok = Tokenizer::new();
         let prompt =
             crate::layout::prompt(&tok, &crate::problem::Problem::new(12, 34), &stage).unwrap();

@@ -65,6 +65,122 @@ impl PositionScheme {
     }
 }
 
+/// The options only coupled ids have.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct ColumnIds {
+    /// Whether each position from `<bot>` on takes the column of what follows it (the module's
+    /// "Ahead").
+    pub ahead: bool,
+    /// How the question's operands are written: as typed (`None`), or both with the longer
+    /// operand's digits and `k` more, leading zeros filling them (`Some(k)`;
+    /// [`crate::stage::Stage::columns_for`]), so the shorter operand never misses a column's digit.
+    pub operand_pad: Option<usize>,
+}
+
+/// A stage's position ids with the options of their scheme, as the manifest's stage entries and
+/// training configurations write them: flat fields `positions` (written when coupled), `ids_ahead` (written when true)
+/// and `operand_pad` (written when set). Ahead ids or padded operands with absolute ids are
+/// refused when a file is read ([`PositionIds::from_fields`]), so no value of this type holds them.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(try_from = "PositionFields", into = "PositionFields")]
+pub enum PositionIds {
+    #[default]
+    Absolute,
+    Coupled(ColumnIds),
+}
+
+impl PositionIds {
+    /// Coupled ids without options.
+    pub const COUPLED: PositionIds = PositionIds::Coupled(ColumnIds {
+        ahead: false,
+        operand_pad: None,
+    });
+
+    /// The ids the flat settings name, refused where an option needs coupled ids and the scheme
+    /// is absolute: the one check of these settings, for files and command lines alike.
+    pub fn from_fields(
+        scheme: PositionScheme,
+        ahead: bool,
+        operand_pad: Option<usize>,
+    ) -> Result<PositionIds, PositionsError> {
+        match scheme {
+            PositionScheme::Coupled => Ok(PositionIds::Coupled(ColumnIds { ahead, operand_pad })),
+            PositionScheme::Absolute if ahead => Err(PositionsError::AheadNeedsCoupled),
+            PositionScheme::Absolute if operand_pad.is_some() => {
+                Err(PositionsError::PadNeedsCoupled)
+            }
+            PositionScheme::Absolute => Ok(PositionIds::Absolute),
+        }
+    }
+
+    pub fn scheme(&self) -> PositionScheme {
+        match self {
+            PositionIds::Absolute => PositionScheme::Absolute,
+            PositionIds::Coupled(_) => PositionScheme::Coupled,
+        }
+    }
+
+    pub fn is_absolute(&self) -> bool {
+        self.scheme().is_absolute()
+    }
+
+    /// Whether positions take the column of what follows them (coupled ids only).
+    pub fn ahead(&self) -> bool {
+        matches!(self, PositionIds::Coupled(c) if c.ahead)
+    }
+
+    /// The padded columns above the longer operand's (coupled ids only).
+    pub fn operand_pad(&self) -> Option<usize> {
+        match self {
+            PositionIds::Coupled(c) => c.operand_pad,
+            PositionIds::Absolute => None,
+        }
+    }
+}
+
+/// Position settings that cannot go together.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum PositionsError {
+    #[error("ids_ahead: ahead ids are a variant of coupled positions, and these are absolute")]
+    AheadNeedsCoupled,
+    #[error(
+        "operand_pad: padded operands are written with coupled positions, and these are absolute"
+    )]
+    PadNeedsCoupled,
+    #[error("latent_order: the last-steps order has absolute position ids only")]
+    LastStepsNeedAbsolute,
+}
+
+/// [`PositionIds`] as files write it.
+#[derive(Clone, Copy, Debug, Default, Serialize, Deserialize)]
+#[serde(default)]
+struct PositionFields {
+    #[serde(skip_serializing_if = "PositionScheme::is_absolute")]
+    positions: PositionScheme,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    ids_ahead: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    operand_pad: Option<usize>,
+}
+
+impl TryFrom<PositionFields> for PositionIds {
+    type Error = PositionsError;
+
+    fn try_from(f: PositionFields) -> Result<Self, Self::Error> {
+        PositionIds::from_fields(f.positions, f.ids_ahead, f.operand_pad)
+    }
+}
+
+impl From<PositionIds> for PositionFields {
+    fn from(ids: PositionIds) -> Self {
+        PositionFields {
+            positions: ids.scheme(),
+            ids_ahead: ids.ahead(),
+            operand_pad: ids.operand_pad(),
+        }
+    }
+}
+
 impl std::str::FromStr for PositionScheme {
     type Err = String;
 

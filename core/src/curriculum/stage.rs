@@ -7,6 +7,7 @@
 //! `<latent>` token's) instead of the fed-back hidden state, so the value of the feedback shows.
 
 pub use crate::positions::AnswerOrder;
+pub use crate::positions::{ColumnIds, PositionIds, PositionsError};
 use crate::positions::{Coupled, PositionScheme};
 use crate::Problem;
 use serde::{Deserialize, Serialize};
@@ -67,33 +68,153 @@ impl std::str::FromStr for AnswerOrder {
     }
 }
 
-/// A stage of the curriculum with the settings that fix its thought count.
+/// A stage's position ids and the steps its thoughts replace, together because only absolute
+/// ids may think the last steps: no value holds coupled ids with the last-steps order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Positions {
+    /// A token's index; the thoughts replace the first or the last steps.
+    Absolute { order: LatentOrder },
+    /// A token's column ([`crate::positions`]); the thoughts replace the first steps.
+    Coupled(ColumnIds),
+}
+
+impl Default for Positions {
+    fn default() -> Self {
+        Positions::Absolute {
+            order: LatentOrder::First,
+        }
+    }
+}
+
+impl Positions {
+    /// Coupled ids without options.
+    pub const COUPLED: Positions = Positions::Coupled(ColumnIds {
+        ahead: false,
+        operand_pad: None,
+    });
+
+    /// Absolute ids, thinking the last steps (the research order).
+    pub const LAST_STEPS: Positions = Positions::Absolute {
+        order: LatentOrder::Last,
+    };
+
+    /// Coupled ids with their options.
+    pub const fn coupled(ahead: bool, operand_pad: Option<usize>) -> Positions {
+        Positions::Coupled(ColumnIds { ahead, operand_pad })
+    }
+
+    /// `ids` thinking the first steps, which every scheme may.
+    pub fn first_steps(ids: PositionIds) -> Positions {
+        match ids {
+            PositionIds::Absolute => Positions::default(),
+            PositionIds::Coupled(c) => Positions::Coupled(c),
+        }
+    }
+
+    /// `ids` thinking the steps `order` says, refused for coupled ids and the last steps.
+    pub fn new(ids: PositionIds, order: LatentOrder) -> Result<Positions, PositionsError> {
+        match (ids, order) {
+            (PositionIds::Absolute, order) => Ok(Positions::Absolute { order }),
+            (ids, LatentOrder::First) => Ok(Positions::first_steps(ids)),
+            (PositionIds::Coupled(_), LatentOrder::Last) => {
+                Err(PositionsError::LastStepsNeedAbsolute)
+            }
+        }
+    }
+
+    /// The ids without the order, as files write them.
+    pub fn ids(&self) -> PositionIds {
+        match *self {
+            Positions::Absolute { .. } => PositionIds::Absolute,
+            Positions::Coupled(c) => PositionIds::Coupled(c),
+        }
+    }
+
+    pub fn scheme(&self) -> PositionScheme {
+        self.ids().scheme()
+    }
+
+    pub fn is_absolute(&self) -> bool {
+        matches!(self, Positions::Absolute { .. })
+    }
+
+    /// Which steps the thoughts replace (the first, with coupled ids).
+    pub fn order(&self) -> LatentOrder {
+        match self {
+            Positions::Absolute { order } => *order,
+            Positions::Coupled(_) => LatentOrder::First,
+        }
+    }
+
+    /// With coupled ids, whether each position from `<bot>` on takes the column of what follows
+    /// it ([`crate::positions`], "Ahead").
+    pub fn ahead(&self) -> bool {
+        self.ids().ahead()
+    }
+
+    /// With coupled ids, the padded columns above the longer operand's ([`Stage::columns_for`]).
+    pub fn operand_pad(&self) -> Option<usize> {
+        self.ids().operand_pad()
+    }
+}
+
+/// A stage of the curriculum with the settings that fix its thought count. Serialized with
+/// flat fields (`positions`, `order`, `ids_ahead`, `operand_pad`), read back through
+/// [`Positions::new`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(try_from = "StageFields", into = "StageFields")]
 pub struct Stage {
     pub kind: StageKind,
     /// Continuous thoughts per replaced step (the paper's c).
     pub thoughts_per_step: usize,
     /// The most steps a problem in range needs (columns + final carry): the all-latent stage.
     pub max_steps: usize,
-    /// Position ids ([`crate::positions`]); with coupled ids the thought count follows the
-    /// problem's columns ([`Stage::thoughts_for`]).
-    #[serde(default)]
-    pub positions: PositionScheme,
-    /// Which steps the thoughts replace ([`LatentOrder`]).
-    #[serde(default)]
-    pub order: LatentOrder,
+    /// Position ids and the steps the thoughts replace; with coupled ids the thought count
+    /// follows the problem's columns ([`Stage::thoughts_for`]).
+    pub positions: Positions,
     /// The order of the answer's digits ([`AnswerOrder`]).
-    #[serde(default)]
     pub answer_order: AnswerOrder,
-    /// With coupled ids, whether each position from `<bot>` on takes the column of what follows it
-    /// ([`crate::positions`], "Ahead"; the manifest's stage entry says `"ids_ahead": true`).
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub ids_ahead: bool,
-    /// How the question's operands are written: as typed (`None`), or both with the longer
-    /// operand's digits and `k` more, leading zeros filling them (`Some(k)`; coupled ids only;
-    /// [`Stage::columns_for`]), so the shorter operand is never missing a column's digit.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub operand_pad: Option<usize>,
+}
+
+/// [`Stage`] as it is serialized.
+#[derive(Serialize, Deserialize)]
+struct StageFields {
+    kind: StageKind,
+    thoughts_per_step: usize,
+    max_steps: usize,
+    #[serde(flatten)]
+    ids: PositionIds,
+    #[serde(default)]
+    order: LatentOrder,
+    #[serde(default)]
+    answer_order: AnswerOrder,
+}
+
+impl TryFrom<StageFields> for Stage {
+    type Error = PositionsError;
+
+    fn try_from(f: StageFields) -> Result<Self, Self::Error> {
+        Ok(Stage {
+            kind: f.kind,
+            thoughts_per_step: f.thoughts_per_step,
+            max_steps: f.max_steps,
+            positions: Positions::new(f.ids, f.order)?,
+            answer_order: f.answer_order,
+        })
+    }
+}
+
+impl From<Stage> for StageFields {
+    fn from(s: Stage) -> Self {
+        StageFields {
+            kind: s.kind,
+            thoughts_per_step: s.thoughts_per_step,
+            max_steps: s.max_steps,
+            ids: s.positions.ids(),
+            order: s.positions.order(),
+            answer_order: s.answer_order,
+        }
+    }
 }
 
 impl Stage {
@@ -104,35 +225,21 @@ impl Stage {
             },
             thoughts_per_step,
             max_steps,
-            positions: PositionScheme::Absolute,
-            order: LatentOrder::First,
+            positions: Positions::default(),
             answer_order: AnswerOrder::MostSignificantFirst,
-            ids_ahead: false,
-            operand_pad: None,
-        }
-    }
-
-    pub fn with_ids_ahead(self, ids_ahead: bool) -> Stage {
-        Stage { ids_ahead, ..self }
-    }
-
-    pub fn with_operand_pad(self, operand_pad: Option<usize>) -> Stage {
-        Stage {
-            operand_pad,
-            ..self
         }
     }
 
     /// The columns `problem` is written with at this stage: its longer operand's digits, and
-    /// the [`Stage::operand_pad`] columns of leading zeros above them.
+    /// the [`Positions::operand_pad`] columns of leading zeros above them.
     pub fn columns_for(&self, problem: &Problem) -> usize {
-        problem.columns() + self.operand_pad.unwrap_or(0)
+        problem.columns() + self.positions.operand_pad().unwrap_or(0)
     }
 
     /// The question as this stage writes it before `<bot>`: `347 + 85 =`, or with padded
     /// operands `00347 + 00085 =` (`operand_pad` 2).
     pub fn question(&self, problem: &Problem) -> String {
-        match self.operand_pad {
+        match self.positions.operand_pad() {
             None => problem.question(),
             Some(_) => problem.padded_question(self.columns_for(problem)),
         }
@@ -145,20 +252,16 @@ impl Stage {
         }
     }
 
-    pub fn with_order(self, order: LatentOrder) -> Stage {
-        Stage { order, ..self }
-    }
-
     /// Whether the model starts its thoughts itself, by writing `<latent>` after the steps it
     /// writes (the last-steps order, when a stage writes some steps and feeds thoughts back);
     /// otherwise they follow the prompt.
     pub fn thoughts_on_trigger(&self) -> bool {
-        self.order == LatentOrder::Last
+        self.positions.order() == LatentOrder::Last
             && matches!(self.kind, StageKind::Latent { k } if k > 0)
             && !self.is_all_latent()
     }
 
-    pub fn with_positions(self, positions: PositionScheme) -> Stage {
+    pub fn with_positions(self, positions: Positions) -> Stage {
         Stage { positions, ..self }
     }
 
@@ -196,9 +299,9 @@ impl Stage {
     /// stage, however long the problem).
     pub fn latent_columns(&self, columns: usize) -> usize {
         match self.positions {
-            PositionScheme::Absolute => self.latent_steps(),
-            PositionScheme::Coupled if self.is_all_latent() => columns + 1,
-            PositionScheme::Coupled => self.latent_steps().min(columns + 1),
+            Positions::Absolute { .. } => self.latent_steps(),
+            Positions::Coupled(_) if self.is_all_latent() => columns + 1,
+            Positions::Coupled(_) => self.latent_steps().min(columns + 1),
         }
     }
 
@@ -206,8 +309,8 @@ impl Stage {
     /// ids, one per latent column and `c` with coupled ids (none for `nocot`).
     pub fn thoughts_for(&self, columns: usize) -> usize {
         match (self.positions, self.kind) {
-            (PositionScheme::Absolute, _) | (_, StageKind::NoCot) => self.thoughts(),
-            (PositionScheme::Coupled, _) => self.latent_columns(columns) * self.thoughts_per_step,
+            (Positions::Absolute { .. }, _) | (_, StageKind::NoCot) => self.thoughts(),
+            (Positions::Coupled(_), _) => self.latent_columns(columns) * self.thoughts_per_step,
         }
     }
 
@@ -218,7 +321,7 @@ impl Stage {
 
     /// The thought slots of the longest problem of `digits`-digit operands.
     pub fn most_thoughts(&self, digits: usize) -> usize {
-        self.thoughts_for(digits + self.operand_pad.unwrap_or(0))
+        self.thoughts_for(digits + self.positions.operand_pad().unwrap_or(0))
     }
 
     /// Whether a thought is the previous position's final hidden state (true) or a fixed embedding.
@@ -279,7 +382,7 @@ impl Coupled {
             thoughts_per_column: stage.thoughts_per_step,
             offset,
             answer_order: stage.answer_order,
-            ahead: stage.ids_ahead,
+            ahead: stage.positions.ahead(),
             answer_pad: 0,
         }
     }
@@ -305,7 +408,7 @@ mod tests {
     fn coupled_thoughts_follow_the_columns() {
         let stages: Vec<Stage> = Stage::curriculum(2, 5)
             .into_iter()
-            .map(|s| s.with_positions(PositionScheme::Coupled))
+            .map(|s| s.with_positions(Positions::COUPLED))
             .collect();
         // A 4-digit problem has 5 columns with the carry column: as with absolute ids.
         let four: Vec<usize> = stages.iter().map(|s| s.thoughts_for(4)).collect();
@@ -318,6 +421,68 @@ mod tests {
         assert_eq!(pause.thoughts_for(6), 14);
         assert_eq!(stages[5].with_kind(StageKind::NoCot).thoughts_for(6), 0);
         assert_eq!(Stage::latent(3, 2, 5).thoughts_for(1), 6);
+    }
+
+    /// The settings that cannot go together are refused where files and flags become a stage,
+    /// and every stage that can be made reads back as itself.
+    #[test]
+    fn positions_hold_only_settings_that_go_together() {
+        let ahead_padded = PositionIds::Coupled(ColumnIds {
+            ahead: true,
+            operand_pad: Some(2),
+        });
+        for (ids, order, refused) in [
+            (PositionIds::Absolute, LatentOrder::Last, None),
+            (ahead_padded, LatentOrder::First, None),
+            (
+                PositionIds::COUPLED,
+                LatentOrder::Last,
+                Some(PositionsError::LastStepsNeedAbsolute),
+            ),
+        ] {
+            let made = Positions::new(ids, order);
+            assert_eq!(made.err(), refused, "{ids:?} {order:?}");
+            if let Ok(positions) = made {
+                assert_eq!((positions.ids(), positions.order()), (ids, order));
+            }
+        }
+        assert_eq!(
+            PositionIds::from_fields(PositionScheme::Absolute, true, None),
+            Err(PositionsError::AheadNeedsCoupled)
+        );
+        assert_eq!(
+            PositionIds::from_fields(PositionScheme::Absolute, false, Some(0)),
+            Err(PositionsError::PadNeedsCoupled)
+        );
+        let stages = [
+            Stage::latent(2, 1, 5),
+            Stage::latent(2, 1, 5).with_positions(Positions::LAST_STEPS),
+            Stage::latent(5, 1, 5).with_positions(Positions::coupled(true, Some(2))),
+        ];
+        for stage in stages {
+            let json = serde_json::to_string(&stage).unwrap();
+            assert_eq!(
+                serde_json::from_str::<Stage>(&json).unwrap(),
+                stage,
+                "{json}"
+            );
+        }
+        // The flat fields of a file that cannot go together.
+        let base = r#""kind":{"latent":{"k":2}},"thoughts_per_step":1,"max_steps":5"#;
+        for (fields, says) in [
+            (
+                r#""positions":"coupled","order":"last""#,
+                "last-steps order",
+            ),
+            (r#""ids_ahead":true"#, "ahead ids are a variant of coupled"),
+            (
+                r#""positions":"absolute","operand_pad":1"#,
+                "padded operands",
+            ),
+        ] {
+            let e = serde_json::from_str::<Stage>(&format!("{{{base},{fields}}}")).unwrap_err();
+            assert!(e.to_string().contains(says), "{fields}: {e}");
+        }
     }
 
     #[test]

@@ -4,10 +4,10 @@ use crate::config::ModelConfig;
 use crate::data::{DataConfig, SplitScheme};
 use crate::family::{Family, LayoutFamily};
 use crate::layout::Layout;
-use crate::positions::PositionScheme;
+use crate::positions::{PositionIds, PositionScheme};
 use crate::probes::{ProbesError, ThoughtProbes};
 use crate::problem::{max_steps, Problem, MAX_DIGITS};
-use crate::stage::{AnswerOrder, LatentOrder, Stage, StageKind};
+use crate::stage::{AnswerOrder, LatentOrder, Positions, Stage, StageKind};
 use crate::tokenizer::Tokenizer;
 use crate::weights::{ModelWeights, WeightDtype, WeightsError};
 use serde::{Deserialize, Serialize};
@@ -194,23 +194,19 @@ pub struct StageEntry {
     pub thoughts: usize,
     /// Whether thoughts are fed-back hidden states (false for `pause`).
     pub feeds_back: bool,
-    /// Position ids ([`crate::positions`]); absolute when absent.
-    #[serde(default, skip_serializing_if = "PositionScheme::is_absolute")]
-    pub positions: PositionScheme,
+    /// Position ids ([`crate::positions`]) with their options, the flat fields `positions`
+    /// (absolute when absent), `ids_ahead` (coupled ids whose positions take the column of what
+    /// follows them; false when absent) and `operand_pad` (both operands written with the longer
+    /// one's digits and this many more, leading zeros filling them; as typed when absent). An
+    /// option of coupled ids with absolute ones is refused as the file is read.
+    #[serde(flatten)]
+    pub positions: PositionIds,
     /// The order of the answer's digits; most significant first when absent.
     #[serde(
         default,
         skip_serializing_if = "AnswerOrder::is_most_significant_first"
     )]
     pub answer_order: AnswerOrder,
-    /// With coupled ids, whether each position from `<bot>` on takes the column of what follows
-    /// it ([`crate::positions`], "Ahead"); false when absent.
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub ids_ahead: bool,
-    /// Both operands written with the longer one's digits and this many more, leading zeros
-    /// filling them ([`Stage::operand_pad`]); as typed when absent.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub operand_pad: Option<usize>,
     /// Which steps the thoughts replace; the family's own order when absent (the first steps
     /// for this project's models, the last for the seed's). Only the seed family's stages may
     /// say `first` (a model fine-tuned with `train --recipe coconut-lab`).
@@ -496,13 +492,6 @@ impl Manifest {
                 entry.kind
             ));
         }
-        if entry.ids_ahead && entry.positions.is_absolute() {
-            return Err(format!(
-                "{}: ahead ids are a variant of coupled positions, and this stage's are \
-                 absolute",
-                field("ids_ahead")
-            ));
-        }
         if entry.latent_order.is_some_and(|o| o != LatentOrder::First) {
             return Err(format!(
                 "{}: this project's stages think the first steps (the last-steps order is \
@@ -510,14 +499,7 @@ impl Manifest {
                 field("latent_order")
             ));
         }
-        if let Some(pad) = entry.operand_pad {
-            if entry.positions.is_absolute() {
-                return Err(format!(
-                    "{}: padded operands are written with coupled positions, and this \
-                     stage's are absolute",
-                    field("operand_pad")
-                ));
-            }
+        if let Some(pad) = entry.positions.operand_pad() {
             if pad > n_positions {
                 return Err(format!(
                     "{} is {pad}: more columns than the model's n_positions ({n_positions})",
@@ -613,7 +595,7 @@ impl Manifest {
                 entry.kind.to_string(),
                 thoughts,
                 true,
-                PositionScheme::Absolute,
+                PositionIds::Absolute,
             );
             let actual = (
                 entry.id.clone(),
@@ -621,8 +603,7 @@ impl Manifest {
                 entry.feeds_back,
                 entry.positions,
             );
-            if actual != expected || entry.ids_ahead || entry.answer_order != AnswerOrder::default()
-            {
+            if actual != expected || entry.answer_order != AnswerOrder::default() {
                 return Err(format!(
                     "stages[{i}]: a seed stage {} has id {}, {thoughts} thoughts at most, fed \
                      back at absolute positions, answers most significant digit first",
@@ -653,7 +634,7 @@ impl Manifest {
     /// figures measured (problems longer than that were never checked, so they are refused as
     /// before). A manifest written before pairs were counted: the longest digit count measured.
     pub fn accepted_digits(&self, entry: &StageEntry) -> usize {
-        if entry.positions == PositionScheme::Coupled && entry.counts_pairs() {
+        if !entry.positions.is_absolute() && entry.counts_pairs() {
             return (self.max_digits..=MAX_DIGITS)
                 .take_while(|&d| d == self.max_digits || entry.measured_every_pair_up_to(d))
                 .last()
@@ -665,7 +646,7 @@ impl Manifest {
             .flat_map(|a| &a.sets)
             .flat_map(|s| &s.by_digits)
             .map(|d| d.digits);
-        match entry.positions {
+        match entry.positions.scheme() {
             PositionScheme::Absolute => self.max_digits,
             PositionScheme::Coupled => measured.fold(self.max_digits, usize::max),
         }
@@ -677,11 +658,9 @@ impl Manifest {
             kind: entry.kind,
             thoughts_per_step: self.thoughts_per_step,
             max_steps: crate::problem::max_steps(self.max_digits),
-            positions: entry.positions,
-            order: crate::stage::LatentOrder::First,
+            // This project's stages think the first steps (checked when the manifest is read).
+            positions: Positions::first_steps(entry.positions),
             answer_order: entry.answer_order,
-            ids_ahead: entry.ids_ahead,
-            operand_pad: entry.operand_pad,
         }
     }
 
@@ -879,6 +858,7 @@ impl WeightsDir {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::stage::ColumnIds;
     use crate::weights::random_weights;
 
     fn tiny() -> ModelConfig {
@@ -907,10 +887,8 @@ mod tests {
                 kind: StageKind::Latent { k: 2 },
                 thoughts: 2,
                 feeds_back: true,
-                positions: PositionScheme::Absolute,
+                positions: PositionIds::Absolute,
                 answer_order: AnswerOrder::MostSignificantFirst,
-                ids_ahead: false,
-                operand_pad: None,
                 latent_order: None,
                 dtype: WeightDtype::Int8,
                 file: FileEntry::describe("stage2.safetensors", bytes),
@@ -977,11 +955,11 @@ mod tests {
             "absolute ids: the trained range"
         );
         let coupled = StageEntry {
-            positions: PositionScheme::Coupled,
+            positions: PositionIds::COUPLED,
             ..entry
         };
         assert_eq!(m.accepted_digits(&coupled), 6);
-        assert_eq!(m.stage_of(&coupled).positions, PositionScheme::Coupled);
+        assert_eq!(m.stage_of(&coupled).positions, Positions::COUPLED);
         let json = Manifest {
             stages: vec![coupled.clone()],
             ..m.clone()
@@ -1016,7 +994,10 @@ mod tests {
         // Ahead ids: written only when set, read back into the stage, refused without coupling.
         assert!(!json.contains("ids_ahead"));
         let ahead = StageEntry {
-            ids_ahead: true,
+            positions: PositionIds::Coupled(ColumnIds {
+                ahead: true,
+                operand_pad: None,
+            }),
             ..coupled
         };
         let with = |entry: StageEntry| {
@@ -1029,53 +1010,47 @@ mod tests {
         let json = with(ahead.clone());
         assert!(json.contains(r#""ids_ahead": true"#));
         let read = Manifest::from_json(&json).unwrap();
-        assert!(read.stage_of(&read.stages[0]).ids_ahead);
-        let absolute_ahead = StageEntry {
-            positions: PositionScheme::Absolute,
-            ..ahead.clone()
-        };
-        let err = Manifest::from_json(&with(absolute_ahead))
+        assert!(read.stage_of(&read.stages[0]).positions.ahead());
+        // A file that says ahead ids with absolute ones is refused as it is read.
+        let absolute = |json: String| json.replace(r#""positions": "coupled","#, "");
+        let err = Manifest::from_json(&absolute(json.clone()))
             .unwrap_err()
             .to_string();
         assert!(err.contains("ahead ids are a variant of coupled"), "{err}");
         // Padded operands: written only when set, read back into the stage, refused without
         // coupling or beyond the position table.
         assert!(!json.contains("operand_pad"));
-        let padded = StageEntry {
-            operand_pad: Some(1),
+        let padded_by = |pad| StageEntry {
+            positions: PositionIds::Coupled(ColumnIds {
+                ahead: true,
+                operand_pad: Some(pad),
+            }),
             ..ahead.clone()
         };
-        let json = with(padded.clone());
+        let json = with(padded_by(1));
         assert!(json.contains(r#""operand_pad": 1"#));
         let read = Manifest::from_json(&json).unwrap();
-        assert_eq!(read.stage_of(&read.stages[0]).operand_pad, Some(1));
+        assert_eq!(
+            read.stage_of(&read.stages[0]).positions.operand_pad(),
+            Some(1)
+        );
         // The padding counts towards the longest problem's length: two columns more do not fit
         // this stage's 64 positions.
-        let err = Manifest::from_json(&with(StageEntry {
-            operand_pad: Some(2),
-            ..padded.clone()
-        }))
-        .unwrap_err()
-        .to_string();
+        let err = Manifest::from_json(&with(padded_by(2)))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("takes 69 positions"), "{err}");
         for (bad, says) in [
             (
-                StageEntry {
-                    positions: PositionScheme::Absolute,
-                    ids_ahead: false,
-                    ..padded.clone()
-                },
+                absolute(json.replace(r#""ids_ahead": true,"#, "")),
                 "padded operands are written with coupled positions",
             ),
             (
-                StageEntry {
-                    operand_pad: Some(usize::MAX),
-                    ..padded
-                },
+                with(padded_by(usize::MAX)),
                 "more columns than the model's n_positions",
             ),
         ] {
-            let err = Manifest::from_json(&with(bad)).unwrap_err().to_string();
+            let err = Manifest::from_json(&bad).unwrap_err().to_string();
             assert!(err.contains(says), "{err}");
         }
     }
@@ -1182,7 +1157,7 @@ mod tests {
     fn the_figure_for_a_problem_is_its_own_length_pairs() {
         let (_, m) = int8_stage();
         let mut entry = StageEntry {
-            positions: PositionScheme::Coupled,
+            positions: PositionIds::COUPLED,
             ..m.stages[0].clone()
         };
         let every_pair_up_to = |digits: usize, n: usize, greedy: f64| {
@@ -1228,7 +1203,7 @@ mod tests {
         // Accepted: every pair up to 6 digits was measured; 7 + 1 never was.
         assert_eq!(m.accepted_digits(&entry), 6);
         let absolute = StageEntry {
-            positions: PositionScheme::Absolute,
+            positions: PositionIds::Absolute,
             ..entry
         };
         assert_eq!(m.accepted_digits(&absolute), m.max_digits);

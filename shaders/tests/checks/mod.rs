@@ -8,11 +8,10 @@
 
 use crate::common::*;
 use coconut_core::decoding::Solution;
-use coconut_core::positions::PositionScheme;
 use coconut_core::problem::Problem;
 use coconut_core::reference::ReferenceModel;
 use coconut_core::skeleton::Role;
-use coconut_core::stage::{Stage, StageKind};
+use coconut_core::stage::{Positions, Stage, StageKind};
 use coconut_core::tokenizer::Tokenizer;
 use coconut_core::weights::{quantize_int8, ModelWeights, Tensor, TensorData};
 use coconut_core::ModelConfig;
@@ -465,15 +464,10 @@ pub fn stages() -> Vec<Stage> {
     s.push(Stage::latent(0, 1, 5).with_kind(StageKind::Pause));
     s.push(Stage::latent(3, 2, 5));
     // Coupled position ids: a written stage and the all-latent one (thoughts per column).
-    s.push(Stage::latent(2, 2, 5).with_positions(PositionScheme::Coupled));
-    s.push(Stage::latent(5, 1, 5).with_positions(PositionScheme::Coupled));
+    s.push(Stage::latent(2, 2, 5).with_positions(Positions::COUPLED));
+    s.push(Stage::latent(5, 1, 5).with_positions(Positions::COUPLED));
     // Padded operands with ahead ids (the question written `00347 + 00085`).
-    s.push(
-        Stage::latent(5, 1, 5)
-            .with_positions(PositionScheme::Coupled)
-            .with_ids_ahead(true)
-            .with_operand_pad(Some(2)),
-    );
+    s.push(Stage::latent(5, 1, 5).with_positions(Positions::coupled(true, Some(2))));
     s
 }
 

@@ -334,7 +334,7 @@ pub fn balanced_split(lengths: &[usize], parts: usize) -> Vec<Range<usize>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use coconut_core::stage::LatentOrder;
+    use coconut_core::stage::Positions;
     use coconut_core::tokenizer::Tokenizer;
     use coconut_core::{Problem, Stage};
 
@@ -351,8 +351,8 @@ mod tests {
 
     #[test]
     fn every_position_is_one_row_and_thoughts_read_the_row_before() {
-        for order in [LatentOrder::First, LatentOrder::Last] {
-            rows_and_thoughts(&Stage::latent(2, 1, 5).with_order(order));
+        for positions in [Positions::default(), Positions::LAST_STEPS] {
+            rows_and_thoughts(&Stage::latent(2, 1, 5).with_positions(positions));
         }
     }
 

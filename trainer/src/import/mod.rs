@@ -16,7 +16,7 @@ use coconut_core::family::{Family, LayoutFamily};
 use coconut_core::manifest::{
     FileEntry, Manifest, StageEntry, WeightsDir, FORMAT_VERSION, MANIFEST_FILE, MAX_SHARD_BYTES,
 };
-use coconut_core::positions::PositionScheme;
+use coconut_core::positions::PositionIds;
 use coconut_core::seed::tokenizer::Gpt2Tokenizer;
 use coconut_core::stage::{AnswerOrder, LatentOrder, StageKind};
 use coconut_core::weights::{ModelWeights, WeightDtype};
@@ -192,10 +192,8 @@ fn seed_stage_entry(
             k
         },
         feeds_back: true,
-        positions: PositionScheme::Absolute,
+        positions: PositionIds::Absolute,
         answer_order: AnswerOrder::MostSignificantFirst,
-        ids_ahead: false,
-        operand_pad: None,
         // The seed's own order is the family's default: only this project's is written.
         latent_order: (order != LatentOrder::Last).then_some(order),
         dtype,
