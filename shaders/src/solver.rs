@@ -11,6 +11,7 @@
 
 use crate::error::GpuError;
 use crate::gpu::Gpu;
+use crate::kernels::attention::ATTENTION_TERMS_WGSL;
 use crate::kernels::{Access, Kernel, Step, StepTable, COMMON_WGSL};
 use crate::pack::pack_tensor;
 use crate::trace::TraceLayout;
@@ -116,7 +117,7 @@ impl Solver {
         let kernel = Kernel::new(
             device,
             "solve",
-            &[&header, COMMON_WGSL, SOLVE_WGSL],
+            &[&header, COMMON_WGSL, ATTENTION_TERMS_WGSL, SOLVE_WGSL],
             "main",
             access,
             &[],

@@ -4,6 +4,8 @@
 use super::{Access, Driver, Kernel, Step, COMMON_WGSL, ORDERED_FOLD_WGSL};
 
 pub const ATTENTION_WGSL: &str = include_str!("attention.wgsl");
+/// The two sums of attention (attention_terms.wgsl), shared with the one-dispatch solver.
+pub const ATTENTION_TERMS_WGSL: &str = include_str!("attention_terms.wgsl");
 
 /// Causal multi-head attention over the KV cache (attention.wgsl). Bindings: qkv, k cache,
 /// v cache, attention weights [H, P, P], out.
@@ -26,7 +28,12 @@ impl Attention {
             kernel: Kernel::new(
                 device,
                 "attention",
-                &[COMMON_WGSL, ORDERED_FOLD_WGSL, ATTENTION_WGSL],
+                &[
+                    COMMON_WGSL,
+                    ORDERED_FOLD_WGSL,
+                    ATTENTION_TERMS_WGSL,
+                    ATTENTION_WGSL,
+                ],
                 "main",
                 [Read, ReadWrite, ReadWrite, ReadWrite, ReadWrite],
                 &consts,

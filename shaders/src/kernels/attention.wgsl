@@ -7,7 +7,8 @@
 // from the cache, and each workgroup appends its own row's k and v to the cache at p. The
 // weights a[s] are kept in att[h, p, s] ([H, P, P]): the softmax's scratch and the attention map
 // the visualisation reads back. Sums run in increasing index, the reference's order
-// (ordered_fold.wgsl for the softmax's max and sum).
+// (ordered_fold.wgsl for the softmax's max and sum, attention_terms.wgsl for the two sums, which
+// the one-dispatch solver calls too).
 
 override C: u32 = 1u;
 override H: u32 = 1u;
@@ -22,6 +23,15 @@ override SCALE: f32 = 1.0;
 
 // The max and the sum of a query's scores (ordered_fold.wgsl) read them back from att.
 fn row_value(at: u32) -> f32 {
+    return att[at];
+}
+
+// attention_terms.wgsl's operands: this run's query rows, the weights in att, keys and values.
+fn query(at: u32) -> f32 {
+    return qkv[at];
+}
+
+fn weight(at: u32) -> f32 {
     return att[at];
 }
 
@@ -54,30 +64,7 @@ fn main(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid
         vc[p * C + head + d] = qkv[r * 3u * C + 2u * C + head + d];
     }
     for (var s = lid.x; s < n; s += 64u) {
-        var dot = 0.0;
-        var d = 0u;
-        loop {
-            if (d + 4u > dh) {
-                break;
-            }
-            let q0 = qkv[q + d];
-            let q1 = qkv[q + d + 1u];
-            let q2 = qkv[q + d + 2u];
-            let q3 = qkv[q + d + 3u];
-            let k0 = key(s, head + d);
-            let k1 = key(s, head + d + 1u);
-            let k2 = key(s, head + d + 2u);
-            let k3 = key(s, head + d + 3u);
-            dot += q0 * k0;
-            dot += q1 * k1;
-            dot += q2 * k2;
-            dot += q3 * k3;
-            d += 4u;
-        }
-        for (; d < dh; d++) {
-            dot += qkv[q + d] * key(s, head + d);
-        }
-        att[base + s] = dot * SCALE;
+        att[base + s] = attention_dot(q, s, head, dh) * SCALE;
     }
     storageBarrier();
     let mx = ordered_fold(lid.x, base, n, FOLD_MAX, 0.0);
@@ -91,30 +78,6 @@ fn main(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid
     }
     storageBarrier();
     for (var d = lid.x; d < dh; d += 64u) {
-        // Unrolled by 4 (loads first, adds in increasing s: the plain loop's rounding).
-        var o = 0.0;
-        var s = 0u;
-        loop {
-            if (s + 4u > n) {
-                break;
-            }
-            let a0 = att[base + s];
-            let a1 = att[base + s + 1u];
-            let a2 = att[base + s + 2u];
-            let a3 = att[base + s + 3u];
-            let v0 = value(s, head + d);
-            let v1 = value(s + 1u, head + d);
-            let v2 = value(s + 2u, head + d);
-            let v3 = value(s + 3u, head + d);
-            o += a0 * v0;
-            o += a1 * v1;
-            o += a2 * v2;
-            o += a3 * v3;
-            s += 4u;
-        }
-        for (; s < n; s++) {
-            o += att[base + s] * value(s, head + d);
-        }
-        out[r * C + head + d] = o;
+        out[r * C + head + d] = attention_mix(base, n, head + d);
     }
 }

@@ -15,14 +15,16 @@
 // an invocation once the invocation has made 65,535 loop iterations in all, which one whole
 // decoding of the 4-layer model exceeds. Elsewhere one dispatch runs every position.
 //
-// The host prepends common.wgsl and a header of constants: C (width), H (heads), D = C / H,
+// The host prepends common.wgsl, attention_terms.wgsl and a header of constants: C (width), H (heads), D = C / H,
 // V (vocabulary), VQ = ceil(V / 4), L (blocks), P (positions), FF (MLP width), WG (invocations),
 // INT8, SCALE = 1/sqrt(D), EPS, EOS_ID, NT (tensors), BUF = 4C + max(3C, FF), KV = 2LPC + C
 // (floats of a problem in `kv`).
 //
 // Every sum runs in the order of the reference engine and of the one-kernel-per-layer path
-// (matvec.wgsl, attention.wgsl, layernorm.wgsl, lm_head.wgsl, argmax.wgsl), each written here
-// as there, so the two GPU paths and the oracle round alike:
+// (matvec.wgsl, attention.wgsl, layernorm.wgsl, lm_head.wgsl, argmax.wgsl), so the two GPU
+// paths and the oracle round alike. Attention's two sums are the per-layer kernel's own
+// functions (attention_terms.wgsl); the others are written here as there, over workgroup
+// memory, which a WGSL function cannot take a pointer to without a language extension:
 //   LayerNorm  y = (x - mean) * (1 / sqrt(var + EPS)) * g + b, mean and var folded in index order
 //   linear     y[j] = b[j] + sum_i x[i] W[i, j] in increasing i (then GELU, or added to x)
 //   attention  a = softmax(q.k[s] * SCALE) over s <= t, out = sum_s a[s] v[s], in increasing s
@@ -180,10 +182,33 @@ fn layer_norm(lid: u32, tensor: u32, src: u32, dst: u32) {
     workgroupBarrier();
 }
 
+// Where attention_terms.wgsl's operands are: the query in WIDE, the softmax weights in `scores`,
+// keys and values in the cache of the problem and layer at hand (set by `attention`).
+var<private> cached_keys: u32;
+var<private> cached_values: u32;
+
+fn query(at: u32) -> f32 {
+    return buf[WIDE + at];
+}
+
+fn weight(at: u32) -> f32 {
+    return scores[at];
+}
+
+fn key(s: u32, off: u32) -> f32 {
+    return kv[cached_keys + s * C + off];
+}
+
+fn value(s: u32, off: u32) -> f32 {
+    return kv[cached_values + s * C + off];
+}
+
 // Causal attention of position t over the problem's cache of `layer`, qkv in WIDE, output in AO.
 fn attention(lid: u32, problem: u32, layer: u32, t: u32) {
     let keys = problem * KV + layer * 2u * P * C;
     let values = keys + P * C;
+    cached_keys = keys;
+    cached_values = values;
     for (var c = lid; c < C; c += WG) {
         kv[keys + t * C + c] = buf[WIDE + C + c];
         kv[values + t * C + c] = buf[WIDE + 2u * C + c];
@@ -193,11 +218,7 @@ fn attention(lid: u32, problem: u32, layer: u32, t: u32) {
     for (var i = lid; i < H * n; i += WG) {
         let h = i / n;
         let s = i % n;
-        var dot = 0.0;
-        for (var d = 0u; d < D; d++) {
-            dot += buf[WIDE + h * D + d] * kv[keys + s * C + h * D + d];
-        }
-        scores[h * P + s] = dot * SCALE;
+        scores[h * P + s] = attention_dot(h * D, s, h * D, D) * SCALE;
     }
     workgroupBarrier();
     if (lid < H) {
@@ -231,12 +252,7 @@ fn attention(lid: u32, problem: u32, layer: u32, t: u32) {
     }
     workgroupBarrier();
     for (var o = lid; o < C; o += WG) {
-        let h = o / D;
-        var acc = 0.0;
-        for (var s = 0u; s < n; s++) {
-            acc += scores[h * P + s] * kv[values + s * C + o];
-        }
-        buf[AO + o] = acc;
+        buf[AO + o] = attention_mix(o / D * P, n, o);
     }
     workgroupBarrier();
 }
