@@ -290,8 +290,7 @@ impl Decoder {
 mod tests {
     use super::*;
     use crate::decoding::AnswerTokens;
-    use crate::stage::Positions;
-    use crate::stage::StageKind;
+    use crate::stage::{Positions, StageKind};
     use crate::tokenizer::LATENT;
     use std::sync::Arc;
 

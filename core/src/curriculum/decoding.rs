@@ -332,8 +332,7 @@ impl Solution {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::stage::Positions;
-    use crate::stage::StageKind;
+    use crate::stage::{Positions, StageKind};
 
     #[test]
     fn argmax_takes_the_first_of_ties() {

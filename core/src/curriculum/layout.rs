@@ -345,8 +345,7 @@ pub fn wrong_significances(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::stage::Positions;
-    use crate::stage::StageKind;
+    use crate::stage::{Positions, StageKind};
 
     fn text(t: &Tokenizer, ids: &[u32]) -> String {
         t.decode(ids).unwrap()

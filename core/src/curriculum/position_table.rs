@@ -101,8 +101,7 @@ mod tests {
     use super::*;
     use crate::decoder::{Decoder, Feed};
     use crate::positions::AnswerOrder;
-    use crate::stage::Positions;
-    use crate::stage::Stage;
+    use crate::stage::{Positions, Stage};
     use crate::tokenizer::{Tokenizer, EOT, SEP, VOCAB};
     use rand::{Rng, SeedableRng};
     use rand_chacha::ChaCha8Rng;
