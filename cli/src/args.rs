@@ -221,6 +221,11 @@ pub struct TrainArgs {
     /// --seed; a branch may retrain a stage with other draws).
     #[arg(long, value_delimiter = ',', value_parser = |s: &str| stage_setting(s, stage_seed))]
     pub stage_seed: Option<Vec<StageSetting>>,
+    /// A stage's own --max-operand-pad, e.g. stage5=14: the all-latent stage's chain of
+    /// thoughts trained as long as a 16-digit problem's (the other stages, and the earlier
+    /// stages mixed into this one, keep --max-operand-pad).
+    #[arg(long, value_delimiter = ',', value_parser = |s: &str| stage_setting(s, id_spread))]
+    pub stage_max_operand_pad: Option<Vec<StageSetting>>,
     /// AdamW's weight decay, 0 to 1.
     #[arg(long, allow_negative_numbers = true, value_parser = limits::fraction)]
     pub weight_decay: Option<f64>,
@@ -353,15 +358,21 @@ impl TrainArgs {
         Ok(c)
     }
 
-    /// Each `--stage-*` value into its stage's plan.
-    fn apply_stage_settings(&self, c: &mut TrainConfig) -> Result<()> {
-        for (flag, settings) in [
+    /// Each `--stage-*` flag with its values, if given.
+    pub fn stage_settings(&self) -> [(&'static str, &Option<Vec<StageSetting>>); 6] {
+        [
             ("--stage-lr", &self.stage_lr),
             ("--stage-mix", &self.stage_mix),
             ("--stage-until-val", &self.stage_until_val),
             ("--stage-repeat-nines", &self.stage_repeat_nines),
             ("--stage-seed", &self.stage_seed),
-        ] {
+            ("--stage-max-operand-pad", &self.stage_max_operand_pad),
+        ]
+    }
+
+    /// Each `--stage-*` value into its stage's plan.
+    fn apply_stage_settings(&self, c: &mut TrainConfig) -> Result<()> {
+        for (flag, settings) in self.stage_settings() {
             for setting in settings.iter().flatten() {
                 let plan = c
                     .stages
@@ -380,6 +391,7 @@ impl TrainArgs {
                     "--stage-mix" => plan.mix = Some(value),
                     "--stage-repeat-nines" => plan.repeat_nines = Some(value as usize),
                     "--stage-seed" => plan.seed = Some(value as u64),
+                    "--stage-max-operand-pad" => plan.max_operand_pad = Some(value as usize),
                     // `off` parses to infinity: no stopping rule.
                     _ => plan.until_val = value.is_finite().then_some(value),
                 }
@@ -629,6 +641,11 @@ fn repeat_copies(text: &str) -> Result<f64, String> {
     count::<0, { coconut_trainer::config::MAX_REPEAT_NINES }>(text).map(|n| n as f64)
 }
 
+/// A spread of ids or columns: a whole number up to the CLI's limit.
+fn id_spread(text: &str) -> Result<f64, String> {
+    count::<0, { limits::MAX_ID_SPREAD }>(text).map(|n| n as f64)
+}
+
 /// A stage's seed: a whole number up to 2^53 (a value beyond would not survive JSON readers).
 fn stage_seed(text: &str) -> Result<f64, String> {
     count::<0, { 1 << 53 }>(text).map(|n| n as f64)
@@ -653,13 +670,7 @@ impl Cli {
                 {
                     return Err(twice("--stages", s));
                 }
-                for (flag, settings) in [
-                    ("--stage-lr", &t.stage_lr),
-                    ("--stage-mix", &t.stage_mix),
-                    ("--stage-until-val", &t.stage_until_val),
-                    ("--stage-repeat-nines", &t.stage_repeat_nines),
-                    ("--stage-seed", &t.stage_seed),
-                ] {
+                for (flag, settings) in t.stage_settings() {
                     let settings = settings.as_deref().unwrap_or_default();
                     if let Some(s) = limits::first_repeat(settings, |s| s.stage.clone()) {
                         return Err(twice(flag, &s.stage));

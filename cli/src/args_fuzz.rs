@@ -198,6 +198,7 @@ fn train_within_limits(t: &TrainArgs) -> bool {
         (&t.stage_until_val, true),
         (&t.stage_repeat_nines, false),
         (&t.stage_seed, false),
+        (&t.stage_max_operand_pad, false),
     ];
     counts
         .iter()
@@ -216,6 +217,10 @@ fn train_within_limits(t: &TrainArgs) -> bool {
                     off || (s.value.is_finite() && s.value >= 0.0)
                 })
         })
+        && t.stage_max_operand_pad
+            .iter()
+            .flatten()
+            .all(|s| s.value <= MAX_ID_SPREAD as f64)
 }
 
 /// Whether every value parsed is within its limits (and no list names a thing twice).

@@ -34,6 +34,10 @@ fn curriculum_flags(args: &TrainArgs) -> Vec<&'static str> {
         ("--stage-until-val", args.stage_until_val.is_some()),
         ("--stage-repeat-nines", args.stage_repeat_nines.is_some()),
         ("--stage-seed", args.stage_seed.is_some()),
+        (
+            "--stage-max-operand-pad",
+            args.stage_max_operand_pad.is_some(),
+        ),
         ("--warmup-steps", args.warmup_steps.is_some()),
         ("--n-train", args.n_train.is_some()),
         ("--max-digits", args.max_digits.is_some()),

@@ -654,6 +654,12 @@ fn per_stage_flags_set_their_stage_and_refuse_bad_specs() {
         ("--stage-seed", "stage1=1.5", "is not a whole number"),
         ("--stage-seed", "stage1=-3", "is not a whole number"),
         ("--stage-until-val", "stage1=101", ", or off"),
+        // The flag reaches the stage's plan and the config's checks (the run's ids are absolute).
+        (
+            "--stage-max-operand-pad",
+            "stage1=3",
+            "stage1: max_operand_pad needs padded operands",
+        ),
     ]
     .into_iter()
     .enumerate()

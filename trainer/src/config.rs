@@ -46,6 +46,11 @@ pub struct StagePlan {
     /// noise), when it differs from the run's `seed`: a branch may retrain a stage with other
     /// draws from the same start, which is how one stage's seed-to-seed spread is measured.
     pub seed: Option<u64>,
+    /// This stage's own `max_operand_pad`, when it differs from the run's: the all-latent
+    /// stage's layouts are short enough to pad its operands as wide as the longest evaluated
+    /// problem, so its chain of thoughts is trained as long, where a written stage's steps would
+    /// no longer fit the positions. The earlier stages mixed into this one draw from the run's.
+    pub max_operand_pad: Option<usize>,
 }
 
 impl StagePlan {
@@ -59,6 +64,7 @@ impl StagePlan {
             mix: None,
             repeat_nines: None,
             seed: None,
+            max_operand_pad: None,
         }
     }
 
@@ -70,6 +76,11 @@ impl StagePlan {
     /// The seed of the stage's draws in a run with `config`.
     pub fn draw_seed(&self, config: &TrainConfig) -> u64 {
         self.seed.unwrap_or(config.seed)
+    }
+
+    /// The widest operand padding this stage's own layouts draw in a run with `config`.
+    pub fn operand_pad_max(&self, config: &TrainConfig) -> usize {
+        self.max_operand_pad.unwrap_or(config.max_operand_pad)
     }
 
     /// The stage's data mixing probability in a run with `config`.
@@ -444,19 +455,33 @@ impl TrainConfig {
 
     /// The checks of the position-id settings.
     fn validate_positions(&self) -> Result<()> {
-        if let Some(k) = self.positions.operand_pad() {
-            ensure!(
-                self.max_operand_pad == 0 || k <= self.max_operand_pad,
-                "operand_pad {k} is more than max_operand_pad {}: inference would write a \
-                 padding training never drew",
-                self.max_operand_pad
-            );
-        } else {
-            ensure!(
-                self.max_operand_pad == 0,
-                "max_operand_pad needs padded operands (operand_pad)"
-            );
+        // The run's widest padding and each stage's own, named as a file would name them.
+        let maxima = std::iter::once(("max_operand_pad".to_string(), self.max_operand_pad)).chain(
+            self.stages.iter().filter_map(|plan| {
+                let max = plan.max_operand_pad?;
+                Some((format!("{}: max_operand_pad", plan.stage), max))
+            }),
+        );
+        for (name, max) in maxima {
+            match self.positions.operand_pad() {
+                Some(k) => ensure!(
+                    max == 0 || k <= max,
+                    "operand_pad {k} is more than {name} {max}: inference would write a padding \
+                     training never drew"
+                ),
+                None => ensure!(max == 0, "{name} needs padded operands (operand_pad)"),
+            }
         }
+        let widest_pad = self
+            .stages
+            .iter()
+            .map(|plan| plan.operand_pad_max(self))
+            .chain([
+                self.max_operand_pad,
+                self.positions.operand_pad().unwrap_or(0),
+            ])
+            .max()
+            .unwrap_or(0);
         Positions::new(self.positions, self.latent_order)?;
         match self.positions {
             PositionIds::Absolute => ensure!(
@@ -473,7 +498,7 @@ impl TrainConfig {
                 // Saturating: settings files may hold any number, and an overflow must not wrap.
                 let top = (self.data.max_digits + usize::from(ids.ahead))
                     .saturating_add(self.max_answer_pad)
-                    .saturating_add(self.max_operand_pad.max(ids.operand_pad.unwrap_or(0)));
+                    .saturating_add(widest_pad);
                 let highest = (self.max_position_offset.saturating_add(1))
                     .saturating_add(top.saturating_mul(self.max_column_gap.saturating_add(1)));
                 ensure!(
@@ -651,6 +676,31 @@ mod tests {
         };
         assert!(refused(table(9)).contains("coupled ids reach 9"));
         table(10).validate().unwrap();
+        // A stage's own padding is held to the same rules and counts towards the table too.
+        let stage5_pad = |max, c: &TrainConfig| {
+            let mut c = c.clone();
+            c.stages[5].max_operand_pad = Some(max);
+            c
+        };
+        assert!(refused(stage5_pad(6, &table(10))).contains("coupled ids reach 11"));
+        stage5_pad(6, &table(12)).validate().unwrap();
+        let e = refused(stage5_pad(1, &padded));
+        assert!(
+            e.contains("operand_pad 2 is more than stage5: max_operand_pad 1"),
+            "{e}"
+        );
+        let e = refused(stage5_pad(
+            3,
+            &TrainConfig {
+                positions: padded_by(None),
+                max_operand_pad: 0,
+                ..padded.clone()
+            },
+        ));
+        assert!(
+            e.contains("stage5: max_operand_pad needs padded operands"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -97,9 +97,12 @@ impl StageDraws {
         let end = (start + self.batch_size).min(self.pool.len());
         let problems = self.order.1[start..end].to_vec();
         let key = |stream| stream_key(stream, self.seed, self.stage_index, step);
-        let widest = config
-            .max_operand_pad
-            .max(config.positions.operand_pad().unwrap_or(0));
+        let own_max = plan.operand_pad_max(config);
+        let widest = [own_max, config.max_operand_pad]
+            .into_iter()
+            .chain(config.positions.operand_pad())
+            .max()
+            .unwrap_or(0);
         let (n, columns) = (problems.len(), config.data.max_digits + widest + 1);
         let earlier = mixed_in(
             plan.mixing(config),
@@ -107,16 +110,8 @@ impl StageDraws {
             stage,
             problems.len(),
         );
-        let operand_pads = per_example_draws(config.max_operand_pad, key(Stream::OperandPad), n);
-        let relaid = relaid(
-            config,
-            stage,
-            tokenizer,
-            train,
-            &problems,
-            &earlier,
-            operand_pads,
-        )?;
+        let operand_pads = operand_pads(config, own_max, &earlier, key);
+        let relaid = relaid(stage, tokenizer, train, &problems, &earlier, operand_pads)?;
         Ok(Draw {
             relaid,
             mixed: earlier.iter().map(Option::is_some).collect(),
@@ -174,30 +169,56 @@ impl Draw {
     }
 }
 
-/// Each batch member's layout where it is not the stage's own one (None): at its mixed-in
-/// earlier stage, with its drawn operand padding where the run draws one, or both.
-fn relaid(
+/// Each batch member's drawn operand padding (None where its layout draws none): from
+/// `0..=own_max` for the stage's own layouts, from the run's range for the earlier stages mixed
+/// in. Where the two ranges are one, one stream serves both, as it did before stages had their
+/// own.
+fn operand_pads(
     config: &TrainConfig,
+    own_max: usize,
+    earlier: &[Option<Stage>],
+    key: impl Fn(Stream) -> u64,
+) -> Vec<Option<usize>> {
+    let n = earlier.len();
+    let own = per_example_draws(own_max, key(Stream::OperandPad), n);
+    let run_max = config.max_operand_pad;
+    let mixed = if run_max == own_max {
+        own.clone()
+    } else {
+        per_example_draws(run_max, key(Stream::MixedOperandPad), n)
+    };
+    earlier
+        .iter()
+        .enumerate()
+        .map(|(j, at)| match at {
+            None => (own_max > 0).then_some(own[j]),
+            Some(_) => (run_max > 0).then_some(mixed[j]),
+        })
+        .collect()
+}
+
+/// Each batch member's layout where it is not the stage's own one (None): at its mixed-in
+/// earlier stage, with its drawn operand padding where it draws one, or both.
+fn relaid(
     stage: &Stage,
     tokenizer: &Tokenizer,
     train: &[Problem],
     batch: &[usize],
     earlier: &[Option<Stage>],
-    operand_pads: Vec<usize>,
+    operand_pads: Vec<Option<usize>>,
 ) -> Result<Vec<Option<Layout>>> {
-    let drawn = config.max_operand_pad > 0;
     batch
         .iter()
         .zip(earlier)
         .zip(operand_pads)
         .map(|((&i, earlier), pad)| {
-            if earlier.is_none() && (!drawn || stage.positions.operand_pad() == Some(pad)) {
+            if earlier.is_none() && pad.is_none_or(|p| stage.positions.operand_pad() == Some(p)) {
                 return Ok(None);
             }
             let at = earlier.unwrap_or(*stage);
             // Drawn paddings are validated to need coupled ids.
-            let at = match at.positions {
-                Positions::Coupled(ids) if drawn => {
+            let at = match (at.positions, pad) {
+                (Positions::Coupled(ids), Some(pad)) => {
                     at.with_positions(Positions::Coupled(ColumnIds {
                         operand_pad: Some(pad),
                         ..ids
@@ -273,6 +294,7 @@ enum Stream {
     AnswerPad = 0x7061_6464,
     Noise = 0x006E_6F69_7365,
     OperandPad = 0x6F70_6164,
+    MixedOperandPad = 0x6D6F_7061_6464,
 }
 
 /// The seed of `stream` at a step: a pure function of the stage's seed, the stage and the step,
@@ -335,5 +357,62 @@ mod tests {
             assert_eq!(draw.relaid[j].is_none(), pad == 2, "{p} padded by {pad}");
         }
         assert_eq!(drawn.into_iter().collect::<Vec<_>>(), [0, 1, 2, 3, 4]);
+    }
+
+    /// A stage's own padding range: its own layouts draw from it, the earlier stages mixed in
+    /// from the run's; a stage setting equal to the run's draws what the run alone would.
+    #[test]
+    fn a_stage_pads_its_own_layouts_wider_than_the_stages_mixed_in() {
+        use coconut_core::positions::{Coupled, PositionIds};
+        let mut config = TrainConfig {
+            positions: PositionIds::Coupled(ColumnIds {
+                ahead: true,
+                operand_pad: Some(2),
+            }),
+            max_operand_pad: 4,
+            ..TrainConfig::default()
+        };
+        config.stages[3].mix = Some(0.5);
+        let tok = Tokenizer::new();
+        let train: Vec<Problem> = (0..200).map(|i| Problem::new(7 + 131 * i, 3 + i)).collect();
+        let pads_of = |config: &TrainConfig, step| {
+            config.validate().unwrap();
+            let plan = &config.stages[3];
+            let stage = config.stage(plan).unwrap();
+            let own: Vec<Layout> = train
+                .iter()
+                .map(|p| Layout::new(&tok, p, &stage).unwrap())
+                .collect();
+            let mut draws = StageDraws::new(config, plan, 3, &train);
+            let draw = draws
+                .draw(config, plan, &stage, &tok, &train, step)
+                .unwrap();
+            let members = draw.members(&own, &stage);
+            let pads: Vec<(bool, usize)> = members
+                .iter()
+                .zip(&draw.problems)
+                .zip(&draw.mixed)
+                .map(|((m, &i), &mixed)| {
+                    (
+                        mixed,
+                        Coupled::columns_of(m.prompt()).unwrap() - train[i].columns(),
+                    )
+                })
+                .collect();
+            pads
+        };
+        let run_alone = pads_of(&config, 5);
+        config.stages[3].max_operand_pad = Some(4);
+        assert_eq!(pads_of(&config, 5), run_alone);
+        config.stages[3].max_operand_pad = Some(9);
+        let (mut own, mut mixed) = (Vec::new(), Vec::new());
+        for step in 0..4 {
+            for (is_mixed, pad) in pads_of(&config, step) {
+                if is_mixed { &mut mixed } else { &mut own }.push(pad);
+            }
+        }
+        let range = |pads: &[usize]| (*pads.iter().min().unwrap(), *pads.iter().max().unwrap());
+        assert_eq!(range(&own), (0, 9));
+        assert_eq!(range(&mixed), (0, 4));
     }
 }
