@@ -127,6 +127,12 @@ pub struct TrainArgs {
     /// less memory).
     #[arg(long, requires = "init", value_parser = count::<1, { limits::MAX_BATCH }>)]
     pub micro_batch: Option<usize>,
+    /// With --init: the training steps' matrix products in f32 (the default, the reference) or
+    /// bf16 (mixed precision: bf16 copies of the weights and inputs of the linear layers and
+    /// the head; weights, gradients, moments, LayerNorm, softmax and loss in f32). The candle
+    /// model only (--device cuda, or --engine candle).
+    #[arg(long, requires = "init")]
+    pub precision: Option<coconut_trainer::model::Precision>,
     /// With --init: each stage trains on the first N of the seed's training problems (default:
     /// the recipe's, 100,000 at stage 0 and 20,000 after).
     #[arg(long, requires = "init", value_parser = count::<1, { limits::SEED_TRAIN_PROBLEMS }>)]

@@ -212,4 +212,49 @@ fn train_init_fine_tunes_the_stand_in_and_eval_reads_its_stages() {
         "--n",
         "10",
     ]));
+
+    // Mixed precision: the candle model's products in bf16; the CPU engine refuses it.
+    let (bf16_run, bf16_out) = (dir.path().join("bf16-run"), dir.path().join("bf16-out"));
+    let bf16 = |extra: &[&str]| {
+        let mut args = vec![
+            "train",
+            "--init",
+            s(&init),
+            "--recipe",
+            "seed",
+            "--run-dir",
+            s(&bf16_run),
+            "--out",
+            s(&bf16_out),
+            "--stages",
+            "0,2",
+            "--steps",
+            "2",
+            "--train-problems",
+            "16",
+            "--batch-size",
+            "4",
+        ];
+        args.extend_from_slice(extra);
+        coconut(&args)
+    };
+    refused(&bf16(&["--precision", "fp16"]), "f32 or bf16");
+    refused(
+        &bf16(&["--precision", "bf16"]),
+        "the CPU engine computes in f32",
+    );
+    succeeded(&bf16(&["--precision", "bf16", "--engine", "candle"]));
+    let recipe: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(bf16_run.join("recipe.json")).unwrap()).unwrap();
+    assert_eq!(recipe["recipe"]["precision"], "bf16");
+    let metrics = std::fs::read_to_string(bf16_run.join("metrics.jsonl")).unwrap();
+    let losses: Vec<f64> = metrics
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok()?["loss"].as_f64())
+        .collect();
+    assert_eq!(losses.len(), 4, "{metrics}");
+    assert!(
+        losses.iter().all(|l| l.is_finite() && *l > 0.0),
+        "{losses:?}"
+    );
 }

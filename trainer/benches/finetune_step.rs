@@ -149,7 +149,13 @@ fn main() -> Result<()> {
         },
     };
     let weights = init_weights(&args.model, 1);
-    let mut learner = Learner::from_weights(&weights, recipe.adamw(), &Device::Cpu, shards)?;
+    let mut learner = Learner::from_weights(
+        &weights,
+        recipe.adamw(),
+        &Device::Cpu,
+        shards,
+        recipe.precision,
+    )?;
     drop(weights);
     let mut step = |batch: &[&Layout]| -> Result<f64> {
         let stats = match args.micro {

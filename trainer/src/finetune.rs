@@ -29,6 +29,7 @@
 use crate::checkpoint::{self, Progress, StageRecord};
 use crate::draws::epoch_order;
 use crate::learner::Learner;
+use crate::model::Precision;
 use crate::objective::Objective;
 use crate::optim::{clip_scale, AdamWConfig};
 use crate::run_dir::MetricsLog;
@@ -137,6 +138,13 @@ pub struct FinetuneRecipe {
     /// `None`: every stage runs its epochs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub early_stop: Option<EarlyStop>,
+    /// The dtype of the training steps' matrix products (the candle model only).
+    #[serde(default, skip_serializing_if = "is_f32")]
+    pub precision: Precision,
+}
+
+fn is_f32(p: &Precision) -> bool {
+    *p == Precision::F32
 }
 
 impl FinetuneRecipe {
@@ -166,6 +174,7 @@ impl FinetuneRecipe {
             checkpoint_every: 200,
             order: LatentOrder::Last,
             early_stop: None,
+            precision: Precision::F32,
         }
     }
 
@@ -469,7 +478,13 @@ impl<'a> FinetuneRun<'a> {
         crate::import::check_trained_seed_target(&file.out, &weights.config)
             .with_context(|| format!("--out {}", file.out.display()))?;
         let adamw = file.recipe.adamw();
-        let mut learner = Learner::from_weights(&weights, adamw, device, request.cpu_shards)?;
+        let mut learner = Learner::from_weights(
+            &weights,
+            adamw,
+            device,
+            request.cpu_shards,
+            file.recipe.precision,
+        )?;
         let checkpoint = checkpoint_path(request);
         let mut progress = Progress::default();
         // A run killed before its first checkpoint resumes from the start.
@@ -689,6 +704,7 @@ fn recipe_file(request: &FinetuneRequest) -> Result<RecipeFile> {
         request.run_dir.display()
     );
     recipe.validate()?;
+    crate::learner::check_precision(request.cpu_shards, recipe.precision)?;
     let dir = open_init(init)?;
     let init_stage = match init_stage {
         Some(id) => dir.manifest.stage(id)?.id.clone(),

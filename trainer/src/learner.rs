@@ -11,7 +11,7 @@ use crate::config::TrainConfig;
 use crate::cpu::plan::ThoughtNoise;
 use crate::cpu::{CpuTrainer, StepStats};
 use crate::eval::{cpu_greedy_correct, greedy_correct, EvalSet};
-use crate::model::{init_weights, to_host, Gpt};
+use crate::model::{init_weights, to_host, Gpt, Precision};
 use crate::objective::Objective;
 use crate::optim::{AdamW, AdamWConfig};
 use anyhow::{ensure, Context, Result};
@@ -33,6 +33,8 @@ pub enum Learner {
 /// The candle model and its optimizer.
 pub struct CandleLearner {
     model: Gpt,
+    /// The dtype of the training steps' matrix products (validation runs the f32 model).
+    precision: Precision,
     optimizer: AdamW,
     /// The gradient of the last `compute`, until `apply`.
     grads: Option<GradStore>,
@@ -51,7 +53,7 @@ impl CandleLearner {
 
     /// The loss of `batch`, its gradient added to the one kept (a micro-batch).
     fn accumulate(&mut self, batch: Batch) -> Result<f64> {
-        let loss_t = loss(&self.model, &batch)?;
+        let loss_t = loss(&self.model.autocast(self.precision)?, &batch)?;
         let loss = loss_t.to_scalar::<f32>()? as f64;
         let g = loss_t.backward()?;
         self.grads = Some(match self.grads.take() {
@@ -71,22 +73,35 @@ impl CandleLearner {
     }
 }
 
+/// Refuses a precision the engine chosen (the CPU engine when `cpu_shards` is given) lacks.
+pub fn check_precision(cpu_shards: Option<usize>, precision: Precision) -> Result<()> {
+    ensure!(
+        cpu_shards.is_none() || precision == Precision::F32,
+        "the CPU engine computes in f32; {precision} products are a setting of the candle model \
+         (--device cuda, or --engine candle)"
+    );
+    Ok(())
+}
+
 impl Learner {
     /// The run's initial model (seeded) on the engine `config` chooses for `device`.
     pub fn new(config: &TrainConfig, device: &Device) -> Result<Learner> {
         let weights = init_weights(&config.model, config.seed);
         let shards = config.uses_cpu_engine(device).then_some(config.cpu_shards);
-        Learner::from_weights(&weights, config.adamw(), device, shards)
+        Learner::from_weights(&weights, config.adamw(), device, shards, Precision::F32)
     }
 
     /// A learner of `weights` with fresh optimizer state: the CPU engine with `cpu_shards`
-    /// shards when given, the candle model on `device` otherwise.
+    /// shards when given (f32 only), the candle model on `device` with its products at
+    /// `precision` otherwise.
     pub fn from_weights(
         weights: &ModelWeights,
         adamw: AdamWConfig,
         device: &Device,
         cpu_shards: Option<usize>,
+        precision: Precision,
     ) -> Result<Learner> {
+        check_precision(cpu_shards, precision)?;
         if let Some(shards) = cpu_shards {
             let engine = CpuTrainer::new(weights, adamw, shards)?;
             Ok(Learner::Cpu(Box::new(engine)))
@@ -95,6 +110,7 @@ impl Learner {
             let optimizer = AdamW::new(model.named_vars(), adamw)?;
             Ok(Learner::Candle(Box::new(CandleLearner {
                 model,
+                precision,
                 optimizer,
                 grads: None,
             })))
@@ -429,7 +445,9 @@ mod tests {
         let weights = init_weights(&model, 5);
         for shards in [Some(2), None] {
             let adamw = TrainConfig::default().adamw();
-            let mut learner = Learner::from_weights(&weights, adamw, &Device::Cpu, shards).unwrap();
+            let mut learner =
+                Learner::from_weights(&weights, adamw, &Device::Cpu, shards, Precision::F32)
+                    .unwrap();
             let flat = learner.flat_params().unwrap();
             let total: usize = tensor_specs(&model)
                 .iter()
@@ -457,5 +475,10 @@ mod tests {
                 "a refused set changes nothing"
             );
         }
+        let adamw = TrainConfig::default().adamw();
+        let refused =
+            Learner::from_weights(&weights, adamw, &Device::Cpu, Some(2), Precision::Bf16);
+        let e = refused.err().expect("bf16 on the CPU engine").to_string();
+        assert!(e.contains("the CPU engine computes in f32"), "{e}");
     }
 }

@@ -58,6 +58,48 @@ impl LayerNorm {
     }
 }
 
+/// The dtype of the model's matrix products in training.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Precision {
+    /// Everything in f32: the reference.
+    #[default]
+    F32,
+    /// Mixed precision: the linear layers' and the tied head's products take bf16 copies of
+    /// the weights and of their inputs (tensor cores on a GPU); the weights themselves, their
+    /// gradients and the optimizer's moments, LayerNorm, attention's softmax, the residual
+    /// stream and the loss stay f32, as PyTorch's autocast keeps them.
+    Bf16,
+}
+
+impl std::str::FromStr for Precision {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Precision, String> {
+        match s {
+            "f32" => Ok(Precision::F32),
+            "bf16" => Ok(Precision::Bf16),
+            _ => Err(format!("precision is f32 or bf16, not '{s}'")),
+        }
+    }
+}
+
+impl std::fmt::Display for Precision {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Precision::F32 => "f32",
+            Precision::Bf16 => "bf16",
+        })
+    }
+}
+
+/// `x · w` `(rows, in) · (in, out)` in `w`'s dtype, returned in `x`'s.
+fn product(x: &Tensor, w: &Tensor) -> Result<Tensor> {
+    if x.dtype() == w.dtype() {
+        return Ok(x.matmul(w)?);
+    }
+    Ok(x.to_dtype(w.dtype())?.matmul(w)?.to_dtype(x.dtype())?)
+}
+
 /// A Conv1D layer: `y = x · W + b` with `W` stored `[in, out]`.
 #[derive(Clone)]
 struct Conv1d {
@@ -69,7 +111,7 @@ impl Conv1d {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let (b, t, n_in) = x.dims3()?;
         let n_out = self.weight.dim(1)?;
-        let y = x.reshape((b * t, n_in))?.matmul(&self.weight)?; // (B*T, out)
+        let y = product(&x.reshape((b * t, n_in))?, &self.weight)?; // (B*T, out)
         Ok(y.broadcast_add(&self.bias)?.reshape((b, t, n_out))?)
     }
 }
@@ -91,6 +133,9 @@ pub struct Gpt {
     device: Device,
     varmap: VarMap,
     wte: Tensor, // (V, C)
+    /// The tied head's copy of `wte` in the matrix products' dtype, `(V, C)` (`wte` itself in
+    /// f32).
+    head: Tensor,
     wpe: Tensor, // (P, C)
     blocks: Vec<Block>,
     ln_f: LayerNorm,
@@ -153,6 +198,7 @@ impl Gpt {
             })
             .collect();
         Ok(Gpt {
+            head: tree.wte.clone(),
             wte: tree.wte,
             wpe: tree.wpe,
             ln_f: ln(tree.ln_f),
@@ -161,6 +207,29 @@ impl Gpt {
             device: device.clone(),
             varmap,
         })
+    }
+
+    /// The model whose matrix products run at `precision`, for one training step: its
+    /// weights are casts of this model's variables, so the gradients reach them (in f32).
+    /// At f32, the model itself.
+    pub fn autocast(&self, precision: Precision) -> Result<Gpt> {
+        let dtype = match precision {
+            Precision::F32 => return Ok(self.clone()),
+            Precision::Bf16 => DType::BF16,
+        };
+        let mut cast = self.clone();
+        cast.head = self.wte.to_dtype(dtype)?;
+        for block in &mut cast.blocks {
+            for conv in [
+                &mut block.c_attn,
+                &mut block.attn_proj,
+                &mut block.c_fc,
+                &mut block.mlp_proj,
+            ] {
+                conv.weight = conv.weight.to_dtype(dtype)?;
+            }
+        }
+        Ok(cast)
     }
 
     /// The current parameter values as core's f32 weights.
@@ -317,7 +386,7 @@ impl Gpt {
         let dims = hidden.dims().to_vec();
         let c = self.config.n_embd;
         let rows = hidden.elem_count() / c;
-        let logits = hidden.reshape((rows, c))?.matmul(&self.wte.t()?)?; // (rows, V)
+        let logits = product(&hidden.reshape((rows, c))?, &self.head.t()?)?; // (rows, V)
         let mut out = dims;
         *out.last_mut().expect("hidden has a width axis") = self.config.vocab_size;
         Ok(logits.reshape(out)?)
@@ -477,6 +546,60 @@ mod tests {
         let init = init_weights(&config(), 1);
         assert_eq!(init, init_weights(&config(), 1));
         assert_ne!(init, init_weights(&config(), 2));
+    }
+
+    /// The loss of a fixed batch under `model` and each parameter's gradient (on `vars`, the
+    /// f32 variables), in core's tensor order.
+    fn loss_and_grads(model: &Gpt, vars: &Gpt) -> (f32, Vec<Vec<f32>>) {
+        let ids = Tensor::new(
+            &[[9u32, 10, 18, 11, 19, 1, 5, 12], [8, 18, 9, 19, 1, 5, 5, 3]],
+            &Device::Cpu,
+        )
+        .unwrap();
+        let hidden = model.forward(&model.embed(&ids).unwrap(), None).unwrap();
+        let logits = model.logits(&hidden).unwrap().reshape((16, 22)).unwrap();
+        let targets = Tensor::new(&[3u32; 16], &Device::Cpu).unwrap();
+        let loss = candle_nn::loss::cross_entropy(&logits, &targets).unwrap();
+        let grads = loss.backward().unwrap();
+        let per_var = vars
+            .named_vars()
+            .iter()
+            .map(|(name, var)| {
+                let g = grads.get(var.as_tensor());
+                let g = g.unwrap_or_else(|| panic!("no gradient for {name}"));
+                assert_eq!(g.dtype(), DType::F32, "{name}");
+                to_host(g).unwrap()
+            })
+            .collect();
+        (loss.to_scalar::<f32>().unwrap(), per_var)
+    }
+
+    /// Mixed precision: f32's autocast is the model itself, bit for bit; bf16's rounds (the
+    /// loss moves) yet keeps the loss and every gradient, reaching the f32 variables through
+    /// the casts, within what bf16's 8-bit significand allows.
+    #[test]
+    fn bf16_products_track_f32_and_train_the_f32_weights() {
+        let model = Gpt::new_random(&config(), 4, &Device::Cpu).unwrap();
+        let (loss, grads) = loss_and_grads(&model, &model);
+        let same = loss_and_grads(&model.autocast(Precision::F32).unwrap(), &model);
+        assert_eq!(same, (loss, grads.clone()));
+        let (bf16_loss, bf16_grads) =
+            loss_and_grads(&model.autocast(Precision::Bf16).unwrap(), &model);
+        assert_ne!(bf16_loss, loss, "nothing was rounded to bf16");
+        assert!(
+            ((bf16_loss - loss) / loss).abs() < 1e-2,
+            "loss {bf16_loss} against f32's {loss}"
+        );
+        for ((name, _), (got, want)) in model.named_vars().iter().zip(bf16_grads.iter().zip(&grads))
+        {
+            let e = rel_err(got, want);
+            assert!(e < 0.05, "{name}: gradient relative error {e}");
+        }
+        assert_eq!("bf16".parse::<Precision>(), Ok(Precision::Bf16));
+        assert!("fp16"
+            .parse::<Precision>()
+            .unwrap_err()
+            .contains("f32 or bf16"));
     }
 
     #[test]
