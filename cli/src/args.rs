@@ -133,6 +133,10 @@ pub struct TrainArgs {
     /// model only (--device cuda, or --engine candle).
     #[arg(long, requires = "init")]
     pub precision: Option<coconut_trainer::model::Precision>,
+    /// With --init: recompute each block's activations in the backward pass instead of keeping
+    /// them (one more forward a step, far less memory). The candle model only.
+    #[arg(long, requires = "init")]
+    pub activation_checkpointing: bool,
     /// With --init: each stage trains on the first N of the seed's training problems (default:
     /// the recipe's, 100,000 at stage 0 and 20,000 after).
     #[arg(long, requires = "init", value_parser = count::<1, { limits::SEED_TRAIN_PROBLEMS }>)]

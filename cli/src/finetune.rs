@@ -54,8 +54,9 @@ fn curriculum_flags(args: &TrainArgs) -> Vec<&'static str> {
 }
 
 /// The recipe the flags ask for (--recipe), with --stages, --epochs, --steps, --lr,
-/// --batch-size, --micro-batch, --train-problems, --precision, --weight-decay, --seed,
-/// --checkpoint-every and the early stop's --until-val, --val-every and --val-problems applied.
+/// --batch-size, --micro-batch, --train-problems, --precision, --activation-checkpointing,
+/// --weight-decay, --seed, --checkpoint-every and the early stop's --until-val, --val-every and
+/// --val-problems applied.
 pub(crate) fn recipe(args: &TrainArgs) -> Result<FinetuneRecipe> {
     ensure!(
         args.epochs.is_none() || args.steps.is_none(),
@@ -110,7 +111,8 @@ pub(crate) fn recipe(args: &TrainArgs) -> Result<FinetuneRecipe> {
             stage.group = stage.group.min(batch);
         }
     }
-    recipe.precision = args.precision.unwrap_or(recipe.precision);
+    recipe.candle.precision = args.precision.unwrap_or(recipe.candle.precision);
+    recipe.candle.activation_checkpointing |= args.activation_checkpointing;
     recipe.weight_decay = args.weight_decay.unwrap_or(recipe.weight_decay);
     recipe.seed = args.seed.unwrap_or(recipe.seed);
     recipe.checkpoint_every = args.checkpoint_every.unwrap_or(recipe.checkpoint_every);

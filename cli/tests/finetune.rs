@@ -213,7 +213,8 @@ fn train_init_fine_tunes_the_stand_in_and_eval_reads_its_stages() {
         "10",
     ]));
 
-    // Mixed precision: the candle model's products in bf16; the CPU engine refuses it.
+    // Mixed precision and activation checkpointing on the candle model; the CPU engine refuses
+    // them before it writes anything.
     let (bf16_run, bf16_out) = (dir.path().join("bf16-run"), dir.path().join("bf16-out"));
     let bf16 = |extra: &[&str]| {
         let mut args = vec![
@@ -243,10 +244,21 @@ fn train_init_fine_tunes_the_stand_in_and_eval_reads_its_stages() {
         &bf16(&["--precision", "bf16"]),
         "the CPU engine computes in f32",
     );
-    succeeded(&bf16(&["--precision", "bf16", "--engine", "candle"]));
+    refused(
+        &bf16(&["--activation-checkpointing"]),
+        "the CPU engine keeps its activations",
+    );
+    succeeded(&bf16(&[
+        "--precision",
+        "bf16",
+        "--activation-checkpointing",
+        "--engine",
+        "candle",
+    ]));
     let recipe: serde_json::Value =
         serde_json::from_slice(&std::fs::read(bf16_run.join("recipe.json")).unwrap()).unwrap();
     assert_eq!(recipe["recipe"]["precision"], "bf16");
+    assert_eq!(recipe["recipe"]["activation_checkpointing"], true);
     let metrics = std::fs::read_to_string(bf16_run.join("metrics.jsonl")).unwrap();
     let losses: Vec<f64> = metrics
         .lines()

@@ -7,8 +7,9 @@
 //! ```text
 //! cargo bench -p coconut-trainer --bench finetune_step -- --engine cpu --stage 0 \
 //!     [--batch 16] [--group 16] [--steps 3] [--layers 12 --width 768 --heads 12] [--dump F]
-//!     [--micro N] [--plain-malloc]
+//!     [--micro N] [--plain-malloc] [--precision bf16] [--activation-checkpointing]
 //! ```
+//! `--precision` and `--activation-checkpointing` are settings of the candle engine.
 //! `--dump F` writes the timed batches (ids, targets, thought positions) as JSON and exits, so
 //! a yardstick in another language runs exactly these.
 
@@ -20,11 +21,13 @@ use coconut_core::seed::problems::{split, SeedSplit};
 use coconut_core::seed::tokenizer::Gpt2Tokenizer;
 use coconut_core::ModelConfig;
 use coconut_trainer::finetune::FinetuneRecipe;
-use coconut_trainer::learner::Learner;
+use coconut_trainer::learner::{CandleSettings, Learner};
 use coconut_trainer::model::init_weights;
 use coconut_trainer::objective::Objective;
 use coconut_trainer::optim::clip_scale;
 use coconut_trainer::TrainConfig;
+use std::alloc::{GlobalAlloc, System};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
 struct Args {
@@ -40,6 +43,8 @@ struct Args {
     /// glibc's default allocator thresholds (freed memory handed back), so that the peak
     /// resident memory measures what was live rather than what the process kept.
     plain_malloc: bool,
+    /// The candle engine's precision and activation checkpointing.
+    candle: CandleSettings,
 }
 
 fn parse() -> Result<Args> {
@@ -60,6 +65,7 @@ fn parse() -> Result<Args> {
         dump: None,
         micro: None,
         plain_malloc: false,
+        candle: CandleSettings::default(),
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -68,6 +74,10 @@ fn parse() -> Result<Args> {
         }
         if flag == "--plain-malloc" {
             args.plain_malloc = true;
+            continue;
+        }
+        if flag == "--activation-checkpointing" {
+            args.candle.activation_checkpointing = true;
             continue;
         }
         let value = it.next().with_context(|| format!("{flag} needs a value"))?;
@@ -87,11 +97,49 @@ fn parse() -> Result<Args> {
             "--heads" => args.model.n_head = number()?,
             "--dump" => args.dump = Some(value.clone()),
             "--micro" => args.micro = Some(number()?),
+            "--precision" => args.candle.precision = value.parse().map_err(anyhow::Error::msg)?,
             _ => bail!("unknown flag {flag}"),
         }
     }
     Ok(args)
 }
+
+/// The system allocator, counting the bytes live and their peak: what the step held at most,
+/// as PyTorch's `max_memory_allocated` counts it, whatever the allocator keeps besides (the
+/// resident figure below includes glibc's kept free memory, which depends on the order of
+/// allocations more than on their sizes).
+struct Counting;
+
+static LIVE: AtomicUsize = AtomicUsize::new(0);
+static PEAK: AtomicUsize = AtomicUsize::new(0);
+
+// SAFETY: every call is forwarded to the system allocator unchanged; the counters only observe.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: std::alloc::Layout) -> *mut u8 {
+        let p = System.alloc(layout);
+        if !p.is_null() {
+            let live = LIVE.fetch_add(layout.size(), Ordering::Relaxed) + layout.size();
+            PEAK.fetch_max(live, Ordering::Relaxed);
+        }
+        p
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: std::alloc::Layout) {
+        System.dealloc(ptr, layout);
+        LIVE.fetch_sub(layout.size(), Ordering::Relaxed);
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: std::alloc::Layout, size: usize) -> *mut u8 {
+        let p = System.realloc(ptr, layout, size);
+        if !p.is_null() {
+            let live = LIVE.fetch_add(size, Ordering::Relaxed) + size;
+            PEAK.fetch_max(live, Ordering::Relaxed);
+            LIVE.fetch_sub(layout.size(), Ordering::Relaxed);
+        }
+        p
+    }
+}
+
+#[global_allocator]
+static ALLOCATOR: Counting = Counting;
 
 /// The process's peak resident memory in MiB (Linux), if known.
 fn peak_rss_mib() -> Option<f64> {
@@ -149,13 +197,8 @@ fn main() -> Result<()> {
         },
     };
     let weights = init_weights(&args.model, 1);
-    let mut learner = Learner::from_weights(
-        &weights,
-        recipe.adamw(),
-        &Device::Cpu,
-        shards,
-        recipe.precision,
-    )?;
+    let mut learner =
+        Learner::from_weights(&weights, recipe.adamw(), &Device::Cpu, shards, args.candle)?;
     drop(weights);
     let mut step = |batch: &[&Layout]| -> Result<f64> {
         let stats = match args.micro {
@@ -184,6 +227,7 @@ fn main() -> Result<()> {
     let line = serde_json::json!({
         "impl": format!("rust-{}", args.engine),
         "micro_batch": args.micro,
+        "candle": args.candle,
         "stage": args.stage,
         "batch": args.batch,
         "steps": args.steps,
@@ -194,6 +238,7 @@ fn main() -> Result<()> {
         "targets_per_step": targets as f64 / args.steps as f64,
         "loss": last_loss,
         "peak_rss_mib": peak_rss_mib(),
+        "peak_live_mib": PEAK.load(Ordering::Relaxed) as f64 / (1 << 20) as f64,
         "params": args.model.n_params(),
     });
     println!("{line}");

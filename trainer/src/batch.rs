@@ -147,42 +147,91 @@ pub fn hidden_states(model: &Gpt, batch: &Batch) -> Result<Tensor> {
 /// [`hidden_states`], optionally cutting the gradient at each thought (to test that it flows).
 fn hidden_states_with(model: &Gpt, batch: &Batch, detach_thoughts: bool) -> Result<Tensor> {
     let mut embeds = model.embed(&batch.ids)?; // (B, T, C)
-    if batch.feeds_back {
-        let (b, t, c) = embeds.dims3()?;
-        let device = model.device();
-        let most = batch.thoughts.iter().copied().max().unwrap_or(0);
-        for j in 0..most {
-            // Examples with a thought j; the others' rows are computed and left unused.
-            let has = |i: usize| batch.thoughts[i] > j;
-            let end = (0..b)
-                .filter(|&i| has(i))
-                .map(|i| batch.first_thoughts[i] + j)
-                .max()
-                .unwrap_or(1);
-            let positions = batch.positions.narrow(1, 0, end)?;
-            let prefix = model.forward_at(&embeds.narrow(1, 0, end)?, Some(&positions), None)?; // (B, end, C)
-            let sources: Vec<u32> = (0..b)
-                .map(|i| (i * end + (batch.first_thoughts[i] + j - 1).min(end - 1)) as u32)
-                .collect();
-            let sources = Tensor::new(sources.as_slice(), device)?;
-            let mut thought = prefix.reshape((b * end, c))?.index_select(&sources, 0)?; // (B, C)
-            if detach_thoughts {
-                thought = thought.detach();
-            }
-            let mut slot = vec![0f32; b * t];
-            for (i, first) in batch.first_thoughts.iter().enumerate() {
-                if has(i) {
-                    slot[i * t + first + j] = 1.0;
-                }
-            }
-            let slot = Tensor::from_vec(slot, (b, t, 1), device)?; // (B, T, 1)
-            let keep = slot.affine(-1.0, 1.0)?;
-            embeds =
-                (embeds.broadcast_mul(&keep)? + slot.broadcast_mul(&thought.unsqueeze(1)?)?)?;
-            // (B, T, C)
+    for pass in batch.thought_passes()? {
+        let (b, _, c) = embeds.dims3()?;
+        let prefix = model.forward_at(
+            &embeds.narrow(1, 0, pass.end)?,
+            Some(&batch.positions.narrow(1, 0, pass.end)?),
+            None,
+        )?; // (B, end, C)
+        let mut thought = prefix
+            .reshape((b * pass.end, c))?
+            .index_select(&pass.sources, 0)?; // (B, C)
+        if detach_thoughts {
+            thought = thought.detach();
         }
+        embeds = pass.feed(&embeds, &thought)?; // (B, T, C)
     }
     model.forward_at(&embeds, Some(&batch.positions), None)
+}
+
+/// Thought pass j of a batch: a forward over a prefix whose last outputs are the examples'
+/// thoughts j, written into their slots.
+pub(crate) struct ThoughtPass {
+    /// The pass runs positions `0..end`: up to the last slot `f_i + j` (attention is causal, so
+    /// the positions past an example's own slot never reach its thought).
+    pub end: usize,
+    /// Flat indices `i * end + f_i + j - 1` into the pass's outputs `(B * end, C)`: the thoughts
+    /// (examples without a thought j take some row, left unused).
+    pub sources: Tensor,
+    /// 1 at each slot `f_i + j` of an example with a thought j, 0 elsewhere: `(B, T, 1)`.
+    slot: Tensor,
+    /// `1 - slot`.
+    keep: Tensor,
+}
+
+impl ThoughtPass {
+    /// The embeddings `(B, T, C)` with `thoughts` `(B, C)` written into the pass's slots.
+    pub fn feed(&self, embeds: &Tensor, thoughts: &Tensor) -> Result<Tensor> {
+        Ok((embeds.broadcast_mul(&self.keep)?
+            + self.slot.broadcast_mul(&thoughts.unsqueeze(1)?)?)?)
+    }
+
+    /// The gradient of [`ThoughtPass::feed`]'s output `(B, T, C)` split into that of the
+    /// embeddings it kept `(B, T, C)` and that of the thoughts `(B, C)`.
+    pub fn feed_backward(&self, grad: &Tensor) -> Result<(Tensor, Tensor)> {
+        let kept = grad.broadcast_mul(&self.keep)?;
+        let thoughts = grad.broadcast_mul(&self.slot)?.sum(1)?;
+        Ok((kept, thoughts))
+    }
+}
+
+impl Batch {
+    /// The thought passes, in order (none unless thoughts are fed back).
+    pub(crate) fn thought_passes(&self) -> Result<Vec<ThoughtPass>> {
+        if !self.feeds_back {
+            return Ok(Vec::new());
+        }
+        let (b, t) = self.ids.dims2()?;
+        let device = self.ids.device();
+        let most = self.thoughts.iter().copied().max().unwrap_or(0);
+        (0..most)
+            .map(|j| {
+                let has = |i: usize| self.thoughts[i] > j;
+                let end = (0..b)
+                    .filter(|&i| has(i))
+                    .map(|i| self.first_thoughts[i] + j)
+                    .max()
+                    .unwrap_or(1);
+                let sources: Vec<u32> = (0..b)
+                    .map(|i| (i * end + (self.first_thoughts[i] + j - 1).min(end - 1)) as u32)
+                    .collect();
+                let mut slot = vec![0f32; b * t];
+                for (i, first) in self.first_thoughts.iter().enumerate() {
+                    if has(i) {
+                        slot[i * t + first + j] = 1.0;
+                    }
+                }
+                let slot = Tensor::from_vec(slot, (b, t, 1), device)?; // (B, T, 1)
+                Ok(ThoughtPass {
+                    end,
+                    sources: Tensor::new(sources.as_slice(), device)?,
+                    keep: slot.affine(-1.0, 1.0)?,
+                    slot,
+                })
+            })
+            .collect()
+    }
 }
 
 /// Logits `(N, V)` of the outputs that predict the batch's N target tokens.
@@ -202,24 +251,53 @@ fn predicted_logits(model: &Gpt, batch: &Batch, hidden: &Tensor) -> Result<Tenso
 /// The batch's loss (a scalar tensor): the mean cross-entropy over its target tokens, or as
 /// [`Batch::weigh`] weighed them, plus the weighted thought-output norms.
 pub fn loss(model: &Gpt, batch: &Batch) -> Result<Tensor> {
-    let hidden = hidden_states(model, batch)?; // (B, T, C)
-    let logits = predicted_logits(model, batch, &hidden)?; // (N, V)
-    let mut loss = match &batch.target_weights {
-        None => candle_nn::loss::cross_entropy(&logits, &batch.targets)?,
+    loss_of_hidden(model, batch, &hidden_states(model, batch)?)
+}
+
+/// [`loss`] from the batch's final hidden states `(B, T, C)`.
+fn loss_of_hidden(model: &Gpt, batch: &Batch, hidden: &Tensor) -> Result<Tensor> {
+    let loss = target_loss(model, batch, hidden, 0..batch.targets.dim(0)?)?;
+    Ok(match thought_norm_loss(batch, hidden)? {
+        Some(norms) => (loss + norms)?,
+        None => loss,
+    })
+}
+
+/// The share of [`loss`]'s cross-entropy that the targets `range` (of the batch's N) make,
+/// weighed as the whole loss weighs them (the mean's 1/N included), from the final hidden
+/// states `(B, T, C)`: the loss's head can be computed a part of the targets at a time.
+pub(crate) fn target_loss(
+    model: &Gpt,
+    batch: &Batch,
+    hidden: &Tensor,
+    range: std::ops::Range<usize>,
+) -> Result<Tensor> {
+    let n = batch.targets.dim(0)?;
+    let (b, t, c) = hidden.dims3()?;
+    let predictors = batch.predictors.narrow(0, range.start, range.len())?;
+    let rows = hidden.reshape((b * t, c))?.index_select(&predictors, 0)?; // (n, C)
+    let targets = batch.targets.narrow(0, range.start, range.len())?;
+    let log_p = candle_nn::ops::log_softmax(&model.logits(&rows)?, D::Minus1)?
+        .gather(&targets.unsqueeze(1)?, 1)?; // (n, 1)
+    Ok(match &batch.target_weights {
+        // candle's cross_entropy (the mean over the targets), written out for a share of them.
+        None => log_p.sum_all()?.affine(-1.0 / n as f64, 0.0)?,
         Some(w) => {
-            let log_p = candle_nn::ops::log_softmax(&logits, D::Minus1)?
-                .gather(&batch.targets.unsqueeze(1)?, 1)?
-                .squeeze(1)?; // (N)
-            (log_p * w)?.sum_all()?.neg()?
+            let w = w.narrow(0, range.start, range.len())?;
+            (log_p.squeeze(1)? * w)?.sum_all()?.neg()?
         }
+    })
+}
+
+/// The weighted thought-output norms of [`loss`] (the seed's term), if the batch has any.
+pub(crate) fn thought_norm_loss(batch: &Batch, hidden: &Tensor) -> Result<Option<Tensor>> {
+    let Some((rows, weights)) = &batch.norm_rows else {
+        return Ok(None);
     };
-    if let Some((rows, weights)) = &batch.norm_rows {
-        let (b, t, c) = hidden.dims3()?;
-        let outputs = hidden.reshape((b * t, c))?.index_select(rows, 0)?; // (K, C)
-        let norms = outputs.sqr()?.sum(1)?.sqrt()?; // (K)
-        loss = (loss + (norms * weights)?.sum_all()?)?;
-    }
-    Ok(loss)
+    let (b, t, c) = hidden.dims3()?;
+    let outputs = hidden.reshape((b * t, c))?.index_select(rows, 0)?; // (K, C)
+    let norms = outputs.sqr()?.sum(1)?.sqrt()?; // (K)
+    Ok(Some((norms * weights)?.sum_all()?))
 }
 
 #[cfg(test)]

@@ -28,8 +28,7 @@
 
 use crate::checkpoint::{self, Progress, StageRecord};
 use crate::draws::epoch_order;
-use crate::learner::Learner;
-use crate::model::Precision;
+use crate::learner::{CandleSettings, Learner};
 use crate::objective::Objective;
 use crate::optim::{clip_scale, AdamWConfig};
 use crate::run_dir::MetricsLog;
@@ -138,13 +137,10 @@ pub struct FinetuneRecipe {
     /// `None`: every stage runs its epochs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub early_stop: Option<EarlyStop>,
-    /// The dtype of the training steps' matrix products (the candle model only).
-    #[serde(default, skip_serializing_if = "is_f32")]
-    pub precision: Precision,
-}
-
-fn is_f32(p: &Precision) -> bool {
-    *p == Precision::F32
+    /// The candle model's precision and activation checkpointing (files hold their fields
+    /// `precision` and `activation_checkpointing` beside the others; absent: f32, off).
+    #[serde(flatten)]
+    pub candle: CandleSettings,
 }
 
 impl FinetuneRecipe {
@@ -174,7 +170,7 @@ impl FinetuneRecipe {
             checkpoint_every: 200,
             order: LatentOrder::Last,
             early_stop: None,
-            precision: Precision::F32,
+            candle: CandleSettings::default(),
         }
     }
 
@@ -483,7 +479,7 @@ impl<'a> FinetuneRun<'a> {
             adamw,
             device,
             request.cpu_shards,
-            file.recipe.precision,
+            file.recipe.candle,
         )?;
         let checkpoint = checkpoint_path(request);
         let mut progress = Progress::default();
@@ -704,7 +700,7 @@ fn recipe_file(request: &FinetuneRequest) -> Result<RecipeFile> {
         request.run_dir.display()
     );
     recipe.validate()?;
-    crate::learner::check_precision(request.cpu_shards, recipe.precision)?;
+    recipe.candle.check(request.cpu_shards)?;
     let dir = open_init(init)?;
     let init_stage = match init_stage {
         Some(id) => dir.manifest.stage(id)?.id.clone(),

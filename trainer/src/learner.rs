@@ -23,6 +23,7 @@ use coconut_core::skeleton::tensor_specs;
 use coconut_core::tokenizer::Tokenizer;
 use coconut_core::weights::ModelWeights;
 use coconut_core::{Problem, Stage};
+use serde::{Deserialize, Serialize};
 
 /// The model being trained and its optimizer on one engine: what one training step changes.
 pub enum Learner {
@@ -30,11 +31,48 @@ pub enum Learner {
     Candle(Box<CandleLearner>),
 }
 
+/// How the candle model trains, beyond the recipe's numbers: settings that change its speed and
+/// memory, not (beyond float rounding) its steps.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CandleSettings {
+    /// The dtype of the training steps' matrix products (validation runs the f32 model).
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub precision: Precision,
+    /// Recompute each block's activations in the backward pass instead of keeping them
+    /// ([`crate::recompute`]): one block's at a time held, one more forward a step.
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub activation_checkpointing: bool,
+}
+
+fn is_default<T: Default + PartialEq>(value: &T) -> bool {
+    *value == T::default()
+}
+
+impl CandleSettings {
+    /// Refuses settings of the candle model for the CPU engine (when `cpu_shards` is given).
+    pub fn check(&self, cpu_shards: Option<usize>) -> Result<()> {
+        if cpu_shards.is_none() {
+            return Ok(());
+        }
+        ensure!(
+            self.precision == Precision::F32,
+            "the CPU engine computes in f32; {} products are a setting of the candle model \
+             (--device cuda, or --engine candle)",
+            self.precision
+        );
+        ensure!(
+            !self.activation_checkpointing,
+            "activation checkpointing is a setting of the candle model (--device cuda, or \
+             --engine candle); the CPU engine keeps its activations"
+        );
+        Ok(())
+    }
+}
+
 /// The candle model and its optimizer.
 pub struct CandleLearner {
     model: Gpt,
-    /// The dtype of the training steps' matrix products (validation runs the f32 model).
-    precision: Precision,
+    settings: CandleSettings,
     optimizer: AdamW,
     /// The gradient of the last `compute`, until `apply`.
     grads: Option<GradStore>,
@@ -53,9 +91,14 @@ impl CandleLearner {
 
     /// The loss of `batch`, its gradient added to the one kept (a micro-batch).
     fn accumulate(&mut self, batch: Batch) -> Result<f64> {
-        let loss_t = loss(&self.model.autocast(self.precision)?, &batch)?;
-        let loss = loss_t.to_scalar::<f32>()? as f64;
-        let g = loss_t.backward()?;
+        let model = self.model.autocast(self.settings.precision)?;
+        let (loss, g) = if self.settings.activation_checkpointing {
+            crate::recompute::loss_and_grads(&model, &batch)?
+        } else {
+            let loss_t = loss(&model, &batch)?;
+            (loss_t.to_scalar::<f32>()?, loss_t.backward()?)
+        };
+        let loss = loss as f64;
         self.grads = Some(match self.grads.take() {
             None => g,
             Some(mut kept) => {
@@ -73,35 +116,26 @@ impl CandleLearner {
     }
 }
 
-/// Refuses a precision the engine chosen (the CPU engine when `cpu_shards` is given) lacks.
-pub fn check_precision(cpu_shards: Option<usize>, precision: Precision) -> Result<()> {
-    ensure!(
-        cpu_shards.is_none() || precision == Precision::F32,
-        "the CPU engine computes in f32; {precision} products are a setting of the candle model \
-         (--device cuda, or --engine candle)"
-    );
-    Ok(())
-}
-
 impl Learner {
     /// The run's initial model (seeded) on the engine `config` chooses for `device`.
     pub fn new(config: &TrainConfig, device: &Device) -> Result<Learner> {
         let weights = init_weights(&config.model, config.seed);
         let shards = config.uses_cpu_engine(device).then_some(config.cpu_shards);
-        Learner::from_weights(&weights, config.adamw(), device, shards, Precision::F32)
+        let candle = CandleSettings::default();
+        Learner::from_weights(&weights, config.adamw(), device, shards, candle)
     }
 
     /// A learner of `weights` with fresh optimizer state: the CPU engine with `cpu_shards`
-    /// shards when given (f32 only), the candle model on `device` with its products at
-    /// `precision` otherwise.
+    /// shards when given (with `candle` the defaults), the candle model on `device` with
+    /// `candle` otherwise.
     pub fn from_weights(
         weights: &ModelWeights,
         adamw: AdamWConfig,
         device: &Device,
         cpu_shards: Option<usize>,
-        precision: Precision,
+        candle: CandleSettings,
     ) -> Result<Learner> {
-        check_precision(cpu_shards, precision)?;
+        candle.check(cpu_shards)?;
         if let Some(shards) = cpu_shards {
             let engine = CpuTrainer::new(weights, adamw, shards)?;
             Ok(Learner::Cpu(Box::new(engine)))
@@ -110,7 +144,7 @@ impl Learner {
             let optimizer = AdamW::new(model.named_vars(), adamw)?;
             Ok(Learner::Candle(Box::new(CandleLearner {
                 model,
-                precision,
+                settings: candle,
                 optimizer,
                 grads: None,
             })))
@@ -446,7 +480,7 @@ mod tests {
         for shards in [Some(2), None] {
             let adamw = TrainConfig::default().adamw();
             let mut learner =
-                Learner::from_weights(&weights, adamw, &Device::Cpu, shards, Precision::F32)
+                Learner::from_weights(&weights, adamw, &Device::Cpu, shards, Default::default())
                     .unwrap();
             let flat = learner.flat_params().unwrap();
             let total: usize = tensor_specs(&model)
@@ -475,10 +509,31 @@ mod tests {
                 "a refused set changes nothing"
             );
         }
-        let adamw = TrainConfig::default().adamw();
-        let refused =
-            Learner::from_weights(&weights, adamw, &Device::Cpu, Some(2), Precision::Bf16);
-        let e = refused.err().expect("bf16 on the CPU engine").to_string();
-        assert!(e.contains("the CPU engine computes in f32"), "{e}");
+        for (candle, says) in [
+            (
+                CandleSettings {
+                    precision: Precision::Bf16,
+                    ..CandleSettings::default()
+                },
+                "the CPU engine computes in f32",
+            ),
+            (
+                CandleSettings {
+                    activation_checkpointing: true,
+                    ..CandleSettings::default()
+                },
+                "the CPU engine keeps its activations",
+            ),
+        ] {
+            let adamw = TrainConfig::default().adamw();
+            let refused = Learner::from_weights(&weights, adamw, &Device::Cpu, Some(2), candle);
+            let e = refused
+                .err()
+                .expect("refused on the CPU engine")
+                .to_string();
+            assert!(e.contains(says), "{e}");
+            let adamw = TrainConfig::default().adamw();
+            Learner::from_weights(&weights, adamw, &Device::Cpu, None, candle).unwrap();
+        }
     }
 }

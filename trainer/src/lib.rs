@@ -48,6 +48,7 @@ pub mod patching;
 pub mod plot;
 pub mod probe;
 pub mod provenance;
+pub mod recompute;
 pub mod run_dir;
 pub mod run_lock;
 pub mod seed;

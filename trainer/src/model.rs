@@ -305,13 +305,34 @@ impl Gpt {
         position_ids: Option<&Tensor>,
         mut cache: Option<&mut KvCache>,
     ) -> Result<Tensor> {
-        let (b, t, c) = embeds.dims3()?;
+        let (_, t, c) = embeds.dims3()?;
         ensure!(
             c == self.config.n_embd,
             "input width {c}, model width {}",
             self.config.n_embd
         );
         let offset = cache.as_ref().map_or(0, |k| k.len);
+        let mut x = self.block_input(embeds, position_ids, offset)?; // (B, T, C)
+        let mask = causal_mask(t, offset, &self.device)?; // (T, offset + T) or none
+        for l in 0..self.blocks.len() {
+            let layer_cache = cache.as_deref_mut().map(|k| &mut k.layers[l]);
+            x = self.block(l, &x, mask.as_ref(), layer_cache)?;
+        }
+        if let Some(k) = cache {
+            k.len += t;
+        }
+        self.final_norm(&x)
+    }
+
+    /// The first block's input `(B, T, C)`: input embeddings `(B, T, C)` plus their positions'
+    /// (`position_ids` `(B, T)`, or the sequence positions from `offset`).
+    pub(crate) fn block_input(
+        &self,
+        embeds: &Tensor,
+        position_ids: Option<&Tensor>,
+        offset: usize,
+    ) -> Result<Tensor> {
+        let (b, t, c) = embeds.dims3()?;
         ensure!(
             offset + t <= self.config.n_positions,
             "positions {}..{} exceed the model's {} positions",
@@ -319,7 +340,7 @@ impl Gpt {
             offset + t,
             self.config.n_positions
         );
-        let mut x = match position_ids {
+        Ok(match position_ids {
             None => embeds.broadcast_add(&self.wpe.narrow(0, offset, t)?)?, // (B, T, C)
             Some(ids) => {
                 ensure!(ids.dims2()? == (b, t), "position ids must be (B, T)");
@@ -329,19 +350,27 @@ impl Gpt {
                     .reshape((b, t, c))?;
                 (embeds + pos)? // (B, T, C)
             }
-        };
-        let mask = causal_mask(t, offset, &self.device)?; // (T, offset + T) or none
-        for (l, block) in self.blocks.iter().enumerate() {
-            let layer_cache = cache.as_deref_mut().map(|k| &mut k.layers[l]);
-            let a = self.attention(block, &block.ln_1.forward(&x)?, mask.as_ref(), layer_cache)?;
-            x = (x + a)?;
-            let h = crate::ops::gelu(&block.c_fc.forward(&block.ln_2.forward(&x)?)?)?; // (B, T, 4C)
-            x = (&x + block.mlp_proj.forward(&h)?)?;
-        }
-        if let Some(k) = cache {
-            k.len += t;
-        }
-        self.ln_f.forward(&x)
+        })
+    }
+
+    /// Block `l` on its input `x` `(B, T, C)`: its output `(B, T, C)`.
+    pub(crate) fn block(
+        &self,
+        l: usize,
+        x: &Tensor,
+        mask: Option<&Tensor>,
+        cache: Option<&mut Option<(Tensor, Tensor)>>,
+    ) -> Result<Tensor> {
+        let block = &self.blocks[l];
+        let a = self.attention(block, &block.ln_1.forward(x)?, mask, cache)?;
+        let x = (x + a)?;
+        let h = crate::ops::gelu(&block.c_fc.forward(&block.ln_2.forward(&x)?)?)?; // (B, T, 4C)
+        Ok((&x + block.mlp_proj.forward(&h)?)?)
+    }
+
+    /// The final LayerNorm of the last block's output: the hidden states.
+    pub(crate) fn final_norm(&self, x: &Tensor) -> Result<Tensor> {
+        self.ln_f.forward(x)
     }
 
     /// Causal multi-head self-attention of `x` `(B, T, C)` (already normalized): `(B, T, C)`.
@@ -395,7 +424,7 @@ impl Gpt {
 
 /// An additive mask `(T, offset + T)`: 0 where query `offset + i` may see key `j <= offset + i`,
 /// -inf elsewhere. None when a single query sees everything cached.
-fn causal_mask(t: usize, offset: usize, device: &Device) -> Result<Option<Tensor>> {
+pub(crate) fn causal_mask(t: usize, offset: usize, device: &Device) -> Result<Option<Tensor>> {
     if t == 1 {
         return Ok(None);
     }

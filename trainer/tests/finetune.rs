@@ -12,7 +12,6 @@ use coconut_trainer::finetune::{
     cosine_with_warmup, finetune, EarlyStop, FinetuneRecipe, FinetuneRequest, FinetuneStart,
 };
 use coconut_trainer::import::{import, ImportRequest, Source};
-use coconut_trainer::model::Precision;
 use coconut_trainer::train::{Outcome, Silent};
 use std::path::{Path, PathBuf};
 
@@ -489,9 +488,14 @@ fn micro_batches_sum_to_the_batch_gradient() {
     assert!(e < 1e-6, "gradient relative error {e}");
 
     for cpu in [Some(2), None] {
-        let mut learner =
-            Learner::from_weights(&weights, adamw.clone(), &Device::Cpu, cpu, Precision::F32)
-                .unwrap();
+        let mut learner = Learner::from_weights(
+            &weights,
+            adamw.clone(),
+            &Device::Cpu,
+            cpu,
+            Default::default(),
+        )
+        .unwrap();
         let got = learner
             .compute_in_parts(&refs, true, &objective, 3)
             .unwrap();
