@@ -98,6 +98,7 @@ impl CandleLearner {
             let loss_t = loss(&model, &batch)?;
             (loss_t.to_scalar::<f32>()?, loss_t.backward()?)
         };
+        let g = crate::optim::detached(g);
         let loss = loss as f64;
         self.grads = Some(match self.grads.take() {
             None => g,

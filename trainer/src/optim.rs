@@ -6,7 +6,7 @@
 
 use anyhow::{Context, Result};
 use candle_core::backprop::GradStore;
-use candle_core::{Tensor, Var};
+use candle_core::{Tensor, TensorId, Var};
 use serde::{Deserialize, Serialize};
 
 /// AdamW's settings.
@@ -129,6 +129,20 @@ pub fn lr_at(step: u64, total: u64, peak: f64, warmup: u64, min_ratio: f64) -> f
     let progress = ((step - warm) as f64 / (total.saturating_sub(warm)).max(1) as f64).min(1.0);
     let floor = peak * min_ratio;
     floor + 0.5 * (peak - floor) * (1.0 + (std::f64::consts::PI * progress).cos())
+}
+
+/// `grads` with every gradient detached. candle's backward returns gradients that still hold
+/// the forward graph they came from (a weight's gradient is a product with the activations), so
+/// a kept store would keep every activation of the step alive until the update, and each
+/// micro-batch's beside the next.
+pub fn detached(mut grads: GradStore) -> GradStore {
+    let ids: Vec<TensorId> = grads.get_ids().copied().collect();
+    for id in ids {
+        if let Some(g) = grads.get_id(id).map(Tensor::detach) {
+            grads.insert_id(id, g);
+        }
+    }
+    grads
 }
 
 #[cfg(test)]

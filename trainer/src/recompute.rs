@@ -15,6 +15,7 @@
 
 use crate::batch::{target_loss, thought_norm_loss, Batch};
 use crate::model::{causal_mask, Gpt};
+use crate::optim::detached;
 use anyhow::{Context, Result};
 use candle_core::backprop::GradStore;
 use candle_core::{Tensor, Var};
@@ -57,7 +58,7 @@ fn loss_and_grads_by(model: &Gpt, batch: &Batch, loss_rows: usize) -> Result<(f3
     for share in shares.chain(norms) {
         let Some(share) = share? else { continue };
         loss += share.to_scalar::<f32>()? as f64;
-        let mut step = share.backward()?;
+        let mut step = detached(share.backward()?);
         let g = take(&mut step, &hidden)?;
         grad = Some(match grad {
             Some(sum) => (sum + g)?,
@@ -81,8 +82,10 @@ fn loss_and_grads_by(model: &Gpt, batch: &Batch, loss_rows: usize) -> Result<(f3
         grad = (kept + input_grad.pad_with_zeros(1, 0, t - pass.end)?)?;
     }
     // The token embeddings the passes started from.
-    let embedded = (model.embed(&batch.ids)? * grad)?.sum_all()?;
-    grads.extend(embedded.backward()?)?;
+    let embedded = (model.embed(&batch.ids)? * &grad)?.sum_all()?;
+    let mut step = detached(embedded.backward()?);
+    step.remove(&grad);
+    grads.extend(step)?;
     Ok((loss as f32, grads))
 }
 
@@ -137,7 +140,8 @@ impl KeptPass {
 }
 
 /// The gradient reaching `input` when `grad` reaches `f(input)`, `f` recomputed with a graph
-/// from `input` as a leaf; the parameters' gradients are added to `grads`.
+/// from `input` as a leaf; the parameters' gradients are added to `grads`. Every gradient is
+/// detached as it comes, so no block's recomputed activations outlive its step.
 fn through(
     grads: &mut GradStore,
     input: &Tensor,
@@ -145,8 +149,9 @@ fn through(
     f: impl FnOnce(&Tensor) -> Result<Tensor>,
 ) -> Result<Tensor> {
     let leaf = Var::from_tensor(input)?;
-    let mut step = (f(leaf.as_tensor())? * grad)?.sum_all()?.backward()?;
+    let mut step = detached((f(leaf.as_tensor())? * grad)?.sum_all()?.backward()?);
     let input_grad = take(&mut step, &leaf)?;
+    step.remove(grad); // candle also gives the constant factor one
     grads.extend(step)?;
     Ok(input_grad)
 }
