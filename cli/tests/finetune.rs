@@ -48,21 +48,23 @@ fn train_init_fine_tunes_the_stand_in_and_eval_reads_its_stages() {
         "--out",
         s(&init),
     ]));
-    let train = |extra: &[&str]| {
+    // `train --init` of the stand-in with `recipe`, into a run directory and a weights folder.
+    let fine_tune = |recipe: &str, run: &Path, out: &Path, extra: &[&str]| {
         let mut args = vec![
             "train",
             "--init",
             s(&init),
             "--recipe",
-            "seed",
+            recipe,
             "--run-dir",
-            s(&run),
+            s(run),
             "--out",
-            s(&out),
+            s(out),
         ];
         args.extend_from_slice(extra);
         coconut(&args)
     };
+    let train = |extra: &[&str]| fine_tune("seed", &run, &out, extra);
     refused(
         &train(&["--positions", "coupled", "--layers", "2"]),
         "--positions, --layers shape this project's own curriculum",
@@ -138,21 +140,7 @@ fn train_init_fine_tunes_the_stand_in_and_eval_reads_its_stages() {
         &train(&["--until-val", "99"]),
         "the seed's recipe trains each stage its epochs",
     );
-    let lab = |extra: &[&str]| {
-        let mut args = vec![
-            "train",
-            "--init",
-            s(&init),
-            "--recipe",
-            "coconut-lab",
-            "--run-dir",
-            s(&lab_run),
-            "--out",
-            s(&lab_out),
-        ];
-        args.extend_from_slice(extra);
-        coconut(&args)
-    };
+    let lab = |extra: &[&str]| fine_tune("coconut-lab", &lab_run, &lab_out, extra);
     refused(&lab(&["--val-every", "0"]), "validation every 0 steps");
     let done = lab(&[
         "--stages",
@@ -218,15 +206,6 @@ fn train_init_fine_tunes_the_stand_in_and_eval_reads_its_stages() {
     let (bf16_run, bf16_out) = (dir.path().join("bf16-run"), dir.path().join("bf16-out"));
     let bf16 = |extra: &[&str]| {
         let mut args = vec![
-            "train",
-            "--init",
-            s(&init),
-            "--recipe",
-            "seed",
-            "--run-dir",
-            s(&bf16_run),
-            "--out",
-            s(&bf16_out),
             "--stages",
             "0,2",
             "--steps",
@@ -237,7 +216,7 @@ fn train_init_fine_tunes_the_stand_in_and_eval_reads_its_stages() {
             "4",
         ];
         args.extend_from_slice(extra);
-        coconut(&args)
+        fine_tune("seed", &bf16_run, &bf16_out, &args)
     };
     refused(&bf16(&["--precision", "fp16"]), "f32 or bf16");
     refused(
