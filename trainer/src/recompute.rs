@@ -45,9 +45,35 @@ fn loss_and_grads_by(model: &Gpt, batch: &Batch, loss_rows: usize) -> Result<(f3
     }
     let last = KeptPass::new(model, &embeds, &batch.positions)?;
 
-    // Backward: the loss from the final hidden states, its head a few targets at a time (their
-    // logits, N x vocabulary, outweigh a GPT-2's activations), then pass after pass in reverse.
-    let hidden = Var::from_tensor(&last.output)?;
+    // Backward: the loss from the final hidden states, then pass after pass in reverse.
+    let (loss, grad, mut grads) = loss_backward(model, batch, &last.output, loss_rows)?;
+    let mut grad = last.backward(model, &grad, &mut grads)?; // of the last pass's input embeddings
+    for (pass, prefix) in passes.iter().zip(&prefixes).rev() {
+        let (kept, thoughts) = pass.feed_backward(&grad)?; // (B, T, C), (B, C)
+        let output_grad = Tensor::zeros((b * pass.end, c), thoughts.dtype(), thoughts.device())?
+            .index_add(&pass.sources, &thoughts, 0)?
+            .reshape((b, pass.end, c))?;
+        let input_grad = prefix.backward(model, &output_grad, &mut grads)?; // (B, end, C)
+        grad = (kept + input_grad.pad_with_zeros(1, 0, t - pass.end)?)?;
+    }
+    // The token embeddings the passes started from.
+    let embedded = (model.embed(&batch.ids)? * &grad)?.sum_all()?;
+    let mut step = detached(embedded.backward()?);
+    step.remove(&grad);
+    grads.extend(step)?;
+    Ok((loss as f32, grads))
+}
+
+/// The loss from the final hidden states `(B, T, C)`, its gradient with respect to them and the
+/// parameters' (the head's); the head `loss_rows` targets at a time, since their logits (N x
+/// vocabulary) outweigh a GPT-2's activations.
+fn loss_backward(
+    model: &Gpt,
+    batch: &Batch,
+    hidden: &Tensor,
+    loss_rows: usize,
+) -> Result<(f64, Tensor, GradStore)> {
+    let hidden = Var::from_tensor(hidden)?;
     let n = batch.targets.dim(0)?;
     let shares = (0..n).step_by(loss_rows).map(|start| {
         let range = start..(start + loss_rows).min(n);
@@ -69,24 +95,10 @@ fn loss_and_grads_by(model: &Gpt, batch: &Batch, loss_rows: usize) -> Result<(f3
             None => grads = Some(step),
         }
     }
-    let (Some(grad), Some(mut grads)) = (grad, grads) else {
-        anyhow::bail!("a batch without targets has no loss");
-    };
-    let mut grad = last.backward(model, &grad, &mut grads)?; // of the last pass's input embeddings
-    for (pass, prefix) in passes.iter().zip(&prefixes).rev() {
-        let (kept, thoughts) = pass.feed_backward(&grad)?; // (B, T, C), (B, C)
-        let output_grad = Tensor::zeros((b * pass.end, c), thoughts.dtype(), thoughts.device())?
-            .index_add(&pass.sources, &thoughts, 0)?
-            .reshape((b, pass.end, c))?;
-        let input_grad = prefix.backward(model, &output_grad, &mut grads)?; // (B, end, C)
-        grad = (kept + input_grad.pad_with_zeros(1, 0, t - pass.end)?)?;
+    match (grad, grads) {
+        (Some(grad), Some(grads)) => Ok((loss, grad, grads)),
+        _ => anyhow::bail!("a batch without targets has no loss"),
     }
-    // The token embeddings the passes started from.
-    let embedded = (model.embed(&batch.ids)? * &grad)?.sum_all()?;
-    let mut step = detached(embedded.backward()?);
-    step.remove(&grad);
-    grads.extend(step)?;
-    Ok((loss as f32, grads))
 }
 
 /// Targets whose logits are held at once (a GPT-2's 50,257-token rows: 26 MB).
