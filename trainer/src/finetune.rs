@@ -13,7 +13,8 @@
 //! are one batch of 16 here, averaged per example: the same gradient in one pass.
 //!
 //! Not reproduced: dropout (0.1 in the seed; the engines have none) and fp16 autocast (f32
-//! here); the data order (PyTorch's `randperm`) is this trainer's own seeded shuffle.
+//! here, or bf16 products with `precision`); the data order (PyTorch's `randperm`) is this
+//! trainer's own seeded shuffle.
 //!
 //! `coconut-lab` changes three things and keeps the rest, so that a difference in the result
 //! is one of them: the *first* `k` steps are thoughts ([`LatentOrder::First`]); the loss is on
