@@ -29,15 +29,9 @@ fn curriculum_flags(args: &TrainArgs) -> Vec<&'static str> {
         ("--thought-noise", args.thought_noise.is_some()),
         ("--ema-decay", args.ema_decay.is_some()),
         ("--val-confirm", args.val_confirm.is_some()),
-        ("--stage-lr", args.stage_lr.is_some()),
-        ("--stage-mix", args.stage_mix.is_some()),
-        ("--stage-until-val", args.stage_until_val.is_some()),
-        ("--stage-repeat-nines", args.stage_repeat_nines.is_some()),
-        ("--stage-seed", args.stage_seed.is_some()),
-        (
-            "--stage-max-operand-pad",
-            args.stage_max_operand_pad.is_some(),
-        ),
+    ];
+    let per_stage = args.stage_settings().map(|(name, s)| (name, s.is_some()));
+    let rest = [
         ("--warmup-steps", args.warmup_steps.is_some()),
         ("--n-train", args.n_train.is_some()),
         ("--max-digits", args.max_digits.is_some()),
@@ -48,6 +42,8 @@ fn curriculum_flags(args: &TrainArgs) -> Vec<&'static str> {
     ];
     given
         .iter()
+        .chain(&per_stage)
+        .chain(&rest)
         .filter(|(_, set)| *set)
         .map(|(name, _)| *name)
         .collect()

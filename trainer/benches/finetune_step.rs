@@ -104,8 +104,8 @@ fn parse() -> Result<Args> {
     Ok(args)
 }
 
-/// The system allocator, counting the bytes live and their peak: what the step held at most,
-/// as PyTorch's `max_memory_allocated` counts it, whatever the allocator keeps besides (the
+/// The system allocator, counting the bytes live and their peak: what the process held at
+/// most (model set-up, warm-up and timed steps), as PyTorch's `max_memory_allocated` counts it, whatever the allocator keeps besides (the
 /// resident figure below includes glibc's kept free memory, which depends on the order of
 /// allocations more than on their sizes).
 struct Counting;

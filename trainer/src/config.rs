@@ -83,6 +83,16 @@ impl StagePlan {
         self.max_operand_pad.unwrap_or(config.max_operand_pad)
     }
 
+    /// The widest operand padding any layout of this stage is written with in a run with
+    /// `config`: its own draws, the earlier stages' mixed in, or inference's.
+    pub fn widest_operand_pad(&self, config: &TrainConfig) -> usize {
+        [self.operand_pad_max(config), config.max_operand_pad]
+            .into_iter()
+            .chain(config.positions.operand_pad())
+            .max()
+            .unwrap_or(0)
+    }
+
     /// The stage's data mixing probability in a run with `config`.
     pub fn mixing(&self, config: &TrainConfig) -> f64 {
         self.mix.unwrap_or(config.mix)
@@ -475,11 +485,7 @@ impl TrainConfig {
         let widest_pad = self
             .stages
             .iter()
-            .map(|plan| plan.operand_pad_max(self))
-            .chain([
-                self.max_operand_pad,
-                self.positions.operand_pad().unwrap_or(0),
-            ])
+            .map(|plan| plan.widest_operand_pad(self))
             .max()
             .unwrap_or(0);
         Positions::new(self.positions, self.latent_order)?;

@@ -98,11 +98,7 @@ impl StageDraws {
         let problems = self.order.1[start..end].to_vec();
         let key = |stream| stream_key(stream, self.seed, self.stage_index, step);
         let own_max = plan.operand_pad_max(config);
-        let widest = [own_max, config.max_operand_pad]
-            .into_iter()
-            .chain(config.positions.operand_pad())
-            .max()
-            .unwrap_or(0);
+        let widest = plan.widest_operand_pad(config);
         let (n, columns) = (problems.len(), config.data.max_digits + widest + 1);
         let earlier = mixed_in(
             plan.mixing(config),

@@ -79,8 +79,9 @@ pub struct ColumnIds {
 
 /// A stage's position ids with the options of their scheme, as the manifest's stage entries and
 /// training configurations write them: flat fields `positions` (written when coupled),
-/// `ids_ahead` (written when true) and `operand_pad` (written when set). Ahead ids or padded operands with absolute ids are
-/// refused when a file is read ([`PositionIds::from_fields`]), so no value of this type holds them.
+/// `ids_ahead` (written when true) and `operand_pad` (written when set). Ahead ids or padded
+/// operands with absolute ids are refused when a file is read ([`PositionIds::from_fields`]), so
+/// no value of this type holds them.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(try_from = "PositionFields", into = "PositionFields")]
 pub enum PositionIds {
