@@ -474,7 +474,7 @@ impl Session {
         };
         let slots = match why_not {
             Some(_) => 0,
-            None => thoughts.min(loaded.stage.thoughts()),
+            None => thoughts.min(loaded.stage.most_thoughts(trained)),
         };
         EditScope { slots, why_not }
     }
@@ -841,13 +841,15 @@ mod tests {
     #[test]
     fn edits_exist_where_coconut_intervene_makes_them() {
         let s = shipped(&["stage5"]);
-        let short = s
-            .solve_reference("stage5", &Problem::new(347, 285), true)
-            .unwrap();
-        // 3 columns: 4 thoughts, each editable.
+        let p = Problem::new(347, 285);
+        let short = s.solve_reference("stage5", &p, true).unwrap();
+        // Every thought of a trained length is editable: one per column the stage writes (3,
+        // and its padding) and one for the carry column.
+        let stage = s.manifest.stage_of(s.manifest.stage("stage5").unwrap());
+        assert!(stage.thoughts_of(&p) >= 4);
         assert_eq!(
             (short.edits.slots, short.edits.why_not.as_deref()),
-            (4, None)
+            (stage.thoughts_of(&p), None)
         );
         let long = Problem::new(314159, 271828);
         let view = s.solve_reference("stage5", &long, true).unwrap();
@@ -875,7 +877,14 @@ mod tests {
         let s = shipped(&["stage5"]);
         let p = Problem::new(347, 285);
         let edited = s.solve_edited("stage5", &p, "0=flip:0").unwrap();
-        assert_eq!(edited.answer.as_deref(), Some("0632"));
+        // The coupled layout writes a digit per column and the carry column: 632 with leading
+        // zeros (0632, or 000632 with two columns of padding).
+        let columns = s
+            .manifest
+            .stage_of(s.manifest.stage("stage5").unwrap())
+            .columns_for(&p);
+        let written = format!("{:0>width$}", 632, width = columns + 1);
+        assert_eq!(edited.answer.as_deref(), Some(written.as_str()));
         assert!(edited.correct && edited.verdict.correct);
         assert_eq!(edited.verdict.reads.as_deref(), Some("632"));
         assert_eq!(edited.edited_correct, edited.edited_verdict.correct);
@@ -894,15 +903,37 @@ mod tests {
         let mut s = shipped(&["stage1", "stage5"]);
         let p = Problem::new(347, 285);
         let view = |s: &Session, id| s.solve_reference(id, &p, false).unwrap().flips;
-        let stage1 = view(&s, "stage1").unwrap();
-        assert_eq!(
-            (stage1.most, stage1.most_slot, stage1.most_column),
-            (74.0, 0, 0)
-        );
-        let stage5 = view(&s, "stage5").unwrap();
-        assert!(stage5.most < 1.0, "{}", stage5.most);
-        assert_eq!(stage5.rows.len(), 20);
-        assert_eq!(stage5.digits, 4);
+        // What the file says, read apart from the session: each stage's rows and its largest
+        // effect.
+        let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../weights");
+        let file: Vec<serde_json::Value> =
+            serde_json::from_str(&std::fs::read_to_string(dir.join("eval/flips.json")).unwrap())
+                .unwrap();
+        let rows_of = |id: &str| -> Vec<&serde_json::Value> {
+            file.iter().filter(|r| r["stage"] == id).collect()
+        };
+        for id in ["stage1", "stage5"] {
+            let shown = view(&s, id).unwrap();
+            let rows = rows_of(id);
+            let most = rows
+                .iter()
+                .max_by(|x, y| {
+                    let share = |r: &serde_json::Value| r["as_the_carry_would"].as_f64().unwrap();
+                    share(x).total_cmp(&share(y))
+                })
+                .unwrap();
+            assert_eq!(
+                (shown.most, shown.most_slot as u64, shown.most_column as u64),
+                (
+                    most["as_the_carry_would"].as_f64().unwrap(),
+                    most["slot"].as_u64().unwrap(),
+                    most["column"].as_u64().unwrap()
+                ),
+                "{id}"
+            );
+            assert_eq!(shown.rows.len(), rows.len(), "{id}");
+            assert_eq!(shown.digits, 4);
+        }
         // Rows measured on other probes (another probe accuracy) are not these weights'.
         let mut rows: Vec<FlipEffect> = s.flips.clone();
         rows.iter_mut()

@@ -141,6 +141,16 @@ fn coupled(s: &StageEntry) -> bool {
     !s.positions.is_absolute()
 }
 
+/// How a stage with padded operands writes the question: its zeros are columns too.
+fn padding(s: &StageEntry) -> String {
+    s.positions.operand_pad().map_or(String::new(), |k| {
+        format!(
+            " (the question's operands get {} of leading zeros, each a column too)",
+            plural(k, "more column")
+        )
+    })
+}
+
 fn about(s: &StageEntry, k: usize, all_latent: bool, manifest: &Manifest) -> String {
     let c = manifest.thoughts_per_step;
     let test = s
@@ -158,9 +168,10 @@ fn about(s: &StageEntry, k: usize, all_latent: bool, manifest: &Manifest) -> Str
     let what = match s.kind {
         StageKind::NoCot => "Writes the answer right after the question: no steps, no thoughts.".into(),
         StageKind::Pause if coupled(s) => format!(
-            "{} per column and as many for the carry column, each fed the same fixed <latent> \
-             embedding (nothing is fed back), then the answer.",
-            plural(c, "extra position")
+            "{} per column{} and as many for the carry column, each fed the same fixed \
+             <latent> embedding (nothing is fed back), then the answer.",
+            plural(c, "extra position"),
+            padding(s)
         ),
         StageKind::Pause => format!(
             "{}, each fed the same fixed <latent> embedding (nothing is fed back), then the answer.",
@@ -168,10 +179,11 @@ fn about(s: &StageEntry, k: usize, all_latent: bool, manifest: &Manifest) -> Str
         ),
         _ if k == 0 => "Writes every column as a step, then the answer.".into(),
         _ if all_latent && coupled(s) => format!(
-            "Every step happens in continuous thoughts, {c} per column and as many for the carry \
-             column, so a longer problem gets more ({} for the longest trained problems); nothing \
-             is written before the answer.",
-            s.thoughts
+            "Every step happens in continuous thoughts, {c} per column{} and as many for the \
+             carry column, so a longer problem gets more ({} for the longest trained problems); \
+             nothing is written before the answer.",
+            padding(s),
+            manifest.stage_of(s).most_thoughts(manifest.max_digits)
         ),
         _ if all_latent => format!(
             "Every step happens in continuous thoughts ({}, {} per step); nothing is written \
@@ -219,10 +231,17 @@ mod tests {
         assert!(last.all_latent && last.kind == "latent" && last.k == 5);
         // Coupled ids: the thoughts follow the problem's columns.
         assert_eq!(last.label, "Stage 5: all latent (1 thought per column)");
-        assert!(last.about.starts_with(
-            "Every step happens in continuous thoughts, 1 per column and as many for the carry \
-             column, so a longer problem gets more (5 for the longest trained problems)"
-        ));
+        let entry = dir.manifest.stage("stage5").unwrap();
+        let padded = entry.positions.operand_pad().map_or(String::new(), |k| {
+            format!(" (the question's operands get {k} more columns of leading zeros, each a column too)")
+        });
+        let head =
+            format!(
+            "Every step happens in continuous thoughts, 1 per column{padded} and as many for the \
+             carry column, so a longer problem gets more ({} for the longest trained problems)",
+            dir.manifest.stage_of(entry).most_thoughts(dir.manifest.max_digits)
+        );
+        assert!(last.about.starts_with(&head), "{}", last.about);
         assert!(last
             .about
             .contains("% of 5000 held-out problems of 1 to 4 digits right (greedy)."));

@@ -703,12 +703,16 @@ impl Manifest {
             ))
             .into());
         }
-        if probes.slots() > entry.thoughts {
+        // The most a trained problem has: with coupled ids its padded columns count too (a
+        // padded all-latent stage thinks more than its `thoughts`, an unpadded one's steps).
+        let slots = entry
+            .thoughts
+            .max(self.stage_of(entry).most_thoughts(self.max_digits));
+        if probes.slots() > slots {
             return Err(refuse(format!(
-                "probes for {} thought slots, stage {} has {}",
+                "probes for {} thought slots, stage {} has at most {slots}",
                 probes.slots(),
                 entry.id,
-                entry.thoughts
             ))
             .into());
         }
@@ -1213,11 +1217,11 @@ mod tests {
     fn a_stage_s_probes_are_verified_and_must_fit_the_stage_and_the_model() {
         use crate::probes::{Probe, ProbeDtype, ProbeScore, Quantity};
         let (_, mut m) = int8_stage();
-        let probes = |slots: usize, column: usize, width: usize| {
+        let probes_of = |stage: &str, slots: usize, column: usize, width: usize| {
             let mut p = ThoughtProbes::default();
             for slot in 0..slots {
                 p.scores.push(ProbeScore {
-                    stage: "stage2".into(),
+                    stage: stage.into(),
                     slot,
                     column,
                     quantity: Quantity::Carry,
@@ -1236,8 +1240,10 @@ mod tests {
             }
             p.to_safetensors(ProbeDtype::F16)
         };
+        let probes = |slots, column, width| probes_of("stage2", slots, column, width);
         let with = |m: &mut Manifest, bytes: &[u8]| {
-            m.stages[0].probes = Some(FileEntry::describe("stage2.probes.safetensors", bytes));
+            let file = format!("{}.probes.safetensors", m.stages[0].id);
+            m.stages[0].probes = Some(FileEntry::describe(&file, bytes));
             m.stage_probes(&m.stages[0], bytes)
                 .map(|p| p.map(|p| p.slots()))
         };
@@ -1249,9 +1255,29 @@ mod tests {
         let c = m.model.n_embd;
         assert_eq!(with(&mut m, &probes(2, 4, c)).unwrap(), Some(2));
         let refused = |m: &mut Manifest, bytes: Vec<u8>| with(m, &bytes).unwrap_err().to_string();
-        assert!(refused(&mut m, probes(3, 0, c)).contains("3 thought slots, stage stage2 has 2"));
+        assert!(refused(&mut m, probes(3, 0, c))
+            .contains("3 thought slots, stage stage2 has at most 2"));
         assert!(refused(&mut m, probes(1, 5, c)).contains("column 5"));
         assert!(refused(&mut m, probes(1, 0, c + 1)).contains("the model's is"));
+        // An all-latent stage with padded operands thinks its padded columns too: a 4-digit
+        // problem padded by 1 has 6 thoughts, one more than the stage's 5 steps.
+        let mut padded = m.clone();
+        padded.stages[0] = StageEntry {
+            id: "stage5".into(),
+            kind: StageKind::Latent { k: 5 },
+            thoughts: 5,
+            positions: PositionIds::Coupled(ColumnIds {
+                ahead: true,
+                operand_pad: Some(1),
+            }),
+            ..padded.stages[0].clone()
+        };
+        assert_eq!(
+            with(&mut padded, &probes_of("stage5", 6, 0, c)).unwrap(),
+            Some(6)
+        );
+        assert!(refused(&mut padded, probes_of("stage5", 7, 0, c))
+            .contains("7 thought slots, stage stage5 has at most 6"));
         // The manifest's checksum is checked before parsing.
         let good = probes(1, 0, c);
         with(&mut m, &good).unwrap();
