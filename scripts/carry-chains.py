@@ -32,15 +32,17 @@ for _ in range(draws):
 problems = sorted(problems)
 lines = "".join(f"{a} + {b}\n" for a, b in problems)
 
-def matches(answer, a, b):
+def matches(answer, a, b, pad):
     """The sum written plainly, or with the leading zeros of a coupled stage's answer (columns + 1
-    digits; docs/positions.md), as `coconut eval` counts it."""
+    digits, the `pad` columns of padded operands among them; docs/positions.md and
+    docs/data-format.md), as `coconut eval` counts it."""
     plain = str(a + b)
-    columns = max(len(str(a)), len(str(b)))
+    columns = max(len(str(a)), len(str(b))) + pad
     return (answer is not None and len(plain) <= len(answer) <= columns + 1
             and answer.endswith(plain) and set(answer[:len(answer) - len(plain)]) <= {"0"})
 
 manifest = json.load(open(os.path.join(folder, "manifest.json")))
+pads = {s["id"]: s.get("operand_pad") or 0 for s in manifest["stages"]}
 print(f"{len(problems)} distinct problems from {draws} draws")
 print("| stage | wrong | of | examples |")
 print("|---|---|---|---|")
@@ -51,6 +53,6 @@ for stage in (s["id"] for s in manifest["stages"]):
     for line in out.splitlines():
         solved = json.loads(line)
         a, b = map(int, solved["input"].split(" + "))
-        if not matches(solved["answer"], a, b):
+        if not matches(solved["answer"], a, b, pads[stage]):
             wrong.append(f"`{a} + {b}` -> {solved['answer']}")
     print(f"| {stage} | {len(wrong)} | {len(problems)} | {', '.join(wrong[:3])} |")

@@ -5,8 +5,8 @@
 # A curriculum stage whose f32 file keeps the product's promise (>= 99.9% of the test problems)
 # and whose int8 file does not ships in f16 instead (evaluated the same way), so quantization
 # never breaks the promise.
-# The evaluations (f32 and int8, JSON) and the thought probes' scores go to weights/eval/ for the
-# model card, the training curves to weights/curves/.
+# The evaluations (f32 and int8, JSON), the thought probes' scores and the patching and carry-flip
+# measurements go to weights/eval/ for the model card, the training curves to weights/curves/.
 # Usage: bash scripts/ship-weights.sh CURRICULUM_RUN NOCOT_RUN PAUSE_RUN
 #   STAGES="stage0 stage2 ..." (default: every stage file of the curriculum run), EVAL_N (5000),
 #   EVAL_OOD (1000), EVAL_LONGER (e.g. 6,8: also sets of 6- and 8-digit operands), EVAL_PAIRS
@@ -76,20 +76,33 @@ wait
 
 dtypes=()
 for job in "${jobs_list[@]}"; do dtypes+=("$(ship_dtype $job)"); done
-# Only what this script writes is replaced: eval/'s subfolders hold the experiments' figures.
-rm -rf "$OUT"/*.safetensors "$OUT"/manifest.json "$OUT"/tokenizer.json "$OUT"/eval/*.json "$OUT"/eval/*.txt "$OUT"/curves/*.svg
-mkdir -p "$OUT/eval" "$OUT/curves"
+# The folder is assembled apart (export refuses a folder of other files without a manifest, and
+# a failure here leaves $OUT as it was), then only what this script writes is replaced in $OUT:
+# its README.md and eval/'s subfolders hold the model card and the experiments' figures.
+folder=$work/folder
+mkdir -p "$folder"
 i=0
 for job in "${jobs_list[@]}"; do
   set -- $job
   dtype=${dtypes[$i]}
   i=$((i + 1))
-  "$BIN" export --run-dir "$1" --stage "$2" --format "$dtype" --eval "$evals/$dtype-$2.json" --out "$OUT" > /dev/null
+  "$BIN" export --run-dir "$1" --stage "$2" --format "$dtype" --eval "$evals/$dtype-$2.json" --out "$folder" > /dev/null
 done
-cp "$evals"/*.json "$OUT/eval/"
+mkdir -p "$folder/eval"
+cp "$evals"/*.json "$folder/eval/"
 # The thoughts' probes (digit and carry per column, f16), listed in the manifest for the page and
 # `coconut intervene`; fitted on 5,000 training problems, scored on 5,000 held-out ones.
-"$BIN" probe --weights "$OUT" --ship --json "$OUT/eval/probes.json" > "$OUT/eval/probes.txt"
+"$BIN" probe --weights "$folder" --ship --json "$folder/eval/probes.json" > "$folder/eval/probes.txt"
+# What the thoughts do (weights/README.md, "What the thoughts hold"): patching each thought from
+# another problem's, and flipping each column's carry probe, on 1,000 held-out problems per stage.
+# The page shows a flip's measured effect from flips.json.
+"$BIN" intervene --weights "$folder" --measure 1000 --measure-json "$folder/eval/patching.json" \
+  > "$folder/eval/patching.txt"
+"$BIN" intervene --weights "$folder" --measure-flips 1000 --measure-json "$folder/eval/flips.json" \
+  > "$folder/eval/flips.txt"
+rm -rf "$OUT"/*.safetensors "$OUT"/manifest.json "$OUT"/tokenizer.json "$OUT"/eval/*.json "$OUT"/eval/*.txt "$OUT"/curves/*.svg
+mkdir -p "$OUT/eval" "$OUT/curves"
+cp -r "$folder"/. "$OUT"/
 "$BIN" plot --run-dir "$curriculum" --out "$OUT/curves/curriculum.svg" > /dev/null
 "$BIN" plot --run-dir "$nocot" --out "$OUT/curves/nocot.svg" > /dev/null
 "$BIN" plot --run-dir "$pause" --out "$OUT/curves/pause.svg" > /dev/null
