@@ -1,16 +1,21 @@
 #!/usr/bin/env bash
 # Trains the shipped weights from scratch on this machine's CPU and ships them into weights/:
 #  1. the curriculum, stages 0..5, one layer, one continuous thought per step (c = 1), with
-#     coupled position ids ahead (docs/positions.md: each column's tokens share an
-#     id, columns start at a random offset up to 24 and are spaced by random gaps of 0-3, training
-#     answers get 0-2 extra leading zeros), so that the all-latent stage adds longer numbers than
-#     it trained on (weights/README.md); each stage ends once greedy accuracy on 2,000 validation
-#     problems reaches 99.9% (checked every 250 steps), stages 4 and 5 once it reaches 100%, and
-#     each takes at most 8, 4, 12, 12, 10, 14 epochs;
-#  2. the two baselines (no chain of thought, pause thoughts), with the same model and ids, each
-#     given as many optimizer steps as the whole curriculum took, so the comparison is fair;
-#  3. scripts/ship-weights.sh: f32 and int8 evaluations on the 5,000 test problems and on 1,000
-#     problems each of 5, 6, 7 and 8 digits (every length the page then accepts), int8 export
+#     coupled position ids ahead (docs/positions.md: each column's tokens share an id, columns
+#     start at a random offset up to 24 and are spaced by random gaps of 0-3 ids, training
+#     answers get 0-2 extra leading zeros), both operands written with 2-6 extra leading zeros
+#     (0-14 in the all-latent stage, so its chain of thoughts is trained as long as a 16-digit
+#     problem's), carry chains drawn 3 more times per column in stages 4 and 5, and the weights'
+#     moving average (EMA 0.995) evaluated and kept, so that the all-latent stage adds longer
+#     numbers than it trained on, every mix of lengths (weights/README.md); stages 0-4 end once
+#     greedy accuracy on 2,000 validation problems reaches 100% twice in a row (checked every
+#     250 steps), stage 5 trains all its epochs; each takes at most 8, 8, 12, 12, 10, 7 epochs;
+#  2. the two baselines (no chain of thought, pause thoughts), with the same model, ids and data
+#     as the all-latent stage (its padding and carry chains), each given as many optimizer steps
+#     as the whole curriculum took, so the comparison is fair;
+#  3. scripts/ship-weights.sh: f32 and int8 evaluations on the 5,000 test problems, on 1,000
+#     problems each of 5, 6, 7 and 8 digits, and on every operand-length pair whose longer
+#     operand has 5 to 8 digits (200 each: the page's notes and accepted lengths), int8 export
 #     (f16 for a stage int8 would take below 99.9%), manifest, probes, curves.
 # Each run resumes from its checkpoint if the script is started again.
 # Usage: bash scripts/cpu-train.sh [RUNS_DIR]   (default runs/cpu)
@@ -31,23 +36,36 @@ train() { # run-dir, then train flags
   fi
 }
 
-model=(--seed 3 --layers 1 --positions coupled --max-position-offset 24 --n-positions 160
-  --ids-ahead --max-column-gap 3 --max-answer-pad 2)
-train "$runs/curriculum" "${model[@]}" --thoughts-per-step 1 --epochs 8,4,12,12,10,14 \
-  --until-val 99.9 --stage-until-val stage4=100,stage5=100 --val-every 250 --val-problems 2000
+model=(--seed 4 --layers 1 --positions coupled --max-position-offset 24 --n-positions 160
+  --ids-ahead --max-column-gap 3 --max-answer-pad 2 --operand-pad 2 --max-operand-pad 4
+  --ema-decay 0.995)
+train "$runs/curriculum" "${model[@]}" --thoughts-per-step 1 --epochs 8,8,12,12,10,7 \
+  --until-val 99.9 --stage-until-val stage0=100,stage1=100,stage2=100,stage3=100,stage4=100,stage5=off \
+  --val-every 250 --val-problems 2000 --val-confirm 2 --stage-repeat-nines stage4=3,stage5=3 \
+  --stage-max-operand-pad stage5=14
 
-# The curriculum's optimizer steps, as epochs of the baselines' (same) training set.
+# The curriculum's optimizer steps, as epochs of the baselines' training set: the all-latent
+# stage's (its carry chains repeated), whose length in steps the curriculum's last stage shows,
+# since it trains all its epochs.
 epochs=$(python3 - "$runs/curriculum" <<'PY'
-import json, math, sys
+import json, sys
 run = sys.argv[1]
 config = json.load(open(f"{run}/config.json"))
-steps = max(json.loads(l).get("step", 0) for l in open(f"{run}/metrics.jsonl") if l.startswith("{"))
-per_epoch = math.ceil(config["data"]["n_train"] / config["batch_size"])
-print(f"{steps / per_epoch:.4f}")
+last = config["stages"][-1]
+steps = {}
+for line in open(f"{run}/metrics.jsonl"):
+    record = json.loads(line)
+    if "stage" in record and "step" in record:
+        steps[record["stage"]] = max(steps.get(record["stage"], 0), record["step"])
+before = max((s for k, s in steps.items() if k != last["stage"]), default=0)
+per_epoch = (steps[last["stage"]] - before) / last["epochs"]
+print(f"{steps[last['stage']] / per_epoch:.4f}")
 PY
 )
 echo "baselines: $epochs epochs each (the curriculum's steps)"
-train "$runs/nocot" "${model[@]}" --stages nocot --epochs "$epochs" --val-problems 2000
-train "$runs/pause" "${model[@]}" --stages pause --thoughts-per-step 1 --epochs "$epochs" --val-problems 2000
+train "$runs/nocot" "${model[@]}" --stages nocot --epochs "$epochs" --val-problems 2000 \
+  --stage-repeat-nines nocot=3 --stage-max-operand-pad nocot=14
+train "$runs/pause" "${model[@]}" --stages pause --thoughts-per-step 1 --epochs "$epochs" \
+  --val-problems 2000 --stage-repeat-nines pause=3 --stage-max-operand-pad pause=14
 
 EVAL_LONGER=6,7,8 bash scripts/ship-weights.sh "$runs/curriculum" "$runs/nocot" "$runs/pause"

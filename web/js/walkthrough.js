@@ -23,7 +23,9 @@ export function chapters(manifest) {
   // With coupled position ids a problem gets thoughts per column (and one for the carry column),
   // so a count is only ever said for the chapter's own problem.
   const coupled = (id) => manifest.stages.find((s) => s.id === id)?.positions === 'coupled';
-  const columns = (problem) => Math.max(...problem.map((x) => x.length));
+  // A stage with padded operands writes (and thinks) `operand_pad` more columns above them.
+  const columns = (id, problem) =>
+    Math.max(...problem.map((x) => x.length)) + (manifest.stages.find((s) => s.id === id)?.operand_pad ?? 0);
   const list = [
     {
       title: 'The task',
@@ -65,7 +67,7 @@ export function chapters(manifest) {
     list.push({
       title: 'All in its head',
       text: `In the last stage no step is written any more: the question, <i>&lt;bot&gt;</i>, ${coupled(last)
-        ? `${c} thought${c === 1 ? '' : 's'} per column and as many for the carry (${c * (columns(lastProblem) + 1)} for this problem)`
+        ? `${c} thought${c === 1 ? '' : 's'} per column and as many for the carry (${c * (columns(last, lastProblem) + 1)} for this problem)`
         : `${plural(thoughts[last], 'thought')} (${c} per step)`}, then straight to the answer. Select a thought and look at the inspector: the LM head shows what
         it would say if it were forced to speak; the similarity shows which digit embeddings it resembles.`,
       stage: last,
@@ -107,12 +109,12 @@ export function chapters(manifest) {
     if (test) {
       list.push({
         title: 'Where not thinking fails',
-        text: `5555 + 4445 = 10000 carries through every column. Among random problems such chains are rare (each
-          column has to sum to exactly 9 or 10), so a high score on them hides it: the baseline without thinking gets
-          ${test.greedy.toFixed(2)}% of ${test.n} random test problems right, yet writes a wrong answer here. Press
-          <b>Compare all stages</b> to see which stages carry it through.`,
+        text: `9990 + 10 = 10000 carries from the tens through every column above. Among random problems such chains
+          are rare (each column has to sum to exactly 9 or 10), so a high score on them hides it: the baseline without
+          thinking gets ${test.greedy.toFixed(2)}% of ${test.n} random test problems right, yet writes a wrong answer
+          here. Press <b>Compare all stages</b> to see which stages carry it through.`,
         stage: nocot,
-        problem: ['5555', '4445'],
+        problem: ['9990', '10'],
         failure: true,
       });
     }
