@@ -14,7 +14,7 @@ import path from 'node:path';
 import { createRequire } from 'node:module';
 import {
   DIST, openPage, pageUrl, readManifest, solveCli, interveneCli, measureCli, waitForAnswer, position,
-  controlWeights, hasShippedWeights, TIMEOUT, serverAndBrowser, answerMatches,
+  controlWeights, hasShippedWeights, TIMEOUT, serverAndBrowser, cliRight,
 } from './harness.mjs';
 import { startServer } from './serve.mjs';
 
@@ -403,16 +403,16 @@ describe(`the classroom page (${weights.label} weights)`, () => {
     for (const s of shipped.stages) {
       const cli = solveCli(path.join(DIST, 'weights'), s.id, problems);
       for (const [a, b] of problems) {
-        const answer = cli.get(`${a} + ${b}`).answer;
-        if (!answerMatches(answer, a, b)) wrong.push(`${s.id}: ${a}+${b} -> ${answer}`);
+        const line = cli.get(`${a} + ${b}`);
+        if (!cliRight(line, a, b)) wrong.push(`${s.id}: ${a}+${b} -> ${line.answer}`);
       }
     }
     for (const c of chapters) {
       const [a, b] = c.problem.map(Number);
-      const answer = solveCli(path.join(DIST, 'weights'), c.stage, [[a, b]]).get(`${a} + ${b}`).answer;
+      const line = solveCli(path.join(DIST, 'weights'), c.stage, [[a, b]]).get(`${a} + ${b}`);
       // A chapter about a failure must show one; every other chapter a right answer.
-      if (answerMatches(answer, a, b) === c.failure) {
-        wrong.push(`chapter on ${c.stage}${c.failure ? ' (labelled a failure)' : ''}: ${a}+${b} -> ${answer}`);
+      if (cliRight(line, a, b) === c.failure) {
+        wrong.push(`chapter on ${c.stage}${c.failure ? ' (labelled a failure)' : ''}: ${a}+${b} -> ${line.answer}`);
       }
     }
     assert.deepEqual(wrong, [], 'every example and chapter problem is answered right (the labelled failures wrong)');
@@ -421,8 +421,8 @@ describe(`the classroom page (${weights.label} weights)`, () => {
       const [problem, stage] = o.value.split('@');
       const [a, b] = problem.split('+').map(Number);
       assert.match(o.text, /failure.*wrong/, `${o.value} is labelled as a failure`);
-      const answer = solveCli(path.join(DIST, 'weights'), stage, [[a, b]]).get(`${a} + ${b}`).answer;
-      assert.ok(!answerMatches(answer, a, b), `${o.text}: ${stage} answers ${answer}`);
+      const line = solveCli(path.join(DIST, 'weights'), stage, [[a, b]]).get(`${a} + ${b}`);
+      assert.ok(!cliRight(line, a, b), `${o.text}: ${stage} answers ${line.answer}`);
     }
   });
 

@@ -5,7 +5,7 @@ import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import {
   serverAndBrowser, pageUrl, readManifest, solveCli, waitForAnswer, armAnswer,
-  assertSameAsCli, setText, position, controlWeights, TOKEN_KINDS, TIMEOUT, answerMatches,
+  assertSameAsCli, setText, position, controlWeights, TOKEN_KINDS, TIMEOUT, cliRight,
 } from './harness.mjs';
 
 const weights = controlWeights();
@@ -334,7 +334,7 @@ describe(`controls (${weights.label} weights, stage ${thoughtStage.id})`, () => 
     }));
     const problems = JSON.parse(await page.evaluate(() => window.coconut.testProblems(100)));
     const cli = solveCli(weights.dir, thoughtStage.id, problems);
-    const right = problems.filter(([a, b]) => answerMatches(cli.get(`${a} + ${b}`).answer, a, b)).length;
+    const right = problems.filter(([a, b]) => cliRight(cli.get(`${a} + ${b}`), a, b)).length;
     assert.equal(r.n, '100', '#test-result data-n');
     assert.equal(Number(r.correct), right, `page ${r.correct} right, coconut solve ${right} (${r.text})`);
     assert.match(r.text, /on the WebGPU engine/, r.text);

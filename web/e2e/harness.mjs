@@ -288,12 +288,12 @@ export async function armAnswer(page) {
 }
 
 /**
- * Waits until #answer is done for the problem a + b (its data-text starts with "a + b =") or
- * ends in error, or the page's loading failed; returns readAnswer's object. With armed, only
- * after a change since armAnswer.
+ * Waits until #answer is done for the problem a + b (its data-text starts with "a + b =", the
+ * operands with a padded stage's leading zeros) or ends in error, or the page's loading failed;
+ * returns readAnswer's object. With armed, only after a change since armAnswer.
  */
 export async function waitForAnswer(page, a, b, { timeout = TIMEOUT, armed = false } = {}) {
-  const prefix = a === undefined ? null : `${a} + ${b} =`;
+  const prefix = a === undefined ? null : `^0*${a} \\+ 0*${b} =`;
   try {
     await page.waitForFunction(
       ({ prefix, armed }) => {
@@ -304,7 +304,7 @@ export async function waitForAnswer(page, a, b, { timeout = TIMEOUT, armed = fal
         if (armed && !window.__e2eChanged) return false;
         const s = el.getAttribute('data-state');
         if (s === 'error') return true;
-        return s === 'done' && (prefix === null || (el.getAttribute('data-text') ?? '').startsWith(prefix));
+        return s === 'done' && (prefix === null || new RegExp(prefix).test(el.getAttribute('data-text') ?? ''));
       },
       { prefix, armed },
       { timeout, polling: 50 },
@@ -316,26 +316,42 @@ export async function waitForAnswer(page, a, b, { timeout = TIMEOUT, armed = fal
   return readAnswer(page);
 }
 
-/** Asserts that the page's answer equals the oracle's (`coconut solve --json`) for a + b. */
 /**
  * Whether `answer` (digits as `coconut solve` reports them) is a + b: written plainly, or with the
- * leading zeros of a coupled stage's columns + 1 digits (core's `layout::answer_matches`).
+ * leading zeros of a coupled stage's answer, at most `width` digits (core's
+ * `layout::answer_matches`): the question's columns and the carry column, a padded stage's
+ * padding among them ([answerWidth] of the line's text).
  */
-export function answerMatches(answer, a, b) {
+export function answerMatches(answer, a, b, width = Math.max(String(a).length, String(b).length) + 1) {
   if (answer === null || answer === undefined || !/^[0-9]+$/.test(answer)) return false;
   const plain = String(BigInt(a) + BigInt(b));
-  const columns = Math.max(String(a).length, String(b).length);
-  return answer.length >= plain.length && answer.length <= columns + 1 && answer.endsWith(plain)
+  return answer.length >= plain.length && answer.length <= width && answer.endsWith(plain)
     && /^0*$/.test(answer.slice(0, answer.length - plain.length));
 }
 
+/**
+ * The most digits an answer may have, read from the question as a `coconut solve --json` or
+ * `intervene --json` line's `text` writes it ("00347 + 00285 = ..." with two columns of padding):
+ * its operands' written width and the carry column.
+ */
+export function answerWidth(text) {
+  const question = String(text).split(' = ')[0];
+  return Math.max(...question.split(' + ').map((x) => x.trim().length)) + 1;
+}
+
+/** answerMatches for a `coconut solve --json` line: its answer, at its question's width. */
+export function cliRight(line, a, b) {
+  return answerMatches(line.answer, a, b, answerWidth(line.text));
+}
+
+/** Asserts that the page's answer equals the oracle's (`coconut solve --json`) for a + b. */
 export function assertSameAsCli(seen, cli, a, b, label) {
   assert.ok(!('error' in cli), `${label}: coconut refused ${a} + ${b}: ${cli.error}`);
   assert.equal(seen.status, 'ready', `${label}: #status data-state (text: ${seen.statusText})`);
   assert.equal(seen.state, 'done', `${label}: #answer data-state (#error: ${JSON.stringify(seen.error)})`);
   assert.equal(seen.answer, cli.answer ?? '', `${label}: #answer text (coconut answer ${JSON.stringify(cli.answer)})`);
   assert.equal(seen.text, cli.text, `${label}: #answer data-text`);
-  const correct = answerMatches(cli.answer, a, b);
+  const correct = cliRight(cli, a, b);
   assert.equal(seen.correct, String(correct), `${label}: #answer data-correct`);
   assert.equal(seen.error, '', `${label}: #error must be empty after a valid solve`);
 }

@@ -13,7 +13,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import {
   DIST, COCONUT, openPage, pageUrl, typedUrl, pageParams, readManifest, solveCli, interveneCli, waitForAnswer,
-  hasShippedWeights, answerMatches, serverAndBrowser, TIMEOUT, FIXTURE_MOUNT,
+  hasShippedWeights, answerMatches, answerWidth, cliRight, serverAndBrowser, TIMEOUT, FIXTURE_MOUNT,
 } from './harness.mjs';
 
 const shipped = hasShippedWeights();
@@ -87,10 +87,11 @@ describe('the page tells the truth about every problem it accepts (shipped weigh
     const { session, page } = await open({ a, b, stage: allLatent.id, patch: '0=flip:0' });
     await page.waitForSelector('#edit-result[data-state=done]', { state: 'attached' });
     const text = await page.textContent('#edit-result');
-    const mark = (answer) => (answerMatches(answer, a, b) ? '✓' : '✗');
+    const width = answerWidth(cli.text);
+    const mark = (answer) => (answerMatches(answer, a, b, width) ? '✓' : '✗');
     assert.ok(text.includes(`as trained ${cli.answer} ${mark(cli.answer)}`), text);
     assert.ok(text.includes(`answers ${cli.edited_answer ?? '(nothing)'} ${mark(cli.edited_answer)}`), text);
-    assert.equal(await page.getAttribute('#edit-result', 'data-correct'), String(answerMatches(cli.edited_answer, a, b)));
+    assert.equal(await page.getAttribute('#edit-result', 'data-correct'), String(answerMatches(cli.edited_answer, a, b, width)));
     assert.equal(await page.getAttribute('#answer', 'data-correct'), 'true');
     const reads = String(a + b);
     const note = await page.textContent('#answer-note');
@@ -140,7 +141,7 @@ describe('the page tells the truth about every problem it accepts (shipped weigh
   it('4: beyond the trained lengths, probes read without a score ("not measured for this length") and no edit is offered', async () => {
     const [a, b] = [314159, 271828];
     const cli = solveCli(DIR, allLatent.id, [[a, b]]).get(`${a} + ${b}`);
-    assert.ok(answerMatches(cli.answer, a, b), `the README's problem is answered right: ${cli.answer}`);
+    assert.ok(cliRight(cli, a, b), `the README's problem is answered right: ${cli.answer}`);
     const { session, page } = await open({ a, b, stage: allLatent.id });
     const thoughts = await page.$$('#timeline .tok[data-kind="thought"]');
     assert.equal(thoughts.length, cli.thoughts);

@@ -141,14 +141,13 @@ fn coupled(s: &StageEntry) -> bool {
     !s.positions.is_absolute()
 }
 
-/// How a stage with padded operands writes the question: its zeros are columns too.
-fn padding(s: &StageEntry) -> String {
-    s.positions.operand_pad().map_or(String::new(), |k| {
-        format!(
-            " (the question's operands get {} of leading zeros, each a column too)",
-            plural(k, "more column")
-        )
-    })
+/// A stage with padded operands writes (and thinks) its columns of leading zeros too. Short:
+/// the page shows this text above the answer on a first visit.
+fn padding(s: &StageEntry) -> &'static str {
+    match s.positions.operand_pad() {
+        Some(_) => " (padding included)",
+        None => "",
+    }
 }
 
 fn about(s: &StageEntry, k: usize, all_latent: bool, manifest: &Manifest) -> String {
@@ -180,10 +179,11 @@ fn about(s: &StageEntry, k: usize, all_latent: bool, manifest: &Manifest) -> Str
         _ if k == 0 => "Writes every column as a step, then the answer.".into(),
         _ if all_latent && coupled(s) => format!(
             "Every step happens in continuous thoughts, {c} per column{} and as many for the \
-             carry column, so a longer problem gets more ({} for the longest trained problems); \
-             nothing is written before the answer.",
+             carry column: {} for a {}-digit problem, more for a longer one; nothing is written \
+             before the answer.",
             padding(s),
-            manifest.stage_of(s).most_thoughts(manifest.max_digits)
+            manifest.stage_of(s).most_thoughts(manifest.max_digits),
+            manifest.max_digits
         ),
         _ if all_latent => format!(
             "Every step happens in continuous thoughts ({}, {} per step); nothing is written \
@@ -232,14 +232,14 @@ mod tests {
         // Coupled ids: the thoughts follow the problem's columns.
         assert_eq!(last.label, "Stage 5: all latent (1 thought per column)");
         let entry = dir.manifest.stage("stage5").unwrap();
-        let padded = entry.positions.operand_pad().map_or(String::new(), |k| {
-            format!(" (the question's operands get {k} more columns of leading zeros, each a column too)")
-        });
-        let head =
-            format!(
+        let padded = match entry.positions.operand_pad() {
+            Some(_) => " (padding included)",
+            None => "",
+        };
+        let head = format!(
             "Every step happens in continuous thoughts, 1 per column{padded} and as many for the \
-             carry column, so a longer problem gets more ({} for the longest trained problems)",
-            dir.manifest.stage_of(entry).most_thoughts(dir.manifest.max_digits)
+             carry column: {} for a 4-digit problem, more for a longer one",
+            dir.manifest.stage_of(entry).most_thoughts(4)
         );
         assert!(last.about.starts_with(&head), "{}", last.about);
         assert!(last

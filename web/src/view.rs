@@ -155,8 +155,8 @@ pub fn verdict(problem: &Problem, answer: Option<&str>, columns: usize) -> Verdi
             if columns > problem.columns() {
                 format!(
                     "{written} is {reads}: this stage writes the operands with {columns} digits \
-                     (leading zeros filling them), and the model writes one digit per column and \
-                     one for a final carry ({width} here), so the sum starts with zeros."
+                     (leading zeros), and the sum with a digit per column and one for a final \
+                     carry ({width} here)."
                 )
             } else {
                 format!(
