@@ -3,9 +3,9 @@
 #  1. the curriculum, stages 0..5, one layer, one continuous thought per step (c = 1), with
 #     coupled position ids ahead (docs/positions.md: each column's tokens share an id, columns
 #     start at a random offset up to 24 and are spaced by random gaps of 0-3 ids, training
-#     answers get 0-2 extra leading zeros), both operands written with 2-6 extra leading zeros
-#     (0-14 in the all-latent stage, so its chain of thoughts is trained as long as a 16-digit
-#     problem's), carry chains drawn 3 more times per column in stages 4 and 5, and the weights'
+#     answers get 0-2 extra leading zeros), both operands written with 2 extra leading zeros
+#     (in training 0-4, and 0-14 in the all-latent stage, so its chain of thoughts is trained as
+#     long as a 16-digit problem's), carry chains drawn 3 more times per column in stages 4 and 5, and the weights'
 #     moving average (EMA 0.995) evaluated and kept, so that the all-latent stage adds longer
 #     numbers than it trained on, every mix of lengths (weights/README.md); stages 0-4 end once
 #     greedy accuracy on 2,000 validation problems reaches 100% twice in a row (checked every
