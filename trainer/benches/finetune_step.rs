@@ -105,9 +105,9 @@ fn parse() -> Result<Args> {
 }
 
 /// The system allocator, counting the bytes live and their peak: what the process held at
-/// most (model set-up, warm-up and timed steps), as PyTorch's `max_memory_allocated` counts it, whatever the allocator keeps besides (the
-/// resident figure below includes glibc's kept free memory, which depends on the order of
-/// allocations more than on their sizes).
+/// most (model set-up, warm-up and timed steps), as PyTorch's `max_memory_allocated` counts it,
+/// whatever the allocator keeps besides (the resident figure below includes glibc's kept free
+/// memory, which depends on the order of allocations more than on their sizes).
 struct Counting;
 
 static LIVE: AtomicUsize = AtomicUsize::new(0);

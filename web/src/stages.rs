@@ -232,13 +232,10 @@ mod tests {
         // Coupled ids: the thoughts follow the problem's columns.
         assert_eq!(last.label, "Stage 5: all latent (1 thought per column)");
         let entry = dir.manifest.stage("stage5").unwrap();
-        let padded = match entry.positions.operand_pad() {
-            Some(_) => " (padding included)",
-            None => "",
-        };
         let head = format!(
-            "Every step happens in continuous thoughts, 1 per column{padded} and as many for the \
+            "Every step happens in continuous thoughts, 1 per column{} and as many for the \
              carry column: {} for a 4-digit problem, more for a longer one",
+            padding(entry),
             dir.manifest.stage_of(entry).most_thoughts(4)
         );
         assert!(last.about.starts_with(&head), "{}", last.about);
