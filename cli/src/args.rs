@@ -205,6 +205,11 @@ pub struct TrainArgs {
     /// fraction of the thought's root mean square (an experiment; CPU engine only).
     #[arg(long, allow_negative_numbers = true, value_parser = limits::noise)]
     pub thought_noise: Option<f64>,
+    /// GPT-2's dropout in training: the probability that an element of the input embeddings
+    /// or of a block's attention or MLP output is zeroed (CPU engine only; attention
+    /// probabilities are not dropped).
+    #[arg(long, allow_negative_numbers = true, value_parser = limits::dropout)]
+    pub dropout: Option<f64>,
     /// Keep a moving average of the weights within each stage with this decay (e.g. 0.999):
     /// validation, each stage's weights and the next stage's start are the average's.
     #[arg(long, allow_negative_numbers = true, value_parser = limits::decay)]
@@ -236,6 +241,9 @@ pub struct TrainArgs {
     /// stages mixed into this one, keep --max-operand-pad).
     #[arg(long, value_delimiter = ',', value_parser = |s: &str| stage_setting(s, id_spread))]
     pub stage_max_operand_pad: Option<Vec<StageSetting>>,
+    /// A stage's own --dropout, e.g. stage5=0.1 (the others keep --dropout).
+    #[arg(long, value_delimiter = ',', value_parser = |s: &str| stage_setting(s, limits::dropout))]
+    pub stage_dropout: Option<Vec<StageSetting>>,
     /// AdamW's weight decay, 0 to 1.
     #[arg(long, allow_negative_numbers = true, value_parser = limits::fraction)]
     pub weight_decay: Option<f64>,
@@ -332,7 +340,8 @@ impl TrainArgs {
             max_position_offset => max_position_offset,
             n_positions => model.n_positions, latent_order => latent_order,
             answer_order => answer_order, max_column_gap => max_column_gap,
-            thought_noise => thought_noise, max_extra_thoughts => max_extra_thoughts,
+            thought_noise => thought_noise, dropout => dropout,
+            max_extra_thoughts => max_extra_thoughts,
             max_answer_pad => max_answer_pad, max_operand_pad => max_operand_pad,
         );
         if self.ema_decay.is_some() {
@@ -369,7 +378,7 @@ impl TrainArgs {
     }
 
     /// Each `--stage-*` flag with its values, if given.
-    pub fn stage_settings(&self) -> [(&'static str, &Option<Vec<StageSetting>>); 6] {
+    pub fn stage_settings(&self) -> [(&'static str, &Option<Vec<StageSetting>>); 7] {
         [
             ("--stage-lr", &self.stage_lr),
             ("--stage-mix", &self.stage_mix),
@@ -377,6 +386,7 @@ impl TrainArgs {
             ("--stage-repeat-nines", &self.stage_repeat_nines),
             ("--stage-seed", &self.stage_seed),
             ("--stage-max-operand-pad", &self.stage_max_operand_pad),
+            ("--stage-dropout", &self.stage_dropout),
         ]
     }
 
@@ -402,6 +412,7 @@ impl TrainArgs {
                     "--stage-repeat-nines" => plan.repeat_nines = Some(value as usize),
                     "--stage-seed" => plan.seed = Some(value as u64),
                     "--stage-max-operand-pad" => plan.max_operand_pad = Some(value as usize),
+                    "--stage-dropout" => plan.dropout = Some(value),
                     // `off` parses to infinity: no stopping rule.
                     _ => plan.until_val = value.is_finite().then_some(value),
                 }

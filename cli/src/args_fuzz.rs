@@ -184,6 +184,7 @@ fn train_within_limits(t: &TrainArgs) -> bool {
     ];
     let floats = [
         t.thought_noise,
+        t.dropout,
         t.ema_decay,
         t.lr,
         t.weight_decay,
@@ -199,6 +200,7 @@ fn train_within_limits(t: &TrainArgs) -> bool {
         (&t.stage_repeat_nines, false),
         (&t.stage_seed, false),
         (&t.stage_max_operand_pad, false),
+        (&t.stage_dropout, false),
     ];
     counts
         .iter()

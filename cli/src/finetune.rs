@@ -27,6 +27,7 @@ fn curriculum_flags(args: &TrainArgs) -> Vec<&'static str> {
         ("--operand-pad", args.operand_pad.is_some()),
         ("--max-operand-pad", args.max_operand_pad.is_some()),
         ("--thought-noise", args.thought_noise.is_some()),
+        ("--dropout", args.dropout.is_some()),
         ("--ema-decay", args.ema_decay.is_some()),
         ("--val-confirm", args.val_confirm.is_some()),
     ];

@@ -89,6 +89,16 @@ pub fn decay(text: &str) -> Result<f64, String> {
     }
 }
 
+/// A dropout probability: at least 0, less than 1 (1 would drop everything).
+pub fn dropout(text: &str) -> Result<f64, String> {
+    let x = real(text, 0.0, 1.0, false)?;
+    if x < 1.0 {
+        Ok(x)
+    } else {
+        Err(format!("{text} is not at least 0 and less than 1"))
+    }
+}
+
 /// A percentage goal: more than 0, at most 100.
 pub fn percent(text: &str) -> Result<f64, String> {
     real(text, 0.0, 100.0, true)

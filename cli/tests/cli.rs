@@ -601,6 +601,8 @@ fn per_stage_flags_set_their_stage_and_refuse_bad_specs() {
         "stage1=99.5",
         "--stage-seed",
         "stage1=7",
+        "--stage-dropout",
+        "stage1=0.05",
         "--val-problems",
         "10",
         "--val-every",
@@ -623,6 +625,10 @@ fn per_stage_flags_set_their_stage_and_refuse_bad_specs() {
     assert_eq!(plan("stage0").until_val, Some(99.0));
     assert_eq!(plan("stage1").until_val, Some(99.5));
     assert_eq!((plan("stage0").seed, plan("stage1").seed), (None, Some(7)));
+    assert_eq!(
+        (plan("stage0").dropout, plan("stage1").dropout),
+        (None, Some(0.05))
+    );
     // `off`: that stage has no stopping rule, whatever --until-val gives the others.
     let off = tmp.path().join("off");
     let out = coconut(&[
@@ -654,6 +660,9 @@ fn per_stage_flags_set_their_stage_and_refuse_bad_specs() {
         ("--stage-seed", "stage1=1.5", "is not a whole number"),
         ("--stage-seed", "stage1=-3", "is not a whole number"),
         ("--stage-until-val", "stage1=101", ", or off"),
+        ("--stage-dropout", "stage1=1", "less than 1"),
+        ("--dropout", "1", "less than 1"),
+        ("--dropout", "NaN", "is not"),
         // The flag reaches the stage's plan and the config's checks (the run's ids are absolute).
         (
             "--stage-max-operand-pad",

@@ -16,6 +16,7 @@ use coconut_core::data::DataConfig;
 use coconut_core::layout::Layout;
 use coconut_core::tokenizer::Tokenizer;
 use coconut_core::ModelConfig;
+use coconut_trainer::cpu::noise::StepNoise;
 use coconut_trainer::learner::Learner;
 use coconut_trainer::optim::clip_scale;
 use coconut_trainer::{Engine, StagePlan, TrainConfig};
@@ -111,7 +112,7 @@ fn main() -> Result<()> {
     };
     let mut learner = Learner::new(&config, &Device::Cpu)?;
     let mut step = |batch: &[&Layout]| -> Result<f64> {
-        let stats = learner.compute(batch, &stage, None)?;
+        let stats = learner.compute(batch, &stage, StepNoise::NONE)?;
         learner.apply(1e-3, clip_scale(stats.grad_norm, 1.0))?;
         Ok(stats.loss)
     };

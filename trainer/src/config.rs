@@ -51,6 +51,9 @@ pub struct StagePlan {
     /// problem, so its chain of thoughts is trained as long, where a written stage's steps would
     /// no longer fit the positions. The earlier stages mixed into this one draw from the run's.
     pub max_operand_pad: Option<usize>,
+    /// This stage's own `dropout`, when it differs from the run's (so a branch may measure it
+    /// on one stage).
+    pub dropout: Option<f64>,
 }
 
 impl StagePlan {
@@ -65,6 +68,7 @@ impl StagePlan {
             repeat_nines: None,
             seed: None,
             max_operand_pad: None,
+            dropout: None,
         }
     }
 
@@ -91,6 +95,11 @@ impl StagePlan {
             .chain(config.positions.operand_pad())
             .max()
             .unwrap_or(0)
+    }
+
+    /// The stage's dropout probability in a run with `config`.
+    pub fn dropout_rate(&self, config: &TrainConfig) -> f64 {
+        self.dropout.unwrap_or(config.dropout)
     }
 
     /// The stage's data mixing probability in a run with `config`.
@@ -182,6 +191,12 @@ pub struct TrainConfig {
     /// margin, so the drift of a longer chain than any trained does not flip it. 0: none.
     #[serde(default, skip_serializing_if = "is_zero_f64")]
     pub thought_noise: f64,
+    /// The probability of GPT-2's dropout in training, at the input embeddings and at each
+    /// block's attention and MLP outputs (CPU engine only; attention probabilities are not
+    /// dropped): a regularizer, measured as a lever of length generalization. Evaluation never
+    /// drops. 0: none.
+    #[serde(default, skip_serializing_if = "is_zero_f64")]
+    pub dropout: f64,
     /// The decay of a moving average of the weights kept within each stage
     /// ([`crate::average`]), in (0, 1): validation, each stage's weights and the next stage's
     /// start are the average's. `None`: the weights as the optimizer leaves them. (On the candle
@@ -258,6 +273,7 @@ impl Default for TrainConfig {
             max_answer_pad: 0,
             max_operand_pad: 0,
             thought_noise: 0.0,
+            dropout: 0.0,
             ema_decay: None,
             stages: epochs
                 .iter()
@@ -390,6 +406,12 @@ impl TrainConfig {
                 "{}: mix is a probability in [0, 1], not {}",
                 plan.stage,
                 plan.mixing(self)
+            );
+            let dropout = plan.dropout_rate(self);
+            ensure!(
+                (0.0..1.0).contains(&dropout),
+                "{}: dropout is a probability in [0, 1), not {dropout}",
+                plan.stage
             );
             ensure!(
                 plan.repeat_nines.unwrap_or(0) <= MAX_REPEAT_NINES,
@@ -571,6 +593,31 @@ mod tests {
             "{e}"
         );
         assert!(c.stage(&c.stages[1]).is_err());
+    }
+
+    #[test]
+    fn dropout_is_a_probability_below_one_for_the_run_and_each_stage() {
+        for ok in [0.0, 0.1, 0.5] {
+            let mut c = TrainConfig {
+                dropout: ok,
+                ..TrainConfig::default()
+            };
+            c.validate().unwrap();
+            c.stages[5].dropout = Some(ok);
+            c.validate().unwrap();
+        }
+        for bad in [1.0, -0.1, f64::NAN, f64::INFINITY] {
+            let run = TrainConfig {
+                dropout: bad,
+                ..TrainConfig::default()
+            };
+            let mut stage = TrainConfig::default();
+            stage.stages[5].dropout = Some(bad);
+            for c in [run, stage] {
+                let e = c.validate().unwrap_err().to_string();
+                assert!(e.contains("dropout is a probability in [0, 1)"), "{e}");
+            }
+        }
     }
 
     #[test]

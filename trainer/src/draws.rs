@@ -5,7 +5,7 @@
 //! unbroken one would have.
 
 use crate::config::{StagePlan, TrainConfig};
-use crate::cpu::plan::ThoughtNoise;
+use crate::cpu::noise::{Dropout, StepNoise, ThoughtNoise};
 use anyhow::Result;
 use coconut_core::layout::Layout;
 use coconut_core::stage::{ColumnIds, Positions};
@@ -52,8 +52,8 @@ pub struct Draw {
     gaps: Vec<Vec<u32>>,
     extra: Vec<Vec<u32>>,
     pads: Vec<usize>,
-    /// The noise added to the thoughts fed back, if the run adds any.
-    pub noise: Option<ThoughtNoise>,
+    /// The step's noise on the thoughts fed back and dropout, where the run asks for them.
+    pub noise: StepNoise,
 }
 
 impl StageDraws {
@@ -120,10 +120,16 @@ impl StageDraws {
                 columns,
             ),
             pads: per_example_draws(config.max_answer_pad, key(Stream::AnswerPad), n),
-            noise: (config.thought_noise > 0.0).then(|| ThoughtNoise {
-                std: config.thought_noise as f32,
-                key: key(Stream::Noise),
-            }),
+            noise: StepNoise {
+                thoughts: (config.thought_noise > 0.0).then(|| ThoughtNoise {
+                    std: config.thought_noise as f32,
+                    key: key(Stream::Noise),
+                }),
+                dropout: (plan.dropout_rate(config) > 0.0).then(|| Dropout {
+                    p: plan.dropout_rate(config) as f32,
+                    key: key(Stream::Dropout),
+                }),
+            },
             problems,
         })
     }
@@ -291,6 +297,7 @@ enum Stream {
     Noise = 0x006E_6F69_7365,
     OperandPad = 0x6F70_6164,
     MixedOperandPad = 0x6D6F_7061_6464,
+    Dropout = 0x6472_6F70,
 }
 
 /// The seed of `stream` at a step: a pure function of the stage's seed, the stage and the step,

@@ -12,9 +12,10 @@
 //! thought-output norm ([`crate::objective`]). The seed's 16 accumulated single-example steps
 //! are one batch of 16 here, averaged per example: the same gradient in one pass.
 //!
-//! Not reproduced: dropout (0.1 in the seed; the engines have none) and fp16 autocast (f32
-//! here, or bf16 products with `precision`); the data order (PyTorch's `randperm`) is this
-//! trainer's own seeded shuffle.
+//! Not reproduced: dropout (0.1 in the seed; the candle path has none, and the CPU engine's,
+//! `TrainConfig::dropout`, drops no attention probabilities, so the presets leave it off) and
+//! fp16 autocast (f32 here, or bf16 products with `precision`); the data order (PyTorch's
+//! `randperm`) is this trainer's own seeded shuffle.
 //!
 //! `coconut-lab` changes three things and keeps the rest, so that a difference in the result
 //! is one of them: the *first* `k` steps are thoughts ([`LatentOrder::First`]); the loss is on

@@ -8,7 +8,7 @@
 use crate::batch::{loss, Batch};
 use crate::checkpoint::{Snapshot, SnapshotTensor};
 use crate::config::TrainConfig;
-use crate::cpu::plan::ThoughtNoise;
+use crate::cpu::noise::StepNoise;
 use crate::cpu::{CpuTrainer, StepStats};
 use crate::eval::{cpu_greedy_correct, greedy_correct, EvalSet};
 use crate::model::{init_weights, to_host, Gpt, Precision};
@@ -164,17 +164,21 @@ impl Learner {
     }
 
     /// Loss and gradient norm of a batch of `stage`'s layouts; the gradient is kept for `apply`.
-    /// `noise`: added to the thoughts fed back (CPU engine only; the candle path refuses it).
+    /// `noise`: the step's thought noise and dropout (CPU engine only; the candle path refuses
+    /// them).
     pub fn compute(
         &mut self,
         layouts: &[&Layout],
         stage: &Stage,
-        noise: Option<ThoughtNoise>,
+        noise: StepNoise,
     ) -> Result<StepStats> {
         match self {
             Learner::Cpu(engine) => engine.compute(layouts, stage.feeds_back(), noise),
             Learner::Candle(c) => {
-                anyhow::ensure!(noise.is_none(), "the candle path feeds thoughts unchanged");
+                anyhow::ensure!(
+                    noise.is_none(),
+                    "the candle path has no thought noise or dropout"
+                );
                 let batch = Batch::new(layouts, stage, c.model.device())?;
                 c.compute(batch)
             }
@@ -190,7 +194,9 @@ impl Learner {
         objective: &Objective,
     ) -> Result<StepStats> {
         match self {
-            Learner::Cpu(engine) => engine.compute_with(layouts, feeds_back, None, objective),
+            Learner::Cpu(engine) => {
+                engine.compute_with(layouts, feeds_back, StepNoise::NONE, objective)
+            }
             Learner::Candle(c) => {
                 let mut batch = Batch::of_layouts(layouts, feeds_back, c.model.device())?;
                 batch.weigh(layouts, objective)?;
@@ -216,7 +222,7 @@ impl Learner {
         for (i, (part, w)) in layouts.chunks(micro).zip(weights.chunks(micro)).enumerate() {
             loss += match self {
                 Learner::Cpu(engine) => {
-                    engine.compute_weighted(part, feeds_back, None, w, i > 0)?
+                    engine.compute_weighted(part, feeds_back, StepNoise::NONE, w, i > 0)?
                 }
                 Learner::Candle(c) => {
                     let mut batch = Batch::of_layouts(part, feeds_back, c.model.device())?;

@@ -14,7 +14,7 @@ use crate::average::WeightAverage;
 use crate::branch::Branch;
 use crate::checkpoint::{self, Progress, StageRecord};
 use crate::config::{StagePlan, TrainConfig};
-use crate::cpu::plan::ThoughtNoise;
+use crate::cpu::noise::StepNoise;
 use crate::draws::StageDraws;
 use crate::learner::Learner;
 use crate::model::Gpt;
@@ -152,6 +152,10 @@ fn check_engine(config: &TrainConfig, device: &Device) -> Result<()> {
     }
     if config.thought_noise > 0.0 && !config.uses_cpu_engine(device) {
         bail!("thought_noise needs the CPU engine: the candle path feeds thoughts unchanged");
+    }
+    if config.stages.iter().any(|p| p.dropout_rate(config) > 0.0) && !config.uses_cpu_engine(device)
+    {
+        bail!("dropout needs the CPU engine: the candle model has none");
     }
     Ok(())
 }
@@ -295,7 +299,7 @@ impl<'a> Run<'a> {
         &mut self,
         stage: &StageRun,
         members: &[&Layout],
-        noise: Option<ThoughtNoise>,
+        noise: StepNoise,
         tick: Instant,
     ) -> Result<StepMetrics> {
         let config = self.config;

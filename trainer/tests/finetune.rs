@@ -8,6 +8,7 @@ use candle_core::Device;
 use coconut_core::family::{Family, LayoutFamily};
 use coconut_core::manifest::WeightsDir;
 use coconut_core::weights::WeightDtype;
+use coconut_trainer::cpu::noise::StepNoise;
 use coconut_trainer::finetune::{
     cosine_with_warmup, finetune, EarlyStop, FinetuneRecipe, FinetuneRequest, FinetuneStart,
 };
@@ -416,7 +417,9 @@ fn the_seeds_loss_and_gradients_equal_its_procedure_in_transformers() {
             thought_norm: if k == 0 { 0.0 } else { 0.001 },
         };
         let mut engine = CpuTrainer::new(&weights, FinetuneRecipe::seed().adamw(), 2).unwrap();
-        let stats = engine.compute_with(&refs, k > 0, None, &objective).unwrap();
+        let stats = engine
+            .compute_with(&refs, k > 0, StepNoise::NONE, &objective)
+            .unwrap();
         let at = format!("stage {k}");
         close(
             stats.loss,
@@ -472,12 +475,16 @@ fn micro_batches_sum_to_the_batch_gradient() {
     let adamw = FinetuneRecipe::seed().adamw();
 
     let mut whole = CpuTrainer::new(&weights, adamw.clone(), 2).unwrap();
-    let want = whole.compute_with(&refs, true, None, &objective).unwrap();
+    let want = whole
+        .compute_with(&refs, true, StepNoise::NONE, &objective)
+        .unwrap();
     let mut parts = CpuTrainer::new(&weights, adamw.clone(), 2).unwrap();
     let w = objective.for_layouts(&refs, true);
     let mut loss = 0.0;
     for (i, (part, pw)) in refs.chunks(3).zip(w.chunks(3)).enumerate() {
-        loss += parts.compute_weighted(part, true, None, pw, i > 0).unwrap();
+        loss += parts
+            .compute_weighted(part, true, StepNoise::NONE, pw, i > 0)
+            .unwrap();
     }
     assert!(
         (loss - want.loss).abs() < 1e-6 * want.loss,

@@ -310,6 +310,15 @@ fn thought_noise_trains_only_the_fed_back_stages_and_is_refused_without_the_cpu_
 }
 
 #[test]
+fn a_stages_dropout_trains_only_that_stage_and_is_refused_without_the_cpu_engine() {
+    // Dropout set for stage 2 alone leaves stage 0 as it was.
+    let without = tiny_run(&[("stage0", 1.0), ("stage2", 1.0)]);
+    let mut with = without.clone();
+    with.stages[1].dropout = Some(0.1);
+    check_latent_stage_setting(with, without, "dropout needs the CPU engine");
+}
+
+#[test]
 fn latent_stages_and_baselines_train() {
     let dir = tempfile::tempdir().unwrap();
     let config = tiny_run(&[

@@ -13,6 +13,7 @@
 
 use super::gemm::{accumulate_xt_dy, dy_times_wt, x_times_w};
 use super::kernels::{self, AttentionRows};
+use super::noise::{DropSite, Dropout};
 use super::params::ParamLayout;
 use super::plan::{Input, Plan};
 use coconut_core::config::ModelConfig;
@@ -40,6 +41,7 @@ pub struct Workspace {
     // Backward.
     d_hidden: Vec<f32>,    // (R, C)
     d_resid: Vec<f32>,     // (R, C)
+    d_dropped: Vec<f32>,   // (R, C): d_resid through a dropout mask
     d_small: Vec<f32>,     // (R, C)
     d_big: Vec<f32>,       // (R, 4C)
     dqkv: Vec<Vec<f32>>,   // L of (R, 3C)
@@ -88,6 +90,7 @@ impl Workspace {
             (&mut self.hidden, c),
             (&mut self.d_hidden, c),
             (&mut self.d_resid, c),
+            (&mut self.d_dropped, c),
             (&mut self.d_small, c),
             (&mut self.d_big, 4 * c),
         ] {
@@ -348,8 +351,11 @@ fn forward_chunk(
         for ((x, s), q) in x.iter_mut().zip(source).zip(pos) {
             *x = s + q;
         }
-        if let (Input::Thought(_), Some(noise)) = (plan.row_input[r], plan.thought_noise) {
+        if let (Input::Thought(_), Some(noise)) = (plan.row_input[r], plan.noise.thoughts) {
             noise.add_to(x, r, source);
+        }
+        if let Some(dropout) = plan.noise.dropout {
+            dropout.apply(x, DropSite::Input, r);
         }
     }
 
@@ -377,6 +383,9 @@ fn forward_chunk(
         let mid = span_mut(&mut ws.mid[l], &rows, c);
         let attn = span(&ws.attn[l], &rows, c);
         affine_forward(p, &b.attn_proj, attn, mid, (m, c, c));
+        if let Some(dropout) = plan.noise.dropout {
+            dropout.apply_rows(mid, c, DropSite::Attention(l), rows.clone());
+        }
         kernels::add_assign(mid, x);
 
         let ln_2 = span_mut(&mut ws.ln_2[l], &rows, c);
@@ -389,6 +398,9 @@ fn forward_chunk(
 
         let out = span_mut(&mut resid_out[0], &rows, c);
         affine_forward(p, &b.mlp_proj, gelu, out, (m, 4 * c, c));
+        if let Some(dropout) = plan.noise.dropout {
+            dropout.apply_rows(out, c, DropSite::Mlp(l), rows.clone());
+        }
         kernels::add_assign(out, mid);
     }
 
@@ -419,22 +431,30 @@ fn backward_chunk(
     norm_backward(g, p, &layout.ln_f, resid, resid_stats, d_hidden, d_resid);
 
     for (l, b) in layout.blocks.iter().enumerate().rev() {
-        // MLP: resid[l+1] = mid + gelu(fc) · W_proj + b_proj. d_resid passes through to mid.
-        let d_resid = span_mut(&mut ws.d_resid, &rows, c);
+        // MLP: resid[l+1] = mid + drop(gelu(fc) · W_proj + b_proj). d_resid passes through to
+        // mid; the MLP's output gets it through the dropout mask.
+        let site = DropSite::Mlp(l);
+        let (dropout, scratch) = (plan.noise.dropout, &mut ws.d_dropped);
+        let d_out = dropped_gradient(dropout, &ws.d_resid, scratch, site, &rows, c);
         let d_big = span_mut(&mut ws.d_big, &rows, 4 * c);
         let gelu = span(&ws.gelu[l], &rows, 4 * c);
-        affine_backward(g, p, &b.mlp_proj, gelu, d_resid, d_big, (m, 4 * c, c));
+        affine_backward(g, p, &b.mlp_proj, gelu, d_out, d_big, (m, 4 * c, c));
         kernels::gelu_backward(d_big, span(&ws.fc[l], &rows, 4 * c));
         let d_small = span_mut(&mut ws.d_small, &rows, c);
         let ln_2 = span(&ws.ln_2[l], &rows, c);
         affine_backward(g, p, &b.c_fc, ln_2, d_big, d_small, (m, c, 4 * c));
         let mid = span(&ws.mid[l], &rows, c);
         let mid_stats = span(&ws.ln_2_stats[l], &rows, 2);
+        let d_resid = span_mut(&mut ws.d_resid, &rows, c);
         norm_backward(g, p, &b.ln_2, mid, mid_stats, d_small, d_resid);
 
-        // Attention: mid = resid[l] + attn · W_proj + b_proj.
+        // Attention: mid = resid[l] + drop(attn · W_proj + b_proj).
+        let site = DropSite::Attention(l);
+        let (dropout, scratch) = (plan.noise.dropout, &mut ws.d_dropped);
+        let d_out = dropped_gradient(dropout, &ws.d_resid, scratch, site, &rows, c);
+        let d_small = span_mut(&mut ws.d_small, &rows, c);
         let attn = span(&ws.attn[l], &rows, c);
-        affine_backward(g, p, &b.attn_proj, attn, d_resid, d_small, (m, c, c));
+        affine_backward(g, p, &b.attn_proj, attn, d_out, d_small, (m, c, c));
         attention_backward(cfg, plan, ws, l, rows.clone());
         let dqkv = span(&ws.dqkv[l], &rows, 3 * c);
         let d_small = span_mut(&mut ws.d_small, &rows, c);
@@ -448,6 +468,9 @@ fn backward_chunk(
 
     // d input: to the position table, and to the token's embedding or the fed-back hidden state.
     for r in rows {
+        if let Some(dropout) = plan.noise.dropout {
+            dropout.apply(&mut ws.d_resid[r * c..(r + 1) * c], DropSite::Input, r);
+        }
         let d = &ws.d_resid[r * c..(r + 1) * c];
         let pos = layout.wpe.start + plan.row_wpe[r] * c;
         kernels::add_assign(&mut g[pos..pos + c], d);
@@ -459,6 +482,28 @@ fn backward_chunk(
             Input::Thought(from) => {
                 kernels::add_assign(&mut ws.d_hidden[from * c..(from + 1) * c], d);
             }
+        }
+    }
+}
+
+/// The gradient at dropout site `site`'s output (before its mask) over `rows`, given the
+/// gradient after it, `d_resid`: that itself without dropout, else its masked copy in `scratch`.
+fn dropped_gradient<'a>(
+    dropout: Option<Dropout>,
+    d_resid: &'a [f32],
+    scratch: &'a mut [f32],
+    site: DropSite,
+    rows: &Range<usize>,
+    c: usize,
+) -> &'a [f32] {
+    let d_resid = span(d_resid, rows, c);
+    match dropout {
+        None => d_resid,
+        Some(dropout) => {
+            let d = span_mut(scratch, rows, c);
+            d.copy_from_slice(d_resid);
+            dropout.apply_rows(d, c, site, rows.clone());
+            d
         }
     }
 }

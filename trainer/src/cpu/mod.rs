@@ -15,6 +15,7 @@
 pub mod engine;
 pub mod gemm;
 pub mod kernels;
+pub mod noise;
 pub mod params;
 pub mod plan;
 pub mod sharded;
@@ -23,6 +24,7 @@ pub use sharded::{CpuTrainer, StepStats};
 
 #[cfg(test)]
 pub(crate) mod tests {
+    use super::noise::{Dropout, StepNoise, ThoughtNoise};
     use super::*;
     use crate::batch::{loss, Batch};
     use crate::model::to_host;
@@ -93,7 +95,9 @@ pub(crate) mod tests {
             let want_loss = want_loss.to_scalar::<f32>().unwrap() as f64;
             for shards in [1, 2, 4] {
                 let mut engine = CpuTrainer::new(&weights, adamw(), shards).unwrap();
-                let stats = engine.compute(&refs, stage.feeds_back(), None).unwrap();
+                let stats = engine
+                    .compute(&refs, stage.feeds_back(), StepNoise::NONE)
+                    .unwrap();
                 let loss_err = (stats.loss - want_loss).abs() / want_loss;
                 assert!(
                     loss_err < 1e-5,
@@ -162,7 +166,7 @@ pub(crate) mod tests {
                 let want_loss = want_loss.to_scalar::<f32>().unwrap() as f64;
                 let mut engine = CpuTrainer::new(&weights, adamw(), 2).unwrap();
                 let stats = engine
-                    .compute_with(&refs, feeds_back, None, &objective)
+                    .compute_with(&refs, feeds_back, StepNoise::NONE, &objective)
                     .unwrap();
                 let at = format!("stage {} {objective:?}", stage.index());
                 let loss_err = (stats.loss - want_loss).abs() / want_loss;
@@ -190,7 +194,7 @@ pub(crate) mod tests {
                 thought_norm,
             };
             engine
-                .compute_with(&refs, true, None, &objective)
+                .compute_with(&refs, true, StepNoise::NONE, &objective)
                 .unwrap()
                 .loss
         };
@@ -284,20 +288,22 @@ pub(crate) mod tests {
         }
     }
 
-    /// The analytic gradient against central differences of the loss, at the all-latent stage
-    /// where most of the loss reaches the question only through the chain of thoughts. An
-    /// independent check of the backward pass (no candle involved).
-    #[test]
-    fn gradients_match_finite_differences_through_the_thoughts() {
+    /// The analytic gradient against central differences of the loss (with `noise`), at the
+    /// all-latent stage where most of the loss reaches the question only through the chain of
+    /// thoughts. An independent check of the backward pass (no candle involved).
+    fn assert_gradients_match_finite_differences(noise: StepNoise) {
         let (mut engine, layouts) = engine_and_layouts(13, Stage::latent(5, 1, 5));
         let refs: Vec<&Layout> = layouts.iter().collect();
-        engine.compute(&refs, true, None).unwrap();
+        engine.compute(&refs, true, noise).unwrap();
         let grads = engine.grads().to_vec();
         let tensors = engine.layout().tensors.clone();
         for name in [
+            "wte.weight",
             "wpe.weight",
             "h.0.attn.c_attn.weight",
+            "h.0.attn.c_proj.weight",
             "h.1.mlp.c_fc.weight",
+            "h.1.mlp.c_proj.weight",
             "ln_f.weight",
         ] {
             let range = &tensors.iter().find(|(s, _)| s.name == name).unwrap().1;
@@ -309,9 +315,9 @@ pub(crate) mod tests {
             let h = 1e-2;
             let original = engine.params()[i];
             engine.params_mut()[i] = original + h;
-            let up = engine.loss(&refs, true).unwrap();
+            let up = engine.compute(&refs, true, noise).unwrap().loss;
             engine.params_mut()[i] = original - h;
-            let down = engine.loss(&refs, true).unwrap();
+            let down = engine.compute(&refs, true, noise).unwrap().loss;
             engine.params_mut()[i] = original;
             let numeric = (up - down) / (2.0 * h as f64);
             let analytic = grads[i] as f64;
@@ -323,12 +329,39 @@ pub(crate) mod tests {
         }
     }
 
+    #[test]
+    fn gradients_match_finite_differences_through_the_thoughts() {
+        assert_gradients_match_finite_differences(StepNoise::NONE);
+    }
+
+    /// With dropout, the gradient is the derivative of the loss with the step's masks (the
+    /// backward pass draws the forward's again), and the masks do change the loss.
+    #[test]
+    fn dropout_gradients_match_finite_differences() {
+        let dropout = |key| StepNoise {
+            thoughts: None,
+            dropout: Some(Dropout { p: 0.3, key }),
+        };
+        assert_gradients_match_finite_differences(dropout(4));
+        let (mut engine, layouts) = engine_and_layouts(13, Stage::latent(5, 1, 5));
+        let refs: Vec<&Layout> = layouts.iter().collect();
+        let plain = engine.loss(&refs, true).unwrap();
+        let dropped = engine.compute(&refs, true, dropout(4)).unwrap().loss;
+        let again = engine.compute(&refs, true, dropout(4)).unwrap().loss;
+        let other = engine.compute(&refs, true, dropout(5)).unwrap().loss;
+        assert_eq!(dropped, again);
+        assert_ne!(dropped, plain);
+        assert_ne!(dropped, other);
+    }
+
     /// Thought noise changes the loss only where thoughts are fed back, by the same amount for
     /// the same key, and the step's gradient then still descends the noisy loss.
     #[test]
     fn thought_noise_reaches_only_fed_back_thoughts() {
-        use plan::ThoughtNoise;
-        let noise = |key| Some(ThoughtNoise { std: 0.5, key });
+        let noise = |key| StepNoise {
+            thoughts: Some(ThoughtNoise { std: 0.5, key }),
+            dropout: None,
+        };
         for (stage, fed) in [
             (Stage::latent(0, 1, 5), false),
             (Stage::latent(3, 2, 5), true),
@@ -340,7 +373,7 @@ pub(crate) mod tests {
             let (mut engine, layouts) = engine_and_layouts(17, stage);
             let refs: Vec<&Layout> = layouts.iter().collect();
             let clean = engine
-                .compute(&refs, stage.feeds_back(), None)
+                .compute(&refs, stage.feeds_back(), StepNoise::NONE)
                 .unwrap()
                 .loss;
             let noisy = engine.compute(&refs, stage.feeds_back(), noise(1)).unwrap();
@@ -359,30 +392,6 @@ pub(crate) mod tests {
         }
     }
 
-    /// The noise is a pure function of key and row, scaled to the thought's size.
-    #[test]
-    fn thought_noise_has_its_standard_deviation() {
-        let noise = plan::ThoughtNoise { std: 0.25, key: 9 };
-        let thought = vec![2.0f32; 4096]; // root mean square 2
-        let draw = |row| {
-            let mut x = vec![0.0f32; 4096];
-            noise.add_to(&mut x, row, &thought);
-            x
-        };
-        let x = draw(3);
-        assert_eq!(x, draw(3));
-        assert_ne!(x, draw(4));
-        assert_ne!(x, {
-            let mut y = vec![0.0f32; 4096];
-            noise.for_part(1).add_to(&mut y, 3, &thought);
-            y
-        });
-        let mean = x.iter().sum::<f32>() / 4096.0;
-        let std = (x.iter().map(|v| (v - mean).powi(2)).sum::<f32>() / 4096.0).sqrt();
-        assert!(mean.abs() < 0.05, "mean {mean}");
-        assert!((std - 0.5).abs() < 0.05, "std {std}");
-    }
-
     /// A batch mixing layouts of several stages (Coconut's data mixing) has the loss and
     /// gradient of its per-stage parts computed by the candle path, weighted by target count.
     #[test]
@@ -397,7 +406,7 @@ pub(crate) mod tests {
             .collect();
         let refs: Vec<&Layout> = mixed.iter().collect();
         let mut engine = CpuTrainer::new(&weights, adamw(), 2).unwrap();
-        let stats = engine.compute(&refs, true, None).unwrap();
+        let stats = engine.compute(&refs, true, StepNoise::NONE).unwrap();
         let total: usize = mixed
             .iter()
             .map(|l| l.loss_mask.iter().filter(|&&m| m).count())
@@ -443,7 +452,7 @@ pub(crate) mod tests {
             .flat_map(|(r, d)| std::iter::repeat_n(if d { 0.1 } else { 0.0 }, r.len()))
             .collect();
         for t in 1..=2 {
-            engine.compute(&refs, true, None).unwrap();
+            engine.compute(&refs, true, StepNoise::NONE).unwrap();
             let before: Vec<f64> = engine.params().iter().map(|&x| x as f64).collect();
             let grads: Vec<f64> = engine.grads().iter().map(|&g| g as f64 * scale).collect();
             engine.apply(lr, scale);

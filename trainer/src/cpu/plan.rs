@@ -15,6 +15,7 @@
 //! at positions `0..=t` wherever their rows sit (`Example::rows`), so a thought costs one row
 //! per example, never a pass over the prefix again.
 
+use super::noise::StepNoise;
 use crate::objective::ExampleWeights;
 use anyhow::{ensure, Result};
 use coconut_core::decoding::DecodePlan;
@@ -28,50 +29,6 @@ pub enum Input {
     Token(u32),
     /// The final hidden state of an earlier row (a fed-back thought).
     Thought(usize),
-}
-
-/// Gaussian noise added to every fed-back thought of a training step (`TrainConfig::thought_noise`),
-/// relative to the thought's size, so a model cannot outgrow it by scaling its thoughts up.
-/// The noise of a row is a pure function of `key` and the row, so the forward pass draws it
-/// where it embeds the row; the backward pass treats it as a constant (the gradient reaches the
-/// fed-back state unchanged).
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct ThoughtNoise {
-    /// Standard deviation of each element, as a fraction of the thought's root mean square.
-    pub std: f32,
-    /// The step's random stream.
-    pub key: u64,
-}
-
-impl ThoughtNoise {
-    /// The same noise with its own stream for part `part` of a batch.
-    pub fn for_part(self, part: usize) -> ThoughtNoise {
-        ThoughtNoise {
-            key: self.key ^ (part as u64).wrapping_mul(0xD1B5_4A32_D192_ED03),
-            ..self
-        }
-    }
-
-    /// Adds row `row`'s noise, for the fed-back `thought`, to `x` (Box-Muller on the row's own
-    /// stream).
-    pub fn add_to(&self, x: &mut [f32], row: usize, thought: &[f32]) {
-        use rand::{Rng, SeedableRng};
-        let mean_square = thought.iter().map(|v| v * v).sum::<f32>() / thought.len().max(1) as f32;
-        let std = self.std * mean_square.sqrt();
-        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(
-            self.key ^ (row as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15),
-        );
-        for pair in x.chunks_mut(2) {
-            // 1 - u lies in (0, 1], so the logarithm is finite.
-            let r = (-2.0 * (1.0 - rng.random::<f32>()).ln()).sqrt() * std;
-            let angle = std::f32::consts::TAU * rng.random::<f32>();
-            let (sin, cos) = angle.sin_cos();
-            pair[0] += r * cos;
-            if let Some(second) = pair.get_mut(1) {
-                *second += r * sin;
-            }
-        }
-    }
 }
 
 /// One example of the batch.
@@ -116,8 +73,8 @@ pub struct Plan {
     /// Attention probabilities per layer and head: an example of length L holds L (L + 1) / 2 per
     /// head (query t attends to keys 0..=t).
     pub attention_len_per_head: usize,
-    /// Added to the fed-back thoughts' input embeddings (training only).
-    pub thought_noise: Option<ThoughtNoise>,
+    /// The training step's randomness: noise on the fed-back thoughts, dropout.
+    pub noise: StepNoise,
 }
 
 /// Attention probabilities a causal sequence of `len` positions holds per head.
@@ -229,7 +186,7 @@ impl Plan {
             target_weights: Vec::new(),
             norm_rows: Vec::new(),
             attention_len_per_head: base,
-            thought_noise: None,
+            noise: StepNoise::NONE,
         }
     }
 

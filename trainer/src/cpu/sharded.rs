@@ -7,8 +7,9 @@
 //! many threads run it.
 
 use super::engine::{forward_backward, Workspace};
+use super::noise::StepNoise;
 use super::params::ParamLayout;
-use super::plan::{balanced_split, Plan, ThoughtNoise};
+use super::plan::{balanced_split, Plan};
 use crate::objective::{ExampleWeights, Objective};
 use crate::optim::AdamWConfig;
 use anyhow::{ensure, Result};
@@ -139,12 +140,12 @@ impl CpuTrainer {
 
     /// Forward and backward pass over `layouts` (thoughts fed back when `feeds_back`): the mean
     /// loss over their target tokens and its gradient (kept for [`CpuTrainer::apply`]).
-    /// `noise`, if any, is added to every fed-back thought.
+    /// `noise`: the step's thought noise and dropout ([`StepNoise::NONE`] for none).
     pub fn compute(
         &mut self,
         layouts: &[&Layout],
         feeds_back: bool,
-        noise: Option<ThoughtNoise>,
+        noise: StepNoise,
     ) -> Result<StepStats> {
         self.compute_with(layouts, feeds_back, noise, &Objective::default())
     }
@@ -154,7 +155,7 @@ impl CpuTrainer {
         &mut self,
         layouts: &[&Layout],
         feeds_back: bool,
-        noise: Option<ThoughtNoise>,
+        noise: StepNoise,
         objective: &Objective,
     ) -> Result<StepStats> {
         let weights = objective.for_layouts(layouts, feeds_back);
@@ -178,7 +179,7 @@ impl CpuTrainer {
         &mut self,
         layouts: &[&Layout],
         feeds_back: bool,
-        noise: Option<ThoughtNoise>,
+        noise: StepNoise,
         weights: &[ExampleWeights],
         accumulate: bool,
     ) -> Result<f64> {
@@ -199,7 +200,7 @@ impl CpuTrainer {
             .map(|(i, r)| {
                 let mut plan = Plan::new(&layouts[r.clone()], feeds_back)?;
                 plan.weigh(&layouts[r.clone()], &weights[r.clone()]);
-                plan.thought_noise = noise.map(|n| n.for_part(i));
+                plan.noise = noise.for_part(i);
                 Ok(plan)
             })
             .collect::<Result<Vec<_>>>()?;
