@@ -241,6 +241,9 @@ pub struct TrainArgs {
     /// stages mixed into this one, keep --max-operand-pad).
     #[arg(long, value_delimiter = ',', value_parser = |s: &str| stage_setting(s, id_spread))]
     pub stage_max_operand_pad: Option<Vec<StageSetting>>,
+    /// A stage's own --thought-noise, e.g. stage5=0.3 (the others keep --thought-noise).
+    #[arg(long, value_delimiter = ',', value_parser = |s: &str| stage_setting(s, limits::noise))]
+    pub stage_thought_noise: Option<Vec<StageSetting>>,
     /// A stage's own --dropout, e.g. stage5=0.1 (the others keep --dropout).
     #[arg(long, value_delimiter = ',', value_parser = |s: &str| stage_setting(s, limits::dropout))]
     pub stage_dropout: Option<Vec<StageSetting>>,
@@ -378,7 +381,7 @@ impl TrainArgs {
     }
 
     /// Each `--stage-*` flag with its values, if given.
-    pub fn stage_settings(&self) -> [(&'static str, &Option<Vec<StageSetting>>); 7] {
+    pub fn stage_settings(&self) -> [(&'static str, &Option<Vec<StageSetting>>); 8] {
         [
             ("--stage-lr", &self.stage_lr),
             ("--stage-mix", &self.stage_mix),
@@ -386,6 +389,7 @@ impl TrainArgs {
             ("--stage-repeat-nines", &self.stage_repeat_nines),
             ("--stage-seed", &self.stage_seed),
             ("--stage-max-operand-pad", &self.stage_max_operand_pad),
+            ("--stage-thought-noise", &self.stage_thought_noise),
             ("--stage-dropout", &self.stage_dropout),
         ]
     }
@@ -413,6 +417,7 @@ impl TrainArgs {
                     "--stage-seed" => plan.seed = Some(value as u64),
                     "--stage-max-operand-pad" => plan.max_operand_pad = Some(value as usize),
                     "--stage-dropout" => plan.dropout = Some(value),
+                    "--stage-thought-noise" => plan.thought_noise = Some(value),
                     // `off` parses to infinity: no stopping rule.
                     _ => plan.until_val = value.is_finite().then_some(value),
                 }

@@ -201,6 +201,7 @@ fn train_within_limits(t: &TrainArgs) -> bool {
         (&t.stage_seed, false),
         (&t.stage_max_operand_pad, false),
         (&t.stage_dropout, false),
+        (&t.stage_thought_noise, false),
     ];
     counts
         .iter()

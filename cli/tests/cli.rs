@@ -603,6 +603,8 @@ fn per_stage_flags_set_their_stage_and_refuse_bad_specs() {
         "stage1=7",
         "--stage-dropout",
         "stage1=0.05",
+        "--stage-thought-noise",
+        "stage1=0.2",
         "--val-problems",
         "10",
         "--val-every",
@@ -628,6 +630,10 @@ fn per_stage_flags_set_their_stage_and_refuse_bad_specs() {
     assert_eq!(
         (plan("stage0").dropout, plan("stage1").dropout),
         (None, Some(0.05))
+    );
+    assert_eq!(
+        (plan("stage0").thought_noise, plan("stage1").thought_noise),
+        (None, Some(0.2))
     );
     // `off`: that stage has no stopping rule, whatever --until-val gives the others.
     let off = tmp.path().join("off");

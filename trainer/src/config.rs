@@ -54,6 +54,8 @@ pub struct StagePlan {
     /// This stage's own `dropout`, when it differs from the run's (so a branch may measure it
     /// on one stage).
     pub dropout: Option<f64>,
+    /// This stage's own `thought_noise`, when it differs from the run's.
+    pub thought_noise: Option<f64>,
 }
 
 impl StagePlan {
@@ -69,6 +71,7 @@ impl StagePlan {
             seed: None,
             max_operand_pad: None,
             dropout: None,
+            thought_noise: None,
         }
     }
 
@@ -100,6 +103,11 @@ impl StagePlan {
     /// The stage's dropout probability in a run with `config`.
     pub fn dropout_rate(&self, config: &TrainConfig) -> f64 {
         self.dropout.unwrap_or(config.dropout)
+    }
+
+    /// The standard deviation of the stage's thought noise in a run with `config`.
+    pub fn thought_noise_std(&self, config: &TrainConfig) -> f64 {
+        self.thought_noise.unwrap_or(config.thought_noise)
     }
 
     /// The stage's data mixing probability in a run with `config`.
@@ -407,6 +415,12 @@ impl TrainConfig {
                 plan.stage,
                 plan.mixing(self)
             );
+            let noise = plan.thought_noise_std(self);
+            ensure!(
+                noise.is_finite() && noise >= 0.0,
+                "{}: thought_noise is a standard deviation (finite, at least 0), not {noise}",
+                plan.stage
+            );
             let dropout = plan.dropout_rate(self);
             ensure!(
                 (0.0..1.0).contains(&dropout),
@@ -454,11 +468,6 @@ impl TrainConfig {
             "val_problems ({}) is more than the validation set holds (n_val = {})",
             self.val_problems,
             self.data.n_val
-        );
-        ensure!(
-            self.thought_noise.is_finite() && self.thought_noise >= 0.0,
-            "thought_noise is a standard deviation (finite, at least 0), not {}",
-            self.thought_noise
         );
         ensure!(
             self.ema_decay.is_none_or(|d| d > 0.0 && d < 1.0),
@@ -621,21 +630,27 @@ mod tests {
     }
 
     #[test]
-    fn thought_noise_is_a_standard_deviation() {
+    fn thought_noise_is_a_standard_deviation_for_the_run_and_each_stage() {
         for ok in [0.0, 0.3, 2.0] {
-            let c = TrainConfig {
+            let mut c = TrainConfig {
                 thought_noise: ok,
                 ..TrainConfig::default()
             };
             c.validate().unwrap();
+            c.stages[5].thought_noise = Some(ok);
+            c.validate().unwrap();
         }
         for bad in [-0.1, f64::NAN, f64::INFINITY] {
-            let c = TrainConfig {
+            let run = TrainConfig {
                 thought_noise: bad,
                 ..TrainConfig::default()
             };
-            let e = c.validate().unwrap_err().to_string();
-            assert!(e.contains("thought_noise"), "{e}");
+            let mut stage = TrainConfig::default();
+            stage.stages[5].thought_noise = Some(bad);
+            for c in [run, stage] {
+                let e = c.validate().unwrap_err().to_string();
+                assert!(e.contains("thought_noise is a standard deviation"), "{e}");
+            }
         }
     }
 

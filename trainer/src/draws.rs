@@ -121,8 +121,8 @@ impl StageDraws {
             ),
             pads: per_example_draws(config.max_answer_pad, key(Stream::AnswerPad), n),
             noise: StepNoise {
-                thoughts: (config.thought_noise > 0.0).then(|| ThoughtNoise {
-                    std: config.thought_noise as f32,
+                thoughts: (plan.thought_noise_std(config) > 0.0).then(|| ThoughtNoise {
+                    std: plan.thought_noise_std(config) as f32,
                     key: key(Stream::Noise),
                 }),
                 dropout: (plan.dropout_rate(config) > 0.0).then(|| Dropout {

@@ -150,7 +150,12 @@ fn check_engine(config: &TrainConfig, device: &Device) -> Result<()> {
     if config.stages.iter().any(|p| p.mixing(config) > 0.0) && !config.uses_cpu_engine(device) {
         bail!("mix (data mixing) needs the CPU engine: batches of the candle path hold one stage");
     }
-    if config.thought_noise > 0.0 && !config.uses_cpu_engine(device) {
+    if config
+        .stages
+        .iter()
+        .any(|p| p.thought_noise_std(config) > 0.0)
+        && !config.uses_cpu_engine(device)
+    {
         bail!("thought_noise needs the CPU engine: the candle path feeds thoughts unchanged");
     }
     if config.stages.iter().any(|p| p.dropout_rate(config) > 0.0) && !config.uses_cpu_engine(device)

@@ -310,6 +310,28 @@ fn thought_noise_trains_only_the_fed_back_stages_and_is_refused_without_the_cpu_
 }
 
 #[test]
+fn a_stages_own_thought_noise_overrides_the_runs() {
+    // The run adds noise, stage 2 sets its own to none: it trains as a run without noise does.
+    let plain = tiny_run(&[("stage0", 1.0), ("stage2", 1.0)]);
+    let mut quiet = TrainConfig {
+        thought_noise: 0.3,
+        ..plain.clone()
+    };
+    quiet.stages[1].thought_noise = Some(0.0);
+    let noisy = TrainConfig {
+        thought_noise: 0.3,
+        ..plain.clone()
+    };
+    let dirs = [(); 3].map(|_| tempfile::tempdir().unwrap());
+    for (config, dir) in [&plain, &quiet, &noisy].into_iter().zip(&dirs) {
+        train_fresh(config, dir.path()).unwrap();
+    }
+    let stage2 = |i: usize| weight_bits(dirs[i].path(), "stage2");
+    assert_eq!(stage2(0), stage2(1));
+    assert_ne!(stage2(0), stage2(2));
+}
+
+#[test]
 fn a_stages_dropout_trains_only_that_stage_and_is_refused_without_the_cpu_engine() {
     // Dropout set for stage 2 alone leaves stage 0 as it was.
     let without = tiny_run(&[("stage0", 1.0), ("stage2", 1.0)]);
