@@ -79,24 +79,25 @@ pub fn fraction(text: &str) -> Result<f64, String> {
     real(text, 0.0, 1.0, false)
 }
 
-/// A moving average's decay: more than 0, less than 1 (1 would never move).
-pub fn decay(text: &str) -> Result<f64, String> {
-    let x = real(text, 0.0, 1.0, true)?;
+/// A number below 1: more than 0 (`open_low`) or at least 0.
+fn below_one(text: &str, open_low: bool) -> Result<f64, String> {
+    let x = real(text, 0.0, 1.0, open_low)?;
     if x < 1.0 {
         Ok(x)
     } else {
-        Err(format!("{text} is not more than 0 and less than 1"))
+        let low = if open_low { "more than" } else { "at least" };
+        Err(format!("{text} is not {low} 0 and less than 1"))
     }
+}
+
+/// A moving average's decay: more than 0, less than 1 (1 would never move).
+pub fn decay(text: &str) -> Result<f64, String> {
+    below_one(text, true)
 }
 
 /// A dropout probability: at least 0, less than 1 (1 would drop everything).
 pub fn dropout(text: &str) -> Result<f64, String> {
-    let x = real(text, 0.0, 1.0, false)?;
-    if x < 1.0 {
-        Ok(x)
-    } else {
-        Err(format!("{text} is not at least 0 and less than 1"))
-    }
+    below_one(text, false)
 }
 
 /// A percentage goal: more than 0, at most 100.

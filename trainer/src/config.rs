@@ -604,52 +604,54 @@ mod tests {
         assert!(c.stage(&c.stages[1]).is_err());
     }
 
+    /// The rates a stage may set for itself are checked there and for the whole run alike.
     #[test]
-    fn dropout_is_a_probability_below_one_for_the_run_and_each_stage() {
-        for ok in [0.0, 0.1, 0.5] {
-            let mut c = TrainConfig {
-                dropout: ok,
-                ..TrainConfig::default()
-            };
-            c.validate().unwrap();
-            c.stages[5].dropout = Some(ok);
-            c.validate().unwrap();
+    fn dropout_and_thought_noise_are_checked_for_the_run_and_each_stage() {
+        struct Rate {
+            on_run: fn(&mut TrainConfig, f64),
+            on_stage: fn(&mut TrainConfig, f64),
+            ok: &'static [f64],
+            bad: &'static [f64],
+            says: &'static str,
         }
-        for bad in [1.0, -0.1, f64::NAN, f64::INFINITY] {
-            let run = TrainConfig {
-                dropout: bad,
-                ..TrainConfig::default()
-            };
-            let mut stage = TrainConfig::default();
-            stage.stages[5].dropout = Some(bad);
-            for c in [run, stage] {
-                let e = c.validate().unwrap_err().to_string();
-                assert!(e.contains("dropout is a probability in [0, 1)"), "{e}");
+        let cases = [
+            Rate {
+                on_run: |c, v| c.dropout = v,
+                on_stage: |c, v| c.stages[5].dropout = Some(v),
+                ok: &[0.0, 0.1, 0.5],
+                bad: &[1.0, -0.1, f64::NAN, f64::INFINITY],
+                says: "dropout is a probability in [0, 1)",
+            },
+            Rate {
+                on_run: |c, v| c.thought_noise = v,
+                on_stage: |c, v| c.stages[5].thought_noise = Some(v),
+                ok: &[0.0, 0.3, 2.0],
+                bad: &[-0.1, f64::NAN, f64::INFINITY],
+                says: "thought_noise is a standard deviation",
+            },
+        ];
+        for Rate {
+            on_run,
+            on_stage,
+            ok,
+            bad,
+            says,
+        } in cases
+        {
+            for &v in ok {
+                let mut c = TrainConfig::default();
+                on_run(&mut c, v);
+                c.validate().unwrap();
+                on_stage(&mut c, v);
+                c.validate().unwrap();
             }
-        }
-    }
-
-    #[test]
-    fn thought_noise_is_a_standard_deviation_for_the_run_and_each_stage() {
-        for ok in [0.0, 0.3, 2.0] {
-            let mut c = TrainConfig {
-                thought_noise: ok,
-                ..TrainConfig::default()
-            };
-            c.validate().unwrap();
-            c.stages[5].thought_noise = Some(ok);
-            c.validate().unwrap();
-        }
-        for bad in [-0.1, f64::NAN, f64::INFINITY] {
-            let run = TrainConfig {
-                thought_noise: bad,
-                ..TrainConfig::default()
-            };
-            let mut stage = TrainConfig::default();
-            stage.stages[5].thought_noise = Some(bad);
-            for c in [run, stage] {
-                let e = c.validate().unwrap_err().to_string();
-                assert!(e.contains("thought_noise is a standard deviation"), "{e}");
+            for &v in bad {
+                for set in [on_run, on_stage] {
+                    let mut c = TrainConfig::default();
+                    set(&mut c, v);
+                    let e = c.validate().unwrap_err().to_string();
+                    assert!(e.contains(says), "{v}: {e}");
+                }
             }
         }
     }
