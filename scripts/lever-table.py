@@ -8,9 +8,35 @@ seed); its worst operand-length pair with a 5- to 8-digit operand (lowest seed);
 / max over the seeds; and on how many seeds the all-latent part of the length goal holds
 (every 5-8 digit pair >= 99.5%, each of the 12- and 16-digit sets >= 95%).
 
-Usage: python3 scripts/lever-table.py 'shipped recipe=weights/eval/padded/a-seed3,...' ...
+Usage: python3 scripts/lever-table.py                   (the model card's rows, from the repository root)
+       python3 scripts/lever-table.py 'label=DIR,DIR,...' ...
 """
 import json, pathlib, statistics, sys
+
+# The model card's table ("The levers, seed by seed"): label, folder prefix under
+# weights/eval/padded/, seeds.
+CARD = "weights/eval/padded"
+CARD_ROWS = [
+    ("1. padded operands, EMA 0.995", [("seed3-ema995", "")] + [("ema995-seed", s) for s in (4, 5, 6)]),
+    ("2. row 1 + carry-heavy stages 4-5, stage 1 up to 8 epochs, two checks at 100%",
+     [("ema995-confirm2-nines-seed", s) for s in (5, 6)]),
+    ("3. row 2 + extra thoughts per column (rejected)", [("ema995-confirm2-nines-extra1-seed", 5)]),
+    ("**4. row 2 + all-latent padding 0-14: the shipped recipe**",
+     [("ema995-confirm2-nines-pad14-seed", s) for s in (3, 4, 5, 6, 7)]),
+    ("5. row 4, stage 5 trained 10 epochs", [("ema995-confirm2-nines-pad14-s5e10-seed", s) for s in (3, 4, 5, 6, 7)]),
+    ("6. row 4, stage 5 padded 0-18", [("ema995-confirm2-nines-pad18-seed", s) for s in (3, 4, 5, 6, 7)]),
+    ("7. row 4 + dropout 0.1 in stage 5", [("ema995-confirm2-nines-pad14-dropout01-seed", s) for s in (3, 4, 5, 6, 7)]),
+    ("8. row 4 + thought noise 0.1 in stage 5", [("ema995-confirm2-nines-pad14-noise01-seed", s) for s in (3, 4, 5, 6, 7)]),
+]
+
+
+def card_rows():
+    rows = []
+    for label, runs in CARD_ROWS:
+        folders = [f"{CARD}/{prefix}{seed}" for prefix, seed in runs]
+        folders = [f for f in folders if pathlib.Path(f).is_dir()]
+        rows.append(f"{label}={','.join(folders)}")
+    return rows
 
 
 def stage5(folder):
@@ -52,8 +78,7 @@ def spread(values, digits=1):
 
 
 def main(rows):
-    if not rows:
-        sys.exit(__doc__)
+    rows = rows or card_rows()
     print("| lever | seeds | stage 5, 1-4 digits (lowest) | worst 5-8 digit pair (lowest) "
           "| 12 digits: min / median / max | 16 digits: min / median / max "
           "| worst 16-digit pair: min / median / max | seeds meeting the all-latent goal |")
