@@ -10,6 +10,13 @@
 //! into the rows of earlier chunks (kept per layer in `dqkv`), and a thought's input gradient goes
 //! to the hidden state of the row it was fed from; both are complete before those rows' chunk
 //! runs its own backward pass, so the gradient flows through every thought exactly.
+//!
+//! The linear layers' weight gradients wait until every chunk is done: then each is one product
+//! `Xᵀ · dY` over all the shard's rows. Taken chunk by chunk, a thought chunk of one row per
+//! example would read and write every weight's gradient for a handful of rows, and at the
+//! all-latent stage that traffic, not arithmetic, bounded the step. The layers' output gradients
+//! `dY` are kept in activations the backward pass no longer needs (see [`Workspace`]), so waiting
+//! costs no memory.
 
 use super::gemm::{accumulate_xt_dy, dy_times_wt, x_times_w};
 use super::kernels::{self, AttentionRows};
@@ -23,18 +30,25 @@ use coconut_core::skeleton::{Affine, Norm};
 use std::ops::Range;
 
 /// Activations saved by the forward pass and scratch of the backward pass, rows × width each.
+///
+/// Once a chunk's backward pass has gone past them, three activations of its rows are dead and
+/// their rows take the gradient of a linear layer's output instead, for the weight gradients
+/// taken after the last chunk: `resid[l + 1]` holds the MLP projection's (`mlp_proj`), `mid[l]`
+/// the attention projection's (`attn_proj`), `fc[l]` that of `c_fc`; `dqkv[l]` is `c_attn`'s.
+/// No chunk reads another's rows of these three (attention reads `qkv`, a thought `hidden`).
 #[derive(Default)]
 pub struct Workspace {
-    resid: Vec<Vec<f32>>, // L + 1 of (R, C): resid[0] = input, resid[l + 1] = block l's output
-    ln_1: Vec<Vec<f32>>,  // L of (R, C)
+    resid: Vec<Vec<f32>>, // L + 1 of (R, C): resid[0] = input, resid[l + 1] = block l's output,
+    //                       then d mlp_proj's output
+    ln_1: Vec<Vec<f32>>,       // L of (R, C)
     ln_1_stats: Vec<Vec<f32>>, // L of (R, 2)
-    qkv: Vec<Vec<f32>>,   // L of (R, 3C)
-    probs: Vec<Vec<f32>>, // L of (n_head, Σ triangles)
-    attn: Vec<Vec<f32>>,  // L of (R, C): attention output before c_proj
-    mid: Vec<Vec<f32>>,   // L of (R, C)
+    qkv: Vec<Vec<f32>>,        // L of (R, 3C)
+    probs: Vec<Vec<f32>>,      // L of (n_head, Σ triangles)
+    attn: Vec<Vec<f32>>,       // L of (R, C): attention output before c_proj
+    mid: Vec<Vec<f32>>,        // L of (R, C): then d attn_proj's output
     ln_2: Vec<Vec<f32>>,
     ln_2_stats: Vec<Vec<f32>>,
-    fc: Vec<Vec<f32>>,   // L of (R, 4C), before GELU
+    fc: Vec<Vec<f32>>,   // L of (R, 4C), before GELU; then d c_fc's output
     gelu: Vec<Vec<f32>>, // L of (R, 4C)
     ln_f_stats: Vec<f32>,
     hidden: Vec<f32>, // (R, C)
@@ -222,7 +236,34 @@ pub fn forward_backward(
     for chunk in plan.chunks.iter().rev() {
         backward_chunk(layout, params, plan, ws, grads, chunk.clone());
     }
+    linear_weight_gradients(layout, ws, grads, plan.rows());
     loss + norms
+}
+
+/// Adds the gradients of every block's linear layers, `dW = Xᵀ · dY` and `db = Σ dY` over all
+/// `rows`, from the inputs the forward pass kept and the output gradients the backward pass left
+/// (see [`Workspace`]).
+fn linear_weight_gradients(layout: &ParamLayout, ws: &Workspace, g: &mut [f32], rows: usize) {
+    let c = layout.config.n_embd;
+    for (l, b) in layout.blocks.iter().enumerate() {
+        for (affine, input, d_out, (k, n)) in [
+            (&b.c_attn, &ws.ln_1[l], &ws.dqkv[l], (c, 3 * c)),
+            (&b.attn_proj, &ws.attn[l], &ws.mid[l], (c, c)),
+            (&b.c_fc, &ws.ln_2[l], &ws.fc[l], (c, 4 * c)),
+            (&b.mlp_proj, &ws.gelu[l], &ws.resid[l + 1], (4 * c, c)),
+        ] {
+            let d_out = &d_out[..rows * n];
+            kernels::accumulate_column_sums(&mut g[affine.bias.clone()], d_out);
+            accumulate_xt_dy(
+                &mut g[affine.weight.clone()],
+                &input[..rows * k],
+                d_out,
+                rows,
+                k,
+                n,
+            );
+        }
+    }
 }
 
 /// The L2 norm of `x`, summed in f64.
@@ -436,13 +477,13 @@ fn backward_chunk(
         let site = DropSite::Mlp(l);
         let (dropout, scratch) = (plan.noise.dropout, &mut ws.d_dropped);
         let d_out = dropped_gradient(dropout, &ws.d_resid, scratch, site, &rows, c);
+        span_mut(&mut ws.resid[l + 1], &rows, c).copy_from_slice(d_out);
         let d_big = span_mut(&mut ws.d_big, &rows, 4 * c);
-        let gelu = span(&ws.gelu[l], &rows, 4 * c);
-        affine_backward(g, p, &b.mlp_proj, gelu, d_out, d_big, (m, 4 * c, c));
-        kernels::gelu_backward(d_big, span(&ws.fc[l], &rows, 4 * c));
+        input_gradient(p, &b.mlp_proj, d_out, d_big, (m, 4 * c, c));
+        let d_fc = span_mut(&mut ws.fc[l], &rows, 4 * c);
+        kernels::gelu_backward(d_fc, d_big);
         let d_small = span_mut(&mut ws.d_small, &rows, c);
-        let ln_2 = span(&ws.ln_2[l], &rows, c);
-        affine_backward(g, p, &b.c_fc, ln_2, d_big, d_small, (m, c, 4 * c));
+        input_gradient(p, &b.c_fc, d_fc, d_small, (m, c, 4 * c));
         let mid = span(&ws.mid[l], &rows, c);
         let mid_stats = span(&ws.ln_2_stats[l], &rows, 2);
         let d_resid = span_mut(&mut ws.d_resid, &rows, c);
@@ -452,14 +493,13 @@ fn backward_chunk(
         let site = DropSite::Attention(l);
         let (dropout, scratch) = (plan.noise.dropout, &mut ws.d_dropped);
         let d_out = dropped_gradient(dropout, &ws.d_resid, scratch, site, &rows, c);
+        span_mut(&mut ws.mid[l], &rows, c).copy_from_slice(d_out);
         let d_small = span_mut(&mut ws.d_small, &rows, c);
-        let attn = span(&ws.attn[l], &rows, c);
-        affine_backward(g, p, &b.attn_proj, attn, d_out, d_small, (m, c, c));
+        input_gradient(p, &b.attn_proj, d_out, d_small, (m, c, c));
         attention_backward(cfg, plan, ws, l, rows.clone());
         let dqkv = span(&ws.dqkv[l], &rows, 3 * c);
         let d_small = span_mut(&mut ws.d_small, &rows, c);
-        let ln_1 = span(&ws.ln_1[l], &rows, c);
-        affine_backward(g, p, &b.c_attn, ln_1, dqkv, d_small, (m, c, 3 * c));
+        input_gradient(p, &b.c_attn, dqkv, d_small, (m, c, 3 * c));
         let resid = span(&ws.resid[l], &rows, c);
         let resid_stats = span(&ws.ln_1_stats[l], &rows, 2);
         let d_resid = span_mut(&mut ws.d_resid, &rows, c);
@@ -588,19 +628,15 @@ fn norm_backward(
     kernels::layer_norm_backward(dx, dw, db, dy, x, stats, weight, weight.len());
 }
 
-/// The backward of `out = input · W + b` over `m` rows (`input` k wide, `out` n wide): adds
-/// the gradients of W and b to `g` and writes the input's gradient to `d_input`.
-fn affine_backward(
-    g: &mut [f32],
+/// The input's gradient of `out = input · W + b` over `m` rows (`input` k wide, `out` n wide),
+/// written to `d_input`; W's and b's wait for [`linear_weight_gradients`].
+fn input_gradient(
     p: &[f32],
     affine: &Affine<Range<usize>>,
-    input: &[f32],
     d_out: &[f32],
     d_input: &mut [f32],
     (m, k, n): (usize, usize, usize),
 ) {
-    kernels::accumulate_column_sums(&mut g[affine.bias.clone()], d_out);
-    accumulate_xt_dy(&mut g[affine.weight.clone()], input, d_out, m, k, n);
     dy_times_wt(d_input, d_out, &p[affine.weight.clone()], m, k, n, false);
 }
 

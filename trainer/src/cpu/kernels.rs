@@ -170,13 +170,15 @@ pub fn gelu_forward(y: &mut [f32], x: &[f32]) {
     }
 }
 
-/// GELU's backward in place: `d *= gelu'(x)`.
+/// GELU's backward over its input: each `x` becomes `dy * gelu'(x)` (the engine keeps the
+/// input gradient where the input was, for the weight gradient taken after the last chunk).
 #[multiversion(targets("x86_64+avx2+fma"))]
-pub fn gelu_backward(d: &mut [f32], x: &[f32]) {
-    for (d, &xi) in d.iter_mut().zip(x) {
+pub fn gelu_backward(x_then_dx: &mut [f32], dy: &[f32]) {
+    for (x, &d) in x_then_dx.iter_mut().zip(dy) {
+        let xi = *x;
         let s = gelu_gate(xi);
         let du = SQRT_2_OVER_PI * (3.0 * GELU_CUBIC * xi).mul_add(xi, 1.0);
-        *d *= (xi * 2.0 * s * (1.0 - s)).mul_add(du, s);
+        *x = d * (xi * 2.0 * s * (1.0 - s)).mul_add(du, s);
     }
 }
 
@@ -423,8 +425,8 @@ mod tests {
                 "gelu({x}) = {got}, want {want}"
             );
         }
-        let mut dx = vec![1.0; xs.len()];
-        gelu_backward(&mut dx, &xs);
+        let mut dx = xs.clone();
+        gelu_backward(&mut dx, &vec![1.0; xs.len()]);
         let h = 1e-3f32;
         for (&x, &d) in xs.iter().zip(&dx) {
             let (mut a, mut b) = ([0.0], [0.0]);
