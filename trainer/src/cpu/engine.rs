@@ -18,7 +18,7 @@
 //! `dY` are kept in activations the backward pass no longer needs (see [`Workspace`]), so waiting
 //! costs no memory.
 
-use super::gemm::{accumulate_xt_dy, dy_times_wt, x_times_w};
+use super::gemm::{accumulate_xt_dy, dy_times_wt, x_times_w, Dims};
 use super::kernels::{self, AttentionRows};
 use super::noise::{DropSite, Dropout};
 use super::params::ParamLayout;
@@ -175,7 +175,15 @@ pub fn target_logits<'a>(
         ws.predicted[i * c..(i + 1) * c].copy_from_slice(&ws.hidden[row * c..(row + 1) * c]);
     }
     let wte = &params[layout.wte.clone()];
-    dy_times_wt(&mut ws.logits, &ws.predicted, wte, n, v, c, false); // (N, V)
+    let threads = plan.product_threads;
+    dy_times_wt(
+        &mut ws.logits,
+        &ws.predicted,
+        wte,
+        (n, v, c),
+        threads,
+        false,
+    ); // (N, V)
     &ws.logits
 }
 
@@ -208,15 +216,10 @@ pub fn forward_backward(
     let loss = kernels::cross_entropy(&mut ws.logits, &plan.targets, &plan.target_weights, v);
 
     // The LM head: d hidden at the predicting rows, and the tied embedding's share.
-    x_times_w(&mut ws.d_predicted, &ws.logits, wte, n, v, c); // (N, C)
-    accumulate_xt_dy(
-        &mut grads[layout.wte.clone()],
-        &ws.logits,
-        &ws.predicted,
-        n,
-        v,
-        c,
-    );
+    let threads = plan.product_threads;
+    x_times_w(&mut ws.d_predicted, &ws.logits, wte, (n, v, c), threads); // (N, C)
+    let d_wte = &mut grads[layout.wte.clone()];
+    accumulate_xt_dy(d_wte, &ws.logits, &ws.predicted, (n, v, c), threads);
     ws.d_hidden.fill(0.0);
     for (i, &row) in plan.predictors.iter().enumerate() {
         let d = &ws.d_predicted[i * c..(i + 1) * c];
@@ -236,15 +239,15 @@ pub fn forward_backward(
     for chunk in plan.chunks.iter().rev() {
         backward_chunk(layout, params, plan, ws, grads, chunk.clone());
     }
-    linear_weight_gradients(layout, ws, grads, plan.rows());
+    linear_weight_gradients(layout, plan, ws, grads);
     loss + norms
 }
 
 /// Adds the gradients of every block's linear layers, `dW = Xᵀ · dY` and `db = Σ dY` over all
 /// `rows`, from the inputs the forward pass kept and the output gradients the backward pass left
 /// (see [`Workspace`]).
-fn linear_weight_gradients(layout: &ParamLayout, ws: &Workspace, g: &mut [f32], rows: usize) {
-    let c = layout.config.n_embd;
+fn linear_weight_gradients(layout: &ParamLayout, plan: &Plan, ws: &Workspace, g: &mut [f32]) {
+    let (c, rows) = (layout.config.n_embd, plan.rows());
     for (l, b) in layout.blocks.iter().enumerate() {
         for (affine, input, d_out, (k, n)) in [
             (&b.c_attn, &ws.ln_1[l], &ws.dqkv[l], (c, 3 * c)),
@@ -254,14 +257,8 @@ fn linear_weight_gradients(layout: &ParamLayout, ws: &Workspace, g: &mut [f32], 
         ] {
             let d_out = &d_out[..rows * n];
             kernels::accumulate_column_sums(&mut g[affine.bias.clone()], d_out);
-            accumulate_xt_dy(
-                &mut g[affine.weight.clone()],
-                &input[..rows * k],
-                d_out,
-                rows,
-                k,
-                n,
-            );
+            let (dw, x) = (&mut g[affine.weight.clone()], &input[..rows * k]);
+            accumulate_xt_dy(dw, x, d_out, (rows, k, n), plan.product_threads);
         }
     }
 }
@@ -379,7 +376,7 @@ fn forward_chunk(
 ) {
     let cfg = &layout.config;
     let (c, m) = (cfg.n_embd, rows.len());
-    let eps = cfg.layer_norm_epsilon;
+    let (eps, threads) = (cfg.layer_norm_epsilon, plan.product_threads);
 
     // Input embeddings: a token's row of wte, or the hidden state a thought is fed from.
     for r in rows.clone() {
@@ -407,7 +404,7 @@ fn forward_chunk(
         let ln_1_stats = span_mut(&mut ws.ln_1_stats[l], &rows, 2);
         norm_forward(p, &b.ln_1, x, ln_1, ln_1_stats, eps);
         let qkv = span_mut(&mut ws.qkv[l], &rows, 3 * c);
-        affine_forward(p, &b.c_attn, ln_1, qkv, (m, c, 3 * c));
+        affine_forward(p, &b.c_attn, ln_1, qkv, (m, c, 3 * c), threads);
 
         for (e, positions) in example_runs(plan, rows.clone()) {
             let example = &plan.examples[e];
@@ -423,7 +420,7 @@ fn forward_chunk(
 
         let mid = span_mut(&mut ws.mid[l], &rows, c);
         let attn = span(&ws.attn[l], &rows, c);
-        affine_forward(p, &b.attn_proj, attn, mid, (m, c, c));
+        affine_forward(p, &b.attn_proj, attn, mid, (m, c, c), threads);
         if let Some(dropout) = plan.noise.dropout {
             dropout.apply_rows(mid, c, DropSite::Attention(l), rows.clone());
         }
@@ -433,12 +430,12 @@ fn forward_chunk(
         let ln_2_stats = span_mut(&mut ws.ln_2_stats[l], &rows, 2);
         norm_forward(p, &b.ln_2, mid, ln_2, ln_2_stats, eps);
         let fc = span_mut(&mut ws.fc[l], &rows, 4 * c);
-        affine_forward(p, &b.c_fc, ln_2, fc, (m, c, 4 * c));
+        affine_forward(p, &b.c_fc, ln_2, fc, (m, c, 4 * c), threads);
         let gelu = span_mut(&mut ws.gelu[l], &rows, 4 * c);
         kernels::gelu_forward(gelu, fc);
 
         let out = span_mut(&mut resid_out[0], &rows, c);
-        affine_forward(p, &b.mlp_proj, gelu, out, (m, 4 * c, c));
+        affine_forward(p, &b.mlp_proj, gelu, out, (m, 4 * c, c), threads);
         if let Some(dropout) = plan.noise.dropout {
             dropout.apply_rows(out, c, DropSite::Mlp(l), rows.clone());
         }
@@ -461,7 +458,7 @@ fn backward_chunk(
 ) {
     let cfg = &layout.config;
     let (c, m) = (cfg.n_embd, rows.len());
-    let last = cfg.n_layer;
+    let (last, threads) = (cfg.n_layer, plan.product_threads);
 
     // d resid[L] from d hidden through ln_f.
     let d_resid = span_mut(&mut ws.d_resid, &rows, c);
@@ -479,11 +476,11 @@ fn backward_chunk(
         let d_out = dropped_gradient(dropout, &ws.d_resid, scratch, site, &rows, c);
         span_mut(&mut ws.resid[l + 1], &rows, c).copy_from_slice(d_out);
         let d_big = span_mut(&mut ws.d_big, &rows, 4 * c);
-        input_gradient(p, &b.mlp_proj, d_out, d_big, (m, 4 * c, c));
+        input_gradient(p, &b.mlp_proj, d_out, d_big, (m, 4 * c, c), threads);
         let d_fc = span_mut(&mut ws.fc[l], &rows, 4 * c);
         kernels::gelu_backward(d_fc, d_big);
         let d_small = span_mut(&mut ws.d_small, &rows, c);
-        input_gradient(p, &b.c_fc, d_fc, d_small, (m, c, 4 * c));
+        input_gradient(p, &b.c_fc, d_fc, d_small, (m, c, 4 * c), threads);
         let mid = span(&ws.mid[l], &rows, c);
         let mid_stats = span(&ws.ln_2_stats[l], &rows, 2);
         let d_resid = span_mut(&mut ws.d_resid, &rows, c);
@@ -495,11 +492,11 @@ fn backward_chunk(
         let d_out = dropped_gradient(dropout, &ws.d_resid, scratch, site, &rows, c);
         span_mut(&mut ws.mid[l], &rows, c).copy_from_slice(d_out);
         let d_small = span_mut(&mut ws.d_small, &rows, c);
-        input_gradient(p, &b.attn_proj, d_out, d_small, (m, c, c));
+        input_gradient(p, &b.attn_proj, d_out, d_small, (m, c, c), threads);
         attention_backward(cfg, plan, ws, l, rows.clone());
         let dqkv = span(&ws.dqkv[l], &rows, 3 * c);
         let d_small = span_mut(&mut ws.d_small, &rows, c);
-        input_gradient(p, &b.c_attn, dqkv, d_small, (m, c, 3 * c));
+        input_gradient(p, &b.c_attn, dqkv, d_small, (m, c, 3 * c), threads);
         let resid = span(&ws.resid[l], &rows, c);
         let resid_stats = span(&ws.ln_1_stats[l], &rows, 2);
         let d_resid = span_mut(&mut ws.d_resid, &rows, c);
@@ -585,9 +582,10 @@ fn affine_forward(
     affine: &Affine<Range<usize>>,
     input: &[f32],
     out: &mut [f32],
-    (m, k, n): (usize, usize, usize),
+    dims: Dims,
+    threads: usize,
 ) {
-    x_times_w(out, input, &p[affine.weight.clone()], m, k, n);
+    x_times_w(out, input, &p[affine.weight.clone()], dims, threads);
     kernels::add_bias(out, &p[affine.bias.clone()]);
 }
 
@@ -635,9 +633,17 @@ fn input_gradient(
     affine: &Affine<Range<usize>>,
     d_out: &[f32],
     d_input: &mut [f32],
-    (m, k, n): (usize, usize, usize),
+    dims: Dims,
+    threads: usize,
 ) {
-    dy_times_wt(d_input, d_out, &p[affine.weight.clone()], m, k, n, false);
+    dy_times_wt(
+        d_input,
+        d_out,
+        &p[affine.weight.clone()],
+        dims,
+        threads,
+        false,
+    );
 }
 
 fn two_mut<'a>(

@@ -1,7 +1,8 @@
 //! The three matrix products of a linear layer's forward and backward pass, on row-major f32
 //! slices, through the `gemm` crate (packed, cache-blocked micro-kernels chosen at run time for
-//! the CPU's widest SIMD: AVX-512, AVX2+FMA or SSE). Each call runs on the calling thread: the
-//! engine puts its two cores to work on two shards of the batch instead (see `trainer.rs`).
+//! the CPU's widest SIMD: AVX-512, AVX2+FMA or SSE). Each call runs on `threads` threads: one
+//! when the engine puts its cores to work on shards of the batch, all of them when one plan
+//! holds the whole batch (see `sharded.rs`); `gemm` keeps a product too small to split on one.
 //!
 //! With `X (M, K)` a layer's input rows, `W (K, N)` its weight in Conv1D layout and `Y (M, N)`:
 //! ```text
@@ -13,10 +14,13 @@
 
 use gemm::{gemm, Parallelism};
 
+/// A product's sizes `(m, k, n)`: `m` rows of a `k`-wide input through a `(k, n)` weight.
+pub type Dims = (usize, usize, usize);
+
 /// `y (m, n) = x (m, k) · w (k, n)`.
-pub fn x_times_w(y: &mut [f32], x: &[f32], w: &[f32], m: usize, k: usize, n: usize) {
+pub fn x_times_w(y: &mut [f32], x: &[f32], w: &[f32], (m, k, n): Dims, threads: usize) {
     let (x, w) = (Strided::rows(x, m, k), Strided::rows(w, k, n));
-    product(y, Layout::RowMajor, x, w, false);
+    product(y, Layout::RowMajor, x, w, false, threads);
 }
 
 /// Below this many rows `dy_times_wt` computes `dxᵀ` and transposes it. `gemm` keeps a
@@ -26,7 +30,7 @@ pub fn x_times_w(y: &mut [f32], x: &[f32], w: &[f32], m: usize, k: usize, n: usi
 /// Written column-major, the output leaves `w` in place and packs `dy` instead. Measured by
 /// `benches/gemm_layouts.rs` on GPT-2-small's shapes (BENCHMARKS.md): 1.05-3.3x faster at 8-128
 /// rows, 0.88-1.07x at 256, 0.89-0.97x at 700.
-const FEW_ROWS: usize = 192;
+pub const FEW_ROWS: usize = 192;
 
 thread_local! {
     /// `dxᵀ` of [`dy_times_wt`] with few rows; per thread, as each shard runs on its own.
@@ -38,19 +42,18 @@ pub fn dy_times_wt(
     dx: &mut [f32],
     dy: &[f32],
     w: &[f32],
-    m: usize,
-    k: usize,
-    n: usize,
+    (m, k, n): Dims,
+    threads: usize,
     accumulate: bool,
 ) {
     let dy = Strided::rows(dy, m, n);
     let wt = Strided::rows(w, k, n).t();
     if m >= FEW_ROWS {
-        return product(dx, Layout::RowMajor, dy, wt, accumulate);
+        return product(dx, Layout::RowMajor, dy, wt, accumulate, threads);
     }
     TRANSPOSED.with_borrow_mut(|t| {
         t.resize(m * k, 0.0);
-        product(t, Layout::ColumnMajor, dy, wt, false);
+        product(t, Layout::ColumnMajor, dy, wt, false, threads);
         for (i, row) in dx[..m * k].chunks_exact_mut(k).enumerate() {
             let column = t.iter().skip(i).step_by(m);
             if accumulate {
@@ -63,9 +66,9 @@ pub fn dy_times_wt(
 }
 
 /// `dw (k, n) += xᵀ · dy` with `x (m, k)` and `dy (m, n)`: the sum over the m rows.
-pub fn accumulate_xt_dy(dw: &mut [f32], x: &[f32], dy: &[f32], m: usize, k: usize, n: usize) {
+pub fn accumulate_xt_dy(dw: &mut [f32], x: &[f32], dy: &[f32], (m, k, n): Dims, threads: usize) {
     let (xt, dy) = (Strided::rows(x, m, k).t(), Strided::rows(dy, m, n));
-    product(dw, Layout::RowMajor, xt, dy, true);
+    product(dw, Layout::RowMajor, xt, dy, true, threads);
 }
 
 /// A matrix read from a slice: element (i, j) at `i * row_stride + j * col_stride`, so a
@@ -118,7 +121,14 @@ enum Layout {
 }
 
 /// `dst (m, n) = a (m, k) · b (k, n)`, or `+=` when `accumulate`.
-fn product(dst: &mut [f32], layout: Layout, a: Strided, b: Strided, accumulate: bool) {
+fn product(
+    dst: &mut [f32],
+    layout: Layout,
+    a: Strided,
+    b: Strided,
+    accumulate: bool,
+    threads: usize,
+) {
     let (m, k, n) = (a.rows, a.cols, b.cols);
     assert!(b.rows == k && dst.len() >= m * n && a.in_bounds() && b.in_bounds());
     if m == 0 || n == 0 {
@@ -156,7 +166,10 @@ fn product(dst: &mut [f32], layout: Layout, a: Strided, b: Strided, accumulate: 
             false,
             false,
             false,
-            Parallelism::None,
+            match threads {
+                0 | 1 => Parallelism::None,
+                t => Parallelism::Rayon(t),
+            },
         )
     }
 }
@@ -203,23 +216,28 @@ mod tests {
 
     #[test]
     fn the_three_products_match_the_triple_loop() {
-        // A few rows and many: `dy_times_wt` takes a different layout for each.
-        for m in [37, FEW_ROWS + 3] {
-            let (k, n) = (19, 23);
+        // A few rows and many (`dy_times_wt` takes a different layout for each), on one thread
+        // and on two (large enough for `gemm` to split).
+        for (m, k, n, threads) in [
+            (37, 19, 23, 1),
+            (FEW_ROWS + 3, 19, 23, 1),
+            (37, 300, 400, 2),
+            (FEW_ROWS + 3, 300, 400, 2),
+        ] {
             let (x, w, dy) = (values(m * k, 1), values(k * n, 2), values(m * n, 3));
             let mut y = vec![f32::NAN; m * n];
-            x_times_w(&mut y, &x, &w, m, k, n);
+            x_times_w(&mut y, &x, &w, (m, k, n), threads);
             assert_close(&y, &naive(&x, &w, m, k, n));
 
             let mut dx = vec![f32::NAN; m * k];
-            dy_times_wt(&mut dx, &dy, &w, m, k, n, false);
+            dy_times_wt(&mut dx, &dy, &w, (m, k, n), threads, false);
             let want_dx = naive(&dy, &transpose(&w, k, n), m, n, k);
             assert_close(&dx, &want_dx);
-            dy_times_wt(&mut dx, &dy, &w, m, k, n, true);
+            dy_times_wt(&mut dx, &dy, &w, (m, k, n), threads, true);
             assert_close(&dx, &want_dx.iter().map(|v| 2.0 * v).collect::<Vec<_>>());
 
             let mut dw = vec![1.0f32; k * n];
-            accumulate_xt_dy(&mut dw, &x, &dy, m, k, n);
+            accumulate_xt_dy(&mut dw, &x, &dy, (m, k, n), threads);
             let want_dw: Vec<f32> = naive(&transpose(&x, m, k), &dy, k, m, n)
                 .iter()
                 .map(|v| v + 1.0)

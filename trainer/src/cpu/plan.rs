@@ -75,6 +75,9 @@ pub struct Plan {
     pub attention_len_per_head: usize,
     /// The training step's randomness: noise on the fed-back thoughts, dropout.
     pub noise: StepNoise,
+    /// Threads each of its matrix products runs on: 1 while the batch's shards each take a
+    /// core, more when this plan holds the whole batch (see `sharded.rs`).
+    pub product_threads: usize,
 }
 
 /// Attention probabilities a causal sequence of `len` positions holds per head.
@@ -187,6 +190,7 @@ impl Plan {
             norm_rows: Vec::new(),
             attention_len_per_head: base,
             noise: StepNoise::NONE,
+            product_threads: 1,
         }
     }
 

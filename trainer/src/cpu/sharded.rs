@@ -2,9 +2,10 @@
 //! [`crate::train`], which reaches this through [`crate::learner`]): parameters, gradients and AdamW's moments as flat buffers; each batch split
 //! into shards of about equal rows that run in parallel, one per core, each with its own
 //! workspace; the first adds its gradient into the engine's, the others into buffers of their
-//! own added after it in shard order. The number of shards is a
-//! setting, not the number of cores, so the arithmetic (and a resumed run) is the same however
-//! many threads run it.
+//! own added after it in shard order. A model too large for the caches, at a step of small chunks,
+//! runs the batch as one plan instead, its matrix products spread over the cores
+//! (`whole_batch_plan`). The number of shards is a setting, not the number of cores, so the
+//! arithmetic (and a resumed run) is the same however many threads run it.
 
 use super::engine::{forward_backward, Workspace};
 use super::noise::StepNoise;
@@ -18,6 +19,10 @@ use coconut_core::layout::Layout;
 use coconut_core::weights::ModelWeights;
 use coconut_core::ModelConfig;
 use rayon::prelude::*;
+
+/// Weights of at least this many bytes are taken to stream from memory rather than sit in the
+/// caches (this project's models hold 1 MB, GPT-2-small 0.5 GB).
+const STREAMED_WEIGHTS: usize = 64 << 20;
 
 /// Outputs of pieces of a list, each with its piece's index.
 type Numbered<T> = Vec<(usize, Vec<T>)>;
@@ -48,6 +53,8 @@ pub struct CpuTrainer {
     pub adam_t: u64,
     adamw: AdamWConfig,
     shards: Vec<Shard>,
+    /// Weights of at least this many bytes stream from memory (see `whole_batch_plan`).
+    pub(super) streamed_weights: usize,
 }
 
 impl CpuTrainer {
@@ -88,6 +95,7 @@ impl CpuTrainer {
                 })
                 .collect(),
             layout,
+            streamed_weights: STREAMED_WEIGHTS,
         })
     }
 
@@ -193,17 +201,23 @@ impl CpuTrainer {
                 self.layout.config.n_positions
             );
         }
-        let parts = balanced_split(&lengths, self.shards.len());
-        let plans = parts
-            .iter()
-            .enumerate()
-            .map(|(i, r)| {
-                let mut plan = Plan::new(&layouts[r.clone()], feeds_back)?;
-                plan.weigh(&layouts[r.clone()], &weights[r.clone()]);
-                plan.noise = noise.for_part(i);
-                Ok(plan)
-            })
-            .collect::<Result<Vec<_>>>()?;
+        let plans = match self.whole_batch_plan(layouts, feeds_back)? {
+            Some(mut plan) => {
+                plan.weigh(layouts, weights);
+                plan.noise = noise.for_part(0);
+                vec![plan]
+            }
+            None => balanced_split(&lengths, self.shards.len())
+                .iter()
+                .enumerate()
+                .map(|(i, r)| {
+                    let mut plan = Plan::new(&layouts[r.clone()], feeds_back)?;
+                    plan.weigh(&layouts[r.clone()], &weights[r.clone()]);
+                    plan.noise = noise.for_part(i);
+                    Ok(plan)
+                })
+                .collect::<Result<Vec<_>>>()?,
+        };
         // The first shard adds its gradient straight into the engine's (zeroed unless
         // accumulating); the others into their own buffers, added after it in shard order, so
         // the result does not depend on timing. A gradient buffer fewer: a model's size less.
@@ -247,6 +261,26 @@ impl CpuTrainer {
             super::kernels::add_assign(&mut self.grads, &shard.grads);
         }
         Ok(other_losses.iter().fold(first_loss, |sum, l| sum + l))
+    }
+
+    /// The batch as one plan whose products run on every shard's core, when that is faster than
+    /// a plan per shard. Each chunk reads every weight matrix; a model much larger than the
+    /// caches streams them from memory, once per shard. When the chunks are few rows per shard
+    /// (a thought per example), that traffic bounds the step, and one plan over the whole batch
+    /// reads the weights once: GPT-2-small's all-latent step 1.19x faster (BENCHMARKS.md), its
+    /// stage 0 (one chunk of hundreds of rows) 5% slower. The choice depends on the model and the
+    /// batch, not on how many threads run, so a run's arithmetic stays the same.
+    fn whole_batch_plan(&self, layouts: &[&Layout], feeds_back: bool) -> Result<Option<Plan>> {
+        let shards = self.shards.len();
+        if shards == 1 || self.params.len() * size_of::<f32>() < self.streamed_weights {
+            return Ok(None);
+        }
+        let mut plan = Plan::new(layouts, feeds_back)?;
+        if plan.rows() >= plan.chunks.len() * shards * super::gemm::FEW_ROWS {
+            return Ok(None);
+        }
+        plan.product_threads = shards;
+        Ok(Some(plan))
     }
 
     /// The mean loss over `layouts`' targets, without gradients.
