@@ -33,8 +33,9 @@ pub fn x_times_w(y: &mut [f32], x: &[f32], w: &[f32], (m, k, n): Dims, threads: 
 pub const FEW_ROWS: usize = 192;
 
 thread_local! {
-    /// `dxᵀ` of [`dy_times_wt`] with few rows; per thread, as each shard runs on its own.
-    static TRANSPOSED: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+    /// `dxᵀ` of [`dy_times_wt`] with few rows, kept per thread between calls. Taken out while in
+    /// use: a thread waiting inside a parallel product may run another job that calls again.
+    static TRANSPOSED: std::cell::Cell<Vec<f32>> = const { std::cell::Cell::new(Vec::new()) };
 }
 
 /// `dx (m, k) = dy (m, n) · wᵀ` where `w` is `(k, n)`; adds to `dx` when `accumulate`.
@@ -51,18 +52,18 @@ pub fn dy_times_wt(
     if m >= FEW_ROWS {
         return product(dx, Layout::RowMajor, dy, wt, accumulate, threads);
     }
-    TRANSPOSED.with_borrow_mut(|t| {
-        t.resize(m * k, 0.0);
-        product(t, Layout::ColumnMajor, dy, wt, false, threads);
-        for (i, row) in dx[..m * k].chunks_exact_mut(k).enumerate() {
-            let column = t.iter().skip(i).step_by(m);
-            if accumulate {
-                row.iter_mut().zip(column).for_each(|(d, &v)| *d += v);
-            } else {
-                row.iter_mut().zip(column).for_each(|(d, &v)| *d = v);
-            }
+    let mut t = TRANSPOSED.take();
+    t.resize(m * k, 0.0);
+    product(&mut t, Layout::ColumnMajor, dy, wt, false, threads);
+    for (i, row) in dx[..m * k].chunks_exact_mut(k).enumerate() {
+        let column = t.iter().skip(i).step_by(m);
+        if accumulate {
+            row.iter_mut().zip(column).for_each(|(d, &v)| *d += v);
+        } else {
+            row.iter_mut().zip(column).for_each(|(d, &v)| *d = v);
         }
-    });
+    }
+    TRANSPOSED.set(t);
 }
 
 /// `dw (k, n) += xᵀ · dy` with `x (m, k)` and `dy (m, n)`: the sum over the m rows.
