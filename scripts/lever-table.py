@@ -27,6 +27,7 @@ CARD_ROWS = [
     ("6. row 4, stage 5 padded 0-18", [("ema995-confirm2-nines-pad18-seed", s) for s in (3, 4, 5, 6, 7)]),
     ("7. row 4 + dropout 0.1 in stage 5", [("ema995-confirm2-nines-pad14-dropout01-seed", s) for s in (3, 4, 5, 6, 7)]),
     ("8. row 4 + thought noise 0.1 in stage 5", [("ema995-confirm2-nines-pad14-noise01-seed", s) for s in (3, 4, 5, 6, 7)]),
+    ("9. row 4 with 2 layers (whole curricula)", [("ema995-confirm2-nines-pad14-layers2-seed", s) for s in (3, 4, 5, 6, 7)]),
 ]
 
 
