@@ -267,7 +267,7 @@ impl CpuTrainer {
     /// a plan per shard. Each chunk reads every weight matrix; a model much larger than the
     /// caches streams them from memory, once per shard. When the chunks are few rows per shard
     /// (a thought per example), that traffic bounds the step, and one plan over the whole batch
-    /// reads the weights once: GPT-2-small's all-latent step 1.19x faster (BENCHMARKS.md), its
+    /// reads the weights once: GPT-2-small's all-latent step 1,417 -> 1,166 ms (BENCHMARKS.md), its
     /// stage 0 (one chunk of hundreds of rows) 5% slower. The choice depends on the model and the
     /// batch, not on how many threads run, so a run's arithmetic stays the same.
     fn whole_batch_plan(&self, layouts: &[&Layout], feeds_back: bool) -> Result<Option<Plan>> {
