@@ -201,23 +201,24 @@ impl CpuTrainer {
                 self.layout.config.n_positions
             );
         }
-        let plans = match self.whole_batch_plan(layouts, feeds_back)? {
-            Some(mut plan) => {
-                plan.weigh(layouts, weights);
-                plan.noise = noise.for_part(0);
-                vec![plan]
-            }
-            None => balanced_split(&lengths, self.shards.len())
-                .iter()
-                .enumerate()
-                .map(|(i, r)| {
-                    let mut plan = Plan::new(&layouts[r.clone()], feeds_back)?;
-                    plan.weigh(&layouts[r.clone()], &weights[r.clone()]);
-                    plan.noise = noise.for_part(i);
-                    Ok(plan)
-                })
-                .collect::<Result<Vec<_>>>()?,
+        let mut whole = self.whole_batch_plan(layouts, feeds_back)?;
+        let parts = match whole {
+            Some(_) => std::iter::once(0..layouts.len()).collect(),
+            None => balanced_split(&lengths, self.shards.len()),
         };
+        let plans = parts
+            .iter()
+            .enumerate()
+            .map(|(i, r)| {
+                let mut plan = match whole.take() {
+                    Some(plan) => plan,
+                    None => Plan::new(&layouts[r.clone()], feeds_back)?,
+                };
+                plan.weigh(&layouts[r.clone()], &weights[r.clone()]);
+                plan.noise = noise.for_part(i);
+                Ok(plan)
+            })
+            .collect::<Result<Vec<_>>>()?;
         // The first shard adds its gradient straight into the engine's (zeroed unless
         // accumulating); the others into their own buffers, added after it in shard order, so
         // the result does not depend on timing. A gradient buffer fewer: a model's size less.
