@@ -393,16 +393,21 @@ fn run_export(args: ExportArgs) -> Result<()> {
 }
 
 fn run_plot(args: PlotArgs) -> Result<()> {
+    // The input first: a missing run directory is named as such, not as its default output's folder.
+    let metrics = args.run_dir.join(run_dir::METRICS_FILE);
+    std::fs::metadata(&metrics).with_context(|| format!("reading {}", metrics.display()))?;
     let out = args
         .out
         .unwrap_or_else(|| args.run_dir.join("training-curve.svg"));
     check_output(&out, "--out")?;
-    coconut_trainer::plot::plot_run(&args.run_dir.join(run_dir::METRICS_FILE), &out)?;
+    coconut_trainer::plot::plot_run(&metrics, &out)?;
     note!("wrote {}", out.display());
     Ok(())
 }
 
 fn run_golden(args: GoldenArgs) -> Result<()> {
+    // The input first, as in `run_plot`.
+    coconut_core::manifest::WeightsDir::open(&args.weights)?;
     let out = args.out.unwrap_or_else(|| args.weights.join("golden.json"));
     check_output(&out, "--out")?;
     let stages = coconut_trainer::golden::golden_folder(&args.weights, &out)?;

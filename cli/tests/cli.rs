@@ -492,6 +492,23 @@ fn errors_name_their_file() {
         stderr.contains(&format!("creating {}", file.display())),
         "{stderr}"
     );
+    // A missing input folder is named, not the default output that would have gone inside it.
+    let missing = tmp.path().join("no-such-folder");
+    for (args, names) in [
+        (["plot", "--run-dir"], "metrics.jsonl"),
+        (["golden", "--weights"], "manifest.json"),
+    ] {
+        let out = coconut(&[args[0], args[1], path(&missing)])
+            .output()
+            .unwrap();
+        let stderr = stderr_of(&out);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(
+            stderr.contains(&missing.join(names).display().to_string())
+                && !stderr.contains("--out"),
+            "{args:?}: {stderr}"
+        );
+    }
 }
 
 /// Limits the files `cmd` may write to `bytes`: past it a write fails (EFBIG), as on a full disk,
