@@ -3,10 +3,11 @@
 
 Each problem has an L-digit and a 4-digit operand and exactly one carry, out of column c (units
 = 0) into column c+1, which absorbs it (its digits sum to 8 or less). In the "trap" set column
-c+2's digits sum to 9: right only if the model knows the carry stopped at c+1; a model that lets
-the carry reach c+2 too writes 0 there and carries into c+3 (an answer 10^(c+3) too large). The
-"control" set has no column summing to 9. Per weights folder and L: the share answered right of
-each set (n per cell), and the trap set's most common errors (answer minus the right sum).
+c+2's digits sum to 9: right only if the model knows the carry stopped at c+1. A model that
+counts the carry again at c+2 gets the answer wrong by 10^(c+2) in the control set (a digit one
+too large) and, in the trap set, by -9 * 10^(c+2) (the 9 turned to 0) or by 10^(c+3) (the 9
+written, but a carry passed on out of it). The "control" set has no column summing to 9. Per weights folder and L: the share answered right of
+each set (n per cell), and each set's two most common errors (answer minus the right sum).
 The problems are drawn at random, not checked against the training set: 4x4 problems may have
 been trained on; longer ones cannot have been.
 Usage: python3 scripts/carry-skip.py WEIGHTS... [--n N]   (200 per cell; BIN=target/release/coconut)
@@ -60,15 +61,13 @@ for folder in args.weights:
         cells = []
         for carry_column in (0, 1):
             rng = random.Random(digits * 10 + carry_column)
-            row = []
-            for trap in (False, True):
+            shown = []
+            for name, trap in (("control", False), ("trap", True)):
                 problems = [draw(rng, digits, carry_column, trap) for _ in range(args.n)]
                 got = solve(folder, problems)
                 errors = collections.Counter(g - (a + b) for (a, b), g in zip(problems, got) if g != a + b)
                 right = 100 * (args.n - sum(errors.values())) / args.n
-                row.append(f"{right:5.1f}%")
-                if trap and errors:
-                    top = ", ".join(f"{e:+d} x{k}" for e, k in errors.most_common(2))
-                    row.append(f"({top})")
-            cells.append(f"carry out of column {carry_column}: control {row[0]}, trap {' '.join(row[1:])}")
+                top = ", ".join(f"{e:+d} x{k}" for e, k in errors.most_common(2))
+                shown.append(f"{name} {right:5.1f}%" + (f" ({top})" if top else ""))
+            cells.append(f"carry out of column {carry_column}: " + ", ".join(shown))
         print(f"  {digits}x4 (n = {args.n} each)  " + "; ".join(cells))
