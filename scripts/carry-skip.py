@@ -6,8 +6,9 @@ Each problem has an L-digit and a 4-digit operand and exactly one carry, out of 
 c+2's digits sum to 9: right only if the model knows the carry stopped at c+1. A model that
 counts the carry again at c+2 gets the answer wrong by 10^(c+2) in the control set (a digit one
 too large) and, in the trap set, by -9 * 10^(c+2) (the 9 turned to 0) or by 10^(c+3) (the 9
-written, but a carry passed on out of it). The "control" set has no column summing to 9. Per weights folder and L: the share answered right of
-each set (n per cell), and each set's two most common errors (answer minus the right sum).
+written, but a carry passed on out of it). The "control" set has no column summing to 9. Per
+weights folder and L: the share answered right of each set (n per cell), and each set's two most
+common errors (answer minus the right sum).
 The problems are drawn at random, not checked against the training set: 4x4 problems may have
 been trained on; longer ones cannot have been.
 Usage: python3 scripts/carry-skip.py WEIGHTS... [--n N]   (200 per cell; BIN=target/release/coconut)
