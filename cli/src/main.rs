@@ -407,10 +407,10 @@ fn run_plot(args: PlotArgs) -> Result<()> {
 
 fn run_golden(args: GoldenArgs) -> Result<()> {
     // The input first, as in `run_plot`.
-    coconut_core::manifest::WeightsDir::open(&args.weights)?;
+    let folder = coconut_core::manifest::WeightsDir::open(&args.weights)?;
     let out = args.out.unwrap_or_else(|| args.weights.join("golden.json"));
     check_output(&out, "--out")?;
-    let stages = coconut_trainer::golden::golden_folder(&args.weights, &out)?;
+    let stages = coconut_trainer::golden::golden_folder(&folder, &out)?;
     note!("wrote {} ({stages} stages)", out.display());
     Ok(())
 }

@@ -87,10 +87,9 @@ pub fn golden_stage(model: &Gpt, tokenizer: &Tokenizer, stage: &Stage) -> Result
     })
 }
 
-/// Writes golden activations for every stage of the weights folder `weights` to `out`; returns
+/// Writes golden activations for every stage of the weights folder `folder` to `out`; returns
 /// how many stages.
-pub fn golden_folder(weights: &Path, out: &Path) -> Result<usize> {
-    let folder = coconut_core::manifest::WeightsDir::open(weights)?;
+pub fn golden_folder(folder: &coconut_core::manifest::WeightsDir, out: &Path) -> Result<usize> {
     let tokenizer = folder.tokenizer()?;
     let mut stages = Vec::new();
     for entry in &folder.manifest.stages {
